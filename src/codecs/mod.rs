@@ -1,0 +1,148 @@
+//! Reading and writing the four vendor formats: CSV, JSON Lines, XML and fixed-width.
+//!
+//! This module owns bytes <-> field values. It does not know about validation, mapping or
+//! masking (see `pipeline`), nor about files, threads or ledgers (see `engine`).
+//!
+//! Each format is split in two pieces, as the engine needs them:
+//! - **framing** ([`Decoder::frame`]): a sequential scan that finds record boundaries and cuts
+//!   the input into [`Chunk`]s that never split a record (a quoted CSV newline, an XML record
+//!   element). Chunks carry the number and line of their first record so that rejects can say
+//!   where they came from whatever chunk they were in.
+//! - **parsing** ([`Decoder::decode`]): turns one chunk into records, calling back once per
+//!   record with its values or with the reason it cannot be read. Chunks are independent, so the
+//!   engine parses them in parallel.
+//!
+//! Writing goes through [`Encoder`]: a header, one record at a time into a byte buffer, a footer.
+//! Encoding a record either appends all of it or nothing.
+
+pub mod csv;
+pub mod fixed;
+pub mod jsonl;
+pub mod xml;
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// A run of whole records inside the input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Byte range of the chunk inside the buffer given to [`Decoder::frame`].
+    pub bytes: Range<usize>,
+    /// 1-based number of the first record in the chunk (header not counted).
+    pub first_record: u64,
+    /// 1-based physical line number on which the first record starts.
+    pub first_line: u64,
+}
+
+/// What the decoder found at the start of a file (header row, XML prolog, BOM).
+#[derive(Debug, Clone, Default)]
+pub struct Preamble {
+    /// Byte offset where records begin (after BOM, header line, XML prolog and root start tag).
+    pub body_start: usize,
+    /// Byte offset where records end (before the XML root end tag; `len` for line formats).
+    pub body_end: usize,
+    /// Line number of the first byte at `body_start` (1-based).
+    pub body_first_line: u64,
+    /// Whether the input began with a UTF-8 byte order mark.
+    pub had_bom: bool,
+}
+
+/// One record handed to the callback of [`Decoder::decode`].
+#[derive(Debug)]
+pub struct RecordRef<'a> {
+    /// 1-based record number in the file.
+    pub number: u64,
+    /// 1-based line on which the record starts.
+    pub line: u64,
+    /// The record's original bytes (without its terminating newline).
+    pub raw: &'a [u8],
+    /// One value per configured field, in field order; `None` when the field is absent
+    /// (missing column, JSON key or null, XML element/attribute). An empty string is `Some("")`.
+    pub values: &'a [Option<Cow<'a, str>>],
+}
+
+/// A record that could not be read at all (not valid UTF-8, not a JSON object, wrong number of
+/// columns, wrong fixed-width length, malformed XML ...). Its values are not available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord<'a> {
+    pub number: u64,
+    pub line: u64,
+    pub raw: &'a [u8],
+    /// The field concerned, when there is one (for example the column with invalid UTF-8).
+    pub field: Option<String>,
+    /// Short machine-friendly rule name, e.g. `utf8`, `json`, `columns`, `length`, `xml`.
+    pub rule: &'static str,
+    /// Readable reason, e.g. `expected 8 columns, found 7`.
+    pub reason: String,
+}
+
+/// What a record callback receives.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    Record(RecordRef<'a>),
+    Bad(BadRecord<'a>),
+}
+
+/// An error that fails the whole file, not one record (for example: a CSV header lacking a
+/// configured column, an XML file with no root element, a file that is not the format at all).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: {reason}")]
+pub struct FileError {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Where a configured field's value comes from, per format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// CSV column by header name (needs a header).
+    Column(String),
+    /// CSV column by 0-based index.
+    Index(usize),
+    /// JSON path: object keys joined with dots (`customer.address.city`).
+    JsonPath(Vec<String>),
+    /// XML: child element path below the record element (`address/city`), local names, or an
+    /// attribute of the record element (`@id`) or of a child (`address/@kind`).
+    Xml { elements: Vec<String>, attribute: Option<String> },
+    /// Fixed-width: 0-based start and width, in characters (Unicode scalar values).
+    Fixed { start: usize, width: usize },
+}
+
+/// A format reader for one vendor's input, built once per file by the engine from the
+/// vendor's configuration and the field locators.
+pub trait Decoder: Send + Sync {
+    /// Reads the start (and for XML the end) of the file: BOM, header, prolog. Resolves column
+    /// names to positions. Called once per file before `frame`.
+    fn preamble(&mut self, data: &[u8]) -> Result<Preamble, FileError>;
+
+    /// Cuts `data[pre.body_start..pre.body_end]` into chunks of about `target_bytes` bytes
+    /// (a chunk may be larger when one record is), each ending at a record boundary.
+    /// Sequential and cheap: it only finds boundaries. The chunks cover the body exactly, in order.
+    fn frame<'d>(
+        &'d self,
+        data: &'d [u8],
+        pre: &Preamble,
+        target_bytes: usize,
+    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd>;
+
+    /// Parses one chunk (as produced by `frame`) and calls `each` for every record in order.
+    fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>));
+}
+
+/// A value too long or otherwise impossible to write in the output format.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("field {field:?}: {reason}")]
+pub struct EncodeError {
+    pub field: String,
+    pub reason: String,
+}
+
+/// A format writer for one vendor's output.
+pub trait Encoder: Send + Sync {
+    /// Bytes written once at the start of the file (BOM, CSV header, XML prolog and root tag).
+    fn header(&self, out: &mut Vec<u8>);
+    /// Appends one record (values in output field order). On error nothing is appended.
+    fn record(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// Bytes written once at the end (XML root end tag).
+    fn footer(&self, out: &mut Vec<u8>);
+}
