@@ -1,2 +1,16 @@
 //! batchwin: validate, map, mask and rewrite vendor files inside a batch window.
+//!
+//! The modules follow the data: `config` (what the vendors are) -> `codecs` (bytes to fields)
+//! -> `pipeline` (validate, map, mask) -> `engine` (one file, chunks in parallel) -> `ledger`
+//! (what happened). `commands` holds one file of glue per subcommand; `generate` writes
+//! synthetic days for demos, tests and benchmarks.
+pub mod cli;
 pub mod codecs;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod exit;
+pub mod generate;
+pub mod ledger;
+pub mod pipeline;
+pub mod settings;

@@ -1,0 +1,61 @@
+//! The command line: one enum of subcommands, the options every subcommand shares, and
+//! dispatch. Each subcommand's own options and logic live in `commands/NAME.rs`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::exit::{EXIT_CODES_HELP, ExitStatus, Failure};
+
+/// batchwin: validate, map, mask and rewrite vendor files inside a batch window.
+#[derive(Debug, Parser)]
+#[command(name = "batchwin", version, after_help = EXIT_CODES_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More log detail (-v info, -vv debug, -vvv trace).
+    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = crate::settings::ENV_LOG_FORMAT)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process vendor files: validate, map, mask, write output and rejects, record a ledger.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Process(commands::process::ProcessArgs),
+    /// Write a deterministic synthetic day of vendor files, its config and expected counts.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Generate(commands::generate::GenerateArgs),
+    /// Generate a small day in a fresh folder and process all of it: the first thing to run.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Demo(commands::demo::DemoArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<ExitStatus, Failure> {
+        let g = self.global;
+        match self.command {
+            Command::Process(a) => commands::process::run(&g, a),
+            Command::Generate(a) => commands::generate::run(&g, a),
+            Command::Demo(a) => commands::demo::run(&g, a),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! One file of glue per subcommand: its clap `Args` (whose doc comments are the help text) and
+//! its `run`. The logic they call lives in the domain modules.
+pub mod demo;
+pub mod generate;
+pub mod process;

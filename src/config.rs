@@ -1,0 +1,558 @@
+//! The vendor configuration file (`batchwin.toml`): its serde schema, loading, and errors that
+//! name the file, line and key.
+//!
+//! This module owns the *shape* of the configuration. It checks what can be checked on the
+//! data alone (unknown keys, types, enumerations). Cross-references (a mapping naming a field
+//! that does not exist, a rule comparing unknown fields, a lookup table that is missing) are
+//! checked when a vendor is built into its runtime profile (`pipeline::VendorProfile::build`),
+//! which reports them through [`ConfigError::at`] so they carry the line too.
+//!
+//! The reference for every key is `docs/config.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the key for keyed-hash masking comes from.
+    #[serde(default)]
+    pub masking: MaskingConfig,
+    /// Every vendor, in file order.
+    #[serde(default, rename = "vendor")]
+    pub vendors: Vec<VendorConfig>,
+    /// Where the file was read from and its text, for error locations.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// The file a configuration came from, kept to locate keys in error messages.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Name of the environment variable that holds the HMAC key.
+    pub key_env: Option<String>,
+    /// Path of a file that holds the HMAC key (relative paths are relative to the config file).
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    Medium,
+    Low,
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_priority")]
+    pub priority: Priority,
+    /// How long after the window opens the vendor's files must be done, e.g. `"2h"`, `"90m"`.
+    #[serde(default)]
+    pub sla: Option<String>,
+    /// Vendors whose files must be processed before this vendor's.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Rejects allowed before the file fails: a count (`100`) or a percentage (`"2%"`).
+    #[serde(default)]
+    pub skip_limit: Option<SkipLimitConfig>,
+    pub input: InputConfig,
+    pub fields: Vec<FieldConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub lookups: BTreeMap<String, BTreeMap<String, String>>,
+    pub output: OutputConfig,
+}
+
+fn default_priority() -> Priority {
+    Priority::Medium
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SkipLimitConfig {
+    Count(u64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Xml,
+    Fixed,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Xml => "xml",
+            Format::Fixed => "fixed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Encoding {
+    /// UTF-8; a byte order mark is accepted on input and not written on output.
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// UTF-8 with a byte order mark: accepted without one on input, written on output.
+    #[serde(rename = "utf-8-bom")]
+    Utf8Bom,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    pub format: Format,
+    /// CSV: one ASCII character.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// CSV: one ASCII character.
+    #[serde(default)]
+    pub quote: Option<String>,
+    /// CSV: whether the first row names the columns (default true).
+    #[serde(default)]
+    pub header: Option<bool>,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// XML: local name of the repeated record element.
+    #[serde(default)]
+    pub record: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    String,
+    Integer,
+    Decimal,
+    Date,
+    Timestamp,
+    Boolean,
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldType::String => "string",
+            FieldType::Integer => "integer",
+            FieldType::Decimal => "decimal",
+            FieldType::Date => "date",
+            FieldType::Timestamp => "timestamp",
+            FieldType::Boolean => "boolean",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlignConfig {
+    #[default]
+    Left,
+    Right,
+}
+
+/// A field of the input record: where it is and what it must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    pub name: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub kind: FieldType,
+    #[serde(default)]
+    pub required: bool,
+    /// CSV column name, JSON path (`a.b`), or XML path (`a/b`, `@id`, `a/@id`). Default: `name`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// CSV: 0-based column index, for files without a header.
+    #[serde(default)]
+    pub column: Option<usize>,
+    /// Fixed-width: 0-based start, in characters.
+    #[serde(default)]
+    pub start: Option<usize>,
+    /// Fixed-width: width, in characters.
+    #[serde(default)]
+    pub width: Option<usize>,
+    #[serde(default)]
+    pub align: Option<AlignConfig>,
+    #[serde(default)]
+    pub pad: Option<String>,
+    /// Date and timestamp: the chrono format of the input (`%Y-%m-%d` / RFC 3339 by default).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// A regular expression the whole value must match.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub min: Option<Bound>,
+    #[serde(default)]
+    pub max: Option<Bound>,
+    /// The only values allowed.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+    /// Most characters allowed.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+fn default_type() -> FieldType {
+    FieldType::String
+}
+
+/// A min or max: a number, or a date/timestamp written as a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Bound {
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Integer(v) => write!(f, "{v}"),
+            Bound::Float(v) => write!(f, "{v}"),
+            Bound::Text(v) => f.write_str(v),
+        }
+    }
+}
+
+/// A business rule across fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    /// An expression every record must satisfy, e.g. `end_date >= start_date`.
+    #[serde(default)]
+    pub check: Option<String>,
+    /// With `require`: the condition under which the fields are required.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Fields that must be present (non-empty) when `when` holds.
+    #[serde(default)]
+    pub require: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub format: Format,
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub quote: Option<String>,
+    #[serde(default)]
+    pub header: Option<bool>,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Line ending: `"lf"` (default) or `"crlf"`.
+    #[serde(default)]
+    pub line_ending: Option<String>,
+    /// XML: root element name (default `records`).
+    #[serde(default)]
+    pub root: Option<String>,
+    /// XML: record element name (default `record`).
+    #[serde(default)]
+    pub record: Option<String>,
+    /// Output file name pattern: `{vendor}`, `{stem}`, `{name}`, `{ext}`, `{date}`.
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// Reject file name pattern (same placeholders), written as JSON Lines.
+    #[serde(default)]
+    pub reject_file_name: Option<String>,
+    /// Output fields in order. Empty: every input field, unchanged, in input order.
+    #[serde(default)]
+    pub fields: Vec<OutputFieldConfig>,
+}
+
+/// One output field and how its value is made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFieldConfig {
+    pub name: String,
+    /// The input field it comes from (default: the same name). Exclusive with `value`/`template`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A constant.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Concatenation: `{first_name} {last_name}`; `{{` and `}}` are literal braces.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// In order: `trim`, `upper`, `lower`.
+    #[serde(default)]
+    pub transform: Vec<String>,
+    /// Date/timestamp output format (chrono), for `date` and `timestamp` fields.
+    #[serde(default)]
+    pub date_format: Option<String>,
+    /// Number reformatting for `integer`/`decimal` fields: digits after the point.
+    #[serde(default)]
+    pub decimals: Option<u32>,
+    #[serde(default)]
+    pub decimal_separator: Option<String>,
+    #[serde(default)]
+    pub thousands_separator: Option<String>,
+    /// Name of a table in the vendor's `lookups`.
+    #[serde(default)]
+    pub lookup: Option<String>,
+    /// Value when the lookup has no entry; without it a miss rejects the record.
+    #[serde(default)]
+    pub lookup_default: Option<String>,
+    /// `hash`, `redact`, `keep_last`, `email_domain`, `null`.
+    #[serde(default)]
+    pub mask: Option<String>,
+    /// `keep_last`: how many trailing characters stay visible (default 4).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    /// `hash`: how many hex characters of the HMAC to keep (default 64, all).
+    #[serde(default)]
+    pub hash_length: Option<usize>,
+    /// `redact`: the replacement text (default `***`).
+    #[serde(default)]
+    pub redact_text: Option<String>,
+    /// XML output: write as an attribute of the record element.
+    #[serde(default)]
+    pub attribute: bool,
+    /// Fixed-width output.
+    #[serde(default)]
+    pub start: Option<usize>,
+    #[serde(default)]
+    pub width: Option<usize>,
+    #[serde(default)]
+    pub align: Option<AlignConfig>,
+    #[serde(default)]
+    pub pad: Option<String>,
+}
+
+/// A configuration error: which file, which line, which key, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config `{path}` line {line}, key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// A dotted path to a key inside the configuration, e.g. `vendor[2].output.fields[0].from`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPath(Vec<Seg>);
+
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    pub fn vendor(index: usize) -> Self {
+        KeyPath(vec![Seg::Key("vendor".into()), Seg::Index(index)])
+    }
+    pub fn key(&self, k: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => f.write_str(k)?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and parses a configuration file. Shape errors (unknown keys, wrong types) come
+    /// back with their line; cross-reference checks happen when vendors are built.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, text)
+    }
+
+    /// Parses configuration text; `path` is used in messages and to resolve relative paths.
+    pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: parse_message(&e, &text),
+        })?;
+        config.source = Source {
+            path: path.to_path_buf(),
+            text,
+        };
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, v) in config.vendors.iter().enumerate() {
+            if let Some(first) = seen.insert(v.id.as_str(), i) {
+                return Err(config.at(
+                    &KeyPath::vendor(i).key("id"),
+                    format!("vendor id {:?} is already used by vendor[{first}]", v.id),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Finds a vendor by id (case-sensitive).
+    pub fn vendor(&self, id: &str) -> Option<(usize, &VendorConfig)> {
+        self.vendors.iter().enumerate().find(|(_, v)| v.id == id)
+    }
+
+    /// Builds an error for the key at `path`, with the line it is on.
+    pub fn at(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.path.clone(),
+            line: locate(&self.source.text, path),
+            key: path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Resolves a path written in the config relative to the config file's folder.
+    pub fn relative(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.source.path.parent() {
+            Some(dir) => dir.join(p),
+            None => p.to_path_buf(),
+        }
+    }
+}
+
+/// toml's message already carries line and column; keep its first lines (the location, the
+/// offending line and the reason) and fold it into one readable block.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message();
+    match e.span() {
+        Some(span) => {
+            let line = line_of(text, span.start);
+            let key = key_near(text, span.start);
+            match key {
+                Some(k) => format!("line {line}, key `{k}`: {message}"),
+                None => format!("line {line}: {message}"),
+            }
+        }
+        None => message.to_string(),
+    }
+}
+
+/// The bare key at the start of the line holding `offset`, when there is one.
+fn key_near(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?.trim();
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Line (1-based) of the key at `path`; falls back to the deepest parent that exists.
+fn locate(text: &str, path: &KeyPath) -> usize {
+    use toml_edit::{Item, Value};
+    enum Node<'a> {
+        Item(&'a Item),
+        Table(&'a toml_edit::Table),
+        Value(&'a Value),
+    }
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        return 0;
+    };
+    let mut best: Option<usize> = None;
+    let mut node = Node::Table(doc.as_table());
+    for seg in &path.0 {
+        let next = match (&node, seg) {
+            (Node::Table(t), Seg::Key(k)) | (Node::Item(Item::Table(t)), Seg::Key(k)) => {
+                t.get_key_value(k).map(|(key, v)| {
+                    best = key.span().map(|s| s.start).or(best);
+                    Node::Item(v)
+                })
+            }
+            (Node::Item(Item::Value(Value::InlineTable(t))), Seg::Key(k))
+            | (Node::Value(Value::InlineTable(t)), Seg::Key(k)) => {
+                t.get_key_value(k).map(|(key, v)| {
+                    best = key.span().map(|s| s.start).or(best);
+                    Node::Value(v)
+                })
+            }
+            (Node::Item(Item::ArrayOfTables(a)), Seg::Index(i)) => a.get(*i).map(|t| {
+                best = t.span().map(|s| s.start).or(best);
+                Node::Table(t)
+            }),
+            (Node::Item(Item::Value(Value::Array(a))), Seg::Index(i))
+            | (Node::Value(Value::Array(a)), Seg::Index(i)) => a.get(*i).map(|v| {
+                best = v.span().map(|s| s.start).or(best);
+                Node::Value(v)
+            }),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    best.map_or(0, |offset| line_of(text, offset))
+}

@@ -1,0 +1,377 @@
+//! Processing one file: memory-map it, frame it into chunks at record boundaries, run the
+//! pipeline on the chunks in parallel, and write the output and reject files in input order.
+//!
+//! Memory is bounded by a window of chunks in flight (about `threads * 4` chunks of
+//! `chunk_bytes` input each, and their outputs), never by the file: pages of the mapping that
+//! were read can be dropped by the kernel, so a file larger than memory works.
+//!
+//! Outputs are written under a temporary name in the target folder and renamed into place only
+//! when complete, so a reader never sees half a file. A file that fails (its skip limit is
+//! exceeded, it cannot be framed, a write fails) leaves no output under the final name; its
+//! reject file is still delivered so the operator can see why.
+//!
+//! This module owns no configuration parsing and no ledger: it returns a [`FileOutcome`] that
+//! the caller records.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
+use crate::pipeline::{Problem, VendorProfile, expand_name};
+
+/// Tuning for one file.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Target bytes of input per chunk.
+    pub chunk_bytes: usize,
+    /// Chunks processed in parallel before their outputs are written.
+    pub window_chunks: usize,
+    /// The business date of the run, for `{date}` in output names.
+    pub date: String,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        EngineOptions {
+            chunk_bytes: 1 << 20,
+            window_chunks: threads * 4,
+            date: chrono::Local::now().format("%Y-%m-%d").to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    Succeeded,
+    Failed,
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileStatus::Succeeded => "succeeded",
+            FileStatus::Failed => "failed",
+        })
+    }
+}
+
+/// Reject counts keyed by (field, rule).
+pub type RejectCounts = BTreeMap<(Option<String>, String), u64>;
+
+/// Everything known about one processed file.
+#[derive(Debug, Clone)]
+pub struct FileOutcome {
+    pub vendor: String,
+    pub input_path: PathBuf,
+    pub input_bytes: u64,
+    pub input_sha256: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_rejected: u64,
+    pub status: FileStatus,
+    pub error: Option<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub ended_at: chrono::DateTime<chrono::Utc>,
+    pub output_path: Option<PathBuf>,
+    pub output_bytes: u64,
+    pub output_sha256: Option<String>,
+    pub reject_path: Option<PathBuf>,
+    pub reject_counts: RejectCounts,
+}
+
+/// The results of one chunk, in the order they must be written.
+#[derive(Default)]
+struct ChunkOut {
+    out: Vec<u8>,
+    rejects: Vec<u8>,
+    records_in: u64,
+    records_out: u64,
+    rejected: u64,
+    counts: RejectCounts,
+}
+
+/// A file being written under a temporary name, hashed as it goes.
+struct TempOutput {
+    tmp: PathBuf,
+    dest: PathBuf,
+    writer: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl TempOutput {
+    fn create(dest: PathBuf) -> std::io::Result<TempOutput> {
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&tmp)?;
+        Ok(TempOutput {
+            tmp,
+            dest,
+            writer: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(b);
+        self.bytes += b.len() as u64;
+        self.writer.write_all(b)
+    }
+
+    /// Flushes, syncs and renames into place; returns (path, bytes, sha256).
+    fn commit(self) -> std::io::Result<(PathBuf, u64, String)> {
+        let file = self.writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest)?;
+        Ok((self.dest, self.bytes, hex::encode(self.hasher.finalize())))
+    }
+
+    fn abandon(self) {
+        drop(self.writer);
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Processes one input file of `profile` into `out_dir`.
+///
+/// Never panics on input: every problem with the data becomes a reject or a failed outcome.
+/// `Err` is returned only when the input cannot be opened or mapped at all.
+pub fn process_file(
+    profile: &VendorProfile,
+    encoder: &dyn Encoder,
+    input: &Path,
+    out_dir: &Path,
+    opts: &EngineOptions,
+) -> std::io::Result<FileOutcome> {
+    let started_at = chrono::Utc::now();
+    let file = File::open(input)?;
+    let len = file.metadata()?.len();
+    // SAFETY: the mapping is read-only; batchwin never writes inbound files, and the staging
+    // area's contract is that files are complete and unchanging once they are listed.
+    let map = if len == 0 {
+        None
+    } else {
+        Some(unsafe { memmap2::MmapOptions::new().map(&file)? })
+    };
+    let data: &[u8] = map.as_deref().unwrap_or(&[]);
+    #[cfg(unix)]
+    if let Some(m) = &map {
+        let _ = m.advise(memmap2::Advice::Sequential);
+    }
+
+    let input_name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    let out_path = out_dir.join(expand_name(&profile.output.file_name, &profile.id, &input_name, &opts.date));
+    let reject_path = out_dir.join(expand_name(&profile.output.reject_file_name, &profile.id, &input_name, &opts.date));
+
+    let mut outcome = FileOutcome {
+        vendor: profile.id.clone(),
+        input_path: input.to_path_buf(),
+        input_bytes: len,
+        input_sha256: String::new(),
+        records_in: 0,
+        records_out: 0,
+        records_rejected: 0,
+        status: FileStatus::Succeeded,
+        error: None,
+        started_at,
+        ended_at: started_at,
+        output_path: None,
+        output_bytes: 0,
+        output_sha256: None,
+        reject_path: None,
+        reject_counts: RejectCounts::new(),
+    };
+
+    // Hash the input on its own thread while the chunks are processed.
+    let (sha, result) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| hex::encode(Sha256::digest(data)));
+        let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome);
+        (hasher.join().unwrap_or_default(), result)
+    });
+    outcome.input_sha256 = sha;
+    if let Err(e) = result {
+        outcome.status = FileStatus::Failed;
+        outcome.error = Some(e);
+    }
+    outcome.ended_at = chrono::Utc::now();
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_chunks(
+    profile: &VendorProfile,
+    encoder: &dyn Encoder,
+    data: &[u8],
+    input_name: &str,
+    out_path: &Path,
+    reject_path: &Path,
+    opts: &EngineOptions,
+    outcome: &mut FileOutcome,
+) -> Result<(), String> {
+    let mut decoder = profile.decoder();
+    let write_err = |what: &Path, e: std::io::Error| format!("cannot write `{}`: {e}", what.display());
+    let mut out = TempOutput::create(out_path.to_path_buf()).map_err(|e| write_err(out_path, e))?;
+    let mut rej = match TempOutput::create(reject_path.to_path_buf()) {
+        Ok(r) => r,
+        Err(e) => {
+            out.abandon();
+            return Err(write_err(reject_path, e));
+        }
+    };
+    let result = (|| -> Result<(), String> {
+        let pre = decoder.preamble(data).map_err(|e| format!("{input_name}: {e}"))?;
+        let decoder = &*decoder;
+        let mut head = Vec::new();
+        encoder.header(&mut head);
+        out.write(&head).map_err(|e| write_err(out_path, e))?;
+
+        let mut frames = decoder.frame(data, &pre, opts.chunk_bytes);
+        let mut window: Vec<Chunk> = Vec::with_capacity(opts.window_chunks);
+        loop {
+            window.clear();
+            for c in frames.by_ref() {
+                window.push(c.map_err(|e| format!("{input_name}: {e}"))?);
+                if window.len() >= opts.window_chunks.max(1) {
+                    break;
+                }
+            }
+            if window.is_empty() {
+                break;
+            }
+            let results: Vec<ChunkOut> = window
+                .par_iter()
+                .map(|chunk| process_chunk(profile, decoder, encoder, data, chunk, input_name))
+                .collect();
+            for r in results {
+                out.write(&r.out).map_err(|e| write_err(out_path, e))?;
+                rej.write(&r.rejects).map_err(|e| write_err(reject_path, e))?;
+                outcome.records_in += r.records_in;
+                outcome.records_out += r.records_out;
+                outcome.records_rejected += r.rejected;
+                for (k, n) in r.counts {
+                    *outcome.reject_counts.entry(k).or_default() += n;
+                }
+            }
+        }
+        let mut tail = Vec::new();
+        encoder.footer(&mut tail);
+        out.write(&tail).map_err(|e| write_err(out_path, e))?;
+        if profile.skip_limit.exceeded(outcome.records_rejected, outcome.records_in) {
+            let mut top: Vec<_> = outcome.reject_counts.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1));
+            let reasons: Vec<String> = top
+                .iter()
+                .take(3)
+                .map(|((f, r), n)| match f {
+                    Some(f) => format!("{f}.{r}: {n}"),
+                    None => format!("{r}: {n}"),
+                })
+                .collect();
+            return Err(format!(
+                "{} of {} records rejected, over the skip limit of {} (top reasons: {})",
+                outcome.records_rejected,
+                outcome.records_in,
+                profile.skip_limit,
+                reasons.join(", ")
+            ));
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            let (p, bytes, sha) = out.commit().map_err(|e| write_err(out_path, e))?;
+            outcome.output_path = Some(p);
+            outcome.output_bytes = bytes;
+            outcome.output_sha256 = Some(sha);
+        }
+        Err(e) => {
+            out.abandon();
+            if let Ok((p, _, _)) = rej.commit() {
+                outcome.reject_path = Some(p);
+            }
+            return Err(e);
+        }
+    }
+    let (p, _, _) = rej.commit().map_err(|e| write_err(reject_path, e))?;
+    outcome.reject_path = Some(p);
+    Ok(())
+}
+
+/// One line of the reject file.
+#[derive(serde::Serialize)]
+struct RejectLine<'a> {
+    file: &'a str,
+    record: u64,
+    line: u64,
+    errors: &'a [Problem],
+    raw: std::borrow::Cow<'a, str>,
+}
+
+fn process_chunk(
+    profile: &VendorProfile,
+    decoder: &dyn crate::codecs::Decoder,
+    encoder: &dyn Encoder,
+    data: &[u8],
+    chunk: &Chunk,
+    input_name: &str,
+) -> ChunkOut {
+    let mut r = ChunkOut {
+        out: Vec::with_capacity(chunk.bytes.len() + chunk.bytes.len() / 4),
+        ..ChunkOut::default()
+    };
+    let mut reject = |r: &mut ChunkOut, number: u64, line: u64, raw: &[u8], problems: Vec<Problem>| {
+        r.rejected += 1;
+        for p in &problems {
+            *r.counts.entry((p.field.clone(), p.rule.clone())).or_default() += 1;
+        }
+        let line = RejectLine {
+            file: input_name,
+            record: number,
+            line,
+            errors: &problems,
+            raw: String::from_utf8_lossy(raw),
+        };
+        // Serializing plain strings and numbers to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut r.rejects, &line);
+        r.rejects.push(b'\n');
+    };
+    decoder.decode(data, chunk, &mut |d| {
+        r.records_in += 1;
+        match d {
+            Decoded::Bad(BadRecord { number, line, raw, field, rule, reason }) => {
+                reject(&mut r, number, line, raw, vec![Problem { field, rule: rule.to_string(), reason }]);
+            }
+            Decoded::Record(rec) => match profile.apply(rec.values) {
+                Ok(values) => {
+                    let refs: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+                    match encoder.record(&refs, &mut r.out) {
+                        Ok(()) => r.records_out += 1,
+                        Err(e) => {
+                            let p = Problem {
+                                field: Some(e.field.clone()),
+                                rule: "output".into(),
+                                reason: format!("output field `{}`: {}", e.field, e.reason),
+                            };
+                            reject(&mut r, rec.number, rec.line, rec.raw, vec![p]);
+                        }
+                    }
+                }
+                Err(problems) => reject(&mut r, rec.number, rec.line, rec.raw, problems),
+            },
+        }
+    });
+    r
+}

@@ -1,0 +1,69 @@
+//! Typed exit codes, shared by every subcommand and documented in the README and `--help`.
+//!
+//! Engines key on them: AWS Batch `evaluateOnExit` and Slurm requeue retry only
+//! [`ExitStatus::Retryable`].
+
+use std::process::ExitCode;
+
+/// How a batchwin command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything succeeded.
+    Success,
+    /// 1: data failure: a file failed (skip limit exceeded, unreadable format), an SLA missed.
+    DataFailure,
+    /// 2: usage or configuration error: fix the command line or `batchwin.toml`.
+    Usage,
+    /// 3: retryable I/O error (network, object store, SFTP): run the same command again.
+    Retryable,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::DataFailure => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::Retryable => 3,
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        ExitCode::from(s.code())
+    }
+}
+
+/// An error that carries the exit status it should end the process with.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct Failure {
+    pub status: ExitStatus,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { status: ExitStatus::Usage, error: error.into() }
+    }
+    pub fn data(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { status: ExitStatus::DataFailure, error: error.into() }
+    }
+    pub fn retryable(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { status: ExitStatus::Retryable, error: error.into() }
+    }
+}
+
+impl From<crate::config::ConfigError> for Failure {
+    fn from(e: crate::config::ConfigError) -> Failure {
+        Failure::usage(e)
+    }
+}
+
+/// Help text listing the exit codes, appended to `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  success
+  1  data failure: a file failed (skip limit exceeded, unreadable input), an SLA was missed
+  2  usage or configuration error
+  3  retryable I/O error: run the same command again";

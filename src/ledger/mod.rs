@@ -1,0 +1,203 @@
+//! The run ledger: a DuckDB file that records each run, each file it processed and the reject
+//! counts by field and rule. `process` writes it; `report` (later) merges many of them.
+//!
+//! The schema is documented in `docs/ledger.md` and versioned in the `meta` table. Times are
+//! stored as `TIMESTAMP` in UTC (no time-zone extension needed to read them). Rows are written
+//! as each file finishes, in one transaction per file, so a ledger is useful even when a run is
+//! killed half-way.
+
+use std::path::Path;
+
+use duckdb::{Connection, params};
+
+use crate::engine::FileOutcome;
+
+/// The schema version written to `meta.schema_version`.
+pub const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      VARCHAR PRIMARY KEY,
+    command     VARCHAR NOT NULL,
+    host        VARCHAR NOT NULL,
+    version     VARCHAR NOT NULL,
+    threads     INTEGER NOT NULL,
+    started_at  TIMESTAMP NOT NULL,
+    ended_at    TIMESTAMP,
+    exit_code   INTEGER
+);
+CREATE TABLE IF NOT EXISTS files (
+    run_id            VARCHAR NOT NULL,
+    vendor            VARCHAR NOT NULL,
+    priority          VARCHAR NOT NULL,
+    input_path        VARCHAR NOT NULL,
+    input_bytes       BIGINT NOT NULL,
+    input_sha256      VARCHAR NOT NULL,
+    records_in        BIGINT NOT NULL,
+    records_out       BIGINT NOT NULL,
+    records_rejected  BIGINT NOT NULL,
+    status            VARCHAR NOT NULL,
+    error             VARCHAR,
+    started_at        TIMESTAMP NOT NULL,
+    ended_at          TIMESTAMP NOT NULL,
+    output_path       VARCHAR,
+    output_bytes      BIGINT NOT NULL,
+    output_sha256     VARCHAR,
+    reject_path       VARCHAR
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    run_id      VARCHAR NOT NULL,
+    vendor      VARCHAR NOT NULL,
+    input_path  VARCHAR NOT NULL,
+    field       VARCHAR,
+    rule        VARCHAR NOT NULL,
+    count       BIGINT NOT NULL
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger `{path}`: {source}")]
+    Db {
+        path: String,
+        #[source]
+        source: duckdb::Error,
+    },
+    #[error("ledger `{path}` has schema version {found}, this batchwin writes version {SCHEMA_VERSION}")]
+    Version { path: String, found: String },
+}
+
+/// What identifies a run in the ledger.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub command: String,
+    pub host: String,
+    pub version: String,
+    pub threads: usize,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RunInfo {
+    pub fn new(command: &str) -> RunInfo {
+        RunInfo {
+            run_id: uuid::Uuid::new_v4().to_string(),
+            command: command.to_string(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            threads: rayon::current_num_threads(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+}
+
+/// An open ledger file.
+pub struct Ledger {
+    conn: Connection,
+    path: String,
+}
+
+fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+impl Ledger {
+    /// Opens (creating when needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let p = path.display().to_string();
+        let err = |source| LedgerError::Db { path: p.clone(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .ok();
+        match found {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)",
+                    params![SCHEMA_VERSION],
+                )
+                .map_err(err)?;
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => return Err(LedgerError::Version { path: p, found: v }),
+        }
+        Ok(Ledger { conn, path: p })
+    }
+
+    fn err(&self, source: duckdb::Error) -> LedgerError {
+        LedgerError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records the start of a run.
+    pub fn begin_run(&self, run: &RunInfo) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL)",
+                params![run.run_id, run.command, run.host, run.version, run.threads as i64, ts(&run.started_at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the end of a run and its exit code.
+    pub fn end_run(&self, run: &RunInfo, exit_code: i32) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended_at = CAST(? AS TIMESTAMP), exit_code = ? WHERE run_id = ?",
+                params![ts(&chrono::Utc::now()), exit_code, run.run_id],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records one processed file and its reject counts, atomically.
+    pub fn record_file(&mut self, run: &RunInfo, priority: &str, f: &FileOutcome) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let err = |source| LedgerError::Db { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        let input = f.input_path.display().to_string();
+        tx.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?, ?, ?)",
+            params![
+                run.run_id,
+                f.vendor,
+                priority,
+                input,
+                f.input_bytes as i64,
+                f.input_sha256,
+                f.records_in as i64,
+                f.records_out as i64,
+                f.records_rejected as i64,
+                f.status.to_string(),
+                f.error,
+                ts(&f.started_at),
+                ts(&f.ended_at),
+                f.output_path.as_ref().map(|p| p.display().to_string()),
+                f.output_bytes as i64,
+                f.output_sha256,
+                f.reject_path.as_ref().map(|p| p.display().to_string()),
+            ],
+        )
+        .map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare("INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?)")
+                .map_err(err)?;
+            for ((field, rule), count) in &f.reject_counts {
+                stmt.execute(params![run.run_id, f.vendor, input, field, rule, *count as i64])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The underlying connection, for queries (reports, tests).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}

@@ -1,0 +1,382 @@
+//! Field validation: type, required, pattern, allowed values, length and bounds.
+//!
+//! A [`FieldCheck`] is built once per vendor from its `[[vendor.fields]]` entry (regexes
+//! compiled, bounds parsed into the field's type) and then applied to every record. It owns no
+//! I/O and knows nothing of formats: it sees a field's text (or its absence) and answers with
+//! the typed value or a [`Violation`] naming the rule that failed.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use regex::Regex;
+use rust_decimal::Decimal;
+
+use crate::config::{Bound, FieldConfig, FieldType};
+
+/// A typed field value, as rules and reformatting need it.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub enum Typed<'a> {
+    Null,
+    Str(&'a str),
+    Int(i64),
+    Dec(Decimal),
+    Date(NaiveDate),
+    /// Timestamps are compared in UTC when they carry an offset.
+    Ts(NaiveDateTime),
+    Bool(bool),
+}
+
+impl Typed<'_> {
+    /// Orders two values of compatible types; `None` when they cannot be compared.
+    pub fn compare(&self, other: &Typed<'_>) -> Option<std::cmp::Ordering> {
+        use Typed::*;
+        match (self, other) {
+            (Str(a), Str(b)) => Some(a.cmp(b)),
+            (Int(a), Int(b)) => Some(a.cmp(b)),
+            (Dec(a), Dec(b)) => Some(a.cmp(b)),
+            (Int(a), Dec(b)) => Some(Decimal::from(*a).cmp(b)),
+            (Dec(a), Int(b)) => Some(a.cmp(&Decimal::from(*b))),
+            (Date(a), Date(b)) => Some(a.cmp(b)),
+            (Ts(a), Ts(b)) => Some(a.cmp(b)),
+            (Date(a), Ts(b)) => Some(a.and_hms_opt(0, 0, 0)?.cmp(b)),
+            (Ts(a), Date(b)) => Some(a.cmp(&b.and_hms_opt(0, 0, 0)?)),
+            (Bool(a), Bool(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a value was refused: the rule (`required`, `type`, `pattern`, `values`, `max_length`,
+/// `min`, `max`) and a readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+/// How the text of a date or timestamp field is read.
+#[derive(Debug, Clone)]
+pub enum TimeFormat {
+    /// chrono format string.
+    Pattern(String),
+    /// RFC 3339 (the timestamp default).
+    Rfc3339,
+}
+
+/// The compiled checks of one input field.
+#[derive(Debug, Clone)]
+pub struct FieldCheck {
+    pub name: String,
+    pub kind: FieldType,
+    pub required: bool,
+    pub time_format: TimeFormat,
+    pattern: Option<Regex>,
+    values: Option<HashSet<String>>,
+    max_length: Option<usize>,
+    min: Option<Typed<'static>>,
+    max: Option<Typed<'static>>,
+}
+
+impl FieldCheck {
+    /// Compiles a field's checks; the error names the key (`pattern`, `min`, ...) and why.
+    pub fn build(f: &FieldConfig) -> Result<FieldCheck, (&'static str, String)> {
+        let time_format = match (&f.format, f.kind) {
+            (Some(p), FieldType::Date | FieldType::Timestamp) => {
+                check_chrono_format(p).map_err(|m| ("format", m))?;
+                TimeFormat::Pattern(p.clone())
+            }
+            (Some(_), _) => {
+                return Err((
+                    "format",
+                    format!("`format` applies to date and timestamp fields, not {}", f.kind),
+                ));
+            }
+            (None, FieldType::Date) => TimeFormat::Pattern("%Y-%m-%d".into()),
+            (None, _) => TimeFormat::Rfc3339,
+        };
+        let pattern = match &f.pattern {
+            Some(p) => Some(
+                // Anchor so the whole value must match, as users expect of a field pattern.
+                Regex::new(&format!("^(?:{p})$")).map_err(|e| ("pattern", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut check = FieldCheck {
+            name: f.name.clone(),
+            kind: f.kind,
+            required: f.required,
+            time_format,
+            pattern,
+            values: f.values.as_ref().map(|v| v.iter().cloned().collect()),
+            max_length: f.max_length,
+            min: None,
+            max: None,
+        };
+        for (key, bound) in [("min", &f.min), ("max", &f.max)] {
+            let Some(b) = bound else { continue };
+            let typed = check.bound(b).map_err(|m| (key, m))?;
+            if key == "min" {
+                check.min = Some(typed);
+            } else {
+                check.max = Some(typed);
+            }
+        }
+        Ok(check)
+    }
+
+    fn bound(&self, b: &Bound) -> Result<Typed<'static>, String> {
+        let text = b.to_string();
+        match (self.kind, b) {
+            (FieldType::Integer, Bound::Integer(v)) => Ok(Typed::Int(*v)),
+            (FieldType::Decimal | FieldType::Integer, _) => Decimal::from_str(&text)
+                .map(Typed::Dec)
+                .map_err(|_| format!("{text:?} is not a number")),
+            (FieldType::Date | FieldType::Timestamp, Bound::Text(t)) => {
+                parse_bound_time(t).ok_or_else(|| {
+                    format!("{t:?} is not a date (YYYY-MM-DD) or timestamp (RFC 3339)")
+                })
+            }
+            (kind, _) => Err(format!(
+                "min and max apply to integer, decimal, date and timestamp fields; {:?} is {kind}",
+                self.name
+            )),
+        }
+    }
+
+    /// Checks one value. `Ok(Typed::Null)` for an absent or empty optional value.
+    pub fn check<'a>(&self, value: Option<&'a str>) -> Result<Typed<'a>, Violation> {
+        let text = match value {
+            Some(t) if !t.is_empty() => t,
+            _ if self.required => {
+                return Err(Violation {
+                    rule: "required",
+                    reason: "is required but missing".into(),
+                });
+            }
+            _ => return Ok(Typed::Null),
+        };
+        let typed = self.parse(text)?;
+        if let Some(re) = &self.pattern {
+            if !re.is_match(text) {
+                return Err(Violation {
+                    rule: "pattern",
+                    reason: format!("{} does not match pattern {}", quote(text), pattern_text(re)),
+                });
+            }
+        }
+        if let Some(values) = &self.values {
+            if !values.contains(text) {
+                return Err(Violation {
+                    rule: "values",
+                    reason: format!("{} is not one of the allowed values", quote(text)),
+                });
+            }
+        }
+        if let Some(max) = self.max_length {
+            let n = text.chars().count();
+            if n > max {
+                return Err(Violation {
+                    rule: "max_length",
+                    reason: format!("has {n} characters, more than {max}"),
+                });
+            }
+        }
+        if let Some(min) = &self.min {
+            if typed.compare(min) == Some(std::cmp::Ordering::Less) {
+                return Err(Violation {
+                    rule: "min",
+                    reason: format!("{} is below the minimum {}", quote(text), show(min)),
+                });
+            }
+        }
+        if let Some(max) = &self.max {
+            if typed.compare(max) == Some(std::cmp::Ordering::Greater) {
+                return Err(Violation {
+                    rule: "max",
+                    reason: format!("{} is above the maximum {}", quote(text), show(max)),
+                });
+            }
+        }
+        Ok(typed)
+    }
+
+    /// Parses text into the field's type.
+    pub fn parse<'a>(&self, text: &'a str) -> Result<Typed<'a>, Violation> {
+        let bad = || Violation {
+            rule: "type",
+            reason: format!("{} is not a {}", quote(text), self.kind_text()),
+        };
+        Ok(match self.kind {
+            FieldType::String => Typed::Str(text),
+            FieldType::Integer => Typed::Int(text.parse::<i64>().map_err(|_| bad())?),
+            FieldType::Decimal => {
+                // Decimal::from_str accepts "1_000"; vendors' decimals never use underscores.
+                if text.contains('_') {
+                    return Err(bad());
+                }
+                Typed::Dec(Decimal::from_str(text).map_err(|_| bad())?)
+            }
+            FieldType::Boolean => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" => Typed::Bool(true),
+                "false" | "no" | "n" | "0" => Typed::Bool(false),
+                _ => return Err(bad()),
+            },
+            FieldType::Date => match &self.time_format {
+                TimeFormat::Pattern(p) => {
+                    Typed::Date(NaiveDate::parse_from_str(text, p).map_err(|_| bad())?)
+                }
+                TimeFormat::Rfc3339 => Typed::Date(
+                    DateTime::parse_from_rfc3339(text)
+                        .map_err(|_| bad())?
+                        .date_naive(),
+                ),
+            },
+            FieldType::Timestamp => Typed::Ts(parse_timestamp(text, &self.time_format).ok_or_else(bad)?),
+        })
+    }
+
+    fn kind_text(&self) -> String {
+        match (&self.kind, &self.time_format) {
+            (FieldType::Date | FieldType::Timestamp, TimeFormat::Pattern(p)) => {
+                format!("{} in format {p}", self.kind)
+            }
+            (FieldType::Timestamp, TimeFormat::Rfc3339) => "RFC 3339 timestamp".into(),
+            (kind, _) => kind.to_string(),
+        }
+    }
+}
+
+/// Parses a timestamp; with an offset it is converted to UTC.
+pub fn parse_timestamp(text: &str, format: &TimeFormat) -> Option<NaiveDateTime> {
+    match format {
+        TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|d| d.naive_utc()),
+        TimeFormat::Pattern(p) => match DateTime::parse_from_str(text, p) {
+            Ok(d) => Some(d.naive_utc()),
+            Err(_) => NaiveDateTime::parse_from_str(text, p).ok(),
+        },
+    }
+}
+
+fn parse_bound_time(t: &str) -> Option<Typed<'static>> {
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Some(Typed::Date(d));
+    }
+    parse_timestamp(t, &TimeFormat::Rfc3339).map(Typed::Ts)
+}
+
+/// Rejects a chrono format with an invalid specifier at configuration time rather than on
+/// every record.
+pub fn check_chrono_format(p: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
+        return Err(format!("{p:?} is not a valid date format"));
+    }
+    Ok(())
+}
+
+fn pattern_text(re: &Regex) -> &str {
+    let s = re.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
+}
+
+fn show(t: &Typed<'_>) -> String {
+    match t {
+        Typed::Null => "null".into(),
+        Typed::Str(s) => s.to_string(),
+        Typed::Int(v) => v.to_string(),
+        Typed::Dec(v) => v.to_string(),
+        Typed::Date(v) => v.to_string(),
+        Typed::Ts(v) => v.to_string(),
+        Typed::Bool(v) => v.to_string(),
+    }
+}
+
+/// Quotes a value for a message, shortened so a 100 MB field does not become a 100 MB reason.
+pub fn quote(text: &str) -> String {
+    const MAX: usize = 60;
+    if text.chars().count() <= MAX {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(toml_text: &str) -> FieldCheck {
+        let f: FieldConfig = toml::from_str(toml_text).unwrap();
+        FieldCheck::build(&f).unwrap()
+    }
+
+    #[test]
+    fn required_and_empty() {
+        let f = field("name = 'a'\nrequired = true");
+        assert_eq!(f.check(None).unwrap_err().rule, "required");
+        assert_eq!(f.check(Some("")).unwrap_err().rule, "required");
+        let g = field("name = 'a'\ntype = 'integer'");
+        assert_eq!(g.check(Some("")).unwrap(), Typed::Null);
+    }
+
+    #[test]
+    fn types() {
+        let i = field("name = 'a'\ntype = 'integer'");
+        assert_eq!(i.check(Some("-12")).unwrap(), Typed::Int(-12));
+        assert_eq!(i.check(Some("1.5")).unwrap_err().rule, "type");
+        let d = field("name = 'a'\ntype = 'decimal'");
+        assert!(d.check(Some("12.50")).is_ok());
+        assert_eq!(d.check(Some("12,5")).unwrap_err().rule, "type");
+        assert_eq!(d.check(Some("1_0")).unwrap_err().rule, "type");
+        let dt = field("name = 'a'\ntype = 'date'\nformat = '%d/%m/%Y'");
+        assert!(dt.check(Some("31/12/2026")).is_ok());
+        let e = dt.check(Some("2026-12-31")).unwrap_err();
+        assert_eq!(e.reason, "\"2026-12-31\" is not a date in format %d/%m/%Y");
+        let ts = field("name = 'a'\ntype = 'timestamp'");
+        assert!(ts.check(Some("2026-11-29T06:00:00Z")).is_ok());
+        assert!(ts.check(Some("2026-11-29 06:00")).is_err());
+        let b = field("name = 'a'\ntype = 'boolean'");
+        assert_eq!(b.check(Some("Yes")).unwrap(), Typed::Bool(true));
+        assert!(b.check(Some("maybe")).is_err());
+    }
+
+    #[test]
+    fn pattern_values_length_bounds() {
+        let p = field("name = 'a'\npattern = '[A-Z]{2}[0-9]+'");
+        assert!(p.check(Some("AB12")).is_ok());
+        assert_eq!(p.check(Some("xAB12")).unwrap_err().rule, "pattern");
+        let v = field("name = 'a'\nvalues = ['open', 'closed']");
+        assert_eq!(v.check(Some("gone")).unwrap_err().rule, "values");
+        let l = field("name = 'a'\nmax_length = 3");
+        assert!(l.check(Some("äöü")).is_ok());
+        assert_eq!(l.check(Some("abcd")).unwrap_err().rule, "max_length");
+        let n = field("name = 'a'\ntype = 'decimal'\nmin = 0\nmax = 1000.5");
+        assert_eq!(n.check(Some("-0.01")).unwrap_err().rule, "min");
+        assert_eq!(n.check(Some("1000.51")).unwrap_err().rule, "max");
+        assert!(n.check(Some("1000.50")).is_ok());
+        let d = field("name = 'a'\ntype = 'date'\nmin = '2020-01-01'");
+        assert_eq!(d.check(Some("2019-12-31")).unwrap_err().rule, "min");
+    }
+
+    #[test]
+    fn bad_config() {
+        let f: FieldConfig = toml::from_str("name = 'a'\nmin = 3").unwrap();
+        assert_eq!(FieldCheck::build(&f).unwrap_err().0, "min");
+        let f: FieldConfig = toml::from_str("name = 'a'\npattern = '(('").unwrap();
+        assert_eq!(FieldCheck::build(&f).unwrap_err().0, "pattern");
+        let f: FieldConfig = toml::from_str("name = 'a'\ntype = 'date'\nformat = '%Q'").unwrap();
+        assert_eq!(FieldCheck::build(&f).unwrap_err().0, "format");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_reasons() {
+        let big = "x".repeat(1000);
+        assert!(quote(&big).len() < 80);
+    }
+}
