@@ -439,6 +439,16 @@ impl Config {
         };
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, v) in config.vendors.iter().enumerate() {
+            // Vendor ids become folder and file names: keep them plain.
+            let plain = !v.id.is_empty()
+                && !v.id.starts_with('.')
+                && v.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !plain {
+                return Err(config.at(
+                    &KeyPath::vendor(i).key("id"),
+                    format!("{:?} is not a plain id: use letters, digits, `-`, `_` and `.`", v.id),
+                ));
+            }
             if let Some(first) = seen.insert(v.id.as_str(), i) {
                 return Err(config.at(
                     &KeyPath::vendor(i).key("id"),

@@ -1,0 +1,108 @@
+//! Configuration errors name the file, the line and the key, and exit with code 2.
+
+use crate::process::ACME;
+use crate::util::{Dir, redact};
+
+/// Runs `process` with `config` and returns its stderr with the temp folder redacted.
+fn error_for(config: &str) -> String {
+    let d = Dir::new();
+    d.write("batchwin.toml", config);
+    d.write("in.csv", "id\n1\n");
+    let out = d
+        .cmd()
+        .args(["process", "--vendor", "ACME", "--input", "in.csv", "--out", "out"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    redact(&String::from_utf8_lossy(&out.stderr), &d)
+}
+
+#[test]
+fn unknown_key() {
+    let c = ACME.replace("pattern = \"[^@]+@[^@]+\"", "patern = \"[^@]+@[^@]+\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn wrong_type() {
+    let c = ACME.replace("header = true", "header = \"yes\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn unknown_enum_value() {
+    let c = ACME.replace("priority = \"high\"", "priority = \"urgent\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn output_from_unknown_field() {
+    let c = ACME.replace("from = \"start_date\"", "from = \"start_dat\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn rule_with_unknown_field() {
+    let c = ACME.replace("check = \"end_date >= start_date\"", "check = \"end_date >= begin_date\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn require_unknown_field() {
+    let c = ACME.replace("require = [\"closed_at\"]", "require = [\"closed_on\"]");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn unknown_lookup_table() {
+    let c = ACME.replace("lookup = \"countries\"", "lookup = \"nations\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn bad_regex() {
+    let c = ACME.replace("pattern = \"[^@]+@[^@]+\"", "pattern = \"[^@+\"");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn hash_mask_without_key() {
+    let d = Dir::new();
+    d.write("batchwin.toml", ACME);
+    d.write("in.csv", "id\n1\n");
+    let out = d
+        .cmd()
+        .env_remove("BATCHWIN_MASK_KEY")
+        .args(["process", "--vendor", "ACME", "--input", "in.csv", "--out", "out"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(redact(&String::from_utf8_lossy(&out.stderr), &d));
+}
+
+#[test]
+fn bad_toml_syntax() {
+    let c = ACME.replace("[vendor.input]", "[vendor.input");
+    insta::assert_snapshot!(error_for(&c));
+}
+
+#[test]
+fn missing_config_file() {
+    let d = Dir::new();
+    d.write("in.csv", "id\n1\n");
+    let out = d
+        .cmd()
+        .args(["process", "--vendor", "ACME", "--input", "in.csv", "--out", "out"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read config `batchwin.toml`"), "{err}");
+}
+
+#[test]
+fn help_lists_exit_codes() {
+    let d = Dir::new();
+    let out = d.cmd().args(["process", "--help"]).output().expect("run");
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}

@@ -1,0 +1,77 @@
+//! A temporary folder with fixtures and a `batchwin` command that runs in it with the
+//! project's environment variables cleared.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use sha2::{Digest, Sha256};
+
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+pub const MASK_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir { tmp: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, contents).expect("write fixture");
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// `batchwin` in this folder, with every `BATCHWIN_*` variable removed and a known
+    /// masking key.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("batchwin").expect("binary");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BATCHWIN_") || k.starts_with("RAYON_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("BATCHWIN_MASK_KEY", MASK_KEY);
+        c.current_dir(self.root());
+        c
+    }
+}
+
+/// sha256 of every file below `dir` (relative path -> hex), for comparing whole trees.
+pub fn tree_hashes(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !skip(&p) {
+                let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
+                out.insert(rel, hex::encode(Sha256::digest(std::fs::read(&p).expect("read"))));
+            }
+        }
+    }
+    out
+}
+
+/// Replaces the temp folder in a message by `[TMP]` so snapshots are stable.
+pub fn redact(text: &str, dir: &Dir) -> String {
+    text.replace(&dir.root().display().to_string(), "[TMP]")
+}
