@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -142,6 +141,44 @@ impl TempOutput {
     }
 }
 
+/// Hashes the input in order as windows are processed, and releases the pages of the mapping
+/// that are done with, so that resident memory stays bounded by the window, not the file.
+struct InputHasher<'m> {
+    sha: Sha256,
+    /// Bytes hashed so far (everything before this offset).
+    done: usize,
+    map: Option<&'m memmap2::Mmap>,
+}
+
+impl InputHasher<'_> {
+    /// Hashes `data[self.done..end]`.
+    fn advance(&mut self, data: &[u8], end: usize) {
+        if end > self.done {
+            self.sha.update(&data[self.done..end]);
+            self.done = end;
+        }
+    }
+
+    /// Tells the kernel the mapping before `end` is no longer needed by this process.
+    fn release(&self, end: usize) {
+        #[cfg(unix)]
+        if let Some(m) = self.map {
+            let page = 4096;
+            let len = end.min(self.done) / page * page;
+            if len > 0 {
+                // SAFETY: the mapping is private and read-only; dropping its pages only means
+                // a later read faults them in again from the file, which is unchanged.
+                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+            }
+        }
+    }
+
+    fn finish(mut self, data: &[u8]) -> String {
+        self.advance(data, data.len());
+        hex::encode(self.sha.finalize())
+    }
+}
+
 /// Processes one input file of `profile` into `out_dir`.
 ///
 /// Never panics on input: every problem with the data becomes a reject or a failed outcome.
@@ -195,13 +232,9 @@ pub fn process_file(
         reject_counts: RejectCounts::new(),
     };
 
-    // Hash the input on its own thread while the chunks are processed.
-    let (sha, result) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| hex::encode(Sha256::digest(data)));
-        let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome);
-        (hasher.join().unwrap_or_default(), result)
-    });
-    outcome.input_sha256 = sha;
+    let mut hasher = InputHasher { sha: Sha256::new(), done: 0, map: map.as_ref() };
+    let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome, &mut hasher);
+    outcome.input_sha256 = hasher.finish(data);
     if let Err(e) = result {
         outcome.status = FileStatus::Failed;
         outcome.error = Some(e);
@@ -220,6 +253,7 @@ fn run_chunks(
     reject_path: &Path,
     opts: &EngineOptions,
     outcome: &mut FileOutcome,
+    hasher: &mut InputHasher<'_>,
 ) -> Result<(), String> {
     let mut decoder = profile.decoder();
     let write_err = |what: &Path, e: std::io::Error| format!("cannot write `{}`: {e}", what.display());
@@ -251,10 +285,18 @@ fn run_chunks(
             if window.is_empty() {
                 break;
             }
-            let results: Vec<ChunkOut> = window
-                .par_iter()
-                .map(|chunk| process_chunk(profile, decoder, encoder, data, chunk, input_name))
-                .collect();
+            // Hash this window's input on one thread while the others process it.
+            let end = window.last().map_or(0, |c| c.bytes.end);
+            let ((), results): ((), Vec<ChunkOut>) = rayon::join(
+                || hasher.advance(data, end),
+                || {
+                    window
+                        .par_iter()
+                        .map(|chunk| process_chunk(profile, decoder, encoder, data, chunk, input_name))
+                        .collect()
+                },
+            );
+            hasher.release(end);
             for r in results {
                 out.write(&r.out).map_err(|e| write_err(out_path, e))?;
                 rej.write(&r.rejects).map_err(|e| write_err(reject_path, e))?;
