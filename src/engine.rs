@@ -236,8 +236,10 @@ pub fn process_file(
     let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome, &mut hasher);
     outcome.input_sha256 = hasher.finish(data);
     if let Err(e) = result {
+        // Nothing was delivered: the records written to the abandoned output do not count.
         outcome.status = FileStatus::Failed;
         outcome.error = Some(e);
+        outcome.records_out = 0;
     }
     outcome.ended_at = chrono::Utc::now();
     Ok(outcome)

@@ -162,7 +162,16 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
 
 /// Builds every vendor of the config (so any configuration error stops the run up front).
 pub fn build_profiles(config: &Config) -> Result<Vec<VendorProfile>, Failure> {
-    let key = settings::load_mask_key(config).map_err(Failure::usage)?;
+    // The key matters only to vendors that hash: a bad key stops only a config that uses it.
+    let hashes = config
+        .vendors
+        .iter()
+        .any(|v| v.output.fields.iter().any(|f| f.mask.as_deref() == Some("hash")));
+    let key = match settings::load_mask_key(config) {
+        Ok(k) => k,
+        Err(e) if hashes => return Err(Failure::usage(e)),
+        Err(_) => None,
+    };
     (0..config.vendors.len())
         .map(|i| {
             let p = VendorProfile::build(config, i, key.as_ref())?;
@@ -221,6 +230,25 @@ fn process_items(
         .iter()
         .map(|p| p.encoder().map_err(|m| Failure::usage(anyhow!(m))))
         .collect::<Result<_, _>>()?;
+    // Two inputs must never write the same output (for example `a.csv` and `a.txt` with the
+    // default `{stem}.out.csv`): one would silently replace the other.
+    let mut targets = std::collections::HashMap::new();
+    for w in &items {
+        let p = &profiles[w.vendor];
+        let name = w.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for pattern in [&p.output.file_name, &p.output.reject_file_name] {
+            let target = w.out_dir.join(crate::pipeline::expand_name(pattern, &p.id, &name, &opts.date));
+            if let Some(other) = targets.insert(target.clone(), w.input.clone()) {
+                return Err(Failure::usage(anyhow!(
+                    "`{}` and `{}` would both write `{}`; change `file_name` or `reject_file_name` of vendor `{}`",
+                    other.display(),
+                    w.input.display(),
+                    target.display(),
+                    p.id
+                )));
+            }
+        }
+    }
     for w in &items {
         std::fs::create_dir_all(&w.out_dir)
             .with_context(|| format!("cannot create output folder `{}`", w.out_dir.display()))

@@ -3,8 +3,8 @@
 //!
 //! An [`OutputField`] is compiled once per vendor; [`OutputField::value`] is a pure function of
 //! one record's validated values. The order of steps for one field is fixed and documented in
-//! `docs/config.md`: source (field, constant or template) -> transforms -> date/number format ->
-//! lookup -> mask.
+//! `docs/config.md`: source (field, constant or template) -> date/number format -> transforms ->
+//! lookup -> mask. An empty input value counts as absent, as it does in validation.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -87,8 +87,9 @@ impl OutputField {
         typed: &[Typed<'_>],
     ) -> Result<Option<Cow<'a, str>>, MapError> {
         let mut v: Option<Cow<'a, str>> = match &self.source {
+            // An empty value is an absent one, as in validation: nothing to look up or mask.
             Source::Field(i) => match raw.get(*i) {
-                Some(Some(c)) => Some(Cow::Borrowed(c.as_ref())),
+                Some(Some(c)) if !c.is_empty() => Some(Cow::Borrowed(c.as_ref())),
                 _ => None,
             },
             Source::Const(c) => Some(Cow::Borrowed(c.as_str())),
@@ -107,15 +108,26 @@ impl OutputField {
                 Some(Cow::Owned(s))
             }
         };
-        for t in &self.transforms {
-            v = v.map(|s| apply_transform(*t, s));
-        }
         if let (Some(fmt), Source::Field(i)) = (&self.date_format, &self.source) {
-            v = match typed.get(*i) {
-                Some(Typed::Date(d)) => Some(Cow::Owned(d.format(fmt).to_string())),
-                Some(Typed::Ts(t)) => Some(Cow::Owned(t.format(fmt).to_string())),
-                _ => v,
+            use std::fmt::Write as _;
+            let mut s = String::new();
+            // A format can ask for what the value does not have (a time zone of a plain
+            // timestamp, the hour of a date): chrono then fails to format, and so does the record.
+            let written = match typed.get(*i) {
+                Some(Typed::Date(d)) => Some(write!(s, "{}", d.format(fmt))),
+                Some(Typed::Ts(t)) => Some(write!(s, "{}", t.format(fmt))),
+                _ => None,
             };
+            match written {
+                Some(Ok(())) => v = Some(Cow::Owned(s)),
+                Some(Err(_)) => {
+                    return Err(MapError {
+                        rule: "date_format",
+                        reason: format!("the value cannot be written with date format {fmt:?}"),
+                    });
+                }
+                None => {}
+            }
         }
         if let (Some(nf), Source::Field(i)) = (&self.number, &self.source) {
             let n = match typed.get(*i) {
@@ -126,6 +138,9 @@ impl OutputField {
             if let Some(n) = n {
                 v = Some(Cow::Owned(format_number(n, nf)));
             }
+        }
+        for t in &self.transforms {
+            v = v.map(|s| apply_transform(*t, s));
         }
         if let Some(lk) = &self.lookup {
             if let Some(key) = v.take() {

@@ -205,7 +205,7 @@ impl FieldCheck {
     pub fn parse<'a>(&self, text: &'a str) -> Result<Typed<'a>, Violation> {
         let bad = || Violation {
             rule: "type",
-            reason: format!("{} is not a {}", quote(text), self.kind_text()),
+            reason: format!("{} is not {}", quote(text), self.kind_text()),
         };
         Ok(match self.kind {
             FieldType::String => Typed::Str(text),
@@ -239,10 +239,11 @@ impl FieldCheck {
     fn kind_text(&self) -> String {
         match (&self.kind, &self.time_format) {
             (FieldType::Date | FieldType::Timestamp, TimeFormat::Pattern(p)) => {
-                format!("{} in format {p}", self.kind)
+                format!("a {} in format {p}", self.kind)
             }
-            (FieldType::Timestamp, TimeFormat::Rfc3339) => "RFC 3339 timestamp".into(),
-            (kind, _) => kind.to_string(),
+            (FieldType::Timestamp, TimeFormat::Rfc3339) => "an RFC 3339 timestamp".into(),
+            (FieldType::Integer, _) => "an integer".into(),
+            (kind, _) => format!("a {kind}"),
         }
     }
 }

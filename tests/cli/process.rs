@@ -172,7 +172,7 @@ fn one_vendor_file_reproduced_locally() {
         ]
     );
     assert_eq!(rows[0]["raw"], "x3,carl@example.com,1,open,2026-01-02,,,US");
-    assert_eq!(rows[0]["errors"][0]["reason"], "field `id`: \"x3\" is not a integer");
+    assert_eq!(rows[0]["errors"][0]["reason"], "field `id`: \"x3\" is not an integer");
     // No temporary files are left behind.
     let names: Vec<String> = std::fs::read_dir(d.path("out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
