@@ -38,6 +38,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List a local inbound folder (`DIR/VENDOR/FILE`) as a manifest for `plan`.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Manifest(commands::manifest::ManifestArgs),
+    /// Shard the manifest into slices sized to the batch window; emit engine job files.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Plan(commands::plan::PlanArgs),
     /// Process vendor files: validate, map, mask, write output and rejects, record a ledger.
     #[command(after_help = EXIT_CODES_HELP)]
     Process(commands::process::ProcessArgs),
@@ -53,6 +59,8 @@ impl Cli {
     pub fn run(self) -> Result<ExitStatus, Failure> {
         let g = self.global;
         match self.command {
+            Command::Manifest(a) => commands::manifest::run(&g, a),
+            Command::Plan(a) => commands::plan::run(&g, a),
             Command::Process(a) => commands::process::run(&g, a),
             Command::Generate(a) => commands::generate::run(&g, a),
             Command::Demo(a) => commands::demo::run(&g, a),

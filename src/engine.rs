@@ -23,6 +23,12 @@ use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
 use crate::pipeline::{Problem, VendorProfile, expand_name};
+use crate::plan::Part;
+
+/// The name of one part's output: `NAME.part-00002-of-00005` (1-based, so it reads naturally).
+pub fn part_name(name: &str, p: &Part) -> String {
+    format!("{name}.part-{:05}-of-{:05}", p.index + 1, p.count)
+}
 
 /// Tuning for one file.
 #[derive(Debug, Clone)]
@@ -173,8 +179,8 @@ impl InputHasher<'_> {
         }
     }
 
-    fn finish(mut self, data: &[u8]) -> String {
-        self.advance(data, data.len());
+    fn finish(mut self, data: &[u8], end: usize) -> String {
+        self.advance(data, end);
         hex::encode(self.sha.finalize())
     }
 }
@@ -183,12 +189,18 @@ impl InputHasher<'_> {
 ///
 /// Never panics on input: every problem with the data becomes a reject or a failed outcome.
 /// `Err` is returned only when the input cannot be opened or mapped at all.
+///
+/// With `part`, only that byte range of the file is processed (a unit of a split file): its
+/// records keep their numbers and lines in the whole file, the output header is written only
+/// by the first part and the footer only by the last, and the outputs are named
+/// `NAME.part-IIIII-of-NNNNN` so that the parts, put together in order, are the whole output.
 pub fn process_file(
     profile: &VendorProfile,
     encoder: &dyn Encoder,
     input: &Path,
     out_dir: &Path,
     opts: &EngineOptions,
+    part: Option<&Part>,
 ) -> std::io::Result<FileOutcome> {
     let started_at = chrono::Utc::now();
     let file = File::open(input)?;
@@ -210,8 +222,15 @@ pub fn process_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "input".into());
-    let out_path = out_dir.join(expand_name(&profile.output.file_name, &profile.id, &input_name, &opts.date));
-    let reject_path = out_dir.join(expand_name(&profile.output.reject_file_name, &profile.id, &input_name, &opts.date));
+    let named = |pattern: &str| {
+        let name = expand_name(pattern, &profile.id, &input_name, &opts.date);
+        out_dir.join(match part {
+            Some(p) => part_name(&name, p),
+            None => name,
+        })
+    };
+    let out_path = named(&profile.output.file_name);
+    let reject_path = named(&profile.output.reject_file_name);
 
     let mut outcome = FileOutcome {
         vendor: profile.id.clone(),
@@ -232,9 +251,19 @@ pub fn process_file(
         reject_counts: RejectCounts::new(),
     };
 
-    let mut hasher = InputHasher { sha: Sha256::new(), done: 0, map: map.as_ref() };
-    let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome, &mut hasher);
-    outcome.input_sha256 = hasher.finish(data);
+    let range = match part {
+        Some(p) if p.start <= p.end && p.end <= len => p.start as usize..p.end as usize,
+        Some(p) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("part {}..{} lies outside the file ({len} bytes): the file changed since it was planned", p.start, p.end),
+            ));
+        }
+        None => 0..data.len(),
+    };
+    let mut hasher = InputHasher { sha: Sha256::new(), done: range.start, map: map.as_ref() };
+    let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome, &mut hasher, part);
+    outcome.input_sha256 = hasher.finish(data, range.end);
     if let Err(e) = result {
         // Nothing was delivered: the records written to the abandoned output do not count.
         outcome.status = FileStatus::Failed;
@@ -256,8 +285,9 @@ fn run_chunks(
     opts: &EngineOptions,
     outcome: &mut FileOutcome,
     hasher: &mut InputHasher<'_>,
+    part: Option<&Part>,
 ) -> Result<(), String> {
-    let mut decoder = profile.decoder();
+    let mut decoder = profile.decoder()?;
     let write_err = |what: &Path, e: std::io::Error| format!("cannot write `{}`: {e}", what.display());
     let mut out = TempOutput::create(out_path.to_path_buf()).map_err(|e| write_err(out_path, e))?;
     let mut rej = match TempOutput::create(reject_path.to_path_buf()) {
@@ -268,18 +298,31 @@ fn run_chunks(
         }
     };
     let result = (|| -> Result<(), String> {
-        let pre = decoder.preamble(data).map_err(|e| format!("{input_name}: {e}"))?;
+        let mut pre = decoder.preamble(data).map_err(|e| format!("{input_name}: {e}"))?;
+        let (record_offset, first, last) = match part {
+            Some(p) => {
+                pre.body_start = p.start as usize;
+                pre.body_end = p.end as usize;
+                pre.body_first_line = p.first_line;
+                (p.first_record.saturating_sub(1), p.index == 0, p.index + 1 == p.count)
+            }
+            None => (0, true, true),
+        };
         let decoder = &*decoder;
-        let mut head = Vec::new();
-        encoder.header(&mut head);
-        out.write(&head).map_err(|e| write_err(out_path, e))?;
+        if first {
+            let mut head = Vec::new();
+            encoder.header(&mut head);
+            out.write(&head).map_err(|e| write_err(out_path, e))?;
+        }
 
         let mut frames = decoder.frame(data, &pre, opts.chunk_bytes);
         let mut window: Vec<Chunk> = Vec::with_capacity(opts.window_chunks);
         loop {
             window.clear();
             for c in frames.by_ref() {
-                window.push(c.map_err(|e| format!("{input_name}: {e}"))?);
+                let mut c = c.map_err(|e| format!("{input_name}: {e}"))?;
+                c.first_record += record_offset;
+                window.push(c);
                 if window.len() >= opts.window_chunks.max(1) {
                     break;
                 }
@@ -310,9 +353,11 @@ fn run_chunks(
                 }
             }
         }
-        let mut tail = Vec::new();
-        encoder.footer(&mut tail);
-        out.write(&tail).map_err(|e| write_err(out_path, e))?;
+        if last {
+            let mut tail = Vec::new();
+            encoder.footer(&mut tail);
+            out.write(&tail).map_err(|e| write_err(out_path, e))?;
+        }
         if profile.skip_limit.exceeded(outcome.records_rejected, outcome.records_in) {
             let mut top: Vec<_> = outcome.reject_counts.iter().collect();
             top.sort_by(|a, b| b.1.cmp(a.1));

@@ -13,4 +13,5 @@ pub mod exit;
 pub mod generate;
 pub mod ledger;
 pub mod pipeline;
+pub mod plan;
 pub mod settings;

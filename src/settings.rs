@@ -14,6 +14,14 @@ pub const ENV_CONFIG: &str = "BATCHWIN_CONFIG";
 pub const ENV_MASK_KEY: &str = "BATCHWIN_MASK_KEY";
 /// `text` or `json`.
 pub const ENV_LOG_FORMAT: &str = "BATCHWIN_LOG_FORMAT";
+/// The slice of a plan to run (overrides the engine's array index).
+pub const ENV_SLICE: &str = "BATCHWIN_SLICE";
+/// Added to the engine's array index: the first slice of the array (set by emitted jobs).
+pub const ENV_SLICE_OFFSET: &str = "BATCHWIN_SLICE_OFFSET";
+/// The engines' array index variables.
+pub const ENV_AWS_BATCH_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
+pub const ENV_SLURM_INDEX: &str = "SLURM_ARRAY_TASK_ID";
+pub const ENV_K8S_INDEX: &str = "JOB_COMPLETION_INDEX";
 /// The business date (`YYYY-MM-DD`) used in output names; default today.
 pub const ENV_DATE: &str = "BATCHWIN_DATE";
 

@@ -2,4 +2,6 @@
 //! its `run`. The logic they call lives in the domain modules.
 pub mod demo;
 pub mod generate;
+pub mod manifest;
+pub mod plan;
 pub mod process;

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use rayon::prelude::*;
 
 use crate::cli::GlobalArgs;
 use crate::config::Config;
@@ -29,12 +28,28 @@ pub struct ProcessArgs {
     #[arg(long, requires = "vendor", conflicts_with = "inbound")]
     pub input: Vec<PathBuf>,
     /// A day's inbound folder laid out as `DIR/VENDOR/FILE`: every file of every vendor.
-    #[arg(long, required_unless_present = "input")]
+    #[arg(long, required_unless_present_any = ["input", "plan"], conflicts_with = "plan")]
     pub inbound: Option<PathBuf>,
-    /// Output folder (outputs of `--inbound` go to `OUT/VENDOR/`).
+    /// A plan from `batchwin plan`: run one of its slices (`--slice`, or the engine's index).
+    #[arg(long, conflicts_with = "input")]
+    pub plan: Option<PathBuf>,
+    /// The slice of `--plan` to run. Without it, the slice is the engine's array index
+    /// (`AWS_BATCH_JOB_ARRAY_INDEX`, `SLURM_ARRAY_TASK_ID` or `JOB_COMPLETION_INDEX`) plus
+    /// `BATCHWIN_SLICE_OFFSET`.
+    #[arg(long, env = settings::ENV_SLICE, requires = "plan")]
+    pub slice: Option<usize>,
+    #[arg(long, env = settings::ENV_SLICE_OFFSET, default_value_t = 0, hide = true)]
+    pub slice_offset: usize,
+    #[arg(long, env = settings::ENV_AWS_BATCH_INDEX, hide = true)]
+    pub aws_batch_index: Option<usize>,
+    #[arg(long, env = settings::ENV_SLURM_INDEX, hide = true)]
+    pub slurm_index: Option<usize>,
+    #[arg(long, env = settings::ENV_K8S_INDEX, hide = true)]
+    pub k8s_index: Option<usize>,
+    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`).
     #[arg(long)]
     pub out: PathBuf,
-    /// The ledger file (default `OUT/ledger.duckdb`).
+    /// The ledger file (default `OUT/ledger.duckdb`, with `--plan` `OUT/ledgers/slice-K.duckdb`).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
     /// Business date for `{date}` in output names (default today).
@@ -50,6 +65,8 @@ struct WorkItem {
     vendor: usize,
     input: PathBuf,
     out_dir: PathBuf,
+    /// A byte range of the file, for units of split files.
+    part: Option<crate::plan::Part>,
 }
 
 /// The result of processing a set of files, for the summary and the exit status.
@@ -131,6 +148,9 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     let config = settings::load_config(&a.config)?;
     let profiles = build_profiles(&config)?;
     let mut skipped = Vec::new();
+    if let Some(plan_path) = &a.plan {
+        return run_slice(g, &a, plan_path, &config, &profiles);
+    }
     let items = match (&a.inbound, &a.vendor) {
         (Some(dir), _) => scan_inbound(&config, dir, &a.out, &mut skipped).map_err(Failure::usage)?,
         (None, Some(v)) => {
@@ -143,7 +163,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
                     return Err(Failure::usage(anyhow!("input `{}` is not a readable file", p.display())));
                 }
             }
-            a.input.iter().map(|p| WorkItem { vendor: idx, input: p.clone(), out_dir: a.out.clone() }).collect()
+            a.input.iter().map(|p| WorkItem { vendor: idx, input: p.clone(), out_dir: a.out.clone(), part: None }).collect()
         }
         (None, None) => return Err(Failure::usage(anyhow!("give `--inbound DIR`, or `--vendor ID --input FILE`"))),
     };
@@ -155,6 +175,57 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     let ledger_path = a.ledger.clone().unwrap_or_else(|| a.out.join("ledger.duckdb"));
     let summary = process_items(g, &profiles, items, &ledger_path, &opts, skipped)?;
     if !g.quiet {
+        print!("{}", summary.render());
+    }
+    Ok(summary.status())
+}
+
+/// Which slice this task runs: `--slice`, else the engine's array index plus the offset.
+fn resolve_slice(a: &ProcessArgs, slices: usize) -> Result<usize, Failure> {
+    let k = match (a.slice, a.aws_batch_index.or(a.slurm_index).or(a.k8s_index)) {
+        (Some(k), _) => k,
+        (None, Some(i)) => i + a.slice_offset,
+        // A single-slice AWS Batch stage is a plain job: no array index, the offset alone.
+        (None, None) if a.slice_offset > 0 => a.slice_offset,
+        (None, None) => {
+            return Err(Failure::usage(anyhow!(
+                "which slice? give `--slice K`, or run as an array task (AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)"
+            )));
+        }
+    };
+    if k >= slices {
+        return Err(Failure::usage(anyhow!("slice {k} is outside the plan, which has slices 0 to {}", slices.saturating_sub(1))));
+    }
+    Ok(k)
+}
+
+/// Runs one slice of a plan.
+fn run_slice(g: &GlobalArgs, a: &ProcessArgs, plan_path: &Path, config: &Config, profiles: &[VendorProfile]) -> Result<ExitStatus, Failure> {
+    let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
+    let k = resolve_slice(a, plan.slices.len())?;
+    if let Ok(sha) = crate::plan::manifest::file_sha256(&a.config) {
+        if sha != plan.config_sha256 {
+            tracing::warn!("`{}` changed since the plan was made", a.config.display());
+        }
+    }
+    let mut items = Vec::new();
+    for u in &plan.slices[k].units {
+        let (idx, _) = config
+            .vendor(&u.vendor)
+            .ok_or_else(|| Failure::usage(anyhow!("the plan names vendor `{}`, which is not in `{}`", u.vendor, a.config.display())))?;
+        let mut input = PathBuf::from(&u.location);
+        if input.is_relative() {
+            if let Some(dir) = plan_path.parent() {
+                input = dir.join(input);
+            }
+        }
+        items.push(WorkItem { vendor: idx, input, out_dir: a.out.join(&u.vendor), part: u.part.clone() });
+    }
+    let opts = EngineOptions { chunk_bytes: a.chunk_bytes as usize, date: plan.date.clone(), ..EngineOptions::default() };
+    let ledger = a.ledger.clone().unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
+    let summary = process_items(g, profiles, items, &ledger, &opts, Vec::new())?;
+    if !g.quiet {
+        println!("slice      {k} of {}", plan.slices.len());
         print!("{}", summary.render());
     }
     Ok(summary.status())
@@ -175,9 +246,9 @@ pub fn build_profiles(config: &Config) -> Result<Vec<VendorProfile>, Failure> {
     (0..config.vendors.len())
         .map(|i| {
             let p = VendorProfile::build(config, i, key.as_ref())?;
-            p.encoder().map_err(|m| {
-                Failure::usage(config.at(&crate::config::KeyPath::vendor(i).key("output"), m))
-            })?;
+            let at = crate::config::KeyPath::vendor(i);
+            p.decoder().map_err(|m| Failure::usage(config.at(&at.key("input"), m)))?;
+            p.encoder().map_err(|m| Failure::usage(config.at(&at.key("output"), m)))?;
             Ok(p)
         })
         .collect()
@@ -185,37 +256,15 @@ pub fn build_profiles(config: &Config) -> Result<Vec<VendorProfile>, Failure> {
 
 /// Lists `DIR/VENDOR/FILE`, highest priority first, larger files first within a priority.
 fn scan_inbound(config: &Config, dir: &Path, out: &Path, skipped: &mut Vec<PathBuf>) -> anyhow::Result<Vec<WorkItem>> {
-    let mut items = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read inbound folder `{}`", dir.display()))?;
-    let mut vendor_dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    vendor_dirs.sort();
-    for vdir in vendor_dirs {
-        let name = vdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&vdir)
-            .with_context(|| format!("cannot read `{}`", vdir.display()))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && !is_hidden_or_partial(p))
-            .collect();
-        files.sort();
-        match config.vendor(&name) {
-            Some((idx, _)) => {
-                for f in files {
-                    items.push(WorkItem { vendor: idx, input: f, out_dir: out.join(&name) });
-                }
-            }
-            None => skipped.extend(files),
-        }
-    }
+    let (files, unknown) = crate::plan::manifest::list(config, dir)?;
+    skipped.extend(unknown);
+    let mut items: Vec<WorkItem> = files
+        .into_iter()
+        .map(|(idx, input)| WorkItem { vendor: idx, input, out_dir: out.join(&config.vendors[idx].id), part: None })
+        .collect();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     items.sort_by_cached_key(|w| (config.vendors[w.vendor].priority, std::cmp::Reverse(size(&w.input)), w.input.clone()));
     Ok(items)
-}
-
-/// Files still being uploaded or hidden: `.name`, `*.part`, `*.tmp`.
-fn is_hidden_or_partial(p: &Path) -> bool {
-    let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    n.starts_with('.') || n.ends_with(".part") || n.ends_with(".tmp")
 }
 
 fn process_items(
@@ -277,11 +326,13 @@ fn process_items(
     };
 
     let started = Instant::now();
-    let results: Vec<Result<FileOutcome, Failure>> = items
-        .par_iter()
-        .map(|w| {
+    // Files start in list order (priority first) on as many workers as there are threads;
+    // each file's chunks are spread over all threads too.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<FileOutcome, Failure>>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let work = |w: &WorkItem| -> Result<FileOutcome, Failure> {
             let p = &profiles[w.vendor];
-            let outcome = process_file(p, encoders[w.vendor].as_ref(), &w.input, &w.out_dir, opts)
+            let outcome = process_file(p, encoders[w.vendor].as_ref(), &w.input, &w.out_dir, opts, w.part.as_ref())
                 .with_context(|| format!("cannot read `{}`", w.input.display()))
                 .map_err(Failure::data)?;
             if outcome.status == FileStatus::Failed {
@@ -293,7 +344,22 @@ fn process_items(
             l.record_file(&run, &p.priority.to_string(), &outcome).map_err(Failure::data)?;
             bar.inc(outcome.input_bytes);
             Ok(outcome)
-        })
+    };
+    // File workers are plain threads, not rayon workers: waiting on its chunks, a file worker
+    // then never picks up another file's whole loop from the pool's queue.
+    std::thread::scope(|scope| {
+        for _ in 0..rayon::current_num_threads().max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(w) = items.get(i) else { break };
+                let r = work(w);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    let results: Vec<Result<FileOutcome, Failure>> = slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .collect();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();

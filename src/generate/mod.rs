@@ -25,7 +25,8 @@ use rayon::prelude::*;
 
 use crate::codecs::Encoder;
 use crate::codecs::csv::{CsvEncoder, CsvWriteOptions};
-use crate::codecs::fixed::{Align, FixedEncoder, FixedField};
+use crate::codecs::Align;
+use crate::codecs::fixed::{FixedEncoder, FixedField};
 use crate::codecs::jsonl::JsonlEncoder;
 use crate::codecs::xml::{XmlEncoder, XmlWriteOptions};
 use crate::config::{Format, Priority};
@@ -314,21 +315,22 @@ fn input_names(format: Format) -> Vec<String> {
 }
 
 fn input_encoder(v: &VendorSpec) -> anyhow::Result<Box<dyn Encoder>> {
-    Ok(match v.format {
+    let e: Box<dyn Encoder> = match v.format {
         Format::Csv => Box::new(CsvEncoder::new(
             CsvWriteOptions { delimiter: v.delimiter, quote: b'"', header: true, bom: v.bom, crlf: v.crlf },
             input_names(Format::Csv),
-        )),
-        Format::Jsonl => Box::new(JsonlEncoder::new(input_names(Format::Jsonl))),
+        ).map_err(anyhow::Error::msg)?),
+        Format::Jsonl => Box::new(JsonlEncoder::new(input_names(Format::Jsonl)).map_err(anyhow::Error::msg)?),
         Format::Xml => Box::new(
             XmlEncoder::new(
                 XmlWriteOptions { root: "records".into(), record: "record".into() },
                 FIELDS.iter().map(|f| (f.to_string(), *f == "id")).collect(),
             )
-            .map_err(|e| anyhow::anyhow!(e))?,
+            .map_err(anyhow::Error::msg)?,
         ),
-        Format::Fixed => Box::new(FixedEncoder::new(fixed_fields(&FIXED_INPUT), false)),
-    })
+        Format::Fixed => Box::new(FixedEncoder::new(fixed_fields(&FIXED_INPUT), false).map_err(anyhow::Error::msg)?),
+    };
+    Ok(e)
 }
 
 fn write_file(opts: &GenerateOptions, inbound: &Path, j: usize, v: &VendorSpec, n: u64) -> anyhow::Result<ExpectedFile> {

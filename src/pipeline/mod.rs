@@ -145,16 +145,37 @@ fn one_char(value: &Option<String>, cfg: &Config, at: KeyPath) -> Result<char, C
     }
 }
 
-fn align(a: Option<AlignConfig>) -> codecs::fixed::Align {
+fn align(a: Option<AlignConfig>) -> codecs::Align {
     match a.unwrap_or_default() {
-        AlignConfig::Left => codecs::fixed::Align::Left,
-        AlignConfig::Right => codecs::fixed::Align::Right,
+        AlignConfig::Left => codecs::Align::Left,
+        AlignConfig::Right => codecs::Align::Right,
     }
 }
 
 /// Reads `2h`, `90m`, `1h30m` or `45s` (humantime syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"2h\" or \"90m\": {e}"))
+}
+
+impl InputSpec {
+    /// A fresh decoder for one file.
+    pub fn decoder(&self) -> Result<Box<dyn Decoder>, String> {
+        let i = self;
+        Ok(match i.format {
+            Format::Csv => Box::new(codecs::csv::CsvDecoder::new(
+                codecs::csv::CsvReadOptions {
+                    delimiter: i.delimiter,
+                    quote: i.quote,
+                    header: i.header,
+                },
+                i.locators.clone(),
+            )?),
+            Format::Jsonl => Box::new(codecs::jsonl::JsonlDecoder::new(i.locators.clone())?),
+            Format::Xml => Box::new(codecs::xml::XmlDecoder::new(i.record.clone(), i.locators.clone())?),
+            Format::Fixed => Box::new(codecs::fixed::FixedDecoder::new(i.fixed.clone())?),
+        })
+    }
+
 }
 
 impl VendorProfile {
@@ -481,21 +502,15 @@ impl VendorProfile {
     }
 
     /// A fresh decoder for one file of this vendor.
-    pub fn decoder(&self) -> Box<dyn Decoder> {
-        let i = &self.input;
-        match i.format {
-            Format::Csv => Box::new(codecs::csv::CsvDecoder::new(
-                codecs::csv::CsvReadOptions {
-                    delimiter: i.delimiter,
-                    quote: i.quote,
-                    header: i.header,
-                },
-                i.locators.clone(),
-            )),
-            Format::Jsonl => Box::new(codecs::jsonl::JsonlDecoder::new(i.locators.clone())),
-            Format::Xml => Box::new(codecs::xml::XmlDecoder::new(i.record.clone(), i.locators.clone())),
-            Format::Fixed => Box::new(codecs::fixed::FixedDecoder::new(i.fixed.clone())),
-        }
+    pub fn decoder(&self) -> Result<Box<dyn Decoder>, String> {
+        self.input.decoder()
+    }
+
+    /// A decoder for vendor `index` without building the rest of the profile (no masking key
+    /// needed): what the planner uses to cut large files at record boundaries.
+    pub fn input_decoder(cfg: &Config, index: usize) -> Result<Box<dyn Decoder>, ConfigError> {
+        let spec = Self::input_spec(cfg, index)?;
+        spec.decoder().map_err(|m| cfg.at(&KeyPath::vendor(index).key("input"), m))
     }
 
     /// The encoder for this vendor's output.
@@ -512,8 +527,8 @@ impl VendorProfile {
                     crlf: o.crlf,
                 },
                 names,
-            )),
-            Format::Jsonl => Box::new(codecs::jsonl::JsonlEncoder::new(names)),
+            )?),
+            Format::Jsonl => Box::new(codecs::jsonl::JsonlEncoder::new(names)?),
             Format::Xml => Box::new(codecs::xml::XmlEncoder::new(
                 codecs::xml::XmlWriteOptions {
                     root: o.root.clone(),
@@ -521,7 +536,7 @@ impl VendorProfile {
                 },
                 names.into_iter().zip(o.attributes.iter().copied()).collect(),
             )?),
-            Format::Fixed => Box::new(codecs::fixed::FixedEncoder::new(o.fixed.clone(), o.crlf)),
+            Format::Fixed => Box::new(codecs::fixed::FixedEncoder::new(o.fixed.clone(), o.crlf)?),
         })
     }
 

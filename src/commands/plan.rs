@@ -1,0 +1,281 @@
+//! `batchwin plan`: shard the day's manifest into slices sized to the batch window, and write
+//! what each engine needs to run them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+
+use crate::cli::GlobalArgs;
+use crate::config::Config;
+use crate::exit::{ExitStatus, Failure};
+use crate::pipeline::VendorProfile;
+use crate::plan::emit::{EmitOptions, Engine, emit};
+use crate::plan::manifest::{self, ManifestRow};
+use crate::plan::{CostModel, Part, PlanError, PlanOptions, SliceCount, plan, window_seconds};
+use crate::settings;
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The vendor configuration file.
+    #[arg(long, env = settings::ENV_CONFIG, default_value = "batchwin.toml")]
+    pub config: PathBuf,
+    /// The day's manifest (JSON Lines, see docs/manifest.md).
+    #[arg(long, required_unless_present = "scan", conflicts_with = "scan")]
+    pub manifest: Option<PathBuf>,
+    /// Build the manifest from a local inbound folder (`DIR/VENDOR/FILE`) instead.
+    #[arg(long)]
+    pub scan: Option<PathBuf>,
+    /// Where to write the plan.
+    #[arg(long, default_value = "plan.json")]
+    pub out: PathBuf,
+    /// Number of slices, or `auto` to size them to `--window`.
+    #[arg(long, default_value = "auto")]
+    pub slices: String,
+    /// The batch window, e.g. `06:00-10:00` (crossing midnight is fine), for `--slices auto`.
+    #[arg(long, default_value = "06:00-10:00")]
+    pub window: String,
+    /// Share of the window the plan may fill, for `--slices auto`.
+    #[arg(long, default_value_t = 0.8)]
+    pub utilization: f64,
+    /// Most slices `--slices auto` may use.
+    #[arg(long, default_value_t = 1000)]
+    pub max_slices: usize,
+    /// Split files larger than this many bytes (default: automatic).
+    #[arg(long)]
+    pub split_bytes: Option<u64>,
+    /// Ledgers of earlier runs, for each vendor's measured cost per byte.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Business date (default: today).
+    #[arg(long, env = settings::ENV_DATE, value_parser = settings::check_date)]
+    pub date: Option<String>,
+    /// Engines to write files for.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub emit: Vec<Engine>,
+    /// Folder for the engines' files.
+    #[arg(long, default_value = "emit")]
+    pub emit_dir: PathBuf,
+    /// The plan's path as workers see it (default: the absolute `--out`).
+    #[arg(long)]
+    pub worker_plan: Option<String>,
+    /// The run folder as workers see it: outputs in `VENDOR/`, ledgers in `ledgers/`.
+    #[arg(long, default_value = "run")]
+    pub worker_out: String,
+    /// The batchwin command on workers.
+    #[arg(long, default_value = "batchwin")]
+    pub worker_batchwin: String,
+    /// Most tasks of one array running at once.
+    #[arg(long, default_value_t = 100)]
+    pub max_concurrent: usize,
+    /// Slurm's MaxArraySize (array indexes go up to one less).
+    #[arg(long, default_value_t = 1001)]
+    pub slurm_max_array_size: usize,
+    /// Container image for AWS Batch and Kubernetes.
+    #[arg(long, default_value = "batchwin:latest")]
+    pub image: String,
+    /// Attempts for retryable failures (exit code 3).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// Time limit per task, seconds.
+    #[arg(long, default_value_t = 4 * 3600)]
+    pub task_timeout: u64,
+}
+
+pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
+    let config = settings::load_config(&a.config)?;
+    let date = a.date.clone().unwrap_or_else(settings::today);
+    let (rows, manifest_sha) = match (&a.manifest, &a.scan) {
+        (Some(m), _) => (manifest::read(m).map_err(Failure::usage)?, manifest::file_sha256(m).map_err(Failure::usage)?),
+        (None, Some(dir)) => {
+            let (rows, report) = manifest::scan(&config, dir).map_err(Failure::usage)?;
+            for u in &report.unknown {
+                tracing::warn!("`{}`: no vendor with that id in the config; not planned", u.display());
+            }
+            let text: String = rows.iter().map(|r| serde_json::to_string(r).unwrap_or_default() + "\n").collect();
+            (rows, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())))
+        }
+        (None, None) => return Err(Failure::usage(anyhow!("give `--manifest FILE` or `--scan DIR`"))),
+    };
+    let config_sha = manifest::file_sha256(&a.config).map_err(Failure::usage)?;
+    let slices = match a.slices.as_str() {
+        "auto" => {
+            if !(a.utilization > 0.0 && a.utilization <= 1.0) {
+                return Err(Failure::usage(anyhow!("--utilization must be in (0, 1], not {}", a.utilization)));
+            }
+            SliceCount::Auto {
+                window_seconds: window_seconds(&a.window).map_err(|m| Failure::usage(anyhow!("--window: {m}")))?,
+                utilization: a.utilization,
+                max: a.max_slices.max(1),
+            }
+        }
+        n => SliceCount::Fixed(
+            n.parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| Failure::usage(anyhow!("--slices takes a number of at least 1 or `auto`, not {n:?}")))?,
+        ),
+    };
+    let costs = match &a.history {
+        Some(dir) => history_costs(dir).map_err(Failure::usage)?,
+        None => CostModel::new(),
+    };
+    let opts = PlanOptions { slices, split_bytes: a.split_bytes, date: date.clone() };
+    let splitter = |row: &ManifestRow, limit: u64| split_file(&config, row, limit);
+    let p = match plan(&config, &rows, &costs, &opts, &splitter, (manifest_sha, config_sha)) {
+        Ok(p) => p,
+        Err(PlanError::Config(e)) => return Err(e.into()),
+        Err(e @ PlanError::DoesNotFit { .. }) => return Err(Failure::data(e)),
+        Err(e) => return Err(Failure::usage(e)),
+    };
+    let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
+    write_atomic(&a.out, &text).map_err(Failure::data)?;
+    if !g.quiet {
+        print!("{}", render(&p, &a.out));
+    }
+    if !a.emit.is_empty() {
+        let worker_plan = match &a.worker_plan {
+            Some(w) => w.clone(),
+            None => std::path::absolute(&a.out).unwrap_or(a.out.clone()).display().to_string(),
+        };
+        let eo = EmitOptions {
+            plan: worker_plan,
+            out: a.worker_out.clone(),
+            batchwin: a.worker_batchwin.clone(),
+            max_concurrent: a.max_concurrent,
+            slurm_max_array_size: a.slurm_max_array_size,
+            image: a.image.clone(),
+            retries: a.retries,
+            timeout_seconds: a.task_timeout,
+        };
+        for engine in &a.emit {
+            let files = emit(&p, *engine, &a.emit_dir, &eo).map_err(Failure::data)?;
+            if !g.quiet {
+                println!("emitted    {:?}: {} files in `{}`", engine, files.len(), files.first().and_then(|f| f.parent()).unwrap_or(&a.emit_dir).display());
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// The calculation, for people.
+pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
+    let e = &p.estimate;
+    let mut s = format!(
+        "plan       `{}`: {} slices in {} stages\nwork       {:.1} MB, {:.0} s estimated\n",
+        out.display(),
+        p.slices.len(),
+        p.stages.len(),
+        e.total_bytes as f64 / 1e6,
+        e.total_work_seconds
+    );
+    if let Some(w) = e.window_seconds {
+        s.push_str(&format!(
+            "window     {:.0} s at utilization {} = {:.0} s budget\n",
+            w,
+            e.utilization,
+            w * e.utilization
+        ));
+    }
+    s.push_str(&format!("finish     {:.0} s estimated\n", e.makespan_seconds));
+    for st in &p.stages {
+        let spans: Vec<f64> = p.slices[st.first_slice..st.first_slice + st.slices].iter().map(|s| s.estimated_seconds).collect();
+        let lo = spans.iter().cloned().fold(f64::MAX, f64::min);
+        s.push_str(&format!(
+            "stage {}    slices {}..{}, makespan {:.0} s (shortest slice {:.0} s), vendors {}\n",
+            st.index,
+            st.first_slice,
+            st.first_slice + st.slices - 1,
+            st.estimated_seconds,
+            lo,
+            st.vendors.len()
+        ));
+    }
+    for pr in &e.priorities {
+        s.push_str(&format!(
+            "{:<10} {} units, done at {:.0} s{}\n",
+            pr.priority.to_string().to_uppercase(),
+            pr.units,
+            pr.estimated_finish_seconds,
+            match pr.sla_seconds {
+                Some(sla) => format!(", SLA {:.0} s: {}", sla, if pr.meets_sla { "met" } else { "MISSED" }),
+                None => String::new(),
+            }
+        ));
+    }
+    s
+}
+
+/// Cuts a local file into parts of about `limit` bytes at record boundaries.
+fn split_file(config: &Config, row: &ManifestRow, limit: u64) -> Result<Vec<Part>, String> {
+    let (idx, _) = config.vendor(&row.vendor).ok_or_else(|| format!("unknown vendor `{}`", row.vendor))?;
+    let path = Path::new(&row.location);
+    if row.location.contains("://") {
+        return Ok(Vec::new()); // remote files are planned whole
+    }
+    let mut decoder = VendorProfile::input_decoder(config, idx).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: read-only mapping of a staged file that is not modified while planning.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    let pre = decoder.preamble(&map).map_err(|e| e.to_string())?;
+    let body = (pre.body_end - pre.body_start) as u64;
+    let count = body.div_ceil(limit.max(1)).max(1);
+    let target = (body / count).max(1) as usize;
+    let mut parts = Vec::new();
+    for c in decoder.frame(&map, &pre, target) {
+        let c = c.map_err(|e| e.to_string())?;
+        parts.push(Part {
+            index: parts.len() as u32,
+            count: 0,
+            start: c.bytes.start as u64,
+            end: c.bytes.end as u64,
+            first_record: c.first_record,
+            first_line: c.first_line,
+        });
+    }
+    let n = parts.len() as u32;
+    for p in &mut parts {
+        p.count = n;
+    }
+    Ok(parts)
+}
+
+/// Each vendor's measured seconds per byte from earlier ledgers (`*.duckdb` below `dir`).
+fn history_costs(dir: &Path) -> anyhow::Result<CostModel> {
+    let mut costs = CostModel::new();
+    let mut totals: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "duckdb") {
+                let conn = duckdb::Connection::open_with_flags(&p, duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?)
+                    .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
+                let mut stmt = conn.prepare(
+                    "SELECT vendor, sum(input_bytes)::DOUBLE, sum(epoch(ended_at) - epoch(started_at))::DOUBLE FROM files WHERE status = 'succeeded' GROUP BY vendor",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, f64>(2)?)))?;
+                for r in rows {
+                    let (v, bytes, secs) = r?;
+                    let t = totals.entry(v).or_default();
+                    t.0 += bytes;
+                    t.1 += secs;
+                }
+            }
+        }
+    }
+    for (v, (bytes, secs)) in totals {
+        if bytes > 0.0 && secs > 0.0 {
+            costs.seconds_per_byte.insert(v, secs / bytes);
+        }
+    }
+    Ok(costs)
+}

@@ -1,0 +1,435 @@
+//! What each engine needs to run a plan: Slurm batch scripts, AWS Batch SubmitJob requests,
+//! Azure Batch job and task collections, Kubernetes Indexed Jobs; each with a `submit.sh`.
+//!
+//! Every engine runs the same command in each task, `batchwin process --plan PLAN`, and the
+//! task finds its slice from the engine's index variable plus `BATCHWIN_SLICE_OFFSET` (arrays
+//! that hold a later stage, or the second part of a stage larger than the engine's array
+//! limit, start at an offset). Azure Batch tasks carry `--slice K` on their command line.
+//!
+//! Limits honoured: Slurm's MaxArraySize (indexes 0..MaxArraySize-1), AWS Batch arrays of 2 to
+//! 10,000 children (a single slice is a plain job), at most 20 `dependsOn` entries, Azure Batch
+//! collections of at most 100 tasks and 1 MB.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::config::Priority;
+use crate::plan::Plan;
+
+/// Engines `plan --emit` can write for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Slurm,
+    AwsBatch,
+    AzureBatch,
+    K8s,
+}
+
+/// How tasks find the plan and batchwin, and engine settings.
+#[derive(Debug, Clone)]
+pub struct EmitOptions {
+    /// The plan as workers see it (a shared path or URL).
+    pub plan: String,
+    /// Where slices write outputs and ledgers, as workers see it.
+    pub out: String,
+    /// The batchwin command on workers.
+    pub batchwin: String,
+    /// Most array tasks running at once.
+    pub max_concurrent: usize,
+    /// Slurm's MaxArraySize.
+    pub slurm_max_array_size: usize,
+    /// Container image (AWS Batch, Kubernetes).
+    pub image: String,
+    /// Attempts for retryable failures (exit code 3).
+    pub retries: u32,
+    /// Per-task time limit, seconds.
+    pub timeout_seconds: u64,
+}
+
+/// One array (or plain job) to submit: slices `offset .. offset + size` of one stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayJob {
+    pub stage: usize,
+    pub offset: usize,
+    pub size: usize,
+    /// Highest priority among its units (picks the AWS Batch queue).
+    pub priority: Priority,
+}
+
+/// Cuts each stage into arrays of at most `max` tasks.
+pub fn arrays(plan: &Plan, max: usize) -> Vec<ArrayJob> {
+    let mut out = Vec::new();
+    for st in &plan.stages {
+        let mut offset = st.first_slice;
+        let end = st.first_slice + st.slices;
+        while offset < end {
+            let size = (end - offset).min(max.max(1));
+            let priority = plan.slices[offset..offset + size]
+                .iter()
+                .flat_map(|s| s.units.iter().map(|u| u.priority))
+                .min()
+                .unwrap_or(Priority::Low);
+            out.push(ArrayJob { stage: st.index, offset, size, priority });
+            offset += size;
+        }
+    }
+    out
+}
+
+fn write(path: &Path, text: &str, executable: bool) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+    #[cfg(unix)]
+    if executable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+fn json_text(v: &Value) -> String {
+    // Serializing a Value cannot fail.
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Writes the files for `engine` into `dir/ENGINE/`; returns the files written.
+pub fn emit(plan: &Plan, engine: Engine, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let sub = dir.join(match engine {
+        Engine::Slurm => "slurm",
+        Engine::AwsBatch => "aws-batch",
+        Engine::AzureBatch => "azure-batch",
+        Engine::K8s => "k8s",
+    });
+    std::fs::create_dir_all(&sub).with_context(|| format!("cannot create `{}`", sub.display()))?;
+    match engine {
+        Engine::Slurm => slurm(plan, &sub, o),
+        Engine::AwsBatch => aws_batch(plan, &sub, o),
+        Engine::AzureBatch => azure_batch(plan, &sub, o),
+        Engine::K8s => k8s(plan, &sub, o),
+    }
+}
+
+fn job_name(plan: &Plan, a: &ArrayJob) -> String {
+    format!("batchwin-{}-s{}-{}", plan.date, a.stage, a.offset)
+}
+
+fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let jobs = arrays(plan, o.slurm_max_array_size.max(1));
+    let process = format!(
+        "{} process --plan {} --out {}",
+        sh_quote(&o.batchwin),
+        sh_quote(&o.plan),
+        sh_quote(&o.out)
+    );
+    let time = format!("{}:{:02}:00", o.timeout_seconds / 3600, (o.timeout_seconds % 3600) / 60);
+    for a in &jobs {
+        let name = job_name(plan, a);
+        let script = format!(
+            "#!/usr/bin/env bash\n\
+             #SBATCH --job-name={name}\n\
+             #SBATCH --array=0-{last}%{conc}\n\
+             #SBATCH --requeue\n\
+             #SBATCH --time={time}\n\
+             #SBATCH --output={out}/logs/%x-%A_%a.log\n\
+             #SBATCH --open-mode=append\n\
+             # Stage {stage}, slices {offset}..{end} of the plan; the task's slice is\n\
+             # SLURM_ARRAY_TASK_ID + BATCHWIN_SLICE_OFFSET.\n\
+             export BATCHWIN_SLICE_OFFSET={offset}\n\
+             {process}\n\
+             rc=$?\n\
+             # Exit code 3 is a retryable I/O failure: put the task back in the queue.\n\
+             if [ \"$rc\" -eq 3 ] && [ \"${{SLURM_RESTART_COUNT:-0}}\" -lt {retries} ]; then\n\
+             \x20 scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"\n\
+             fi\n\
+             exit \"$rc\"\n",
+            last = a.size - 1,
+            conc = o.max_concurrent.max(1),
+            out = o.out,
+            stage = a.stage,
+            offset = a.offset,
+            end = a.offset + a.size - 1,
+            retries = o.retries,
+        );
+        let path = dir.join(format!("stage-{}-{}.sbatch", a.stage, a.offset));
+        write(&path, &script, false)?;
+        files.push(path);
+    }
+    let report = format!(
+        "#!/usr/bin/env bash\n#SBATCH --job-name=batchwin-{}-report\n#SBATCH --output={}/logs/%x-%j.log\nexec {} report --ledgers {}/ledgers\n",
+        plan.date,
+        o.out,
+        sh_quote(&o.batchwin),
+        sh_quote(&o.out)
+    );
+    let report_path = dir.join("report.sbatch");
+    write(&report_path, &report, false)?;
+    files.push(report_path);
+
+    let mut s = String::from(
+        "#!/usr/bin/env bash\n# Submits the plan's arrays in stage order, each stage after the one before it\n# succeeded (afterok), then the report after all of them ended (afterany).\n# Prints one `name job-id` line per job.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
+    );
+    let _ = writeln!(s, "mkdir -p {}/logs", sh_quote(&o.out));
+    let mut prev: Vec<String> = Vec::new();
+    let mut all: Vec<String> = Vec::new();
+    for st in &plan.stages {
+        let mut this = Vec::new();
+        for a in jobs.iter().filter(|a| a.stage == st.index) {
+            let var = format!("job_{}_{}", a.stage, a.offset);
+            let dep = if prev.is_empty() {
+                String::new()
+            } else {
+                format!(" --dependency=afterok:{}", prev.iter().map(|v| format!("${v}")).collect::<Vec<_>>().join(":"))
+            };
+            let _ = writeln!(s, "{var}=$(sbatch --parsable{dep} stage-{}-{}.sbatch)\n{var}=${{{var}%%;*}}\necho \"{} ${var}\"", a.stage, a.offset, job_name(plan, a));
+            this.push(var);
+        }
+        all.extend(this.iter().cloned());
+        prev = this;
+    }
+    let deps = all.iter().map(|v| format!("${v}")).collect::<Vec<_>>().join(":");
+    let dep = if deps.is_empty() { String::new() } else { format!(" --dependency=afterany:{deps}") };
+    let _ = writeln!(s, "report=$(sbatch --parsable{dep} report.sbatch)\nreport=${{report%%;*}}\necho \"batchwin-{}-report $report\"", plan.date);
+    let submit = dir.join("submit.sh");
+    write(&submit, &s, true)?;
+    files.push(submit);
+    Ok(files)
+}
+
+/// AWS Batch limits from its API reference.
+pub const AWS_MAX_ARRAY: usize = 10_000;
+pub const AWS_MAX_DEPENDS_ON: usize = 20;
+
+fn aws_queue(p: Priority) -> &'static str {
+    match p {
+        Priority::High => "batchwin-high",
+        Priority::Medium => "batchwin-medium",
+        Priority::Low => "batchwin-low",
+    }
+}
+
+/// SubmitJob requests, one per array; `${JOB_...}` placeholders in `dependsOn` are filled by
+/// `submit.sh` with the ids of the jobs submitted before.
+pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
+    let jobs = arrays(plan, AWS_MAX_ARRAY);
+    let mut prev: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for st in &plan.stages {
+        let mut this = Vec::new();
+        for a in jobs.iter().filter(|a| a.stage == st.index) {
+            let var = format!("JOB_{}_{}", a.stage, a.offset);
+            let mut req = json!({
+                "jobName": job_name(plan, a),
+                "jobQueue": aws_queue(a.priority),
+                "jobDefinition": "batchwin",
+                "retryStrategy": {
+                    "attempts": o.retries.clamp(1, 10),
+                    "evaluateOnExit": [
+                        {"onExitCode": "3", "action": "RETRY"},
+                        {"onReason": "Host EC2*", "action": "RETRY"},
+                        {"onExitCode": "*", "action": "EXIT"}
+                    ]
+                },
+                "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
+                "containerOverrides": {
+                    "command": ["process", "--plan", o.plan, "--out", o.out],
+                    "environment": [{"name": "BATCHWIN_SLICE_OFFSET", "value": a.offset.to_string()}]
+                },
+                "tags": {"batchwin:date": plan.date, "batchwin:stage": a.stage.to_string()},
+                "propagateTags": true
+            });
+            if a.size >= 2 {
+                req["arrayProperties"] = json!({"size": a.size});
+            }
+            // A single slice is a plain job: AWS_BATCH_JOB_ARRAY_INDEX is then unset and the
+            // slice comes from the offset alone.
+            if !prev.is_empty() {
+                let deps: Vec<Value> = prev.iter().take(AWS_MAX_DEPENDS_ON).map(|v| json!({"jobId": format!("${{{v}}}")})).collect();
+                req["dependsOn"] = Value::Array(deps);
+            }
+            out.push((var.clone(), req));
+            this.push(var);
+        }
+        prev = this;
+    }
+    out
+}
+
+fn aws_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let reqs = aws_requests(plan, o);
+    let mut s = String::from(
+        "#!/usr/bin/env bash\n# Submits the plan's AWS Batch jobs in stage order with the AWS CLI; each request's\n# dependsOn placeholders are filled with the job ids of the stage before. Prints `name job-id`.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
+    );
+    for (var, req) in &reqs {
+        let name = format!("{}.json", req["jobName"].as_str().unwrap_or("job"));
+        let path = dir.join(&name);
+        write(&path, &json_text(req), false)?;
+        files.push(path);
+        let _ = writeln!(
+            s,
+            "{var}=$(envsubst < {name} | aws batch submit-job --cli-input-json file:///dev/stdin --query jobId --output text)\nexport {var}\necho \"{} ${var}\"",
+            req["jobName"].as_str().unwrap_or("job")
+        );
+    }
+    let def = json!({
+        "jobDefinitionName": "batchwin",
+        "type": "container",
+        "platformCapabilities": ["EC2"],
+        "containerProperties": {
+            "image": o.image,
+            "command": ["--help"],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "2"},
+                {"type": "MEMORY", "value": "4096"}
+            ]
+        },
+        "retryStrategy": {"attempts": o.retries.clamp(1, 10), "evaluateOnExit": [{"onExitCode": "3", "action": "RETRY"}, {"onExitCode": "*", "action": "EXIT"}]},
+        "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)}
+    });
+    let def_path = dir.join("job-definition.json");
+    write(&def_path, &json_text(&def), false)?;
+    files.push(def_path);
+    let submit = dir.join("submit.sh");
+    write(&submit, &s, true)?;
+    files.push(submit);
+    Ok(files)
+}
+
+/// Azure Batch limits from its REST reference.
+pub const AZURE_MAX_TASKS_PER_CALL: usize = 100;
+pub const AZURE_MAX_BYTES_PER_CALL: usize = 1_000_000;
+
+/// Task collections (`TaskAddCollectionParameter` bodies) of at most 100 tasks and 1 MB. Task
+/// ids are the slice numbers, so dependencies can use `taskIdRanges`.
+pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
+    let mut tasks: Vec<Value> = Vec::new();
+    for st in &plan.stages {
+        for k in st.first_slice..st.first_slice + st.slices {
+            let mut t = json!({
+                "id": k.to_string(),
+                "displayName": format!("batchwin {} stage {} slice {}", plan.date, st.index, k),
+                "commandLine": format!("/bin/sh -c \"{} process --plan {} --out {} --slice {}\"", o.batchwin, o.plan, o.out, k),
+                "constraints": {"maxTaskRetryCount": o.retries as i64, "maxWallClockTime": format!("PT{}S", o.timeout_seconds.max(60))},
+                "exitConditions": {
+                    "exitCodes": [{"code": 3, "exitOptions": {"jobAction": "none", "dependencyAction": "block"}}],
+                    "default": {"jobAction": "none", "dependencyAction": "satisfy"}
+                }
+            });
+            if st.index > 0 {
+                let before = &plan.stages[st.index - 1];
+                t["dependsOn"] = json!({"taskIdRanges": [{"start": before.first_slice, "end": before.first_slice + before.slices - 1}]});
+            }
+            tasks.push(t);
+        }
+    }
+    let n = plan.slices.len();
+    tasks.push(json!({
+        "id": n.to_string(),
+        "displayName": format!("batchwin {} report", plan.date),
+        "commandLine": format!("/bin/sh -c \"{} report --ledgers {}/ledgers\"", o.batchwin, o.out),
+        "dependsOn": {"taskIdRanges": [{"start": 0, "end": n.saturating_sub(1)}]}
+    }));
+    let mut collections: Vec<Value> = Vec::new();
+    let mut current: Vec<Value> = Vec::new();
+    let mut size = 0usize;
+    for t in tasks {
+        let len = t.to_string().len() + 1;
+        if current.len() == AZURE_MAX_TASKS_PER_CALL || (size + len + 16 > AZURE_MAX_BYTES_PER_CALL && !current.is_empty()) {
+            collections.push(json!({"value": std::mem::take(&mut current)}));
+            size = 0;
+        }
+        size += len;
+        current.push(t);
+    }
+    if !current.is_empty() {
+        collections.push(json!({"value": current}));
+    }
+    collections
+}
+
+fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let job_id = format!("batchwin-{}", plan.date);
+    let job = json!({
+        "id": job_id,
+        "poolInfo": {"poolId": "${BATCHWIN_POOL_ID}"},
+        "usesTaskDependencies": true,
+        "onAllTasksComplete": "terminatejob",
+        "metadata": [{"name": "batchwin-date", "value": plan.date}]
+    });
+    let job_path = dir.join("job.json");
+    write(&job_path, &json_text(&job), false)?;
+    files.push(job_path);
+    let mut s = format!(
+        "#!/usr/bin/env bash\n# Creates the job, then adds its tasks in collections of at most {AZURE_MAX_TASKS_PER_CALL}.\n# Needs BATCHWIN_POOL_ID and an authenticated `az batch` (account, endpoint).\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nenvsubst < job.json > /tmp/batchwin-job-$$.json\naz batch job create --json-file /tmp/batchwin-job-$$.json\necho \"{job_id} created\"\n"
+    );
+    for (i, c) in azure_collections(plan, o).iter().enumerate() {
+        let name = format!("tasks-{i:04}.json");
+        let path = dir.join(&name);
+        write(&path, &json_text(c), false)?;
+        files.push(path);
+        let _ = writeln!(s, "az batch task create --job-id {job_id} --json-file {name} > /dev/null\necho \"{name} added\"");
+    }
+    let submit = dir.join("submit.sh");
+    write(&submit, &s, true)?;
+    files.push(submit);
+    Ok(files)
+}
+
+fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut s = String::from(
+        "#!/usr/bin/env bash\n# Creates one Indexed Job per stage and waits for each to complete before the next.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
+    );
+    for st in &plan.stages {
+        let name = format!("batchwin-{}-s{}", plan.date, st.index);
+        let job = json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "labels": {"app": "batchwin", "batchwin/date": plan.date}},
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": st.slices,
+                "parallelism": o.max_concurrent.clamp(1, st.slices.max(1)),
+                "backoffLimitPerIndex": o.retries,
+                "podFailurePolicy": {"rules": [
+                    {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [3]}}
+                ]},
+                "activeDeadlineSeconds": o.timeout_seconds.max(60) * 2,
+                "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{
+                        "name": "batchwin",
+                        "image": o.image,
+                        "args": ["process", "--plan", o.plan, "--out", o.out],
+                        "env": [{"name": "BATCHWIN_SLICE_OFFSET", "value": st.first_slice.to_string()}]
+                    }]
+                }}
+            }
+        });
+        let file = format!("{name}.json");
+        let path = dir.join(&file);
+        write(&path, &json_text(&job), false)?;
+        files.push(path);
+        let _ = writeln!(
+            s,
+            "kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout={}s job/{name}\necho \"{name} complete\"",
+            o.timeout_seconds.max(60) * 2
+        );
+    }
+    let submit = dir.join("submit.sh");
+    write(&submit, &s, true)?;
+    files.push(submit);
+    Ok(files)
+}

@@ -1,0 +1,143 @@
+//! The manifest: one JSON line per inbound file of a day (vendor, location, size, checksum,
+//! format, priority, when it was discovered). `fetch` writes it from remote stores; until then
+//! [`scan`] builds it from a local folder laid out as `inbound/DATE/VENDOR/FILE`.
+//!
+//! The schema is documented in `docs/manifest.md`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Format, Priority};
+
+/// One inbound file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRow {
+    pub vendor: String,
+    /// A local path (absolute, or relative to the manifest's folder) or a URL.
+    pub location: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub format: Format,
+    pub priority: Priority,
+    /// RFC 3339, UTC.
+    pub discovered_at: String,
+}
+
+/// Reads a manifest; errors name the line.
+pub fn read(path: &Path) -> anyhow::Result<Vec<ManifestRow>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read manifest `{}`", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read manifest `{}`", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: ManifestRow = serde_json::from_str(&line)
+            .with_context(|| format!("manifest `{}` line {}: not a manifest row", path.display(), i + 1))?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Writes a manifest atomically (temporary name, then rename).
+pub fn write(path: &Path, rows: &[ManifestRow]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("jsonl.tmp");
+    {
+        let f = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        for r in rows {
+            serde_json::to_writer(&mut w, r)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+/// What a scan found besides the rows.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Files under folders that name no configured vendor.
+    pub unknown: Vec<PathBuf>,
+}
+
+/// Lists `DIR/VENDOR/FILE` (a day's inbound folder): (vendor index, path) in vendor, then file
+/// name order, and the files under folders that name no configured vendor. Hidden files and
+/// names ending in `.part` or `.tmp` are still being written and are left out.
+pub fn list(config: &Config, dir: &Path) -> anyhow::Result<(Vec<(usize, PathBuf)>, Vec<PathBuf>)> {
+    let mut vendor_dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read inbound folder `{}`", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    vendor_dirs.sort();
+    let mut files = Vec::new();
+    let mut unknown = Vec::new();
+    for vdir in vendor_dirs {
+        let name = vdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&vdir)
+            .with_context(|| format!("cannot read `{}`", vdir.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && !is_partial(p))
+            .collect();
+        found.sort();
+        match config.vendor(&name) {
+            Some((idx, _)) => files.extend(found.into_iter().map(|f| (idx, f))),
+            None => unknown.extend(found),
+        }
+    }
+    Ok((files, unknown))
+}
+
+/// Builds manifest rows for a day's inbound folder (see [`list`]), reading each file once to
+/// checksum it.
+pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, ScanReport)> {
+    use rayon::prelude::*;
+    let (files, unknown) = list(config, dir)?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let rows = files
+        .into_par_iter()
+        .map(|(idx, path)| {
+            let v = &config.vendors[idx];
+            let (bytes, sha256) = checksum(&path)?;
+            let location = std::path::absolute(&path).unwrap_or(path).display().to_string();
+            Ok(ManifestRow {
+                vendor: v.id.clone(),
+                location,
+                bytes,
+                sha256,
+                format: v.input.format,
+                priority: v.priority,
+                discovered_at: now.clone(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((rows, ScanReport { unknown }))
+}
+
+/// Names that are still being written: hidden, `*.part`, `*.tmp`.
+pub fn is_partial(p: &Path) -> bool {
+    let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    n.starts_with('.') || n.ends_with(".part") || n.ends_with(".tmp")
+}
+
+/// Size and sha256 of a local file, streamed.
+pub fn checksum(path: &Path) -> anyhow::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut h = Sha256::new();
+    let bytes = std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read `{}`", path.display()))?;
+    Ok((bytes, hex::encode(h.finalize())))
+}
+
+/// sha256 of a file's bytes, for the plan's record of which manifest and config it was made from.
+pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    checksum(path).map(|(_, s)| s)
+}

@@ -1,0 +1,556 @@
+//! The planner: the day's manifest in, slices sized to the batch window out.
+//!
+//! A *unit* is a file, or a byte range of a large file cut at record boundaries by the same
+//! framing `process` uses (so a quoted CSV newline or an XML record is never cut). Units are
+//! grouped into *stages* by the vendors' `after` dependencies, and within a stage assigned to
+//! *slices* (array-job tasks) by longest-processing-time-first on their estimated cost, one
+//! priority class at a time, HIGH first: so HIGH work is spread over every slice and finishes
+//! first, and each slice runs its units in priority order.
+//!
+//! This module owns the plan's data and the arithmetic; reading files to split them goes
+//! through the codecs, and the engine-specific files are written by `emit`.
+
+pub mod emit;
+pub mod manifest;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError, KeyPath, Priority};
+use manifest::ManifestRow;
+
+/// The plan file format version.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Throughput assumed for a vendor with no history, in bytes per second per slice.
+pub const DEFAULT_BYTES_PER_SECOND: f64 = 50e6;
+
+/// A byte range of a file, cut at record boundaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// 0-based part number.
+    pub index: u32,
+    /// Number of parts of the file.
+    pub count: u32,
+    /// Byte range in the file.
+    pub start: u64,
+    pub end: u64,
+    /// Number (1-based) of the part's first record in the file, and the line it starts on.
+    pub first_record: u64,
+    pub first_line: u64,
+}
+
+/// One piece of work: a file, or a part of one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub vendor: String,
+    pub location: String,
+    pub priority: Priority,
+    /// Bytes of this unit (the part's size for a part).
+    pub bytes: u64,
+    /// Size and checksum of the whole file.
+    pub file_bytes: u64,
+    pub sha256: String,
+    pub estimated_seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+}
+
+/// One array-job task's work, in the order it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slice {
+    pub index: usize,
+    pub stage: usize,
+    pub estimated_seconds: f64,
+    pub units: Vec<Unit>,
+}
+
+/// Vendors whose files run together; a stage starts when the one before it has finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub index: usize,
+    pub vendors: Vec<String>,
+    /// Global index of the stage's first slice, and how many it has.
+    pub first_slice: usize,
+    pub slices: usize,
+    pub estimated_seconds: f64,
+}
+
+/// When each priority is estimated to finish, against its tightest SLA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorityEstimate {
+    pub priority: Priority,
+    pub units: usize,
+    pub estimated_finish_seconds: f64,
+    /// The tightest SLA among the priority's vendors, when any has one.
+    pub sla_seconds: Option<f64>,
+    pub meets_sla: bool,
+}
+
+/// The sizing calculation, kept in the plan and printed by `plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub total_bytes: u64,
+    pub total_work_seconds: f64,
+    pub window_seconds: Option<f64>,
+    pub utilization: f64,
+    pub slices: usize,
+    pub makespan_seconds: f64,
+    pub priorities: Vec<PriorityEstimate>,
+}
+
+/// A self-describing plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    pub created_at: String,
+    pub date: String,
+    pub manifest_sha256: String,
+    pub config_sha256: String,
+    pub estimate: Estimate,
+    pub stages: Vec<Stage>,
+    pub slices: Vec<Slice>,
+}
+
+impl Plan {
+    pub fn read(path: &Path) -> anyhow::Result<Plan> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan `{}`", path.display()))?;
+        let plan: Plan = serde_json::from_str(&text).with_context(|| format!("`{}` is not a batchwin plan", path.display()))?;
+        anyhow::ensure!(
+            plan.version == PLAN_VERSION,
+            "plan `{}` has version {}, this batchwin reads version {PLAN_VERSION}",
+            path.display(),
+            plan.version
+        );
+        Ok(plan)
+    }
+}
+
+/// Measured cost per vendor, seconds per byte.
+#[derive(Debug, Clone, Default)]
+pub struct CostModel {
+    pub seconds_per_byte: BTreeMap<String, f64>,
+    pub default_seconds_per_byte: f64,
+}
+
+impl CostModel {
+    pub fn new() -> CostModel {
+        CostModel {
+            seconds_per_byte: BTreeMap::new(),
+            default_seconds_per_byte: 1.0 / DEFAULT_BYTES_PER_SECOND,
+        }
+    }
+    pub fn cost(&self, vendor: &str, bytes: u64) -> f64 {
+        self.seconds_per_byte.get(vendor).copied().unwrap_or(self.default_seconds_per_byte) * bytes as f64
+    }
+}
+
+/// How many slices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SliceCount {
+    Fixed(usize),
+    /// As few as finish inside the window at the given utilization, at most `max`.
+    Auto { window_seconds: f64, utilization: f64, max: usize },
+}
+
+/// Planner inputs besides the manifest.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub slices: SliceCount,
+    /// Files larger than this are split; `None`: automatic (a quarter of an even slice's share,
+    /// at least 16 MiB).
+    pub split_bytes: Option<u64>,
+    pub date: String,
+}
+
+/// Errors that stop planning.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("manifest row {row}: vendor `{vendor}` is not in the config")]
+    UnknownVendor { row: usize, vendor: String },
+    #[error(
+        "the work does not fit the window: {work:.0} s of work in {window:.0} s at utilization {utilization} needs more than --max-slices {max} slices (with {max} slices the estimate is {best:.0} s)"
+    )]
+    DoesNotFit { work: f64, window: f64, utilization: f64, max: usize, best: f64 },
+    #[error("cannot split `{location}`: {reason}")]
+    Split { location: String, reason: String },
+}
+
+/// Stage of every vendor from the `after` dependencies; a cycle is a configuration error that
+/// names the vendors in it.
+pub fn vendor_stages(config: &Config) -> Result<Vec<usize>, ConfigError> {
+    let n = config.vendors.len();
+    let index: BTreeMap<&str, usize> = config.vendors.iter().enumerate().map(|(i, v)| (v.id.as_str(), i)).collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut mark = vec![Mark::New; n];
+    let mut stage = vec![0usize; n];
+    // Iterative depth-first search, keeping the path to report a cycle.
+    for root in 0..n {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = Mark::Active;
+        while let Some(&mut (v, ref mut next)) = path.last_mut() {
+            let deps = &config.vendors[v].after;
+            if *next < deps.len() {
+                let dep_name = &deps[*next];
+                *next += 1;
+                let Some(&d) = index.get(dep_name.as_str()) else {
+                    let i = *next - 1;
+                    return Err(config.at(&KeyPath::vendor(v).key("after").index(i), format!("unknown vendor `{dep_name}`")));
+                };
+                match mark[d] {
+                    Mark::Done => {}
+                    Mark::Active => {
+                        let from = path.iter().position(|(x, _)| *x == d).unwrap_or(0);
+                        let mut names: Vec<&str> = path[from..].iter().map(|(x, _)| config.vendors[*x].id.as_str()).collect();
+                        names.push(config.vendors[d].id.as_str());
+                        return Err(config.at(
+                            &KeyPath::vendor(v).key("after"),
+                            format!("vendors depend on each other in a cycle: {}", names.join(" -> ")),
+                        ));
+                    }
+                    Mark::New => {
+                        mark[d] = Mark::Active;
+                        path.push((d, 0));
+                    }
+                }
+            } else {
+                stage[v] = deps.iter().filter_map(|d| index.get(d.as_str())).map(|&d| stage[d] + 1).max().unwrap_or(0);
+                mark[v] = Mark::Done;
+                path.pop();
+            }
+        }
+    }
+    Ok(stage)
+}
+
+/// Splits a large local file into parts at record boundaries with the vendor's framing.
+pub type Splitter<'a> = dyn Fn(&ManifestRow, u64) -> Result<Vec<Part>, String> + Sync + 'a;
+
+/// Builds the plan.
+pub fn plan(
+    config: &Config,
+    rows: &[ManifestRow],
+    costs: &CostModel,
+    opts: &PlanOptions,
+    split: &Splitter<'_>,
+    hashes: (String, String),
+) -> Result<Plan, PlanError> {
+    let stages_of = vendor_stages(config)?;
+    for (i, r) in rows.iter().enumerate() {
+        if config.vendor(&r.vendor).is_none() {
+            return Err(PlanError::UnknownVendor { row: i + 1, vendor: r.vendor.clone() });
+        }
+    }
+    let stage_of = |vendor: &str| config.vendor(vendor).map_or(0, |(i, _)| stages_of[i]);
+    let total_bytes: u64 = rows.iter().map(|r| r.bytes).sum();
+    let total_work: f64 = rows.iter().map(|r| costs.cost(&r.vendor, r.bytes)).sum();
+
+    // Group rows by stage (only stages that have files, renumbered from 0).
+    let mut by_stage: BTreeMap<usize, Vec<&ManifestRow>> = BTreeMap::new();
+    for r in rows {
+        by_stage.entry(stage_of(&r.vendor)).or_default().push(r);
+    }
+    let groups: Vec<Vec<&ManifestRow>> = by_stage.into_values().collect();
+
+    let assign_all = |n: usize| -> Result<Vec<Vec<Slice>>, PlanError> {
+        groups
+            .iter()
+            .enumerate()
+            .map(|(s, rows)| {
+                let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
+                let limit = opts.split_bytes.unwrap_or_else(|| (bytes / (n as u64 * 4).max(1)).max(16 << 20));
+                let units = make_units(rows, costs, limit, split)?;
+                Ok(assign(units, n.min(rows.len()).max(1), s))
+            })
+            .collect()
+    };
+    let finish = |stages: &[Vec<Slice>]| -> f64 { stages.iter().map(|sl| makespan(sl)).sum() };
+
+    let (stage_slices, window, utilization) = match opts.slices {
+        SliceCount::Fixed(n) => (assign_all(n.max(1))?, None, 1.0),
+        SliceCount::Auto { window_seconds, utilization, max } => {
+            let budget = window_seconds * utilization;
+            let mut n = ((total_work / budget).ceil() as usize).clamp(1, max.max(1));
+            loop {
+                let s = assign_all(n)?;
+                let f = finish(&s);
+                if f <= budget {
+                    break (s, Some(window_seconds), utilization);
+                }
+                if n >= max {
+                    return Err(PlanError::DoesNotFit { work: total_work, window: window_seconds, utilization, max, best: f });
+                }
+                // Grow by the shortfall, at least one slice.
+                n = ((n as f64 * f / budget).ceil() as usize).max(n + 1).min(max);
+            }
+        }
+    };
+
+    // Number slices globally, stage after stage.
+    let mut slices = Vec::new();
+    let mut stages = Vec::new();
+    let mut stage_start = 0.0;
+    let mut prio_finish: BTreeMap<Priority, f64> = BTreeMap::new();
+    let mut prio_units: BTreeMap<Priority, usize> = BTreeMap::new();
+    for (s, group) in stage_slices.into_iter().enumerate() {
+        let first = slices.len();
+        let span = makespan(&group);
+        let mut vendors: Vec<String> = groups[s].iter().map(|r| r.vendor.clone()).collect();
+        vendors.sort();
+        vendors.dedup();
+        for mut slice in group {
+            let mut t = stage_start;
+            for u in &slice.units {
+                t += u.estimated_seconds;
+                let e = prio_finish.entry(u.priority).or_insert(0.0);
+                *e = e.max(t);
+                *prio_units.entry(u.priority).or_insert(0) += 1;
+            }
+            slice.index = slices.len();
+            slices.push(slice);
+        }
+        stages.push(Stage { index: s, vendors, first_slice: first, slices: slices.len() - first, estimated_seconds: span });
+        stage_start += span;
+    }
+    let priorities = [Priority::High, Priority::Medium, Priority::Low]
+        .into_iter()
+        .filter(|p| prio_units.contains_key(p))
+        .map(|p| {
+            let sla = config
+                .vendors
+                .iter()
+                .filter(|v| v.priority == p && rows.iter().any(|r| r.vendor == v.id))
+                .filter_map(|v| v.sla.as_deref().and_then(|s| crate::pipeline::parse_duration(s).ok()))
+                .map(|d| d.as_secs_f64())
+                .reduce(f64::min);
+            let finish = prio_finish.get(&p).copied().unwrap_or(0.0);
+            PriorityEstimate {
+                priority: p,
+                units: prio_units.get(&p).copied().unwrap_or(0),
+                estimated_finish_seconds: finish,
+                sla_seconds: sla,
+                meets_sla: sla.is_none_or(|s| finish <= s),
+            }
+        })
+        .collect();
+    Ok(Plan {
+        version: PLAN_VERSION,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        date: opts.date.clone(),
+        manifest_sha256: hashes.0,
+        config_sha256: hashes.1,
+        estimate: Estimate {
+            total_bytes,
+            total_work_seconds: total_work,
+            window_seconds: window,
+            utilization,
+            slices: slices.len(),
+            makespan_seconds: stage_start,
+            priorities,
+        },
+        stages,
+        slices,
+    })
+}
+
+fn makespan(slices: &[Slice]) -> f64 {
+    slices.iter().map(|s| s.estimated_seconds).fold(0.0, f64::max)
+}
+
+/// Turns rows into units, splitting files over `limit` bytes.
+fn make_units(rows: &[&ManifestRow], costs: &CostModel, limit: u64, split: &Splitter<'_>) -> Result<Vec<Unit>, PlanError> {
+    let mut units = Vec::with_capacity(rows.len());
+    for r in rows {
+        let whole = |bytes: u64, part: Option<Part>| Unit {
+            vendor: r.vendor.clone(),
+            location: r.location.clone(),
+            priority: r.priority,
+            bytes,
+            file_bytes: r.bytes,
+            sha256: r.sha256.clone(),
+            estimated_seconds: costs.cost(&r.vendor, bytes),
+            part,
+        };
+        if r.bytes > limit {
+            let parts = split(r, limit).map_err(|reason| PlanError::Split { location: r.location.clone(), reason })?;
+            if parts.len() > 1 {
+                units.extend(parts.into_iter().map(|p| whole(p.end - p.start, Some(p))));
+                continue;
+            }
+        }
+        units.push(whole(r.bytes, None));
+    }
+    Ok(units)
+}
+
+/// A slice's load in the assignment heap: least loaded first, then lowest index.
+#[derive(PartialEq)]
+struct Load(f64, usize);
+impl Eq for Load {}
+impl PartialOrd for Load {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Load {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// Longest-processing-time first into `n` slices, one priority class at a time (HIGH first).
+/// Within a slice, units run in priority order, larger first. Deterministic: ties go to the
+/// lower slice index and keep manifest order.
+fn assign(mut units: Vec<Unit>, n: usize, stage: usize) -> Vec<Slice> {
+    units.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.estimated_seconds.total_cmp(&a.estimated_seconds))
+            .then(a.location.cmp(&b.location))
+            .then(a.part.as_ref().map(|p| p.index).cmp(&b.part.as_ref().map(|p| p.index)))
+    });
+    let mut slices: Vec<Slice> = (0..n).map(|i| Slice { index: i, stage, estimated_seconds: 0.0, units: Vec::new() }).collect();
+    let mut heap: BinaryHeap<Reverse<Load>> = (0..n).map(|i| Reverse(Load(0.0, i))).collect();
+    for u in units {
+        let Some(Reverse(Load(load, i))) = heap.pop() else { break };
+        let cost = u.estimated_seconds;
+        slices[i].units.push(u);
+        slices[i].estimated_seconds = load + cost;
+        heap.push(Reverse(Load(load + cost, i)));
+    }
+    slices
+}
+
+/// Reads `06:00-10:00` as a window length in seconds (a window that crosses midnight ends the
+/// next day).
+pub fn window_seconds(w: &str) -> Result<f64, String> {
+    let (a, b) = w.split_once('-').ok_or_else(|| format!("{w:?} is not a window like 06:00-10:00"))?;
+    let t = |s: &str| {
+        chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| format!("{s:?} is not a time like 06:00"))
+    };
+    let (start, end) = (t(a)?, t(b)?);
+    let mut secs = (end - start).num_seconds();
+    if secs <= 0 {
+        secs += 24 * 3600;
+    }
+    Ok(secs as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(Path::new("batchwin.toml"), text.to_string()).unwrap()
+    }
+
+    const VENDOR: &str = "[vendor.input]\nformat = 'jsonl'\n[[vendor.fields]]\nname = 'a'\n[vendor.output]\nformat = 'jsonl'\n";
+
+    fn vendors(spec: &[(&str, &str, &[&str])]) -> Config {
+        let mut s = String::new();
+        for (id, prio, after) in spec {
+            let after: Vec<String> = after.iter().map(|a| format!("{a:?}")).collect();
+            s.push_str(&format!("[[vendor]]\nid = {id:?}\npriority = {prio:?}\nafter = [{}]\nsla = '1h'\n{VENDOR}", after.join(", ")));
+        }
+        config(&s)
+    }
+
+    fn row(vendor: &str, n: usize, bytes: u64, prio: Priority) -> ManifestRow {
+        ManifestRow {
+            vendor: vendor.into(),
+            location: format!("/in/{vendor}/{n:05}.jsonl"),
+            bytes,
+            sha256: String::new(),
+            format: crate::config::Format::Jsonl,
+            priority: prio,
+            discovered_at: String::new(),
+        }
+    }
+
+    fn no_split(_: &ManifestRow, _: u64) -> Result<Vec<Part>, String> {
+        Err("not splittable in this test".into())
+    }
+
+    fn opts(slices: SliceCount) -> PlanOptions {
+        PlanOptions { slices, split_bytes: Some(u64::MAX), date: "2026-11-29".into() }
+    }
+
+    #[test]
+    fn cycles_name_the_vendors() {
+        let c = vendors(&[("A", "high", &["C"]), ("B", "high", &["A"]), ("C", "high", &["B"])]);
+        let e = vendor_stages(&c).unwrap_err().to_string();
+        assert!(e.contains("A -> C -> B -> A"), "{e}");
+        let c = vendors(&[("A", "high", &[]), ("B", "high", &["A"]), ("C", "low", &["A", "B"])]);
+        assert_eq!(vendor_stages(&c).unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn slices_are_balanced_and_high_runs_first() {
+        let c = vendors(&[("H", "high", &[]), ("L", "low", &[])]);
+        let mut rows = Vec::new();
+        for i in 0..400 {
+            let prio = if i % 4 == 0 { Priority::High } else { Priority::Low };
+            let v = if prio == Priority::High { "H" } else { "L" };
+            rows.push(row(v, i, 1_000_000 + (i as u64 * 7919) % 9_000_000, prio));
+        }
+        let p = plan(&c, &rows, &CostModel::new(), &opts(SliceCount::Fixed(8)), &no_split, Default::default()).unwrap();
+        assert_eq!(p.slices.len(), 8);
+        let spans: Vec<f64> = p.slices.iter().map(|s| s.estimated_seconds).collect();
+        let (lo, hi) = (spans.iter().cloned().fold(f64::MAX, f64::min), spans.iter().cloned().fold(0.0, f64::max));
+        assert!((hi - lo) / hi < 0.02, "{spans:?}");
+        for s in &p.slices {
+            let prios: Vec<Priority> = s.units.iter().map(|u| u.priority).collect();
+            assert!(prios.windows(2).all(|w| w[0] <= w[1]), "slice {} runs out of priority order", s.index);
+        }
+        let units: usize = p.slices.iter().map(|s| s.units.len()).sum();
+        assert_eq!(units, 400);
+        let high = &p.estimate.priorities[0];
+        assert_eq!(high.priority, Priority::High);
+        assert!(high.estimated_finish_seconds < p.estimate.makespan_seconds / 3.0);
+    }
+
+    #[test]
+    fn dependencies_make_stages() {
+        let c = vendors(&[("A", "high", &[]), ("B", "high", &["A"])]);
+        let rows: Vec<ManifestRow> = (0..10).map(|i| row(if i < 5 { "A" } else { "B" }, i, 5_000_000, Priority::High)).collect();
+        let p = plan(&c, &rows, &CostModel::new(), &opts(SliceCount::Fixed(3)), &no_split, Default::default()).unwrap();
+        assert_eq!(p.stages.len(), 2);
+        assert_eq!((p.stages[1].first_slice, p.stages[1].slices), (3, 3));
+        assert!(p.slices[..3].iter().all(|s| s.units.iter().all(|u| u.vendor == "A")));
+        assert!((p.estimate.makespan_seconds - (p.stages[0].estimated_seconds + p.stages[1].estimated_seconds)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn auto_slices_fit_the_window_or_say_why_not() {
+        let c = vendors(&[("A", "medium", &[])]);
+        // 1000 files of 50 MB at 50 MB/s: 1000 s of work.
+        let rows: Vec<ManifestRow> = (0..1000).map(|i| row("A", i, 50_000_000, Priority::Medium)).collect();
+        let auto = |window, max| SliceCount::Auto { window_seconds: window, utilization: 0.8, max };
+        let p = plan(&c, &rows, &CostModel::new(), &opts(auto(100.0, 100)), &no_split, Default::default()).unwrap();
+        assert_eq!(p.slices.len(), 13, "1000 s / (100 s * 0.8) = 12.5, so 13");
+        assert!(p.estimate.makespan_seconds <= 80.0);
+        let e = plan(&c, &rows, &CostModel::new(), &opts(auto(100.0, 5)), &no_split, Default::default()).unwrap_err();
+        assert!(matches!(e, PlanError::DoesNotFit { .. }), "{e}");
+    }
+
+    #[test]
+    fn windows() {
+        assert_eq!(window_seconds("06:00-10:00").unwrap(), 4.0 * 3600.0);
+        assert_eq!(window_seconds("22:00-02:00").unwrap(), 4.0 * 3600.0);
+        assert!(window_seconds("6-10").is_err());
+    }
+}
