@@ -6,4 +6,5 @@ mod config_errors;
 mod demo;
 mod generate;
 mod ledger;
+mod plan;
 mod process;

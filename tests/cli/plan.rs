@@ -1,0 +1,195 @@
+//! `batchwin plan` and `process --plan`: slices, splitting at record boundaries, engine files.
+
+use std::collections::BTreeMap;
+
+use predicates::prelude::*;
+
+use crate::util::Dir;
+
+fn generate(d: &Dir, files: &str, records: &str, vendors: &str) {
+    d.cmd()
+        .args(["generate", "--out", "day", "--files", files, "--records", records, "--vendors", vendors, "--seed", "11"])
+        .assert()
+        .success();
+}
+
+fn plan_json(d: &Dir, path: &str) -> serde_json::Value {
+    serde_json::from_str(&d.read(path)).unwrap()
+}
+
+#[test]
+fn a_generated_day_is_balanced_over_slices() {
+    let d = Dir::new();
+    generate(&d, "200", "400000", "20");
+    d.cmd()
+        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "4", "--date", "2026-11-29", "--split-bytes", "100000000"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("8 slices in 2 stages"));
+    let p = plan_json(&d, "plan.json");
+    let mut seen = BTreeMap::new();
+    // Stage 0 holds 18 vendors' files; stage 1 only the two dependent vendors' 20 files, too few
+    // to balance closely.
+    for stage in &p["stages"].as_array().unwrap()[..1] {
+        let first = stage["first_slice"].as_u64().unwrap() as usize;
+        let n = stage["slices"].as_u64().unwrap() as usize;
+        let spans: Vec<f64> = p["slices"].as_array().unwrap()[first..first + n]
+            .iter()
+            .map(|s| s["estimated_seconds"].as_f64().unwrap())
+            .collect();
+        let (lo, hi) = (spans.iter().cloned().fold(f64::MAX, f64::min), spans.iter().cloned().fold(0.0, f64::max));
+        assert!((hi - lo) / hi < 0.05, "stage {}: slice makespans {spans:?}", stage["index"]);
+    }
+    for s in p["slices"].as_array().unwrap() {
+        for u in s["units"].as_array().unwrap() {
+            *seen.entry(u["location"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|n| *n == 1));
+}
+
+/// Splitting a file into parts at several sizes: the parts' outputs, put together in order,
+/// are byte for byte the output of the whole file (CSV with quoted newlines, XML, JSON Lines,
+/// fixed-width), and so are the reject files.
+#[test]
+fn split_files_give_the_same_output_as_whole_files() {
+    let d = Dir::new();
+    generate(&d, "4", "24000", "4");
+    d.cmd()
+        .args(["process", "--config", "day/batchwin.toml", "--inbound", "day/inbound/2026-11-29", "--out", "whole", "--date", "2026-11-29"])
+        .assert()
+        .code(0);
+    for split in ["20000", "77777", "300000"] {
+        let plan = format!("plan-{split}.json");
+        let run = format!("run-{split}");
+        d.cmd()
+            .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "3", "--split-bytes", split, "--out", &plan, "--date", "2026-11-29"])
+            .assert()
+            .success();
+        let p = plan_json(&d, &plan);
+        let slices = p["slices"].as_array().unwrap().len();
+        let parts: usize = p["slices"].as_array().unwrap().iter().flat_map(|s| s["units"].as_array().unwrap()).filter(|u| u.get("part").is_some()).count();
+        assert!(parts > 4, "split {split}: only {parts} parts");
+        for k in 0..slices {
+            d.cmd()
+                .args(["process", "--config", "day/batchwin.toml", "--plan", &plan, "--slice", &k.to_string(), "--out", &run])
+                .assert()
+                .code(0);
+        }
+        for vendor in std::fs::read_dir(d.path("whole")).unwrap() {
+            let vendor = vendor.unwrap();
+            if !vendor.path().is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(vendor.path()).unwrap() {
+                let f = f.unwrap();
+                let name = f.file_name().to_string_lossy().into_owned();
+                let whole = std::fs::read(f.path()).unwrap();
+                let dir = d.path(&run).join(vendor.file_name());
+                let mut pieces: Vec<_> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n == &name || n.starts_with(&format!("{name}.part-")))
+                    .collect();
+                pieces.sort();
+                assert!(!pieces.is_empty(), "split {split}: no output for {name}");
+                let joined: Vec<u8> = pieces.iter().flat_map(|p| std::fs::read(dir.join(p)).unwrap()).collect();
+                assert!(joined == whole, "split {split}: {name} from {} parts differs from the whole", pieces.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_slice_comes_from_the_engine_index_and_offset() {
+    let d = Dir::new();
+    generate(&d, "12", "6000", "4");
+    d.cmd()
+        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "2", "--date", "2026-11-29"])
+        .assert()
+        .success();
+    let slices = plan_json(&d, "plan.json")["slices"].as_array().unwrap().len();
+    assert_eq!(slices, 4, "two slices in each of two stages");
+    let run = |envs: &[(&str, &str)]| {
+        let mut c = d.cmd();
+        c.args(["process", "--config", "day/batchwin.toml", "--plan", "plan.json", "--out", "run"]);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.assert()
+    };
+    run(&[("SLURM_ARRAY_TASK_ID", "1"), ("BATCHWIN_SLICE_OFFSET", "2")]).code(0).stdout(predicate::str::contains("slice      3 of 4"));
+    run(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0")]).code(0).stdout(predicate::str::contains("slice      0 of 4"));
+    run(&[("JOB_COMPLETION_INDEX", "1")]).code(0).stdout(predicate::str::contains("slice      1 of 4"));
+    run(&[("BATCHWIN_SLICE", "2")]).code(0).stdout(predicate::str::contains("slice      2 of 4"));
+    assert!(d.path("run/ledgers/slice-00003.duckdb").is_file());
+    run(&[("BATCHWIN_SLICE", "4")]).code(2).stderr(predicate::str::contains("slice 4 is outside the plan, which has slices 0 to 3"));
+    run(&[]).code(2).stderr(predicate::str::contains("which slice?"));
+}
+
+#[test]
+fn a_window_too_small_for_max_slices_is_refused() {
+    let d = Dir::new();
+    generate(&d, "8", "8000", "4");
+    d.cmd()
+        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--window", "06:00-06:01", "--max-slices", "1", "--split-bytes", "100000000"])
+        .env("BATCHWIN_DATE", "2026-11-29")
+        .assert()
+        .code(0);
+    // 60 s at 0.8 is plenty for 2 MB; at a utilization of a millionth it is not.
+    d.cmd()
+        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--window", "06:00-06:01", "--max-slices", "2", "--utilization", "0.000001"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not fit the window"));
+}
+
+#[test]
+fn a_dependency_cycle_names_the_vendors() {
+    let d = Dir::new();
+    generate(&d, "8", "800", "10");
+    // V010 already runs after V009; make V009 run after V010.
+    let config = d.read("day/batchwin.toml").replace("id = \"V009\"", "id = \"V009\"\nafter = [\"V010\"]");
+    d.write("day/batchwin.toml", config);
+    d.cmd()
+        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cycle: V009 -> V010 -> V009"));
+}
+
+#[test]
+fn emitted_engine_files_pass_the_engines_own_models() {
+    let d = Dir::new();
+    generate(&d, "30", "3000", "10");
+    d.cmd()
+        .args([
+            "plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "7", "--date", "2026-11-29",
+            "--emit", "slurm,aws-batch,azure-batch,k8s", "--emit-dir", "emit", "--slurm-max-array-size", "4",
+        ])
+        .assert()
+        .success();
+    // Slurm: 7 slices per stage with arrays of at most 4 tasks: 2 arrays per stage.
+    let submit = d.read("emit/slurm/submit.sh");
+    assert_eq!(submit.matches("sbatch --parsable").count(), 2 * 2 + 1, "{submit}");
+    assert!(submit.contains("--dependency=afterok:$job_0_0:$job_0_4"), "{submit}");
+    assert!(submit.contains("--dependency=afterany:"), "{submit}");
+    let s0 = d.read("emit/slurm/stage-0-4.sbatch");
+    assert!(s0.contains("#SBATCH --array=0-2%100") && s0.contains("BATCHWIN_SLICE_OFFSET=4") && s0.contains("--requeue"), "{s0}");
+    // Kubernetes: one Indexed Job per stage.
+    let k: serde_json::Value = serde_json::from_str(&d.read("emit/k8s/batchwin-2026-11-29-s1.json")).unwrap();
+    assert_eq!(k["spec"]["completionMode"], "Indexed");
+    assert_eq!(k["spec"]["completions"], 7);
+
+    let Some(py) = std::env::var_os("BATCHWIN_TEST_PYTHON") else {
+        eprintln!("BATCHWIN_TEST_PYTHON is not set; scripts/test sets it. Engine models not checked here.");
+        return;
+    };
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators");
+    let out = std::process::Command::new(py).arg(here.join("aws_batch.py")).arg(d.path("emit/aws-batch")).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let az = std::env::var_os("BATCHWIN_TEST_AZURE_PYTHON").expect("scripts/test sets BATCHWIN_TEST_AZURE_PYTHON with BATCHWIN_TEST_PYTHON");
+    let out = std::process::Command::new(az).arg(here.join("azure_batch.py")).arg(d.path("emit/azure-batch")).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
