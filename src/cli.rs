@@ -50,6 +50,9 @@ pub enum Command {
     /// Write a deterministic synthetic day of vendor files, its config and expected counts.
     #[command(after_help = EXIT_CODES_HELP)]
     Generate(commands::generate::GenerateArgs),
+    /// Sum up a run from its ledgers: files, records, rejects, failures.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Report(commands::report::ReportArgs),
     /// Generate a small day in a fresh folder and process all of it: the first thing to run.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(commands::demo::DemoArgs),
@@ -62,6 +65,7 @@ impl Cli {
             Command::Manifest(a) => commands::manifest::run(&g, a),
             Command::Plan(a) => commands::plan::run(&g, a),
             Command::Process(a) => commands::process::run(&g, a),
+            Command::Report(a) => commands::report::run(&g, a),
             Command::Generate(a) => commands::generate::run(&g, a),
             Command::Demo(a) => commands::demo::run(&g, a),
         }

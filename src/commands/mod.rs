@@ -5,3 +5,4 @@ pub mod generate;
 pub mod manifest;
 pub mod plan;
 pub mod process;
+pub mod report;
