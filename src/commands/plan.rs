@@ -59,6 +59,9 @@ pub struct PlanArgs {
     /// The plan's path as workers see it (default: the absolute `--out`).
     #[arg(long)]
     pub worker_plan: Option<String>,
+    /// The vendor configuration as workers see it (default: the absolute `--config`).
+    #[arg(long)]
+    pub worker_config: Option<String>,
     /// The run folder as workers see it: outputs in `VENDOR/`, ledgers in `ledgers/`.
     #[arg(long, default_value = "run")]
     pub worker_out: String,
@@ -138,8 +141,13 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
             Some(w) => w.clone(),
             None => std::path::absolute(&a.out).unwrap_or(a.out.clone()).display().to_string(),
         };
+        let worker_config = match &a.worker_config {
+            Some(w) => w.clone(),
+            None => std::path::absolute(&a.config).unwrap_or(a.config.clone()).display().to_string(),
+        };
         let eo = EmitOptions {
             plan: worker_plan,
+            config: worker_config,
             out: a.worker_out.clone(),
             batchwin: a.worker_batchwin.clone(),
             max_concurrent: a.max_concurrent,

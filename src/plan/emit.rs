@@ -33,6 +33,8 @@ pub enum Engine {
 pub struct EmitOptions {
     /// The plan as workers see it (a shared path or URL).
     pub plan: String,
+    /// The vendor configuration as workers see it.
+    pub config: String,
     /// Where slices write outputs and ledgers, as workers see it.
     pub out: String,
     /// The batchwin command on workers.
@@ -127,8 +129,9 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
     let mut files = Vec::new();
     let jobs = arrays(plan, o.slurm_max_array_size.max(1));
     let process = format!(
-        "{} process --plan {} --out {}",
+        "{} process --config {} --plan {} --out {}",
         sh_quote(&o.batchwin),
+        sh_quote(&o.config),
         sh_quote(&o.plan),
         sh_quote(&o.out)
     );
@@ -242,7 +245,7 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 },
                 "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
                 "containerOverrides": {
-                    "command": ["process", "--plan", o.plan, "--out", o.out],
+                    "command": ["process", "--config", o.config, "--plan", o.plan, "--out", o.out],
                     "environment": [{"name": "BATCHWIN_SLICE_OFFSET", "value": a.offset.to_string()}]
                 },
                 "tags": {"batchwin:date": plan.date, "batchwin:stage": a.stage.to_string()},
@@ -319,7 +322,7 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
             let mut t = json!({
                 "id": k.to_string(),
                 "displayName": format!("batchwin {} stage {} slice {}", plan.date, st.index, k),
-                "commandLine": format!("/bin/sh -c \"{} process --plan {} --out {} --slice {}\"", o.batchwin, o.plan, o.out, k),
+                "commandLine": format!("/bin/sh -c \"{} process --config {} --plan {} --out {} --slice {}\"", o.batchwin, o.config, o.plan, o.out, k),
                 "constraints": {"maxTaskRetryCount": o.retries as i64, "maxWallClockTime": format!("PT{}S", o.timeout_seconds.max(60))},
                 "exitConditions": {
                     "exitCodes": [{"code": 3, "exitOptions": {"jobAction": "none", "dependencyAction": "block"}}],
@@ -412,7 +415,7 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
                     "containers": [{
                         "name": "batchwin",
                         "image": o.image,
-                        "args": ["process", "--plan", o.plan, "--out", o.out],
+                        "args": ["process", "--config", o.config, "--plan", o.plan, "--out", o.out],
                         "env": [{"name": "BATCHWIN_SLICE_OFFSET", "value": st.first_slice.to_string()}]
                     }]
                 }}

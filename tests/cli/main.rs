@@ -8,3 +8,4 @@ mod generate;
 mod ledger;
 mod plan;
 mod process;
+mod slurm;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use predicates::prelude::*;
 
-use crate::util::Dir;
+use crate::util::{Dir, assert_same_outputs};
 
 fn generate(d: &Dir, files: &str, records: &str, vendors: &str) {
     d.cmd()
@@ -77,27 +77,7 @@ fn split_files_give_the_same_output_as_whole_files() {
                 .assert()
                 .code(0);
         }
-        for vendor in std::fs::read_dir(d.path("whole")).unwrap() {
-            let vendor = vendor.unwrap();
-            if !vendor.path().is_dir() {
-                continue;
-            }
-            for f in std::fs::read_dir(vendor.path()).unwrap() {
-                let f = f.unwrap();
-                let name = f.file_name().to_string_lossy().into_owned();
-                let whole = std::fs::read(f.path()).unwrap();
-                let dir = d.path(&run).join(vendor.file_name());
-                let mut pieces: Vec<_> = std::fs::read_dir(&dir)
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .filter(|n| n == &name || n.starts_with(&format!("{name}.part-")))
-                    .collect();
-                pieces.sort();
-                assert!(!pieces.is_empty(), "split {split}: no output for {name}");
-                let joined: Vec<u8> = pieces.iter().flat_map(|p| std::fs::read(dir.join(p)).unwrap()).collect();
-                assert!(joined == whole, "split {split}: {name} from {} parts differs from the whole", pieces.len());
-            }
-        }
+        assert_same_outputs(&d.path("whole"), &d.path(&run));
     }
 }
 

@@ -75,3 +75,32 @@ pub fn tree_hashes(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> std::collections
 pub fn redact(text: &str, dir: &Dir) -> String {
     text.replace(&dir.root().display().to_string(), "[TMP]")
 }
+
+/// Asserts that every output and reject file under `whole/VENDOR/` equals, byte for byte, the
+/// same file under `run/VENDOR/`, or the concatenation of its parts (`NAME.part-…`) in order.
+pub fn assert_same_outputs(whole: &Path, run: &Path) {
+    let mut checked = 0;
+    for vendor in std::fs::read_dir(whole).expect("whole outputs") {
+        let vendor = vendor.expect("entry");
+        if !vendor.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(vendor.path()).expect("vendor outputs") {
+            let f = f.expect("entry");
+            let name = f.file_name().to_string_lossy().into_owned();
+            let expected = std::fs::read(f.path()).expect("read");
+            let dir = run.join(vendor.file_name());
+            let mut pieces: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n == &name || n.starts_with(&format!("{name}.part-")))
+                .collect();
+            pieces.sort();
+            assert!(!pieces.is_empty(), "no output for {name} in {}", dir.display());
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| std::fs::read(dir.join(p)).expect("read")).collect();
+            assert!(joined == expected, "{name}: {} pieces differ from the whole-file output", pieces.len());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no outputs compared under {}", whole.display());
+}
