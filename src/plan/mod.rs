@@ -274,7 +274,8 @@ pub fn plan(
                 let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
                 let limit = opts.split_bytes.unwrap_or_else(|| (bytes / (n as u64 * 4).max(1)).max(16 << 20));
                 let units = make_units(rows, costs, limit, split)?;
-                Ok(assign(units, n.min(rows.len()).max(1), s))
+                let n = n.min(units.len()).max(1);
+                Ok(assign(units, n, s))
             })
             .collect()
     };
