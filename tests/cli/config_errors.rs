@@ -10,10 +10,17 @@ fn error_for(config: &str) -> String {
     d.write("in.csv", "id\n1\n");
     let out = d
         .cmd()
-        .args(["process", "--vendor", "ACME", "--input", "in.csv", "--out", "out"])
+        .args([
+            "process", "--vendor", "ACME", "--input", "in.csv", "--out", "out",
+        ])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     redact(&String::from_utf8_lossy(&out.stderr), &d)
 }
 
@@ -43,7 +50,10 @@ fn output_from_unknown_field() {
 
 #[test]
 fn rule_with_unknown_field() {
-    let c = ACME.replace("check = \"end_date >= start_date\"", "check = \"end_date >= begin_date\"");
+    let c = ACME.replace(
+        "check = \"end_date >= start_date\"",
+        "check = \"end_date >= begin_date\"",
+    );
     insta::assert_snapshot!(error_for(&c));
 }
 
@@ -73,7 +83,9 @@ fn hash_mask_without_key() {
     let out = d
         .cmd()
         .env_remove("BATCHWIN_MASK_KEY")
-        .args(["process", "--vendor", "ACME", "--input", "in.csv", "--out", "out"])
+        .args([
+            "process", "--vendor", "ACME", "--input", "in.csv", "--out", "out",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
@@ -92,7 +104,9 @@ fn missing_config_file() {
     d.write("in.csv", "id\n1\n");
     let out = d
         .cmd()
-        .args(["process", "--vendor", "ACME", "--input", "in.csv", "--out", "out"])
+        .args([
+            "process", "--vendor", "ACME", "--input", "in.csv", "--out", "out",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));

@@ -11,8 +11,15 @@ fn demo_generates_processes_and_checks_a_day() {
         .args(["demo", "--dir", "demo", "--files", "8", "--records", "4000"])
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("files      8 (8 succeeded, 0 failed)"))
-        .stdout(predicate::str::is_match("check +4,000 records and ([0-9]+) rejects, expected 4,000 and ([0-9]+): ok").unwrap());
+        .stdout(predicate::str::contains(
+            "files      8 (8 succeeded, 0 failed)",
+        ))
+        .stdout(
+            predicate::str::is_match(
+                "check +4,000 records and ([0-9]+) rejects, expected 4,000 and ([0-9]+): ok",
+            )
+            .unwrap(),
+        );
     assert!(d.path("demo/out/ledger.duckdb").is_file());
 }
 

@@ -6,11 +6,31 @@ use crate::util::Dir;
 
 fn process_generated_day(d: &Dir) {
     d.cmd()
-        .args(["generate", "--out", "day", "--files", "10", "--records", "20000", "--seed", "3"])
+        .args([
+            "generate",
+            "--out",
+            "day",
+            "--files",
+            "10",
+            "--records",
+            "20000",
+            "--seed",
+            "3",
+        ])
         .assert()
         .success();
     d.cmd()
-        .args(["process", "--config", "day/batchwin.toml", "--inbound", "day/inbound/2026-11-29", "--out", "out", "--date", "2026-11-29"])
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "out",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .code(0);
 }
@@ -24,12 +44,22 @@ fn ledger_matches_what_the_generator_wrote() {
     let conn = ledger.connection();
 
     let (runs, exit_code): (i64, i32) = conn
-        .query_row("SELECT count(*), max(exit_code) FROM runs WHERE ended_at IS NOT NULL", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT count(*), max(exit_code) FROM runs WHERE ended_at IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((runs, exit_code), (1, 0));
 
     for f in expected["per_file"].as_array().unwrap() {
-        let name = f["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        let name = f["path"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
         let (rin, rout, rej, status, sha): (i64, i64, i64, String, String) = conn
             .query_row(
                 "SELECT records_in, records_out, records_rejected, status, input_sha256 FROM files WHERE input_path LIKE '%/' || ?",
@@ -39,15 +69,24 @@ fn ledger_matches_what_the_generator_wrote() {
             .unwrap();
         let records = f["records"].as_i64().unwrap();
         let invalid = f["invalid"].as_i64().unwrap();
-        assert_eq!((rin, rout, rej, status.as_str()), (records, records - invalid, invalid, "succeeded"), "{name}");
+        assert_eq!(
+            (rin, rout, rej, status.as_str()),
+            (records, records - invalid, invalid, "succeeded"),
+            "{name}"
+        );
         let bytes = std::fs::read(d.path(&format!("day/{}", f["path"].as_str().unwrap()))).unwrap();
-        assert_eq!(sha, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+        assert_eq!(
+            sha,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        );
 
         let mut stmt = conn
             .prepare("SELECT coalesce(field || '.', '') || rule, count FROM rejects WHERE input_path LIKE '%/' || ? ORDER BY 1")
             .unwrap();
         let got: BTreeMap<String, u64> = stmt
-            .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map([&name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
@@ -78,6 +117,10 @@ print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall(
         .arg(d.path("out/ledger.duckdb"))
         .output()
         .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n1\n");
 }

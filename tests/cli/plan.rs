@@ -8,7 +8,19 @@ use crate::util::{Dir, assert_same_outputs};
 
 fn generate(d: &Dir, files: &str, records: &str, vendors: &str) {
     d.cmd()
-        .args(["generate", "--out", "day", "--files", files, "--records", records, "--vendors", vendors, "--seed", "11"])
+        .args([
+            "generate",
+            "--out",
+            "day",
+            "--files",
+            files,
+            "--records",
+            records,
+            "--vendors",
+            vendors,
+            "--seed",
+            "11",
+        ])
         .assert()
         .success();
 }
@@ -22,7 +34,19 @@ fn a_generated_day_is_balanced_over_slices() {
     let d = Dir::new();
     generate(&d, "200", "400000", "20");
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "4", "--date", "2026-11-29", "--split-bytes", "100000000"])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "4",
+            "--date",
+            "2026-11-29",
+            "--split-bytes",
+            "100000000",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("8 slices in 2 stages"));
@@ -37,12 +61,21 @@ fn a_generated_day_is_balanced_over_slices() {
             .iter()
             .map(|s| s["estimated_seconds"].as_f64().unwrap())
             .collect();
-        let (lo, hi) = (spans.iter().cloned().fold(f64::MAX, f64::min), spans.iter().cloned().fold(0.0, f64::max));
-        assert!((hi - lo) / hi < 0.05, "stage {}: slice makespans {spans:?}", stage["index"]);
+        let (lo, hi) = (
+            spans.iter().cloned().fold(f64::MAX, f64::min),
+            spans.iter().cloned().fold(0.0, f64::max),
+        );
+        assert!(
+            (hi - lo) / hi < 0.05,
+            "stage {}: slice makespans {spans:?}",
+            stage["index"]
+        );
     }
     for s in p["slices"].as_array().unwrap() {
         for u in s["units"].as_array().unwrap() {
-            *seen.entry(u["location"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            *seen
+                .entry(u["location"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
         }
     }
     assert_eq!(seen.len(), 200);
@@ -57,23 +90,63 @@ fn split_files_give_the_same_output_as_whole_files() {
     let d = Dir::new();
     generate(&d, "4", "24000", "4");
     d.cmd()
-        .args(["process", "--config", "day/batchwin.toml", "--inbound", "day/inbound/2026-11-29", "--out", "whole", "--date", "2026-11-29"])
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "whole",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .code(0);
     for split in ["20000", "77777", "300000"] {
         let plan = format!("plan-{split}.json");
         let run = format!("run-{split}");
         d.cmd()
-            .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "3", "--split-bytes", split, "--out", &plan, "--date", "2026-11-29"])
+            .args([
+                "plan",
+                "--config",
+                "day/batchwin.toml",
+                "--scan",
+                "day/inbound/2026-11-29",
+                "--slices",
+                "3",
+                "--split-bytes",
+                split,
+                "--out",
+                &plan,
+                "--date",
+                "2026-11-29",
+            ])
             .assert()
             .success();
         let p = plan_json(&d, &plan);
         let slices = p["slices"].as_array().unwrap().len();
-        let parts: usize = p["slices"].as_array().unwrap().iter().flat_map(|s| s["units"].as_array().unwrap()).filter(|u| u.get("part").is_some()).count();
+        let parts: usize = p["slices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["units"].as_array().unwrap())
+            .filter(|u| u.get("part").is_some())
+            .count();
         assert!(parts > 4, "split {split}: only {parts} parts");
         for k in 0..slices {
             d.cmd()
-                .args(["process", "--config", "day/batchwin.toml", "--plan", &plan, "--slice", &k.to_string(), "--out", &run])
+                .args([
+                    "process",
+                    "--config",
+                    "day/batchwin.toml",
+                    "--plan",
+                    &plan,
+                    "--slice",
+                    &k.to_string(),
+                    "--out",
+                    &run,
+                ])
                 .assert()
                 .code(0);
         }
@@ -86,26 +159,61 @@ fn the_slice_comes_from_the_engine_index_and_offset() {
     let d = Dir::new();
     generate(&d, "12", "6000", "4");
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "2", "--date", "2026-11-29"])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "2",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .success();
-    let slices = plan_json(&d, "plan.json")["slices"].as_array().unwrap().len();
+    let slices = plan_json(&d, "plan.json")["slices"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(slices, 4, "two slices in each of two stages");
     let run = |envs: &[(&str, &str)]| {
         let mut c = d.cmd();
-        c.args(["process", "--config", "day/batchwin.toml", "--plan", "plan.json", "--out", "run"]);
+        c.args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            "plan.json",
+            "--out",
+            "run",
+        ]);
         for (k, v) in envs {
             c.env(k, v);
         }
         c.assert()
     };
-    run(&[("SLURM_ARRAY_TASK_ID", "1"), ("BATCHWIN_SLICE_OFFSET", "2")]).code(0).stdout(predicate::str::contains("slice      3 of 4"));
-    run(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0")]).code(0).stdout(predicate::str::contains("slice      0 of 4"));
-    run(&[("JOB_COMPLETION_INDEX", "1")]).code(0).stdout(predicate::str::contains("slice      1 of 4"));
-    run(&[("BATCHWIN_SLICE", "2")]).code(0).stdout(predicate::str::contains("slice      2 of 4"));
+    run(&[("SLURM_ARRAY_TASK_ID", "1"), ("BATCHWIN_SLICE_OFFSET", "2")])
+        .code(0)
+        .stdout(predicate::str::contains("slice      3 of 4"));
+    run(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0")])
+        .code(0)
+        .stdout(predicate::str::contains("slice      0 of 4"));
+    run(&[("JOB_COMPLETION_INDEX", "1")])
+        .code(0)
+        .stdout(predicate::str::contains("slice      1 of 4"));
+    run(&[("BATCHWIN_SLICE", "2")])
+        .code(0)
+        .stdout(predicate::str::contains("slice      2 of 4"));
     assert!(d.path("run/ledgers/slice-00003.duckdb").is_file());
-    run(&[("BATCHWIN_SLICE", "4")]).code(2).stderr(predicate::str::contains("slice 4 is outside the plan, which has slices 0 to 3"));
-    run(&[]).code(2).stderr(predicate::str::contains("which slice?"));
+    run(&[("BATCHWIN_SLICE", "4")])
+        .code(2)
+        .stderr(predicate::str::contains(
+            "slice 4 is outside the plan, which has slices 0 to 3",
+        ));
+    run(&[])
+        .code(2)
+        .stderr(predicate::str::contains("which slice?"));
 }
 
 #[test]
@@ -113,13 +221,37 @@ fn a_window_too_small_for_max_slices_is_refused() {
     let d = Dir::new();
     generate(&d, "8", "8000", "4");
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--window", "06:00-06:01", "--max-slices", "1", "--split-bytes", "100000000"])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--window",
+            "06:00-06:01",
+            "--max-slices",
+            "1",
+            "--split-bytes",
+            "100000000",
+        ])
         .env("BATCHWIN_DATE", "2026-11-29")
         .assert()
         .code(0);
     // 60 s at 0.8 is plenty for 2 MB; at a utilization of a millionth it is not.
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--window", "06:00-06:01", "--max-slices", "2", "--utilization", "0.000001"])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--window",
+            "06:00-06:01",
+            "--max-slices",
+            "2",
+            "--utilization",
+            "0.000001",
+        ])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("does not fit the window"));
@@ -130,10 +262,18 @@ fn a_dependency_cycle_names_the_vendors() {
     let d = Dir::new();
     generate(&d, "8", "800", "10");
     // V010 already runs after V009; make V009 run after V010.
-    let config = d.read("day/batchwin.toml").replace("id = \"V009\"", "id = \"V009\"\nafter = [\"V010\"]");
+    let config = d
+        .read("day/batchwin.toml")
+        .replace("id = \"V009\"", "id = \"V009\"\nafter = [\"V010\"]");
     d.write("day/batchwin.toml", config);
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29"])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("cycle: V009 -> V010 -> V009"));
@@ -145,31 +285,78 @@ fn emitted_engine_files_pass_the_engines_own_models() {
     generate(&d, "30", "3000", "10");
     d.cmd()
         .args([
-            "plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "7", "--date", "2026-11-29",
-            "--emit", "slurm,aws-batch,azure-batch,k8s", "--emit-dir", "emit", "--slurm-max-array-size", "4",
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "7",
+            "--date",
+            "2026-11-29",
+            "--emit",
+            "slurm,aws-batch,azure-batch,k8s",
+            "--emit-dir",
+            "emit",
+            "--slurm-max-array-size",
+            "4",
         ])
         .assert()
         .success();
     // Slurm: 7 slices per stage with arrays of at most 4 tasks: 2 arrays per stage.
     let submit = d.read("emit/slurm/submit.sh");
-    assert_eq!(submit.matches("sbatch --parsable").count(), 2 * 2 + 1, "{submit}");
-    assert!(submit.contains("--dependency=afterok:$job_0_0:$job_0_4"), "{submit}");
+    assert_eq!(
+        submit.matches("sbatch --parsable").count(),
+        2 * 2 + 1,
+        "{submit}"
+    );
+    assert!(
+        submit.contains("--dependency=afterok:$job_0_0:$job_0_4"),
+        "{submit}"
+    );
     assert!(submit.contains("--dependency=afterany:"), "{submit}");
     let s0 = d.read("emit/slurm/stage-0-4.sbatch");
-    assert!(s0.contains("#SBATCH --array=0-2%100") && s0.contains("BATCHWIN_SLICE_OFFSET=4") && s0.contains("--requeue"), "{s0}");
+    assert!(
+        s0.contains("#SBATCH --array=0-2%100")
+            && s0.contains("BATCHWIN_SLICE_OFFSET=4")
+            && s0.contains("--requeue"),
+        "{s0}"
+    );
     // Kubernetes: one Indexed Job per stage.
-    let k: serde_json::Value = serde_json::from_str(&d.read("emit/k8s/batchwin-2026-11-29-s1.json")).unwrap();
+    let k: serde_json::Value =
+        serde_json::from_str(&d.read("emit/k8s/batchwin-2026-11-29-s1.json")).unwrap();
     assert_eq!(k["spec"]["completionMode"], "Indexed");
     assert_eq!(k["spec"]["completions"], 7);
 
     let Some(py) = std::env::var_os("BATCHWIN_TEST_PYTHON") else {
-        eprintln!("BATCHWIN_TEST_PYTHON is not set; scripts/test sets it. Engine models not checked here.");
+        eprintln!(
+            "BATCHWIN_TEST_PYTHON is not set; scripts/test sets it. Engine models not checked here."
+        );
         return;
     };
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators");
-    let out = std::process::Command::new(py).arg(here.join("aws_batch.py")).arg(d.path("emit/aws-batch")).output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let az = std::env::var_os("BATCHWIN_TEST_AZURE_PYTHON").expect("scripts/test sets BATCHWIN_TEST_AZURE_PYTHON with BATCHWIN_TEST_PYTHON");
-    let out = std::process::Command::new(az).arg(here.join("azure_batch.py")).arg(d.path("emit/azure-batch")).output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(py)
+        .arg(here.join("aws_batch.py"))
+        .arg(d.path("emit/aws-batch"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let az = std::env::var_os("BATCHWIN_TEST_AZURE_PYTHON")
+        .expect("scripts/test sets BATCHWIN_TEST_AZURE_PYTHON with BATCHWIN_TEST_PYTHON");
+    let out = std::process::Command::new(az)
+        .arg(here.join("azure_batch.py"))
+        .arg(d.path("emit/azure-batch"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -126,30 +126,68 @@ fn one_vendor_file_reproduced_locally() {
     d.write("batchwin.toml", ACME);
     d.write("in/acme_0001.csv", ACME_INPUT);
     d.cmd()
-        .args(["process", "--vendor", "ACME", "--input", "in/acme_0001.csv", "--out", "out", "--date", "2026-11-29"])
+        .args([
+            "process",
+            "--vendor",
+            "ACME",
+            "--input",
+            "in/acme_0001.csv",
+            "--out",
+            "out",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("files      1 (1 succeeded, 0 failed)"))
-        .stdout(predicate::str::contains("records    8 in, 3 out, 5 rejected"));
+        .stdout(predicate::str::contains(
+            "files      1 (1 succeeded, 0 failed)",
+        ))
+        .stdout(predicate::str::contains(
+            "records    8 in, 3 out, 5 rejected",
+        ));
 
     // Output: mapped, masked, in input order. The hash is HMAC-SHA-256 under the test key
     // (Python: hmac.new(key, b"ann@example.com", hashlib.sha256).hexdigest()[:16]).
     let out = d.read("out/ACME_2026-11-29_acme_0001.csv");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "ID|email_token|domain|amount|start|country|label|feed");
+    assert_eq!(
+        lines[0],
+        "ID|email_token|domain|amount|start|country|label|feed"
+    );
     assert_eq!(lines.len(), 4, "{out}");
     let ann = lines[1].split('|').collect::<Vec<_>>();
     assert_eq!(ann[0], "1");
     assert_eq!(ann[1].len(), 16);
-    assert_eq!(&ann[2..], ["***@example.com", "12,50", "02/01/2026", "United States", "open-1", "acme"]);
-    assert!(lines[2].ends_with("|7,00|02/01/2026|France|closed-2|acme"), "{}", lines[2]);
+    assert_eq!(
+        &ann[2..],
+        [
+            "***@example.com",
+            "12,50",
+            "02/01/2026",
+            "United States",
+            "open-1",
+            "acme"
+        ]
+    );
+    assert!(
+        lines[2].ends_with("|7,00|02/01/2026|France|closed-2|acme"),
+        "{}",
+        lines[2]
+    );
     // A quoted newline stays inside its record; the lookup default applies.
     assert!(lines[3].starts_with("7|"), "{}", lines[3]);
-    assert!(lines[3].ends_with("|1000,01|02/01/2026|Unknown|open-7|acme"), "{}", lines[3]);
+    assert!(
+        lines[3].ends_with("|1000,01|02/01/2026|Unknown|open-7|acme"),
+        "{}",
+        lines[3]
+    );
 
     // Rejects: one JSON line each, with record number, line, field, rule and reason.
     let rejects = d.read("out/acme_0001.rejects.jsonl");
-    let rows: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = rejects
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let summary: Vec<(u64, u64, String)> = rows
         .iter()
         .map(|r| {
@@ -158,7 +196,11 @@ fn one_vendor_file_reproduced_locally() {
                 Some(f) => format!("{f}.{}", e["rule"].as_str().unwrap()),
                 None => e["rule"].as_str().unwrap().to_string(),
             };
-            (r["record"].as_u64().unwrap(), r["line"].as_u64().unwrap(), key)
+            (
+                r["record"].as_u64().unwrap(),
+                r["line"].as_u64().unwrap(),
+                key,
+            )
         })
         .collect();
     assert_eq!(
@@ -172,22 +214,43 @@ fn one_vendor_file_reproduced_locally() {
         ]
     );
     assert_eq!(rows[0]["raw"], "x3,carl@example.com,1,open,2026-01-02,,,US");
-    assert_eq!(rows[0]["errors"][0]["reason"], "field `id`: \"x3\" is not an integer");
+    assert_eq!(
+        rows[0]["errors"][0]["reason"],
+        "field `id`: \"x3\" is not an integer"
+    );
     // No temporary files are left behind.
-    let names: Vec<String> = std::fs::read_dir(d.path("out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(d.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
 
 #[test]
 fn skip_limit_exceeded_fails_the_file_and_keeps_no_output() {
     let d = Dir::new();
-    d.write("batchwin.toml", ACME.replace("skip_limit = \"50%\"", "skip_limit = 2"));
+    d.write(
+        "batchwin.toml",
+        ACME.replace("skip_limit = \"50%\"", "skip_limit = 2"),
+    );
     d.write("in/acme.csv", ACME_INPUT);
     d.cmd()
-        .args(["process", "--vendor", "ACME", "--input", "in/acme.csv", "--out", "out", "--date", "2026-11-29"])
+        .args([
+            "process",
+            "--vendor",
+            "ACME",
+            "--input",
+            "in/acme.csv",
+            "--out",
+            "out",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("5 of 8 records rejected, over the skip limit of 2 records"));
+        .stdout(predicate::str::contains(
+            "5 of 8 records rejected, over the skip limit of 2 records",
+        ));
     assert!(!d.path("out/ACME_2026-11-29_acme.csv").exists());
     assert_eq!(d.read("out/acme.rejects.jsonl").lines().count(), 5);
 }
@@ -197,15 +260,27 @@ fn unknown_vendor_and_missing_input_are_usage_errors() {
     let d = Dir::new();
     d.write("batchwin.toml", ACME);
     d.cmd()
-        .args(["process", "--vendor", "NOPE", "--input", "x.csv", "--out", "out"])
+        .args([
+            "process", "--vendor", "NOPE", "--input", "x.csv", "--out", "out",
+        ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unknown vendor `NOPE`"));
     d.cmd()
-        .args(["process", "--vendor", "ACME", "--input", "missing.csv", "--out", "out"])
+        .args([
+            "process",
+            "--vendor",
+            "ACME",
+            "--input",
+            "missing.csv",
+            "--out",
+            "out",
+        ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("`missing.csv` is not a readable file"));
+        .stderr(predicate::str::contains(
+            "`missing.csv` is not a readable file",
+        ));
 }
 
 /// Every bad-input case gives its documented result: a reject with a reason, or a failed file
@@ -216,28 +291,70 @@ fn bad_inputs_give_rejects_or_clear_errors() {
     d.write("batchwin.toml", ACME.replace("skip_limit = \"50%\"\n", ""));
     let header = "id,E-mail,amount,status,start_date,end_date,closed_at,country\n";
     let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
-        ("utf8", [header.as_bytes(), b"1,a\xff@x.com,1,open,2026-01-02,,,US\n"].concat(), 0, "utf8"),
-        ("nul", [header.as_bytes(), b"1,a\0@x.com,1,open,2026-01-02,,,US\n"].concat(), 0, ""),
-        ("unterminated", [header.as_bytes(), b"1,\"a@x.com,1,open,2026-01-02,,,US\n"].concat(), 0, "quote"),
-        ("ragged", [header.as_bytes(), b"1,a@x.com,1\n"].concat(), 0, "columns"),
+        (
+            "utf8",
+            [header.as_bytes(), b"1,a\xff@x.com,1,open,2026-01-02,,,US\n"].concat(),
+            0,
+            "utf8",
+        ),
+        (
+            "nul",
+            [header.as_bytes(), b"1,a\0@x.com,1,open,2026-01-02,,,US\n"].concat(),
+            0,
+            "",
+        ),
+        (
+            "unterminated",
+            [header.as_bytes(), b"1,\"a@x.com,1,open,2026-01-02,,,US\n"].concat(),
+            0,
+            "quote",
+        ),
+        (
+            "ragged",
+            [header.as_bytes(), b"1,a@x.com,1\n"].concat(),
+            0,
+            "columns",
+        ),
         ("empty", Vec::new(), 0, ""),
         ("missing_column", b"id,amount\n1,2\n".to_vec(), 1, "E-mail"),
-        ("binary", vec![0xff, 0xfe, 0x00, 0x01, 0x02, b'\n', 0x80, 0x81], 1, ""),
+        (
+            "binary",
+            vec![0xff, 0xfe, 0x00, 0x01, 0x02, b'\n', 0x80, 0x81],
+            1,
+            "",
+        ),
     ];
     for (name, bytes, code, needle) in cases {
         let input = format!("in/{name}.csv");
         d.write(&input, &bytes);
         let assert = d
             .cmd()
-            .args(["process", "--vendor", "ACME", "--input", &input, "--out", &format!("out-{name}")])
+            .args([
+                "process",
+                "--vendor",
+                "ACME",
+                "--input",
+                &input,
+                "--out",
+                &format!("out-{name}"),
+            ])
             .assert();
         let out = assert.get_output();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.status.code(), Some(code), "{name}: {text}");
         assert!(!text.contains("panicked"), "{name}: {text}");
         if !needle.is_empty() {
-            let rejects = std::fs::read_to_string(d.path(&format!("out-{name}/{name}.rejects.jsonl"))).unwrap_or_default();
-            assert!(text.contains(needle) || rejects.contains(needle), "{name}: expected {needle:?} in\n{text}\n{rejects}");
+            let rejects =
+                std::fs::read_to_string(d.path(&format!("out-{name}/{name}.rejects.jsonl")))
+                    .unwrap_or_default();
+            assert!(
+                text.contains(needle) || rejects.contains(needle),
+                "{name}: expected {needle:?} in\n{text}\n{rejects}"
+            );
         }
     }
 }
@@ -246,7 +363,17 @@ fn bad_inputs_give_rejects_or_clear_errors() {
 fn outputs_are_identical_whatever_the_thread_count_and_chunk_size() {
     let d = Dir::new();
     d.cmd()
-        .args(["generate", "--out", "day", "--files", "12", "--records", "30000", "--seed", "7"])
+        .args([
+            "generate",
+            "--out",
+            "day",
+            "--files",
+            "12",
+            "--records",
+            "30000",
+            "--seed",
+            "7",
+        ])
         .assert()
         .success();
     let mut trees = Vec::new();
@@ -254,12 +381,31 @@ fn outputs_are_identical_whatever_the_thread_count_and_chunk_size() {
         let out = format!("out-{threads}-{chunk}");
         d.cmd()
             .env("RAYON_NUM_THREADS", threads)
-            .args(["process", "--config", "day/batchwin.toml", "--inbound", "day/inbound/2026-11-29", "--out", &out, "--chunk-bytes", chunk, "--date", "2026-11-29"])
+            .args([
+                "process",
+                "--config",
+                "day/batchwin.toml",
+                "--inbound",
+                "day/inbound/2026-11-29",
+                "--out",
+                &out,
+                "--chunk-bytes",
+                chunk,
+                "--date",
+                "2026-11-29",
+            ])
             .assert()
             .code(0);
-        trees.push(tree_hashes(&d.path(&out), &|p| p.extension().is_some_and(|e| e == "duckdb" || e == "wal")));
+        trees.push(tree_hashes(&d.path(&out), &|p| {
+            p.extension().is_some_and(|e| e == "duckdb" || e == "wal")
+        }));
     }
-    assert_eq!(trees[0].len(), 24, "12 outputs and 12 reject files: {:?}", trees[0].keys());
+    assert_eq!(
+        trees[0].len(),
+        24,
+        "12 outputs and 12 reject files: {:?}",
+        trees[0].keys()
+    );
     assert_eq!(trees[0], trees[1]);
     assert_eq!(trees[0], trees[2]);
 }

@@ -13,19 +13,67 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
     }
     let d = Dir::new();
     d.cmd()
-        .args(["generate", "--out", "day", "--files", "20", "--records", "30000", "--vendors", "10", "--seed", "5"])
+        .args([
+            "generate",
+            "--out",
+            "day",
+            "--files",
+            "20",
+            "--records",
+            "30000",
+            "--vendors",
+            "10",
+            "--seed",
+            "5",
+        ])
         .assert()
         .success();
     d.cmd()
-        .args(["process", "--config", "day/batchwin.toml", "--inbound", "day/inbound/2026-11-29", "--out", "whole", "--date", "2026-11-29"])
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "whole",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .code(0);
     let bin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run");
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "3", "--split-bytes", "60000", "--date", "2026-11-29"])
-        .args(["--emit", "slurm", "--emit-dir", "emit", "--slurm-max-array-size", "2", "--max-concurrent", "2"])
-        .args(["--worker-batchwin", bin.to_str().unwrap(), "--worker-out", run.to_str().unwrap()])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "3",
+            "--split-bytes",
+            "60000",
+            "--date",
+            "2026-11-29",
+        ])
+        .args([
+            "--emit",
+            "slurm",
+            "--emit-dir",
+            "emit",
+            "--slurm-max-array-size",
+            "2",
+            "--max-concurrent",
+            "2",
+        ])
+        .args([
+            "--worker-batchwin",
+            bin.to_str().unwrap(),
+            "--worker-out",
+            run.to_str().unwrap(),
+        ])
         .assert()
         .success();
     let out = std::process::Command::new("bash")
@@ -34,8 +82,16 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
         .output()
         .expect("submit.sh");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "submit.sh: {text}{}", String::from_utf8_lossy(&out.stderr));
-    let ids: Vec<String> = text.lines().filter_map(|l| l.split_whitespace().nth(1)).map(str::to_string).collect();
+    assert!(
+        out.status.success(),
+        "submit.sh: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .collect();
     // Two stages of 3 slices in arrays of at most 2 tasks: 4 arrays, and the report job.
     assert_eq!(ids.len(), 5, "{text}");
 
@@ -47,11 +103,24 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
             .expect("squeue");
         let states = String::from_utf8_lossy(&q.stdout).into_owned();
         let done = !states.is_empty()
-            && states.lines().all(|l| !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED"].iter().any(|s| l.ends_with(s)));
+            && states.lines().all(|l| {
+                ![
+                    "PENDING",
+                    "RUNNING",
+                    "CONFIGURING",
+                    "COMPLETING",
+                    "REQUEUED",
+                ]
+                .iter()
+                .any(|s| l.ends_with(s))
+            });
         if done {
             break states;
         }
-        assert!(started.elapsed() < Duration::from_secs(240), "Slurm jobs did not finish in time:\n{states}");
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "Slurm jobs did not finish in time:\n{states}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(states.lines().all(|l| l.ends_with("COMPLETED")), "{states}");
@@ -66,5 +135,9 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
         .find(|p| p.file_name().unwrap().to_string_lossy().contains("report"))
         .expect("report log");
     let report = std::fs::read_to_string(report).unwrap();
-    assert!(report.contains("files      20 (20 succeeded, 0 failed)") || report.contains("succeeded, 0 failed"), "{report}");
+    assert!(
+        report.contains("files      20 (20 succeeded, 0 failed)")
+            || report.contains("succeeded, 0 failed"),
+        "{report}"
+    );
 }

@@ -14,7 +14,9 @@ pub const MASK_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir { tmp: tempfile::tempdir().expect("temp dir") }
+        Dir {
+            tmp: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -54,7 +56,10 @@ impl Dir {
 }
 
 /// sha256 of every file below `dir` (relative path -> hex), for comparing whole trees.
-pub fn tree_hashes(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> std::collections::BTreeMap<String, String> {
+pub fn tree_hashes(
+    dir: &Path,
+    skip: &dyn Fn(&Path) -> bool,
+) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -64,7 +69,10 @@ pub fn tree_hashes(dir: &Path, skip: &dyn Fn(&Path) -> bool) -> std::collections
                 stack.push(p);
             } else if !skip(&p) {
                 let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
-                out.insert(rel, hex::encode(Sha256::digest(std::fs::read(&p).expect("read"))));
+                out.insert(
+                    rel,
+                    hex::encode(Sha256::digest(std::fs::read(&p).expect("read"))),
+                );
             }
         }
     }
@@ -96,9 +104,20 @@ pub fn assert_same_outputs(whole: &Path, run: &Path) {
                 .filter(|n| n == &name || n.starts_with(&format!("{name}.part-")))
                 .collect();
             pieces.sort();
-            assert!(!pieces.is_empty(), "no output for {name} in {}", dir.display());
-            let joined: Vec<u8> = pieces.iter().flat_map(|p| std::fs::read(dir.join(p)).expect("read")).collect();
-            assert!(joined == expected, "{name}: {} pieces differ from the whole-file output", pieces.len());
+            assert!(
+                !pieces.is_empty(),
+                "no output for {name} in {}",
+                dir.display()
+            );
+            let joined: Vec<u8> = pieces
+                .iter()
+                .flat_map(|p| std::fs::read(dir.join(p)).expect("read"))
+                .collect();
+            assert!(
+                joined == expected,
+                "{name}: {} pieces differ from the whole-file output",
+                pieces.len()
+            );
             checked += 1;
         }
     }
