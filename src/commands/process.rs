@@ -334,7 +334,9 @@ fn process_items(
             let p = &profiles[w.vendor];
             let outcome = process_file(p, encoders[w.vendor].as_ref(), &w.input, &w.out_dir, opts, w.part.as_ref())
                 .with_context(|| format!("cannot read `{}`", w.input.display()))
-                .map_err(Failure::data)?;
+                // The file was there when the run started: a read that fails now is an I/O
+                // fault (a network filesystem, a disk) worth retrying.
+                .map_err(Failure::retryable)?;
             if outcome.status == FileStatus::Failed {
                 tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
             }

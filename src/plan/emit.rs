@@ -135,7 +135,9 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
         sh_quote(&o.plan),
         sh_quote(&o.out)
     );
-    let time = format!("{}:{:02}:00", o.timeout_seconds / 3600, (o.timeout_seconds % 3600) / 60);
+    // Whole minutes, at least one: `0:00:00` would mean no limit to Slurm.
+    let minutes = o.timeout_seconds.div_ceil(60).max(1);
+    let time = format!("{}:{:02}:00", minutes / 60, minutes % 60);
     for a in &jobs {
         let name = job_name(plan, a);
         let script = format!(
@@ -246,7 +248,12 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
                 "containerOverrides": {
                     "command": ["process", "--config", o.config, "--plan", o.plan, "--out", o.out],
-                    "environment": [{"name": "BATCHWIN_SLICE_OFFSET", "value": a.offset.to_string()}]
+                    // An array task adds its index to the offset; a plain job (one slice) has
+                    // no index and is told its slice outright.
+                    "environment": [{
+                        "name": if a.size >= 2 { "BATCHWIN_SLICE_OFFSET" } else { "BATCHWIN_SLICE" },
+                        "value": a.offset.to_string()
+                    }]
                 },
                 "tags": {"batchwin:date": plan.date, "batchwin:stage": a.stage.to_string()},
                 "propagateTags": true
@@ -254,8 +261,6 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
             if a.size >= 2 {
                 req["arrayProperties"] = json!({"size": a.size});
             }
-            // A single slice is a plain job: AWS_BATCH_JOB_ARRAY_INDEX is then unset and the
-            // slice comes from the offset alone.
             if !prev.is_empty() {
                 let deps: Vec<Value> = prev.iter().take(AWS_MAX_DEPENDS_ON).map(|v| json!({"jobId": format!("${{{v}}}")})).collect();
                 req["dependsOn"] = Value::Array(deps);
@@ -368,7 +373,10 @@ fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<P
         "id": job_id,
         "poolInfo": {"poolId": "${BATCHWIN_POOL_ID}"},
         "usesTaskDependencies": true,
-        "onAllTasksComplete": "terminatejob",
+        // Terminate only once every task has been added (submit.sh sets it at the end): a job
+        // with no tasks yet counts as complete.
+        "onAllTasksComplete": "noaction",
+        "onTaskFailure": "performexitoptionsjobaction",
         "metadata": [{"name": "batchwin-date", "value": plan.date}]
     });
     let job_path = dir.join("job.json");
@@ -384,6 +392,7 @@ fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<P
         files.push(path);
         let _ = writeln!(s, "az batch task create --job-id {job_id} --json-file {name} > /dev/null\necho \"{name} added\"");
     }
+    let _ = writeln!(s, "az batch job set --job-id {job_id} --on-all-tasks-complete terminatejob\necho \"{job_id} will end when its tasks have\"");
     let submit = dir.join("submit.sh");
     write(&submit, &s, true)?;
     files.push(submit);
