@@ -46,7 +46,9 @@ pub struct MaskingConfig {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     High,
@@ -366,7 +368,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config `{path}`: {message}")]
+    #[error("config `{path}` {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config `{path}` line {line}, key `{key}`: {message}")]
     Invalid {
@@ -442,11 +444,16 @@ impl Config {
             // Vendor ids become folder and file names: keep them plain.
             let plain = !v.id.is_empty()
                 && !v.id.starts_with('.')
-                && v.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                && v.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !plain {
                 return Err(config.at(
                     &KeyPath::vendor(i).key("id"),
-                    format!("{:?} is not a plain id: use letters, digits, `-`, `_` and `.`", v.id),
+                    format!(
+                        "{:?} is not a plain id: use letters, digits, `-`, `_` and `.`",
+                        v.id
+                    ),
                 ));
             }
             if let Some(first) = seen.insert(v.id.as_str(), i) {
@@ -505,7 +512,9 @@ fn parse_message(e: &toml::de::Error, text: &str) -> String {
 
 /// The bare key at the start of the line holding `offset`, when there is one.
 fn key_near(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next()?.trim();
     let (key, _) = line.split_once('=')?;
     let key = key.trim();
@@ -523,6 +532,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Line (1-based) of the key at `path`; falls back to the deepest parent that exists.
 fn locate(text: &str, path: &KeyPath) -> usize {
     use toml_edit::{Item, Value};
+    #[derive(Clone, Copy)]
     enum Node<'a> {
         Item(&'a Item),
         Table(&'a toml_edit::Table),
@@ -534,7 +544,7 @@ fn locate(text: &str, path: &KeyPath) -> usize {
     let mut best: Option<usize> = None;
     let mut node = Node::Table(doc.as_table());
     for seg in &path.0 {
-        let next = match (&node, seg) {
+        let next = match (node, seg) {
             (Node::Table(t), Seg::Key(k)) | (Node::Item(Item::Table(t)), Seg::Key(k)) => {
                 t.get_key_value(k).map(|(key, v)| {
                     best = key.span().map(|s| s.start).or(best);
@@ -543,9 +553,9 @@ fn locate(text: &str, path: &KeyPath) -> usize {
             }
             (Node::Item(Item::Value(Value::InlineTable(t))), Seg::Key(k))
             | (Node::Value(Value::InlineTable(t)), Seg::Key(k)) => {
-                t.get_key_value(k).map(|(key, v)| {
+                t.get_key_value(k).and_then(|(key, v)| {
                     best = key.span().map(|s| s.start).or(best);
-                    Node::Value(v)
+                    v.as_value().map(Node::Value)
                 })
             }
             (Node::Item(Item::ArrayOfTables(a)), Seg::Index(i)) => a.get(*i).map(|t| {

@@ -114,7 +114,10 @@ struct TempOutput {
 
 impl TempOutput {
     fn create(dest: PathBuf) -> std::io::Result<TempOutput> {
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         let file = File::create(&tmp)?;
         Ok(TempOutput {
@@ -174,7 +177,8 @@ impl InputHasher<'_> {
             if len > 0 {
                 // SAFETY: the mapping is private and read-only; dropping its pages only means
                 // a later read faults them in again from the file, which is unchanged.
-                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+                let _ =
+                    unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
             }
         }
     }
@@ -256,13 +260,31 @@ pub fn process_file(
         Some(p) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("part {}..{} lies outside the file ({len} bytes): the file changed since it was planned", p.start, p.end),
+                format!(
+                    "part {}..{} lies outside the file ({len} bytes): the file changed since it was planned",
+                    p.start, p.end
+                ),
             ));
         }
         None => 0..data.len(),
     };
-    let mut hasher = InputHasher { sha: Sha256::new(), done: range.start, map: map.as_ref() };
-    let result = run_chunks(profile, encoder, data, &input_name, &out_path, &reject_path, opts, &mut outcome, &mut hasher, part);
+    let mut hasher = InputHasher {
+        sha: Sha256::new(),
+        done: range.start,
+        map: map.as_ref(),
+    };
+    let result = run_chunks(
+        profile,
+        encoder,
+        data,
+        &input_name,
+        &out_path,
+        &reject_path,
+        opts,
+        &mut outcome,
+        &mut hasher,
+        part,
+    );
     outcome.input_sha256 = hasher.finish(data, range.end);
     if let Err(e) = result {
         // Nothing was delivered: the records written to the abandoned output do not count.
@@ -288,7 +310,8 @@ fn run_chunks(
     part: Option<&Part>,
 ) -> Result<(), String> {
     let mut decoder = profile.decoder()?;
-    let write_err = |what: &Path, e: std::io::Error| format!("cannot write `{}`: {e}", what.display());
+    let write_err =
+        |what: &Path, e: std::io::Error| format!("cannot write `{}`: {e}", what.display());
     let mut out = TempOutput::create(out_path.to_path_buf()).map_err(|e| write_err(out_path, e))?;
     let mut rej = match TempOutput::create(reject_path.to_path_buf()) {
         Ok(r) => r,
@@ -298,13 +321,22 @@ fn run_chunks(
         }
     };
     let result = (|| -> Result<(), String> {
-        let mut pre = decoder.preamble(data).map_err(|e| format!("{input_name}: {e}"))?;
+        let mut pre = decoder
+            .preamble(data)
+            .map_err(|e| format!("{input_name}: {e}"))?;
         let (record_offset, first, last) = match part {
             Some(p) => {
                 pre.body_start = p.start as usize;
                 pre.body_end = p.end as usize;
-                pre.body_first_line = p.first_line;
-                (p.first_record.saturating_sub(1), p.index == 0, p.index + 1 == p.count)
+                // The line at the part's first byte (which may precede its first record).
+                pre.body_first_line =
+                    1 + memchr::memchr_iter(b'\n', &data[..pre.body_start.min(data.len())]).count()
+                        as u64;
+                (
+                    p.first_record.saturating_sub(1),
+                    p.index == 0,
+                    p.index + 1 == p.count,
+                )
             }
             None => (0, true, true),
         };
@@ -337,14 +369,17 @@ fn run_chunks(
                 || {
                     window
                         .par_iter()
-                        .map(|chunk| process_chunk(profile, decoder, encoder, data, chunk, input_name))
+                        .map(|chunk| {
+                            process_chunk(profile, decoder, encoder, data, chunk, input_name)
+                        })
                         .collect()
                 },
             );
             hasher.release(end);
             for r in results {
                 out.write(&r.out).map_err(|e| write_err(out_path, e))?;
-                rej.write(&r.rejects).map_err(|e| write_err(reject_path, e))?;
+                rej.write(&r.rejects)
+                    .map_err(|e| write_err(reject_path, e))?;
                 outcome.records_in += r.records_in;
                 outcome.records_out += r.records_out;
                 outcome.records_rejected += r.rejected;
@@ -358,7 +393,13 @@ fn run_chunks(
             encoder.footer(&mut tail);
             out.write(&tail).map_err(|e| write_err(out_path, e))?;
         }
-        if profile.skip_limit.exceeded(outcome.records_rejected, outcome.records_in) {
+        // The skip limit is the whole file's: a part alone is too small a sample to judge,
+        // so parts are judged when they are put together (see `publish` and `report`).
+        if part.is_none()
+            && profile
+                .skip_limit
+                .exceeded(outcome.records_rejected, outcome.records_in)
+        {
             let mut top: Vec<_> = outcome.reject_counts.iter().collect();
             top.sort_by(|a, b| b.1.cmp(a.1));
             let reasons: Vec<String> = top
@@ -421,10 +462,12 @@ fn process_chunk(
         out: Vec::with_capacity(chunk.bytes.len() + chunk.bytes.len() / 4),
         ..ChunkOut::default()
     };
-    let mut reject = |r: &mut ChunkOut, number: u64, line: u64, raw: &[u8], problems: Vec<Problem>| {
+    let reject = |r: &mut ChunkOut, number: u64, line: u64, raw: &[u8], problems: Vec<Problem>| {
         r.rejected += 1;
         for p in &problems {
-            *r.counts.entry((p.field.clone(), p.rule.clone())).or_default() += 1;
+            *r.counts
+                .entry((p.field.clone(), p.rule.clone()))
+                .or_default() += 1;
         }
         let line = RejectLine {
             file: input_name,
@@ -440,8 +483,25 @@ fn process_chunk(
     decoder.decode(data, chunk, &mut |d| {
         r.records_in += 1;
         match d {
-            Decoded::Bad(BadRecord { number, line, raw, field, rule, reason }) => {
-                reject(&mut r, number, line, raw, vec![Problem { field, rule: rule.to_string(), reason }]);
+            Decoded::Bad(BadRecord {
+                number,
+                line,
+                raw,
+                field,
+                rule,
+                reason,
+            }) => {
+                reject(
+                    &mut r,
+                    number,
+                    line,
+                    raw,
+                    vec![Problem {
+                        field,
+                        rule: rule.to_string(),
+                        reason,
+                    }],
+                );
             }
             Decoded::Record(rec) => match profile.apply(rec.values) {
                 Ok(values) => {

@@ -45,13 +45,22 @@ pub struct Failure {
 
 impl Failure {
     pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
-        Failure { status: ExitStatus::Usage, error: error.into() }
+        Failure {
+            status: ExitStatus::Usage,
+            error: error.into(),
+        }
     }
     pub fn data(error: impl Into<anyhow::Error>) -> Failure {
-        Failure { status: ExitStatus::DataFailure, error: error.into() }
+        Failure {
+            status: ExitStatus::DataFailure,
+            error: error.into(),
+        }
     }
     pub fn retryable(error: impl Into<anyhow::Error>) -> Failure {
-        Failure { status: ExitStatus::Retryable, error: error.into() }
+        Failure {
+            status: ExitStatus::Retryable,
+            error: error.into(),
+        }
     }
 }
 

@@ -38,7 +38,11 @@ pub fn init_logging(g: &GlobalArgs) {
         }
     };
     let filter = tracing_subscriber::EnvFilter::new(format!("batchwin={level}"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().with_target(false).try_init(),
@@ -70,7 +74,9 @@ pub fn load_mask_key(config: &Config) -> anyhow::Result<Option<MaskKey>> {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => {
             let bytes = v.into_encoded_bytes();
-            MaskKey::new(bytes).map(Some).map_err(|m| anyhow::anyhow!("masking key in `{var}`: {m}"))
+            MaskKey::new(bytes)
+                .map(Some)
+                .map_err(|m| anyhow::anyhow!("masking key in `{var}`: {m}"))
         }
         _ => Ok(None),
     }

@@ -31,11 +31,16 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
     let dir = match a.dir {
         Some(d) => {
             if d.exists() {
-                return Err(Failure::usage(anyhow!("`{}` already exists; give a new folder", d.display())));
+                return Err(Failure::usage(anyhow!(
+                    "`{}` already exists; give a new folder",
+                    d.display()
+                )));
             }
             d
         }
-        None => std::env::temp_dir().join(format!("batchwin-demo-{}", uuid::Uuid::new_v4().simple())),
+        None => {
+            std::env::temp_dir().join(format!("batchwin-demo-{}", uuid::Uuid::new_v4().simple()))
+        }
     };
     let date = "2026-11-29".to_string();
     let opts = GenerateOptions {
@@ -73,7 +78,9 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
     let expected: Expected = serde_json::from_str(&text).map_err(|e| Failure::data(anyhow!(e)))?;
     let rejected: u64 = summary.outcomes.iter().map(|o| o.records_rejected).sum();
     let records: u64 = summary.outcomes.iter().map(|o| o.records_in).sum();
-    let ok = rejected == expected.invalid && records == expected.records && summary.status() == ExitStatus::Success;
+    let ok = rejected == expected.invalid
+        && records == expected.records
+        && summary.status() == ExitStatus::Success;
     say(format!(
         "check      {} records and {} rejects, expected {} and {}: {}",
         super::process::thousands(records),
@@ -83,5 +90,9 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         if ok { "ok" } else { "MISMATCH" }
     ));
     say(format!("outputs    {}", out.display()));
-    Ok(if ok { ExitStatus::Success } else { ExitStatus::DataFailure })
+    Ok(if ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::DataFailure
+    })
 }

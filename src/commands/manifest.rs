@@ -26,7 +26,10 @@ pub fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<ExitStatus, Failure> {
     let config = settings::load_config(&a.config)?;
     let (rows, report) = manifest::scan(&config, &a.inbound).map_err(Failure::usage)?;
     for u in &report.unknown {
-        tracing::warn!("`{}`: no vendor with that id in the config; left out", u.display());
+        tracing::warn!(
+            "`{}`: no vendor with that id in the config; left out",
+            u.display()
+        );
     }
     manifest::write(&a.out, &rows).map_err(Failure::data)?;
     if !g.quiet {

@@ -89,43 +89,73 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     let config = settings::load_config(&a.config)?;
     let date = a.date.clone().unwrap_or_else(settings::today);
     let (rows, manifest_sha) = match (&a.manifest, &a.scan) {
-        (Some(m), _) => (manifest::read(m).map_err(Failure::usage)?, manifest::file_sha256(m).map_err(Failure::usage)?),
+        (Some(m), _) => (
+            manifest::read(m).map_err(Failure::usage)?,
+            manifest::file_sha256(m).map_err(Failure::usage)?,
+        ),
         (None, Some(dir)) => {
             let (rows, report) = manifest::scan(&config, dir).map_err(Failure::usage)?;
             for u in &report.unknown {
-                tracing::warn!("`{}`: no vendor with that id in the config; not planned", u.display());
+                tracing::warn!(
+                    "`{}`: no vendor with that id in the config; not planned",
+                    u.display()
+                );
             }
-            let text: String = rows.iter().map(|r| serde_json::to_string(r).unwrap_or_default() + "\n").collect();
-            (rows, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())))
+            let text: String = rows
+                .iter()
+                .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+                .collect();
+            (
+                rows,
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
+            )
         }
-        (None, None) => return Err(Failure::usage(anyhow!("give `--manifest FILE` or `--scan DIR`"))),
+        (None, None) => {
+            return Err(Failure::usage(anyhow!(
+                "give `--manifest FILE` or `--scan DIR`"
+            )));
+        }
     };
     let config_sha = manifest::file_sha256(&a.config).map_err(Failure::usage)?;
     let slices = match a.slices.as_str() {
         "auto" => {
             if !(a.utilization > 0.0 && a.utilization <= 1.0) {
-                return Err(Failure::usage(anyhow!("--utilization must be in (0, 1], not {}", a.utilization)));
+                return Err(Failure::usage(anyhow!(
+                    "--utilization must be in (0, 1], not {}",
+                    a.utilization
+                )));
             }
             SliceCount::Auto {
-                window_seconds: window_seconds(&a.window).map_err(|m| Failure::usage(anyhow!("--window: {m}")))?,
+                window_seconds: window_seconds(&a.window)
+                    .map_err(|m| Failure::usage(anyhow!("--window: {m}")))?,
                 utilization: a.utilization,
                 max: a.max_slices.max(1),
             }
         }
-        n => SliceCount::Fixed(
-            n.parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| Failure::usage(anyhow!("--slices takes a number of at least 1 or `auto`, not {n:?}")))?,
-        ),
+        n => SliceCount::Fixed(n.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "--slices takes a number of at least 1 or `auto`, not {n:?}"
+            ))
+        })?),
     };
     let costs = match &a.history {
         Some(dir) => history_costs(dir).map_err(Failure::usage)?,
         None => CostModel::new(),
     };
-    let opts = PlanOptions { slices, split_bytes: a.split_bytes, date: date.clone() };
+    let opts = PlanOptions {
+        slices,
+        split_bytes: a.split_bytes,
+        date: date.clone(),
+    };
     let splitter = |row: &ManifestRow, limit: u64| split_file(&config, row, limit);
-    let p = match plan(&config, &rows, &costs, &opts, &splitter, (manifest_sha, config_sha)) {
+    let p = match plan(
+        &config,
+        &rows,
+        &costs,
+        &opts,
+        &splitter,
+        (manifest_sha, config_sha),
+    ) {
         Ok(p) => p,
         Err(PlanError::Config(e)) => return Err(e.into()),
         Err(e @ PlanError::DoesNotFit { .. }) => return Err(Failure::data(e)),
@@ -139,11 +169,17 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     if !a.emit.is_empty() {
         let worker_plan = match &a.worker_plan {
             Some(w) => w.clone(),
-            None => std::path::absolute(&a.out).unwrap_or(a.out.clone()).display().to_string(),
+            None => std::path::absolute(&a.out)
+                .unwrap_or(a.out.clone())
+                .display()
+                .to_string(),
         };
         let worker_config = match &a.worker_config {
             Some(w) => w.clone(),
-            None => std::path::absolute(&a.config).unwrap_or(a.config.clone()).display().to_string(),
+            None => std::path::absolute(&a.config)
+                .unwrap_or(a.config.clone())
+                .display()
+                .to_string(),
         };
         let eo = EmitOptions {
             plan: worker_plan,
@@ -159,7 +195,16 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         for engine in &a.emit {
             let files = emit(&p, *engine, &a.emit_dir, &eo).map_err(Failure::data)?;
             if !g.quiet {
-                println!("emitted    {:?}: {} files in `{}`", engine, files.len(), files.first().and_then(|f| f.parent()).unwrap_or(&a.emit_dir).display());
+                println!(
+                    "emitted    {:?}: {} files in `{}`",
+                    engine,
+                    files.len(),
+                    files
+                        .first()
+                        .and_then(|f| f.parent())
+                        .unwrap_or(&a.emit_dir)
+                        .display()
+                );
             }
         }
     }
@@ -176,7 +221,7 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
 pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
     let e = &p.estimate;
     let mut s = format!(
-        "plan       `{}`: {} slices in {} stages\nwork       {:.1} MB, {:.0} s estimated\n",
+        "plan       `{}`: {} slices in {} stages\nwork       {:.1} MB, {:.1} s estimated\n",
         out.display(),
         p.slices.len(),
         p.stages.len(),
@@ -191,12 +236,18 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
             w * e.utilization
         ));
     }
-    s.push_str(&format!("finish     {:.0} s estimated\n", e.makespan_seconds));
+    s.push_str(&format!(
+        "finish     {:.1} s estimated\n",
+        e.makespan_seconds
+    ));
     for st in &p.stages {
-        let spans: Vec<f64> = p.slices[st.first_slice..st.first_slice + st.slices].iter().map(|s| s.estimated_seconds).collect();
+        let spans: Vec<f64> = p.slices[st.first_slice..st.first_slice + st.slices]
+            .iter()
+            .map(|s| s.estimated_seconds)
+            .collect();
         let lo = spans.iter().cloned().fold(f64::MAX, f64::min);
         s.push_str(&format!(
-            "stage {}    slices {}..{}, makespan {:.0} s (shortest slice {:.0} s), vendors {}\n",
+            "stage {}    slices {}..{}, makespan {:.1} s (shortest slice {:.1} s), vendors {}\n",
             st.index,
             st.first_slice,
             st.first_slice + st.slices - 1,
@@ -207,12 +258,16 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
     }
     for pr in &e.priorities {
         s.push_str(&format!(
-            "{:<10} {} units, done at {:.0} s{}\n",
+            "{:<10} {} units, done at {:.1} s{}\n",
             pr.priority.to_string().to_uppercase(),
             pr.units,
             pr.estimated_finish_seconds,
             match pr.sla_seconds {
-                Some(sla) => format!(", SLA {:.0} s: {}", sla, if pr.meets_sla { "met" } else { "MISSED" }),
+                Some(sla) => format!(
+                    ", SLA {:.0} s: {}",
+                    sla,
+                    if pr.meets_sla { "met" } else { "MISSED" }
+                ),
                 None => String::new(),
             }
         ));
@@ -222,7 +277,9 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
 
 /// Cuts a local file into parts of about `limit` bytes at record boundaries.
 fn split_file(config: &Config, row: &ManifestRow, limit: u64) -> Result<Vec<Part>, String> {
-    let (idx, _) = config.vendor(&row.vendor).ok_or_else(|| format!("unknown vendor `{}`", row.vendor))?;
+    let (idx, _) = config
+        .vendor(&row.vendor)
+        .ok_or_else(|| format!("unknown vendor `{}`", row.vendor))?;
     let path = Path::new(&row.location);
     if row.location.contains("://") {
         return Ok(Vec::new()); // remote files are planned whole
@@ -265,12 +322,21 @@ fn history_costs(dir: &Path) -> anyhow::Result<CostModel> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "duckdb") {
-                let conn = duckdb::Connection::open_with_flags(&p, duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?)
-                    .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
+                let conn = duckdb::Connection::open_with_flags(
+                    &p,
+                    duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+                )
+                .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
                 let mut stmt = conn.prepare(
                     "SELECT vendor, sum(input_bytes)::DOUBLE, sum(epoch(ended_at) - epoch(started_at))::DOUBLE FROM files WHERE status = 'succeeded' GROUP BY vendor",
                 )?;
-                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, f64>(2)?)))?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, f64>(2)?,
+                    ))
+                })?;
                 for r in rows {
                     let (v, bytes, secs) = r?;
                     let t = totals.entry(v).or_default();

@@ -89,10 +89,20 @@ impl Summary {
     /// The short summary printed at the end.
     pub fn render(&self) -> String {
         let n = self.outcomes.len();
-        let failed: Vec<&FileOutcome> = self.outcomes.iter().filter(|o| o.status == FileStatus::Failed).collect();
-        let (rin, rout, rrej, bytes) = self.outcomes.iter().fold((0u64, 0u64, 0u64, 0u64), |a, o| {
-            (a.0 + o.records_in, a.1 + o.records_out, a.2 + o.records_rejected, a.3 + o.input_bytes)
-        });
+        let failed: Vec<&FileOutcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.status == FileStatus::Failed)
+            .collect();
+        let (rin, rout, rrej, bytes) =
+            self.outcomes.iter().fold((0u64, 0u64, 0u64, 0u64), |a, o| {
+                (
+                    a.0 + o.records_in,
+                    a.1 + o.records_out,
+                    a.2 + o.records_rejected,
+                    a.3 + o.input_bytes,
+                )
+            });
         let secs = self.seconds.max(1e-9);
         let mut s = format!(
             "files      {n} ({} succeeded, {} failed)\nrecords    {} in, {} out, {} rejected ({:.2}%)\ntime       {:.2} s\nrate       {} records/s, {:.1} MB/s\nledger     {}\n",
@@ -101,7 +111,11 @@ impl Summary {
             thousands(rin),
             thousands(rout),
             thousands(rrej),
-            if rin > 0 { rrej as f64 * 100.0 / rin as f64 } else { 0.0 },
+            if rin > 0 {
+                rrej as f64 * 100.0 / rin as f64
+            } else {
+                0.0
+            },
             self.seconds,
             thousands((rin as f64 / secs) as u64),
             bytes as f64 / secs / 1e6,
@@ -125,7 +139,10 @@ impl Summary {
             ));
         }
         for p in &self.skipped {
-            s.push_str(&format!("skipped    `{}`: no vendor with that id in the config\n", p.display()));
+            s.push_str(&format!(
+                "skipped    `{}`: no vendor with that id in the config\n",
+                p.display()
+            ));
         }
         s
     }
@@ -152,27 +169,51 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         return run_slice(g, &a, plan_path, &config, &profiles);
     }
     let items = match (&a.inbound, &a.vendor) {
-        (Some(dir), _) => scan_inbound(&config, dir, &a.out, &mut skipped).map_err(Failure::usage)?,
+        (Some(dir), _) => {
+            scan_inbound(&config, dir, &a.out, &mut skipped).map_err(Failure::usage)?
+        }
         (None, Some(v)) => {
             let (idx, _) = config.vendor(v).ok_or_else(|| {
                 let known: Vec<&str> = config.vendors.iter().map(|v| v.id.as_str()).collect();
-                Failure::usage(anyhow!("unknown vendor `{v}` in `{}`; known: {}", a.config.display(), known.join(", ")))
+                Failure::usage(anyhow!(
+                    "unknown vendor `{v}` in `{}`; known: {}",
+                    a.config.display(),
+                    known.join(", ")
+                ))
             })?;
             for p in &a.input {
                 if !p.is_file() {
-                    return Err(Failure::usage(anyhow!("input `{}` is not a readable file", p.display())));
+                    return Err(Failure::usage(anyhow!(
+                        "input `{}` is not a readable file",
+                        p.display()
+                    )));
                 }
             }
-            a.input.iter().map(|p| WorkItem { vendor: idx, input: p.clone(), out_dir: a.out.clone(), part: None }).collect()
+            a.input
+                .iter()
+                .map(|p| WorkItem {
+                    vendor: idx,
+                    input: p.clone(),
+                    out_dir: a.out.clone(),
+                    part: None,
+                })
+                .collect()
         }
-        (None, None) => return Err(Failure::usage(anyhow!("give `--inbound DIR`, or `--vendor ID --input FILE`"))),
+        (None, None) => {
+            return Err(Failure::usage(anyhow!(
+                "give `--inbound DIR`, or `--vendor ID --input FILE`"
+            )));
+        }
     };
     let opts = EngineOptions {
         chunk_bytes: a.chunk_bytes as usize,
         date: a.date.clone().unwrap_or_else(settings::today),
         ..EngineOptions::default()
     };
-    let ledger_path = a.ledger.clone().unwrap_or_else(|| a.out.join("ledger.duckdb"));
+    let ledger_path = a
+        .ledger
+        .clone()
+        .unwrap_or_else(|| a.out.join("ledger.duckdb"));
     let summary = process_items(g, &profiles, items, &ledger_path, &opts, skipped)?;
     if !g.quiet {
         print!("{}", summary.render());
@@ -194,13 +235,22 @@ fn resolve_slice(a: &ProcessArgs, slices: usize) -> Result<usize, Failure> {
         }
     };
     if k >= slices {
-        return Err(Failure::usage(anyhow!("slice {k} is outside the plan, which has slices 0 to {}", slices.saturating_sub(1))));
+        return Err(Failure::usage(anyhow!(
+            "slice {k} is outside the plan, which has slices 0 to {}",
+            slices.saturating_sub(1)
+        )));
     }
     Ok(k)
 }
 
 /// Runs one slice of a plan.
-fn run_slice(g: &GlobalArgs, a: &ProcessArgs, plan_path: &Path, config: &Config, profiles: &[VendorProfile]) -> Result<ExitStatus, Failure> {
+fn run_slice(
+    g: &GlobalArgs,
+    a: &ProcessArgs,
+    plan_path: &Path,
+    config: &Config,
+    profiles: &[VendorProfile],
+) -> Result<ExitStatus, Failure> {
     let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
     let k = resolve_slice(a, plan.slices.len())?;
     if let Ok(sha) = crate::plan::manifest::file_sha256(&a.config) {
@@ -210,19 +260,35 @@ fn run_slice(g: &GlobalArgs, a: &ProcessArgs, plan_path: &Path, config: &Config,
     }
     let mut items = Vec::new();
     for u in &plan.slices[k].units {
-        let (idx, _) = config
-            .vendor(&u.vendor)
-            .ok_or_else(|| Failure::usage(anyhow!("the plan names vendor `{}`, which is not in `{}`", u.vendor, a.config.display())))?;
+        let (idx, _) = config.vendor(&u.vendor).ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "the plan names vendor `{}`, which is not in `{}`",
+                u.vendor,
+                a.config.display()
+            ))
+        })?;
         let mut input = PathBuf::from(&u.location);
         if input.is_relative() {
             if let Some(dir) = plan_path.parent() {
                 input = dir.join(input);
             }
         }
-        items.push(WorkItem { vendor: idx, input, out_dir: a.out.join(&u.vendor), part: u.part.clone() });
+        items.push(WorkItem {
+            vendor: idx,
+            input,
+            out_dir: a.out.join(&u.vendor),
+            part: u.part.clone(),
+        });
     }
-    let opts = EngineOptions { chunk_bytes: a.chunk_bytes as usize, date: plan.date.clone(), ..EngineOptions::default() };
-    let ledger = a.ledger.clone().unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
+    let opts = EngineOptions {
+        chunk_bytes: a.chunk_bytes as usize,
+        date: plan.date.clone(),
+        ..EngineOptions::default()
+    };
+    let ledger = a
+        .ledger
+        .clone()
+        .unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
     let summary = process_items(g, profiles, items, &ledger, &opts, Vec::new())?;
     if !g.quiet {
         println!("slice      {k} of {}", plan.slices.len());
@@ -234,10 +300,12 @@ fn run_slice(g: &GlobalArgs, a: &ProcessArgs, plan_path: &Path, config: &Config,
 /// Builds every vendor of the config (so any configuration error stops the run up front).
 pub fn build_profiles(config: &Config) -> Result<Vec<VendorProfile>, Failure> {
     // The key matters only to vendors that hash: a bad key stops only a config that uses it.
-    let hashes = config
-        .vendors
-        .iter()
-        .any(|v| v.output.fields.iter().any(|f| f.mask.as_deref() == Some("hash")));
+    let hashes = config.vendors.iter().any(|v| {
+        v.output
+            .fields
+            .iter()
+            .any(|f| f.mask.as_deref() == Some("hash"))
+    });
     let key = match settings::load_mask_key(config) {
         Ok(k) => k,
         Err(e) if hashes => return Err(Failure::usage(e)),
@@ -247,23 +315,41 @@ pub fn build_profiles(config: &Config) -> Result<Vec<VendorProfile>, Failure> {
         .map(|i| {
             let p = VendorProfile::build(config, i, key.as_ref())?;
             let at = crate::config::KeyPath::vendor(i);
-            p.decoder().map_err(|m| Failure::usage(config.at(&at.key("input"), m)))?;
-            p.encoder().map_err(|m| Failure::usage(config.at(&at.key("output"), m)))?;
+            p.decoder()
+                .map_err(|m| Failure::usage(config.at(&at.key("input"), m)))?;
+            p.encoder()
+                .map_err(|m| Failure::usage(config.at(&at.key("output"), m)))?;
             Ok(p)
         })
         .collect()
 }
 
 /// Lists `DIR/VENDOR/FILE`, highest priority first, larger files first within a priority.
-fn scan_inbound(config: &Config, dir: &Path, out: &Path, skipped: &mut Vec<PathBuf>) -> anyhow::Result<Vec<WorkItem>> {
+fn scan_inbound(
+    config: &Config,
+    dir: &Path,
+    out: &Path,
+    skipped: &mut Vec<PathBuf>,
+) -> anyhow::Result<Vec<WorkItem>> {
     let (files, unknown) = crate::plan::manifest::list(config, dir)?;
     skipped.extend(unknown);
     let mut items: Vec<WorkItem> = files
         .into_iter()
-        .map(|(idx, input)| WorkItem { vendor: idx, input, out_dir: out.join(&config.vendors[idx].id), part: None })
+        .map(|(idx, input)| WorkItem {
+            vendor: idx,
+            input,
+            out_dir: out.join(&config.vendors[idx].id),
+            part: None,
+        })
         .collect();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    items.sort_by_cached_key(|w| (config.vendors[w.vendor].priority, std::cmp::Reverse(size(&w.input)), w.input.clone()));
+    items.sort_by_cached_key(|w| {
+        (
+            config.vendors[w.vendor].priority,
+            std::cmp::Reverse(size(&w.input)),
+            w.input.clone(),
+        )
+    });
     Ok(items)
 }
 
@@ -284,9 +370,17 @@ fn process_items(
     let mut targets = std::collections::HashMap::new();
     for w in &items {
         let p = &profiles[w.vendor];
-        let name = w.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = w
+            .input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for pattern in [&p.output.file_name, &p.output.reject_file_name] {
-            let target = w.out_dir.join(crate::pipeline::expand_name(pattern, &p.id, &name, &opts.date));
+            let mut target_name = crate::pipeline::expand_name(pattern, &p.id, &name, &opts.date);
+            if let Some(part) = &w.part {
+                target_name = crate::engine::part_name(&target_name, part);
+            }
+            let target = w.out_dir.join(target_name);
             if let Some(other) = targets.insert(target.clone(), w.input.clone()) {
                 return Err(Failure::usage(anyhow!(
                     "`{}` and `{}` would both write `{}`; change `file_name` or `reject_file_name` of vendor `{}`",
@@ -313,12 +407,17 @@ fn process_items(
     ledger.begin_run(&run).map_err(Failure::data)?;
     let ledger = Mutex::new(ledger);
 
-    let total_bytes: u64 = items.iter().map(|w| std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0)).sum();
+    let total_bytes: u64 = items
+        .iter()
+        .map(|w| std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let bar = if settings::progress_enabled(g) {
         let b = indicatif::ProgressBar::new(total_bytes);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     } else {
@@ -329,33 +428,44 @@ fn process_items(
     // Files start in list order (priority first) on as many workers as there are threads;
     // each file's chunks are spread over all threads too.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<FileOutcome, Failure>>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<Result<FileOutcome, Failure>>>> =
+        items.iter().map(|_| Mutex::new(None)).collect();
     let work = |w: &WorkItem| -> Result<FileOutcome, Failure> {
-            let p = &profiles[w.vendor];
-            let outcome = process_file(p, encoders[w.vendor].as_ref(), &w.input, &w.out_dir, opts, w.part.as_ref())
-                .with_context(|| format!("cannot read `{}`", w.input.display()))
-                // The file was there when the run started: a read that fails now is an I/O
-                // fault (a network filesystem, a disk) worth retrying.
-                .map_err(Failure::retryable)?;
-            if outcome.status == FileStatus::Failed {
-                tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
-            }
-            // A poisoned lock only means another thread panicked while recording; the ledger
-            // connection itself is still usable.
-            let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-            l.record_file(&run, &p.priority.to_string(), &outcome).map_err(Failure::data)?;
-            bar.inc(outcome.input_bytes);
-            Ok(outcome)
+        let p = &profiles[w.vendor];
+        let outcome = process_file(
+            p,
+            encoders[w.vendor].as_ref(),
+            &w.input,
+            &w.out_dir,
+            opts,
+            w.part.as_ref(),
+        )
+        .with_context(|| format!("cannot read `{}`", w.input.display()))
+        // The file was there when the run started: a read that fails now is an I/O
+        // fault (a network filesystem, a disk) worth retrying.
+        .map_err(Failure::retryable)?;
+        if outcome.status == FileStatus::Failed {
+            tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
+        }
+        // A poisoned lock only means another thread panicked while recording; the ledger
+        // connection itself is still usable.
+        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        l.record_file(&run, &p.priority.to_string(), &outcome)
+            .map_err(Failure::data)?;
+        bar.inc(outcome.input_bytes);
+        Ok(outcome)
     };
     // File workers are plain threads, not rayon workers: waiting on its chunks, a file worker
     // then never picks up another file's whole loop from the pool's queue.
     std::thread::scope(|scope| {
         for _ in 0..rayon::current_num_threads().max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(w) = items.get(i) else { break };
-                let r = work(w);
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(w) = items.get(i) else { break };
+                    let r = work(w);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
             });
         }
     });
@@ -377,9 +487,16 @@ fn process_items(
             }
         }
     }
-    let summary = Summary { outcomes, seconds, ledger: ledger_path.to_path_buf(), skipped };
+    let summary = Summary {
+        outcomes,
+        seconds,
+        ledger: ledger_path.to_path_buf(),
+        skipped,
+    };
     let status = first_error.as_ref().map_or(summary.status(), |e| e.status);
-    ledger.end_run(&run, status.code() as i32).map_err(Failure::data)?;
+    ledger
+        .end_run(&run, status.code() as i32)
+        .map_err(Failure::data)?;
     match first_error {
         Some(e) => Err(e),
         None => Ok(summary),
@@ -397,6 +514,16 @@ pub fn process_inbound(
     let profiles = build_profiles(config)?;
     let mut skipped = Vec::new();
     let items = scan_inbound(config, inbound, out, &mut skipped).map_err(Failure::usage)?;
-    let opts = EngineOptions { date: date.to_string(), ..EngineOptions::default() };
-    process_items(g, &profiles, items, &out.join("ledger.duckdb"), &opts, skipped)
+    let opts = EngineOptions {
+        date: date.to_string(),
+        ..EngineOptions::default()
+    };
+    process_items(
+        g,
+        &profiles,
+        items,
+        &out.join("ledger.duckdb"),
+        &opts,
+        skipped,
+    )
 }

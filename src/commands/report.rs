@@ -60,7 +60,9 @@ fn read_ledger(path: &Path, t: &mut Totals) -> anyhow::Result<()> {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
     )?;
     let mut stmt = conn.prepare("SELECT vendor, input_path, coalesce(error, '') FROM files WHERE status <> 'succeeded' ORDER BY vendor, input_path")?;
-    let failures = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+    let failures = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
     t.ledgers += 1;
     t.files += files;
     t.failed += failed;
@@ -75,7 +77,10 @@ fn read_ledger(path: &Path, t: &mut Totals) -> anyhow::Result<()> {
 pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     let paths = ledger_files(&a.ledgers).map_err(Failure::usage)?;
     if paths.is_empty() {
-        return Err(Failure::data(anyhow!("no ledgers (`*.duckdb`) under `{}`", a.ledgers.display())));
+        return Err(Failure::data(anyhow!(
+            "no ledgers (`*.duckdb`) under `{}`",
+            a.ledgers.display()
+        )));
     }
     let mut t = Totals::default();
     for p in &paths {
@@ -85,8 +90,17 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     }
     if !g.quiet {
         use super::process::thousands;
-        println!("ledgers    {} read, {} unreadable", t.ledgers, t.unreadable.len());
-        println!("files      {} ({} succeeded, {} failed)", t.files, t.files - t.failed, t.failed);
+        println!(
+            "ledgers    {} read, {} unreadable",
+            t.ledgers,
+            t.unreadable.len()
+        );
+        println!(
+            "files      {} ({} succeeded, {} failed)",
+            t.files,
+            t.files - t.failed,
+            t.failed
+        );
         println!(
             "records    {} in, {} out, {} rejected",
             thousands(t.records_in as u64),
@@ -101,5 +115,9 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
             println!("unreadable `{}`: {e}", p.display());
         }
     }
-    Ok(if t.failed > 0 || !t.unreadable.is_empty() { ExitStatus::DataFailure } else { ExitStatus::Success })
+    Ok(if t.failed > 0 || !t.unreadable.is_empty() {
+        ExitStatus::DataFailure
+    } else {
+        ExitStatus::Success
+    })
 }

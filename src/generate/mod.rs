@@ -23,9 +23,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::codecs::Align;
 use crate::codecs::Encoder;
 use crate::codecs::csv::{CsvEncoder, CsvWriteOptions};
-use crate::codecs::Align;
 use crate::codecs::fixed::{FixedEncoder, FixedField};
 use crate::codecs::jsonl::JsonlEncoder;
 use crate::codecs::xml::{XmlEncoder, XmlWriteOptions};
@@ -73,8 +73,17 @@ pub struct VendorSpec {
 
 /// The input fields every synthetic vendor has, in order.
 pub const FIELDS: [&str; 11] = [
-    "id", "account", "name", "email", "amount", "currency", "status", "start_date", "end_date",
-    "closed_at", "notes",
+    "id",
+    "account",
+    "name",
+    "email",
+    "amount",
+    "currency",
+    "status",
+    "start_date",
+    "end_date",
+    "closed_at",
+    "notes",
 ];
 
 /// A defect that makes one record invalid, and the reject key it must be counted under.
@@ -187,11 +196,18 @@ pub fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateSummary> {
         opts.records,
         opts.files
     );
-    anyhow::ensure!((0.0..=1.0).contains(&opts.invalid_rate), "the invalid rate must be between 0 and 1");
-    let n_vendors = opts.vendors.unwrap_or((opts.files / 20).clamp(4, 120)).max(1);
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&opts.invalid_rate),
+        "the invalid rate must be between 0 and 1"
+    );
+    let n_vendors = opts
+        .vendors
+        .unwrap_or((opts.files / 20).clamp(4, 120))
+        .max(1);
     let vendors = vendor_specs(n_vendors);
     let inbound = opts.out.join("inbound").join(&opts.date);
-    std::fs::create_dir_all(&inbound).with_context(|| format!("cannot create `{}`", inbound.display()))?;
+    std::fs::create_dir_all(&inbound)
+        .with_context(|| format!("cannot create `{}`", inbound.display()))?;
 
     let counts = record_counts(opts.files, opts.records, opts.seed);
     let jobs: Vec<(usize, &VendorSpec, u64)> = counts
@@ -210,7 +226,8 @@ pub fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateSummary> {
     std::fs::write(&key_path, format!("{}\n", hex::encode(key)))
         .with_context(|| format!("cannot write `{}`", key_path.display()))?;
     let config = opts.out.join("batchwin.toml");
-    std::fs::write(&config, config_text(&vendors)).with_context(|| format!("cannot write `{}`", config.display()))?;
+    std::fs::write(&config, config_text(&vendors))
+        .with_context(|| format!("cannot write `{}`", config.display()))?;
 
     let mut reasons = BTreeMap::new();
     for f in &per_file {
@@ -248,10 +265,15 @@ pub fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateSummary> {
 /// scaled to add up to `total` exactly, at least one record each.
 fn record_counts(files: usize, total: u64, seed: u64) -> Vec<u64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let weights: Vec<f64> = (0..files).map(|_| 100f64.powf(rng.r#gen::<f64>())).collect();
+    let weights: Vec<f64> = (0..files)
+        .map(|_| 100f64.powf(rng.r#gen::<f64>()))
+        .collect();
     let sum: f64 = weights.iter().sum();
     let spare = total - files as u64;
-    let mut counts: Vec<u64> = weights.iter().map(|w| 1 + (spare as f64 * w / sum) as u64).collect();
+    let mut counts: Vec<u64> = weights
+        .iter()
+        .map(|w| 1 + (spare as f64 * w / sum) as u64)
+        .collect();
     let assigned: u64 = counts.iter().sum();
     // Hand out what rounding left over, one record at a time, to the largest files.
     let mut order: Vec<usize> = (0..files).collect();
@@ -291,7 +313,12 @@ fn fixed_fields(layout: &[(&str, usize, Align)]) -> Vec<(String, FixedField)> {
     layout
         .iter()
         .map(|&(name, width, align)| {
-            let f = FixedField { start, width, align, pad: ' ' };
+            let f = FixedField {
+                start,
+                width,
+                align,
+                pad: ' ',
+            };
             start += width;
             (name.to_string(), f)
         })
@@ -302,12 +329,30 @@ fn fixed_fields(layout: &[(&str, usize, Align)]) -> Vec<(String, FixedField)> {
 fn input_names(format: Format) -> Vec<String> {
     let names: [&str; 11] = match format {
         Format::Csv => [
-            "id", "account", "name", "email", "Amount", "currency", "status", "start_date", "end_date",
-            "closed_at", "notes",
+            "id",
+            "account",
+            "name",
+            "email",
+            "Amount",
+            "currency",
+            "status",
+            "start_date",
+            "end_date",
+            "closed_at",
+            "notes",
         ],
         Format::Jsonl => [
-            "id", "account", "customer.name", "customer.email", "amount", "currency", "status",
-            "dates.start", "dates.end", "closed_at", "notes",
+            "id",
+            "account",
+            "customer.name",
+            "customer.email",
+            "amount",
+            "currency",
+            "status",
+            "dates.start",
+            "dates.end",
+            "closed_at",
+            "notes",
         ],
         _ => FIELDS,
     };
@@ -316,37 +361,62 @@ fn input_names(format: Format) -> Vec<String> {
 
 fn input_encoder(v: &VendorSpec) -> anyhow::Result<Box<dyn Encoder>> {
     let e: Box<dyn Encoder> = match v.format {
-        Format::Csv => Box::new(CsvEncoder::new(
-            CsvWriteOptions { delimiter: v.delimiter, quote: b'"', header: true, bom: v.bom, crlf: v.crlf },
-            input_names(Format::Csv),
-        ).map_err(anyhow::Error::msg)?),
-        Format::Jsonl => Box::new(JsonlEncoder::new(input_names(Format::Jsonl)).map_err(anyhow::Error::msg)?),
+        Format::Csv => Box::new(
+            CsvEncoder::new(
+                CsvWriteOptions {
+                    delimiter: v.delimiter,
+                    quote: b'"',
+                    header: true,
+                    bom: v.bom,
+                    crlf: v.crlf,
+                },
+                input_names(Format::Csv),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        Format::Jsonl => {
+            Box::new(JsonlEncoder::new(input_names(Format::Jsonl)).map_err(anyhow::Error::msg)?)
+        }
         Format::Xml => Box::new(
             XmlEncoder::new(
-                XmlWriteOptions { root: "records".into(), record: "record".into() },
+                XmlWriteOptions {
+                    root: "records".into(),
+                    record: "record".into(),
+                },
                 FIELDS.iter().map(|f| (f.to_string(), *f == "id")).collect(),
             )
             .map_err(anyhow::Error::msg)?,
         ),
-        Format::Fixed => Box::new(FixedEncoder::new(fixed_fields(&FIXED_INPUT), false).map_err(anyhow::Error::msg)?),
+        Format::Fixed => Box::new(
+            FixedEncoder::new(fixed_fields(&FIXED_INPUT), false).map_err(anyhow::Error::msg)?,
+        ),
     };
     Ok(e)
 }
 
-fn write_file(opts: &GenerateOptions, inbound: &Path, j: usize, v: &VendorSpec, n: u64) -> anyhow::Result<ExpectedFile> {
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (j as u64 + 1));
+fn write_file(
+    opts: &GenerateOptions,
+    inbound: &Path,
+    j: usize,
+    v: &VendorSpec,
+    n: u64,
+) -> anyhow::Result<ExpectedFile> {
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (j as u64 + 1));
     let dir = inbound.join(&v.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let name = format!("{}_{}_{:04}.{}", v.id, opts.date, j + 1, ext(v.format));
     let path = dir.join(&name);
 
     let invalid = ((n as f64) * opts.invalid_rate).round() as u64;
-    let mut bad: Vec<usize> = rand::seq::index::sample(&mut rng, n as usize, invalid as usize).into_vec();
+    let mut bad: Vec<usize> =
+        rand::seq::index::sample(&mut rng, n as usize, invalid as usize).into_vec();
     bad.sort_unstable();
     let mut bad = bad.into_iter().peekable();
 
     let encoder = input_encoder(v)?;
-    let file = std::fs::File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut buf = Vec::with_capacity(1 << 16);
     encoder.header(&mut buf);
@@ -366,9 +436,12 @@ fn write_file(opts: &GenerateOptions, inbound: &Path, j: usize, v: &VendorSpec, 
         };
         let refs: Vec<Option<&str>> = rec.iter().map(|s| s.as_deref()).collect();
         let start = buf.len();
-        encoder
-            .record(&refs, &mut buf)
-            .map_err(|e| anyhow::anyhow!("generated record {} of `{name}` cannot be written: {e}", i + 1))?;
+        encoder.record(&refs, &mut buf).map_err(|e| {
+            anyhow::anyhow!(
+                "generated record {} of `{name}` cannot be written: {e}",
+                i + 1
+            )
+        })?;
         if defect == Some(Defect::Unreadable) {
             break_record(v, &mut buf, start);
         }
@@ -381,7 +454,8 @@ fn write_file(opts: &GenerateOptions, inbound: &Path, j: usize, v: &VendorSpec, 
     encoder.footer(&mut buf);
     w.write_all(&buf)?;
     bytes += buf.len() as u64;
-    w.flush().with_context(|| format!("cannot write `{}`", path.display()))?;
+    w.flush()
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(ExpectedFile {
         vendor: v.id.clone(),
         path: format!("inbound/{}/{}/{}", opts.date, v.id, name),
@@ -463,7 +537,9 @@ pub fn config_text(vendors: &[VendorSpec]) -> String {
                 "name" => "required = true\nmax_length = 40\n",
                 "email" => "pattern = \"[^@ ]+@[^@ ]+\\\\.[a-z]+\"\nmax_length = 50\n",
                 "amount" => "type = \"decimal\"\nrequired = true\nmin = -1000000\nmax = 1000000\n",
-                "currency" => "required = true\nvalues = [\"USD\", \"EUR\", \"GBP\", \"JPY\", \"CHF\"]\n",
+                "currency" => {
+                    "required = true\nvalues = [\"USD\", \"EUR\", \"GBP\", \"JPY\", \"CHF\"]\n"
+                }
                 "status" => "required = true\nvalues = [\"open\", \"closed\", \"pending\"]\n",
                 "start_date" => "type = \"date\"\nrequired = true\n",
                 "end_date" => "type = \"date\"\n",
@@ -471,7 +547,11 @@ pub fn config_text(vendors: &[VendorSpec]) -> String {
                 _ => "max_length = 60\n",
             });
             if names[i] != *field {
-                let _ = writeln!(s, "source = \"{}\"", names[i].replace('.', if v.format == Format::Xml { "/" } else { "." }));
+                let _ = writeln!(
+                    s,
+                    "source = \"{}\"",
+                    names[i].replace('.', if v.format == Format::Xml { "/" } else { "." })
+                );
             }
             if v.format == Format::Xml && *field == "id" {
                 s.push_str("source = \"@id\"\n");
@@ -483,7 +563,11 @@ pub fn config_text(vendors: &[VendorSpec]) -> String {
                     "start = {}\nwidth = {}\nalign = \"{}\"",
                     f.start,
                     f.width,
-                    if f.align == Align::Right { "right" } else { "left" }
+                    if f.align == Align::Right {
+                        "right"
+                    } else {
+                        "left"
+                    }
                 );
             }
         }
@@ -493,7 +577,12 @@ pub fn config_text(vendors: &[VendorSpec]) -> String {
         s.push_str(
             "\n[vendor.lookups.currencies]\nUSD = \"US dollar\"\nEUR = \"Euro\"\nGBP = \"Pound sterling\"\nJPY = \"Yen\"\nCHF = \"Swiss franc\"\n",
         );
-        let _ = write!(s, "\n[vendor.output]\nformat = \"{}\"\nfile_name = \"{{stem}}.out.{}\"\n", v.format, ext(v.format));
+        let _ = write!(
+            s,
+            "\n[vendor.output]\nformat = \"{}\"\nfile_name = \"{{stem}}.out.{}\"\n",
+            v.format,
+            ext(v.format)
+        );
         if v.format == Format::Csv {
             let _ = writeln!(s, "delimiter = \"{}\"", v.delimiter as char);
             if v.crlf {
@@ -519,12 +608,20 @@ pub fn config_text(vendors: &[VendorSpec]) -> String {
 /// The synthetic output profile: (name, keys, fixed width).
 const OUTPUT_FIELDS: [(&str, &str, usize); 13] = [
     ("record_id", "from = \"id\"\n", 10),
-    ("account_token", "from = \"account\"\nmask = \"hash\"\nhash_length = 16\n", 16),
+    (
+        "account_token",
+        "from = \"account\"\nmask = \"hash\"\nhash_length = 16\n",
+        16,
+    ),
     ("customer", "from = \"name\"\ntransform = [\"trim\"]\n", 40),
     ("email", "mask = \"email_domain\"\n", 50),
     ("amount", "decimals = 2\n", 14),
     ("currency", "", 3),
-    ("currency_name", "from = \"currency\"\nlookup = \"currencies\"\n", 14),
+    (
+        "currency_name",
+        "from = \"currency\"\nlookup = \"currencies\"\n",
+        14,
+    ),
     ("status", "transform = [\"upper\"]\n", 8),
     ("start_date", "date_format = \"%Y%m%d\"\n", 8),
     ("end_date", "", 10),

@@ -11,18 +11,67 @@ use rand_chacha::ChaCha8Rng;
 use super::Defect;
 
 const FIRST: [&str; 16] = [
-    "Anna", "José", "Zoë", "Łukasz", "François", "Søren", "Mei", "Olusegun", "Ana María", "Björk",
-    "Siobhán", "Dmitri", "Priya", "Ngọc", "Kwame", "Ingrid",
+    "Anna",
+    "José",
+    "Zoë",
+    "Łukasz",
+    "François",
+    "Søren",
+    "Mei",
+    "Olusegun",
+    "Ana María",
+    "Björk",
+    "Siobhán",
+    "Dmitri",
+    "Priya",
+    "Ngọc",
+    "Kwame",
+    "Ingrid",
 ];
 const LAST: [&str; 16] = [
-    "Smith", "Müller", "O'Brien", "Nguyễn", "García", "Kowalski", "Dubois", "Jensen", "Tanaka",
-    "Smith, Jr.", "Okafor", "Ivanova", "Patel", "Ó Súilleabháin", "Rossi", "Andersson",
+    "Smith",
+    "Müller",
+    "O'Brien",
+    "Nguyễn",
+    "García",
+    "Kowalski",
+    "Dubois",
+    "Jensen",
+    "Tanaka",
+    "Smith, Jr.",
+    "Okafor",
+    "Ivanova",
+    "Patel",
+    "Ó Súilleabháin",
+    "Rossi",
+    "Andersson",
 ];
 const ASCII: [&str; 16] = [
-    "anna", "jose", "zoe", "lukasz", "francois", "soren", "mei", "olusegun", "ana.maria", "bjork",
-    "siobhan", "dmitri", "priya", "ngoc", "kwame", "ingrid",
+    "anna",
+    "jose",
+    "zoe",
+    "lukasz",
+    "francois",
+    "soren",
+    "mei",
+    "olusegun",
+    "ana.maria",
+    "bjork",
+    "siobhan",
+    "dmitri",
+    "priya",
+    "ngoc",
+    "kwame",
+    "ingrid",
 ];
-const DOMAINS: [&str; 6] = ["example.com", "mail.example.org", "corp.example.net", "example.co.uk", "example.de", "example.fr"];
+const DOMAINS: [&str; 6] = [
+    "example.com",
+    "mail.example.org",
+    "corp.example.net",
+    "example.co.uk",
+    "example.de",
+    "example.fr",
+];
 const CURRENCIES: [&str; 5] = ["USD", "EUR", "GBP", "JPY", "CHF"];
 const NOTES: [&str; 14] = [
     "",
@@ -50,7 +99,11 @@ pub fn record(rng: &mut ChaCha8Rng, id: u64, single_line: bool) -> Vec<Option<St
     let email = format!(
         "{}.{}{}@{}",
         ASCII[f],
-        LAST[l].chars().filter(|c| c.is_ascii_alphabetic()).collect::<String>().to_lowercase(),
+        LAST[l]
+            .chars()
+            .filter(|c| c.is_ascii_alphabetic())
+            .collect::<String>()
+            .to_lowercase(),
         rng.gen_range(1..100),
         DOMAINS[rng.gen_range(0..DOMAINS.len())]
     );
@@ -65,10 +118,17 @@ pub fn record(rng: &mut ChaCha8Rng, id: u64, single_line: bool) -> Vec<Option<St
     } else {
         rng.gen_range(0..10_000_000)
     };
-    let amount = format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100);
+    let amount = format!(
+        "{}{}.{:02}",
+        if cents < 0 { "-" } else { "" },
+        cents.abs() / 100,
+        cents.abs() % 100
+    );
     let base = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default();
     let start = base + Duration::days(rng.gen_range(0..690));
-    let end = rng.gen_bool(0.7).then(|| start + Duration::days(rng.gen_range(0..400)));
+    let end = rng
+        .gen_bool(0.7)
+        .then(|| start + Duration::days(rng.gen_range(0..400)));
     let status = ["open", "closed", "pending"][rng.gen_range(0..3)];
     let closed_at = (status == "closed").then(|| {
         format!(
@@ -111,7 +171,9 @@ pub fn apply_defect(rec: &mut [Option<String>], defect: Defect) {
         Defect::NameRequired => rec[2] = None,
         Defect::CurrencyValues => rec[5] = Some("XXX".into()),
         Defect::EndBeforeStart => {
-            let start = rec[7].as_deref().and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
+            let start = rec[7]
+                .as_deref()
+                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
             if let Some(s) = start {
                 rec[8] = Some((s - Duration::days(3)).to_string());
             }

@@ -64,7 +64,9 @@ pub enum LedgerError {
         #[source]
         source: duckdb::Error,
     },
-    #[error("ledger `{path}` has schema version {found}, this batchwin writes version {SCHEMA_VERSION}")]
+    #[error(
+        "ledger `{path}` has schema version {found}, this batchwin writes version {SCHEMA_VERSION}"
+    )]
     Version { path: String, found: String },
 }
 
@@ -106,11 +108,18 @@ impl Ledger {
     /// Opens (creating when needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let p = path.display().to_string();
-        let err = |source| LedgerError::Db { path: p.clone(), source };
+        let err = |source| LedgerError::Db {
+            path: p.clone(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         let found: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .ok();
         match found {
             None => {
@@ -138,7 +147,14 @@ impl Ledger {
         self.conn
             .execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL)",
-                params![run.run_id, run.command, run.host, run.version, run.threads as i64, ts(&run.started_at)],
+                params![
+                    run.run_id,
+                    run.command,
+                    run.host,
+                    run.version,
+                    run.threads as i64,
+                    ts(&run.started_at)
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -156,9 +172,17 @@ impl Ledger {
     }
 
     /// Records one processed file and its reject counts, atomically.
-    pub fn record_file(&mut self, run: &RunInfo, priority: &str, f: &FileOutcome) -> Result<(), LedgerError> {
+    pub fn record_file(
+        &mut self,
+        run: &RunInfo,
+        priority: &str,
+        f: &FileOutcome,
+    ) -> Result<(), LedgerError> {
         let path = self.path.clone();
-        let err = |source| LedgerError::Db { path: path.clone(), source };
+        let err = |source| LedgerError::Db {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         let input = f.input_path.display().to_string();
         tx.execute(
@@ -189,8 +213,15 @@ impl Ledger {
                 .prepare("INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?)")
                 .map_err(err)?;
             for ((field, rule), count) in &f.reject_counts {
-                stmt.execute(params![run.run_id, f.vendor, input, field, rule, *count as i64])
-                    .map_err(err)?;
+                stmt.execute(params![
+                    run.run_id,
+                    f.vendor,
+                    input,
+                    field,
+                    rule,
+                    *count as i64
+                ])
+                .map_err(err)?;
             }
         }
         tx.commit().map_err(err)

@@ -291,21 +291,37 @@ mod tests {
     #[test]
     fn numbers() {
         let d = |s| Decimal::from_str(s).unwrap();
-        assert_eq!(format_number(d("1234567.891"), &nf(Some(2), ",", ".")), "1.234.567,89");
+        assert_eq!(
+            format_number(d("1234567.891"), &nf(Some(2), ",", ".")),
+            "1.234.567,89"
+        );
         assert_eq!(format_number(d("-2.5"), &nf(Some(0), ".", "")), "-3");
         assert_eq!(format_number(d("12"), &nf(Some(2), ".", "")), "12.00");
-        assert_eq!(format_number(d("999.995"), &nf(Some(2), ".", ",")), "1,000.00");
+        assert_eq!(
+            format_number(d("999.995"), &nf(Some(2), ".", ",")),
+            "1,000.00"
+        );
         assert_eq!(format_number(d("100"), &nf(None, ".", " ")), "100");
     }
 
     #[test]
     fn templates() {
         let names = ["first", "last"];
-        let p = parse_template("{first} {{x}} {last}!", |n| names.iter().position(|x| *x == n))
-            .unwrap();
+        let p = parse_template("{first} {{x}} {last}!", |n| {
+            names.iter().position(|x| *x == n)
+        })
+        .unwrap();
         assert_eq!(p.len(), 4);
-        assert!(parse_template("{nope}", |_| None).unwrap_err().contains("nope"));
-        assert!(parse_template("{first", |_| Some(0)).unwrap_err().contains("unclosed"));
+        assert!(
+            parse_template("{nope}", |_| None)
+                .unwrap_err()
+                .contains("nope")
+        );
+        assert!(
+            parse_template("{first", |_| Some(0))
+                .unwrap_err()
+                .contains("unclosed")
+        );
     }
 
     #[test]

@@ -103,23 +103,44 @@ mod tests {
 
     #[test]
     fn hash_is_keyed_stable_and_truncatable() {
-        let h = Mask::Hash { key: key(), length: 64 };
+        let h = Mask::Hash {
+            key: key(),
+            length: 64,
+        };
         let a = m(&h, "alice@example.com").unwrap();
         assert_eq!(a.len(), 64);
         assert_eq!(Some(a.clone()), m(&h, "alice@example.com"));
         assert_ne!(Some(a.clone()), m(&h, "bob@example.com"));
         let other = MaskKey::new(b"another key of 32 bytes, exactly".to_vec()).unwrap();
-        assert_ne!(Some(a.clone()), m(&Mask::Hash { key: other, length: 64 }, "alice@example.com"));
+        assert_ne!(
+            Some(a.clone()),
+            m(
+                &Mask::Hash {
+                    key: other,
+                    length: 64
+                },
+                "alice@example.com"
+            )
+        );
         // The same value under the same key as computed by an independent HMAC implementation
         // (Python: hmac.new(key, msg, hashlib.sha256).hexdigest()).
-        assert_eq!(a, "841240d2a5b6654b3ae21fc4499db7b7867077cdd67c3e16cef1f9843e27d1fa");
-        let short = Mask::Hash { key: key(), length: 12 };
+        assert_eq!(
+            a,
+            "841240d2a5b6654b3ae21fc4499db7b7867077cdd67c3e16cef1f9843e27d1fa"
+        );
+        let short = Mask::Hash {
+            key: key(),
+            length: 12,
+        };
         assert_eq!(m(&short, "alice@example.com").unwrap(), a[..12]);
     }
 
     #[test]
     fn other_masks() {
-        assert_eq!(m(&Mask::KeepLast(4), "4111111111111111").unwrap(), "************1111");
+        assert_eq!(
+            m(&Mask::KeepLast(4), "4111111111111111").unwrap(),
+            "************1111"
+        );
         assert_eq!(m(&Mask::KeepLast(4), "äbc").unwrap(), "äbc");
         assert_eq!(m(&Mask::KeepLast(2), "äöüß").unwrap(), "**üß");
         assert_eq!(m(&Mask::EmailDomain, "a.b@x.org").unwrap(), "***@x.org");
@@ -131,6 +152,10 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused() {
-        assert!(MaskKey::new(b"short\n".to_vec()).unwrap_err().contains("5 bytes"));
+        assert!(
+            MaskKey::new(b"short\n".to_vec())
+                .unwrap_err()
+                .contains("5 bytes")
+        );
     }
 }

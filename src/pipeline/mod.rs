@@ -77,8 +77,15 @@ impl std::fmt::Display for SkipLimit {
 
 #[derive(Debug, Clone)]
 enum BusinessRule {
-    Check { name: String, cond: Condition },
-    Require { name: String, when: Condition, fields: Vec<usize> },
+    Check {
+        name: String,
+        cond: Condition,
+    },
+    Require {
+        name: String,
+        when: Condition,
+        fields: Vec<usize>,
+    },
 }
 
 /// How to read one vendor's input.
@@ -128,7 +135,12 @@ pub struct VendorProfile {
     pub output: OutputSpec,
 }
 
-fn one_byte(value: &Option<String>, default: u8, cfg: &Config, at: KeyPath) -> Result<u8, ConfigError> {
+fn one_byte(
+    value: &Option<String>,
+    default: u8,
+    cfg: &Config,
+    at: KeyPath,
+) -> Result<u8, ConfigError> {
     match value {
         None => Ok(default),
         Some(s) if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
@@ -154,7 +166,8 @@ fn align(a: Option<AlignConfig>) -> codecs::Align {
 
 /// Reads `2h`, `90m`, `1h30m` or `45s` (humantime syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"2h\" or \"90m\": {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"2h\" or \"90m\": {e}"))
 }
 
 impl InputSpec {
@@ -171,17 +184,23 @@ impl InputSpec {
                 i.locators.clone(),
             )?),
             Format::Jsonl => Box::new(codecs::jsonl::JsonlDecoder::new(i.locators.clone())?),
-            Format::Xml => Box::new(codecs::xml::XmlDecoder::new(i.record.clone(), i.locators.clone())?),
+            Format::Xml => Box::new(codecs::xml::XmlDecoder::new(
+                i.record.clone(),
+                i.locators.clone(),
+            )?),
             Format::Fixed => Box::new(codecs::fixed::FixedDecoder::new(i.fixed.clone())?),
         })
     }
-
 }
 
 impl VendorProfile {
     /// Compiles vendor `index` of `cfg`. `key` is the masking key, needed only when a field
     /// uses `mask = "hash"`.
-    pub fn build(cfg: &Config, index: usize, key: Option<&MaskKey>) -> Result<VendorProfile, ConfigError> {
+    pub fn build(
+        cfg: &Config,
+        index: usize,
+        key: Option<&MaskKey>,
+    ) -> Result<VendorProfile, ConfigError> {
         let v = &cfg.vendors[index];
         let at = KeyPath::vendor(index);
 
@@ -194,7 +213,10 @@ impl VendorProfile {
                 return Err(cfg.at(&at.key("after").index(i), format!("unknown vendor `{dep}`")));
             }
             if dep == &v.id {
-                return Err(cfg.at(&at.key("after").index(i), "a vendor cannot run after itself"));
+                return Err(cfg.at(
+                    &at.key("after").index(i),
+                    "a vendor cannot run after itself",
+                ));
             }
         }
         let skip_limit = match &v.skip_limit {
@@ -206,7 +228,10 @@ impl VendorProfile {
                     .and_then(|n| n.trim().parse::<f64>().ok())
                     .filter(|p| (0.0..=100.0).contains(p))
                     .ok_or_else(|| {
-                        cfg.at(&at.key("skip_limit"), format!("{t:?} is neither a count nor a percentage like \"2%\""))
+                        cfg.at(
+                            &at.key("skip_limit"),
+                            format!("{t:?} is neither a count nor a percentage like \"2%\""),
+                        )
                     })?;
                 SkipLimit::Percent(p)
             }
@@ -220,7 +245,10 @@ impl VendorProfile {
         for (i, f) in v.fields.iter().enumerate() {
             let fat = at.key("fields").index(i);
             if v.fields[..i].iter().any(|g| g.name == f.name) {
-                return Err(cfg.at(&fat.key("name"), format!("field `{}` is defined twice", f.name)));
+                return Err(cfg.at(
+                    &fat.key("name"),
+                    format!("field `{}` is defined twice", f.name),
+                ));
             }
             checks.push(FieldCheck::build(f).map_err(|(k, m)| cfg.at(&fat.key(k), m))?);
         }
@@ -235,22 +263,34 @@ impl VendorProfile {
             let rule = match (&r.check, &r.when) {
                 (Some(c), None) if r.require.is_empty() => BusinessRule::Check {
                     name: r.name.clone(),
-                    cond: Condition::compile(c, &checks).map_err(|m| cfg.at(&rat.key("check"), m))?,
+                    cond: Condition::compile(c, &checks)
+                        .map_err(|m| cfg.at(&rat.key("check"), m))?,
                 },
                 (None, Some(w)) if !r.require.is_empty() => {
-                    let when = Condition::compile(w, &checks).map_err(|m| cfg.at(&rat.key("when"), m))?;
+                    let when =
+                        Condition::compile(w, &checks).map_err(|m| cfg.at(&rat.key("when"), m))?;
                     let mut fields = Vec::new();
                     for (j, name) in r.require.iter().enumerate() {
                         fields.push(find(name).ok_or_else(|| {
-                            cfg.at(&rat.key("require").index(j), format!("unknown field `{name}`"))
+                            cfg.at(
+                                &rat.key("require").index(j),
+                                format!("unknown field `{name}`"),
+                            )
                         })?);
                     }
-                    BusinessRule::Require { name: r.name.clone(), when, fields }
+                    BusinessRule::Require {
+                        name: r.name.clone(),
+                        when,
+                        fields,
+                    }
                 }
                 _ => {
                     return Err(cfg.at(
                         &rat,
-                        format!("rule `{}` needs either `check`, or `when` with `require`", r.name),
+                        format!(
+                            "rule `{}` needs either `check`, or `when` with `require`",
+                            r.name
+                        ),
                     ));
                 }
             };
@@ -258,8 +298,11 @@ impl VendorProfile {
         }
 
         // Lookups, shared between fields.
-        let lookups: BTreeMap<&str, Arc<BTreeMap<String, String>>> =
-            v.lookups.iter().map(|(k, t)| (k.as_str(), Arc::new(t.clone()))).collect();
+        let lookups: BTreeMap<&str, Arc<BTreeMap<String, String>>> = v
+            .lookups
+            .iter()
+            .map(|(k, t)| (k.as_str(), Arc::new(t.clone())))
+            .collect();
 
         // Output fields: explicit, or every input field unchanged.
         let implicit: Vec<OutputFieldConfig>;
@@ -297,7 +340,10 @@ impl VendorProfile {
         let inp = &v.input;
         let only = |present: bool, key: &str, formats: &str| -> Result<(), ConfigError> {
             if present {
-                return Err(cfg.at(&at.key(key), format!("`{key}` applies to {formats} input only")));
+                return Err(cfg.at(
+                    &at.key(key),
+                    format!("`{key}` applies to {formats} input only"),
+                ));
             }
             Ok(())
         };
@@ -355,12 +401,21 @@ impl VendorProfile {
         let source = if let Some(c) = &o.value {
             Source::Const(c.clone())
         } else if let Some(t) = &o.template {
-            Source::Template(map::parse_template(t, find).map_err(|m| cfg.at(&oat.key("template"), m))?)
+            Source::Template(
+                map::parse_template(t, find).map_err(|m| cfg.at(&oat.key("template"), m))?,
+            )
         } else {
             let name = o.from.as_deref().unwrap_or(&o.name);
-            let k = if o.from.is_some() { oat.key("from") } else { oat.key("name") };
+            let k = if o.from.is_some() {
+                oat.key("from")
+            } else {
+                oat.key("name")
+            };
             Source::Field(find(name).ok_or_else(|| {
-                cfg.at(&k, format!("unknown input field `{name}`; give `from`, `value` or `template`"))
+                cfg.at(
+                    &k,
+                    format!("unknown input field `{name}`; give `from`, `value` or `template`"),
+                )
             })?)
         };
         let field_kind = match source {
@@ -370,17 +425,26 @@ impl VendorProfile {
         let mut transforms = Vec::new();
         for (j, t) in o.transform.iter().enumerate() {
             transforms.push(Transform::parse(t).ok_or_else(|| {
-                cfg.at(&oat.key("transform").index(j), format!("unknown transform {t:?}; use trim, upper or lower"))
+                cfg.at(
+                    &oat.key("transform").index(j),
+                    format!("unknown transform {t:?}; use trim, upper or lower"),
+                )
             })?);
         }
         use crate::config::FieldType as T;
         if let Some(fmt) = &o.date_format {
             if !matches!(field_kind, Some(T::Date | T::Timestamp)) {
-                return Err(cfg.at(&oat.key("date_format"), "applies to an output taken `from` a date or timestamp field"));
+                return Err(cfg.at(
+                    &oat.key("date_format"),
+                    "applies to an output taken `from` a date or timestamp field",
+                ));
             }
             validate::check_chrono_format(fmt).map_err(|m| cfg.at(&oat.key("date_format"), m))?;
         }
-        let number = if o.decimals.is_some() || o.decimal_separator.is_some() || o.thousands_separator.is_some() {
+        let number = if o.decimals.is_some()
+            || o.decimal_separator.is_some()
+            || o.thousands_separator.is_some()
+        {
             if !matches!(field_kind, Some(T::Integer | T::Decimal)) {
                 return Err(cfg.at(oat, "number formatting applies to an output taken `from` an integer or decimal field"));
             }
@@ -395,10 +459,9 @@ impl VendorProfile {
         let lookup = match &o.lookup {
             Some(name) => Some(Lookup {
                 table_name: name.clone(),
-                table: lookups
-                    .get(name.as_str())
-                    .cloned()
-                    .ok_or_else(|| cfg.at(&oat.key("lookup"), format!("unknown lookup table `{name}`")))?,
+                table: lookups.get(name.as_str()).cloned().ok_or_else(|| {
+                    cfg.at(&oat.key("lookup"), format!("unknown lookup table `{name}`"))
+                })?,
                 default: o.lookup_default.clone(),
             }),
             None => None,
@@ -415,18 +478,27 @@ impl VendorProfile {
                 })?,
                 length: match o.hash_length {
                     Some(n) if (8..=64).contains(&n) => n,
-                    Some(n) => return Err(cfg.at(&oat.key("hash_length"), format!("{n} is not between 8 and 64"))),
+                    Some(n) => {
+                        return Err(cfg.at(
+                            &oat.key("hash_length"),
+                            format!("{n} is not between 8 and 64"),
+                        ));
+                    }
                     None => 64,
                 },
             }),
-            Some("redact") => Some(Mask::Redact(o.redact_text.clone().unwrap_or_else(|| "***".into()))),
+            Some("redact") => Some(Mask::Redact(
+                o.redact_text.clone().unwrap_or_else(|| "***".into()),
+            )),
             Some("keep_last") => Some(Mask::KeepLast(o.keep.unwrap_or(4))),
             Some("email_domain") => Some(Mask::EmailDomain),
             Some("null") => Some(Mask::Null),
             Some(other) => {
                 return Err(cfg.at(
                     &oat.key("mask"),
-                    format!("unknown mask {other:?}; use hash, redact, keep_last, email_domain or null"),
+                    format!(
+                        "unknown mask {other:?}; use hash, redact, keep_last, email_domain or null"
+                    ),
                 ));
             }
         };
@@ -441,14 +513,23 @@ impl VendorProfile {
         })
     }
 
-    fn output_spec(cfg: &Config, index: usize, fields: &[OutputFieldConfig]) -> Result<OutputSpec, ConfigError> {
+    fn output_spec(
+        cfg: &Config,
+        index: usize,
+        fields: &[OutputFieldConfig],
+    ) -> Result<OutputSpec, ConfigError> {
         let v = &cfg.vendors[index];
         let at = KeyPath::vendor(index).key("output");
         let o = &v.output;
         let crlf = match o.line_ending.as_deref() {
             None | Some("lf") => false,
             Some("crlf") => true,
-            Some(other) => return Err(cfg.at(&at.key("line_ending"), format!("{other:?}: use \"lf\" or \"crlf\""))),
+            Some(other) => {
+                return Err(cfg.at(
+                    &at.key("line_ending"),
+                    format!("{other:?}: use \"lf\" or \"crlf\""),
+                ));
+            }
         };
         let mut fixed = Vec::new();
         if o.format == Format::Fixed {
@@ -456,7 +537,10 @@ impl VendorProfile {
             for (i, f) in fields.iter().enumerate() {
                 let fat = at.key("fields").index(i);
                 let width = f.width.ok_or_else(|| {
-                    cfg.at(&fat, format!("fixed-width output field `{}` needs `width`", f.name))
+                    cfg.at(
+                        &fat,
+                        format!("fixed-width output field `{}` needs `width`", f.name),
+                    )
                 })?;
                 let start = f.start.unwrap_or(next);
                 next = start + width;
@@ -477,9 +561,18 @@ impl VendorProfile {
             Format::Xml => "xml",
             Format::Fixed => "txt",
         };
-        let file_name = o.file_name.clone().unwrap_or_else(|| format!("{{stem}}.out.{ext}"));
-        let reject_file_name = o.reject_file_name.clone().unwrap_or_else(|| "{stem}.rejects.jsonl".into());
-        for (key, pattern) in [("file_name", &file_name), ("reject_file_name", &reject_file_name)] {
+        let file_name = o
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("{{stem}}.out.{ext}"));
+        let reject_file_name = o
+            .reject_file_name
+            .clone()
+            .unwrap_or_else(|| "{stem}.rejects.jsonl".into());
+        for (key, pattern) in [
+            ("file_name", &file_name),
+            ("reject_file_name", &reject_file_name),
+        ] {
             check_name_pattern(pattern).map_err(|m| cfg.at(&at.key(key), m))?;
         }
         if file_name == reject_file_name {
@@ -510,7 +603,8 @@ impl VendorProfile {
     /// needed): what the planner uses to cut large files at record boundaries.
     pub fn input_decoder(cfg: &Config, index: usize) -> Result<Box<dyn Decoder>, ConfigError> {
         let spec = Self::input_spec(cfg, index)?;
-        spec.decoder().map_err(|m| cfg.at(&KeyPath::vendor(index).key("input"), m))
+        spec.decoder()
+            .map_err(|m| cfg.at(&KeyPath::vendor(index).key("input"), m))
     }
 
     /// The encoder for this vendor's output.
@@ -534,7 +628,10 @@ impl VendorProfile {
                     root: o.root.clone(),
                     record: o.record.clone(),
                 },
-                names.into_iter().zip(o.attributes.iter().copied()).collect(),
+                names
+                    .into_iter()
+                    .zip(o.attributes.iter().copied())
+                    .collect(),
             )?),
             Format::Fixed => Box::new(codecs::fixed::FixedEncoder::new(o.fixed.clone(), o.crlf)?),
         })
@@ -542,7 +639,10 @@ impl VendorProfile {
 
     /// Validates, maps and masks one record. Returns the output values in output order, or
     /// every problem found (all field problems, then rules when the fields were valid).
-    pub fn apply<'a>(&'a self, values: &'a [Option<Cow<'a, str>>]) -> Result<Vec<Option<Cow<'a, str>>>, Vec<Problem>> {
+    pub fn apply<'a>(
+        &'a self,
+        values: &'a [Option<Cow<'a, str>>],
+    ) -> Result<Vec<Option<Cow<'a, str>>>, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut typed: Vec<Typed<'a>> = Vec::with_capacity(self.checks.len());
         for (check, value) in self.checks.iter().zip(values) {
@@ -604,7 +704,11 @@ impl VendorProfile {
                 }),
             }
         }
-        if problems.is_empty() { Ok(out) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
+        }
     }
 }
 
@@ -634,10 +738,19 @@ fn implicit_output(f: &FieldConfig) -> OutputFieldConfig {
 }
 
 /// Where an input field comes from, checked against the input format.
-fn field_locator(cfg: &Config, format: Format, header: bool, f: &FieldConfig, fat: &KeyPath) -> Result<Locator, ConfigError> {
+fn field_locator(
+    cfg: &Config,
+    format: Format,
+    header: bool,
+    f: &FieldConfig,
+    fat: &KeyPath,
+) -> Result<Locator, ConfigError> {
     let only = |present: bool, key: &str, formats: &str| -> Result<(), ConfigError> {
         if present {
-            return Err(cfg.at(&fat.key(key), format!("`{key}` applies to {formats} input only")));
+            return Err(cfg.at(
+                &fat.key(key),
+                format!("`{key}` applies to {formats} input only"),
+            ));
         }
         Ok(())
     };
@@ -655,17 +768,31 @@ fn field_locator(cfg: &Config, format: Format, header: bool, f: &FieldConfig, fa
         Format::Csv => match f.column {
             Some(i) => {
                 if f.source.is_some() {
-                    return Err(cfg.at(&fat.key("column"), "give either `source` (a column name) or `column` (an index)"));
+                    return Err(cfg.at(
+                        &fat.key("column"),
+                        "give either `source` (a column name) or `column` (an index)",
+                    ));
                 }
                 Locator::Index(i)
             }
             None if header => Locator::Column(source),
-            None => return Err(cfg.at(fat, format!("field `{}`: a CSV file without a header needs `column`", f.name))),
+            None => {
+                return Err(cfg.at(
+                    fat,
+                    format!(
+                        "field `{}`: a CSV file without a header needs `column`",
+                        f.name
+                    ),
+                ));
+            }
         },
         Format::Jsonl => {
             let keys: Vec<String> = source.split('.').map(str::to_string).collect();
             if keys.iter().any(|k| k.is_empty()) {
-                return Err(cfg.at(&fat.key("source"), format!("{source:?} is not a JSON path like `a.b.c`")));
+                return Err(cfg.at(
+                    &fat.key("source"),
+                    format!("{source:?} is not a JSON path like `a.b.c`"),
+                ));
             }
             Locator::JsonPath(keys)
         }
@@ -680,13 +807,22 @@ fn field_locator(cfg: &Config, format: Format, header: bool, f: &FieldConfig, fa
                 _ => None,
             };
             if parts.iter().any(|p| p.is_empty()) || attribute.as_deref() == Some("") {
-                return Err(cfg.at(&fat.key("source"), format!("{source:?} is not an XML path like `a/b` or `a/@id`")));
+                return Err(cfg.at(
+                    &fat.key("source"),
+                    format!("{source:?} is not an XML path like `a/b` or `a/@id`"),
+                ));
             }
-            Locator::Xml { elements: parts, attribute }
+            Locator::Xml {
+                elements: parts,
+                attribute,
+            }
         }
         Format::Fixed => {
             let (Some(start), Some(width)) = (f.start, f.width) else {
-                return Err(cfg.at(fat, format!("fixed-width field `{}` needs `start` and `width`", f.name)));
+                return Err(cfg.at(
+                    fat,
+                    format!("fixed-width field `{}` needs `start` and `width`", f.name),
+                ));
             };
             if width == 0 {
                 return Err(cfg.at(&fat.key("width"), "must be at least 1"));
@@ -709,7 +845,9 @@ fn check_name_pattern(p: &str) -> Result<(), String> {
         };
         let name = &rest[i + 1..i + j];
         if !matches!(name, "vendor" | "stem" | "name" | "ext" | "date") {
-            return Err(format!("unknown placeholder `{{{name}}}`; use vendor, stem, name, ext or date"));
+            return Err(format!(
+                "unknown placeholder `{{{name}}}`; use vendor, stem, name, ext or date"
+            ));
         }
         rest = &rest[i + j + 1..];
     }

@@ -117,7 +117,8 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
                     i += 1;
                 }
                 out.push(Tok::Ident(s[start..i].to_string()));
@@ -278,7 +279,10 @@ impl Condition {
         };
         let expr = p.or()?;
         if p.pos != p.toks.len() {
-            return Err(format!("unexpected {:?} after the expression", p.toks[p.pos]));
+            return Err(format!(
+                "unexpected {:?} after the expression",
+                p.toks[p.pos]
+            ));
         }
         Ok(Condition {
             expr,
@@ -366,15 +370,24 @@ mod tests {
     }
 
     fn values<'a>(f: &[FieldCheck], raw: [&'a str; 5]) -> Vec<Typed<'a>> {
-        f.iter().zip(raw).map(|(c, r)| c.check(Some(r)).unwrap()).collect()
+        f.iter()
+            .zip(raw)
+            .map(|(c, r)| c.check(Some(r)).unwrap())
+            .collect()
     }
 
     #[test]
     fn dates_compare_as_dates() {
         let f = fields();
         let c = Condition::compile("end_date >= start_date", &f).unwrap();
-        assert_eq!(c.eval(&values(&f, ["2026-01-02", "2026-01-10", "", "", ""])), Some(true));
-        assert_eq!(c.eval(&values(&f, ["2026-01-02", "2025-12-31", "", "", ""])), Some(false));
+        assert_eq!(
+            c.eval(&values(&f, ["2026-01-02", "2026-01-10", "", "", ""])),
+            Some(true)
+        );
+        assert_eq!(
+            c.eval(&values(&f, ["2026-01-02", "2025-12-31", "", "", ""])),
+            Some(false)
+        );
         assert_eq!(c.eval(&values(&f, ["2026-01-02", "", "", "", ""])), None);
     }
 
@@ -386,9 +399,18 @@ mod tests {
             &f,
         )
         .unwrap();
-        assert_eq!(c.eval(&values(&f, ["", "", "closed", "10.5", "true"])), Some(true));
-        assert_eq!(c.eval(&values(&f, ["", "", "closed", "9", "yes"])), Some(false));
-        assert_eq!(c.eval(&values(&f, ["", "", "closed", "9", "no"])), Some(true));
+        assert_eq!(
+            c.eval(&values(&f, ["", "", "closed", "10.5", "true"])),
+            Some(true)
+        );
+        assert_eq!(
+            c.eval(&values(&f, ["", "", "closed", "9", "yes"])),
+            Some(false)
+        );
+        assert_eq!(
+            c.eval(&values(&f, ["", "", "closed", "9", "no"])),
+            Some(true)
+        );
         assert_eq!(c.eval(&values(&f, ["", "", "open", "", ""])), Some(false));
     }
 

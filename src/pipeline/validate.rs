@@ -89,7 +89,10 @@ impl FieldCheck {
             (Some(_), _) => {
                 return Err((
                     "format",
-                    format!("`format` applies to date and timestamp fields, not {}", f.kind),
+                    format!(
+                        "`format` applies to date and timestamp fields, not {}",
+                        f.kind
+                    ),
                 ));
             }
             (None, FieldType::Date) => TimeFormat::Pattern("%Y-%m-%d".into()),
@@ -132,11 +135,8 @@ impl FieldCheck {
             (FieldType::Decimal | FieldType::Integer, _) => Decimal::from_str(&text)
                 .map(Typed::Dec)
                 .map_err(|_| format!("{text:?} is not a number")),
-            (FieldType::Date | FieldType::Timestamp, Bound::Text(t)) => {
-                parse_bound_time(t).ok_or_else(|| {
-                    format!("{t:?} is not a date (YYYY-MM-DD) or timestamp (RFC 3339)")
-                })
-            }
+            (FieldType::Date | FieldType::Timestamp, Bound::Text(t)) => parse_bound_time(t)
+                .ok_or_else(|| format!("{t:?} is not a date (YYYY-MM-DD) or timestamp (RFC 3339)")),
             (kind, _) => Err(format!(
                 "min and max apply to integer, decimal, date and timestamp fields; {:?} is {kind}",
                 self.name
@@ -161,7 +161,11 @@ impl FieldCheck {
             if !re.is_match(text) {
                 return Err(Violation {
                     rule: "pattern",
-                    reason: format!("{} does not match pattern {}", quote(text), pattern_text(re)),
+                    reason: format!(
+                        "{} does not match pattern {}",
+                        quote(text),
+                        pattern_text(re)
+                    ),
                 });
             }
         }
@@ -232,7 +236,9 @@ impl FieldCheck {
                         .date_naive(),
                 ),
             },
-            FieldType::Timestamp => Typed::Ts(parse_timestamp(text, &self.time_format).ok_or_else(bad)?),
+            FieldType::Timestamp => {
+                Typed::Ts(parse_timestamp(text, &self.time_format).ok_or_else(bad)?)
+            }
         })
     }
 

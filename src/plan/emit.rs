@@ -74,7 +74,12 @@ pub fn arrays(plan: &Plan, max: usize) -> Vec<ArrayJob> {
                 .flat_map(|s| s.units.iter().map(|u| u.priority))
                 .min()
                 .unwrap_or(Priority::Low);
-            out.push(ArrayJob { stage: st.index, offset, size, priority });
+            out.push(ArrayJob {
+                stage: st.index,
+                offset,
+                size,
+                priority,
+            });
             offset += size;
         }
     }
@@ -97,7 +102,10 @@ fn json_text(v: &Value) -> String {
 }
 
 fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -105,7 +113,12 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// Writes the files for `engine` into `dir/ENGINE/`; returns the files written.
-pub fn emit(plan: &Plan, engine: Engine, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
+pub fn emit(
+    plan: &Plan,
+    engine: Engine,
+    dir: &Path,
+    o: &EmitOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
     let sub = dir.join(match engine {
         Engine::Slurm => "slurm",
         Engine::AwsBatch => "aws-batch",
@@ -194,17 +207,41 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
             let dep = if prev.is_empty() {
                 String::new()
             } else {
-                format!(" --dependency=afterok:{}", prev.iter().map(|v| format!("${v}")).collect::<Vec<_>>().join(":"))
+                format!(
+                    " --dependency=afterok:{}",
+                    prev.iter()
+                        .map(|v| format!("${v}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                )
             };
-            let _ = writeln!(s, "{var}=$(sbatch --parsable{dep} stage-{}-{}.sbatch)\n{var}=${{{var}%%;*}}\necho \"{} ${var}\"", a.stage, a.offset, job_name(plan, a));
+            let _ = writeln!(
+                s,
+                "{var}=$(sbatch --parsable{dep} stage-{}-{}.sbatch)\n{var}=${{{var}%%;*}}\necho \"{} ${var}\"",
+                a.stage,
+                a.offset,
+                job_name(plan, a)
+            );
             this.push(var);
         }
         all.extend(this.iter().cloned());
         prev = this;
     }
-    let deps = all.iter().map(|v| format!("${v}")).collect::<Vec<_>>().join(":");
-    let dep = if deps.is_empty() { String::new() } else { format!(" --dependency=afterany:{deps}") };
-    let _ = writeln!(s, "report=$(sbatch --parsable{dep} report.sbatch)\nreport=${{report%%;*}}\necho \"batchwin-{}-report $report\"", plan.date);
+    let deps = all
+        .iter()
+        .map(|v| format!("${v}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let dep = if deps.is_empty() {
+        String::new()
+    } else {
+        format!(" --dependency=afterany:{deps}")
+    };
+    let _ = writeln!(
+        s,
+        "report=$(sbatch --parsable{dep} report.sbatch)\nreport=${{report%%;*}}\necho \"batchwin-{}-report $report\"",
+        plan.date
+    );
     let submit = dir.join("submit.sh");
     write(&submit, &s, true)?;
     files.push(submit);
@@ -262,7 +299,11 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 req["arrayProperties"] = json!({"size": a.size});
             }
             if !prev.is_empty() {
-                let deps: Vec<Value> = prev.iter().take(AWS_MAX_DEPENDS_ON).map(|v| json!({"jobId": format!("${{{v}}}")})).collect();
+                let deps: Vec<Value> = prev
+                    .iter()
+                    .take(AWS_MAX_DEPENDS_ON)
+                    .map(|v| json!({"jobId": format!("${{{v}}}")}))
+                    .collect();
                 req["dependsOn"] = Value::Array(deps);
             }
             out.push((var.clone(), req));
@@ -353,7 +394,9 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
     let mut size = 0usize;
     for t in tasks {
         let len = t.to_string().len() + 1;
-        if current.len() == AZURE_MAX_TASKS_PER_CALL || (size + len + 16 > AZURE_MAX_BYTES_PER_CALL && !current.is_empty()) {
+        if current.len() == AZURE_MAX_TASKS_PER_CALL
+            || (size + len + 16 > AZURE_MAX_BYTES_PER_CALL && !current.is_empty())
+        {
             collections.push(json!({"value": std::mem::take(&mut current)}));
             size = 0;
         }
@@ -390,9 +433,15 @@ fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<P
         let path = dir.join(&name);
         write(&path, &json_text(c), false)?;
         files.push(path);
-        let _ = writeln!(s, "az batch task create --job-id {job_id} --json-file {name} > /dev/null\necho \"{name} added\"");
+        let _ = writeln!(
+            s,
+            "az batch task create --job-id {job_id} --json-file {name} > /dev/null\necho \"{name} added\""
+        );
     }
-    let _ = writeln!(s, "az batch job set --job-id {job_id} --on-all-tasks-complete terminatejob\necho \"{job_id} will end when its tasks have\"");
+    let _ = writeln!(
+        s,
+        "az batch job set --job-id {job_id} --on-all-tasks-complete terminatejob\necho \"{job_id} will end when its tasks have\""
+    );
     let submit = dir.join("submit.sh");
     write(&submit, &s, true)?;
     files.push(submit);

@@ -30,15 +30,21 @@ pub struct ManifestRow {
 
 /// Reads a manifest; errors name the line.
 pub fn read(path: &Path) -> anyhow::Result<Vec<ManifestRow>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read manifest `{}`", path.display()))?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read manifest `{}`", path.display()))?;
     let mut rows = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read manifest `{}`", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let row: ManifestRow = serde_json::from_str(&line)
-            .with_context(|| format!("manifest `{}` line {}: not a manifest row", path.display(), i + 1))?;
+        let row: ManifestRow = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "manifest `{}` line {}: not a manifest row",
+                path.display(),
+                i + 1
+            )
+        })?;
         rows.push(row);
     }
     Ok(rows)
@@ -48,7 +54,8 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<ManifestRow>> {
 pub fn write(path: &Path, rows: &[ManifestRow]) -> anyhow::Result<()> {
     let tmp = path.with_extension("jsonl.tmp");
     {
-        let f = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        let f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
         let mut w = std::io::BufWriter::new(f);
         for r in rows {
             serde_json::to_writer(&mut w, r)?;
@@ -81,7 +88,10 @@ pub fn list(config: &Config, dir: &Path) -> anyhow::Result<(Vec<(usize, PathBuf)
     let mut files = Vec::new();
     let mut unknown = Vec::new();
     for vdir in vendor_dirs {
-        let name = vdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = vdir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut found: Vec<PathBuf> = std::fs::read_dir(&vdir)
             .with_context(|| format!("cannot read `{}`", vdir.display()))?
             .filter_map(|e| e.ok())
@@ -108,7 +118,10 @@ pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, Sc
         .map(|(idx, path)| {
             let v = &config.vendors[idx];
             let (bytes, sha256) = checksum(&path)?;
-            let location = std::path::absolute(&path).unwrap_or(path).display().to_string();
+            let location = std::path::absolute(&path)
+                .unwrap_or(path)
+                .display()
+                .to_string();
             Ok(ManifestRow {
                 vendor: v.id.clone(),
                 location,
@@ -125,15 +138,20 @@ pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, Sc
 
 /// Names that are still being written: hidden, `*.part`, `*.tmp`.
 pub fn is_partial(p: &Path) -> bool {
-    let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     n.starts_with('.') || n.ends_with(".part") || n.ends_with(".tmp")
 }
 
 /// Size and sha256 of a local file, streamed.
 pub fn checksum(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let mut h = Sha256::new();
-    let bytes = std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let bytes = std::io::copy(&mut f, &mut h)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
     Ok((bytes, hex::encode(h.finalize())))
 }
 

@@ -118,8 +118,10 @@ pub struct Plan {
 impl Plan {
     pub fn read(path: &Path) -> anyhow::Result<Plan> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan `{}`", path.display()))?;
-        let plan: Plan = serde_json::from_str(&text).with_context(|| format!("`{}` is not a batchwin plan", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read plan `{}`", path.display()))?;
+        let plan: Plan = serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not a batchwin plan", path.display()))?;
         anyhow::ensure!(
             plan.version == PLAN_VERSION,
             "plan `{}` has version {}, this batchwin reads version {PLAN_VERSION}",
@@ -145,7 +147,11 @@ impl CostModel {
         }
     }
     pub fn cost(&self, vendor: &str, bytes: u64) -> f64 {
-        self.seconds_per_byte.get(vendor).copied().unwrap_or(self.default_seconds_per_byte) * bytes as f64
+        self.seconds_per_byte
+            .get(vendor)
+            .copied()
+            .unwrap_or(self.default_seconds_per_byte)
+            * bytes as f64
     }
 }
 
@@ -154,7 +160,11 @@ impl CostModel {
 pub enum SliceCount {
     Fixed(usize),
     /// As few as finish inside the window at the given utilization, at most `max`.
-    Auto { window_seconds: f64, utilization: f64, max: usize },
+    Auto {
+        window_seconds: f64,
+        utilization: f64,
+        max: usize,
+    },
 }
 
 /// Planner inputs besides the manifest.
@@ -177,7 +187,13 @@ pub enum PlanError {
     #[error(
         "the work does not fit the window: {work:.0} s of work in {window:.0} s at utilization {utilization} needs more than --max-slices {max} slices (with {max} slices the estimate is {best:.0} s)"
     )]
-    DoesNotFit { work: f64, window: f64, utilization: f64, max: usize, best: f64 },
+    DoesNotFit {
+        work: f64,
+        window: f64,
+        utilization: f64,
+        max: usize,
+        best: f64,
+    },
     #[error("cannot split `{location}`: {reason}")]
     Split { location: String, reason: String },
 }
@@ -186,7 +202,12 @@ pub enum PlanError {
 /// names the vendors in it.
 pub fn vendor_stages(config: &Config) -> Result<Vec<usize>, ConfigError> {
     let n = config.vendors.len();
-    let index: BTreeMap<&str, usize> = config.vendors.iter().enumerate().map(|(i, v)| (v.id.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = config
+        .vendors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.id.as_str(), i))
+        .collect();
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -209,17 +230,26 @@ pub fn vendor_stages(config: &Config) -> Result<Vec<usize>, ConfigError> {
                 *next += 1;
                 let Some(&d) = index.get(dep_name.as_str()) else {
                     let i = *next - 1;
-                    return Err(config.at(&KeyPath::vendor(v).key("after").index(i), format!("unknown vendor `{dep_name}`")));
+                    return Err(config.at(
+                        &KeyPath::vendor(v).key("after").index(i),
+                        format!("unknown vendor `{dep_name}`"),
+                    ));
                 };
                 match mark[d] {
                     Mark::Done => {}
                     Mark::Active => {
                         let from = path.iter().position(|(x, _)| *x == d).unwrap_or(0);
-                        let mut names: Vec<&str> = path[from..].iter().map(|(x, _)| config.vendors[*x].id.as_str()).collect();
+                        let mut names: Vec<&str> = path[from..]
+                            .iter()
+                            .map(|(x, _)| config.vendors[*x].id.as_str())
+                            .collect();
                         names.push(config.vendors[d].id.as_str());
                         return Err(config.at(
                             &KeyPath::vendor(v).key("after"),
-                            format!("vendors depend on each other in a cycle: {}", names.join(" -> ")),
+                            format!(
+                                "vendors depend on each other in a cycle: {}",
+                                names.join(" -> ")
+                            ),
                         ));
                     }
                     Mark::New => {
@@ -228,7 +258,12 @@ pub fn vendor_stages(config: &Config) -> Result<Vec<usize>, ConfigError> {
                     }
                 }
             } else {
-                stage[v] = deps.iter().filter_map(|d| index.get(d.as_str())).map(|&d| stage[d] + 1).max().unwrap_or(0);
+                stage[v] = deps
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()))
+                    .map(|&d| stage[d] + 1)
+                    .max()
+                    .unwrap_or(0);
                 mark[v] = Mark::Done;
                 path.pop();
             }
@@ -252,7 +287,10 @@ pub fn plan(
     let stages_of = vendor_stages(config)?;
     for (i, r) in rows.iter().enumerate() {
         if config.vendor(&r.vendor).is_none() {
-            return Err(PlanError::UnknownVendor { row: i + 1, vendor: r.vendor.clone() });
+            return Err(PlanError::UnknownVendor {
+                row: i + 1,
+                vendor: r.vendor.clone(),
+            });
         }
     }
     let stage_of = |vendor: &str| config.vendor(vendor).map_or(0, |(i, _)| stages_of[i]);
@@ -272,7 +310,9 @@ pub fn plan(
             .enumerate()
             .map(|(s, rows)| {
                 let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
-                let limit = opts.split_bytes.unwrap_or_else(|| (bytes / (n as u64 * 4).max(1)).max(16 << 20));
+                let limit = opts
+                    .split_bytes
+                    .unwrap_or_else(|| (bytes / (n as u64 * 4).max(1)).max(16 << 20));
                 let units = make_units(rows, costs, limit, split)?;
                 let n = n.min(units.len()).max(1);
                 Ok(assign(units, n, s))
@@ -283,7 +323,11 @@ pub fn plan(
 
     let (stage_slices, window, utilization) = match opts.slices {
         SliceCount::Fixed(n) => (assign_all(n.max(1))?, None, 1.0),
-        SliceCount::Auto { window_seconds, utilization, max } => {
+        SliceCount::Auto {
+            window_seconds,
+            utilization,
+            max,
+        } => {
             let budget = window_seconds * utilization;
             let mut n = ((total_work / budget).ceil() as usize).clamp(1, max.max(1));
             loop {
@@ -293,10 +337,18 @@ pub fn plan(
                     break (s, Some(window_seconds), utilization);
                 }
                 if n >= max {
-                    return Err(PlanError::DoesNotFit { work: total_work, window: window_seconds, utilization, max, best: f });
+                    return Err(PlanError::DoesNotFit {
+                        work: total_work,
+                        window: window_seconds,
+                        utilization,
+                        max,
+                        best: f,
+                    });
                 }
                 // Grow by the shortfall, at least one slice.
-                n = ((n as f64 * f / budget).ceil() as usize).max(n + 1).min(max);
+                n = ((n as f64 * f / budget).ceil() as usize)
+                    .max(n + 1)
+                    .min(max);
             }
         }
     };
@@ -324,7 +376,13 @@ pub fn plan(
             slice.index = slices.len();
             slices.push(slice);
         }
-        stages.push(Stage { index: s, vendors, first_slice: first, slices: slices.len() - first, estimated_seconds: span });
+        stages.push(Stage {
+            index: s,
+            vendors,
+            first_slice: first,
+            slices: slices.len() - first,
+            estimated_seconds: span,
+        });
         stage_start += span;
     }
     let priorities = [Priority::High, Priority::Medium, Priority::Low]
@@ -335,7 +393,11 @@ pub fn plan(
                 .vendors
                 .iter()
                 .filter(|v| v.priority == p && rows.iter().any(|r| r.vendor == v.id))
-                .filter_map(|v| v.sla.as_deref().and_then(|s| crate::pipeline::parse_duration(s).ok()))
+                .filter_map(|v| {
+                    v.sla
+                        .as_deref()
+                        .and_then(|s| crate::pipeline::parse_duration(s).ok())
+                })
                 .map(|d| d.as_secs_f64())
                 .reduce(f64::min);
             let finish = prio_finish.get(&p).copied().unwrap_or(0.0);
@@ -369,11 +431,19 @@ pub fn plan(
 }
 
 fn makespan(slices: &[Slice]) -> f64 {
-    slices.iter().map(|s| s.estimated_seconds).fold(0.0, f64::max)
+    slices
+        .iter()
+        .map(|s| s.estimated_seconds)
+        .fold(0.0, f64::max)
 }
 
 /// Turns rows into units, splitting files over `limit` bytes.
-fn make_units(rows: &[&ManifestRow], costs: &CostModel, limit: u64, split: &Splitter<'_>) -> Result<Vec<Unit>, PlanError> {
+fn make_units(
+    rows: &[&ManifestRow],
+    costs: &CostModel,
+    limit: u64,
+    split: &Splitter<'_>,
+) -> Result<Vec<Unit>, PlanError> {
     let mut units = Vec::with_capacity(rows.len());
     for r in rows {
         let whole = |bytes: u64, part: Option<Part>| Unit {
@@ -387,7 +457,10 @@ fn make_units(rows: &[&ManifestRow], costs: &CostModel, limit: u64, split: &Spli
             part,
         };
         if r.bytes > limit {
-            let parts = split(r, limit).map_err(|reason| PlanError::Split { location: r.location.clone(), reason })?;
+            let parts = split(r, limit).map_err(|reason| PlanError::Split {
+                location: r.location.clone(),
+                reason,
+            })?;
             if parts.len() > 1 {
                 units.extend(parts.into_iter().map(|p| whole(p.end - p.start, Some(p))));
                 continue;
@@ -422,12 +495,26 @@ fn assign(mut units: Vec<Unit>, n: usize, stage: usize) -> Vec<Slice> {
             .cmp(&b.priority)
             .then(b.estimated_seconds.total_cmp(&a.estimated_seconds))
             .then(a.location.cmp(&b.location))
-            .then(a.part.as_ref().map(|p| p.index).cmp(&b.part.as_ref().map(|p| p.index)))
+            .then(
+                a.part
+                    .as_ref()
+                    .map(|p| p.index)
+                    .cmp(&b.part.as_ref().map(|p| p.index)),
+            )
     });
-    let mut slices: Vec<Slice> = (0..n).map(|i| Slice { index: i, stage, estimated_seconds: 0.0, units: Vec::new() }).collect();
+    let mut slices: Vec<Slice> = (0..n)
+        .map(|i| Slice {
+            index: i,
+            stage,
+            estimated_seconds: 0.0,
+            units: Vec::new(),
+        })
+        .collect();
     let mut heap: BinaryHeap<Reverse<Load>> = (0..n).map(|i| Reverse(Load(0.0, i))).collect();
     for u in units {
-        let Some(Reverse(Load(load, i))) = heap.pop() else { break };
+        let Some(Reverse(Load(load, i))) = heap.pop() else {
+            break;
+        };
         let cost = u.estimated_seconds;
         slices[i].units.push(u);
         slices[i].estimated_seconds = load + cost;
@@ -439,9 +526,12 @@ fn assign(mut units: Vec<Unit>, n: usize, stage: usize) -> Vec<Slice> {
 /// Reads `06:00-10:00` as a window length in seconds (a window that crosses midnight ends the
 /// next day).
 pub fn window_seconds(w: &str) -> Result<f64, String> {
-    let (a, b) = w.split_once('-').ok_or_else(|| format!("{w:?} is not a window like 06:00-10:00"))?;
+    let (a, b) = w
+        .split_once('-')
+        .ok_or_else(|| format!("{w:?} is not a window like 06:00-10:00"))?;
     let t = |s: &str| {
-        chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| format!("{s:?} is not a time like 06:00"))
+        chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M")
+            .map_err(|_| format!("{s:?} is not a time like 06:00"))
     };
     let (start, end) = (t(a)?, t(b)?);
     let mut secs = (end - start).num_seconds();
@@ -465,7 +555,10 @@ mod tests {
         let mut s = String::new();
         for (id, prio, after) in spec {
             let after: Vec<String> = after.iter().map(|a| format!("{a:?}")).collect();
-            s.push_str(&format!("[[vendor]]\nid = {id:?}\npriority = {prio:?}\nafter = [{}]\nsla = '1h'\n{VENDOR}", after.join(", ")));
+            s.push_str(&format!(
+                "[[vendor]]\nid = {id:?}\npriority = {prio:?}\nafter = [{}]\nsla = '1h'\n{VENDOR}",
+                after.join(", ")
+            ));
         }
         config(&s)
     }
@@ -487,15 +580,27 @@ mod tests {
     }
 
     fn opts(slices: SliceCount) -> PlanOptions {
-        PlanOptions { slices, split_bytes: Some(u64::MAX), date: "2026-11-29".into() }
+        PlanOptions {
+            slices,
+            split_bytes: Some(u64::MAX),
+            date: "2026-11-29".into(),
+        }
     }
 
     #[test]
     fn cycles_name_the_vendors() {
-        let c = vendors(&[("A", "high", &["C"]), ("B", "high", &["A"]), ("C", "high", &["B"])]);
+        let c = vendors(&[
+            ("A", "high", &["C"]),
+            ("B", "high", &["A"]),
+            ("C", "high", &["B"]),
+        ]);
         let e = vendor_stages(&c).unwrap_err().to_string();
         assert!(e.contains("A -> C -> B -> A"), "{e}");
-        let c = vendors(&[("A", "high", &[]), ("B", "high", &["A"]), ("C", "low", &["A", "B"])]);
+        let c = vendors(&[
+            ("A", "high", &[]),
+            ("B", "high", &["A"]),
+            ("C", "low", &["A", "B"]),
+        ]);
         assert_eq!(vendor_stages(&c).unwrap(), vec![0, 1, 2]);
     }
 
@@ -504,18 +609,37 @@ mod tests {
         let c = vendors(&[("H", "high", &[]), ("L", "low", &[])]);
         let mut rows = Vec::new();
         for i in 0..400 {
-            let prio = if i % 4 == 0 { Priority::High } else { Priority::Low };
+            let prio = if i % 4 == 0 {
+                Priority::High
+            } else {
+                Priority::Low
+            };
             let v = if prio == Priority::High { "H" } else { "L" };
             rows.push(row(v, i, 1_000_000 + (i as u64 * 7919) % 9_000_000, prio));
         }
-        let p = plan(&c, &rows, &CostModel::new(), &opts(SliceCount::Fixed(8)), &no_split, Default::default()).unwrap();
+        let p = plan(
+            &c,
+            &rows,
+            &CostModel::new(),
+            &opts(SliceCount::Fixed(8)),
+            &no_split,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(p.slices.len(), 8);
         let spans: Vec<f64> = p.slices.iter().map(|s| s.estimated_seconds).collect();
-        let (lo, hi) = (spans.iter().cloned().fold(f64::MAX, f64::min), spans.iter().cloned().fold(0.0, f64::max));
+        let (lo, hi) = (
+            spans.iter().cloned().fold(f64::MAX, f64::min),
+            spans.iter().cloned().fold(0.0, f64::max),
+        );
         assert!((hi - lo) / hi < 0.02, "{spans:?}");
         for s in &p.slices {
             let prios: Vec<Priority> = s.units.iter().map(|u| u.priority).collect();
-            assert!(prios.windows(2).all(|w| w[0] <= w[1]), "slice {} runs out of priority order", s.index);
+            assert!(
+                prios.windows(2).all(|w| w[0] <= w[1]),
+                "slice {} runs out of priority order",
+                s.index
+            );
         }
         let units: usize = p.slices.iter().map(|s| s.units.len()).sum();
         assert_eq!(units, 400);
@@ -527,24 +651,65 @@ mod tests {
     #[test]
     fn dependencies_make_stages() {
         let c = vendors(&[("A", "high", &[]), ("B", "high", &["A"])]);
-        let rows: Vec<ManifestRow> = (0..10).map(|i| row(if i < 5 { "A" } else { "B" }, i, 5_000_000, Priority::High)).collect();
-        let p = plan(&c, &rows, &CostModel::new(), &opts(SliceCount::Fixed(3)), &no_split, Default::default()).unwrap();
+        let rows: Vec<ManifestRow> = (0..10)
+            .map(|i| row(if i < 5 { "A" } else { "B" }, i, 5_000_000, Priority::High))
+            .collect();
+        let p = plan(
+            &c,
+            &rows,
+            &CostModel::new(),
+            &opts(SliceCount::Fixed(3)),
+            &no_split,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(p.stages.len(), 2);
         assert_eq!((p.stages[1].first_slice, p.stages[1].slices), (3, 3));
-        assert!(p.slices[..3].iter().all(|s| s.units.iter().all(|u| u.vendor == "A")));
-        assert!((p.estimate.makespan_seconds - (p.stages[0].estimated_seconds + p.stages[1].estimated_seconds)).abs() < 1e-9);
+        assert!(
+            p.slices[..3]
+                .iter()
+                .all(|s| s.units.iter().all(|u| u.vendor == "A"))
+        );
+        assert!(
+            (p.estimate.makespan_seconds
+                - (p.stages[0].estimated_seconds + p.stages[1].estimated_seconds))
+                .abs()
+                < 1e-9
+        );
     }
 
     #[test]
     fn auto_slices_fit_the_window_or_say_why_not() {
         let c = vendors(&[("A", "medium", &[])]);
         // 1000 files of 50 MB at 50 MB/s: 1000 s of work.
-        let rows: Vec<ManifestRow> = (0..1000).map(|i| row("A", i, 50_000_000, Priority::Medium)).collect();
-        let auto = |window, max| SliceCount::Auto { window_seconds: window, utilization: 0.8, max };
-        let p = plan(&c, &rows, &CostModel::new(), &opts(auto(100.0, 100)), &no_split, Default::default()).unwrap();
+        let rows: Vec<ManifestRow> = (0..1000)
+            .map(|i| row("A", i, 50_000_000, Priority::Medium))
+            .collect();
+        let auto = |window, max| SliceCount::Auto {
+            window_seconds: window,
+            utilization: 0.8,
+            max,
+        };
+        let p = plan(
+            &c,
+            &rows,
+            &CostModel::new(),
+            &opts(auto(100.0, 100)),
+            &no_split,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(p.slices.len(), 13, "1000 s / (100 s * 0.8) = 12.5, so 13");
         assert!(p.estimate.makespan_seconds <= 80.0);
-        let e = plan(&c, &rows, &CostModel::new(), &opts(auto(100.0, 5)), &no_split, Default::default()).unwrap_err();
+        let e = plan(
+            &c,
+            &rows,
+            &CostModel::new(),
+            &opts(auto(100.0, 5)),
+            &no_split,
+            Default::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, PlanError::DoesNotFit { .. }), "{e}");
     }
 

@@ -157,7 +157,8 @@ fn split_files_give_the_same_output_as_whole_files() {
 #[test]
 fn the_slice_comes_from_the_engine_index_and_offset() {
     let d = Dir::new();
-    generate(&d, "12", "6000", "4");
+    // Ten vendors: V010 runs after V009, so there are two stages.
+    generate(&d, "20", "6000", "10");
     d.cmd()
         .args([
             "plan",
@@ -303,18 +304,37 @@ fn emitted_engine_files_pass_the_engines_own_models() {
         ])
         .assert()
         .success();
-    // Slurm: 7 slices per stage with arrays of at most 4 tasks: 2 arrays per stage.
+    // Slurm: stage 0 has 7 slices, so two arrays of at most 4 tasks (the second at offset 4);
+    // stage 1 (V010's three files after V009) has 3 slices in one array at offset 7.
+    let p = plan_json(&d, "plan.json");
+    let stages: Vec<(u64, u64)> = p["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["first_slice"].as_u64().unwrap(),
+                s["slices"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(stages, [(0, 7), (7, 3)]);
     let submit = d.read("emit/slurm/submit.sh");
     assert_eq!(
         submit.matches("sbatch --parsable").count(),
-        2 * 2 + 1,
+        2 + 1 + 1,
         "{submit}"
     );
     assert!(
-        submit.contains("--dependency=afterok:$job_0_0:$job_0_4"),
+        submit.contains(
+            "job_1_7=$(sbatch --parsable --dependency=afterok:$job_0_0:$job_0_4 stage-1-7.sbatch)"
+        ),
         "{submit}"
     );
-    assert!(submit.contains("--dependency=afterany:"), "{submit}");
+    assert!(
+        submit.contains("--dependency=afterany:$job_0_0:$job_0_4:$job_1_7 report.sbatch"),
+        "{submit}"
+    );
     let s0 = d.read("emit/slurm/stage-0-4.sbatch");
     assert!(
         s0.contains("#SBATCH --array=0-2%100")
@@ -326,7 +346,7 @@ fn emitted_engine_files_pass_the_engines_own_models() {
     let k: serde_json::Value =
         serde_json::from_str(&d.read("emit/k8s/batchwin-2026-11-29-s1.json")).unwrap();
     assert_eq!(k["spec"]["completionMode"], "Indexed");
-    assert_eq!(k["spec"]["completions"], 7);
+    assert_eq!(k["spec"]["completions"], 3);
 
     let Some(py) = std::env::var_os("BATCHWIN_TEST_PYTHON") else {
         eprintln!(

@@ -11,7 +11,7 @@ id = "ACME"
 name = "Acme Corp"
 priority = "high"
 sla = "2h"
-skip_limit = "50%"
+skip_limit = "75%"
 
 [vendor.input]
 format = "csv"
@@ -231,7 +231,7 @@ fn skip_limit_exceeded_fails_the_file_and_keeps_no_output() {
     let d = Dir::new();
     d.write(
         "batchwin.toml",
-        ACME.replace("skip_limit = \"50%\"", "skip_limit = 2"),
+        ACME.replace("skip_limit = \"75%\"", "skip_limit = 2"),
     );
     d.write("in/acme.csv", ACME_INPUT);
     d.cmd()
@@ -288,7 +288,7 @@ fn unknown_vendor_and_missing_input_are_usage_errors() {
 #[test]
 fn bad_inputs_give_rejects_or_clear_errors() {
     let d = Dir::new();
-    d.write("batchwin.toml", ACME.replace("skip_limit = \"50%\"\n", ""));
+    d.write("batchwin.toml", ACME.replace("skip_limit = \"75%\"\n", ""));
     let header = "id,E-mail,amount,status,start_date,end_date,closed_at,country\n";
     let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
         (
