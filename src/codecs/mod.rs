@@ -103,7 +103,10 @@ pub enum Locator {
     JsonPath(Vec<String>),
     /// XML: child element path below the record element (`address/city`), local names, or an
     /// attribute of the record element (`@id`) or of a child (`address/@kind`).
-    Xml { elements: Vec<String>, attribute: Option<String> },
+    Xml {
+        elements: Vec<String>,
+        attribute: Option<String>,
+    },
     /// Fixed-width: 0-based start and width, in characters (Unicode scalar values).
     Fixed { start: usize, width: usize },
 }
@@ -146,3 +149,240 @@ pub trait Encoder: Send + Sync {
     /// Bytes written once at the end (XML root end tag).
     fn footer(&self, out: &mut Vec<u8>);
 }
+
+/// How a fixed-width value sits in its field; the pad character fills the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Value first, pad characters after it (trailing pads are stripped when reading).
+    Left,
+    /// Pad characters first, value after them (leading pads are stripped when reading).
+    Right,
+}
+
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Byte offset just past a leading UTF-8 byte order mark (0 without one).
+pub(crate) fn bom_len(data: &[u8]) -> usize {
+    if data.starts_with(BOM) { BOM.len() } else { 0 }
+}
+
+/// Writes the UTF-8 byte order mark.
+pub(crate) fn write_bom(out: &mut Vec<u8>) {
+    out.extend_from_slice(BOM);
+}
+
+/// Number of line feeds in `bytes` (physical line breaks, whatever precedes them).
+pub(crate) fn count_lf(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// 1-based line number of byte offset `pos` in `data`.
+pub(crate) fn line_at(data: &[u8], pos: usize) -> u64 {
+    1 + count_lf(&data[..pos.min(data.len())])
+}
+
+/// `range` clipped to `0..len`, so that a chunk or preamble from another file can never make
+/// a decoder index out of bounds.
+pub(crate) fn clamp(range: &Range<usize>, len: usize) -> Range<usize> {
+    let end = range.end.min(len);
+    range.start.min(end)..end
+}
+
+/// The preamble of a line format (JSON Lines, fixed-width): an optional BOM, then records up
+/// to the end of the input.
+pub(crate) fn line_preamble(data: &[u8]) -> Preamble {
+    let body_start = bom_len(data);
+    Preamble {
+        body_start,
+        body_end: data.len(),
+        body_first_line: 1,
+        had_bom: body_start > 0,
+    }
+}
+
+/// Where one record starts, as found by a format's framing scan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordStart {
+    /// Byte offset of the record's first byte.
+    pub pos: usize,
+    /// 1-based line of that byte.
+    pub line: u64,
+}
+
+/// Groups the record starts found by a format's framing scan into [`Chunk`]s.
+///
+/// Every chunk but the first begins exactly at a record start, so a decoder always starts a
+/// chunk outside any record; bytes between records (blank lines, whitespace, XML wrappers and
+/// comments) go with the record before them, and the last chunk runs to the end of the body.
+/// A chunk is cut before the first record that starts `target_bytes` or more after the chunk
+/// start, so it holds at least one record. An empty body gives no chunks.
+pub(crate) fn chunks<'d, I>(
+    body: Range<usize>,
+    body_first_line: u64,
+    target_bytes: usize,
+    starts: I,
+) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd>
+where
+    I: Iterator<Item = Result<RecordStart, FileError>> + 'd,
+{
+    Box::new(Chunker {
+        starts,
+        end: body.end,
+        target_bytes: target_bytes.max(1),
+        start: body.start,
+        first_record: 1,
+        first_line: body_first_line,
+        records: 0,
+        done: false,
+    })
+}
+
+struct Chunker<I> {
+    starts: I,
+    end: usize,
+    target_bytes: usize,
+    /// Start of the chunk being built.
+    start: usize,
+    first_record: u64,
+    first_line: u64,
+    /// Records found so far in the chunk being built.
+    records: u64,
+    done: bool,
+}
+
+impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I> {
+    type Item = Result<Chunk, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.starts.next() {
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Some(Ok(rs)) => {
+                    if self.records > 0 && rs.pos.saturating_sub(self.start) >= self.target_bytes {
+                        let chunk = Chunk {
+                            bytes: self.start..rs.pos,
+                            first_record: self.first_record,
+                            first_line: self.first_line,
+                        };
+                        self.start = rs.pos;
+                        self.first_record += self.records;
+                        self.first_line = rs.line;
+                        self.records = 1;
+                        return Some(Ok(chunk));
+                    }
+                    if self.records == 0 {
+                        self.first_line = rs.line;
+                    }
+                    self.records += 1;
+                }
+                None => {
+                    self.done = true;
+                    if self.start >= self.end {
+                        return None;
+                    }
+                    return Some(Ok(Chunk {
+                        bytes: self.start..self.end,
+                        first_record: self.first_record,
+                        first_line: self.first_line,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// One physical line of a line format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Line<'d> {
+    /// Byte offset of the line's first byte.
+    pub start: usize,
+    /// The line without its LF or CR LF.
+    pub text: &'d [u8],
+}
+
+/// The physical lines of `data[range]`; a last line without a final newline counts too.
+pub(crate) fn lines(data: &[u8], range: Range<usize>) -> impl Iterator<Item = Line<'_>> {
+    let range = clamp(&range, data.len());
+    let end = range.end;
+    let mut pos = range.start;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let rest = &data[pos..end];
+        let start = pos;
+        let mut text = match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                pos += i + 1;
+                &rest[..i]
+            }
+            None => {
+                pos = end;
+                rest
+            }
+        };
+        if let [head @ .., b'\r'] = text {
+            text = head;
+        }
+        Some(Line { start, text })
+    })
+}
+
+/// Framing scan of a line format: one record per line that is not `blank`.
+pub(crate) fn line_starts<'d>(
+    data: &'d [u8],
+    body: Range<usize>,
+    body_first_line: u64,
+    blank: fn(&[u8]) -> bool,
+) -> impl Iterator<Item = Result<RecordStart, FileError>> + 'd {
+    lines(data, body)
+        .zip(body_first_line..)
+        .filter(move |(l, _)| !blank(l.text))
+        .map(|(l, line)| Ok(RecordStart { pos: l.start, line }))
+}
+
+/// Calls `each(number, line, text)` for every record (line that is not `blank`) of a chunk of
+/// a line format, numbering records and lines from the chunk's first record.
+pub(crate) fn for_each_line<'d>(
+    data: &'d [u8],
+    chunk: &Chunk,
+    blank: fn(&[u8]) -> bool,
+    mut each: impl FnMut(u64, u64, &'d [u8]),
+) {
+    let mut number = chunk.first_record;
+    // Line of the current physical line, known from the chunk's first record on (blank lines
+    // before it are not counted: `first_line` is already the line of that record).
+    let mut line: Option<u64> = None;
+    for l in lines(data, chunk.bytes.clone()) {
+        if !blank(l.text) {
+            let at = *line.get_or_insert(chunk.first_line);
+            each(number, at, l.text);
+            number += 1;
+        }
+        if let Some(at) = line.as_mut() {
+            *at += 1;
+        }
+    }
+}
+
+/// Fails with the standard message when an encoder receives the wrong number of values.
+pub(crate) fn check_arity(values: &[Option<&str>], expected: usize) -> Result<(), EncodeError> {
+    if values.len() == expected {
+        Ok(())
+    } else {
+        Err(EncodeError {
+            field: String::new(),
+            reason: format!("expected {expected} values, got {}", values.len()),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -1,0 +1,427 @@
+//! Fixed-width records: every field at a fixed position of a line. Framing, slicing and
+//! writing.
+//!
+//! Positions and widths count **characters** (Unicode scalar values), not bytes: a field of
+//! width 10 holds `Zürich` plus 4 pads. ASCII lines are sliced by bytes directly; other lines
+//! are indexed by character first. Grapheme clusters are not considered.
+//!
+//! Reading rules:
+//! - Records are lines ending with LF or CR LF (the last may lack it). An empty line is
+//!   skipped, not a record, but counted as a line; a line of spaces is a record. A UTF-8 byte
+//!   order mark at the start is skipped.
+//! - Every record must have exactly as many characters as the furthest field end
+//!   (`start + width`); otherwise it is rejected with rule `length`. Characters outside every
+//!   field are ignored. Invalid UTF-8 is rule `utf8`; NUL and other control characters are
+//!   data.
+//! - A value has its pad character stripped on the side away from its alignment (trailing
+//!   pads when left-aligned, leading pads when right-aligned); an all-pad field is `Some("")`.
+//!   So a value that ends (left) or starts (right) with its own pad character does not read
+//!   back whole.
+//!
+//! Writing lays the fields out in start order, fills gaps between them with spaces, pads
+//! each value, and refuses (never truncates) a value wider than its field.
+
+use std::borrow::Cow;
+
+use super::{
+    Align, BadRecord, Chunk, Decoded, Decoder, EncodeError, Encoder, FileError, Preamble,
+    RecordRef, check_arity, chunks, clamp, for_each_line, line_preamble, line_starts,
+};
+
+/// Where one field sits in a fixed-width line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedField {
+    /// 0-based position of the field's first character.
+    pub start: usize,
+    /// Width in characters.
+    pub width: usize,
+    /// Which side the value sits on.
+    pub align: Align,
+    /// Character that fills the rest of the field.
+    pub pad: char,
+}
+
+impl FixedField {
+    fn end(&self) -> Option<usize> {
+        self.start.checked_add(self.width)
+    }
+
+    fn strip<'a>(&self, s: &'a str) -> &'a str {
+        match self.align {
+            Align::Left => s.trim_end_matches(self.pad),
+            Align::Right => s.trim_start_matches(self.pad),
+        }
+    }
+}
+
+/// An empty line; a line of spaces is a record.
+fn blank(line: &[u8]) -> bool {
+    line.is_empty()
+}
+
+/// Checks the fields shared by reader and writer; returns the line length in characters.
+fn line_chars(fields: &[(String, FixedField)]) -> Result<usize, String> {
+    let mut len = 0;
+    for (name, f) in fields {
+        if f.width == 0 {
+            return Err(format!("fixed-width field `{name}` has width 0"));
+        }
+        if f.pad == '\n' || f.pad == '\r' {
+            return Err(format!(
+                "fixed-width field `{name}` cannot be padded with a line break"
+            ));
+        }
+        len = len.max(
+            f.end()
+                .ok_or_else(|| format!("fixed-width field `{name}` ends beyond any line"))?,
+        );
+    }
+    if len == 0 {
+        return Err("a fixed-width layout needs at least one field".into());
+    }
+    Ok(len)
+}
+
+/// Reads fixed-width records.
+#[derive(Debug, Clone)]
+pub struct FixedDecoder {
+    fields: Vec<(String, FixedField)>,
+    /// Characters in every record.
+    line_chars: usize,
+}
+
+impl FixedDecoder {
+    /// Fields may overlap or leave gaps; each needs a width of at least 1.
+    pub fn new(fields: Vec<(String, FixedField)>) -> Result<Self, String> {
+        let line_chars = line_chars(&fields)?;
+        Ok(FixedDecoder { fields, line_chars })
+    }
+}
+
+impl Decoder for FixedDecoder {
+    fn preamble(&mut self, data: &[u8]) -> Result<Preamble, FileError> {
+        Ok(line_preamble(data))
+    }
+
+    fn frame<'d>(
+        &'d self,
+        data: &'d [u8],
+        pre: &Preamble,
+        target_bytes: usize,
+    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
+        let body = clamp(&(pre.body_start..pre.body_end), data.len());
+        let starts = line_starts(data, body.clone(), pre.body_first_line, blank);
+        chunks(body, pre.body_first_line, target_bytes, starts)
+    }
+
+    fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
+        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.fields.len());
+        // Byte offset of every character of a non-ASCII line, plus its length.
+        let mut offsets: Vec<usize> = Vec::new();
+        for_each_line(data, chunk, blank, |number, line, raw| {
+            let bad = |rule, reason| {
+                Decoded::Bad(BadRecord {
+                    number,
+                    line,
+                    raw,
+                    field: None,
+                    rule,
+                    reason,
+                })
+            };
+            let text = match std::str::from_utf8(raw) {
+                Ok(text) => text,
+                Err(e) => {
+                    return each(bad(
+                        "utf8",
+                        format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
+                    ));
+                }
+            };
+            let ascii = text.is_ascii();
+            let chars = if ascii {
+                text.len()
+            } else {
+                offsets.clear();
+                offsets.extend(text.char_indices().map(|(i, _)| i));
+                offsets.push(text.len());
+                offsets.len() - 1
+            };
+            if chars != self.line_chars {
+                return each(bad(
+                    "length",
+                    format!("expected {} characters, found {chars}", self.line_chars),
+                ));
+            }
+            values.clear();
+            for (_, f) in &self.fields {
+                let (start, end) = (f.start, f.start + f.width); // end <= line_chars: checked in `new`
+                let slice = if ascii {
+                    text.get(start..end)
+                } else {
+                    offsets
+                        .get(start)
+                        .zip(offsets.get(end))
+                        .and_then(|(&s, &e)| text.get(s..e))
+                };
+                values.push(slice.map(|s| Cow::Borrowed(f.strip(s))));
+            }
+            each(Decoded::Record(RecordRef {
+                number,
+                line,
+                raw,
+                values: &values,
+            }));
+        });
+    }
+}
+
+/// Writes fixed-width records.
+#[derive(Debug, Clone)]
+pub struct FixedEncoder {
+    /// `(value index, name, field)` in start order.
+    layout: Vec<(usize, String, FixedField)>,
+    crlf: bool,
+}
+
+impl FixedEncoder {
+    /// Fails when fields overlap (the output would be ambiguous) or a field has width 0.
+    pub fn new(fields: Vec<(String, FixedField)>, crlf: bool) -> Result<Self, String> {
+        line_chars(&fields)?;
+        let mut layout: Vec<(usize, String, FixedField)> = fields
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, f))| (i, name, f))
+            .collect();
+        layout.sort_by_key(|(_, _, f)| f.start);
+        for pair in layout.windows(2) {
+            let [(_, a, fa), (_, b, fb)] = pair else {
+                continue;
+            };
+            if fa.start + fa.width > fb.start {
+                return Err(format!("fixed-width fields `{a}` and `{b}` overlap"));
+            }
+        }
+        Ok(FixedEncoder { layout, crlf })
+    }
+}
+
+fn push_n(out: &mut Vec<u8>, c: char, n: usize) {
+    let mut buf = [0; 4];
+    let s = c.encode_utf8(&mut buf).as_bytes();
+    if s.len() == 1 {
+        out.resize(out.len() + n, s[0]);
+    } else {
+        for _ in 0..n {
+            out.extend_from_slice(s);
+        }
+    }
+}
+
+impl Encoder for FixedEncoder {
+    fn header(&self, _out: &mut Vec<u8>) {}
+
+    fn record(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        check_arity(values, self.layout.len())?;
+        let mark = out.len();
+        let mut at = 0; // characters written so far
+        for (i, name, f) in &self.layout {
+            let v = values.get(*i).copied().flatten().unwrap_or("");
+            let fail = |out: &mut Vec<u8>, reason: String| {
+                out.truncate(mark);
+                Err(EncodeError {
+                    field: name.clone(),
+                    reason,
+                })
+            };
+            if memchr::memchr2(b'\n', b'\r', v.as_bytes()).is_some() {
+                return fail(
+                    out,
+                    "a line break cannot be written in a fixed-width record".into(),
+                );
+            }
+            let n = if v.is_ascii() {
+                v.len()
+            } else {
+                v.chars().count()
+            };
+            if n > f.width {
+                return fail(
+                    out,
+                    format!("{n} characters do not fit in width {}", f.width),
+                );
+            }
+            push_n(out, ' ', f.start - at);
+            match f.align {
+                Align::Left => {
+                    out.extend_from_slice(v.as_bytes());
+                    push_n(out, f.pad, f.width - n);
+                }
+                Align::Right => {
+                    push_n(out, f.pad, f.width - n);
+                    out.extend_from_slice(v.as_bytes());
+                }
+            }
+            at = f.start + f.width;
+        }
+        out.extend_from_slice(if self.crlf { b"\r\n" } else { b"\n" });
+        Ok(())
+    }
+
+    fn footer(&self, _out: &mut Vec<u8>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codecs::testkit::{
+        assert_framing_invariant, decode_all, encode_all, value_strategy, values,
+    };
+    use proptest::prelude::*;
+
+    fn field(
+        name: &str,
+        start: usize,
+        width: usize,
+        align: Align,
+        pad: char,
+    ) -> (String, FixedField) {
+        (
+            name.to_string(),
+            FixedField {
+                start,
+                width,
+                align,
+                pad,
+            },
+        )
+    }
+
+    /// `id` 0..5 right-aligned with zeros, a 2-character gap, `name` 7..15 left-aligned with
+    /// spaces, `code` 15..19 left-aligned with a non-ASCII pad.
+    fn layout() -> Vec<(String, FixedField)> {
+        vec![
+            field("name", 7, 8, Align::Left, ' '),
+            field("id", 0, 5, Align::Right, '0'),
+            field("code", 15, 4, Align::Left, '·'),
+        ]
+    }
+
+    fn some(vals: &[&str]) -> Vec<Option<String>> {
+        vals.iter().map(|v| Some(v.to_string())).collect()
+    }
+
+    #[test]
+    fn slices_and_strips_pads() {
+        let data = "Zürich\r\n00042  Ann     AB··\n\n00000  Zoë Ådam····\r\n00007xx        ····"
+            .as_bytes();
+        let mut dec = FixedDecoder::new(layout()).expect("valid");
+        let out = assert_framing_invariant(&mut dec, data);
+        assert_eq!(out[0].bad(), ("length", "expected 19 characters, found 6"));
+        assert_eq!(
+            values(&out[1..]),
+            vec![
+                some(&["Ann", "42", "AB"]),
+                some(&["Zoë Ådam", "", ""]),
+                some(&["", "7", ""])
+            ]
+        );
+        assert_eq!(
+            out.iter().map(|o| o.number_line()).collect::<Vec<_>>(),
+            vec![(1, 1), (2, 2), (3, 4), (4, 5)]
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_rejected() {
+        let mut dec = FixedDecoder::new(vec![field("a", 0, 3, Align::Left, ' ')]).expect("valid");
+        let out = decode_all(&mut dec, b"abcd\nab\na\xFFc\na\0c\n").expect("decodes");
+        assert_eq!(out[0].bad(), ("length", "expected 3 characters, found 4"));
+        assert_eq!(out[1].bad(), ("length", "expected 3 characters, found 2"));
+        assert_eq!(
+            out[2].bad(),
+            ("utf8", "invalid UTF-8 at byte 2 of the line")
+        );
+        assert_eq!(values(&out[3..]), vec![some(&["a\0c"])]);
+        assert_eq!(decode_all(&mut dec, b"").expect("empty"), vec![]);
+        assert_eq!(
+            decode_all(&mut dec, b"\xEF\xBB\xBF").expect("BOM only"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn encoder_pads_and_refuses() {
+        let enc = FixedEncoder::new(layout(), true).expect("valid");
+        let out = encode_all(&enc, &[vec![Some("Zoë".into()), Some("42".into()), None]]);
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            "00042  Zoë     ····\r\n"
+        );
+        let mut out = b"keep".to_vec();
+        let e = enc
+            .record(&[Some("twelve chars"), Some("1"), None], &mut out)
+            .expect_err("too wide");
+        assert_eq!(
+            e,
+            EncodeError {
+                field: "name".into(),
+                reason: "12 characters do not fit in width 8".into()
+            }
+        );
+        let e = enc
+            .record(&[Some("a\nb"), Some("1"), None], &mut out)
+            .expect_err("line break");
+        assert_eq!(e.field, "name");
+        assert_eq!(out, b"keep");
+        assert!(
+            FixedEncoder::new(
+                vec![
+                    field("a", 0, 3, Align::Left, ' '),
+                    field("b", 2, 2, Align::Left, ' ')
+                ],
+                false
+            )
+            .is_err()
+        );
+        assert!(FixedDecoder::new(vec![field("a", 0, 0, Align::Left, ' ')]).is_err());
+        assert!(FixedDecoder::new(vec![field("a", 0, 1, Align::Left, '\n')]).is_err());
+        assert!(FixedDecoder::new(vec![field("a", usize::MAX, 2, Align::Left, ' ')]).is_err());
+        assert!(FixedDecoder::new(vec![]).is_err());
+    }
+
+    /// A value the layout can hold and read back: no line breaks, at most `width`
+    /// characters, not ending (left) or starting (right) with its pad.
+    fn fit(v: String, f: &FixedField) -> String {
+        let v: String = v
+            .chars()
+            .filter(|c| *c != '\r' && *c != '\n')
+            .take(f.width)
+            .collect();
+        f.strip(&v).to_string()
+    }
+
+    proptest! {
+        /// Write then read gives the values back (`None` reads as empty), whole or in chunks.
+        #[test]
+        fn roundtrip(rows in prop::collection::vec(prop::collection::vec(prop::option::of(value_strategy()), 3), 0..6), crlf in any::<bool>()) {
+            let fields = layout();
+            let rows: Vec<Vec<Option<String>>> = rows
+                .into_iter()
+                .map(|r| r.into_iter().zip(&fields).map(|(v, (_, f))| v.map(|v| fit(v, f))).collect())
+                .collect();
+            let enc = FixedEncoder::new(fields.clone(), crlf).expect("valid");
+            let data = encode_all(&enc, &rows);
+            let out = assert_framing_invariant(&mut FixedDecoder::new(fields).expect("valid"), &data);
+            let expected: Vec<Vec<Option<String>>> =
+                rows.iter().map(|r| r.iter().map(|v| Some(v.clone().unwrap_or_default())).collect()).collect();
+            prop_assert_eq!(values(&out), expected);
+        }
+
+        /// Any bytes: never a panic, and chunking never changes what is read.
+        #[test]
+        fn any_bytes(data in prop::collection::vec(prop::sample::select(b"ab \r\n\xC3\xA9\xFF".to_vec()), 0..40)) {
+            assert_framing_invariant(&mut FixedDecoder::new(vec![field("a", 1, 2, Align::Right, 'b')]).expect("valid"), &data);
+        }
+    }
+}
