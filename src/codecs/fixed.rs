@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn slices_and_strips_pads() {
-        let data = "Zürich\r\n00042  Ann     AB··\n\n00000  Zoë Ådam····\r\n00007xx        ····"
+        let data = "Zürich\r\n00420   Ann    AB··\n\n00000  Zoë Ådam····\r\n00007xx        ····"
             .as_bytes();
         let mut dec = FixedDecoder::new(layout()).expect("valid");
         let out = assert_framing_invariant(&mut dec, data);
@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(
             values(&out[1..]),
             vec![
-                some(&["Ann", "42", "AB"]),
+                some(&[" Ann", "420", "AB"]),
                 some(&["Zoë Ådam", "", ""]),
                 some(&["", "7", ""])
             ]
