@@ -44,7 +44,7 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::{
     BadRecord, Chunk, Decoded, Decoder, EncodeError, Encoder, FileError, Locator, Preamble,
-    RecordRef, RecordStart, bom_len, check_arity, chunks, clamp, count_lf, line_at,
+    RecordRef, RecordStart, bom_len, check_arity, chunks, clamp, count_lf, invalid_utf8, line_at,
 };
 
 fn is_space(b: u8) -> bool {
@@ -418,15 +418,7 @@ impl XmlDecoder {
     /// Parses one record element; the reason (rule, text) when it cannot be read.
     fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), (&'static str, String)> {
         let xml = |reason: String| ("xml", reason);
-        let text = std::str::from_utf8(raw).map_err(|e| {
-            (
-                "utf8",
-                format!(
-                    "invalid UTF-8 at byte {} of the record",
-                    e.valid_up_to() + 1
-                ),
-            )
-        })?;
+        let text = std::str::from_utf8(raw).map_err(|e| ("utf8", invalid_utf8(&e, "record")))?;
         if let Some(c) = forbidden_char(text) {
             return Err(xml(format!(
                 "character U+{:04X} is not allowed in XML",
