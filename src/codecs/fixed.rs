@@ -25,7 +25,7 @@ use std::borrow::Cow;
 
 use super::{
     Align, BadRecord, Chunk, Decoded, Decoder, EncodeError, Encoder, FileError, Preamble,
-    RecordRef, check_arity, chunks, clamp, for_each_line, line_preamble, line_starts,
+    RecordRef, check_arity, for_each_line, frame_lines, invalid_utf8, line_preamble,
 };
 
 /// Where one field sits in a fixed-width line.
@@ -109,9 +109,7 @@ impl Decoder for FixedDecoder {
         pre: &Preamble,
         target_bytes: usize,
     ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
-        let body = clamp(&(pre.body_start..pre.body_end), data.len());
-        let starts = line_starts(data, body.clone(), pre.body_first_line, blank);
-        chunks(body, pre.body_first_line, target_bytes, starts)
+        frame_lines(data, pre, target_bytes, blank)
     }
 
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
@@ -132,10 +130,7 @@ impl Decoder for FixedDecoder {
             let text = match std::str::from_utf8(raw) {
                 Ok(text) => text,
                 Err(e) => {
-                    return each(bad(
-                        "utf8",
-                        format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
-                    ));
+                    return each(bad("utf8", invalid_utf8(&e, "line")));
                 }
             };
             let ascii = text.is_ascii();
@@ -313,7 +308,7 @@ mod tests {
 
     #[test]
     fn slices_and_strips_pads() {
-        let data = "Zürich\r\n00042  Ann     AB··\n\n00000  Zoë Ådam····\r\n00007xx        ····"
+        let data = "Zürich\r\n00420   Ann    AB··\n\n00000  Zoë Ådam····\r\n00007xx        ····"
             .as_bytes();
         let mut dec = FixedDecoder::new(layout()).expect("valid");
         let out = assert_framing_invariant(&mut dec, data);
@@ -321,7 +316,7 @@ mod tests {
         assert_eq!(
             values(&out[1..]),
             vec![
-                some(&["Ann", "42", "AB"]),
+                some(&[" Ann", "420", "AB"]),
                 some(&["Zoë Ådam", "", ""]),
                 some(&["", "7", ""])
             ]

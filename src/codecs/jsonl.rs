@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 
 use super::{
     BadRecord, Chunk, Decoded, Decoder, EncodeError, Encoder, FileError, Locator, Preamble,
-    RecordRef, check_arity, chunks, clamp, for_each_line, line_preamble, line_starts,
+    RecordRef, check_arity, for_each_line, frame_lines, invalid_utf8, line_preamble,
 };
 
 /// A line of JSON whitespace only.
@@ -117,9 +117,7 @@ impl Decoder for JsonlDecoder {
         pre: &Preamble,
         target_bytes: usize,
     ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
-        let body = clamp(&(pre.body_start..pre.body_end), data.len());
-        let starts = line_starts(data, body.clone(), pre.body_first_line, blank);
-        chunks(body, pre.body_first_line, target_bytes, starts)
+        frame_lines(data, pre, target_bytes, blank)
     }
 
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
@@ -138,10 +136,7 @@ impl Decoder for JsonlDecoder {
             let text = match std::str::from_utf8(raw) {
                 Ok(text) => text,
                 Err(e) => {
-                    return each(bad(
-                        "utf8",
-                        format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
-                    ));
+                    return each(bad("utf8", invalid_utf8(&e, "line")));
                 }
             };
             values.clear();
@@ -495,7 +490,7 @@ mod tests {
                 ),
                 (
                     "json",
-                    "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 8"
+                    "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 7"
                 ),
             ]
         );

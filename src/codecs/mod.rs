@@ -14,6 +14,11 @@
 //!
 //! Writing goes through [`Encoder`]: a header, one record at a time into a byte buffer, a footer.
 //! Encoding a record either appends all of it or nothing.
+//!
+//! Each format module states its reading rules (blank lines, quoting, what is rejected and
+//! why) in its header. The pieces they share live here: [`Align`], the chunker that turns
+//! record starts into chunks, line framing for JSON Lines and fixed-width, BOM handling.
+//! Every constructor checks its configuration and returns `Err(reason)` when it is unusable.
 
 pub mod csv;
 pub mod fixed;
@@ -335,17 +340,19 @@ pub(crate) fn lines(data: &[u8], range: Range<usize>) -> impl Iterator<Item = Li
     })
 }
 
-/// Framing scan of a line format: one record per line that is not `blank`.
-pub(crate) fn line_starts<'d>(
+/// [`Decoder::frame`] for a line format: one record per line that is not `blank`.
+pub(crate) fn frame_lines<'d>(
     data: &'d [u8],
-    body: Range<usize>,
-    body_first_line: u64,
+    pre: &Preamble,
+    target_bytes: usize,
     blank: fn(&[u8]) -> bool,
-) -> impl Iterator<Item = Result<RecordStart, FileError>> + 'd {
-    lines(data, body)
-        .zip(body_first_line..)
+) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
+    let body = clamp(&(pre.body_start..pre.body_end), data.len());
+    let starts = lines(data, body.clone())
+        .zip(pre.body_first_line..)
         .filter(move |(l, _)| !blank(l.text))
-        .map(|(l, line)| Ok(RecordStart { pos: l.start, line }))
+        .map(|(l, line)| Ok(RecordStart { pos: l.start, line }));
+    chunks(body, pre.body_first_line, target_bytes, starts)
 }
 
 /// Calls `each(number, line, text)` for every record (line that is not `blank`) of a chunk of
@@ -370,6 +377,14 @@ pub(crate) fn for_each_line<'d>(
             *at += 1;
         }
     }
+}
+
+/// The reason given for a record that is not valid UTF-8 (`what`: `line`, `record` ...).
+pub(crate) fn invalid_utf8(e: &std::str::Utf8Error, what: &str) -> String {
+    format!(
+        "invalid UTF-8 at byte {} of the {what}",
+        e.valid_up_to() + 1
+    )
 }
 
 /// Fails with the standard message when an encoder receives the wrong number of values.

@@ -44,15 +44,18 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::{
     BadRecord, Chunk, Decoded, Decoder, EncodeError, Encoder, FileError, Locator, Preamble,
-    RecordRef, RecordStart, bom_len, check_arity, chunks, clamp, count_lf, line_at,
+    RecordRef, RecordStart, bom_len, check_arity, chunks, clamp, count_lf, invalid_utf8, line_at,
 };
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// The characters XML counts as whitespace.
+const SPACES: [char; 4] = [' ', '\t', '\n', '\r'];
+
 fn trim_spaces(s: &str) -> &str {
-    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+    s.trim_matches(SPACES)
 }
 
 /// The name after the namespace prefix, as quick-xml takes it (after the first `:`).
@@ -206,19 +209,16 @@ impl Scanner<'_> {
     }
 }
 
-/// Where a configured field's value comes from, below the record element.
-#[derive(Debug, Clone)]
-struct Path {
-    /// Local names of the child elements, outermost first (empty: the record itself).
-    elements: Vec<Vec<u8>>,
-    /// Local name of the attribute, or `None` for the element's text.
-    attribute: Option<Vec<u8>>,
-}
-
-impl Path {
-    fn matches(&self, stack: &[&[u8]]) -> bool {
-        self.elements.len() == stack.len() && self.elements.iter().zip(stack).all(|(a, b)| a == b)
-    }
+/// One element of the configured paths (node 0 is the record element itself): the child
+/// elements that lead to fields, and the fields read here.
+#[derive(Debug, Clone, Default)]
+struct PathNode {
+    /// `(local name, node)` of the children on some field's path.
+    children: Vec<(Vec<u8>, usize)>,
+    /// Fields that take this element's text.
+    text: Vec<usize>,
+    /// `(attribute local name, field)` of the fields that take one of its attributes.
+    attributes: Vec<(Vec<u8>, usize)>,
 }
 
 /// A piece of an element's text, borrowed from the record.
@@ -236,20 +236,50 @@ struct Scratch<'d> {
     values: Vec<Option<Cow<'d, str>>>,
     /// For each field being read from an element's text: the depth of that element.
     capture: Vec<Option<usize>>,
+    /// How many fields are being read.
+    capturing: usize,
     pieces: Vec<Vec<Piece<'d>>>,
-    /// Local names of the open elements below the record element.
-    stack: Vec<&'d [u8]>,
+    /// The path node (`None`: off every path) and name of each open element, record first.
+    stack: Vec<(Option<usize>, &'d str)>,
 }
 
-impl Scratch<'_> {
+impl<'d> Scratch<'d> {
     fn reset(&mut self, fields: usize) {
         self.values.clear();
         self.values.resize(fields, None);
         self.capture.clear();
         self.capture.resize(fields, None);
+        self.capturing = 0;
         self.pieces.resize_with(fields, Vec::new);
         self.pieces.iter_mut().for_each(Vec::clear);
         self.stack.clear();
+    }
+
+    /// Adds text to every field being read.
+    fn push(&mut self, piece: Piece<'d>) {
+        if self.capturing == 0 {
+            return;
+        }
+        for (capture, pieces) in self.capture.iter().zip(&mut self.pieces) {
+            if capture.is_some() {
+                pieces.push(piece);
+            }
+        }
+    }
+
+    /// Sets the fields read from the element closing at `depth`.
+    fn close(&mut self, depth: usize) -> Result<(), String> {
+        if self.capturing == 0 {
+            return Ok(());
+        }
+        for (i, capture) in self.capture.iter_mut().enumerate() {
+            if *capture == Some(depth) {
+                self.values[i] = Some(join(&self.pieces[i])?);
+                *capture = None;
+                self.capturing -= 1;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -259,14 +289,6 @@ fn within<'d>(whole: &'d str, part: &[u8]) -> Option<&'d str> {
     whole.get(start..start.checked_add(part.len())?)
 }
 
-/// `part` with `whole`'s lifetime when it is borrowed from it, else a copy.
-fn text_of<'d>(whole: &'d str, part: &[u8]) -> Cow<'d, str> {
-    match within(whole, part) {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(String::from_utf8_lossy(part).into_owned()),
-    }
-}
-
 /// Unescapes predefined entities and character references; anything else is an error, as
 /// is a reference to a character XML cannot hold.
 fn unescape(s: &str) -> Result<Cow<'_, str>, String> {
@@ -274,13 +296,26 @@ fn unescape(s: &str) -> Result<Cow<'_, str>, String> {
         return Ok(Cow::Borrowed(s));
     }
     let v = quick_xml::escape::unescape(s).map_err(|e| e.to_string())?;
-    if let Some(c) = v.chars().find(|&c| !is_xml_char(c)) {
+    if let Some(c) = forbidden_char(&v) {
         return Err(format!(
             "character reference to U+{:04X}, which XML does not allow",
             c as u32
         ));
     }
     Ok(v)
+}
+
+/// The first character of `text` that XML 1.0 does not allow, if any.
+fn forbidden_char(text: &str) -> Option<char> {
+    // Only C0 controls and U+FFFE/U+FFFF (encoded EF BF BE/BF) are excluded: scan bytes first.
+    let suspect = text
+        .bytes()
+        .any(|b| b == 0xEF || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')));
+    if suspect {
+        text.chars().find(|&c| !is_xml_char(c))
+    } else {
+        None
+    }
 }
 
 /// The XML 1.0 `Char` production (Rust strings already exclude surrogates).
@@ -305,10 +340,10 @@ fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
             Piece::CData(c) => Ok(Cow::Borrowed(c)),
             Piece::Text(mut t) => {
                 if i == first {
-                    t = t.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+                    t = t.trim_start_matches(SPACES);
                 }
                 if i == last {
-                    t = t.trim_end_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+                    t = t.trim_end_matches(SPACES);
                 }
                 unescape(t)
             }
@@ -329,7 +364,9 @@ fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
 pub struct XmlDecoder {
     /// Local name of the record element.
     record: Vec<u8>,
-    paths: Vec<Path>,
+    /// The configured paths; node 0 is the record element.
+    nodes: Vec<PathNode>,
+    fields: usize,
 }
 
 impl XmlDecoder {
@@ -339,8 +376,8 @@ impl XmlDecoder {
         if record.is_empty() {
             return Err("the XML record element has no name".into());
         }
-        let mut paths = Vec::with_capacity(fields.len());
-        for (name, loc) in &fields {
+        let mut nodes = vec![PathNode::default()];
+        for (field, (name, loc)) in fields.iter().enumerate() {
             let Locator::Xml {
                 elements,
                 attribute,
@@ -348,44 +385,53 @@ impl XmlDecoder {
             else {
                 return Err(format!("field `{name}`: {loc:?} is not an XML path"));
             };
-            let elements: Vec<Vec<u8>> = elements
-                .iter()
-                .map(|e| local(e.as_bytes()).to_vec())
-                .collect();
-            let attribute = attribute.as_ref().map(|a| local(a.as_bytes()).to_vec());
-            if elements.iter().chain(&attribute).any(|n| n.is_empty()) {
-                return Err(format!("field `{name}`: the XML path has an empty name"));
+            let empty = || format!("field `{name}`: the XML path has an empty name");
+            let mut node = 0;
+            for element in elements {
+                let element = local(element.as_bytes());
+                if element.is_empty() {
+                    return Err(empty());
+                }
+                node = match nodes[node].children.iter().find(|(n, _)| n == element) {
+                    Some(&(_, child)) => child,
+                    None => {
+                        nodes.push(PathNode::default());
+                        let child = nodes.len() - 1;
+                        nodes[node].children.push((element.to_vec(), child));
+                        child
+                    }
+                };
             }
-            paths.push(Path {
-                elements,
-                attribute,
-            });
+            match attribute.as_deref().map(|a| local(a.as_bytes())) {
+                Some([]) => return Err(empty()),
+                Some(a) => nodes[node].attributes.push((a.to_vec(), field)),
+                None => nodes[node].text.push(field),
+            }
         }
-        Ok(XmlDecoder { record, paths })
+        Ok(XmlDecoder {
+            record,
+            nodes,
+            fields: fields.len(),
+        })
     }
 
     /// Parses one record element; the reason (rule, text) when it cannot be read.
     fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), (&'static str, String)> {
         let xml = |reason: String| ("xml", reason);
-        let text = std::str::from_utf8(raw).map_err(|e| {
-            (
-                "utf8",
-                format!(
-                    "invalid UTF-8 at byte {} of the record",
-                    e.valid_up_to() + 1
-                ),
-            )
-        })?;
-        if let Some(c) = text.chars().find(|&c| !is_xml_char(c)) {
+        let text = std::str::from_utf8(raw).map_err(|e| ("utf8", invalid_utf8(&e, "record")))?;
+        if let Some(c) = forbidden_char(text) {
             return Err(xml(format!(
                 "character U+{:04X} is not allowed in XML",
                 c as u32
             )));
         }
-        s.reset(self.paths.len());
+        s.reset(self.fields);
         let mut reader = Reader::from_str(text);
-        reader.config_mut().check_comments = true;
-        let (mut started, mut done) = (false, false);
+        // End tags are matched below against `s.stack`, without quick-xml's name buffer.
+        let config = reader.config_mut();
+        config.check_comments = true;
+        config.check_end_names = false;
+        let mut done = false;
         loop {
             let event = reader.read_event().map_err(|e| {
                 xml(format!(
@@ -397,32 +443,29 @@ impl XmlDecoder {
                 return Err(xml("content after the record element".into()));
             }
             match event {
-                Event::Start(e) => {
-                    if started {
-                        s.stack.push(local_name(text, &e)?);
-                    }
-                    started = true;
-                    self.open(text, &e, s, false).map_err(xml)?;
-                }
-                Event::Empty(e) => {
-                    if started {
-                        s.stack.push(local_name(text, &e)?);
-                        self.open(text, &e, s, true).map_err(xml)?;
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    let empty = matches!(event, Event::Empty(_));
+                    let name = within(text, e.name().as_ref())
+                        .ok_or_else(|| xml("unreadable element name".into()))?;
+                    let node = self.child(s.stack.last().map(|&(node, _)| node), e);
+                    s.stack.push((node, name));
+                    self.open(text, e, node, s, empty).map_err(xml)?;
+                    if empty {
                         s.stack.pop();
-                    } else {
-                        (started, done) = (true, true);
-                        self.open(text, &e, s, true).map_err(xml)?;
+                        done = s.stack.is_empty();
                     }
                 }
-                Event::End(_) => {
-                    let depth = s.stack.len();
-                    for i in 0..self.paths.len() {
-                        if s.capture[i] == Some(depth) {
-                            s.values[i] = Some(join(&s.pieces[i]).map_err(xml)?);
-                            s.capture[i] = None;
-                        }
+                Event::End(e) => {
+                    let open = s.stack.last().map_or("", |&(_, name)| name);
+                    if e.name().as_ref() != open.as_bytes() {
+                        let found = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                        return Err(xml(format!(
+                            "end tag `</{found}>` does not match start tag `<{open}>`"
+                        )));
                     }
-                    done = s.stack.pop().is_none();
+                    s.close(s.stack.len()).map_err(xml)?;
+                    s.stack.pop();
+                    done = s.stack.is_empty();
                 }
                 Event::Text(t) => {
                     let t = within(text, &t).ok_or_else(|| xml("unreadable text".into()))?;
@@ -447,62 +490,57 @@ impl XmlDecoder {
         }
     }
 
+    /// The path node of an element whose parent has node `parent` (`None` before the record
+    /// element, which is node 0).
+    fn child(&self, parent: Option<Option<usize>>, e: &BytesStart<'_>) -> Option<usize> {
+        match parent {
+            None => Some(0),
+            Some(None) => None,
+            Some(Some(p)) => {
+                let name = e.local_name();
+                self.nodes[p]
+                    .children
+                    .iter()
+                    .find(|(n, _)| n == name.as_ref())
+                    .map(|&(_, c)| c)
+            }
+        }
+    }
+
     /// Handles an element start (`empty` for `<e/>`) at depth `s.stack.len()`: checks its
     /// attributes, takes the attribute values asked for, starts reading text fields.
     fn open<'d>(
         &self,
         text: &'d str,
         e: &BytesStart<'_>,
+        node: Option<usize>,
         s: &mut Scratch<'d>,
         empty: bool,
     ) -> Result<(), String> {
+        let node = node.and_then(|n| self.nodes.get(n));
         for attr in e.attributes() {
             let attr = attr.map_err(|e| e.to_string())?;
             let raw = within(text, &attr.value).ok_or("unreadable attribute value")?;
             let value = unescape(raw)?;
             let key = local(attr.key.as_ref());
-            for (i, p) in self.paths.iter().enumerate() {
-                if s.values[i].is_none()
-                    && p.attribute.as_deref() == Some(key)
-                    && p.matches(&s.stack)
-                {
-                    s.values[i] = Some(value.clone());
+            for (name, f) in node.iter().flat_map(|n| &n.attributes) {
+                if name == key && s.values[*f].is_none() {
+                    s.values[*f] = Some(value.clone());
                 }
             }
         }
-        for (i, p) in self.paths.iter().enumerate() {
-            if p.attribute.is_none()
-                && s.values[i].is_none()
-                && s.capture[i].is_none()
-                && p.matches(&s.stack)
-            {
+        for &f in node.iter().flat_map(|n| &n.text) {
+            if s.values[f].is_none() && s.capture[f].is_none() {
                 if empty {
-                    s.values[i] = Some(Cow::Borrowed(""));
+                    s.values[f] = Some(Cow::Borrowed(""));
                 } else {
-                    s.capture[i] = Some(s.stack.len());
+                    s.capture[f] = Some(s.stack.len());
+                    s.capturing += 1;
                 }
             }
         }
         Ok(())
     }
-}
-
-impl<'d> Scratch<'d> {
-    /// Adds text to every field being read.
-    fn push(&mut self, piece: Piece<'d>) {
-        for (capture, pieces) in self.capture.iter().zip(&mut self.pieces) {
-            if capture.is_some() {
-                pieces.push(piece);
-            }
-        }
-    }
-}
-
-/// The local name of an element, with the record's lifetime.
-fn local_name<'d>(text: &'d str, e: &BytesStart<'_>) -> Result<&'d [u8], (&'static str, String)> {
-    within(text, e.local_name().as_ref())
-        .map(str::as_bytes)
-        .ok_or_else(|| ("xml", "unreadable element name".to_string()))
 }
 
 /// Whether `pi` (a whole `<?...?>`) is the XML declaration.
@@ -838,18 +876,17 @@ impl Encoder for XmlEncoder {
 /// characters as entities, CR (and in attributes tab and LF, which readers normalise) as
 /// character references, and in text the leading and trailing whitespace that readers trim.
 fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), String> {
-    if let Some(c) = v.chars().find(|&c| !is_xml_char(c)) {
+    if let Some(c) = forbidden_char(v) {
         return Err(format!(
             "character U+{:04X} cannot be written in XML",
             c as u32
         ));
     }
-    let space = |c| matches!(c, ' ' | '\t' | '\n' | '\r');
     let (lead, core, trail) = if attribute {
         ("", v, "")
     } else {
-        let start = v.len() - v.trim_start_matches(space).len();
-        let core = v.trim_matches(space);
+        let start = v.len() - v.trim_start_matches(SPACES).len();
+        let core = trim_spaces(v);
         // `start` and `start + core.len()` come from trimming ASCII: character boundaries.
         (&v[..start], core, &v[start + core.len()..])
     };
@@ -1047,13 +1084,9 @@ mod tests {
             bad,
             vec!["xml", "xml", "xml", "xml", "xml", "utf8", "ok", "xml"]
         );
-        assert!(
-            out[0]
-                .bad()
-                .1
-                .contains("expected `</a>`, but `</rec>` was found"),
-            "{:?}",
-            out[0]
+        assert_eq!(
+            out[0].bad().1,
+            "end tag `</rec>` does not match start tag `<a>`"
         );
         assert!(out[1].bad().1.contains("bogus"), "{:?}", out[1]);
         assert!(out[2].bad().1.contains("duplicated"), "{:?}", out[2]);
