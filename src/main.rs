@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Records are many small strings; mimalloc's thread-local free lists make their allocation
+// a fraction of what the system allocator costs on this workload.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = batchwin::cli::Cli::parse();
     batchwin::settings::init_logging(&cli.global);

@@ -46,6 +46,20 @@ impl Transform {
     }
 }
 
+/// A chrono output format, parsed once.
+#[derive(Debug, Clone)]
+pub struct DateFormat {
+    pub text: String,
+    items: Vec<chrono::format::Item<'static>>,
+}
+
+impl DateFormat {
+    pub fn new(text: &str) -> DateFormat {
+        let items = chrono::format::StrftimeItems::new(text).parse_to_owned().unwrap_or_default();
+        DateFormat { text: text.to_string(), items }
+    }
+}
+
 /// Number output format: rounding (half away from zero) and separators.
 #[derive(Debug, Clone)]
 pub struct NumberFormat {
@@ -73,7 +87,7 @@ pub struct OutputField {
     pub name: String,
     pub source: Source,
     pub transforms: Vec<Transform>,
-    pub date_format: Option<String>,
+    pub date_format: Option<DateFormat>,
     pub number: Option<NumberFormat>,
     pub lookup: Option<Lookup>,
     pub mask: Option<Mask>,
@@ -114,8 +128,8 @@ impl OutputField {
             // A format can ask for what the value does not have (a time zone of a plain
             // timestamp, the hour of a date): chrono then fails to format, and so does the record.
             let written = match typed.get(*i) {
-                Some(Typed::Date(d)) => Some(write!(s, "{}", d.format(fmt))),
-                Some(Typed::Ts(t)) => Some(write!(s, "{}", t.format(fmt))),
+                Some(Typed::Date(d)) => Some(write!(s, "{}", d.format_with_items(fmt.items.iter()))),
+                Some(Typed::Ts(t)) => Some(write!(s, "{}", t.format_with_items(fmt.items.iter()))),
                 _ => None,
             };
             match written {
@@ -123,7 +137,7 @@ impl OutputField {
                 Some(Err(_)) => {
                     return Err(MapError {
                         rule: "date_format",
-                        reason: format!("the value cannot be written with date format {fmt:?}"),
+                        reason: format!("the value cannot be written with date format {:?}", fmt.text),
                     });
                 }
                 None => {}
@@ -145,9 +159,9 @@ impl OutputField {
         if let Some(lk) = &self.lookup {
             if let Some(key) = v.take() {
                 v = match lk.table.get(key.as_ref()) {
-                    Some(found) => Some(Cow::Owned(found.clone())),
+                    Some(found) => Some(Cow::Borrowed(found.as_str())),
                     None => match &lk.default {
-                        Some(d) => Some(Cow::Owned(d.clone())),
+                        Some(d) => Some(Cow::Borrowed(d.as_str())),
                         None => {
                             return Err(MapError {
                                 rule: "lookup",

@@ -64,7 +64,16 @@ impl Mask {
             Mask::Hash { key, length } => {
                 let mut mac = (*key.0).clone();
                 mac.update(v.as_bytes());
-                let mut hex = hex::encode(mac.finalize().into_bytes());
+                let digest = mac.finalize().into_bytes();
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut hex = String::with_capacity(*length);
+                for b in digest.iter() {
+                    if hex.len() >= *length {
+                        break;
+                    }
+                    hex.push(HEX[(b >> 4) as usize] as char);
+                    hex.push(HEX[(b & 15) as usize] as char);
+                }
                 hex.truncate(*length);
                 Cow::Owned(hex)
             }

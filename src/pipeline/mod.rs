@@ -506,7 +506,7 @@ impl VendorProfile {
             name: o.name.clone(),
             source,
             transforms,
-            date_format: o.date_format.clone(),
+            date_format: o.date_format.as_deref().map(map::DateFormat::new),
             number,
             lookup,
             mask,

@@ -227,6 +227,7 @@ impl FieldCheck {
                 _ => return Err(bad()),
             },
             FieldType::Date => match &self.time_format {
+                TimeFormat::Pattern(p) if p == "%Y-%m-%d" => Typed::Date(iso_date(text).ok_or_else(bad)?),
                 TimeFormat::Pattern(p) => {
                     Typed::Date(NaiveDate::parse_from_str(text, p).map_err(|_| bad())?)
                 }
@@ -252,6 +253,18 @@ impl FieldCheck {
             (kind, _) => format!("a {kind}"),
         }
     }
+}
+
+/// `YYYY-MM-DD` without chrono's format interpreter: the common case, on every record.
+fn iso_date(t: &str) -> Option<NaiveDate> {
+    let b = t.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32))
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 /// Parses a timestamp; with an offset it is converted to UTC.
