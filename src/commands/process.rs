@@ -405,7 +405,11 @@ fn process_items(
     let run = RunInfo::new("process");
     let ledger = Ledger::open(ledger_path).map_err(Failure::data)?;
     ledger.begin_run(&run).map_err(Failure::data)?;
-    let ledger = Mutex::new(ledger);
+    let ledger = Mutex::new(PendingLedger {
+        ledger,
+        pending: Vec::new(),
+        flushed: Instant::now(),
+    });
 
     let total_bytes: u64 = items
         .iter()
@@ -450,8 +454,11 @@ fn process_items(
         // A poisoned lock only means another thread panicked while recording; the ledger
         // connection itself is still usable.
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-        l.record_file(&run, &p.priority.to_string(), &outcome)
-            .map_err(Failure::data)?;
+        l.pending.push((p.priority.to_string(), outcome.clone()));
+        if l.pending.len() >= LEDGER_BATCH_FILES || l.flushed.elapsed() >= LEDGER_BATCH_TIME {
+            l.flush(&run).map_err(Failure::data)?;
+        }
+        drop(l);
         bar.inc(outcome.input_bytes);
         Ok(outcome)
     };
@@ -475,7 +482,9 @@ fn process_items(
         .collect();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    let ledger = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut ledger = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
+    ledger.flush(&run).map_err(Failure::data)?;
+    let ledger = ledger.ledger;
     let mut outcomes = Vec::with_capacity(results.len());
     let mut first_error = None;
     for r in results {
@@ -500,6 +509,26 @@ fn process_items(
     match first_error {
         Some(e) => Err(e),
         None => Ok(summary),
+    }
+}
+
+/// Files recorded per ledger transaction, at most, and the longest a finished file waits.
+const LEDGER_BATCH_FILES: usize = 256;
+const LEDGER_BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The ledger and the finished files not yet written to it.
+struct PendingLedger {
+    ledger: Ledger,
+    pending: Vec<(String, FileOutcome)>,
+    flushed: Instant,
+}
+
+impl PendingLedger {
+    fn flush(&mut self, run: &RunInfo) -> Result<(), crate::ledger::LedgerError> {
+        self.ledger.record_files(run, &self.pending)?;
+        self.pending.clear();
+        self.flushed = Instant::now();
+        Ok(())
     }
 }
 

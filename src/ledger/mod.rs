@@ -3,8 +3,8 @@
 //!
 //! The schema is documented in `docs/ledger.md` and versioned in the `meta` table. Times are
 //! stored as `TIMESTAMP` in UTC (no time-zone extension needed to read them). Rows are written
-//! as each file finishes, in one transaction per file, so a ledger is useful even when a run is
-//! killed half-way.
+//! as files finish, a batch of files per transaction at least every two seconds, so a ledger
+//! is useful even when a run is killed half-way.
 
 use std::path::Path;
 
@@ -178,51 +178,69 @@ impl Ledger {
         priority: &str,
         f: &FileOutcome,
     ) -> Result<(), LedgerError> {
+        self.record_files(run, &[(priority.to_string(), f.clone())])
+    }
+
+    /// Records processed files and their reject counts in one transaction (one commit for many
+    /// small files costs far less than one each).
+    pub fn record_files(
+        &mut self,
+        run: &RunInfo,
+        files: &[(String, FileOutcome)],
+    ) -> Result<(), LedgerError> {
+        if files.is_empty() {
+            return Ok(());
+        }
         let path = self.path.clone();
         let err = |source| LedgerError::Db {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        let input = f.input_path.display().to_string();
-        tx.execute(
-            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?, ?, ?)",
-            params![
-                run.run_id,
-                f.vendor,
-                priority,
-                input,
-                f.input_bytes as i64,
-                f.input_sha256,
-                f.records_in as i64,
-                f.records_out as i64,
-                f.records_rejected as i64,
-                f.status.to_string(),
-                f.error,
-                ts(&f.started_at),
-                ts(&f.ended_at),
-                f.output_path.as_ref().map(|p| p.display().to_string()),
-                f.output_bytes as i64,
-                f.output_sha256,
-                f.reject_path.as_ref().map(|p| p.display().to_string()),
-            ],
-        )
-        .map_err(err)?;
         {
-            let mut stmt = tx
-                .prepare("INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?)")
-                .map_err(err)?;
-            for ((field, rule), count) in &f.reject_counts {
-                stmt.execute(params![
-                    run.run_id,
-                    f.vendor,
-                    input,
-                    field,
-                    rule,
-                    *count as i64
-                ])
-                .map_err(err)?;
+            // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
+            let mut files_app = tx.appender("files").map_err(err)?;
+            for (priority, f) in files {
+                files_app
+                    .append_row(params![
+                        run.run_id,
+                        f.vendor,
+                        priority,
+                        f.input_path.display().to_string(),
+                        f.input_bytes as i64,
+                        f.input_sha256,
+                        f.records_in as i64,
+                        f.records_out as i64,
+                        f.records_rejected as i64,
+                        f.status.to_string(),
+                        f.error,
+                        ts(&f.started_at),
+                        ts(&f.ended_at),
+                        f.output_path.as_ref().map(|p| p.display().to_string()),
+                        f.output_bytes as i64,
+                        f.output_sha256,
+                        f.reject_path.as_ref().map(|p| p.display().to_string()),
+                    ])
+                    .map_err(err)?;
             }
+            files_app.flush().map_err(err)?;
+            let mut rejects_app = tx.appender("rejects").map_err(err)?;
+            for (_, f) in files {
+                let input = f.input_path.display().to_string();
+                for ((field, rule), count) in &f.reject_counts {
+                    rejects_app
+                        .append_row(params![
+                            run.run_id,
+                            f.vendor,
+                            input,
+                            field,
+                            rule,
+                            *count as i64
+                        ])
+                        .map_err(err)?;
+                }
+            }
+            rejects_app.flush().map_err(err)?;
         }
         tx.commit().map_err(err)
     }

@@ -55,8 +55,13 @@ pub struct DateFormat {
 
 impl DateFormat {
     pub fn new(text: &str) -> DateFormat {
-        let items = chrono::format::StrftimeItems::new(text).parse_to_owned().unwrap_or_default();
-        DateFormat { text: text.to_string(), items }
+        let items = chrono::format::StrftimeItems::new(text)
+            .parse_to_owned()
+            .unwrap_or_default();
+        DateFormat {
+            text: text.to_string(),
+            items,
+        }
     }
 }
 
@@ -128,7 +133,9 @@ impl OutputField {
             // A format can ask for what the value does not have (a time zone of a plain
             // timestamp, the hour of a date): chrono then fails to format, and so does the record.
             let written = match typed.get(*i) {
-                Some(Typed::Date(d)) => Some(write!(s, "{}", d.format_with_items(fmt.items.iter()))),
+                Some(Typed::Date(d)) => {
+                    Some(write!(s, "{}", d.format_with_items(fmt.items.iter())))
+                }
                 Some(Typed::Ts(t)) => Some(write!(s, "{}", t.format_with_items(fmt.items.iter()))),
                 _ => None,
             };
@@ -137,7 +144,10 @@ impl OutputField {
                 Some(Err(_)) => {
                     return Err(MapError {
                         rule: "date_format",
-                        reason: format!("the value cannot be written with date format {:?}", fmt.text),
+                        reason: format!(
+                            "the value cannot be written with date format {:?}",
+                            fmt.text
+                        ),
                     });
                 }
                 None => {}

@@ -227,7 +227,9 @@ impl FieldCheck {
                 _ => return Err(bad()),
             },
             FieldType::Date => match &self.time_format {
-                TimeFormat::Pattern(p) if p == "%Y-%m-%d" => Typed::Date(iso_date(text).ok_or_else(bad)?),
+                TimeFormat::Pattern(p) if p == "%Y-%m-%d" => {
+                    Typed::Date(iso_date(text).ok_or_else(bad)?)
+                }
                 TimeFormat::Pattern(p) => {
                     Typed::Date(NaiveDate::parse_from_str(text, p).map_err(|_| bad())?)
                 }
@@ -262,7 +264,9 @@ fn iso_date(t: &str) -> Option<NaiveDate> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32))
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
+        })
     };
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
