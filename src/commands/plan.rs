@@ -221,7 +221,7 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
 pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
     let e = &p.estimate;
     let mut s = format!(
-        "plan       `{}`: {} slices in {} stages\nwork       {:.1} MB, {:.1} s estimated\n",
+        "plan       `{}`: {} slices in {} stage(s)\nwork       {:.1} MB, {:.1} s estimated\n",
         out.display(),
         p.slices.len(),
         p.stages.len(),

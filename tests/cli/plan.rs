@@ -49,7 +49,7 @@ fn a_generated_day_is_balanced_over_slices() {
         ])
         .assert()
         .success()
-        .stdout(predicate::str::contains("8 slices in 2 stages"));
+        .stdout(predicate::str::contains("8 slices in 2 stage(s)"));
     let p = plan_json(&d, "plan.json");
     let mut seen = BTreeMap::new();
     // Stage 0 holds 18 vendors' files; stage 1 only the two dependent vendors' 20 files, too few
