@@ -387,11 +387,33 @@ fn history_gives_each_vendor_its_measured_cost() {
     let d = Dir::new();
     generate(&d, "8", "20000", "4");
     d.cmd()
-        .args(["process", "--config", "day/batchwin.toml", "--inbound", "day/inbound/2026-11-29", "--out", "past", "--date", "2026-11-29"])
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "past",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .code(0);
     d.cmd()
-        .args(["plan", "--config", "day/batchwin.toml", "--scan", "day/inbound/2026-11-29", "--slices", "2", "--history", "past", "--date", "2026-11-29"])
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "2",
+            "--history",
+            "past",
+            "--date",
+            "2026-11-29",
+        ])
         .assert()
         .success();
     let ledger = batchwin::ledger::Ledger::open(&d.path("past/ledger.duckdb")).unwrap();
@@ -399,13 +421,29 @@ fn history_gives_each_vendor_its_measured_cost() {
         .connection()
         .prepare("SELECT vendor, (sum(epoch(ended_at) - epoch(started_at)) / sum(input_bytes))::DOUBLE FROM files GROUP BY vendor")
         .unwrap();
-    let measured: BTreeMap<String, f64> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect();
+    let measured: BTreeMap<String, f64> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(measured.len(), 4);
     let p = plan_json(&d, "plan.json");
-    for u in p["slices"].as_array().unwrap().iter().flat_map(|s| s["units"].as_array().unwrap()) {
+    for u in p["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap())
+    {
         let per_byte = u["estimated_seconds"].as_f64().unwrap() / u["bytes"].as_f64().unwrap();
         let want = measured[u["vendor"].as_str().unwrap()];
-        assert!((per_byte - want).abs() <= want * 1e-6, "{}: {per_byte} s/byte, measured {want}", u["location"]);
-        assert!((per_byte - 1.0 / 50e6).abs() > 1e-12, "the default cost was used");
+        assert!(
+            (per_byte - want).abs() <= want * 1e-6,
+            "{}: {per_byte} s/byte, measured {want}",
+            u["location"]
+        );
+        assert!(
+            (per_byte - 1.0 / 50e6).abs() > 1e-12,
+            "the default cost was used"
+        );
     }
 }
