@@ -372,7 +372,9 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
                 "constraints": {"maxTaskRetryCount": o.retries as i64, "maxWallClockTime": format!("PT{}S", o.timeout_seconds.max(60))},
                 "exitConditions": {
                     "exitCodes": [{"code": 3, "exitOptions": {"jobAction": "none", "dependencyAction": "block"}}],
-                    "default": {"jobAction": "none", "dependencyAction": "satisfy"}
+                    // A slice that failed for good holds back the next stage, as Slurm's
+                    // afterok does.
+                    "default": {"jobAction": "none", "dependencyAction": "block"}
                 }
             });
             if st.index > 0 {
@@ -467,7 +469,11 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
                 "podFailurePolicy": {"rules": [
                     {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [3]}}
                 ]},
-                "activeDeadlineSeconds": o.timeout_seconds.max(60) * 2,
+                // The whole stage: as many waves of tasks as parallelism needs, each within
+                // the task limit, and its retries.
+                "activeDeadlineSeconds": o.timeout_seconds.max(60)
+                    * (st.slices.div_ceil(o.max_concurrent.clamp(1, st.slices.max(1))) as u64)
+                    * (u64::from(o.retries) + 1),
                 "template": {"spec": {
                     "restartPolicy": "Never",
                     "containers": [{
@@ -486,7 +492,9 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
         let _ = writeln!(
             s,
             "kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout={}s job/{name}\necho \"{name} complete\"",
-            o.timeout_seconds.max(60) * 2
+            o.timeout_seconds.max(60)
+                * (st.slices.div_ceil(o.max_concurrent.clamp(1, st.slices.max(1))) as u64)
+                * (u64::from(o.retries) + 1)
         );
     }
     let submit = dir.join("submit.sh");
