@@ -338,15 +338,8 @@ impl VendorProfile {
         let v = &cfg.vendors[index];
         let at = KeyPath::vendor(index).key("input");
         let inp = &v.input;
-        let only = |present: bool, key: &str, formats: &str| -> Result<(), ConfigError> {
-            if present {
-                return Err(cfg.at(
-                    &at.key(key),
-                    format!("`{key}` applies to {formats} input only"),
-                ));
-            }
-            Ok(())
-        };
+        let only =
+            |present: bool, key: &str, formats: &str| only_for(cfg, &at, present, key, formats);
         if inp.format != Format::Csv {
             only(inp.delimiter.is_some(), "delimiter", "csv")?;
             only(inp.quote.is_some(), "quote", "csv")?;
@@ -737,6 +730,23 @@ fn implicit_output(f: &FieldConfig) -> OutputFieldConfig {
     }
 }
 
+/// Refuses a key given for an input format it does not apply to.
+fn only_for(
+    cfg: &Config,
+    at: &KeyPath,
+    present: bool,
+    key: &str,
+    formats: &str,
+) -> Result<(), ConfigError> {
+    if present {
+        return Err(cfg.at(
+            &at.key(key),
+            format!("`{key}` applies to {formats} input only"),
+        ));
+    }
+    Ok(())
+}
+
 /// Where an input field comes from, checked against the input format.
 fn field_locator(
     cfg: &Config,
@@ -745,15 +755,7 @@ fn field_locator(
     f: &FieldConfig,
     fat: &KeyPath,
 ) -> Result<Locator, ConfigError> {
-    let only = |present: bool, key: &str, formats: &str| -> Result<(), ConfigError> {
-        if present {
-            return Err(cfg.at(
-                &fat.key(key),
-                format!("`{key}` applies to {formats} input only"),
-            ));
-        }
-        Ok(())
-    };
+    let only = |present: bool, key: &str, formats: &str| only_for(cfg, fat, present, key, formats);
     if format != Format::Csv {
         only(f.column.is_some(), "column", "csv")?;
     }

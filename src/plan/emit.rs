@@ -493,7 +493,10 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
             s,
             "kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout={}s job/{name}\necho \"{name} complete\"",
             o.timeout_seconds.max(60)
-                * (st.slices.div_ceil(o.max_concurrent.clamp(1, st.slices.max(1))) as u64)
+                * (st
+                    .slices
+                    .div_ceil(o.max_concurrent.clamp(1, st.slices.max(1)))
+                    as u64)
                 * (u64::from(o.retries) + 1)
         );
     }

@@ -19,20 +19,7 @@ fn process_generated_day(d: &Dir) {
         ])
         .assert()
         .success();
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "out",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .code(0);
+    crate::util::process_day(&d, "out");
 }
 
 #[test]

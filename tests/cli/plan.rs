@@ -7,22 +7,7 @@ use predicates::prelude::*;
 use crate::util::{Dir, assert_same_outputs};
 
 fn generate(d: &Dir, files: &str, records: &str, vendors: &str) {
-    d.cmd()
-        .args([
-            "generate",
-            "--out",
-            "day",
-            "--files",
-            files,
-            "--records",
-            records,
-            "--vendors",
-            vendors,
-            "--seed",
-            "11",
-        ])
-        .assert()
-        .success();
+    crate::util::generate_day(d, files, records, vendors, "11");
 }
 
 fn plan_json(d: &Dir, path: &str) -> serde_json::Value {
@@ -89,20 +74,7 @@ fn a_generated_day_is_balanced_over_slices() {
 fn split_files_give_the_same_output_as_whole_files() {
     let d = Dir::new();
     generate(&d, "4", "24000", "4");
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "whole",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .code(0);
+    crate::util::process_day(&d, "whole");
     for split in ["20000", "77777", "300000"] {
         let plan = format!("plan-{split}.json");
         let run = format!("run-{split}");
@@ -386,20 +358,7 @@ fn emitted_engine_files_pass_the_engines_own_models() {
 fn history_gives_each_vendor_its_measured_cost() {
     let d = Dir::new();
     generate(&d, "8", "20000", "4");
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "past",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .code(0);
+    crate::util::process_day(&d, "past");
     d.cmd()
         .args([
             "plan",

@@ -12,36 +12,8 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
         return;
     }
     let d = Dir::new();
-    d.cmd()
-        .args([
-            "generate",
-            "--out",
-            "day",
-            "--files",
-            "20",
-            "--records",
-            "30000",
-            "--vendors",
-            "10",
-            "--seed",
-            "5",
-        ])
-        .assert()
-        .success();
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "whole",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .code(0);
+    crate::util::generate_day(&d, "20", "30000", "10", "5");
+    crate::util::process_day(&d, "whole");
     let bin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run");
     d.cmd()

@@ -123,3 +123,41 @@ pub fn assert_same_outputs(whole: &Path, run: &Path) {
     }
     assert!(checked > 0, "no outputs compared under {}", whole.display());
 }
+
+/// `batchwin generate` of a small day into `DIR/day`.
+pub fn generate_day(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) {
+    d.cmd()
+        .args([
+            "generate",
+            "--out",
+            "day",
+            "--files",
+            files,
+            "--records",
+            records,
+            "--vendors",
+            vendors,
+            "--seed",
+            seed,
+        ])
+        .assert()
+        .success();
+}
+
+/// `batchwin process` of the whole generated day (`DIR/day`) into `DIR/OUT`; must succeed.
+pub fn process_day(d: &Dir, out: &str) {
+    d.cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            out,
+            "--date",
+            "2026-11-29",
+        ])
+        .assert()
+        .code(0);
+}
