@@ -90,6 +90,8 @@ pub struct FileOutcome {
     pub output_sha256: Option<String>,
     pub reject_path: Option<PathBuf>,
     pub reject_counts: RejectCounts,
+    /// For a part of a split file: (0-based index, number of parts).
+    pub part: Option<(u32, u32)>,
 }
 
 /// The results of one chunk, in the order they must be written.
@@ -253,6 +255,7 @@ pub fn process_file(
         output_sha256: None,
         reject_path: None,
         reject_counts: RejectCounts::new(),
+        part: part.map(|p| (p.index, p.count)),
     };
 
     let range = match part {
@@ -268,6 +271,7 @@ pub fn process_file(
         }
         None => 0..data.len(),
     };
+    outcome.input_bytes = (range.end - range.start) as u64;
     let mut hasher = InputHasher {
         sha: Sha256::new(),
         done: range.start,

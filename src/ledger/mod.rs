@@ -10,6 +10,8 @@ use std::path::Path;
 
 use duckdb::{Connection, params};
 
+pub mod report;
+
 use crate::engine::FileOutcome;
 
 /// The schema version written to `meta.schema_version`.
@@ -44,7 +46,9 @@ CREATE TABLE IF NOT EXISTS files (
     output_path       VARCHAR,
     output_bytes      BIGINT NOT NULL,
     output_sha256     VARCHAR,
-    reject_path       VARCHAR
+    reject_path       VARCHAR,
+    part              INTEGER,
+    parts             INTEGER
 );
 CREATE TABLE IF NOT EXISTS rejects (
     run_id      VARCHAR NOT NULL,
@@ -220,6 +224,8 @@ impl Ledger {
                         f.output_bytes as i64,
                         f.output_sha256,
                         f.reject_path.as_ref().map(|p| p.display().to_string()),
+                        f.part.map(|p| p.0 as i64),
+                        f.part.map(|p| p.1 as i64),
                     ])
                     .map_err(err)?;
             }

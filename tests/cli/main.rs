@@ -8,4 +8,5 @@ mod generate;
 mod ledger;
 mod plan;
 mod process;
+mod report;
 mod slurm;

@@ -1,0 +1,314 @@
+//! Merging many ledgers into one and summing them up: what `report` shows.
+//!
+//! [`merge`] copies every ledger of a run (one per slice) into one DuckDB file with the same
+//! tables plus the `slice` each row came from. Merging is idempotent (a slice's rows are replaced,
+//! not added again) and tolerant: a ledger that cannot be read is listed in `sources` with its
+//! error instead of stopping the merge. [`summarize`] reads the merged file, counting each unit
+//! (a file, or a part of a split file) once, by its latest attempt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use duckdb::{Connection, params};
+use serde::Serialize;
+
+use super::{Ledger, LedgerError};
+
+/// One ledger merged (or not).
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub slice: String,
+    pub path: String,
+    pub error: Option<String>,
+}
+
+fn quote_sql(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Every `*.duckdb` below `dir` (or `dir` itself when it is a file), sorted, skipping `skip`.
+pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "duckdb")
+                && std::fs::canonicalize(&p).ok() != skip
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Merges `ledgers` into the ledger at `merged` (created when missing).
+pub fn merge(merged: &Path, ledgers: &[PathBuf]) -> Result<(Connection, Vec<Source>), LedgerError> {
+    let ledger = Ledger::open(merged)?;
+    let conn = ledger.conn;
+    let p = merged.display().to_string();
+    let err = |source| LedgerError::Db {
+        path: p.clone(),
+        source,
+    };
+    conn.execute_batch(
+        "ALTER TABLE files ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE runs ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE rejects ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         CREATE TABLE IF NOT EXISTS sources (slice VARCHAR PRIMARY KEY, path VARCHAR, error VARCHAR);",
+    )
+    .map_err(err)?;
+    let mut sources = Vec::new();
+    for path in ledgers {
+        let slice = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = (|| -> Result<(), duckdb::Error> {
+            conn.execute_batch(&format!(
+                "ATTACH {} AS src (READ_ONLY)",
+                quote_sql(&path.display().to_string())
+            ))?;
+            let copy = (|| -> Result<(), duckdb::Error> {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                for table in ["files", "runs", "rejects"] {
+                    conn.execute(
+                        &format!("DELETE FROM {table} WHERE slice = ?"),
+                        params![slice],
+                    )?;
+                    conn.execute(
+                        &format!("INSERT INTO {table} SELECT *, ? FROM src.{table}"),
+                        params![slice],
+                    )?;
+                }
+                conn.execute_batch("COMMIT")
+            })();
+            if copy.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            let _ = conn.execute_batch("DETACH src");
+            copy
+        })();
+        let error = result.err().map(|e| e.to_string());
+        conn.execute(
+            "INSERT OR REPLACE INTO sources VALUES (?, ?, ?)",
+            params![slice, path.display().to_string(), error],
+        )
+        .map_err(err)?;
+        sources.push(Source {
+            slice,
+            path: path.display().to_string(),
+            error,
+        });
+    }
+    Ok((conn, sources))
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub files: i64,
+    pub units: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub records_rejected: i64,
+    pub bytes: i64,
+    pub wall_seconds: f64,
+    pub records_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VendorRow {
+    pub vendor: String,
+    pub priority: String,
+    pub units: i64,
+    pub failed: i64,
+    pub records_in: i64,
+    pub records_rejected: i64,
+    pub seconds: f64,
+    pub records_per_second: f64,
+    pub top_reasons: Vec<(String, i64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceRow {
+    pub slice: String,
+    pub start: String,
+    pub end: String,
+    pub seconds: f64,
+    pub units: i64,
+    pub records: i64,
+    /// Seconds between this slice's end and the last slice's end.
+    pub idle_seconds: f64,
+    pub straggler: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub vendor: String,
+    pub input_path: String,
+    pub part: Option<i64>,
+    pub error: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub totals: Totals,
+    pub vendors: Vec<VendorRow>,
+    pub slices: Vec<SliceRow>,
+    pub failures: Vec<Failure>,
+    pub unreadable: Vec<Source>,
+}
+
+/// The latest attempt of each unit.
+const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
+    SELECT * FROM files
+    QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
+
+/// Sums up a merged ledger.
+pub fn summarize(conn: &Connection, sources: &[Source]) -> Result<Summary, duckdb::Error> {
+    conn.execute_batch(LATEST)?;
+    let totals = conn.query_row(
+        "SELECT count(DISTINCT input_path), count(*), count(*) FILTER (WHERE status = 'succeeded'),
+                count(*) FILTER (WHERE status <> 'succeeded'),
+                coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_out), 0)::BIGINT,
+                coalesce(sum(records_rejected), 0)::BIGINT, coalesce(sum(input_bytes), 0)::BIGINT,
+                coalesce(epoch(max(ended_at)) - epoch(min(started_at)), 0)::DOUBLE
+         FROM latest",
+        [],
+        |r| {
+            let wall: f64 = r.get(8)?;
+            let rin: i64 = r.get(4)?;
+            Ok(Totals {
+                files: r.get(0)?,
+                units: r.get(1)?,
+                succeeded: r.get(2)?,
+                failed: r.get(3)?,
+                records_in: rin,
+                records_out: r.get(5)?,
+                records_rejected: r.get(6)?,
+                bytes: r.get(7)?,
+                wall_seconds: wall,
+                records_per_second: if wall > 0.0 { rin as f64 / wall } else { 0.0 },
+            })
+        },
+    )?;
+
+    let mut reasons: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT r.vendor, coalesce(r.field || '.', '') || r.rule, sum(r.count)::BIGINT AS n
+             FROM rejects r JOIN (SELECT DISTINCT run_id, input_path FROM latest) l USING (run_id, input_path)
+             GROUP BY 1, 2 ORDER BY 1, n DESC, 2",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (v, k, n) = row?;
+            let list = reasons.entry(v).or_default();
+            if list.len() < 3 {
+                list.push((k, n));
+            }
+        }
+    }
+    let mut vendors = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT vendor, min(priority), count(*), count(*) FILTER (WHERE status <> 'succeeded'),
+                    sum(records_in)::BIGINT, sum(records_rejected)::BIGINT,
+                    sum(epoch(ended_at) - epoch(started_at))::DOUBLE
+             FROM latest GROUP BY vendor ORDER BY vendor",
+        )?;
+        for row in stmt.query_map([], |r| {
+            let secs: f64 = r.get(6)?;
+            let rin: i64 = r.get(4)?;
+            Ok(VendorRow {
+                vendor: r.get(0)?,
+                priority: r.get(1)?,
+                units: r.get(2)?,
+                failed: r.get(3)?,
+                records_in: rin,
+                records_rejected: r.get(5)?,
+                seconds: secs,
+                records_per_second: if secs > 0.0 { rin as f64 / secs } else { 0.0 },
+                top_reasons: Vec::new(),
+            })
+        })? {
+            let mut v = row?;
+            v.top_reasons = reasons.remove(&v.vendor).unwrap_or_default();
+            vendors.push(v);
+        }
+    }
+    let mut slices: Vec<SliceRow> = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT slice, strftime(min(started_at), '%Y-%m-%d %H:%M:%S'), strftime(max(ended_at), '%Y-%m-%d %H:%M:%S'),
+                    (epoch(max(ended_at)) - epoch(min(started_at)))::DOUBLE, count(*), sum(records_in)::BIGINT,
+                    (epoch((SELECT max(ended_at) FROM latest)) - epoch(max(ended_at)))::DOUBLE
+             FROM latest GROUP BY slice ORDER BY slice",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok(SliceRow {
+                slice: r.get(0)?,
+                start: r.get(1)?,
+                end: r.get(2)?,
+                seconds: r.get(3)?,
+                units: r.get(4)?,
+                records: r.get(5)?,
+                idle_seconds: r.get(6)?,
+                straggler: false,
+            })
+        })? {
+            slices.push(row?);
+        }
+        // A straggler takes half again as long as the median slice, and at least a second more.
+        let mut d: Vec<f64> = slices.iter().map(|s| s.seconds).collect();
+        d.sort_by(f64::total_cmp);
+        if let Some(median) = d.get(d.len() / 2).copied() {
+            for s in &mut slices {
+                s.straggler = d.len() >= 2 && s.seconds > median * 1.5 && s.seconds - median >= 1.0;
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT vendor, input_path, part, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY vendor, input_path, part",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok(Failure {
+                vendor: r.get(0)?,
+                input_path: r.get(1)?,
+                part: r.get(2)?,
+                error: r.get(3)?,
+            })
+        })? {
+            failures.push(row?);
+        }
+    }
+    Ok(Summary {
+        totals,
+        vendors,
+        slices,
+        failures,
+        unreadable: sources
+            .iter()
+            .filter(|s| s.error.is_some())
+            .cloned()
+            .collect(),
+    })
+}

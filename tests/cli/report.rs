@@ -1,0 +1,165 @@
+//! `batchwin report`: merging the slices' ledgers of a run and summing them up.
+
+use predicates::prelude::*;
+
+use crate::util::{Dir, generate_day};
+
+fn run_plan(d: &Dir) -> usize {
+    generate_day(d, "20", "12000", "10", "21");
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "2",
+            "--split-bytes",
+            "40000",
+            "--date",
+            "2026-11-29",
+        ])
+        .assert()
+        .success();
+    let plan: serde_json::Value = serde_json::from_str(&d.read("plan.json")).unwrap();
+    let slices = plan["slices"].as_array().unwrap().len();
+    for k in 0..slices {
+        d.cmd()
+            .args([
+                "process",
+                "--config",
+                "day/batchwin.toml",
+                "--plan",
+                "plan.json",
+                "--slice",
+                &k.to_string(),
+                "--out",
+                "run",
+                "-q",
+            ])
+            .assert()
+            .code(0);
+    }
+    slices
+}
+
+fn report_json(d: &Dir) -> serde_json::Value {
+    let out = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn merged_figures_match_the_generated_day_and_merging_again_changes_nothing() {
+    let d = Dir::new();
+    let slices = run_plan(&d);
+    let expected: serde_json::Value = serde_json::from_str(&d.read("day/expected.json")).unwrap();
+    let first = report_json(&d);
+    let t = &first["totals"];
+    assert_eq!(t["files"], 20);
+    assert_eq!(t["records_in"], expected["records"]);
+    assert_eq!(t["records_rejected"], expected["invalid"]);
+    assert_eq!(t["failed"], 0);
+    assert_eq!(first["slices"].as_array().unwrap().len(), slices);
+    // Per vendor, records and rejects add up to what the generator wrote.
+    for v in first["vendors"].as_array().unwrap() {
+        let id = v["vendor"].as_str().unwrap();
+        let files: Vec<&serde_json::Value> = expected["per_file"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["vendor"] == id)
+            .collect();
+        let records: u64 = files.iter().map(|f| f["records"].as_u64().unwrap()).sum();
+        let invalid: u64 = files.iter().map(|f| f["invalid"].as_u64().unwrap()).sum();
+        assert_eq!(
+            (
+                v["records_in"].as_u64().unwrap(),
+                v["records_rejected"].as_u64().unwrap()
+            ),
+            (records, invalid),
+            "{id}"
+        );
+    }
+    // Merging the same ledgers again, and re-running a slice, counts nothing twice.
+    d.cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            "plan.json",
+            "--slice",
+            "0",
+            "--out",
+            "run",
+            "-q",
+        ])
+        .assert()
+        .code(0);
+    let second = report_json(&d);
+    assert_eq!(
+        second["totals"]["records_in"],
+        first["totals"]["records_in"]
+    );
+    assert_eq!(second["totals"]["units"], first["totals"]["units"]);
+    assert_eq!(
+        second["vendors"].as_array().unwrap().len(),
+        first["vendors"].as_array().unwrap().len()
+    );
+
+    // The merged ledger is a plain DuckDB file with a `slice` column.
+    let merged = duckdb::Connection::open(d.path("run/report.duckdb")).unwrap();
+    let n: i64 = merged
+        .query_row("SELECT count(DISTINCT slice) FROM files", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n as usize, slices);
+}
+
+#[test]
+fn an_unreadable_slice_ledger_is_named_and_fails_the_report() {
+    let d = Dir::new();
+    run_plan(&d);
+    d.write("run/ledgers/slice-00099.duckdb", b"this is not a ledger");
+    d.cmd()
+        .args(["report", "--ledgers", "run/ledgers"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("Ledgers that could not be read"))
+        .stdout(predicate::str::contains("slice-00099"));
+}
+
+#[test]
+fn markdown_and_csv_formats() {
+    let d = Dir::new();
+    run_plan(&d);
+    d.cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--format", "markdown"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("# batchwin report"))
+        .stdout(predicate::str::contains("| vendor | priority |"));
+    let out = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--format", "csv"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "vendor,priority,units,failed,records_in,records_rejected,seconds,records_per_second\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 11, "a header and ten vendors: {text}");
+}
