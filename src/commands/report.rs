@@ -9,7 +9,8 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::GlobalArgs;
 use crate::exit::{ExitStatus, Failure};
-use crate::ledger::report::{Summary, find_ledgers, merge, summarize};
+use crate::ledger::report::{Context, Summary, find_ledgers, merge, summarize};
+use crate::settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -30,6 +31,36 @@ pub struct ReportArgs {
     /// How to print the report.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// The run's plan: units and slices with no result are reported missing.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// The vendor configuration, for each priority's SLA.
+    #[arg(long, env = settings::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+    /// When the window opened (RFC 3339); SLAs count from here. Default: the first start.
+    #[arg(long)]
+    pub window_start: Option<String>,
+    /// Also write the totals and per-priority SLA figures for node_exporter's textfile collector.
+    #[arg(long)]
+    pub prometheus: Option<PathBuf>,
+    /// What makes the exit status 1 (comma-separated): failed, missing, unreadable,
+    /// sla-high, sla-medium, sla-low. Default: all of them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "failed,missing,unreadable,sla-high,sla-medium,sla-low"
+    )]
+    pub fail_on: Vec<FailOn>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Failed,
+    Missing,
+    Unreadable,
+    SlaHigh,
+    SlaMedium,
+    SlaLow,
 }
 
 pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
@@ -50,9 +81,44 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
             a.ledgers.display()
         )));
     }
+    let plan = match &a.plan {
+        Some(p) => Some(crate::plan::Plan::read(p).map_err(Failure::usage)?),
+        None => None,
+    };
+    let mut ctx = Context {
+        plan: plan.as_ref(),
+        ..Context::default()
+    };
+    if let Some(c) = &a.config {
+        let config = settings::load_config(c)?;
+        for v in &config.vendors {
+            if let Some(sla) = v
+                .sla
+                .as_deref()
+                .and_then(|s| crate::pipeline::parse_duration(s).ok())
+            {
+                let e = ctx.slas.entry(v.priority.to_string()).or_insert(f64::MAX);
+                *e = e.min(sla.as_secs_f64());
+            }
+        }
+    }
+    if let Some(w) = &a.window_start {
+        let t = chrono::DateTime::parse_from_rfc3339(w).map_err(|_| {
+            Failure::usage(anyhow!(
+                "--window-start {w:?} is not an RFC 3339 time like 2026-11-29T06:00:00Z"
+            ))
+        })?;
+        ctx.window_start = Some(t.with_timezone(&chrono::Utc));
+    }
     let (conn, sources) = merge(&merged, &ledgers).map_err(Failure::data)?;
-    let summary = summarize(&conn, &sources)
+    let summary = summarize(&conn, &sources, &ctx)
         .map_err(|e| Failure::data(anyhow!("`{}`: {e}", merged.display())))?;
+    if let Some(path) = &a.prometheus {
+        let tmp = path.with_extension("prom.tmp");
+        std::fs::write(&tmp, prometheus(&summary))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Failure::data(anyhow!("cannot write `{}`: {e}", path.display())))?;
+    }
     if !g.quiet {
         let text = match a.format {
             ReportFormat::Table => table(&summary, false),
@@ -62,7 +128,20 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
         };
         print!("{text}");
     }
-    let bad = summary.totals.failed > 0 || !summary.unreadable.is_empty();
+    let sla_missed = |p: &str| {
+        summary
+            .priorities
+            .iter()
+            .any(|r| r.priority == p && r.late_by_seconds.is_some_and(|l| l > 0.0))
+    };
+    let bad = a.fail_on.iter().any(|f| match f {
+        FailOn::Failed => summary.totals.failed > 0,
+        FailOn::Missing => !summary.missing.is_empty() || !summary.slices_never_started.is_empty(),
+        FailOn::Unreadable => !summary.unreadable.is_empty(),
+        FailOn::SlaHigh => sla_missed("high"),
+        FailOn::SlaMedium => sla_missed("medium"),
+        FailOn::SlaLow => sla_missed("low"),
+    });
     Ok(if bad {
         ExitStatus::DataFailure
     } else {
@@ -127,6 +206,48 @@ fn table(s: &Summary, markdown: bool) -> String {
             let _ = writeln!(o, "|{}", " --- |".repeat(n));
         }
     };
+    if !s.priorities.is_empty() {
+        h(&mut o, "Priorities");
+        let w = [8, 6, 7, 8, 16, 10, 0];
+        row(
+            &mut o,
+            &[
+                "priority",
+                "done",
+                "failed",
+                "missing",
+                "finished after",
+                "SLA",
+                "SLA met",
+            ]
+            .map(String::from),
+            &w,
+        );
+        sep(&mut o, 7);
+        for p in &s.priorities {
+            let secs =
+                |v: Option<f64>| v.map(|x| format!("{x:.1} s")).unwrap_or_else(|| "-".into());
+            let met = match p.late_by_seconds {
+                _ if p.units_failed + p.units_missing > 0 => {
+                    format!("no: {} failed, {} missing", p.units_failed, p.units_missing)
+                }
+                Some(l) if l > 0.0 => format!("MISSED by {l:.1} s"),
+                Some(l) => format!("met, {:.1} s to spare", -l),
+                None if p.sla_met => "yes (no SLA)".into(),
+                None => "no".into(),
+            };
+            let cells = [
+                p.priority.clone(),
+                p.units_done.to_string(),
+                p.units_failed.to_string(),
+                p.units_missing.to_string(),
+                secs(p.finished_after_seconds),
+                secs(p.sla_seconds),
+                met,
+            ];
+            row(&mut o, &cells, &w);
+        }
+    }
     h(&mut o, "Vendors");
     let w = [8, 8, 6, 7, 12, 10, 9, 12, 0];
     row(
@@ -223,6 +344,24 @@ fn table(s: &Summary, markdown: bool) -> String {
             );
         }
     }
+    if !s.missing.is_empty() || !s.slices_never_started.is_empty() {
+        h(&mut o, "Missing");
+        let dash = if markdown { "- " } else { "" };
+        for k in &s.slices_never_started {
+            let _ = writeln!(o, "{dash}slice {k} never started (no ledger)");
+        }
+        for m in &s.missing {
+            let part = m
+                .part
+                .map(|p| format!(" part {}", p + 1))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "{dash}{} `{}`{part} (slice {}): no result",
+                m.vendor, m.location, m.slice
+            );
+        }
+    }
     if !s.unreadable.is_empty() {
         h(&mut o, "Ledgers that could not be read");
         for u in &s.unreadable {
@@ -258,5 +397,71 @@ fn csv(s: &Summary) -> String {
             v.records_per_second
         );
     }
+    o
+}
+
+/// Totals and per-priority SLA figures in the node_exporter textfile format.
+fn prometheus(s: &Summary) -> String {
+    let t = &s.totals;
+    let mut o = String::new();
+    let mut metric = |name: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(
+            o,
+            "# HELP batchwin_{name} {help}\n# TYPE batchwin_{name} gauge"
+        );
+        for (labels, v) in samples {
+            let _ = writeln!(o, "batchwin_{name}{labels} {v}");
+        }
+    };
+    let one = |v: f64| [(String::new(), v)];
+    metric("files", "Files in the run.", &one(t.files as f64));
+    metric(
+        "units_failed",
+        "Units (files or parts) that failed.",
+        &one(t.failed as f64),
+    );
+    metric("records_in", "Records read.", &one(t.records_in as f64));
+    metric(
+        "records_out",
+        "Records delivered.",
+        &one(t.records_out as f64),
+    );
+    metric(
+        "records_rejected",
+        "Records rejected.",
+        &one(t.records_rejected as f64),
+    );
+    metric(
+        "wall_seconds",
+        "Seconds from the first start to the last end.",
+        &one(t.wall_seconds),
+    );
+    metric(
+        "missing_units",
+        "Planned units with no result.",
+        &one(s.missing.len() as f64),
+    );
+    type Row = crate::ledger::report::PriorityRow;
+    let by = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(String, f64)> {
+        s.priorities
+            .iter()
+            .filter_map(|p| f(p).map(|v| (format!("{{priority=\"{}\"}}", p.priority), v)))
+            .collect()
+    };
+    metric(
+        "priority_finished_seconds",
+        "Seconds from the window start to the priority's last finish.",
+        &by(&|p| p.finished_after_seconds),
+    );
+    metric(
+        "priority_sla_seconds",
+        "The priority's tightest SLA in seconds.",
+        &by(&|p| p.sla_seconds),
+    );
+    metric(
+        "priority_sla_met",
+        "1 when the priority met its SLA with nothing failed or missing.",
+        &by(&|p| Some(f64::from(u8::from(p.sla_met)))),
+    );
     o
 }

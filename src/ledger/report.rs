@@ -160,14 +160,56 @@ pub struct Failure {
     pub error: String,
 }
 
+/// One priority's files against its SLA.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriorityRow {
+    pub priority: String,
+    pub units_done: i64,
+    pub units_failed: i64,
+    /// Units in the plan with no result (needs the plan).
+    pub units_missing: i64,
+    /// Seconds from the window start to the priority's last finish.
+    pub finished_after_seconds: Option<f64>,
+    /// The tightest SLA among the priority's vendors (needs the config).
+    pub sla_seconds: Option<f64>,
+    /// How much later than the SLA it finished (negative: how much earlier).
+    pub late_by_seconds: Option<f64>,
+    pub sla_met: bool,
+}
+
+/// A planned unit with no result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Missing {
+    pub slice: usize,
+    pub vendor: String,
+    pub priority: String,
+    pub location: String,
+    pub part: Option<u32>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    pub window_start: Option<String>,
     pub totals: Totals,
+    pub priorities: Vec<PriorityRow>,
     pub vendors: Vec<VendorRow>,
     pub slices: Vec<SliceRow>,
     pub failures: Vec<Failure>,
+    pub missing: Vec<Missing>,
+    /// Planned slices with no ledger at all.
+    pub slices_never_started: Vec<usize>,
     pub unreadable: Vec<Source>,
+}
+
+/// What the report knows besides the ledgers.
+#[derive(Debug, Default)]
+pub struct Context<'a> {
+    pub plan: Option<&'a crate::plan::Plan>,
+    /// Each priority's tightest SLA, seconds.
+    pub slas: BTreeMap<String, f64>,
+    /// When the window opened; default: the first start in the ledgers.
+    pub window_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The latest attempt of each unit.
@@ -176,7 +218,11 @@ const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
     QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
 
 /// Sums up a merged ledger.
-pub fn summarize(conn: &Connection, sources: &[Source]) -> Result<Summary, duckdb::Error> {
+pub fn summarize(
+    conn: &Connection,
+    sources: &[Source],
+    ctx: &Context<'_>,
+) -> Result<Summary, duckdb::Error> {
     conn.execute_batch(LATEST)?;
     let totals = conn.query_row(
         "SELECT count(DISTINCT input_path), count(*), count(*) FILTER (WHERE status = 'succeeded'),
@@ -300,11 +346,96 @@ pub fn summarize(conn: &Connection, sources: &[Source]) -> Result<Summary, duckd
             failures.push(row?);
         }
     }
+    // What the plan expected and the ledgers do not have.
+    let mut missing = Vec::new();
+    let mut slices_never_started = Vec::new();
+    if let Some(plan) = ctx.plan {
+        let mut done = std::collections::HashSet::new();
+        let mut stmt = conn.prepare("SELECT input_path, part FROM latest")?;
+        for row in stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })? {
+            done.insert(row?);
+        }
+        let ran: std::collections::HashSet<&str> = sources
+            .iter()
+            .filter(|s| s.error.is_none())
+            .map(|s| s.slice.as_str())
+            .collect();
+        for sl in &plan.slices {
+            if !ran.contains(format!("slice-{:05}", sl.index).as_str()) {
+                slices_never_started.push(sl.index);
+            }
+            for u in &sl.units {
+                let part = u.part.as_ref().map(|p| p.index);
+                if !done.contains(&(u.location.clone(), part.map(i64::from))) {
+                    missing.push(Missing {
+                        slice: sl.index,
+                        vendor: u.vendor.clone(),
+                        priority: u.priority.to_string(),
+                        location: u.location.clone(),
+                        part,
+                    });
+                }
+            }
+        }
+    }
+    // Priorities against their SLAs, measured from the window start.
+    let first_start: Option<String> = conn.query_row(
+        "SELECT strftime(min(started_at), '%Y-%m-%dT%H:%M:%S.%fZ') FROM latest",
+        [],
+        |r| r.get(0),
+    )?;
+    let window_start = ctx.window_start.or_else(|| {
+        first_start
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    });
+    let mut priorities = Vec::new();
+    for p in ["high", "medium", "low"] {
+        let (done, failed, last): (i64, i64, Option<String>) = conn.query_row(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status <> 'succeeded'),
+                    strftime(max(ended_at), '%Y-%m-%dT%H:%M:%S.%fZ')
+             FROM latest WHERE priority = ?",
+            params![p],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let units_missing = missing.iter().filter(|m| m.priority == p).count() as i64;
+        if done + failed + units_missing == 0 {
+            continue;
+        }
+        let finished = match (&last, window_start) {
+            (Some(l), Some(w)) => chrono::DateTime::parse_from_rfc3339(l)
+                .ok()
+                .map(|e| (e.with_timezone(&chrono::Utc) - w).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        let sla = ctx.slas.get(p).copied();
+        let late = match (finished, sla) {
+            (Some(f), Some(s)) => Some(f - s),
+            _ => None,
+        };
+        priorities.push(PriorityRow {
+            priority: p.to_string(),
+            units_done: done,
+            units_failed: failed,
+            units_missing,
+            finished_after_seconds: finished,
+            sla_seconds: sla,
+            late_by_seconds: late,
+            sla_met: failed == 0 && units_missing == 0 && late.is_none_or(|l| l <= 0.0),
+        });
+    }
     Ok(Summary {
+        window_start: window_start.map(|w| w.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         totals,
+        priorities,
         vendors,
         slices,
         failures,
+        missing,
+        slices_never_started,
         unreadable: sources
             .iter()
             .filter(|s| s.error.is_some())

@@ -163,3 +163,95 @@ fn markdown_and_csv_formats() {
     );
     assert_eq!(text.lines().count(), 11, "a header and ten vendors: {text}");
 }
+
+#[test]
+fn missing_slices_and_units_late_priorities_and_prometheus() {
+    let d = Dir::new();
+    generate_day(&d, "12", "6000", "4", "3");
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            "day/inbound/2026-11-29",
+            "--slices",
+            "3",
+            "--date",
+            "2026-11-29",
+        ])
+        .assert()
+        .success();
+    for k in ["0", "1"] {
+        d.cmd()
+            .args([
+                "process",
+                "--config",
+                "day/batchwin.toml",
+                "--plan",
+                "plan.json",
+                "--slice",
+                k,
+                "--out",
+                "run",
+                "-q",
+            ])
+            .assert()
+            .code(0);
+    }
+    // Slice 2 never ran: the report names it and its files, and exits 1.
+    d.cmd()
+        .args([
+            "report",
+            "--ledgers",
+            "run/ledgers",
+            "--plan",
+            "plan.json",
+            "--config",
+            "day/batchwin.toml",
+            "--prometheus",
+            "run.prom",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "slice 2 never started (no ledger)",
+        ))
+        .stdout(predicate::str::contains("(slice 2): no result"));
+    let prom = d.read("run.prom");
+    assert!(
+        prom.contains("# TYPE batchwin_records_in gauge\nbatchwin_records_in "),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("batchwin_priority_sla_met{priority=\"high\"} "),
+        "{prom}"
+    );
+    // An operator may choose to look only at failures.
+    d.cmd()
+        .args([
+            "report",
+            "--ledgers",
+            "run/ledgers",
+            "--plan",
+            "plan.json",
+            "--fail-on",
+            "failed",
+        ])
+        .assert()
+        .code(0);
+    // A window that opened a day earlier: every SLA is missed.
+    d.cmd()
+        .args([
+            "report",
+            "--ledgers",
+            "run/ledgers",
+            "--config",
+            "day/batchwin.toml",
+            "--window-start",
+            "2000-01-01T06:00:00Z",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("MISSED by"));
+}
