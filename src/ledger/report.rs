@@ -66,49 +66,116 @@ pub fn merge(merged: &Path, ledgers: &[PathBuf]) -> Result<(Connection, Vec<Sour
          CREATE TABLE IF NOT EXISTS sources (slice VARCHAR PRIMARY KEY, path VARCHAR, error VARCHAR);",
     )
     .map_err(err)?;
+    let already: std::collections::HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT slice FROM sources").map_err(err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+        rows.filter_map(Result::ok).collect()
+    };
     let mut sources = Vec::new();
-    for path in ledgers {
-        let slice = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let result = (|| -> Result<(), duckdb::Error> {
-            conn.execute_batch(&format!(
-                "ATTACH {} AS src (READ_ONLY)",
-                quote_sql(&path.display().to_string())
-            ))?;
+    // Ledgers are attached and copied in batches: one transaction per batch, not per ledger,
+    // keeps a merge of a thousand slices to seconds.
+    for batch in ledgers.chunks(64) {
+        let mut good: Vec<(String, String)> = Vec::new(); // (alias, slice)
+        for (i, path) in batch.iter().enumerate() {
+            let slice = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let alias = format!("src{i}");
+            let check = (|| -> Result<(), String> {
+                conn.execute_batch(&format!(
+                    "ATTACH {} AS {alias} (READ_ONLY)",
+                    quote_sql(&path.display().to_string())
+                ))
+                .map_err(|e| e.to_string())?;
+                let version: String = conn
+                    .query_row(
+                        &format!("SELECT value FROM {alias}.meta WHERE key = 'schema_version'"),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| format!("not a batchwin ledger: {e}"))?;
+                if version != super::SCHEMA_VERSION {
+                    return Err(format!(
+                        "schema version {version}, this batchwin reads {}",
+                        super::SCHEMA_VERSION
+                    ));
+                }
+                Ok(())
+            })();
+            match check {
+                Ok(()) => good.push((alias, slice.clone())),
+                Err(e) => {
+                    let _ = conn.execute_batch(&format!("DETACH {alias}"));
+                    sources.push(Source {
+                        slice,
+                        path: path.display().to_string(),
+                        error: Some(e),
+                    });
+                    continue;
+                }
+            }
+            sources.push(Source {
+                slice,
+                path: path.display().to_string(),
+                error: None,
+            });
+        }
+        if !good.is_empty() {
             let copy = (|| -> Result<(), duckdb::Error> {
                 conn.execute_batch("BEGIN TRANSACTION")?;
+                let replaced: Vec<String> = good
+                    .iter()
+                    .filter(|(_, s)| already.contains(s))
+                    .map(|(_, s)| quote_sql(s))
+                    .collect();
                 for table in ["files", "runs", "rejects"] {
-                    conn.execute(
-                        &format!("DELETE FROM {table} WHERE slice = ?"),
-                        params![slice],
-                    )?;
-                    conn.execute(
-                        &format!("INSERT INTO {table} SELECT *, ? FROM src.{table}"),
-                        params![slice],
-                    )?;
+                    if !replaced.is_empty() {
+                        conn.execute_batch(&format!(
+                            "DELETE FROM {table} WHERE slice IN ({})",
+                            replaced.join(", ")
+                        ))?;
+                    }
+                    let selects: Vec<String> = good
+                        .iter()
+                        .map(|(a, s)| format!("SELECT *, {} FROM {a}.{table}", quote_sql(s)))
+                        .collect();
+                    // A run id is unique per process; a copied ledger may repeat one: keep the first.
+                    let verb = if table == "runs" {
+                        "INSERT OR IGNORE"
+                    } else {
+                        "INSERT"
+                    };
+                    conn.execute_batch(&format!(
+                        "{verb} INTO {table} {}",
+                        selects.join(" UNION ALL ")
+                    ))?;
                 }
                 conn.execute_batch("COMMIT")
             })();
-            if copy.is_err() {
+            if let Err(e) = copy {
                 let _ = conn.execute_batch("ROLLBACK");
+                for s in sources.iter_mut().rev().take(batch.len()) {
+                    if s.error.is_none() {
+                        s.error = Some(e.to_string());
+                    }
+                }
             }
-            let _ = conn.execute_batch("DETACH src");
-            copy
-        })();
-        let error = result.err().map(|e| e.to_string());
+            for (alias, _) in &good {
+                let _ = conn.execute_batch(&format!("DETACH {alias}"));
+            }
+        }
+    }
+    // One transaction for the whole list: each commit is a sync to disk.
+    conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
+    for s in &sources {
         conn.execute(
             "INSERT OR REPLACE INTO sources VALUES (?, ?, ?)",
-            params![slice, path.display().to_string(), error],
+            params![s.slice, s.path, s.error],
         )
         .map_err(err)?;
-        sources.push(Source {
-            slice,
-            path: path.display().to_string(),
-            error,
-        });
     }
+    conn.execute_batch("COMMIT").map_err(err)?;
     Ok((conn, sources))
 }
 
