@@ -15,7 +15,7 @@ pub mod report;
 use crate::engine::FileOutcome;
 
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
