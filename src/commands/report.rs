@@ -18,6 +18,7 @@ pub enum ReportFormat {
     Json,
     Markdown,
     Csv,
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +126,8 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
             ReportFormat::Markdown => table(&summary, true),
             ReportFormat::Json => serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n",
             ReportFormat::Csv => csv(&summary),
+            ReportFormat::Html => crate::ledger::report::html(&summary)
+                .map_err(|e| Failure::data(anyhow!("cannot render the HTML report: {e}")))?,
         };
         print!("{text}");
     }

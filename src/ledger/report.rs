@@ -267,6 +267,27 @@ pub struct Summary {
     /// Planned slices with no ledger at all.
     pub slices_never_started: Vec<usize>,
     pub unreadable: Vec<Source>,
+    /// Every unit's run, in seconds from the window start, for the timeline.
+    pub timeline: Vec<TimelineItem>,
+    /// Records finished in each tenth of the run.
+    pub throughput: Vec<ThroughputBucket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineItem {
+    pub slice: String,
+    pub vendor: String,
+    pub priority: String,
+    pub name: String,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub failed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputBucket {
+    pub end_seconds: f64,
+    pub records: i64,
 }
 
 /// What the report knows besides the ledgers.
@@ -494,7 +515,65 @@ pub fn summarize(
             sla_met: failed == 0 && units_missing == 0 && late.is_none_or(|l| l <= 0.0),
         });
     }
+    // The timeline and throughput, relative to the window start.
+    let mut timeline = Vec::new();
+    let origin = window_start
+        .map(|w| w.timestamp_micros() as f64 / 1e6)
+        .unwrap_or(0.0);
+    {
+        let mut stmt = conn.prepare(
+            "SELECT slice, vendor, priority, input_path, part, epoch(started_at)::DOUBLE, epoch(ended_at)::DOUBLE, status
+             FROM latest ORDER BY slice, started_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let path: String = r.get(3)?;
+            let part: Option<i64> = r.get(4)?;
+            let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+            Ok(TimelineItem {
+                slice: r.get(0)?,
+                vendor: r.get(1)?,
+                priority: r.get(2)?,
+                name: match part {
+                    Some(p) => format!("{name} part {}", p + 1),
+                    None => name,
+                },
+                start_seconds: r.get::<_, f64>(5)? - origin,
+                end_seconds: r.get::<_, f64>(6)? - origin,
+                failed: r.get::<_, String>(7)? != "succeeded",
+            })
+        })?;
+        for t in rows {
+            timeline.push(t?);
+        }
+    }
+    let span = timeline.iter().map(|t| t.end_seconds).fold(0.0, f64::max);
+    let mut throughput: Vec<ThroughputBucket> = (1..=10)
+        .map(|i| ThroughputBucket {
+            end_seconds: span * i as f64 / 10.0,
+            records: 0,
+        })
+        .collect();
+    {
+        let mut stmt =
+            conn.prepare("SELECT (epoch(ended_at) - ?)::DOUBLE, records_in FROM latest")?;
+        let rows = stmt.query_map(params![origin], |r| {
+            Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (end, n) = row?;
+            let i = if span > 0.0 {
+                ((end / span) * 10.0).ceil() as usize
+            } else {
+                1
+            };
+            if let Some(b) = throughput.get_mut(i.clamp(1, 10) - 1) {
+                b.records += n;
+            }
+        }
+    }
     Ok(Summary {
+        timeline,
+        throughput,
         window_start: window_start.map(|w| w.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         totals,
         priorities,
@@ -509,4 +588,14 @@ pub fn summarize(
             .cloned()
             .collect(),
     })
+}
+
+/// The report as one self-contained HTML page (no scripts, no network): cards, the SLA table,
+/// a timeline of units per slice, throughput over time, vendors and reject reasons. Rendered
+/// with minijinja from `templates/report.html`, which escapes every value.
+pub fn html(s: &Summary) -> Result<String, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("report.html", include_str!("templates/report.html"))?;
+    env.get_template("report.html")?
+        .render(minijinja::context! { s => minijinja::value::Serde(s) })
 }

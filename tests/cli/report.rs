@@ -255,3 +255,91 @@ fn missing_slices_and_units_late_priorities_and_prometheus() {
         .code(1)
         .stdout(predicate::str::contains("MISSED by"));
 }
+
+/// The HTML report in a real headless Chromium (installed by `scripts/test`): it loads without
+/// errors, and shows the SLA table, the timeline and the throughput chart.
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let Some(chromium) = std::env::var_os("BATCHWIN_TEST_CHROMIUM") else {
+        eprintln!("BATCHWIN_TEST_CHROMIUM is not set; scripts/test installs Chromium and sets it.");
+        return;
+    };
+    let d = Dir::new();
+    run_plan(&d);
+    let out = d
+        .cmd()
+        .args([
+            "report",
+            "--ledgers",
+            "run/ledgers",
+            "--config",
+            "day/batchwin.toml",
+            "--format",
+            "html",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::write(d.path("report.html"), &out.stdout).unwrap();
+    let url = format!("file://{}", d.path("report.html").display());
+    let chrome = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,1100",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium")
+    };
+    let shot = d.path("report.png");
+    let out = chrome(&[&format!("--screenshot={}", shot.display())]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        !log.contains("Uncaught") && !log.contains("CONSOLE"),
+        "the page logged errors:\n{log}"
+    );
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
+    let dom = String::from_utf8_lossy(&chrome(&["--dump-dom"]).stdout).into_owned();
+    assert!(
+        dom.contains("id=\"sla-table\"") && dom.contains(">high<"),
+        "no SLA table"
+    );
+    let timeline = dom
+        .split("id=\"timeline-chart\"")
+        .nth(1)
+        .expect("timeline chart");
+    assert!(
+        timeline
+            .split("</svg>")
+            .next()
+            .unwrap()
+            .matches("<rect")
+            .count()
+            >= 20,
+        "timeline has no bars"
+    );
+    assert!(
+        dom.contains("id=\"throughput-chart\""),
+        "no throughput chart"
+    );
+}
