@@ -312,6 +312,19 @@ pub fn summarize(
     ctx: &Context<'_>,
 ) -> Result<Summary, duckdb::Error> {
     conn.execute_batch(LATEST)?;
+    // Each vendor's measured cost, for planning the next runs (`plan --history` reads the same
+    // figures from any ledger).
+    conn.execute_batch(
+        "CREATE OR REPLACE TABLE history AS
+         SELECT vendor,
+                count(*) AS units,
+                sum(input_bytes)::BIGINT AS bytes,
+                sum(records_in)::BIGINT AS records,
+                sum(epoch(ended_at) - epoch(started_at))::DOUBLE AS seconds,
+                (sum(epoch(ended_at) - epoch(started_at)) / nullif(sum(input_bytes), 0))::DOUBLE AS seconds_per_byte,
+                (sum(epoch(ended_at) - epoch(started_at)) / nullif(sum(records_in), 0))::DOUBLE AS seconds_per_record
+         FROM latest WHERE status = 'succeeded' GROUP BY vendor ORDER BY vendor",
+    )?;
     let totals = conn.query_row(
         "SELECT count(DISTINCT input_path), count(*), count(*) FILTER (WHERE status = 'succeeded'),
                 count(*) FILTER (WHERE status <> 'succeeded'),

@@ -343,3 +343,34 @@ fn html_report_renders_in_headless_chromium() {
         "no throughput chart"
     );
 }
+
+/// Other tools read the merged ledger: the Python duckdb package, including the `history`
+/// table of each vendor's measured cost.
+#[test]
+fn python_duckdb_reads_the_merged_ledger_and_its_history() {
+    let Some(python) = std::env::var_os("BATCHWIN_TEST_PYTHON") else {
+        eprintln!("BATCHWIN_TEST_PYTHON is not set; scripts/test sets it.");
+        return;
+    };
+    let d = Dir::new();
+    run_plan(&d);
+    report_json(&d);
+    let script = "import duckdb, sys\n\
+con = duckdb.connect(sys.argv[1], read_only=True)\n\
+print(con.sql('SELECT count(DISTINCT slice) > 1, sum(records_in) FROM files').fetchall()[0])\n\
+print(con.sql('SELECT count(*), min(seconds_per_byte) > 0 FROM history').fetchall()[0])\n";
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(d.path("run/report.duckdb"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "(True, 12000)\n(10, True)\n"
+    );
+}
