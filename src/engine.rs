@@ -39,7 +39,12 @@ pub struct EngineOptions {
     pub window_chunks: usize,
     /// The business date of the run, for `{date}` in output names.
     pub date: String,
+    /// Set when the run is asked to stop; checked between windows.
+    pub cancel: crate::cancel::Cancel,
 }
+
+/// The error of a unit stopped by a signal.
+pub const CANCELLED: &str = "cancelled by a signal before it finished";
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -48,6 +53,7 @@ impl Default for EngineOptions {
             chunk_bytes: 1 << 20,
             window_chunks: threads * 4,
             date: chrono::Local::now().format("%Y-%m-%d").to_string(),
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 }
@@ -57,6 +63,8 @@ impl Default for EngineOptions {
 pub enum FileStatus {
     Succeeded,
     Failed,
+    /// Stopped by SIGTERM or SIGINT; done again by the next run.
+    Cancelled,
 }
 
 impl std::fmt::Display for FileStatus {
@@ -64,6 +72,7 @@ impl std::fmt::Display for FileStatus {
         f.write_str(match self {
             FileStatus::Succeeded => "succeeded",
             FileStatus::Failed => "failed",
+            FileStatus::Cancelled => "cancelled",
         })
     }
 }
@@ -292,7 +301,11 @@ pub fn process_file(
     outcome.input_sha256 = hasher.finish(data, range.end);
     if let Err(e) = result {
         // Nothing was delivered: the records written to the abandoned output do not count.
-        outcome.status = FileStatus::Failed;
+        outcome.status = if e == CANCELLED {
+            FileStatus::Cancelled
+        } else {
+            FileStatus::Failed
+        };
         outcome.error = Some(e);
         outcome.records_out = 0;
     }
@@ -354,6 +367,9 @@ fn run_chunks(
         let mut frames = decoder.frame(data, &pre, opts.chunk_bytes);
         let mut window: Vec<Chunk> = Vec::with_capacity(opts.window_chunks);
         loop {
+            if opts.cancel.is_cancelled() {
+                return Err(CANCELLED.to_string());
+            }
             window.clear();
             for c in frames.by_ref() {
                 let mut c = c.map_err(|e| format!("{input_name}: {e}"))?;
@@ -430,6 +446,12 @@ fn run_chunks(
             outcome.output_path = Some(p);
             outcome.output_bytes = bytes;
             outcome.output_sha256 = Some(sha);
+        }
+        Err(e) if e == CANCELLED => {
+            // Nothing of a cancelled unit stays behind: the next run does it again.
+            out.abandon();
+            rej.abandon();
+            return Err(e);
         }
         Err(e) => {
             out.abandon();

@@ -16,6 +16,8 @@ pub enum ExitStatus {
     Usage,
     /// 3: retryable I/O error (network, object store, SFTP): run the same command again.
     Retryable,
+    /// 128 + signal: stopped by SIGTERM (143) or SIGINT (130); the next run resumes.
+    Interrupted(i32),
 }
 
 impl ExitStatus {
@@ -25,6 +27,7 @@ impl ExitStatus {
             ExitStatus::DataFailure => 1,
             ExitStatus::Usage => 2,
             ExitStatus::Retryable => 3,
+            ExitStatus::Interrupted(sig) => (128 + sig).clamp(0, 255) as u8,
         }
     }
 }
@@ -75,4 +78,5 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
   0  success
   1  data failure: a file failed (skip limit exceeded, unreadable input), an SLA was missed
   2  usage or configuration error
-  3  retryable I/O error: run the same command again";
+    3  retryable I/O error: run the same command again
+  130, 143  stopped by SIGINT or SIGTERM: units in flight were abandoned cleanly; run again";

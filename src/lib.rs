@@ -4,6 +4,7 @@
 //! -> `pipeline` (validate, map, mask) -> `engine` (one file, chunks in parallel) -> `ledger`
 //! (what happened). `commands` holds one file of glue per subcommand; `generate` writes
 //! synthetic days for demos, tests and benchmarks.
+pub mod cancel;
 pub mod cli;
 pub mod codecs;
 pub mod commands;

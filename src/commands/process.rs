@@ -75,11 +75,15 @@ pub struct Summary {
     pub seconds: f64,
     pub ledger: PathBuf,
     pub skipped: Vec<PathBuf>,
+    /// The signal that stopped the run, if one did.
+    pub interrupted: Option<i32>,
 }
 
 impl Summary {
     pub fn status(&self) -> ExitStatus {
-        if self.outcomes.iter().any(|o| o.status == FileStatus::Failed) {
+        if let Some(sig) = self.interrupted {
+            ExitStatus::Interrupted(sig)
+        } else if self.outcomes.iter().any(|o| o.status == FileStatus::Failed) {
             ExitStatus::DataFailure
         } else {
             ExitStatus::Success
@@ -106,7 +110,10 @@ impl Summary {
         let secs = self.seconds.max(1e-9);
         let mut s = format!(
             "files      {n} ({} succeeded, {} failed)\nrecords    {} in, {} out, {} rejected ({:.2}%)\ntime       {:.2} s\nrate       {} records/s, {:.1} MB/s\nledger     {}\n",
-            n - failed.len(),
+            self.outcomes
+                .iter()
+                .filter(|o| o.status == FileStatus::Succeeded)
+                .count(),
             failed.len(),
             thousands(rin),
             thousands(rout),
@@ -136,6 +143,16 @@ impl Summary {
                 o.vendor,
                 o.input_path.display(),
                 o.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        if let Some(sig) = self.interrupted {
+            let cancelled = self
+                .outcomes
+                .iter()
+                .filter(|o| o.status == FileStatus::Cancelled)
+                .count();
+            s.push_str(&format!(
+                "stopped    by signal {sig}: {cancelled} units cancelled and cleaned up, the rest not started; run again to finish\n"
             ));
         }
         for p in &self.skipped {
@@ -365,6 +382,9 @@ fn process_items(
         .iter()
         .map(|p| p.encoder().map_err(|m| Failure::usage(anyhow!(m))))
         .collect::<Result<_, _>>()?;
+    opts.cancel
+        .listen()
+        .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?;
     // Two inputs must never write the same output (for example `a.csv` and `a.txt` with the
     // default `{stem}.out.csv`): one would silently replace the other.
     let mut targets = std::collections::HashMap::new();
@@ -468,6 +488,10 @@ fn process_items(
         for _ in 0..rayon::current_num_threads().max(1) {
             scope.spawn(|| {
                 loop {
+                    // After SIGTERM or SIGINT no new unit starts.
+                    if opts.cancel.is_cancelled() {
+                        break;
+                    }
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(w) = items.get(i) else { break };
                     let r = work(w);
@@ -501,6 +525,7 @@ fn process_items(
         seconds,
         ledger: ledger_path.to_path_buf(),
         skipped,
+        interrupted: opts.cancel.signal(),
     };
     let status = first_error.as_ref().map_or(summary.status(), |e| e.status);
     ledger

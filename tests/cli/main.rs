@@ -2,6 +2,7 @@
 
 mod util;
 
+mod cancel;
 mod config_errors;
 mod demo;
 mod generate;

@@ -1,0 +1,80 @@
+//! SIGTERM and SIGINT: stop cleanly, exit 128 + signal, leave no temporary files, and let the
+//! next run finish the work.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{Dir, generate_day, tree_hashes};
+
+fn stop_with(signal: &str, code: i32) {
+    let d = Dir::new();
+    generate_day(&d, "40", "1500000", "4", "9");
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let mut child = std::process::Command::new(&bin)
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "out",
+            "--date",
+            "2026-11-29",
+            "-q",
+        ])
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .current_dir(d.root())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(
+        sent.success(),
+        "the run ended before the signal: make the day larger"
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit within 10 s of {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(code), "{signal}");
+    // No temporary or partial file anywhere in the output.
+    let leftovers: Vec<String> = tree_hashes(&d.path("out"), &|_| false)
+        .into_keys()
+        .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with('.')))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let ledger = batchwin::ledger::Ledger::open(&d.path("out/ledger.duckdb")).unwrap();
+    let (exit, done): (i32, i64) = ledger
+        .connection()
+        .query_row(
+            "SELECT (SELECT exit_code FROM runs), (SELECT count(*) FROM files WHERE status = 'succeeded')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(exit, code);
+    assert!(done < 40, "everything had finished before the signal");
+    drop(ledger);
+    // The next run finishes the day.
+    crate::util::process_day(&d, "out");
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_143_and_the_next_run_finishes() {
+    stop_with("-TERM", 143);
+}
+
+#[test]
+fn sigint_stops_cleanly_with_130() {
+    stop_with("-INT", 130);
+}
