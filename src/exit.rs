@@ -75,8 +75,8 @@ impl From<crate::config::ConfigError> for Failure {
 
 /// Help text listing the exit codes, appended to `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
-  0  success
-  1  data failure: a file failed (skip limit exceeded, unreadable input), an SLA was missed
-  2  usage or configuration error
-    3  retryable I/O error: run the same command again
-  130, 143  stopped by SIGINT or SIGTERM: units in flight were abandoned cleanly; run again";
+  0         success
+  1         data failure: a file failed (skip limit exceeded, unreadable input), an SLA was missed
+  2         usage or configuration error
+  3         retryable I/O error: run the same command again
+  130, 143  stopped by SIGINT or SIGTERM: the unit in flight was abandoned cleanly; run again";
