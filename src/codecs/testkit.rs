@@ -153,7 +153,9 @@ pub fn value_strategy() -> impl proptest::strategy::Strategy<Value = String> {
         1 => Just('é'),
         1 => Just('日'),
         1 => Just('🦀'),
-        1 => any::<char>(),
+        // U+FEFF is left out: at the very start of a file it reads as a byte order mark, which
+        // every decoder skips (see `Preamble::had_bom`), so it cannot round-trip there.
+        1 => any::<char>().prop_filter("U+FEFF reads as a byte order mark at the start of a file", |c| *c != '\u{feff}'),
     ];
     proptest::collection::vec(ch, 0..12).prop_map(|cs| cs.into_iter().collect())
 }
