@@ -66,12 +66,9 @@ pub enum FailOn {
 
 pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     let merged = a.out.clone().unwrap_or_else(|| {
-        let base = if a.ledgers.is_file() {
-            a.ledgers.parent()
-        } else {
-            a.ledgers.parent()
-        };
-        base.map(|p| p.join("report.duckdb"))
+        a.ledgers
+            .parent()
+            .map(|p| p.join("report.duckdb"))
             .unwrap_or_else(|| PathBuf::from("report.duckdb"))
     });
     let ledgers = find_ledgers(&a.ledgers, Some(&merged))

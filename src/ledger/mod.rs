@@ -175,16 +175,6 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Records one processed file and its reject counts, atomically.
-    pub fn record_file(
-        &mut self,
-        run: &RunInfo,
-        priority: &str,
-        f: &FileOutcome,
-    ) -> Result<(), LedgerError> {
-        self.record_files(run, &[(priority.to_string(), f.clone())])
-    }
-
     /// Records processed files and their reject counts in one transaction (one commit for many
     /// small files costs far less than one each).
     pub fn record_files(
