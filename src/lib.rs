@@ -15,3 +15,4 @@ pub mod ledger;
 pub mod pipeline;
 pub mod plan;
 pub mod settings;
+pub mod storage;

@@ -9,3 +9,4 @@ mod ledger;
 mod plan;
 mod process;
 mod slurm;
+mod storage;
