@@ -38,6 +38,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Copy the day's complete inbound files from SFTP or an object store to staging; write the manifest.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Fetch(commands::fetch::FetchArgs),
     /// List a local inbound folder (`DIR/VENDOR/FILE`) as a manifest for `plan`.
     #[command(after_help = EXIT_CODES_HELP)]
     Manifest(commands::manifest::ManifestArgs),
@@ -50,9 +53,15 @@ pub enum Command {
     /// Write a deterministic synthetic day of vendor files, its config and expected counts.
     #[command(after_help = EXIT_CODES_HELP)]
     Generate(commands::generate::GenerateArgs),
+    /// Deliver outputs to vendors' outbound locations, atomically and idempotently.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Publish(commands::publish::PublishArgs),
     /// Sum up a run from its ledgers: files, records, rejects, failures.
     #[command(after_help = EXIT_CODES_HELP)]
     Report(commands::report::ReportArgs),
+    /// Run a batch window end to end: fetch, plan, process every slice, publish, report.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(commands::run::RunArgs),
     /// Generate a small day in a fresh folder and process all of it: the first thing to run.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(commands::demo::DemoArgs),
@@ -62,11 +71,14 @@ impl Cli {
     pub fn run(self) -> Result<ExitStatus, Failure> {
         let g = self.global;
         match self.command {
+            Command::Fetch(a) => commands::fetch::run(&g, a),
+            Command::Publish(a) => commands::publish::run(&g, a),
             Command::Manifest(a) => commands::manifest::run(&g, a),
             Command::Plan(a) => commands::plan::run(&g, a),
             Command::Process(a) => commands::process::run(&g, a),
             Command::Report(a) => commands::report::run(&g, a),
             Command::Generate(a) => commands::generate::run(&g, a),
+            Command::Run(a) => commands::run::run(&g, a),
             Command::Demo(a) => commands::demo::run(&g, a),
         }
     }

@@ -22,6 +22,16 @@ pub struct Config {
     /// Where the key for keyed-hash masking comes from.
     #[serde(default)]
     pub masking: MaskingConfig,
+    /// Folder that `run` keeps each window's files in (`RUNS/DATE-WINDOW/`), relative to
+    /// this file: default `runs`.
+    #[serde(default)]
+    pub runs: Option<PathBuf>,
+    /// Where files come from and go to: layouts, SSH, object store settings, retries.
+    #[serde(default)]
+    pub transfer: TransferConfig,
+    /// Named batch windows for `run`: `[windows.morning]`.
+    #[serde(default)]
+    pub windows: BTreeMap<String, WindowConfig>,
     /// Every vendor, in file order.
     #[serde(default, rename = "vendor")]
     pub vendors: Vec<VendorConfig>,
@@ -44,6 +54,68 @@ pub struct MaskingConfig {
     pub key_env: Option<String>,
     /// Path of a file that holds the HMAC key (relative paths are relative to the config file).
     pub key_file: Option<PathBuf>,
+}
+
+/// `[transfer]`: how `fetch` and `publish` reach vendors' servers and stores.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferConfig {
+    /// Where a day's inbound files are below the source: default `inbound/{date}/{vendor}/{file}`.
+    pub inbound: Option<String>,
+    /// Where outputs are delivered below the target: default `outbound/{date}/{vendor}/{file}`.
+    pub outbound: Option<String>,
+    /// How long a file's size and modification time must stay the same before it counts as
+    /// complete (for vendors without a completion marker): default `"30s"`.
+    pub settle: Option<String>,
+    /// Concurrent transfers: default 8.
+    pub concurrency: Option<usize>,
+    /// Retries of a transient failure before giving up with exit code 3: default 5.
+    pub retries: Option<u32>,
+    /// First wait between retries, doubled each time (with jitter): default `"500ms"`.
+    pub retry_wait: Option<String>,
+    /// Time without an answer after which a request fails (and is retried): default `"30s"`.
+    pub timeout: Option<String>,
+    /// SSH private key for `sftp://` (relative to this file). Passwords are never accepted.
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file that SFTP servers' host keys must be in (relative to this file).
+    pub known_hosts: Option<PathBuf>,
+    /// object_store settings, e.g. `aws_endpoint`, `aws_region`, `azure_storage_use_emulator`.
+    /// Secrets belong in the environment (`AWS_SECRET_ACCESS_KEY`, ...), not here.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[windows.NAME]`: a batch window that `run` executes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Opening time, `HH:MM` in `time_zone`.
+    pub start: String,
+    /// Closing time, `HH:MM`; before `start` means the next day (the window belongs to the day
+    /// it starts).
+    pub end: String,
+    /// IANA time zone of `start` and `end`, e.g. `Europe/Berlin`: default `UTC`.
+    pub time_zone: Option<String>,
+    /// Where the window's files come from (`fetch --source`).
+    pub source: String,
+    /// Where outputs go (`publish --target`); without it nothing is published.
+    pub target: Option<String>,
+    /// Slices run at once by the local executor: default the number of cores.
+    pub workers: Option<usize>,
+}
+
+/// `[vendor.transfer]`: one vendor's way of signalling complete files and receiving results.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorTransferConfig {
+    /// Completion marker the vendor writes after each file, e.g. `"{file}.done"`: when set, a
+    /// file is fetched only once its marker exists.
+    pub marker: Option<String>,
+    /// Deliver this vendor's outputs here instead of the `publish --target` location.
+    pub outbound: Option<String>,
+    /// Deliver the reject file too, beside the output.
+    #[serde(default)]
+    pub publish_rejects: bool,
 }
 
 #[derive(
@@ -90,6 +162,8 @@ pub struct VendorConfig {
     #[serde(default)]
     pub lookups: BTreeMap<String, BTreeMap<String, String>>,
     pub output: OutputConfig,
+    #[serde(default)]
+    pub transfer: VendorTransferConfig,
 }
 
 fn default_priority() -> Priority {
@@ -392,6 +466,10 @@ enum Seg {
 impl KeyPath {
     pub fn vendor(index: usize) -> Self {
         KeyPath(vec![Seg::Key("vendor".into()), Seg::Index(index)])
+    }
+    /// A top-level key, e.g. `transfer`.
+    pub fn top(k: &str) -> Self {
+        KeyPath(vec![Seg::Key(k.to_string())])
     }
     pub fn key(&self, k: &str) -> Self {
         let mut p = self.clone();

@@ -41,7 +41,14 @@ pub struct EngineOptions {
     pub date: String,
     /// Set when the run is asked to stop; checked between windows.
     pub cancel: crate::cancel::Cancel,
+    /// After this time no unit of a MEDIUM or LOW vendor starts (it is deferred); HIGH units
+    /// always start.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// The error of a unit not started because the window had ended.
+pub const DEFERRED: &str =
+    "deferred: the window ended before it started; the next run of the window does it";
 
 /// The error of a unit stopped by a signal.
 pub const CANCELLED: &str = "cancelled by a signal before it finished";
@@ -54,6 +61,7 @@ impl Default for EngineOptions {
             window_chunks: threads * 4,
             date: chrono::Local::now().format("%Y-%m-%d").to_string(),
             cancel: crate::cancel::Cancel::default(),
+            deadline: None,
         }
     }
 }
@@ -65,6 +73,8 @@ pub enum FileStatus {
     Failed,
     /// Stopped by SIGTERM or SIGINT; done again by the next run.
     Cancelled,
+    /// Not started: the window's deadline had passed (MEDIUM and LOW units only).
+    Deferred,
 }
 
 impl std::fmt::Display for FileStatus {
@@ -73,6 +83,7 @@ impl std::fmt::Display for FileStatus {
             FileStatus::Succeeded => "succeeded",
             FileStatus::Failed => "failed",
             FileStatus::Cancelled => "cancelled",
+            FileStatus::Deferred => "deferred",
         })
     }
 }
@@ -101,6 +112,32 @@ pub struct FileOutcome {
     pub reject_counts: RejectCounts,
     /// For a part of a split file: (0-based index, number of parts).
     pub part: Option<(u32, u32)>,
+}
+
+impl FileOutcome {
+    /// A unit that was not started because the window had ended.
+    pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
+        let now = chrono::Utc::now();
+        FileOutcome {
+            vendor: vendor.to_string(),
+            input_path: input.to_path_buf(),
+            input_bytes: std::fs::metadata(input).map(|m| m.len()).unwrap_or(0),
+            input_sha256: String::new(),
+            records_in: 0,
+            records_out: 0,
+            records_rejected: 0,
+            status: FileStatus::Deferred,
+            error: Some(DEFERRED.to_string()),
+            started_at: now,
+            ended_at: now,
+            output_path: None,
+            output_bytes: 0,
+            output_sha256: None,
+            reject_path: None,
+            reject_counts: RejectCounts::new(),
+            part: part.map(|p| (p.index, p.count)),
+        }
+    }
 }
 
 /// The results of one chunk, in the order they must be written.

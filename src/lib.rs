@@ -16,3 +16,6 @@ pub mod ledger;
 pub mod pipeline;
 pub mod plan;
 pub mod settings;
+pub mod storage;
+pub mod transfer;
+pub mod window;

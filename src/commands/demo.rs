@@ -1,5 +1,7 @@
-//! `batchwin demo`: generate a small day in a fresh folder, process all of it on this machine,
-//! and check the result against what the generator says it contains.
+//! `batchwin demo`: generate a small day in a fresh folder and run it end to end with
+//! `batchwin run` (fetch, plan, process, publish, report), local folders standing in for the
+//! vendors' SFTP server and the outbound server; then check the result against what the
+//! generator says the day contains.
 
 use std::path::PathBuf;
 
@@ -66,21 +68,51 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         super::process::thousands(gen_summary.records),
         gen_summary.bytes as f64 / 1e6
     ));
-    let config = Config::load(&gen_summary.config)?;
-    let out = dir.join("out");
-    let summary = super::process::process_inbound(g, &config, &gen_summary.inbound, &out, &date)?;
-    say(summary.render());
+    // The vendors' server and the outbound server are folders here; the window is the demo's.
+    let vendors_server = dir.join("vendors-server");
+    std::fs::create_dir_all(&vendors_server)
+        .map_err(|e| Failure::data(anyhow!("cannot create `{}`: {e}", vendors_server.display())))?;
+    std::fs::rename(dir.join("inbound"), vendors_server.join("inbound"))
+        .map_err(|e| Failure::data(anyhow!("cannot move the generated files: {e}")))?;
+    let outbound_server = dir.join("outbound-server");
+    let mut text = std::fs::read_to_string(&gen_summary.config)
+        .with_context(|| format!("cannot read `{}`", gen_summary.config.display()))
+        .map_err(Failure::data)?;
+    text.push_str(&format!(
+        "\n# The demo's batch window: the vendors' server and the outbound server are folders.\n\
+         [windows.demo]\nstart = \"00:00\"\nend = \"23:59\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n",
+        vendors_server.display().to_string(),
+        outbound_server.display().to_string()
+    ));
+    std::fs::write(&gen_summary.config, text)
+        .map_err(|e| Failure::data(anyhow!("cannot write the config: {e}")))?;
+    Config::load(&gen_summary.config)?;
+    let runs = dir.join("runs");
+    let status = super::run::run(
+        g,
+        super::run::RunArgs {
+            config: gen_summary.config.clone(),
+            window: "demo".into(),
+            date: Some(date.clone()),
+            executor: super::run::Executor::Local,
+            workers: None,
+            runs: Some(runs.clone()),
+            catch_up: true,
+            dry_run: false,
+        },
+    )?;
 
     // Check the run against what the generator wrote.
     let text = std::fs::read_to_string(&gen_summary.expected)
         .with_context(|| format!("cannot read `{}`", gen_summary.expected.display()))
         .map_err(Failure::data)?;
     let expected: Expected = serde_json::from_str(&text).map_err(|e| Failure::data(anyhow!(e)))?;
-    let rejected: u64 = summary.outcomes.iter().map(|o| o.records_rejected).sum();
-    let records: u64 = summary.outcomes.iter().map(|o| o.records_in).sum();
+    let run_dir = runs.join(format!("{date}-demo"));
+    let (records, rejected) = counts(&run_dir.join("out/ledgers")).map_err(Failure::data)?;
+    let delivered = count_files(&outbound_server);
     let ok = rejected == expected.invalid
         && records == expected.records
-        && summary.status() == ExitStatus::Success;
+        && status == ExitStatus::Success;
     say(format!(
         "check      {} records and {} rejects, expected {} and {}: {}",
         super::process::thousands(records),
@@ -89,10 +121,64 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         super::process::thousands(expected.invalid),
         if ok { "ok" } else { "MISMATCH" }
     ));
-    say(format!("outputs    {}", out.display()));
+    say(format!(
+        "delivered  {delivered} files to `{}`",
+        outbound_server.display()
+    ));
+    say(format!("run folder {}", run_dir.display()));
+    say(format!(
+        "report     {}",
+        run_dir.join("report.html").display()
+    ));
     Ok(if ok {
         ExitStatus::Success
     } else {
-        ExitStatus::DataFailure
+        worse_than_ok(status)
     })
+}
+
+fn worse_than_ok(s: ExitStatus) -> ExitStatus {
+    if s == ExitStatus::Success {
+        ExitStatus::DataFailure
+    } else {
+        s
+    }
+}
+
+/// Records in and rejected over the latest attempt of every unit in the run's ledgers.
+fn counts(ledgers: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let found = crate::ledger::report::find_ledgers(ledgers, None)?;
+    let tmp = std::env::temp_dir().join(format!(
+        "batchwin-demo-{}.duckdb",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let r = (|| -> anyhow::Result<(u64, u64)> {
+        let (conn, _) = crate::ledger::report::merge(&tmp, &found)?;
+        conn.execute_batch(crate::ledger::report::LATEST)?;
+        let (a, b): (i64, i64) = conn.query_row(
+            "SELECT coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_rejected), 0)::BIGINT FROM latest",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((a as u64, b as u64))
+    })();
+    for ext in ["", ".wal"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
+    }
+    r
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
 }

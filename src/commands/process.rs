@@ -55,6 +55,11 @@ pub struct ProcessArgs {
     /// Business date for `{date}` in output names (default today).
     #[arg(long, env = settings::ENV_DATE, value_parser = settings::check_date)]
     pub date: Option<String>,
+    /// After this time (RFC 3339) no unit of a MEDIUM or LOW vendor starts: it is recorded as
+    /// `deferred` and left for the next run. HIGH units always start. `run` sets it to the
+    /// window's end.
+    #[arg(long, value_parser = parse_deadline)]
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
@@ -79,11 +84,21 @@ pub struct Summary {
     pub interrupted: Option<i32>,
 }
 
+fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is not a time like 2026-11-29T10:00:00Z: {e}"))
+}
+
 impl Summary {
     pub fn status(&self) -> ExitStatus {
         if let Some(sig) = self.interrupted {
             ExitStatus::Interrupted(sig)
-        } else if self.outcomes.iter().any(|o| o.status == FileStatus::Failed) {
+        } else if self
+            .outcomes
+            .iter()
+            .any(|o| matches!(o.status, FileStatus::Failed | FileStatus::Deferred))
+        {
             ExitStatus::DataFailure
         } else {
             ExitStatus::Success
@@ -153,6 +168,16 @@ impl Summary {
                 .count();
             s.push_str(&format!(
                 "stopped    by signal {sig}: {cancelled} units cancelled and cleaned up, the rest not started; run again to finish\n"
+            ));
+        }
+        let deferred = self
+            .outcomes
+            .iter()
+            .filter(|o| o.status == FileStatus::Deferred)
+            .count();
+        if deferred > 0 {
+            s.push_str(&format!(
+                "deferred   {deferred} units of MEDIUM and LOW vendors: the window ended before they started\n"
             ));
         }
         for p in &self.skipped {
@@ -225,6 +250,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     let opts = EngineOptions {
         chunk_bytes: a.chunk_bytes as usize,
         date: a.date.clone().unwrap_or_else(settings::today),
+        deadline: a.deadline,
         ..EngineOptions::default()
     };
     let ledger_path = a
@@ -300,6 +326,7 @@ fn run_slice(
     let opts = EngineOptions {
         chunk_bytes: a.chunk_bytes as usize,
         date: plan.date.clone(),
+        deadline: a.deadline,
         ..EngineOptions::default()
     };
     let ledger = a
@@ -456,18 +483,25 @@ fn process_items(
         items.iter().map(|_| Mutex::new(None)).collect();
     let work = |w: &WorkItem| -> Result<FileOutcome, Failure> {
         let p = &profiles[w.vendor];
-        let outcome = process_file(
-            p,
-            encoders[w.vendor].as_ref(),
-            &w.input,
-            &w.out_dir,
-            opts,
-            w.part.as_ref(),
-        )
-        .with_context(|| format!("cannot read `{}`", w.input.display()))
-        // The file was there when the run started: a read that fails now is an I/O
-        // fault (a network filesystem, a disk) worth retrying.
-        .map_err(Failure::retryable)?;
+        let late = opts.deadline.is_some_and(|d| {
+            p.priority != crate::config::Priority::High && chrono::Utc::now() >= d
+        });
+        let outcome = if late {
+            FileOutcome::deferred(&p.id, &w.input, w.part.as_ref())
+        } else {
+            process_file(
+                p,
+                encoders[w.vendor].as_ref(),
+                &w.input,
+                &w.out_dir,
+                opts,
+                w.part.as_ref(),
+            )
+            .with_context(|| format!("cannot read `{}`", w.input.display()))
+            // The file was there when the run started: a read that fails now is an I/O
+            // fault (a network filesystem, a disk) worth retrying.
+            .map_err(Failure::retryable)?
+        };
         if outcome.status == FileStatus::Failed {
             tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
         }

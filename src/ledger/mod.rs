@@ -15,7 +15,7 @@ pub mod report;
 use crate::engine::FileOutcome;
 
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS rejects (
     rule        VARCHAR NOT NULL,
     count       BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deliveries (
+    run_id      VARCHAR NOT NULL,
+    vendor      VARCHAR NOT NULL,
+    input_path  VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    target      VARCHAR NOT NULL,
+    bytes       BIGINT,
+    sha256      VARCHAR,
+    status      VARCHAR NOT NULL,
+    error       VARCHAR,
+    at          TIMESTAMP NOT NULL
+);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +108,22 @@ impl RunInfo {
             started_at: chrono::Utc::now(),
         }
     }
+}
+
+/// One delivery by `publish`: `kind` is `output` or `rejects`; `status` is `delivered`,
+/// `skipped` (the same bytes were already there), `refused` (different bytes were there) or
+/// `failed`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub vendor: String,
+    pub input_path: String,
+    pub kind: &'static str,
+    pub target: String,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An open ledger file.
@@ -239,6 +267,28 @@ impl Ledger {
             rejects_app.flush().map_err(err)?;
         }
         tx.commit().map_err(err)
+    }
+
+    /// Records what `publish` did with one output or reject file.
+    pub fn record_delivery(&self, run: &RunInfo, d: &Delivery) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+                params![
+                    run.run_id,
+                    d.vendor,
+                    d.input_path,
+                    d.kind,
+                    d.target,
+                    d.bytes.map(|b| b as i64),
+                    d.sha256,
+                    d.status,
+                    d.error,
+                    ts(&d.at)
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// The underlying connection, for queries (reports, tests).

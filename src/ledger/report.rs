@@ -63,6 +63,7 @@ pub fn merge(merged: &Path, ledgers: &[PathBuf]) -> Result<(Connection, Vec<Sour
         "ALTER TABLE files ADD COLUMN IF NOT EXISTS slice VARCHAR;
          ALTER TABLE runs ADD COLUMN IF NOT EXISTS slice VARCHAR;
          ALTER TABLE rejects ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS slice VARCHAR;
          CREATE TABLE IF NOT EXISTS sources (slice VARCHAR PRIMARY KEY, path VARCHAR, error VARCHAR);",
     )
     .map_err(err)?;
@@ -129,7 +130,7 @@ pub fn merge(merged: &Path, ledgers: &[PathBuf]) -> Result<(Connection, Vec<Sour
                     .filter(|(_, s)| already.contains(s))
                     .map(|(_, s)| quote_sql(s))
                     .collect();
-                for table in ["files", "runs", "rejects"] {
+                for table in ["files", "runs", "rejects", "deliveries"] {
                     if !replaced.is_empty() {
                         conn.execute_batch(&format!(
                             "DELETE FROM {table} WHERE slice IN ({})",
@@ -301,7 +302,7 @@ pub struct Context<'a> {
 }
 
 /// The latest attempt of each unit.
-const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
+pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
     SELECT * FROM files
     QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
 

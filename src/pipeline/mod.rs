@@ -55,6 +55,27 @@ pub enum SkipLimit {
 }
 
 impl SkipLimit {
+    /// Vendor `index`'s limit from the config.
+    pub fn of(cfg: &Config, index: usize) -> Result<SkipLimit, ConfigError> {
+        Ok(match &cfg.vendors[index].skip_limit {
+            None => SkipLimit::Unlimited,
+            Some(SkipLimitConfig::Count(n)) => SkipLimit::Count(*n),
+            Some(SkipLimitConfig::Text(t)) => {
+                let p = t
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| {
+                        cfg.at(
+                            &KeyPath::vendor(index).key("skip_limit"),
+                            format!("{t:?} is neither a count nor a percentage like \"2%\""),
+                        )
+                    })?;
+                SkipLimit::Percent(p)
+            }
+        })
+    }
+
     /// Whether `rejected` out of `total` records exceeds the limit.
     pub fn exceeded(&self, rejected: u64, total: u64) -> bool {
         match *self {
@@ -219,23 +240,7 @@ impl VendorProfile {
                 ));
             }
         }
-        let skip_limit = match &v.skip_limit {
-            None => SkipLimit::Unlimited,
-            Some(SkipLimitConfig::Count(n)) => SkipLimit::Count(*n),
-            Some(SkipLimitConfig::Text(t)) => {
-                let p = t
-                    .strip_suffix('%')
-                    .and_then(|n| n.trim().parse::<f64>().ok())
-                    .filter(|p| (0.0..=100.0).contains(p))
-                    .ok_or_else(|| {
-                        cfg.at(
-                            &at.key("skip_limit"),
-                            format!("{t:?} is neither a count nor a percentage like \"2%\""),
-                        )
-                    })?;
-                SkipLimit::Percent(p)
-            }
-        };
+        let skip_limit = SkipLimit::of(cfg, index)?;
 
         // Fields.
         if v.fields.is_empty() {

@@ -26,9 +26,43 @@ pub struct ManifestRow {
     pub priority: Priority,
     /// RFC 3339, UTC.
     pub discovered_at: String,
+    /// Where `fetch` found the file (URL without credentials); absent for local scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The source file's modification time when it was fetched (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_modified: Option<String>,
+    /// Set when the file changed at the source after it had been staged: the checksum of the
+    /// copy this row replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_sha256: Option<String>,
 }
 
-/// Reads a manifest; errors name the line.
+impl ManifestRow {
+    /// What identifies the file across runs: its source, or its location for local scans.
+    pub fn key(&self) -> &str {
+        self.source.as_deref().unwrap_or(&self.location)
+    }
+}
+
+/// Keeps the last row of each file (a manifest that `fetch` appended to may hold an earlier
+/// row for a file that changed), in the order of first appearance.
+pub fn dedupe(rows: Vec<ManifestRow>) -> Vec<ManifestRow> {
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<ManifestRow> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match index.get(r.key()) {
+            Some(&i) => out[i] = r,
+            None => {
+                index.insert(r.key().to_string(), out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Reads a manifest, keeping the last row of each file (see [`dedupe`]); errors name the line.
 pub fn read(path: &Path) -> anyhow::Result<Vec<ManifestRow>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read manifest `{}`", path.display()))?;
@@ -47,7 +81,7 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<ManifestRow>> {
         })?;
         rows.push(row);
     }
-    Ok(rows)
+    Ok(dedupe(rows))
 }
 
 /// Writes a manifest atomically (temporary name, then rename).
@@ -130,6 +164,9 @@ pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, Sc
                 format: v.input.format,
                 priority: v.priority,
                 discovered_at: now.clone(),
+                source: None,
+                source_modified: None,
+                replaced_sha256: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

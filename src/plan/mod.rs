@@ -572,6 +572,9 @@ mod tests {
             format: crate::config::Format::Jsonl,
             priority: prio,
             discovered_at: String::new(),
+            source: None,
+            source_modified: None,
+            replaced_sha256: None,
         }
     }
 

@@ -10,4 +10,7 @@ mod ledger;
 mod plan;
 mod process;
 mod report;
+mod run;
 mod slurm;
+mod storage;
+mod transfer;

@@ -161,3 +161,139 @@ pub fn process_day(d: &Dir, out: &str) {
         .assert()
         .code(0);
 }
+
+/// A test service's variable (set by `scripts/test`, which starts the service). When the
+/// whole suite runs from `scripts/test` (`BATCHWIN_REQUIRE_SERVICES=1`), a missing service
+/// fails the test; a developer's plain `cargo test` skips it with a note.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("BATCHWIN_REQUIRE_SERVICES").is_some() => {
+            panic!("{var} is not set although scripts/test should have started its service")
+        }
+        _ => {
+            eprintln!("{var} is not set: skipped (scripts/test starts the service)");
+            None
+        }
+    }
+}
+
+/// The OpenSSH server started by `scripts/services/sshd-up`.
+pub struct Sftp {
+    /// `sftp://root@127.0.0.1:PORT`
+    pub base: String,
+    /// Folder on the server (and on this machine) the tests write below.
+    pub root: PathBuf,
+    pub key: String,
+    pub known_hosts: String,
+    pub wrong_known_hosts: String,
+    pub port: String,
+}
+
+impl Sftp {
+    pub fn get() -> Option<Sftp> {
+        let base = service("BATCHWIN_TEST_SFTP")?;
+        let port = base.rsplit(':').next().unwrap_or("22").to_string();
+        Some(Sftp {
+            base,
+            root: PathBuf::from(
+                std::env::var("BATCHWIN_TEST_SFTP_ROOT").expect("BATCHWIN_TEST_SFTP_ROOT"),
+            ),
+            key: std::env::var("BATCHWIN_TEST_SFTP_KEY").expect("BATCHWIN_TEST_SFTP_KEY"),
+            known_hosts: std::env::var("BATCHWIN_TEST_SFTP_KNOWN_HOSTS")
+                .expect("BATCHWIN_TEST_SFTP_KNOWN_HOSTS"),
+            wrong_known_hosts: std::env::var("BATCHWIN_TEST_SFTP_WRONG_KNOWN_HOSTS")
+                .expect("BATCHWIN_TEST_SFTP_WRONG_KNOWN_HOSTS"),
+            port,
+        })
+    }
+
+    /// A fresh folder on the server: (its URL, its local path).
+    pub fn folder(&self) -> (String, PathBuf) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let local = self.root.join(&id);
+        std::fs::create_dir_all(&local).expect("sftp folder");
+        (format!("{}{}", self.base, local.display()), local)
+    }
+
+    /// The flags that give batchwin the key and known_hosts.
+    pub fn flags(&self) -> [String; 4] {
+        [
+            "--ssh-key".into(),
+            self.key.clone(),
+            "--known-hosts".into(),
+            self.known_hosts.clone(),
+        ]
+    }
+
+    /// Runs the OpenSSH `sftp` client with a batch of commands, checking the host key.
+    pub fn client(&self, batch: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sftp")
+            .args([
+                "-P",
+                &self.port,
+                "-i",
+                &self.key,
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts))
+            .args(["-b", "-", "root@127.0.0.1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sftp client");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(batch.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("sftp client")
+    }
+}
+
+/// Every file below `dir`, relative path -> bytes.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that `published` (laid out `VENDOR/NAME`) holds exactly the outputs under `whole`
+/// (`VENDOR/NAME`, reject files and ledgers left out), byte for byte.
+pub fn assert_published(whole: &Path, published: &Path) {
+    let expected: std::collections::BTreeMap<String, Vec<u8>> = tree(whole)
+        .into_iter()
+        .filter(|(k, _)| k.contains('/') && !k.contains(".rejects.") && !k.ends_with(".duckdb"))
+        .collect();
+    let got = tree(published);
+    assert!(!expected.is_empty(), "no outputs under {}", whole.display());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "published files differ from the outputs"
+    );
+    for (k, v) in &expected {
+        assert!(&got[k] == v, "{k}: published bytes differ from the output");
+    }
+}

@@ -1,0 +1,662 @@
+//! One interface over where files live: local folders, object stores (S3, Azure Blob, GCS)
+//! through the `object_store` crate, and SFTP servers through `russh`/`russh-sftp`. `fetch` and
+//! `publish` talk to a [`Store`] and never to a backend directly; every backend passes the same
+//! conformance suite (`tests/cli/storage.rs`).
+//!
+//! A store is opened from a URL: a plain path or `file:///dir`, `s3://bucket/prefix`,
+//! `az://container/prefix` (also `azure://`), `gs://bucket/prefix`, `sftp://user@host:port/dir`.
+//! Credentials, endpoints and regions come from the usual variables (`AWS_*`, `AZURE_*`,
+//! `GOOGLE_*`) and from the `[transfer.options]` table of the config, gathered once into
+//! [`StoreOptions`]. SSH uses keys only, and verifies the server against a known_hosts file.
+//!
+//! Transient failures (connection refused or reset, timeouts, 5xx answers, a dropped SFTP
+//! session) are retried with exponential backoff and jitter ([`Retry`]); an error that outlasts
+//! the retries is [`StorageError::Transient`], which commands turn into the retryable exit code.
+//!
+//! Names inside a store are relative, `/`-separated, and checked by [`safe_name`]: no `..`, no
+//! absolute paths, no control characters. A name that fails the check is never sent anywhere.
+
+mod object;
+mod sftp;
+
+use std::path::{Path as FsPath, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// Bytes above which uploads to object stores go in parts (a completed multipart upload is
+/// still atomic: readers see the whole object or nothing).
+pub const MULTIPART_BYTES: u64 = 16 << 20;
+/// Size of the buffers files are streamed through.
+pub(crate) const STREAM_BUF: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("`{url}` is not a location batchwin can use: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("unsafe remote name {name:?}: {reason}; nothing was written")]
+    UnsafeName { name: String, reason: &'static str },
+    #[error("`{name}` already exists in `{store}`")]
+    AlreadyExists { store: String, name: String },
+    #[error("`{name}` is not in `{store}`")]
+    NotFound { store: String, name: String },
+    #[error("`{store}`: {message}")]
+    Transient { store: String, message: String },
+    #[error("`{store}`: {message}")]
+    Failed { store: String, message: String },
+    #[error("`{store}`: {message}")]
+    HostKey { store: String, message: String },
+    #[error("local file `{path}`: {source}")]
+    Local {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Whether running the same operation again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Transient { .. })
+    }
+    pub(crate) fn local(path: &FsPath, source: std::io::Error) -> StorageError {
+        StorageError::Local {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// How transient failures are retried: `attempts` retries after the first try, waiting
+/// `base * 2^n` (at most `max`), each wait scaled by a random factor in [0.5, 1) so that many
+/// workers do not retry in step.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            attempts: 5,
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before retry number `n` (0-based).
+    pub fn delay(&self, n: u32) -> Duration {
+        use rand::Rng;
+        let full = self.base.saturating_mul(1u32 << n.min(20)).min(self.max);
+        full.mul_f64(rand::thread_rng().gen_range(0.5..1.0))
+    }
+}
+
+/// SSH settings for `sftp://` locations.
+#[derive(Debug, Clone, Default)]
+pub struct SshOptions {
+    /// Private key file (OpenSSH format). Passwords are never accepted.
+    pub key: Option<PathBuf>,
+    /// known_hosts file the server's key must be in (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Add an unknown server's key to known_hosts instead of refusing it (first contact only:
+    /// a key that differs from a recorded one is always refused).
+    pub accept_new_host_key: bool,
+}
+
+/// Everything needed to open stores, resolved once by the command.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// object_store configuration keys (`aws_endpoint`, `aws_region`, `aws_allow_http`,
+    /// `azure_storage_use_emulator`, ...), applied over the environment.
+    pub pairs: Vec<(String, String)>,
+    pub ssh: SshOptions,
+    pub retry: Retry,
+    /// Seconds without an answer after which a request counts as failed (and is retried).
+    pub timeout: Option<Duration>,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Name relative to the store's root.
+    pub name: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a finished transfer moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transferred {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+enum Backend {
+    Object(object::ObjectBackend),
+    Sftp(sftp::SftpBackend),
+}
+
+/// A location opened for reading and writing.
+pub struct Store {
+    backend: Backend,
+    /// The URL without credentials, for messages, ledgers and manifests.
+    display: String,
+    retry: Retry,
+}
+
+/// Checks a relative name: `/`-separated, no `..`, `.` or empty parts, not absolute, no NUL
+/// or control characters, no backslashes (which some servers treat as separators).
+pub fn safe_name(name: &str) -> Result<(), StorageError> {
+    let bad = |reason| {
+        Err(StorageError::UnsafeName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty");
+    }
+    if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
+        return bad("absolute paths are not allowed");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return bad("NUL and control characters are not allowed");
+    }
+    if name.contains('\\') {
+        return bad("backslashes are not allowed");
+    }
+    if name
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return bad("`..`, `.` and empty path parts are not allowed");
+    }
+    Ok(())
+}
+
+/// The URL with any password, query string (where SAS tokens and signatures live) and
+/// fragment removed, for logs, ledgers, manifests and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if url.contains("://") && u.scheme().len() > 1 => {
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Joins a store's display URL and a name inside it.
+pub fn join_url(base: &str, name: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), name)
+}
+
+impl Store {
+    /// Opens a location URL or a plain local path (local folders are created when missing;
+    /// remote ones are checked on first use).
+    pub async fn open(location: &str, opts: &StoreOptions) -> Result<Store, StorageError> {
+        let display = redact_url(location);
+        let bad = |reason: String| StorageError::BadUrl {
+            url: display.clone(),
+            reason,
+        };
+        let backend = if !location.contains("://") {
+            Backend::Object(object::ObjectBackend::local(
+                FsPath::new(location),
+                &display,
+            )?)
+        } else {
+            let url = url::Url::parse(&location.replacen("azure://", "az://", 1))
+                .map_err(|e| bad(e.to_string()))?;
+            match url.scheme() {
+                "file" => {
+                    let path = url
+                        .to_file_path()
+                        .map_err(|()| bad("not a local path".into()))?;
+                    Backend::Object(object::ObjectBackend::local(&path, &display)?)
+                }
+                "s3" | "az" | "gs" => {
+                    Backend::Object(object::ObjectBackend::remote(&url, opts, &display)?)
+                }
+                "sftp" => Backend::Sftp(sftp::SftpBackend::new(&url, opts, &display)?),
+                other => {
+                    return Err(bad(format!(
+                        "unknown scheme `{other}`; use a path, file://, s3://, az://, gs:// or sftp://"
+                    )));
+                }
+            }
+        };
+        Ok(Store {
+            backend,
+            display,
+            retry: opts.retry,
+        })
+    }
+
+    /// The URL this store was opened from, without credentials.
+    pub fn url(&self) -> &str {
+        &self.display
+    }
+
+    /// The URL of a name inside this store, without credentials.
+    pub fn url_of(&self, name: &str) -> String {
+        join_url(&self.display, name)
+    }
+
+    /// The local folder behind a `file://` or plain-path store.
+    pub fn local_root(&self) -> Option<&FsPath> {
+        match &self.backend {
+            Backend::Object(o) => o.local_root(),
+            Backend::Sftp(_) => None,
+        }
+    }
+
+    /// Runs `op` again on transient errors, with backoff, up to the retry limit.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        let mut n = 0;
+        loop {
+            match op().await {
+                Err(e) if e.is_transient() && n < self.retry.attempts => {
+                    let wait = self.retry.delay(n);
+                    n += 1;
+                    tracing::warn!(
+                        store = %self.display,
+                        attempt = n,
+                        of = self.retry.attempts,
+                        "{what} failed, retrying in {:.1}s: {e}",
+                        wait.as_secs_f64()
+                    );
+                    if let Backend::Sftp(s) = &self.backend {
+                        s.reset().await;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Every file below `prefix` ("" for all), names relative to the root, sorted by name.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+        if !prefix.is_empty() {
+            safe_name(prefix.trim_end_matches('/'))?;
+        }
+        let mut out = self
+            .retrying("listing", || async move {
+                match &self.backend {
+                    Backend::Object(o) => o.list(prefix).await,
+                    Backend::Sftp(s) => s.list(prefix).await,
+                }
+            })
+            .await?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Size and time of one file, or `None` when it is absent.
+    pub async fn head(&self, name: &str) -> Result<Option<Entry>, StorageError> {
+        safe_name(name)?;
+        self.retrying("reading the size of a file", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.head(name).await,
+                Backend::Sftp(s) => s.head(name).await,
+            }
+        })
+        .await
+    }
+
+    /// Uploads a local file atomically: on object stores one put or a completed multipart
+    /// upload, on SFTP a temporary name in the target folder renamed once its size is
+    /// verified; readers never see part of it. Without `overwrite`, an existing target is never
+    /// replaced ([`StorageError::AlreadyExists`]).
+    pub async fn put_file(
+        &self,
+        name: &str,
+        local: &FsPath,
+        overwrite: bool,
+    ) -> Result<Transferred, StorageError> {
+        safe_name(name)?;
+        self.retrying("upload", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.put_file(name, local, overwrite).await,
+                Backend::Sftp(s) => s.put_file(name, local, overwrite).await,
+            }
+        })
+        .await
+    }
+
+    /// Downloads a file to a local path, streaming and hashing as it goes; written under a
+    /// temporary name beside `local` and renamed when complete, so `local` is never partial.
+    pub async fn get_file(&self, name: &str, local: &FsPath) -> Result<Transferred, StorageError> {
+        safe_name(name)?;
+        if let Some(dir) = local.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StorageError::local(dir, e))?;
+        }
+        let tmp = temp_sibling(local);
+        let tmp_ref = tmp.as_path();
+        let result = self
+            .retrying("download", || async move {
+                let mut sink = FileSink::create(tmp_ref).await?;
+                match &self.backend {
+                    Backend::Object(o) => o.get_into(name, &mut sink).await?,
+                    Backend::Sftp(s) => s.get_into(name, &mut sink).await?,
+                }
+                sink.finish().await
+            })
+            .await;
+        match result {
+            Ok(t) => {
+                tokio::fs::rename(&tmp, local)
+                    .await
+                    .map_err(|e| StorageError::local(local, e))?;
+                Ok(t)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Size and sha256 of a remote file, read as a stream and not kept.
+    pub async fn checksum(&self, name: &str) -> Result<Transferred, StorageError> {
+        safe_name(name)?;
+        self.retrying("checksum", || async move {
+            let mut sink = HashSink::default();
+            match &self.backend {
+                Backend::Object(o) => o.get_into(name, &mut sink).await?,
+                Backend::Sftp(s) => s.get_into(name, &mut sink).await?,
+            }
+            Ok(sink.finish())
+        })
+        .await
+    }
+
+    /// Reads a whole (small) file.
+    pub async fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StorageError> {
+        safe_name(name)?;
+        self.retrying("download", || async move {
+            let mut sink = VecSink::default();
+            match &self.backend {
+                Backend::Object(o) => o.get_into(name, &mut sink).await?,
+                Backend::Sftp(s) => s.get_into(name, &mut sink).await?,
+            }
+            Ok(sink.0)
+        })
+        .await
+    }
+
+    /// Deletes a file (one that is already gone is fine).
+    pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        safe_name(name)?;
+        self.retrying("delete", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.delete(name).await,
+                Backend::Sftp(s) => s.delete(name).await,
+            }
+        })
+        .await
+    }
+
+    /// Renames `from` to `to`, refusing to replace an existing `to`.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        safe_name(from)?;
+        safe_name(to)?;
+        self.retrying("rename", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.rename(from, to).await,
+                Backend::Sftp(s) => s.rename(from, to).await,
+            }
+        })
+        .await
+    }
+}
+
+/// `DIR/.NAME.batchwin-PID-RANDOM`: a hidden name in the same folder, so the final rename is
+/// atomic and listings skip it.
+pub fn temp_sibling(path: &FsPath) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(
+        ".{name}.batchwin-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+/// Where downloaded bytes go: a local file, a hash only, or memory.
+#[allow(async_fn_in_trait)]
+pub(crate) trait Sink {
+    /// Starts over (a retried download begins again at byte 0).
+    async fn restart(&mut self) -> Result<(), StorageError>;
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError>;
+}
+
+struct FileSink {
+    path: PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl FileSink {
+    async fn create(path: &FsPath) -> Result<FileSink, StorageError> {
+        let file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| StorageError::local(path, e))?;
+        Ok(FileSink {
+            path: path.to_path_buf(),
+            file: tokio::io::BufWriter::with_capacity(STREAM_BUF, file),
+            sha: Sha256::new(),
+            bytes: 0,
+        })
+    }
+    async fn finish(mut self) -> Result<Transferred, StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let err = |e| StorageError::local(&self.path, e);
+        self.file.flush().await.map_err(err)?;
+        self.file.get_ref().sync_all().await.map_err(err)?;
+        Ok(Transferred {
+            bytes: self.bytes,
+            sha256: hex::encode(self.sha.finalize()),
+        })
+    }
+}
+
+impl Sink for FileSink {
+    async fn restart(&mut self) -> Result<(), StorageError> {
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        let err = |e| StorageError::local(&self.path, e);
+        self.file.flush().await.map_err(err)?;
+        self.file.get_mut().set_len(0).await.map_err(err)?;
+        self.file
+            .get_mut()
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(err)?;
+        self.sha = Sha256::new();
+        self.bytes = 0;
+        Ok(())
+    }
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.sha.update(chunk);
+        self.bytes += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| StorageError::local(&self.path, e))
+    }
+}
+
+#[derive(Default)]
+struct HashSink {
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl HashSink {
+    fn finish(self) -> Transferred {
+        Transferred {
+            bytes: self.bytes,
+            sha256: hex::encode(self.sha.finalize()),
+        }
+    }
+}
+
+impl Sink for HashSink {
+    async fn restart(&mut self) -> Result<(), StorageError> {
+        *self = HashSink::default();
+        Ok(())
+    }
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        self.sha.update(chunk);
+        self.bytes += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct VecSink(Vec<u8>);
+
+impl Sink for VecSink {
+    async fn restart(&mut self) -> Result<(), StorageError> {
+        self.0.clear();
+        Ok(())
+    }
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// Reads a local file in [`STREAM_BUF`] pieces, hashing what it hands out.
+pub(crate) struct HashingReader {
+    path: PathBuf,
+    file: tokio::fs::File,
+    pub sha: Sha256,
+    pub bytes: u64,
+}
+
+impl HashingReader {
+    pub async fn open(path: &FsPath) -> Result<(HashingReader, u64), StorageError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| StorageError::local(path, e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| StorageError::local(path, e))?
+            .len();
+        Ok((
+            HashingReader {
+                path: path.to_path_buf(),
+                file,
+                sha: Sha256::new(),
+                bytes: 0,
+            },
+            size,
+        ))
+    }
+    /// The next piece, or `None` at the end.
+    pub async fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+        use tokio::io::AsyncReadExt;
+        buf.resize(STREAM_BUF, 0);
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self
+                .file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| StorageError::local(&self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        self.sha.update(&buf[..]);
+        self.bytes += filled as u64;
+        Ok(filled > 0)
+    }
+    pub fn finish(self) -> Transferred {
+        Transferred {
+            bytes: self.bytes,
+            sha256: hex::encode(self.sha.finalize()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_escape_the_root_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../../b",
+            "..",
+            "a//b",
+            "./a",
+            "a\0b",
+            "a\nb",
+            "C:\\x",
+            "a\\..\\b",
+            "x/\u{1b}[2J",
+        ] {
+            assert!(safe_name(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "a",
+            "inbound/2026-11-29/ACME/f.csv",
+            "a.b..c",
+            "é/ü",
+            "..a",
+            "a..",
+        ] {
+            assert!(safe_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redact_url("sftp://user:secret@host:22/x"),
+            "sftp://user@host:22/x"
+        );
+        assert_eq!(redact_url("s3://bucket/p"), "s3://bucket/p");
+        assert_eq!(redact_url("az://c/p?sv=2024&sig=SECRET"), "az://c/p");
+        assert_eq!(redact_url("/local/path"), "/local/path");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = Retry {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        for n in 0..10 {
+            let d = r.delay(n);
+            let full = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(2));
+            assert!(d >= full / 2 && d < full, "{n}: {d:?} vs {full:?}");
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Local folders and object stores (S3, Azure Blob, GCS) through the `object_store` crate.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+};
+
+use super::{Entry, HashingReader, MULTIPART_BYTES, Sink, StorageError, StoreOptions, Transferred};
+
+pub(super) struct ObjectBackend {
+    inner: Arc<dyn ObjectStore>,
+    root: Path,
+    display: String,
+    local: Option<std::path::PathBuf>,
+}
+
+impl ObjectBackend {
+    pub fn local(path: &FsPath, display: &str) -> Result<ObjectBackend, StorageError> {
+        std::fs::create_dir_all(path).map_err(|e| StorageError::local(path, e))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(path).map_err(|e| {
+            StorageError::BadUrl {
+                url: display.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(ObjectBackend {
+            inner: Arc::new(fs),
+            root: Path::default(),
+            display: display.to_string(),
+            local: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
+        })
+    }
+
+    /// `s3://`, `az://` and `gs://`: configured from the environment, then from `opts.pairs`.
+    /// The client's own retries are kept short; [`super::Store`] retries whole operations.
+    pub fn remote(
+        url: &url::Url,
+        opts: &StoreOptions,
+        display: &str,
+    ) -> Result<ObjectBackend, StorageError> {
+        let bad = |reason: String| StorageError::BadUrl {
+            url: display.to_string(),
+            reason,
+        };
+        let retry = RetryConfig {
+            max_retries: 2,
+            retry_timeout: std::time::Duration::from_secs(60),
+            ..Default::default()
+        };
+        let mut client = object_store::ClientOptions::new();
+        if let Some(t) = opts.timeout {
+            client = client
+                .with_timeout(t)
+                .with_connect_timeout(t.min(std::time::Duration::from_secs(10)));
+        }
+        let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "s3" => {
+                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+                let mut b = AmazonS3Builder::from_env()
+                    .with_url(&base)
+                    .with_retry(retry)
+                    .with_client_options(client);
+                for (k, v) in &opts.pairs {
+                    if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "az" => {
+                use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+                let mut b = MicrosoftAzureBuilder::from_env()
+                    .with_url(&base)
+                    .with_retry(retry)
+                    .with_client_options(client);
+                for (k, v) in &opts.pairs {
+                    if let Ok(key) = k.parse::<AzureConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "gs" => {
+                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_url(&base)
+                    .with_retry(retry)
+                    .with_client_options(client);
+                for (k, v) in &opts.pairs {
+                    if let Ok(key) = k.parse::<GoogleConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            other => return Err(bad(format!("unknown scheme `{other}`"))),
+        };
+        let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
+        Ok(ObjectBackend {
+            inner: store,
+            root,
+            display: display.to_string(),
+            local: None,
+        })
+    }
+
+    pub fn local_root(&self) -> Option<&FsPath> {
+        self.local.as_deref()
+    }
+
+    fn path(&self, name: &str) -> Path {
+        name.split('/')
+            .fold(self.root.clone(), |p, part| p.join(part))
+    }
+
+    fn err(&self, name: &str, e: object_store::Error) -> StorageError {
+        let store = self.display.clone();
+        match e {
+            object_store::Error::NotFound { .. } => StorageError::NotFound {
+                store,
+                name: name.to_string(),
+            },
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => StorageError::AlreadyExists {
+                store,
+                name: name.to_string(),
+            },
+            // What the client could not complete after its own retries: the network, a server
+            // error, a timeout. Running again may well succeed.
+            object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => {
+                StorageError::Transient {
+                    store,
+                    message: format!("`{name}`: {}", one_line(&e)),
+                }
+            }
+            e => StorageError::Failed {
+                store,
+                message: format!("`{name}`: {}", one_line(&e)),
+            },
+        }
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+        let base = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(prefix.trim_end_matches('/'))
+        };
+        let mut out = Vec::new();
+        let mut stream = self.inner.list(Some(&base));
+        while let Some(meta) = stream.next().await {
+            let meta = match meta {
+                Ok(m) => m,
+                // A prefix that does not exist lists as empty on every store.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.err(prefix, e)),
+            };
+            let name = match meta.location.prefix_match(&self.root) {
+                Some(parts) => parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                None => continue,
+            };
+            out.push(Entry {
+                name,
+                size: meta.size,
+                modified: meta.last_modified,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn head(&self, name: &str) -> Result<Option<Entry>, StorageError> {
+        match self.inner.head(&self.path(name)).await {
+            Ok(m) => Ok(Some(Entry {
+                name: name.to_string(),
+                size: m.size,
+                modified: m.last_modified,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(name, e)),
+        }
+    }
+
+    pub async fn put_file(
+        &self,
+        name: &str,
+        local: &FsPath,
+        overwrite: bool,
+    ) -> Result<Transferred, StorageError> {
+        let path = self.path(name);
+        let (mut reader, size) = HashingReader::open(local).await?;
+        let mut buf = Vec::new();
+        if size <= MULTIPART_BYTES {
+            // One request: atomic everywhere, and create-only (`If-None-Match: *`) where asked.
+            let mut body = Vec::with_capacity(size as usize);
+            while reader.next(&mut buf).await? {
+                body.extend_from_slice(&buf);
+            }
+            let mode = if overwrite {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            };
+            self.inner
+                .put_opts(
+                    &path,
+                    PutPayload::from(body),
+                    PutOptions {
+                        mode,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.err(name, e))?;
+        } else {
+            // Streamed in parts so memory stays bounded; the object appears only when the
+            // upload completes. Stores have no create-only multipart upload: check first.
+            if !overwrite && self.head(name).await?.is_some() {
+                return Err(StorageError::AlreadyExists {
+                    store: self.display.clone(),
+                    name: name.to_string(),
+                });
+            }
+            let upload = self
+                .inner
+                .put_multipart(&path)
+                .await
+                .map_err(|e| self.err(name, e))?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+            let streamed = async {
+                while reader.next(&mut buf).await? {
+                    w.wait_for_capacity(4)
+                        .await
+                        .map_err(|e| self.err(name, e))?;
+                    w.write(&buf);
+                }
+                Ok::<_, StorageError>(())
+            }
+            .await;
+            match streamed {
+                Ok(()) => {
+                    w.finish().await.map_err(|e| self.err(name, e))?;
+                }
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(reader.finish())
+    }
+
+    pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
+        sink.restart().await?;
+        let got = self
+            .inner
+            .get(&self.path(name))
+            .await
+            .map_err(|e| self.err(name, e))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(name, e))?;
+            sink.write(&chunk).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        match self.inner.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(name, e)),
+        }
+    }
+
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let (f, t) = (self.path(from), self.path(to));
+        match self.inner.rename_if_not_exists(&f, &t).await {
+            Ok(()) => Ok(()),
+            // Stores without an atomic conditional rename (S3 unless configured): check, then
+            // copy and delete.
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => {
+                if self.head(to).await?.is_some() {
+                    return Err(StorageError::AlreadyExists {
+                        store: self.display.clone(),
+                        name: to.to_string(),
+                    });
+                }
+                self.inner.copy(&f, &t).await.map_err(|e| self.err(to, e))?;
+                self.delete(from).await
+            }
+            Err(e) => Err(self.err(to, e)),
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}

@@ -1,0 +1,543 @@
+//! SFTP servers through `russh` and `russh-sftp`: public-key authentication only, the server's
+//! host key checked against a known_hosts file, uploads under a temporary name renamed once
+//! complete. One SSH connection is shared by concurrent transfers and opened again after a
+//! failure.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use russh::client;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh_sftp::client::SftpSession;
+use russh_sftp::protocol::{OpenFlags, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    Entry, HashingReader, STREAM_BUF, Sink, SshOptions, StorageError, StoreOptions, Transferred,
+};
+
+pub(super) struct SftpBackend {
+    host: String,
+    port: u16,
+    user: String,
+    /// Absolute folder on the server that names are relative to.
+    root: String,
+    ssh: SshOptions,
+    timeout: std::time::Duration,
+    display: String,
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+}
+
+struct Conn {
+    sftp: SftpSession,
+    // Kept so that the SSH connection lives as long as the SFTP session on it.
+    _handle: client::Handle<HostCheck>,
+}
+
+/// What the server's host key check found, to explain a refused connection.
+#[derive(Debug, thiserror::Error)]
+enum SshError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+    #[error("{0}")]
+    HostKey(String),
+}
+
+struct HostCheck {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+}
+
+impl client::Handler for HostCheck {
+    type Error = SshError;
+
+    async fn check_server_key(&mut self, key: &PublicKey) -> Result<bool, SshError> {
+        let shown = format!(
+            "{} {}",
+            key.algorithm().as_str(),
+            key.fingerprint(HashAlg::Sha256)
+        );
+        let hostport = if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        };
+        let file = self.known_hosts.display();
+        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+            Ok(true) => Ok(true),
+            Err(russh::keys::Error::KeyChanged { line }) => Err(SshError::HostKey(format!(
+                "REFUSED: the host key of {hostport} ({shown}) differs from the one recorded on line \
+                 {line} of {file}. Someone may be intercepting the connection. If the server's key \
+                 really changed, confirm the new fingerprint with its administrator, then replace \
+                 that line."
+            ))),
+            Ok(false) | Err(_)
+                if self.accept_new && !has_key_for(&self.known_hosts, &self.host, self.port) =>
+            {
+                russh::keys::known_hosts::learn_known_hosts_path(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                )
+                .map_err(|e| {
+                    SshError::HostKey(format!("cannot add the host key to {file}: {e}"))
+                })?;
+                tracing::warn!(
+                    "ACCEPTED A NEW HOST KEY for {hostport} ({shown}) and added it to {file} because \
+                     --insecure-accept-new-host-key was given; check this fingerprint with the server's administrator"
+                );
+                Ok(true)
+            }
+            Ok(false) => Err(SshError::HostKey(format!(
+                "the host key of {hostport} ({shown}) is not in {file}. Check the fingerprint with the \
+                 server's administrator, then add it, for example with \
+                 `ssh-keyscan -p {} {} >> {file}` (or run once with --insecure-accept-new-host-key)",
+                self.port, self.host
+            ))),
+            Err(e) => Err(SshError::HostKey(format!(
+                "cannot read known_hosts file {file}: {e}"
+            ))),
+        }
+    }
+}
+
+/// Whether known_hosts holds any key for the host (of another algorithm, say): then a new key
+/// is a change, not a first contact, and is never accepted on its own.
+fn has_key_for(path: &FsPath, host: &str, port: u16) -> bool {
+    russh::keys::known_hosts::known_host_keys_path(host, port, path).is_ok_and(|k| !k.is_empty())
+}
+
+impl SftpBackend {
+    pub fn new(
+        url: &url::Url,
+        opts: &StoreOptions,
+        display: &str,
+    ) -> Result<SftpBackend, StorageError> {
+        let bad = |reason: &str| StorageError::BadUrl {
+            url: display.to_string(),
+            reason: reason.to_string(),
+        };
+        if url.password().is_some() {
+            return Err(bad(
+                "passwords are not accepted; give an SSH key with --ssh-key or [transfer] ssh_key",
+            ));
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?;
+        let user = if url.username().is_empty() {
+            std::env::var("USER").map_err(|_| bad("no user: write sftp://USER@HOST/PATH"))?
+        } else {
+            url.username().to_string()
+        };
+        let root = percent_encoding::percent_decode_str(url.path())
+            .decode_utf8()
+            .map_err(|_| bad("the path is not UTF-8"))?;
+        let root = root.trim_end_matches('/').to_string();
+        if root.split('/').any(|p| p == ".." || p == ".") || root.chars().any(char::is_control) {
+            return Err(bad(
+                "the path may not contain `..`, `.` or control characters",
+            ));
+        }
+        Ok(SftpBackend {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: url.port().unwrap_or(22),
+            user,
+            root,
+            ssh: opts.ssh.clone(),
+            timeout: opts.timeout.unwrap_or(std::time::Duration::from_secs(30)),
+            display: display.to_string(),
+            conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn failed(&self, message: impl Into<String>) -> StorageError {
+        StorageError::Failed {
+            store: self.display.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn transient(&self, message: impl Into<String>) -> StorageError {
+        StorageError::Transient {
+            store: self.display.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Forgets the connection after a failure; the next operation opens a new one.
+    pub async fn reset(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    async fn conn(&self) -> Result<Arc<Conn>, StorageError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.connect().await?);
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn connect(&self) -> Result<Conn, StorageError> {
+        let key_path = match &self.ssh.key {
+            Some(k) => k.clone(),
+            None => default_key().ok_or_else(|| {
+                self.failed(
+                    "no SSH key: give one with --ssh-key, BATCHWIN_SSH_KEY or [transfer] ssh_key",
+                )
+            })?,
+        };
+        let known_hosts = match &self.ssh.known_hosts {
+            Some(p) => p.clone(),
+            None => home().map(|h| h.join(".ssh/known_hosts")).ok_or_else(|| {
+                self.failed(
+                    "no known_hosts file: give one with --known-hosts or [transfer] known_hosts",
+                )
+            })?,
+        };
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(self.timeout * 4),
+            keepalive_interval: Some(self.timeout / 2),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        });
+        let check = HostCheck {
+            host: self.host.clone(),
+            port: self.port,
+            known_hosts,
+            accept_new: self.ssh.accept_new_host_key,
+        };
+        let addr = (self.host.as_str(), self.port);
+        let connecting = tokio::time::timeout(self.timeout, client::connect(config, addr, check));
+        let mut handle = match connecting.await {
+            Err(_) => {
+                return Err(self.transient(format!(
+                    "no answer from {}:{} within {:?}",
+                    self.host, self.port, self.timeout
+                )));
+            }
+            Ok(Err(SshError::HostKey(m))) => {
+                return Err(StorageError::HostKey {
+                    store: self.display.clone(),
+                    message: m,
+                });
+            }
+            Ok(Err(SshError::Ssh(e))) => return Err(self.transient(format!("cannot connect: {e}"))),
+            Ok(Ok(h)) => h,
+        };
+        let key = russh::keys::load_secret_key(&key_path, None)
+            .map_err(|e| self.failed(format!("cannot load SSH key {}: {e}", key_path.display())))?;
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| self.transient(e.to_string()))?
+            .flatten();
+        let auth = handle
+            .authenticate_publickey(&self.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|e| self.transient(format!("authentication did not finish: {e}")))?;
+        if !auth.success() {
+            return Err(self.failed(format!(
+                "the server refused the key {} for user `{}`",
+                key_path.display(),
+                self.user
+            )));
+        }
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.transient(e.to_string()))?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| self.transient(e.to_string()))?;
+        let sftp = SftpSession::new(channel.into_stream())
+            .await
+            .map_err(|e| self.transient(e.to_string()))?;
+        sftp.set_timeout(self.timeout.as_secs().max(1));
+        Ok(Conn {
+            sftp,
+            _handle: handle,
+        })
+    }
+
+    fn remote(&self, name: &str) -> String {
+        if name.is_empty() {
+            self.root.clone()
+        } else {
+            format!("{}/{}", self.root, name)
+        }
+    }
+
+    fn sftp_err(&self, name: &str, e: russh_sftp::client::error::Error) -> StorageError {
+        use russh_sftp::client::error::Error as E;
+        match &e {
+            E::Status(s) if s.status_code == StatusCode::NoSuchFile => StorageError::NotFound {
+                store: self.display.clone(),
+                name: name.to_string(),
+            },
+            E::Status(s)
+                if matches!(
+                    s.status_code,
+                    StatusCode::NoConnection | StatusCode::ConnectionLost
+                ) =>
+            {
+                self.transient(format!("`{name}`: {e}"))
+            }
+            E::Status(_) | E::Limited(_) | E::UnexpectedPacket => {
+                self.failed(format!("`{name}`: {e}"))
+            }
+            E::IO(_) | E::Timeout | E::UnexpectedBehavior(_) => {
+                self.transient(format!("`{name}`: {e}"))
+            }
+        }
+    }
+
+    fn io_err(&self, name: &str, e: std::io::Error) -> StorageError {
+        // Reads and writes on an open handle fail this way when the session drops.
+        self.transient(format!("`{name}`: {e}"))
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+        let conn = self.conn().await?;
+        let mut out = Vec::new();
+        let mut stack = vec![prefix.trim_end_matches('/').to_string()];
+        while let Some(rel) = stack.pop() {
+            let dir = match conn.sftp.read_dir(self.remote(&rel)).await {
+                Ok(d) => d,
+                // A folder that does not exist lists as empty, as on object stores.
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == StatusCode::NoSuchFile =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(self.sftp_err(&rel, e)),
+            };
+            for entry in dir {
+                let file = entry.file_name();
+                if file == "." || file == ".." {
+                    continue;
+                }
+                let name = if rel.is_empty() {
+                    file
+                } else {
+                    format!("{rel}/{file}")
+                };
+                let meta = entry.metadata();
+                if meta.is_dir() {
+                    stack.push(name);
+                } else if meta.is_regular() {
+                    out.push(Entry {
+                        name,
+                        size: meta.size.unwrap_or(0),
+                        modified: mtime(&meta),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn head(&self, name: &str) -> Result<Option<Entry>, StorageError> {
+        let conn = self.conn().await?;
+        match conn.sftp.metadata(self.remote(name)).await {
+            Ok(m) if m.is_dir() => Ok(None),
+            Ok(m) => Ok(Some(Entry {
+                name: name.to_string(),
+                size: m.size.unwrap_or(0),
+                modified: mtime(&m),
+            })),
+            Err(russh_sftp::client::error::Error::Status(s))
+                if s.status_code == StatusCode::NoSuchFile =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.sftp_err(name, e)),
+        }
+    }
+
+    async fn make_parents(&self, conn: &Conn, name: &str) -> Result<(), StorageError> {
+        let mut dir = self.root.clone();
+        let parts: Vec<&str> = name.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            dir = format!("{dir}/{part}");
+            match conn.sftp.metadata(dir.clone()).await {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => return Err(self.failed(format!("`{dir}` exists and is not a folder"))),
+                Err(_) => {
+                    if let Err(e) = conn.sftp.create_dir(dir.clone()).await {
+                        // Another transfer may have made it meanwhile.
+                        if !conn
+                            .sftp
+                            .metadata(dir.clone())
+                            .await
+                            .is_ok_and(|m| m.is_dir())
+                        {
+                            return Err(self.sftp_err(&dir, e));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn put_file(
+        &self,
+        name: &str,
+        local: &FsPath,
+        overwrite: bool,
+    ) -> Result<Transferred, StorageError> {
+        let conn = self.conn().await?;
+        self.make_parents(&conn, name).await?;
+        let target = self.remote(name);
+        if !overwrite && self.head(name).await?.is_some() {
+            return Err(StorageError::AlreadyExists {
+                store: self.display.clone(),
+                name: name.to_string(),
+            });
+        }
+        // A hidden name in the target folder: never picked up by a reader that skips dot files,
+        // and renamed into place only once complete. The name is fixed, so a retry after a
+        // dropped session writes over what the failed attempt left instead of beside it.
+        let (dir, file) = target.rsplit_once('/').unwrap_or(("", &target));
+        let tmp = format!("{dir}/.{file}.batchwin-tmp");
+        let upload = async {
+            let (mut reader, _) = HashingReader::open(local).await?;
+            let mut f = conn
+                .sftp
+                .open_with_flags(
+                    tmp.clone(),
+                    OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                )
+                .await
+                .map_err(|e| self.sftp_err(name, e))?;
+            let mut buf = Vec::with_capacity(STREAM_BUF);
+            while reader.next(&mut buf).await? {
+                f.write_all(&buf).await.map_err(|e| self.io_err(name, e))?;
+            }
+            f.shutdown().await.map_err(|e| self.io_err(name, e))?;
+            let done = reader.finish();
+            let size = conn
+                .sftp
+                .metadata(tmp.clone())
+                .await
+                .map_err(|e| self.sftp_err(name, e))?
+                .size;
+            if size != Some(done.bytes) {
+                return Err(self.transient(format!(
+                    "`{name}`: the server holds {size:?} bytes of {} after the upload",
+                    done.bytes
+                )));
+            }
+            if overwrite {
+                // SFTP's rename never replaces; remove the old file first, then rename.
+                match conn.sftp.remove_file(target.clone()).await {
+                    Ok(()) => {}
+                    Err(russh_sftp::client::error::Error::Status(s))
+                        if s.status_code == StatusCode::NoSuchFile => {}
+                    Err(e) => return Err(self.sftp_err(name, e)),
+                }
+            }
+            match conn.sftp.rename(tmp.clone(), target.clone()).await {
+                Ok(()) => Ok(done),
+                Err(e) => {
+                    if conn.sftp.metadata(target.clone()).await.is_ok() {
+                        Err(StorageError::AlreadyExists {
+                            store: self.display.clone(),
+                            name: name.to_string(),
+                        })
+                    } else {
+                        Err(self.sftp_err(name, e))
+                    }
+                }
+            }
+        }
+        .await;
+        if upload.is_err() {
+            // Best effort: the session may be gone. A leftover hidden temporary is harmless and
+            // is never renamed into place.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                conn.sftp.remove_file(tmp),
+            )
+            .await;
+        }
+        upload
+    }
+
+    pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
+        sink.restart().await?;
+        let conn = self.conn().await?;
+        let mut f = conn
+            .sftp
+            .open(self.remote(name))
+            .await
+            .map_err(|e| self.sftp_err(name, e))?;
+        let mut buf = vec![0u8; STREAM_BUF];
+        loop {
+            let n = f.read(&mut buf).await.map_err(|e| self.io_err(name, e))?;
+            if n == 0 {
+                break;
+            }
+            sink.write(&buf[..n]).await?;
+        }
+        let _ = f.shutdown().await;
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        let conn = self.conn().await?;
+        match conn.sftp.remove_file(self.remote(name)).await {
+            Ok(()) => Ok(()),
+            Err(russh_sftp::client::error::Error::Status(s))
+                if s.status_code == StatusCode::NoSuchFile =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.sftp_err(name, e)),
+        }
+    }
+
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let conn = self.conn().await?;
+        if self.head(to).await?.is_some() {
+            return Err(StorageError::AlreadyExists {
+                store: self.display.clone(),
+                name: to.to_string(),
+            });
+        }
+        self.make_parents(&conn, to).await?;
+        conn.sftp
+            .rename(self.remote(from), self.remote(to))
+            .await
+            .map_err(|e| self.sftp_err(from, e))
+    }
+}
+
+fn mtime(m: &russh_sftp::client::fs::Metadata) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(m.mtime.unwrap_or(0) as i64, 0).unwrap_or_default()
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// `~/.ssh/id_ed25519`, then `~/.ssh/id_ecdsa`, then `~/.ssh/id_rsa`, as OpenSSH tries them.
+fn default_key() -> Option<PathBuf> {
+    let ssh = home()?.join(".ssh");
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|k| ssh.join(k))
+        .find(|p| p.is_file())
+}

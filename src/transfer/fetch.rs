@@ -1,0 +1,316 @@
+//! `fetch`: find a day's inbound files at a source, wait until each is complete, copy it to a
+//! local staging folder while checksumming it, and record it in the manifest.
+//!
+//! A file is complete when its vendor's completion marker exists (vendors with `marker`), or
+//! when its size and modification time are the same in two listings `settle` apart. Rows are
+//! appended to the manifest as copies finish, so an interrupted fetch keeps what it staged; the
+//! manifest is then rewritten with one row per file. Running fetch again copies nothing that is
+//! already staged unchanged.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+
+use super::TransferSettings;
+use crate::config::Config;
+use crate::plan::manifest::{self, ManifestRow};
+use crate::storage::{Entry, StorageError, Store, safe_name};
+
+/// What to fetch and where to.
+pub struct FetchRequest<'a> {
+    pub config: &'a Config,
+    pub settings: &'a TransferSettings,
+    pub source: &'a Store,
+    /// Local folder; files land in `STAGING/DATE/VENDOR/FILE`.
+    pub staging: &'a Path,
+    pub date: &'a str,
+    pub manifest: &'a Path,
+    pub progress: bool,
+}
+
+/// What a fetch did.
+#[derive(Debug, Default)]
+pub struct FetchOutcome {
+    /// Rows written by this run (new or changed files).
+    pub fetched: Vec<ManifestRow>,
+    /// Files already staged unchanged: not copied again.
+    pub unchanged: usize,
+    /// Files that changed at the source since they were staged (staged again; flagged).
+    pub changed: Vec<String>,
+    /// Files still being uploaded (no marker yet, or size or time still moving).
+    pub waiting: Vec<String>,
+    /// Files under folders that name no configured vendor.
+    pub unknown: Vec<String>,
+    /// Names refused as unsafe (traversal, control characters).
+    pub unsafe_names: Vec<(String, String)>,
+    /// Files that could not be copied.
+    pub failed: Vec<(String, StorageError)>,
+    /// Rows in the manifest after this run.
+    pub manifest_rows: usize,
+}
+
+struct Candidate {
+    entry: Entry,
+    vendor: usize,
+    file: String,
+}
+
+fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Finds the day's complete files. Errors only when the source cannot be listed.
+async fn discover(
+    req: &FetchRequest<'_>,
+    out: &mut FetchOutcome,
+    known: &HashMap<String, ManifestRow>,
+) -> Result<Vec<Candidate>, StorageError> {
+    let day = req
+        .settings
+        .inbound
+        .for_date(req.date)
+        .map_err(|m| StorageError::BadUrl {
+            url: req.source.url().into(),
+            reason: m,
+        })?;
+    let listing = req.source.list(&day.prefix).await?;
+    let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+    let mut candidates = Vec::new();
+    let mut unknown_vendors: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &listing {
+        let Some((vendor, file)) = day.split(&e.name) else {
+            continue;
+        };
+        if super::is_partial_name(file) {
+            continue;
+        }
+        if let Err(err) = safe_name(&e.name) {
+            out.unsafe_names
+                .push((e.name.escape_debug().to_string(), err.to_string()));
+            continue;
+        }
+        let Some((vi, v)) = req.config.vendor(vendor) else {
+            *unknown_vendors.entry(vendor.to_string()).or_default() += 1;
+            out.unknown.push(e.name.clone());
+            continue;
+        };
+        if let Some(marker) = &v.transfer.marker {
+            let (pre, post) = marker.split_once("{file}").unwrap_or(("", ""));
+            let is_marker = file.len() > pre.len() + post.len()
+                && file.starts_with(pre)
+                && file.ends_with(post);
+            if is_marker {
+                continue;
+            }
+            let marker_name = format!(
+                "{}{}",
+                &e.name[..e.name.len() - file.len()],
+                marker.replace("{file}", file)
+            );
+            if !names.contains(marker_name.as_str()) {
+                out.waiting.push(e.name.clone());
+                continue;
+            }
+        }
+        candidates.push(Candidate {
+            entry: e.clone(),
+            vendor: vi,
+            file: file.to_string(),
+        });
+    }
+    for (v, n) in &unknown_vendors {
+        tracing::warn!("{n} file(s) under `{v}`, which is not a configured vendor: not fetched");
+    }
+    // Files of vendors without markers must hold still for `settle`, unless they are exactly
+    // what was staged before (then nothing will be copied anyway).
+    let needs_settle = |c: &Candidate| {
+        req.config.vendors[c.vendor].transfer.marker.is_none()
+            && !known
+                .get(&req.source.url_of(&c.entry.name))
+                .is_some_and(|r| {
+                    r.bytes == c.entry.size
+                        && r.source_modified.as_deref() == Some(&rfc3339(&c.entry.modified))
+                })
+    };
+    if req.settings.settle.is_zero() || !candidates.iter().any(|c| needs_settle(c)) {
+        return Ok(candidates);
+    }
+    tracing::info!(
+        "waiting {:?} to see which files are still being uploaded",
+        req.settings.settle
+    );
+    tokio::time::sleep(req.settings.settle).await;
+    let again: HashMap<String, Entry> = req
+        .source
+        .list(&day.prefix)
+        .await?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect();
+    let mut stable = Vec::new();
+    for c in candidates {
+        if !needs_settle(&c) {
+            stable.push(c);
+            continue;
+        }
+        match again.get(&c.entry.name) {
+            Some(e2) if e2.size == c.entry.size && e2.modified == c.entry.modified => {
+                stable.push(c)
+            }
+            Some(_) => out.waiting.push(c.entry.name),
+            None => {}
+        }
+    }
+    Ok(stable)
+}
+
+/// Runs a fetch. `Err` means the source could not be listed (after retries); failures of
+/// single files are in [`FetchOutcome::failed`].
+pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError> {
+    let mut out = FetchOutcome::default();
+    let previous = if req.manifest.exists() {
+        manifest::read(req.manifest).map_err(|e| StorageError::Failed {
+            store: req.manifest.display().to_string(),
+            message: format!("{e:#}"),
+        })?
+    } else {
+        Vec::new()
+    };
+    let known: HashMap<String, ManifestRow> = previous
+        .iter()
+        .map(|r| (r.key().to_string(), r.clone()))
+        .collect();
+    let candidates = discover(req, &mut out, &known).await?;
+
+    // Which files to copy: new, or changed at the source, or whose staged copy is gone.
+    let mut todo = Vec::new();
+    for c in candidates {
+        let url = req.source.url_of(&c.entry.name);
+        let vendor = &req.config.vendors[c.vendor].id;
+        let staged = staged_path(req.staging, req.date, vendor, &c.file);
+        if let Some(r) = known.get(&url) {
+            let same_source = r.bytes == c.entry.size
+                && r.source_modified.as_deref() == Some(&rfc3339(&c.entry.modified));
+            let staged_ok = std::fs::metadata(&staged).is_ok_and(|m| m.len() == r.bytes);
+            if same_source && staged_ok {
+                out.unchanged += 1;
+                continue;
+            }
+        }
+        todo.push((c, url, staged));
+    }
+
+    let total: u64 = todo.iter().map(|(c, _, _)| c.entry.size).sum();
+    let bar = if req.progress {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let files_total = todo.len();
+    let mut files_done = 0usize;
+    bar.set_message(format!("0/{files_total} files"));
+
+    if let Some(dir) = req.manifest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(req.manifest)
+        .map_err(|e| StorageError::local(req.manifest, e))?;
+
+    let now = rfc3339(&chrono::Utc::now());
+    let copies = futures::stream::iter(todo.into_iter().map(|(c, url, staged)| {
+        let bar = bar.clone();
+        async move {
+            let result = req.source.get_file(&c.entry.name, &staged).await;
+            bar.inc(c.entry.size);
+            (c, url, staged, result)
+        }
+    }))
+    .buffer_unordered(req.settings.concurrency);
+    futures::pin_mut!(copies);
+    while let Some((c, url, staged, result)) = copies.next().await {
+        files_done += 1;
+        bar.set_message(format!("{files_done}/{files_total} files"));
+        let got = match result {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{url}: {e}");
+                out.failed.push((url, e));
+                continue;
+            }
+        };
+        if got.bytes != c.entry.size {
+            // It grew or shrank while being copied: still being written. The next fetch takes it.
+            tracing::warn!(
+                "{url} changed size while it was copied ({} then {} bytes): left for the next fetch",
+                c.entry.size,
+                got.bytes
+            );
+            let _ = std::fs::remove_file(&staged);
+            out.waiting.push(c.entry.name);
+            continue;
+        }
+        let v = &req.config.vendors[c.vendor];
+        let replaced = known
+            .get(&url)
+            .filter(|r| r.sha256 != got.sha256)
+            .map(|r| r.sha256.clone());
+        if replaced.is_some() {
+            tracing::warn!(
+                "{url} changed since it was staged: staged again (was sha256 {})",
+                known[&url].sha256
+            );
+            out.changed.push(url.clone());
+        }
+        let row = ManifestRow {
+            vendor: v.id.clone(),
+            location: std::path::absolute(&staged)
+                .unwrap_or(staged)
+                .display()
+                .to_string(),
+            bytes: got.bytes,
+            sha256: got.sha256,
+            format: v.input.format,
+            priority: v.priority,
+            discovered_at: now.clone(),
+            source: Some(url),
+            source_modified: Some(rfc3339(&c.entry.modified)),
+            replaced_sha256: replaced,
+        };
+        // Appended as soon as the copy is verified, so a fetch that is stopped keeps it.
+        let line = serde_json::to_string(&row).expect("a manifest row serializes");
+        writeln!(log, "{line}")
+            .and_then(|()| log.flush())
+            .map_err(|e| StorageError::local(req.manifest, e))?;
+        out.fetched.push(row);
+    }
+    bar.finish_and_clear();
+    drop(log);
+
+    let mut rows = previous;
+    rows.extend(out.fetched.iter().cloned());
+    let mut rows = manifest::dedupe(rows);
+    rows.sort_by(|a, b| (&a.vendor, &a.location).cmp(&(&b.vendor, &b.location)));
+    out.manifest_rows = rows.len();
+    manifest::write(req.manifest, &rows).map_err(|e| StorageError::Failed {
+        store: req.manifest.display().to_string(),
+        message: format!("{e:#}"),
+    })?;
+    Ok(out)
+}
+
+/// `STAGING/DATE/VENDOR/FILE` for a fetched file.
+pub fn staged_path(staging: &Path, date: &str, vendor: &str, file: &str) -> PathBuf {
+    staging.join(date).join(vendor).join(file)
+}

@@ -1,0 +1,297 @@
+//! Moving a day's files in and out: `fetch` (vendors' servers to staging, with a manifest) and
+//! `publish` (outputs to vendors' outbound locations, recorded in a ledger). Both work on
+//! [`crate::storage::Store`]s and share the settings resolved here once per command.
+
+pub mod fetch;
+pub mod publish;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError, KeyPath};
+use crate::storage::{Retry, SshOptions, StoreOptions};
+
+/// Default layout of inbound files below a source.
+pub const DEFAULT_INBOUND: &str = "inbound/{date}/{vendor}/{file}";
+/// Default layout of delivered files below a target.
+pub const DEFAULT_OUTBOUND: &str = "outbound/{date}/{vendor}/{file}";
+/// Environment variable with the SSH private key path for `sftp://` locations.
+pub const ENV_SSH_KEY: &str = "BATCHWIN_SSH_KEY";
+/// Environment variable with the known_hosts path for `sftp://` locations.
+pub const ENV_KNOWN_HOSTS: &str = "BATCHWIN_KNOWN_HOSTS";
+
+/// Where files sit below a root: `/`-separated segments with `{date}` (or `{date:%Y%m%d}`,
+/// any chrono format), `{vendor}` and `{file}` (last); placeholders may share a segment with
+/// literal text (`{vendor}_{date:%Y%m%d}`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    template: String,
+}
+
+impl Layout {
+    pub fn parse(template: &str) -> Result<Layout, String> {
+        let t = template.trim_matches('/');
+        if !t.ends_with("{file}") {
+            return Err(format!("layout {template:?} must end with `{{file}}`"));
+        }
+        if t.matches("{file}").count() != 1 || t.matches("{vendor}").count() != 1 {
+            return Err(format!(
+                "layout {template:?} must hold `{{vendor}}` and `{{file}}` once each"
+            ));
+        }
+        let mut rest = t;
+        while let Some(i) = rest.find('{') {
+            let j = rest[i..]
+                .find('}')
+                .ok_or_else(|| format!("layout {template:?}: unclosed `{{`"))?
+                + i;
+            let name = &rest[i + 1..j];
+            if !(name == "vendor" || name == "file" || name == "date" || name.starts_with("date:"))
+            {
+                return Err(format!(
+                    "layout {template:?}: unknown placeholder `{{{name}}}`; use {{date}}, {{date:FORMAT}}, {{vendor}}, {{file}}"
+                ));
+            }
+            rest = &rest[j + 1..];
+        }
+        if t.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(format!(
+                "layout {template:?}: empty, `.` and `..` segments are not allowed"
+            ));
+        }
+        Ok(Layout {
+            template: t.to_string(),
+        })
+    }
+
+    fn with_date(&self, date: &str) -> Result<String, String> {
+        let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|e| format!("date {date:?}: {e}"))?;
+        let mut out = String::new();
+        let mut rest = self.template.as_str();
+        while let Some(i) = rest.find("{date") {
+            out.push_str(&rest[..i]);
+            let j = rest[i..].find('}').unwrap_or(rest.len() - i) + i;
+            let spec = &rest[i + 1..j];
+            let fmt = spec.strip_prefix("date:").unwrap_or("%Y-%m-%d");
+            use std::fmt::Write;
+            write!(out, "{}", d.format(fmt)).map_err(|_| format!("bad date format {fmt:?}"))?;
+            rest = &rest[j + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// The name of `file` of `vendor` on `date`.
+    pub fn render(&self, date: &str, vendor: &str, file: &str) -> Result<String, String> {
+        Ok(self
+            .with_date(date)?
+            .replace("{vendor}", vendor)
+            .replace("{file}", file))
+    }
+
+    /// A matcher for one day's names.
+    pub fn for_date(&self, date: &str) -> Result<DayLayout, String> {
+        let t = self.with_date(date)?;
+        // The folder that holds everything of the day: the literal segments before the first
+        // placeholder.
+        let prefix = t
+            .split('/')
+            .take_while(|s| !s.contains('{'))
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut re = String::from("^");
+        let mut rest = t.as_str();
+        while let Some(i) = rest.find('{') {
+            re.push_str(&regex::escape(&rest[..i]));
+            let j = rest[i..].find('}').unwrap_or(0) + i;
+            re.push_str(match &rest[i + 1..j] {
+                "vendor" => "(?P<vendor>[^/]+?)",
+                _ => "(?P<file>[^/]+)",
+            });
+            rest = &rest[j + 1..];
+        }
+        re.push_str(&regex::escape(rest));
+        re.push('$');
+        let re = regex::Regex::new(&re).map_err(|e| e.to_string())?;
+        Ok(DayLayout { prefix, re })
+    }
+}
+
+/// A layout with its date filled in.
+#[derive(Debug, Clone)]
+pub struct DayLayout {
+    /// Folder to list (may be empty).
+    pub prefix: String,
+    re: regex::Regex,
+}
+
+impl DayLayout {
+    /// (vendor, file) of a name that fits the layout.
+    pub fn split<'a>(&self, name: &'a str) -> Option<(&'a str, &'a str)> {
+        let c = self.re.captures(name)?;
+        Some((c.name("vendor")?.as_str(), c.name("file")?.as_str()))
+    }
+}
+
+/// Names that are still being written or are not data: hidden files, `*.part`, `*.tmp`.
+pub fn is_partial_name(file: &str) -> bool {
+    file.starts_with('.') || file.ends_with(".part") || file.ends_with(".tmp")
+}
+
+/// Settings shared by `fetch` and `publish`, resolved once from flags, environment and config.
+#[derive(Debug, Clone)]
+pub struct TransferSettings {
+    pub inbound: Layout,
+    pub outbound: Layout,
+    pub settle: Duration,
+    pub concurrency: usize,
+    pub store: StoreOptions,
+}
+
+/// What the command line says about transfers (flags win over the config).
+#[derive(Debug, Clone, Default)]
+pub struct TransferOverrides {
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub accept_new_host_key: bool,
+    pub concurrency: Option<usize>,
+    pub retries: Option<u32>,
+    pub settle: Option<Duration>,
+}
+
+fn duration(
+    config: &Config,
+    key: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(v).map_err(|e| {
+            config.at(
+                &KeyPath::top("transfer").key(key),
+                format!("{v:?} is not a duration: {e}"),
+            )
+        }),
+    }
+}
+
+impl TransferSettings {
+    pub fn resolve(
+        config: &Config,
+        flags: &TransferOverrides,
+    ) -> Result<TransferSettings, ConfigError> {
+        let t = &config.transfer;
+        let at = |k: &str| KeyPath::top("transfer").key(k);
+        let layout = |k: &str, v: &Option<String>, d: &str| {
+            Layout::parse(v.as_deref().unwrap_or(d)).map_err(|m| config.at(&at(k), m))
+        };
+        let inbound = layout("inbound", &t.inbound, DEFAULT_INBOUND)?;
+        let outbound = layout("outbound", &t.outbound, DEFAULT_OUTBOUND)?;
+        for (i, v) in config.vendors.iter().enumerate() {
+            if let Some(m) = &v.transfer.marker {
+                if m.matches("{file}").count() != 1 || m == "{file}" || m.contains('/') {
+                    return Err(config.at(
+                        &KeyPath::vendor(i).key("transfer").key("marker"),
+                        format!("{m:?} must name a file beside the data file, with `{{file}}` once, e.g. \"{{file}}.done\""),
+                    ));
+                }
+            }
+        }
+        let settle = match flags.settle {
+            Some(d) => d,
+            None => duration(config, "settle", &t.settle, Duration::from_secs(30))?,
+        };
+        let retry = Retry {
+            attempts: flags.retries.or(t.retries).unwrap_or(5),
+            base: duration(
+                config,
+                "retry_wait",
+                &t.retry_wait,
+                Duration::from_millis(500),
+            )?,
+            max: Duration::from_secs(30),
+        };
+        let timeout = duration(config, "timeout", &t.timeout, Duration::from_secs(30))?;
+        let concurrency = flags.concurrency.or(t.concurrency).unwrap_or(8);
+        if concurrency == 0 {
+            return Err(config.at(&at("concurrency"), "must be at least 1"));
+        }
+        let env_path = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let ssh = SshOptions {
+            key: flags
+                .ssh_key
+                .clone()
+                .or_else(|| env_path(ENV_SSH_KEY))
+                .or_else(|| t.ssh_key.as_ref().map(|p| config.relative(p))),
+            known_hosts: flags
+                .known_hosts
+                .clone()
+                .or_else(|| env_path(ENV_KNOWN_HOSTS))
+                .or_else(|| t.known_hosts.as_ref().map(|p| config.relative(p))),
+            accept_new_host_key: flags.accept_new_host_key,
+        };
+        Ok(TransferSettings {
+            inbound,
+            outbound,
+            settle,
+            concurrency,
+            store: StoreOptions {
+                pairs: t
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                ssh,
+                retry,
+                timeout: Some(timeout),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_render_and_match() {
+        let l = Layout::parse(DEFAULT_INBOUND).unwrap();
+        assert_eq!(
+            l.render("2026-11-29", "acme", "a.csv").unwrap(),
+            "inbound/2026-11-29/acme/a.csv"
+        );
+        let d = l.for_date("2026-11-29").unwrap();
+        assert_eq!(d.prefix, "inbound/2026-11-29");
+        assert_eq!(
+            d.split("inbound/2026-11-29/acme/a.csv"),
+            Some(("acme", "a.csv"))
+        );
+        assert_eq!(d.split("inbound/2026-11-28/acme/a.csv"), None);
+        assert_eq!(d.split("inbound/2026-11-29/acme/sub/a.csv"), None);
+
+        let l = Layout::parse("drop/{vendor}/{date:%Y%m%d}_{file}").unwrap();
+        let d = l.for_date("2026-11-29").unwrap();
+        assert_eq!(d.prefix, "drop");
+        assert_eq!(d.split("drop/acme/20261129_a.csv"), Some(("acme", "a.csv")));
+        assert_eq!(d.split("drop/acme/20261128_a.csv"), None);
+    }
+
+    #[test]
+    fn bad_layouts_are_refused() {
+        for bad in [
+            "inbound/{date}/{file}",
+            "{vendor}/{file}/x",
+            "in/{vendor}/{nope}/{file}",
+            "in/../{vendor}/{file}",
+            "{vendor}//{file}",
+        ] {
+            assert!(Layout::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! `publish`: deliver each successful output (and, where the vendor asks, its reject file) to
+//! the vendor's outbound location, atomically and idempotently, and record every delivery.
+//!
+//! What to deliver comes from the slices' ledgers: the latest attempt of each unit. A file
+//! that was split is delivered once all its parts succeeded, as one file: the parts put
+//! together in order (and judged against the vendor's skip limit as a whole). A target that
+//! already holds the same bytes is skipped; one with different bytes is refused unless
+//! `overwrite`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::TransferSettings;
+use crate::config::Config;
+use crate::ledger::report::{LATEST, find_ledgers, merge};
+use crate::ledger::{Delivery, Ledger, RunInfo};
+use crate::pipeline::SkipLimit;
+use crate::storage::{StorageError, Store};
+
+pub struct PublishRequest<'a> {
+    pub config: &'a Config,
+    pub settings: &'a TransferSettings,
+    /// Where outputs go, below which the outbound layout applies; a vendor's
+    /// `transfer.outbound` replaces it.
+    pub target: Option<&'a str>,
+    pub date: &'a str,
+    /// Folder of slice ledgers (or one ledger).
+    pub ledgers: &'a Path,
+    /// The ledger that deliveries are recorded in.
+    pub ledger: &'a Path,
+    pub run: &'a RunInfo,
+    pub overwrite: bool,
+    pub progress: bool,
+}
+
+/// A file to deliver: one or more local pieces put together in order.
+#[derive(Debug, Clone)]
+struct Item {
+    vendor: String,
+    input_path: String,
+    kind: &'static str,
+    /// (local path, recorded sha256) of each piece, in order.
+    pieces: Vec<(PathBuf, Option<String>)>,
+    /// Name of the delivered file (layout's `{file}`).
+    file: String,
+    base: String,
+}
+
+#[derive(Debug, Default)]
+pub struct PublishOutcome {
+    pub delivered: usize,
+    pub skipped: usize,
+    pub refused: Vec<String>,
+    pub failed: Vec<String>,
+    /// Units that cannot be delivered: failed in processing, parts missing, skip limit.
+    pub not_ready: Vec<String>,
+    /// Whether a failure may go away on a second try (network).
+    pub transient: bool,
+    pub bytes: u64,
+}
+
+struct Unit {
+    part: Option<i64>,
+    parts: Option<i64>,
+    status: String,
+    error: Option<String>,
+    output_path: Option<String>,
+    output_sha256: Option<String>,
+    reject_path: Option<String>,
+    records_in: i64,
+    records_rejected: i64,
+}
+
+/// The name a part's output is written under, back to the whole file's name.
+fn whole_name(path: &str) -> String {
+    let name = Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.rfind(".part-") {
+        Some(i) if name[i..].contains("-of-") => name[..i].to_string(),
+        _ => name,
+    }
+}
+
+/// Reads the latest attempt of every unit from the ledgers and turns it into deliveries.
+fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Result<Vec<Item>> {
+    use anyhow::Context;
+    let ledgers = find_ledgers(req.ledgers, Some(req.ledger))
+        .with_context(|| format!("cannot read ledgers in `{}`", req.ledgers.display()))?;
+    if ledgers.is_empty() {
+        anyhow::bail!("no ledgers (*.duckdb) in `{}`", req.ledgers.display());
+    }
+    let tmp = std::env::temp_dir().join(format!(
+        "batchwin-publish-{}.duckdb",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| -> anyhow::Result<BTreeMap<(String, String), Vec<Unit>>> {
+        let (conn, sources) = merge(&tmp, &ledgers)?;
+        for s in sources.iter().filter(|s| s.error.is_some()) {
+            tracing::warn!(
+                "ledger `{}` cannot be read: {}",
+                s.path,
+                s.error.as_deref().unwrap_or("")
+            );
+        }
+        conn.execute_batch(LATEST)?;
+        let mut stmt = conn.prepare(
+            "SELECT vendor, input_path, part, parts, status, error, output_path, output_sha256, reject_path,
+                    records_in, records_rejected
+             FROM latest ORDER BY vendor, input_path, coalesce(part, -1)",
+        )?;
+        let mut units: BTreeMap<(String, String), Vec<Unit>> = BTreeMap::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                Unit {
+                    part: r.get(2)?,
+                    parts: r.get(3)?,
+                    status: r.get(4)?,
+                    error: r.get(5)?,
+                    output_path: r.get(6)?,
+                    output_sha256: r.get(7)?,
+                    reject_path: r.get(8)?,
+                    records_in: r.get(9)?,
+                    records_rejected: r.get(10)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (k, u) = row?;
+            units.entry(k).or_default().push(u);
+        }
+        Ok(units)
+    })();
+    for ext in ["", ".wal"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
+    }
+    let units = result?;
+
+    let mut items = Vec::new();
+    for ((vendor, input), us) in units {
+        let Some((vi, v)) = req.config.vendor(&vendor) else {
+            out.not_ready
+                .push(format!("{input}: vendor `{vendor}` is not in the config"));
+            continue;
+        };
+        let base = match (&v.transfer.outbound, req.target) {
+            (Some(o), _) => o.clone(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => anyhow::bail!(
+                "no target for vendor `{vendor}`: give --target or set transfer.outbound for the vendor"
+            ),
+        };
+        let expected = us[0].parts.unwrap_or(1).max(1) as usize;
+        let mut ready = us.iter().all(|u| u.status == "succeeded");
+        let mut why = us
+            .iter()
+            .find(|u| u.status != "succeeded")
+            .map(|u| format!("{} ({})", u.status, u.error.clone().unwrap_or_default()));
+        if us[0].part.is_some() && us.len() != expected {
+            ready = false;
+            why = Some(format!("{} of {expected} parts have a result", us.len()));
+        }
+        let (records, rejected) = us.iter().fold((0, 0), |(a, b), u| {
+            (a + u.records_in, b + u.records_rejected)
+        });
+        let limit = SkipLimit::of(req.config, vi)?;
+        if ready && us.len() > 1 && limit.exceeded(rejected as u64, records as u64) {
+            ready = false;
+            why = Some(format!(
+                "{rejected} of {records} records rejected, over the skip limit of {limit}"
+            ));
+        }
+        if ready {
+            let pieces: Vec<_> = us
+                .iter()
+                .filter_map(|u| {
+                    u.output_path
+                        .as_ref()
+                        .map(|p| (PathBuf::from(p), u.output_sha256.clone()))
+                })
+                .collect();
+            if let Some((first, _)) = pieces.first() {
+                let file = whole_name(&first.display().to_string());
+                items.push(Item {
+                    vendor: vendor.clone(),
+                    input_path: input.clone(),
+                    kind: "output",
+                    pieces,
+                    file,
+                    base: base.clone(),
+                });
+            }
+        } else {
+            out.not_ready
+                .push(format!("{vendor} `{input}`: {}", why.unwrap_or_default()));
+        }
+        if v.transfer.publish_rejects
+            && us.iter().all(|u| u.reject_path.is_some())
+            && (us[0].part.is_none() || us.len() == expected)
+        {
+            let pieces: Vec<_> = us
+                .iter()
+                .filter_map(|u| u.reject_path.as_ref().map(|p| (PathBuf::from(p), None)))
+                .collect();
+            let file = whole_name(&pieces[0].0.display().to_string());
+            items.push(Item {
+                vendor,
+                input_path: input,
+                kind: "rejects",
+                pieces,
+                file,
+                base,
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// The local file to upload: the piece itself, or the pieces put together in a temporary
+/// file. Each piece is checked against the checksum the ledger recorded.
+fn assemble(item: &Item) -> Result<(PathBuf, bool), String> {
+    let check = |path: &Path, want: &Option<String>| -> Result<(), String> {
+        if let Some(want) = want {
+            let (_, got) = crate::plan::manifest::checksum(path).map_err(|e| format!("{e:#}"))?;
+            if &got != want {
+                return Err(format!(
+                    "`{}` changed since it was processed (sha256 {got}, ledger says {want})",
+                    path.display()
+                ));
+            }
+        } else if !path.is_file() {
+            return Err(format!("`{}` is missing", path.display()));
+        }
+        Ok(())
+    };
+    if item.pieces.len() == 1 {
+        let (p, want) = &item.pieces[0];
+        check(p, want)?;
+        return Ok((p.clone(), false));
+    }
+    let first = &item.pieces[0].0;
+    let tmp = crate::storage::temp_sibling(&first.with_file_name(&item.file));
+    let run = || -> Result<(), String> {
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&tmp)
+                .map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?,
+        );
+        for (p, want) in &item.pieces {
+            let mut f = std::fs::File::open(p)
+                .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                use std::io::Read;
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                w.write_all(&buf[..n])
+                    .map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
+            }
+            if let Some(want) = want {
+                let got = hex::encode(h.finalize());
+                if &got != want {
+                    return Err(format!(
+                        "`{}` changed since it was processed (sha256 {got}, ledger says {want})",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        w.flush()
+            .map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))
+    };
+    match run() {
+        Ok(()) => Ok((tmp, true)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+enum Done {
+    Delivered(u64, String),
+    Skipped(u64, String),
+    Refused(String),
+    Failed(String, bool),
+}
+
+async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &str) -> Done {
+    let local = match tokio::task::block_in_place(|| assemble(item)) {
+        Ok(l) => l,
+        Err(e) => return Done::Failed(e, false),
+    };
+    let (path, temporary) = local;
+    let result = async {
+        let size = std::fs::metadata(&path).map_err(|e| StorageError::local(&path, e))?.len();
+        // Same bytes already there: nothing to do. Different bytes: refuse unless told.
+        let existing = store.head(name).await?;
+        let mut overwrite = false;
+        if let Some(e) = existing {
+            let (_, local_sha) = tokio::task::block_in_place(|| crate::plan::manifest::checksum(&path))
+                .map_err(|e| StorageError::Failed { store: store.url().into(), message: format!("{e:#}") })?;
+            if e.size == size && store.checksum(name).await?.sha256 == local_sha {
+                return Ok(Done::Skipped(size, local_sha));
+            }
+            if !req.overwrite {
+                return Ok(Done::Refused(format!(
+                    "{} already exists with different content ({} bytes); not replaced (use --overwrite to replace it)",
+                    store.url_of(name),
+                    e.size
+                )));
+            }
+            overwrite = true;
+        }
+        match store.put_file(name, &path, overwrite).await {
+            Ok(t) => Ok(Done::Delivered(t.bytes, t.sha256)),
+            Err(StorageError::AlreadyExists { .. }) => Ok(Done::Refused(format!(
+                "{} appeared while it was being delivered; not replaced",
+                store.url_of(name)
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    if temporary {
+        let _ = std::fs::remove_file(&path);
+    }
+    match result {
+        Ok(d) => d,
+        Err(e) => Done::Failed(e.to_string(), e.is_transient()),
+    }
+}
+
+pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome> {
+    let mut out = PublishOutcome::default();
+    let items = plan_items(req, &mut out)?;
+    let ledger = Ledger::open(req.ledger)?;
+
+    // One store per distinct target.
+    let mut stores: HashMap<String, Store> = HashMap::new();
+    for it in &items {
+        if !stores.contains_key(&it.base) {
+            let s = Store::open(&it.base, &req.settings.store).await?;
+            stores.insert(it.base.clone(), s);
+        }
+    }
+    let mut names = Vec::with_capacity(items.len());
+    for it in &items {
+        let name = req
+            .settings
+            .outbound
+            .render(req.date, &it.vendor, &it.file)
+            .map_err(anyhow::Error::msg)?;
+        crate::storage::safe_name(&name)?;
+        names.push(name);
+    }
+    let bar = if req.progress {
+        let b = indicatif::ProgressBar::new(items.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let stores = &stores;
+    let work = futures::stream::iter(items.iter().zip(&names).map(|(it, name)| {
+        let bar = bar.clone();
+        async move {
+            let store = &stores[&it.base];
+            let done = deliver(req, store, it, name).await;
+            bar.inc(1);
+            (it, store.url_of(name), done)
+        }
+    }))
+    .buffer_unordered(req.settings.concurrency);
+    futures::pin_mut!(work);
+    while let Some((it, target, done)) = work.next().await {
+        let mut d = Delivery {
+            vendor: it.vendor.clone(),
+            input_path: it.input_path.clone(),
+            kind: it.kind,
+            target: target.clone(),
+            bytes: None,
+            sha256: None,
+            status: "delivered",
+            error: None,
+            at: chrono::Utc::now(),
+        };
+        match done {
+            Done::Delivered(b, s) => {
+                tracing::info!("delivered {target} ({b} bytes)");
+                out.delivered += 1;
+                out.bytes += b;
+                (d.bytes, d.sha256) = (Some(b), Some(s));
+            }
+            Done::Skipped(b, s) => {
+                tracing::info!("{target} is already there with the same content: skipped");
+                out.skipped += 1;
+                (d.bytes, d.sha256, d.status) = (Some(b), Some(s), "skipped");
+            }
+            Done::Refused(m) => {
+                tracing::error!("{m}");
+                out.refused.push(m.clone());
+                (d.status, d.error) = ("refused", Some(m));
+            }
+            Done::Failed(m, transient) => {
+                tracing::error!("{target}: {m}");
+                out.transient |= transient;
+                out.failed.push(format!("{target}: {m}"));
+                (d.status, d.error) = ("failed", Some(m));
+            }
+        }
+        ledger.record_delivery(req.run, &d)?;
+    }
+    bar.finish_and_clear();
+    for n in &out.not_ready {
+        tracing::warn!("not delivered: {n}");
+    }
+    Ok(out)
+}

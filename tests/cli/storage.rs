@@ -1,0 +1,325 @@
+//! One conformance suite for every storage backend: local folders, S3 (a local moto server),
+//! Azure Blob (Azurite) and SFTP (OpenSSH), the servers started by `scripts/test`
+//! (`scripts/services/object-stores-up`, `scripts/services/sshd-up`).
+
+use batchwin::storage::{SshOptions, StorageError, Store, StoreOptions};
+
+use crate::util::{Dir, Sftp, service};
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Options for the local S3 server.
+pub fn s3_options(endpoint: String) -> StoreOptions {
+    StoreOptions {
+        pairs: vec![
+            ("aws_endpoint".into(), endpoint),
+            ("aws_allow_http".into(), "true".into()),
+            ("aws_access_key_id".into(), "test".into()),
+            ("aws_secret_access_key".into(), "test".into()),
+            ("aws_region".into(), "us-east-1".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+pub fn azurite_options() -> StoreOptions {
+    StoreOptions {
+        pairs: vec![("azure_storage_use_emulator".into(), "true".into())],
+        ..Default::default()
+    }
+}
+
+pub fn sftp_options(s: &Sftp) -> StoreOptions {
+    StoreOptions {
+        ssh: SshOptions {
+            key: Some(s.key.clone().into()),
+            known_hosts: Some(s.known_hosts.clone().into()),
+            accept_new_host_key: false,
+        },
+        ..Default::default()
+    }
+}
+
+/// put, get, list, head, conditional put, rename, delete, large (multipart) put, unsafe names.
+fn conformance(store: &Store, d: &Dir) {
+    runtime().block_on(async {
+        let small = d.write("small.csv", "id,name\n1,Zoë\n");
+        let put = store
+            .put_file("in/a/small.csv", &small, false)
+            .await
+            .expect("put");
+        let (bytes, sha) = (put.bytes, put.sha256);
+        assert_eq!(bytes, 15);
+        let head = store
+            .head("in/a/small.csv")
+            .await
+            .expect("head")
+            .expect("present");
+        assert_eq!(head.size, 15);
+        assert_eq!(store.head("in/a/nope.csv").await.expect("head"), None);
+
+        // A second put of the same name without overwrite is refused, with overwrite it wins.
+        let other = d.write("other.csv", "id\n2\n");
+        let err = store
+            .put_file("in/a/small.csv", &other, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+        let got = d.path("got/small.csv");
+        let t = store.get_file("in/a/small.csv", &got).await.expect("get");
+        assert_eq!((t.bytes, t.sha256.as_str()), (15, sha.as_str()));
+        assert_eq!(std::fs::read_to_string(&got).unwrap(), "id,name\n1,Zoë\n");
+
+        // Large files go up in parts and come back whole.
+        let big: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+        let big_path = d.write("big.bin", &big);
+        let t = store
+            .put_file("in/b/big.bin", &big_path, true)
+            .await
+            .expect("multipart put");
+        let big_sha = t.sha256;
+        assert_eq!(t.bytes, big.len() as u64);
+        let t = store
+            .get_file("in/b/big.bin", &d.path("got/big.bin"))
+            .await
+            .expect("get big");
+        assert_eq!(
+            (t.bytes, t.sha256.as_str()),
+            (big.len() as u64, big_sha.as_str())
+        );
+        // Overwriting replaces the whole object.
+        store
+            .put_file("in/b/big.bin", &small, true)
+            .await
+            .expect("overwrite");
+        assert_eq!(
+            store.get_bytes("in/b/big.bin").await.unwrap(),
+            std::fs::read(&small).unwrap()
+        );
+        store
+            .put_file("in/b/big.bin", &big_path, true)
+            .await
+            .expect("overwrite back");
+
+        let names: Vec<String> = store
+            .list("in")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["in/a/small.csv", "in/b/big.bin"]);
+        assert_eq!(store.list("in/a").await.unwrap().len(), 1);
+        assert_eq!(
+            store.list("nothing/here").await.unwrap(),
+            vec![],
+            "an absent folder lists as empty"
+        );
+        let sum = store.checksum("in/b/big.bin").await.expect("checksum");
+        assert_eq!(
+            (sum.bytes, sum.sha256.as_str()),
+            (big.len() as u64, big_sha.as_str())
+        );
+
+        // Rename, and refuse to rename onto an existing name.
+        store
+            .rename("in/a/small.csv", "out/small.csv")
+            .await
+            .expect("rename");
+        assert_eq!(store.head("in/a/small.csv").await.unwrap(), None);
+        assert_eq!(
+            store.get_bytes("out/small.csv").await.unwrap(),
+            b"id,name\n1,Zo\xc3\xab\n"
+        );
+        store
+            .put_file("in/a/again.csv", &other, false)
+            .await
+            .unwrap();
+        let err = store
+            .rename("in/a/again.csv", "out/small.csv")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+
+        store.delete("out/small.csv").await.expect("delete");
+        store
+            .delete("out/small.csv")
+            .await
+            .expect("deleting what is gone is fine");
+        assert_eq!(store.head("out/small.csv").await.unwrap(), None);
+
+        for bad in [
+            "../escape.csv",
+            "/abs.csv",
+            "a/../../b",
+            "nul\0.csv",
+            "new\nline.csv",
+        ] {
+            let err = store.put_file(bad, &small, true).await.unwrap_err();
+            assert!(
+                matches!(err, StorageError::UnsafeName { .. }),
+                "{bad:?}: {err}"
+            );
+            let err = store.get_file(bad, &d.path("got/x")).await.unwrap_err();
+            assert!(
+                matches!(err, StorageError::UnsafeName { .. }),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = store
+            .get_file("in/a/absent.csv", &d.path("got/absent.csv"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::NotFound { .. }), "{err}");
+        assert!(!d.path("got/absent.csv").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(d.path("got"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers.len(),
+            2,
+            "no temporary files left beside downloads: {leftovers:?}"
+        );
+    });
+}
+
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[test]
+fn local_folders_pass_the_storage_suite() {
+    let d = Dir::new();
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(
+            d.path("store").to_str().unwrap(),
+            &StoreOptions::default(),
+        ))
+        .unwrap();
+    conformance(&store, &d);
+    let d = Dir::new();
+    let url = format!("file://{}", d.path("store2").display());
+    conformance(
+        &rt.block_on(Store::open(&url, &StoreOptions::default()))
+            .unwrap(),
+        &d,
+    );
+}
+
+#[test]
+fn s3_passes_the_storage_suite() {
+    let Some(endpoint) = service("BATCHWIN_TEST_S3") else {
+        return;
+    };
+    let d = Dir::new();
+    let store = runtime()
+        .block_on(Store::open(
+            &format!("s3://batchwin-test/{}", unique()),
+            &s3_options(endpoint),
+        ))
+        .unwrap();
+    conformance(&store, &d);
+}
+
+#[test]
+fn azure_blob_passes_the_storage_suite() {
+    if service("BATCHWIN_TEST_AZURITE").is_none() {
+        return;
+    }
+    let d = Dir::new();
+    let store = runtime()
+        .block_on(Store::open(
+            &format!("az://batchwin-test/{}", unique()),
+            &azurite_options(),
+        ))
+        .unwrap();
+    conformance(&store, &d);
+}
+
+#[test]
+fn sftp_passes_the_storage_suite() {
+    let Some(s) = Sftp::get() else { return };
+    let d = Dir::new();
+    let (url, _) = s.folder();
+    let store = runtime()
+        .block_on(Store::open(&url, &sftp_options(&s)))
+        .unwrap();
+    conformance(&store, &d);
+}
+
+#[test]
+fn sftp_refuses_passwords_and_unknown_or_changed_host_keys() {
+    let Some(s) = Sftp::get() else { return };
+    let rt = runtime();
+    let (url, _) = s.folder();
+    let with_password = url.replacen("root@", "root:hunter2@", 1);
+    let err = rt
+        .block_on(Store::open(&with_password, &sftp_options(&s)))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("passwords are not accepted"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("hunter2"),
+        "the password shows: {err}"
+    );
+
+    let mut wrong = sftp_options(&s);
+    wrong.ssh.known_hosts = Some(s.wrong_known_hosts.clone().into());
+    wrong.retry.attempts = 0;
+    let store = rt.block_on(Store::open(&url, &wrong)).unwrap();
+    let err = rt.block_on(store.list("")).unwrap_err();
+    assert!(
+        matches!(err, StorageError::HostKey { .. }) && err.to_string().contains("REFUSED"),
+        "{err}"
+    );
+    // Even the first-contact switch never accepts a key that differs from a recorded one.
+    wrong.ssh.accept_new_host_key = true;
+    let store = rt.block_on(Store::open(&url, &wrong)).unwrap();
+    assert!(matches!(
+        rt.block_on(store.list("")).unwrap_err(),
+        StorageError::HostKey { .. }
+    ));
+
+    let d = Dir::new();
+    let empty = d.write("known_hosts", "");
+    let mut unknown = sftp_options(&s);
+    unknown.ssh.known_hosts = Some(empty.clone());
+    let store = rt.block_on(Store::open(&url, &unknown)).unwrap();
+    let err = rt.block_on(store.list("")).unwrap_err().to_string();
+    assert!(
+        err.contains("is not in") && err.contains("ssh-keyscan"),
+        "{err}"
+    );
+    unknown.ssh.accept_new_host_key = true;
+    let store = rt.block_on(Store::open(&url, &unknown)).unwrap();
+    rt.block_on(store.list(""))
+        .expect("accepted on first contact");
+    let learned = std::fs::read_to_string(&empty).unwrap();
+    let recorded = std::fs::read_to_string(&s.known_hosts).unwrap();
+    let key_of = |t: &str| t.split_whitespace().nth(2).map(str::to_string);
+    assert_eq!(
+        key_of(&learned),
+        key_of(&recorded),
+        "the server's key was added: {learned}"
+    );
+}
+
+#[test]
+fn unknown_schemes_are_refused() {
+    let err = runtime()
+        .block_on(Store::open("ftp://host/x", &StoreOptions::default()))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("unknown scheme `ftp`"), "{err}");
+}

@@ -1,0 +1,771 @@
+//! `fetch` and `publish` end to end: a local folder, the OpenSSH server, the S3 API server and
+//! Azurite (all started by `scripts/test`), with idempotence, conflicts, in-progress uploads,
+//! unsafe names, wrong host keys and a server restarted in the middle of a transfer.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use batchwin::storage::Store;
+
+use crate::storage::{azurite_options, runtime, s3_options};
+use crate::util::{Dir, Sftp, assert_published, generate_day, process_day, service, tree};
+
+const DATE: &str = "2026-11-29";
+
+fn lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stdout(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
+}
+
+fn stderr(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
+}
+
+/// Copies a folder tree (the server's disk is this machine's).
+fn copy_tree(from: &Path, to: &Path) {
+    for (rel, bytes) in tree(from) {
+        let p = to.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+/// Vendor ids of a generated day, in config order.
+fn vendor_ids(d: &Dir) -> Vec<String> {
+    let cfg: toml::Value = toml::from_str(&d.read("day/batchwin.toml")).unwrap();
+    cfg["vendor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn fetch_args<'a>(source: &'a str, extra: &'a [&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "fetch",
+        "--config",
+        "day/batchwin.toml",
+        "--source",
+        source,
+        "--date",
+        DATE,
+        "--staging",
+        "staging",
+        "--manifest",
+        "manifest.jsonl",
+        "--settle",
+        "0s",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn fetch_from_a_folder_is_idempotent_and_flags_changed_files() {
+    let d = Dir::new();
+    generate_day(&d, "6", "3000", "2", "11");
+    let vendors = vendor_ids(&d);
+    // Not data: a file of an unknown vendor, names still being written.
+    d.write(&format!("day/inbound/{DATE}/nobody/x.csv"), "a\n");
+    d.write(
+        &format!("day/inbound/{DATE}/{}/late.csv.part", vendors[0]),
+        "a\n",
+    );
+    d.write(
+        &format!("day/inbound/{DATE}/{}/.hidden.csv", vendors[0]),
+        "a\n",
+    );
+
+    let first = d.cmd().args(fetch_args("day", &[])).assert().code(0);
+    assert!(
+        stderr(&first).contains("`nobody`, which is not a configured vendor"),
+        "{}",
+        stderr(&first)
+    );
+    let rows = lines(&d.path("manifest.jsonl"));
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let staged = tree(&d.path(&format!("staging/{DATE}")));
+    let mut source = tree(&d.path(&format!("day/inbound/{DATE}")));
+    source.retain(|k, _| !k.starts_with("nobody/") && !k.ends_with(".part") && !k.contains("/."));
+    assert_eq!(staged, source, "staged files equal the sources");
+    for r in &rows {
+        let p = PathBuf::from(r["location"].as_str().unwrap());
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(r["bytes"].as_u64().unwrap(), bytes.len() as u64);
+        assert_eq!(
+            r["sha256"].as_str().unwrap(),
+            batchwin::plan::manifest::checksum(&p).unwrap().1
+        );
+        assert!(
+            r["source"].as_str().unwrap().starts_with("day/inbound/"),
+            "{r}"
+        );
+    }
+
+    let again = d.cmd().args(fetch_args("day", &[])).assert().code(0);
+    assert!(
+        stdout(&again).contains("0 files staged (0.0 MB), 6 already staged"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        lines(&d.path("manifest.jsonl")),
+        rows,
+        "a second fetch adds no rows"
+    );
+
+    // A file that changed at the source is staged again, flagged, and still has one row.
+    let changed = rows[0]["source"].as_str().unwrap().to_string();
+    let mut bytes = std::fs::read(d.path(&changed)).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    std::fs::write(d.path(&changed), &bytes).unwrap();
+    let third = d.cmd().args(fetch_args("day", &[])).assert().code(0);
+    assert!(
+        stdout(&third).contains("1 files staged") && stdout(&third).contains("1 changed"),
+        "{}",
+        stdout(&third)
+    );
+    let after = lines(&d.path("manifest.jsonl"));
+    assert_eq!(after.len(), 6);
+    let row = after
+        .iter()
+        .find(|r| r["source"] == changed.as_str())
+        .unwrap();
+    assert_eq!(row["replaced_sha256"], rows[0]["sha256"]);
+    assert_eq!(
+        std::fs::read(row["location"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+}
+
+#[test]
+fn in_progress_uploads_are_not_fetched_until_complete() {
+    let d = Dir::new();
+    generate_day(&d, "4", "2000", "2", "12");
+    let vendors = vendor_ids(&d);
+    // The last vendor writes a completion marker after each file.
+    let cfg = d.read("day/batchwin.toml") + "\n[vendor.transfer]\nmarker = \"{file}.done\"\n";
+    d.write("day/batchwin.toml", cfg);
+    let marked = &vendors[1];
+    let inbound = d.path(&format!("day/inbound/{DATE}"));
+    let marked_files: Vec<String> = tree(&inbound.join(marked)).into_keys().collect();
+
+    let o = d.cmd().args(fetch_args("day", &[])).assert().code(0);
+    let rows = lines(&d.path("manifest.jsonl"));
+    assert!(
+        rows.iter().all(|r| r["vendor"] != marked.as_str()),
+        "no marker, no fetch: {rows:?}"
+    );
+    assert!(
+        stdout(&o).contains(&format!("{} still being uploaded", marked_files.len())),
+        "{}",
+        stdout(&o)
+    );
+
+    d.write(
+        &format!("day/inbound/{DATE}/{marked}/{}.done", marked_files[0]),
+        "",
+    );
+    d.cmd().args(fetch_args("day", &[])).assert().code(0);
+    let rows = lines(&d.path("manifest.jsonl"));
+    let got: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["vendor"] == marked.as_str())
+        .map(|r| r["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with(&marked_files[0]),
+        "the marker itself is not data: {got:?}"
+    );
+
+    // Without a marker, a file must keep its size and time for the settle interval.
+    let growing = inbound.join(&vendors[0]).join("growing.csv");
+    let writer = {
+        let growing = growing.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&growing).unwrap();
+            for i in 0..30 {
+                writeln!(f, "line {i}").unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let o = d
+        .cmd()
+        .args(fetch_args("day", &["--settle", "1s"]))
+        .assert()
+        .code(0);
+    assert!(
+        !d.read("manifest.jsonl").contains("growing.csv"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("1 still being uploaded"),
+        "{}",
+        stdout(&o)
+    );
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    d.cmd()
+        .args(fetch_args("day", &["--settle", "1s"]))
+        .assert()
+        .code(0);
+    assert!(d.read("manifest.jsonl").contains("growing.csv"));
+}
+
+/// The SFTP flags and the source URL of a generated day copied to the server.
+fn day_on_sftp(d: &Dir, s: &Sftp) -> (String, PathBuf) {
+    let (url, local) = s.folder();
+    copy_tree(&d.path("day/inbound"), &local.join("inbound"));
+    (url, local)
+}
+
+/// plan (2 slices, files split) and process both slices of `manifest.jsonl` into `run/`.
+fn plan_and_process(d: &Dir) {
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--manifest",
+            "manifest.jsonl",
+            "--slices",
+            "2",
+        ])
+        .args([
+            "--split-bytes",
+            "60000",
+            "--date",
+            DATE,
+            "--out",
+            "plan.json",
+        ])
+        .assert()
+        .success();
+    for k in ["0", "1"] {
+        d.cmd()
+            .args([
+                "process",
+                "--config",
+                "day/batchwin.toml",
+                "--plan",
+                "plan.json",
+                "--slice",
+                k,
+                "--out",
+                "run",
+            ])
+            .args(["--date", DATE])
+            .assert()
+            .code(0);
+    }
+}
+
+fn deliveries(ledger: &Path) -> Vec<(String, i64)> {
+    let conn = duckdb::Connection::open_with_flags(
+        ledger,
+        duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT status, count(*) FROM deliveries GROUP BY status ORDER BY status")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_day_goes_from_sftp_through_processing_back_to_sftp() {
+    let Some(s) = Sftp::get() else { return };
+    let d = Dir::new();
+    generate_day(&d, "8", "20000", "3", "7");
+    process_day(&d, "whole");
+    let (url, remote) = day_on_sftp(&d, &s);
+    let flags = s.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    d.cmd().args(fetch_args(&url, &flags)).assert().code(0);
+    assert_eq!(
+        tree(&d.path(&format!("staging/{DATE}"))),
+        tree(&remote.join(format!("inbound/{DATE}")))
+    );
+    assert!(
+        d.read("manifest.jsonl")
+            .contains(&format!("\"source\":\"{url}/inbound/{DATE}/"))
+    );
+    plan_and_process(&d);
+
+    let publish = |extra: &[&str]| {
+        let mut c = d.cmd();
+        c.args([
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "run/ledgers",
+            "--target",
+            &url,
+            "--date",
+            DATE,
+        ]);
+        c.args(&flags).args(extra);
+        c.assert()
+    };
+    let first = publish(&[]).code(0);
+    let outputs = tree(&d.path("whole"))
+        .keys()
+        .filter(|k| k.contains('/') && !k.contains(".rejects."))
+        .count();
+    assert!(
+        stdout(&first).contains(&format!("{outputs} delivered")),
+        "{}",
+        stdout(&first)
+    );
+
+    // Read back with OpenSSH's own client: byte-identical to processing the files locally,
+    // split files put together, nothing partial or temporary beside them.
+    let back = d.path("back");
+    std::fs::create_dir_all(&back).unwrap();
+    let got = s.client(&format!(
+        "get -r {}/outbound/{DATE} {}\n",
+        remote.display(),
+        back.display()
+    ));
+    assert!(
+        got.status.success(),
+        "sftp: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_published(&d.path("whole"), &back.join(DATE));
+
+    // Again: nothing to do. Then a target that differs is refused, unless --overwrite.
+    let again = publish(&[]).code(0);
+    assert!(
+        stdout(&again).contains(&format!("0 delivered (0.0 MB), {outputs} already there")),
+        "{}",
+        stdout(&again)
+    );
+    let (victim, original) = tree(&remote.join(format!("outbound/{DATE}")))
+        .into_iter()
+        .next()
+        .unwrap();
+    let victim = remote.join(format!("outbound/{DATE}")).join(victim);
+    std::fs::write(&victim, b"changed by someone else\n").unwrap();
+    let refused = publish(&[]).code(1);
+    assert!(
+        stderr(&refused).contains("already exists with different content"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"changed by someone else\n"
+    );
+    publish(&["--overwrite"]).code(0);
+    assert_eq!(std::fs::read(&victim).unwrap(), original);
+
+    let ledger = d.path("run/ledgers/publish.duckdb");
+    let n = outputs as i64;
+    assert_eq!(
+        deliveries(&ledger),
+        [
+            ("delivered".into(), n + 1),
+            ("refused".into(), 1),
+            ("skipped".into(), 2 * n + n - 2)
+        ]
+    );
+}
+
+#[test]
+fn unsafe_remote_names_and_wrong_host_keys_are_refused() {
+    let Some(s) = Sftp::get() else { return };
+    let d = Dir::new();
+    generate_day(&d, "2", "500", "1", "3");
+    let (url, remote) = day_on_sftp(&d, &s);
+    let vendor = &vendor_ids(&d)[0];
+    std::fs::write(
+        remote.join(format!("inbound/{DATE}/{vendor}/evil\nname.csv")),
+        "a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        remote.join(format!("inbound/{DATE}/{vendor}/bell\u{7}.csv")),
+        "a\n",
+    )
+    .unwrap();
+    let flags = s.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let o = d.cmd().args(fetch_args(&url, &flags)).assert().code(1);
+    assert!(
+        stderr(&o).contains("refused remote name") && stderr(&o).contains("control characters"),
+        "{}",
+        stderr(&o)
+    );
+    let staged = tree(&d.path("staging"));
+    assert_eq!(staged.len(), 2, "only the safe files: {:?}", staged.keys());
+    assert!(
+        staged
+            .keys()
+            .all(|k| !k.contains("evil") && !k.contains("bell"))
+    );
+
+    let wrong = [
+        "--ssh-key",
+        &s.key,
+        "--known-hosts",
+        &s.wrong_known_hosts,
+        "--retries",
+        "0",
+    ];
+    let refused = d
+        .cmd()
+        .args(fetch_args(&url, &wrong))
+        .args(["--manifest", "m2.jsonl"])
+        .assert()
+        .code(1);
+    assert!(
+        stderr(&refused).contains("REFUSED") && stderr(&refused).contains("differs"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!d.path("m2.jsonl").exists() || d.read("m2.jsonl").is_empty());
+
+    // A layout that would climb out of the target is a config error with its line.
+    let cfg = d.read("day/batchwin.toml").replacen(
+        "[[vendor]]",
+        "[transfer]\noutbound = \"../{vendor}/{file}\"\n\n[[vendor]]",
+        1,
+    );
+    d.write("day/batchwin.toml", cfg);
+    let bad = d.cmd().args(fetch_args(&url, &flags)).assert().code(2);
+    assert!(
+        stderr(&bad).contains("transfer.outbound") && stderr(&bad).contains("line"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn an_unreachable_source_exits_with_the_retryable_code() {
+    let d = Dir::new();
+    generate_day(&d, "2", "500", "1", "3");
+    let o = d
+        .cmd()
+        .args(fetch_args(
+            "sftp://root@127.0.0.1:1/nowhere",
+            &["--retries", "2", "--ssh-key", "/dev/null"],
+        ))
+        .assert()
+        .code(3);
+    assert!(
+        stderr(&o).contains("retrying") && stderr(&o).contains("cannot connect"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d
+        .cmd()
+        .args(fetch_args("s3://bucket/x", &["--retries", "1"]))
+        .env("AWS_ENDPOINT", "http://127.0.0.1:1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+        .env("AWS_REGION", "us-east-1")
+        .assert()
+        .code(3);
+    assert!(!stderr(&o).contains("very-secret-value"), "{}", stderr(&o));
+}
+
+/// Finds a hidden temporary file (a transfer in progress) below `dir`.
+fn transfer_in_progress(dir: &Path, min: u64) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.file_name().to_string_lossy().contains(".batchwin-")
+                && e.metadata().is_ok_and(|m| m.len() >= min)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn restart_sshd() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/sshd-restart");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("stop")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_server_restarted_mid_transfer_leads_to_a_clean_retry() {
+    let Some(s) = Sftp::get() else { return };
+    let d = Dir::new();
+    generate_day(&d, "2", "500", "1", "3");
+    let (url, remote) = day_on_sftp(&d, &s);
+    let vendor = vendor_ids(&d)[0].clone();
+    // A large file, so the transfer is surely under way when the server stops.
+    let big = remote.join(format!("inbound/{DATE}/{vendor}/big.csv"));
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        for i in 0..6_000_000u32 {
+            writeln!(f, "{i},{}", i % 977).unwrap();
+        }
+    }
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let mut child = std::process::Command::new(&bin)
+        .args(fetch_args(
+            &url,
+            &[
+                "--ssh-key",
+                &s.key,
+                "--known-hosts",
+                &s.known_hosts,
+                "--retries",
+                "8",
+            ],
+        ))
+        .current_dir(d.root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !transfer_in_progress(&d.path("staging"), 1 << 20) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    restart_sshd();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("retrying"), "the transfer was retried: {err}");
+    let staged = d.path(&format!("staging/{DATE}/{vendor}/big.csv"));
+    assert_eq!(
+        std::fs::read(&staged).unwrap(),
+        std::fs::read(&big).unwrap()
+    );
+    assert!(
+        !transfer_in_progress(&d.path("staging"), 0),
+        "no temporary files left"
+    );
+    assert_eq!(
+        lines(&d.path("manifest.jsonl")).len(),
+        3,
+        "one row per file"
+    );
+
+    // The same for an upload: the server ends up with the whole file once, nothing else.
+    let rt = runtime();
+    let mut opts = crate::storage::sftp_options(&s);
+    opts.retry.attempts = 8;
+    let store = rt.block_on(Store::open(&url, &opts)).unwrap();
+    let uploading = std::thread::spawn({
+        let remote = remote.clone();
+        move || {
+            let start = Instant::now();
+            while !transfer_in_progress(&remote.join("up"), 1 << 20) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the upload never started"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            restart_sshd();
+        }
+    });
+    let put = rt
+        .block_on(store.put_file("up/big.csv", &staged, false))
+        .expect("upload retried");
+    uploading.join().unwrap();
+    assert_eq!(put.bytes, std::fs::metadata(&big).unwrap().len());
+    let up = tree(&remote.join("up"));
+    assert_eq!(
+        up.keys().collect::<Vec<_>>(),
+        ["big.csv"],
+        "only the finished file"
+    );
+    assert!(up["big.csv"] == std::fs::read(&big).unwrap());
+}
+
+/// fetch, process, publish, re-publish (no-op) and a conflicting publish against an object store.
+fn object_store_round_trip(
+    base: &str,
+    env: &[(&str, String)],
+    config_extra: &str,
+    opts: batchwin::storage::StoreOptions,
+) {
+    let d = Dir::new();
+    generate_day(&d, "6", "8000", "2", "21");
+    let cfg = d.read("day/batchwin.toml").replacen(
+        "[[vendor]]",
+        &format!("{config_extra}\n[[vendor]]"),
+        1,
+    );
+    d.write("day/batchwin.toml", cfg);
+    let rt = runtime();
+    let source = rt.block_on(Store::open(base, &opts)).unwrap();
+    for rel in tree(&d.path("day/inbound")).into_keys() {
+        rt.block_on(source.put_file(
+            &format!("inbound/{rel}"),
+            &d.path(&format!("day/inbound/{rel}")),
+            true,
+        ))
+        .unwrap();
+    }
+    let cmd = |args: &[&str]| {
+        let mut c = d.cmd();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    cmd(&fetch_args(base, &[])).assert().code(0);
+    assert_eq!(lines(&d.path("manifest.jsonl")).len(), 6);
+    let again = cmd(&fetch_args(base, &[])).assert().code(0);
+    assert!(
+        stdout(&again).contains("6 already staged"),
+        "{}",
+        stdout(&again)
+    );
+    d.cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            &format!("staging/{DATE}"),
+            "--out",
+            "run",
+            "--date",
+            DATE,
+        ])
+        .assert()
+        .code(0);
+    let publish = |extra: &[&str]| {
+        let mut a = vec![
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "run",
+            "--target",
+            base,
+            "--date",
+            DATE,
+        ];
+        a.extend_from_slice(extra);
+        cmd(&a).assert()
+    };
+    publish(&[]).code(0);
+    let back = d.path("back");
+    let names: Vec<String> = rt
+        .block_on(source.list(&format!("outbound/{DATE}")))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for n in &names {
+        rt.block_on(source.get_file(
+            n,
+            &back.join(n.strip_prefix(&format!("outbound/{DATE}/")).unwrap()),
+        ))
+        .unwrap();
+    }
+    assert_published(&d.path("run"), &back);
+    let again = publish(&[]).code(0);
+    assert!(
+        stdout(&again).contains(&format!(
+            "0 delivered (0.0 MB), {} already there",
+            names.len()
+        )),
+        "{}",
+        stdout(&again)
+    );
+    let other = d.write("other.csv", "not what was delivered\n");
+    rt.block_on(source.put_file(&names[0], &other, true))
+        .unwrap();
+    let refused = publish(&[]).code(1);
+    assert!(
+        stderr(&refused).contains("already exists with different content"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        rt.block_on(source.get_bytes(&names[0])).unwrap(),
+        b"not what was delivered\n"
+    );
+    publish(&["--overwrite"]).code(0);
+    assert!(
+        rt.block_on(source.get_bytes(&names[0])).unwrap()
+            == tree(&back)[names[0].strip_prefix(&format!("outbound/{DATE}/")).unwrap()]
+    );
+}
+
+#[test]
+fn s3_fetch_publish_republish_and_conflict() {
+    let Some(endpoint) = service("BATCHWIN_TEST_S3") else {
+        return;
+    };
+    let base = format!("s3://batchwin-test/{}", uuid::Uuid::new_v4().simple());
+    // Credentials and endpoint from the usual environment variables.
+    let env = [
+        ("AWS_ENDPOINT", endpoint.clone()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    object_store_round_trip(&base, &env, "", s3_options(endpoint));
+}
+
+#[test]
+fn azure_blob_fetch_publish_republish_and_conflict() {
+    if service("BATCHWIN_TEST_AZURITE").is_none() {
+        return;
+    }
+    let base = format!("az://batchwin-test/{}", uuid::Uuid::new_v4().simple());
+    // The emulator chosen in the config file's object store options.
+    let extra = "[transfer.options]\nazure_storage_use_emulator = \"true\"\n";
+    object_store_round_trip(&base, &[], extra, azurite_options());
+}
