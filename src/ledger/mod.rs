@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sha256      VARCHAR,
     status      VARCHAR NOT NULL,
     error       VARCHAR,
-    at          TIMESTAMP NOT NULL
+    delivered_at TIMESTAMP NOT NULL
 );
 ";
 

@@ -51,21 +51,26 @@ impl ObjectBackend {
             retry_timeout: std::time::Duration::from_secs(60),
             ..Default::default()
         };
-        let mut client = object_store::ClientOptions::new();
+        // Timeouts go in as configuration keys: client options given as a whole would replace
+        // what the builder read from the environment (AWS_ALLOW_HTTP, proxies, ...).
+        let mut pairs: Vec<(String, String)> = Vec::new();
         if let Some(t) = opts.timeout {
-            client = client
-                .with_timeout(t)
-                .with_connect_timeout(t.min(std::time::Duration::from_secs(10)));
+            let connect = t.min(std::time::Duration::from_secs(10));
+            pairs.push(("timeout".into(), format!("{}ms", t.as_millis())));
+            pairs.push((
+                "connect_timeout".into(),
+                format!("{}ms", connect.as_millis()),
+            ));
         }
+        pairs.extend(opts.pairs.iter().cloned());
         let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
                 let mut b = AmazonS3Builder::from_env()
                     .with_url(&base)
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &opts.pairs {
+                    .with_retry(retry);
+                for (k, v) in &pairs {
                     if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
                         b = b.with_config(key, v);
                     }
@@ -76,9 +81,8 @@ impl ObjectBackend {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
                 let mut b = MicrosoftAzureBuilder::from_env()
                     .with_url(&base)
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &opts.pairs {
+                    .with_retry(retry);
+                for (k, v) in &pairs {
                     if let Ok(key) = k.parse::<AzureConfigKey>() {
                         b = b.with_config(key, v);
                     }
@@ -89,9 +93,8 @@ impl ObjectBackend {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
                 let mut b = GoogleCloudStorageBuilder::from_env()
                     .with_url(&base)
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &opts.pairs {
+                    .with_retry(retry);
+                for (k, v) in &pairs {
                     if let Ok(key) = k.parse::<GoogleConfigKey>() {
                         b = b.with_config(key, v);
                     }
