@@ -79,11 +79,15 @@ fn shell_word(s: &str) -> String {
 
 impl Steps<'_> {
     fn command(&self, args: &[OsString]) -> Command {
+        self.command_with(args, self.g.quiet)
+    }
+
+    fn command_with(&self, args: &[OsString], quiet: bool) -> Command {
         let mut c = Command::new(&self.exe);
         if self.g.log_format == LogFormat::Json {
             c.args(["--log-format", "json"]);
         }
-        if self.g.quiet {
+        if quiet {
             c.arg("-q");
         }
         for _ in 0..self.g.verbose {
@@ -109,6 +113,34 @@ impl Steps<'_> {
             return Ok(0);
         }
         self.exec(args, env)
+    }
+
+    /// Runs one step with its standard output going to a file.
+    fn run_to_file(&self, step: &str, args: Vec<OsString>, out: &Path) -> Result<i32, Failure> {
+        let words: Vec<String> = args
+            .iter()
+            .map(|a| shell_word(&a.to_string_lossy()))
+            .collect();
+        println!(
+            "step       {step}: batchwin {} > {}",
+            words.join(" "),
+            shell_word(&out.display().to_string())
+        );
+        if self.dry_run {
+            return Ok(0);
+        }
+        let file = std::fs::File::create(out)
+            .with_context(|| format!("cannot write `{}`", out.display()))
+            .map_err(Failure::data)?;
+        // Never quiet: what it prints is the file.
+        let mut c = self.command_with(&args, false);
+        c.stdout(file);
+        let child = c
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", self.exe.display()))
+            .map_err(Failure::data)?;
+        let mut pool = vec![child];
+        Ok(self.wait_all(&mut pool)?[0])
     }
 
     /// Runs a command whatever `--dry-run` says (for what a dry run itself needs).
@@ -496,10 +528,9 @@ fn run_day(
     }
     report.extend(os(&["--window-start", &start]));
     let mut html = report.clone();
-    html.extend(os(&["--format", "html", "--out"]));
-    html.push(p(&dir.join("report.html")));
+    html.extend(os(&["--format", "html"]));
     if ledgers.exists() || steps.dry_run {
-        let _ = steps.run("report", html, &[])?;
+        let _ = steps.run_to_file("report", html, &dir.join("report.html"))?;
         let code = steps.run("report", report, &[])?;
         status = worse(status, status_of(code));
     }

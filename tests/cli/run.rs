@@ -1,37 +1,57 @@
 //! `batchwin run`: a whole window on this machine or on Slurm, deferral at the window's end and
 //! the next run finishing the work, the overlap lock, and `--dry-run`.
+//!
+//! Windows are placed around the time the test runs (SLAs count from the window's start), and
+//! the generated day is that window's day.
 
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, assert_published, generate_day, process_day, tree};
+use chrono::{Timelike, Utc};
 
-const DATE: &str = "2026-11-29";
+use crate::util::{Dir, assert_published, generate_day_on, process_day_on, tree};
 
-/// Adds a window `day` (00:00 to `end`, UTC) reading the generated day and delivering to
-/// `outbound/`.
-fn add_window(d: &Dir, end: &str) {
+/// A window from `start` to `end` minutes from now (UTC): its day and its `[windows.day]`.
+fn window(d: &Dir, start: i64, end: i64) -> String {
+    let s = Utc::now() + chrono::Duration::minutes(start);
+    let e = Utc::now() + chrono::Duration::minutes(end);
+    let date = s.format("%Y-%m-%d").to_string();
     let cfg = d.read("day/batchwin.toml")
         + &format!(
-            "\n[windows.day]\nstart = \"00:00\"\nend = \"{end}\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n",
+            "\n[windows.day]\nstart = \"{:02}:{:02}\"\nend = \"{:02}:{:02}\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n",
+            s.hour(),
+            s.minute(),
+            e.hour(),
+            e.minute(),
             d.path("day").display().to_string(),
-            d.path("outbound").display().to_string()
+            d.path("server").display().to_string()
         );
     d.write("day/batchwin.toml", cfg);
+    date
 }
 
-fn run_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
+/// The day a window starting `start` minutes from now belongs to.
+fn day_of(start: i64) -> String {
+    (Utc::now() + chrono::Duration::minutes(start))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn run_args(date: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
         "run",
         "--config",
         "day/batchwin.toml",
         "--window",
         "day",
         "--date",
-        DATE,
+        date,
         "--runs",
         "runs",
-    ];
-    a.extend_from_slice(extra);
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
 
@@ -39,35 +59,46 @@ fn stdout(o: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&o.get_output().stdout).into_owned()
 }
 
-/// Totals of the run's merged ledgers, from `report --format json`.
-fn totals(d: &Dir) -> serde_json::Value {
+/// The run's merged ledgers, from `report --format json`.
+fn report(d: &Dir, date: &str) -> serde_json::Value {
     let o = d
         .cmd()
         .args([
             "report",
             "--ledgers",
-            &format!("runs/{DATE}-day/out/ledgers"),
+            &format!("runs/{date}-day/out/ledgers"),
             "--format",
             "json",
         ])
         .assert();
-    let v: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).expect("report json");
-    v["totals"].clone()
+    serde_json::from_slice(&o.get_output().stdout).expect("report json")
 }
 
 fn expected(d: &Dir) -> serde_json::Value {
     serde_json::from_str(&d.read("day/expected.json")).unwrap()
 }
 
+fn assert_counts(d: &Dir, date: &str) {
+    let r = report(d, date);
+    let e = expected(d);
+    assert_eq!(r["totals"]["records_in"], e["records"], "{}", r["totals"]);
+    assert_eq!(
+        r["totals"]["records_rejected"], e["invalid"],
+        "{}",
+        r["totals"]
+    );
+}
+
 #[test]
 fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     let d = Dir::new();
-    generate_day(&d, "12", "30000", "3", "31");
-    process_day(&d, "whole");
-    add_window(&d, "23:59");
+    let date = day_of(-1);
+    generate_day_on(&d, "12", "30000", "3", "31", &date);
+    process_day_on(&d, "whole", &date);
+    let date = window(&d, -1, 180);
     let o = d
         .cmd()
-        .args(run_args(&["--catch-up", "--workers", "2"]))
+        .args(run_args(&date, &["--workers", "2"]))
         .assert()
         .code(0);
     let out = stdout(&o);
@@ -80,23 +111,27 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     ] {
         assert!(out.contains(step), "{step}: {out}");
     }
-    assert_published(&d.path("whole"), &d.path(&format!("outbound/{DATE}")));
-    let t = totals(&d);
-    let e = expected(&d);
-    assert_eq!(t["records_in"], e["records"], "{t}");
-    assert_eq!(t["records_rejected"], e["invalid"], "{t}");
-    let run = d.path(&format!("runs/{DATE}-day"));
+    assert!(out.contains("SLA"), "the report is printed: {out}");
+    assert_published(&d.path("whole"), &d.path(&format!("server/outbound/{date}")));
+    assert_counts(&d, &date);
+    let run = d.path(&format!("runs/{date}-day"));
     for f in [
         "manifest.jsonl",
         "plan.json",
-        "report.html",
         "publish.duckdb",
         "state.json",
     ] {
         assert!(run.join(f).is_file(), "{f} kept in the run folder");
     }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &html[..html.len().min(200)]
+    );
+
     // Again: nothing left to do, nothing delivered twice.
-    let again = d.cmd().args(run_args(&["--catch-up"])).assert().code(0);
+    let again = d.cmd().args(run_args(&date, &[])).assert().code(0);
     assert!(
         stdout(&again).contains("12 files already done"),
         "{}",
@@ -107,22 +142,28 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
         "{}",
         stdout(&again)
     );
+    assert!(
+        stdout(&again).contains("0 delivered (0.0 MB), 12 already there"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]
 fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
     let d = Dir::new();
-    generate_day(&d, "12", "30000", "3", "32");
-    process_day(&d, "whole");
-    // The window closed a minute after midnight of a day long past: only HIGH units start.
-    add_window(&d, "00:01");
-    let first = d.cmd().args(run_args(&[])).assert().code(1);
+    let date = day_of(-3);
+    generate_day_on(&d, "12", "30000", "3", "32", &date);
+    process_day_on(&d, "whole", &date);
+    // The window ended a minute ago: only HIGH units start.
+    let date = window(&d, -3, -1);
+    let first = d.cmd().args(run_args(&date, &[])).assert().code(1);
     let out = stdout(&first);
     assert!(out.contains("deferred"), "{out}");
     let e = expected(&d);
     let per_file = e["per_file"].as_array().unwrap();
     let high = per_file.iter().filter(|f| f["priority"] == "high").count();
-    let published = tree(&d.path(&format!("outbound/{DATE}")));
+    let published = tree(&d.path(&format!("server/outbound/{date}")));
     let outputs = published
         .keys()
         .filter(|k| !k.contains(".rejects."))
@@ -135,27 +176,46 @@ fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
     );
     assert!(high > 0 && high < per_file.len());
     let state: serde_json::Value =
-        serde_json::from_str(&d.read(&format!("runs/{DATE}-day/state.json"))).unwrap();
+        serde_json::from_str(&d.read(&format!("runs/{date}-day/state.json"))).unwrap();
     assert_eq!(state["complete"], false);
+    let r = report(&d, &date);
+    let deferred = r["failures"].as_array().map_or(0, |f| {
+        f.iter()
+            .filter(|x| x.to_string().contains("deferred"))
+            .count()
+    });
+    assert_eq!(
+        deferred,
+        per_file.len() - high,
+        "the report names the deferred units: {}",
+        r["failures"]
+    );
 
-    let second = d.cmd().args(run_args(&["--catch-up"])).assert().code(0);
+    // The next run finishes them (past the window's end only with --catch-up).
+    let second = d.cmd().args(run_args(&date, &["--catch-up"])).assert();
     assert!(
         stdout(&second).contains(&format!("{high} files already done")),
         "{}",
         stdout(&second)
     );
-    assert_published(&d.path("whole"), &d.path(&format!("outbound/{DATE}")));
-    let t = totals(&d);
-    assert_eq!(t["records_in"], e["records"], "{t}");
-    assert_eq!(t["records_rejected"], e["invalid"], "{t}");
+    assert_published(&d.path("whole"), &d.path(&format!("server/outbound/{date}")));
+    assert_counts(&d, &date);
+    let r = report(&d, &date);
+    assert_eq!(
+        r["failures"].as_array().map_or(0, Vec::len),
+        0,
+        "{}",
+        r["failures"]
+    );
 }
 
 #[test]
 fn two_runs_of_one_window_never_overlap() {
     let d = Dir::new();
-    generate_day(&d, "2", "500", "1", "33");
-    add_window(&d, "23:59");
-    let dir = d.path(&format!("runs/{DATE}-day"));
+    let date = day_of(-1);
+    generate_day_on(&d, "2", "500", "1", "33", &date);
+    let date = window(&d, -1, 180);
+    let dir = d.path(&format!("runs/{date}-day"));
     std::fs::create_dir_all(&dir).unwrap();
     let held = std::fs::OpenOptions::new()
         .create(true)
@@ -164,24 +224,31 @@ fn two_runs_of_one_window_never_overlap() {
         .open(dir.join(".lock"))
         .unwrap();
     held.try_lock().expect("the test holds the lock");
-    let o = d.cmd().args(run_args(&["--catch-up"])).assert().code(1);
+    let o = d.cmd().args(run_args(&date, &[])).assert().code(1);
     let err = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
     assert!(
-        err.contains("another run of window `day` for 2026-11-29 is in progress"),
+        err.contains(&format!(
+            "another run of window `day` for {date} is in progress"
+        )),
         "{err}"
     );
     assert!(!dir.join("manifest.jsonl").exists(), "nothing was fetched");
     drop(held);
-    d.cmd().args(run_args(&["--catch-up"])).assert().code(0);
+    d.cmd().args(run_args(&date, &[])).assert().code(0);
 }
 
 #[test]
 fn a_dry_run_shows_the_work_and_touches_nothing() {
     let d = Dir::new();
-    generate_day(&d, "6", "3000", "2", "34");
-    add_window(&d, "23:59");
+    let date = day_of(-1);
+    generate_day_on(&d, "6", "3000", "2", "34", &date);
+    let date = window(&d, -1, 180);
     let before = tree(&d.path("day"));
-    let o = d.cmd().args(run_args(&["--dry-run"])).assert().code(0);
+    let o = d
+        .cmd()
+        .args(run_args(&date, &["--dry-run"]))
+        .assert()
+        .code(0);
     let out = stdout(&o);
     assert!(out.contains("would fetch 6 files"), "{out}");
     assert!(
@@ -189,24 +256,25 @@ fn a_dry_run_shows_the_work_and_touches_nothing() {
         "{out}"
     );
     assert!(!d.path("runs").exists(), "a dry run creates nothing");
-    assert!(!d.path("outbound").exists());
+    assert!(!d.path("server").exists());
     assert_eq!(tree(&d.path("day")), before);
 }
 
 #[test]
 fn a_window_runs_on_slurm() {
-    if crate::util::service("SLURM_CONF").is_none() {
+    let Some(conf) = crate::util::service("SLURM_CONF") else {
         return;
-    }
+    };
     let d = Dir::new();
-    generate_day(&d, "8", "20000", "3", "35");
-    process_day(&d, "whole");
-    add_window(&d, "23:59");
+    let date = day_of(-1);
+    generate_day_on(&d, "8", "20000", "3", "35", &date);
+    process_day_on(&d, "whole", &date);
+    let date = window(&d, -1, 180);
     let started = Instant::now();
     let o = d
         .cmd()
-        .args(run_args(&["--executor", "slurm"]))
-        .env("SLURM_CONF", std::env::var("SLURM_CONF").unwrap())
+        .args(run_args(&date, &["--executor", "slurm"]))
+        .env("SLURM_CONF", conf)
         .assert()
         .code(0);
     let out = stdout(&o);
@@ -215,7 +283,6 @@ fn a_window_runs_on_slurm() {
         "{out}"
     );
     assert!(started.elapsed() < Duration::from_secs(300));
-    assert_published(&d.path("whole"), &d.path(&format!("outbound/{DATE}")));
-    let t = totals(&d);
-    assert_eq!(t["records_in"], expected(&d)["records"], "{t}");
+    assert_published(&d.path("whole"), &d.path(&format!("server/outbound/{date}")));
+    assert_counts(&d, &date);
 }

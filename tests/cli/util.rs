@@ -297,3 +297,35 @@ pub fn assert_published(whole: &Path, published: &Path) {
         assert!(&got[k] == v, "{k}: published bytes differ from the output");
     }
 }
+
+/// `batchwin generate` of a small day for `date` into `DIR/day`.
+pub fn generate_day_on(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str, date: &str) {
+    d.cmd()
+        .args([
+            "generate",
+            "--out",
+            "day",
+            "--files",
+            files,
+            "--records",
+            records,
+        ])
+        .args(["--vendors", vendors, "--seed", seed, "--date", date])
+        .assert()
+        .success();
+}
+
+/// `batchwin process` of the whole generated day for `date` into `DIR/OUT`; must succeed.
+pub fn process_day_on(d: &Dir, out: &str, date: &str) {
+    d.cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            &format!("day/inbound/{date}"),
+        ])
+        .args(["--out", out, "--date", date])
+        .assert()
+        .code(0);
+}
