@@ -44,7 +44,10 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             std::env::temp_dir().join(format!("batchwin-demo-{}", uuid::Uuid::new_v4().simple()))
         }
     };
-    let date = "2026-11-29".to_string();
+        // The demo's window opens now (UTC) and lasts four hours; the day is its day.
+    let now = chrono::Utc::now();
+    let date = now.format("%Y-%m-%d").to_string();
+    let (start, end) = (now.format("%H:%M").to_string(), (now + chrono::Duration::hours(4)).format("%H:%M").to_string());
     let opts = GenerateOptions {
         out: dir.clone(),
         date: date.clone(),
@@ -80,7 +83,8 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         .map_err(Failure::data)?;
     text.push_str(&format!(
         "\n# The demo's batch window: the vendors' server and the outbound server are folders.\n\
-         [windows.demo]\nstart = \"00:00\"\nend = \"23:59\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n",
+         [windows.demo]\nstart = \"{start}\"\nend = \"{end}\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n\n\
+         # Files on the demo's server are complete as soon as they are listed.\n[transfer]\nsettle = \"0s\"\n",
         vendors_server.display().to_string(),
         outbound_server.display().to_string()
     ));

@@ -17,7 +17,7 @@ fn window(d: &Dir, start: i64, end: i64) -> String {
     let date = s.format("%Y-%m-%d").to_string();
     let cfg = d.read("day/batchwin.toml")
         + &format!(
-            "\n[windows.day]\nstart = \"{:02}:{:02}\"\nend = \"{:02}:{:02}\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n",
+            "\n[windows.day]\nstart = \"{:02}:{:02}\"\nend = \"{:02}:{:02}\"\ntime_zone = \"UTC\"\nsource = {:?}\ntarget = {:?}\n\n[transfer]\nsettle = \"0s\"\n",
             s.hour(),
             s.minute(),
             e.hour(),
