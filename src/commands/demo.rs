@@ -44,10 +44,15 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             std::env::temp_dir().join(format!("batchwin-demo-{}", uuid::Uuid::new_v4().simple()))
         }
     };
-        // The demo's window opens now (UTC) and lasts four hours; the day is its day.
+    // The demo's window opens now (UTC) and lasts four hours; the day is its day.
     let now = chrono::Utc::now();
     let date = now.format("%Y-%m-%d").to_string();
-    let (start, end) = (now.format("%H:%M").to_string(), (now + chrono::Duration::hours(4)).format("%H:%M").to_string());
+    let (start, end) = (
+        now.format("%H:%M").to_string(),
+        (now + chrono::Duration::hours(4))
+            .format("%H:%M")
+            .to_string(),
+    );
     let opts = GenerateOptions {
         out: dir.clone(),
         date: date.clone(),

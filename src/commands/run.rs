@@ -112,7 +112,13 @@ impl Steps<'_> {
         if self.dry_run {
             return Ok(0);
         }
-        self.exec(args, env)
+        let started = Instant::now();
+        let code = self.exec(args, env)?;
+        println!(
+            "took       {step} {:.1} s, exit code {code}",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(code)
     }
 
     /// Runs one step with its standard output going to a file.
@@ -703,6 +709,12 @@ fn execute_local(
                         "slice      {k} ended with exit code {code} after {:.1} s",
                         started.elapsed().as_secs_f64()
                     );
+                    if running.is_empty() && next >= slices {
+                        println!(
+                            "took       execute {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
                     status = worse(status, status_of(code));
                 }
                 Ok(None) => i += 1,

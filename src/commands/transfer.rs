@@ -28,6 +28,10 @@ pub struct TransferArgs {
     /// retries, then 5).
     #[arg(long)]
     pub retries: Option<u32>,
+    /// A request with no answer for this long fails and is retried (default: [transfer]
+    /// timeout, then 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl TransferArgs {
@@ -47,6 +51,7 @@ impl TransferArgs {
             accept_new_host_key: self.insecure_accept_new_host_key,
             concurrency: self.concurrency.map(|c| c as usize),
             retries: self.retries,
+            timeout: self.timeout,
             settle,
         };
         Ok(TransferSettings::resolve(config, &flags)?)

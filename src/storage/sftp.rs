@@ -172,6 +172,22 @@ impl SftpBackend {
         }
     }
 
+    /// Runs `fut`, failing it as transient when the server does not answer within the
+    /// timeout: a session whose server went away does not always say so.
+    async fn timed<T>(
+        &self,
+        name: &str,
+        fut: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(self.transient(format!(
+                "`{name}`: no answer from the server within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
     /// Forgets the connection after a failure; the next operation opens a new one.
     pub async fn reset(&self) {
         *self.conn.lock().await = None;
@@ -182,7 +198,7 @@ impl SftpBackend {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let c = Arc::new(self.connect().await?);
+        let c = Arc::new(self.timed("connection", self.connect()).await?);
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -309,6 +325,10 @@ impl SftpBackend {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+        self.timed(prefix, self.list_untimed(prefix)).await
+    }
+
+    async fn list_untimed(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
         let conn = self.conn().await?;
         let mut out = Vec::new();
         let mut stack = vec![prefix.trim_end_matches('/').to_string()];
@@ -349,6 +369,10 @@ impl SftpBackend {
     }
 
     pub async fn head(&self, name: &str) -> Result<Option<Entry>, StorageError> {
+        self.timed(name, self.head_untimed(name)).await
+    }
+
+    async fn head_untimed(&self, name: &str) -> Result<Option<Entry>, StorageError> {
         let conn = self.conn().await?;
         match conn.sftp.metadata(self.remote(name)).await {
             Ok(m) if m.is_dir() => Ok(None),
@@ -399,7 +423,7 @@ impl SftpBackend {
         overwrite: bool,
     ) -> Result<Transferred, StorageError> {
         let conn = self.conn().await?;
-        self.make_parents(&conn, name).await?;
+        self.timed(name, self.make_parents(&conn, name)).await?;
         let target = self.remote(name);
         if !overwrite && self.head(name).await?.is_some() {
             return Err(StorageError::AlreadyExists {
@@ -412,27 +436,33 @@ impl SftpBackend {
         // dropped session writes over what the failed attempt left instead of beside it.
         let (dir, file) = target.rsplit_once('/').unwrap_or(("", &target));
         let tmp = format!("{dir}/.{file}.batchwin-tmp");
+        let sftp = |e| self.sftp_err(name, e);
         let upload = async {
             let (mut reader, _) = HashingReader::open(local).await?;
-            let mut f = conn
-                .sftp
-                .open_with_flags(
-                    tmp.clone(),
-                    OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
-                )
-                .await
-                .map_err(|e| self.sftp_err(name, e))?;
+            let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
+            let mut f = self
+                .timed(name, async {
+                    conn.sftp
+                        .open_with_flags(tmp.clone(), flags)
+                        .await
+                        .map_err(sftp)
+                })
+                .await?;
             let mut buf = Vec::with_capacity(STREAM_BUF);
             while reader.next(&mut buf).await? {
-                f.write_all(&buf).await.map_err(|e| self.io_err(name, e))?;
+                let piece = async { f.write_all(&buf).await.map_err(|e| self.io_err(name, e)) };
+                self.timed(name, piece).await?;
             }
-            f.shutdown().await.map_err(|e| self.io_err(name, e))?;
+            self.timed(name, async {
+                f.shutdown().await.map_err(|e| self.io_err(name, e))
+            })
+            .await?;
             let done = reader.finish();
-            let size = conn
-                .sftp
-                .metadata(tmp.clone())
-                .await
-                .map_err(|e| self.sftp_err(name, e))?
+            let size = self
+                .timed(name, async {
+                    conn.sftp.metadata(tmp.clone()).await.map_err(sftp)
+                })
+                .await?
                 .size;
             if size != Some(done.bytes) {
                 return Err(self.transient(format!(
@@ -442,31 +472,43 @@ impl SftpBackend {
             }
             if overwrite {
                 // SFTP's rename never replaces; remove the old file first, then rename.
-                match conn.sftp.remove_file(target.clone()).await {
-                    Ok(()) => {}
-                    Err(russh_sftp::client::error::Error::Status(s))
-                        if s.status_code == StatusCode::NoSuchFile => {}
-                    Err(e) => return Err(self.sftp_err(name, e)),
-                }
+                let removed = self
+                    .timed(name, async {
+                        match conn.sftp.remove_file(target.clone()).await {
+                            Ok(()) => Ok(()),
+                            Err(russh_sftp::client::error::Error::Status(s))
+                                if s.status_code == StatusCode::NoSuchFile =>
+                            {
+                                Ok(())
+                            }
+                            Err(e) => Err(self.sftp_err(name, e)),
+                        }
+                    })
+                    .await;
+                removed?;
             }
-            match conn.sftp.rename(tmp.clone(), target.clone()).await {
-                Ok(()) => Ok(done),
-                Err(e) => {
-                    if conn.sftp.metadata(target.clone()).await.is_ok() {
-                        Err(StorageError::AlreadyExists {
-                            store: self.display.clone(),
-                            name: name.to_string(),
-                        })
-                    } else {
-                        Err(self.sftp_err(name, e))
+            self.timed(name, async {
+                match conn.sftp.rename(tmp.clone(), target.clone()).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        if conn.sftp.metadata(target.clone()).await.is_ok() {
+                            Err(StorageError::AlreadyExists {
+                                store: self.display.clone(),
+                                name: name.to_string(),
+                            })
+                        } else {
+                            Err(self.sftp_err(name, e))
+                        }
                     }
                 }
-            }
+            })
+            .await?;
+            Ok(done)
         }
         .await;
         if upload.is_err() {
-            // Best effort: the session may be gone. A leftover hidden temporary is harmless and
-            // is never renamed into place.
+            // Best effort: the session may be gone. A leftover hidden temporary is harmless, is
+            // never renamed into place, and the retry writes over it.
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(2),
                 conn.sftp.remove_file(tmp),
@@ -479,24 +521,35 @@ impl SftpBackend {
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
         sink.restart().await?;
         let conn = self.conn().await?;
-        let mut f = conn
-            .sftp
-            .open(self.remote(name))
-            .await
-            .map_err(|e| self.sftp_err(name, e))?;
+        let mut f = self
+            .timed(name, async {
+                conn.sftp
+                    .open(self.remote(name))
+                    .await
+                    .map_err(|e| self.sftp_err(name, e))
+            })
+            .await?;
         let mut buf = vec![0u8; STREAM_BUF];
         loop {
-            let n = f.read(&mut buf).await.map_err(|e| self.io_err(name, e))?;
+            let n = self
+                .timed(name, async {
+                    f.read(&mut buf).await.map_err(|e| self.io_err(name, e))
+                })
+                .await?;
             if n == 0 {
                 break;
             }
             sink.write(&buf[..n]).await?;
         }
-        let _ = f.shutdown().await;
+        let _ = tokio::time::timeout(self.timeout, f.shutdown()).await;
         Ok(())
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        self.timed(name, self.delete_untimed(name)).await
+    }
+
+    async fn delete_untimed(&self, name: &str) -> Result<(), StorageError> {
         let conn = self.conn().await?;
         match conn.sftp.remove_file(self.remote(name)).await {
             Ok(()) => Ok(()),
@@ -510,6 +563,10 @@ impl SftpBackend {
     }
 
     pub async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.timed(from, self.rename_untimed(from, to)).await
+    }
+
+    async fn rename_untimed(&self, from: &str, to: &str) -> Result<(), StorageError> {
         let conn = self.conn().await?;
         if self.head(to).await?.is_some() {
             return Err(StorageError::AlreadyExists {

@@ -157,6 +157,7 @@ pub struct TransferOverrides {
     pub accept_new_host_key: bool,
     pub concurrency: Option<usize>,
     pub retries: Option<u32>,
+    pub timeout: Option<Duration>,
     pub settle: Option<Duration>,
 }
 
@@ -213,7 +214,10 @@ impl TransferSettings {
             )?,
             max: Duration::from_secs(30),
         };
-        let timeout = duration(config, "timeout", &t.timeout, Duration::from_secs(30))?;
+        let timeout = match flags.timeout {
+            Some(d) => d,
+            None => duration(config, "timeout", &t.timeout, Duration::from_secs(30))?,
+        };
         let concurrency = flags.concurrency.or(t.concurrency).unwrap_or(8);
         if concurrency == 0 {
             return Err(config.at(&at("concurrency"), "must be at least 1"));

@@ -25,7 +25,12 @@ fn demo_generates_processes_and_checks_a_day() {
     assert!(run.join("out/ledgers/slice-00000.duckdb").is_file());
     assert!(run.join("report.html").is_file());
     let delivered = crate::util::tree(&d.path(&format!("demo/outbound-server/outbound/{date}")));
-    assert_eq!(delivered.len(), 8, "every output delivered: {:?}", delivered.keys());
+    assert_eq!(
+        delivered.len(),
+        8,
+        "every output delivered: {:?}",
+        delivered.keys()
+    );
 }
 
 #[test]

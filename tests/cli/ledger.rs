@@ -109,5 +109,5 @@ print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n2\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n3\n");
 }

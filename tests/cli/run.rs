@@ -112,7 +112,10 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
         assert!(out.contains(step), "{step}: {out}");
     }
     assert!(out.contains("SLA"), "the report is printed: {out}");
-    assert_published(&d.path("whole"), &d.path(&format!("server/outbound/{date}")));
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
     assert_counts(&d, &date);
     let run = d.path(&format!("runs/{date}-day"));
     for f in [
@@ -198,7 +201,10 @@ fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
         "{}",
         stdout(&second)
     );
-    assert_published(&d.path("whole"), &d.path(&format!("server/outbound/{date}")));
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
     assert_counts(&d, &date);
     let r = report(&d, &date);
     assert_eq!(
@@ -283,6 +289,9 @@ fn a_window_runs_on_slurm() {
         "{out}"
     );
     assert!(started.elapsed() < Duration::from_secs(300));
-    assert_published(&d.path("whole"), &d.path(&format!("server/outbound/{date}")));
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
     assert_counts(&d, &date);
 }

@@ -558,6 +558,8 @@ fn a_server_restarted_mid_transfer_leads_to_a_clean_retry() {
                 &s.known_hosts,
                 "--retries",
                 "8",
+                "--timeout",
+                "5s",
             ],
         ))
         .current_dir(d.root())
@@ -597,6 +599,7 @@ fn a_server_restarted_mid_transfer_leads_to_a_clean_retry() {
     let rt = runtime();
     let mut opts = crate::storage::sftp_options(&s);
     opts.retry.attempts = 8;
+    opts.timeout = Some(Duration::from_secs(5));
     let store = rt.block_on(Store::open(&url, &opts)).unwrap();
     let uploading = std::thread::spawn({
         let remote = remote.clone();
