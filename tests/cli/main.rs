@@ -2,6 +2,7 @@
 
 mod util;
 
+mod bad_input;
 mod cancel;
 mod config_errors;
 mod demo;

@@ -1,0 +1,254 @@
+//! Inputs that must never crash: each gives a clean reject with its line and reason, or a clear
+//! error that fails the file, and the run carries on.
+
+use crate::util::Dir;
+
+/// One vendor per format, every record kept unless it cannot be read.
+const CONFIG: &str = r#"
+[[vendor]]
+id = "C"
+skip_limit = "100%"
+[vendor.input]
+format = "csv"
+header = true
+[[vendor.fields]]
+name = "id"
+type = "integer"
+required = true
+[[vendor.fields]]
+name = "name"
+[vendor.output]
+format = "csv"
+
+[[vendor]]
+id = "J"
+skip_limit = "100%"
+[vendor.input]
+format = "jsonl"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[[vendor.fields]]
+name = "name"
+source = "a.b"
+[vendor.output]
+format = "jsonl"
+
+[[vendor]]
+id = "X"
+skip_limit = "100%"
+[vendor.input]
+format = "xml"
+record = "r"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[[vendor.fields]]
+name = "name"
+[vendor.output]
+format = "xml"
+
+[[vendor]]
+id = "F"
+skip_limit = "100%"
+[vendor.input]
+format = "fixed"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+start = 0
+width = 4
+[[vendor.fields]]
+name = "name"
+start = 4
+width = 6
+[vendor.output]
+format = "fixed"
+"#;
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    rejects: Vec<serde_json::Value>,
+}
+
+fn process(vendor: &str, name: &str, bytes: &[u8]) -> Outcome {
+    let d = Dir::new();
+    d.write("c.toml", CONFIG);
+    d.write(name, bytes);
+    let o = d
+        .cmd()
+        .args([
+            "process", "--config", "c.toml", "--vendor", vendor, "--input", name, "--out", "out",
+        ])
+        .args(["--date", "2026-11-29"])
+        .output()
+        .expect("batchwin");
+    let rejects = std::fs::read_dir(d.path("out"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".rejects."))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("reject line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Outcome {
+        code: o.status.code().expect("exited, not killed by a signal"),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        rejects,
+    }
+}
+
+/// (line, rule) of each reject.
+fn rejected(o: &Outcome) -> Vec<(u64, String)> {
+    o.rejects
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["errors"][0]["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn invalid_utf8_is_rejected_with_its_column() {
+    let o = process("C", "a.csv", b"id,name\n1,ok\n2,bad\xff\xfe\n3,x\n");
+    assert_eq!(o.code, 0);
+    assert_eq!(rejected(&o), [(3, "utf8".to_string())]);
+    assert!(
+        o.rejects[0]["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`name`")
+    );
+}
+
+#[test]
+fn a_nul_byte_in_a_field_is_data_and_in_a_header_an_error() {
+    let o = process("C", "a.csv", b"id,name\n1,a\x00b\n2,c\n");
+    assert_eq!(
+        (o.code, o.rejects.len()),
+        (0, 0),
+        "NUL is valid UTF-8 and kept as data"
+    );
+    let o = process("C", "a.csv", b"id,na\x00me\n1,a\n");
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("not a text CSV file"), "{}", o.stdout);
+}
+
+#[test]
+fn an_unterminated_quote_at_the_end_is_one_reject() {
+    let o = process("C", "a.csv", b"id,name\n1,ok\n2,\"unterminated\n3,c\n");
+    assert_eq!(o.code, 0);
+    assert_eq!(rejected(&o), [(3, "quote".to_string())]);
+}
+
+#[test]
+fn duplicate_or_missing_header_columns_fail_the_file_with_a_reason() {
+    let o = process("C", "a.csv", b"id,id\n1,2\n");
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("repeats column `id`"), "{}", o.stdout);
+    let o = process("C", "a.csv", b"id\n1\n");
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.contains("line 1: the header has no column `name`"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn ragged_rows_are_rejected() {
+    let o = process("C", "a.csv", b"id,name\n1,a,extra\n2\n3,c\n");
+    assert_eq!(o.code, 0);
+    assert_eq!(
+        rejected(&o),
+        [(2, "columns".to_string()), (3, "columns".to_string())]
+    );
+}
+
+#[test]
+fn a_100_mb_field_is_read() {
+    let mut big = b"id,name\n1,".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 100_000_000));
+    big.extend_from_slice(b"\n2,ok\n");
+    let o = process("C", "a.csv", &big);
+    assert_eq!((o.code, o.rejects.len()), (0, 0), "{}", o.stdout);
+    assert!(o.stdout.contains("2 in, 2 out"), "{}", o.stdout);
+}
+
+#[test]
+fn deeply_nested_json_and_lines_that_are_not_json_are_rejected() {
+    let deep = format!(
+        "{{\"id\":1,\"a\":{{\"b\":\"x\"}}}}\n{}{}\nnot json\n{{\"id\":2}}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let o = process("J", "a.jsonl", deep.as_bytes());
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert_eq!(
+        rejected(&o),
+        [(2, "json".to_string()), (3, "json".to_string())]
+    );
+    let nested = format!("{}1{}\n", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    // Values are found by path without building the whole tree: 10,000 levels under a field
+    // the vendor does not read cost nothing, and nothing overflows.
+    let o = process("J", "b.jsonl", nested.as_bytes());
+    assert_eq!((o.code, o.rejects.len()), (0, 0), "{}", o.stdout);
+    assert!(o.stdout.contains("1 in, 1 out"), "{}", o.stdout);
+}
+
+#[test]
+fn entity_bombs_and_external_entities_are_refused_never_expanded() {
+    let bomb = b"<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]>\n<rs><r><id>1</id><name>&lol2;</name></r></rs>\n";
+    let o = process("X", "a.xml", bomb);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.contains("entities are never expanded"),
+        "{}",
+        o.stdout
+    );
+    let xxe = b"<?xml version=\"1.0\"?>\n<!DOCTYPE r [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n<rs><r><id>1</id><name>&xxe;</name></r></rs>\n";
+    let o = process("X", "b.xml", xxe);
+    assert_eq!(o.code, 1);
+    assert!(
+        !o.stdout.contains("root:"),
+        "the external entity was not read"
+    );
+}
+
+#[test]
+fn fixed_width_lines_of_the_wrong_length_are_rejected() {
+    let o = process("F", "a.dat", b"0001abcdef\n02\n0003ghijkl\n");
+    assert_eq!(o.code, 0);
+    assert_eq!(rejected(&o), [(2, "length".to_string())]);
+}
+
+#[test]
+fn an_empty_file_is_zero_records() {
+    for (v, name) in [("C", "a.csv"), ("J", "a.jsonl"), ("F", "a.dat")] {
+        let o = process(v, name, b"");
+        assert_eq!((o.code, o.rejects.len()), (0, 0), "{v}: {}", o.stdout);
+        assert!(o.stdout.contains("0 in, 0 out"), "{v}: {}", o.stdout);
+    }
+}
+
+#[test]
+fn a_file_in_another_format_fails_or_is_rejected_clearly() {
+    let o = process("X", "a.xml", b"id,name\n1,x\n");
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("not XML"), "{}", o.stdout);
+    let o = process("J", "a.jsonl", b"id,name\n1,x\n");
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert_eq!(
+        rejected(&o),
+        [(1, "json".to_string()), (2, "json".to_string())]
+    );
+}
