@@ -637,14 +637,18 @@ fn execute_local(
     cores: usize,
     deadline: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<ExitStatus, Failure> {
-    let slices = if steps.dry_run {
-        workers
+    // The stage of each slice: a stage starts when every slice of the stages before it ended.
+    let stages: Vec<usize> = if steps.dry_run {
+        vec![0; workers]
     } else {
         crate::plan::Plan::read(plan_path)
             .map_err(Failure::data)?
             .slices
-            .len()
+            .iter()
+            .map(|s| s.stage)
+            .collect()
     };
+    let slices = stages.len();
     let threads = (cores / workers).max(1).to_string();
     let args_of = |k: usize| {
         let mut v = vec![
@@ -677,7 +681,12 @@ fn execute_local(
     let mut status = ExitStatus::Success;
     let mut forwarded = false;
     while next < slices || !running.is_empty() {
-        while running.len() < workers && next < slices && !steps.cancel.is_cancelled() {
+        // Slices are in stage order; the next may start once no slice of an earlier stage runs.
+        while running.len() < workers
+            && next < slices
+            && !running.iter().any(|(r, _)| stages[*r] < stages[next])
+            && !steps.cancel.is_cancelled()
+        {
             let args = args_of(next);
             steps.show(&format!("slice {next}"), &args);
             let mut c = steps.command(&args);

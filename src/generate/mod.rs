@@ -424,7 +424,9 @@ fn write_file(
     encoder.header(&mut buf);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut bytes = 0u64;
-    let id_base = (j as u64 + 1) * 10_000_000;
+    // Ids fit the 10-digit fixed-width field up to 9,998 files; they are unique across files
+    // of fewer than a million records.
+    let id_base = (j as u64 + 1) * 1_000_000;
     for i in 0..n as usize {
         let mut rec = values::record(&mut rng, id_base + i as u64, v.format == Format::Fixed);
         let defect = if bad.peek() == Some(&i) {

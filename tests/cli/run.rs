@@ -93,7 +93,8 @@ fn assert_counts(d: &Dir, date: &str) {
 fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     let d = Dir::new();
     let date = day_of(-1);
-    generate_day_on(&d, "12", "30000", "3", "31", &date);
+    // Ten vendors: some run after others, so the plan has two stages.
+    generate_day_on(&d, "20", "30000", "10", "5", &date);
     process_day_on(&d, "whole", &date);
     let date = window(&d, -1, 180);
     let o = d
@@ -112,6 +113,36 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
         assert!(out.contains(step), "{step}: {out}");
     }
     assert!(out.contains("SLA"), "the report is printed: {out}");
+    // Stages in order: no slice starts before every slice of an earlier stage has ended.
+    let plan: serde_json::Value =
+        serde_json::from_str(&d.read(&format!("runs/{date}-day/plan.json"))).unwrap();
+    let stage: Vec<u64> = plan["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_u64().unwrap())
+        .collect();
+    assert!(
+        stage.iter().any(|&s| s > 0),
+        "the generated day has vendors that run after others"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |needle: String| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(&needle))
+            .unwrap_or_else(|| panic!("{needle}: {out}"))
+    };
+    for (k, &sk) in stage.iter().enumerate() {
+        for (j, &sj) in stage.iter().enumerate() {
+            if sj < sk {
+                assert!(
+                    at(format!("slice      {j} ended")) < at(format!("step       slice {k}:")),
+                    "slice {k} (stage {sk}) started before slice {j} (stage {sj}) ended: {out}"
+                );
+            }
+        }
+    }
     assert_published(
         &d.path("whole"),
         &d.path(&format!("server/outbound/{date}")),
@@ -136,7 +167,7 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     // Again: nothing left to do, nothing delivered twice.
     let again = d.cmd().args(run_args(&date, &[])).assert().code(0);
     assert!(
-        stdout(&again).contains("12 files already done"),
+        stdout(&again).contains("20 files already done"),
         "{}",
         stdout(&again)
     );
@@ -146,7 +177,7 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
         stdout(&again)
     );
     assert!(
-        stdout(&again).contains("0 delivered (0.0 MB), 12 already there"),
+        stdout(&again).contains("0 delivered (0.0 MB), 20 already there"),
         "{}",
         stdout(&again)
     );
