@@ -115,19 +115,19 @@ pub struct FileOutcome {
 }
 
 impl FileOutcome {
-    /// A unit that was not started because the window had ended.
-    pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
+    /// A unit not processed yet: nothing read, nothing written.
+    pub fn new(vendor: &str, input: &Path, input_bytes: u64, part: Option<&Part>) -> FileOutcome {
         let now = chrono::Utc::now();
         FileOutcome {
             vendor: vendor.to_string(),
             input_path: input.to_path_buf(),
-            input_bytes: std::fs::metadata(input).map(|m| m.len()).unwrap_or(0),
+            input_bytes,
             input_sha256: String::new(),
             records_in: 0,
             records_out: 0,
             records_rejected: 0,
-            status: FileStatus::Deferred,
-            error: Some(DEFERRED.to_string()),
+            status: FileStatus::Succeeded,
+            error: None,
             started_at: now,
             ended_at: now,
             output_path: None,
@@ -136,6 +136,16 @@ impl FileOutcome {
             reject_path: None,
             reject_counts: RejectCounts::new(),
             part: part.map(|p| (p.index, p.count)),
+        }
+    }
+
+    /// A unit that was not started because the window had ended.
+    pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
+        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+        FileOutcome {
+            status: FileStatus::Deferred,
+            error: Some(DEFERRED.to_string()),
+            ..FileOutcome::new(vendor, input, bytes, part)
         }
     }
 }
@@ -285,23 +295,9 @@ pub fn process_file(
     let reject_path = named(&profile.output.reject_file_name);
 
     let mut outcome = FileOutcome {
-        vendor: profile.id.clone(),
-        input_path: input.to_path_buf(),
-        input_bytes: len,
-        input_sha256: String::new(),
-        records_in: 0,
-        records_out: 0,
-        records_rejected: 0,
-        status: FileStatus::Succeeded,
-        error: None,
         started_at,
         ended_at: started_at,
-        output_path: None,
-        output_bytes: 0,
-        output_sha256: None,
-        reject_path: None,
-        reject_counts: RejectCounts::new(),
-        part: part.map(|p| (p.index, p.count)),
+        ..FileOutcome::new(&profile.id, input, len, part)
     };
 
     let range = match part {

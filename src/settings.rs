@@ -100,6 +100,22 @@ pub fn progress_enabled(g: &GlobalArgs) -> bool {
     !g.quiet && std::io::stderr().is_terminal()
 }
 
+/// Progress bar template for byte counts.
+pub const PROGRESS_BYTES: &str = "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}";
+
+/// A progress bar of `len` drawn with `template` when `enabled`, else a hidden one.
+pub fn progress_bar(enabled: bool, len: u64, template: &str) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
 /// Loads the config, resolving a relative path against the working directory.
 pub fn load_config(path: &Path) -> Result<Config, crate::config::ConfigError> {
     Config::load(path)

@@ -157,24 +157,14 @@ fn worse_than_ok(s: ExitStatus) -> ExitStatus {
 /// Records in and rejected over the latest attempt of every unit in the run's ledgers.
 fn counts(ledgers: &std::path::Path) -> anyhow::Result<(u64, u64)> {
     let found = crate::ledger::report::find_ledgers(ledgers, None)?;
-    let tmp = std::env::temp_dir().join(format!(
-        "batchwin-demo-{}.duckdb",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let r = (|| -> anyhow::Result<(u64, u64)> {
-        let (conn, _) = crate::ledger::report::merge(&tmp, &found)?;
-        conn.execute_batch(crate::ledger::report::LATEST)?;
+    crate::ledger::report::with_latest(&found, |conn| {
         let (a, b): (i64, i64) = conn.query_row(
             "SELECT coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_rejected), 0)::BIGINT FROM latest",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((a as u64, b as u64))
-    })();
-    for ext in ["", ".wal"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
-    }
-    r
+    })
 }
 
 fn count_files(dir: &std::path::Path) -> usize {

@@ -462,18 +462,11 @@ fn process_items(
         .iter()
         .map(|w| std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let bar = if settings::progress_enabled(g) {
-        let b = indicatif::ProgressBar::new(total_bytes);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = settings::progress_bar(
+        settings::progress_enabled(g),
+        total_bytes,
+        settings::PROGRESS_BYTES,
+    );
 
     let started = Instant::now();
     // Files start in list order (priority first) on as many workers as there are threads;

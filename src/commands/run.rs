@@ -586,13 +586,7 @@ fn remaining(
     if found.is_empty() {
         return Ok((rows, 0));
     }
-    let tmp = std::env::temp_dir().join(format!(
-        "batchwin-run-{}.duckdb",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let done = (|| -> anyhow::Result<std::collections::HashMap<String, String>> {
-        let (conn, _) = crate::ledger::report::merge(&tmp, &found)?;
-        conn.execute_batch(crate::ledger::report::LATEST)?;
+    let done = crate::ledger::report::with_latest(&found, |conn| {
         // A file is done when each of its units' latest attempt succeeded and its output is
         // still there: (input, checksum) of such files.
         let mut stmt = conn.prepare(
@@ -618,11 +612,7 @@ fn remaining(
             }
         }
         Ok(done)
-    })();
-    for ext in ["", ".wal"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
-    }
-    let done = done?;
+    })?;
     let (finished, left): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .partition(|r| done.get(&r.location) == Some(&r.sha256));

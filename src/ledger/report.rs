@@ -306,6 +306,35 @@ pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
     SELECT * FROM files
     QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
 
+/// Merges `ledgers` into a temporary ledger, makes the `latest` view (the latest attempt of
+/// each unit) and runs `f` on it; the temporary files are removed afterwards. Ledgers that
+/// cannot be read are named in a warning.
+pub fn with_latest<T>(
+    ledgers: &[PathBuf],
+    f: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let tmp = std::env::temp_dir().join(format!(
+        "batchwin-latest-{}.duckdb",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let (conn, sources) = merge(&tmp, ledgers)?;
+        for s in sources.iter().filter(|s| s.error.is_some()) {
+            tracing::warn!(
+                "ledger `{}` cannot be read: {}",
+                s.path,
+                s.error.as_deref().unwrap_or("")
+            );
+        }
+        conn.execute_batch(LATEST)?;
+        f(&conn)
+    })();
+    for ext in ["", ".wal"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
+    }
+    result
+}
+
 /// Sums up a merged ledger.
 pub fn summarize(
     conn: &Connection,

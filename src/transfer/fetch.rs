@@ -203,18 +203,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     }
 
     let total: u64 = todo.iter().map(|(c, _, _)| c.entry.size).sum();
-    let bar = if req.progress {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::settings::progress_bar(req.progress, total, crate::settings::PROGRESS_BYTES);
     let files_total = todo.len();
     let mut files_done = 0usize;
     bar.set_message(format!("0/{files_total} files"));

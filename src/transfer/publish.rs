@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::TransferSettings;
 use crate::config::Config;
-use crate::ledger::report::{LATEST, find_ledgers, merge};
+use crate::ledger::report::{find_ledgers, with_latest};
 use crate::ledger::{Delivery, Ledger, RunInfo};
 use crate::pipeline::SkipLimit;
 use crate::storage::{StorageError, Store};
@@ -95,20 +95,7 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
     if ledgers.is_empty() {
         anyhow::bail!("no ledgers (*.duckdb) in `{}`", req.ledgers.display());
     }
-    let tmp = std::env::temp_dir().join(format!(
-        "batchwin-publish-{}.duckdb",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| -> anyhow::Result<BTreeMap<(String, String), Vec<Unit>>> {
-        let (conn, sources) = merge(&tmp, &ledgers)?;
-        for s in sources.iter().filter(|s| s.error.is_some()) {
-            tracing::warn!(
-                "ledger `{}` cannot be read: {}",
-                s.path,
-                s.error.as_deref().unwrap_or("")
-            );
-        }
-        conn.execute_batch(LATEST)?;
+    let units = with_latest(&ledgers, |conn| {
         let mut stmt = conn.prepare(
             "SELECT vendor, input_path, part, parts, status, error, output_path, output_sha256, reject_path,
                     records_in, records_rejected
@@ -136,11 +123,7 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
             units.entry(k).or_default().push(u);
         }
         Ok(units)
-    })();
-    for ext in ["", ".wal"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
-    }
-    let units = result?;
+    })?;
 
     let mut items = Vec::new();
     for ((vendor, input), us) in units {
@@ -366,16 +349,11 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
         crate::storage::safe_name(&name)?;
         names.push(name);
     }
-    let bar = if req.progress {
-        let b = indicatif::ProgressBar::new(items.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::settings::progress_bar(
+        req.progress,
+        items.len() as u64,
+        "{bar:40} {pos}/{len} files {msg}",
+    );
     let stores = &stores;
     let work = futures::stream::iter(items.iter().zip(&names).map(|(it, name)| {
         let bar = bar.clone();
