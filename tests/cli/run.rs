@@ -326,3 +326,58 @@ fn a_window_runs_on_slurm() {
     );
     assert_counts(&d, &date);
 }
+
+#[test]
+fn sigterm_reaches_the_local_workers_and_the_next_run_finishes() {
+    let d = Dir::new();
+    let date = day_of(-1);
+    generate_day_on(&d, "40", "1500000", "4", "36", &date);
+    let date = window(&d, -1, 180);
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let child = std::process::Command::new(&bin)
+        .args(run_args(&date, &["--workers", "2"]))
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .current_dir(d.root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    // Once the slices are running, stop the run as a scheduler would.
+    let ledgers = d.path(&format!("runs/{date}-day/out/ledgers"));
+    let started = Instant::now();
+    while std::fs::read_dir(&ledgers).map_or(0, |r| r.count()) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the slices never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let stopped = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "no exit within 15 s of SIGTERM"
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(143), "{text}");
+    assert!(
+        text.contains("ended with exit code 143"),
+        "the workers got the signal: {text}"
+    );
+    let leftovers: Vec<String> = tree(&d.path(&format!("runs/{date}-day/out")))
+        .into_keys()
+        .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with('.')))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let state: serde_json::Value =
+        serde_json::from_str(&d.read(&format!("runs/{date}-day/state.json"))).unwrap();
+    assert_eq!(state["complete"], false);
+
+    d.cmd().args(run_args(&date, &[])).assert().code(0);
+    assert_counts(&d, &date);
+}
