@@ -44,6 +44,9 @@ pub struct EngineOptions {
     /// After this time no unit of a MEDIUM or LOW vendor starts (it is deferred); HIGH units
     /// always start.
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// sha256 of the configuration file, recorded with the run so that a re-run can tell
+    /// whether earlier results were made with the same rules.
+    pub config_sha256: Option<String>,
 }
 
 /// The error of a unit not started because the window had ended.
@@ -62,6 +65,7 @@ impl Default for EngineOptions {
             date: chrono::Local::now().format("%Y-%m-%d").to_string(),
             cancel: crate::cancel::Cancel::default(),
             deadline: None,
+            config_sha256: None,
         }
     }
 }

@@ -296,11 +296,26 @@ fn run_slice(
 ) -> Result<ExitStatus, Failure> {
     let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
     let k = resolve_slice(a, plan.slices.len())?;
-    if let Ok(sha) = crate::plan::manifest::file_sha256(&a.config) {
-        if sha != plan.config_sha256 {
-            tracing::warn!("`{}` changed since the plan was made", a.config.display());
-        }
+    let config_sha = crate::plan::manifest::file_sha256(&a.config).ok();
+    if config_sha
+        .as_ref()
+        .is_some_and(|sha| *sha != plan.config_sha256)
+    {
+        tracing::warn!("`{}` changed since the plan was made", a.config.display());
     }
+    let ledger = a
+        .ledger
+        .clone()
+        .unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
+    // Units this slice's ledger records as done under the same configuration: skipped when
+    // their input still has the recorded checksum and their output is still there.
+    let completed = match (&config_sha, ledger.exists()) {
+        (Some(sha), true) => Ledger::open(&ledger)
+            .and_then(|l| l.completed(sha))
+            .map_err(Failure::data)?,
+        _ => Default::default(),
+    };
+    let mut skipped_done = 0usize;
     let mut items = Vec::new();
     for u in &plan.slices[k].units {
         let (idx, _) = config.vendor(&u.vendor).ok_or_else(|| {
@@ -316,6 +331,22 @@ fn run_slice(
                 input = dir.join(input);
             }
         }
+        let key = (
+            input.display().to_string(),
+            u.part.as_ref().map_or(-1, |p| p.index as i64),
+        );
+        if let Some((sha, output, bytes)) = completed.get(&key) {
+            if std::fs::metadata(output).is_ok_and(|m| m.len() == *bytes)
+                && unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == *sha)
+            {
+                skipped_done += 1;
+                continue;
+            }
+            tracing::info!(
+                "`{}`: its input or output changed since it was done: doing it again",
+                input.display()
+            );
+        }
         items.push(WorkItem {
             vendor: idx,
             input,
@@ -327,18 +358,65 @@ fn run_slice(
         chunk_bytes: a.chunk_bytes as usize,
         date: plan.date.clone(),
         deadline: a.deadline,
+        config_sha256: config_sha,
         ..EngineOptions::default()
     };
-    let ledger = a
-        .ledger
-        .clone()
-        .unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
     let summary = process_items(g, profiles, items, &ledger, &opts, Vec::new())?;
     if !g.quiet {
         println!("slice      {k} of {}", plan.slices.len());
+        if skipped_done > 0 {
+            println!(
+                "resumed    {skipped_done} units done by an earlier run of this slice (same input, same config, output present): not done again"
+            );
+        }
         print!("{}", summary.render());
     }
     Ok(summary.status())
+}
+
+/// Removes the temporary files (`.NAME.tmp-PID`) that a process killed outright (SIGKILL, a
+/// machine that went down) left in `dir`; those of processes still running are theirs.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(
+                    "removed `{}`, left by an earlier run that was killed",
+                    e.path().display()
+                ),
+                Err(err) => tracing::warn!("cannot remove `{}`: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
+/// sha256 of a unit's bytes: the whole file, or a part's byte range (as the ledger records it).
+fn unit_sha256(input: &Path, part: Option<&crate::plan::Part>) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(input)?;
+    let mut sha = Sha256::new();
+    match part {
+        None => {
+            std::io::copy(&mut f, &mut sha)?;
+        }
+        Some(p) => {
+            f.seek(std::io::SeekFrom::Start(p.start))?;
+            std::io::copy(&mut f.take(p.end.saturating_sub(p.start)), &mut sha)?;
+        }
+    }
+    Ok(hex::encode(sha.finalize()))
 }
 
 /// Builds every vendor of the config (so any configuration error stops the run up front).
@@ -439,17 +517,22 @@ fn process_items(
             }
         }
     }
-    for w in &items {
-        std::fs::create_dir_all(&w.out_dir)
-            .with_context(|| format!("cannot create output folder `{}`", w.out_dir.display()))
+    let mut dirs: Vec<&Path> = items.iter().map(|w| w.out_dir.as_path()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder `{}`", dir.display()))
             .map_err(Failure::data)?;
+        remove_stale_temporaries(dir);
     }
     if let Some(parent) = ledger_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create `{}`", parent.display()))
             .map_err(Failure::data)?;
     }
-    let run = RunInfo::new("process");
+    let mut run = RunInfo::new("process");
+    run.config_sha256 = opts.config_sha256.clone();
     let ledger = Ledger::open(ledger_path).map_err(Failure::data)?;
     ledger.begin_run(&run).map_err(Failure::data)?;
     let ledger = Mutex::new(PendingLedger {

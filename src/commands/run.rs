@@ -94,6 +94,19 @@ impl Steps<'_> {
             c.arg("-v");
         }
         c.args(args);
+        // If `run` itself is killed outright (SIGKILL, OOM), its workers get SIGTERM and stop
+        // cleanly instead of running on unwatched beside the next run.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches only this child's own settings.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
         c
     }
 

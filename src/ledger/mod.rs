@@ -26,8 +26,9 @@ CREATE TABLE IF NOT EXISTS runs (
     version     VARCHAR NOT NULL,
     threads     INTEGER NOT NULL,
     started_at  TIMESTAMP NOT NULL,
-    ended_at    TIMESTAMP,
-    exit_code   INTEGER
+        ended_at    TIMESTAMP,
+    exit_code   INTEGER,
+    config_sha256 VARCHAR
 );
 CREATE TABLE IF NOT EXISTS files (
     run_id            VARCHAR NOT NULL,
@@ -95,6 +96,8 @@ pub struct RunInfo {
     pub version: String,
     pub threads: usize,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// sha256 of the configuration file the run used, when it read one.
+    pub config_sha256: Option<String>,
 }
 
 impl RunInfo {
@@ -106,6 +109,7 @@ impl RunInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             threads: rayon::current_num_threads(),
             started_at: chrono::Utc::now(),
+            config_sha256: None,
         }
     }
 }
@@ -178,14 +182,15 @@ impl Ledger {
     pub fn begin_run(&self, run: &RunInfo) -> Result<(), LedgerError> {
         self.conn
             .execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?)",
                 params![
                     run.run_id,
                     run.command,
                     run.host,
                     run.version,
                     run.threads as i64,
-                    ts(&run.started_at)
+                    ts(&run.started_at),
+                    run.config_sha256
                 ],
             )
             .map(|_| ())
@@ -289,6 +294,39 @@ impl Ledger {
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Units whose latest attempt in this ledger succeeded under the configuration with
+    /// checksum `config_sha256`: (input path, part index or -1) -> (input sha256, output path,
+    /// output bytes).
+    pub fn completed(
+        &self,
+        config_sha256: &str,
+    ) -> Result<std::collections::HashMap<(String, i64), (String, String, u64)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT f.input_path, coalesce(f.part, -1), f.input_sha256, f.output_path, f.output_bytes
+                 FROM files f JOIN runs r USING (run_id)
+                 WHERE f.status = 'succeeded' AND f.output_path IS NOT NULL AND r.config_sha256 = ?
+                   AND f.ended_at = (SELECT max(g.ended_at) FROM files g
+                                     WHERE g.input_path = f.input_path
+                                       AND coalesce(g.part, -1) = coalesce(f.part, -1))",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![config_sha256], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, i64>(1)?),
+                    (
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)? as u64,
+                    ),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// The underlying connection, for queries (reports, tests).

@@ -11,6 +11,7 @@ mod ledger;
 mod plan;
 mod process;
 mod report;
+mod restart;
 mod run;
 mod slurm;
 mod storage;

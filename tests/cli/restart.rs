@@ -1,0 +1,205 @@
+//! Restart: a slice run again skips what is done (same input, same config, output present) and
+//! redoes what changed; SIGKILL at random moments, followed by re-runs, ends with outputs
+//! identical to an uninterrupted run and each unit counted once.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::util::{Dir, generate_day, tree_hashes};
+
+const DATE: &str = "2026-11-29";
+
+fn plan(d: &Dir, slices: &str) {
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            &format!("day/inbound/{DATE}"),
+        ])
+        .args([
+            "--slices",
+            slices,
+            "--split-bytes",
+            "400000",
+            "--date",
+            DATE,
+            "--out",
+            "plan.json",
+        ])
+        .assert()
+        .success();
+}
+
+fn slice(d: &Dir, out: &str, k: &str) -> String {
+    let o = d
+        .cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            "plan.json",
+            "--slice",
+            k,
+            "--out",
+            out,
+        ])
+        .assert()
+        .code(0);
+    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
+}
+
+/// Output and reject files (ledgers left out), path -> sha256.
+fn outputs(d: &Dir, out: &str) -> std::collections::BTreeMap<String, String> {
+    tree_hashes(&d.path(out), &|p: &std::path::Path| {
+        p.to_string_lossy().contains("ledgers")
+    })
+}
+
+/// Report totals of a run folder's ledgers.
+fn totals(d: &Dir, out: &str) -> serde_json::Value {
+    let o = d
+        .cmd()
+        .args([
+            "report",
+            "--ledgers",
+            &format!("{out}/ledgers"),
+            "--format",
+            "json",
+            "--plan",
+            "plan.json",
+        ])
+        .assert();
+    let mut v: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    // Times differ between runs; everything counted must not.
+    for k in ["wall_seconds", "records_per_second"] {
+        v["totals"].as_object_mut().unwrap().remove(k);
+    }
+    serde_json::json!({"totals": v["totals"], "failures": v["failures"], "missing": v["missing"]})
+}
+
+#[test]
+fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
+    let d = Dir::new();
+    generate_day(&d, "6", "6000", "2", "41");
+    plan(&d, "1");
+    let first = slice(&d, "out", "0");
+    assert!(!first.contains("resumed"), "{first}");
+    let before = outputs(&d, "out");
+    let units = serde_json::from_str::<serde_json::Value>(&d.read("plan.json")).unwrap()["slices"]
+        [0]["units"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    let again = slice(&d, "out", "0");
+    assert!(
+        again.contains(&format!("resumed    {units} units")),
+        "{again}"
+    );
+    assert!(
+        again.contains("files      0 ("),
+        "nothing done again: {again}"
+    );
+    assert_eq!(outputs(&d, "out"), before);
+
+    // An output that went missing is made again.
+    let (victim, _) = before
+        .iter()
+        .find(|(k, _)| !k.contains(".rejects."))
+        .unwrap();
+    std::fs::remove_file(d.path("out").join(victim)).unwrap();
+    let third = slice(&d, "out", "0");
+    assert!(
+        third.contains(&format!("resumed    {} units", units - 1)),
+        "{third}"
+    );
+    assert_eq!(outputs(&d, "out"), before);
+
+    // A changed configuration redoes everything.
+    let cfg = d.read("day/batchwin.toml") + "\n# reviewed\n";
+    d.write("day/batchwin.toml", cfg);
+    let fourth = slice(&d, "out", "0");
+    assert!(!fourth.contains("resumed"), "{fourth}");
+    assert_eq!(outputs(&d, "out"), before);
+}
+
+/// Starts `args`, kills it with SIGKILL after a random delay (or lets it finish), `times` times,
+/// then runs it to the end.
+fn kill_and_rerun(d: &Dir, args: &[&str], times: usize, max_ms: u64) -> usize {
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let mut rng = rand::thread_rng();
+    let mut killed = 0;
+    for _ in 0..times {
+        let mut child = std::process::Command::new(&bin)
+            .args(args)
+            .arg("-q")
+            .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+            .current_dir(d.root())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..max_ms)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    let done = std::process::Command::new(&bin)
+        .args(args)
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .current_dir(d.root())
+        .output()
+        .unwrap();
+    assert!(
+        done.status.code().is_some_and(|c| c == 0 || c == 1),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    killed
+}
+
+#[test]
+fn sigkill_at_random_moments_then_a_rerun_equals_an_uninterrupted_run() {
+    let d = Dir::new();
+    generate_day(&d, "20", "400000", "4", "42");
+    plan(&d, "2");
+    for k in ["0", "1"] {
+        slice(&d, "clean", k);
+    }
+    let clean = outputs(&d, "clean");
+    let clean_totals = totals(&d, "clean");
+
+    let mut killed = 0;
+    for k in ["0", "1"] {
+        let args = [
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            "plan.json",
+            "--slice",
+            k,
+            "--out",
+            "killed",
+        ];
+        killed += kill_and_rerun(&d, &args, 10, 1500);
+    }
+    // Once a slice is done its re-runs finish at once, so later kills may come too late.
+    assert!(killed >= 3, "runs were killed in flight ({killed} of 20)");
+    let after = outputs(&d, "killed");
+    let differ: Vec<&String> = after
+        .keys()
+        .chain(clean.keys())
+        .filter(|k| after.get(*k) != clean.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "outputs after kills and re-runs differ: {differ:?}"
+    );
+    // Earlier attempts stay in the ledgers as attempts; each unit counts once.
+    assert_eq!(totals(&d, "killed"), clean_totals);
+}
