@@ -53,6 +53,9 @@ pub struct EngineOptions {
 pub const DEFERRED: &str =
     "deferred: the window ended before it started; the next run of the window does it";
 
+/// How the error of a unit whose output or reject file could not be written starts.
+pub const WRITE_FAILED: &str = "cannot write";
+
 /// The error of a unit stopped by a signal.
 pub const CANCELLED: &str = "cancelled by a signal before it finished";
 
@@ -365,7 +368,7 @@ fn run_chunks(
 ) -> Result<(), String> {
     let mut decoder = profile.decoder()?;
     let write_err =
-        |what: &Path, e: std::io::Error| format!("cannot write `{}`: {e}", what.display());
+        |what: &Path, e: std::io::Error| format!("{WRITE_FAILED} `{}`: {e}", what.display());
     let mut out = TempOutput::create(out_path.to_path_buf()).map_err(|e| write_err(out_path, e))?;
     let mut rej = match TempOutput::create(reject_path.to_path_buf()) {
         Ok(r) => r,
@@ -490,7 +493,15 @@ fn run_chunks(
             rej.abandon();
             return Err(e);
         }
+        Err(e) if e.starts_with(WRITE_FAILED) => {
+            // A disk that filled up or went away: what was written is partial; keep neither.
+            out.abandon();
+            rej.abandon();
+            return Err(e);
+        }
         Err(e) => {
+            // The input is unusable (over the skip limit, not the configured format): the
+            // reject file says why, so it is kept; the output is not.
             out.abandon();
             if let Ok((p, _, _)) = rej.commit() {
                 outcome.reject_path = Some(p);

@@ -6,6 +6,7 @@ mod bad_input;
 mod cancel;
 mod config_errors;
 mod demo;
+mod disk_full;
 mod generate;
 mod ledger;
 mod plan;
