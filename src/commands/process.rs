@@ -402,20 +402,16 @@ fn remove_stale_temporaries(dir: &Path) {
 }
 
 /// sha256 of a unit's bytes: the whole file, or a part's byte range (as the ledger records it).
-fn unit_sha256(input: &Path, part: Option<&crate::plan::Part>) -> std::io::Result<String> {
+fn unit_sha256(input: &Path, part: Option<&crate::plan::Part>) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Seek};
+    let Some(p) = part else {
+        return crate::plan::manifest::file_sha256(input);
+    };
     let mut f = std::fs::File::open(input)?;
+    f.seek(std::io::SeekFrom::Start(p.start))?;
     let mut sha = Sha256::new();
-    match part {
-        None => {
-            std::io::copy(&mut f, &mut sha)?;
-        }
-        Some(p) => {
-            f.seek(std::io::SeekFrom::Start(p.start))?;
-            std::io::copy(&mut f.take(p.end.saturating_sub(p.start)), &mut sha)?;
-        }
-    }
+    std::io::copy(&mut f.take(p.end.saturating_sub(p.start)), &mut sha)?;
     Ok(hex::encode(sha.finalize()))
 }
 

@@ -110,23 +110,27 @@ impl Steps<'_> {
         c
     }
 
-    fn show(&self, step: &str, args: &[OsString]) {
+    /// Prints a step's command line (and where its output goes, if not here).
+    fn show(&self, step: &str, args: &[OsString], to: Option<&Path>) {
         let words: Vec<String> = args
             .iter()
             .map(|a| shell_word(&a.to_string_lossy()))
             .collect();
-        println!("step       {step}: batchwin {}", words.join(" "));
+        let to = to.map_or(String::new(), |p| {
+            format!(" > {}", shell_word(&p.display().to_string()))
+        });
+        println!("step       {step}: batchwin {}{to}", words.join(" "));
     }
 
     /// Runs one step to its end (passing SIGTERM and SIGINT on); its exit code. With
     /// `--dry-run` it is only shown.
-    fn run(&self, step: &str, args: Vec<OsString>, env: &[(&str, String)]) -> Result<i32, Failure> {
-        self.show(step, &args);
+    fn run(&self, step: &str, args: Vec<OsString>) -> Result<i32, Failure> {
+        self.show(step, &args, None);
         if self.dry_run {
             return Ok(0);
         }
         let started = Instant::now();
-        let code = self.exec(args, env)?;
+        let code = self.exec(self.command(&args))?;
         println!(
             "took       {step} {:.1} s, exit code {code}",
             started.elapsed().as_secs_f64()
@@ -136,15 +140,7 @@ impl Steps<'_> {
 
     /// Runs one step with its standard output going to a file.
     fn run_to_file(&self, step: &str, args: Vec<OsString>, out: &Path) -> Result<i32, Failure> {
-        let words: Vec<String> = args
-            .iter()
-            .map(|a| shell_word(&a.to_string_lossy()))
-            .collect();
-        println!(
-            "step       {step}: batchwin {} > {}",
-            words.join(" "),
-            shell_word(&out.display().to_string())
-        );
+        self.show(step, &args, Some(out));
         if self.dry_run {
             return Ok(0);
         }
@@ -154,54 +150,27 @@ impl Steps<'_> {
         // Never quiet: what it prints is the file.
         let mut c = self.command_with(&args, false);
         c.stdout(file);
-        let child = c
+        self.exec(c)
+    }
+
+    /// Runs a command to its end whatever `--dry-run` says, passing a SIGTERM or SIGINT that
+    /// `run` receives on to it once; its exit code.
+    fn exec(&self, mut c: Command) -> Result<i32, Failure> {
+        let mut child = c
             .spawn()
             .with_context(|| format!("cannot start `{}`", self.exe.display()))
             .map_err(Failure::data)?;
-        let mut pool = vec![child];
-        Ok(self.wait_all(&mut pool)?[0])
-    }
-
-    /// Runs a command whatever `--dry-run` says (for what a dry run itself needs).
-    fn exec(&self, args: Vec<OsString>, env: &[(&str, String)]) -> Result<i32, Failure> {
-        let mut c = self.command(&args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let child = c
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", self.exe.display()))
-            .map_err(Failure::data)?;
-        let mut pool = vec![child];
-        let codes = self.wait_all(&mut pool)?;
-        Ok(codes[0])
-    }
-
-    /// Waits for children, passing a SIGTERM or SIGINT received by `run` on to them once.
-    fn wait_all(&self, children: &mut [Child]) -> Result<Vec<i32>, Failure> {
-        let mut codes: Vec<Option<i32>> = vec![None; children.len()];
         let mut forwarded = false;
         loop {
-            for (i, c) in children.iter_mut().enumerate() {
-                if codes[i].is_none() {
-                    if let Some(st) = c
-                        .try_wait()
-                        .map_err(|e| Failure::data(anyhow!("waiting for a step: {e}")))?
-                    {
-                        codes[i] = Some(exit_code(st));
-                    }
-                }
-            }
-            if codes.iter().all(Option::is_some) {
-                return Ok(codes.into_iter().map(|c| c.unwrap_or(1)).collect());
+            if let Some(st) = child
+                .try_wait()
+                .map_err(|e| Failure::data(anyhow!("waiting for a step: {e}")))?
+            {
+                return Ok(exit_code(st));
             }
             if let (Some(sig), false) = (self.cancel.signal(), forwarded) {
                 forwarded = true;
-                for (i, c) in children.iter().enumerate() {
-                    if codes[i].is_none() {
-                        forward(c.id(), sig);
-                    }
-                }
+                forward(child.id(), sig);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -437,7 +406,7 @@ fn run_day(
         let found = preview_fetch(config, w)?;
         preview_plan(steps, config, w, &found, a, &dir)?;
     }
-    let code = steps.run("fetch", fetch, &[])?;
+    let code = steps.run("fetch", fetch)?;
     status = worse(status, status_of(code));
     if matches!(status, ExitStatus::Usage | ExitStatus::Interrupted(_)) {
         return finish(&dir, w, status, steps.dry_run);
@@ -501,7 +470,7 @@ fn run_day(
                 ]);
             }
         }
-        let code = steps.run("plan", plan, &[])?;
+        let code = steps.run("plan", plan)?;
         status = worse(status, status_of(code));
         if code != 0 {
             return finish(&dir, w, status, steps.dry_run);
@@ -529,7 +498,7 @@ fn run_day(
         ];
         publish.extend(os(&["--target", target, "--date", &w.date, "--ledger"]));
         publish.push(p(&dir.join("publish.duckdb")));
-        let code = steps.run("publish", publish, &[])?;
+        let code = steps.run("publish", publish)?;
         status = worse(status, status_of(code));
     }
 
@@ -550,7 +519,7 @@ fn run_day(
     html.extend(os(&["--format", "html"]));
     if ledgers.exists() || steps.dry_run {
         let _ = steps.run_to_file("report", html, &dir.join("report.html"))?;
-        let code = steps.run("report", report, &[])?;
+        let code = steps.run("report", report)?;
         status = worse(status, status_of(code));
     }
     finish(&dir, w, status, steps.dry_run)
@@ -674,7 +643,7 @@ fn execute_local(
     println!("execute    {slices} slices on {workers} local workers, {threads} threads each");
     if steps.dry_run {
         for k in 0..slices {
-            steps.show(&format!("slice {k}"), &args_of(k));
+            steps.show(&format!("slice {k}"), &args_of(k), None);
         }
         return Ok(ExitStatus::Success);
     }
@@ -691,7 +660,7 @@ fn execute_local(
             && !steps.cancel.is_cancelled()
         {
             let args = args_of(next);
-            steps.show(&format!("slice {next}"), &args);
+            steps.show(&format!("slice {next}"), &args, None);
             let mut c = steps.command(&args);
             c.env("RAYON_NUM_THREADS", &threads);
             let child = c
@@ -893,7 +862,7 @@ fn preview_plan(
             plan.extend(os(&["--split-bytes", &u64::MAX.to_string(), "--out"]));
             plan.push(p(&tmp.join("plan.json")));
             println!("plan       the calculation for these files:");
-            steps.exec(plan, &[])
+            steps.exec(steps.command(&plan))
         });
     let _ = std::fs::remove_dir_all(&tmp);
     result.map(|_| ())

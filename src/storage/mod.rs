@@ -250,11 +250,11 @@ impl Store {
         join_url(&self.display, name)
     }
 
-    /// The local folder behind a `file://` or plain-path store.
-    pub fn local_root(&self) -> Option<&FsPath> {
+    /// One attempt at reading `name` into a fresh `sink`.
+    async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Object(o) => o.local_root(),
-            Backend::Sftp(_) => None,
+            Backend::Object(o) => o.get_into(name, sink).await,
+            Backend::Sftp(s) => s.get_into(name, sink).await,
         }
     }
 
@@ -350,10 +350,7 @@ impl Store {
         let result = self
             .retrying("download", || async move {
                 let mut sink = FileSink::create(tmp_ref).await?;
-                match &self.backend {
-                    Backend::Object(o) => o.get_into(name, &mut sink).await?,
-                    Backend::Sftp(s) => s.get_into(name, &mut sink).await?,
-                }
+                self.get_into(name, &mut sink).await?;
                 sink.finish().await
             })
             .await;
@@ -376,10 +373,7 @@ impl Store {
         safe_name(name)?;
         self.retrying("checksum", || async move {
             let mut sink = HashSink::default();
-            match &self.backend {
-                Backend::Object(o) => o.get_into(name, &mut sink).await?,
-                Backend::Sftp(s) => s.get_into(name, &mut sink).await?,
-            }
+            self.get_into(name, &mut sink).await?;
             Ok(sink.finish())
         })
         .await
@@ -390,10 +384,7 @@ impl Store {
         safe_name(name)?;
         self.retrying("download", || async move {
             let mut sink = VecSink::default();
-            match &self.backend {
-                Backend::Object(o) => o.get_into(name, &mut sink).await?,
-                Backend::Sftp(s) => s.get_into(name, &mut sink).await?,
-            }
+            self.get_into(name, &mut sink).await?;
             Ok(sink.0)
         })
         .await
@@ -439,11 +430,10 @@ pub fn temp_sibling(path: &FsPath) -> PathBuf {
     ))
 }
 
-/// Where downloaded bytes go: a local file, a hash only, or memory.
+/// Where downloaded bytes go: a local file, a hash only, or memory. Each attempt of a
+/// download (retries included) gets a new one.
 #[allow(async_fn_in_trait)]
 pub(crate) trait Sink {
-    /// Starts over (a retried download begins again at byte 0).
-    async fn restart(&mut self) -> Result<(), StorageError>;
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError>;
 }
 
@@ -479,20 +469,6 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    async fn restart(&mut self) -> Result<(), StorageError> {
-        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-        let err = |e| StorageError::local(&self.path, e);
-        self.file.flush().await.map_err(err)?;
-        self.file.get_mut().set_len(0).await.map_err(err)?;
-        self.file
-            .get_mut()
-            .seek(std::io::SeekFrom::Start(0))
-            .await
-            .map_err(err)?;
-        self.sha = Sha256::new();
-        self.bytes = 0;
-        Ok(())
-    }
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
         self.sha.update(chunk);
@@ -520,10 +496,6 @@ impl HashSink {
 }
 
 impl Sink for HashSink {
-    async fn restart(&mut self) -> Result<(), StorageError> {
-        *self = HashSink::default();
-        Ok(())
-    }
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
         self.sha.update(chunk);
         self.bytes += chunk.len() as u64;
@@ -535,10 +507,6 @@ impl Sink for HashSink {
 struct VecSink(Vec<u8>);
 
 impl Sink for VecSink {
-    async fn restart(&mut self) -> Result<(), StorageError> {
-        self.0.clear();
-        Ok(())
-    }
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
         self.0.extend_from_slice(chunk);
         Ok(())

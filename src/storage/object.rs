@@ -15,7 +15,6 @@ pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
     root: Path,
     display: String,
-    local: Option<std::path::PathBuf>,
 }
 
 impl ObjectBackend {
@@ -31,7 +30,6 @@ impl ObjectBackend {
             inner: Arc::new(fs),
             root: Path::default(),
             display: display.to_string(),
-            local: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
         })
     }
 
@@ -108,12 +106,7 @@ impl ObjectBackend {
             inner: store,
             root,
             display: display.to_string(),
-            local: None,
         })
-    }
-
-    pub fn local_root(&self) -> Option<&FsPath> {
-        self.local.as_deref()
     }
 
     fn path(&self, name: &str) -> Path {
@@ -261,7 +254,6 @@ impl ObjectBackend {
     }
 
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
-        sink.restart().await?;
         let got = self
             .inner
             .get(&self.path(name))

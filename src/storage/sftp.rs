@@ -519,7 +519,6 @@ impl SftpBackend {
     }
 
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
-        sink.restart().await?;
         let conn = self.conn().await?;
         let mut f = self
             .timed(name, async {

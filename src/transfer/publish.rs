@@ -205,70 +205,83 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
     Ok(items)
 }
 
+/// The local file to upload, and what it holds.
+struct Assembled {
+    path: PathBuf,
+    /// Whether `path` is a temporary file to remove after the upload.
+    temporary: bool,
+    bytes: u64,
+    sha256: String,
+}
+
 /// The local file to upload: the piece itself, or the pieces put together in a temporary
-/// file. Each piece is checked against the checksum the ledger recorded.
-fn assemble(item: &Item) -> Result<(PathBuf, bool), String> {
-    let check = |path: &Path, want: &Option<String>| -> Result<(), String> {
-        if let Some(want) = want {
-            let (_, got) = crate::plan::manifest::checksum(path).map_err(|e| format!("{e:#}"))?;
-            if &got != want {
-                return Err(format!(
-                    "`{}` changed since it was processed (sha256 {got}, ledger says {want})",
-                    path.display()
-                ));
-            }
-        } else if !path.is_file() {
-            return Err(format!("`{}` is missing", path.display()));
-        }
-        Ok(())
+/// file. Each piece is read once: checked against the checksum its ledger recorded, and hashed
+/// as the whole file, so the delivery can be compared with what a target already holds
+/// without reading it again.
+fn assemble(item: &Item) -> Result<Assembled, String> {
+    use std::io::Read;
+    let single = item.pieces.len() == 1;
+    let path = if single {
+        item.pieces[0].0.clone()
+    } else {
+        crate::storage::temp_sibling(&item.pieces[0].0.with_file_name(&item.file))
     };
-    if item.pieces.len() == 1 {
-        let (p, want) = &item.pieces[0];
-        check(p, want)?;
-        return Ok((p.clone(), false));
-    }
-    let first = &item.pieces[0].0;
-    let tmp = crate::storage::temp_sibling(&first.with_file_name(&item.file));
-    let run = || -> Result<(), String> {
-        let mut w = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&tmp)
-                .map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?,
-        );
+    let run = || -> Result<(u64, String), String> {
+        let write_err = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+        let mut out = match single {
+            true => None,
+            false => Some(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(&path).map_err(write_err)?,
+            )),
+        };
+        // One piece is the whole file: its own hash is the whole file's.
+        let mut whole = (!single).then(Sha256::new);
+        let mut bytes = 0u64;
+        let mut last = String::new();
+        let mut buf = vec![0u8; 1 << 20];
         for (p, want) in &item.pieces {
-            let mut f = std::fs::File::open(p)
-                .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+            let read_err = |e: std::io::Error| format!("cannot read `{}`: {e}", p.display());
+            let mut f = std::fs::File::open(p).map_err(read_err)?;
             let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
             loop {
-                use std::io::Read;
-                let n = f
-                    .read(&mut buf)
-                    .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+                let n = f.read(&mut buf).map_err(read_err)?;
                 if n == 0 {
                     break;
                 }
                 h.update(&buf[..n]);
-                w.write_all(&buf[..n])
-                    .map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
-            }
-            if let Some(want) = want {
-                let got = hex::encode(h.finalize());
-                if &got != want {
-                    return Err(format!(
-                        "`{}` changed since it was processed (sha256 {got}, ledger says {want})",
-                        p.display()
-                    ));
+                if let Some(w) = whole.as_mut() {
+                    w.update(&buf[..n]);
                 }
+                if let Some(o) = out.as_mut() {
+                    o.write_all(&buf[..n]).map_err(write_err)?;
+                }
+                bytes += n as u64;
+            }
+            last = hex::encode(h.finalize());
+            if let Some(want) = want.as_ref().filter(|w| **w != last) {
+                return Err(format!(
+                    "`{}` changed since it was processed (sha256 {last}, ledger says {want})",
+                    p.display()
+                ));
             }
         }
-        w.flush()
-            .map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))
+        if let Some(o) = out.as_mut() {
+            o.flush().map_err(write_err)?;
+        }
+        Ok((bytes, whole.map_or(last, |w| hex::encode(w.finalize()))))
     };
     match run() {
-        Ok(()) => Ok((tmp, true)),
+        Ok((bytes, sha256)) => Ok(Assembled {
+            path,
+            temporary: !single,
+            bytes,
+            sha256,
+        }),
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            if !single {
+                let _ = std::fs::remove_file(&path);
+            }
             Err(e)
         }
     }
@@ -286,17 +299,12 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
         Ok(l) => l,
         Err(e) => return Done::Failed(e, false),
     };
-    let (path, temporary) = local;
     let result = async {
-        let size = std::fs::metadata(&path).map_err(|e| StorageError::local(&path, e))?.len();
         // Same bytes already there: nothing to do. Different bytes: refuse unless told.
-        let existing = store.head(name).await?;
         let mut overwrite = false;
-        if let Some(e) = existing {
-            let (_, local_sha) = tokio::task::block_in_place(|| crate::plan::manifest::checksum(&path))
-                .map_err(|e| StorageError::Failed { store: store.url().into(), message: format!("{e:#}") })?;
-            if e.size == size && store.checksum(name).await?.sha256 == local_sha {
-                return Ok(Done::Skipped(size, local_sha));
+        if let Some(e) = store.head(name).await? {
+            if e.size == local.bytes && store.checksum(name).await?.sha256 == local.sha256 {
+                return Ok(Done::Skipped(local.bytes, local.sha256.clone()));
             }
             if !req.overwrite {
                 return Ok(Done::Refused(format!(
@@ -307,7 +315,7 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
             }
             overwrite = true;
         }
-        match store.put_file(name, &path, overwrite).await {
+        match store.put_file(name, &local.path, overwrite).await {
             Ok(t) => Ok(Done::Delivered(t.bytes, t.sha256)),
             Err(StorageError::AlreadyExists { .. }) => Ok(Done::Refused(format!(
                 "{} appeared while it was being delivered; not replaced",
@@ -317,8 +325,8 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
         }
     }
     .await;
-    if temporary {
-        let _ = std::fs::remove_file(&path);
+    if local.temporary {
+        let _ = std::fs::remove_file(&local.path);
     }
     match result {
         Ok(d) => d,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
 
-use crate::util::{Dir, assert_published, generate_day_on, process_day_on, tree};
+use crate::util::{Dir, assert_published, generate_day_on, process_day_on, stdout, tree};
 
 /// A window from `start` to `end` minutes from now (UTC): its day and its `[windows.day]`.
 fn window(d: &Dir, start: i64, end: i64) -> String {
@@ -53,10 +53,6 @@ fn run_args(date: &str, extra: &[&str]) -> Vec<String> {
     .collect();
     a.extend(extra.iter().map(|s| s.to_string()));
     a
-}
-
-fn stdout(o: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
 }
 
 /// The run's merged ledgers, from `report --format json`.

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use batchwin::storage::Store;
 
 use crate::storage::{azurite_options, runtime, s3_options};
-use crate::util::{Dir, Sftp, assert_published, generate_day, process_day, service, tree};
+use crate::util::{
+    Dir, Sftp, assert_published, generate_day, process_day, service, stderr, stdout, tree,
+};
 
 const DATE: &str = "2026-11-29";
 
@@ -19,14 +21,6 @@ fn lines(p: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn stdout(o: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
-}
-
-fn stderr(o: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
 }
 
 /// Copies a folder tree (the server's disk is this machine's).

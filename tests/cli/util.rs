@@ -124,42 +124,15 @@ pub fn assert_same_outputs(whole: &Path, run: &Path) {
     assert!(checked > 0, "no outputs compared under {}", whole.display());
 }
 
-/// `batchwin generate` of a small day into `DIR/day`.
+/// `batchwin generate` of a small day into `DIR/day` (for 2026-11-29).
 pub fn generate_day(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) {
-    d.cmd()
-        .args([
-            "generate",
-            "--out",
-            "day",
-            "--files",
-            files,
-            "--records",
-            records,
-            "--vendors",
-            vendors,
-            "--seed",
-            seed,
-        ])
-        .assert()
-        .success();
+    generate_day_on(d, files, records, vendors, seed, "2026-11-29");
 }
 
-/// `batchwin process` of the whole generated day (`DIR/day`) into `DIR/OUT`; must succeed.
+/// `batchwin process` of the whole generated day (`DIR/day`, 2026-11-29) into `DIR/OUT`; must
+/// succeed.
 pub fn process_day(d: &Dir, out: &str) {
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            out,
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .code(0);
+    process_day_on(d, out, "2026-11-29");
 }
 
 /// A test service's variable (set by `scripts/test`, which starts the service). When the
@@ -328,4 +301,14 @@ pub fn process_day_on(d: &Dir, out: &str, date: &str) {
         .args(["--out", out, "--date", date])
         .assert()
         .code(0);
+}
+
+/// What a finished command printed on standard output.
+pub fn stdout(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
+}
+
+/// What a finished command printed on standard error.
+pub fn stderr(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
 }
