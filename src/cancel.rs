@@ -4,13 +4,32 @@
 //! being written is abandoned with its temporary files removed and recorded as `cancelled`,
 //! and the process exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT). The
 //! next run does the cancelled and the never-started units again.
+//!
+//! The engines give a bounded time between SIGTERM and SIGKILL (AWS Batch and Kubernetes 30 s
+//! by default, Slurm its `KillWait`). A grace period, shorter than that, bounds the wait: if
+//! work in flight has not wound down when it ends (a huge record, a stalled disk), the
+//! process removes its registered temporary files and exits at once with the same code. The
+//! units in flight are then left as started, not finished, which the next run redoes.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-/// Set by the signal handler to the number of the signal received; 0 until then.
+/// The environment variable and default of `--grace-period`.
+pub const ENV_GRACE_PERIOD: &str = "BATCHWIN_GRACE_PERIOD";
+pub const DEFAULT_GRACE_PERIOD: &str = "25s";
+
+/// [`DEFAULT_GRACE_PERIOD`] as a duration.
+pub fn default_grace() -> Duration {
+    Duration::from_secs(25)
+}
+
+/// Set by the signal handler to the number of the signal received; 0 until then. The time the
+/// signal was first noticed starts the grace period of [`Cancel::overdue`].
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicUsize>);
+pub struct Cancel(Arc<AtomicUsize>, Arc<OnceLock<Instant>>);
 
 impl Cancel {
     /// Installs the handlers for SIGTERM and SIGINT. A second signal of either kind while the
@@ -39,5 +58,119 @@ impl Cancel {
 
     pub fn is_cancelled(&self) -> bool {
         self.signal().is_some()
+    }
+
+    /// Whether a signal came `grace` or longer ago (counted from the first call that noticed
+    /// it, so call it in the loop that waits).
+    pub fn overdue(&self, grace: Duration) -> bool {
+        self.is_cancelled() && self.1.get_or_init(Instant::now).elapsed() >= grace
+    }
+
+    /// Starts a watchdog thread: once a signal has come, it gives the process `grace` to end
+    /// by itself, then removes the registered temporary files and exits with 128 + signal.
+    pub fn enforce_grace(&self, grace: Duration) {
+        let me = self.clone();
+        std::thread::spawn(move || {
+            let sig = loop {
+                if let Some(sig) = me.signal() {
+                    break sig;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            while !me.overdue(grace) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let removed = remove_temporaries();
+            eprintln!(
+                "stopped    the grace period of {} after signal {sig} is over: stopping now \
+                 ({removed} temporary files removed); units in flight are redone by the next run",
+                humantime::format_duration(grace)
+            );
+            std::process::exit(128 + sig);
+        });
+    }
+
+    /// A grace period for child processes started after a signal could come, so that they
+    /// stop by themselves a little before their parent gives up on them.
+    pub fn child_grace(grace: Duration) -> Duration {
+        grace.saturating_sub((grace / 5).min(Duration::from_secs(5)))
+    }
+}
+
+/// Temporary files being written, removed if the grace period runs out.
+static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Registers a temporary file that must not outlive the process.
+pub fn register_temporary(path: &Path) {
+    if let Ok(mut t) = TEMPORARIES.lock() {
+        t.insert(path.to_path_buf());
+    }
+}
+
+/// Forgets a temporary file that was renamed into place or removed.
+pub fn forget_temporary(path: &Path) {
+    if let Ok(mut t) = TEMPORARIES.lock() {
+        t.remove(path);
+    }
+}
+
+/// Removes every registered temporary file; how many there were.
+fn remove_temporaries() -> usize {
+    let Ok(mut t) = TEMPORARIES.lock() else {
+        return 0;
+    };
+    let n = t.len();
+    for p in std::mem::take(&mut *t) {
+        let _ = std::fs::remove_file(p);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overdue_counts_from_the_first_notice_of_a_signal() {
+        let c = Cancel::default();
+        assert!(!c.overdue(Duration::ZERO), "no signal yet");
+        c.0.store(15, Ordering::Relaxed);
+        assert!(!c.overdue(Duration::from_millis(200)));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(c.overdue(Duration::from_millis(200)));
+        assert!(
+            c.clone().overdue(Duration::from_millis(200)),
+            "clones share the clock"
+        );
+    }
+
+    #[test]
+    fn the_default_grace_period_is_what_the_flags_say() {
+        let flag = humantime::parse_duration(DEFAULT_GRACE_PERIOD).unwrap();
+        assert_eq!(default_grace(), flag);
+    }
+
+    #[test]
+    fn child_grace_is_a_little_shorter() {
+        let s = Duration::from_secs;
+        assert_eq!(Cancel::child_grace(s(25)), s(20));
+        assert_eq!(Cancel::child_grace(s(120)), s(115));
+        assert_eq!(Cancel::child_grace(s(1)), Duration::from_millis(800));
+        assert_eq!(Cancel::child_grace(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn registered_temporaries_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("kept");
+        let gone = dir.path().join("gone");
+        std::fs::write(&kept, b"x").unwrap();
+        std::fs::write(&gone, b"x").unwrap();
+        register_temporary(&kept);
+        register_temporary(&gone);
+        forget_temporary(&kept);
+        assert!(remove_temporaries() >= 1);
+        assert!(kept.exists());
+        assert!(!gone.exists());
     }
 }

@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub date: String,
     /// Set when the run is asked to stop; checked between windows.
     pub cancel: crate::cancel::Cancel,
+    /// After a signal, how long work in flight may take before the process stops anyway
+    /// (see `crate::cancel`).
+    pub grace: std::time::Duration,
     /// After this time no unit of a MEDIUM or LOW vendor starts (it is deferred); HIGH units
     /// always start.
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
@@ -67,6 +70,7 @@ impl Default for EngineOptions {
             window_chunks: threads * 4,
             date: chrono::Local::now().format("%Y-%m-%d").to_string(),
             cancel: crate::cancel::Cancel::default(),
+            grace: crate::cancel::default_grace(),
             deadline: None,
             config_sha256: None,
         }
@@ -185,6 +189,7 @@ impl TempOutput {
             .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         let file = File::create(&tmp)?;
+        crate::cancel::register_temporary(&tmp);
         Ok(TempOutput {
             tmp,
             dest,
@@ -206,12 +211,14 @@ impl TempOutput {
         file.sync_all()?;
         drop(file);
         std::fs::rename(&self.tmp, &self.dest)?;
+        crate::cancel::forget_temporary(&self.tmp);
         Ok((self.dest, self.bytes, hex::encode(self.hasher.finalize())))
     }
 
     fn abandon(self) {
         drop(self.writer);
         let _ = std::fs::remove_file(&self.tmp);
+        crate::cancel::forget_temporary(&self.tmp);
     }
 }
 

@@ -5,17 +5,25 @@
 //! (what happened). `commands` holds one file of glue per subcommand; `generate` writes
 //! synthetic days for demos, tests and benchmarks.
 pub mod cancel;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod codecs;
+#[cfg(feature = "cli")]
 pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod fuzz;
 pub mod generate;
+#[cfg(feature = "cli")]
 pub mod ledger;
 pub mod pipeline;
 pub mod plan;
+#[cfg(feature = "cli")]
 pub mod settings;
+#[cfg(feature = "cli")]
 pub mod storage;
+#[cfg(feature = "cli")]
 pub mod transfer;
+#[cfg(feature = "cli")]
 pub mod window;

@@ -20,6 +20,7 @@
 //! record starts into chunks, line framing for JSON Lines and fixed-width, BOM handling.
 //! Every constructor checks its configuration and returns `Err(reason)` when it is unusable.
 
+pub mod check;
 pub mod csv;
 pub mod fixed;
 pub mod jsonl;

@@ -108,6 +108,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             runs: Some(runs.clone()),
             catch_up: true,
             dry_run: false,
+            grace_period: crate::cancel::default_grace(),
         },
     )?;
 

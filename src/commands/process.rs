@@ -60,6 +60,12 @@ pub struct ProcessArgs {
     /// window's end.
     #[arg(long, value_parser = parse_deadline)]
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// After SIGTERM or SIGINT, how long the units in flight may take to wind down before the
+    /// process removes its temporary files and exits anyway, with the same code. Keep it under
+    /// the engine's own limit: AWS Batch and Kubernetes send SIGKILL 30 s after SIGTERM by
+    /// default, Slurm after its KillWait.
+    #[arg(long, env = crate::cancel::ENV_GRACE_PERIOD, default_value = crate::cancel::DEFAULT_GRACE_PERIOD, value_parser = humantime::parse_duration)]
+    pub grace_period: std::time::Duration,
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
@@ -251,6 +257,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         chunk_bytes: a.chunk_bytes as usize,
         date: a.date.clone().unwrap_or_else(settings::today),
         deadline: a.deadline,
+        grace: a.grace_period,
         ..EngineOptions::default()
     };
     let ledger_path = a
@@ -358,6 +365,7 @@ fn run_slice(
         chunk_bytes: a.chunk_bytes as usize,
         date: plan.date.clone(),
         deadline: a.deadline,
+        grace: a.grace_period,
         config_sha256: config_sha,
         ..EngineOptions::default()
     };
@@ -486,6 +494,7 @@ fn process_items(
     opts.cancel
         .listen()
         .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?;
+    opts.cancel.enforce_grace(opts.grace);
     // Two inputs must never write the same output (for example `a.csv` and `a.txt` with the
     // default `{stem}.out.csv`): one would silently replace the other.
     let mut targets = std::collections::HashMap::new();

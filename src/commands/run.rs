@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// Print what would be fetched, the plan's calculation and the commands; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// After SIGTERM or SIGINT, how long the steps and slices may take to stop before `run`
+    /// kills them (SIGKILL) and exits. Its workers get a little less, so that they normally
+    /// stop by themselves and clean up. Slurm jobs are cancelled with `scancel`.
+    #[arg(long, env = crate::cancel::ENV_GRACE_PERIOD, default_value = crate::cancel::DEFAULT_GRACE_PERIOD, value_parser = humantime::parse_duration)]
+    pub grace_period: Duration,
 }
 
 /// How the steps are started.
@@ -63,6 +68,8 @@ struct Steps<'a> {
     config: PathBuf,
     g: &'a GlobalArgs,
     cancel: crate::cancel::Cancel,
+    /// How long steps may take to stop after a signal.
+    grace: Duration,
     dry_run: bool,
 }
 
@@ -94,6 +101,11 @@ impl Steps<'_> {
             c.arg("-v");
         }
         c.args(args);
+        let child_grace = crate::cancel::Cancel::child_grace(self.grace);
+        c.env(
+            crate::cancel::ENV_GRACE_PERIOD,
+            humantime::format_duration(child_grace).to_string(),
+        );
         // If `run` itself is killed outright (SIGKILL, OOM), its workers get SIGTERM and stop
         // cleanly instead of running on unwatched beside the next run.
         #[cfg(target_os = "linux")]
@@ -171,6 +183,12 @@ impl Steps<'_> {
             if let (Some(sig), false) = (self.cancel.signal(), forwarded) {
                 forwarded = true;
                 forward(child.id(), sig);
+            }
+            if self.cancel.overdue(self.grace) {
+                let _ = child.kill();
+                let _ = child.wait();
+                println!("stopped    the step did not stop within the grace period: killed");
+                return Ok(128 + self.cancel.signal().unwrap_or(libc::SIGTERM));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -298,6 +316,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitStatus, Failure> {
         g,
         cancel: crate::cancel::Cancel::install()
             .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?,
+        grace: a.grace_period,
         dry_run: a.dry_run,
     };
 
@@ -679,6 +698,15 @@ fn execute_local(
                     forward(c.id(), sig);
                 }
             }
+            if steps.cancel.overdue(steps.grace) {
+                for (k, c) in &mut running {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    println!("stopped    slice {k} did not stop within the grace period: killed");
+                }
+                let sig = steps.cancel.signal().unwrap_or(libc::SIGTERM);
+                return Ok(ExitStatus::Interrupted(sig));
+            }
         }
         let mut i = 0;
         while i < running.len() {
@@ -749,6 +777,11 @@ fn execute_slurm(steps: &Steps<'_>, dir: &Path) -> Result<ExitStatus, Failure> {
             cancelled = true;
             println!("cancel     scancel {}", ids.join(" "));
             let _ = Command::new("scancel").args(&ids).status();
+        }
+        if steps.cancel.overdue(steps.grace) {
+            println!("stopped    the grace period is over; Slurm finishes cancelling the jobs");
+            let sig = steps.cancel.signal().unwrap_or(libc::SIGTERM);
+            return Ok(ExitStatus::Interrupted(sig));
         }
         let q = Command::new("squeue")
             .args(["-h", "-t", "all", "-o", "%i %T", "-j", &ids.join(",")])

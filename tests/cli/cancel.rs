@@ -78,3 +78,72 @@ fn sigterm_stops_cleanly_with_143_and_the_next_run_finishes() {
 fn sigint_stops_cleanly_with_130() {
     stop_with("-INT", 130);
 }
+
+#[test]
+fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
+    let d = Dir::new();
+    // One file of a million records in a single chunk: the whole unit is one piece of work in
+    // flight that takes seconds, much longer than the grace period.
+    generate_day(&d, "1", "1000000", "4", "10");
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let child = std::process::Command::new(&bin)
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "out",
+            "--date",
+            "2026-11-29",
+            "--chunk-bytes",
+            "1000000000",
+            "--grace-period",
+            "200ms",
+            "-q",
+        ])
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .current_dir(d.root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    // Signal once the unit's temporary output exists, that is, once its work is in flight.
+    let started = Instant::now();
+    while !std::fs::read_dir(d.path("out"))
+        .map(|r| {
+            r.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the unit never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let signalled = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let took = signalled.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("grace period of 200ms after signal 15 is over")
+            && err.contains("1 temporary files removed"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "exit {took:?} after SIGTERM");
+    let left: Vec<String> = tree_hashes(&d.path("out"), &|_| false)
+        .into_keys()
+        .filter(|k| !k.starts_with("ledger.duckdb"))
+        .collect();
+    assert!(left.is_empty(), "nothing but the ledger stays: {left:?}");
+    crate::util::process_day(&d, "out");
+}

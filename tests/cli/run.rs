@@ -377,3 +377,98 @@ fn sigterm_reaches_the_local_workers_and_the_next_run_finishes() {
     d.cmd().args(run_args(&date, &[])).assert().code(0);
     assert_counts(&d, &date);
 }
+
+#[test]
+fn sigterm_cancels_the_slurm_jobs_and_the_next_run_finishes() {
+    let Some(conf) = crate::util::service("SLURM_CONF") else {
+        return;
+    };
+    let d = Dir::new();
+    let date = day_of(-1);
+    generate_day_on(&d, "40", "1500000", "4", "37", &date);
+    let date = window(&d, -1, 180);
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let mut child = std::process::Command::new(&bin)
+        .args(run_args(&date, &["--executor", "slurm"]))
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .env("SLURM_CONF", &conf)
+        .current_dir(d.root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    // Read what run prints as it goes; stop it once Slurm runs its jobs.
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    let printed = |what: &str| lines.lock().unwrap().iter().any(|l| l.contains(what));
+    let started = Instant::now();
+    while !printed(" running") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "Slurm never ran the jobs: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let text = lines.lock().unwrap().join("\n");
+    assert_eq!(status.code(), Some(143), "{text}");
+    let ids: Vec<String> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cancel     scancel "))
+        .unwrap_or_else(|| panic!("no scancel: {text}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(!ids.is_empty(), "{text}");
+    // Slurm ends every job: none is left pending or running, and none completed all its work.
+    let states = || {
+        let q = std::process::Command::new("squeue")
+            .args(["-h", "-t", "all", "-o", "%T", "-j", &ids.join(",")])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .expect("squeue");
+        String::from_utf8_lossy(&q.stdout).into_owned()
+    };
+    let waiting = Instant::now();
+    while states()
+        .lines()
+        .any(|s| ["PENDING", "RUNNING", "COMPLETING", "CONFIGURING"].contains(&s))
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "jobs still active: {}",
+            states()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(states().contains("CANCELLED"), "{}", states());
+    let state: serde_json::Value =
+        serde_json::from_str(&d.read(&format!("runs/{date}-day/state.json"))).unwrap();
+    assert_eq!(state["complete"], false);
+
+    // The next run, on Slurm again, does what was left.
+    d.cmd()
+        .args(run_args(&date, &["--executor", "slurm"]))
+        .env("SLURM_CONF", &conf)
+        .assert()
+        .code(0);
+    assert_counts(&d, &date);
+}
