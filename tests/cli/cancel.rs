@@ -110,7 +110,7 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
         .expect("start");
     // Signal once the unit's temporary output exists, that is, once its work is in flight.
     let started = Instant::now();
-    while !std::fs::read_dir(d.path("out"))
+    while !std::fs::read_dir(d.path("out/V001"))
         .map(|r| {
             r.flatten()
                 .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
@@ -136,7 +136,7 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(
         err.contains("grace period of 200ms after signal 15 is over")
-            && err.contains("1 temporary files removed"),
+            && err.contains("2 temporary files removed"),
         "{err}"
     );
     assert!(took < Duration::from_secs(2), "exit {took:?} after SIGTERM");
