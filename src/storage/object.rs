@@ -26,8 +26,11 @@ impl ObjectBackend {
                 reason: e.to_string(),
             }
         })?;
+        // Read local files in large pieces: the plain store hands them out 8 KiB at a time,
+        // each a trip to the blocking thread pool.
+        let chunked = object_store::chunked::ChunkedStore::new(Arc::new(fs), super::STREAM_BUF);
         Ok(ObjectBackend {
-            inner: Arc::new(fs),
+            inner: Arc::new(chunked),
             root: Path::default(),
             display: display.to_string(),
         })
