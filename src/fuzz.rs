@@ -1,6 +1,6 @@
 //! What the fuzz targets in `fuzz/` check. It lives in the library so that every input a fuzzer
-//! ever found becomes a regression test: the files in `fuzz/regressions/TARGET/` are replayed
-//! through [`run`] by this module's tests, with all the others.
+//! ever found becomes a regression test: the files in `fuzz/regressions/TARGET/` (found inputs,
+//! and hand-written hostile ones) are replayed through [`run`] by this module's tests.
 //!
 //! The four reader targets (`csv`, `jsonl`, `xml`, `fixed`) take the first byte of their input
 //! as a chunk size (1 to 1021 bytes) and the rest as a file of that format. They read it the
@@ -148,7 +148,7 @@ fn config(data: &[u8]) {
 mod tests {
     use super::*;
 
-    /// Every input a fuzzer found, replayed: `fuzz/regressions/TARGET/NAME`.
+    /// Every input in `fuzz/regressions/TARGET/NAME`, replayed.
     #[test]
     fn regressions_from_fuzzing() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
@@ -165,7 +165,11 @@ mod tests {
                 replayed += 1;
             }
         }
-        eprintln!("{replayed} fuzzing regressions replayed");
+        assert!(
+            replayed >= 15,
+            "only {replayed} inputs under {}",
+            root.display()
+        );
     }
 
     /// Each target accepts a typical input of its kind, and empty ones.
