@@ -46,6 +46,8 @@ pub enum StorageError {
     Failed { store: String, message: String },
     #[error("`{store}`: {message}")]
     HostKey { store: String, message: String },
+    #[error("local file `{path}` is not what it should be: {reason}; nothing was delivered")]
+    Changed { path: String, reason: String },
     #[error("local file `{path}`: {source}")]
     Local {
         path: String,
@@ -134,6 +136,27 @@ pub struct Entry {
 pub struct Transferred {
     pub bytes: u64,
     pub sha256: String,
+}
+
+impl Transferred {
+    /// Fails unless what was read from `local` is what was `expected` (when something is):
+    /// the check an upload makes before its result becomes visible.
+    pub(crate) fn check(
+        &self,
+        local: &FsPath,
+        expected: Option<&Transferred>,
+    ) -> Result<(), StorageError> {
+        match expected {
+            Some(e) if e != self => Err(StorageError::Changed {
+                path: local.display().to_string(),
+                reason: format!(
+                    "{} bytes with sha256 {}, expected {} bytes with sha256 {}",
+                    self.bytes, self.sha256, e.bytes, e.sha256
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 enum Backend {
@@ -326,11 +349,24 @@ impl Store {
         local: &FsPath,
         overwrite: bool,
     ) -> Result<Transferred, StorageError> {
+        self.put_file_checked(name, local, overwrite, None).await
+    }
+
+    /// [`Store::put_file`], reading `local` once: hashed as it is sent, and checked against
+    /// `expected` (size and sha256) before the upload is completed or renamed into place. A
+    /// file that is not what it should be is never delivered (`StorageError::Changed`).
+    pub async fn put_file_checked(
+        &self,
+        name: &str,
+        local: &FsPath,
+        overwrite: bool,
+        expected: Option<&Transferred>,
+    ) -> Result<Transferred, StorageError> {
         safe_name(name)?;
         self.retrying("upload", || async move {
             match &self.backend {
-                Backend::Object(o) => o.put_file(name, local, overwrite).await,
-                Backend::Sftp(s) => s.put_file(name, local, overwrite).await,
+                Backend::Object(o) => o.put_file(name, local, overwrite, expected).await,
+                Backend::Sftp(s) => s.put_file(name, local, overwrite, expected).await,
             }
         })
         .await

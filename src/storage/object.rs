@@ -192,6 +192,7 @@ impl ObjectBackend {
         name: &str,
         local: &FsPath,
         overwrite: bool,
+        expected: Option<&Transferred>,
     ) -> Result<Transferred, StorageError> {
         let path = self.path(name);
         let (mut reader, size) = HashingReader::open(local).await?;
@@ -202,6 +203,8 @@ impl ObjectBackend {
             while reader.next(&mut buf).await? {
                 body.extend_from_slice(&buf);
             }
+            let read = reader.finish();
+            read.check(local, expected)?;
             let mode = if overwrite {
                 PutMode::Overwrite
             } else {
@@ -218,6 +221,7 @@ impl ObjectBackend {
                 )
                 .await
                 .map_err(|e| self.err(name, e))?;
+            Ok(read)
         } else {
             // Streamed in parts so memory stays bounded; the object appears only when the
             // upload completes. Stores have no create-only multipart upload: check first.
@@ -243,17 +247,19 @@ impl ObjectBackend {
                 Ok::<_, StorageError>(())
             }
             .await;
-            match streamed {
+            let read = reader.finish();
+            // The object appears only when the upload completes: not unless it is right.
+            match streamed.and_then(|()| read.check(local, expected)) {
                 Ok(()) => {
                     w.finish().await.map_err(|e| self.err(name, e))?;
+                    Ok(read)
                 }
                 Err(e) => {
                     let _ = w.abort().await;
-                    return Err(e);
+                    Err(e)
                 }
             }
         }
-        Ok(reader.finish())
     }
 
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {

@@ -421,6 +421,7 @@ impl SftpBackend {
         name: &str,
         local: &FsPath,
         overwrite: bool,
+        expected: Option<&Transferred>,
     ) -> Result<Transferred, StorageError> {
         let conn = self.conn().await?;
         self.timed(name, self.make_parents(&conn, name)).await?;
@@ -458,6 +459,8 @@ impl SftpBackend {
             })
             .await?;
             let done = reader.finish();
+            // Renamed into place only if right; the temporary is removed below.
+            done.check(local, expected)?;
             let size = self
                 .timed(name, async {
                     conn.sftp.metadata(tmp.clone()).await.map_err(sftp)

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::ledger::report::{find_ledgers, with_latest};
 use crate::ledger::{Delivery, Ledger, RunInfo};
 use crate::pipeline::SkipLimit;
-use crate::storage::{StorageError, Store};
+use crate::storage::{StorageError, Store, Transferred};
 
 pub struct PublishRequest<'a> {
     pub config: &'a Config,
@@ -214,10 +214,10 @@ struct Assembled {
     sha256: String,
 }
 
-/// The local file to upload: the piece itself, or the pieces put together in a temporary
-/// file. Each piece is read once: checked against the checksum its ledger recorded, and hashed
-/// as the whole file, so the delivery can be compared with what a target already holds
-/// without reading it again.
+/// The local file to upload when [`recorded`] does not give it: the pieces of a split file put
+/// together in a temporary file (or one piece whose ledger recorded no checksum). Each piece is
+/// read once: checked against the checksum its ledger recorded, and hashed as the whole file,
+/// so the delivery can be compared with what a target already holds.
 fn assemble(item: &Item) -> Result<Assembled, String> {
     use std::io::Read;
     let single = item.pieces.len() == 1;
@@ -294,10 +294,32 @@ enum Done {
     Failed(String, bool),
 }
 
+/// A whole output whose ledger recorded its checksum: nothing to read before the upload,
+/// which hashes it as it goes and checks it before completing.
+fn recorded(item: &Item) -> Option<Result<Assembled, String>> {
+    let [(path, Some(sha256))] = item.pieces.as_slice() else {
+        return None;
+    };
+    Some(match std::fs::metadata(path) {
+        Ok(m) => Ok(Assembled {
+            path: path.clone(),
+            temporary: false,
+            bytes: m.len(),
+            sha256: sha256.clone(),
+        }),
+        Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
+    })
+}
+
 async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &str) -> Done {
-    let local = match tokio::task::block_in_place(|| assemble(item)) {
+    let local = recorded(item).unwrap_or_else(|| tokio::task::block_in_place(|| assemble(item)));
+    let local = match local {
         Ok(l) => l,
         Err(e) => return Done::Failed(e, false),
+    };
+    let expected = Transferred {
+        bytes: local.bytes,
+        sha256: local.sha256.clone(),
     };
     let result = async {
         // Same bytes already there: nothing to do. Different bytes: refuse unless told.
@@ -315,7 +337,10 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
             }
             overwrite = true;
         }
-        match store.put_file(name, &local.path, overwrite).await {
+        match store
+            .put_file_checked(name, &local.path, overwrite, Some(&expected))
+            .await
+        {
             Ok(t) => Ok(Done::Delivered(t.bytes, t.sha256)),
             Err(StorageError::AlreadyExists { .. }) => Ok(Done::Refused(format!(
                 "{} appeared while it was being delivered; not replaced",

@@ -2,7 +2,7 @@
 //! Azure Blob (Azurite) and SFTP (OpenSSH), the servers started by `scripts/test`
 //! (`scripts/services/object-stores-up`, `scripts/services/sshd-up`).
 
-use batchwin::storage::{SshOptions, StorageError, Store, StoreOptions};
+use batchwin::storage::{SshOptions, StorageError, Store, StoreOptions, Transferred};
 
 use crate::util::{Dir, Sftp, service};
 
@@ -106,6 +106,31 @@ fn conformance(store: &Store, d: &Dir) {
             .put_file("in/b/big.bin", &big_path, true)
             .await
             .expect("overwrite back");
+
+        // A checked upload of a file that is not what it should be never becomes visible,
+        // in one request or in parts; one that is right goes up as usual.
+        let wrong = Transferred {
+            bytes: 15,
+            sha256: "0".repeat(64),
+        };
+        for (name, file) in [("in/c/small.csv", &small), ("in/c/big.bin", &big_path)] {
+            let err = store
+                .put_file_checked(name, file, false, Some(&wrong))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StorageError::Changed { .. }), "{err}");
+            assert_eq!(store.head(name).await.expect("head"), None, "{name}");
+        }
+        let right = Transferred {
+            bytes,
+            sha256: sha.clone(),
+        };
+        let t = store
+            .put_file_checked("in/c/small.csv", &small, false, Some(&right))
+            .await
+            .expect("checked put");
+        assert_eq!(t, right);
+        store.delete("in/c/small.csv").await.expect("delete");
 
         let names: Vec<String> = store
             .list("in")

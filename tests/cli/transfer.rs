@@ -527,7 +527,7 @@ fn restart_sshd() {
 
 #[test]
 fn a_server_restarted_mid_transfer_leads_to_a_clean_retry() {
-    let Some(s) = Sftp::get() else { return };
+    let Some(s) = Sftp::alone() else { return };
     let d = Dir::new();
     generate_day(&d, "2", "500", "1", "3");
     let (url, remote) = day_on_sftp(&d, &s);
@@ -764,4 +764,63 @@ fn azure_blob_fetch_publish_republish_and_conflict() {
     // The emulator chosen in the config file's object store options.
     let extra = "[transfer.options]\nazure_storage_use_emulator = \"true\"\n";
     object_store_round_trip(&base, &[], extra, azurite_options());
+}
+
+#[test]
+fn an_output_changed_since_processing_is_not_delivered() {
+    let d = Dir::new();
+    generate_day(&d, "4", "2000", "2", "12");
+    process_day(&d, "out");
+    let outputs: Vec<String> = tree(&d.path("out"))
+        .into_keys()
+        .filter(|k| k.contains('/') && !k.contains(".rejects."))
+        .collect();
+    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    // Someone edits one output after processing, keeping its size.
+    let changed = d.path(&format!("out/{}", outputs[0]));
+    let mut bytes = std::fs::read(&changed).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&changed, &bytes).unwrap();
+
+    let o = d
+        .cmd()
+        .args([
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "out",
+            "--target",
+            "server",
+            "--date",
+            DATE,
+        ])
+        .assert()
+        .code(1);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        out.contains("3 delivered") && out.contains("1 failed"),
+        "{out}"
+    );
+    assert!(
+        err.contains("is not what it should be") && err.contains("nothing was delivered"),
+        "{err}"
+    );
+    // The three others are delivered; of the changed one, nothing at all, not even a
+    // temporary file.
+    let name = outputs[0].rsplit('/').next().unwrap().to_string();
+    let delivered = tree(&d.path("server"));
+    assert_eq!(
+        delivered
+            .keys()
+            .filter(|k| !k.contains(".rejects."))
+            .count(),
+        3,
+        "{delivered:?}"
+    );
+    assert!(
+        !delivered.keys().any(|k| k.contains(&name)),
+        "{name} was delivered: {delivered:?}"
+    );
 }

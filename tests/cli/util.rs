@@ -152,7 +152,19 @@ pub fn service(var: &str) -> Option<String> {
 }
 
 /// The OpenSSH server started by `scripts/services/sshd-up`.
+/// Tests that use the shared OpenSSH server hold it shared; the one that stops and starts it
+/// holds it alone, so that no other test's session is cut.
+static SSHD: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+#[allow(dead_code)]
+enum Hold {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone(std::sync::RwLockWriteGuard<'static, ()>),
+}
+
 pub struct Sftp {
+    /// Held for the test's whole life.
+    _hold: Hold,
     /// `sftp://root@127.0.0.1:PORT`
     pub base: String,
     /// Folder on the server (and on this machine) the tests write below.
@@ -164,10 +176,22 @@ pub struct Sftp {
 }
 
 impl Sftp {
+    /// The shared server, beside other tests.
     pub fn get() -> Option<Sftp> {
+        Self::with(|| Hold::Shared(SSHD.read().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// The shared server, with no other test using it (to stop and start it).
+    pub fn alone() -> Option<Sftp> {
+        Self::with(|| Hold::Alone(SSHD.write().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    fn with(hold: impl FnOnce() -> Hold) -> Option<Sftp> {
         let base = service("BATCHWIN_TEST_SFTP")?;
+        let _hold = hold();
         let port = base.rsplit(':').next().unwrap_or("22").to_string();
         Some(Sftp {
+            _hold,
             base,
             root: PathBuf::from(
                 std::env::var("BATCHWIN_TEST_SFTP_ROOT").expect("BATCHWIN_TEST_SFTP_ROOT"),
