@@ -407,6 +407,7 @@ fn run_day(
     let manifest = dir.join("manifest.jsonl");
     let todo = dir.join("todo.jsonl");
     let plan_path = dir.join("plan.json");
+    let split = dir.join("split.json");
     let out = dir.join("out");
     let ledgers = out.join("ledgers");
     let mut status = ExitStatus::Success;
@@ -436,7 +437,7 @@ fn run_day(
     let (left, done) = if steps.dry_run || !manifest.exists() {
         (None, 0)
     } else {
-        let (rows, done) = remaining(&manifest, &ledgers).map_err(Failure::data)?;
+        let (rows, done) = remaining(&manifest, &ledgers, &split).map_err(Failure::data)?;
         crate::plan::manifest::write(&todo, &rows).map_err(Failure::data)?;
         (Some(rows.len()), done)
     };
@@ -493,6 +494,9 @@ fn run_day(
         status = worse(status, status_of(code));
         if code != 0 {
             return finish(&dir, w, status, steps.dry_run);
+        }
+        if !steps.dry_run {
+            remember_split_files(&plan_path, &split).map_err(Failure::data)?;
         }
 
         // 3. execute
@@ -574,11 +578,49 @@ fn finish(
 }
 
 /// Manifest rows still to do, and how many files earlier attempts already finished.
+/// Files this run folder's plans split into parts, with the checksum each had when it was cut:
+/// `split.json`, `{ location: sha256 }`, kept across the attempts of the day (each plan covers
+/// only what was left, so `plan.json` alone forgets what earlier attempts split).
+fn split_files(split: &Path) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    match std::fs::read_to_string(split) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not a list of split files", split.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read `{}`", split.display())),
+    }
+}
+
+/// Adds the files `plan_path` splits to `split` (see [`split_files`]).
+fn remember_split_files(plan_path: &Path, split: &Path) -> anyhow::Result<()> {
+    let plan = crate::plan::Plan::read(plan_path)?;
+    let mut known = split_files(split)?;
+    let before = known.clone();
+    for u in plan.slices.iter().flat_map(|s| &s.units) {
+        if u.part.is_some() {
+            known.insert(u.location.clone(), u.sha256.clone());
+        }
+    }
+    if known != before {
+        let tmp = split.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&known)?)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, split)
+            .with_context(|| format!("cannot write `{}`", split.display()))?;
+    }
+    Ok(())
+}
+
+/// The manifest's files not done yet, and how many are. A file is done when the latest
+/// attempt of each of its units succeeded and every output is still there, and it is the same
+/// file: its checksum is the one recorded (a whole file), or the one it had when an earlier
+/// plan of the day cut it into the parts that succeeded (a split file; see [`split_files`]).
 fn remaining(
     manifest: &Path,
     ledgers: &Path,
+    split: &Path,
 ) -> anyhow::Result<(Vec<crate::plan::manifest::ManifestRow>, usize)> {
     let rows = crate::plan::manifest::read(manifest)?;
+    let split = split_files(split)?;
     let found = if ledgers.is_dir() {
         crate::ledger::report::find_ledgers(ledgers, None)?
     } else {
@@ -591,24 +633,33 @@ fn remaining(
         // A file is done when each of its units' latest attempt succeeded and its output is
         // still there: (input, checksum) of such files.
         let mut stmt = conn.prepare(
-            "SELECT input_path, any_value(input_sha256), string_agg(coalesce(output_path, ''), chr(10))
+            "SELECT input_path, any_value(input_sha256), string_agg(coalesce(output_path, ''), chr(10)),
+                    coalesce(max(parts), 1)
              FROM latest GROUP BY input_path
-             HAVING bool_and(status = 'succeeded') AND count(*) = coalesce(max(parts), 1)",
+             HAVING bool_and(status = 'succeeded') AND count(*) = coalesce(max(parts), 1)
+                AND coalesce(min(parts), 1) = coalesce(max(parts), 1)",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         let mut done = std::collections::HashMap::new();
         for r in rows {
-            let (input, sha, outputs) = r?;
+            let (input, sha, outputs, parts) = r?;
             let present = outputs
                 .split('\n')
                 .all(|o| !o.is_empty() && Path::new(o).is_file());
-            if present {
+            // The parts of a split file carry their own checksums, not the file's.
+            let sha = if parts > 1 {
+                split.get(&input).cloned()
+            } else {
+                Some(sha)
+            };
+            if let (true, Some(sha)) = (present, sha) {
                 done.insert(input, sha);
             }
         }

@@ -301,9 +301,15 @@ pub struct Context<'a> {
     pub window_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The latest attempt of each unit.
+/// The latest attempt of each unit, among the units of the file's latest split: when a later
+/// plan cut a file into a different number of parts, the parts of the earlier cut no longer
+/// count (their byte ranges are not the new parts').
 pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
-    SELECT * FROM files
+    SELECT * EXCLUDE (latest_split) FROM (
+        SELECT *, first_value(coalesce(parts, 1)) OVER (PARTITION BY input_path ORDER BY ended_at DESC) AS latest_split
+        FROM files
+    )
+    WHERE coalesce(parts, 1) = latest_split
     QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
 
 /// Merges `ledgers` into a temporary ledger, makes the `latest` view (the latest attempt of
@@ -641,4 +647,61 @@ pub fn html(s: &Summary) -> Result<String, minijinja::Error> {
     env.add_template("report.html", include_str!("templates/report.html"))?;
     env.get_template("report.html")?
         .render(minijinja::context! { s => minijinja::value::Serde(s) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts `latest` rows per (input, parts) after the given attempts.
+    fn latest_of(rows: &[(&str, Option<i32>, Option<i32>, &str)]) -> Vec<(String, i64, i64)> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE files (input_path VARCHAR, part INTEGER, parts INTEGER, ended_at TIMESTAMP)",
+        )
+        .unwrap();
+        for (input, part, parts, at) in rows {
+            conn.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?::TIMESTAMP)",
+                duckdb::params![input, part, parts, at],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(LATEST).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT input_path, coalesce(parts, 1), count(*) FROM latest GROUP BY ALL ORDER BY ALL",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn only_the_latest_cut_of_a_file_counts() {
+        let mut rows = Vec::new();
+        // `a` cut into 6 parts, then again into 4: the 4 count, not parts 4 and 5 of the 6.
+        for p in 0..6 {
+            rows.push(("a", Some(p), Some(6), "2026-11-29 01:00:00"));
+        }
+        for p in 0..4 {
+            rows.push(("a", Some(p), Some(4), "2026-11-29 02:00:00"));
+        }
+        // `b` whole, then again whole: one unit. `c` cut into 2, then processed whole.
+        rows.push(("b", None, None, "2026-11-29 01:00:00"));
+        rows.push(("b", None, None, "2026-11-29 02:00:00"));
+        rows.push(("c", Some(0), Some(2), "2026-11-29 01:00:00"));
+        rows.push(("c", Some(1), Some(2), "2026-11-29 01:00:00"));
+        rows.push(("c", None, None, "2026-11-29 03:00:00"));
+        assert_eq!(
+            latest_of(&rows),
+            [
+                ("a".to_string(), 4, 4),
+                ("b".to_string(), 1, 1),
+                ("c".to_string(), 1, 1)
+            ]
+        );
+    }
 }

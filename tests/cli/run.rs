@@ -472,3 +472,35 @@ fn sigterm_cancels_the_slurm_jobs_and_the_next_run_finishes() {
         .code(0);
     assert_counts(&d, &date);
 }
+
+#[test]
+fn a_run_again_knows_the_split_files_it_finished() {
+    let d = Dir::new();
+    let date = day_of(-1);
+    // Three large files for two workers: the plan cuts the larger ones into parts.
+    generate_day_on(&d, "3", "900000", "3", "38", &date);
+    let date = window(&d, -1, 180);
+    d.cmd()
+        .args(run_args(&date, &["--workers", "2"]))
+        .assert()
+        .code(0);
+    let split: serde_json::Value =
+        serde_json::from_str(&d.read(&format!("runs/{date}-day/split.json"))).unwrap();
+    let split = split.as_object().expect("split.json is an object");
+    assert!(!split.is_empty(), "no file was split: make the day larger");
+    assert_counts(&d, &date);
+
+    // Everything is done: the next run plans nothing, split files included.
+    let o = d
+        .cmd()
+        .args(run_args(&date, &["--workers", "2"]))
+        .assert()
+        .code(0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("resume     3 files already done")
+            && out.contains("plan       nothing left to do"),
+        "{out}"
+    );
+    assert_counts(&d, &date);
+}
