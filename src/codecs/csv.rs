@@ -558,7 +558,11 @@ impl Decoder for CsvDecoder {
         let starts = std::iter::from_fn(move || {
             while pos < end {
                 let r = dialect.record_end(data, pos, end);
-                let start = RecordStart { pos, line };
+                let start = RecordStart {
+                    pos,
+                    line,
+                    end: None,
+                };
                 line += r.newlines;
                 pos = r.next;
                 if r.content_end > start.pos || r.unterminated {

@@ -429,6 +429,7 @@ mod tests {
             bytes: 0..data.len(),
             first_record: 1,
             first_line: 1,
+            records: Vec::new(),
         };
         let mut seen = Vec::new();
         dec.decode(data, &chunk, &mut |d| {

@@ -38,6 +38,9 @@ pub struct Chunk {
     pub first_record: u64,
     /// 1-based physical line number on which the first record starts.
     pub first_line: u64,
+    /// The byte range of each record, when framing had to find where records end (XML), so
+    /// that parsing need not find them again; empty when the decoder finds them itself.
+    pub records: Vec<Range<usize>>,
 }
 
 /// What the decoder found at the start of a file (header row, XML prolog, BOM).
@@ -214,6 +217,8 @@ pub(crate) struct RecordStart {
     pub pos: usize,
     /// 1-based line of that byte.
     pub line: u64,
+    /// Offset after the record's last byte, when the scan found it (see [`Chunk::records`]).
+    pub end: Option<usize>,
 }
 
 /// Groups the record starts found by a format's framing scan into [`Chunk`]s.
@@ -240,6 +245,7 @@ where
         first_record: 1,
         first_line: body_first_line,
         records: 0,
+        ranges: Vec::new(),
         done: false,
     })
 }
@@ -252,8 +258,9 @@ struct Chunker<I> {
     start: usize,
     first_record: u64,
     first_line: u64,
-    /// Records found so far in the chunk being built.
+    /// Records found so far in the chunk being built, and their ranges when known.
     records: u64,
+    ranges: Vec<Range<usize>>,
     done: bool,
 }
 
@@ -271,22 +278,26 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                     return Some(Err(e));
                 }
                 Some(Ok(rs)) => {
+                    let range = rs.end.map(|e| rs.pos..e);
                     if self.records > 0 && rs.pos.saturating_sub(self.start) >= self.target_bytes {
                         let chunk = Chunk {
                             bytes: self.start..rs.pos,
                             first_record: self.first_record,
                             first_line: self.first_line,
+                            records: std::mem::take(&mut self.ranges),
                         };
                         self.start = rs.pos;
                         self.first_record += self.records;
                         self.first_line = rs.line;
                         self.records = 1;
+                        self.ranges.extend(range);
                         return Some(Ok(chunk));
                     }
                     if self.records == 0 {
                         self.first_line = rs.line;
                     }
                     self.records += 1;
+                    self.ranges.extend(range);
                 }
                 None => {
                     self.done = true;
@@ -297,6 +308,7 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                         bytes: self.start..self.end,
                         first_record: self.first_record,
                         first_line: self.first_line,
+                        records: std::mem::take(&mut self.ranges),
                     }));
                 }
             }
@@ -352,7 +364,13 @@ pub(crate) fn frame_lines<'d>(
     let starts = lines(data, body.clone())
         .zip(pre.body_first_line..)
         .filter(move |(l, _)| !blank(l.text))
-        .map(|(l, line)| Ok(RecordStart { pos: l.start, line }));
+        .map(|(l, line)| {
+            Ok(RecordStart {
+                pos: l.start,
+                line,
+                end: None,
+            })
+        });
     chunks(body, pre.body_first_line, target_bytes, starts)
 }
 

@@ -721,7 +721,11 @@ impl Decoder for XmlDecoder {
             Ok(Some(r)) => {
                 line += count_lf(&data[last..r.start]);
                 last = r.start;
-                Some(Ok(RecordStart { pos: r.start, line }))
+                Some(Ok(RecordStart {
+                    pos: r.start,
+                    line,
+                    end: Some(r.end),
+                }))
             }
             Ok(None) => None,
             Err((p, reason)) => Some(Err(FileError {
@@ -742,8 +746,22 @@ impl Decoder for XmlDecoder {
         };
         let mut scratch = Scratch::default();
         let (mut number, mut line, mut last) = (chunk.first_record, chunk.first_line, None);
-        // Framing has already reported markup that cannot be skipped: stop there too.
-        while let Ok(Some(r)) = scan.next_record() {
+        // The records framing found, or (for a chunk made elsewhere) a scan for them. Framing
+        // has already reported markup that cannot be skipped: the scan stops there too.
+        let mut known = chunk
+            .records
+            .iter()
+            .map(|r| clamp(r, range.end))
+            .filter(|r| r.start >= range.start);
+        let use_known = !chunk.records.is_empty();
+        let mut next = move || {
+            if use_known {
+                known.next()
+            } else {
+                scan.next_record().ok().flatten()
+            }
+        };
+        while let Some(r) = next() {
             if let Some(l) = last {
                 line += count_lf(&data[l..r.start]);
             }
@@ -968,6 +986,30 @@ mod tests {
 
     fn opt(vals: &[Option<&str>]) -> Vec<Option<String>> {
         vals.iter().map(|v| v.map(String::from)).collect()
+    }
+
+    #[test]
+    fn a_chunk_without_record_ranges_is_scanned() {
+        let data = b"<feed><record id=\"1\"><name>A</name></record>\n<!-- <record> -->\n<record id=\"2\"/></feed>";
+        let mut dec = decoder("record", &["@id", "name"]);
+        let framed = decode_all(&mut dec, data).unwrap();
+        let pre = dec.preamble(data).unwrap();
+        let mut chunks: Vec<Chunk> = dec
+            .frame(data, &pre, usize::MAX)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            chunks[0].records.len(),
+            2,
+            "framing keeps the record ranges"
+        );
+        chunks[0].records.clear();
+        let mut scanned = Vec::new();
+        dec.decode(data, &chunks[0], &mut |d| {
+            scanned.push(crate::codecs::check::own(d))
+        });
+        assert_eq!(scanned, framed);
     }
 
     #[test]
