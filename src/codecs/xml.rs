@@ -894,6 +894,15 @@ impl Encoder for XmlEncoder {
 /// characters as entities, CR (and in attributes tab and LF, which readers normalise) as
 /// character references, and in text the leading and trailing whitespace that readers trim.
 fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), String> {
+    // Most values need nothing done: no markup characters, no control characters, no byte
+    // that may start U+FFFE/U+FFFF, and no spaces at the ends of element text.
+    let plain = v
+        .bytes()
+        .all(|b| b >= 0x20 && b != 0xEF && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''));
+    if plain && (attribute || !v.starts_with(' ') && !v.ends_with(' ')) {
+        out.extend_from_slice(v.as_bytes());
+        return Ok(());
+    }
     if let Some(c) = forbidden_char(v) {
         return Err(format!(
             "character U+{:04X} cannot be written in XML",

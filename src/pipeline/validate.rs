@@ -72,10 +72,37 @@ pub struct FieldCheck {
     pub required: bool,
     pub time_format: TimeFormat,
     pattern: Option<Regex>,
-    values: Option<HashSet<String>>,
+    values: Option<Allowed>,
     max_length: Option<usize>,
     min: Option<Typed<'static>>,
     max: Option<Typed<'static>>,
+}
+
+/// A field's allowed values. Lists are usually short (currencies, statuses): comparing with
+/// each is faster than hashing the value, so only long lists are hashed.
+#[derive(Debug, Clone)]
+enum Allowed {
+    Few(Vec<String>),
+    Many(HashSet<String>),
+}
+
+impl Allowed {
+    const FEW: usize = 16;
+
+    fn new(values: &[String]) -> Allowed {
+        if values.len() <= Self::FEW {
+            Allowed::Few(values.to_vec())
+        } else {
+            Allowed::Many(values.iter().cloned().collect())
+        }
+    }
+
+    fn contains(&self, v: &str) -> bool {
+        match self {
+            Allowed::Few(list) => list.iter().any(|a| a == v),
+            Allowed::Many(set) => set.contains(v),
+        }
+    }
 }
 
 impl FieldCheck {
@@ -111,7 +138,7 @@ impl FieldCheck {
             required: f.required,
             time_format,
             pattern,
-            values: f.values.as_ref().map(|v| v.iter().cloned().collect()),
+            values: f.values.as_deref().map(Allowed::new),
             max_length: f.max_length,
             min: None,
             max: None,
@@ -396,6 +423,19 @@ mod tests {
         assert_eq!(FieldCheck::build(&f).unwrap_err().0, "pattern");
         let f: FieldConfig = toml::from_str("name = 'a'\ntype = 'date'\nformat = '%Q'").unwrap();
         assert_eq!(FieldCheck::build(&f).unwrap_err().0, "format");
+    }
+
+    #[test]
+    fn allowed_values_short_and_long_lists() {
+        for n in [1, Allowed::FEW, Allowed::FEW + 1, 200] {
+            let values: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+            let allowed = Allowed::new(&values);
+            assert_eq!(matches!(allowed, Allowed::Few(_)), n <= Allowed::FEW);
+            assert!(values.iter().all(|v| allowed.contains(v)), "{n}");
+            for other in ["", "v", &format!("v{n}"), "V0", "v0 "] {
+                assert!(!allowed.contains(other), "{n}: {other:?}");
+            }
+        }
     }
 
     #[test]
