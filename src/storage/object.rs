@@ -15,6 +15,9 @@ pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
     root: Path,
     display: String,
+    /// The folder, for a local store: uploads to it do not go through object_store (see
+    /// [`put_local`]).
+    local: Option<std::path::PathBuf>,
 }
 
 impl ObjectBackend {
@@ -33,6 +36,7 @@ impl ObjectBackend {
             inner: Arc::new(chunked),
             root: Path::default(),
             display: display.to_string(),
+            local: Some(path.to_path_buf()),
         })
     }
 
@@ -109,6 +113,7 @@ impl ObjectBackend {
             inner: store,
             root,
             display: display.to_string(),
+            local: None,
         })
     }
 
@@ -194,6 +199,18 @@ impl ObjectBackend {
         overwrite: bool,
         expected: Option<&Transferred>,
     ) -> Result<Transferred, StorageError> {
+        if let Some(folder) = &self.local {
+            let (folder, owned, local) = (folder.clone(), name.to_string(), local.to_path_buf());
+            let expected = expected.cloned();
+            return tokio::task::spawn_blocking(move || {
+                put_local(&folder, &owned, &local, overwrite, expected.as_ref())
+            })
+            .await
+            .map_err(|e| StorageError::Failed {
+                store: self.display.clone(),
+                message: format!("the upload of `{name}` stopped: {e}"),
+            })?;
+        }
         let path = self.path(name);
         let (mut reader, size) = HashingReader::open(local).await?;
         let mut buf = Vec::new();
@@ -320,4 +337,76 @@ fn one_line(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+/// An upload to a local folder. object_store would stage it beside the target as `NAME#N`,
+/// which a process killed in the middle leaves in the vendor's folder under a visible name.
+/// Here the bytes go to a hidden temporary beside the target (`.NAME.batchwin-tmp`, the same
+/// name on every attempt, so a retry or the next run writes over what a killed one left),
+/// hashed as they are copied, synced, checked against `expected`, then moved into place:
+/// renamed over the target with `overwrite`, otherwise linked only if the name is free.
+fn put_local(
+    folder: &FsPath,
+    name: &str,
+    local: &FsPath,
+    overwrite: bool,
+    expected: Option<&Transferred>,
+) -> Result<Transferred, StorageError> {
+    use sha2::Digest;
+    use std::io::{Read, Write};
+    let dest = folder.join(name);
+    let dir = dest.parent().unwrap_or(folder);
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
+    let file_name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dest.with_file_name(format!(".{file_name}.batchwin-tmp"));
+    let copy = || -> Result<Transferred, StorageError> {
+        let mut src = std::fs::File::open(local).map_err(|e| StorageError::local(local, e))?;
+        let mut out = std::fs::File::create(&tmp).map_err(|e| StorageError::local(&tmp, e))?;
+        let mut sha = sha2::Sha256::new();
+        let mut bytes = 0u64;
+        let mut buf = vec![0u8; super::STREAM_BUF];
+        loop {
+            let n = src
+                .read(&mut buf)
+                .map_err(|e| StorageError::local(local, e))?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| StorageError::local(&tmp, e))?;
+            bytes += n as u64;
+        }
+        out.sync_all().map_err(|e| StorageError::local(&tmp, e))?;
+        let read = Transferred {
+            bytes,
+            sha256: hex::encode(sha.finalize()),
+        };
+        read.check(local, expected)?;
+        if overwrite {
+            std::fs::rename(&tmp, &dest).map_err(|e| StorageError::local(&dest, e))?;
+        } else {
+            match std::fs::hard_link(&tmp, &dest) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(StorageError::AlreadyExists {
+                        store: folder.display().to_string(),
+                        name: name.to_string(),
+                    });
+                }
+                Err(e) => return Err(StorageError::local(&dest, e)),
+            }
+        }
+        Ok(read)
+    };
+    let result = copy();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

@@ -504,3 +504,75 @@ fn a_run_again_knows_the_split_files_it_finished() {
     );
     assert_counts(&d, &date);
 }
+
+/// Waits until no process works in `dir` any more (the workers of a killed `run` get SIGTERM
+/// and stop within their grace period).
+fn wait_for_workers_in(dir: &std::path::Path) {
+    let started = Instant::now();
+    loop {
+        let busy = std::process::Command::new("pgrep")
+            .args(["-f", &dir.display().to_string()])
+            .output()
+            .expect("pgrep");
+        if busy.stdout.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "workers of a killed run still busy after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_of_run_at_random_moments_then_a_run_again_delivers_the_same_day() {
+    use rand::Rng;
+    let d = Dir::new();
+    let date = day_of(-1);
+    generate_day_on(&d, "16", "600000", "4", "40", &date);
+    process_day_on(&d, "whole", &date);
+    let date = window(&d, -1, 180);
+    // Kills fall within the time an uninterrupted run takes.
+    let started = Instant::now();
+    d.cmd()
+        .args(run_args(&date, &["--workers", "2"]))
+        .assert()
+        .code(0);
+    let max_ms = (started.elapsed().as_millis() as u64).max(300);
+    std::fs::remove_dir_all(d.path("server")).unwrap();
+    std::fs::remove_dir_all(d.path("runs")).unwrap();
+
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let mut rng = rand::thread_rng();
+    let mut killed = 0;
+    for _ in 0..20 {
+        let mut child = std::process::Command::new(&bin)
+            .args(run_args(&date, &["--workers", "2", "-q"]))
+            .current_dir(d.root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..max_ms)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        wait_for_workers_in(&d.path("runs"));
+    }
+    eprintln!("{killed} of 20 runs killed in flight");
+    assert!(killed >= 3, "runs were killed in flight ({killed} of 20)");
+    d.cmd()
+        .args(run_args(&date, &["--workers", "2"]))
+        .assert()
+        .code(0);
+    // Every output delivered once, byte for byte, nothing else in the outbound folders; each
+    // unit counted once.
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
+    assert_counts(&d, &date);
+}
