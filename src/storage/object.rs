@@ -344,7 +344,7 @@ fn one_line(e: &dyn std::error::Error) -> String {
 /// Here the bytes go to a hidden temporary beside the target (`.NAME.batchwin-tmp`, the same
 /// name on every attempt, so a retry or the next run writes over what a killed one left),
 /// hashed as they are copied, synced, checked against `expected`, then moved into place:
-/// renamed over the target with `overwrite`, otherwise linked only if the name is free.
+/// renamed over the target with `overwrite`, otherwise only if the name is free.
 fn put_local(
     folder: &FsPath,
     name: &str,
@@ -389,10 +389,8 @@ fn put_local(
         if overwrite {
             std::fs::rename(&tmp, &dest).map_err(|e| StorageError::local(&dest, e))?;
         } else {
-            match std::fs::hard_link(&tmp, &dest) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&tmp);
-                }
+            match rename_if_free(&tmp, &dest) {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Err(StorageError::AlreadyExists {
                         store: folder.display().to_string(),
@@ -409,4 +407,40 @@ fn put_local(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Moves `from` to `to` unless `to` exists (`AlreadyExists` then). One atomic rename where the
+/// filesystem can refuse to replace (Linux `renameat2` with `RENAME_NOREPLACE`), otherwise a
+/// hard link and the removal of `from`.
+fn rename_if_free(from: &FsPath, to: &FsPath) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &FsPath| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let (f, t) = (c(from)?, c(to)?);
+        // SAFETY: two NUL-terminated paths that outlive the call; no memory is shared.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        // Filesystems without it (some network ones) say EINVAL: link instead.
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    std::fs::hard_link(from, to)?;
+    let _ = std::fs::remove_file(from);
+    Ok(())
 }
