@@ -161,36 +161,6 @@ impl FileOutcome {
     }
 }
 
-/// Output buffers of finished chunks, kept for the next chunks: a fresh megabyte buffer per
-/// chunk costs the kernel a page fault and a zeroed page per 4 KiB, every time.
-static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-
-/// At most this many buffers wait in [`BUFFERS`] (a few windows' worth), none larger than
-/// [`KEPT_BUFFER_BYTES`] (with a huge `--chunk-bytes` they are not worth keeping).
-const KEPT_BUFFERS: usize = 64;
-const KEPT_BUFFER_BYTES: usize = 16 << 20;
-
-/// An empty buffer with room for `capacity` bytes, reused when one is free.
-fn take_buffer(capacity: usize) -> Vec<u8> {
-    let reused = BUFFERS.lock().ok().and_then(|mut b| b.pop());
-    let mut v = reused.unwrap_or_default();
-    v.reserve(capacity);
-    v
-}
-
-/// Gives a buffer back for a later chunk.
-fn give_buffer(mut v: Vec<u8>) {
-    v.clear();
-    if v.capacity() > KEPT_BUFFER_BYTES {
-        return;
-    }
-    if let Ok(mut b) = BUFFERS.lock()
-        && b.len() < KEPT_BUFFERS
-    {
-        b.push(v);
-    }
-}
-
 /// The results of one chunk, in the order they must be written.
 #[derive(Default)]
 struct ChunkOut {
@@ -235,11 +205,11 @@ impl TempOutput {
         self.writer.write_all(b)
     }
 
-    /// Flushes and renames into place; returns (path, bytes, sha256). Readers never see a
-    /// partial file under the final name. It is made durable later, with the other files of
-    /// its ledger batch (see `commands::process`), before the ledger records it as done.
+    /// Flushes, syncs and renames into place; returns (path, bytes, sha256). Readers never
+    /// see a partial file under the final name.
     fn commit(self) -> std::io::Result<(PathBuf, u64, String)> {
         let file = self.writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
         drop(file);
         std::fs::rename(&self.tmp, &self.dest)?;
         crate::cancel::forget_temporary(&self.tmp);
@@ -478,8 +448,6 @@ fn run_chunks(
                 out.write(&r.out).map_err(|e| write_err(out_path, e))?;
                 rej.write(&r.rejects)
                     .map_err(|e| write_err(reject_path, e))?;
-                give_buffer(r.out);
-                give_buffer(r.rejects);
                 outcome.records_in += r.records_in;
                 outcome.records_out += r.records_out;
                 outcome.records_rejected += r.rejected;
@@ -573,8 +541,7 @@ fn process_chunk(
     input_name: &str,
 ) -> ChunkOut {
     let mut r = ChunkOut {
-        out: take_buffer(chunk.bytes.len() + chunk.bytes.len() / 4),
-        rejects: take_buffer(0),
+        out: Vec::with_capacity(chunk.bytes.len() + chunk.bytes.len() / 4),
         ..ChunkOut::default()
     };
     let reject = |r: &mut ChunkOut, number: u64, line: u64, raw: &[u8], problems: Vec<Problem>| {

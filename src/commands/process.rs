@@ -664,58 +664,12 @@ struct PendingLedger {
 }
 
 impl PendingLedger {
-    /// Makes the batch's outputs durable, then records the batch in one transaction: a unit
-    /// the ledger calls done is on disk, and one lost in a crash before this point is not in
-    /// the ledger, so the next run redoes it.
-    fn flush(&mut self, run: &RunInfo) -> anyhow::Result<()> {
-        sync_outputs(self.pending.iter().map(|(_, o)| o))?;
+    fn flush(&mut self, run: &RunInfo) -> Result<(), crate::ledger::LedgerError> {
         self.ledger.record_files(run, &self.pending)?;
         self.pending.clear();
         self.flushed = Instant::now();
         Ok(())
     }
-}
-
-/// Writes the outputs and reject files of `outcomes` (and their renames) to disk. One
-/// `syncfs` per filesystem instead of one `fsync` per file: a batch of hundreds of small
-/// files costs one flush of the disk's cache, and the workers never wait on the disk per file.
-fn sync_outputs<'a>(outcomes: impl Iterator<Item = &'a FileOutcome>) -> anyhow::Result<()> {
-    let files: Vec<&Path> = outcomes
-        .flat_map(|o| [o.output_path.as_deref(), o.reject_path.as_deref()])
-        .flatten()
-        .collect();
-    let dirs: std::collections::BTreeSet<&Path> = files.iter().filter_map(|p| p.parent()).collect();
-    let mut devices = std::collections::BTreeSet::new();
-    for d in dirs {
-        let dir = std::fs::File::open(d)
-            .with_context(|| format!("cannot open `{}` to sync it", d.display()))?;
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            use std::os::unix::fs::MetadataExt;
-            if !devices.insert(dir.metadata().map(|m| m.dev()).unwrap_or(0)) {
-                continue;
-            }
-            // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
-            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("cannot sync `{}` to disk", d.display()));
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            devices.insert(d);
-            dir.sync_all()
-                .with_context(|| format!("cannot sync `{}` to disk", d.display()))?;
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    for f in files {
-        std::fs::File::open(f)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot sync `{}` to disk", f.display()))?;
-    }
-    Ok(())
 }
 
 /// Processes a whole inbound folder; used by `demo`.

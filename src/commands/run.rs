@@ -577,7 +577,6 @@ fn finish(
     Ok(status)
 }
 
-/// Manifest rows still to do, and how many files earlier attempts already finished.
 /// Files this run folder's plans split into parts, with the checksum each had when it was cut:
 /// `split.json`, `{ location: sha256 }`, kept across the attempts of the day (each plan covers
 /// only what was left, so `plan.json` alone forgets what earlier attempts split).
@@ -636,8 +635,7 @@ fn remaining(
             "SELECT input_path, any_value(input_sha256), string_agg(coalesce(output_path, ''), chr(10)),
                     coalesce(max(parts), 1)
              FROM latest GROUP BY input_path
-             HAVING bool_and(status = 'succeeded') AND count(*) = coalesce(max(parts), 1)
-                AND coalesce(min(parts), 1) = coalesce(max(parts), 1)",
+             HAVING bool_and(status = 'succeeded') AND count(*) = coalesce(max(parts), 1)",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((

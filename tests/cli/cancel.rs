@@ -8,8 +8,8 @@ use crate::util::{Dir, generate_day, tree_hashes};
 fn stop_with(signal: &str, code: i32) {
     let d = Dir::new();
     generate_day(&d, "40", "1500000", "4", "9");
-    let bin = assert_cmd::cargo::cargo_bin("batchwin");
-    let mut child = std::process::Command::new(&bin)
+    let mut child = d
+        .process()
         .args([
             "process",
             "--config",
@@ -22,8 +22,6 @@ fn stop_with(signal: &str, code: i32) {
             "2026-11-29",
             "-q",
         ])
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
-        .current_dir(d.root())
         .spawn()
         .expect("start");
     std::thread::sleep(Duration::from_millis(700));
@@ -85,8 +83,8 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
     // One file of a million records in a single chunk: the whole unit is one piece of work in
     // flight that takes seconds, much longer than the grace period.
     generate_day(&d, "1", "1000000", "4", "10");
-    let bin = assert_cmd::cargo::cargo_bin("batchwin");
-    let child = std::process::Command::new(&bin)
+    let child = d
+        .process()
         .args([
             "process",
             "--config",
@@ -103,8 +101,6 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
             "200ms",
             "-q",
         ])
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
-        .current_dir(d.root())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start");

@@ -130,17 +130,10 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
 /// Starts `args`, kills it with SIGKILL after a random delay (or lets it finish), `times` times,
 /// then runs it to the end.
 fn kill_and_rerun(d: &Dir, args: &[&str], times: usize, max_ms: u64) -> usize {
-    let bin = assert_cmd::cargo::cargo_bin("batchwin");
     let mut rng = rand::thread_rng();
     let mut killed = 0;
     for _ in 0..times {
-        let mut child = std::process::Command::new(&bin)
-            .args(args)
-            .arg("-q")
-            .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
-            .current_dir(d.root())
-            .spawn()
-            .unwrap();
+        let mut child = d.process().args(args).arg("-q").spawn().unwrap();
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..max_ms)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
@@ -148,12 +141,7 @@ fn kill_and_rerun(d: &Dir, args: &[&str], times: usize, max_ms: u64) -> usize {
         }
         child.wait().unwrap();
     }
-    let done = std::process::Command::new(&bin)
-        .args(args)
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
-        .current_dir(d.root())
-        .output()
-        .unwrap();
+    let done = d.process().args(args).output().unwrap();
     assert!(
         done.status.code().is_some_and(|c| c == 0 || c == 1),
         "{}",

@@ -329,11 +329,9 @@ fn sigterm_reaches_the_local_workers_and_the_next_run_finishes() {
     let date = day_of(-1);
     generate_day_on(&d, "40", "1500000", "4", "36", &date);
     let date = window(&d, -1, 180);
-    let bin = assert_cmd::cargo::cargo_bin("batchwin");
-    let child = std::process::Command::new(&bin)
+    let child = d
+        .process()
         .args(run_args(&date, &["--workers", "2"]))
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
-        .current_dir(d.root())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start");
@@ -387,12 +385,10 @@ fn sigterm_cancels_the_slurm_jobs_and_the_next_run_finishes() {
     let date = day_of(-1);
     generate_day_on(&d, "40", "1500000", "4", "37", &date);
     let date = window(&d, -1, 180);
-    let bin = assert_cmd::cargo::cargo_bin("batchwin");
-    let mut child = std::process::Command::new(&bin)
+    let mut child = d
+        .process()
         .args(run_args(&date, &["--executor", "slurm"]))
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
         .env("SLURM_CONF", &conf)
-        .current_dir(d.root())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start");
@@ -543,13 +539,12 @@ fn sigkill_of_run_at_random_moments_then_a_run_again_delivers_the_same_day() {
     std::fs::remove_dir_all(d.path("server")).unwrap();
     std::fs::remove_dir_all(d.path("runs")).unwrap();
 
-    let bin = assert_cmd::cargo::cargo_bin("batchwin");
     let mut rng = rand::thread_rng();
     let mut killed = 0;
     for _ in 0..20 {
-        let mut child = std::process::Command::new(&bin)
+        let mut child = d
+            .process()
             .args(run_args(&date, &["--workers", "2", "-q"]))
-            .current_dir(d.root())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

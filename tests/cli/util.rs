@@ -42,6 +42,15 @@ impl Dir {
 
     /// `batchwin` in this folder, with every `BATCHWIN_*` variable removed and a known
     /// masking key.
+    /// `batchwin` as a plain child process in this folder, with the masking key: for tests
+    /// that signal or kill it while it runs.
+    pub fn process(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("batchwin"));
+        c.env("BATCHWIN_MASK_KEY", MASK_KEY)
+            .current_dir(self.root());
+        c
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("batchwin").expect("binary");
         for (k, _) in std::env::vars() {
