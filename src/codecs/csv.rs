@@ -188,7 +188,8 @@ impl Dialect {
                         break c;
                     }
                 };
-                let tail_end = memchr(delim, &data[close + 1..end]).map_or(end, |i| close + 1 + i);
+                let tail_end =
+                    super::find_byte(delim, &data[close + 1..end]).map_or(end, |i| close + 1 + i);
                 Field {
                     span: p..tail_end,
                     content: p + 1..close,
@@ -196,7 +197,7 @@ impl Dialect {
                     escaped,
                 }
             } else {
-                let fe = memchr(delim, &data[p..end]).map_or(end, |i| p + i);
+                let fe = super::find_byte(delim, &data[p..end]).map_or(end, |i| p + i);
                 Field {
                     span: p..fe,
                     content: p..fe,
@@ -612,16 +613,20 @@ pub struct CsvEncoder {
     dialect: Dialect,
     opts: CsvWriteOptions,
     names: Vec<String>,
+    /// The bytes that make a value need quotes: delimiter, quote, CR, LF.
+    special: [u8; 4],
 }
 
 impl CsvEncoder {
     /// Checks that delimiter and quote are distinct ASCII characters other than CR and LF.
     pub fn new(opts: CsvWriteOptions, names: Vec<String>) -> Result<Self, String> {
         let dialect = Dialect::new(opts.delimiter, opts.quote)?;
+        let special = [opts.delimiter, opts.quote, b'\r', b'\n'];
         Ok(CsvEncoder {
             dialect,
             opts,
             names,
+            special,
         })
     }
 
@@ -633,8 +638,7 @@ impl CsvEncoder {
                 out.push(delimiter);
             }
             let b = v.as_bytes();
-            let needs_quotes =
-                memchr::memchr3(delimiter, quote, b'\n', b).is_some() || memchr(b'\r', b).is_some();
+            let needs_quotes = super::contains_any(b, self.special);
             // A lone empty field would be a blank line, which readers skip.
             if needs_quotes || (single && b.is_empty()) {
                 out.push(quote);

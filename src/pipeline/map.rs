@@ -51,16 +51,105 @@ impl Transform {
 pub struct DateFormat {
     pub text: String,
     items: Vec<chrono::format::Item<'static>>,
+    /// The same format written digit by digit, when it has only literals and zero-padded
+    /// year, month, day, hour, minute and second (`%Y%m%d`, `%d/%m/%Y %H:%M:%S` ...).
+    plain: Option<Vec<Plain>>,
+}
+
+/// One piece of a plain date format.
+#[derive(Debug, Clone)]
+enum Plain {
+    Text(Box<str>),
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
 }
 
 impl DateFormat {
     pub fn new(text: &str) -> DateFormat {
+        use chrono::format::{Item, Numeric, Pad};
         let items = chrono::format::StrftimeItems::new(text)
             .parse_to_owned()
             .unwrap_or_default();
+        let plain = items
+            .iter()
+            .map(|item| {
+                Some(match item {
+                    Item::Literal(t) | Item::Space(t) => Plain::Text((*t).into()),
+                    Item::OwnedLiteral(t) | Item::OwnedSpace(t) => Plain::Text(t.clone()),
+                    Item::Numeric(n, Pad::Zero) => match n {
+                        Numeric::Year => Plain::Year,
+                        Numeric::Month => Plain::Month,
+                        Numeric::Day => Plain::Day,
+                        Numeric::Hour => Plain::Hour,
+                        Numeric::Minute => Plain::Minute,
+                        Numeric::Second => Plain::Second,
+                        _ => return None,
+                    },
+                    _ => return None,
+                })
+            })
+            .collect();
         DateFormat {
             text: text.to_string(),
             items,
+            plain,
+        }
+    }
+
+    /// Appends a date, or a timestamp's date and time, in this format. Fails, as chrono does,
+    /// when the format asks for what the value does not have (the hour of a date).
+    pub fn write(
+        &self,
+        date: chrono::NaiveDate,
+        time: Option<chrono::NaiveTime>,
+        out: &mut String,
+    ) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        use std::fmt::Write as _;
+        if let Some(plain) = &self.plain {
+            let year = date.year();
+            let fits = (0..=9999).contains(&year)
+                && (time.is_some()
+                    || !plain
+                        .iter()
+                        .any(|p| matches!(p, Plain::Hour | Plain::Minute | Plain::Second)));
+            if fits {
+                let two = |out: &mut String, v: u32| {
+                    out.push((b'0' + (v / 10 % 10) as u8) as char);
+                    out.push((b'0' + (v % 10) as u8) as char);
+                };
+                for p in plain {
+                    match p {
+                        Plain::Text(t) => out.push_str(t),
+                        Plain::Year => {
+                            two(out, year as u32 / 100);
+                            two(out, year as u32 % 100);
+                        }
+                        Plain::Month => two(out, date.month()),
+                        Plain::Day => two(out, date.day()),
+                        Plain::Hour => two(out, time.map_or(0, |t| t.hour())),
+                        Plain::Minute => two(out, time.map_or(0, |t| t.minute())),
+                        // A leap second reads 60, as chrono writes it.
+                        Plain::Second => two(
+                            out,
+                            time.map_or(0, |t| t.second() + t.nanosecond() / 1_000_000_000),
+                        ),
+                    }
+                }
+                return Ok(());
+            }
+        }
+        match time {
+            None => write!(out, "{}", date.format_with_items(self.items.iter())),
+            Some(t) => write!(
+                out,
+                "{}",
+                date.and_time(t).format_with_items(self.items.iter())
+            ),
         }
     }
 }
@@ -128,15 +217,12 @@ impl OutputField {
             }
         };
         if let (Some(fmt), Source::Field(i)) = (&self.date_format, &self.source) {
-            use std::fmt::Write as _;
             let mut s = String::new();
             // A format can ask for what the value does not have (a time zone of a plain
             // timestamp, the hour of a date): chrono then fails to format, and so does the record.
             let written = match typed.get(*i) {
-                Some(Typed::Date(d)) => {
-                    Some(write!(s, "{}", d.format_with_items(fmt.items.iter())))
-                }
-                Some(Typed::Ts(t)) => Some(write!(s, "{}", t.format_with_items(fmt.items.iter()))),
+                Some(Typed::Date(d)) => Some(fmt.write(*d, None, &mut s)),
+                Some(Typed::Ts(t)) => Some(fmt.write(t.date(), Some(t.time()), &mut s)),
                 _ => None,
             };
             match written {
@@ -160,7 +246,9 @@ impl OutputField {
                 _ => None,
             };
             if let Some(n) = n {
-                v = Some(Cow::Owned(format_number(n, nf)));
+                let mut s = String::new();
+                write_number(n, nf, &mut s);
+                v = Some(Cow::Owned(s));
             }
         }
         for t in &self.transforms {
@@ -217,7 +305,18 @@ fn apply_transform(t: Transform, s: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 /// Formats a number with optional rounding and custom separators.
+///
+/// The digits are written straight from the decimal's integer mantissa and scale: the same
+/// text as its `Display` (trailing zeros kept, `-` for a negative value; a value rounded to
+/// zero has no sign) without going through `fmt` and a second pass to split it.
 pub fn format_number(n: Decimal, nf: &NumberFormat) -> String {
+    let mut out = String::new();
+    write_number(n, nf, &mut out);
+    out
+}
+
+/// Appends `n` formatted as [`format_number`] does to `out`.
+pub fn write_number(n: Decimal, nf: &NumberFormat, out: &mut String) {
     let n = match nf.decimals {
         Some(d) => {
             let mut r = n.round_dp_with_strategy(d, RoundingStrategy::MidpointAwayFromZero);
@@ -226,17 +325,34 @@ pub fn format_number(n: Decimal, nf: &NumberFormat) -> String {
         }
         None => n,
     };
-    let text = n.to_string();
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text.as_str()),
-    };
-    let (int, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let mut out = String::with_capacity(text.len() + 8);
-    out.push_str(sign);
+    // At most 29 digits (a 96-bit mantissa), plus the leading zeros a scale of 28 asks for.
+    let mut buf = [b'0'; 64];
+    let mut at = buf.len();
+    let mut m = n.mantissa().unsigned_abs();
+    while m > u64::MAX as u128 {
+        at -= 1;
+        buf[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    let mut m = m as u64;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    let scale = n.scale() as usize;
+    // A value below one still shows its `0` before the separator: `0.05`.
+    at = at.min(buf.len() - scale - 1);
+    // SAFETY: `buf` holds ASCII digits only.
+    let digits = unsafe { std::str::from_utf8_unchecked(&buf[at..]) };
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    out.reserve(digits.len() + 8);
+    if n.is_sign_negative() {
+        out.push('-');
+    }
     if nf.thousands_separator.is_empty() {
         out.push_str(int);
     } else {
@@ -247,11 +363,10 @@ pub fn format_number(n: Decimal, nf: &NumberFormat) -> String {
             out.push(ch);
         }
     }
-    if let Some(f) = frac {
+    if scale > 0 {
         out.push_str(&nf.decimal_separator);
-        out.push_str(f);
+        out.push_str(frac);
     }
-    out
 }
 
 /// Splits a template such as `{first} {last}` into pieces; `{{`/`}}` are literal braces.
@@ -312,6 +427,58 @@ mod tests {
         }
     }
 
+    /// The formatting `format_number` replaced: through `Display`, then split.
+    fn format_number_by_display(n: Decimal, nf: &NumberFormat) -> String {
+        let n = match nf.decimals {
+            Some(d) => {
+                let mut r = n.round_dp_with_strategy(d, RoundingStrategy::MidpointAwayFromZero);
+                r.rescale(d);
+                r
+            }
+            None => n,
+        };
+        let text = n.to_string();
+        let (sign, digits) = match text.strip_prefix('-') {
+            Some(rest) => ("-", rest),
+            None => ("", text.as_str()),
+        };
+        let (int, frac) = match digits.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (digits, None),
+        };
+        let mut out = String::new();
+        out.push_str(sign);
+        for (i, ch) in int.chars().enumerate() {
+            if i > 0 && (int.len() - i) % 3 == 0 {
+                out.push_str(&nf.thousands_separator);
+            }
+            out.push(ch);
+        }
+        if let Some(f) = frac {
+            out.push_str(&nf.decimal_separator);
+            out.push_str(f);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_read_as_display_writes_them(
+            lo in proptest::prelude::any::<u64>(),
+            hi in proptest::prelude::any::<u32>(),
+            negative in proptest::prelude::any::<bool>(),
+            scale in 0u32..=28,
+            small in proptest::prelude::any::<bool>(),
+            decimals in proptest::option::of(0u32..=8),
+            thousands in proptest::prelude::any::<bool>(),
+        ) {
+            let (lo, hi) = if small { (lo % 100_000, 0) } else { (lo, hi) };
+            let n = Decimal::from_parts(lo as u32, (lo >> 32) as u32, hi, negative, scale);
+            let f = nf(decimals, ",", if thousands { "." } else { "" });
+            proptest::prop_assert_eq!(format_number(n, &f), format_number_by_display(n, &f));
+        }
+    }
+
     #[test]
     fn numbers() {
         let d = |s| Decimal::from_str(s).unwrap();
@@ -326,6 +493,49 @@ mod tests {
             "1,000.00"
         );
         assert_eq!(format_number(d("100"), &nf(None, ".", " ")), "100");
+        assert_eq!(format_number(d("0.05"), &nf(None, ".", "")), "0.05");
+        assert_eq!(format_number(d("-0.001"), &nf(Some(2), ".", "")), "0.00");
+        assert_eq!(format_number(d("1.50"), &nf(None, ".", "")), "1.50");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dates_read_as_chrono_writes_them(
+            days in -800_000i32..4_000_000,
+            secs in 0u32..86_400,
+            nanos in 0u32..2_000_000_000,
+            with_time in proptest::prelude::any::<bool>(),
+            pattern in proptest::sample::select(vec![
+                "%Y%m%d", "%Y-%m-%d", "%d/%m/%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%H%M",
+                "%e %b %Y", "%Y-%m-%d %H:%M:%S%.3f", "%s", "[%Y]", "%y%m%d",
+            ]),
+        ) {
+            let Some(date) = chrono::NaiveDate::from_num_days_from_ce_opt(days) else {
+                return Ok(());
+            };
+            let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos);
+            let time = if with_time { time } else { None };
+            let f = DateFormat::new(pattern);
+            let mut ours = String::new();
+            let ours = f.write(date, time, &mut ours).map(|()| ours);
+            let theirs = {
+                use std::fmt::Write as _;
+                let mut s = String::new();
+                match time {
+                    None => write!(s, "{}", date.format_with_items(f.items.iter())),
+                    Some(t) => write!(s, "{}", date.and_time(t).format_with_items(f.items.iter())),
+                }
+                .map(|()| s)
+            };
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn plain_date_formats_are_written_digit_by_digit() {
+        assert!(DateFormat::new("%Y%m%d").plain.is_some());
+        assert!(DateFormat::new("%d.%m.%Y %H:%M:%S").plain.is_some());
+        assert!(DateFormat::new("%e %b %Y").plain.is_none());
     }
 
     #[test]

@@ -90,7 +90,12 @@ impl Mask {
                 }
             }
             Mask::EmailDomain => match v.rsplit_once('@') {
-                Some((_, domain)) => Cow::Owned(format!("***@{domain}")),
+                Some((_, domain)) => {
+                    let mut s = String::with_capacity(4 + domain.len());
+                    s.push_str("***@");
+                    s.push_str(domain);
+                    Cow::Owned(s)
+                }
                 None => Cow::Borrowed("***"),
             },
             Mask::Null => return None,
