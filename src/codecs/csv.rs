@@ -443,7 +443,7 @@ impl CsvDecoder {
                 format!("expected {n} columns, found {}", fields.len()),
             ));
         }
-        if std::str::from_utf8(raw).is_err() {
+        if super::utf8(raw).is_err() {
             let col = fields
                 .iter()
                 .position(|f| std::str::from_utf8(&data[f.span.clone()]).is_err())

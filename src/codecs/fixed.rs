@@ -127,7 +127,7 @@ impl Decoder for FixedDecoder {
                     reason,
                 })
             };
-            let text = match std::str::from_utf8(raw) {
+            let text = match super::utf8(raw) {
                 Ok(text) => text,
                 Err(e) => {
                     return each(bad("utf8", invalid_utf8(&e, "line")));

@@ -133,7 +133,7 @@ impl Decoder for JsonlDecoder {
                     reason,
                 })
             };
-            let text = match std::str::from_utf8(raw) {
+            let text = match super::utf8(raw) {
                 Ok(text) => text,
                 Err(e) => {
                     return each(bad("utf8", invalid_utf8(&e, "line")));

@@ -203,6 +203,78 @@ fn word_at(hay: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// The high bit of each byte of `word` below `n` (`n` at most 128; exact as to whether any is).
+#[inline(always)]
+fn bytes_below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(LO * n as u64) & !word & HI
+}
+
+/// Whether any byte of `hay` is one that `word_hits` flags in a word (a non-zero result) or,
+/// for inputs shorter than a word, `byte_hits` flags. The two must agree.
+#[inline(always)]
+fn any_byte(hay: &[u8], word_hits: impl Fn(u64) -> u64, byte_hits: impl Fn(u8) -> bool) -> bool {
+    let n = hay.len();
+    if n < 8 {
+        return hay.iter().any(|&c| byte_hits(c));
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word_hits(word_at(hay, i)) != 0 {
+            return true;
+        }
+        i += 8;
+    }
+    // The last word overlaps the one before: every byte is looked at.
+    i < n && word_hits(word_at(hay, n - 8)) != 0
+}
+
+/// Whether `text` has a byte below 0x20 other than tab, LF and CR, or 0xEF (which starts
+/// U+FFFE and U+FFFF): the only bytes that can start a character XML 1.0 does not allow.
+pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
+    let control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    any_byte(
+        text,
+        |w| {
+            let below = bytes_below(w, 0x20);
+            // Tabs and line breaks are the usual control bytes: look closer only then.
+            let exact = if below != 0 && w.to_le_bytes().iter().any(|&b| control(b)) {
+                HI
+            } else {
+                0
+            };
+            exact | bytes_equal(w, 0xEF)
+        },
+        |b| control(b) || b == 0xEF,
+    )
+}
+
+/// Whether `text` needs XML escaping: a byte below 0x20, 0xEF, or one of `& < > " '`.
+pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
+    any_byte(
+        text,
+        |w| {
+            bytes_below(w, 0x20)
+                | bytes_equal(w, 0xEF)
+                | bytes_equal(w, b'&')
+                | bytes_equal(w, b'<')
+                | bytes_equal(w, b'>')
+                | bytes_equal(w, b'"')
+                | bytes_equal(w, b'\'')
+        },
+        |b| b < 0x20 || matches!(b, 0xEF | b'&' | b'<' | b'>' | b'"' | b'\''),
+    )
+}
+
+/// `bytes` as text, checked with a vectorized validator; the standard library's error (which
+/// says where) when it is not UTF-8.
+#[inline]
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) => std::str::from_utf8(bytes),
+    }
+}
+
 /// Offset of the first `b` in `hay`.
 #[inline]
 pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
@@ -489,12 +561,22 @@ mod word_search_tests {
     proptest! {
         #[test]
         fn word_searches_agree_with_byte_loops(
-            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\x00\xFF\x80;".to_vec()), 0..40),
+            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'".to_vec()), 0..40),
             b in prop::sample::select(b",\"\r\n\x00\xFF;".to_vec()),
         ) {
             prop_assert_eq!(super::find_byte(b, &hay), hay.iter().position(|&c| c == b));
             let set = [b, b'"', b'\r', b'\n'];
             prop_assert_eq!(super::contains_any(&hay, set), hay.iter().any(|c| set.contains(c)));
+            let control = |c: u8| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r');
+            prop_assert_eq!(
+                super::may_hold_non_xml_char(&hay),
+                hay.iter().any(|&c| control(c) || c == 0xEF)
+            );
+            prop_assert_eq!(
+                super::needs_xml_escape(&hay),
+                hay.iter().any(|&c| c < 0x20 || b"\xEF&<>\"'".contains(&c))
+            );
+            prop_assert_eq!(super::utf8(&hay), std::str::from_utf8(&hay));
         }
     }
 }

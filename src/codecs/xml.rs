@@ -308,10 +308,7 @@ fn unescape(s: &str) -> Result<Cow<'_, str>, String> {
 /// The first character of `text` that XML 1.0 does not allow, if any.
 fn forbidden_char(text: &str) -> Option<char> {
     // Only C0 controls and U+FFFE/U+FFFF (encoded EF BF BE/BF) are excluded: scan bytes first.
-    let suspect = text
-        .bytes()
-        .any(|b| b == 0xEF || (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')));
-    if suspect {
+    if super::may_hold_non_xml_char(text.as_bytes()) {
         text.chars().find(|&c| !is_xml_char(c))
     } else {
         None
@@ -418,7 +415,7 @@ impl XmlDecoder {
     /// Parses one record element; the reason (rule, text) when it cannot be read.
     fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), (&'static str, String)> {
         let xml = |reason: String| ("xml", reason);
-        let text = std::str::from_utf8(raw).map_err(|e| ("utf8", invalid_utf8(&e, "record")))?;
+        let text = super::utf8(raw).map_err(|e| ("utf8", invalid_utf8(&e, "record")))?;
         if let Some(c) = forbidden_char(text) {
             return Err(xml(format!(
                 "character U+{:04X} is not allowed in XML",
@@ -896,9 +893,7 @@ impl Encoder for XmlEncoder {
 fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), String> {
     // Most values need nothing done: no markup characters, no control characters, no byte
     // that may start U+FFFE/U+FFFF, and no spaces at the ends of element text.
-    let plain = v
-        .bytes()
-        .all(|b| b >= 0x20 && b != 0xEF && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''));
+    let plain = !super::needs_xml_escape(v.as_bytes());
     if plain && (attribute || !v.starts_with(' ') && !v.ends_with(' ')) {
         out.extend_from_slice(v.as_bytes());
         return Ok(());
