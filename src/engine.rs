@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
-use crate::pipeline::{Problem, VendorProfile, expand_name};
+use crate::pipeline::{Problem, VendorProfile, expand_name, recycle};
 use crate::plan::Part;
 
 /// The name of one part's output: `NAME.part-00002-of-00005` (1-based, so it reads naturally).
@@ -562,6 +562,10 @@ fn process_chunk(
         let _ = serde_json::to_writer(&mut r.rejects, &line);
         r.rejects.push(b'\n');
     };
+    // Per-record working vectors, allocated once per chunk.
+    let mut typed_store: Vec<crate::pipeline::validate::Typed<'static>> = Vec::new();
+    let mut out_store: Vec<Option<std::borrow::Cow<'static, str>>> = Vec::new();
+    let mut refs_store: Vec<Option<&'static str>> = Vec::new();
     decoder.decode(data, chunk, &mut |d| {
         r.records_in += 1;
         match d {
@@ -585,23 +589,31 @@ fn process_chunk(
                     }],
                 );
             }
-            Decoded::Record(rec) => match profile.apply(rec.values) {
-                Ok(values) => {
-                    let refs: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
-                    match encoder.record(&refs, &mut r.out) {
-                        Ok(()) => r.records_out += 1,
-                        Err(e) => {
-                            let p = Problem {
-                                field: Some(e.field.clone()),
-                                rule: "output".into(),
-                                reason: format!("output field `{}`: {}", e.field, e.reason),
-                            };
-                            reject(&mut r, rec.number, rec.line, rec.raw, vec![p]);
+            Decoded::Record(rec) => {
+                let mut typed = recycle(std::mem::take(&mut typed_store));
+                let mut values = recycle(std::mem::take(&mut out_store));
+                match profile.apply_into(rec.values, &mut typed, &mut values) {
+                    Ok(()) => {
+                        let mut refs = recycle(std::mem::take(&mut refs_store));
+                        refs.extend(values.iter().map(|v| v.as_deref()));
+                        match encoder.record(&refs, &mut r.out) {
+                            Ok(()) => r.records_out += 1,
+                            Err(e) => {
+                                let p = Problem {
+                                    field: Some(e.field.clone()),
+                                    rule: "output".into(),
+                                    reason: format!("output field `{}`: {}", e.field, e.reason),
+                                };
+                                reject(&mut r, rec.number, rec.line, rec.raw, vec![p]);
+                            }
                         }
+                        refs_store = recycle(refs);
                     }
+                    Err(problems) => reject(&mut r, rec.number, rec.line, rec.raw, problems),
                 }
-                Err(problems) => reject(&mut r, rec.number, rec.line, rec.raw, problems),
-            },
+                typed_store = recycle(typed);
+                out_store = recycle(values);
+            }
         }
     });
     r

@@ -641,8 +641,22 @@ impl VendorProfile {
         &'a self,
         values: &'a [Option<Cow<'a, str>>],
     ) -> Result<Vec<Option<Cow<'a, str>>>, Vec<Problem>> {
+        let mut out = Vec::with_capacity(self.outputs.len());
+        self.apply_into(values, &mut Vec::new(), &mut out)?;
+        Ok(out)
+    }
+
+    /// [`apply`](Self::apply) into vectors the caller keeps between records (see
+    /// [`recycle`]): `typed` is working memory, `out` receives the output values.
+    pub fn apply_into<'a>(
+        &'a self,
+        values: &'a [Option<Cow<'a, str>>],
+        typed: &mut Vec<Typed<'a>>,
+        out: &mut Vec<Option<Cow<'a, str>>>,
+    ) -> Result<(), Vec<Problem>> {
         let mut problems = Vec::new();
-        let mut typed: Vec<Typed<'a>> = Vec::with_capacity(self.checks.len());
+        typed.clear();
+        out.clear();
         for (check, value) in self.checks.iter().zip(values) {
             match check.check(value.as_deref()) {
                 Ok(t) => typed.push(t),
@@ -660,7 +674,7 @@ impl VendorProfile {
             for rule in &self.rules {
                 match rule {
                     BusinessRule::Check { name, cond } => {
-                        if cond.eval(&typed) == Some(false) {
+                        if cond.eval(typed) == Some(false) {
                             problems.push(Problem {
                                 field: None,
                                 rule: name.clone(),
@@ -669,7 +683,7 @@ impl VendorProfile {
                         }
                     }
                     BusinessRule::Require { name, when, fields } => {
-                        if when.eval(&typed) == Some(true) {
+                        if when.eval(typed) == Some(true) {
                             for &f in fields {
                                 if matches!(typed[f], Typed::Null) {
                                     problems.push(Problem {
@@ -691,9 +705,8 @@ impl VendorProfile {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let mut out = Vec::with_capacity(self.outputs.len());
         for f in &self.outputs {
-            match f.value(values, &typed) {
+            match f.value(values, typed) {
                 Ok(v) => out.push(v),
                 Err(e) => problems.push(Problem {
                     field: Some(f.name.clone()),
@@ -703,11 +716,20 @@ impl VendorProfile {
             }
         }
         if problems.is_empty() {
-            Ok(out)
+            Ok(())
         } else {
             Err(problems)
         }
     }
+}
+
+/// An empty vector for values of another lifetime that keeps `v`'s allocation, so that the
+/// per-record vectors of a chunk are allocated once, not once per record.
+pub fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    // Collecting an empty iterator in place reuses the buffer when `A` and `B` have the same
+    // size and alignment (they differ only in lifetimes here); otherwise it is a new vector.
+    v.into_iter().map(|_| unreachable!()).collect()
 }
 
 fn implicit_output(f: &FieldConfig) -> OutputFieldConfig {
@@ -873,4 +895,21 @@ pub fn expand_name(pattern: &str, vendor: &str, input_name: &str, date: &str) ->
         .replace("{name}", input_name)
         .replace("{ext}", ext)
         .replace("{date}", date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycled_vectors_keep_their_allocation() {
+        let text = String::from("value");
+        let mut v: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(16);
+        v.push(Some(Cow::Borrowed(text.as_str())));
+        let ptr = v.as_ptr() as usize;
+        let w: Vec<Option<Cow<'static, str>>> = recycle(v);
+        assert!(w.is_empty());
+        assert_eq!(w.capacity(), 16);
+        assert_eq!(w.as_ptr() as usize, ptr);
+    }
 }
