@@ -341,10 +341,11 @@ fn one_line(e: &dyn std::error::Error) -> String {
 
 /// An upload to a local folder. object_store would stage it beside the target as `NAME#N`,
 /// which a process killed in the middle leaves in the vendor's folder under a visible name.
-/// Here the bytes go to a hidden temporary beside the target (`.NAME.batchwin-tmp`, the same
-/// name on every attempt, so a retry or the next run writes over what a killed one left),
-/// hashed as they are copied, synced, checked against `expected`, then moved into place:
-/// renamed over the target with `overwrite`, otherwise only if the name is free.
+/// Here the file gets a hidden temporary name beside the target (`.NAME.batchwin-tmp`, the
+/// same on every attempt, so a retry or the next run replaces what a killed one left): a hard
+/// link to it on the same filesystem, a copy elsewhere. Its bytes are hashed, synced, checked
+/// against `expected`, then moved into place: renamed over the target with `overwrite`,
+/// otherwise only if the name is free.
 fn put_local(
     folder: &FsPath,
     name: &str,
@@ -363,24 +364,53 @@ fn put_local(
         .unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{file_name}.batchwin-tmp"));
     let copy = || -> Result<Transferred, StorageError> {
-        let mut src = std::fs::File::open(local).map_err(|e| StorageError::local(local, e))?;
-        let mut out = std::fs::File::create(&tmp).map_err(|e| StorageError::local(&tmp, e))?;
+        // What a killed attempt left under the temporary name goes first.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StorageError::local(&tmp, e));
+            }
+            _ => {}
+        }
         let mut sha = sha2::Sha256::new();
         let mut bytes = 0u64;
         let mut buf = vec![0u8; super::STREAM_BUF];
-        loop {
-            let n = src
-                .read(&mut buf)
-                .map_err(|e| StorageError::local(local, e))?;
-            if n == 0 {
-                break;
+        // On the same filesystem the file itself is delivered: the temporary name is a second
+        // link to it, so its bytes are read once (to check them) and never written again.
+        // Outputs are never changed once written, so the two names can share them. Elsewhere
+        // (another filesystem, one without hard links) the bytes are copied.
+        if std::fs::hard_link(local, &tmp).is_ok() {
+            let mut linked = std::fs::File::open(&tmp).map_err(|e| StorageError::local(&tmp, e))?;
+            loop {
+                let n = linked
+                    .read(&mut buf)
+                    .map_err(|e| StorageError::local(local, e))?;
+                if n == 0 {
+                    break;
+                }
+                sha.update(&buf[..n]);
+                bytes += n as u64;
             }
-            sha.update(&buf[..n]);
-            out.write_all(&buf[..n])
+            // Usually already on disk (outputs are synced when written): then this is cheap.
+            linked
+                .sync_all()
                 .map_err(|e| StorageError::local(&tmp, e))?;
-            bytes += n as u64;
+        } else {
+            let mut src = std::fs::File::open(local).map_err(|e| StorageError::local(local, e))?;
+            let mut out = std::fs::File::create(&tmp).map_err(|e| StorageError::local(&tmp, e))?;
+            loop {
+                let n = src
+                    .read(&mut buf)
+                    .map_err(|e| StorageError::local(local, e))?;
+                if n == 0 {
+                    break;
+                }
+                sha.update(&buf[..n]);
+                out.write_all(&buf[..n])
+                    .map_err(|e| StorageError::local(&tmp, e))?;
+                bytes += n as u64;
+            }
+            out.sync_all().map_err(|e| StorageError::local(&tmp, e))?;
         }
-        out.sync_all().map_err(|e| StorageError::local(&tmp, e))?;
         let read = Transferred {
             bytes,
             sha256: hex::encode(sha.finalize()),
