@@ -52,10 +52,21 @@ fn is_space(b: u8) -> bool {
 }
 
 /// The characters XML counts as whitespace.
-const SPACES: [char; 4] = [' ', '\t', '\n', '\r'];
-
 fn trim_spaces(s: &str) -> &str {
-    s.trim_matches(SPACES)
+    trim_end_spaces(trim_start_spaces(s))
+}
+
+/// `s` without the XML white space (space, tab, LF, CR) it starts with.
+fn trim_start_spaces(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| is_space(b)).count();
+    // Only ASCII bytes were skipped: `n` is a character boundary.
+    &s[n..]
+}
+
+/// `s` without the XML white space it ends with.
+fn trim_end_spaces(s: &str) -> &str {
+    let n = s.bytes().rev().take_while(|&b| is_space(b)).count();
+    &s[..s.len() - n]
 }
 
 /// The name after the namespace prefix, as quick-xml takes it (after the first `:`).
@@ -236,8 +247,9 @@ struct Scratch<'d> {
     values: Vec<Option<Cow<'d, str>>>,
     /// For each field being read from an element's text: the depth of that element.
     capture: Vec<Option<usize>>,
-    /// How many fields are being read.
-    capturing: usize,
+    /// The fields being read, so that text and end tags touch only those (usually one).
+    active: Vec<usize>,
+    /// Each field's text so far, kept from the start of its capture.
     pieces: Vec<Vec<Piece<'d>>>,
     /// The path node (`None`: off every path) and name of each open element, record first.
     stack: Vec<(Option<usize>, &'d str)>,
@@ -249,34 +261,38 @@ impl<'d> Scratch<'d> {
         self.values.resize(fields, None);
         self.capture.clear();
         self.capture.resize(fields, None);
-        self.capturing = 0;
-        self.pieces.resize_with(fields, Vec::new);
-        self.pieces.iter_mut().for_each(Vec::clear);
+        self.active.clear();
+        if self.pieces.len() < fields {
+            self.pieces.resize_with(fields, Vec::new);
+        }
         self.stack.clear();
+    }
+
+    /// Starts reading field `f` from the text of the element open at `depth`.
+    fn start(&mut self, f: usize, depth: usize) {
+        self.capture[f] = Some(depth);
+        self.pieces[f].clear();
+        self.active.push(f);
     }
 
     /// Adds text to every field being read.
     fn push(&mut self, piece: Piece<'d>) {
-        if self.capturing == 0 {
-            return;
-        }
-        for (capture, pieces) in self.capture.iter().zip(&mut self.pieces) {
-            if capture.is_some() {
-                pieces.push(piece);
-            }
+        for &f in &self.active {
+            self.pieces[f].push(piece);
         }
     }
 
     /// Sets the fields read from the element closing at `depth`.
     fn close(&mut self, depth: usize) -> Result<(), String> {
-        if self.capturing == 0 {
-            return Ok(());
-        }
-        for (i, capture) in self.capture.iter_mut().enumerate() {
-            if *capture == Some(depth) {
-                self.values[i] = Some(join(&self.pieces[i])?);
-                *capture = None;
-                self.capturing -= 1;
+        let mut k = 0;
+        while k < self.active.len() {
+            let f = self.active[k];
+            if self.capture[f] == Some(depth) {
+                self.values[f] = Some(join(&self.pieces[f])?);
+                self.capture[f] = None;
+                self.active.swap_remove(k);
+            } else {
+                k += 1;
             }
         }
         Ok(())
@@ -337,10 +353,10 @@ fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
             Piece::CData(c) => Ok(Cow::Borrowed(c)),
             Piece::Text(mut t) => {
                 if i == first {
-                    t = t.trim_start_matches(SPACES);
+                    t = trim_start_spaces(t);
                 }
                 if i == last {
-                    t = t.trim_end_matches(SPACES);
+                    t = trim_end_spaces(t);
                 }
                 unescape(t)
             }
@@ -531,8 +547,7 @@ impl XmlDecoder {
                 if empty {
                     s.values[f] = Some(Cow::Borrowed(""));
                 } else {
-                    s.capture[f] = Some(s.stack.len());
-                    s.capturing += 1;
+                    s.start(f, s.stack.len());
                 }
             }
         }
@@ -907,7 +922,7 @@ fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), String> {
     let (lead, core, trail) = if attribute {
         ("", v, "")
     } else {
-        let start = v.len() - v.trim_start_matches(SPACES).len();
+        let start = v.len() - trim_start_spaces(v).len();
         let core = trim_spaces(v);
         // `start` and `start + core.len()` come from trimming ASCII: character boundaries.
         (&v[..start], core, &v[start + core.len()..])
