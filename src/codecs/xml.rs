@@ -71,7 +71,7 @@ fn trim_end_spaces(s: &str) -> &str {
 
 /// The name after the namespace prefix, as quick-xml takes it (after the first `:`).
 fn local(name: &[u8]) -> &[u8] {
-    match memchr(b':', name) {
+    match super::find_byte(b':', name) {
         Some(i) => &name[i + 1..],
         None => name,
     }
@@ -195,11 +195,34 @@ impl Scanner<'_> {
         Ok(None)
     }
 
+    /// For a start or end tag at `p` whose element name is not the record's: the offset just
+    /// after its name. `None` for the record's own tags, other markup, and anything unusual.
+    fn other_element(&self, p: usize) -> Option<usize> {
+        let from = match self.data.get(p + 1)? {
+            b'/' => p + 2,
+            b'!' | b'?' => return None,
+            _ => p + 1,
+        };
+        let rest = &self.data[from..self.end];
+        let len = rest
+            .iter()
+            .position(|&b| is_space(b) || b == b'/' || b == b'>')?;
+        let name = &rest[..len];
+        (len > 0 && local(name) != self.record).then_some(from + len)
+    }
+
     /// Offset after the end tag of the record whose start tag was just read; the end of the
     /// body when it is not closed (the record parser then says what is wrong).
     fn record_end(&mut self) -> usize {
         let mut depth = 1usize;
         while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
+            // Most tags in a record are its fields' start and end tags: one whose name is not
+            // the record's is passed over by its name (a `<` cannot appear in an attribute
+            // value, so the next `<` starts the next markup either way).
+            if let Some(next) = self.other_element(self.pos + i) {
+                self.pos = next;
+                continue;
+            }
             let Some((m, next)) = markup(self.data, self.pos + i, self.end) else {
                 break;
             };
