@@ -326,6 +326,18 @@ fn place(members: &mut Vec<(String, Member)>, parts: &[&str], field: usize) -> R
     Ok(())
 }
 
+/// A JSON string, as `serde_json` writes it; most values need no escape and are copied.
+fn write_string(v: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    if super::needs_json_escape(v.as_bytes()) {
+        return serde_json::to_writer(&mut *out, v);
+    }
+    out.reserve(v.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(v.as_bytes());
+    out.push(b'"');
+    Ok(())
+}
+
 fn write_object(
     members: &[(String, Member)],
     values: &[Option<&str>],
@@ -342,7 +354,7 @@ fn write_object(
             Member::Object(inner) => write_object(inner, values, out)?,
             Member::Field(f) => match values.get(*f).copied().flatten() {
                 None => out.extend_from_slice(b"null"),
-                Some(v) => serde_json::to_writer(&mut *out, v)?,
+                Some(v) => write_string(v, out)?,
             },
         }
     }
@@ -574,6 +586,14 @@ mod tests {
             let data = encode_all(&enc, &rows);
             let out = assert_framing_invariant(&mut decoder(&names), &data);
             prop_assert_eq!(values(&out), rows);
+        }
+
+        /// Strings are written exactly as `serde_json` writes them.
+        #[test]
+        fn strings_as_serde_json_writes_them(v in "(?s).{0,40}") {
+            let mut ours = Vec::new();
+            write_string(&v, &mut ours).unwrap();
+            prop_assert_eq!(ours, serde_json::to_vec(&v).unwrap());
         }
 
         /// Any bytes: never a panic, and chunking never changes what is read.

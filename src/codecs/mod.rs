@@ -265,6 +265,15 @@ pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
     )
 }
 
+/// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`.
+pub(crate) fn needs_json_escape(text: &[u8]) -> bool {
+    any_byte(
+        text,
+        |w| bytes_below(w, 0x20) | bytes_equal(w, b'"') | bytes_equal(w, b'\\'),
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
+}
+
 /// `bytes` as text, checked with a vectorized validator; the standard library's error (which
 /// says where) when it is not UTF-8.
 #[inline]
@@ -561,7 +570,7 @@ mod word_search_tests {
     proptest! {
         #[test]
         fn word_searches_agree_with_byte_loops(
-            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'".to_vec()), 0..40),
+            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'\\".to_vec()), 0..40),
             b in prop::sample::select(b",\"\r\n\x00\xFF;".to_vec()),
         ) {
             prop_assert_eq!(super::find_byte(b, &hay), hay.iter().position(|&c| c == b));
@@ -577,6 +586,10 @@ mod word_search_tests {
                 hay.iter().any(|&c| c < 0x20 || b"\xEF&<>\"'".contains(&c))
             );
             prop_assert_eq!(super::utf8(&hay), std::str::from_utf8(&hay));
+            prop_assert_eq!(
+                super::needs_json_escape(&hay),
+                hay.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+            );
         }
     }
 }
