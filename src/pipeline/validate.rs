@@ -204,7 +204,8 @@ impl FieldCheck {
                 });
             }
         }
-        if let Some(max) = self.max_length {
+        // A text of at most `max` bytes has at most `max` characters: count only longer ones.
+        if let Some(max) = self.max_length.filter(|&max| text.len() > max) {
             let n = text.chars().count();
             if n > max {
                 return Err(Violation {
