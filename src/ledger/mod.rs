@@ -274,12 +274,26 @@ impl Ledger {
         tx.commit().map_err(err)
     }
 
-    /// Records what `publish` did with one output or reject file.
-    pub fn record_delivery(&self, run: &RunInfo, d: &Delivery) -> Result<(), LedgerError> {
-        self.conn
-            .execute(
-                "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-                params![
+    /// Records what `publish` did with output and reject files, in one transaction.
+    pub fn record_deliveries(
+        &mut self,
+        run: &RunInfo,
+        deliveries: &[Delivery],
+    ) -> Result<(), LedgerError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| LedgerError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
+            let mut app = tx.appender("deliveries").map_err(err)?;
+            for d in deliveries {
+                app.append_row(params![
                     run.run_id,
                     d.vendor,
                     d.input_path,
@@ -290,10 +304,12 @@ impl Ledger {
                     d.status,
                     d.error,
                     ts(&d.at)
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+                ])
+                .map_err(err)?;
+            }
+            app.flush().map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     /// Units whose latest attempt in this ledger succeeded under the configuration with

@@ -359,10 +359,14 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
     }
 }
 
+/// Deliveries recorded per ledger transaction, at most, and the longest one waits.
+const LEDGER_BATCH: usize = 256;
+const LEDGER_BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome> {
     let mut out = PublishOutcome::default();
     let items = plan_items(req, &mut out)?;
-    let ledger = Ledger::open(req.ledger)?;
+    let mut ledger = Ledger::open(req.ledger)?;
 
     // One store per distinct target.
     let mut stores: HashMap<String, Store> = HashMap::new();
@@ -399,6 +403,11 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
     }))
     .buffer_unordered(req.settings.concurrency);
     futures::pin_mut!(work);
+    // Deliveries are recorded in batches (one transaction each, not one per file). A publish
+    // killed before its last batch loses only those rows: running it again finds the files
+    // already there with the same bytes and records them as skipped.
+    let mut pending: Vec<Delivery> = Vec::new();
+    let mut flushed = std::time::Instant::now();
     while let Some((it, target, done)) = work.next().await {
         let mut d = Delivery {
             vendor: it.vendor.clone(),
@@ -435,8 +444,14 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
                 (d.status, d.error) = ("failed", Some(m));
             }
         }
-        ledger.record_delivery(req.run, &d)?;
+        pending.push(d);
+        if pending.len() >= LEDGER_BATCH || flushed.elapsed() >= LEDGER_BATCH_TIME {
+            ledger.record_deliveries(req.run, &pending)?;
+            pending.clear();
+            flushed = std::time::Instant::now();
+        }
     }
+    ledger.record_deliveries(req.run, &pending)?;
     bar.finish_and_clear();
     for n in &out.not_ready {
         tracing::warn!("not delivered: {n}");
