@@ -385,6 +385,33 @@ impl Store {
         let tmp_ref = tmp.as_path();
         let result = self
             .retrying("download", || async move {
+                if let Backend::Object(o) = &self.backend
+                    && let Some(from) = o.local_file(name)
+                {
+                    // A local folder: copied on a blocking thread, so that the checksums of
+                    // several files are computed on several cores at once.
+                    let to = tmp_ref.to_path_buf();
+                    return tokio::task::spawn_blocking(move || {
+                        object::copy_local(&from, Some(&to))
+                    })
+                    .await
+                    .map_err(|e| StorageError::Failed {
+                        store: self.display.clone(),
+                        message: format!("the download of `{name}` stopped: {e}"),
+                    })?
+                    .map_err(|e| match e {
+                        // As object_store says it: the name is not there (any more).
+                        StorageError::Local { ref source, .. }
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            StorageError::NotFound {
+                                store: self.display.clone(),
+                                name: name.to_string(),
+                            }
+                        }
+                        e => e,
+                    });
+                }
                 let mut sink = FileSink::create(tmp_ref).await?;
                 self.get_into(name, &mut sink).await?;
                 sink.finish().await

@@ -18,6 +18,8 @@ pub(super) struct ObjectBackend {
     /// The folder, for a local store: uploads to it do not go through object_store (see
     /// [`put_local`]).
     local: Option<std::path::PathBuf>,
+    /// The local store itself, which knows the file behind a name (see [`Self::local_file`]).
+    local_fs: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 impl ObjectBackend {
@@ -31,13 +33,23 @@ impl ObjectBackend {
         })?;
         // Read local files in large pieces: the plain store hands them out 8 KiB at a time,
         // each a trip to the blocking thread pool.
-        let chunked = object_store::chunked::ChunkedStore::new(Arc::new(fs), super::STREAM_BUF);
+        let fs = Arc::new(fs);
+        let chunked = object_store::chunked::ChunkedStore::new(fs.clone(), super::STREAM_BUF);
         Ok(ObjectBackend {
             inner: Arc::new(chunked),
             root: Path::default(),
             display: display.to_string(),
             local: Some(path.to_path_buf()),
+            local_fs: Some(fs),
         })
+    }
+
+    /// The file behind `name` in a local store (as object_store maps names to files).
+    pub fn local_file(&self, name: &str) -> Option<std::path::PathBuf> {
+        self.local_fs
+            .as_ref()?
+            .path_to_filesystem(&self.path(name))
+            .ok()
     }
 
     /// `s3://`, `az://` and `gs://`: configured from the environment, then from `opts.pairs`.
@@ -114,6 +126,7 @@ impl ObjectBackend {
             root,
             display: display.to_string(),
             local: None,
+            local_fs: None,
         })
     }
 
@@ -339,6 +352,43 @@ fn one_line(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Reads a local file, hashing it, and with `to` copies it there; syncs what it wrote (or, for
+/// a file only read, the file itself: usually already on disk, then cheap).
+pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferred, StorageError> {
+    use sha2::Digest;
+    use std::io::{Read, Write};
+    let mut src = std::fs::File::open(from).map_err(|e| StorageError::local(from, e))?;
+    let mut out = match to {
+        Some(to) => Some(std::fs::File::create(to).map_err(|e| StorageError::local(to, e))?),
+        None => None,
+    };
+    let mut sha = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; super::STREAM_BUF];
+    loop {
+        let n = src
+            .read(&mut buf)
+            .map_err(|e| StorageError::local(from, e))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        if let (Some(out), Some(to)) = (out.as_mut(), to) {
+            out.write_all(&buf[..n])
+                .map_err(|e| StorageError::local(to, e))?;
+        }
+        bytes += n as u64;
+    }
+    match (out, to) {
+        (Some(out), Some(to)) => out.sync_all().map_err(|e| StorageError::local(to, e))?,
+        _ => src.sync_all().map_err(|e| StorageError::local(from, e))?,
+    }
+    Ok(Transferred {
+        bytes,
+        sha256: hex::encode(sha.finalize()),
+    })
+}
+
 /// An upload to a local folder. object_store would stage it beside the target as `NAME#N`,
 /// which a process killed in the middle leaves in the vendor's folder under a visible name.
 /// Here the file gets a hidden temporary name beside the target (`.NAME.batchwin-tmp`, the
@@ -353,8 +403,6 @@ fn put_local(
     overwrite: bool,
     expected: Option<&Transferred>,
 ) -> Result<Transferred, StorageError> {
-    use sha2::Digest;
-    use std::io::{Read, Write};
     let dest = folder.join(name);
     let dir = dest.parent().unwrap_or(folder);
     std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
@@ -371,49 +419,14 @@ fn put_local(
             }
             _ => {}
         }
-        let mut sha = sha2::Sha256::new();
-        let mut bytes = 0u64;
-        let mut buf = vec![0u8; super::STREAM_BUF];
         // On the same filesystem the file itself is delivered: the temporary name is a second
         // link to it, so its bytes are read once (to check them) and never written again.
         // Outputs are never changed once written, so the two names can share them. Elsewhere
         // (another filesystem, one without hard links) the bytes are copied.
-        if std::fs::hard_link(local, &tmp).is_ok() {
-            let mut linked = std::fs::File::open(&tmp).map_err(|e| StorageError::local(&tmp, e))?;
-            loop {
-                let n = linked
-                    .read(&mut buf)
-                    .map_err(|e| StorageError::local(local, e))?;
-                if n == 0 {
-                    break;
-                }
-                sha.update(&buf[..n]);
-                bytes += n as u64;
-            }
-            // Usually already on disk (outputs are synced when written): then this is cheap.
-            linked
-                .sync_all()
-                .map_err(|e| StorageError::local(&tmp, e))?;
+        let read = if std::fs::hard_link(local, &tmp).is_ok() {
+            copy_local(&tmp, None)?
         } else {
-            let mut src = std::fs::File::open(local).map_err(|e| StorageError::local(local, e))?;
-            let mut out = std::fs::File::create(&tmp).map_err(|e| StorageError::local(&tmp, e))?;
-            loop {
-                let n = src
-                    .read(&mut buf)
-                    .map_err(|e| StorageError::local(local, e))?;
-                if n == 0 {
-                    break;
-                }
-                sha.update(&buf[..n]);
-                out.write_all(&buf[..n])
-                    .map_err(|e| StorageError::local(&tmp, e))?;
-                bytes += n as u64;
-            }
-            out.sync_all().map_err(|e| StorageError::local(&tmp, e))?;
-        }
-        let read = Transferred {
-            bytes,
-            sha256: hex::encode(sha.finalize()),
+            copy_local(local, Some(&tmp))?
         };
         read.check(local, expected)?;
         if overwrite {
