@@ -208,8 +208,23 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Records processed files and their reject counts in one transaction (one commit for many
-    /// small files costs far less than one each).
+    /// Runs `write` in one transaction and commits it (one commit for many rows costs far less
+    /// than one each).
+    fn in_transaction(
+        &mut self,
+        write: impl FnOnce(&duckdb::Transaction<'_>) -> duckdb::Result<()>,
+    ) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let err = |source| LedgerError::Db { path, source };
+        (|| {
+            let tx = self.conn.transaction()?;
+            write(&tx)?;
+            tx.commit()
+        })()
+        .map_err(err)
+    }
+
+    /// Records processed files and their reject counts in one transaction.
     pub fn record_files(
         &mut self,
         run: &RunInfo,
@@ -218,60 +233,49 @@ impl Ledger {
         if files.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let err = |source| LedgerError::Db {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
+        self.in_transaction(|tx| {
             // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
-            let mut files_app = tx.appender("files").map_err(err)?;
+            let mut files_app = tx.appender("files")?;
             for (priority, f) in files {
-                files_app
-                    .append_row(params![
-                        run.run_id,
-                        f.vendor,
-                        priority,
-                        f.input_path.display().to_string(),
-                        f.input_bytes as i64,
-                        f.input_sha256,
-                        f.records_in as i64,
-                        f.records_out as i64,
-                        f.records_rejected as i64,
-                        f.status.to_string(),
-                        f.error,
-                        ts(&f.started_at),
-                        ts(&f.ended_at),
-                        f.output_path.as_ref().map(|p| p.display().to_string()),
-                        f.output_bytes as i64,
-                        f.output_sha256,
-                        f.reject_path.as_ref().map(|p| p.display().to_string()),
-                        f.part.map(|p| p.0 as i64),
-                        f.part.map(|p| p.1 as i64),
-                    ])
-                    .map_err(err)?;
+                files_app.append_row(params![
+                    run.run_id,
+                    f.vendor,
+                    priority,
+                    f.input_path.display().to_string(),
+                    f.input_bytes as i64,
+                    f.input_sha256,
+                    f.records_in as i64,
+                    f.records_out as i64,
+                    f.records_rejected as i64,
+                    f.status.to_string(),
+                    f.error,
+                    ts(&f.started_at),
+                    ts(&f.ended_at),
+                    f.output_path.as_ref().map(|p| p.display().to_string()),
+                    f.output_bytes as i64,
+                    f.output_sha256,
+                    f.reject_path.as_ref().map(|p| p.display().to_string()),
+                    f.part.map(|p| p.0 as i64),
+                    f.part.map(|p| p.1 as i64),
+                ])?;
             }
-            files_app.flush().map_err(err)?;
-            let mut rejects_app = tx.appender("rejects").map_err(err)?;
+            files_app.flush()?;
+            let mut rejects_app = tx.appender("rejects")?;
             for (_, f) in files {
                 let input = f.input_path.display().to_string();
                 for ((field, rule), count) in &f.reject_counts {
-                    rejects_app
-                        .append_row(params![
-                            run.run_id,
-                            f.vendor,
-                            input,
-                            field,
-                            rule,
-                            *count as i64
-                        ])
-                        .map_err(err)?;
+                    rejects_app.append_row(params![
+                        run.run_id,
+                        f.vendor,
+                        input,
+                        field,
+                        rule,
+                        *count as i64
+                    ])?;
                 }
             }
-            rejects_app.flush().map_err(err)?;
-        }
-        tx.commit().map_err(err)
+            rejects_app.flush()
+        })
     }
 
     /// Records what `publish` did with output and reject files, in one transaction.
@@ -283,15 +287,8 @@ impl Ledger {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let err = |source| LedgerError::Db {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
-            let mut app = tx.appender("deliveries").map_err(err)?;
+        self.in_transaction(|tx| {
+            let mut app = tx.appender("deliveries")?;
             for d in deliveries {
                 app.append_row(params![
                     run.run_id,
@@ -304,12 +301,10 @@ impl Ledger {
                     d.status,
                     d.error,
                     ts(&d.at)
-                ])
-                .map_err(err)?;
+                ])?;
             }
-            app.flush().map_err(err)?;
-        }
-        tx.commit().map_err(err)
+            app.flush()
+        })
     }
 
     /// Units whose latest attempt in this ledger succeeded under the configuration with
