@@ -613,20 +613,16 @@ pub struct CsvEncoder {
     dialect: Dialect,
     opts: CsvWriteOptions,
     names: Vec<String>,
-    /// The bytes that make a value need quotes: delimiter, quote, CR, LF.
-    special: [u8; 4],
 }
 
 impl CsvEncoder {
     /// Checks that delimiter and quote are distinct ASCII characters other than CR and LF.
     pub fn new(opts: CsvWriteOptions, names: Vec<String>) -> Result<Self, String> {
         let dialect = Dialect::new(opts.delimiter, opts.quote)?;
-        let special = [opts.delimiter, opts.quote, b'\r', b'\n'];
         Ok(CsvEncoder {
             dialect,
             opts,
             names,
-            special,
         })
     }
 
@@ -638,7 +634,7 @@ impl CsvEncoder {
                 out.push(delimiter);
             }
             let b = v.as_bytes();
-            let needs_quotes = super::contains_any(b, self.special);
+            let needs_quotes = super::contains_any(b, [delimiter, quote, b'\r', b'\n']);
             // A lone empty field would be a blank line, which readers skip.
             if needs_quotes || (single && b.is_empty()) {
                 out.push(quote);

@@ -301,26 +301,16 @@ pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
 /// Whether `hay` holds any of the four bytes `set`.
 #[inline]
 pub(crate) fn contains_any(hay: &[u8], set: [u8; 4]) -> bool {
-    let n = hay.len();
-    if n < 8 {
-        return hay.iter().any(|c| set.contains(c));
-    }
-    let hit = |w: u64| {
-        bytes_equal(w, set[0])
-            | bytes_equal(w, set[1])
-            | bytes_equal(w, set[2])
-            | bytes_equal(w, set[3])
-            != 0
-    };
-    let mut i = 0;
-    while i + 8 <= n {
-        if hit(word_at(hay, i)) {
-            return true;
-        }
-        i += 8;
-    }
-    // The last word overlaps the one before: every byte is looked at.
-    i < n && hit(word_at(hay, n - 8))
+    any_byte(
+        hay,
+        |w| {
+            bytes_equal(w, set[0])
+                | bytes_equal(w, set[1])
+                | bytes_equal(w, set[2])
+                | bytes_equal(w, set[3])
+        },
+        |c| set.contains(&c),
+    )
 }
 
 /// Number of line feeds in `bytes` (physical line breaks, whatever precedes them).

@@ -51,7 +51,7 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// The characters XML counts as whitespace.
+/// `s` without the XML white space (space, tab, LF, CR) at either end.
 fn trim_spaces(s: &str) -> &str {
     trim_end_spaces(trim_start_spaces(s))
 }

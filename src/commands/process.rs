@@ -12,7 +12,7 @@ use crate::cli::GlobalArgs;
 use crate::config::Config;
 use crate::engine::{EngineOptions, FileOutcome, FileStatus, process_file};
 use crate::exit::{ExitStatus, Failure};
-use crate::ledger::{Ledger, RunInfo};
+use crate::ledger::{Batch, Ledger, RunInfo};
 use crate::pipeline::VendorProfile;
 use crate::settings;
 
@@ -540,11 +540,7 @@ fn process_items(
     run.config_sha256 = opts.config_sha256.clone();
     let ledger = Ledger::open(ledger_path).map_err(Failure::data)?;
     ledger.begin_run(&run).map_err(Failure::data)?;
-    let ledger = Mutex::new(PendingLedger {
-        ledger,
-        pending: Vec::new(),
-        flushed: Instant::now(),
-    });
+    let ledger = Mutex::new((ledger, Batch::default()));
 
     let total_bytes: u64 = items
         .iter()
@@ -592,9 +588,11 @@ fn process_items(
         // A poisoned lock only means another thread panicked while recording; the ledger
         // connection itself is still usable.
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-        l.pending.push((p.priority.to_string(), outcome.clone()));
-        if l.pending.len() >= LEDGER_BATCH_FILES || l.flushed.elapsed() >= LEDGER_BATCH_TIME {
-            l.flush(&run).map_err(Failure::data)?;
+        let (ledger, batch) = &mut *l;
+        if batch.push((p.priority.to_string(), outcome.clone())) {
+            ledger
+                .record_files(&run, &batch.take())
+                .map_err(Failure::data)?;
         }
         drop(l);
         bar.inc(outcome.input_bytes);
@@ -624,9 +622,10 @@ fn process_items(
         .collect();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    let mut ledger = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
-    ledger.flush(&run).map_err(Failure::data)?;
-    let ledger = ledger.ledger;
+    let (mut ledger, mut batch) = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
+    ledger
+        .record_files(&run, &batch.take())
+        .map_err(Failure::data)?;
     let mut outcomes = Vec::with_capacity(results.len());
     let mut first_error = None;
     for r in results {
@@ -657,26 +656,6 @@ fn process_items(
 
 /// File workers per processing thread (see `process_items`).
 const FILE_WORKERS_PER_THREAD: usize = 2;
-
-/// Files recorded per ledger transaction, at most, and the longest a finished file waits.
-const LEDGER_BATCH_FILES: usize = 256;
-const LEDGER_BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The ledger and the finished files not yet written to it.
-struct PendingLedger {
-    ledger: Ledger,
-    pending: Vec<(String, FileOutcome)>,
-    flushed: Instant,
-}
-
-impl PendingLedger {
-    fn flush(&mut self, run: &RunInfo) -> Result<(), crate::ledger::LedgerError> {
-        self.ledger.record_files(run, &self.pending)?;
-        self.pending.clear();
-        self.flushed = Instant::now();
-        Ok(())
-    }
-}
 
 /// Processes a whole inbound folder; used by `demo`.
 pub fn process_inbound(

@@ -345,3 +345,38 @@ impl Ledger {
         &self.conn
     }
 }
+
+/// Rows waiting to be written to a ledger in one transaction: one commit for many rows costs
+/// far less than one each. A batch is due at [`Batch::ROWS`] rows or [`Batch::WAIT`] after the
+/// last one was written; what a crash loses in between is redone (`process`) or found already
+/// done (`publish`) by the next run.
+pub struct Batch<T> {
+    rows: Vec<T>,
+    since: std::time::Instant,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            rows: Vec::new(),
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+impl<T> Batch<T> {
+    pub const ROWS: usize = 256;
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// Adds a row; true when the batch is due to be written.
+    pub fn push(&mut self, row: T) -> bool {
+        self.rows.push(row);
+        self.rows.len() >= Self::ROWS || self.since.elapsed() >= Self::WAIT
+    }
+
+    /// The rows to write now; the batch starts again empty.
+    pub fn take(&mut self) -> Vec<T> {
+        self.since = std::time::Instant::now();
+        std::mem::take(&mut self.rows)
+    }
+}

@@ -54,6 +54,8 @@ pub struct DateFormat {
     /// The same format written digit by digit, when it has only literals and zero-padded
     /// year, month, day, hour, minute and second (`%Y%m%d`, `%d/%m/%Y %H:%M:%S` ...).
     plain: Option<Vec<Plain>>,
+    /// Whether the format asks for the time of day (a date alone cannot be written with it).
+    needs_time: bool,
 }
 
 /// One piece of a plain date format.
@@ -92,11 +94,16 @@ impl DateFormat {
                     _ => return None,
                 })
             })
-            .collect();
+            .collect::<Option<Vec<Plain>>>();
+        let needs_time = plain
+            .iter()
+            .flatten()
+            .any(|p| matches!(p, Plain::Hour | Plain::Minute | Plain::Second));
         DateFormat {
             text: text.to_string(),
             items,
             plain,
+            needs_time,
         }
     }
 
@@ -112,12 +119,7 @@ impl DateFormat {
         use std::fmt::Write as _;
         if let Some(plain) = &self.plain {
             let year = date.year();
-            let fits = (0..=9999).contains(&year)
-                && (time.is_some()
-                    || !plain
-                        .iter()
-                        .any(|p| matches!(p, Plain::Hour | Plain::Minute | Plain::Second)));
-            if fits {
+            if (0..=9999).contains(&year) && (time.is_some() || !self.needs_time) {
                 let two = |out: &mut String, v: u32| {
                     out.push((b'0' + (v / 10 % 10) as u8) as char);
                     out.push((b'0' + (v % 10) as u8) as char);
@@ -246,9 +248,7 @@ impl OutputField {
                 _ => None,
             };
             if let Some(n) = n {
-                let mut s = String::new();
-                write_number(n, nf, &mut s);
-                v = Some(Cow::Owned(s));
+                v = Some(Cow::Owned(format_number(n, nf)));
             }
         }
         for t in &self.transforms {
@@ -310,13 +310,6 @@ fn apply_transform(t: Transform, s: Cow<'_, str>) -> Cow<'_, str> {
 /// text as its `Display` (trailing zeros kept, `-` for a negative value; a value rounded to
 /// zero has no sign) without going through `fmt` and a second pass to split it.
 pub fn format_number(n: Decimal, nf: &NumberFormat) -> String {
-    let mut out = String::new();
-    write_number(n, nf, &mut out);
-    out
-}
-
-/// Appends `n` formatted as [`format_number`] does to `out`.
-pub fn write_number(n: Decimal, nf: &NumberFormat, out: &mut String) {
     let n = match nf.decimals {
         Some(d) => {
             let mut r = n.round_dp_with_strategy(d, RoundingStrategy::MidpointAwayFromZero);
@@ -346,10 +339,9 @@ pub fn write_number(n: Decimal, nf: &NumberFormat, out: &mut String) {
     let scale = n.scale() as usize;
     // A value below one still shows its `0` before the separator: `0.05`.
     at = at.min(buf.len() - scale - 1);
-    // SAFETY: `buf` holds ASCII digits only.
-    let digits = unsafe { std::str::from_utf8_unchecked(&buf[at..]) };
+    let digits = std::str::from_utf8(&buf[at..]).unwrap_or_default();
     let (int, frac) = digits.split_at(digits.len() - scale);
-    out.reserve(digits.len() + 8);
+    let mut out = String::with_capacity(digits.len() + 8);
     if n.is_sign_negative() {
         out.push('-');
     }
@@ -367,6 +359,7 @@ pub fn write_number(n: Decimal, nf: &NumberFormat, out: &mut String) {
         out.push_str(&nf.decimal_separator);
         out.push_str(frac);
     }
+    out
 }
 
 /// Splits a template such as `{first} {last}` into pieces; `{{`/`}}` are literal braces.

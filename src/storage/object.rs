@@ -15,10 +15,8 @@ pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
     root: Path,
     display: String,
-    /// The folder, for a local store: uploads to it do not go through object_store (see
-    /// [`put_local`]).
-    local: Option<std::path::PathBuf>,
-    /// The local store itself, which knows the file behind a name (see [`Self::local_file`]).
+    /// The store itself when it is a local folder, which knows the file behind a name (see
+    /// [`Self::local_file`]): transfers to and from it do not go through object_store.
     local_fs: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
@@ -39,7 +37,6 @@ impl ObjectBackend {
             inner: Arc::new(chunked),
             root: Path::default(),
             display: display.to_string(),
-            local: Some(path.to_path_buf()),
             local_fs: Some(fs),
         })
     }
@@ -125,7 +122,6 @@ impl ObjectBackend {
             inner: store,
             root,
             display: display.to_string(),
-            local: None,
             local_fs: None,
         })
     }
@@ -212,11 +208,12 @@ impl ObjectBackend {
         overwrite: bool,
         expected: Option<&Transferred>,
     ) -> Result<Transferred, StorageError> {
-        if let Some(folder) = &self.local {
-            let (folder, owned, local) = (folder.clone(), name.to_string(), local.to_path_buf());
+        if let Some(dest) = self.local_file(name) {
+            let (store, owned, local) =
+                (self.display.clone(), name.to_string(), local.to_path_buf());
             let expected = expected.cloned();
             return tokio::task::spawn_blocking(move || {
-                put_local(&folder, &owned, &local, overwrite, expected.as_ref())
+                put_local(&dest, &store, &owned, &local, overwrite, expected.as_ref())
             })
             .await
             .map_err(|e| StorageError::Failed {
@@ -359,7 +356,10 @@ pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferr
     use std::io::{Read, Write};
     let mut src = std::fs::File::open(from).map_err(|e| StorageError::local(from, e))?;
     let mut out = match to {
-        Some(to) => Some(std::fs::File::create(to).map_err(|e| StorageError::local(to, e))?),
+        Some(to) => Some((
+            std::fs::File::create(to).map_err(|e| StorageError::local(to, e))?,
+            to,
+        )),
         None => None,
     };
     let mut sha = sha2::Sha256::new();
@@ -373,15 +373,15 @@ pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferr
             break;
         }
         sha.update(&buf[..n]);
-        if let (Some(out), Some(to)) = (out.as_mut(), to) {
-            out.write_all(&buf[..n])
+        if let Some((file, to)) = out.as_mut() {
+            file.write_all(&buf[..n])
                 .map_err(|e| StorageError::local(to, e))?;
         }
         bytes += n as u64;
     }
-    match (out, to) {
-        (Some(out), Some(to)) => out.sync_all().map_err(|e| StorageError::local(to, e))?,
-        _ => src.sync_all().map_err(|e| StorageError::local(from, e))?,
+    match out {
+        Some((file, to)) => file.sync_all().map_err(|e| StorageError::local(to, e))?,
+        None => src.sync_all().map_err(|e| StorageError::local(from, e))?,
     }
     Ok(Transferred {
         bytes,
@@ -397,15 +397,16 @@ pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferr
 /// against `expected`, then moved into place: renamed over the target with `overwrite`,
 /// otherwise only if the name is free.
 fn put_local(
-    folder: &FsPath,
+    dest: &FsPath,
+    store: &str,
     name: &str,
     local: &FsPath,
     overwrite: bool,
     expected: Option<&Transferred>,
 ) -> Result<Transferred, StorageError> {
-    let dest = folder.join(name);
-    let dir = dest.parent().unwrap_or(folder);
-    std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
+    }
     let file_name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -430,17 +431,17 @@ fn put_local(
         };
         read.check(local, expected)?;
         if overwrite {
-            std::fs::rename(&tmp, &dest).map_err(|e| StorageError::local(&dest, e))?;
+            std::fs::rename(&tmp, dest).map_err(|e| StorageError::local(dest, e))?;
         } else {
-            match rename_if_free(&tmp, &dest) {
+            match rename_if_free(&tmp, dest) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Err(StorageError::AlreadyExists {
-                        store: folder.display().to_string(),
+                        store: store.to_string(),
                         name: name.to_string(),
                     });
                 }
-                Err(e) => return Err(StorageError::local(&dest, e)),
+                Err(e) => return Err(StorageError::local(dest, e)),
             }
         }
         Ok(read)

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::TransferSettings;
 use crate::config::Config;
 use crate::ledger::report::{find_ledgers, with_latest};
-use crate::ledger::{Delivery, Ledger, RunInfo};
+use crate::ledger::{Batch, Delivery, Ledger, RunInfo};
 use crate::pipeline::SkipLimit;
 use crate::storage::{StorageError, Store, Transferred};
 
@@ -359,10 +359,6 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
     }
 }
 
-/// Deliveries recorded per ledger transaction, at most, and the longest one waits.
-const LEDGER_BATCH: usize = 256;
-const LEDGER_BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
 pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome> {
     let mut out = PublishOutcome::default();
     let items = plan_items(req, &mut out)?;
@@ -403,11 +399,10 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
     }))
     .buffer_unordered(req.settings.concurrency);
     futures::pin_mut!(work);
-    // Deliveries are recorded in batches (one transaction each, not one per file). A publish
-    // killed before its last batch loses only those rows: running it again finds the files
-    // already there with the same bytes and records them as skipped.
-    let mut pending: Vec<Delivery> = Vec::new();
-    let mut flushed = std::time::Instant::now();
+    // Deliveries are recorded in batches. A publish killed before its last batch loses only
+    // those rows: running it again finds the files already there with the same bytes and
+    // records them as skipped.
+    let mut batch = Batch::default();
     while let Some((it, target, done)) = work.next().await {
         let mut d = Delivery {
             vendor: it.vendor.clone(),
@@ -444,14 +439,11 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
                 (d.status, d.error) = ("failed", Some(m));
             }
         }
-        pending.push(d);
-        if pending.len() >= LEDGER_BATCH || flushed.elapsed() >= LEDGER_BATCH_TIME {
-            ledger.record_deliveries(req.run, &pending)?;
-            pending.clear();
-            flushed = std::time::Instant::now();
+        if batch.push(d) {
+            ledger.record_deliveries(req.run, &batch.take())?;
         }
     }
-    ledger.record_deliveries(req.run, &pending)?;
+    ledger.record_deliveries(req.run, &batch.take())?;
     bar.finish_and_clear();
     for n in &out.not_ready {
         tracing::warn!("not delivered: {n}");

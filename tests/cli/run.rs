@@ -29,6 +29,21 @@ fn window(d: &Dir, start: i64, end: i64) -> String {
     date
 }
 
+/// A generated day (`files`, `records`, `vendors`, `seed`) on the vendors' server and a window
+/// open from a minute ago for three hours: the window's date.
+fn day_on_server(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) -> String {
+    let date = day_of(-1);
+    generate_day_on(d, files, records, vendors, seed, &date);
+    window(d, -1, 180)
+}
+
+/// [`day_on_server`], each file also processed alone into `whole/` for comparison.
+fn day_processed_whole(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) -> String {
+    let date = day_on_server(d, files, records, vendors, seed);
+    process_day_on(d, "whole", &date);
+    date
+}
+
 /// The day a window starting `start` minutes from now belongs to.
 fn day_of(start: i64) -> String {
     (Utc::now() + chrono::Duration::minutes(start))
@@ -53,6 +68,12 @@ fn run_args(date: &str, extra: &[&str]) -> Vec<String> {
     .collect();
     a.extend(extra.iter().map(|s| s.to_string()));
     a
+}
+
+/// `run` of the window `day` on `date` with `extra` arguments, which must succeed: its stdout.
+fn run_ok(d: &Dir, date: &str, extra: &[&str]) -> String {
+    let o = d.cmd().args(run_args(date, extra)).assert().code(0);
+    stdout(&o)
 }
 
 /// The run's merged ledgers, from `report --format json`.
@@ -88,17 +109,9 @@ fn assert_counts(d: &Dir, date: &str) {
 #[test]
 fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     let d = Dir::new();
-    let date = day_of(-1);
     // Ten vendors: some run after others, so the plan has two stages.
-    generate_day_on(&d, "20", "30000", "10", "5", &date);
-    process_day_on(&d, "whole", &date);
-    let date = window(&d, -1, 180);
-    let o = d
-        .cmd()
-        .args(run_args(&date, &["--workers", "2"]))
-        .assert()
-        .code(0);
-    let out = stdout(&o);
+    let date = day_processed_whole(&d, "20", "30000", "10", "5");
+    let out = run_ok(&d, &date, &["--workers", "2"]);
     for step in [
         "step       fetch: batchwin fetch",
         "step       plan: batchwin plan",
@@ -245,9 +258,7 @@ fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
 #[test]
 fn two_runs_of_one_window_never_overlap() {
     let d = Dir::new();
-    let date = day_of(-1);
-    generate_day_on(&d, "2", "500", "1", "33", &date);
-    let date = window(&d, -1, 180);
+    let date = day_on_server(&d, "2", "500", "1", "33");
     let dir = d.path(&format!("runs/{date}-day"));
     std::fs::create_dir_all(&dir).unwrap();
     let held = std::fs::OpenOptions::new()
@@ -273,16 +284,9 @@ fn two_runs_of_one_window_never_overlap() {
 #[test]
 fn a_dry_run_shows_the_work_and_touches_nothing() {
     let d = Dir::new();
-    let date = day_of(-1);
-    generate_day_on(&d, "6", "3000", "2", "34", &date);
-    let date = window(&d, -1, 180);
+    let date = day_on_server(&d, "6", "3000", "2", "34");
     let before = tree(&d.path("day"));
-    let o = d
-        .cmd()
-        .args(run_args(&date, &["--dry-run"]))
-        .assert()
-        .code(0);
-    let out = stdout(&o);
+    let out = run_ok(&d, &date, &["--dry-run"]);
     assert!(out.contains("would fetch 6 files"), "{out}");
     assert!(
         out.contains("slices") && out.contains("step       slice 0: batchwin process"),
@@ -299,10 +303,7 @@ fn a_window_runs_on_slurm() {
         return;
     };
     let d = Dir::new();
-    let date = day_of(-1);
-    generate_day_on(&d, "8", "20000", "3", "35", &date);
-    process_day_on(&d, "whole", &date);
-    let date = window(&d, -1, 180);
+    let date = day_processed_whole(&d, "8", "20000", "3", "35");
     let started = Instant::now();
     let o = d
         .cmd()
@@ -326,9 +327,7 @@ fn a_window_runs_on_slurm() {
 #[test]
 fn sigterm_reaches_the_local_workers_and_the_next_run_finishes() {
     let d = Dir::new();
-    let date = day_of(-1);
-    generate_day_on(&d, "40", "1500000", "4", "36", &date);
-    let date = window(&d, -1, 180);
+    let date = day_on_server(&d, "40", "1500000", "4", "36");
     let child = d
         .process()
         .args(run_args(&date, &["--workers", "2"]))
@@ -382,9 +381,7 @@ fn sigterm_cancels_the_slurm_jobs_and_the_next_run_finishes() {
         return;
     };
     let d = Dir::new();
-    let date = day_of(-1);
-    generate_day_on(&d, "40", "1500000", "4", "37", &date);
-    let date = window(&d, -1, 180);
+    let date = day_on_server(&d, "40", "1500000", "4", "37");
     let mut child = d
         .process()
         .args(run_args(&date, &["--executor", "slurm"]))
@@ -472,14 +469,9 @@ fn sigterm_cancels_the_slurm_jobs_and_the_next_run_finishes() {
 #[test]
 fn a_run_again_knows_the_split_files_it_finished() {
     let d = Dir::new();
-    let date = day_of(-1);
     // Three large files for two workers: the plan cuts the larger ones into parts.
-    generate_day_on(&d, "3", "900000", "3", "38", &date);
-    let date = window(&d, -1, 180);
-    d.cmd()
-        .args(run_args(&date, &["--workers", "2"]))
-        .assert()
-        .code(0);
+    let date = day_on_server(&d, "3", "900000", "3", "38");
+    run_ok(&d, &date, &["--workers", "2"]);
     let split: serde_json::Value =
         serde_json::from_str(&d.read(&format!("runs/{date}-day/split.json"))).unwrap();
     let split = split.as_object().expect("split.json is an object");
@@ -487,12 +479,7 @@ fn a_run_again_knows_the_split_files_it_finished() {
     assert_counts(&d, &date);
 
     // Everything is done: the next run plans nothing, split files included.
-    let o = d
-        .cmd()
-        .args(run_args(&date, &["--workers", "2"]))
-        .assert()
-        .code(0);
-    let out = stdout(&o);
+    let out = run_ok(&d, &date, &["--workers", "2"]);
     assert!(
         out.contains("resume     3 files already done")
             && out.contains("plan       nothing left to do"),
@@ -525,16 +512,10 @@ fn wait_for_workers_in(dir: &std::path::Path) {
 fn sigkill_of_run_at_random_moments_then_a_run_again_delivers_the_same_day() {
     use rand::Rng;
     let d = Dir::new();
-    let date = day_of(-1);
-    generate_day_on(&d, "16", "600000", "4", "40", &date);
-    process_day_on(&d, "whole", &date);
-    let date = window(&d, -1, 180);
+    let date = day_processed_whole(&d, "16", "600000", "4", "40");
     // Kills fall within the time an uninterrupted run takes.
     let started = Instant::now();
-    d.cmd()
-        .args(run_args(&date, &["--workers", "2"]))
-        .assert()
-        .code(0);
+    run_ok(&d, &date, &["--workers", "2"]);
     let max_ms = (started.elapsed().as_millis() as u64).max(300);
     std::fs::remove_dir_all(d.path("server")).unwrap();
     std::fs::remove_dir_all(d.path("runs")).unwrap();
@@ -559,10 +540,7 @@ fn sigkill_of_run_at_random_moments_then_a_run_again_delivers_the_same_day() {
     }
     eprintln!("{killed} of 20 runs killed in flight");
     assert!(killed >= 3, "runs were killed in flight ({killed} of 20)");
-    d.cmd()
-        .args(run_args(&date, &["--workers", "2"]))
-        .assert()
-        .code(0);
+    run_ok(&d, &date, &["--workers", "2"]);
     // Every output delivered once, byte for byte, nothing else in the outbound folders; each
     // unit counted once.
     assert_published(
