@@ -193,7 +193,9 @@ impl TempOutput {
         Ok(TempOutput {
             tmp,
             dest,
-            writer: BufWriter::with_capacity(1 << 20, file),
+            // Chunks' outputs (a megabyte or more) are written straight through; the buffer
+            // gathers the small writes: headers, footers, a chunk's few rejects.
+            writer: BufWriter::with_capacity(64 << 10, file),
             hasher: Sha256::new(),
             bytes: 0,
         })

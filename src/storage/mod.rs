@@ -138,6 +138,18 @@ pub struct Transferred {
     pub sha256: String,
 }
 
+/// What a file to upload must hold (as the ledger that made it recorded), checked before the
+/// upload becomes visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub content: Transferred,
+    /// When its writer had finished it. A delivery that shares the file itself (a hard link in
+    /// a local folder on the same filesystem) moves no bytes, so it reads them only to see
+    /// whether the file changed since: when the file has the recorded size and was last
+    /// modified no later than this moment, it has not been written since, and it is not read.
+    pub written_by: Option<std::time::SystemTime>,
+}
+
 impl Transferred {
     /// Fails unless what was read from `local` is what was `expected` (when something is):
     /// the check an upload makes before its result becomes visible.
@@ -360,7 +372,7 @@ impl Store {
         name: &str,
         local: &FsPath,
         overwrite: bool,
-        expected: Option<&Transferred>,
+        expected: Option<&Expected>,
     ) -> Result<Transferred, StorageError> {
         safe_name(name)?;
         self.retrying("upload", || async move {

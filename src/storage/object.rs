@@ -9,7 +9,9 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 
-use super::{Entry, HashingReader, MULTIPART_BYTES, Sink, StorageError, StoreOptions, Transferred};
+use super::{
+    Entry, Expected, HashingReader, MULTIPART_BYTES, Sink, StorageError, StoreOptions, Transferred,
+};
 
 pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
@@ -206,7 +208,7 @@ impl ObjectBackend {
         name: &str,
         local: &FsPath,
         overwrite: bool,
-        expected: Option<&Transferred>,
+        expected: Option<&Expected>,
     ) -> Result<Transferred, StorageError> {
         if let Some(dest) = self.local_file(name) {
             let (store, owned, local) =
@@ -222,6 +224,7 @@ impl ObjectBackend {
             })?;
         }
         let path = self.path(name);
+        let expected = expected.map(|e| &e.content);
         let (mut reader, size) = HashingReader::open(local).await?;
         let mut buf = Vec::new();
         if size <= MULTIPART_BYTES {
@@ -402,7 +405,7 @@ fn put_local(
     name: &str,
     local: &FsPath,
     overwrite: bool,
-    expected: Option<&Transferred>,
+    expected: Option<&Expected>,
 ) -> Result<Transferred, StorageError> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
@@ -421,15 +424,19 @@ fn put_local(
             _ => {}
         }
         // On the same filesystem the file itself is delivered: the temporary name is a second
-        // link to it, so its bytes are read once (to check them) and never written again.
-        // Outputs are never changed once written, so the two names can share them. Elsewhere
-        // (another filesystem, one without hard links) the bytes are copied.
+        // link to it, so its bytes are never written again, and read (to check them) only if
+        // it may have changed since it was made (see `Expected::written_by`). Outputs are
+        // never changed once written, so the two names can share them. Elsewhere (another
+        // filesystem, one without hard links) the bytes are copied.
         let read = if std::fs::hard_link(local, &tmp).is_ok() {
-            copy_local(&tmp, None)?
+            match expected.filter(|e| unchanged_since(&tmp, e)) {
+                Some(e) => e.content.clone(),
+                None => copy_local(&tmp, None)?,
+            }
         } else {
             copy_local(local, Some(&tmp))?
         };
-        read.check(local, expected)?;
+        read.check(local, expected.map(|e| &e.content))?;
         if overwrite {
             std::fs::rename(&tmp, dest).map_err(|e| StorageError::local(dest, e))?;
         } else {
@@ -451,6 +458,17 @@ fn put_local(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Whether `path` has the size `expected` records and was last modified no later than the
+/// moment its writer had finished it: then it has not been written since.
+fn unchanged_since(path: &FsPath, expected: &Expected) -> bool {
+    let Some(written_by) = expected.written_by else {
+        return false;
+    };
+    std::fs::metadata(path).is_ok_and(|m| {
+        m.len() == expected.content.bytes && m.modified().is_ok_and(|t| t <= written_by)
+    })
 }
 
 /// Moves `from` to `to` unless `to` exists (`AlreadyExists` then). One atomic rename where the

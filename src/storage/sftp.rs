@@ -13,7 +13,8 @@ use russh_sftp::protocol::{OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    Entry, HashingReader, STREAM_BUF, Sink, SshOptions, StorageError, StoreOptions, Transferred,
+    Entry, Expected, HashingReader, STREAM_BUF, Sink, SshOptions, StorageError, StoreOptions,
+    Transferred,
 };
 
 pub(super) struct SftpBackend {
@@ -421,8 +422,9 @@ impl SftpBackend {
         name: &str,
         local: &FsPath,
         overwrite: bool,
-        expected: Option<&Transferred>,
+        expected: Option<&Expected>,
     ) -> Result<Transferred, StorageError> {
+        let expected = expected.map(|e| &e.content);
         let conn = self.conn().await?;
         self.timed(name, self.make_parents(&conn, name)).await?;
         let target = self.remote(name);

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::ledger::report::{find_ledgers, with_latest};
 use crate::ledger::{Batch, Delivery, Ledger, RunInfo};
 use crate::pipeline::SkipLimit;
-use crate::storage::{StorageError, Store, Transferred};
+use crate::storage::{Expected, StorageError, Store, Transferred};
 
 pub struct PublishRequest<'a> {
     pub config: &'a Config,
@@ -43,8 +43,9 @@ struct Item {
     vendor: String,
     input_path: String,
     kind: &'static str,
-    /// (local path, recorded sha256) of each piece, in order.
-    pieces: Vec<(PathBuf, Option<String>)>,
+    /// Each piece in order: its local path, and what its ledger recorded of it (none for a
+    /// reject file).
+    pieces: Vec<(PathBuf, Option<Expected>)>,
     /// Name of the delivered file (layout's `{file}`).
     file: String,
     base: String,
@@ -70,9 +71,28 @@ struct Unit {
     error: Option<String>,
     output_path: Option<String>,
     output_sha256: Option<String>,
+    output_bytes: i64,
+    /// `ended_at`, microseconds since the epoch.
+    ended_us: i64,
     reject_path: Option<String>,
     records_in: i64,
     records_rejected: i64,
+}
+
+impl Unit {
+    /// What the ledger recorded of the unit's output: its size and checksum, and that it was
+    /// complete when the unit ended.
+    fn recorded(&self) -> Option<Expected> {
+        let sha256 = self.output_sha256.clone()?;
+        Some(Expected {
+            content: Transferred {
+                bytes: self.output_bytes.max(0) as u64,
+                sha256,
+            },
+            written_by: std::time::UNIX_EPOCH
+                .checked_add(std::time::Duration::from_micros(self.ended_us.max(0) as u64)),
+        })
+    }
 }
 
 /// The name a part's output is written under, back to the whole file's name.
@@ -98,7 +118,7 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
     let units = with_latest(&ledgers, |conn| {
         let mut stmt = conn.prepare(
             "SELECT vendor, input_path, part, parts, status, error, output_path, output_sha256, reject_path,
-                    records_in, records_rejected
+                    records_in, records_rejected, output_bytes, epoch_us(ended_at)
              FROM latest ORDER BY vendor, input_path, coalesce(part, -1)",
         )?;
         let mut units: BTreeMap<(String, String), Vec<Unit>> = BTreeMap::new();
@@ -115,6 +135,8 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
                     reject_path: r.get(8)?,
                     records_in: r.get(9)?,
                     records_rejected: r.get(10)?,
+                    output_bytes: r.get(11)?,
+                    ended_us: r.get(12)?,
                 },
             ))
         })?;
@@ -165,7 +187,7 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
                 .filter_map(|u| {
                     u.output_path
                         .as_ref()
-                        .map(|p| (PathBuf::from(p), u.output_sha256.clone()))
+                        .map(|p| (PathBuf::from(p), u.recorded()))
                 })
                 .collect();
             if let Some((first, _)) = pieces.first() {
@@ -210,8 +232,8 @@ struct Assembled {
     path: PathBuf,
     /// Whether `path` is a temporary file to remove after the upload.
     temporary: bool,
-    bytes: u64,
-    sha256: String,
+    /// What it holds, checked by the upload.
+    expected: Expected,
 }
 
 /// The local file to upload when [`recorded`] does not give it: the pieces of a split file put
@@ -259,7 +281,11 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
                 bytes += n as u64;
             }
             last = hex::encode(h.finalize());
-            if let Some(want) = want.as_ref().filter(|w| **w != last) {
+            if let Some(want) = want
+                .as_ref()
+                .map(|w| &w.content.sha256)
+                .filter(|w| **w != last)
+            {
                 return Err(format!(
                     "`{}` changed since it was processed (sha256 {last}, ledger says {want})",
                     p.display()
@@ -275,8 +301,11 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
         Ok((bytes, sha256)) => Ok(Assembled {
             path,
             temporary: !single,
-            bytes,
-            sha256,
+            expected: Expected {
+                content: Transferred { bytes, sha256 },
+                // Just read and checked.
+                written_by: None,
+            },
         }),
         Err(e) => {
             if !single {
@@ -294,18 +323,18 @@ enum Done {
     Failed(String, bool),
 }
 
-/// A whole output whose ledger recorded its checksum: nothing to read before the upload,
-/// which hashes it as it goes and checks it before completing.
+/// A whole output whose ledger recorded it: nothing to read before the upload, which hashes it
+/// as it goes (or, delivering the file itself, sees that it has not changed) and checks it
+/// before completing.
 fn recorded(item: &Item) -> Option<Result<Assembled, String>> {
-    let [(path, Some(sha256))] = item.pieces.as_slice() else {
+    let [(path, Some(expected))] = item.pieces.as_slice() else {
         return None;
     };
     Some(match std::fs::metadata(path) {
-        Ok(m) => Ok(Assembled {
+        Ok(_) => Ok(Assembled {
             path: path.clone(),
             temporary: false,
-            bytes: m.len(),
-            sha256: sha256.clone(),
+            expected: expected.clone(),
         }),
         Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
     })
@@ -317,16 +346,14 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
         Ok(l) => l,
         Err(e) => return Done::Failed(e, false),
     };
-    let expected = Transferred {
-        bytes: local.bytes,
-        sha256: local.sha256.clone(),
-    };
+    let expected = &local.expected;
+    let (bytes, sha256) = (expected.content.bytes, &expected.content.sha256);
     let result = async {
         // Same bytes already there: nothing to do. Different bytes: refuse unless told.
         let mut overwrite = false;
         if let Some(e) = store.head(name).await? {
-            if e.size == local.bytes && store.checksum(name).await?.sha256 == local.sha256 {
-                return Ok(Done::Skipped(local.bytes, local.sha256.clone()));
+            if e.size == bytes && store.checksum(name).await?.sha256 == *sha256 {
+                return Ok(Done::Skipped(bytes, sha256.clone()));
             }
             if !req.overwrite {
                 return Ok(Done::Refused(format!(
@@ -338,7 +365,7 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
             overwrite = true;
         }
         match store
-            .put_file_checked(name, &local.path, overwrite, Some(&expected))
+            .put_file_checked(name, &local.path, overwrite, Some(expected))
             .await
         {
             Ok(t) => Ok(Done::Delivered(t.bytes, t.sha256)),

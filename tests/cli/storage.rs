@@ -2,7 +2,7 @@
 //! Azure Blob (Azurite) and SFTP (OpenSSH), the servers started by `scripts/test`
 //! (`scripts/services/object-stores-up`, `scripts/services/sshd-up`).
 
-use batchwin::storage::{SshOptions, StorageError, Store, StoreOptions, Transferred};
+use batchwin::storage::{Expected, SshOptions, StorageError, Store, StoreOptions, Transferred};
 
 use crate::util::{Dir, Sftp, service};
 
@@ -109,9 +109,12 @@ fn conformance(store: &Store, d: &Dir) {
 
         // A checked upload of a file that is not what it should be never becomes visible,
         // in one request or in parts; one that is right goes up as usual.
-        let wrong = Transferred {
-            bytes: 15,
-            sha256: "0".repeat(64),
+        let wrong = Expected {
+            content: Transferred {
+                bytes: 15,
+                sha256: "0".repeat(64),
+            },
+            written_by: None,
         };
         for (name, file) in [("in/c/small.csv", &small), ("in/c/big.bin", &big_path)] {
             let err = store
@@ -121,15 +124,55 @@ fn conformance(store: &Store, d: &Dir) {
             assert!(matches!(err, StorageError::Changed { .. }), "{err}");
             assert_eq!(store.head(name).await.expect("head"), None, "{name}");
         }
-        let right = Transferred {
-            bytes,
-            sha256: sha.clone(),
+        let right = Expected {
+            content: Transferred {
+                bytes,
+                sha256: sha.clone(),
+            },
+            written_by: None,
         };
         let t = store
             .put_file_checked("in/c/small.csv", &small, false, Some(&right))
             .await
             .expect("checked put");
-        assert_eq!(t, right);
+        assert_eq!(t, right.content);
+
+        // A file known to have been complete at some moment but written again since, even
+        // with as many bytes, is read and refused; one not written since goes up.
+        let changed = d.write("changed.csv", "id,name\n1,Zoee\n");
+        let was = store
+            .put_file("in/c/changed.csv", &changed, false)
+            .await
+            .expect("put");
+        store.delete("in/c/changed.csv").await.expect("delete");
+        let written_by = std::fs::metadata(&changed).unwrap().modified().ok();
+        // Past the filesystem clock's tick, so the next write has a later modification time.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        std::fs::write(&changed, "id,name\n2,Zoee\n").unwrap();
+        let was = Expected {
+            content: was,
+            written_by,
+        };
+        let err = store
+            .put_file_checked("in/c/changed.csv", &changed, false, Some(&was))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Changed { .. }), "{err}");
+        assert_eq!(store.head("in/c/changed.csv").await.expect("head"), None);
+        let unchanged = Expected {
+            written_by: Some(std::time::SystemTime::now()),
+            ..right.clone()
+        };
+        let t = store
+            .put_file_checked("in/c/unchanged.csv", &small, false, Some(&unchanged))
+            .await
+            .expect("checked put");
+        assert_eq!(t, right.content);
+        assert_eq!(
+            store.get_bytes("in/c/unchanged.csv").await.unwrap(),
+            std::fs::read(&small).unwrap()
+        );
+        store.delete("in/c/unchanged.csv").await.expect("delete");
         store.delete("in/c/small.csv").await.expect("delete");
 
         let names: Vec<String> = store

@@ -776,7 +776,9 @@ fn an_output_changed_since_processing_is_not_delivered() {
         .filter(|k| k.contains('/') && !k.contains(".rejects."))
         .collect();
     assert_eq!(outputs.len(), 4, "{outputs:?}");
-    // Someone edits one output after processing, keeping its size.
+    // Someone edits one output after processing, keeping its size (later than the
+    // filesystem clock's tick after processing ended: docs/transfer.md).
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let changed = d.path(&format!("out/{}", outputs[0]));
     let mut bytes = std::fs::read(&changed).unwrap();
     let last = bytes.len() - 2;
