@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::cli::GlobalArgs;
 use crate::config::Config;
-use crate::engine::{EngineOptions, FileOutcome, FileStatus, process_file};
+use crate::engine::{EngineOptions, FileOutcome, FileStatus, KnownInput, process_file};
 use crate::exit::{ExitStatus, Failure};
 use crate::ledger::{Batch, Ledger, RunInfo};
 use crate::pipeline::VendorProfile;
@@ -78,6 +78,8 @@ struct WorkItem {
     out_dir: PathBuf,
     /// A byte range of the file, for units of split files.
     part: Option<crate::plan::Part>,
+    /// The file's checksum as the manifest recorded it.
+    known: Option<KnownInput>,
 }
 
 /// The result of processing a set of files, for the summary and the exit status.
@@ -244,6 +246,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
                     input: p.clone(),
                     out_dir: a.out.clone(),
                     part: None,
+                    known: None,
                 })
                 .collect()
         }
@@ -343,8 +346,15 @@ fn run_slice(
             u.part.as_ref().map_or(-1, |p| p.index as i64),
         );
         if let Some((sha, output, bytes)) = completed.get(&key) {
+            // The input is the one done when the manifest's checksum, which the file still
+            // has (same size and time), is the one done; otherwise it is read to tell.
+            let unchanged = u.part.is_none()
+                && u.sha256 == *sha
+                && std::fs::metadata(&input).is_ok_and(|m| {
+                    crate::plan::manifest::unchanged(&m, u.file_bytes, u.modified.as_deref())
+                });
             if std::fs::metadata(output).is_ok_and(|m| m.len() == *bytes)
-                && unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == *sha)
+                && (unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == *sha))
             {
                 skipped_done += 1;
                 continue;
@@ -359,6 +369,11 @@ fn run_slice(
             input,
             out_dir: a.out.join(&u.vendor),
             part: u.part.clone(),
+            known: u.modified.clone().map(|modified| KnownInput {
+                bytes: u.file_bytes,
+                modified,
+                sha256: u.sha256.clone(),
+            }),
         });
     }
     let opts = EngineOptions {
@@ -466,6 +481,7 @@ fn scan_inbound(
             input,
             out_dir: out.join(&config.vendors[idx].id),
             part: None,
+            known: None,
         })
         .collect();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -576,6 +592,7 @@ fn process_items(
                 &w.out_dir,
                 opts,
                 w.part.as_ref(),
+                w.known.as_ref(),
             )
             .with_context(|| format!("cannot read `{}`", w.input.display()))
             // The file was there when the run started: a read that fails now is an I/O

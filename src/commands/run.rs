@@ -905,6 +905,7 @@ fn preview_plan(
                 source: None,
                 source_modified: None,
                 replaced_sha256: None,
+                modified: None,
             })
         })
         .collect();

@@ -36,6 +36,24 @@ pub struct ManifestRow {
     /// copy this row replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_sha256: Option<String>,
+    /// The modification time of the file at `location` when its size and checksum were taken
+    /// (RFC 3339 with nanoseconds, UTC). While the file keeps that size and time it has not
+    /// been written since, and `process` records `sha256` as its checksum instead of reading
+    /// the file a second time only to hash it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+}
+
+/// A file's modification time as a manifest records it (RFC 3339 with nanoseconds, UTC).
+pub fn modified_text(m: &std::fs::Metadata) -> Option<String> {
+    let t: chrono::DateTime<chrono::Utc> = m.modified().ok()?.into();
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+}
+
+/// Whether a file (`m`, its metadata now) still has the size and modification time recorded
+/// when its checksum was taken.
+pub fn unchanged(m: &std::fs::Metadata, bytes: u64, modified: Option<&str>) -> bool {
+    m.len() == bytes && modified.is_some() && modified_text(m).as_deref() == modified
 }
 
 impl ManifestRow {
@@ -151,7 +169,11 @@ pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, Sc
         .into_par_iter()
         .map(|(idx, path)| {
             let v = &config.vendors[idx];
-            let (bytes, sha256) = checksum(&path)?;
+            let Checksum {
+                bytes,
+                sha256,
+                modified,
+            } = checksum(&path)?;
             let location = std::path::absolute(&path)
                 .unwrap_or(path)
                 .display()
@@ -167,6 +189,7 @@ pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, Sc
                 source: None,
                 source_modified: None,
                 replaced_sha256: None,
+                modified,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -182,17 +205,34 @@ pub fn is_partial(p: &Path) -> bool {
     n.starts_with('.') || n.ends_with(".part") || n.ends_with(".tmp")
 }
 
+/// What reading a local file found.
+pub struct Checksum {
+    pub bytes: u64,
+    pub sha256: String,
+    /// Its modification time (see [`modified_text`]), when it had the same size and time
+    /// before and after it was read: a file written to meanwhile has none.
+    pub modified: Option<String>,
+}
+
 /// Size and sha256 of a local file, streamed.
-pub fn checksum(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+pub fn checksum(path: &Path) -> anyhow::Result<Checksum> {
+    let cannot = || format!("cannot read `{}`", path.display());
+    let mut f = std::fs::File::open(path).with_context(cannot)?;
+    let before = f.metadata().with_context(cannot)?;
     let mut h = Sha256::new();
-    let bytes = std::io::copy(&mut f, &mut h)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
-    Ok((bytes, hex::encode(h.finalize())))
+    let bytes = std::io::copy(&mut f, &mut h).with_context(cannot)?;
+    let modified = modified_text(&before).filter(|m| {
+        f.metadata()
+            .is_ok_and(|after| unchanged(&after, bytes, Some(m)))
+    });
+    Ok(Checksum {
+        bytes,
+        sha256: hex::encode(h.finalize()),
+        modified,
+    })
 }
 
 /// sha256 of a file's bytes, for the plan's record of which manifest and config it was made from.
 pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
-    checksum(path).map(|(_, s)| s)
+    checksum(path).map(|c| c.sha256)
 }

@@ -54,6 +54,9 @@ pub struct Unit {
     /// Size and checksum of the whole file.
     pub file_bytes: u64,
     pub sha256: String,
+    /// The file's modification time when `sha256` was taken (the manifest's `modified`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
     pub estimated_seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
@@ -453,6 +456,7 @@ fn make_units(
             bytes,
             file_bytes: r.bytes,
             sha256: r.sha256.clone(),
+            modified: r.modified.clone(),
             estimated_seconds: costs.cost(&r.vendor, bytes),
             part,
         };
@@ -575,6 +579,7 @@ mod tests {
             source: None,
             source_modified: None,
             replaced_sha256: None,
+            modified: None,
         }
     }
 

@@ -262,6 +262,11 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             );
             out.changed.push(url.clone());
         }
+        // The staged copy's time, for `process` to see that it is still the copy checked here.
+        let modified = std::fs::metadata(&staged)
+            .ok()
+            .filter(|m| m.len() == got.bytes)
+            .and_then(|m| crate::plan::manifest::modified_text(&m));
         let row = ManifestRow {
             vendor: v.id.clone(),
             location: std::path::absolute(&staged)
@@ -276,6 +281,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             source: Some(url),
             source_modified: Some(rfc3339(&c.entry.modified)),
             replaced_sha256: replaced,
+            modified,
         };
         // Appended as soon as the copy is verified, so a fetch that is stopped keeps it.
         let line = serde_json::to_string(&row).expect("a manifest row serializes");

@@ -119,6 +119,42 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
     );
     assert_eq!(outputs(&d, "out"), before);
 
+    // An input written again after the plan, even with as many bytes, is done again, and the
+    // ledger has the checksum of the bytes read, not the one the plan was made with.
+    let whole = serde_json::from_str::<serde_json::Value>(&d.read("plan.json")).unwrap()["slices"]
+        [0]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u.get("part").is_none())
+        .expect("a unit of a whole file")
+        .clone();
+    let input = whole["location"].as_str().unwrap();
+    let mut bytes = std::fs::read(input).unwrap();
+    let digit = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
+    bytes[digit] = if bytes[digit] == b'0' { b'1' } else { b'0' };
+    // Later than the filesystem clock's tick after the plan's scan read it.
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(input, &bytes).unwrap();
+    let changed = slice(&d, "out", "0");
+    assert!(
+        changed.contains(&format!("resumed    {} units", units - 1)),
+        "{changed}"
+    );
+    let ledger = duckdb::Connection::open(d.path("out/ledgers/slice-00000.duckdb")).unwrap();
+    let recorded: String = ledger
+        .query_row(
+            "SELECT input_sha256 FROM files WHERE input_path = ? ORDER BY ended_at DESC LIMIT 1",
+            [input],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
+    assert_eq!(recorded, sha(&bytes));
+    assert_ne!(recorded, whole["sha256"].as_str().unwrap());
+    drop(ledger);
+    let before = outputs(&d, "out");
+
     // A changed configuration redoes everything.
     let cfg = d.read("day/batchwin.toml") + "\n# reviewed\n";
     d.write("day/batchwin.toml", cfg);

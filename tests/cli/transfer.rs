@@ -101,7 +101,7 @@ fn fetch_from_a_folder_is_idempotent_and_flags_changed_files() {
         assert_eq!(r["bytes"].as_u64().unwrap(), bytes.len() as u64);
         assert_eq!(
             r["sha256"].as_str().unwrap(),
-            batchwin::plan::manifest::checksum(&p).unwrap().1
+            batchwin::plan::manifest::checksum(&p).unwrap().sha256
         );
         assert!(
             r["source"].as_str().unwrap().starts_with("day/inbound/"),
