@@ -599,6 +599,7 @@ fn process_chunk(
     let mut typed_store: Vec<crate::pipeline::validate::Typed<'static>> = Vec::new();
     let mut out_store: Vec<Option<std::borrow::Cow<'static, str>>> = Vec::new();
     let mut refs_store: Vec<Option<&'static str>> = Vec::new();
+    let mut ws = profile.workspace();
     decoder.decode(data, chunk, &mut |d| {
         r.records_in += 1;
         match d {
@@ -625,7 +626,7 @@ fn process_chunk(
             Decoded::Record(rec) => {
                 let mut typed = recycle(std::mem::take(&mut typed_store));
                 let mut values = recycle(std::mem::take(&mut out_store));
-                match profile.apply_into(rec.values, &mut typed, &mut values) {
+                match profile.apply_into(rec.values, &mut ws, &mut typed, &mut values) {
                     Ok(()) => {
                         let mut refs = recycle(std::mem::take(&mut refs_store));
                         refs.extend(values.iter().map(|v| v.as_deref()));

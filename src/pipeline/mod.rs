@@ -642,23 +642,32 @@ impl VendorProfile {
         values: &'a [Option<Cow<'a, str>>],
     ) -> Result<Vec<Option<Cow<'a, str>>>, Vec<Problem>> {
         let mut out = Vec::with_capacity(self.outputs.len());
-        self.apply_into(values, &mut Vec::new(), &mut out)?;
+        self.apply_into(values, &mut self.workspace(), &mut Vec::new(), &mut out)?;
         Ok(out)
     }
 
-    /// [`apply`](Self::apply) into vectors the caller keeps between records (see
-    /// [`recycle`]): `typed` is working memory, `out` receives the output values.
+    /// Working memory for [`apply_into`](Self::apply_into), for one thread.
+    pub fn workspace(&self) -> Workspace {
+        Workspace {
+            caches: self.checks.iter().map(|c| c.cache()).collect(),
+        }
+    }
+
+    /// [`apply`](Self::apply) with working memory the caller keeps between records: `ws` (see
+    /// [`workspace`](Self::workspace)), `typed` and `out` (see [`recycle`]), which receives the
+    /// output values.
     pub fn apply_into<'a>(
         &'a self,
         values: &'a [Option<Cow<'a, str>>],
+        ws: &mut Workspace,
         typed: &mut Vec<Typed<'a>>,
         out: &mut Vec<Option<Cow<'a, str>>>,
     ) -> Result<(), Vec<Problem>> {
         let mut problems = Vec::new();
         typed.clear();
         out.clear();
-        for (check, value) in self.checks.iter().zip(values) {
-            match check.check(value.as_deref()) {
+        for ((check, value), cache) in self.checks.iter().zip(values).zip(&mut ws.caches) {
+            match check.check_with(value.as_deref(), cache) {
                 Ok(t) => typed.push(t),
                 Err(v) => {
                     problems.push(Problem {
@@ -721,6 +730,14 @@ impl VendorProfile {
             Err(problems)
         }
     }
+}
+
+/// Working memory of [`VendorProfile::apply_into`] that is not per record: each field
+/// pattern's search cache, which a regex shared by threads would otherwise take from (and give
+/// back to) a shared pool on every match.
+#[derive(Debug)]
+pub struct Workspace {
+    caches: Vec<Option<regex_automata::meta::Cache>>,
 }
 
 /// An empty vector for values of another lifetime that keeps `v`'s allocation, so that the

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use regex::Regex;
+use regex_automata::Input;
+use regex_automata::meta::{Cache, Regex};
 use rust_decimal::Decimal;
 
 use crate::config::{Bound, FieldConfig, FieldType};
@@ -71,7 +72,8 @@ pub struct FieldCheck {
     pub kind: FieldType,
     pub required: bool,
     pub time_format: TimeFormat,
-    pattern: Option<Regex>,
+    /// The pattern as configured, and compiled anchored at both ends.
+    pattern: Option<(String, Regex)>,
     values: Option<Allowed>,
     max_length: Option<usize>,
     min: Option<Typed<'static>>,
@@ -126,10 +128,16 @@ impl FieldCheck {
             (None, _) => TimeFormat::Rfc3339,
         };
         let pattern = match &f.pattern {
-            Some(p) => Some(
+            Some(p) => {
                 // Anchor so the whole value must match, as users expect of a field pattern.
-                Regex::new(&format!("^(?:{p})$")).map_err(|e| ("pattern", e.to_string()))?,
-            ),
+                let anchored = format!("^(?:{p})$");
+                let re = Regex::new(&anchored).map_err(|e| {
+                    // The regex crate's wording of the same error (same parser, same limits).
+                    let reason = regex::Regex::new(&anchored).err().map(|e| e.to_string());
+                    ("pattern", reason.unwrap_or_else(|| e.to_string()))
+                })?;
+                Some((p.clone(), re))
+            }
             None => None,
         };
         let mut check = FieldCheck {
@@ -172,7 +180,25 @@ impl FieldCheck {
     }
 
     /// Checks one value. `Ok(Typed::Null)` for an absent or empty optional value.
+    /// A search cache for this field's pattern, to be used by one thread at a time (see
+    /// [`check_with`](Self::check_with)).
+    pub fn cache(&self) -> Option<Cache> {
+        self.pattern.as_ref().map(|(_, re)| re.create_cache())
+    }
+
+    /// Checks one value with a cache made for it by [`cache`](Self::cache).
     pub fn check<'a>(&self, value: Option<&'a str>) -> Result<Typed<'a>, Violation> {
+        self.check_with(value, &mut self.cache())
+    }
+
+    /// [`check`](Self::check) with the pattern's search cache kept by the caller across
+    /// values: a regex used from several threads otherwise hands out its caches from a shared
+    /// pool on every match.
+    pub fn check_with<'a>(
+        &self,
+        value: Option<&'a str>,
+        cache: &mut Option<Cache>,
+    ) -> Result<Typed<'a>, Violation> {
         let text = match value {
             Some(t) if !t.is_empty() => t,
             _ if self.required => {
@@ -184,15 +210,16 @@ impl FieldCheck {
             _ => return Ok(Typed::Null),
         };
         let typed = self.parse(text)?;
-        if let Some(re) = &self.pattern {
-            if !re.is_match(text) {
+        if let Some((p, re)) = &self.pattern {
+            let input = Input::new(text);
+            let found = match cache {
+                Some(c) => re.is_match_with(c, &input),
+                None => re.is_match(input),
+            };
+            if !found {
                 return Err(Violation {
                     rule: "pattern",
-                    reason: format!(
-                        "{} does not match pattern {}",
-                        quote(text),
-                        pattern_text(re)
-                    ),
+                    reason: format!("{} does not match pattern {p}", quote(text)),
                 });
             }
         }
@@ -329,13 +356,6 @@ pub fn check_chrono_format(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn pattern_text(re: &Regex) -> &str {
-    let s = re.as_str();
-    s.strip_prefix("^(?:")
-        .and_then(|s| s.strip_suffix(")$"))
-        .unwrap_or(s)
-}
-
 fn show(t: &Typed<'_>) -> String {
     match t {
         Typed::Null => "null".into(),
@@ -443,5 +463,27 @@ mod tests {
     fn long_values_are_shortened_in_reasons() {
         let big = "x".repeat(1000);
         assert!(quote(&big).len() < 80);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A pattern checked with one cache kept across values (as a chunk does) accepts
+        /// exactly what the regex crate's anchored `is_match` accepts.
+        #[test]
+        fn kept_caches_match_like_the_regex_crate(
+            p in prop::sample::select(vec![
+                "[A-Z]{2}[0-9]{8}", "[^@ ]+@[^@ ]+\\.[a-z]+", "a|ab", "(?i)zoë", "\\w+", ".*x.*",
+            ]),
+            values in prop::collection::vec("[A-Za-z0-9@. ëxZ]{0,14}", 1..40),
+        ) {
+            let f = field(&format!("name = 'a'\npattern = '{p}'"));
+            let re = regex::Regex::new(&format!("^(?:{p})$")).unwrap();
+            let mut cache = f.cache();
+            for v in values.iter().filter(|v| !v.is_empty()) {
+                let ok = f.check_with(Some(v), &mut cache).is_ok();
+                prop_assert_eq!(ok, re.is_match(v), "{} {:?}", p, v);
+            }
+        }
     }
 }
