@@ -181,10 +181,18 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let raw: &'de RawValue = map.next_value()?;
             for &f in &node.all {
                 self.values[f] = None;
             }
+            if node.ends.is_empty() {
+                // Only fields inside the value: walked where it is, not copied and read again.
+                map.next_value_seed(Inside(ObjectSeed {
+                    keys: &node.children,
+                    values: &mut *self.values,
+                }))?;
+                continue;
+            }
+            let raw: &'de RawValue = map.next_value()?;
             for &f in &node.ends {
                 self.values[f] = scalar(raw.get()).map_err(A::Error::custom)?;
             }
@@ -198,6 +206,59 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd> {
                 .map_err(A::Error::custom)?;
             }
         }
+        Ok(())
+    }
+}
+
+/// The value of a key whose fields all lie inside it: walked in place when it is an object;
+/// any other value is skipped (its fields are then absent, as when the key is missing).
+struct Inside<'k, 'v, 'd>(ObjectSeed<'k, 'v, 'd>);
+
+impl<'de: 'd, 'd> DeserializeSeed<'de> for Inside<'_, '_, 'd> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de: 'd, 'd> Visitor<'de> for Inside<'_, '_, 'd> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.visit_map(map)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
     }
 }
@@ -454,6 +515,47 @@ mod tests {
             }
         });
         assert_eq!(seen, vec![true, false]);
+    }
+
+    #[test]
+    fn fields_inside_a_value_that_is_not_an_object_are_absent() {
+        let data = br#"{"c":{"x":"1","d":{"y":2,"z":[{"y":9}]}},"k":0}
+{"c":"text","k":1}
+{"c":"esc\"aped","k":2}
+{"c":12.5e3,"k":3}
+{"c":-7,"k":4}
+{"c":null,"k":5}
+{"c":[{"x":1},[2],"3"],"k":6}
+{"c":true,"k":7}
+{"c":{"x":1,},"k":8}
+{"c":{"x":{"deep":[1,{"x":2}]}},"k":9}"#;
+        let out = decode_all(&mut decoder(&["c.x", "c.d.y", "k"]), data).expect("decodes");
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| match r {
+                Out::Rec { values, .. } => format!("{values:?}"),
+                Out::Bad { rule, .. } => format!("rejected by {rule}"),
+            })
+            .collect();
+        let absent = |k: &str| format!("{:?}", opt(&[None, None, Some(k)]));
+        assert_eq!(
+            got,
+            vec![
+                format!("{:?}", opt(&[Some("1"), Some("2"), Some("0")])),
+                absent("1"),
+                absent("2"),
+                absent("3"),
+                absent("4"),
+                absent("5"),
+                absent("6"),
+                absent("7"),
+                "rejected by json".to_string(),
+                format!(
+                    "{:?}",
+                    opt(&[Some(r#"{"deep":[1,{"x":2}]}"#), None, Some("9")])
+                ),
+            ]
+        );
     }
 
     #[test]
