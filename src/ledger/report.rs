@@ -312,34 +312,27 @@ pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
     WHERE coalesce(parts, 1) = latest_split
     QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
 
-/// Merges `ledgers` into a temporary ledger, makes the `latest` view (the latest attempt of
-/// each unit) and runs `f` on it; the temporary files are removed afterwards. Ledgers that
-/// cannot be read are named in a warning.
+/// Merges `ledgers` into a ledger held in memory (nothing to clean up, even when the process
+/// is killed), makes the `latest` view (the latest attempt of each unit) and runs `f` on it.
+/// Ledgers that cannot be read are named in a warning.
 pub fn with_latest<T>(
     ledgers: &[PathBuf],
     f: impl FnOnce(&Connection) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let tmp = std::env::temp_dir().join(format!(
-        "batchwin-latest-{}.duckdb",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let (conn, sources) = merge(&tmp, ledgers)?;
-        for s in sources.iter().filter(|s| s.error.is_some()) {
-            tracing::warn!(
-                "ledger `{}` cannot be read: {}",
-                s.path,
-                s.error.as_deref().unwrap_or("")
-            );
-        }
-        conn.execute_batch(LATEST)?;
-        f(&conn)
-    })();
-    for ext in ["", ".wal"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", tmp.display()));
+    let (conn, sources) = merge(Path::new(IN_MEMORY), ledgers)?;
+    for s in sources.iter().filter(|s| s.error.is_some()) {
+        tracing::warn!(
+            "ledger `{}` cannot be read: {}",
+            s.path,
+            s.error.as_deref().unwrap_or("")
+        );
     }
-    result
+    conn.execute_batch(LATEST)?;
+    f(&conn)
 }
+
+/// DuckDB's name for a database that lives in memory only.
+const IN_MEMORY: &str = ":memory:";
 
 /// Sums up a merged ledger.
 pub fn summarize(
