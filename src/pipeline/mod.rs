@@ -649,7 +649,7 @@ impl VendorProfile {
     /// Working memory for [`apply_into`](Self::apply_into), for one thread.
     pub fn workspace(&self) -> Workspace {
         Workspace {
-            caches: self.checks.iter().map(|c| c.cache()).collect(),
+            caches: self.checks.iter().map(|_| None).collect(),
         }
     }
 
@@ -733,7 +733,7 @@ impl VendorProfile {
 }
 
 /// Working memory of [`VendorProfile::apply_into`] that is not per record: each field
-/// pattern's search cache, which a regex shared by threads would otherwise take from (and give
+/// pattern's search cache (made at its first match), which a regex shared by threads would otherwise take from (and give
 /// back to) a shared pool on every match.
 #[derive(Debug)]
 pub struct Workspace {

@@ -180,20 +180,13 @@ impl FieldCheck {
     }
 
     /// Checks one value. `Ok(Typed::Null)` for an absent or empty optional value.
-    /// A search cache for this field's pattern, to be used by one thread at a time (see
-    /// [`check_with`](Self::check_with)).
-    pub fn cache(&self) -> Option<Cache> {
-        self.pattern.as_ref().map(|(_, re)| re.create_cache())
-    }
-
-    /// Checks one value with a cache made for it by [`cache`](Self::cache).
     pub fn check<'a>(&self, value: Option<&'a str>) -> Result<Typed<'a>, Violation> {
-        self.check_with(value, &mut self.cache())
+        self.check_with(value, &mut None)
     }
 
-    /// [`check`](Self::check) with the pattern's search cache kept by the caller across
-    /// values: a regex used from several threads otherwise hands out its caches from a shared
-    /// pool on every match.
+    /// [`check`](Self::check) with the pattern's search cache (made at the first match) kept
+    /// by the caller across values, by one thread at a time: a regex used from several
+    /// threads otherwise hands out its caches from a shared pool on every match.
     pub fn check_with<'a>(
         &self,
         value: Option<&'a str>,
@@ -211,12 +204,8 @@ impl FieldCheck {
         };
         let typed = self.parse(text)?;
         if let Some((p, re)) = &self.pattern {
-            let input = Input::new(text);
-            let found = match cache {
-                Some(c) => re.is_match_with(c, &input),
-                None => re.is_match(input),
-            };
-            if !found {
+            let cache = cache.get_or_insert_with(|| re.create_cache());
+            if !re.is_match_with(cache, &Input::new(text)) {
                 return Err(Violation {
                     rule: "pattern",
                     reason: format!("{} does not match pattern {p}", quote(text)),
@@ -479,7 +468,7 @@ mod tests {
         ) {
             let f = field(&format!("name = 'a'\npattern = '{p}'"));
             let re = regex::Regex::new(&format!("^(?:{p})$")).unwrap();
-            let mut cache = f.cache();
+            let mut cache = None;
             for v in values.iter().filter(|v| !v.is_empty()) {
                 let ok = f.check_with(Some(v), &mut cache).is_ok();
                 prop_assert_eq!(ok, re.is_match(v), "{} {:?}", p, v);
