@@ -20,10 +20,13 @@
 //!   `<` to `<` that skips comments, CDATA sections (which may hold `</record>`) and
 //!   processing instructions, and finds the `>` of a tag past quoted attribute values (which
 //!   may hold `>`). Elements around records (groups, wrappers) are otherwise ignored.
-//! - Each record is then parsed in full with quick-xml: mismatched tags, malformed attributes,
-//!   undefined entities, forbidden characters (NUL and other C0 controls), a DOCTYPE or a
-//!   record not closed before the root end tag reject it (rule `xml`, with the reason);
-//!   invalid UTF-8 is rule `utf8`. A record's line is the line of its start tag.
+//! - Each record is then parsed in full: mismatched tags, malformed attributes, undefined
+//!   entities, forbidden characters (NUL and other C0 controls), a DOCTYPE or a record not
+//!   closed before the root end tag reject it (rule `xml`, with the reason); invalid UTF-8 is
+//!   rule `utf8`. A record's line is the line of its start tag. A record of the usual shape
+//!   (elements, quoted attributes and text, nothing else) is read by a plain scan; any other,
+//!   and any record the scan finds wrong, by quick-xml, which reads the same values from the
+//!   records the scan accepts (a property test holds the two to that) and words the errors.
 //! - **Values**: a child element path (local names) gives the text of the first element on
 //!   that path, in document order: all text inside it, entities unescaped, CDATA taken
 //!   literally, surrounding whitespace trimmed (whitespace written as a character reference,
@@ -38,7 +41,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use memchr::{memchr, memchr3, memmem, memrchr};
+use memchr::{memchr, memchr2, memchr3, memmem, memrchr};
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
@@ -276,6 +279,8 @@ struct Scratch<'d> {
     pieces: Vec<Vec<Piece<'d>>>,
     /// The path node (`None`: off every path) and name of each open element, record first.
     stack: Vec<(Option<usize>, &'d str)>,
+    /// The attribute names of the start tag being read (duplicates are refused).
+    keys: Vec<&'d [u8]>,
 }
 
 impl<'d> Scratch<'d> {
@@ -453,15 +458,136 @@ impl XmlDecoder {
 
     /// Parses one record element; the reason (rule, text) when it cannot be read.
     fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), (&'static str, String)> {
-        let xml = |reason: String| ("xml", reason);
         let text = super::utf8(raw).map_err(|e| ("utf8", invalid_utf8(&e, "record")))?;
         if let Some(c) = forbidden_char(text) {
-            return Err(xml(format!(
-                "character U+{:04X} is not allowed in XML",
-                c as u32
-            )));
+            return Err((
+                "xml",
+                format!("character U+{:04X} is not allowed in XML", c as u32),
+            ));
         }
         s.reset(self.fields);
+        if self.parse_plain(text, s) {
+            return Ok(());
+        }
+        s.reset(self.fields);
+        self.parse_full(text, s)
+    }
+
+    /// Reads a record of the usual shape without quick-xml: elements, attributes written
+    /// `name="value"` or `name='value'`, and text; ASCII names; end tags written `</name>`.
+    /// Anything else (comments, CDATA sections, processing instructions, other spellings)
+    /// and every error return `false`, with `s` partly filled: [`parse_full`](Self::parse_full)
+    /// then reads the record again and says what is wrong. When this returns `true`, the
+    /// values are exactly the ones `parse_full` reads (a property test compares the two).
+    fn parse_plain<'d>(&self, text: &'d str, s: &mut Scratch<'d>) -> bool {
+        let b = text.as_bytes();
+        let n = b.len();
+        if b.first() != Some(&b'<') {
+            return false;
+        }
+        let mut p = 0;
+        loop {
+            // Here `b[p]` is `<`.
+            if b.get(p + 1) == Some(&b'/') {
+                let Some(&(_, open)) = s.stack.last() else {
+                    return false;
+                };
+                let name_end = p + 2 + open.len();
+                if b.get(p + 2..name_end) != Some(open.as_bytes()) || b.get(name_end) != Some(&b'>')
+                {
+                    return false;
+                }
+                if s.close(s.stack.len()).is_err() {
+                    return false;
+                }
+                s.stack.pop();
+                p = name_end + 1;
+                if s.stack.is_empty() {
+                    return p == n;
+                }
+            } else {
+                let Some(name_end) = plain_name(b, p + 1) else {
+                    return false;
+                };
+                let name = &text[p + 1..name_end];
+                let node = self.child_named(s.stack.last().map(|&(node, _)| node), name.as_bytes());
+                let attributes = node
+                    .and_then(|n| self.nodes.get(n))
+                    .map(|n| &n.attributes[..]);
+                s.keys.clear();
+                let mut i = name_end;
+                let empty = loop {
+                    let at = i + b[i..].iter().take_while(|&&c| is_space(c)).count();
+                    match b.get(at) {
+                        Some(b'>') => {
+                            i = at + 1;
+                            break false;
+                        }
+                        Some(b'/') if b.get(at + 1) == Some(&b'>') => {
+                            i = at + 2;
+                            break true;
+                        }
+                        Some(_) if at > i => {
+                            let Some(key_end) = plain_name(b, at) else {
+                                return false;
+                            };
+                            let quote = match b.get(key_end..key_end + 2) {
+                                Some([b'=', q @ (b'"' | b'\'')]) => *q,
+                                _ => return false,
+                            };
+                            let start = key_end + 2;
+                            let Some(len) = memchr2(quote, b'<', &b[start..]) else {
+                                return false;
+                            };
+                            if b[start + len] != quote {
+                                return false;
+                            }
+                            let key = &b[at..key_end];
+                            if s.keys.contains(&key) {
+                                return false;
+                            }
+                            s.keys.push(key);
+                            let Ok(value) = unescape(&text[start..start + len]) else {
+                                return false;
+                            };
+                            take_attribute(attributes, key, value, s);
+                            i = start + len + 1;
+                        }
+                        _ => return false,
+                    }
+                };
+                s.stack.push((node, name));
+                self.start_text(node, s, empty);
+                if empty {
+                    s.stack.pop();
+                    if s.stack.is_empty() {
+                        return i == n;
+                    }
+                }
+                p = i;
+            }
+            // Text up to the next tag.
+            let Some(k) = memchr(b'<', &b[p..]) else {
+                return false;
+            };
+            if k > 0 {
+                let t = &text[p..p + k];
+                if memchr(b'&', t.as_bytes()).is_some() && unescape(t).is_err() {
+                    return false;
+                }
+                s.push(Piece::Text(t));
+            }
+            p += k;
+        }
+    }
+
+    /// Reads a record with quick-xml: any well-formed element, and the reason when it is not.
+    fn parse_full<'d>(
+        &self,
+        text: &'d str,
+        s: &mut Scratch<'d>,
+    ) -> Result<(), (&'static str, String)> {
+        let xml = |reason: String| ("xml", reason);
         let mut reader = Reader::from_str(text);
         // End tags are matched below against `s.stack`, without quick-xml's name buffer.
         let config = reader.config_mut();
@@ -483,9 +609,11 @@ impl XmlDecoder {
                     let empty = matches!(event, Event::Empty(_));
                     let name = within(text, e.name().as_ref())
                         .ok_or_else(|| xml("unreadable element name".into()))?;
-                    let node = self.child(s.stack.last().map(|&(node, _)| node), e);
+                    let node =
+                        self.child_named(s.stack.last().map(|&(node, _)| node), e.name().as_ref());
+                    self.attributes(text, e, node, s).map_err(xml)?;
                     s.stack.push((node, name));
-                    self.open(text, e, node, s, empty).map_err(xml)?;
+                    self.start_text(node, s, empty);
                     if empty {
                         s.stack.pop();
                         done = s.stack.is_empty();
@@ -526,45 +654,46 @@ impl XmlDecoder {
         }
     }
 
-    /// The path node of an element whose parent has node `parent` (`None` before the record
-    /// element, which is node 0).
-    fn child(&self, parent: Option<Option<usize>>, e: &BytesStart<'_>) -> Option<usize> {
+    /// The path node of an element named `name` (prefix included) whose parent has node
+    /// `parent` (`None` before the record element, which is node 0).
+    fn child_named(&self, parent: Option<Option<usize>>, name: &[u8]) -> Option<usize> {
         match parent {
             None => Some(0),
             Some(None) => None,
             Some(Some(p)) => {
-                let name = e.local_name();
+                let name = local(name);
                 self.nodes[p]
                     .children
                     .iter()
-                    .find(|(n, _)| n == name.as_ref())
+                    .find(|(n, _)| n == name)
                     .map(|&(_, c)| c)
             }
         }
     }
 
-    /// Handles an element start (`empty` for `<e/>`) at depth `s.stack.len()`: checks its
-    /// attributes, takes the attribute values asked for, starts reading text fields.
-    fn open<'d>(
+    /// Checks the attributes of an element start and takes the values asked for.
+    fn attributes<'d>(
         &self,
         text: &'d str,
         e: &BytesStart<'_>,
         node: Option<usize>,
         s: &mut Scratch<'d>,
-        empty: bool,
     ) -> Result<(), String> {
-        let node = node.and_then(|n| self.nodes.get(n));
+        let attributes = node
+            .and_then(|n| self.nodes.get(n))
+            .map(|n| &n.attributes[..]);
         for attr in e.attributes() {
             let attr = attr.map_err(|e| e.to_string())?;
             let raw = within(text, &attr.value).ok_or("unreadable attribute value")?;
-            let value = unescape(raw)?;
-            let key = local(attr.key.as_ref());
-            for (name, f) in node.iter().flat_map(|n| &n.attributes) {
-                if name == key && s.values[*f].is_none() {
-                    s.values[*f] = Some(value.clone());
-                }
-            }
+            take_attribute(attributes, attr.key.as_ref(), unescape(raw)?, s);
         }
+        Ok(())
+    }
+
+    /// Handles an element start (`empty` for `<e/>`) at depth `s.stack.len()`: starts reading
+    /// the fields that take its text.
+    fn start_text(&self, node: Option<usize>, s: &mut Scratch<'_>, empty: bool) {
+        let node = node.and_then(|n| self.nodes.get(n));
         for &f in node.iter().flat_map(|n| &n.text) {
             if s.values[f].is_none() && s.capture[f].is_none() {
                 if empty {
@@ -574,8 +703,40 @@ impl XmlDecoder {
                 }
             }
         }
-        Ok(())
     }
+}
+
+/// Sets the fields that take attribute `key` (prefix included) of an element whose path
+/// node has `attributes`, unless an earlier element already gave them a value.
+fn take_attribute<'d>(
+    attributes: Option<&[(Vec<u8>, usize)]>,
+    key: &[u8],
+    value: Cow<'d, str>,
+    s: &mut Scratch<'d>,
+) {
+    let key = local(key);
+    for (name, f) in attributes.into_iter().flatten() {
+        if name == key && s.values[*f].is_none() {
+            s.values[*f] = Some(value.clone());
+        }
+    }
+}
+
+/// The end of the ASCII name (letters, digits, `_`, `-`, `.`, `:`; not starting with a digit,
+/// `-` or `.`) that starts at `from`, when followed by white space, `=`, `/` or `>`.
+fn plain_name(b: &[u8], from: usize) -> Option<usize> {
+    let first = *b.get(from)?;
+    if !(first.is_ascii_alphabetic() || first == b'_' || first == b':') {
+        return None;
+    }
+    let len = b[from..]
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':')))?;
+    matches!(
+        b[from + len],
+        b' ' | b'\t' | b'\n' | b'\r' | b'=' | b'/' | b'>'
+    )
+    .then_some(from + len)
 }
 
 /// Whether `pi` (a whole `<?...?>`) is the XML declaration.
@@ -1404,6 +1565,120 @@ mod tests {
         }
         doc.push_str("</x:root>\n<!-- end -->\n");
         doc.into_bytes()
+    }
+
+    /// Reads `text` with the plain reader and, when it accepts, checks that quick-xml reads
+    /// the same values; returns whether the plain reader accepted.
+    fn plain_agrees(dec: &XmlDecoder, text: &str) -> bool {
+        let mut plain = Scratch::default();
+        plain.reset(dec.fields);
+        if !dec.parse_plain(text, &mut plain) {
+            return false;
+        }
+        let mut full = Scratch::default();
+        full.reset(dec.fields);
+        assert_eq!(dec.parse_full(text, &mut full), Ok(()), "{text}");
+        assert_eq!(plain.values, full.values, "{text}");
+        true
+    }
+
+    const PLAIN_PATHS: [&str; 6] = ["@id", "@b", "name", "a/b", "a/@x", "a"];
+
+    #[test]
+    fn usual_records_take_the_plain_reader() {
+        let dec = decoder("record", &PLAIN_PATHS);
+        for rec in [
+            "<record id=\"30000001\"><account>PD69071620</account><name>\u{141}ukasz Okafor</name><notes>Refund &quot;partial&quot;</notes></record>",
+            "<record id='7' b=\"2\">\n  <name> Ann &amp; Bob </name>\n  <a x='&lt;'><b>deep</b><c/></a>\n</record>",
+            "<x:record xmlns:x=\"urn:x\" id=\"1\"><x:name>n</x:name><a><b/></a></x:record>",
+            "<record/>",
+        ] {
+            assert!(plain_agrees(&dec, rec), "{rec}");
+        }
+        // Left to quick-xml, which reads them or says what is wrong.
+        for rec in [
+            "<record><name><![CDATA[x]]></name></record>",
+            "<record><!-- c --><name>x</name></record>",
+            "<record id = \"1\"/>",
+            "<record id=\"1\" id=\"2\"/>",
+            "<record><name>x</name ></record>",
+            "<record><name>&bogus;</name></record>",
+            "<record><name>x</a></record>",
+            "<record><name>x</name>",
+            "<record/>tail",
+        ] {
+            assert!(!plain_agrees(&dec, rec), "{rec}");
+        }
+    }
+
+    /// A record element written with the usual shapes and some unusual ones.
+    fn record_text() -> impl Strategy<Value = String> {
+        let name = || prop::sample::select(vec!["a", "b", "c", "x:a", "name"]);
+        let attrs = prop::collection::vec(
+            (
+                prop::sample::select(vec!["id", "b", "x", "x:id"]),
+                xml_value(),
+                any::<bool>(),
+            ),
+            0..3,
+        )
+        .prop_map(|list| {
+            list.into_iter()
+                .map(|(k, v, single)| {
+                    let v = attr(&v);
+                    if single {
+                        format!(" {k}='{}'", v.replace('\'', "&apos;"))
+                    } else {
+                        format!(" {k}=\"{v}\"")
+                    }
+                })
+                .collect::<String>()
+        })
+        .boxed();
+        let content = prop_oneof![
+            xml_value().prop_map(|v| text(&v)),
+            (xml_value(), xml_value()).prop_map(|(v, w)| format!(" \n{}{}", text(&v), cdata(&w))),
+            Just(String::new()),
+        ];
+        let child =
+            (name(), attrs.clone(), content, any::<u8>()).prop_map(move |(n, a, c, style)| {
+                match style % 4 {
+                    0 => format!("<{n}{a}/>"),
+                    1 => format!("<{n}{a}><b{a}>{c}</b></{n}>"),
+                    _ => format!("<{n}{a}>{c}</{n}>"),
+                }
+            });
+        (
+            attrs,
+            prop::collection::vec((child, prop::sample::select(vec!["", "\n  ", " "])), 0..5),
+        )
+            .prop_map(|(a, children)| {
+                let body: String = children
+                    .into_iter()
+                    .map(|(c, sep)| format!("{sep}{c}"))
+                    .collect();
+                format!("<record{a}>{body}</record>")
+            })
+    }
+
+    proptest! {
+        /// Whatever the plain reader accepts, quick-xml reads to the same values.
+        #[test]
+        fn plain_reader_agrees_with_quick_xml(rec in record_text()) {
+            plain_agrees(&decoder("record", &PLAIN_PATHS), &rec);
+        }
+
+        /// The same for markup soup inside a record.
+        #[test]
+        fn plain_reader_agrees_on_soup(parts in prop::collection::vec(prop::sample::select(vec![
+            "<a>", "</a>", "<b x='1'>", "<b x=\"&amp;\" x='2'>", "</b>", "<a/>", "<x:a>", "</x:a>",
+            ">", "/>", " id=\"1\"", " b='&lt;'", " id = '1'", "text", " ", "\n", "&amp;", "&#32;",
+            "&bogus;", "<![CDATA[c]]>", "<!--c-->", "<?p?>", "</record>", "<record>", "<", "'",
+            "\"", "=", "\u{e9}",
+        ]), 0..24)) {
+            let rec = format!("<record{}", parts.concat());
+            plain_agrees(&decoder("record", &PLAIN_PATHS), &rec);
+        }
     }
 
     proptest! {
