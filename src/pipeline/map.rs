@@ -287,21 +287,30 @@ fn apply_transform(t: Transform, s: Cow<'_, str>) -> Cow<'_, str> {
             Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
             Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
         },
-        Transform::Upper => {
-            if s.chars().any(|c| c.is_lowercase()) {
-                Cow::Owned(s.to_uppercase())
+        // ASCII text (most values) changes case byte by byte, without Unicode's tables.
+        Transform::Upper if s.is_ascii() => {
+            if s.bytes().any(|b| b.is_ascii_lowercase()) {
+                Cow::Owned(s.to_ascii_uppercase())
             } else {
                 s
             }
         }
-        Transform::Lower => {
-            if s.chars().any(|c| c.is_uppercase()) {
-                Cow::Owned(s.to_lowercase())
+        Transform::Upper => changed(s, str::to_uppercase),
+        Transform::Lower if s.is_ascii() => {
+            if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(s.to_ascii_lowercase())
             } else {
                 s
             }
         }
+        Transform::Lower => changed(s, str::to_lowercase),
     }
+}
+
+/// `s` through `f`, kept as it is (borrowed) when `f` changes nothing.
+fn changed<'a>(s: Cow<'a, str>, f: fn(&str) -> String) -> Cow<'a, str> {
+    let t = f(&s);
+    if t == *s { s } else { Cow::Owned(t) }
 }
 
 /// Formats a number with optional rounding and custom separators.
@@ -549,6 +558,31 @@ mod tests {
                 .unwrap_err()
                 .contains("unclosed")
         );
+    }
+
+    #[test]
+    fn case_transforms_agree_with_unicode_and_borrow_when_unchanged() {
+        for text in [
+            "open",
+            "Closed",
+            "PENDING",
+            "straße",
+            "Ünïcödé",
+            "ǅ x",
+            "",
+            "a1-b",
+        ] {
+            for (t, expected) in [
+                (Transform::Upper, text.to_uppercase()),
+                (Transform::Lower, text.to_lowercase()),
+            ] {
+                let got = apply_transform(t, Cow::Borrowed(text));
+                assert_eq!(got, expected, "{t:?} {text:?}");
+                if expected == text {
+                    assert!(matches!(got, Cow::Borrowed(_)), "{t:?} {text:?}");
+                }
+            }
+        }
     }
 
     #[test]
