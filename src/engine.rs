@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -50,6 +51,42 @@ pub struct EngineOptions {
     /// sha256 of the configuration file, recorded with the run so that a re-run can tell
     /// whether earlier results were made with the same rules.
     pub config_sha256: Option<String>,
+    /// What outputs wait for before they are renamed into place (see [`Ready`]).
+    pub ready: Ready,
+}
+
+/// A signal, given once, that the run can record what it delivers (its ledger is open). A
+/// unit may be processed before it is given, but its outputs wait for it before they are
+/// renamed into place, and are dropped when it fails: a run that cannot record delivers
+/// nothing. The default is given already.
+#[derive(Debug, Clone, Default)]
+pub struct Ready(Option<Arc<OnceLock<Result<(), String>>>>);
+
+impl Ready {
+    /// A signal not given yet.
+    pub fn pending() -> Ready {
+        Ready(Some(Arc::default()))
+    }
+
+    /// Gives the signal; only the first call counts.
+    pub fn set(&self, result: Result<(), String>) {
+        if let Some(cell) = &self.0 {
+            let _ = cell.set(result);
+        }
+    }
+
+    /// Waits for the signal.
+    pub fn wait(&self) -> Result<(), String> {
+        self.0.as_ref().map_or(Ok(()), |cell| cell.wait().clone())
+    }
+
+    /// Whether the signal was given as a failure.
+    pub fn failed(&self) -> bool {
+        self.0
+            .as_ref()
+            .and_then(|cell| cell.get())
+            .is_some_and(Result::is_err)
+    }
 }
 
 /// The error of a unit not started because the window had ended.
@@ -73,6 +110,7 @@ impl Default for EngineOptions {
             grace: crate::cancel::default_grace(),
             deadline: None,
             config_sha256: None,
+            ready: Ready::default(),
         }
     }
 }
@@ -208,14 +246,26 @@ impl TempOutput {
     }
 
     /// Flushes, syncs and renames into place; returns (path, bytes, sha256). Readers never
-    /// see a partial file under the final name.
+    /// see a partial file under the final name, and a commit that fails (a full disk) leaves
+    /// no temporary file either.
     fn commit(self) -> std::io::Result<(PathBuf, u64, String)> {
-        let file = self.writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest)?;
-        crate::cancel::forget_temporary(&self.tmp);
-        Ok((self.dest, self.bytes, hex::encode(self.hasher.finalize())))
+        let TempOutput {
+            tmp,
+            dest,
+            writer,
+            hasher,
+            bytes,
+        } = self;
+        let placed = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &dest));
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        crate::cancel::forget_temporary(&tmp);
+        placed.map(|()| (dest, bytes, hex::encode(hasher.finalize())))
     }
 
     fn abandon(self) {
@@ -521,24 +571,47 @@ fn run_chunks(
         }
         Ok(())
     })();
+    if let Err(e) = opts.ready.wait() {
+        out.abandon();
+        rej.abandon();
+        return Err(format!("not delivered: {e}"));
+    }
     match result {
         Ok(()) => {
-            let (p, bytes, sha) = out.commit().map_err(|e| write_err(out_path, e))?;
+            // A file whose output or reject file cannot be put in place (a disk that filled
+            // up) keeps neither, as when a write fails: the reject file goes first, and is
+            // taken back when the output then fails.
+            let (rejects, _, _) = match rej.commit() {
+                Ok(r) => r,
+                Err(e) => {
+                    out.abandon();
+                    return Err(write_err(reject_path, e));
+                }
+            };
+            let (p, bytes, sha) = match out.commit() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&rejects);
+                    return Err(write_err(out_path, e));
+                }
+            };
+            outcome.reject_path = Some(rejects);
             outcome.output_path = Some(p);
             outcome.output_bytes = bytes;
             outcome.output_sha256 = Some(sha);
+            Ok(())
         }
         Err(e) if e == CANCELLED => {
             // Nothing of a cancelled unit stays behind: the next run does it again.
             out.abandon();
             rej.abandon();
-            return Err(e);
+            Err(e)
         }
         Err(e) if e.starts_with(WRITE_FAILED) => {
             // A disk that filled up or went away: what was written is partial; keep neither.
             out.abandon();
             rej.abandon();
-            return Err(e);
+            Err(e)
         }
         Err(e) => {
             // The input is unusable (over the skip limit, not the configured format): the
@@ -547,12 +620,9 @@ fn run_chunks(
             if let Ok((p, _, _)) = rej.commit() {
                 outcome.reject_path = Some(p);
             }
-            return Err(e);
+            Err(e)
         }
     }
-    let (p, _, _) = rej.commit().map_err(|e| write_err(reject_path, e))?;
-    outcome.reject_path = Some(p);
-    Ok(())
 }
 
 /// One line of the reject file.

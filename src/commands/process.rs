@@ -2,7 +2,7 @@
 //! reject files and a DuckDB ledger.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
@@ -554,9 +554,30 @@ fn process_items(
     }
     let mut run = RunInfo::new("process");
     run.config_sha256 = opts.config_sha256.clone();
-    let ledger = Ledger::open(ledger_path).map_err(Failure::data)?;
-    ledger.begin_run(&run).map_err(Failure::data)?;
-    let ledger = Mutex::new((ledger, Batch::default()));
+    // The ledger opens (DuckDB starts, the schema is checked) on a thread of its own while the
+    // first units are processed; their outputs wait for it before they are renamed into place
+    // (see `Ready`), so a ledger that cannot be opened still leaves nothing delivered.
+    let ready = crate::engine::Ready::pending();
+    let opts = &EngineOptions {
+        ready: ready.clone(),
+        ..opts.clone()
+    };
+    let ledger: OnceLock<Mutex<(Ledger, Batch<_>)>> = OnceLock::new();
+    let open_failure: Mutex<Option<Failure>> = Mutex::new(None);
+    let open_ledger = || {
+        // Whatever happens here, units waiting for the ledger are told.
+        let _unblock = SetOnDrop(&ready);
+        match Ledger::open(ledger_path).and_then(|l| l.begin_run(&run).map(|()| l)) {
+            Ok(l) => {
+                let _ = ledger.set(Mutex::new((l, Batch::default())));
+                ready.set(Ok(()));
+            }
+            Err(e) => {
+                ready.set(Err(e.to_string()));
+                *open_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(Failure::data(e));
+            }
+        }
+    };
 
     let total_bytes: u64 = items
         .iter()
@@ -602,9 +623,13 @@ fn process_items(
         if outcome.status == FileStatus::Failed {
             tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
         }
+        // Recorded once the ledger is open; when it cannot be, the run fails as a whole.
+        let (Ok(()), Some(l)) = (ready.wait(), ledger.get()) else {
+            return Ok(outcome);
+        };
         // A poisoned lock only means another thread panicked while recording; the ledger
         // connection itself is still usable.
-        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
         let (ledger, batch) = &mut *l;
         if batch.push((p.priority.to_string(), outcome.clone())) {
             ledger
@@ -618,11 +643,12 @@ fn process_items(
     // File workers are plain threads, not rayon workers: waiting on its chunks, a file worker
     // then never picks up another file's whole loop from the pool's queue.
     std::thread::scope(|scope| {
+        scope.spawn(open_ledger);
         for _ in 0..FILE_WORKERS_PER_THREAD * rayon::current_num_threads().max(1) {
             scope.spawn(|| {
                 loop {
-                    // After SIGTERM or SIGINT no new unit starts.
-                    if opts.cancel.is_cancelled() {
+                    // After SIGTERM or SIGINT no new unit starts, nor after the ledger failed.
+                    if opts.cancel.is_cancelled() || ready.failed() {
                         break;
                     }
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -639,10 +665,16 @@ fn process_items(
         .collect();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(failure) = open_failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(failure);
+    }
+    let Some(ledger) = ledger.into_inner() else {
+        return Err(Failure::data(anyhow!(
+            "ledger `{}` could not be opened",
+            ledger_path.display()
+        )));
+    };
     let (mut ledger, mut batch) = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
-    ledger
-        .record_files(&run, &batch.take())
-        .map_err(Failure::data)?;
     let mut outcomes = Vec::with_capacity(results.len());
     let mut first_error = None;
     for r in results {
@@ -663,11 +695,21 @@ fn process_items(
     };
     let status = first_error.as_ref().map_or(summary.status(), |e| e.status);
     ledger
-        .end_run(&run, status.code() as i32)
+        .end_run_with_files(&run, &batch.take(), status.code() as i32)
         .map_err(Failure::data)?;
     match first_error {
         Some(e) => Err(e),
         None => Ok(summary),
+    }
+}
+
+/// Gives a [`Ready`](crate::engine::Ready) signal as a failure when dropped before it was
+/// given otherwise (a panic while opening the ledger), so that no unit waits for ever.
+struct SetOnDrop<'a>(&'a crate::engine::Ready);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(Err("the ledger could not be opened".into()));
     }
 }
 

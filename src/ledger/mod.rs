@@ -149,24 +149,24 @@ impl Ledger {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        let found: Option<String> = conn
+        // One transaction (one commit, one sync) creates a new ledger's tables and version.
+        conn.execute_batch(&format!(
+            "BEGIN TRANSACTION;
+             {SCHEMA}
+             INSERT INTO meta SELECT 'schema_version', '{SCHEMA_VERSION}'
+                 WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'schema_version');
+             COMMIT;"
+        ))
+        .map_err(err)?;
+        let found: String = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
                 |r| r.get(0),
             )
-            .ok();
-        match found {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)",
-                    params![SCHEMA_VERSION],
-                )
-                .map_err(err)?;
-            }
-            Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) => return Err(LedgerError::Version { path: p, found: v }),
+            .map_err(err)?;
+        if found != SCHEMA_VERSION {
+            return Err(LedgerError::Version { path: p, found });
         }
         Ok(Ledger { conn, path: p })
     }
@@ -199,13 +199,20 @@ impl Ledger {
 
     /// Records the end of a run and its exit code.
     pub fn end_run(&self, run: &RunInfo, exit_code: i32) -> Result<(), LedgerError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET ended_at = CAST(? AS TIMESTAMP), exit_code = ? WHERE run_id = ?",
-                params![ts(&chrono::Utc::now()), exit_code, run.run_id],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        end_run(&self.conn, run, exit_code).map_err(|e| self.err(e))
+    }
+
+    /// Records the last processed files and the end of the run in one transaction.
+    pub fn end_run_with_files(
+        &mut self,
+        run: &RunInfo,
+        files: &[(String, FileOutcome)],
+        exit_code: i32,
+    ) -> Result<(), LedgerError> {
+        self.in_transaction(|tx| {
+            append_files(tx, run, files)?;
+            end_run(tx, run, exit_code)
+        })
     }
 
     /// Runs `write` in one transaction and commits it (one commit for many rows costs far less
@@ -233,49 +240,7 @@ impl Ledger {
         if files.is_empty() {
             return Ok(());
         }
-        self.in_transaction(|tx| {
-            // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
-            let mut files_app = tx.appender("files")?;
-            for (priority, f) in files {
-                files_app.append_row(params![
-                    run.run_id,
-                    f.vendor,
-                    priority,
-                    f.input_path.display().to_string(),
-                    f.input_bytes as i64,
-                    f.input_sha256,
-                    f.records_in as i64,
-                    f.records_out as i64,
-                    f.records_rejected as i64,
-                    f.status.to_string(),
-                    f.error,
-                    ts(&f.started_at),
-                    ts(&f.ended_at),
-                    f.output_path.as_ref().map(|p| p.display().to_string()),
-                    f.output_bytes as i64,
-                    f.output_sha256,
-                    f.reject_path.as_ref().map(|p| p.display().to_string()),
-                    f.part.map(|p| p.0 as i64),
-                    f.part.map(|p| p.1 as i64),
-                ])?;
-            }
-            files_app.flush()?;
-            let mut rejects_app = tx.appender("rejects")?;
-            for (_, f) in files {
-                let input = f.input_path.display().to_string();
-                for ((field, rule), count) in &f.reject_counts {
-                    rejects_app.append_row(params![
-                        run.run_id,
-                        f.vendor,
-                        input,
-                        field,
-                        rule,
-                        *count as i64
-                    ])?;
-                }
-            }
-            rejects_app.flush()
-        })
+        self.in_transaction(|tx| append_files(tx, run, files))
     }
 
     /// Records what `publish` did with output and reject files, in one transaction.
@@ -344,6 +309,63 @@ impl Ledger {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Writes the rows of processed files and their reject counts (inside a transaction).
+fn append_files(
+    tx: &duckdb::Transaction<'_>,
+    run: &RunInfo,
+    files: &[(String, FileOutcome)],
+) -> duckdb::Result<()> {
+    // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
+    let mut files_app = tx.appender("files")?;
+    for (priority, f) in files {
+        files_app.append_row(params![
+            run.run_id,
+            f.vendor,
+            priority,
+            f.input_path.display().to_string(),
+            f.input_bytes as i64,
+            f.input_sha256,
+            f.records_in as i64,
+            f.records_out as i64,
+            f.records_rejected as i64,
+            f.status.to_string(),
+            f.error,
+            ts(&f.started_at),
+            ts(&f.ended_at),
+            f.output_path.as_ref().map(|p| p.display().to_string()),
+            f.output_bytes as i64,
+            f.output_sha256,
+            f.reject_path.as_ref().map(|p| p.display().to_string()),
+            f.part.map(|p| p.0 as i64),
+            f.part.map(|p| p.1 as i64),
+        ])?;
+    }
+    files_app.flush()?;
+    let mut rejects_app = tx.appender("rejects")?;
+    for (_, f) in files {
+        let input = f.input_path.display().to_string();
+        for ((field, rule), count) in &f.reject_counts {
+            rejects_app.append_row(params![
+                run.run_id,
+                f.vendor,
+                input,
+                field,
+                rule,
+                *count as i64
+            ])?;
+        }
+    }
+    rejects_app.flush()
+}
+
+fn end_run(conn: &Connection, run: &RunInfo, exit_code: i32) -> duckdb::Result<()> {
+    conn.execute(
+        "UPDATE runs SET ended_at = CAST(? AS TIMESTAMP), exit_code = ? WHERE run_id = ?",
+        params![ts(&chrono::Utc::now()), exit_code, run.run_id],
+    )
+    .map(|_| ())
 }
 
 /// Rows waiting to be written to a ledger in one transaction: one commit for many rows costs

@@ -1,12 +1,27 @@
 //! A disk that fills up while outputs are written: a clear error, the file recorded as failed,
-//! and nothing partial under a final name. Needs a small filesystem: a 1 MB tmpfs, mounted when
-//! the tests run as root (as `scripts/test` does in CI).
+//! nothing partial under a final name, no temporary file left, and the other files carry on.
+//! Needs a small filesystem: a 1 MB tmpfs, mounted when the tests run as root (as
+//! `scripts/test` does in CI).
 
 use crate::util::Dir;
 
+/// Vendors `C` and `D`, alike.
 const CONFIG: &str = r#"
 [[vendor]]
 id = "C"
+[vendor.input]
+format = "csv"
+header = true
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[[vendor.fields]]
+name = "name"
+[vendor.output]
+format = "csv"
+
+[[vendor]]
+id = "D"
 [vendor.input]
 format = "csv"
 header = true
@@ -55,25 +70,26 @@ fn a_full_disk_fails_the_file_cleanly() {
     for i in 1..200_000 {
         csv.push_str(&format!("{i},name{i}\n"));
     }
-    d.write("many.csv", &csv);
-    d.write("few.csv", "id,name\n1,a\n");
-    let Some(small) = Small::mount(d.path("small")) else {
+    // Vendor C's outputs go to a small disk that `many.csv` fills (with `few.csv`, which may
+    // fit or not: the two are processed at the same time); vendor D's go to the test's disk.
+    d.write("in/C/many.csv", &csv);
+    d.write("in/C/few.csv", "id,name\n1,a\n");
+    d.write("in/D/other.csv", "id,name\n1,a\n2,b\n");
+    let Some(small) = Small::mount(d.path("out/C")) else {
         return;
     };
     let o = d
         .cmd()
         .args([
-            "process", "--config", "c.toml", "--vendor", "C", "--input", "many.csv", "--input",
-            "few.csv",
-        ])
-        .args([
+            "process",
+            "--config",
+            "c.toml",
+            "--inbound",
+            "in",
             "--out",
-            "small/out",
-            "--ledger",
-            "ledger.duckdb",
-            "--date",
-            "2026-11-29",
+            "out",
         ])
+        .args(["--ledger", "ledger.duckdb", "--date", "2026-11-29"])
         .assert()
         .code(1);
     let out = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
@@ -81,7 +97,7 @@ fn a_full_disk_fails_the_file_cleanly() {
         out.contains("cannot write") && out.contains("No space left on device"),
         "{out}"
     );
-    let left: Vec<String> = std::fs::read_dir(small.0.join("out"))
+    let left: Vec<String> = std::fs::read_dir(&small.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -93,19 +109,36 @@ fn a_full_disk_fails_the_file_cleanly() {
         !left.iter().any(|n| n.starts_with('.')),
         "no temporary files: {left:?}"
     );
-    assert!(
-        left.contains(&"few.out.csv".to_string()),
-        "the other file carried on: {left:?}"
-    );
     let ledger = batchwin::ledger::Ledger::open(&d.path("ledger.duckdb")).unwrap();
-    let (status, error): (String, String) = ledger
-        .connection()
-        .query_row(
-            "SELECT status, error FROM files WHERE input_path LIKE '%many.csv'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(status, "failed");
-    assert!(error.contains("No space left on device"), "{error}");
+    let status = |name: &str| -> (String, Option<String>) {
+        ledger
+            .connection()
+            .query_row(
+                "SELECT status, error FROM files WHERE input_path LIKE '%/' || ?",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let (many, error) = status("many.csv");
+    assert_eq!(many, "failed");
+    assert!(
+        error
+            .unwrap_or_default()
+            .contains("No space left on device")
+    );
+    // `few.csv` either fitted, or failed as cleanly.
+    match status("few.csv") {
+        (s, None) if s == "succeeded" => assert!(left.contains(&"few.out.csv".to_string())),
+        (s, Some(e)) if s == "failed" => {
+            assert!(e.contains("No space left on device"), "{e}");
+            assert!(!left.iter().any(|n| n.starts_with("few.")), "{left:?}");
+        }
+        other => panic!("few.csv: {other:?}"),
+    }
+    assert_eq!(status("other.csv"), ("succeeded".to_string(), None));
+    assert!(
+        d.path("out/D/other.out.csv").is_file(),
+        "the other vendor carried on"
+    );
 }

@@ -111,3 +111,31 @@ print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall(
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n3\n");
 }
+
+/// The ledger opens while the first files are processed; when it cannot be opened, nothing is
+/// delivered: no output, no reject file, no temporary file left, and the run fails.
+#[test]
+fn a_ledger_that_cannot_be_opened_leaves_nothing_delivered() {
+    let d = Dir::new();
+    crate::util::generate_day(&d, "6", "6000", "4", "5");
+    d.write("out/ledger.duckdb", "not a DuckDB file\n");
+    let out = d
+        .cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            "day/inbound/2026-11-29",
+            "--out",
+            "out",
+            "--date",
+            "2026-11-29",
+        ])
+        .assert()
+        .code(1);
+    let err = crate::util::stderr(&out);
+    assert!(err.contains("ledger.duckdb"), "{err}");
+    let left: Vec<String> = crate::util::tree(&d.path("out")).into_keys().collect();
+    assert_eq!(left, vec!["ledger.duckdb".to_string()], "{err}");
+}
