@@ -97,6 +97,10 @@ impl Pattern {
     const DFA_BYTES: usize = 1 << 20;
 
     fn new(text: &str) -> Result<Pattern, String> {
+        // The pattern must stand on its own before it is put in a group: `a)|(b` is refused,
+        // not read as `^(?:a)|(b)$`, which would anchor neither side. Errors are worded by
+        // the regex crate, about the pattern as written.
+        regex::Regex::new(text).map_err(|e| e.to_string())?;
         let anchored = format!("^(?:{text})$");
         let regex = Regex::new(&anchored).map_err(|e| {
             // The regex crate's wording of the same error (same parser, same limits).
@@ -483,6 +487,11 @@ mod tests {
         assert_eq!(FieldCheck::build(&f).unwrap_err().0, "min");
         let f: FieldConfig = toml::from_str("name = 'a'\npattern = '(('").unwrap();
         assert_eq!(FieldCheck::build(&f).unwrap_err().0, "pattern");
+        // A pattern that only parses inside the anchoring group is refused too.
+        let f: FieldConfig = toml::from_str("name = 'a'\npattern = 'a)|(b'").unwrap();
+        let (key, reason) = FieldCheck::build(&f).unwrap_err();
+        assert_eq!(key, "pattern");
+        assert!(reason.contains("unopened group"), "{reason}");
         let f: FieldConfig = toml::from_str("name = 'a'\ntype = 'date'\nformat = '%Q'").unwrap();
         assert_eq!(FieldCheck::build(&f).unwrap_err().0, "format");
     }
