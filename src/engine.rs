@@ -501,6 +501,10 @@ fn run_chunks(
             if opts.cancel.is_cancelled() {
                 return Err(CANCELLED.to_string());
             }
+            if opts.ready.failed() {
+                // The run cannot record this unit (see `Ready`): nothing more to read.
+                break;
+            }
             window.clear();
             for c in frames.by_ref() {
                 let mut c = c.map_err(|e| format!("{input_name}: {e}"))?;
