@@ -6,9 +6,13 @@
 use crate::util::Dir;
 
 /// Vendors `C` and `D`, alike.
-const CONFIG: &str = r#"
+fn config() -> String {
+    ["C", "D"]
+        .map(|id| {
+            format!(
+                r#"
 [[vendor]]
-id = "C"
+id = "{id}"
 [vendor.input]
 format = "csv"
 header = true
@@ -19,20 +23,11 @@ type = "integer"
 name = "name"
 [vendor.output]
 format = "csv"
-
-[[vendor]]
-id = "D"
-[vendor.input]
-format = "csv"
-header = true
-[[vendor.fields]]
-name = "id"
-type = "integer"
-[[vendor.fields]]
-name = "name"
-[vendor.output]
-format = "csv"
-"#;
+"#
+            )
+        })
+        .concat()
+}
 
 /// A 1 MB tmpfs at `dir`, unmounted when dropped.
 struct Small(std::path::PathBuf);
@@ -65,7 +60,7 @@ impl Drop for Small {
 #[test]
 fn a_full_disk_fails_the_file_cleanly() {
     let d = Dir::new();
-    d.write("c.toml", CONFIG);
+    d.write("c.toml", config());
     let mut csv = String::from("id,name\n");
     for i in 1..200_000 {
         csv.push_str(&format!("{i},name{i}\n"));

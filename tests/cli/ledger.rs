@@ -119,19 +119,7 @@ fn a_ledger_that_cannot_be_opened_leaves_nothing_delivered() {
     let d = Dir::new();
     crate::util::generate_day(&d, "6", "6000", "4", "5");
     d.write("out/ledger.duckdb", "not a DuckDB file\n");
-    let out = d
-        .cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "out",
-            "--date",
-            "2026-11-29",
-        ])
+    let out = crate::util::process_day_command(&d, "out", "2026-11-29")
         .assert()
         .code(1);
     let err = crate::util::stderr(&out);

@@ -323,17 +323,21 @@ pub fn generate_day_on(d: &Dir, files: &str, records: &str, vendors: &str, seed:
 
 /// `batchwin process` of the whole generated day for `date` into `DIR/OUT`; must succeed.
 pub fn process_day_on(d: &Dir, out: &str, date: &str) {
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            &format!("day/inbound/{date}"),
-        ])
-        .args(["--out", out, "--date", date])
-        .assert()
-        .code(0);
+    process_day_command(d, out, date).assert().code(0);
+}
+
+/// The command of [`process_day_on`], to run and check otherwise.
+pub fn process_day_command(d: &Dir, out: &str, date: &str) -> Command {
+    let mut c = d.cmd();
+    c.args([
+        "process",
+        "--config",
+        "day/batchwin.toml",
+        "--inbound",
+        &format!("day/inbound/{date}"),
+    ])
+    .args(["--out", out, "--date", date]);
+    c
 }
 
 /// What a finished command printed on standard output.
