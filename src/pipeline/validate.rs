@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use regex_automata::dfa::{Automaton, StartKind, dense};
@@ -85,8 +86,9 @@ pub struct FieldCheck {
 struct Pattern {
     text: String,
     /// A full DFA, when the pattern makes a small one: a value is then checked a byte at a
-    /// time, with no search to set up.
-    dfa: Option<dense::DFA<Vec<u32>>>,
+    /// time, with no search to set up. Built at the first value, so that a configuration of
+    /// many vendors costs nothing for the vendors a run does not process.
+    dfa: OnceLock<Option<dense::DFA<Vec<u32>>>>,
     /// The regex engine, for the patterns a small DFA cannot hold (Unicode word boundaries,
     /// large classes repeated many times).
     regex: Regex,
@@ -98,17 +100,28 @@ impl Pattern {
 
     fn new(text: &str) -> Result<Pattern, String> {
         // The pattern must stand on its own before it is put in a group: `a)|(b` is refused,
-        // not read as `^(?:a)|(b)$`, which would anchor neither side. Errors are worded by
-        // the regex crate, about the pattern as written.
-        regex::Regex::new(text).map_err(|e| e.to_string())?;
-        let anchored = format!("^(?:{text})$");
+        // not read as `^(?:a)|(b)$`, which would anchor neither side. Errors are worded as
+        // the regex crate words them, about the pattern as written.
+        regex_automata::util::syntax::parse(text).map_err(|e| e.to_string())?;
+        let anchored = Self::anchored(text);
         let regex = Regex::new(&anchored).map_err(|e| {
-            // The regex crate's wording of the same error (same parser, same limits).
             regex::Regex::new(&anchored)
                 .err()
                 .map_or_else(|| e.to_string(), |e| e.to_string())
         })?;
-        let dfa = dense::Builder::new()
+        Ok(Pattern {
+            text: text.to_string(),
+            dfa: OnceLock::new(),
+            regex,
+        })
+    }
+
+    fn anchored(text: &str) -> String {
+        format!("^(?:{text})$")
+    }
+
+    fn build_dfa(&self) -> Option<dense::DFA<Vec<u32>>> {
+        dense::Builder::new()
             .configure(
                 dense::Config::new()
                     .start_kind(StartKind::Anchored)
@@ -116,19 +129,14 @@ impl Pattern {
                     .dfa_size_limit(Some(Self::DFA_BYTES))
                     .determinize_size_limit(Some(Self::DFA_BYTES)),
             )
-            .build(&anchored)
-            .ok();
-        Ok(Pattern {
-            text: text.to_string(),
-            dfa,
-            regex,
-        })
+            .build(&Self::anchored(&self.text))
+            .ok()
     }
 
     /// Whether the whole of `value` matches; `cache` is the regex engine's, made when first
     /// needed.
     fn matches(&self, value: &str, cache: &mut Option<Cache>) -> bool {
-        if let Some(dfa) = &self.dfa
+        if let Some(dfa) = self.dfa.get_or_init(|| self.build_dfa())
             && let Ok(mut state) =
                 dfa.start_state_forward(&Input::new(value).anchored(Anchored::Yes))
         {
