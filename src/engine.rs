@@ -726,3 +726,68 @@ fn process_chunk(
     });
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    const CONFIG: &str = r#"
+[[vendor]]
+id = "C"
+[vendor.input]
+format = "csv"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[vendor.output]
+format = "csv"
+"#;
+
+    /// A unit's outputs wait for the run's ledger: nothing is renamed into place before the
+    /// signal is given, and nothing at all when it is given as a failure.
+    #[test]
+    fn outputs_wait_for_the_ready_signal() {
+        let cfg = crate::config::Config::parse(Path::new("t.toml"), CONFIG.into()).unwrap();
+        let profile = VendorProfile::build(&cfg, 0, None).unwrap();
+        let encoder = profile.encoder().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, "id\n1\nx\n2\n").unwrap();
+        let delay = Duration::from_millis(200);
+        for given in [Ok(()), Err("the ledger is locked".to_string())] {
+            let out = dir.path().join(if given.is_ok() { "ok" } else { "failed" });
+            std::fs::create_dir(&out).unwrap();
+            let opts = EngineOptions {
+                ready: Ready::pending(),
+                ..EngineOptions::default()
+            };
+            let started = Instant::now();
+            let outcome = std::thread::scope(|s| {
+                s.spawn(|| {
+                    std::thread::sleep(delay);
+                    opts.ready.set(given.clone());
+                });
+                process_file(&profile, encoder.as_ref(), &input, &out, &opts, None, None).unwrap()
+            });
+            assert!(started.elapsed() >= delay, "returned before the signal");
+            let mut left: Vec<String> = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            match given {
+                Ok(()) => {
+                    assert_eq!(outcome.status, FileStatus::Succeeded);
+                    assert_eq!((outcome.records_out, outcome.records_rejected), (2, 1));
+                    assert_eq!(left, ["in.out.csv", "in.rejects.jsonl"]);
+                }
+                Err(e) => {
+                    assert_eq!(outcome.status, FileStatus::Failed);
+                    assert_eq!(outcome.error, Some(format!("not delivered: {e}")));
+                    assert!(left.is_empty(), "{left:?}");
+                }
+            }
+        }
+    }
+}

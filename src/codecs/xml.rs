@@ -572,7 +572,7 @@ impl XmlDecoder {
             };
             if k > 0 {
                 let t = &text[p..p + k];
-                if memchr(b'&', t.as_bytes()).is_some() && unescape(t).is_err() {
+                if unescape(t).is_err() {
                     return false;
                 }
                 s.push(Piece::Text(t));

@@ -732,9 +732,10 @@ impl VendorProfile {
     }
 }
 
-/// Working memory of [`VendorProfile::apply_into`] that is not per record: each field
-/// pattern's search cache (made at its first match), which a regex shared by threads would otherwise take from (and give
-/// back to) a shared pool on every match.
+/// Working memory of [`VendorProfile::apply_into`] that is not per record: for each field
+/// pattern that the regex engine checks (one too large for a small DFA), its search cache,
+/// made at its first match, which a regex shared by threads would otherwise take from (and
+/// give back to) a shared pool on every match.
 #[derive(Debug)]
 pub struct Workspace {
     caches: Vec<Option<regex_automata::meta::Cache>>,

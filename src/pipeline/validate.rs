@@ -249,9 +249,10 @@ impl FieldCheck {
         self.check_with(value, &mut None)
     }
 
-    /// [`check`](Self::check) with the pattern's search cache (made at the first match) kept
-    /// by the caller across values, by one thread at a time: a regex used from several
-    /// threads otherwise hands out its caches from a shared pool on every match.
+    /// [`check`](Self::check) with the regex engine's search cache for a pattern without a
+    /// DFA (made at its first match) kept by the caller across values, by one thread at a
+    /// time: a regex used from several threads otherwise hands out its caches from a shared
+    /// pool on every match.
     pub fn check_with<'a>(
         &self,
         value: Option<&'a str>,
@@ -526,10 +527,11 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// A pattern checked with one cache kept across values (as a chunk does) accepts
-        /// exactly what the regex crate's anchored `is_match` accepts.
+        /// A pattern, checked by its DFA or by the regex engine with one cache kept across
+        /// values (as a chunk does), accepts exactly what the regex crate's anchored
+        /// `is_match` accepts.
         #[test]
-        fn kept_caches_match_like_the_regex_crate(
+        fn patterns_match_like_the_regex_crate(
             p in prop::sample::select(vec![
                 "[A-Z]{2}[0-9]{8}", "[^@ ]+@[^@ ]+\\.[a-z]+", "a|ab", "(?i)zoë", "\\w+", ".*x.*",
                 "\\bab\\b|x", "(a|b)*c?$", "[[:alpha:]]{3,}",
