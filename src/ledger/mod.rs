@@ -369,20 +369,18 @@ fn end_run(conn: &Connection, run: &RunInfo, exit_code: i32) -> duckdb::Result<(
 }
 
 /// Rows waiting to be written to a ledger in one transaction: one commit for many rows costs
-/// far less than one each. A batch is due at [`Batch::ROWS`] rows or [`Batch::WAIT`] after the
-/// last one was written; what a crash loses in between is redone (`process`) or found already
-/// done (`publish`) by the next run.
+/// far less than one each. A batch is due at [`Batch::ROWS`] rows or a wait ([`Batch::WAIT`]
+/// by default) after the last one was written; what a crash loses in between is redone
+/// (`process`) or found already done (`publish`) by the next run.
 pub struct Batch<T> {
     rows: Vec<T>,
     since: std::time::Instant,
+    wait: std::time::Duration,
 }
 
 impl<T> Default for Batch<T> {
     fn default() -> Self {
-        Batch {
-            rows: Vec::new(),
-            since: std::time::Instant::now(),
-        }
+        Batch::every(Self::WAIT)
     }
 }
 
@@ -390,10 +388,19 @@ impl<T> Batch<T> {
     pub const ROWS: usize = 256;
     pub const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+    /// A batch due `wait` after the last one was written (or at [`Batch::ROWS`] rows).
+    pub fn every(wait: std::time::Duration) -> Batch<T> {
+        Batch {
+            rows: Vec::new(),
+            since: std::time::Instant::now(),
+            wait,
+        }
+    }
+
     /// Adds a row; true when the batch is due to be written.
     pub fn push(&mut self, row: T) -> bool {
         self.rows.push(row);
-        self.rows.len() >= Self::ROWS || self.since.elapsed() >= Self::WAIT
+        self.rows.len() >= Self::ROWS || self.since.elapsed() >= self.wait
     }
 
     /// The rows to write now; the batch starts again empty.
