@@ -107,6 +107,22 @@ impl DateFormat {
         }
     }
 
+    /// The bytes a value in this format usually takes (exact for plain formats), to size
+    /// the text once.
+    pub fn capacity(&self) -> usize {
+        match &self.plain {
+            Some(plain) => plain
+                .iter()
+                .map(|p| match p {
+                    Plain::Text(t) => t.len(),
+                    Plain::Year => 4,
+                    _ => 2,
+                })
+                .sum(),
+            None => 32,
+        }
+    }
+
     /// Appends a date, or a timestamp's date and time, in this format. Fails, as chrono does,
     /// when the format asks for what the value does not have (the hour of a date).
     pub fn write(
@@ -120,10 +136,19 @@ impl DateFormat {
         if let Some(plain) = &self.plain {
             let year = date.year();
             if (0..=9999).contains(&year) && (time.is_some() || !self.needs_time) {
+                // ASCII digits, two at a time.
                 let two = |out: &mut String, v: u32| {
-                    out.push((b'0' + (v / 10 % 10) as u8) as char);
-                    out.push((b'0' + (v % 10) as u8) as char);
+                    out.push(char::from(b'0' + (v / 10 % 10) as u8));
+                    out.push(char::from(b'0' + (v % 10) as u8));
                 };
+                let (h, m, sec) = time.map_or((0, 0, 0), |t| {
+                    // A leap second reads 60, as chrono writes it.
+                    (
+                        t.hour(),
+                        t.minute(),
+                        t.second() + t.nanosecond() / 1_000_000_000,
+                    )
+                });
                 for p in plain {
                     match p {
                         Plain::Text(t) => out.push_str(t),
@@ -133,13 +158,9 @@ impl DateFormat {
                         }
                         Plain::Month => two(out, date.month()),
                         Plain::Day => two(out, date.day()),
-                        Plain::Hour => two(out, time.map_or(0, |t| t.hour())),
-                        Plain::Minute => two(out, time.map_or(0, |t| t.minute())),
-                        // A leap second reads 60, as chrono writes it.
-                        Plain::Second => two(
-                            out,
-                            time.map_or(0, |t| t.second() + t.nanosecond() / 1_000_000_000),
-                        ),
+                        Plain::Hour => two(out, h),
+                        Plain::Minute => two(out, m),
+                        Plain::Second => two(out, sec),
                     }
                 }
                 return Ok(());
@@ -167,8 +188,43 @@ pub struct NumberFormat {
 #[derive(Debug, Clone)]
 pub struct Lookup {
     pub table_name: String,
-    pub table: Arc<BTreeMap<String, String>>,
+    pub table: Arc<LookupTable>,
     pub default: Option<String>,
+}
+
+impl Lookup {
+    /// The value for `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.table.get(key)
+    }
+}
+
+/// A lookup table of the configuration, its entries in key order. A small table (the usual
+/// currencies, countries, status codes) is searched entry by entry, comparing short texts in
+/// line, which costs less than ordered comparisons; a larger one by bisection.
+#[derive(Debug, Clone)]
+pub struct LookupTable(Vec<(String, String)>);
+
+impl LookupTable {
+    /// Tables up to this size are searched entry by entry.
+    const FEW: usize = 16;
+
+    pub fn new(table: &BTreeMap<String, String>) -> LookupTable {
+        LookupTable(table.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let entries = &self.0;
+        let found = if entries.len() <= Self::FEW {
+            entries.iter().find(|(k, _)| super::text::eq(k, key))
+        } else {
+            entries
+                .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                .ok()
+                .map(|i| &entries[i])
+        };
+        found.map(|(_, v)| v.as_str())
+    }
 }
 
 /// A mapping failure that rejects the record.
@@ -191,6 +247,7 @@ pub struct OutputField {
 
 impl OutputField {
     /// Computes this field's output value from a record's raw and typed values.
+    #[inline]
     pub fn value<'a>(
         &'a self,
         raw: &'a [Option<Cow<'a, str>>],
@@ -219,7 +276,7 @@ impl OutputField {
             }
         };
         if let (Some(fmt), Source::Field(i)) = (&self.date_format, &self.source) {
-            let mut s = String::new();
+            let mut s = String::with_capacity(fmt.capacity());
             // A format can ask for what the value does not have (a time zone of a plain
             // timestamp, the hour of a date): chrono then fails to format, and so does the record.
             let written = match typed.get(*i) {
@@ -256,8 +313,8 @@ impl OutputField {
         }
         if let Some(lk) = &self.lookup {
             if let Some(key) = v.take() {
-                v = match lk.table.get(key.as_ref()) {
-                    Some(found) => Some(Cow::Borrowed(found.as_str())),
+                v = match lk.get(&key) {
+                    Some(found) => Some(Cow::Borrowed(found)),
                     None => match &lk.default {
                         Some(d) => Some(Cow::Borrowed(d.as_str())),
                         None => {
@@ -318,8 +375,12 @@ fn changed<'a>(s: Cow<'a, str>, f: fn(&str) -> String) -> Cow<'a, str> {
 /// The digits are written straight from the decimal's integer mantissa and scale: the same
 /// text as its `Display` (trailing zeros kept, `-` for a negative value; a value rounded to
 /// zero has no sign) without going through `fmt` and a second pass to split it.
+#[inline]
 pub fn format_number(n: Decimal, nf: &NumberFormat) -> String {
     let n = match nf.decimals {
+        // Already at that scale (the usual case: amounts with two decimals written with two):
+        // nothing to round.
+        Some(d) if n.scale() == d => n,
         Some(d) => {
             let mut r = n.round_dp_with_strategy(d, RoundingStrategy::MidpointAwayFromZero);
             r.rescale(d);
@@ -348,25 +409,28 @@ pub fn format_number(n: Decimal, nf: &NumberFormat) -> String {
     let scale = n.scale() as usize;
     // A value below one still shows its `0` before the separator: `0.05`.
     at = at.min(buf.len() - scale - 1);
-    let digits = std::str::from_utf8(&buf[at..]).unwrap_or_default();
-    let (int, frac) = digits.split_at(digits.len() - scale);
-    let mut out = String::with_capacity(digits.len() + 8);
+    let (int, frac) = buf[at..].split_at(buf.len() - at - scale);
+    let mut out = String::with_capacity(
+        1 + int.len() * (1 + nf.thousands_separator.len()) + nf.decimal_separator.len() + scale,
+    );
     if n.is_sign_negative() {
         out.push('-');
     }
+    // The digits are ASCII: each byte is its own character.
+    let digits = |out: &mut String, d: &[u8]| d.iter().for_each(|&b| out.push(char::from(b)));
     if nf.thousands_separator.is_empty() {
-        out.push_str(int);
+        digits(&mut out, int);
     } else {
-        for (i, ch) in int.chars().enumerate() {
+        for (i, &b) in int.iter().enumerate() {
             if i > 0 && (int.len() - i) % 3 == 0 {
                 out.push_str(&nf.thousands_separator);
             }
-            out.push(ch);
+            out.push(char::from(b));
         }
     }
     if scale > 0 {
         out.push_str(&nf.decimal_separator);
-        out.push_str(frac);
+        digits(&mut out, frac);
     }
     out
 }
@@ -585,6 +649,25 @@ mod tests {
         }
     }
 
+    /// Small and large tables find what the map they were made from finds.
+    #[test]
+    fn lookup_tables_find_as_maps() {
+        for n in [0, 1, 5, 16, 17, 100] {
+            let map: BTreeMap<String, String> =
+                (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+            let table = LookupTable::new(&map);
+            for i in 0..n + 3 {
+                for key in [format!("k{i}"), format!("k{i}x"), String::new()] {
+                    assert_eq!(
+                        table.get(&key),
+                        map.get(&key).map(String::as_str),
+                        "{n} {key}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn field_steps_in_order() {
         let mut table = BTreeMap::new();
@@ -597,7 +680,7 @@ mod tests {
             number: None,
             lookup: Some(Lookup {
                 table_name: "countries".into(),
-                table: Arc::new(table),
+                table: Arc::new(LookupTable::new(&table)),
                 default: None,
             }),
             mask: None,

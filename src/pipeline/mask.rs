@@ -58,6 +58,7 @@ pub enum Mask {
 
 impl Mask {
     /// Applies the mask. `None` stays `None` (nothing to hide).
+    #[inline]
     pub fn apply<'a>(&self, value: Option<Cow<'a, str>>) -> Option<Cow<'a, str>> {
         let v = value?;
         Some(match self {
@@ -89,8 +90,8 @@ impl Mask {
                     Cow::Owned(s)
                 }
             }
-            Mask::EmailDomain => match v.rsplit_once('@') {
-                Some((_, domain)) => {
+            Mask::EmailDomain => match super::text::rfind(&v, b'@').map(|at| &v[at + 1..]) {
+                Some(domain) => {
                     let mut s = String::with_capacity(4 + domain.len());
                     s.push_str("***@");
                     s.push_str(domain);

@@ -9,6 +9,7 @@
 pub mod map;
 pub mod mask;
 pub mod rules;
+pub mod text;
 pub mod validate;
 
 use std::borrow::Cow;
@@ -303,10 +304,10 @@ impl VendorProfile {
         }
 
         // Lookups, shared between fields.
-        let lookups: BTreeMap<&str, Arc<BTreeMap<String, String>>> = v
+        let lookups: BTreeMap<&str, Arc<map::LookupTable>> = v
             .lookups
             .iter()
-            .map(|(k, t)| (k.as_str(), Arc::new(t.clone())))
+            .map(|(k, t)| (k.as_str(), Arc::new(map::LookupTable::new(t))))
             .collect();
 
         // Output fields: explicit, or every input field unchanged.
@@ -388,7 +389,7 @@ impl VendorProfile {
         o: &OutputFieldConfig,
         oat: &KeyPath,
         checks: &[FieldCheck],
-        lookups: &BTreeMap<&str, Arc<BTreeMap<String, String>>>,
+        lookups: &BTreeMap<&str, Arc<map::LookupTable>>,
         key: Option<&MaskKey>,
     ) -> Result<OutputField, ConfigError> {
         let find = |name: &str| checks.iter().position(|c| c.name == name);

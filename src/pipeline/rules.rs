@@ -318,8 +318,8 @@ fn eval(e: &Expr, v: &[Typed<'_>]) -> Option<bool> {
         Expr::Cmp(a, op, b) => {
             let ord = match (resolve(a, v)?, resolve(b, v)?) {
                 (Side::T(x), Side::T(y)) => x.compare(y)?,
-                (Side::T(Typed::Str(x)), Side::S(y)) => (*x).cmp(y),
-                (Side::S(x), Side::T(Typed::Str(y))) => x.cmp(*y),
+                (Side::T(Typed::Str(x)), Side::S(y)) => super::text::cmp(x, y),
+                (Side::S(x), Side::T(Typed::Str(y))) => super::text::cmp(x, y),
                 _ => return None,
             };
             use std::cmp::Ordering::*;

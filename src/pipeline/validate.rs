@@ -35,7 +35,7 @@ impl Typed<'_> {
     pub fn compare(&self, other: &Typed<'_>) -> Option<std::cmp::Ordering> {
         use Typed::*;
         match (self, other) {
-            (Str(a), Str(b)) => Some(a.cmp(b)),
+            (Str(a), Str(b)) => Some(super::text::cmp(a, b)),
             (Int(a), Int(b)) => Some(a.cmp(b)),
             (Dec(a), Dec(b)) => Some(a.cmp(b)),
             (Int(a), Dec(b)) => Some(Decimal::from(*a).cmp(b)),
@@ -175,7 +175,7 @@ impl Allowed {
 
     fn contains(&self, v: &str) -> bool {
         match self {
-            Allowed::Few(list) => list.iter().any(|a| a == v),
+            Allowed::Few(list) => list.iter().any(|a| super::text::eq(a, v)),
             Allowed::Many(set) => set.contains(v),
         }
     }
@@ -253,6 +253,7 @@ impl FieldCheck {
     /// DFA (made at its first match) kept by the caller across values, by one thread at a
     /// time: a regex used from several threads otherwise hands out its caches from a shared
     /// pool on every match.
+    #[inline(always)]
     pub fn check_with<'a>(
         &self,
         value: Option<&'a str>,
@@ -315,6 +316,7 @@ impl FieldCheck {
     }
 
     /// Parses text into the field's type.
+    #[inline(always)]
     pub fn parse<'a>(&self, text: &'a str) -> Result<Typed<'a>, Violation> {
         let bad = || Violation {
             rule: "type",

