@@ -298,6 +298,25 @@ pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
     hay[i..].iter().position(|&c| c == b).map(|k| i + k)
 }
 
+/// Offset of the first `a` or `b` in `hay`.
+#[inline]
+pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        let w = word_at(hay, i);
+        // The first set bit of either mask is exact, and so is the first of both.
+        let m = bytes_equal(w, a) | bytes_equal(w, b);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay[i..]
+        .iter()
+        .position(|&c| c == a || c == b)
+        .map(|k| i + k)
+}
+
 /// Whether `hay` holds any of the four bytes `set`.
 #[inline]
 pub(crate) fn contains_any(hay: &[u8], set: [u8; 4]) -> bool {
