@@ -85,6 +85,12 @@ pub struct FieldCheck {
 #[derive(Debug, Clone)]
 struct Pattern {
     text: String,
+    /// The pattern as one ASCII character class per position, when it is only that (account
+    /// numbers, codes, postcodes: `[A-Z]{2}[0-9]{8}`): a value then matches when it has that
+    /// many bytes and each is in its position's class, checks that do not wait on each other
+    /// as a DFA's steps do (measured: the DFA was 4.5 % of the CPU time of the CSV vendors of
+    /// a tenth of a day, on two patterns).
+    fixed: Option<Vec<u128>>,
     /// A full DFA, when the pattern makes a small one: a value is then checked a byte at a
     /// time, with no search to set up. Built at the first value, so that a configuration of
     /// many vendors costs nothing for the vendors a run does not process.
@@ -102,7 +108,13 @@ impl Pattern {
         // The pattern must stand on its own before it is put in a group: `a)|(b` is refused,
         // not read as `^(?:a)|(b)$`, which would anchor neither side. Errors are worded as
         // the regex crate words them, about the pattern as written.
-        regex_automata::util::syntax::parse(text).map_err(|e| e.to_string())?;
+        let hir = regex_automata::util::syntax::parse(text).map_err(|e| e.to_string())?;
+        let mut fixed = Some(Vec::new());
+        if let Some(positions) = &mut fixed {
+            if fixed_positions(&hir, positions).is_none() || positions.is_empty() {
+                fixed = None;
+            }
+        }
         let anchored = Self::anchored(text);
         let regex = Regex::new(&anchored).map_err(|e| {
             regex::Regex::new(&anchored)
@@ -111,6 +123,7 @@ impl Pattern {
         })?;
         Ok(Pattern {
             text: text.to_string(),
+            fixed,
             dfa: OnceLock::new(),
             regex,
         })
@@ -136,6 +149,13 @@ impl Pattern {
     /// Whether the whole of `value` matches; `cache` is the regex engine's, made when first
     /// needed.
     fn matches(&self, value: &str, cache: &mut Option<Cache>) -> bool {
+        if let Some(classes) = &self.fixed {
+            let b = value.as_bytes();
+            return b.len() == classes.len()
+                && b.iter()
+                    .zip(classes)
+                    .all(|(&c, &class)| c < 128 && class >> c & 1 == 1);
+        }
         if let Some(dfa) = self.dfa.get_or_init(|| self.build_dfa())
             && let Ok(mut state) =
                 dfa.start_state_forward(&Input::new(value).anchored(Anchored::Yes))
@@ -151,6 +171,72 @@ impl Pattern {
         }
         let cache = cache.get_or_insert_with(|| self.regex.create_cache());
         self.regex.is_match_with(cache, &Input::new(value))
+    }
+}
+
+/// The most positions a pattern read as one class per position may have.
+const FIXED_POSITIONS: usize = 64;
+
+/// Appends to `out` the ASCII characters each position of `hir` allows (bit `c` of a mask for
+/// character `c`), when `hir` is a sequence of literals and classes of ASCII characters, each
+/// repeated a fixed number of times; `None` for anything else (alternatives, open repetition,
+/// anchors and word boundaries, characters beyond ASCII).
+fn fixed_positions(hir: &regex_syntax::hir::Hir, out: &mut Vec<u128>) -> Option<()> {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty => Some(()),
+        HirKind::Literal(lit) => {
+            for &b in lit.0.iter() {
+                if b >= 128 || out.len() >= FIXED_POSITIONS {
+                    return None;
+                }
+                out.push(1u128 << b);
+            }
+            Some(())
+        }
+        HirKind::Class(class) => {
+            let mut mask = 0u128;
+            let mut add = |lo: u32, hi: u32| {
+                if hi >= 128 {
+                    return None;
+                }
+                for c in lo..=hi {
+                    mask |= 1u128 << c;
+                }
+                Some(())
+            };
+            match class {
+                Class::Unicode(u) => {
+                    for r in u.ranges() {
+                        add(r.start() as u32, r.end() as u32)?;
+                    }
+                }
+                Class::Bytes(b) => {
+                    for r in b.ranges() {
+                        add(u32::from(r.start()), u32::from(r.end()))?;
+                    }
+                }
+            }
+            if out.len() >= FIXED_POSITIONS || mask == 0 {
+                return None;
+            }
+            out.push(mask);
+            Some(())
+        }
+        HirKind::Repetition(rep) if Some(rep.min) == rep.max => {
+            let mut one = Vec::new();
+            fixed_positions(&rep.sub, &mut one)?;
+            if out.len() + one.len() * rep.min as usize > FIXED_POSITIONS {
+                return None;
+            }
+            for _ in 0..rep.min {
+                out.extend_from_slice(&one);
+            }
+            Some(())
+        }
+        HirKind::Capture(cap) => fixed_positions(&cap.sub, out),
+        HirKind::Concat(items) => items.iter().try_for_each(|h| fixed_positions(h, out)),
+        _ => None,
     }
 }
 
@@ -546,6 +632,33 @@ mod tests {
             for v in values.iter().filter(|v| !v.is_empty()) {
                 let ok = f.check_with(Some(v), &mut cache).is_ok();
                 prop_assert_eq!(ok, re.is_match(v), "{} {:?}", p, v);
+            }
+        }
+
+        /// A pattern that is one ASCII class per position is read as such, and accepts
+        /// exactly what the regex crate accepts; one that is not falls back to the DFA.
+        #[test]
+        fn one_class_per_position_patterns_match_like_the_regex_crate(
+            items in prop::collection::vec((
+                prop::sample::select(vec![
+                    "[A-Z]", "[0-9]", "\\d", "[a-f0-9]", "x", "-", "(?i:k)", "[^a]", "(ab)", "\\.", "ë", "[[:upper:]]",
+                ]),
+                prop::sample::select(vec!["", "{2}", "{1,2}", "{3}", "?", "{0}"]),
+            ), 1..5),
+            values in prop::collection::vec("[A-Za-z0-9.ëxk-]{0,9}", 1..40),
+        ) {
+            let p: String = items.iter().map(|(a, r)| format!("{a}{r}")).collect();
+            let pattern = Pattern::new(&p).unwrap();
+            // Unicode's `\d` and case folding reach beyond ASCII, `[^a]` too; an item
+            // repeated zero times is no position at all.
+            let ascii = |a: &str| !matches!(a, "[^a]" | "ë" | "\\d" | "(?i:k)");
+            let present: Vec<_> = items.iter().filter(|(_, r)| *r != "{0}").collect();
+            let simple = present.iter().all(|(a, r)| ascii(a) && !matches!(*r, "{1,2}" | "?"));
+            prop_assert_eq!(pattern.fixed.is_some(), simple && !present.is_empty(), "{}", p);
+            let re = regex::Regex::new(&format!("^(?:{p})$")).unwrap();
+            let mut cache = None;
+            for v in &values {
+                prop_assert_eq!(pattern.matches(v, &mut cache), re.is_match(v), "{} {:?}", p, v);
             }
         }
     }
