@@ -845,6 +845,7 @@ fn process_chunk(
                     Err(problems) => reject(&mut r, rec.number, rec.line, rec.raw, problems),
                 }
                 typed_store = recycle(typed);
+                ws.reclaim(&mut values);
                 out_store = recycle(values);
             }
         }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::map::Texts;
+
 /// The secret key for keyed hashing, kept as an HMAC already keyed with it (cloning that is
 /// cheaper than keying anew for every value). Its bytes never appear in logs or errors.
 #[derive(Clone)]
@@ -59,7 +61,13 @@ pub enum Mask {
 impl Mask {
     /// Applies the mask. `None` stays `None` (nothing to hide).
     #[inline]
-    pub fn apply<'a>(&self, value: Option<Cow<'a, str>>) -> Option<Cow<'a, str>> {
+    ///
+    /// New text is written into a string taken from `texts` (see [`Texts`]).
+    pub fn apply<'a>(
+        &'a self,
+        value: Option<Cow<'a, str>>,
+        texts: &mut Texts,
+    ) -> Option<Cow<'a, str>> {
         let v = value?;
         Some(match self {
             Mask::Hash { key, length } => {
@@ -67,7 +75,8 @@ impl Mask {
                 mac.update(v.as_bytes());
                 let digest = mac.finalize().into_bytes();
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut hex = String::with_capacity(*length);
+                let mut hex = texts.take();
+                hex.reserve(*length);
                 for b in digest.iter() {
                     if hex.len() >= *length {
                         break;
@@ -78,13 +87,14 @@ impl Mask {
                 hex.truncate(*length);
                 Cow::Owned(hex)
             }
-            Mask::Redact(text) => Cow::Owned(text.clone()),
+            Mask::Redact(text) => Cow::Borrowed(text.as_str()),
             Mask::KeepLast(keep) => {
                 let n = v.chars().count();
                 if n <= *keep {
                     v
                 } else {
-                    let mut s = String::with_capacity(v.len());
+                    let mut s = texts.take();
+                    s.reserve(v.len());
                     s.extend(std::iter::repeat_n('*', n - keep));
                     s.extend(v.chars().skip(n - keep));
                     Cow::Owned(s)
@@ -92,7 +102,8 @@ impl Mask {
             }
             Mask::EmailDomain => match super::text::rfind(&v, b'@').map(|at| &v[at + 1..]) {
                 Some(domain) => {
-                    let mut s = String::with_capacity(4 + domain.len());
+                    let mut s = texts.take();
+                    s.reserve(4 + domain.len());
                     s.push_str("***@");
                     s.push_str(domain);
                     Cow::Owned(s)
@@ -113,7 +124,8 @@ mod tests {
     }
 
     fn m(mask: &Mask, v: &str) -> Option<String> {
-        mask.apply(Some(Cow::Borrowed(v))).map(|c| c.into_owned())
+        mask.apply(Some(Cow::Borrowed(v)), &mut Texts::default())
+            .map(|c| c.into_owned())
     }
 
     #[test]
@@ -162,7 +174,7 @@ mod tests {
         assert_eq!(m(&Mask::EmailDomain, "nobody").unwrap(), "***");
         assert_eq!(m(&Mask::Redact("[x]".into()), "secret").unwrap(), "[x]");
         assert_eq!(m(&Mask::Null, "secret"), None);
-        assert_eq!(Mask::KeepLast(4).apply(None), None);
+        assert_eq!(Mask::KeepLast(4).apply(None, &mut Texts::default()), None);
     }
 
     #[test]

@@ -651,6 +651,7 @@ impl VendorProfile {
     pub fn workspace(&self) -> Workspace {
         Workspace {
             caches: self.checks.iter().map(|_| None).collect(),
+            texts: map::Texts::default(),
         }
     }
 
@@ -716,7 +717,7 @@ impl VendorProfile {
             return Err(problems);
         }
         for f in &self.outputs {
-            match f.value(values, typed) {
+            match f.value(values, typed, &mut ws.texts) {
                 Ok(v) => out.push(v),
                 Err(e) => problems.push(Problem {
                     field: Some(f.name.clone()),
@@ -736,10 +737,19 @@ impl VendorProfile {
 /// Working memory of [`VendorProfile::apply_into`] that is not per record: for each field
 /// pattern that the regex engine checks (one too large for a small DFA), its search cache,
 /// made at its first match, which a regex shared by threads would otherwise take from (and
-/// give back to) a shared pool on every match.
+/// give back to) a shared pool on every match; and the strings new output text is written
+/// into, given back by [`Workspace::reclaim`] once a record's outputs are written.
 #[derive(Debug)]
 pub struct Workspace {
     caches: Vec<Option<regex_automata::meta::Cache>>,
+    texts: map::Texts,
+}
+
+impl Workspace {
+    /// Takes back the text of a record's output values (emptying `values`).
+    pub fn reclaim<'a>(&mut self, values: &mut Vec<Option<Cow<'a, str>>>) {
+        self.texts.reclaim(values);
+    }
 }
 
 /// An empty vector for values of another lifetime that keeps `v`'s allocation, so that the
