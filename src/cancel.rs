@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The environment variable and default of `--grace-period`.
-pub const ENV_GRACE_PERIOD: &str = "BATCHWIN_GRACE_PERIOD";
+/// The default of `--grace-period` (its variable is `crate::env::ENV_GRACE_PERIOD`).
 pub const DEFAULT_GRACE_PERIOD: &str = "25s";
 
 /// [`DEFAULT_GRACE_PERIOD`] as a duration.

@@ -1,10 +1,11 @@
-//! The command line: one enum of subcommands, the options every subcommand shares, and
-//! dispatch. Each subcommand's own options and logic live in `commands/NAME.rs`.
+//! The command line: one enum of subcommands and dispatch. The options every subcommand
+//! shares are `printer::GlobalArgs`; each subcommand's own options live in `commands/NAME.rs`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::commands;
 use crate::exit::{EXIT_CODES_HELP, ExitStatus, Failure};
+use crate::printer::GlobalArgs;
 
 /// batchwin: validate, map, mask and rewrite vendor files inside a batch window.
 #[derive(Debug, Parser)]
@@ -14,26 +15,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options shared by every subcommand.
-#[derive(Debug, Args, Clone)]
-pub struct GlobalArgs {
-    /// Print only errors.
-    #[arg(long, short, global = true)]
-    pub quiet: bool,
-    /// More log detail (-v info, -vv debug, -vvv trace).
-    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = crate::settings::ENV_LOG_FORMAT)]
-    pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,10 +1,11 @@
 //! The vendor configuration file (`batchwin.toml`): its serde schema, loading, and errors that
 //! name the file, line and key.
 //!
-//! This module owns the *shape* of the configuration. It checks what can be checked on the
+//! This module owns the *shape* of the configuration: the serde schema, with enumerations as
+//! serde enums and durations read as the file is. It checks what can be checked on the
 //! data alone (unknown keys, types, enumerations). Cross-references (a mapping naming a field
 //! that does not exist, a rule comparing unknown fields, a lookup table that is missing) are
-//! checked when a vendor is built into its runtime profile (`pipeline::VendorProfile::build`),
+//! checked when a vendor is built into its runtime form (`vendor::Vendor::build`),
 //! which reports them through [`ConfigError::at`] so they carry the line too.
 //!
 //! The reference for every key is `docs/config.md`.
@@ -37,12 +38,12 @@ pub struct Config {
     pub vendors: Vec<VendorConfig>,
     /// Where the file was read from and its text, for error locations.
     #[serde(skip)]
-    pub source: Source,
+    pub source: SourceText,
 }
 
 /// The file a configuration came from, kept to locate keys in error messages.
 #[derive(Debug, Clone, Default)]
-pub struct Source {
+pub struct SourceText {
     pub path: PathBuf,
     pub text: String,
 }
@@ -66,15 +67,15 @@ pub struct TransferConfig {
     pub outbound: Option<String>,
     /// How long a file's size and modification time must stay the same before it counts as
     /// complete (for vendors without a completion marker): default `"30s"`.
-    pub settle: Option<String>,
+    pub settle: Option<Span>,
     /// Concurrent transfers: default 8.
     pub concurrency: Option<usize>,
     /// Retries of a transient failure before giving up with exit code 3: default 5.
     pub retries: Option<u32>,
     /// First wait between retries, doubled each time (with jitter): default `"500ms"`.
-    pub retry_wait: Option<String>,
+    pub retry_wait: Option<Span>,
     /// Time without an answer after which a request fails (and is retried): default `"30s"`.
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
     /// SSH private key for `sftp://` (relative to this file). Passwords are never accepted.
     pub ssh_key: Option<PathBuf>,
     /// known_hosts file that SFTP servers' host keys must be in (relative to this file).
@@ -148,7 +149,7 @@ pub struct VendorConfig {
     pub priority: Priority,
     /// How long after the window opens the vendor's files must be done, e.g. `"2h"`, `"90m"`.
     #[serde(default)]
-    pub sla: Option<String>,
+    pub sla: Option<Span>,
     /// Vendors whose files must be processed before this vendor's.
     #[serde(default)]
     pub after: Vec<String>,
@@ -356,7 +357,7 @@ pub struct OutputConfig {
     pub encoding: Encoding,
     /// Line ending: `"lf"` (default) or `"crlf"`.
     #[serde(default)]
-    pub line_ending: Option<String>,
+    pub line_ending: LineEnding,
     /// XML: root element name (default `records`).
     #[serde(default)]
     pub root: Option<String>,
@@ -372,6 +373,57 @@ pub struct OutputConfig {
     /// Output fields in order. Empty: every input field, unchanged, in input order.
     #[serde(default)]
     pub fields: Vec<OutputFieldConfig>,
+}
+
+/// The line ending of text outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineEnding {
+    #[default]
+    Lf,
+    Crlf,
+}
+
+/// A change of an output value's text, applied in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transform {
+    /// Leading and trailing whitespace removed.
+    Trim,
+    Upper,
+    Lower,
+}
+
+/// How an output value is masked (see `docs/config.md`, "Masking").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskKind {
+    /// A keyed HMAC-SHA256 of the value, in hex: the same value gives the same hash.
+    Hash,
+    /// Replaced by `redact_text`.
+    Redact,
+    /// All but the last `keep` characters become `*`.
+    KeepLast,
+    /// `local@domain` becomes `***@domain`; a value without `@` becomes `***`.
+    EmailDomain,
+    /// The value is dropped (empty).
+    Null,
+}
+
+/// A length of time written like `"2h"`, `"90m"`, `"1h30m"` or `"45s"` (humantime syntax),
+/// read once when the configuration is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Span).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"2h\" or \"90m\": {e}"
+            ))
+        })
+    }
 }
 
 /// One output field and how its value is made.
@@ -390,7 +442,7 @@ pub struct OutputFieldConfig {
     pub template: Option<String>,
     /// In order: `trim`, `upper`, `lower`.
     #[serde(default)]
-    pub transform: Vec<String>,
+    pub transform: Vec<Transform>,
     /// Date/timestamp output format (chrono), for `date` and `timestamp` fields.
     #[serde(default)]
     pub date_format: Option<String>,
@@ -409,7 +461,7 @@ pub struct OutputFieldConfig {
     pub lookup_default: Option<String>,
     /// `hash`, `redact`, `keep_last`, `email_domain`, `null`.
     #[serde(default)]
-    pub mask: Option<String>,
+    pub mask: Option<MaskKind>,
     /// `keep_last`: how many trailing characters stay visible (default 4).
     #[serde(default)]
     pub keep: Option<usize>,
@@ -513,7 +565,7 @@ impl Config {
             path: path.to_path_buf(),
             message: parse_message(&e, &text),
         })?;
-        config.source = Source {
+        config.source = SourceText {
             path: path.to_path_buf(),
             text,
         };

@@ -26,8 +26,8 @@ use crate::codecs::csv::{CsvDecoder, CsvReadOptions};
 use crate::codecs::{Decoder, FileError, Locator};
 use crate::config::{Config, Format};
 use crate::generate::{config_text, vendor_specs};
-use crate::pipeline::VendorProfile;
 use crate::pipeline::mask::MaskKey;
+use crate::vendor::Vendor;
 
 /// The fuzz targets, as named in `fuzz/Cargo.toml` and `fuzz/regressions/`.
 pub const TARGETS: [&str; 5] = ["csv", "jsonl", "xml", "fixed", "config"];
@@ -65,14 +65,14 @@ fn split(data: &[u8]) -> Option<(usize, &[u8])> {
 }
 
 /// The synthetic vendors V001 to V004: one per format, compiled once.
-fn vendors() -> &'static [VendorProfile] {
-    static VENDORS: OnceLock<Vec<VendorProfile>> = OnceLock::new();
+fn vendors() -> &'static [Vendor] {
+    static VENDORS: OnceLock<Vec<Vendor>> = OnceLock::new();
     VENDORS.get_or_init(|| {
         let cfg = Config::parse(Path::new("batchwin.toml"), config_text(&vendor_specs(4)))
             .expect("the synthetic vendors' configuration is valid");
         let key = MaskKey::new(b"fuzzing-mask-key-0123456789abcdef".to_vec()).expect("key");
         (0..cfg.vendors.len())
-            .map(|i| VendorProfile::build(&cfg, i, Some(&key)).expect("synthetic vendor builds"))
+            .map(|i| Vendor::build(&cfg, i, Some(&key)).expect("synthetic vendor builds"))
             .collect()
     })
 }
@@ -110,7 +110,7 @@ fn read(format: Format, data: &[u8]) {
             .iter()
             .map(|v| v.as_deref().map(Cow::Borrowed))
             .collect();
-        match profile.apply(&values) {
+        match profile.pipeline.apply(&values) {
             Ok(mapped) => {
                 let mapped: Vec<Option<&str>> = mapped.iter().map(|v| v.as_deref()).collect();
                 let before = out.len();
@@ -134,7 +134,7 @@ fn config(data: &[u8]) {
     };
     let key = MaskKey::new(b"fuzzing-mask-key-0123456789abcdef".to_vec()).expect("key");
     for i in 0..cfg.vendors.len() {
-        match VendorProfile::build(&cfg, i, Some(&key)) {
+        match Vendor::build(&cfg, i, Some(&key)) {
             Ok(p) => {
                 let _ = p.decoder();
                 let _ = p.encoder();

@@ -1,9 +1,14 @@
 //! batchwin: validate, map, mask and rewrite vendor files inside a batch window.
 //!
-//! The modules follow the data: `config` (what the vendors are) -> `codecs` (bytes to fields)
-//! -> `pipeline` (validate, map, mask) -> `engine` (one file, chunks in parallel) -> `ledger`
-//! (what happened). `commands` holds one file of glue per subcommand; `generate` writes
-//! synthetic days for demos, tests and benchmarks.
+//! The modules follow the data: `config` (the vendor file's schema) -> `vendor` (a vendor built
+//! from it: record steps, codecs, output names) -> `codecs` (bytes to fields and back) ->
+//! `pipeline` (validate, map, mask one record) -> `engine` (one file in parallel chunks, many
+//! files at once) -> `outcome` (what a unit did) -> `ledger` (the only room that names its
+//! tables) -> `report` (runs summed up and rendered). Around them: `manifest`s and slices in
+//! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
+//! `cancel`, `env` (every environment variable) and `printer` (global options, logs, progress).
+//! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `generate`
+//! writes synthetic days for demos, tests and benchmarks, `fuzz` the fuzz targets' bodies.
 pub mod cancel;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -12,18 +17,21 @@ pub mod codecs;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod env;
 pub mod exit;
 pub mod fuzz;
 pub mod generate;
 #[cfg(feature = "cli")]
 pub mod ledger;
+pub mod outcome;
 pub mod pipeline;
 pub mod plan;
 #[cfg(feature = "cli")]
-pub mod settings;
+pub mod printer;
 #[cfg(feature = "cli")]
 pub mod storage;
 #[cfg(feature = "cli")]
 pub mod transfer;
+pub mod vendor;
 #[cfg(feature = "cli")]
 pub mod window;

@@ -11,11 +11,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = batchwin::cli::Cli::parse();
-    batchwin::settings::init_logging(&cli.global);
+    batchwin::printer::init_logging(&cli.global);
     match cli.run() {
         Ok(status) => status.into(),
         Err(failure) => {
-            if !batchwin::settings::is_broken_pipe(&failure.error) {
+            if !batchwin::printer::is_broken_pipe(&failure.error) {
                 eprintln!("error: {:#}", failure.error);
             } else {
                 return ExitCode::SUCCESS;

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use clap::Args;
 
-use crate::cli::GlobalArgs;
 use crate::config::Config;
 use crate::exit::{ExitStatus, Failure};
 use crate::generate::{Expected, GenerateOptions, generate};
+use crate::printer::GlobalArgs;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -73,7 +73,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         dir.display(),
         gen_summary.files,
         gen_summary.vendors,
-        super::process::thousands(gen_summary.records),
+        crate::printer::thousands(gen_summary.records),
         gen_summary.bytes as f64 / 1e6
     ));
     // The vendors' server and the outbound server are folders here; the window is the demo's.
@@ -125,10 +125,10 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         && status == ExitStatus::Success;
     say(format!(
         "check      {} records and {} rejects, expected {} and {}: {}",
-        super::process::thousands(records),
-        super::process::thousands(rejected),
-        super::process::thousands(expected.records),
-        super::process::thousands(expected.invalid),
+        crate::printer::thousands(records),
+        crate::printer::thousands(rejected),
+        crate::printer::thousands(expected.records),
+        crate::printer::thousands(expected.invalid),
         if ok { "ok" } else { "MISMATCH" }
     ));
     say(format!(

@@ -5,23 +5,23 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::transfer::{TransferArgs, runtime};
-use crate::cli::GlobalArgs;
+use super::transfer::TransferArgs;
 use crate::exit::{ExitStatus, Failure};
-use crate::settings;
+use crate::printer::{self, GlobalArgs};
 use crate::storage::{StorageError, Store};
 use crate::transfer::fetch::{FetchRequest, fetch};
+use crate::transfer::runtime;
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
     /// The vendor configuration file.
-    #[arg(long, env = settings::ENV_CONFIG, default_value = "batchwin.toml")]
+    #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
     /// Where vendors drop files: a folder, file://, s3://, az://, gs:// or sftp://USER@HOST:PORT/DIR.
     #[arg(long)]
     pub source: String,
     /// The day to fetch (YYYY-MM-DD; default today).
-    #[arg(long, env = settings::ENV_DATE, value_parser = settings::check_date)]
+    #[arg(long, env = crate::env::ENV_DATE, value_parser = printer::check_date)]
     pub date: Option<String>,
     /// Local folder the files are copied to, as STAGING/DATE/VENDOR/FILE.
     #[arg(long)]
@@ -38,9 +38,9 @@ pub struct FetchArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
-    let config = settings::load_config(&a.config)?;
+    let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, a.settle)?;
-    let date = a.date.clone().unwrap_or_else(settings::today);
+    let date = a.date.clone().unwrap_or_else(printer::today);
     if a.staging.to_string_lossy().contains("://") {
         return Err(Failure::usage(anyhow::anyhow!(
             "--staging must be a local folder: `process` reads staged files from a local disk"
@@ -56,7 +56,7 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
             staging: &a.staging,
             date: &date,
             manifest: &a.manifest,
-            progress: settings::progress_enabled(g),
+            progress: printer::progress_enabled(g),
         };
         fetch(&req).await
     });

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
 use crate::exit::{ExitStatus, Failure};
 use crate::generate::{GenerateOptions, generate};
-use crate::settings;
+use crate::printer::{self, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -15,7 +14,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Business date of the day.
-    #[arg(long, env = settings::ENV_DATE, value_parser = settings::check_date, default_value = "2026-11-29")]
+    #[arg(long, env = crate::env::ENV_DATE, value_parser = printer::check_date, default_value = "2026-11-29")]
     pub date: String,
     /// Number of files.
     #[arg(long, default_value_t = 2500)]
@@ -50,8 +49,8 @@ pub fn run(g: &GlobalArgs, a: GenerateArgs) -> Result<ExitStatus, Failure> {
             "generated {} files of {} vendors: {} records ({} invalid), {:.1} MB\nconfig     {}\nexpected   {}\ninbound    {}",
             s.files,
             s.vendors,
-            super::process::thousands(s.records),
-            super::process::thousands(s.invalid),
+            crate::printer::thousands(s.records),
+            crate::printer::thousands(s.invalid),
             s.bytes as f64 / 1e6,
             s.config.display(),
             s.expected.display(),

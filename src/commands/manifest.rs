@@ -5,15 +5,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
 use crate::exit::{ExitStatus, Failure};
 use crate::plan::manifest;
-use crate::settings;
+use crate::printer::{self, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
     /// The vendor configuration file.
-    #[arg(long, env = settings::ENV_CONFIG, default_value = "batchwin.toml")]
+    #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
     /// The day's inbound folder, laid out as `DIR/VENDOR/FILE`.
     pub inbound: PathBuf,
@@ -23,7 +22,7 @@ pub struct ManifestArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<ExitStatus, Failure> {
-    let config = settings::load_config(&a.config)?;
+    let config = crate::config::Config::load(&a.config)?;
     let (rows, report) = manifest::scan(&config, &a.inbound).map_err(Failure::usage)?;
     for u in &report.unknown {
         tracing::warn!(

@@ -6,19 +6,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::config::Config;
 use crate::exit::{ExitStatus, Failure};
-use crate::pipeline::VendorProfile;
 use crate::plan::emit::{EmitOptions, Engine, emit};
 use crate::plan::manifest::{self, ManifestRow};
-use crate::plan::{CostModel, Part, PlanError, PlanOptions, SliceCount, plan, window_seconds};
-use crate::settings;
+use crate::plan::{CostModel, PlanError, PlanOptions, SliceCount, plan, window_seconds};
+use crate::printer::{self, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The vendor configuration file.
-    #[arg(long, env = settings::ENV_CONFIG, default_value = "batchwin.toml")]
+    #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
     /// The day's manifest (JSON Lines, see docs/manifest.md).
     #[arg(long, required_unless_present = "scan", conflicts_with = "scan")]
@@ -48,7 +45,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub history: Option<PathBuf>,
     /// Business date (default: today).
-    #[arg(long, env = settings::ENV_DATE, value_parser = settings::check_date)]
+    #[arg(long, env = crate::env::ENV_DATE, value_parser = printer::check_date)]
     pub date: Option<String>,
     /// Engines to write files for.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -86,8 +83,8 @@ pub struct PlanArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
-    let config = settings::load_config(&a.config)?;
-    let date = a.date.clone().unwrap_or_else(settings::today);
+    let config = crate::config::Config::load(&a.config)?;
+    let date = a.date.clone().unwrap_or_else(printer::today);
     let (rows, manifest_sha) = match (&a.manifest, &a.scan) {
         (Some(m), _) => (
             manifest::read(m).map_err(Failure::usage)?,
@@ -147,7 +144,8 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         split_bytes: a.split_bytes,
         date: date.clone(),
     };
-    let splitter = |row: &ManifestRow, limit: u64| split_file(&config, row, limit);
+    let splitter =
+        |row: &ManifestRow, limit: u64| crate::plan::split::split_file(&config, row, limit);
     let p = match plan(
         &config,
         &rows,
@@ -273,42 +271,6 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
         ));
     }
     s
-}
-
-/// Cuts a local file into parts of about `limit` bytes at record boundaries.
-fn split_file(config: &Config, row: &ManifestRow, limit: u64) -> Result<Vec<Part>, String> {
-    let (idx, _) = config
-        .vendor(&row.vendor)
-        .ok_or_else(|| format!("unknown vendor `{}`", row.vendor))?;
-    let path = Path::new(&row.location);
-    if row.location.contains("://") {
-        return Ok(Vec::new()); // remote files are planned whole
-    }
-    let mut decoder = VendorProfile::input_decoder(config, idx).map_err(|e| e.to_string())?;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    // SAFETY: read-only mapping of a staged file that is not modified while planning.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
-    let pre = decoder.preamble(&map).map_err(|e| e.to_string())?;
-    let body = (pre.body_end - pre.body_start) as u64;
-    let count = body.div_ceil(limit.max(1)).max(1);
-    let target = (body / count).max(1) as usize;
-    let mut parts = Vec::new();
-    for c in decoder.frame(&map, &pre, target) {
-        let c = c.map_err(|e| e.to_string())?;
-        parts.push(Part {
-            index: parts.len() as u32,
-            count: 0,
-            start: c.bytes.start as u64,
-            end: c.bytes.end as u64,
-            first_record: c.first_record,
-            first_line: c.first_line,
-        });
-    }
-    let n = parts.len() as u32;
-    for p in &mut parts {
-        p.count = n;
-    }
-    Ok(parts)
 }
 
 /// Each vendor's measured seconds per byte from earlier ledgers (`*.duckdb` below `dir`).

@@ -5,17 +5,17 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::transfer::{TransferArgs, runtime};
-use crate::cli::GlobalArgs;
+use super::transfer::TransferArgs;
 use crate::exit::{ExitStatus, Failure};
 use crate::ledger::{Ledger, RunInfo};
-use crate::settings;
+use crate::printer::{self, GlobalArgs};
 use crate::transfer::publish::{PublishRequest, publish};
+use crate::transfer::runtime;
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The vendor configuration file.
-    #[arg(long, env = settings::ENV_CONFIG, default_value = "batchwin.toml")]
+    #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
     /// The slices' ledgers: a folder of *.duckdb files (searched recursively) or one ledger.
     #[arg(long)]
@@ -25,7 +25,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// The day the outputs belong to (YYYY-MM-DD; default today), for the outbound layout.
-    #[arg(long, env = settings::ENV_DATE, value_parser = settings::check_date)]
+    #[arg(long, env = crate::env::ENV_DATE, value_parser = printer::check_date)]
     pub date: Option<String>,
     /// The ledger deliveries are recorded in (default: LEDGERS/publish.duckdb).
     #[arg(long)]
@@ -41,9 +41,9 @@ pub struct PublishArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
-    let config = settings::load_config(&a.config)?;
+    let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, None)?;
-    let date = a.date.clone().unwrap_or_else(settings::today);
+    let date = a.date.clone().unwrap_or_else(printer::today);
     let ledger_path = a.ledger.clone().unwrap_or_else(|| {
         if a.ledgers.is_file() {
             a.ledgers.with_file_name("publish.duckdb")
@@ -67,7 +67,7 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
             ledger: &ledger_path,
             run: &run,
             overwrite: a.overwrite,
-            progress: settings::progress_enabled(g),
+            progress: printer::progress_enabled(g),
         };
         publish(&req).await
     });

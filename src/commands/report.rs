@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
-use crate::cli::GlobalArgs;
 use crate::exit::{ExitStatus, Failure};
 use crate::ledger::report::{Context, Summary, find_ledgers, merge, summarize};
-use crate::settings;
+use crate::printer::{self, GlobalArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -36,7 +35,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub plan: Option<PathBuf>,
     /// The vendor configuration, for each priority's SLA.
-    #[arg(long, env = settings::ENV_CONFIG)]
+    #[arg(long, env = crate::env::ENV_CONFIG)]
     pub config: Option<PathBuf>,
     /// When the window opened (RFC 3339); SLAs count from here. Default: the first start.
     #[arg(long)]
@@ -88,13 +87,9 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
         ..Context::default()
     };
     if let Some(c) = &a.config {
-        let config = settings::load_config(c)?;
+        let config = crate::config::Config::load(c)?;
         for v in &config.vendors {
-            if let Some(sla) = v
-                .sla
-                .as_deref()
-                .and_then(|s| crate::pipeline::parse_duration(s).ok())
-            {
+            if let Some(sla) = v.sla.map(|s| s.0) {
                 let e = ctx.slas.entry(v.priority.to_string()).or_insert(f64::MAX);
                 *e = e.min(sla.as_secs_f64());
             }
@@ -150,7 +145,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
 }
 
 fn table(s: &Summary, markdown: bool) -> String {
-    use super::process::thousands;
+    use crate::printer::thousands;
     let t = &s.totals;
     let mut o = String::new();
     let h = |o: &mut String, title: &str| {

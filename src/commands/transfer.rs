@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::Config;
+use crate::env::{ENV_KNOWN_HOSTS, ENV_SSH_KEY};
 use crate::exit::Failure;
-use crate::transfer::{ENV_KNOWN_HOSTS, ENV_SSH_KEY, TransferOverrides, TransferSettings};
+use crate::transfer::{TransferOverrides, TransferSettings};
 
 #[derive(Debug, Args, Clone)]
 pub struct TransferArgs {
@@ -56,13 +57,4 @@ impl TransferArgs {
         };
         Ok(TransferSettings::resolve(config, &flags)?)
     }
-}
-
-/// A runtime for the transfers (several threads: checksums run beside the network).
-pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::data(anyhow::anyhow!("cannot start the transfer runtime: {e}")))
 }

@@ -12,7 +12,7 @@ use duckdb::{Connection, params};
 
 pub mod report;
 
-use crate::engine::FileOutcome;
+use crate::outcome::FileOutcome;
 
 /// The schema version written to `meta.schema_version`.
 pub const SCHEMA_VERSION: &str = "3";

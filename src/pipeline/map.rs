@@ -13,10 +13,11 @@ use std::sync::Arc;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::pipeline::mask::Mask;
+pub use crate::pipeline::text::Texts;
 use crate::pipeline::validate::Typed;
 
 #[derive(Debug, Clone)]
-pub enum Source {
+pub enum ValueSource {
     Field(usize),
     Const(String),
     Template(Vec<Piece>),
@@ -28,23 +29,8 @@ pub enum Piece {
     Field(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transform {
-    Trim,
-    Upper,
-    Lower,
-}
-
-impl Transform {
-    pub fn parse(s: &str) -> Option<Transform> {
-        match s {
-            "trim" => Some(Transform::Trim),
-            "upper" => Some(Transform::Upper),
-            "lower" => Some(Transform::Lower),
-            _ => None,
-        }
-    }
-}
+/// A change of an output value's text (the configuration's own enum: nothing to compile).
+pub use crate::config::Transform;
 
 /// A chrono output format, parsed once.
 #[derive(Debug, Clone)]
@@ -227,37 +213,6 @@ impl LookupTable {
     }
 }
 
-/// Strings for output values that are new text (a token, a reformatted date or number, a
-/// changed case), kept from record to record: taken here instead of allocated, and given back
-/// once the record is written ([`Texts::reclaim`]). Each keeps its capacity, so a chunk's
-/// records allocate no text after the first few (measured: allocating and freeing five such
-/// strings a record was 3 % of the CPU time of the CSV vendors of a tenth of a day).
-#[derive(Debug, Default)]
-pub struct Texts(Vec<String>);
-
-impl Texts {
-    /// At most this many strings are kept.
-    const KEEP: usize = 256;
-
-    /// An empty string, with the capacity it had.
-    pub fn take(&mut self) -> String {
-        let mut s = self.0.pop().unwrap_or_default();
-        s.clear();
-        s
-    }
-
-    /// Takes back the text of the values of a record (emptying `values`).
-    pub fn reclaim<'a>(&mut self, values: &mut Vec<Option<Cow<'a, str>>>) {
-        for v in values.drain(..) {
-            if let Some(Cow::Owned(s)) = v
-                && self.0.len() < Self::KEEP
-            {
-                self.0.push(s);
-            }
-        }
-    }
-}
-
 /// A mapping failure that rejects the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapError {
@@ -268,7 +223,7 @@ pub struct MapError {
 #[derive(Debug, Clone)]
 pub struct OutputField {
     pub name: String,
-    pub source: Source,
+    pub source: ValueSource,
     pub transforms: Vec<Transform>,
     pub date_format: Option<DateFormat>,
     pub number: Option<NumberFormat>,
@@ -287,12 +242,12 @@ impl OutputField {
     ) -> Result<Option<Cow<'a, str>>, MapError> {
         let mut v: Option<Cow<'a, str>> = match &self.source {
             // An empty value is an absent one, as in validation: nothing to look up or mask.
-            Source::Field(i) => match raw.get(*i) {
+            ValueSource::Field(i) => match raw.get(*i) {
                 Some(Some(c)) if !c.is_empty() => Some(Cow::Borrowed(c.as_ref())),
                 _ => None,
             },
-            Source::Const(c) => Some(Cow::Borrowed(c.as_str())),
-            Source::Template(pieces) => {
+            ValueSource::Const(c) => Some(Cow::Borrowed(c.as_str())),
+            ValueSource::Template(pieces) => {
                 let mut s = texts.take();
                 for p in pieces {
                     match p {
@@ -307,7 +262,7 @@ impl OutputField {
                 Some(Cow::Owned(s))
             }
         };
-        if let (Some(fmt), Source::Field(i)) = (&self.date_format, &self.source) {
+        if let (Some(fmt), ValueSource::Field(i)) = (&self.date_format, &self.source) {
             let mut s = texts.take();
             s.reserve(fmt.capacity());
             // A format can ask for what the value does not have (a time zone of a plain
@@ -331,7 +286,7 @@ impl OutputField {
                 None => {}
             }
         }
-        if let (Some(nf), Source::Field(i)) = (&self.number, &self.source) {
+        if let (Some(nf), ValueSource::Field(i)) = (&self.number, &self.source) {
             let n = match typed.get(*i) {
                 Some(Typed::Int(x)) => Some(Decimal::from(*x)),
                 Some(Typed::Dec(x)) => Some(*x),
@@ -750,7 +705,7 @@ mod tests {
         table.insert("US".to_string(), "United States".to_string());
         let f = OutputField {
             name: "country".into(),
-            source: Source::Field(0),
+            source: ValueSource::Field(0),
             transforms: vec![Transform::Trim, Transform::Upper],
             date_format: None,
             number: None,

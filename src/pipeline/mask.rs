@@ -11,7 +11,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::map::Texts;
+use super::text::Texts;
 
 /// The secret key for keyed hashing, kept as an HMAC already keyed with it (cloning that is
 /// cheaper than keying anew for every value). Its bytes never appear in logs or errors.

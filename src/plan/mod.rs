@@ -12,6 +12,7 @@
 
 pub mod emit;
 pub mod manifest;
+pub mod split;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -41,6 +42,15 @@ pub struct Part {
     /// Number (1-based) of the part's first record in the file, and the line it starts on.
     pub first_record: u64,
     pub first_line: u64,
+}
+
+impl Part {
+    /// The name of this part's output when the whole file's is `name`:
+    /// `NAME.part-00002-of-00005` (1-based, so it reads naturally), so that the parts' outputs,
+    /// put together in name order, are the whole file's.
+    pub fn output_name(&self, name: &str) -> String {
+        format!("{name}.part-{:05}-of-{:05}", self.index + 1, self.count)
+    }
 }
 
 /// One piece of work: a file, or a part of one.
@@ -396,11 +406,7 @@ pub fn plan(
                 .vendors
                 .iter()
                 .filter(|v| v.priority == p && rows.iter().any(|r| r.vendor == v.id))
-                .filter_map(|v| {
-                    v.sla
-                        .as_deref()
-                        .and_then(|s| crate::pipeline::parse_duration(s).ok())
-                })
+                .filter_map(|v| v.sla.map(|s| s.0))
                 .map(|d| d.as_secs_f64())
                 .reduce(f64::min);
             let finish = prio_finish.get(&p).copied().unwrap_or(0.0);

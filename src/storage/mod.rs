@@ -108,6 +108,10 @@ pub struct SshOptions {
     /// Add an unknown server's key to known_hosts instead of refusing it (first contact only:
     /// a key that differs from a recorded one is always refused).
     pub accept_new_host_key: bool,
+    /// The user when a location names none (the environment's `USER`).
+    pub user: Option<String>,
+    /// Where `~/.ssh` is, for the default key and known_hosts (the environment's `HOME`).
+    pub home: Option<PathBuf>,
 }
 
 /// Everything needed to open stores, resolved once by the command.
@@ -141,7 +145,7 @@ pub struct Transferred {
 /// What a file to upload must hold (as the ledger that made it recorded), checked before the
 /// upload becomes visible.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
+pub struct ExpectedContent {
     pub content: Transferred,
     /// When its writer had finished it. A delivery that shares the file itself (a hard link in
     /// a local folder on the same filesystem) moves no bytes, so it reads them only to see
@@ -372,7 +376,7 @@ impl Store {
         name: &str,
         local: &FsPath,
         overwrite: bool,
-        expected: Option<&Expected>,
+        expected: Option<&ExpectedContent>,
     ) -> Result<Transferred, StorageError> {
         safe_name(name)?;
         self.retrying("upload", || async move {

@@ -10,7 +10,8 @@ use object_store::{
 };
 
 use super::{
-    Entry, Expected, HashingReader, MULTIPART_BYTES, Sink, StorageError, StoreOptions, Transferred,
+    Entry, ExpectedContent, HashingReader, MULTIPART_BYTES, Sink, StorageError, StoreOptions,
+    Transferred,
 };
 
 pub(super) struct ObjectBackend {
@@ -208,7 +209,7 @@ impl ObjectBackend {
         name: &str,
         local: &FsPath,
         overwrite: bool,
-        expected: Option<&Expected>,
+        expected: Option<&ExpectedContent>,
     ) -> Result<Transferred, StorageError> {
         if let Some(dest) = self.local_file(name) {
             let (store, owned, local) =
@@ -405,7 +406,7 @@ fn put_local(
     name: &str,
     local: &FsPath,
     overwrite: bool,
-    expected: Option<&Expected>,
+    expected: Option<&ExpectedContent>,
 ) -> Result<Transferred, StorageError> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
@@ -425,7 +426,7 @@ fn put_local(
         }
         // On the same filesystem the file itself is delivered: the temporary name is a second
         // link to it, so its bytes are never written again, and read (to check them) only if
-        // it may have changed since it was made (see `Expected::written_by`). Outputs are
+        // it may have changed since it was made (see `ExpectedContent::written_by`). Outputs are
         // never changed once written, so the two names can share them. Elsewhere (another
         // filesystem, one without hard links) the bytes are copied.
         let read = if std::fs::hard_link(local, &tmp).is_ok() {
@@ -462,7 +463,7 @@ fn put_local(
 
 /// Whether `path` has the size `expected` records and was last modified no later than the
 /// moment its writer had finished it: then it has not been written since.
-fn unchanged_since(path: &FsPath, expected: &Expected) -> bool {
+fn unchanged_since(path: &FsPath, expected: &ExpectedContent) -> bool {
     let Some(written_by) = expected.written_by else {
         return false;
     };

@@ -13,8 +13,8 @@ use russh_sftp::protocol::{OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    Entry, Expected, HashingReader, STREAM_BUF, Sink, SshOptions, StorageError, StoreOptions,
-    Transferred,
+    Entry, ExpectedContent, HashingReader, STREAM_BUF, Sink, SshOptions, StorageError,
+    StoreOptions, Transferred,
 };
 
 pub(super) struct SftpBackend {
@@ -131,7 +131,10 @@ impl SftpBackend {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| bad("no host"))?;
         let user = if url.username().is_empty() {
-            std::env::var("USER").map_err(|_| bad("no user: write sftp://USER@HOST/PATH"))?
+            opts.ssh
+                .user
+                .clone()
+                .ok_or_else(|| bad("no user: write sftp://USER@HOST/PATH"))?
         } else {
             url.username().to_string()
         };
@@ -207,7 +210,7 @@ impl SftpBackend {
     async fn connect(&self) -> Result<Conn, StorageError> {
         let key_path = match &self.ssh.key {
             Some(k) => k.clone(),
-            None => default_key().ok_or_else(|| {
+            None => default_key(self.ssh.home.as_deref()).ok_or_else(|| {
                 self.failed(
                     "no SSH key: give one with --ssh-key, BATCHWIN_SSH_KEY or [transfer] ssh_key",
                 )
@@ -215,11 +218,13 @@ impl SftpBackend {
         };
         let known_hosts = match &self.ssh.known_hosts {
             Some(p) => p.clone(),
-            None => home().map(|h| h.join(".ssh/known_hosts")).ok_or_else(|| {
-                self.failed(
+            None => (self.ssh.home.as_ref())
+                .map(|h| h.join(".ssh/known_hosts"))
+                .ok_or_else(|| {
+                    self.failed(
                     "no known_hosts file: give one with --known-hosts or [transfer] known_hosts",
                 )
-            })?,
+                })?,
         };
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(self.timeout * 4),
@@ -422,7 +427,7 @@ impl SftpBackend {
         name: &str,
         local: &FsPath,
         overwrite: bool,
-        expected: Option<&Expected>,
+        expected: Option<&ExpectedContent>,
     ) -> Result<Transferred, StorageError> {
         let expected = expected.map(|e| &e.content);
         let conn = self.conn().await?;
@@ -590,13 +595,9 @@ fn mtime(m: &russh_sftp::client::fs::Metadata) -> chrono::DateTime<chrono::Utc> 
     chrono::DateTime::from_timestamp(m.mtime.unwrap_or(0) as i64, 0).unwrap_or_default()
 }
 
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
-}
-
 /// `~/.ssh/id_ed25519`, then `~/.ssh/id_ecdsa`, then `~/.ssh/id_rsa`, as OpenSSH tries them.
-fn default_key() -> Option<PathBuf> {
-    let ssh = home()?.join(".ssh");
+fn default_key(home: Option<&FsPath>) -> Option<PathBuf> {
+    let ssh = home?.join(".ssh");
     ["id_ed25519", "id_ecdsa", "id_rsa"]
         .iter()
         .map(|k| ssh.join(k))

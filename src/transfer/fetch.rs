@@ -203,7 +203,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     }
 
     let total: u64 = todo.iter().map(|(c, _, _)| c.entry.size).sum();
-    let bar = crate::settings::progress_bar(req.progress, total, crate::settings::PROGRESS_BYTES);
+    let bar = crate::printer::progress_bar(req.progress, total, crate::printer::PROGRESS_BYTES);
     let files_total = todo.len();
     let mut files_done = 0usize;
     bar.set_message(format!("0/{files_total} files"));

@@ -15,10 +15,6 @@ use crate::storage::{Retry, SshOptions, StoreOptions};
 pub const DEFAULT_INBOUND: &str = "inbound/{date}/{vendor}/{file}";
 /// Default layout of delivered files below a target.
 pub const DEFAULT_OUTBOUND: &str = "outbound/{date}/{vendor}/{file}";
-/// Environment variable with the SSH private key path for `sftp://` locations.
-pub const ENV_SSH_KEY: &str = "BATCHWIN_SSH_KEY";
-/// Environment variable with the known_hosts path for `sftp://` locations.
-pub const ENV_KNOWN_HOSTS: &str = "BATCHWIN_KNOWN_HOSTS";
 
 /// Where files sit below a root: `/`-separated segments with `{date}` (or `{date:%Y%m%d}`,
 /// any chrono format), `{vendor}` and `{file}` (last); placeholders may share a segment with
@@ -161,23 +157,6 @@ pub struct TransferOverrides {
     pub settle: Option<Duration>,
 }
 
-fn duration(
-    config: &Config,
-    key: &str,
-    value: &Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => humantime::parse_duration(v).map_err(|e| {
-            config.at(
-                &KeyPath::top("transfer").key(key),
-                format!("{v:?} is not a duration: {e}"),
-            )
-        }),
-    }
-}
-
 impl TransferSettings {
     pub fn resolve(
         config: &Config,
@@ -202,43 +181,36 @@ impl TransferSettings {
         }
         let settle = match flags.settle {
             Some(d) => d,
-            None => duration(config, "settle", &t.settle, Duration::from_secs(30))?,
+            None => t.settle.map_or(Duration::from_secs(30), |s| s.0),
         };
         let retry = Retry {
             attempts: flags.retries.or(t.retries).unwrap_or(5),
-            base: duration(
-                config,
-                "retry_wait",
-                &t.retry_wait,
-                Duration::from_millis(500),
-            )?,
+            base: t.retry_wait.map_or(Duration::from_millis(500), |s| s.0),
             max: Duration::from_secs(30),
         };
         let timeout = match flags.timeout {
             Some(d) => d,
-            None => duration(config, "timeout", &t.timeout, Duration::from_secs(30))?,
+            None => t.timeout.map_or(Duration::from_secs(30), |s| s.0),
         };
         let concurrency = flags.concurrency.or(t.concurrency).unwrap_or(8);
         if concurrency == 0 {
             return Err(config.at(&at("concurrency"), "must be at least 1"));
         }
-        let env_path = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let env_path = crate::env::path;
         let ssh = SshOptions {
             key: flags
                 .ssh_key
                 .clone()
-                .or_else(|| env_path(ENV_SSH_KEY))
+                .or_else(|| env_path(crate::env::ENV_SSH_KEY))
                 .or_else(|| t.ssh_key.as_ref().map(|p| config.relative(p))),
             known_hosts: flags
                 .known_hosts
                 .clone()
-                .or_else(|| env_path(ENV_KNOWN_HOSTS))
+                .or_else(|| env_path(crate::env::ENV_KNOWN_HOSTS))
                 .or_else(|| t.known_hosts.as_ref().map(|p| config.relative(p))),
             accept_new_host_key: flags.accept_new_host_key,
+            user: crate::env::user(),
+            home: crate::env::home(),
         };
         Ok(TransferSettings {
             inbound,
@@ -257,6 +229,17 @@ impl TransferSettings {
             },
         })
     }
+}
+
+/// A runtime for the transfers (several threads: checksums run beside the network).
+pub fn runtime() -> Result<tokio::runtime::Runtime, crate::exit::Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            crate::exit::Failure::data(anyhow::anyhow!("cannot start the transfer runtime: {e}"))
+        })
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use super::TransferSettings;
 use crate::config::Config;
 use crate::ledger::report::{find_ledgers, with_latest};
 use crate::ledger::{Batch, Delivery, Ledger, RunInfo};
-use crate::pipeline::SkipLimit;
-use crate::storage::{Expected, StorageError, Store, Transferred};
+use crate::storage::{ExpectedContent, StorageError, Store, Transferred};
+use crate::vendor::SkipLimit;
 
 pub struct PublishRequest<'a> {
     pub config: &'a Config,
@@ -45,7 +45,7 @@ struct Item {
     kind: &'static str,
     /// Each piece in order: its local path, and what its ledger recorded of it (none for a
     /// reject file).
-    pieces: Vec<(PathBuf, Option<Expected>)>,
+    pieces: Vec<(PathBuf, Option<ExpectedContent>)>,
     /// Name of the delivered file (layout's `{file}`).
     file: String,
     base: String,
@@ -82,9 +82,9 @@ struct Unit {
 impl Unit {
     /// What the ledger recorded of the unit's output: its size and checksum, and that it was
     /// complete when the unit ended.
-    fn recorded(&self) -> Option<Expected> {
+    fn recorded(&self) -> Option<ExpectedContent> {
         let sha256 = self.output_sha256.clone()?;
-        Some(Expected {
+        Some(ExpectedContent {
             content: Transferred {
                 bytes: self.output_bytes.max(0) as u64,
                 sha256,
@@ -233,7 +233,7 @@ struct Assembled {
     /// Whether `path` is a temporary file to remove after the upload.
     temporary: bool,
     /// What it holds, checked by the upload.
-    expected: Expected,
+    expected: ExpectedContent,
 }
 
 /// The local file to upload when [`recorded`] does not give it: the pieces of a split file put
@@ -301,7 +301,7 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
         Ok((bytes, sha256)) => Ok(Assembled {
             path,
             temporary: !single,
-            expected: Expected {
+            expected: ExpectedContent {
                 content: Transferred { bytes, sha256 },
                 // Just read and checked.
                 written_by: None,
@@ -409,7 +409,7 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
         crate::storage::safe_name(&name)?;
         names.push(name);
     }
-    let bar = crate::settings::progress_bar(
+    let bar = crate::printer::progress_bar(
         req.progress,
         items.len() as u64,
         "{bar:40} {pos}/{len} files {msg}",

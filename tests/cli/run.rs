@@ -549,3 +549,107 @@ fn sigkill_of_run_at_random_moments_then_a_run_again_delivers_the_same_day() {
     );
     assert_counts(&d, &date);
 }
+
+/// The words of a command line as `run` prints it (`shell_word` quotes with `'...'`).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if !quoted => {
+                quoted = true;
+                any = true;
+            }
+            '\'' if quoted => {
+                // `'\''` inside a quoted word is a quote.
+                if chars.peek() == Some(&'\\') {
+                    chars.next();
+                    chars.next();
+                    chars.next();
+                    word.push('\'');
+                } else {
+                    quoted = false;
+                }
+            }
+            ' ' if !quoted => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// `run` builds its steps' command lines itself; a flag renamed in a step's own parser must fail
+/// here, not in a night's run. Every step `run --dry-run` prints (both executors) is parsed by
+/// `batchwin`'s own command-line parser and lands on that step, with the values `run` meant.
+#[test]
+fn every_step_run_builds_parses_with_the_steps_own_parser() {
+    use batchwin::cli::{Cli, Command};
+    use clap::Parser;
+    let d = Dir::new();
+    let date = day_on_server(&d, "6", "3000", "2", "35");
+    let mut seen = std::collections::BTreeSet::new();
+    for executor in ["local", "slurm"] {
+        let out = run_ok(&d, &date, &["--dry-run", "--executor", executor]);
+        for line in out.lines() {
+            let Some(step) = line.strip_prefix("step       ") else {
+                continue;
+            };
+            let (name, command) = step.split_once(": ").expect("step NAME: COMMAND");
+            if name == "submit" {
+                assert!(command.starts_with("bash "), "{line}");
+                continue;
+            }
+            let command = command.split(" > ").next().unwrap_or(command);
+            let words = shell_words(command);
+            assert_eq!(words[0], "batchwin", "{line}");
+            let cli = Cli::try_parse_from(&words)
+                .unwrap_or_else(|e| panic!("`run` built a step that does not parse: {line}\n{e}"));
+            match (name, cli.command) {
+                ("fetch", Command::Fetch(a)) => {
+                    assert_eq!(a.date.as_deref(), Some(date.as_str()));
+                    assert!(a.manifest.ends_with("manifest.jsonl"), "{line}");
+                }
+                ("plan", Command::Plan(a)) => {
+                    assert_eq!(a.date.as_deref(), Some(date.as_str()));
+                    assert!(a.out.ends_with("plan.json"), "{line}");
+                    assert_eq!(a.emit.is_empty(), executor == "local", "{line}");
+                    if executor == "slurm" {
+                        assert_eq!(a.slices, "auto");
+                        assert!(a.worker_out.ends_with("/out"), "{line}");
+                    }
+                }
+                ("publish", Command::Publish(a)) => {
+                    assert_eq!(a.date.as_deref(), Some(date.as_str()));
+                    assert!(a.target.is_some(), "{line}");
+                }
+                ("report", Command::Report(a)) => {
+                    assert!(a.window_start.is_some(), "{line}");
+                    assert!(a.ledgers.ends_with("ledgers"), "{line}");
+                }
+                (slice, Command::Process(a)) if slice.starts_with("slice ") => {
+                    let k: usize = slice["slice ".len()..].parse().expect("slice number");
+                    assert_eq!(a.slice, Some(k), "{line}");
+                    assert!(a.plan.as_ref().is_some_and(|p| p.ends_with("plan.json")));
+                }
+                (name, _) => panic!("step `{name}` ran another subcommand: {line}"),
+            }
+            seen.insert(name.split(' ').next().unwrap_or(name).to_string());
+        }
+    }
+    let want: std::collections::BTreeSet<String> = ["fetch", "plan", "slice", "publish", "report"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(seen, want, "every kind of step was shown and checked");
+}

@@ -1,5 +1,6 @@
-//! Processing one file: memory-map it, frame it into chunks at record boundaries, run the
-//! pipeline on the chunks in parallel, and write the output and reject files in input order.
+//! One file (or one part of a split file): memory-map it, frame it into chunks at record
+//! boundaries, run the pipeline on the chunks in parallel, and write the output and reject
+//! files in input order.
 //!
 //! Memory is bounded by a window of chunks in flight (about `threads * 4` chunks of
 //! `chunk_bytes` input each, and their outputs), never by the file: pages of the mapping that
@@ -13,233 +14,20 @@
 //! This module owns no configuration parsing and no ledger: it returns a [`FileOutcome`] that
 //! the caller records.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
-use crate::pipeline::{Problem, VendorProfile, expand_name, recycle};
+use crate::outcome::{FileOutcome, RejectCounts, UnitError};
+use crate::pipeline::{Problem, recycle};
 use crate::plan::Part;
+use crate::vendor::{Vendor, expand_name};
 
-/// The name of one part's output: `NAME.part-00002-of-00005` (1-based, so it reads naturally).
-pub fn part_name(name: &str, p: &Part) -> String {
-    format!("{name}.part-{:05}-of-{:05}", p.index + 1, p.count)
-}
-
-/// Tuning for one file.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// Target bytes of input per chunk.
-    pub chunk_bytes: usize,
-    /// Chunks processed in parallel before their outputs are written.
-    pub window_chunks: usize,
-    /// The business date of the run, for `{date}` in output names.
-    pub date: String,
-    /// Set when the run is asked to stop; checked between windows.
-    pub cancel: crate::cancel::Cancel,
-    /// After a signal, how long work in flight may take before the process stops anyway
-    /// (see `crate::cancel`).
-    pub grace: std::time::Duration,
-    /// After this time no unit of a MEDIUM or LOW vendor starts (it is deferred); HIGH units
-    /// always start.
-    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
-    /// sha256 of the configuration file, recorded with the run so that a re-run can tell
-    /// whether earlier results were made with the same rules.
-    pub config_sha256: Option<String>,
-    /// What outputs wait for before they are renamed into place (see [`Ready`]).
-    pub ready: Ready,
-    /// Chunk output buffers, reused from chunk to chunk and file to file (see [`Buffers`]).
-    pub buffers: Buffers,
-}
-
-/// The output and reject buffers of chunks already written, kept for the next chunks of any
-/// file. Fresh memory costs a page fault and the kernel's zeroing of each page on its first
-/// touch (measured: 7% of the CPU time of the CSV vendors of a tenth of a day went to zeroing
-/// the pages of each chunk's new output buffer); a buffer used before has its pages already.
-/// The pool holds at most the buffers that were in flight at once (the window of every file
-/// worker), and drops a buffer that grew far beyond a chunk (a chunk of one enormous record).
-#[derive(Debug, Clone, Default)]
-pub struct Buffers(Arc<std::sync::Mutex<Vec<OutputBuffers>>>);
-
-/// A chunk's output and reject buffers.
-type OutputBuffers = (Vec<u8>, Vec<u8>);
-
-impl Buffers {
-    /// An empty output and reject buffer pair, the output with room for `out_bytes`.
-    fn take(&self, out_bytes: usize) -> OutputBuffers {
-        let (mut out, rejects) = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        out.reserve(out_bytes);
-        (out, rejects)
-    }
-
-    /// Gives a pair back, emptied; one larger than `keep_bytes` is freed instead.
-    fn give(&self, mut out: Vec<u8>, mut rejects: Vec<u8>, keep_bytes: usize) {
-        if out.capacity() > keep_bytes || rejects.capacity() > keep_bytes {
-            return;
-        }
-        out.clear();
-        rejects.clear();
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((out, rejects));
-    }
-}
-
-/// A signal, given once, that the run can record what it delivers (its ledger is open). A
-/// unit may be processed before it is given, but its outputs wait for it before they are
-/// renamed into place, and are dropped when it fails: a run that cannot record delivers
-/// nothing. The default is given already.
-#[derive(Debug, Clone, Default)]
-pub struct Ready(Option<Arc<OnceLock<Result<(), String>>>>);
-
-impl Ready {
-    /// A signal not given yet.
-    pub fn pending() -> Ready {
-        Ready(Some(Arc::default()))
-    }
-
-    /// Gives the signal; only the first call counts.
-    pub fn set(&self, result: Result<(), String>) {
-        if let Some(cell) = &self.0 {
-            let _ = cell.set(result);
-        }
-    }
-
-    /// Waits for the signal.
-    pub fn wait(&self) -> Result<(), String> {
-        self.0.as_ref().map_or(Ok(()), |cell| cell.wait().clone())
-    }
-
-    /// Whether the signal was given as a failure.
-    pub fn failed(&self) -> bool {
-        self.0
-            .as_ref()
-            .and_then(|cell| cell.get())
-            .is_some_and(Result::is_err)
-    }
-}
-
-/// The error of a unit not started because the window had ended.
-pub const DEFERRED: &str =
-    "deferred: the window ended before it started; the next run of the window does it";
-
-/// How the error of a unit whose output or reject file could not be written starts.
-pub const WRITE_FAILED: &str = "cannot write";
-
-/// The error of a unit stopped by a signal.
-pub const CANCELLED: &str = "cancelled by a signal before it finished";
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        let threads = rayon::current_num_threads().max(1);
-        EngineOptions {
-            chunk_bytes: 1 << 20,
-            window_chunks: threads * 4,
-            date: chrono::Local::now().format("%Y-%m-%d").to_string(),
-            cancel: crate::cancel::Cancel::default(),
-            grace: crate::cancel::default_grace(),
-            deadline: None,
-            config_sha256: None,
-            ready: Ready::default(),
-            buffers: Buffers::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileStatus {
-    Succeeded,
-    Failed,
-    /// Stopped by SIGTERM or SIGINT; done again by the next run.
-    Cancelled,
-    /// Not started: the window's deadline had passed (MEDIUM and LOW units only).
-    Deferred,
-}
-
-impl std::fmt::Display for FileStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FileStatus::Succeeded => "succeeded",
-            FileStatus::Failed => "failed",
-            FileStatus::Cancelled => "cancelled",
-            FileStatus::Deferred => "deferred",
-        })
-    }
-}
-
-/// Reject counts keyed by (field, rule).
-pub type RejectCounts = BTreeMap<(Option<String>, String), u64>;
-
-/// Everything known about one processed file.
-#[derive(Debug, Clone)]
-pub struct FileOutcome {
-    pub vendor: String,
-    pub input_path: PathBuf,
-    pub input_bytes: u64,
-    pub input_sha256: String,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub records_rejected: u64,
-    pub status: FileStatus,
-    pub error: Option<String>,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub ended_at: chrono::DateTime<chrono::Utc>,
-    pub output_path: Option<PathBuf>,
-    pub output_bytes: u64,
-    pub output_sha256: Option<String>,
-    pub reject_path: Option<PathBuf>,
-    pub reject_counts: RejectCounts,
-    /// For a part of a split file: (0-based index, number of parts).
-    pub part: Option<(u32, u32)>,
-}
-
-impl FileOutcome {
-    /// A unit not processed yet: nothing read, nothing written.
-    pub fn new(vendor: &str, input: &Path, input_bytes: u64, part: Option<&Part>) -> FileOutcome {
-        let now = chrono::Utc::now();
-        FileOutcome {
-            vendor: vendor.to_string(),
-            input_path: input.to_path_buf(),
-            input_bytes,
-            input_sha256: String::new(),
-            records_in: 0,
-            records_out: 0,
-            records_rejected: 0,
-            status: FileStatus::Succeeded,
-            error: None,
-            started_at: now,
-            ended_at: now,
-            output_path: None,
-            output_bytes: 0,
-            output_sha256: None,
-            reject_path: None,
-            reject_counts: RejectCounts::new(),
-            part: part.map(|p| (p.index, p.count)),
-        }
-    }
-
-    /// A unit that was not started because the window had ended.
-    pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
-        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
-        FileOutcome {
-            status: FileStatus::Deferred,
-            error: Some(DEFERRED.to_string()),
-            ..FileOutcome::new(vendor, input, bytes, part)
-        }
-    }
-}
+use super::{EngineOptions, Ready};
 
 /// The results of one chunk, in the order they must be written.
 #[derive(Default)]
@@ -390,7 +178,7 @@ impl InputHasher<'_> {
 /// read, or `known`'s when the whole file still has the size and modification time it had
 /// when that was taken (then it has not been written since, and is read only to be processed).
 pub fn process_file(
-    profile: &VendorProfile,
+    profile: &Vendor,
     encoder: &dyn Encoder,
     input: &Path,
     out_dir: &Path,
@@ -409,7 +197,7 @@ pub fn process_file(
 /// place) is waiting, not work, so a caller can hand it to another thread and start its next
 /// unit meanwhile. The outcome is final once `deliver` has completed it.
 pub fn process_file_deferred(
-    profile: &VendorProfile,
+    profile: &Vendor,
     encoder: &dyn Encoder,
     input: &Path,
     out_dir: &Path,
@@ -446,7 +234,7 @@ pub fn process_file_deferred(
     let named = |pattern: &str| {
         let name = expand_name(pattern, &profile.id, &input_name, &opts.date);
         out_dir.join(match part {
-            Some(p) => part_name(&name, p),
+            Some(p) => p.output_name(&name),
             None => name,
         })
     };
@@ -533,8 +321,10 @@ impl Pending {
     }
 
     fn put_in_place(self, outcome: &mut FileOutcome) {
-        let write_err =
-            |what: &Path, e: std::io::Error| format!("{WRITE_FAILED} `{}`: {e}", what.display());
+        let write_err = |what: &Path, source: std::io::Error| UnitError::WriteFailed {
+            path: what.to_path_buf(),
+            source,
+        };
         if let Err(e) = self.ready.wait() {
             match self.delivery {
                 Delivery::Both { out, rej } | Delivery::RejectsOnly { out, rej } => {
@@ -543,7 +333,7 @@ impl Pending {
                 }
                 Delivery::Nothing => {}
             }
-            return outcome.fail(format!("not delivered: {e}"));
+            return outcome.fail(UnitError::NotDelivered(e));
         }
         match self.delivery {
             Delivery::Both { out, rej } => {
@@ -583,23 +373,9 @@ impl Pending {
     }
 }
 
-impl FileOutcome {
-    /// Marks the unit failed (or cancelled) with `error`: nothing is delivered, so the records
-    /// written to its abandoned output do not count.
-    fn fail(&mut self, error: String) {
-        self.status = if error == CANCELLED {
-            FileStatus::Cancelled
-        } else {
-            FileStatus::Failed
-        };
-        self.error = Some(error);
-        self.records_out = 0;
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn run_chunks(
-    profile: &VendorProfile,
+    profile: &Vendor,
     encoder: &dyn Encoder,
     data: &[u8],
     input_name: &str,
@@ -609,13 +385,15 @@ fn run_chunks(
     outcome: &mut FileOutcome,
     hasher: &mut InputHasher<'_>,
     part: Option<&Part>,
-) -> (Result<(), String>, Delivery) {
+) -> (Result<(), UnitError>, Delivery) {
     let mut decoder = match profile.decoder() {
         Ok(d) => d,
-        Err(e) => return (Err(e), Delivery::Nothing),
+        Err(e) => return (Err(UnitError::Unreadable(e)), Delivery::Nothing),
     };
-    let write_err =
-        |what: &Path, e: std::io::Error| format!("{WRITE_FAILED} `{}`: {e}", what.display());
+    let write_err = |what: &Path, source: std::io::Error| UnitError::WriteFailed {
+        path: what.to_path_buf(),
+        source,
+    };
     let mut out = match TempOutput::create(out_path.to_path_buf()) {
         Ok(o) => o,
         Err(e) => return (Err(write_err(out_path, e)), Delivery::Nothing),
@@ -627,10 +405,10 @@ fn run_chunks(
             return (Err(write_err(reject_path, e)), Delivery::Nothing);
         }
     };
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<(), UnitError> {
         let mut pre = decoder
             .preamble(data)
-            .map_err(|e| format!("{input_name}: {e}"))?;
+            .map_err(|e| UnitError::Unreadable(format!("{input_name}: {e}")))?;
         let (record_offset, first, last) = match part {
             Some(p) => {
                 pre.body_start = p.start as usize;
@@ -658,7 +436,7 @@ fn run_chunks(
         let mut window: Vec<Chunk> = Vec::with_capacity(opts.window_chunks);
         loop {
             if opts.cancel.is_cancelled() {
-                return Err(CANCELLED.to_string());
+                return Err(UnitError::Cancelled);
             }
             if opts.ready.failed() {
                 // The run cannot record this unit (see `Ready`): nothing more to read.
@@ -666,7 +444,7 @@ fn run_chunks(
             }
             window.clear();
             for c in frames.by_ref() {
-                let mut c = c.map_err(|e| format!("{input_name}: {e}"))?;
+                let mut c = c.map_err(|e| UnitError::Unreadable(format!("{input_name}: {e}")))?;
                 c.first_record += record_offset;
                 window.push(c);
                 if window.len() >= opts.window_chunks.max(1) {
@@ -733,19 +511,18 @@ fn run_chunks(
                     None => format!("{r}: {n}"),
                 })
                 .collect();
-            return Err(format!(
-                "{} of {} records rejected, over the skip limit of {} (top reasons: {})",
-                outcome.records_rejected,
-                outcome.records_in,
-                profile.skip_limit,
-                reasons.join(", ")
-            ));
+            return Err(UnitError::SkipLimit {
+                rejected: outcome.records_rejected,
+                records: outcome.records_in,
+                limit: profile.skip_limit.to_string(),
+                reasons: reasons.join(", "),
+            });
         }
         Ok(())
     })();
     match result {
         Ok(()) => (Ok(()), Delivery::Both { out, rej }),
-        Err(e) if e == CANCELLED || e.starts_with(WRITE_FAILED) => {
+        Err(e) if e.leaves_nothing() => {
             // Nothing of a cancelled unit stays behind: the next run does it again. After a
             // failed write (a disk that filled up or went away) what was written is partial.
             out.abandon();
@@ -767,7 +544,7 @@ struct RejectLine<'a> {
 }
 
 fn process_chunk(
-    profile: &VendorProfile,
+    profile: &Vendor,
     decoder: &dyn crate::codecs::Decoder,
     encoder: &dyn Encoder,
     data: &[u8],
@@ -798,7 +575,7 @@ fn process_chunk(
     let mut typed_store: Vec<crate::pipeline::validate::Typed<'static>> = Vec::new();
     let mut out_store: Vec<Option<std::borrow::Cow<'static, str>>> = Vec::new();
     let mut refs_store: Vec<Option<&'static str>> = Vec::new();
-    let mut ws = profile.workspace();
+    let mut ws = profile.pipeline.workspace();
     decoder.decode(data, chunk, &mut |d| {
         r.records_in += 1;
         match d {
@@ -825,7 +602,10 @@ fn process_chunk(
             Decoded::Record(rec) => {
                 let mut typed = recycle(std::mem::take(&mut typed_store));
                 let mut values = recycle(std::mem::take(&mut out_store));
-                match profile.apply_into(rec.values, &mut ws, &mut typed, &mut values) {
+                match profile
+                    .pipeline
+                    .apply_into(rec.values, &mut ws, &mut typed, &mut values)
+                {
                     Ok(()) => {
                         let mut refs = recycle(std::mem::take(&mut refs_store));
                         refs.extend(values.iter().map(|v| v.as_deref()));
@@ -856,6 +636,7 @@ fn process_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::FileStatus;
     use std::time::{Duration, Instant};
 
     const CONFIG: &str = r#"
@@ -875,7 +656,7 @@ format = "csv"
     #[test]
     fn outputs_wait_for_the_ready_signal() {
         let cfg = crate::config::Config::parse(Path::new("t.toml"), CONFIG.into()).unwrap();
-        let profile = VendorProfile::build(&cfg, 0, None).unwrap();
+        let profile = Vendor::build(&cfg, 0, None).unwrap();
         let encoder = profile.encoder().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.csv");

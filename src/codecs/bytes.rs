@@ -1,0 +1,199 @@
+//! Searching and checking short runs of bytes (a field, a value to write, a record): a word at
+//! a time for a few dozen bytes, the vectorized searches of `memchr` and `simdutf8` beyond.
+//! Shared by every format's reader and writer.
+
+// Searches within one short value (a field of a record, a value to write): eight bytes at a
+// time in a machine word. For the few dozen bytes of a field this beats setting up a vector
+// search (memchr), which wins on long inputs such as whole records and chunks.
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` that equals `b` (and possibly of bytes after it, never
+/// before: the first set bit is exact).
+#[inline(always)]
+fn bytes_equal(word: u64, b: u8) -> u64 {
+    let x = word ^ (LO * b as u64);
+    x.wrapping_sub(LO) & !x & HI
+}
+
+#[inline(always)]
+fn word_at(hay: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&hay[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The high bit of each byte of `word` below `n` (`n` at most 128; exact as to whether any is).
+#[inline(always)]
+fn bytes_below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(LO * n as u64) & !word & HI
+}
+
+/// Whether any byte of `hay` is one that `word_hits` flags in a word (a non-zero result) or,
+/// for inputs shorter than a word, `byte_hits` flags. The two must agree.
+#[inline(always)]
+fn any_byte(hay: &[u8], word_hits: impl Fn(u64) -> u64, byte_hits: impl Fn(u8) -> bool) -> bool {
+    let n = hay.len();
+    if n < 8 {
+        return hay.iter().any(|&c| byte_hits(c));
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word_hits(word_at(hay, i)) != 0 {
+            return true;
+        }
+        i += 8;
+    }
+    // The last word overlaps the one before: every byte is looked at.
+    i < n && word_hits(word_at(hay, n - 8)) != 0
+}
+
+/// Whether `text` has a byte below 0x20 other than tab, LF and CR, or 0xEF (which starts
+/// U+FFFE and U+FFFF): the only bytes that can start a character XML 1.0 does not allow.
+pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
+    let control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    any_byte(
+        text,
+        |w| {
+            let below = bytes_below(w, 0x20);
+            // Tabs and line breaks are the usual control bytes: look closer only then.
+            let exact = if below != 0 && w.to_le_bytes().iter().any(|&b| control(b)) {
+                HI
+            } else {
+                0
+            };
+            exact | bytes_equal(w, 0xEF)
+        },
+        |b| control(b) || b == 0xEF,
+    )
+}
+
+/// Whether `text` needs XML escaping: a byte below 0x20, 0xEF, or one of `& < > " '`.
+pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
+    any_byte(
+        text,
+        |w| {
+            bytes_below(w, 0x20)
+                | bytes_equal(w, 0xEF)
+                | bytes_equal(w, b'&')
+                | bytes_equal(w, b'<')
+                | bytes_equal(w, b'>')
+                | bytes_equal(w, b'"')
+                | bytes_equal(w, b'\'')
+        },
+        |b| b < 0x20 || matches!(b, 0xEF | b'&' | b'<' | b'>' | b'"' | b'\''),
+    )
+}
+
+/// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`.
+pub(crate) fn needs_json_escape(text: &[u8]) -> bool {
+    any_byte(
+        text,
+        |w| bytes_below(w, 0x20) | bytes_equal(w, b'"') | bytes_equal(w, b'\\'),
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
+}
+
+/// `bytes` as text, checked with a vectorized validator; the standard library's error (which
+/// says where) when it is not UTF-8.
+#[inline]
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) => std::str::from_utf8(bytes),
+    }
+}
+
+/// Offset of the first `b` in `hay`.
+#[inline]
+pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        let m = bytes_equal(word_at(hay, i), b);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay[i..].iter().position(|&c| c == b).map(|k| i + k)
+}
+
+/// Offset of the first `a` or `b` in `hay`.
+#[inline]
+pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        let w = word_at(hay, i);
+        // The first set bit of either mask is exact, and so is the first of both.
+        let m = bytes_equal(w, a) | bytes_equal(w, b);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay[i..]
+        .iter()
+        .position(|&c| c == a || c == b)
+        .map(|k| i + k)
+}
+
+/// Whether `hay` holds any of the four bytes `set`.
+#[inline]
+pub(crate) fn contains_any(hay: &[u8], set: [u8; 4]) -> bool {
+    any_byte(
+        hay,
+        |w| {
+            bytes_equal(w, set[0])
+                | bytes_equal(w, set[1])
+                | bytes_equal(w, set[2])
+                | bytes_equal(w, set[3])
+        },
+        |c| set.contains(&c),
+    )
+}
+
+/// Number of line feeds in `bytes` (physical line breaks, whatever precedes them). A short
+/// run (a quoted CSV field) is counted in line; the vectorized count's set-up costs more there.
+pub(crate) fn count_lf(bytes: &[u8]) -> u64 {
+    if bytes.len() <= 64 {
+        return bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// 1-based line number of byte offset `pos` in `data`.
+pub(crate) fn line_at(data: &[u8], pos: usize) -> u64 {
+    1 + count_lf(&data[..pos.min(data.len())])
+}
+
+#[cfg(test)]
+mod word_search_tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn word_searches_agree_with_byte_loops(
+            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'\\".to_vec()), 0..40),
+            b in prop::sample::select(b",\"\r\n\x00\xFF;".to_vec()),
+        ) {
+            prop_assert_eq!(super::find_byte(b, &hay), hay.iter().position(|&c| c == b));
+            let set = [b, b'"', b'\r', b'\n'];
+            prop_assert_eq!(super::contains_any(&hay, set), hay.iter().any(|c| set.contains(c)));
+            let control = |c: u8| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r');
+            prop_assert_eq!(
+                super::may_hold_non_xml_char(&hay),
+                hay.iter().any(|&c| control(c) || c == 0xEF)
+            );
+            prop_assert_eq!(
+                super::needs_xml_escape(&hay),
+                hay.iter().any(|&c| c < 0x20 || b"\xEF&<>\"'".contains(&c))
+            );
+            prop_assert_eq!(super::utf8(&hay), std::str::from_utf8(&hay));
+            prop_assert_eq!(
+                super::needs_json_escape(&hay),
+                hay.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+            );
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The plain scan of XML: finding markup (`<` to `>` past quoted attribute values, comments,
+//! CDATA, processing instructions) and reading the records of the usual shape (elements, quoted
+//! attributes, text) without quick-xml, and the text helpers both readers share (unescaping,
+//! joining text pieces, the characters XML 1.0 allows).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use memchr::{memchr, memchr3, memmem};
+
+pub(super) fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// `s` without the XML white space (space, tab, LF, CR) at either end.
+pub(super) fn trim_spaces(s: &str) -> &str {
+    trim_end_spaces(trim_start_spaces(s))
+}
+
+/// `s` without the XML white space (space, tab, LF, CR) it starts with.
+pub(super) fn trim_start_spaces(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| is_space(b)).count();
+    // Only ASCII bytes were skipped: `n` is a character boundary.
+    &s[n..]
+}
+
+/// `s` without the XML white space it ends with.
+pub(super) fn trim_end_spaces(s: &str) -> &str {
+    let n = s.bytes().rev().take_while(|&b| is_space(b)).count();
+    &s[..s.len() - n]
+}
+
+/// The name after the namespace prefix, as quick-xml takes it (after the first `:`).
+pub(super) fn local(name: &[u8]) -> &[u8] {
+    match crate::codecs::find_byte(b':', name) {
+        Some(i) => &name[i + 1..],
+        None => name,
+    }
+}
+
+/// What a `<` starts.
+#[derive(Debug)]
+pub(super) enum Markup<'d> {
+    Start {
+        name: &'d [u8],
+        empty: bool,
+    },
+    End {
+        name: &'d [u8],
+    },
+    /// A comment, CDATA section or processing instruction.
+    Other,
+    /// `<!DOCTYPE` or another markup declaration.
+    Declaration,
+}
+
+/// First offset in `from..end` holding a byte for which `stop` is true, skipping quoted
+/// strings (attribute values, DOCTYPE literals).
+pub(super) fn find_unquoted(
+    data: &[u8],
+    from: usize,
+    end: usize,
+    stop: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut i = from;
+    while i < end {
+        let b = data[i];
+        if b == b'"' || b == b'\'' {
+            i += 1 + memchr(b, &data[i + 1..end])? + 1;
+        } else if stop(b) {
+            return Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Offset of the `>` that closes the tag whose name starts at `from`.
+pub(super) fn tag_end(data: &[u8], from: usize, end: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let k = i + memchr3(b'>', b'"', b'\'', &data[i..end])?;
+        if data[k] == b'>' {
+            return Some(k);
+        }
+        i = k + 1 + memchr(data[k], &data[k + 1..end])? + 1;
+    }
+}
+
+pub(super) fn find(data: &[u8], from: usize, end: usize, needle: &[u8]) -> Option<usize> {
+    memmem::find(&data[from..end], needle).map(|i| from + i)
+}
+
+/// Reads the markup at `p` (where `data[p] == b'<'`): what it is and the offset after it,
+/// or `None` when it is not closed before `end`.
+pub(super) fn markup(data: &[u8], p: usize, end: usize) -> Option<(Markup<'_>, usize)> {
+    let rest = &data[p..end];
+    if rest.starts_with(b"<!--") {
+        return find(data, p + 4, end, b"-->").map(|i| (Markup::Other, i + 3));
+    }
+    if rest.starts_with(b"<![CDATA[") {
+        return find(data, p + 9, end, b"]]>").map(|i| (Markup::Other, i + 3));
+    }
+    if rest.starts_with(b"<?") {
+        return find(data, p + 2, end, b"?>").map(|i| (Markup::Other, i + 2));
+    }
+    if rest.starts_with(b"<!") {
+        return find_unquoted(data, p + 2, end, |b| b == b'>')
+            .map(|gt| (Markup::Declaration, gt + 1));
+    }
+    if rest.starts_with(b"</") {
+        let gt = p + 2 + memchr(b'>', &data[p + 2..end])?;
+        let name = data[p + 2..gt].trim_ascii();
+        return Some((Markup::End { name }, gt + 1));
+    }
+    let gt = tag_end(data, p + 1, end)?;
+    let name_end = data[p + 1..gt]
+        .iter()
+        .position(|&b| is_space(b) || b == b'/')
+        .map_or(gt, |i| p + 1 + i);
+    let empty = gt > p + 1 && data[gt - 1] == b'/';
+    Some((
+        Markup::Start {
+            name: &data[p + 1..name_end],
+            empty,
+        },
+        gt + 1,
+    ))
+}
+
+/// Finds record elements in a part of the body that starts outside any record.
+pub(super) struct Scanner<'d> {
+    pub(super) data: &'d [u8],
+    pub(super) pos: usize,
+    pub(super) end: usize,
+    pub(super) record: &'d [u8],
+}
+
+impl Scanner<'_> {
+    /// The byte range of the next record element, `None` at the end; fails with the offset
+    /// and reason of markup that cannot be skipped outside records.
+    pub(super) fn next_record(&mut self) -> Result<Option<Range<usize>>, (usize, &'static str)> {
+        while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
+            let p = self.pos + i;
+            let (m, next) = markup(self.data, p, self.end)
+                .ok_or((p, "markup is not closed before the root end tag"))?;
+            self.pos = next;
+            match m {
+                Markup::Start { name, empty } if local(name) == self.record => {
+                    let end = if empty { next } else { self.record_end() };
+                    return Ok(Some(p..end));
+                }
+                Markup::Declaration => {
+                    return Err((p, "markup declaration (DOCTYPE?) inside the root element"));
+                }
+                _ => {}
+            }
+        }
+        self.pos = self.end;
+        Ok(None)
+    }
+
+    /// For a start or end tag at `p` whose element name is not the record's: the offset just
+    /// after its name. `None` for the record's own tags, other markup, and anything unusual.
+    pub(super) fn other_element(&self, p: usize) -> Option<usize> {
+        let from = match self.data.get(p + 1)? {
+            b'/' => p + 2,
+            b'!' | b'?' => return None,
+            _ => p + 1,
+        };
+        let rest = &self.data[from..self.end];
+        let len = rest
+            .iter()
+            .position(|&b| is_space(b) || b == b'/' || b == b'>')?;
+        let name = &rest[..len];
+        (len > 0 && local(name) != self.record).then_some(from + len)
+    }
+
+    /// Offset after the end tag of the record whose start tag was just read; the end of the
+    /// body when it is not closed (the record parser then says what is wrong).
+    pub(super) fn record_end(&mut self) -> usize {
+        let mut depth = 1usize;
+        while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
+            // Most tags in a record are its fields' start and end tags: one whose name is not
+            // the record's is passed over by its name (a `<` cannot appear in an attribute
+            // value, so the next `<` starts the next markup either way).
+            if let Some(next) = self.other_element(self.pos + i) {
+                self.pos = next;
+                continue;
+            }
+            let Some((m, next)) = markup(self.data, self.pos + i, self.end) else {
+                break;
+            };
+            self.pos = next;
+            match m {
+                Markup::Start { name, empty: false } if local(name) == self.record => depth += 1,
+                Markup::End { name } if local(name) == self.record => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return next;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.pos = self.end;
+        self.end
+    }
+}
+
+/// One element of the configured paths (node 0 is the record element itself): the child
+/// elements that lead to fields, and the fields read here.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PathNode {
+    /// `(local name, node)` of the children on some field's path.
+    pub(super) children: Vec<(Vec<u8>, usize)>,
+    /// Fields that take this element's text.
+    pub(super) text: Vec<usize>,
+    /// `(attribute local name, field)` of the fields that take one of its attributes.
+    pub(super) attributes: Vec<(Vec<u8>, usize)>,
+}
+
+/// A piece of an element's text, borrowed from the record.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Piece<'d> {
+    /// Character data as written (entities not yet unescaped).
+    Text(&'d str),
+    /// The content of a CDATA section.
+    CData(&'d str),
+}
+
+/// Per-record working memory, kept across the records of a chunk.
+#[derive(Debug, Default)]
+pub(super) struct Scratch<'d> {
+    pub(super) values: Vec<Option<Cow<'d, str>>>,
+    /// For each field being read from an element's text: the depth of that element.
+    pub(super) capture: Vec<Option<usize>>,
+    /// The fields being read, so that text and end tags touch only those (usually one).
+    pub(super) active: Vec<usize>,
+    /// Each field's text so far, kept from the start of its capture.
+    pub(super) pieces: Vec<Vec<Piece<'d>>>,
+    /// The path node (`None`: off every path) and name of each open element, record first.
+    pub(super) stack: Vec<(Option<usize>, &'d str)>,
+    /// The attribute names of the start tag being read (duplicates are refused).
+    pub(super) keys: Vec<&'d [u8]>,
+}
+
+impl<'d> Scratch<'d> {
+    pub(super) fn reset(&mut self, fields: usize) {
+        self.values.clear();
+        self.values.resize(fields, None);
+        self.capture.clear();
+        self.capture.resize(fields, None);
+        self.active.clear();
+        if self.pieces.len() < fields {
+            self.pieces.resize_with(fields, Vec::new);
+        }
+        self.stack.clear();
+    }
+
+    /// Starts reading field `f` from the text of the element open at `depth`.
+    pub(super) fn start(&mut self, f: usize, depth: usize) {
+        self.capture[f] = Some(depth);
+        self.pieces[f].clear();
+        self.active.push(f);
+    }
+
+    /// Adds text to every field being read.
+    pub(super) fn push(&mut self, piece: Piece<'d>) {
+        for &f in &self.active {
+            self.pieces[f].push(piece);
+        }
+    }
+
+    /// Sets the fields read from the element closing at `depth`.
+    pub(super) fn close(&mut self, depth: usize) -> Result<(), String> {
+        let mut k = 0;
+        while k < self.active.len() {
+            let f = self.active[k];
+            if self.capture[f] == Some(depth) {
+                self.values[f] = Some(join(&self.pieces[f])?);
+                self.capture[f] = None;
+                self.active.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `part`, a slice of `whole` handed out by quick-xml, with `whole`'s lifetime.
+pub(super) fn within<'d>(whole: &'d str, part: &[u8]) -> Option<&'d str> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start.checked_add(part.len())?)
+}
+
+/// Unescapes predefined entities and character references; anything else is an error, as
+/// is a reference to a character XML cannot hold.
+pub(super) fn unescape(s: &str) -> Result<Cow<'_, str>, String> {
+    if !s.contains('&') {
+        return Ok(Cow::Borrowed(s));
+    }
+    let v = quick_xml::escape::unescape(s).map_err(|e| e.to_string())?;
+    if let Some(c) = forbidden_char(&v) {
+        return Err(format!(
+            "character reference to U+{:04X}, which XML does not allow",
+            c as u32
+        ));
+    }
+    Ok(v)
+}
+
+/// The first character of `text` that XML 1.0 does not allow, if any.
+pub(super) fn forbidden_char(text: &str) -> Option<char> {
+    // Only C0 controls and U+FFFE/U+FFFF (encoded EF BF BE/BF) are excluded: scan bytes first.
+    if crate::codecs::may_hold_non_xml_char(text.as_bytes()) {
+        text.chars().find(|&c| !is_xml_char(c))
+    } else {
+        None
+    }
+}
+
+/// The XML 1.0 `Char` production (Rust strings already exclude surrogates).
+pub(super) fn is_xml_char(c: char) -> bool {
+    !matches!(c, '\0'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+}
+
+/// The trimmed, unescaped text of an element from its pieces.
+pub(super) fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
+    let keeps = |p: &Piece| match p {
+        Piece::Text(t) => !trim_spaces(t).is_empty(),
+        Piece::CData(_) => true,
+    };
+    let (Some(first), Some(last)) = (
+        pieces.iter().position(keeps),
+        pieces.iter().rposition(keeps),
+    ) else {
+        return Ok(Cow::Borrowed(""));
+    };
+    let part = |i: usize| -> Result<Cow<'d, str>, String> {
+        match pieces[i] {
+            Piece::CData(c) => Ok(Cow::Borrowed(c)),
+            Piece::Text(mut t) => {
+                if i == first {
+                    t = trim_start_spaces(t);
+                }
+                if i == last {
+                    t = trim_end_spaces(t);
+                }
+                unescape(t)
+            }
+        }
+    };
+    if first == last {
+        return part(first);
+    }
+    let mut s = String::new();
+    for i in first..=last {
+        s.push_str(&part(i)?);
+    }
+    Ok(Cow::Owned(s))
+}

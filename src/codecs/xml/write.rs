@@ -1,0 +1,177 @@
+//! Writing XML: the prolog, the root element, one record element per line, values escaped so
+//! that they read back exactly; names checked to be XML names without a colon.
+
+use crate::codecs::{EncodeError, Encoder, check_arity};
+
+use super::scan::{forbidden_char, trim_spaces, trim_start_spaces};
+
+/// What the XML output is called.
+#[derive(Debug, Clone)]
+pub struct XmlWriteOptions {
+    /// Name of the root element.
+    pub root: String,
+    /// Name of each record element.
+    pub record: String,
+}
+
+/// Writes an XML document, one record element per line.
+#[derive(Debug, Clone)]
+pub struct XmlEncoder {
+    opts: XmlWriteOptions,
+    /// Field names, and whether each is written as an attribute of the record element.
+    fields: Vec<(String, bool)>,
+}
+
+impl XmlEncoder {
+    /// Fails unless every name is an XML name without a colon, and field names are distinct
+    /// (attributes must be; `xmlns` is not a field).
+    pub fn new(opts: XmlWriteOptions, fields: Vec<(String, bool)>) -> Result<Self, String> {
+        let names = [
+            ("root element", &opts.root),
+            ("record element", &opts.record),
+        ];
+        for (what, name) in names
+            .into_iter()
+            .chain(fields.iter().map(|(n, _)| ("field", n)))
+        {
+            if !is_xml_name(name) {
+                return Err(format!(
+                    "{what} name `{name}` is not an XML name (a letter or `_`, then letters, digits, `_`, `-`, `.`; no colon)"
+                ));
+            }
+        }
+        for (i, (name, attribute)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(n, _)| n == name) {
+                return Err(format!("field `{name}` is written twice"));
+            }
+            if *attribute && name == "xmlns" {
+                return Err("`xmlns` declares a namespace and cannot be a field".into());
+            }
+        }
+        Ok(XmlEncoder { opts, fields })
+    }
+
+    fn write(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let record = self.opts.record.as_bytes();
+        let fail = |name: &str, reason| EncodeError {
+            field: name.to_string(),
+            reason,
+        };
+        out.push(b'<');
+        out.extend_from_slice(record);
+        for ((name, _), v) in self.fields.iter().zip(values).filter(|((_, a), _)| *a) {
+            if let Some(v) = v {
+                out.push(b' ');
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"=\"");
+                escape(out, v, true).map_err(|r| fail(name, r))?;
+                out.push(b'"');
+            }
+        }
+        out.push(b'>');
+        for ((name, _), v) in self.fields.iter().zip(values).filter(|((_, a), _)| !*a) {
+            if let Some(v) = v {
+                out.push(b'<');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'>');
+                escape(out, v, false).map_err(|r| fail(name, r))?;
+                out.extend_from_slice(b"</");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'>');
+            }
+        }
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(record);
+        out.extend_from_slice(b">\n");
+        Ok(())
+    }
+}
+
+impl Encoder for XmlEncoder {
+    fn header(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<");
+        out.extend_from_slice(self.opts.root.as_bytes());
+        out.extend_from_slice(b">\n");
+    }
+
+    fn record(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        check_arity(values, self.fields.len())?;
+        let mark = out.len();
+        self.write(values, out).inspect_err(|_| out.truncate(mark))
+    }
+
+    fn footer(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(self.opts.root.as_bytes());
+        out.extend_from_slice(b">\n");
+    }
+}
+
+/// Writes `v` as attribute value or element text, escaped to read back exactly: markup
+/// characters as entities, CR (and in attributes tab and LF, which readers normalise) as
+/// character references, and in text the leading and trailing whitespace that readers trim.
+pub(super) fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), String> {
+    // Most values need nothing done: no markup characters, no control characters, no byte
+    // that may start U+FFFE/U+FFFF, and no spaces at the ends of element text.
+    let plain = !crate::codecs::needs_xml_escape(v.as_bytes());
+    if plain && (attribute || !v.starts_with(' ') && !v.ends_with(' ')) {
+        out.extend_from_slice(v.as_bytes());
+        return Ok(());
+    }
+    if let Some(c) = forbidden_char(v) {
+        return Err(format!(
+            "character U+{:04X} cannot be written in XML",
+            c as u32
+        ));
+    }
+    let (lead, core, trail) = if attribute {
+        ("", v, "")
+    } else {
+        let start = v.len() - trim_start_spaces(v).len();
+        let core = trim_spaces(v);
+        // `start` and `start + core.len()` come from trimming ASCII: character boundaries.
+        (&v[..start], core, &v[start + core.len()..])
+    };
+    let char_ref = |out: &mut Vec<u8>, s: &str| {
+        s.chars()
+            .for_each(|c| out.extend_from_slice(format!("&#{};", c as u32).as_bytes()))
+    };
+    char_ref(out, lead);
+    let b = core.as_bytes();
+    let mut copied = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let with: &[u8] = match c {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'"' => b"&quot;",
+            b'\'' => b"&apos;",
+            b'\r' => b"&#13;",
+            b'\n' if attribute => b"&#10;",
+            b'\t' if attribute => b"&#9;",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[copied..i]);
+        out.extend_from_slice(with);
+        copied = i + 1;
+    }
+    out.extend_from_slice(&b[copied..]);
+    char_ref(out, trail);
+    Ok(())
+}
+
+/// The XML `Name` production, without colons (so names are also namespace-well-formed).
+pub(super) fn is_xml_name(s: &str) -> bool {
+    let start = |c: char| {
+        matches!(c, 'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+            | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+            | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+            | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+            | '\u{10000}'..='\u{EFFFF}')
+    };
+    let mut chars = s.chars();
+    chars.next().is_some_and(start)
+        && chars.all(|c| {
+            start(c) || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+        })
+}

@@ -1,0 +1,500 @@
+//! Many units at once: the batch scheduler of `process` (and so of every slice an engine
+//! runs). Units start in list order (priority first) on file workers, each unit's chunks
+//! spread over all threads (see [`super::file`]); a processed unit's delivery and its record
+//! in the ledger are handed to delivery threads. The ledger opens on a thread of its own while
+//! the first units run; outputs wait for it (see [`Ready`]).
+//!
+//! Also here: which units a slice of a plan still has to do (a slice run again skips what an
+//! earlier run of it finished), and the units of an inbound folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+
+use crate::config::Config;
+use crate::exit::{ExitStatus, Failure};
+use crate::ledger::{Batch, Ledger, RunInfo};
+use crate::outcome::{FileOutcome, FileStatus};
+use crate::plan::Plan;
+use crate::vendor::{Vendor, expand_name};
+
+use super::{EngineOptions, KnownInput, Pending, Ready, process_file_deferred};
+
+/// One unit to process (a file, or a part of a split file) and where its output goes.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// The vendor's index in the configuration.
+    pub vendor: usize,
+    pub input: PathBuf,
+    pub out_dir: PathBuf,
+    /// A byte range of the file, for units of split files.
+    pub part: Option<crate::plan::Part>,
+    /// The file's checksum as the manifest recorded it.
+    pub known: Option<KnownInput>,
+}
+
+/// The result of processing a set of units, for the summary and the exit status.
+pub struct BatchSummary {
+    pub outcomes: Vec<FileOutcome>,
+    pub seconds: f64,
+    pub ledger: PathBuf,
+    pub skipped: Vec<PathBuf>,
+    /// The signal that stopped the run, if one did.
+    pub interrupted: Option<i32>,
+}
+
+impl BatchSummary {
+    pub fn status(&self) -> ExitStatus {
+        if let Some(sig) = self.interrupted {
+            ExitStatus::Interrupted(sig)
+        } else if self
+            .outcomes
+            .iter()
+            .any(|o| matches!(o.status, FileStatus::Failed | FileStatus::Deferred))
+        {
+            ExitStatus::DataFailure
+        } else {
+            ExitStatus::Success
+        }
+    }
+}
+
+/// The units of a plan's slice still to do, and how many an earlier run of the slice did.
+pub struct SliceUnits {
+    pub units: Vec<Work>,
+    /// Units done by an earlier run of this slice (same input, same config, output present).
+    pub resumed: usize,
+}
+
+/// The units of slice `k` of `plan` (read from `plan_path`) still to do: those that this
+/// slice's `ledger` records as done under the configuration `config_sha` are skipped when
+/// their input still has the recorded checksum and their output is still there. Outputs go to
+/// `out/VENDOR/`.
+pub fn slice_units(
+    config: &Config,
+    config_path: &Path,
+    plan: &Plan,
+    k: usize,
+    plan_path: &Path,
+    out: &Path,
+    ledger: &Path,
+    config_sha: Option<&str>,
+) -> Result<SliceUnits, Failure> {
+    // Units this slice's ledger records as done under the same configuration: skipped when
+    // their input still has the recorded checksum and their output is still there.
+    let completed = match (config_sha, ledger.exists()) {
+        (Some(sha), true) => Ledger::open(ledger)
+            .and_then(|l| l.completed(sha))
+            .map_err(Failure::data)?,
+        _ => Default::default(),
+    };
+    let mut skipped_done = 0usize;
+    let mut items = Vec::new();
+    for u in &plan.slices[k].units {
+        let (idx, _) = config.vendor(&u.vendor).ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "the plan names vendor `{}`, which is not in `{}`",
+                u.vendor,
+                config_path.display()
+            ))
+        })?;
+        let mut input = PathBuf::from(&u.location);
+        if input.is_relative() {
+            if let Some(dir) = plan_path.parent() {
+                input = dir.join(input);
+            }
+        }
+        let key = (
+            input.display().to_string(),
+            u.part.as_ref().map_or(-1, |p| p.index as i64),
+        );
+        if let Some((sha, output, bytes)) = completed.get(&key) {
+            // The input is the one done when the manifest's checksum, which the file still
+            // has (same size and time), is the one done; otherwise it is read to tell.
+            let unchanged = u.part.is_none()
+                && u.sha256 == *sha
+                && std::fs::metadata(&input).is_ok_and(|m| {
+                    crate::plan::manifest::unchanged(&m, u.file_bytes, u.modified.as_deref())
+                });
+            if std::fs::metadata(output).is_ok_and(|m| m.len() == *bytes)
+                && (unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == *sha))
+            {
+                skipped_done += 1;
+                continue;
+            }
+            tracing::info!(
+                "`{}`: its input or output changed since it was done: doing it again",
+                input.display()
+            );
+        }
+        items.push(Work {
+            vendor: idx,
+            input,
+            out_dir: out.join(&u.vendor),
+            part: u.part.clone(),
+            known: u.modified.clone().map(|modified| KnownInput {
+                bytes: u.file_bytes,
+                modified,
+                sha256: u.sha256.clone(),
+            }),
+        });
+    }
+    Ok(SliceUnits {
+        units: items,
+        resumed: skipped_done,
+    })
+}
+
+/// Lists `DIR/VENDOR/FILE`, highest priority first, larger files first within a priority.
+/// Files in folders that name no vendor of the config are returned apart, to be reported.
+pub fn scan_inbound(
+    config: &Config,
+    dir: &Path,
+    out: &Path,
+) -> anyhow::Result<(Vec<Work>, Vec<PathBuf>)> {
+    let (files, unknown) = crate::plan::manifest::list(config, dir)?;
+    let mut items: Vec<Work> = files
+        .into_iter()
+        .map(|(idx, input)| Work {
+            vendor: idx,
+            input,
+            out_dir: out.join(&config.vendors[idx].id),
+            part: None,
+            known: None,
+        })
+        .collect();
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    items.sort_by_cached_key(|w| {
+        (
+            config.vendors[w.vendor].priority,
+            std::cmp::Reverse(size(&w.input)),
+            w.input.clone(),
+        )
+    });
+    Ok((items, unknown))
+}
+
+/// Processes `items` with the vendors they name, recording each unit in the ledger at
+/// `ledger_path` as it is delivered; `skipped` (inputs no vendor claims) is passed through to
+/// the summary. A progress bar of the input bytes is drawn when `progress`.
+pub fn run(
+    profiles: &[Vendor],
+    items: Vec<Work>,
+    ledger_path: &Path,
+    opts: &EngineOptions,
+    progress: bool,
+    skipped: Vec<PathBuf>,
+) -> Result<BatchSummary, Failure> {
+    let encoders: Vec<_> = profiles
+        .iter()
+        .map(|p| p.encoder().map_err(|m| Failure::usage(anyhow!(m))))
+        .collect::<Result<_, _>>()?;
+    opts.cancel
+        .listen()
+        .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?;
+    opts.cancel.enforce_grace(opts.grace);
+    // Two inputs must never write the same output (for example `a.csv` and `a.txt` with the
+    // default `{stem}.out.csv`): one would silently replace the other.
+    let mut targets = std::collections::HashMap::new();
+    for w in &items {
+        let p = &profiles[w.vendor];
+        let name = w
+            .input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for pattern in [&p.output.file_name, &p.output.reject_file_name] {
+            let mut target_name = expand_name(pattern, &p.id, &name, &opts.date);
+            if let Some(part) = &w.part {
+                target_name = part.output_name(&target_name);
+            }
+            let target = w.out_dir.join(target_name);
+            if let Some(other) = targets.insert(target.clone(), w.input.clone()) {
+                return Err(Failure::usage(anyhow!(
+                    "`{}` and `{}` would both write `{}`; change `file_name` or `reject_file_name` of vendor `{}`",
+                    other.display(),
+                    w.input.display(),
+                    target.display(),
+                    p.id
+                )));
+            }
+        }
+    }
+    let mut dirs: Vec<&Path> = items.iter().map(|w| w.out_dir.as_path()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder `{}`", dir.display()))
+            .map_err(Failure::data)?;
+        remove_stale_temporaries(dir);
+    }
+    if let Some(parent) = ledger_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))
+            .map_err(Failure::data)?;
+    }
+    let mut run = RunInfo::new("process");
+    run.config_sha256 = opts.config_sha256.clone();
+    // The ledger opens (DuckDB starts, the schema is checked) on a thread of its own while the
+    // first units are processed; their outputs wait for it before they are renamed into place
+    // (see `Ready`), so a ledger that cannot be opened still leaves nothing delivered.
+    let ready = Ready::pending();
+    let opts = &EngineOptions {
+        ready: ready.clone(),
+        ..opts.clone()
+    };
+    let ledger: OnceLock<Mutex<(Ledger, Batch<_>)>> = OnceLock::new();
+    let open_failure: Mutex<Option<Failure>> = Mutex::new(None);
+    let open_ledger = || {
+        // Whatever happens here, units waiting for the ledger are told.
+        let _unblock = SetOnDrop(&ready);
+        match Ledger::open(ledger_path).and_then(|l| l.begin_run(&run).map(|()| l)) {
+            Ok(l) => {
+                let _ = ledger.set(Mutex::new((l, Batch::every(RECORD_EVERY))));
+                ready.set(Ok(()));
+            }
+            Err(e) => {
+                ready.set(Err(e.to_string()));
+                *open_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(Failure::data(e));
+            }
+        }
+    };
+
+    let total_bytes: u64 = items
+        .iter()
+        .map(|w| std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let bar = crate::printer::progress_bar(progress, total_bytes, crate::printer::PROGRESS_BYTES);
+
+    let started = Instant::now();
+    // Files start in list order (priority first) on twice as many file workers as there are
+    // threads; each file's chunks are spread over all threads. A file worker also has work of
+    // its own that leaves the threads idle (framing the next window, writing its outputs): with
+    // two per thread, another file's chunks fill that time (measured: a tenth of a day's slice
+    // 7% sooner, same CPU time; see docs/benchmarks.md).
+    //
+    // A processed unit's delivery (waiting for the ledger, syncing its outputs, renaming them
+    // into place, recording it) is handed to a delivery thread, and its file worker starts the
+    // next unit. A sync waits on the disk for a millisecond to tens of them, and file workers
+    // that all waited at once left both cores idle (measured: 133 syncs of a tenth of a day's
+    // CSV vendors took 0.45 s of the file workers' 3.6 s).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<FileOutcome, Failure>>>> =
+        items.iter().map(|_| Mutex::new(None)).collect();
+    let start = |w: &Work| -> Result<(FileOutcome, Option<Pending>), Failure> {
+        let p = &profiles[w.vendor];
+        let late = opts.deadline.is_some_and(|d| {
+            p.priority != crate::config::Priority::High && chrono::Utc::now() >= d
+        });
+        if late {
+            return Ok((
+                FileOutcome::deferred(&p.id, &w.input, w.part.as_ref()),
+                None,
+            ));
+        }
+        let (outcome, pending) = process_file_deferred(
+            p,
+            encoders[w.vendor].as_ref(),
+            &w.input,
+            &w.out_dir,
+            opts,
+            w.part.as_ref(),
+            w.known.as_ref(),
+        )
+        .with_context(|| format!("cannot read `{}`", w.input.display()))
+        // The file was there when the run started: a read that fails now is an I/O fault (a
+        // network filesystem, a disk) worth retrying.
+        .map_err(Failure::retryable)?;
+        Ok((outcome, Some(pending)))
+    };
+    let finish = |w: &Work,
+                  mut outcome: FileOutcome,
+                  pending: Option<Pending>|
+     -> Result<FileOutcome, Failure> {
+        let p = &profiles[w.vendor];
+        if let Some(pending) = pending {
+            pending.deliver(&mut outcome);
+        }
+        if outcome.status == FileStatus::Failed {
+            tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
+        }
+        // Recorded once the ledger is open; when it cannot be, the run fails as a whole.
+        let (Ok(()), Some(l)) = (ready.wait(), ledger.get()) else {
+            return Ok(outcome);
+        };
+        // A poisoned lock only means another thread panicked while recording; the ledger
+        // connection itself is still usable.
+        let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
+        let (ledger, batch) = &mut *l;
+        if batch.push((p.priority.to_string(), outcome.clone())) {
+            ledger
+                .record_files(&run, &batch.take())
+                .map_err(Failure::data)?;
+        }
+        drop(l);
+        bar.inc(outcome.input_bytes);
+        Ok(outcome)
+    };
+    let workers = FILE_WORKERS_PER_THREAD * rayon::current_num_threads().max(1);
+    let (to_deliver, deliveries) =
+        std::sync::mpsc::channel::<(usize, FileOutcome, Option<Pending>)>();
+    let deliveries = Mutex::new(deliveries);
+    {
+        let (next, items, slots, start, finish, ready, deliveries) =
+            (&next, &items, &slots, &start, &finish, &ready, &deliveries);
+        // File workers and delivery threads are plain threads, not rayon workers: waiting on its
+        // chunks, a file worker then never picks up another file's whole loop from the pool's
+        // queue, and a sync never holds up a thread of the pool.
+        std::thread::scope(|scope| {
+            scope.spawn(open_ledger);
+            for _ in 0..workers {
+                let to_deliver = to_deliver.clone();
+                scope.spawn(move || {
+                    loop {
+                        // After SIGTERM or SIGINT no new unit starts, nor after the ledger failed.
+                        if opts.cancel.is_cancelled() || ready.failed() {
+                            break;
+                        }
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(w) = items.get(i) else { break };
+                        match start(w) {
+                            Ok((outcome, pending)) => {
+                                // The receiver outlives the workers, so sending cannot fail; if it
+                                // did, the unit would be delivered here.
+                                if let Err(std::sync::mpsc::SendError((_, outcome, pending))) =
+                                    to_deliver.send((i, outcome, pending))
+                                {
+                                    let r = finish(w, outcome, pending);
+                                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                                }
+                            }
+                            Err(e) => {
+                                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(e))
+                            }
+                        }
+                    }
+                });
+            }
+            drop(to_deliver);
+            for _ in 0..workers {
+                scope.spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next unit.
+                        let next = deliveries.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((i, outcome, pending)) = next else {
+                            break;
+                        };
+                        let r = finish(&items[i], outcome, pending);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                    }
+                });
+            }
+        });
+    }
+    let results: Vec<Result<FileOutcome, Failure>> = slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(failure) = open_failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(failure);
+    }
+    let Some(ledger) = ledger.into_inner() else {
+        return Err(Failure::data(anyhow!(
+            "ledger `{}` could not be opened",
+            ledger_path.display()
+        )));
+    };
+    let (mut ledger, mut batch) = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut outcomes = Vec::with_capacity(results.len());
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                tracing::error!("{:#}", e.error);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let summary = BatchSummary {
+        outcomes,
+        seconds,
+        ledger: ledger_path.to_path_buf(),
+        skipped,
+        interrupted: opts.cancel.signal(),
+    };
+    let status = first_error.as_ref().map_or(summary.status(), |e| e.status);
+    ledger
+        .end_run_with_files(&run, &batch.take(), status.code() as i32)
+        .map_err(Failure::data)?;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+/// Gives a [`Ready`] signal as a failure when dropped before it was
+/// given otherwise (a panic while opening the ledger), so that no unit waits for ever.
+struct SetOnDrop<'a>(&'a Ready);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(Err("the ledger could not be opened".into()));
+    }
+}
+
+/// File workers per processing thread (see [`run`]).
+const FILE_WORKERS_PER_THREAD: usize = 2;
+
+/// How long finished units wait to be recorded in the ledger together. Recording is done by
+/// the delivery threads, off the file workers' path, so it can be often: what is left for the
+/// end of the run (one transaction and the ledger's checkpoint, both waiting on the disk) is
+/// then the last few units only (measured: the end of a run of the 63 files of a tenth of a
+/// day's CSV vendors took 7-21 ms recording them all, before the checkpoint's 8-11 ms).
+const RECORD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Removes the temporary files (`.NAME.tmp-PID`) that a process killed outright (SIGKILL, a
+/// machine that went down) left in `dir`; those of processes still running are theirs.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(
+                    "removed `{}`, left by an earlier run that was killed",
+                    e.path().display()
+                ),
+                Err(err) => tracing::warn!("cannot remove `{}`: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
+/// sha256 of a unit's bytes: the whole file, or a part's byte range (as the ledger records it).
+fn unit_sha256(input: &Path, part: Option<&crate::plan::Part>) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek};
+    let Some(p) = part else {
+        return crate::plan::manifest::file_sha256(input);
+    };
+    let mut f = std::fs::File::open(input)?;
+    f.seek(std::io::SeekFrom::Start(p.start))?;
+    let mut sha = Sha256::new();
+    std::io::copy(&mut f.take(p.end.saturating_sub(p.start)), &mut sha)?;
+    Ok(hex::encode(sha.finalize()))
+}

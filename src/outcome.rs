@@ -1,0 +1,151 @@
+//! What one unit (a file, or a part of a split file) did: its status, counts, outputs and
+//! checksums ([`FileOutcome`]), and why it failed when it did ([`UnitError`]). The engine
+//! fills it in, the ledger records it, and the report and the commands read it; it depends on
+//! none of them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::plan::Part;
+
+/// The error of a unit not started because the window had ended.
+pub const DEFERRED: &str =
+    "deferred: the window ended before it started; the next run of the window does it";
+
+/// Why a unit failed. The engine decides what to keep of a unit by its variant (a cancelled
+/// unit or a failed write leaves nothing; an unusable input keeps its reject file), and the
+/// ledger records its text.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    /// Stopped by SIGTERM or SIGINT: nothing of it stays, the next run does it again.
+    #[error("cancelled by a signal before it finished")]
+    Cancelled,
+    /// An output or reject file could not be written (a full disk, a folder gone): what was
+    /// written is partial, so nothing of the unit stays.
+    #[error("cannot write `{}`: {source}", path.display())]
+    WriteFailed {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The input cannot be read as the configured format (no header, a record that cannot be
+    /// framed); the reject file says what was read before.
+    #[error("{0}")]
+    Unreadable(String),
+    /// More records were rejected than the vendor's skip limit allows.
+    #[error(
+        "{rejected} of {records} records rejected, over the skip limit of {limit} (top reasons: {reasons})"
+    )]
+    SkipLimit {
+        rejected: u64,
+        records: u64,
+        limit: String,
+        reasons: String,
+    },
+    /// The run could not record the unit (its ledger did not open), so nothing is delivered.
+    #[error("not delivered: {0}")]
+    NotDelivered(String),
+}
+
+impl UnitError {
+    /// Whether nothing of the unit may stay behind: what was written is partial or unwanted.
+    pub fn leaves_nothing(&self) -> bool {
+        matches!(self, UnitError::Cancelled | UnitError::WriteFailed { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    Succeeded,
+    Failed,
+    /// Stopped by SIGTERM or SIGINT; done again by the next run.
+    Cancelled,
+    /// Not started: the window's deadline had passed (MEDIUM and LOW units only).
+    Deferred,
+}
+
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileStatus::Succeeded => "succeeded",
+            FileStatus::Failed => "failed",
+            FileStatus::Cancelled => "cancelled",
+            FileStatus::Deferred => "deferred",
+        })
+    }
+}
+
+/// Reject counts keyed by (field, rule).
+pub type RejectCounts = BTreeMap<(Option<String>, String), u64>;
+
+/// Everything known about one processed file.
+#[derive(Debug, Clone)]
+pub struct FileOutcome {
+    pub vendor: String,
+    pub input_path: PathBuf,
+    pub input_bytes: u64,
+    pub input_sha256: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_rejected: u64,
+    pub status: FileStatus,
+    pub error: Option<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub ended_at: chrono::DateTime<chrono::Utc>,
+    pub output_path: Option<PathBuf>,
+    pub output_bytes: u64,
+    pub output_sha256: Option<String>,
+    pub reject_path: Option<PathBuf>,
+    pub reject_counts: RejectCounts,
+    /// For a part of a split file: (0-based index, number of parts).
+    pub part: Option<(u32, u32)>,
+}
+
+impl FileOutcome {
+    /// A unit not processed yet: nothing read, nothing written.
+    pub fn new(vendor: &str, input: &Path, input_bytes: u64, part: Option<&Part>) -> FileOutcome {
+        let now = chrono::Utc::now();
+        FileOutcome {
+            vendor: vendor.to_string(),
+            input_path: input.to_path_buf(),
+            input_bytes,
+            input_sha256: String::new(),
+            records_in: 0,
+            records_out: 0,
+            records_rejected: 0,
+            status: FileStatus::Succeeded,
+            error: None,
+            started_at: now,
+            ended_at: now,
+            output_path: None,
+            output_bytes: 0,
+            output_sha256: None,
+            reject_path: None,
+            reject_counts: RejectCounts::new(),
+            part: part.map(|p| (p.index, p.count)),
+        }
+    }
+
+    /// A unit that was not started because the window had ended.
+    pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
+        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+        FileOutcome {
+            status: FileStatus::Deferred,
+            error: Some(DEFERRED.to_string()),
+            ..FileOutcome::new(vendor, input, bytes, part)
+        }
+    }
+}
+
+impl FileOutcome {
+    /// Marks the unit failed (or cancelled) with `error`: nothing is delivered, so the records
+    /// written to its abandoned output do not count.
+    pub fn fail(&mut self, error: UnitError) {
+        self.status = match error {
+            UnitError::Cancelled => FileStatus::Cancelled,
+            _ => FileStatus::Failed,
+        };
+        self.error = Some(error.to_string());
+        self.records_out = 0;
+    }
+}

@@ -1,0 +1,383 @@
+//! A batch window end to end, as one cron line (`batchwin run`): fetch the day's files, plan
+//! them for the window, run every slice (here, or on Slurm), publish, and report. Each step is
+//! a `batchwin` child process ([`steps`]) whose files stay in the run folder
+//! `RUNS/DATE-WINDOW/`, and whose command line is printed, so any step can be run again by
+//! hand with the same files.
+//!
+//! Runs of the same window and day never overlap ([`lock`]). When the window ends before the
+//! work is done, MEDIUM and LOW units that have not started are deferred; the next run of the
+//! same window first finishes what earlier days left undone ([`resume`]). When a window opens
+//! and closes on a given day is [`day`]'s.
+
+pub mod day;
+mod execute;
+mod lock;
+mod preview;
+mod resume;
+pub mod steps;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+
+use crate::exit::{ExitStatus, Failure};
+use crate::printer::GlobalArgs;
+
+pub use day::{WindowDay, check_all, resolve};
+pub use execute::Executor;
+use execute::{execute_local, execute_slurm};
+use lock::lock;
+use preview::{preview_fetch, preview_plan};
+use resume::{remaining, remember_split_files};
+use steps::{SlurmEmit, Step, Steps, status_of, worse};
+
+/// What `run` was asked to do, resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The configuration file, as an absolute path (steps run with it from any folder).
+    pub config: PathBuf,
+    /// The window's name in `[windows.NAME]`.
+    pub window: String,
+    /// The business date; `None`: the day of the window that opened last, after the earlier
+    /// days that left work undone.
+    pub date: Option<String>,
+    pub executor: Executor,
+    /// Slices run at once by the local executor (`None`: the window's `workers`, then one per
+    /// two cores).
+    pub workers: Option<u64>,
+    /// Folder of run folders (`None`: `runs` in the config, then `runs` beside the config).
+    pub runs: Option<PathBuf>,
+    /// Finish the day's work whatever the time: nothing is deferred at the window's end.
+    pub catch_up: bool,
+    /// Print what would be done; change nothing.
+    pub dry_run: bool,
+    /// How long steps and slices may take to stop after SIGTERM or SIGINT.
+    pub grace_period: Duration,
+}
+
+/// Runs window `a.window` (and first the earlier days of it that left work undone): fetch,
+/// plan, execute, publish, report, each as a child process; the worst exit status.
+pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
+    let config_path = a.config.clone();
+    let config = crate::config::Config::load(&config_path)?;
+    check_all(&config)?;
+    let today = resolve(&config, &a.window, a.date.as_deref(), chrono::Utc::now())
+        .map_err(|m| Failure::usage(anyhow!(m)))?;
+    let runs = a
+        .runs
+        .clone()
+        .map(|r| std::path::absolute(&r).unwrap_or(r))
+        .unwrap_or_else(|| config.relative(config.runs.as_deref().unwrap_or(Path::new("runs"))));
+    let steps = Steps {
+        exe: std::env::current_exe()
+            .map_err(|e| Failure::data(anyhow!("cannot find the batchwin executable: {e}")))?,
+        config: config_path.clone(),
+        g,
+        cancel: crate::cancel::Cancel::install()
+            .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?,
+        grace: a.grace_period,
+        dry_run: a.dry_run,
+    };
+
+    // Earlier days of this window that left work undone come first.
+    let mut days = Vec::new();
+    if a.date.is_none() {
+        days.extend(
+            unfinished_days(&runs, &today)
+                .into_iter()
+                .filter_map(|d| resolve(&config, &a.window, Some(&d), chrono::Utc::now()).ok()),
+        );
+    }
+    days.push(today.clone());
+    let mut status = ExitStatus::Success;
+    for day in &days {
+        if day.date != today.date {
+            println!(
+                "carry-over {}: the run of {} left work undone; finishing it first",
+                day.name, day.date
+            );
+        }
+        // Every day's leftovers run within today's window.
+        let deadline = if a.catch_up { None } else { Some(today.end) };
+        let s = run_day(&steps, a, &config, &runs, day, deadline)?;
+        status = worse(status, s);
+        if steps.cancel.is_cancelled() {
+            break;
+        }
+    }
+    Ok(status)
+}
+
+/// `RUN/state.json`: whether the run left work undone, so the next run picks it up.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    window: String,
+    date: String,
+    complete: bool,
+    exit_code: i32,
+    ended_at: String,
+}
+
+/// Dates of earlier runs of this window (within a week) whose state says work is left.
+fn unfinished_days(runs: &Path, today: &WindowDay) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(runs) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(date) = name.strip_suffix(&format!("-{}", today.name)) else {
+            continue;
+        };
+        if date >= today.date.as_str() || date.len() != 10 {
+            continue;
+        }
+        let recent = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .ok()
+            .zip(chrono::NaiveDate::parse_from_str(&today.date, "%Y-%m-%d").ok())
+            .is_some_and(|(d, t)| (t - d).num_days() <= 7);
+        let state: Option<State> = std::fs::read(e.path().join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if recent && state.is_some_and(|s| !s.complete) {
+            out.push(date.to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run_day(
+    steps: &Steps<'_>,
+    a: &RunSettings,
+    config: &crate::config::Config,
+    runs: &Path,
+    w: &WindowDay,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ExitStatus, Failure> {
+    let dir = runs.join(format!("{}-{}", w.date, w.name));
+    println!(
+        "window     {} {}: {} to {} (UTC), run folder `{}`",
+        w.name,
+        w.date,
+        w.start.format("%Y-%m-%d %H:%M"),
+        w.end.format("%Y-%m-%d %H:%M"),
+        dir.display()
+    );
+    let _lock = if steps.dry_run {
+        None
+    } else {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))
+            .map_err(Failure::data)?;
+        Some(lock(&dir, w)?)
+    };
+    let cfg = steps.config.as_path();
+    let manifest = dir.join("manifest.jsonl");
+    let todo = dir.join("todo.jsonl");
+    let plan_path = dir.join("plan.json");
+    let split = dir.join("split.json");
+    let out = dir.join("out");
+    let ledgers = out.join("ledgers");
+    let mut status = ExitStatus::Success;
+
+    // 1. fetch
+    let staging = dir.join("staging");
+    let fetch = Step::Fetch {
+        config: cfg,
+        source: &w.config.source,
+        date: &w.date,
+        staging: &staging,
+        manifest: &manifest,
+    };
+    if steps.dry_run {
+        let found = preview_fetch(config, w)?;
+        preview_plan(steps, config, w, &found, a, &dir)?;
+    }
+    let code = steps.run("fetch", fetch.args())?;
+    status = worse(status, status_of(code));
+    if matches!(status, ExitStatus::Usage | ExitStatus::Interrupted(_)) {
+        return finish(&dir, w, status, steps.dry_run);
+    }
+
+    // 2. plan what is left: files whose every unit already succeeded in an earlier attempt
+    // (same input checksum, output still there) are not planned again.
+    let (left, done) = if steps.dry_run || !manifest.exists() {
+        (None, 0)
+    } else {
+        let (rows, done) = remaining(&manifest, &ledgers, &split).map_err(Failure::data)?;
+        crate::plan::manifest::write(&todo, &rows).map_err(Failure::data)?;
+        (Some(rows.len()), done)
+    };
+    if done > 0 {
+        println!("resume     {done} files already done in an earlier attempt: not planned again");
+    }
+    if left == Some(0) {
+        println!("plan       nothing left to do");
+    }
+    let workers = a
+        .workers
+        .map(|n| n as usize)
+        .or(w.config.workers)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .div_ceil(2)
+        });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if left != Some(0) {
+        let (slices, slurm) = match a.executor {
+            Executor::Local => (workers.to_string(), None),
+            Executor::Slurm => (
+                "auto".to_string(),
+                Some(SlurmEmit {
+                    emit_dir: dir.join("emit"),
+                    worker_out: &out,
+                    worker_batchwin: &steps.exe,
+                    worker_plan: &plan_path,
+                    worker_config: cfg,
+                }),
+            ),
+        };
+        let plan = Step::Plan {
+            config: cfg,
+            manifest: if steps.dry_run { &manifest } else { &todo },
+            window: &w.span,
+            date: &w.date,
+            out: &plan_path,
+            slices,
+            split_bytes: None,
+            slurm,
+        };
+        let code = steps.run("plan", plan.args())?;
+        status = worse(status, status_of(code));
+        if code != 0 {
+            return finish(&dir, w, status, steps.dry_run);
+        }
+        if !steps.dry_run {
+            remember_split_files(&plan_path, &split).map_err(Failure::data)?;
+        }
+
+        // 3. execute
+        let s = match a.executor {
+            Executor::Local => execute_local(steps, &plan_path, &out, workers, cores, deadline)?,
+            Executor::Slurm => execute_slurm(steps, &dir)?,
+        };
+        status = worse(status, s);
+        if matches!(status, ExitStatus::Interrupted(_)) {
+            return finish(&dir, w, status, steps.dry_run);
+        }
+    }
+
+    // 4. publish
+    if let Some(target) = &w.config.target {
+        let ledger = dir.join("publish.duckdb");
+        let publish = Step::Publish {
+            config: cfg,
+            ledgers: &ledgers,
+            target,
+            date: &w.date,
+            ledger: &ledger,
+        };
+        let code = steps.run("publish", publish.args())?;
+        status = worse(status, status_of(code));
+    }
+
+    // 5. report: the table here, the HTML page beside it; its exit status is the run's.
+    let start = w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let report = |html: bool| Step::Report {
+        ledgers: &ledgers,
+        config: cfg,
+        plan: (plan_path.exists() || steps.dry_run).then_some(plan_path.as_path()),
+        window_start: start.clone(),
+        html,
+    };
+    if ledgers.exists() || steps.dry_run {
+        let _ = steps.run_to_file("report", report(true).args(), &dir.join("report.html"))?;
+        let code = steps.run("report", report(false).args())?;
+        status = worse(status, status_of(code));
+    }
+    finish(&dir, w, status, steps.dry_run)
+}
+
+fn finish(
+    dir: &Path,
+    w: &WindowDay,
+    status: ExitStatus,
+    dry_run: bool,
+) -> Result<ExitStatus, Failure> {
+    if dry_run {
+        return Ok(status);
+    }
+    let state = State {
+        window: w.name.clone(),
+        date: w.date.clone(),
+        complete: status == ExitStatus::Success,
+        exit_code: status.code() as i32,
+        ended_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let _ = std::fs::write(
+        dir.join("state.json"),
+        serde_json::to_vec_pretty(&state).unwrap_or_default(),
+    );
+    println!(
+        "run        {} {}: exit code {}",
+        w.name,
+        w.date,
+        status.code()
+    );
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_days_that_left_work_undone_come_first() {
+        let runs = tempfile::tempdir().expect("temp dir");
+        let state = |folder: &str, complete: bool| {
+            let dir = runs.path().join(folder);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let s = State {
+                window: "morning".into(),
+                date: folder[..10].into(),
+                complete,
+                exit_code: if complete { 0 } else { 1 },
+                ended_at: "2026-12-01T10:00:00Z".into(),
+            };
+            std::fs::write(
+                dir.join("state.json"),
+                serde_json::to_vec(&s).expect("json"),
+            )
+            .expect("write state");
+        };
+        state("2026-12-01-morning", false); // left work: first
+        state("2026-11-30-morning", false); // left work: first of all
+        state("2026-12-02-morning", true); // complete
+        state("2026-11-20-morning", false); // more than a week ago
+        state("2026-12-01-evening", false); // another window
+        state("2026-12-03-morning", false); // today itself
+        std::fs::create_dir_all(runs.path().join("2026-11-29-morning")).expect("no state");
+        let today = WindowDay {
+            name: "morning".into(),
+            date: "2026-12-03".into(),
+            start: chrono::Utc::now(),
+            end: chrono::Utc::now(),
+            span: "06:00-10:00".into(),
+            config: crate::config::WindowConfig {
+                start: "06:00".into(),
+                end: "10:00".into(),
+                time_zone: None,
+                source: "inbound".into(),
+                target: None,
+                workers: None,
+            },
+        };
+        assert_eq!(
+            unfinished_days(runs.path(), &today),
+            ["2026-11-30", "2026-12-01"]
+        );
+    }
+}

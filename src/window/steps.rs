@@ -1,0 +1,529 @@
+//! The steps of a window as child processes: each is a `batchwin` subcommand whose command
+//! line is printed (so any step can be run again by hand), started with the global options
+//! passed on, a shorter grace period, and SIGTERM when `run` itself dies; a SIGTERM or SIGINT
+//! that `run` receives is passed on to it. Child exit codes are read back as exit statuses and
+//! the worst one is the run's.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+
+use crate::exit::{ExitStatus, Failure};
+use crate::printer::{GlobalArgs, LogFormat};
+
+/// How the steps are started.
+pub(crate) struct Steps<'a> {
+    pub exe: PathBuf,
+    pub config: PathBuf,
+    pub g: &'a GlobalArgs,
+    pub cancel: crate::cancel::Cancel,
+    /// How long steps may take to stop after a signal.
+    pub grace: Duration,
+    pub dry_run: bool,
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+impl Steps<'_> {
+    pub fn command(&self, args: &[OsString]) -> Command {
+        self.command_with(args, self.g.quiet)
+    }
+
+    fn command_with(&self, args: &[OsString], quiet: bool) -> Command {
+        let mut c = Command::new(&self.exe);
+        if self.g.log_format == LogFormat::Json {
+            c.args(["--log-format", "json"]);
+        }
+        if quiet {
+            c.arg("-q");
+        }
+        for _ in 0..self.g.verbose {
+            c.arg("-v");
+        }
+        c.args(args);
+        let child_grace = crate::cancel::Cancel::child_grace(self.grace);
+        c.env(
+            crate::env::ENV_GRACE_PERIOD,
+            humantime::format_duration(child_grace).to_string(),
+        );
+        // If `run` itself is killed outright (SIGKILL, OOM), its workers get SIGTERM and stop
+        // cleanly instead of running on unwatched beside the next run.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches only this child's own settings.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
+        c
+    }
+
+    /// Prints a step's command line (and where its output goes, if not here).
+    pub fn show(&self, step: &str, args: &[OsString], to: Option<&Path>) {
+        let words: Vec<String> = args
+            .iter()
+            .map(|a| shell_word(&a.to_string_lossy()))
+            .collect();
+        let to = to.map_or(String::new(), |p| {
+            format!(" > {}", shell_word(&p.display().to_string()))
+        });
+        println!("step       {step}: batchwin {}{to}", words.join(" "));
+    }
+
+    /// Runs one step to its end (passing SIGTERM and SIGINT on); its exit code. With
+    /// `--dry-run` it is only shown.
+    pub fn run(&self, step: &str, args: Vec<OsString>) -> Result<i32, Failure> {
+        self.show(step, &args, None);
+        if self.dry_run {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let code = self.exec(self.command(&args))?;
+        println!(
+            "took       {step} {:.1} s, exit code {code}",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(code)
+    }
+
+    /// Runs one step with its standard output going to a file.
+    pub fn run_to_file(&self, step: &str, args: Vec<OsString>, out: &Path) -> Result<i32, Failure> {
+        self.show(step, &args, Some(out));
+        if self.dry_run {
+            return Ok(0);
+        }
+        let file = std::fs::File::create(out)
+            .with_context(|| format!("cannot write `{}`", out.display()))
+            .map_err(Failure::data)?;
+        // Never quiet: what it prints is the file.
+        let mut c = self.command_with(&args, false);
+        c.stdout(file);
+        self.exec(c)
+    }
+
+    /// Runs a command to its end whatever `--dry-run` says, passing a SIGTERM or SIGINT that
+    /// `run` receives on to it once; its exit code.
+    pub fn exec(&self, mut c: Command) -> Result<i32, Failure> {
+        let mut child = c
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", self.exe.display()))
+            .map_err(Failure::data)?;
+        let mut forwarded = false;
+        loop {
+            if let Some(st) = child
+                .try_wait()
+                .map_err(|e| Failure::data(anyhow!("waiting for a step: {e}")))?
+            {
+                return Ok(exit_code(st));
+            }
+            if let (Some(sig), false) = (self.cancel.signal(), forwarded) {
+                forwarded = true;
+                forward(child.id(), sig);
+            }
+            if self.cancel.overdue(self.grace) {
+                let _ = child.kill();
+                let _ = child.wait();
+                println!("stopped    the step did not stop within the grace period: killed");
+                return Ok(128 + self.cancel.signal().unwrap_or(libc::SIGTERM));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub(crate) fn exit_code(st: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code()
+        .or_else(|| st.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+pub(crate) fn forward(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a child's pid and a plain signal number has no memory effects.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// The exit status that a child's exit code stands for.
+pub(crate) fn status_of(code: i32) -> ExitStatus {
+    match code {
+        0 => ExitStatus::Success,
+        2 => ExitStatus::Usage,
+        3 => ExitStatus::Retryable,
+        c if c > 128 => ExitStatus::Interrupted(c - 128),
+        _ => ExitStatus::DataFailure,
+    }
+}
+
+/// The worse of two outcomes: interrupted, then usage, then retryable, then data failures.
+pub(crate) fn worse(a: ExitStatus, b: ExitStatus) -> ExitStatus {
+    let rank = |s: ExitStatus| match s {
+        ExitStatus::Success => 0,
+        ExitStatus::DataFailure => 1,
+        ExitStatus::Retryable => 2,
+        ExitStatus::Usage => 3,
+        ExitStatus::Interrupted(_) => 4,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+pub(crate) fn p(path: &Path) -> OsString {
+    path.as_os_str().to_os_string()
+}
+
+/// Every subcommand a window runs, with what it is given: the one place that spells their
+/// flags for `run`. `tests/cli/run.rs` parses each command line `run --dry-run` prints with the
+/// subcommand's own parser, so a flag renamed there fails the tests, not a night's run.
+#[derive(Debug, Clone)]
+pub enum Step<'a> {
+    /// `fetch`: the day's files from the window's source to staging, with the manifest.
+    Fetch {
+        config: &'a Path,
+        source: &'a str,
+        date: &'a str,
+        staging: &'a Path,
+        manifest: &'a Path,
+    },
+    /// `plan`: the manifest's files into slices for the window.
+    Plan {
+        config: &'a Path,
+        manifest: &'a Path,
+        /// `HH:MM-HH:MM`.
+        window: &'a str,
+        date: &'a str,
+        out: &'a Path,
+        /// A number of slices, or `auto`.
+        slices: String,
+        /// Files are never split above this many bytes (`--dry-run` cannot look inside them).
+        split_bytes: Option<u64>,
+        /// Slurm job files for the slices, and what their workers are given.
+        slurm: Option<SlurmEmit<'a>>,
+    },
+    /// `process`: one slice of the plan.
+    Process {
+        config: &'a Path,
+        plan: &'a Path,
+        slice: usize,
+        out: &'a Path,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// `publish`: the outputs the slices' ledgers record, to the window's target.
+    Publish {
+        config: &'a Path,
+        ledgers: &'a Path,
+        target: &'a str,
+        date: &'a str,
+        ledger: &'a Path,
+    },
+    /// `report`: the run summed up from the slices' ledgers.
+    Report {
+        ledgers: &'a Path,
+        config: &'a Path,
+        plan: Option<&'a Path>,
+        window_start: String,
+        html: bool,
+    },
+}
+
+/// What `plan --emit slurm` writes its job files with.
+#[derive(Debug, Clone)]
+pub struct SlurmEmit<'a> {
+    pub emit_dir: PathBuf,
+    pub worker_out: &'a Path,
+    pub worker_batchwin: &'a Path,
+    pub worker_plan: &'a Path,
+    pub worker_config: &'a Path,
+}
+
+impl Step<'_> {
+    /// The step's command line, after `batchwin`.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = Vec::new();
+        let mut flag = |name: &str, value: OsString| {
+            v.push(OsString::from(name));
+            v.push(value);
+        };
+        match self {
+            Step::Fetch {
+                config,
+                source,
+                date,
+                staging,
+                manifest,
+            } => {
+                flag("--config", p(config));
+                flag("--source", OsString::from(*source));
+                flag("--date", OsString::from(*date));
+                flag("--staging", p(staging));
+                flag("--manifest", p(manifest));
+                v.insert(0, "fetch".into());
+            }
+            Step::Plan {
+                config,
+                manifest,
+                window,
+                date,
+                out,
+                slices,
+                split_bytes,
+                slurm,
+            } => {
+                flag("--config", p(config));
+                flag("--manifest", p(manifest));
+                flag("--window", OsString::from(*window));
+                flag("--date", OsString::from(*date));
+                flag("--slices", OsString::from(slices));
+                if let Some(b) = split_bytes {
+                    flag("--split-bytes", OsString::from(b.to_string()));
+                }
+                flag("--out", p(out));
+                if let Some(s) = slurm {
+                    flag("--emit", "slurm".into());
+                    flag("--emit-dir", p(&s.emit_dir));
+                    flag("--worker-out", p(s.worker_out));
+                    flag("--worker-batchwin", p(s.worker_batchwin));
+                    flag("--worker-plan", p(s.worker_plan));
+                    flag("--worker-config", p(s.worker_config));
+                }
+                v.insert(0, "plan".into());
+            }
+            Step::Process {
+                config,
+                plan,
+                slice,
+                out,
+                deadline,
+            } => {
+                flag("--config", p(config));
+                flag("--plan", p(plan));
+                flag("--slice", OsString::from(slice.to_string()));
+                flag("--out", p(out));
+                if let Some(d) = deadline {
+                    flag(
+                        "--deadline",
+                        d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into(),
+                    );
+                }
+                v.insert(0, "process".into());
+            }
+            Step::Publish {
+                config,
+                ledgers,
+                target,
+                date,
+                ledger,
+            } => {
+                flag("--config", p(config));
+                flag("--ledgers", p(ledgers));
+                flag("--target", OsString::from(*target));
+                flag("--date", OsString::from(*date));
+                flag("--ledger", p(ledger));
+                v.insert(0, "publish".into());
+            }
+            Step::Report {
+                ledgers,
+                config,
+                plan,
+                window_start,
+                html,
+            } => {
+                flag("--ledgers", p(ledgers));
+                flag("--config", p(config));
+                if let Some(plan) = plan {
+                    flag("--plan", p(plan));
+                }
+                flag("--window-start", OsString::from(window_start));
+                if *html {
+                    flag("--format", "html".into());
+                }
+                v.insert(0, "report".into());
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(step: &Step<'_>) -> Command {
+        let mut words = vec![OsString::from("batchwin")];
+        words.extend(step.args());
+        match Cli::try_parse_from(&words) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{words:?} does not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn every_step_parses_with_its_commands_parser() {
+        let (config, staging, manifest) = (
+            Path::new("/c/batchwin.toml"),
+            Path::new("/r/staging"),
+            Path::new("/r/manifest.jsonl"),
+        );
+        let fetch = Step::Fetch {
+            config,
+            source: "sftp://vendor@host/drop",
+            date: "2026-12-03",
+            staging,
+            manifest,
+        };
+        let Command::Fetch(a) = parse(&fetch) else {
+            panic!("not fetch")
+        };
+        assert_eq!(a.config, config);
+        assert_eq!(a.source, "sftp://vendor@host/drop");
+        assert_eq!(a.date.as_deref(), Some("2026-12-03"));
+        assert_eq!(
+            (a.staging.as_path(), a.manifest.as_path()),
+            (staging, manifest)
+        );
+
+        let (out, exe, plan_path) = (
+            Path::new("/r/out"),
+            Path::new("/bin/batchwin"),
+            Path::new("/r/plan.json"),
+        );
+        for slurm in [false, true] {
+            let plan = Step::Plan {
+                config,
+                manifest,
+                window: "06:00-10:00",
+                date: "2026-12-03",
+                out: plan_path,
+                slices: if slurm { "auto".into() } else { "3".into() },
+                split_bytes: (!slurm).then_some(u64::MAX),
+                slurm: slurm.then(|| SlurmEmit {
+                    emit_dir: PathBuf::from("/r/emit"),
+                    worker_out: out,
+                    worker_batchwin: exe,
+                    worker_plan: plan_path,
+                    worker_config: config,
+                }),
+            };
+            let Command::Plan(a) = parse(&plan) else {
+                panic!("not plan")
+            };
+            assert_eq!(a.window, "06:00-10:00");
+            assert_eq!(a.out, plan_path);
+            assert_eq!(a.manifest.as_deref(), Some(manifest));
+            assert_eq!(a.slices, if slurm { "auto" } else { "3" });
+            assert_eq!(a.split_bytes, (!slurm).then_some(u64::MAX));
+            assert_eq!(a.emit.len(), usize::from(slurm));
+            if slurm {
+                assert_eq!(a.emit_dir, Path::new("/r/emit"));
+                assert_eq!(a.worker_out, "/r/out");
+                assert_eq!(a.worker_batchwin, "/bin/batchwin");
+                assert_eq!(a.worker_plan.as_deref(), Some("/r/plan.json"));
+                assert_eq!(a.worker_config.as_deref(), Some("/c/batchwin.toml"));
+            }
+        }
+
+        let deadline = chrono::DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok();
+        let process = Step::Process {
+            config,
+            plan: plan_path,
+            slice: 4,
+            out,
+            deadline,
+        };
+        let Command::Process(a) = parse(&process) else {
+            panic!("not process")
+        };
+        assert_eq!(a.slice, Some(4));
+        assert_eq!(a.plan.as_deref(), Some(plan_path));
+        assert_eq!(a.out, out);
+        assert_eq!(a.deadline, deadline);
+
+        let (ledgers, ledger) = (Path::new("/r/out/ledgers"), Path::new("/r/publish.duckdb"));
+        let publish = Step::Publish {
+            config,
+            ledgers,
+            target: "s3://outbound",
+            date: "2026-12-03",
+            ledger,
+        };
+        let Command::Publish(a) = parse(&publish) else {
+            panic!("not publish")
+        };
+        assert_eq!(a.ledgers, ledgers);
+        assert_eq!(a.target.as_deref(), Some("s3://outbound"));
+        assert_eq!(a.ledger.as_deref(), Some(ledger));
+
+        for html in [false, true] {
+            let report = Step::Report {
+                ledgers,
+                config,
+                plan: Some(plan_path),
+                window_start: "2026-12-03T06:00:00Z".into(),
+                html,
+            };
+            let Command::Report(a) = parse(&report) else {
+                panic!("not report")
+            };
+            assert_eq!(a.ledgers, ledgers);
+            assert_eq!(a.config.as_deref(), Some(config));
+            assert_eq!(a.plan.as_deref(), Some(plan_path));
+            assert_eq!(a.window_start.as_deref(), Some("2026-12-03T06:00:00Z"));
+            assert_eq!(
+                format!("{:?}", a.format).to_lowercase(),
+                if html { "html" } else { "table" }
+            );
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_read_back_and_the_worst_wins() {
+        assert_eq!(status_of(0), ExitStatus::Success);
+        assert_eq!(status_of(1), ExitStatus::DataFailure);
+        assert_eq!(status_of(2), ExitStatus::Usage);
+        assert_eq!(status_of(3), ExitStatus::Retryable);
+        assert_eq!(status_of(143), ExitStatus::Interrupted(15));
+        let order = [
+            ExitStatus::Success,
+            ExitStatus::DataFailure,
+            ExitStatus::Retryable,
+            ExitStatus::Usage,
+            ExitStatus::Interrupted(15),
+        ];
+        for (i, a) in order.iter().enumerate() {
+            for (j, b) in order.iter().enumerate() {
+                assert_eq!(worse(*a, *b), order[i.max(j)], "{a:?} and {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn printed_words_are_quoted_for_a_shell() {
+        assert_eq!(
+            shell_word("/runs/2026-12-03-day/plan.json"),
+            "/runs/2026-12-03-day/plan.json"
+        );
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+}
