@@ -97,13 +97,14 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         .map_err(|e| Failure::data(anyhow!("cannot write the config: {e}")))?;
     Config::load(&gen_summary.config)?;
     let runs = dir.join("runs");
-    let status = super::run::run(
+    let status = crate::window::run(
         g,
-        super::run::RunArgs {
-            config: gen_summary.config.clone(),
+        &crate::window::RunSettings {
+            config: std::path::absolute(&gen_summary.config)
+                .unwrap_or(gen_summary.config.clone()),
             window: "demo".into(),
             date: Some(date.clone()),
-            executor: super::run::Executor::Local,
+            executor: crate::window::Executor::Local,
             workers: None,
             runs: Some(runs.clone()),
             catch_up: true,

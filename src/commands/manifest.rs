@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::exit::{ExitStatus, Failure};
 use crate::plan::manifest;
-use crate::printer::{self, GlobalArgs};
+use crate::printer::GlobalArgs;
 
 #[derive(Debug, Args)]
 pub struct ManifestArgs {

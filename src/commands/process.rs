@@ -136,7 +136,7 @@ fn render(summary: &BatchSummary) -> String {
         ));
     }
     if let Some(sig) = summary.interrupted {
-        let cancelled = self
+        let cancelled = summary
             .outcomes
             .iter()
             .filter(|o| o.status == FileStatus::Cancelled)

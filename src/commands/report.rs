@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::exit::{ExitStatus, Failure};
 use crate::ledger::report::{Context, Summary, find_ledgers, merge, summarize};
-use crate::printer::{self, GlobalArgs};
+use crate::printer::GlobalArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {

@@ -8,6 +8,7 @@ mod config_errors;
 mod demo;
 mod disk_full;
 mod generate;
+mod house;
 mod ledger;
 mod plan;
 mod process;
