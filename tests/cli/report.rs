@@ -2,46 +2,18 @@
 
 use predicates::prelude::*;
 
-use crate::util::{Dir, generate_day};
+use crate::util::{Dir, generate_day, plan_and_process_day, plan_day, process_slice};
 
+/// A generated day of ten vendors, planned (files split) and every slice processed into `run/`:
+/// how many slices.
 fn run_plan(d: &Dir) -> usize {
     generate_day(d, "20", "12000", "10", "21");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "2",
-            "--split-bytes",
-            "40000",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .success();
-    let plan: serde_json::Value = serde_json::from_str(&d.read("plan.json")).unwrap();
-    let slices = plan["slices"].as_array().unwrap().len();
-    for k in 0..slices {
-        d.cmd()
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--plan",
-                "plan.json",
-                "--slice",
-                &k.to_string(),
-                "--out",
-                "run",
-                "-q",
-            ])
-            .assert()
-            .code(0);
-    }
-    slices
+    plan_and_process_day(
+        d,
+        "plan.json",
+        &["--slices", "2", "--split-bytes", "40000"],
+        "run",
+    )
 }
 
 fn report_json(d: &Dir) -> serde_json::Value {
@@ -92,21 +64,7 @@ fn merged_figures_match_the_generated_day_and_merging_again_changes_nothing() {
         );
     }
     // Merging the same ledgers again, and re-running a slice, counts nothing twice.
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--plan",
-            "plan.json",
-            "--slice",
-            "0",
-            "--out",
-            "run",
-            "-q",
-        ])
-        .assert()
-        .code(0);
+    process_slice(&d, "plan.json", 0, "run", &["-q"]);
     let second = report_json(&d);
     assert_eq!(
         second["totals"]["records_in"],
@@ -168,36 +126,9 @@ fn markdown_and_csv_formats() {
 fn missing_slices_and_units_late_priorities_and_prometheus() {
     let d = Dir::new();
     generate_day(&d, "12", "6000", "4", "3");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "3",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .success();
-    for k in ["0", "1"] {
-        d.cmd()
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--plan",
-                "plan.json",
-                "--slice",
-                k,
-                "--out",
-                "run",
-                "-q",
-            ])
-            .assert()
-            .code(0);
+    plan_day(&d, &["--slices", "3"]);
+    for k in [0, 1] {
+        process_slice(&d, "plan.json", k, "run", &["-q"]);
     }
     // Slice 2 never ran: the report names it and its files, and exits 1.
     d.cmd()
