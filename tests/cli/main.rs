@@ -15,6 +15,8 @@ mod demo;
 mod disk_full;
 // `generate`: the same seed gives the same bytes; expected.json adds up.
 mod generate;
+// `batchwin --help` and every subcommand's `--help` (snapshots).
+mod help;
 // The DuckDB run ledger records exactly what was done, and other tools can read it.
 mod ledger;
 // `plan`: balanced slices, split files equal to whole ones, dependencies, emitted engine files.

@@ -2,7 +2,7 @@
 
 use predicates::prelude::*;
 
-use crate::util::{Dir, generate_day, plan_and_process_day, plan_day, process_slice};
+use crate::util::{Dir, generate_day, plan_and_process_day, plan_day, process_slice, stdout};
 
 /// A generated day of ten vendors, planned (files split) and every slice processed into `run/`:
 /// how many slices.
@@ -82,6 +82,51 @@ fn merged_figures_match_the_generated_day_and_merging_again_changes_nothing() {
         .query_row("SELECT count(DISTINCT slice) FROM files", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n as usize, slices);
+}
+
+/// The table report (the default format) of a small day planned in two slices, with its plan
+/// and config: what an operator reads after a run. What changes from run to run is masked:
+/// the temporary folder, times, durations and rates.
+#[test]
+fn table_report_of_a_small_day() {
+    let d = Dir::new();
+    generate_day(&d, "6", "3000", "3", "17");
+    plan_and_process_day(&d, "plan.json", &["--slices", "2"], "run");
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--plan", "plan.json"])
+        .args(["--config", "day/batchwin.toml"])
+        .assert()
+        .code(0);
+    // Each masked cell keeps its column's width (the value and its padding are replaced
+    // together), so the snapshot stays a readable, aligned table.
+    let root = regex::escape(&d.root().display().to_string());
+    let filters = vec![
+        (root.as_str(), "[TMP]"),
+        (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "YYYY-MM-DD hh:mm:ss"),
+        (
+            r"(?m)^wall time  \d+\.\d s, [\d,]+ records/s$",
+            "wall time  [SECONDS] s, [RATE] records/s",
+        ),
+        // Priorities: finished after, and the time to spare before the SLA.
+        (
+            r"(?m)^((?:high|medium|low) +\d+ +\d+ +\d+ +)\d+\.\d s +(\d+\.\d s +)met, \d+\.\d s to spare$",
+            "${1}[SECONDS] s       ${2}met, [SECONDS] s to spare",
+        ),
+        // Vendors: seconds and records/s.
+        (
+            r"(?m)^(V\d{3} +\w+ +\d+ +\d+ +[\d,]+ +[\d,]+ +)\d+\.\d\d +[\d,]+ +",
+            "${1}[SECONDS]  [RATE]        ",
+        ),
+        // Slices: seconds, and idle seconds with the straggler mark that follows from them.
+        (
+            r"(?m)^(slice-\d{5} +YYYY-MM-DD hh:mm:ss  YYYY-MM-DD hh:mm:ss  )\d+\.\d\d +(\d+ +[\d,]+ +)\d+\.\d(?: +yes)?$",
+            "${1}[SECONDS]  ${2}[SECONDS]",
+        ),
+    ];
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!(stdout(&o));
+    });
 }
 
 #[test]
