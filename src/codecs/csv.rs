@@ -810,10 +810,7 @@ mod tests {
         vals.iter().map(|v| Some(v.to_string())).collect()
     }
 
-    const SPECTRUM: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/csv-spectrum"
-    );
+    const SPECTRUM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/csv-spectrum");
 
     /// Every csv-spectrum file reads to exactly its JSON, whole and cut into chunks anywhere.
     #[test]

@@ -3,25 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, generate_day, tree_hashes};
+use crate::util::{DATE, Dir, generate_day, process_day, process_day_args, tree_hashes};
 
 fn stop_with(signal: &str, code: i32) {
     let d = Dir::new();
     generate_day(&d, "40", "1500000", "4", "9");
     let mut child = d
         .process()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "out",
-            "--date",
-            "2026-11-29",
-            "-q",
-        ])
+        .args(process_day_args("out", DATE))
+        .arg("-q")
         .spawn()
         .expect("start");
     std::thread::sleep(Duration::from_millis(700));
@@ -64,7 +54,7 @@ fn stop_with(signal: &str, code: i32) {
     assert!(done < 40, "everything had finished before the signal");
     drop(ledger);
     // The next run finishes the day.
-    crate::util::process_day(&d, "out");
+    process_day(&d, "out");
 }
 
 #[test]
@@ -85,16 +75,8 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
     generate_day(&d, "1", "1000000", "4", "10");
     let child = d
         .process()
+        .args(process_day_args("out", DATE))
         .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--inbound",
-            "day/inbound/2026-11-29",
-            "--out",
-            "out",
-            "--date",
-            "2026-11-29",
             "--chunk-bytes",
             "1000000000",
             "--grace-period",
@@ -141,5 +123,5 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
         .filter(|k| !k.starts_with("ledger.duckdb"))
         .collect();
     assert!(left.is_empty(), "nothing but the ledger stays: {left:?}");
-    crate::util::process_day(&d, "out");
+    process_day(&d, "out");
 }

@@ -1,25 +1,12 @@
 //! `batchwin generate`: deterministic synthetic days.
 
-use crate::util::{Dir, tree_hashes};
+use crate::util::{Dir, generate, tree_hashes};
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
     let d = Dir::new();
     for (out, seed) in [("a", "42"), ("b", "42"), ("c", "43")] {
-        d.cmd()
-            .args([
-                "generate",
-                "--out",
-                out,
-                "--files",
-                "9",
-                "--records",
-                "5000",
-                "--seed",
-                seed,
-            ])
-            .assert()
-            .success();
+        generate(&d, out, "9", "5000", &["--seed", seed]);
     }
     let a = tree_hashes(&d.path("a"), &|_| false);
     assert_eq!(
@@ -34,18 +21,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 #[test]
 fn expected_json_adds_up_and_covers_every_format() {
     let d = Dir::new();
-    d.cmd()
-        .args([
-            "generate",
-            "--out",
-            "day",
-            "--files",
-            "16",
-            "--records",
-            "40000",
-        ])
-        .assert()
-        .success();
+    generate(&d, "day", "16", "40000", &[]);
     let e: serde_json::Value = serde_json::from_str(&d.read("day/expected.json")).unwrap();
     let files = e["per_file"].as_array().unwrap();
     assert_eq!(files.len(), 16);

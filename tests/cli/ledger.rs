@@ -2,24 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::Dir;
+use crate::util::{Dir, generate, process_day};
 
+/// A generated day of ten files, processed whole into `out/`.
 fn process_generated_day(d: &Dir) {
-    d.cmd()
-        .args([
-            "generate",
-            "--out",
-            "day",
-            "--files",
-            "10",
-            "--records",
-            "20000",
-            "--seed",
-            "3",
-        ])
-        .assert()
-        .success();
-    crate::util::process_day(&d, "out");
+    generate(d, "day", "10", "20000", &["--seed", "3"]);
+    process_day(d, "out");
 }
 
 #[test]

@@ -1,20 +1,39 @@
 //! The integration tests: one binary, one module per subcommand or concern.
 
+// The temporary folder, the `batchwin` command in it, and the generate, plan and process steps.
 mod util;
 
+// Hostile inputs in every format: a reject with its line and reason or a clean failure, no crash.
 mod bad_input;
+// SIGTERM and SIGINT: exit 128 + signal, no temporary files left, the next run finishes the day.
 mod cancel;
+// Configuration errors name the file, line and key and exit 2 (snapshots).
 mod config_errors;
+// `demo`: generates, processes, publishes and checks a day in a fresh folder.
 mod demo;
+// A disk that fills up: the file fails cleanly, nothing partial delivered, the others carry on.
 mod disk_full;
+// `generate`: the same seed gives the same bytes; expected.json adds up.
 mod generate;
+// `batchwin --help` and every subcommand's `--help` (snapshots).
+mod help;
+// The rules of CONTRIBUTING.md: no import cycle, commands that are glue, SQL only in the ledger.
 mod house;
+// The DuckDB run ledger records exactly what was done, and other tools can read it.
 mod ledger;
+// `plan`: balanced slices, split files equal to whole ones, dependencies, emitted engine files.
 mod plan;
+// `process`: one vendor file checked, mapped and masked; outputs independent of threads and chunks.
 mod process;
+// `report`: merging slice ledgers, totals, missing slices, SLAs and every output format.
 mod report;
+// A slice run again skips what is done; SIGKILL then re-runs equal an uninterrupted run.
 mod restart;
+// `run`: a whole window locally or on Slurm, deferral, the overlap lock, dry runs, signals.
 mod run;
+// A planned day submitted as Slurm job arrays matches local processing.
 mod slurm;
+// One conformance suite for every storage backend: local folders, S3, Azure Blob and SFTP.
 mod storage;
+// `fetch` and `publish` end to end: idempotence, conflicts, unsafe names, server restarts.
 mod transfer;

@@ -4,37 +4,17 @@ use std::collections::BTreeMap;
 
 use predicates::prelude::*;
 
-use crate::util::{Dir, assert_same_outputs};
-
-fn generate(d: &Dir, files: &str, records: &str, vendors: &str) {
-    crate::util::generate_day(d, files, records, vendors, "11");
-}
-
-fn plan_json(d: &Dir, path: &str) -> serde_json::Value {
-    serde_json::from_str(&d.read(path)).unwrap()
-}
+use crate::util::{
+    Dir, assert_same_outputs, generate_day, plan_and_process_day, plan_day, plan_day_command,
+    plan_json, process_day,
+};
 
 #[test]
 fn a_generated_day_is_balanced_over_slices() {
     let d = Dir::new();
-    generate(&d, "200", "400000", "20");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "4",
-            "--date",
-            "2026-11-29",
-            "--split-bytes",
-            "100000000",
-        ])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("8 slices in 2 stage(s)"));
+    generate_day(&d, "200", "400000", "20", "11");
+    let out = plan_day(&d, &["--slices", "4", "--split-bytes", "100000000"]);
+    assert!(out.contains("8 slices in 2 stage(s)"), "{out}");
     let p = plan_json(&d, "plan.json");
     let mut seen = BTreeMap::new();
     // Stage 0 holds 18 vendors' files; stage 1 only the two dependent vendors' 20 files, too few
@@ -73,31 +53,15 @@ fn a_generated_day_is_balanced_over_slices() {
 #[test]
 fn split_files_give_the_same_output_as_whole_files() {
     let d = Dir::new();
-    generate(&d, "4", "24000", "4");
-    crate::util::process_day(&d, "whole");
+    generate_day(&d, "4", "24000", "4", "11");
+    process_day(&d, "whole");
     for split in ["20000", "77777", "300000"] {
         let plan = format!("plan-{split}.json");
         let run = format!("run-{split}");
-        d.cmd()
-            .args([
-                "plan",
-                "--config",
-                "day/batchwin.toml",
-                "--scan",
-                "day/inbound/2026-11-29",
-                "--slices",
-                "3",
-                "--split-bytes",
-                split,
-                "--out",
-                &plan,
-                "--date",
-                "2026-11-29",
-            ])
-            .assert()
-            .success();
+        let slices =
+            plan_and_process_day(&d, &plan, &["--slices", "3", "--split-bytes", split], &run);
         let p = plan_json(&d, &plan);
-        let slices = p["slices"].as_array().unwrap().len();
+        assert_eq!(slices, p["slices"].as_array().unwrap().len());
         let parts: usize = p["slices"]
             .as_array()
             .unwrap()
@@ -106,22 +70,6 @@ fn split_files_give_the_same_output_as_whole_files() {
             .filter(|u| u.get("part").is_some())
             .count();
         assert!(parts > 4, "split {split}: only {parts} parts");
-        for k in 0..slices {
-            d.cmd()
-                .args([
-                    "process",
-                    "--config",
-                    "day/batchwin.toml",
-                    "--plan",
-                    &plan,
-                    "--slice",
-                    &k.to_string(),
-                    "--out",
-                    &run,
-                ])
-                .assert()
-                .code(0);
-        }
         assert_same_outputs(&d.path("whole"), &d.path(&run));
     }
 }
@@ -130,21 +78,8 @@ fn split_files_give_the_same_output_as_whole_files() {
 fn the_slice_comes_from_the_engine_index_and_offset() {
     let d = Dir::new();
     // Ten vendors: V010 runs after V009, so there are two stages.
-    generate(&d, "20", "6000", "10");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "2",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .success();
+    generate_day(&d, "20", "6000", "10", "11");
+    plan_day(&d, &["--slices", "2"]);
     let slices = plan_json(&d, "plan.json")["slices"]
         .as_array()
         .unwrap()
@@ -192,61 +127,48 @@ fn the_slice_comes_from_the_engine_index_and_offset() {
 #[test]
 fn a_window_too_small_for_max_slices_is_refused() {
     let d = Dir::new();
-    generate(&d, "8", "8000", "4");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
+    generate_day(&d, "8", "8000", "4", "11");
+    plan_day_command(
+        &d,
+        &[
             "--window",
             "06:00-06:01",
             "--max-slices",
             "1",
             "--split-bytes",
             "100000000",
-        ])
-        .env("BATCHWIN_DATE", "2026-11-29")
-        .assert()
-        .code(0);
+        ],
+    )
+    .env("BATCHWIN_DATE", "2026-11-29")
+    .assert()
+    .code(0);
     // 60 s at 0.8 is plenty for 2 MB; at a utilization of a millionth it is not.
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
+    plan_day_command(
+        &d,
+        &[
             "--window",
             "06:00-06:01",
             "--max-slices",
             "2",
             "--utilization",
             "0.000001",
-        ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("does not fit the window"));
+        ],
+    )
+    .assert()
+    .code(1)
+    .stderr(predicate::str::contains("does not fit the window"));
 }
 
 #[test]
 fn a_dependency_cycle_names_the_vendors() {
     let d = Dir::new();
-    generate(&d, "8", "800", "10");
+    generate_day(&d, "8", "800", "10", "11");
     // V010 already runs after V009; make V009 run after V010.
     let config = d
         .read("day/batchwin.toml")
         .replace("id = \"V009\"", "id = \"V009\"\nafter = [\"V010\"]");
     d.write("day/batchwin.toml", config);
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-        ])
+    plan_day_command(&d, &[])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("cycle: V009 -> V010 -> V009"));
@@ -255,27 +177,20 @@ fn a_dependency_cycle_names_the_vendors() {
 #[test]
 fn emitted_engine_files_pass_the_engines_own_models() {
     let d = Dir::new();
-    generate(&d, "30", "3000", "10");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
+    generate_day(&d, "30", "3000", "10", "11");
+    plan_day(
+        &d,
+        &[
             "--slices",
             "7",
-            "--date",
-            "2026-11-29",
             "--emit",
             "slurm,aws-batch,azure-batch,k8s",
             "--emit-dir",
             "emit",
             "--slurm-max-array-size",
             "4",
-        ])
-        .assert()
-        .success();
+        ],
+    );
     // Slurm: stage 0 has 7 slices, so two arrays of at most 4 tasks (the second at offset 4);
     // stage 1 (V010's three files after V009) has 3 slices in one array at offset 7.
     let p = plan_json(&d, "plan.json");
@@ -357,24 +272,9 @@ fn emitted_engine_files_pass_the_engines_own_models() {
 #[test]
 fn history_gives_each_vendor_its_measured_cost() {
     let d = Dir::new();
-    generate(&d, "8", "20000", "4");
-    crate::util::process_day(&d, "past");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "2",
-            "--history",
-            "past",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .success();
+    generate_day(&d, "8", "20000", "4", "11");
+    process_day(&d, "past");
+    plan_day(&d, &["--slices", "2", "--history", "past"]);
     let ledger = batchwin::ledger::Ledger::open(&d.path("past/ledger.duckdb")).unwrap();
     let mut stmt = ledger
         .connection()

@@ -2,7 +2,7 @@
 
 use predicates::prelude::*;
 
-use crate::util::{Dir, tree_hashes};
+use crate::util::{DATE, Dir, generate, process_day_command, tree_hashes};
 
 /// A small CSV vendor exercising every kind of check, mapping and mask.
 pub const ACME: &str = r#"
@@ -362,38 +362,13 @@ fn bad_inputs_give_rejects_or_clear_errors() {
 #[test]
 fn outputs_are_identical_whatever_the_thread_count_and_chunk_size() {
     let d = Dir::new();
-    d.cmd()
-        .args([
-            "generate",
-            "--out",
-            "day",
-            "--files",
-            "12",
-            "--records",
-            "30000",
-            "--seed",
-            "7",
-        ])
-        .assert()
-        .success();
+    generate(&d, "day", "12", "30000", &["--seed", "7"]);
     let mut trees = Vec::new();
     for (threads, chunk) in [("1", "1048576"), ("2", "1024"), ("2", "65536")] {
         let out = format!("out-{threads}-{chunk}");
-        d.cmd()
+        process_day_command(&d, &out, DATE)
             .env("RAYON_NUM_THREADS", threads)
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--inbound",
-                "day/inbound/2026-11-29",
-                "--out",
-                &out,
-                "--chunk-bytes",
-                chunk,
-                "--date",
-                "2026-11-29",
-            ])
+            .args(["--chunk-bytes", chunk])
             .assert()
             .code(0);
         trees.push(tree_hashes(&d.path(&out), &|p| {

@@ -2,46 +2,18 @@
 
 use predicates::prelude::*;
 
-use crate::util::{Dir, generate_day};
+use crate::util::{Dir, generate_day, plan_and_process_day, plan_day, process_slice, stdout};
 
+/// A generated day of ten vendors, planned (files split) and every slice processed into `run/`:
+/// how many slices.
 fn run_plan(d: &Dir) -> usize {
     generate_day(d, "20", "12000", "10", "21");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "2",
-            "--split-bytes",
-            "40000",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .success();
-    let plan: serde_json::Value = serde_json::from_str(&d.read("plan.json")).unwrap();
-    let slices = plan["slices"].as_array().unwrap().len();
-    for k in 0..slices {
-        d.cmd()
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--plan",
-                "plan.json",
-                "--slice",
-                &k.to_string(),
-                "--out",
-                "run",
-                "-q",
-            ])
-            .assert()
-            .code(0);
-    }
-    slices
+    plan_and_process_day(
+        d,
+        "plan.json",
+        &["--slices", "2", "--split-bytes", "40000"],
+        "run",
+    )
 }
 
 fn report_json(d: &Dir) -> serde_json::Value {
@@ -92,21 +64,7 @@ fn merged_figures_match_the_generated_day_and_merging_again_changes_nothing() {
         );
     }
     // Merging the same ledgers again, and re-running a slice, counts nothing twice.
-    d.cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--plan",
-            "plan.json",
-            "--slice",
-            "0",
-            "--out",
-            "run",
-            "-q",
-        ])
-        .assert()
-        .code(0);
+    process_slice(&d, "plan.json", 0, "run", &["-q"]);
     let second = report_json(&d);
     assert_eq!(
         second["totals"]["records_in"],
@@ -124,6 +82,51 @@ fn merged_figures_match_the_generated_day_and_merging_again_changes_nothing() {
         .query_row("SELECT count(DISTINCT slice) FROM files", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n as usize, slices);
+}
+
+/// The table report (the default format) of a small day planned in two slices, with its plan
+/// and config: what an operator reads after a run. What changes from run to run is masked:
+/// the temporary folder, times, durations and rates.
+#[test]
+fn table_report_of_a_small_day() {
+    let d = Dir::new();
+    generate_day(&d, "6", "3000", "3", "17");
+    plan_and_process_day(&d, "plan.json", &["--slices", "2"], "run");
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--plan", "plan.json"])
+        .args(["--config", "day/batchwin.toml"])
+        .assert()
+        .code(0);
+    // Each masked cell keeps its column's width (the value and its padding are replaced
+    // together), so the snapshot stays a readable, aligned table.
+    let root = regex::escape(&d.root().display().to_string());
+    let filters = vec![
+        (root.as_str(), "[TMP]"),
+        (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "YYYY-MM-DD hh:mm:ss"),
+        (
+            r"(?m)^wall time  \d+\.\d s, [\d,]+ records/s$",
+            "wall time  [SECONDS] s, [RATE] records/s",
+        ),
+        // Priorities: finished after, and the time to spare before the SLA.
+        (
+            r"(?m)^((?:high|medium|low) +\d+ +\d+ +\d+ +)\d+\.\d s +(\d+\.\d s +)met, \d+\.\d s to spare$",
+            "${1}[SECONDS] s       ${2}met, [SECONDS] s to spare",
+        ),
+        // Vendors: seconds and records/s.
+        (
+            r"(?m)^(V\d{3} +\w+ +\d+ +\d+ +[\d,]+ +[\d,]+ +)\d+\.\d\d +[\d,]+ +",
+            "${1}[SECONDS]  [RATE]        ",
+        ),
+        // Slices: seconds, and idle seconds with the straggler mark that follows from them.
+        (
+            r"(?m)^(slice-\d{5} +YYYY-MM-DD hh:mm:ss  YYYY-MM-DD hh:mm:ss  )\d+\.\d\d +(\d+ +[\d,]+ +)\d+\.\d(?: +yes)?$",
+            "${1}[SECONDS]  ${2}[SECONDS]",
+        ),
+    ];
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!(stdout(&o));
+    });
 }
 
 #[test]
@@ -168,36 +171,9 @@ fn markdown_and_csv_formats() {
 fn missing_slices_and_units_late_priorities_and_prometheus() {
     let d = Dir::new();
     generate_day(&d, "12", "6000", "4", "3");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
-            "--slices",
-            "3",
-            "--date",
-            "2026-11-29",
-        ])
-        .assert()
-        .success();
-    for k in ["0", "1"] {
-        d.cmd()
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--plan",
-                "plan.json",
-                "--slice",
-                k,
-                "--out",
-                "run",
-                "-q",
-            ])
-            .assert()
-            .code(0);
+    plan_day(&d, &["--slices", "3"]);
+    for k in [0, 1] {
+        process_slice(&d, "plan.json", k, "run", &["-q"]);
     }
     // Slice 2 never ran: the report names it and its files, and exits 1.
     d.cmd()

@@ -6,50 +6,16 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::util::{Dir, generate_day, tree_hashes};
+use crate::util::{Dir, generate_day, plan_day, plan_json, process_slice, slice_args, tree_hashes};
 
-const DATE: &str = "2026-11-29";
-
+/// The generated day planned into `plan.json` in `slices` slices, files split at 400 kB.
 fn plan(d: &Dir, slices: &str) {
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            &format!("day/inbound/{DATE}"),
-        ])
-        .args([
-            "--slices",
-            slices,
-            "--split-bytes",
-            "400000",
-            "--date",
-            DATE,
-            "--out",
-            "plan.json",
-        ])
-        .assert()
-        .success();
+    plan_day(d, &["--slices", slices, "--split-bytes", "400000"]);
 }
 
-fn slice(d: &Dir, out: &str, k: &str) -> String {
-    let o = d
-        .cmd()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--plan",
-            "plan.json",
-            "--slice",
-            k,
-            "--out",
-            out,
-        ])
-        .assert()
-        .code(0);
-    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
+/// Slice `k` of `plan.json` processed into `DIR/OUT`: its stdout.
+fn slice(d: &Dir, out: &str, k: usize) -> String {
+    process_slice(d, "plan.json", k, out, &[])
 }
 
 /// Output and reject files (ledgers left out), path -> sha256.
@@ -86,16 +52,15 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
     let d = Dir::new();
     generate_day(&d, "6", "6000", "2", "41");
     plan(&d, "1");
-    let first = slice(&d, "out", "0");
+    let first = slice(&d, "out", 0);
     assert!(!first.contains("resumed"), "{first}");
     let before = outputs(&d, "out");
-    let units = serde_json::from_str::<serde_json::Value>(&d.read("plan.json")).unwrap()["slices"]
-        [0]["units"]
+    let units = plan_json(&d, "plan.json")["slices"][0]["units"]
         .as_array()
         .unwrap()
         .len();
 
-    let again = slice(&d, "out", "0");
+    let again = slice(&d, "out", 0);
     assert!(
         again.contains(&format!("resumed    {units} units")),
         "{again}"
@@ -112,7 +77,7 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
         .find(|(k, _)| !k.contains(".rejects."))
         .unwrap();
     std::fs::remove_file(d.path("out").join(victim)).unwrap();
-    let third = slice(&d, "out", "0");
+    let third = slice(&d, "out", 0);
     assert!(
         third.contains(&format!("resumed    {} units", units - 1)),
         "{third}"
@@ -121,8 +86,7 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
 
     // An input written again after the plan, even with as many bytes, is done again, and the
     // ledger has the checksum of the bytes read, not the one the plan was made with.
-    let whole = serde_json::from_str::<serde_json::Value>(&d.read("plan.json")).unwrap()["slices"]
-        [0]["units"]
+    let whole = plan_json(&d, "plan.json")["slices"][0]["units"]
         .as_array()
         .unwrap()
         .iter()
@@ -136,7 +100,7 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
     // Later than the filesystem clock's tick after the plan's scan read it.
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write(input, &bytes).unwrap();
-    let changed = slice(&d, "out", "0");
+    let changed = slice(&d, "out", 0);
     assert!(
         changed.contains(&format!("resumed    {} units", units - 1)),
         "{changed}"
@@ -158,14 +122,14 @@ fn a_slice_run_again_skips_what_is_done_and_redoes_what_changed() {
     // A changed configuration redoes everything.
     let cfg = d.read("day/batchwin.toml") + "\n# reviewed\n";
     d.write("day/batchwin.toml", cfg);
-    let fourth = slice(&d, "out", "0");
+    let fourth = slice(&d, "out", 0);
     assert!(!fourth.contains("resumed"), "{fourth}");
     assert_eq!(outputs(&d, "out"), before);
 }
 
 /// Starts `args`, kills it with SIGKILL after a random delay (or lets it finish), `times` times,
 /// then runs it to the end.
-fn kill_and_rerun(d: &Dir, args: &[&str], times: usize, max_ms: u64) -> usize {
+fn kill_and_rerun(d: &Dir, args: &[String], times: usize, max_ms: u64) -> usize {
     let mut rng = rand::thread_rng();
     let mut killed = 0;
     for _ in 0..times {
@@ -193,7 +157,7 @@ fn sigkill_at_random_moments_then_a_rerun_equals_an_uninterrupted_run() {
     plan(&d, "2");
     // Kills fall within the time an uninterrupted slice takes.
     let started = std::time::Instant::now();
-    for k in ["0", "1"] {
+    for k in [0, 1] {
         slice(&d, "clean", k);
     }
     let max_ms = (started.elapsed().as_millis() as u64 / 2).max(200);
@@ -201,18 +165,8 @@ fn sigkill_at_random_moments_then_a_rerun_equals_an_uninterrupted_run() {
     let clean_totals = totals(&d, "clean");
 
     let mut killed = 0;
-    for k in ["0", "1"] {
-        let args = [
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--plan",
-            "plan.json",
-            "--slice",
-            k,
-            "--out",
-            "killed",
-        ];
+    for k in [0, 1] {
+        let args = slice_args("plan.json", k, "killed");
         killed += kill_and_rerun(&d, &args, 10, max_ms);
     }
     eprintln!("{killed} of 20 runs killed in flight");

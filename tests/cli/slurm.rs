@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, assert_same_outputs};
+use crate::util::{Dir, assert_same_outputs, generate_day, plan_day, process_day};
 
 #[test]
 fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
@@ -12,25 +12,17 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
         return;
     }
     let d = Dir::new();
-    crate::util::generate_day(&d, "20", "30000", "10", "5");
-    crate::util::process_day(&d, "whole");
+    generate_day(&d, "20", "30000", "10", "5");
+    process_day(&d, "whole");
     let bin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run");
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--scan",
-            "day/inbound/2026-11-29",
+    plan_day(
+        &d,
+        &[
             "--slices",
             "3",
             "--split-bytes",
             "60000",
-            "--date",
-            "2026-11-29",
-        ])
-        .args([
             "--emit",
             "slurm",
             "--emit-dir",
@@ -39,15 +31,12 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
             "2",
             "--max-concurrent",
             "2",
-        ])
-        .args([
             "--worker-batchwin",
             bin.to_str().unwrap(),
             "--worker-out",
             run.to_str().unwrap(),
-        ])
-        .assert()
-        .success();
+        ],
+    );
     let out = std::process::Command::new("bash")
         .arg(d.path("emit/slurm/submit.sh"))
         .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)

@@ -9,7 +9,8 @@ use batchwin::storage::Store;
 
 use crate::storage::{azurite_options, runtime, s3_options};
 use crate::util::{
-    Dir, Sftp, assert_published, generate_day, process_day, service, stderr, stdout, tree,
+    Dir, Sftp, assert_published, generate_day, process_day, process_slices, service, stderr,
+    stdout, tree,
 };
 
 const DATE: &str = "2026-11-29";
@@ -231,7 +232,7 @@ fn day_on_sftp(d: &Dir, s: &Sftp) -> (String, PathBuf) {
     (url, local)
 }
 
-/// plan (2 slices, files split) and process both slices of `manifest.jsonl` into `run/`.
+/// plan (2 slices, files split) of `manifest.jsonl` and process both slices into `run/`.
 fn plan_and_process(d: &Dir) {
     d.cmd()
         .args([
@@ -253,23 +254,8 @@ fn plan_and_process(d: &Dir) {
         ])
         .assert()
         .success();
-    for k in ["0", "1"] {
-        d.cmd()
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--plan",
-                "plan.json",
-                "--slice",
-                k,
-                "--out",
-                "run",
-            ])
-            .args(["--date", DATE])
-            .assert()
-            .code(0);
-    }
+    let slices = process_slices(d, "plan.json", "run", &["--date", DATE]);
+    assert_eq!(slices, 2, "one stage of two slices");
 }
 
 fn deliveries(ledger: &Path) -> Vec<(String, i64)> {

@@ -1,5 +1,7 @@
 //! A temporary folder with fixtures and a `batchwin` command that runs in it with the
-//! project's environment variables cleared.
+//! project's environment variables cleared; the steps most tests share on a generated day
+//! (generate, plan, process every slice or the whole day), written once; comparisons of output
+//! trees; the test services.
 
 use std::path::{Path, PathBuf};
 
@@ -40,8 +42,6 @@ impl Dir {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
-    /// `batchwin` in this folder, with every `BATCHWIN_*` variable removed and a known
-    /// masking key.
     /// `batchwin` as a plain child process in this folder, with the masking key: for tests
     /// that signal or kill it while it runs.
     pub fn process(&self) -> std::process::Command {
@@ -51,6 +51,8 @@ impl Dir {
         c
     }
 
+    /// `batchwin` in this folder, with every `BATCHWIN_*` (and `RAYON_*`) variable removed and
+    /// a known masking key.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("batchwin").expect("binary");
         for (k, _) in std::env::vars() {
@@ -131,17 +133,6 @@ pub fn assert_same_outputs(whole: &Path, run: &Path) {
         }
     }
     assert!(checked > 0, "no outputs compared under {}", whole.display());
-}
-
-/// `batchwin generate` of a small day into `DIR/day` (for 2026-11-29).
-pub fn generate_day(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) {
-    generate_day_on(d, files, records, vendors, seed, "2026-11-29");
-}
-
-/// `batchwin process` of the whole generated day (`DIR/day`, 2026-11-29) into `DIR/OUT`; must
-/// succeed.
-pub fn process_day(d: &Dir, out: &str) {
-    process_day_on(d, out, "2026-11-29");
 }
 
 /// A test service's variable (set by `scripts/test`, which starts the service). When the
@@ -304,21 +295,138 @@ pub fn assert_published(whole: &Path, published: &Path) {
     }
 }
 
-/// `batchwin generate` of a small day for `date` into `DIR/day`.
-pub fn generate_day_on(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str, date: &str) {
+/// What a finished command printed on standard output.
+pub fn stdout(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
+}
+
+/// What a finished command printed on standard error.
+pub fn stderr(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
+}
+
+// The generated day: `generate`, then `plan` and `process` of every slice, or `process` of the
+// whole day. Written once here so that every test runs the same commands.
+
+/// The day the `*_day` helpers generate, plan and process.
+pub const DATE: &str = "2026-11-29";
+
+/// `batchwin generate --out OUT --files FILES --records RECORDS FLAGS`; must succeed.
+pub fn generate(d: &Dir, out: &str, files: &str, records: &str, flags: &[&str]) {
     d.cmd()
         .args([
             "generate",
             "--out",
-            "day",
+            out,
             "--files",
             files,
             "--records",
             records,
         ])
-        .args(["--vendors", vendors, "--seed", seed, "--date", date])
+        .args(flags)
         .assert()
         .success();
+}
+
+/// `batchwin generate` of a small day into `DIR/day` (for 2026-11-29).
+pub fn generate_day(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) {
+    generate_day_on(d, files, records, vendors, seed, DATE);
+}
+
+/// `batchwin generate` of a small day for `date` into `DIR/day`.
+pub fn generate_day_on(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str, date: &str) {
+    generate(
+        d,
+        "day",
+        files,
+        records,
+        &["--vendors", vendors, "--seed", seed, "--date", date],
+    );
+}
+
+/// `batchwin plan` of the generated day (`DIR/day`, its inbound folder for 2026-11-29 scanned)
+/// with `flags`, to run and check.
+pub fn plan_day_command(d: &Dir, flags: &[&str]) -> Command {
+    let mut c = d.cmd();
+    c.args([
+        "plan",
+        "--config",
+        "day/batchwin.toml",
+        "--scan",
+        &format!("day/inbound/{DATE}"),
+    ])
+    .args(flags);
+    c
+}
+
+/// [`plan_day_command`] for 2026-11-29 (`--date`), which must succeed: its stdout. The plan is
+/// `DIR/plan.json` unless `flags` hold `--out`.
+pub fn plan_day(d: &Dir, flags: &[&str]) -> String {
+    let o = plan_day_command(d, flags)
+        .args(["--date", DATE])
+        .assert()
+        .success();
+    stdout(&o)
+}
+
+/// The plan at `DIR/PATH`.
+pub fn plan_json(d: &Dir, path: &str) -> serde_json::Value {
+    serde_json::from_str(&d.read(path)).unwrap_or_else(|e| panic!("plan {path}: {e}"))
+}
+
+/// The arguments of `batchwin process` of slice `k` of the plan `DIR/PLAN` into `DIR/OUT`.
+pub fn slice_args(plan: &str, k: usize, out: &str) -> Vec<String> {
+    [
+        "process",
+        "--config",
+        "day/batchwin.toml",
+        "--plan",
+        plan,
+        "--slice",
+        &k.to_string(),
+        "--out",
+        out,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `batchwin process` of slice `k` of the plan `DIR/PLAN` into `DIR/OUT` with `flags`, which
+/// must exit 0: its stdout.
+pub fn process_slice(d: &Dir, plan: &str, k: usize, out: &str, flags: &[&str]) -> String {
+    let o = d
+        .cmd()
+        .args(slice_args(plan, k, out))
+        .args(flags)
+        .assert()
+        .code(0);
+    stdout(&o)
+}
+
+/// Every slice of the plan `DIR/PLAN`, one after the other, into `DIR/OUT` (see
+/// [`process_slice`]): how many slices there were.
+pub fn process_slices(d: &Dir, plan: &str, out: &str, flags: &[&str]) -> usize {
+    let slices = plan_json(d, plan)["slices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("plan {plan} has no slices"))
+        .len();
+    for k in 0..slices {
+        process_slice(d, plan, k, out, flags);
+    }
+    slices
+}
+
+/// The generated day planned into `DIR/PLAN` with `flags` ([`plan_day`]) and every slice of it
+/// processed, quietly, into `DIR/OUT`: how many slices there were.
+pub fn plan_and_process_day(d: &Dir, plan: &str, flags: &[&str], out: &str) -> usize {
+    plan_day(d, &[&["--out", plan], flags].concat());
+    process_slices(d, plan, out, &["-q"])
+}
+
+/// `batchwin process` of the whole generated day (`DIR/day`, 2026-11-29) into `DIR/OUT`; must
+/// succeed.
+pub fn process_day(d: &Dir, out: &str) {
+    process_day_on(d, out, DATE);
 }
 
 /// `batchwin process` of the whole generated day for `date` into `DIR/OUT`; must succeed.
@@ -329,23 +437,23 @@ pub fn process_day_on(d: &Dir, out: &str, date: &str) {
 /// The command of [`process_day_on`], to run and check otherwise.
 pub fn process_day_command(d: &Dir, out: &str, date: &str) -> Command {
     let mut c = d.cmd();
-    c.args([
+    c.args(process_day_args(out, date));
+    c
+}
+
+/// The arguments of [`process_day_command`], for a plain child process ([`Dir::process`]).
+pub fn process_day_args(out: &str, date: &str) -> Vec<String> {
+    [
         "process",
         "--config",
         "day/batchwin.toml",
         "--inbound",
         &format!("day/inbound/{date}"),
-    ])
-    .args(["--out", out, "--date", date]);
-    c
-}
-
-/// What a finished command printed on standard output.
-pub fn stdout(o: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&o.get_output().stdout).into_owned()
-}
-
-/// What a finished command printed on standard error.
-pub fn stderr(o: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
+        "--out",
+        out,
+        "--date",
+        date,
+    ]
+    .map(String::from)
+    .to_vec()
 }
