@@ -100,8 +100,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
     let status = crate::window::run(
         g,
         &crate::window::RunSettings {
-            config: std::path::absolute(&gen_summary.config)
-                .unwrap_or(gen_summary.config.clone()),
+            config: std::path::absolute(&gen_summary.config).unwrap_or(gen_summary.config.clone()),
             window: "demo".into(),
             date: Some(date.clone()),
             executor: crate::window::Executor::Local,

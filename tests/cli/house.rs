@@ -27,7 +27,10 @@ fn modules() -> BTreeMap<String, (PathBuf, String)> {
             .iter()
             .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_string())
             .collect();
-        if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+        if matches!(
+            parts.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
             parts.pop();
         }
         let name = if parts.is_empty() {
@@ -129,11 +132,10 @@ fn references(
                 segments.extend(base_of_super.split("::").map(String::from));
             }
         }
-        segments.extend(
-            path.split("::")
-                .filter(|s| !s.is_empty())
-                .map(|s| s.trim_matches(|c: char| !c.is_alphanumeric() && c != '_').to_string()),
-        );
+        segments.extend(path.split("::").filter(|s| !s.is_empty()).map(|s| {
+            s.trim_matches(|c: char| !c.is_alphanumeric() && c != '_')
+                .to_string()
+        }));
         push(segments);
     }
     out
@@ -263,7 +265,14 @@ fn only_the_ledger_names_ledger_tables() {
         if name == "ledger" || name.starts_with("ledger::") {
             continue;
         }
-        for word in ["SELECT ", "INSERT INTO", "CREATE TABLE", "DELETE FROM", "FROM files", "FROM runs"] {
+        for word in [
+            "SELECT ",
+            "INSERT INTO",
+            "CREATE TABLE",
+            "DELETE FROM",
+            "FROM files",
+            "FROM runs",
+        ] {
             assert!(
                 !text.contains(word),
                 "`{}` has SQL (`{word}`): ledger reads and writes belong in `src/ledger/`",

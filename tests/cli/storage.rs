@@ -2,7 +2,9 @@
 //! Azure Blob (Azurite) and SFTP (OpenSSH), the servers started by `scripts/test`
 //! (`scripts/services/object-stores-up`, `scripts/services/sshd-up`).
 
-use batchwin::storage::{Expected, SshOptions, StorageError, Store, StoreOptions, Transferred};
+use batchwin::storage::{
+    ExpectedContent, SshOptions, StorageError, Store, StoreOptions, Transferred,
+};
 
 use crate::util::{Dir, Sftp, service};
 
@@ -41,6 +43,7 @@ pub fn sftp_options(s: &Sftp) -> StoreOptions {
             key: Some(s.key.clone().into()),
             known_hosts: Some(s.known_hosts.clone().into()),
             accept_new_host_key: false,
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -109,7 +112,7 @@ fn conformance(store: &Store, d: &Dir) {
 
         // A checked upload of a file that is not what it should be never becomes visible,
         // in one request or in parts; one that is right goes up as usual.
-        let wrong = Expected {
+        let wrong = ExpectedContent {
             content: Transferred {
                 bytes: 15,
                 sha256: "0".repeat(64),
@@ -124,7 +127,7 @@ fn conformance(store: &Store, d: &Dir) {
             assert!(matches!(err, StorageError::Changed { .. }), "{err}");
             assert_eq!(store.head(name).await.expect("head"), None, "{name}");
         }
-        let right = Expected {
+        let right = ExpectedContent {
             content: Transferred {
                 bytes,
                 sha256: sha.clone(),
@@ -149,7 +152,7 @@ fn conformance(store: &Store, d: &Dir) {
         // Past the filesystem clock's tick, so the next write has a later modification time.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         std::fs::write(&changed, "id,name\n2,Zoee\n").unwrap();
-        let was = Expected {
+        let was = ExpectedContent {
             content: was,
             written_by,
         };
@@ -159,7 +162,7 @@ fn conformance(store: &Store, d: &Dir) {
             .unwrap_err();
         assert!(matches!(err, StorageError::Changed { .. }), "{err}");
         assert_eq!(store.head("in/c/changed.csv").await.expect("head"), None);
-        let unchanged = Expected {
+        let unchanged = ExpectedContent {
             written_by: Some(std::time::SystemTime::now()),
             ..right.clone()
         };
