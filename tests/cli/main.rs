@@ -7,6 +7,8 @@ mod cancel;
 mod config_errors;
 mod demo;
 mod disk_full;
+// Every `batchwin` command shown in the README, the guides and the job files parses.
+mod docs;
 mod generate;
 mod ledger;
 mod plan;
