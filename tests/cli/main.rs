@@ -13,6 +13,8 @@ mod config_errors;
 mod demo;
 // A disk that fills up: the file fails cleanly, nothing partial delivered, the others carry on.
 mod disk_full;
+// Every `batchwin` command shown in the README, the guides and the job files parses.
+mod docs;
 // `generate`: the same seed gives the same bytes; expected.json adds up.
 mod generate;
 // `batchwin --help` and every subcommand's `--help` (snapshots).
