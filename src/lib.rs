@@ -20,6 +20,8 @@ pub mod ledger;
 pub mod pipeline;
 pub mod plan;
 #[cfg(feature = "cli")]
+pub mod report;
+#[cfg(feature = "cli")]
 pub mod settings;
 #[cfg(feature = "cli")]
 pub mod storage;
