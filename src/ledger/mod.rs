@@ -280,10 +280,7 @@ impl Ledger {
     /// checksum `config_sha256`: (input path, part index or -1) -> (input sha256, output path,
     /// output bytes). The ledger's part of [`query::LatestUnits::is_done`]: whether the output
     /// is still there and the input the same is for the caller to check.
-    pub fn completed(
-        &self,
-        config_sha256: &str,
-    ) -> Result<std::collections::HashMap<(String, i64), (String, String, u64)>, LedgerError> {
+    pub fn completed(&self, config_sha256: &str) -> Result<query::RecordedDone, LedgerError> {
         query::make_latest(&self.conn).map_err(|e| self.err(e))?;
         let latest = query::LatestUnits::read(&self.conn).map_err(|e| self.err(e))?;
         Ok(latest.recorded_done(config_sha256))

@@ -181,10 +181,7 @@ impl LatestUnits {
     /// part of [`LatestUnits::is_done`] the ledger alone answers): (input path, part index or
     /// -1) -> (input sha256, output path, output bytes). Whether the output is still there and
     /// the input the same is for the caller to check.
-    pub fn recorded_done(
-        &self,
-        config_sha256: &str,
-    ) -> HashMap<(String, i64), (String, String, u64)> {
+    pub fn recorded_done(&self, config_sha256: &str) -> RecordedDone {
         self.attempts()
             .filter(|a| recorded_done(a, Some(config_sha256)).is_ok())
             .filter_map(|a| {
@@ -197,6 +194,10 @@ impl LatestUnits {
             .collect()
     }
 }
+
+/// Units the ledger records as done: (input path, part index or -1) -> (input sha256, output
+/// path, output bytes).
+pub type RecordedDone = HashMap<(String, i64), (String, String, u64)>;
 
 /// What the ledger alone tells of an attempt: it succeeded, with an output, under the
 /// configuration asked about (when known).
