@@ -29,6 +29,8 @@ pub mod plan;
 #[cfg(feature = "cli")]
 pub mod printer;
 #[cfg(feature = "cli")]
+pub mod report;
+#[cfg(feature = "cli")]
 pub mod storage;
 #[cfg(feature = "cli")]
 pub mod transfer;

@@ -157,15 +157,11 @@ fn worse_than_ok(s: ExitStatus) -> ExitStatus {
 
 /// Records in and rejected over the latest attempt of every unit in the run's ledgers.
 fn counts(ledgers: &std::path::Path) -> anyhow::Result<(u64, u64)> {
-    let found = crate::ledger::report::find_ledgers(ledgers, None)?;
-    crate::ledger::report::with_latest(&found, |conn| {
-        let (a, b): (i64, i64) = conn.query_row(
-            "SELECT coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_rejected), 0)::BIGINT FROM latest",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok((a as u64, b as u64))
-    })
+    let found = crate::ledger::merge::find_ledgers(ledgers, None)?;
+    let c = crate::ledger::merge::with_latest(&found, |conn| {
+        Ok(crate::ledger::query::record_counts(conn)?)
+    })?;
+    Ok((c.records_in, c.records_rejected))
 }
 
 fn count_files(dir: &std::path::Path) -> usize {

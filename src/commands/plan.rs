@@ -276,41 +276,9 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
 /// Each vendor's measured seconds per byte from earlier ledgers (`*.duckdb` below `dir`).
 fn history_costs(dir: &Path) -> anyhow::Result<CostModel> {
     let mut costs = CostModel::new();
-    let mut totals: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "duckdb") {
-                let conn = duckdb::Connection::open_with_flags(
-                    &p,
-                    duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
-                )
-                .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
-                let mut stmt = conn.prepare(
-                    "SELECT vendor, sum(input_bytes)::DOUBLE, sum(epoch(ended_at) - epoch(started_at))::DOUBLE FROM files WHERE status = 'succeeded' GROUP BY vendor",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, f64>(1)?,
-                        r.get::<_, f64>(2)?,
-                    ))
-                })?;
-                for r in rows {
-                    let (v, bytes, secs) = r?;
-                    let t = totals.entry(v).or_default();
-                    t.0 += bytes;
-                    t.1 += secs;
-                }
-            }
-        }
-    }
-    for (v, (bytes, secs)) in totals {
-        if bytes > 0.0 && secs > 0.0 {
-            costs.seconds_per_byte.insert(v, secs / bytes);
+    for (v, c) in crate::ledger::query::cost_history(dir)? {
+        if c.bytes > 0.0 && c.seconds > 0.0 {
+            costs.seconds_per_byte.insert(v, c.seconds / c.bytes);
         }
     }
     Ok(costs)

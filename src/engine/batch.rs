@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow};
 
 use crate::config::Config;
 use crate::exit::{ExitStatus, Failure};
-use crate::ledger::{Batch, Ledger, RunInfo};
+use crate::ledger::{Batch, Ledger, RunInfo, query};
 use crate::outcome::{FileOutcome, FileStatus};
 use crate::plan::Plan;
 use crate::vendor::{Vendor, expand_name};
@@ -82,13 +82,17 @@ pub fn slice_units(
     ledger: &Path,
     config_sha: Option<&str>,
 ) -> Result<SliceUnits, Failure> {
-    // Units this slice's ledger records as done under the same configuration: skipped when
-    // their input still has the recorded checksum and their output is still there.
-    let completed = match (config_sha, ledger.exists()) {
-        (Some(sha), true) => Ledger::open(ledger)
-            .and_then(|l| l.completed(sha))
-            .map_err(Failure::data)?,
-        _ => Default::default(),
+    // Units this slice's ledger records as done under the same configuration are skipped when
+    // their input still has the recorded checksum and their output is still there (the
+    // ledger's one answer to "is this unit done?"). Without the configuration's checksum
+    // nothing counts as done.
+    let latest = match (config_sha, ledger.exists()) {
+        (Some(_), true) => Some(
+            Ledger::open(ledger)
+                .and_then(|l| l.latest_units())
+                .map_err(Failure::data)?,
+        ),
+        _ => None,
     };
     let mut skipped_done = 0usize;
     let mut items = Vec::new();
@@ -106,28 +110,33 @@ pub fn slice_units(
                 input = dir.join(input);
             }
         }
-        let key = (
-            input.display().to_string(),
-            u.part.as_ref().map_or(-1, |p| p.index as i64),
-        );
-        if let Some((sha, output, bytes)) = completed.get(&key) {
+        if let Some(latest) = &latest {
+            let key = input.display().to_string();
+            let unit = query::Unit::One {
+                input: &key,
+                part: u.part.as_ref().map(|p| p.index),
+            };
             // The input is the one done when the manifest's checksum, which the file still
             // has (same size and time), is the one done; otherwise it is read to tell.
-            let unchanged = u.part.is_none()
-                && u.sha256 == *sha
-                && std::fs::metadata(&input).is_ok_and(|m| {
-                    crate::plan::manifest::unchanged(&m, u.file_bytes, u.modified.as_deref())
-                });
-            if std::fs::metadata(output).is_ok_and(|m| m.len() == *bytes)
-                && (unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == *sha))
-            {
-                skipped_done += 1;
-                continue;
+            let same_input = |a: &query::UnitAttempt| {
+                let unchanged = u.part.is_none()
+                    && u.sha256 == a.input_sha256
+                    && std::fs::metadata(&input).is_ok_and(|m| {
+                        crate::plan::manifest::unchanged(&m, u.file_bytes, u.modified.as_deref())
+                    });
+                unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == a.input_sha256)
+            };
+            match latest.is_done(unit, config_sha, same_input) {
+                Ok(()) => {
+                    skipped_done += 1;
+                    continue;
+                }
+                Err(query::NotDone::OutputGone | query::NotDone::InputChanged) => tracing::info!(
+                    "`{}`: its input or output changed since it was done: doing it again",
+                    input.display()
+                ),
+                Err(_) => {}
             }
-            tracing::info!(
-                "`{}`: its input or output changed since it was done: doing it again",
-                input.display()
-            );
         }
         items.push(Work {
             vendor: idx,

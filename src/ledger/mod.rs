@@ -1,5 +1,8 @@
-//! The run ledger: a DuckDB file that records each run, each file it processed and the reject
-//! counts by field and rule. `process` writes it; `report` (later) merges many of them.
+//! The run ledger: a DuckDB file that records each run, each file it processed, the reject
+//! counts by field and rule, and what `publish` delivered. The only room that names the
+//! ledger's tables: this file creates them and writes them (`process`, `publish`);
+//! [`query`] holds every read, among them the one answer to "is this unit done?";
+//! [`merge`] puts many ledgers (one per slice) together for `report`, `run`, `publish`.
 //!
 //! The schema is documented in `docs/ledger.md` and versioned in the `meta` table. Times are
 //! stored as `TIMESTAMP` in UTC (no time-zone extension needed to read them). Rows are written
@@ -10,7 +13,8 @@ use std::path::Path;
 
 use duckdb::{Connection, params};
 
-pub mod report;
+pub mod merge;
+pub mod query;
 
 use crate::outcome::FileOutcome;
 
@@ -272,40 +276,14 @@ impl Ledger {
         })
     }
 
-    /// Units whose latest attempt in this ledger succeeded under the configuration with
-    /// checksum `config_sha256`: (input path, part index or -1) -> (input sha256, output path,
-    /// output bytes).
-    pub fn completed(
-        &self,
-        config_sha256: &str,
-    ) -> Result<std::collections::HashMap<(String, i64), (String, String, u64)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT f.input_path, coalesce(f.part, -1), f.input_sha256, f.output_path, f.output_bytes
-                 FROM files f JOIN runs r USING (run_id)
-                 WHERE f.status = 'succeeded' AND f.output_path IS NOT NULL AND r.config_sha256 = ?
-                   AND f.ended_at = (SELECT max(g.ended_at) FROM files g
-                                     WHERE g.input_path = f.input_path
-                                       AND coalesce(g.part, -1) = coalesce(f.part, -1))",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![config_sha256], |r| {
-                Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, i64>(1)?),
-                    (
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)? as u64,
-                    ),
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    /// The latest attempt of every unit this ledger records, to ask
+    /// [`query::LatestUnits::is_done`] whether a unit is done.
+    pub fn latest_units(&self) -> Result<query::LatestUnits, LedgerError> {
+        query::make_latest(&self.conn).map_err(|e| self.err(e))?;
+        query::LatestUnits::read(&self.conn).map_err(|e| self.err(e))
     }
 
-    /// The underlying connection, for queries (reports, tests).
+    /// The underlying connection, for [`query`]'s reads (and tests).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

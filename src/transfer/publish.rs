@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::TransferSettings;
 use crate::config::Config;
-use crate::ledger::report::{find_ledgers, with_latest};
+use crate::ledger::merge::{find_ledgers, with_latest};
 use crate::ledger::{Batch, Delivery, Ledger, RunInfo};
 use crate::storage::{ExpectedContent, StorageError, Store, Transferred};
 use crate::vendor::SkipLimit;
@@ -115,37 +115,28 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
     if ledgers.is_empty() {
         anyhow::bail!("no ledgers (*.duckdb) in `{}`", req.ledgers.display());
     }
-    let units = with_latest(&ledgers, |conn| {
-        let mut stmt = conn.prepare(
-            "SELECT vendor, input_path, part, parts, status, error, output_path, output_sha256, reject_path,
-                    records_in, records_rejected, output_bytes, epoch_us(ended_at)
-             FROM latest ORDER BY vendor, input_path, coalesce(part, -1)",
-        )?;
-        let mut units: BTreeMap<(String, String), Vec<Unit>> = BTreeMap::new();
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                Unit {
-                    part: r.get(2)?,
-                    parts: r.get(3)?,
-                    status: r.get(4)?,
-                    error: r.get(5)?,
-                    output_path: r.get(6)?,
-                    output_sha256: r.get(7)?,
-                    reject_path: r.get(8)?,
-                    records_in: r.get(9)?,
-                    records_rejected: r.get(10)?,
-                    output_bytes: r.get(11)?,
-                    ended_us: r.get(12)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (k, u) = row?;
-            units.entry(k).or_default().push(u);
-        }
-        Ok(units)
+    let latest = with_latest(&ledgers, |conn| {
+        Ok(crate::ledger::query::deliverables(conn)?)
     })?;
+    let mut units: BTreeMap<(String, String), Vec<Unit>> = BTreeMap::new();
+    for d in latest {
+        units
+            .entry((d.vendor, d.input_path))
+            .or_default()
+            .push(Unit {
+                part: d.part,
+                parts: d.parts,
+                status: d.status,
+                error: d.error,
+                output_path: d.output_path,
+                output_sha256: d.output_sha256,
+                reject_path: d.reject_path,
+                records_in: d.records_in,
+                records_rejected: d.records_rejected,
+                output_bytes: d.output_bytes,
+                ended_us: d.ended_us,
+            });
+    }
 
     let mut items = Vec::new();
     for ((vendor, input), us) in units {

@@ -206,7 +206,10 @@ fn run_day(
     let (left, done) = if steps.dry_run || !manifest.exists() {
         (None, 0)
     } else {
-        let (rows, done) = remaining(&manifest, &ledgers, &split).map_err(Failure::data)?;
+        // Done under the same configuration only, as each slice judges its own units.
+        let config_sha = crate::plan::manifest::file_sha256(&steps.config).ok();
+        let (rows, done) =
+            remaining(&manifest, &ledgers, &split, config_sha.as_deref()).map_err(Failure::data)?;
         crate::plan::manifest::write(&todo, &rows).map_err(Failure::data)?;
         (Some(rows.len()), done)
     };

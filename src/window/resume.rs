@@ -40,62 +40,41 @@ pub(crate) fn remember_split_files(plan_path: &Path, split: &Path) -> anyhow::Re
     Ok(())
 }
 
-/// The manifest's files not done yet, and how many are. A file is done when the latest
-/// attempt of each of its units succeeded and every output is still there, and it is the same
-/// file: its checksum is the one recorded (a whole file), or the one it had when an earlier
-/// plan of the day cut it into the parts that succeeded (a split file; see [`split_files`]).
+/// The manifest's files not done yet, and how many are. A file is done as
+/// [`crate::ledger::query::LatestUnits::is_done`] says: the latest attempt of each of its units
+/// succeeded, under the configuration `config_sha256` when it is known, and every output is
+/// still there with its recorded size, and it is the same file: its checksum is the one
+/// recorded (a whole file), or the one it had when an earlier plan of the day cut it into the
+/// parts that succeeded (a split file; see [`split_files`]).
 pub(crate) fn remaining(
     manifest: &Path,
     ledgers: &Path,
     split: &Path,
+    config_sha256: Option<&str>,
 ) -> anyhow::Result<(Vec<crate::plan::manifest::ManifestRow>, usize)> {
+    use crate::ledger::query::{LatestUnits, Unit};
     let rows = crate::plan::manifest::read(manifest)?;
     let split = split_files(split)?;
     let found = if ledgers.is_dir() {
-        crate::ledger::report::find_ledgers(ledgers, None)?
+        crate::ledger::merge::find_ledgers(ledgers, None)?
     } else {
         Vec::new()
     };
     if found.is_empty() {
         return Ok((rows, 0));
     }
-    let done = crate::ledger::report::with_latest(&found, |conn| {
-        // A file is done when each of its units' latest attempt succeeded and its output is
-        // still there: (input, checksum) of such files.
-        let mut stmt = conn.prepare(
-            "SELECT input_path, any_value(input_sha256), string_agg(coalesce(output_path, ''), chr(10)),
-                    coalesce(max(parts), 1)
-             FROM latest GROUP BY input_path
-             HAVING bool_and(status = 'succeeded') AND count(*) = coalesce(max(parts), 1)",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        let mut done = std::collections::HashMap::new();
-        for r in rows {
-            let (input, sha, outputs, parts) = r?;
-            let present = outputs
-                .split('\n')
-                .all(|o| !o.is_empty() && Path::new(o).is_file());
-            // The parts of a split file carry their own checksums, not the file's.
-            let sha = if parts > 1 {
-                split.get(&input).cloned()
-            } else {
-                Some(sha)
-            };
-            if let (true, Some(sha)) = (present, sha) {
-                done.insert(input, sha);
-            }
-        }
-        Ok(done)
-    })?;
-    let (finished, left): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .partition(|r| done.get(&r.location) == Some(&r.sha256));
+    let latest = crate::ledger::merge::with_latest(&found, |conn| Ok(LatestUnits::read(conn)?))?;
+    let (finished, left): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| {
+        latest
+            .is_done(Unit::File(&r.location), config_sha256, |a| {
+                // The parts of a split file carry their own checksums, not the file's.
+                if a.parts.unwrap_or(1) > 1 {
+                    split.get(&r.location) == Some(&r.sha256)
+                } else {
+                    a.input_sha256 == r.sha256
+                }
+            })
+            .is_ok()
+    });
     Ok((left, finished.len()))
 }

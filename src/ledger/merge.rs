@@ -1,0 +1,225 @@
+//! Merging many ledgers into one: finding a run's ledgers, copying them into one DuckDB file,
+//! and the tables only a merged ledger has (`sources`, each row's `slice`, `history`).
+//!
+//! [`merge`] copies every ledger of a run (one per slice) into one DuckDB file with the same
+//! tables plus the `slice` each row came from. Merging is idempotent (a slice's rows are replaced,
+//! not added again) and tolerant: a ledger that cannot be read is listed in `sources` with its
+//! error instead of stopping the merge. [`with_latest`] merges into memory for the commands that
+//! only read (`run`, `publish`, `demo`); what they read is in [`super::query`].
+
+use std::path::{Path, PathBuf};
+
+use duckdb::{Connection, params};
+use serde::Serialize;
+
+use super::{Ledger, LedgerError};
+
+/// One ledger merged (or not): the slice it is named after, where it is, and why it could not
+/// be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerSource {
+    pub slice: String,
+    pub path: String,
+    pub error: Option<String>,
+}
+
+fn quote_sql(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Every `*.duckdb` below `dir` (or `dir` itself when it is a file), sorted, skipping `skip`.
+pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "duckdb")
+                && std::fs::canonicalize(&p).ok() != skip
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Merges `ledgers` into the ledger at `merged` (created when missing).
+pub fn merge(
+    merged: &Path,
+    ledgers: &[PathBuf],
+) -> Result<(Connection, Vec<LedgerSource>), LedgerError> {
+    let ledger = Ledger::open(merged)?;
+    let conn = ledger.conn;
+    let p = merged.display().to_string();
+    let err = |source| LedgerError::Db {
+        path: p.clone(),
+        source,
+    };
+    conn.execute_batch(
+        "ALTER TABLE files ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE runs ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE rejects ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         CREATE TABLE IF NOT EXISTS sources (slice VARCHAR PRIMARY KEY, path VARCHAR, error VARCHAR);",
+    )
+    .map_err(err)?;
+    let already: std::collections::HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT slice FROM sources").map_err(err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+        rows.filter_map(Result::ok).collect()
+    };
+    let mut sources = Vec::new();
+    // Ledgers are attached and copied in batches: one transaction per batch, not per ledger,
+    // keeps a merge of a thousand slices to seconds.
+    for batch in ledgers.chunks(64) {
+        let mut good: Vec<(String, String)> = Vec::new(); // (alias, slice)
+        for (i, path) in batch.iter().enumerate() {
+            let slice = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let alias = format!("src{i}");
+            let check = (|| -> Result<(), String> {
+                conn.execute_batch(&format!(
+                    "ATTACH {} AS {alias} (READ_ONLY)",
+                    quote_sql(&path.display().to_string())
+                ))
+                .map_err(|e| e.to_string())?;
+                let version: String = conn
+                    .query_row(
+                        &format!("SELECT value FROM {alias}.meta WHERE key = 'schema_version'"),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| format!("not a batchwin ledger: {e}"))?;
+                if version != super::SCHEMA_VERSION {
+                    return Err(format!(
+                        "schema version {version}, this batchwin reads {}",
+                        super::SCHEMA_VERSION
+                    ));
+                }
+                Ok(())
+            })();
+            match check {
+                Ok(()) => good.push((alias, slice.clone())),
+                Err(e) => {
+                    let _ = conn.execute_batch(&format!("DETACH {alias}"));
+                    sources.push(LedgerSource {
+                        slice,
+                        path: path.display().to_string(),
+                        error: Some(e),
+                    });
+                    continue;
+                }
+            }
+            sources.push(LedgerSource {
+                slice,
+                path: path.display().to_string(),
+                error: None,
+            });
+        }
+        if !good.is_empty() {
+            let copy = (|| -> Result<(), duckdb::Error> {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+                let replaced: Vec<String> = good
+                    .iter()
+                    .filter(|(_, s)| already.contains(s))
+                    .map(|(_, s)| quote_sql(s))
+                    .collect();
+                for table in ["files", "runs", "rejects", "deliveries"] {
+                    if !replaced.is_empty() {
+                        conn.execute_batch(&format!(
+                            "DELETE FROM {table} WHERE slice IN ({})",
+                            replaced.join(", ")
+                        ))?;
+                    }
+                    let selects: Vec<String> = good
+                        .iter()
+                        .map(|(a, s)| format!("SELECT *, {} FROM {a}.{table}", quote_sql(s)))
+                        .collect();
+                    // A run id is unique per process; a copied ledger may repeat one: keep the first.
+                    let verb = if table == "runs" {
+                        "INSERT OR IGNORE"
+                    } else {
+                        "INSERT"
+                    };
+                    conn.execute_batch(&format!(
+                        "{verb} INTO {table} {}",
+                        selects.join(" UNION ALL ")
+                    ))?;
+                }
+                conn.execute_batch("COMMIT")
+            })();
+            if let Err(e) = copy {
+                let _ = conn.execute_batch("ROLLBACK");
+                for s in sources.iter_mut().rev().take(batch.len()) {
+                    if s.error.is_none() {
+                        s.error = Some(e.to_string());
+                    }
+                }
+            }
+            for (alias, _) in &good {
+                let _ = conn.execute_batch(&format!("DETACH {alias}"));
+            }
+        }
+    }
+    // One transaction for the whole list: each commit is a sync to disk.
+    conn.execute_batch("BEGIN TRANSACTION").map_err(err)?;
+    for s in &sources {
+        conn.execute(
+            "INSERT OR REPLACE INTO sources VALUES (?, ?, ?)",
+            params![s.slice, s.path, s.error],
+        )
+        .map_err(err)?;
+    }
+    conn.execute_batch("COMMIT").map_err(err)?;
+    Ok((conn, sources))
+}
+
+/// Writes (again) the merged ledger's `history` table: each vendor's measured cost over the
+/// latest attempt of its succeeded units, for planning the next runs (`plan --history` reads
+/// the same figures from any ledger). Needs the `latest` view ([`super::query::make_latest`]).
+pub fn write_history(conn: &Connection) -> duckdb::Result<()> {
+    conn.execute_batch(
+        "CREATE OR REPLACE TABLE history AS
+         SELECT vendor,
+                count(*) AS units,
+                sum(input_bytes)::BIGINT AS bytes,
+                sum(records_in)::BIGINT AS records,
+                sum(epoch(ended_at) - epoch(started_at))::DOUBLE AS seconds,
+                (sum(epoch(ended_at) - epoch(started_at)) / nullif(sum(input_bytes), 0))::DOUBLE AS seconds_per_byte,
+                (sum(epoch(ended_at) - epoch(started_at)) / nullif(sum(records_in), 0))::DOUBLE AS seconds_per_record
+         FROM latest WHERE status = 'succeeded' GROUP BY vendor ORDER BY vendor",
+    )
+}
+
+/// Merges `ledgers` into a ledger held in memory (nothing to clean up, even when the process
+/// is killed), makes the `latest` view (the latest attempt of each unit) and runs `f` on it,
+/// typically one of [`super::query`]'s reads. Ledgers that cannot be read are named in a
+/// warning.
+pub fn with_latest<T>(
+    ledgers: &[PathBuf],
+    f: impl FnOnce(&Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (conn, sources) = merge(Path::new(IN_MEMORY), ledgers)?;
+    for s in sources.iter().filter(|s| s.error.is_some()) {
+        tracing::warn!(
+            "ledger `{}` cannot be read: {}",
+            s.path,
+            s.error.as_deref().unwrap_or("")
+        );
+    }
+    super::query::make_latest(&conn)?;
+    f(&conn)
+}
+
+/// DuckDB's name for a database that lives in memory only.
+const IN_MEMORY: &str = ":memory:";

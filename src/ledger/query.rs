@@ -1,0 +1,807 @@
+//! Every read of a ledger, as typed rows: which units are done (the one definition,
+//! [`LatestUnits::is_done`]: `run` asks it of whole files; `process` reads its ledger part
+//! through `Ledger::completed`), each vendor's cost history for `plan`, what `publish` may
+//! deliver, the record counts of `demo`, and the figures `report` sums up.
+//!
+//! Most reads are of the `latest` view ([`make_latest`]): the latest attempt of each unit (a
+//! file, or a part of a split file), among the units of the file's latest cut. A ledger's
+//! writes are in [`super`]; merging many ledgers, and the tables only a merged ledger has, in
+//! [`super::merge`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use duckdb::{Connection, params};
+
+/// The latest attempt of each unit, among the units of the file's latest split: when a later
+/// plan cut a file into a different number of parts, the parts of the earlier cut no longer
+/// count (their byte ranges are not the new parts').
+pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
+    SELECT * EXCLUDE (latest_split) FROM (
+        SELECT *, first_value(coalesce(parts, 1)) OVER (PARTITION BY input_path ORDER BY ended_at DESC) AS latest_split
+        FROM files
+    )
+    WHERE coalesce(parts, 1) = latest_split
+    QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
+
+/// Makes (again) the `latest` view on `conn`, which every read below but [`cost_history`]
+/// needs. A temporary view: nothing is written to the ledger file.
+pub fn make_latest(conn: &Connection) -> duckdb::Result<()> {
+    conn.execute_batch(LATEST)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which units are done
+
+/// The latest attempt of one unit (a file processed whole, or one part of a split file), with
+/// what the ledger recorded of its input, its output and the configuration it ran under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitAttempt {
+    pub input_path: String,
+    /// The part's index (from 0); `None` for a file processed whole.
+    pub part: Option<u32>,
+    /// How many parts the file was cut into; `None` for a file processed whole.
+    pub parts: Option<u32>,
+    pub succeeded: bool,
+    /// The checksum of what the unit read: the file's, or for a part the part's bytes'.
+    pub input_sha256: String,
+    pub output_path: Option<String>,
+    pub output_bytes: u64,
+    /// The checksum of the configuration of the run that made the attempt, when it read one.
+    pub config_sha256: Option<String>,
+}
+
+/// Why a unit (or a file) is not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDone {
+    /// The ledgers have no attempt of it.
+    NeverAttempted,
+    /// Its latest attempt did not succeed (failed, cancelled, deferred).
+    Failed,
+    /// Its latest attempt ran under another configuration.
+    OtherConfig,
+    /// Its output is gone, or no longer has the size recorded.
+    OutputGone,
+    /// Its input is not the one done (another checksum).
+    InputChanged,
+    /// A split file with parts of its latest cut that have no attempt.
+    PartMissing,
+}
+
+/// What to ask [`LatestUnits::is_done`] about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit<'a> {
+    /// One unit: a file processed whole (`part: None`) or one part of a split file.
+    One { input: &'a str, part: Option<u32> },
+    /// A whole file, however it was processed: done when every unit of its latest cut is.
+    File(&'a str),
+}
+
+/// The latest attempt of every unit in one or more ledgers, by input file (its units in part
+/// order).
+#[derive(Debug, Clone, Default)]
+pub struct LatestUnits {
+    files: HashMap<String, Vec<UnitAttempt>>,
+}
+
+impl LatestUnits {
+    /// Reads the `latest` view ([`make_latest`]).
+    pub fn read(conn: &Connection) -> duckdb::Result<LatestUnits> {
+        let mut stmt = conn.prepare(
+            "SELECT l.input_path, l.part, l.parts, l.status = 'succeeded', l.input_sha256,
+                    l.output_path, l.output_bytes, r.config_sha256
+             FROM latest l LEFT JOIN runs r USING (run_id)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UnitAttempt {
+                input_path: r.get(0)?,
+                part: r.get::<_, Option<i64>>(1)?.map(|p| p as u32),
+                parts: r.get::<_, Option<i64>>(2)?.map(|p| p as u32),
+                succeeded: r.get(3)?,
+                input_sha256: r.get(4)?,
+                output_path: r.get(5)?,
+                output_bytes: r.get::<_, i64>(6)?.max(0) as u64,
+                config_sha256: r.get(7)?,
+            })
+        })?;
+        let mut attempts = Vec::new();
+        for a in rows {
+            attempts.push(a?);
+        }
+        Ok(LatestUnits::from_attempts(attempts))
+    }
+
+    /// Groups attempts that are each the latest of their unit.
+    pub fn from_attempts(attempts: impl IntoIterator<Item = UnitAttempt>) -> LatestUnits {
+        let mut files: HashMap<String, Vec<UnitAttempt>> = HashMap::new();
+        for a in attempts {
+            files.entry(a.input_path.clone()).or_default().push(a);
+        }
+        for units in files.values_mut() {
+            units.sort_by_key(|a| a.part);
+        }
+        LatestUnits { files }
+    }
+
+    /// The latest attempt of one unit.
+    pub fn attempt(&self, input: &str, part: Option<u32>) -> Option<&UnitAttempt> {
+        self.files.get(input)?.iter().find(|a| a.part == part)
+    }
+
+    /// Every unit's latest attempt, in no particular order.
+    pub fn attempts(&self) -> impl Iterator<Item = &UnitAttempt> {
+        self.files.values().flatten()
+    }
+
+    /// Whether `unit` is done, the one answer every command gives: its latest attempt
+    /// succeeded, under the configuration with checksum `config_sha256` when that is known,
+    /// its output is still there with the size recorded, and its input is the one done
+    /// (`same_input` is asked with the attempt, last, as it may have to read the input). For a
+    /// whole file ([`Unit::File`]), each unit of its latest cut must be done, and the cut
+    /// complete.
+    pub fn is_done(
+        &self,
+        unit: Unit<'_>,
+        config_sha256: Option<&str>,
+        mut same_input: impl FnMut(&UnitAttempt) -> bool,
+    ) -> Result<(), NotDone> {
+        let attempts: Vec<&UnitAttempt> = match unit {
+            Unit::One { input, part } => {
+                vec![self.attempt(input, part).ok_or(NotDone::NeverAttempted)?]
+            }
+            Unit::File(input) => {
+                let units = self.files.get(input).ok_or(NotDone::NeverAttempted)?;
+                let cut = units.first().and_then(|u| u.parts).unwrap_or(1).max(1);
+                if units.len() != cut as usize {
+                    return Err(NotDone::PartMissing);
+                }
+                units.iter().collect()
+            }
+        };
+        for a in &attempts {
+            recorded_done(a, config_sha256)?;
+        }
+        for a in &attempts {
+            let present = a.output_path.as_ref().is_some_and(|o| {
+                std::fs::metadata(o).is_ok_and(|m| m.is_file() && m.len() == a.output_bytes)
+            });
+            if !present {
+                return Err(NotDone::OutputGone);
+            }
+        }
+        for a in &attempts {
+            if !same_input(a) {
+                return Err(NotDone::InputChanged);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the ledger alone tells of an attempt: it succeeded, with an output, under the
+/// configuration asked about (when known).
+fn recorded_done(a: &UnitAttempt, config_sha256: Option<&str>) -> Result<(), NotDone> {
+    if !a.succeeded {
+        return Err(NotDone::Failed);
+    }
+    if config_sha256.is_some_and(|c| a.config_sha256.as_deref() != Some(c)) {
+        return Err(NotDone::OtherConfig);
+    }
+    if a.output_path.is_none() {
+        return Err(NotDone::OutputGone);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan: each vendor's measured cost
+
+/// A vendor's succeeded work in earlier ledgers: input bytes and seconds spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VendorCost {
+    pub bytes: f64,
+    pub seconds: f64,
+}
+
+/// Each vendor's bytes and seconds over every succeeded attempt in the ledgers (`*.duckdb`)
+/// below `dir`, each opened read-only.
+pub fn cost_history(dir: &Path) -> anyhow::Result<BTreeMap<String, VendorCost>> {
+    use anyhow::Context;
+    let mut totals: BTreeMap<String, VendorCost> = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "duckdb") {
+                let conn = Connection::open_with_flags(
+                    &p,
+                    duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+                )
+                .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
+                let mut stmt = conn.prepare(
+                    "SELECT vendor, sum(input_bytes)::DOUBLE, sum(epoch(ended_at) - epoch(started_at))::DOUBLE FROM files WHERE status = 'succeeded' GROUP BY vendor",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, f64>(2)?,
+                    ))
+                })?;
+                for r in rows {
+                    let (v, bytes, secs) = r?;
+                    let t = totals.entry(v).or_default();
+                    t.bytes += bytes;
+                    t.seconds += secs;
+                }
+            }
+        }
+    }
+    Ok(totals)
+}
+
+// ---------------------------------------------------------------------------------------------
+// publish: what may be delivered
+
+/// The latest attempt of a unit, as `publish` needs it.
+#[derive(Debug, Clone)]
+pub struct Deliverable {
+    pub vendor: String,
+    pub input_path: String,
+    pub part: Option<i64>,
+    pub parts: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub output_path: Option<String>,
+    pub output_sha256: Option<String>,
+    pub reject_path: Option<String>,
+    pub records_in: i64,
+    pub records_rejected: i64,
+    pub output_bytes: i64,
+    /// `ended_at`, microseconds since the epoch.
+    pub ended_us: i64,
+}
+
+/// The latest attempt of every unit, by vendor, input and part.
+pub fn deliverables(conn: &Connection) -> duckdb::Result<Vec<Deliverable>> {
+    let mut stmt = conn.prepare(
+        "SELECT vendor, input_path, part, parts, status, error, output_path, output_sha256, reject_path,
+                records_in, records_rejected, output_bytes, epoch_us(ended_at)
+         FROM latest ORDER BY vendor, input_path, coalesce(part, -1)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Deliverable {
+            vendor: r.get(0)?,
+            input_path: r.get(1)?,
+            part: r.get(2)?,
+            parts: r.get(3)?,
+            status: r.get(4)?,
+            error: r.get(5)?,
+            output_path: r.get(6)?,
+            output_sha256: r.get(7)?,
+            reject_path: r.get(8)?,
+            records_in: r.get(9)?,
+            records_rejected: r.get(10)?,
+            output_bytes: r.get(11)?,
+            ended_us: r.get(12)?,
+        })
+    })?;
+    rows.collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures of the latest attempts (demo, report)
+
+/// Records read and rejected over the latest attempt of every unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub records_in: u64,
+    pub records_rejected: u64,
+}
+
+pub fn record_counts(conn: &Connection) -> duckdb::Result<RecordCounts> {
+    let (a, b): (i64, i64) = conn.query_row(
+        "SELECT coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_rejected), 0)::BIGINT FROM latest",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(RecordCounts {
+        records_in: a as u64,
+        records_rejected: b as u64,
+    })
+}
+
+/// Sums over the latest attempt of every unit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatestTotals {
+    pub files: i64,
+    pub units: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub records_rejected: i64,
+    pub bytes: i64,
+    /// Seconds from the first start to the last end.
+    pub wall_seconds: f64,
+}
+
+pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
+    conn.query_row(
+        "SELECT count(DISTINCT input_path), count(*), count(*) FILTER (WHERE status = 'succeeded'),
+                count(*) FILTER (WHERE status <> 'succeeded'),
+                coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_out), 0)::BIGINT,
+                coalesce(sum(records_rejected), 0)::BIGINT, coalesce(sum(input_bytes), 0)::BIGINT,
+                coalesce(epoch(max(ended_at)) - epoch(min(started_at)), 0)::DOUBLE
+         FROM latest",
+        [],
+        |r| {
+            Ok(LatestTotals {
+                files: r.get(0)?,
+                units: r.get(1)?,
+                succeeded: r.get(2)?,
+                failed: r.get(3)?,
+                records_in: r.get(4)?,
+                records_out: r.get(5)?,
+                records_rejected: r.get(6)?,
+                bytes: r.get(7)?,
+                wall_seconds: r.get(8)?,
+            })
+        },
+    )
+}
+
+/// Records a vendor's latest attempts rejected for one reason (`field.rule`, or `rule`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectReason {
+    pub vendor: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+/// Reject reasons by vendor, each vendor's most frequent first.
+pub fn reject_reasons(conn: &Connection) -> duckdb::Result<Vec<RejectReason>> {
+    let mut stmt = conn.prepare(
+        "SELECT r.vendor, coalesce(r.field || '.', '') || r.rule, sum(r.count)::BIGINT AS n
+         FROM rejects r JOIN (SELECT DISTINCT run_id, input_path FROM latest) l USING (run_id, input_path)
+         GROUP BY 1, 2 ORDER BY 1, n DESC, 2",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(RejectReason {
+            vendor: r.get(0)?,
+            reason: r.get(1)?,
+            count: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Sums over one vendor's latest attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorTotals {
+    pub vendor: String,
+    pub priority: String,
+    pub units: i64,
+    pub failed: i64,
+    pub records_in: i64,
+    pub records_rejected: i64,
+    /// Seconds its units ran, added up.
+    pub seconds: f64,
+}
+
+/// Each vendor's sums, by vendor.
+pub fn vendor_totals(conn: &Connection) -> duckdb::Result<Vec<VendorTotals>> {
+    let mut stmt = conn.prepare(
+        "SELECT vendor, min(priority), count(*), count(*) FILTER (WHERE status <> 'succeeded'),
+                sum(records_in)::BIGINT, sum(records_rejected)::BIGINT,
+                sum(epoch(ended_at) - epoch(started_at))::DOUBLE
+         FROM latest GROUP BY vendor ORDER BY vendor",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(VendorTotals {
+            vendor: r.get(0)?,
+            priority: r.get(1)?,
+            units: r.get(2)?,
+            failed: r.get(3)?,
+            records_in: r.get(4)?,
+            records_rejected: r.get(5)?,
+            seconds: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Sums over one slice's latest attempts (a merged ledger's `slice` column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceTotals {
+    pub slice: String,
+    /// First start and last end, `YYYY-MM-DD HH:MM:SS` (UTC).
+    pub start: String,
+    pub end: String,
+    pub seconds: f64,
+    pub units: i64,
+    pub records: i64,
+    /// Seconds between this slice's end and the last slice's end.
+    pub idle_seconds: f64,
+}
+
+/// Each slice's sums, by slice.
+pub fn slice_totals(conn: &Connection) -> duckdb::Result<Vec<SliceTotals>> {
+    let mut stmt = conn.prepare(
+        "SELECT slice, strftime(min(started_at), '%Y-%m-%d %H:%M:%S'), strftime(max(ended_at), '%Y-%m-%d %H:%M:%S'),
+                (epoch(max(ended_at)) - epoch(min(started_at)))::DOUBLE, count(*), sum(records_in)::BIGINT,
+                (epoch((SELECT max(ended_at) FROM latest)) - epoch(max(ended_at)))::DOUBLE
+         FROM latest GROUP BY slice ORDER BY slice",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SliceTotals {
+            slice: r.get(0)?,
+            start: r.get(1)?,
+            end: r.get(2)?,
+            seconds: r.get(3)?,
+            units: r.get(4)?,
+            records: r.get(5)?,
+            idle_seconds: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// A unit whose latest attempt did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    pub vendor: String,
+    pub input_path: String,
+    pub part: Option<i64>,
+    /// The error recorded, or else the status.
+    pub error: String,
+}
+
+/// Units whose latest attempt did not succeed, by vendor, input and part.
+pub fn failed_attempts(conn: &Connection) -> duckdb::Result<Vec<FailedAttempt>> {
+    let mut stmt = conn.prepare(
+        "SELECT vendor, input_path, part, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY vendor, input_path, part",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(FailedAttempt {
+            vendor: r.get(0)?,
+            input_path: r.get(1)?,
+            part: r.get(2)?,
+            error: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Every unit with an attempt: (input path, part).
+pub fn attempted_units(conn: &Connection) -> duckdb::Result<HashSet<(String, Option<i64>)>> {
+    let mut stmt = conn.prepare("SELECT input_path, part FROM latest")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+    })?;
+    rows.collect()
+}
+
+/// The first start of any latest attempt, RFC 3339 with microseconds (`...Z`).
+pub fn first_start(conn: &Connection) -> duckdb::Result<Option<String>> {
+    conn.query_row(
+        "SELECT strftime(min(started_at), '%Y-%m-%dT%H:%M:%S.%fZ') FROM latest",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// One priority's latest attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorityTotals {
+    pub succeeded: i64,
+    pub failed: i64,
+    /// The last end, RFC 3339 with microseconds (`...Z`).
+    pub last_end: Option<String>,
+}
+
+pub fn priority_totals(conn: &Connection, priority: &str) -> duckdb::Result<PriorityTotals> {
+    conn.query_row(
+        "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status <> 'succeeded'),
+                strftime(max(ended_at), '%Y-%m-%dT%H:%M:%S.%fZ')
+         FROM latest WHERE priority = ?",
+        params![priority],
+        |r| {
+            Ok(PriorityTotals {
+                succeeded: r.get(0)?,
+                failed: r.get(1)?,
+                last_end: r.get(2)?,
+            })
+        },
+    )
+}
+
+/// When a unit's latest attempt ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitSpan {
+    pub slice: String,
+    pub vendor: String,
+    pub priority: String,
+    pub input_path: String,
+    pub part: Option<i64>,
+    /// Seconds since the epoch.
+    pub started: f64,
+    pub ended: f64,
+    pub succeeded: bool,
+}
+
+/// Every unit's latest attempt, by slice and start.
+pub fn unit_spans(conn: &Connection) -> duckdb::Result<Vec<UnitSpan>> {
+    let mut stmt = conn.prepare(
+        "SELECT slice, vendor, priority, input_path, part, epoch(started_at)::DOUBLE, epoch(ended_at)::DOUBLE, status
+         FROM latest ORDER BY slice, started_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UnitSpan {
+            slice: r.get(0)?,
+            vendor: r.get(1)?,
+            priority: r.get(2)?,
+            input_path: r.get(3)?,
+            part: r.get(4)?,
+            started: r.get(5)?,
+            ended: r.get(6)?,
+            succeeded: r.get::<_, String>(7)? == "succeeded",
+        })
+    })?;
+    rows.collect()
+}
+
+/// Each latest attempt's end, seconds after `origin` (seconds since the epoch), and the
+/// records it read.
+pub fn unit_ends(conn: &Connection, origin: f64) -> duckdb::Result<Vec<(f64, i64)>> {
+    let mut stmt = conn.prepare("SELECT (epoch(ended_at) - ?)::DOUBLE, records_in FROM latest")?;
+    let rows = stmt.query_map(params![origin], |r| {
+        Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{FileOutcome, FileStatus};
+    use crate::ledger::{Ledger, RunInfo};
+    use std::path::PathBuf;
+
+    /// Counts `latest` rows per (input, parts) after the given attempts.
+    fn latest_of(rows: &[(&str, Option<i32>, Option<i32>, &str)]) -> Vec<(String, i64, i64)> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE files (input_path VARCHAR, part INTEGER, parts INTEGER, ended_at TIMESTAMP)",
+        )
+        .unwrap();
+        for (input, part, parts, at) in rows {
+            conn.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?::TIMESTAMP)",
+                duckdb::params![input, part, parts, at],
+            )
+            .unwrap();
+        }
+        make_latest(&conn).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT input_path, coalesce(parts, 1), count(*) FROM latest GROUP BY ALL ORDER BY ALL",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn only_the_latest_cut_of_a_file_counts() {
+        let mut rows = Vec::new();
+        // `a` cut into 6 parts, then again into 4: the 4 count, not parts 4 and 5 of the 6.
+        for p in 0..6 {
+            rows.push(("a", Some(p), Some(6), "2026-11-29 01:00:00"));
+        }
+        for p in 0..4 {
+            rows.push(("a", Some(p), Some(4), "2026-11-29 02:00:00"));
+        }
+        // `b` whole, then again whole: one unit. `c` cut into 2, then processed whole.
+        rows.push(("b", None, None, "2026-11-29 01:00:00"));
+        rows.push(("b", None, None, "2026-11-29 02:00:00"));
+        rows.push(("c", Some(0), Some(2), "2026-11-29 01:00:00"));
+        rows.push(("c", Some(1), Some(2), "2026-11-29 01:00:00"));
+        rows.push(("c", None, None, "2026-11-29 03:00:00"));
+        assert_eq!(
+            latest_of(&rows),
+            [
+                ("a".to_string(), 4, 4),
+                ("b".to_string(), 1, 1),
+                ("c".to_string(), 1, 1)
+            ]
+        );
+    }
+
+    /// A ledger in a temporary folder, written through [`Ledger`] as `process` writes it.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        ledger: Ledger,
+        /// Seconds added to each attempt's end, so that later attempts are the latest.
+        clock: i64,
+    }
+
+    const CONFIG: &str = "config-a";
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = Ledger::open(&dir.path().join("slice-00000.duckdb")).unwrap();
+            Fixture {
+                dir,
+                ledger,
+                clock: 0,
+            }
+        }
+
+        /// Records one attempt at a unit of `input` under `config`; a succeeded one writes an
+        /// output of 5 bytes.
+        fn attempt(
+            &mut self,
+            input: &str,
+            part: Option<(u32, u32)>,
+            status: FileStatus,
+            config: &str,
+        ) {
+            self.clock += 1;
+            let mut run = RunInfo::new("process");
+            run.config_sha256 = Some(config.to_string());
+            self.ledger.begin_run(&run).unwrap();
+            let mut f = FileOutcome::new("v", Path::new(input), 10, None);
+            f.part = part;
+            f.status = status;
+            f.input_sha256 = format!("sha-of-{input}-{part:?}");
+            f.ended_at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(self.clock);
+            f.started_at = f.ended_at;
+            if status == FileStatus::Succeeded {
+                let name = format!("{input}-{}.out", part.map_or(0, |p| p.0));
+                let out = self.dir.path().join(name);
+                std::fs::write(&out, b"12345").unwrap();
+                f.output_path = Some(out);
+                f.output_bytes = 5;
+            }
+            self.ledger
+                .record_files(&run, &[("high".to_string(), f)])
+                .unwrap();
+        }
+
+        fn latest(&self) -> LatestUnits {
+            make_latest(self.ledger.connection()).unwrap();
+            LatestUnits::read(self.ledger.connection()).unwrap()
+        }
+    }
+
+    /// The input is the one recorded.
+    fn same(a: &UnitAttempt) -> bool {
+        a.input_sha256 == format!("sha-of-{}-{:?}", a.input_path, a.part.zip(a.parts))
+    }
+
+    fn whole(input: &str) -> Unit<'_> {
+        Unit::One { input, part: None }
+    }
+
+    #[test]
+    fn a_unit_whose_latest_attempt_succeeded_is_done() {
+        let mut f = Fixture::new();
+        f.attempt("a", None, FileStatus::Failed, CONFIG);
+        f.attempt("a", None, FileStatus::Succeeded, CONFIG);
+        let l = f.latest();
+        assert_eq!(l.is_done(whole("a"), Some(CONFIG), same), Ok(()));
+        assert_eq!(l.is_done(Unit::File("a"), Some(CONFIG), same), Ok(()));
+        // Unknown configuration: not asked about.
+        assert_eq!(l.is_done(whole("a"), None, same), Ok(()));
+        assert_eq!(
+            l.is_done(whole("other"), Some(CONFIG), same),
+            Err(NotDone::NeverAttempted)
+        );
+        // Another input checksum: not the input that was done.
+        assert_eq!(
+            l.is_done(whole("a"), Some(CONFIG), |_| false),
+            Err(NotDone::InputChanged)
+        );
+    }
+
+    #[test]
+    fn a_unit_whose_latest_attempt_failed_is_not_done() {
+        let mut f = Fixture::new();
+        f.attempt("a", None, FileStatus::Succeeded, CONFIG);
+        f.attempt("a", None, FileStatus::Failed, CONFIG);
+        f.attempt("b", None, FileStatus::Cancelled, CONFIG);
+        let l = f.latest();
+        for input in ["a", "b"] {
+            assert_eq!(
+                l.is_done(whole(input), Some(CONFIG), same),
+                Err(NotDone::Failed)
+            );
+        }
+    }
+
+    #[test]
+    fn a_unit_done_under_another_configuration_is_not_done() {
+        let mut f = Fixture::new();
+        f.attempt("a", None, FileStatus::Succeeded, "config-b");
+        let l = f.latest();
+        assert_eq!(
+            l.is_done(whole("a"), Some(CONFIG), same),
+            Err(NotDone::OtherConfig)
+        );
+        assert_eq!(l.is_done(whole("a"), Some("config-b"), same), Ok(()));
+    }
+
+    #[test]
+    fn a_unit_whose_output_was_removed_or_changed_is_not_done() {
+        let mut f = Fixture::new();
+        f.attempt("a", None, FileStatus::Succeeded, CONFIG);
+        f.attempt("b", None, FileStatus::Succeeded, CONFIG);
+        let l = f.latest();
+        let out = |i: &str| PathBuf::from(l.attempt(i, None).unwrap().output_path.clone().unwrap());
+        std::fs::remove_file(out("a")).unwrap();
+        std::fs::write(out("b"), b"1234").unwrap();
+        for input in ["a", "b"] {
+            assert_eq!(
+                l.is_done(whole(input), Some(CONFIG), same),
+                Err(NotDone::OutputGone)
+            );
+        }
+    }
+
+    #[test]
+    fn a_split_file_is_done_when_every_part_of_its_latest_cut_is() {
+        let mut f = Fixture::new();
+        // Cut in 3, parts 0 and 2 done, part 1 never attempted.
+        f.attempt("a", Some((0, 3)), FileStatus::Succeeded, CONFIG);
+        f.attempt("a", Some((2, 3)), FileStatus::Succeeded, CONFIG);
+        // Cut in 2, both parts done.
+        f.attempt("b", Some((0, 2)), FileStatus::Succeeded, CONFIG);
+        f.attempt("b", Some((1, 2)), FileStatus::Succeeded, CONFIG);
+        // Cut in 2, part 1 failed.
+        f.attempt("c", Some((0, 2)), FileStatus::Succeeded, CONFIG);
+        f.attempt("c", Some((1, 2)), FileStatus::Failed, CONFIG);
+        let l = f.latest();
+        assert_eq!(
+            l.is_done(Unit::File("a"), Some(CONFIG), same),
+            Err(NotDone::PartMissing)
+        );
+        let part = |input, part| Unit::One {
+            input,
+            part: Some(part),
+        };
+        // Each part on its own is done or not.
+        assert_eq!(l.is_done(part("a", 0), Some(CONFIG), same), Ok(()));
+        assert_eq!(
+            l.is_done(part("a", 1), Some(CONFIG), same),
+            Err(NotDone::NeverAttempted)
+        );
+        assert_eq!(l.is_done(Unit::File("b"), Some(CONFIG), same), Ok(()));
+        assert_eq!(
+            l.is_done(Unit::File("c"), Some(CONFIG), same),
+            Err(NotDone::Failed)
+        );
+        assert_eq!(
+            l.is_done(part("c", 1), Some(CONFIG), same),
+            Err(NotDone::Failed)
+        );
+        // A part's output removed: the file is not done.
+        std::fs::remove_file(
+            l.attempt("b", Some(1))
+                .unwrap()
+                .output_path
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            l.is_done(Unit::File("b"), Some(CONFIG), same),
+            Err(NotDone::OutputGone)
+        );
+    }
+}
