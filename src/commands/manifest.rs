@@ -1,5 +1,5 @@
-//! `batchwin manifest`: write the manifest of a local inbound folder (`DIR/VENDOR/FILE`), the
-//! input of `plan` until `fetch` writes it from remote stores.
+//! `batchwin manifest`: write the manifest of a local inbound folder (`DIR/VENDOR/FILE`) for
+//! `plan`, for files that are already local (`fetch` writes its own as it stages them).
 
 use std::path::PathBuf;
 

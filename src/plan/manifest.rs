@@ -1,5 +1,5 @@
 //! The manifest: one JSON line per inbound file of a day (vendor, location, size, checksum,
-//! format, priority, when it was discovered). `fetch` writes it from remote stores; until then
+//! format, priority, when it was discovered). `fetch` writes it as it stages a day's files;
 //! [`scan`] builds it from a local folder laid out as `inbound/DATE/VENDOR/FILE`.
 //!
 //! The schema is documented in `docs/manifest.md`.
@@ -18,7 +18,8 @@ use crate::config::{Config, Format, Priority};
 #[serde(deny_unknown_fields)]
 pub struct ManifestRow {
     pub vendor: String,
-    /// A local path (absolute, or relative to the manifest's folder) or a URL.
+    /// A local path or a URL. A relative path is read from the planner's working folder, and
+    /// from the plan's folder by `process --plan`: write absolute paths to move a plan.
     pub location: String,
     pub bytes: u64,
     pub sha256: String,
