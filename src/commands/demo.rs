@@ -119,7 +119,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
     let expected: Expected = serde_json::from_str(&text).map_err(|e| Failure::data(anyhow!(e)))?;
     let run_dir = runs.join(format!("{date}-demo"));
     let (records, rejected) = counts(&run_dir.join("out/ledgers")).map_err(Failure::data)?;
-    let delivered = count_files(&outbound_server);
+    let delivered = crate::transfer::publish::files_below(&outbound_server);
     let ok = rejected == expected.invalid
         && records == expected.records
         && status == ExitStatus::Success;
@@ -162,19 +162,4 @@ fn counts(ledgers: &std::path::Path) -> anyhow::Result<(u64, u64)> {
         Ok(crate::ledger::query::record_counts(conn)?)
     })?;
     Ok((c.records_in, c.records_rejected))
-}
-
-fn count_files(dir: &std::path::Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
 }

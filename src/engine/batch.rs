@@ -112,7 +112,7 @@ pub fn slice_units(
         }
         if let Some(latest) = &latest {
             let key = input.display().to_string();
-            let unit = query::Unit::One {
+            let unit = query::UnitRef::One {
                 input: &key,
                 part: u.part.as_ref().map(|p| p.index),
             };

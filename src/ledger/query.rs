@@ -70,7 +70,7 @@ pub enum NotDone {
 
 /// What to ask [`LatestUnits::is_done`] about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit<'a> {
+pub enum UnitRef<'a> {
     /// One unit: a file processed whole (`part: None`) or one part of a split file.
     One { input: &'a str, part: Option<u32> },
     /// A whole file, however it was processed: done when every unit of its latest cut is.
@@ -137,19 +137,19 @@ impl LatestUnits {
     /// succeeded, under the configuration with checksum `config_sha256` when that is known,
     /// its output is still there with the size recorded, and its input is the one done
     /// (`same_input` is asked with the attempt, last, as it may have to read the input). For a
-    /// whole file ([`Unit::File`]), each unit of its latest cut must be done, and the cut
+    /// whole file ([`UnitRef::File`]), each unit of its latest cut must be done, and the cut
     /// complete.
     pub fn is_done(
         &self,
-        unit: Unit<'_>,
+        unit: UnitRef<'_>,
         config_sha256: Option<&str>,
         mut same_input: impl FnMut(&UnitAttempt) -> bool,
     ) -> Result<(), NotDone> {
         let attempts: Vec<&UnitAttempt> = match unit {
-            Unit::One { input, part } => {
+            UnitRef::One { input, part } => {
                 vec![self.attempt(input, part).ok_or(NotDone::NeverAttempted)?]
             }
-            Unit::File(input) => {
+            UnitRef::File(input) => {
                 let units = self.files.get(input).ok_or(NotDone::NeverAttempted)?;
                 let cut = units.first().and_then(|u| u.parts).unwrap_or(1).max(1);
                 if units.len() != cut as usize {
@@ -566,8 +566,8 @@ pub fn unit_ends(conn: &Connection, origin: f64) -> duckdb::Result<Vec<(f64, i64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{FileOutcome, FileStatus};
     use crate::ledger::{Ledger, RunInfo};
+    use crate::outcome::{FileOutcome, FileStatus};
     use std::path::PathBuf;
 
     /// Counts `latest` rows per (input, parts) after the given attempts.
@@ -685,8 +685,8 @@ mod tests {
         a.input_sha256 == format!("sha-of-{}-{:?}", a.input_path, a.part.zip(a.parts))
     }
 
-    fn whole(input: &str) -> Unit<'_> {
-        Unit::One { input, part: None }
+    fn whole(input: &str) -> UnitRef<'_> {
+        UnitRef::One { input, part: None }
     }
 
     #[test]
@@ -696,7 +696,7 @@ mod tests {
         f.attempt("a", None, FileStatus::Succeeded, CONFIG);
         let l = f.latest();
         assert_eq!(l.is_done(whole("a"), Some(CONFIG), same), Ok(()));
-        assert_eq!(l.is_done(Unit::File("a"), Some(CONFIG), same), Ok(()));
+        assert_eq!(l.is_done(UnitRef::File("a"), Some(CONFIG), same), Ok(()));
         // Unknown configuration: not asked about.
         assert_eq!(l.is_done(whole("a"), None, same), Ok(()));
         assert_eq!(
@@ -768,10 +768,10 @@ mod tests {
         f.attempt("c", Some((1, 2)), FileStatus::Failed, CONFIG);
         let l = f.latest();
         assert_eq!(
-            l.is_done(Unit::File("a"), Some(CONFIG), same),
+            l.is_done(UnitRef::File("a"), Some(CONFIG), same),
             Err(NotDone::PartMissing)
         );
-        let part = |input, part| Unit::One {
+        let part = |input, part| UnitRef::One {
             input,
             part: Some(part),
         };
@@ -781,9 +781,9 @@ mod tests {
             l.is_done(part("a", 1), Some(CONFIG), same),
             Err(NotDone::NeverAttempted)
         );
-        assert_eq!(l.is_done(Unit::File("b"), Some(CONFIG), same), Ok(()));
+        assert_eq!(l.is_done(UnitRef::File("b"), Some(CONFIG), same), Ok(()));
         assert_eq!(
-            l.is_done(Unit::File("c"), Some(CONFIG), same),
+            l.is_done(UnitRef::File("c"), Some(CONFIG), same),
             Err(NotDone::Failed)
         );
         assert_eq!(
@@ -800,7 +800,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            l.is_done(Unit::File("b"), Some(CONFIG), same),
+            l.is_done(UnitRef::File("b"), Some(CONFIG), same),
             Err(NotDone::OutputGone)
         );
     }

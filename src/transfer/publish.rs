@@ -468,3 +468,20 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
     }
     Ok(out)
 }
+
+/// How many files a local target folder holds, at any depth: what `demo` reports as
+/// delivered.
+pub fn files_below(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}

@@ -52,7 +52,7 @@ pub(crate) fn remaining(
     split: &Path,
     config_sha256: Option<&str>,
 ) -> anyhow::Result<(Vec<crate::plan::manifest::ManifestRow>, usize)> {
-    use crate::ledger::query::{LatestUnits, Unit};
+    use crate::ledger::query::{LatestUnits, UnitRef};
     let rows = crate::plan::manifest::read(manifest)?;
     let split = split_files(split)?;
     let found = if ledgers.is_dir() {
@@ -66,7 +66,7 @@ pub(crate) fn remaining(
     let latest = crate::ledger::merge::with_latest(&found, |conn| Ok(LatestUnits::read(conn)?))?;
     let (finished, left): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| {
         latest
-            .is_done(Unit::File(&r.location), config_sha256, |a| {
+            .is_done(UnitRef::File(&r.location), config_sha256, |a| {
                 // The parts of a split file carry their own checksums, not the file's.
                 if a.parts.unwrap_or(1) > 1 {
                     split.get(&r.location) == Some(&r.sha256)
