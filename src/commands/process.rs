@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
 use crate::outcome::{FileOutcome, FileStatus};
-use crate::printer::{self, GlobalArgs};
+use crate::printer::{self, GlobalArgs, thousands};
 use crate::vendor::Vendor;
 use batch::BatchSummary;
 
@@ -162,19 +162,6 @@ fn render(summary: &BatchSummary) -> String {
         ));
     }
     s
-}
-
-/// Formats 1234567 as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {

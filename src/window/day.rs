@@ -121,6 +121,26 @@ pub fn resolve(
     })
 }
 
+/// A window day for tests: `morning` on 2026-12-03, 06:00 to 10:00 UTC.
+#[cfg(test)]
+pub(crate) fn test_day() -> WindowDay {
+    WindowDay {
+        name: "morning".into(),
+        date: "2026-12-03".into(),
+        start: chrono::Utc::now(),
+        end: chrono::Utc::now(),
+        span: "06:00-10:00".into(),
+        config: WindowConfig {
+            start: "06:00".into(),
+            end: "10:00".into(),
+            time_zone: None,
+            source: "inbound".into(),
+            target: None,
+            workers: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

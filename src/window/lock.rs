@@ -62,23 +62,7 @@ pub(crate) fn lock(run_dir: &Path, w: &WindowDay) -> Result<RunLock, Failure> {
 mod tests {
     use super::*;
 
-    fn day() -> WindowDay {
-        WindowDay {
-            name: "morning".into(),
-            date: "2026-12-03".into(),
-            start: chrono::Utc::now(),
-            end: chrono::Utc::now(),
-            span: "06:00-10:00".into(),
-            config: crate::config::WindowConfig {
-                start: "06:00".into(),
-                end: "10:00".into(),
-                time_zone: None,
-                source: "inbound".into(),
-                target: None,
-                workers: None,
-            },
-        }
-    }
+    use crate::window::day::test_day as day;
 
     #[test]
     fn a_second_run_of_the_same_window_and_day_is_refused_until_the_first_ends() {

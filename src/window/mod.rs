@@ -363,21 +363,7 @@ mod tests {
         state("2026-12-01-evening", false); // another window
         state("2026-12-03-morning", false); // today itself
         std::fs::create_dir_all(runs.path().join("2026-11-29-morning")).expect("no state");
-        let today = WindowDay {
-            name: "morning".into(),
-            date: "2026-12-03".into(),
-            start: chrono::Utc::now(),
-            end: chrono::Utc::now(),
-            span: "06:00-10:00".into(),
-            config: crate::config::WindowConfig {
-                start: "06:00".into(),
-                end: "10:00".into(),
-                time_zone: None,
-                source: "inbound".into(),
-                target: None,
-                workers: None,
-            },
-        };
+        let today = day::test_day();
         assert_eq!(
             unfinished_days(runs.path(), &today),
             ["2026-11-30", "2026-12-01"]
