@@ -1,7 +1,8 @@
 //! The plain scan of XML: finding markup (`<` to `>` past quoted attribute values, comments,
 //! CDATA, processing instructions) and reading the records of the usual shape (elements, quoted
-//! attributes, text) without quick-xml, and the text helpers both readers share (unescaping,
-//! joining text pieces, the characters XML 1.0 allows).
+//! attributes, text) without quick-xml, and the text helpers both readers share (line ends,
+//! attribute value normalisation, unescaping, joining text pieces, the characters and names
+//! XML 1.0 allows).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -244,10 +245,15 @@ pub(super) struct Scratch<'d> {
     pub(super) stack: Vec<(Option<usize>, &'d str)>,
     /// The attribute names of the start tag being read (duplicates are refused).
     pub(super) keys: Vec<&'d [u8]>,
+    /// Whether the record holds a CR, so that line ends need normalising (most records hold
+    /// none, and their text is then borrowed as written).
+    pub(super) cr: bool,
 }
 
 impl<'d> Scratch<'d> {
-    pub(super) fn reset(&mut self, fields: usize) {
+    /// Makes ready for reading `record`, a record of `fields` fields.
+    pub(super) fn reset(&mut self, fields: usize, record: &str) {
+        self.cr = memchr(b'\r', record.as_bytes()).is_some();
         self.values.clear();
         self.values.resize(fields, None);
         self.capture.clear();
@@ -279,7 +285,7 @@ impl<'d> Scratch<'d> {
         while k < self.active.len() {
             let f = self.active[k];
             if self.capture[f] == Some(depth) {
-                self.values[f] = Some(join(&self.pieces[f])?);
+                self.values[f] = Some(join(&self.pieces[f], self.cr)?);
                 self.capture[f] = None;
                 self.active.swap_remove(k);
             } else {
@@ -322,13 +328,106 @@ pub(super) fn forbidden_char(text: &str) -> Option<char> {
     }
 }
 
+/// Whether `t` holds a CR. Only asked of records that hold one (see [`Scratch::cr`]).
+fn has_cr(t: &str, cr: bool) -> bool {
+    cr && crate::codecs::find_byte(b'\r', t.as_bytes()).is_some()
+}
+
+/// `t` with its line ends read as XML 1.0 section 2.11 says, before anything else: CR LF and
+/// a lone CR become LF.
+fn normalize_line_ends(t: &str) -> String {
+    t.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// The content of a CDATA section, line ends normalised (`cr`: the record holds a CR).
+pub(super) fn cdata_value(c: &str, cr: bool) -> Cow<'_, str> {
+    if has_cr(c, cr) {
+        Cow::Owned(normalize_line_ends(c))
+    } else {
+        Cow::Borrowed(c)
+    }
+}
+
+/// A piece of character data as written: line ends normalised (`cr`: the record holds a
+/// CR), then entities and character references unescaped (so `&#13;` stays a CR).
+pub(super) fn text_value(t: &str, cr: bool) -> Result<Cow<'_, str>, String> {
+    if has_cr(t, cr) {
+        return unescape(&normalize_line_ends(t)).map(|v| Cow::Owned(v.into_owned()));
+    }
+    unescape(t)
+}
+
+/// Checks a piece of character data as written: `]]>` may not appear in it (XML 1.0 section
+/// 2.4) and every reference must be one XML defines.
+pub(super) fn check_text(t: &str) -> Result<(), String> {
+    let b = t.as_bytes();
+    let mut from = 0;
+    // `>` is rare in text: look for it a word at a time, then at the two bytes before.
+    while let Some(i) = crate::codecs::find_byte(b'>', &b[from..]) {
+        let gt = from + i;
+        if b[..gt].ends_with(b"]]") {
+            return Err("`]]>` in text, where XML does not allow it: write `]]&gt;`".into());
+        }
+        from = gt + 1;
+    }
+    unescape(t).map(|_| ())
+}
+
+/// An attribute value as written between its quotes, read as XML 1.0 reads a CDATA attribute
+/// (section 3.3.3): each literal tab, LF and CR becomes a space, a CR LF one space (it is one
+/// line end after section 2.11), then entities and character references are unescaped (so
+/// `&#9;` and `&#10;` stay a tab and a LF). A `<` is an error.
+pub(super) fn attribute_value(raw: &str) -> Result<Cow<'_, str>, String> {
+    // Most values hold none of these: checked a word at a time, and borrowed as written.
+    if !crate::codecs::contains_any(raw.as_bytes(), [b'\t', b'\n', b'\r', b'<']) {
+        return unescape(raw);
+    }
+    if raw.contains('<') {
+        return Err("`<` in the value, where XML does not allow it: write `&lt;`".into());
+    }
+    let spaced = raw.replace("\r\n", " ").replace(['\t', '\n', '\r'], " ");
+    unescape(&spaced).map(|v| Cow::Owned(v.into_owned()))
+}
+
+/// Whether attribute `key` (as written) declares a namespace (`xmlns`, `xmlns:p`): such a
+/// declaration is never an attribute a field reads.
+pub(super) fn is_namespace_declaration(key: &[u8]) -> bool {
+    key.starts_with(b"xmlns") && (key.len() == 5 || key[5] == b':')
+}
+
+/// XML 1.0 `NameStartChar`, without `:`.
+pub(super) fn is_name_start_char(c: char) -> bool {
+    matches!(c, 'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar`, without `:`.
+pub(super) fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Whether `name` is an XML 1.0 `Name` (colons allowed, as prefixes write them).
+pub(super) fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == ':' || is_name_start_char(c))
+        && chars.all(|c| c == ':' || is_name_char(c))
+}
+
 /// The XML 1.0 `Char` production (Rust strings already exclude surrogates).
 pub(super) fn is_xml_char(c: char) -> bool {
     !matches!(c, '\0'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
-/// The trimmed, unescaped text of an element from its pieces.
-pub(super) fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
+/// The trimmed, unescaped text of an element from its pieces, line ends normalised when the
+/// record holds a CR (`cr`). Trimming looks at the text as written, so white space written as
+/// a character reference (`&#32;`, `&#13;`) is kept.
+pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, String> {
     let keeps = |p: &Piece| match p {
         Piece::Text(t) => !trim_spaces(t).is_empty(),
         Piece::CData(_) => true,
@@ -341,7 +440,7 @@ pub(super) fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
     };
     let part = |i: usize| -> Result<Cow<'d, str>, String> {
         match pieces[i] {
-            Piece::CData(c) => Ok(Cow::Borrowed(c)),
+            Piece::CData(c) => Ok(cdata_value(c, cr)),
             Piece::Text(mut t) => {
                 if i == first {
                     t = trim_start_spaces(t);
@@ -349,7 +448,7 @@ pub(super) fn join<'d>(pieces: &[Piece<'d>]) -> Result<Cow<'d, str>, String> {
                 if i == last {
                     t = trim_end_spaces(t);
                 }
-                unescape(t)
+                text_value(t, cr)
             }
         }
     };

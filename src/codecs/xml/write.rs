@@ -3,7 +3,9 @@
 
 use crate::codecs::{EncodeError, Encoder, check_arity};
 
-use super::scan::{forbidden_char, trim_spaces, trim_start_spaces};
+use super::scan::{
+    forbidden_char, is_name_char, is_name_start_char, trim_spaces, trim_start_spaces,
+};
 
 /// What the XML output is called.
 #[derive(Debug, Clone)]
@@ -162,16 +164,6 @@ pub(super) fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), 
 
 /// The XML `Name` production, without colons (so names are also namespace-well-formed).
 pub(super) fn is_xml_name(s: &str) -> bool {
-    let start = |c: char| {
-        matches!(c, 'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
-            | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
-            | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
-            | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
-            | '\u{10000}'..='\u{EFFFF}')
-    };
     let mut chars = s.chars();
-    chars.next().is_some_and(start)
-        && chars.all(|c| {
-            start(c) || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
-        })
+    chars.next().is_some_and(is_name_start_char) && chars.all(is_name_char)
 }
