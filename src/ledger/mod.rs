@@ -6,8 +6,9 @@
 //!
 //! The schema is documented in `docs/ledger.md` and versioned in the `meta` table. Times are
 //! stored as `TIMESTAMP` in UTC (no time-zone extension needed to read them). Rows are written
-//! as files finish, a batch of files per transaction at least every two seconds, so a ledger
-//! is useful even when a run is killed half-way.
+//! as units finish, in batches of one transaction each ([`Batch`]: 256 rows, or every 100 ms
+//! for `process` and 2 s for `publish`), so a ledger is useful even when a run is killed
+//! half-way.
 
 use std::path::Path;
 

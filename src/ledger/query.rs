@@ -1,6 +1,6 @@
 //! Every read of a ledger, as typed rows: which units are done (the one definition,
-//! [`LatestUnits::is_done`]: `run` asks it of whole files; `process` reads its ledger part
-//! through `Ledger::completed`), each vendor's cost history for `plan`, what `publish` may
+//! [`LatestUnits::is_done`]: `run` asks it of whole files, `process` of each unit of its
+//! slice through `Ledger::latest_units`), each vendor's cost history for `plan`, what `publish` may
 //! deliver, the record counts of `demo`, and the figures `report` sums up.
 //!
 //! Most reads are of the `latest` view ([`make_latest`]): the latest attempt of each unit (a
