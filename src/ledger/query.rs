@@ -1,7 +1,7 @@
 //! Every read of a ledger, as typed rows: which units are done (the one definition,
 //! [`LatestUnits::is_done`]: `run` asks it of whole files, `process` of each unit of its
 //! slice through `Ledger::latest_units`), each vendor's cost history for `plan`, what `publish` may
-//! deliver, the record counts of `demo`, and the figures `report` sums up.
+//! deliver, and the figures `report` (and `demo`'s check) sum up.
 //!
 //! Most reads are of the `latest` view ([`make_latest`]): the latest attempt of each unit (a
 //! file, or a part of a split file), among the units of the file's latest cut. A ledger's
@@ -293,25 +293,6 @@ pub fn deliverables(conn: &Connection) -> duckdb::Result<Vec<Deliverable>> {
 
 // ---------------------------------------------------------------------------------------------
 // Figures of the latest attempts (demo, report)
-
-/// Records read and rejected over the latest attempt of every unit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecordCounts {
-    pub records_in: u64,
-    pub records_rejected: u64,
-}
-
-pub fn record_counts(conn: &Connection) -> duckdb::Result<RecordCounts> {
-    let (a, b): (i64, i64) = conn.query_row(
-        "SELECT coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_rejected), 0)::BIGINT FROM latest",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(RecordCounts {
-        records_in: a as u64,
-        records_rejected: b as u64,
-    })
-}
 
 /// Sums over the latest attempt of every unit.
 #[derive(Debug, Clone, Default, PartialEq)]

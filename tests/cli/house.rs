@@ -65,23 +65,10 @@ fn references(
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
         .join("\n");
-    let is_mod_file = known
-        .get(name)
-        .is_some_and(|(p, _)| p.ends_with("mod.rs") || p.ends_with("lib.rs"));
-    // `super` of `a::b` (a file `a/b.rs`) is `a`; of `a` (a file `a/mod.rs`) it is the crate.
-    let parent = |n: &str| -> String {
-        let mut parts: Vec<&str> = n.split("::").collect();
-        let _ = parts.pop();
-        if parts.is_empty() {
-            "crate".into()
-        } else {
-            parts.join("::")
-        }
-    };
-    let base_of_super = if is_mod_file {
-        parent(name)
-    } else {
-        parent(name)
+    // `super` of `a::b` (a file `a/b.rs`) is `a`; of `a` (a file `a/mod.rs`) the crate.
+    let base_of_super = match name.rsplit_once("::") {
+        Some((parent, _)) => parent.to_string(),
+        None => "crate".to_string(),
     };
     let mut push = |segments: Vec<String>| {
         // The deepest known module among the path's prefixes.
