@@ -364,6 +364,13 @@ pub struct OutputConfig {
     /// XML: record element name (default `record`).
     #[serde(default)]
     pub record: Option<String>,
+    /// JSON Lines: numbers and booleans written as JSON's own (`"typed"`, default) or every
+    /// value as a string (`"strings"`).
+    #[serde(default)]
+    pub json_values: JsonValues,
+    /// JSON Lines: an empty value written as `null` (default) or its key left out (`"omit"`).
+    #[serde(default)]
+    pub json_empty: JsonEmpty,
     /// Output file name pattern: `{vendor}`, `{stem}`, `{name}`, `{ext}`, `{date}`.
     #[serde(default)]
     pub file_name: Option<String>,
@@ -373,6 +380,27 @@ pub struct OutputConfig {
     /// Output fields in order. Empty: every input field, unchanged, in input order.
     #[serde(default)]
     pub fields: Vec<OutputFieldConfig>,
+}
+
+/// How a JSON Lines output writes values (`[vendor.output] json_values`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonValues {
+    /// An integer or decimal field as a JSON number, a boolean field as `true`/`false`.
+    #[default]
+    Typed,
+    /// Every value as a JSON string.
+    Strings,
+}
+
+/// How a JSON Lines output writes an empty value (`[vendor.output] json_empty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonEmpty {
+    #[default]
+    Null,
+    /// The key is left out (and a nested object left with no key).
+    Omit,
 }
 
 /// The line ending of text outputs.

@@ -3,25 +3,31 @@
 //! Owns turning a line into the values found at the configured key paths, and records into
 //! compact JSON objects. It does not judge the values (see `pipeline`).
 //!
-//! Reading rules:
+//! Reading rules (the user's version is `docs/config.md`, "How a JSON Lines value is read"):
 //! - Records are lines ending with LF or CR LF (the last may lack it). A line holding only
 //!   spaces, tabs or CR is blank: skipped, not a record, but counted as a line. A UTF-8 byte
 //!   order mark at the start is skipped.
-//! - Each record must be one JSON object, nothing after it (serde_json's grammar and its
-//!   nesting limit of 128 for the parts it builds; values that are skipped or copied whole
-//!   are checked without recursion, so no input can exhaust the stack). Otherwise the record
-//!   is rejected with rule `json` and serde_json's message (line 1, column within the line).
-//!   Invalid UTF-8 is rule `utf8`.
+//! - Each record must be one JSON object, nothing after it (serde_json's grammar). Otherwise
+//!   the record is rejected with rule `json`, serde_json's message and the record's own line
+//!   and column (characters from 1). Invalid UTF-8 is rule `utf8`. A `\u` escape that is half
+//!   of a surrogate pair without its other half rejects the record wherever it is.
 //! - A value is the JSON at the key path: strings unescaped (borrowed when they hold no
 //!   escape), numbers, `true` and `false` as their exact source text (`12.50` stays `12.50`),
 //!   objects and arrays as compact JSON text. `null`, a missing key, or a path through
 //!   something that is not an object give `None`. When a key appears twice in an object the
 //!   last one wins, as in JavaScript.
+//! - Nesting: values that are skipped or copied whole are checked without recursion, so no
+//!   input can exhaust the stack; a path may have [`MAX_PATH_KEYS`] keys, walked past
+//!   serde_json's nesting limit of 128 one nested value at a time.
+//!
+//! Writing: one compact object per record, dotted output names as nested objects, each value
+//! as its [`JsonType`] (numbers with their own digits, never through a float).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
@@ -68,6 +74,11 @@ fn insert(nodes: &mut Vec<KeyNode>, path: &[String], field: usize) {
     }
 }
 
+/// The most keys a field's path may have. Past serde_json's nesting limit (128) a path is
+/// walked one nested value at a time, a stack frame each; 512 stays far below the stack of a
+/// worker thread (1,000 keys read fine on a 2 MiB test thread in a debug build).
+pub const MAX_PATH_KEYS: usize = 512;
+
 /// Reads JSON Lines records.
 #[derive(Debug, Clone)]
 pub struct JsonlDecoder {
@@ -81,6 +92,12 @@ impl JsonlDecoder {
         let mut keys = Vec::new();
         for (i, (name, loc)) in fields.iter().enumerate() {
             match loc {
+                Locator::JsonPath(path) if path.len() > MAX_PATH_KEYS => {
+                    return Err(format!(
+                        "field `{name}`: its JSON key path has {} keys, more than the {MAX_PATH_KEYS} a path may have",
+                        path.len()
+                    ));
+                }
                 Locator::JsonPath(path) if !path.is_empty() => insert(&mut keys, path, i),
                 other => return Err(format!("field `{name}`: {other:?} is not a JSON key path")),
             }
@@ -91,19 +108,122 @@ impl JsonlDecoder {
         })
     }
 
+    /// Reads one line into `values`. A line is walked once in place; only when that fails is
+    /// it walked again carefully (see [`ObjectSeed::careful`]), so valid lines pay nothing
+    /// for the care and every reject comes from the careful walk.
     fn parse<'d>(
         &self,
         text: &'d str,
         values: &mut [Option<Cow<'d, str>>],
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), JsonError> {
+        if let Some((at, unit)) = lone_surrogate(text) {
+            return Err(JsonError {
+                message: format!(
+                    "lone surrogate \\u{unit:04x} (half of a UTF-16 pair, not a character)"
+                ),
+                byte: at,
+            });
+        }
+        if self.walk(text, values, false).is_ok() {
+            return Ok(());
+        }
+        values.fill(None);
+        self.walk(text, values, true)
+    }
+
+    fn walk<'d>(
+        &self,
+        text: &'d str,
+        values: &mut [Option<Cow<'d, str>>],
+        careful: bool,
+    ) -> Result<(), JsonError> {
+        let nested = Cell::new(None);
         let mut de = serde_json::Deserializer::from_str(text);
         ObjectSeed {
             keys: &self.keys,
             values,
+            careful,
+            line: text,
+            nested: &nested,
         }
-        .deserialize(&mut de)?;
-        de.end()
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| {
+            nested.take().unwrap_or_else(|| JsonError {
+                message: message(&e),
+                byte: e.column().saturating_sub(1),
+            })
+        })
     }
+}
+
+/// Why a line is not a JSON object: serde_json's message without its position, and the byte
+/// offset in the line where the reader stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JsonError {
+    message: String,
+    byte: usize,
+}
+
+impl JsonError {
+    /// The reject reason: the message and where in the file, as an editor counts columns
+    /// (characters from 1).
+    fn reason(&self, text: &str, line: u64) -> String {
+        let byte = self.byte.min(text.len());
+        let column = text
+            .get(..byte)
+            .map_or(byte, |before| before.chars().count())
+            + 1;
+        format!("{} at line {line} column {column}", self.message)
+    }
+}
+
+/// serde_json's message without the ` at line L column C` it appends (its position is within
+/// the text it was given, which for a nested walk is a value, not the line).
+fn message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if e.line() == 0 {
+        return text;
+    }
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(m) => m.to_string(),
+        None => text,
+    }
+}
+
+/// The byte offset and code unit of the first `\u` escape that is half of a UTF-16 surrogate
+/// pair without its other half (`"\ud800"`). JSON's grammar allows it, but it is no character,
+/// so a field could not hold it: the record is rejected wherever the escape is, read or not,
+/// one rule for every line (serde_json rejects some and lets others through unread).
+fn lone_surrogate(text: &str) -> Option<(usize, u16)> {
+    let b = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        let hex = b.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        hex[2..].iter().try_fold(0u16, |n, &c| {
+            Some(n << 4 | (c as char).to_digit(16)? as u16)
+        })
+    };
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\\', b.get(from..)?).map(|i| i + from) {
+        // Every escape is a backslash and one character (`\\` included), so the search goes on
+        // after it; a `\u` escape takes four more.
+        from = i + 2;
+        let Some(u) = unit(i) else { continue };
+        from = i + 6;
+        match u {
+            0xD800..=0xDBFF => match unit(i + 6) {
+                Some(0xDC00..=0xDFFF) => from = i + 12,
+                _ => return Some((i, u)),
+            },
+            0xDC00..=0xDFFF => return Some((i, u)),
+            _ => {}
+        }
+    }
+    None
 }
 
 impl Decoder for JsonlDecoder {
@@ -148,19 +268,61 @@ impl Decoder for JsonlDecoder {
                     raw,
                     values: &values,
                 })),
-                Err(e) => each(bad("json", e.to_string())),
+                Err(e) => each(bad("json", e.reason(text, line))),
             }
         });
     }
 }
 
 /// Walks one JSON object, filling the values of the fields found under `keys`.
-struct ObjectSeed<'k, 'v, 'd> {
+struct ObjectSeed<'k, 'v, 'd, 'e> {
     keys: &'k [KeyNode],
     values: &'v mut [Option<Cow<'d, str>>],
+    /// Whether a key whose fields all lie inside its value takes that value whole first and
+    /// walks it only when it is an object. The quick walk dispatches on the value where it is,
+    /// which makes serde_json read a number as a float: `1e400` there fails the record though
+    /// no field reads it.
+    careful: bool,
+    /// The whole line, to place the errors of nested walks in it.
+    line: &'d str,
+    /// The first error of a nested walk, with its place in the line.
+    nested: &'e Cell<Option<JsonError>>,
 }
 
-impl<'de: 'd, 'd> DeserializeSeed<'de> for ObjectSeed<'_, '_, 'd> {
+impl<'d> ObjectSeed<'_, '_, 'd, '_> {
+    /// Walks the object `raw` (a part of the line) for the fields of `keys`.
+    fn walk_inside<E: serde::de::Error>(
+        &mut self,
+        raw: &'d str,
+        keys: &[KeyNode],
+    ) -> Result<(), E> {
+        let mut inner = serde_json::Deserializer::from_str(raw);
+        ObjectSeed {
+            keys,
+            values: &mut *self.values,
+            careful: self.careful,
+            line: self.line,
+            nested: self.nested,
+        }
+        .deserialize(&mut inner)
+        .map_err(|e| self.inner_error(raw, &e))
+    }
+
+    /// Records where in the line an error inside `raw` happened (unless a deeper walk already
+    /// did), and passes it up.
+    fn inner_error<E: serde::de::Error>(&self, raw: &str, e: &serde_json::Error) -> E {
+        let offset = (raw.as_ptr() as usize).saturating_sub(self.line.as_ptr() as usize);
+        let first = self.nested.take().unwrap_or_else(|| JsonError {
+            message: message(e),
+            byte: offset + e.column().saturating_sub(1),
+        });
+        let m = E::custom(&first.message);
+        self.nested.set(Some(first));
+        m
+    }
+}
+
+impl<'de: 'd, 'd> DeserializeSeed<'de> for ObjectSeed<'_, '_, 'd, '_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
@@ -168,14 +330,14 @@ impl<'de: 'd, 'd> DeserializeSeed<'de> for ObjectSeed<'_, '_, 'd> {
     }
 }
 
-impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd> {
+impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(found) = map.next_key_seed(KeySeed(self.keys))? {
             let Some(node) = found else {
                 map.next_value::<IgnoredAny>()?;
@@ -184,26 +346,26 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd> {
             for &f in &node.all {
                 self.values[f] = None;
             }
-            if node.ends.is_empty() {
+            if node.ends.is_empty() && !self.careful {
                 // Only fields inside the value: walked where it is, not copied and read again.
                 map.next_value_seed(Inside(ObjectSeed {
                     keys: &node.children,
                     values: &mut *self.values,
+                    careful: false,
+                    line: self.line,
+                    nested: self.nested,
                 }))?;
                 continue;
             }
             let raw: &'de RawValue = map.next_value()?;
             for &f in &node.ends {
-                self.values[f] = scalar(raw.get()).map_err(A::Error::custom)?;
+                self.values[f] = match scalar(raw.get()) {
+                    Ok(v) => v,
+                    Err(e) => return Err(self.inner_error(raw.get(), &e)),
+                };
             }
             if !node.children.is_empty() && raw.get().starts_with('{') {
-                let mut inner = serde_json::Deserializer::from_str(raw.get());
-                ObjectSeed {
-                    keys: &node.children,
-                    values: &mut *self.values,
-                }
-                .deserialize(&mut inner)
-                .map_err(A::Error::custom)?;
+                self.walk_inside(raw.get(), &node.children)?;
             }
         }
         Ok(())
@@ -212,9 +374,9 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd> {
 
 /// The value of a key whose fields all lie inside it: walked in place when it is an object;
 /// any other value is skipped (its fields are then absent, as when the key is missing).
-struct Inside<'k, 'v, 'd>(ObjectSeed<'k, 'v, 'd>);
+struct Inside<'k, 'v, 'd, 'e>(ObjectSeed<'k, 'v, 'd, 'e>);
 
-impl<'de: 'd, 'd> DeserializeSeed<'de> for Inside<'_, '_, 'd> {
+impl<'de: 'd, 'd> DeserializeSeed<'de> for Inside<'_, '_, 'd, '_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
@@ -222,7 +384,7 @@ impl<'de: 'd, 'd> DeserializeSeed<'de> for Inside<'_, '_, 'd> {
     }
 }
 
-impl<'de: 'd, 'd> Visitor<'de> for Inside<'_, '_, 'd> {
+impl<'de: 'd, 'd> Visitor<'de> for Inside<'_, '_, 'd, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -338,6 +500,26 @@ enum Member {
     Object(Vec<(String, Member)>),
 }
 
+/// The JSON type an output field is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    /// A JSON number, with the digits of the value's text (see [`json_number`]).
+    Number,
+    /// `true` or `false` from the spellings a boolean field accepts.
+    Boolean,
+}
+
+/// How values become JSON, per output.
+#[derive(Debug, Clone, Default)]
+pub struct JsonWriteOptions {
+    /// Each field's type (in output order); empty: every value a string.
+    pub types: Vec<JsonType>,
+    /// An empty value leaves its key out instead of writing `null`; a nested object left with
+    /// no key is left out too.
+    pub omit_empty: bool,
+}
+
 /// Writes one compact JSON object per record. Dotted names (`customer.name`) become nested
 /// objects; siblings share one parent object, in first-seen order.
 #[derive(Debug, Clone)]
@@ -345,12 +527,14 @@ pub struct JsonlEncoder {
     width: usize,
     /// Members of the top-level object, keys already written as JSON strings.
     members: Vec<(String, Member)>,
+    types: Vec<JsonType>,
+    omit_empty: bool,
 }
 
 impl JsonlEncoder {
     /// Fails when names clash (the same name twice, or `a` next to `a.b`) or have an empty
     /// part (`a..b`), since either would make an ambiguous object.
-    pub fn new(names: Vec<String>) -> Result<Self, String> {
+    pub fn new(names: Vec<String>, options: JsonWriteOptions) -> Result<Self, String> {
         let mut members = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let parts: Vec<&str> = name.split('.').collect();
@@ -360,10 +544,154 @@ impl JsonlEncoder {
             place(&mut members, &parts, i)
                 .map_err(|()| format!("output field `{name}` clashes with another field's key"))?;
         }
+        let mut types = options.types;
+        if types.len() != names.len() {
+            types = vec![JsonType::String; names.len()];
+        }
         Ok(JsonlEncoder {
             width: names.len(),
             members,
+            types,
+            omit_empty: options.omit_empty,
         })
+    }
+
+    fn write_object(
+        &self,
+        members: &[(String, Member)],
+        values: &[Option<&str>],
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
+        out.push(b'{');
+        let mut first = true;
+        for (key, member) in members {
+            let mark = out.len();
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(key.as_bytes());
+            out.push(b':');
+            let written = match member {
+                Member::Object(inner) => {
+                    let open = out.len();
+                    self.write_object(inner, values, out)?;
+                    !(self.omit_empty && out.len() == open + 2)
+                }
+                Member::Field(f) => {
+                    let ty = self.types.get(*f).copied().unwrap_or(JsonType::String);
+                    self.write_value(ty, values.get(*f).copied().flatten(), out)?
+                }
+            };
+            if written {
+                first = false;
+            } else {
+                out.truncate(mark);
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// Writes one value; `false` when it is empty and left out.
+    fn write_value(
+        &self,
+        ty: JsonType,
+        value: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, serde_json::Error> {
+        let value = match value {
+            Some("") if ty != JsonType::String => None,
+            v => v,
+        };
+        let Some(v) = value else {
+            if self.omit_empty {
+                return Ok(false);
+            }
+            out.extend_from_slice(b"null");
+            return Ok(true);
+        };
+        match ty {
+            JsonType::Number => match json_number(v) {
+                Some(n) => out.extend_from_slice(n.as_bytes()),
+                None => write_string(v, out)?,
+            },
+            JsonType::Boolean => match json_boolean(v) {
+                Some(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+                None => write_string(v, out)?,
+            },
+            JsonType::String => write_string(v, out)?,
+        }
+        Ok(true)
+    }
+}
+
+/// A number's text as a JSON number with the same digits: a leading `+` and leading zeros
+/// dropped, a `0` put before a bare `.` and a trailing `.` dropped (`+007.50` is `7.50`, `.5`
+/// is `0.5`); never through a float, so `12.50` stays `12.50`. `None` when the text is not a
+/// plain decimal number (a thousands separator, a comma for the decimal point ...).
+pub fn json_number(text: &str) -> Option<Cow<'_, str>> {
+    let b = text.as_bytes();
+    let (sign, rest) = match b.first()? {
+        b'-' => ("-", &text[1..]),
+        b'+' => ("", &text[1..]),
+        _ => ("", text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(int)
+        || !frac.is_none_or(digits)
+        || (int.is_empty() && frac.is_none_or(str::is_empty))
+    {
+        return None;
+    }
+    if let Some(e) = exponent {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        if e.is_empty() || !digits(e) {
+            return None;
+        }
+    }
+    let int_trimmed = match int.trim_start_matches('0') {
+        "" => "0",
+        t => t,
+    };
+    let frac = frac.filter(|f| !f.is_empty());
+    let canonical = b.first() != Some(&b'+') && int_trimmed.len() == int.len() && {
+        // The fraction is kept only when it has digits: `5.` is not a JSON number.
+        frac.is_some() == mantissa.contains('.')
+    };
+    if canonical {
+        return Some(Cow::Borrowed(text));
+    }
+    let mut n = String::with_capacity(text.len() + 1);
+    n.push_str(sign);
+    n.push_str(int_trimmed);
+    if let Some(f) = frac {
+        n.push('.');
+        n.push_str(f);
+    }
+    if let Some(i) = rest.find(['e', 'E']) {
+        n.push_str(&rest[i..]);
+    }
+    Some(Cow::Owned(n))
+}
+
+/// A boolean field's text as `true` or `false`, with the spellings validation accepts.
+pub fn json_boolean(text: &str) -> Option<bool> {
+    const TRUE: [&str; 4] = ["true", "yes", "y", "1"];
+    const FALSE: [&str; 4] = ["false", "no", "n", "0"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(text)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(text)) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -399,37 +727,13 @@ fn write_string(v: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     Ok(())
 }
 
-fn write_object(
-    members: &[(String, Member)],
-    values: &[Option<&str>],
-    out: &mut Vec<u8>,
-) -> Result<(), serde_json::Error> {
-    out.push(b'{');
-    for (i, (key, member)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(key.as_bytes());
-        out.push(b':');
-        match member {
-            Member::Object(inner) => write_object(inner, values, out)?,
-            Member::Field(f) => match values.get(*f).copied().flatten() {
-                None => out.extend_from_slice(b"null"),
-                Some(v) => write_string(v, out)?,
-            },
-        }
-    }
-    out.push(b'}');
-    Ok(())
-}
-
 impl Encoder for JsonlEncoder {
     fn header(&self, _out: &mut Vec<u8>) {}
 
     fn record(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         check_arity(values, self.width)?;
         let mark = out.len();
-        if let Err(e) = write_object(&self.members, values, out) {
+        if let Err(e) = self.write_object(&self.members, values, out) {
             out.truncate(mark);
             return Err(EncodeError {
                 field: String::new(),
@@ -590,27 +894,136 @@ mod tests {
             vec![
                 (
                     "json",
-                    "invalid type: sequence, expected a JSON object at line 1 column 0"
+                    "invalid type: sequence, expected a JSON object at line 1 column 1"
                 ),
                 (
                     "json",
-                    "invalid type: integer `3`, expected a JSON object at line 1 column 1"
+                    "invalid type: integer `3`, expected a JSON object at line 2 column 1"
                 ),
-                ("json", "trailing characters at line 1 column 9"),
-                ("json", "EOF while parsing a value at line 1 column 5"),
+                ("json", "trailing characters at line 3 column 9"),
+                ("json", "EOF while parsing a value at line 4 column 5"),
                 ("utf8", "invalid UTF-8 at byte 7 of the line"),
                 (
                     "json",
-                    "invalid type: string \"s\", expected a JSON object at line 1 column 3"
+                    "invalid type: string \"s\", expected a JSON object at line 6 column 3"
                 ),
                 (
                     "json",
-                    "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 7"
+                    "control character (\\u0000-\\u001F) found while parsing a string at line 7 column 7"
                 ),
             ]
         );
         assert_eq!(values(&out[7..]), vec![opt(&[Some("5")])]);
         assert_eq!(out[7].number_line(), (8, 8));
+    }
+
+    /// A number no float can hold, where a configured path would go deeper, is only a value
+    /// that is not an object: the fields below it are absent and the record is read.
+    #[test]
+    fn huge_numbers_where_a_path_goes_deeper() {
+        let big = "9".repeat(401);
+        let mut data = String::new();
+        for v in ["1e400", "-1e400", "1e309", big.as_str(), "-1E+999"] {
+            data.push_str(&format!("{{\"id\":\"1\",\"m\":{v}}}\n"));
+            data.push_str(&format!(
+                "{{\"id\":\"2\",\"k\":{{\"x\":{v},\"y\":\"b\"}}}}\n"
+            ));
+        }
+        let out = decode_all(
+            &mut decoder(&["id", "m.x", "k", "k.x.z", "k.y"]),
+            data.as_bytes(),
+        )
+        .expect("decodes");
+        for (i, r) in out.iter().enumerate() {
+            let Out::Rec { values, .. } = r else {
+                panic!("record {i} rejected: {r:?}");
+            };
+            assert_eq!(values[1], None);
+            assert_eq!(values[3], None);
+            if i % 2 == 1 {
+                assert_eq!(values[4].as_deref(), Some("b"));
+            }
+        }
+        // The values themselves are read as their text, whatever their size.
+        let out = decode_all(&mut decoder(&["m"]), format!("{{\"m\":{big}}}").as_bytes())
+            .expect("decodes");
+        assert_eq!(out[0].values()[0].as_deref(), Some(big.as_str()));
+    }
+
+    /// Reject reasons give the record's line and the column in it (characters from 1), also
+    /// for an error found inside a value walked on its own.
+    #[test]
+    fn reject_positions_are_the_records() {
+        let data = "{\"a\":1}\n\n{\"é\":\"ü\",  \"c\":{\"x\":\"\\ud800\"}}\n{\"c\":{\"x\":1,\"x\":\"\\uZZ\"}}\n{\"c\":{\"x\":1}} }\n";
+        let out = decode_all(&mut decoder(&["c", "c.x"]), data.as_bytes()).expect("decodes");
+        let bad: Vec<_> = out.iter().skip(1).map(Out::bad).collect();
+        assert_eq!(
+            bad,
+            vec![
+                (
+                    "json",
+                    "lone surrogate \\ud800 (half of a UTF-16 pair, not a character) at line 3 column 22"
+                ),
+                ("json", "invalid escape at line 4 column 23"),
+                ("json", "trailing characters at line 5 column 15"),
+            ]
+        );
+    }
+
+    /// One rule for halves of surrogate pairs: rejected wherever they are, read or not, as a
+    /// key or a value; a whole pair is its character, and an escaped backslash is no escape.
+    #[test]
+    fn lone_surrogates_are_rejected_everywhere() {
+        let lines = [
+            (r#"{"a":"\ud800"}"#, Some(1)),
+            (r#"{"a":"x","b":"\udc00"}"#, Some(1)),
+            (r#"{"\ud800":1}"#, Some(1)),
+            (r#"{"a":["\uDBFF\u0041"]}"#, Some(1)),
+            (r#"{"a":"\ud800\ud800\udc00"}"#, Some(1)),
+            (r#"{"a":"\ud83d\ude00"}"#, None),
+            (r#"{"a":"\\ud800"}"#, None),
+            (r#"{"a":"\\\ud83d\udE00"}"#, None),
+        ];
+        for (line, lone) in lines {
+            let out = decode_all(&mut decoder(&["a"]), line.as_bytes()).expect("decodes");
+            match lone {
+                Some(_) => assert!(
+                    out[0].bad().1.starts_with("lone surrogate"),
+                    "{line}: {:?}",
+                    out[0]
+                ),
+                None => assert!(matches!(out[0], Out::Rec { .. }), "{line}: {:?}", out[0]),
+            }
+        }
+        let out =
+            decode_all(&mut decoder(&["a"]), br#"{"a":"\ud83d\ude00 \\ud800"}"#).expect("decodes");
+        assert_eq!(out[0].values()[0].as_deref(), Some("\u{1F600} \\ud800"));
+    }
+
+    /// A field as deep as a key path may go is read, past serde_json's nesting limit of 128.
+    #[test]
+    fn deepest_paths_are_read() {
+        let keys: Vec<String> = (0..MAX_PATH_KEYS).map(|i| format!("k{i}")).collect();
+        let mut line = String::new();
+        for key in &keys {
+            line.push_str(&format!("{{\"{key}\":"));
+        }
+        line.push_str("\"deep\"");
+        line.push_str(&"}".repeat(keys.len()));
+        let mut dec = JsonlDecoder::new(vec![
+            ("f".into(), Locator::JsonPath(keys.clone())),
+            ("g".into(), Locator::JsonPath(keys[..2].to_vec())),
+        ])
+        .expect("valid paths");
+        let out = decode_all(&mut dec, line.as_bytes()).expect("decodes");
+        assert_eq!(out[0].values()[0].as_deref(), Some("deep"));
+        assert!(
+            out[0].values()[1]
+                .as_deref()
+                .is_some_and(|v| v.starts_with("{\"k2\":"))
+        );
+        let too_deep = (0..=MAX_PATH_KEYS).map(|i| i.to_string()).collect();
+        assert!(JsonlDecoder::new(vec![("f".into(), Locator::JsonPath(too_deep))]).is_err());
     }
 
     /// Deep nesting must be a reject or a value, never a stack overflow.
@@ -645,12 +1058,15 @@ mod tests {
 
     #[test]
     fn encoder_nests_dotted_names() {
-        let enc = JsonlEncoder::new(vec![
-            "c.name".into(),
-            "id".into(),
-            "c.addr.city".into(),
-            "q\"k".into(),
-        ])
+        let enc = JsonlEncoder::new(
+            vec![
+                "c.name".into(),
+                "id".into(),
+                "c.addr.city".into(),
+                "q\"k".into(),
+            ],
+            JsonWriteOptions::default(),
+        )
         .expect("valid");
         let out = encode_all(
             &enc,
@@ -673,10 +1089,98 @@ mod tests {
             vec![""],
         ] {
             let names = clash.iter().map(|s| s.to_string()).collect();
-            assert!(JsonlEncoder::new(names).is_err(), "{clash:?}");
+            assert!(
+                JsonlEncoder::new(names, JsonWriteOptions::default()).is_err(),
+                "{clash:?}"
+            );
         }
         assert!(JsonlDecoder::new(vec![("a".into(), Locator::JsonPath(vec![]))]).is_err());
         assert!(JsonlDecoder::new(vec![("a".into(), Locator::Index(0))]).is_err());
+    }
+
+    #[test]
+    fn typed_values_and_left_out_empties() {
+        use JsonType::*;
+        let names = ["id", "amount", "ok", "note", "c.a", "c.b", "n"];
+        let types = vec![Number, Number, Boolean, String, Number, String, Number];
+        let row =
+            |v: [Option<&str>; 7]| v.iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>();
+        let rows = [
+            row([
+                Some("7"),
+                Some("12.50"),
+                Some("Y"),
+                Some("1"),
+                None,
+                None,
+                Some(""),
+            ]),
+            row([
+                Some("+007"),
+                Some("-.5"),
+                Some("false"),
+                None,
+                Some("1e5"),
+                Some("x"),
+                Some("1,5"),
+            ]),
+        ];
+        let write = |omit_empty| {
+            let enc = JsonlEncoder::new(
+                names.iter().map(|s| s.to_string()).collect(),
+                JsonWriteOptions {
+                    types: types.clone(),
+                    omit_empty,
+                },
+            )
+            .expect("valid");
+            std::string::String::from_utf8(encode_all(&enc, &rows)).expect("UTF-8")
+        };
+        assert_eq!(
+            write(false),
+            "{\"id\":7,\"amount\":12.50,\"ok\":true,\"note\":\"1\",\"c\":{\"a\":null,\"b\":null},\"n\":null}\n\
+             {\"id\":7,\"amount\":-0.5,\"ok\":false,\"note\":null,\"c\":{\"a\":1e5,\"b\":\"x\"},\"n\":\"1,5\"}\n"
+        );
+        assert_eq!(
+            write(true),
+            "{\"id\":7,\"amount\":12.50,\"ok\":true,\"note\":\"1\"}\n\
+             {\"id\":7,\"amount\":-0.5,\"ok\":false,\"c\":{\"a\":1e5,\"b\":\"x\"},\"n\":\"1,5\"}\n"
+        );
+    }
+
+    #[test]
+    fn numbers_keep_their_digits() {
+        for (text, json) in [
+            ("0", Some("0")),
+            ("-0", Some("-0")),
+            ("12.50", Some("12.50")),
+            ("+12.50", Some("12.50")),
+            ("0012", Some("12")),
+            ("000", Some("0")),
+            ("5.", Some("5")),
+            (".25", Some("0.25")),
+            ("-.25", Some("-0.25")),
+            ("1E+5", Some("1E+5")),
+            (
+                "123456789012345678901234567890.000000000001",
+                Some("123456789012345678901234567890.000000000001"),
+            ),
+            ("", None),
+            ("-", None),
+            (".", None),
+            ("1.2.3", None),
+            ("1,000", None),
+            ("1e", None),
+            ("0x10", None),
+            (" 1", None),
+            ("NaN", None),
+        ] {
+            assert_eq!(json_number(text).as_deref(), json, "{text:?}");
+            if let Some(j) = json {
+                let parsed: serde_json::Value = serde_json::from_str(j).expect(j);
+                assert!(parsed.is_number(), "{j}");
+            }
+        }
     }
 
     proptest! {
@@ -684,7 +1188,7 @@ mod tests {
         #[test]
         fn roundtrip(rows in prop::collection::vec(prop::collection::vec(prop::option::of(value_strategy()), 4), 0..6)) {
             let names = ["id", "customer.name", "note", "customer.address.city"];
-            let enc = JsonlEncoder::new(names.iter().map(|s| s.to_string()).collect()).expect("valid");
+            let enc = JsonlEncoder::new(names.iter().map(|s| s.to_string()).collect(), JsonWriteOptions::default()).expect("valid");
             let data = encode_all(&enc, &rows);
             let out = assert_framing_invariant(&mut decoder(&names), &data);
             prop_assert_eq!(values(&out), rows);

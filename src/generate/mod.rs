@@ -376,9 +376,10 @@ fn input_encoder(v: &VendorSpec) -> anyhow::Result<Box<dyn Encoder>> {
             )
             .map_err(anyhow::Error::msg)?,
         ),
-        Format::Jsonl => {
-            Box::new(JsonlEncoder::new(input_names(Format::Jsonl)).map_err(anyhow::Error::msg)?)
-        }
+        Format::Jsonl => Box::new(
+            JsonlEncoder::new(input_names(Format::Jsonl), Default::default())
+                .map_err(anyhow::Error::msg)?,
+        ),
         Format::Xml => Box::new(
             XmlEncoder::new(
                 XmlWriteOptions {

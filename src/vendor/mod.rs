@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::codecs::{self, Decoder, Encoder};
 use crate::config::{
-    Config, ConfigError, Format, KeyPath, MaskKind, OutputFieldConfig, Priority, SkipLimitConfig,
+    Config, ConfigError, Format, JsonEmpty, JsonValues, KeyPath, MaskKind, OutputFieldConfig,
+    Priority, SkipLimitConfig,
 };
 use crate::exit::Failure;
 use crate::pipeline::mask::MaskKey;
@@ -228,6 +229,45 @@ impl Vendor {
             .map_err(|m| cfg.at(&KeyPath::vendor(index).key("input"), m))
     }
 
+    /// How a JSON Lines output writes this vendor's values. An output field is a JSON number
+    /// when it is taken `from` an integer or decimal field and nothing turns it into other
+    /// text (no lookup, no mask, no thousands separator or decimal comma); `true`/`false` when
+    /// taken `from` a boolean field with no lookup or mask; a string otherwise (constants,
+    /// templates, every other type).
+    fn json_options(&self) -> codecs::jsonl::JsonWriteOptions {
+        use crate::config::FieldType as T;
+        use codecs::jsonl::JsonType;
+        let checks = &self.pipeline.checks;
+        let types = match self.output.json_values {
+            JsonValues::Strings => Vec::new(),
+            JsonValues::Typed => self
+                .pipeline
+                .outputs
+                .iter()
+                .map(|o| {
+                    let map::ValueSource::Field(i) = o.source else {
+                        return JsonType::String;
+                    };
+                    if o.lookup.is_some() || o.mask.is_some() {
+                        return JsonType::String;
+                    }
+                    let plain_number = o.number.as_ref().is_none_or(|n| {
+                        n.decimal_separator == "." && n.thousands_separator.is_empty()
+                    });
+                    match checks.get(i).map(|c| c.kind) {
+                        Some(T::Integer | T::Decimal) if plain_number => JsonType::Number,
+                        Some(T::Boolean) => JsonType::Boolean,
+                        _ => JsonType::String,
+                    }
+                })
+                .collect(),
+        };
+        codecs::jsonl::JsonWriteOptions {
+            types,
+            omit_empty: self.output.json_empty == JsonEmpty::Omit,
+        }
+    }
+
     /// The encoder for this vendor's output.
     pub fn encoder(&self) -> Result<Box<dyn Encoder>, String> {
         let o = &self.output;
@@ -248,7 +288,10 @@ impl Vendor {
                 },
                 names,
             )?),
-            Format::Jsonl => Box::new(codecs::jsonl::JsonlEncoder::new(names)?),
+            Format::Jsonl => Box::new(codecs::jsonl::JsonlEncoder::new(
+                names,
+                self.json_options(),
+            )?),
             Format::Xml => Box::new(codecs::xml::XmlEncoder::new(
                 codecs::xml::XmlWriteOptions {
                     root: o.root.clone(),

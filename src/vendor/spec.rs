@@ -4,8 +4,8 @@
 
 use crate::codecs::{self, Decoder, Locator};
 use crate::config::{
-    AlignConfig, Config, ConfigError, Encoding, FieldConfig, Format, KeyPath, LineEnding,
-    OutputFieldConfig,
+    AlignConfig, Config, ConfigError, Encoding, FieldConfig, Format, JsonEmpty, JsonValues,
+    KeyPath, LineEnding, OutputFieldConfig,
 };
 
 use super::names::check_name_pattern;
@@ -34,6 +34,9 @@ pub struct OutputSpec {
     pub(super) root: String,
     pub(super) record: String,
     pub(super) attributes: Vec<bool>,
+    /// JSON Lines: typed values or strings, and how an empty value is written.
+    pub(super) json_values: JsonValues,
+    pub(super) json_empty: JsonEmpty,
     pub(super) fixed: Vec<(String, codecs::fixed::FixedField)>,
     /// Output file name pattern.
     pub file_name: String,
@@ -204,6 +207,8 @@ pub(super) fn output_spec(
         root: o.root.clone().unwrap_or_else(|| "records".into()),
         record: o.record.clone().unwrap_or_else(|| "record".into()),
         attributes: fields.iter().map(|f| f.attribute).collect(),
+        json_values: o.json_values,
+        json_empty: o.json_empty,
         fixed,
         file_name,
         reject_file_name,
@@ -269,11 +274,15 @@ fn field_locator(
             }
         },
         Format::Jsonl => {
-            let keys: Vec<String> = source.split('.').map(str::to_string).collect();
-            if keys.iter().any(|k| k.is_empty()) {
+            let keys = json_keys(&source).map_err(|m| cfg.at(&fat.key("source"), m))?;
+            if keys.len() > codecs::jsonl::MAX_PATH_KEYS {
                 return Err(cfg.at(
                     &fat.key("source"),
-                    format!("{source:?} is not a JSON path like `a.b.c`"),
+                    format!(
+                        "has {} keys; a JSON key path may have at most {}",
+                        keys.len(),
+                        codecs::jsonl::MAX_PATH_KEYS
+                    ),
                 ));
             }
             Locator::JsonPath(keys)
@@ -312,4 +321,64 @@ fn field_locator(
             Locator::Fixed { start, width }
         }
     })
+}
+
+/// The keys of a JSON Lines `source`: dotted (`customer.address.city`), or a JSON Pointer
+/// (RFC 6901) when it starts with `/`, for keys that hold a dot or are empty: `/m.x` is the
+/// one key `m.x`, `~1` stands for `/` and `~0` for `~`.
+fn json_keys(source: &str) -> Result<Vec<String>, String> {
+    if let Some(pointer) = source.strip_prefix('/') {
+        return pointer
+            .split('/')
+            .map(|token| {
+                let mut key = String::with_capacity(token.len());
+                let mut chars = token.chars();
+                while let Some(c) = chars.next() {
+                    if c != '~' {
+                        key.push(c);
+                        continue;
+                    }
+                    match chars.next() {
+                        Some('0') => key.push('~'),
+                        Some('1') => key.push('/'),
+                        _ => {
+                            return Err(format!(
+                                "{source:?}: in a JSON Pointer `~` is written `~0` and `/` is written `~1`"
+                            ));
+                        }
+                    }
+                }
+                Ok(key)
+            })
+            .collect();
+    }
+    let keys: Vec<String> = source.split('.').map(str::to_string).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(format!(
+            "{source:?} is not a JSON path like `a.b.c` (a key that holds a dot is written as a \
+             JSON Pointer: `/a.b/c`)"
+        ));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_keys;
+
+    #[test]
+    fn json_key_paths_dotted_and_pointer() {
+        let keys = |s: &str| json_keys(s).map(|k| k.join("|"));
+        assert_eq!(keys("a.b.c"), Ok("a|b|c".into()));
+        assert_eq!(keys("/m.x"), Ok("m.x".into()));
+        assert_eq!(keys("/a~1b/c~0d/~01"), Ok("a/b|c~d|~1".into()));
+        assert_eq!(keys("/"), Ok(String::new()));
+        assert_eq!(
+            json_keys("/a//b"),
+            Ok(vec!["a".into(), String::new(), "b".into()])
+        );
+        for bad in ["a..b", ".a", "a.", "/a~2", "/a~"] {
+            assert!(json_keys(bad).is_err(), "{bad}");
+        }
+    }
 }
