@@ -7,6 +7,8 @@ mod util;
 mod bad_input;
 // SIGTERM and SIGINT: exit 128 + signal, no temporary files left, the next run finishes the day.
 mod cancel;
+// The readers give the values a conforming parser gives (Python's json), on generated files.
+mod conformance;
 // Configuration errors name the file, line and key and exit 2 (snapshots).
 mod config_errors;
 // `demo`: generates, processes, publishes and checks a day in a fresh folder.

@@ -384,3 +384,137 @@ fn outputs_are_identical_whatever_the_thread_count_and_chunk_size() {
     assert_eq!(trees[0], trees[1]);
     assert_eq!(trees[0], trees[2]);
 }
+
+/// JSON Lines in and out: a key holding a dot read by a JSON Pointer `source`, a huge number
+/// where a path would go deeper, and typed output (numbers with their own digits, booleans,
+/// strings, `null` or left out), as docs/config.md says.
+#[test]
+fn jsonl_typed_output_and_pointer_paths() {
+    let d = Dir::new();
+    let config = |values: &str, empty: &str| {
+        format!(
+            r#"
+[[vendor]]
+id = "J"
+name = "JSON vendor"
+
+[vendor.input]
+format = "jsonl"
+
+[[vendor.fields]]
+name = "id"
+type = "integer"
+
+[[vendor.fields]]
+name = "amount"
+type = "decimal"
+
+[[vendor.fields]]
+name = "ok"
+type = "boolean"
+
+[[vendor.fields]]
+name = "mx"
+source = "/m.x"
+
+[[vendor.fields]]
+name = "deep"
+source = "m.x"
+
+[vendor.output]
+format = "jsonl"
+json_values = "{values}"
+json_empty = "{empty}"
+
+[[vendor.output.fields]]
+name = "id"
+
+[[vendor.output.fields]]
+name = "money.amount"
+from = "amount"
+
+[[vendor.output.fields]]
+name = "money.shown"
+from = "amount"
+decimals = 2
+thousands_separator = ","
+
+[[vendor.output.fields]]
+name = "ok"
+
+[[vendor.output.fields]]
+name = "mx"
+
+[[vendor.output.fields]]
+name = "deep"
+"#
+        )
+    };
+    d.write(
+        "in/j.jsonl",
+        concat!(
+            "{\"id\":\"+007\",\"amount\":\"1234.5\",\"ok\":\"Y\",\"m.x\":\"dot\",\"m\":1e400}\n",
+            "{\"id\":8,\"amount\":\"-0.50\",\"ok\":false,\"m\":{\"x\":12.50}}\n",
+            "{\"id\":9}\n",
+        ),
+    );
+    let run = |values: &str, empty: &str| {
+        d.write("batchwin.toml", config(values, empty));
+        let out = format!("out-{values}-{empty}");
+        d.cmd()
+            .args([
+                "process",
+                "--vendor",
+                "J",
+                "--input",
+                "in/j.jsonl",
+                "--out",
+                &out,
+            ])
+            .assert()
+            .success();
+        d.read(&format!("{out}/j.out.jsonl"))
+    };
+    assert_eq!(
+        run("typed", "null"),
+        concat!(
+            "{\"id\":7,\"money\":{\"amount\":1234.5,\"shown\":\"1,234.50\"},\"ok\":true,\"mx\":\"dot\",\"deep\":null}\n",
+            "{\"id\":8,\"money\":{\"amount\":-0.50,\"shown\":\"-0.50\"},\"ok\":false,\"mx\":null,\"deep\":\"12.50\"}\n",
+            "{\"id\":9,\"money\":{\"amount\":null,\"shown\":null},\"ok\":null,\"mx\":null,\"deep\":null}\n",
+        )
+    );
+    assert_eq!(
+        run("typed", "omit"),
+        concat!(
+            "{\"id\":7,\"money\":{\"amount\":1234.5,\"shown\":\"1,234.50\"},\"ok\":true,\"mx\":\"dot\"}\n",
+            "{\"id\":8,\"money\":{\"amount\":-0.50,\"shown\":\"-0.50\"},\"ok\":false,\"deep\":\"12.50\"}\n",
+            "{\"id\":9}\n",
+        )
+    );
+    assert_eq!(
+        run("strings", "null"),
+        concat!(
+            "{\"id\":\"+007\",\"money\":{\"amount\":\"1234.5\",\"shown\":\"1,234.50\"},\"ok\":\"Y\",\"mx\":\"dot\",\"deep\":null}\n",
+            "{\"id\":\"8\",\"money\":{\"amount\":\"-0.50\",\"shown\":\"-0.50\"},\"ok\":\"false\",\"mx\":null,\"deep\":\"12.50\"}\n",
+            "{\"id\":\"9\",\"money\":{\"amount\":null,\"shown\":null},\"ok\":null,\"mx\":null,\"deep\":null}\n",
+        )
+    );
+    // A pointer with a `~` that is not an escape names the key.
+    d.write(
+        "batchwin.toml",
+        config("typed", "null").replace("source = \"/m.x\"", "source = \"/m~x\""),
+    );
+    d.cmd()
+        .args([
+            "process",
+            "--vendor",
+            "J",
+            "--input",
+            "in/j.jsonl",
+            "--out",
+            "bad",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("source").and(predicate::str::contains("~0")));
+}
