@@ -951,6 +951,20 @@ mod tests {
         );
     }
 
+    /// An empty CDATA section holds no text: the white space before or after it is still at
+    /// the edge of the value and trimmed (expat, which the differential test compares with,
+    /// reports nothing for it). The same through both readers.
+    #[test]
+    fn empty_cdata_does_not_stop_trimming() {
+        let mut dec = decoder("txn", &["name"]);
+        let data = b"<r>\n<txn><name><![CDATA[]]> 42 <![CDATA[]]></name></txn>\n<txn><!-- by quick-xml --><name><![CDATA[]]> 42 <![CDATA[]]></name></txn>\n<txn><name> <![CDATA[ x ]]> </name></txn>\n</r>";
+        let out = assert_framing_invariant(&mut dec, data);
+        assert_eq!(
+            values(&out),
+            vec![opt(&[Some("42")]), opt(&[Some("42")]), opt(&[Some(" x ")])]
+        );
+    }
+
     /// Issue 23: a literal tab or line end in an attribute value was kept (`kind="a\tb"` gave
     /// "a\tb"), where XML 1.0 section 3.3.3 reads each as a space (CR LF as one); one written
     /// as a character reference stays as it is. The same through both readers.

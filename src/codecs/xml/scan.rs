@@ -430,7 +430,8 @@ pub(super) fn is_xml_char(c: char) -> bool {
 pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, String> {
     let keeps = |p: &Piece| match p {
         Piece::Text(t) => !trim_spaces(t).is_empty(),
-        Piece::CData(_) => true,
+        // An empty CDATA section holds nothing to keep: `<n> 42 <![CDATA[]]></n>` is `42`.
+        Piece::CData(c) => !c.is_empty(),
     };
     let (Some(first), Some(last)) = (
         pieces.iter().position(keeps),
