@@ -12,7 +12,8 @@ and with small chunks, and each record by expat under the reading rules of docs/
 ("How an XML value is read"):
 
 - a record expat refuses (parsed on its own inside the root element) is rejected by batchwin
-  (rule `xml` or `utf8`) with the line of its start tag;
+  (rule `xml` or `utf8`) with the line of its start tag, and the reason names a line of the
+  record ("at line L column C");
 - every other record is read, and each field equals expat's value: element text of the first
   element on the path, of its children too, comments and PIs left out, white space written
   as plain text trimmed at both ends (kept in CDATA and character references); attribute
@@ -311,7 +312,15 @@ def document(r, records, damaged=True):
     if ending != "\n":
         text_ = text_.replace("\r\n", "\n").replace("\n", ending)
         recs = [(rec.replace("\r\n", "\n").replace("\n", ending), why) for rec, why in recs]
-    return text_.encode("utf-8"), [(rec.lstrip("\ufeff").encode("utf-8"), why) for rec, why in recs]
+    data = text_.encode("utf-8")
+    # Each record with the line its start tag is on (lines end with LF, as batchwin counts).
+    located, at = [], 0
+    for rec, why in recs:
+        raw = rec.encode("utf-8")
+        at = data.index(raw, at)
+        located.append((raw, why, data.count(b"\n", 0, at) + 1))
+        at += len(raw)
+    return data, located
 
 
 # ------------------------------------------------------------------------------- the check
@@ -343,7 +352,7 @@ def check(batchwin, work, name, data, recs):
     src = os.path.join(work, name)
     with open(src, "wb") as f:
         f.write(data)
-    damaged = any(why for _, why in recs)
+    damaged = any(why for _, why, _ in recs)
     if not damaged:
         try:
             parse(data.removeprefix(b"\xef\xbb\xbf"))
@@ -378,14 +387,21 @@ def check(batchwin, work, name, data, recs):
         rej = json.loads(l)
         rejected[rej["record"]] = rej
     want = []
-    for number, (rec, why) in enumerate(recs, 1):
+    for number, (rec, why, line) in enumerate(recs, 1):
         kind, what = expected(rec)
         if kind == "reject":
             rej = rejected.pop(number, None)
             if rej is None:
                 problems.append(f"{name}: record {number} ({why}): expat refuses it ({what}); batchwin read it: {rec[:300]!r}")
-            elif rej["errors"][0]["rule"] not in ("xml", "utf8"):
+                continue
+            reason = rej["errors"][0]["reason"]
+            if rej["errors"][0]["rule"] not in ("xml", "utf8"):
                 problems.append(f"{name}: record {number} rejected by {rej['errors'][0]['rule']}")
+            if rej["line"] != line:
+                problems.append(f"{name}: record {number} rejected at line {rej['line']}, its start tag is on line {line}")
+            at = reason.rsplit(" at line ", 1)
+            if len(at) != 2 or not line <= int(at[1].split()[0]) <= line + rec.count(b"\n") + 1:
+                problems.append(f"{name}: record {number} (lines {line} on): the reason names no line of it: {reason}")
             continue
         if number in rejected:
             problems.append(f"{name}: record {number}: expat reads it; batchwin rejected it "

@@ -65,7 +65,7 @@ pub use write::{XmlEncoder, XmlWriteOptions};
 
 use super::{
     BadRecord, Chunk, Decoded, Decoder, FileError, Locator, Preamble, RecordRef, RecordStart,
-    bom_len, chunks, clamp, count_lf, invalid_utf8, line_at,
+    bom_len, chunks, clamp, count_lf, line_at,
 };
 
 /// Reads XML records.
@@ -124,14 +124,19 @@ impl XmlDecoder {
         })
     }
 
-    /// Parses one record element; the reason (rule, text) when it cannot be read.
-    fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), (&'static str, String)> {
-        let text = super::utf8(raw).map_err(|e| ("utf8", invalid_utf8(&e, "record")))?;
+    /// Parses one record element; why it cannot be read when it cannot.
+    fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), Refusal> {
+        let text = super::utf8(raw).map_err(|e| Refusal {
+            rule: "utf8",
+            message: "invalid UTF-8".into(),
+            at: e.valid_up_to(),
+        })?;
         if let Some(c) = forbidden_char(text) {
-            return Err((
-                "xml",
-                format!("character U+{:04X} is not allowed in XML", c as u32),
-            ));
+            return Err(Refusal {
+                rule: "xml",
+                message: format!("character U+{:04X} is not allowed in XML", c as u32),
+                at: text.find(c).unwrap_or(0),
+            });
         }
         s.reset(self.fields, text);
         if self.parse_plain(text, s) {
@@ -250,12 +255,14 @@ impl XmlDecoder {
     }
 
     /// Reads a record with quick-xml: any well-formed element, and the reason when it is not.
-    fn parse_full<'d>(
-        &self,
-        text: &'d str,
-        s: &mut Scratch<'d>,
-    ) -> Result<(), (&'static str, String)> {
-        let xml = |reason: String| ("xml", reason);
+    fn parse_full<'d>(&self, text: &'d str, s: &mut Scratch<'d>) -> Result<(), Refusal> {
+        let xml = |message: String, at: usize| Refusal {
+            rule: "xml",
+            message,
+            at,
+        };
+        // Where a piece quick-xml handed out starts in the record.
+        let offset = |part: &[u8]| (part.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
         let mut reader = Reader::from_str(text);
         // End tags are matched below against `s.stack`, without quick-xml's name buffer.
         let config = reader.config_mut();
@@ -263,26 +270,28 @@ impl XmlDecoder {
         config.check_end_names = false;
         let mut done = false;
         loop {
-            let event = reader.read_event().map_err(|e| {
-                xml(format!(
-                    "{e} (at byte {} of the record)",
-                    reader.error_position() + 1
-                ))
-            })?;
+            let before = reader.buffer_position() as usize;
+            let event = reader
+                .read_event()
+                .map_err(|e| xml(e.to_string(), reader.error_position() as usize))?;
             if done && !matches!(event, Event::Eof) {
-                return Err(xml("content after the record element".into()));
+                return Err(xml("content after the record element".into(), before));
             }
             match event {
                 Event::Start(ref e) | Event::Empty(ref e) => {
                     let empty = matches!(event, Event::Empty(_));
                     let name = within(text, e.name().as_ref())
-                        .ok_or_else(|| xml("unreadable element name".into()))?;
+                        .ok_or_else(|| xml("unreadable element name".into(), before))?;
                     if !is_name(name) {
-                        return Err(xml(format!("element name `{name}` {NOT_A_NAME}")));
+                        return Err(xml(
+                            format!("element name `{name}` {NOT_A_NAME}"),
+                            offset(name.as_bytes()),
+                        ));
                     }
                     let node =
                         self.child_named(s.stack.last().map(|&(node, _)| node), e.name().as_ref());
-                    self.attributes(text, e, node, s).map_err(xml)?;
+                    self.attributes(text, e, node, s)
+                        .map_err(|(m, at)| xml(m, at))?;
                     s.stack.push((node, name));
                     self.start_text(node, s, empty);
                     if empty {
@@ -294,31 +303,36 @@ impl XmlDecoder {
                     let open = s.stack.last().map_or("", |&(_, name)| name);
                     if e.name().as_ref() != open.as_bytes() {
                         let found = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                        return Err(xml(format!(
-                            "end tag `</{found}>` does not match start tag `<{open}>`"
-                        )));
+                        return Err(xml(
+                            format!("end tag `</{found}>` does not match start tag `<{open}>`"),
+                            before,
+                        ));
                     }
-                    s.close(s.stack.len()).map_err(xml)?;
+                    s.close(s.stack.len()).map_err(|m| xml(m, before))?;
                     s.stack.pop();
                     done = s.stack.is_empty();
                 }
                 Event::Text(t) => {
-                    let t = within(text, &t).ok_or_else(|| xml("unreadable text".into()))?;
-                    check_text(t).map_err(xml)?;
+                    let t =
+                        within(text, &t).ok_or_else(|| xml("unreadable text".into(), before))?;
+                    check_text(t).map_err(|(m, at)| xml(m, offset(t.as_bytes()) + at))?;
                     s.push(Piece::Text(t));
                 }
                 Event::CData(c) => {
-                    let c =
-                        within(text, &c).ok_or_else(|| xml("unreadable CDATA section".into()))?;
+                    let c = within(text, &c)
+                        .ok_or_else(|| xml("unreadable CDATA section".into(), before))?;
                     s.push(Piece::CData(c));
                 }
                 Event::Comment(_) | Event::PI(_) => {}
-                Event::Decl(_) => return Err(xml("XML declaration inside a record".into())),
-                Event::DocType(_) => return Err(xml("DOCTYPE inside a record".into())),
+                Event::Decl(_) => {
+                    return Err(xml("XML declaration inside a record".into(), before));
+                }
+                Event::DocType(_) => return Err(xml("DOCTYPE inside a record".into(), before)),
                 Event::Eof if done => return Ok(()),
                 Event::Eof => {
                     return Err(xml(
                         "the record element is not closed before the root end tag".into(),
+                        text.len(),
                     ));
                 }
             }
@@ -342,25 +356,57 @@ impl XmlDecoder {
         }
     }
 
-    /// Checks the attributes of an element start and takes the values asked for.
+    /// Checks the attributes of an element start and takes the values asked for; the error
+    /// comes with its byte offset in the record.
     fn attributes<'d>(
         &self,
         text: &'d str,
         e: &BytesStart<'_>,
         node: Option<usize>,
         s: &mut Scratch<'d>,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, usize)> {
+        use quick_xml::events::attributes::AttrError as A;
+        let offset = |part: &[u8]| (part.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        // quick-xml counts attribute error positions from the start of the tag's name.
+        let tag = offset(e);
         let attributes = node
             .and_then(|n| self.nodes.get(n))
             .map(|n| &n.attributes[..]);
         for attr in e.attributes() {
-            let attr = attr.map_err(|e| e.to_string())?;
+            let attr = attr.map_err(|e| match e {
+                A::ExpectedEq(at) => (
+                    "an attribute name must be followed by `=`".to_string(),
+                    tag + at,
+                ),
+                A::ExpectedValue(at) => ("`=` must be followed by a value".into(), tag + at),
+                A::UnquotedValue(at) => (
+                    "an attribute value must be enclosed in `\"` or `'`".into(),
+                    tag + at,
+                ),
+                A::ExpectedQuote(at, q) => (
+                    format!(
+                        "missing closing quote `{}` in an attribute value",
+                        q as char
+                    ),
+                    tag + at,
+                ),
+                A::Duplicated(at, _) => ("duplicated attribute".into(), tag + at),
+            })?;
             let key = String::from_utf8_lossy(attr.key.as_ref());
             if !is_name(&key) {
-                return Err(format!("attribute name `{key}` {NOT_A_NAME}"));
+                return Err((
+                    format!("attribute name `{key}` {NOT_A_NAME}"),
+                    offset(attr.key.as_ref()),
+                ));
             }
-            let raw = within(text, &attr.value).ok_or("unreadable attribute value")?;
-            let value = attribute_value(raw).map_err(|e| format!("attribute `{key}`: {e}"))?;
+            let raw = within(text, &attr.value)
+                .ok_or_else(|| ("unreadable attribute value".to_string(), tag))?;
+            let value = attribute_value(raw).map_err(|(m, at)| {
+                (
+                    format!("attribute `{key}`: {m}"),
+                    offset(raw.as_bytes()) + at,
+                )
+            })?;
             take_attribute(attributes, attr.key.as_ref(), value, s);
         }
         Ok(())
@@ -379,6 +425,32 @@ impl XmlDecoder {
                 }
             }
         }
+    }
+}
+
+/// Why a record cannot be read, and where: `at` is the byte offset in the record.
+#[derive(Debug, PartialEq, Eq)]
+struct Refusal {
+    rule: &'static str,
+    message: String,
+    at: usize,
+}
+
+impl Refusal {
+    /// The reject reason: the message and the place in the file, as an editor counts it
+    /// (line of the file, column in characters from 1), for the record `raw` starting on
+    /// `line`.
+    fn reason(&self, raw: &[u8], line: u64) -> String {
+        let before = &raw[..self.at.min(raw.len())];
+        let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+        let in_line = &before[line_start..];
+        // Characters, not bytes: UTF-8 continuation bytes are not counted.
+        let column = in_line.iter().filter(|&&b| b & 0xC0 != 0x80).count() + 1;
+        format!(
+            "{} at line {} column {column}",
+            self.message,
+            line + count_lf(before)
+        )
     }
 }
 
@@ -689,13 +761,13 @@ impl Decoder for XmlDecoder {
                     raw,
                     values: &scratch.values,
                 })),
-                Err((rule, reason)) => each(Decoded::Bad(BadRecord {
+                Err(refusal) => each(Decoded::Bad(BadRecord {
                     number,
                     line,
                     raw,
                     field: None,
-                    rule,
-                    reason,
+                    rule: refusal.rule,
+                    reason: refusal.reason(raw, line),
                 })),
             }
             number += 1;
@@ -879,20 +951,23 @@ mod tests {
             bad,
             vec!["xml", "xml", "xml", "xml", "xml", "utf8", "ok", "xml"]
         );
+        // Each reason names the record's line in the file and the column in that line.
+        let reasons: Vec<_> = out
+            .iter()
+            .filter(|o| matches!(o, Out::Bad { .. }))
+            .map(|o| o.bad().1)
+            .collect();
         assert_eq!(
-            out[0].bad().1,
-            "end tag `</rec>` does not match start tag `<a>`"
-        );
-        assert!(out[1].bad().1.contains("bogus"), "{:?}", out[1]);
-        assert!(out[2].bad().1.contains("duplicated"), "{:?}", out[2]);
-        assert_eq!(out[3].bad().1, "character U+0000 is not allowed in XML");
-        assert_eq!(
-            out[4].bad().1,
-            "character reference to U+0001, which XML does not allow"
-        );
-        assert_eq!(
-            out[7].bad().1,
-            "the record element is not closed before the root end tag"
+            reasons,
+            vec![
+                "end tag `</rec>` does not match start tag `<a>` at line 2 column 9",
+                "unrecognized entity `&bogus;` (only &amp; &lt; &gt; &quot; &apos; and character references are defined) at line 3 column 9",
+                "duplicated attribute at line 4 column 12",
+                "character U+0000 is not allowed in XML at line 5 column 10",
+                "character reference to U+0001, which XML does not allow at line 6 column 9",
+                "invalid UTF-8 at line 7 column 9",
+                "the record element is not closed before the root end tag at line 10 column 1",
+            ]
         );
         assert_eq!(out[7].number_line(), (8, 9));
     }

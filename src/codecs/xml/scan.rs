@@ -305,14 +305,35 @@ pub(super) fn within<'d>(whole: &'d str, part: &[u8]) -> Option<&'d str> {
 /// Unescapes predefined entities and character references; anything else is an error, as
 /// is a reference to a character XML cannot hold.
 pub(super) fn unescape(s: &str) -> Result<Cow<'_, str>, String> {
+    unescape_at(s).map_err(|(m, _)| m)
+}
+
+/// [`unescape`], with the byte offset in `s` of the reference that is wrong.
+pub(super) fn unescape_at(s: &str) -> Result<Cow<'_, str>, (String, usize)> {
+    use quick_xml::escape::EscapeError as E;
     if !s.contains('&') {
         return Ok(Cow::Borrowed(s));
     }
-    let v = quick_xml::escape::unescape(s).map_err(|e| e.to_string())?;
+    // quick-xml's messages give ranges within `s`; the reject names the record's line and
+    // column instead, so they are worded here without them.
+    let v = quick_xml::escape::unescape(s).map_err(|e| match e {
+        E::UnrecognizedEntity(at, name) => (
+            format!("unrecognized entity `&{name};` (only &amp; &lt; &gt; &quot; &apos; and character references are defined)"),
+            at.start.saturating_sub(1),
+        ),
+        E::UnterminatedEntity(at) => (
+            "`&` without `;` after it: write `&amp;` for `&`".into(),
+            at.start,
+        ),
+        other => (other.to_string(), s.find('&').unwrap_or(0)),
+    })?;
     if let Some(c) = forbidden_char(&v) {
-        return Err(format!(
-            "character reference to U+{:04X}, which XML does not allow",
-            c as u32
+        return Err((
+            format!(
+                "character reference to U+{:04X}, which XML does not allow",
+                c as u32
+            ),
+            s.find("&#").unwrap_or(0),
         ));
     }
     Ok(v)
@@ -359,34 +380,46 @@ pub(super) fn text_value(t: &str, cr: bool) -> Result<Cow<'_, str>, String> {
 
 /// Checks a piece of character data as written: `]]>` may not appear in it (XML 1.0 section
 /// 2.4) and every reference must be one XML defines.
-pub(super) fn check_text(t: &str) -> Result<(), String> {
+/// The error comes with the byte offset in `t` where the problem starts.
+pub(super) fn check_text(t: &str) -> Result<(), (String, usize)> {
     let b = t.as_bytes();
     let mut from = 0;
     // `>` is rare in text: look for it a word at a time, then at the two bytes before.
     while let Some(i) = crate::codecs::find_byte(b'>', &b[from..]) {
         let gt = from + i;
         if b[..gt].ends_with(b"]]") {
-            return Err("`]]>` in text, where XML does not allow it: write `]]&gt;`".into());
+            return Err((
+                "`]]>` in text, where XML does not allow it: write `]]&gt;`".into(),
+                gt - 2,
+            ));
         }
         from = gt + 1;
     }
-    unescape(t).map(|_| ())
+    unescape_at(t).map(|_| ())
 }
 
 /// An attribute value as written between its quotes, read as XML 1.0 reads a CDATA attribute
 /// (section 3.3.3): each literal tab, LF and CR becomes a space, a CR LF one space (it is one
 /// line end after section 2.11), then entities and character references are unescaped (so
 /// `&#9;` and `&#10;` stay a tab and a LF). A `<` is an error.
-pub(super) fn attribute_value(raw: &str) -> Result<Cow<'_, str>, String> {
+/// The error comes with the byte offset in `raw` where the problem starts.
+pub(super) fn attribute_value(raw: &str) -> Result<Cow<'_, str>, (String, usize)> {
     // Most values hold none of these: checked a word at a time, and borrowed as written.
     if !crate::codecs::contains_any(raw.as_bytes(), [b'\t', b'\n', b'\r', b'<']) {
-        return unescape(raw);
+        return unescape_at(raw);
     }
-    if raw.contains('<') {
-        return Err("`<` in the value, where XML does not allow it: write `&lt;`".into());
+    if let Some(lt) = raw.find('<') {
+        return Err((
+            "`<` in the value, where XML does not allow it: write `&lt;`".into(),
+            lt,
+        ));
     }
     let spaced = raw.replace("\r\n", " ").replace(['\t', '\n', '\r'], " ");
-    unescape(&spaced).map(|v| Cow::Owned(v.into_owned()))
+    // A CR LF read as one space shifts what follows it by a byte: then the value's start.
+    let shifted = spaced.len() != raw.len();
+    unescape_at(&spaced)
+        .map(|v| Cow::Owned(v.into_owned()))
+        .map_err(|(m, at)| (m, if shifted { 0 } else { at }))
 }
 
 /// Whether attribute `key` (as written) declares a namespace (`xmlns`, `xmlns:p`): such a
