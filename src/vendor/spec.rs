@@ -297,6 +297,17 @@ fn field_locator(
                 }
                 _ => None,
             };
+            if let Some(a) = attribute
+                .as_deref()
+                .filter(|a| *a == "xmlns" || a.starts_with("xmlns:"))
+            {
+                return Err(cfg.at(
+                    &fat.key("source"),
+                    format!(
+                        "`@{a}` is a namespace declaration, never an attribute a field can read"
+                    ),
+                ));
+            }
             if parts.iter().any(|p| p.is_empty()) || attribute.as_deref() == Some("") {
                 return Err(cfg.at(
                     &fat.key("source"),

@@ -23,8 +23,8 @@
 //! - Each record is then parsed in full: mismatched tags, malformed attributes, element and
 //!   attribute names that are not XML names (`<1a/>`), `<` in an attribute value, `]]>` in
 //!   text, undefined entities, forbidden characters (NUL and other C0 controls), a DOCTYPE or
-//!   a record not closed before the root end tag reject it (rule `xml`, with the reason);
-//!   invalid UTF-8 is rule `utf8`. A record's line is the line of its start tag. A record of
+//!   a record not closed before the root end tag reject it (rule `xml`, with the reason and
+//!   the line and column in the file where the problem is); invalid UTF-8 is rule `utf8`. A record's line is the line of its start tag. A record of
 //!   the usual shape (elements, quoted attributes and text, nothing else) is read by a plain
 //!   scan; any other, and any record the scan finds wrong, by quick-xml, which reads the same
 //!   values from the records the scan accepts (a property test holds the two to that) and
