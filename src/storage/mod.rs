@@ -851,6 +851,19 @@ mod tests {
     }
 
     #[test]
+    fn file_types_come_from_the_type_bits() {
+        // A link's type bits (0o120000) contain a regular file's (0o100000) and a character
+        // device's: only the whole field tells them apart.
+        assert_eq!(special_kind(0o120777), "a symbolic link");
+        assert_eq!(special_kind(0o100644), "a regular file");
+        assert_eq!(special_kind(0o140755), "a socket");
+        assert_eq!(special_kind(0o010644), "a fifo");
+        assert_eq!(special_kind(0o060600), "a block device");
+        assert_eq!(special_kind(0o040755), "a folder");
+        assert_ne!(0o120777 & TYPE_BITS, 0o100000);
+    }
+
+    #[test]
     fn credentials_never_show() {
         assert_eq!(
             redact_url("sftp://user:secret@host:22/x"),

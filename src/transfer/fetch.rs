@@ -354,11 +354,14 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             // A copy that is not the listed size is looked at again: a file that changed since
             // it was listed is still being written; one that still lists the same is not what
             // the server says it is.
-            let still = match &result {
-                Ok(t) if t.bytes == c.entry.size => None,
-                _ => req.source.head(&c.read).await.ok().flatten(),
-            }
-            .is_some_and(|e| e.size == c.entry.size && e.modified == c.entry.modified);
+            let again = match &result {
+                Ok(t) if t.bytes != c.entry.size => true,
+                Err(StorageError::Oversize { .. }) => true,
+                _ => false,
+            };
+            let still = again
+                && (req.source.head(&c.read).await.ok().flatten())
+                    .is_some_and(|e| e.size == c.entry.size && e.modified == c.entry.modified);
             bar.inc(c.entry.size);
             (c, url, staged, result, still)
         }

@@ -1074,6 +1074,10 @@ fn hostile_vendor(id: &str) -> String {
     )
 }
 
+/// Each way of misbehaving of `tests/servers/hostile_sftp.py`, fetched beside an honest
+/// vendor: the documented exit code (docs/transfer.md), the honest files staged, nothing of the
+/// others, nothing written anywhere else. Permission denied comes from this server: the tests
+/// run as root, whom OpenSSH lets read even a mode-000 folder.
 #[test]
 fn a_hostile_sftp_server_cannot_fill_the_disk_or_write_outside_staging() {
     let Some(server) = Hostile::start() else {
