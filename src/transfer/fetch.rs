@@ -126,7 +126,9 @@ async fn list_day(
                 }
                 continue;
             }
-            _ if in_layout.is_none() => continue,
+            // A link or special file where a folder of a configured vendor would be (a
+            // vendor's folder that is a link) is named too: the files behind it are not seen.
+            _ if in_layout.is_none() && !day.folder_may_hold(&o.name, configured) => continue,
             OtherKind::Special(what) => format!("{what}, not a regular file"),
             OtherKind::Link(target) => {
                 let folder = day.vendor_folder(&o.name).unwrap_or_default();

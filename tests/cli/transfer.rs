@@ -1159,3 +1159,33 @@ fn a_hostile_sftp_server_cannot_fill_the_disk_or_write_outside_staging() {
         );
     }
 }
+
+#[test]
+fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
+    let d = Dir::new();
+    generate_day(&d, "4", "500", "2", "5");
+    let vendors = vendor_ids(&d);
+    let folder = d.path(&format!("day/inbound/{DATE}/{}", vendors[1]));
+    std::fs::rename(&folder, d.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(d.path("elsewhere"), &folder).unwrap();
+    let base = d.read("day/batchwin.toml");
+    for setting in ["skip", "follow-inside"] {
+        let cfg = base.replacen(
+            "[[vendor]]",
+            &format!("[transfer]\nsymlinks = \"{setting}\"\n\n[[vendor]]"),
+            1,
+        );
+        d.write("day/batchwin.toml", cfg);
+        let o = d.cmd().args(fetch_args("day", &[])).assert().code(0);
+        assert!(
+            stderr(&o).contains(&format!("/{}: skipped: a symbolic link", vendors[1])),
+            "{setting}: {}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains("1 skipped"), "{}", stdout(&o));
+        assert!(
+            !d.path(&format!("staging/{DATE}/{}", vendors[1])).exists(),
+            "{setting}: nothing of the linked folder"
+        );
+    }
+}
