@@ -250,7 +250,7 @@ async fn discover(
                         && r.source_modified.as_deref() == Some(&rfc3339(&c.entry.modified))
                 })
     };
-    if req.settings.settle.is_zero() || !candidates.iter().any(|c| needs_settle(c)) {
+    if req.settings.settle.is_zero() || !candidates.iter().any(&needs_settle) {
         return Ok(candidates);
     }
     tracing::info!(
