@@ -80,10 +80,26 @@ pub struct TransferConfig {
     pub ssh_key: Option<PathBuf>,
     /// known_hosts file that SFTP servers' host keys must be in (relative to this file).
     pub known_hosts: Option<PathBuf>,
+    /// What `fetch` does with a symbolic link in a vendor's folder: default `"skip"`.
+    #[serde(default)]
+    pub symlinks: Symlinks,
     /// object_store settings, e.g. `aws_endpoint`, `aws_region`, `azure_storage_use_emulator`.
     /// Secrets belong in the environment (`AWS_SECRET_ACCESS_KEY`, ...), not here.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// `[transfer] symlinks`: symbolic links in a vendor's folder (SFTP servers, local folders;
+/// object stores have none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Symlinks {
+    /// Not fetched; each is named in a warning.
+    #[default]
+    Skip,
+    /// Followed when the file it resolves to is inside the vendor's own folder: fetched under
+    /// the link's name with the target's size and bytes. Any other link is skipped as above.
+    FollowInside,
 }
 
 /// `[windows.NAME]`: a batch window that `run` executes.

@@ -8,7 +8,7 @@ use clap::Args;
 use super::transfer::TransferArgs;
 use crate::exit::{ExitStatus, Failure};
 use crate::printer::{self, GlobalArgs};
-use crate::storage::{StorageError, Store};
+use crate::storage::Store;
 use crate::transfer::fetch::{FetchRequest, fetch};
 use crate::transfer::runtime;
 
@@ -62,11 +62,12 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
     });
     let o = match outcome {
         Ok(o) => o,
-        Err(e @ StorageError::Transient { .. }) => return Err(Failure::retryable(e)),
-        Err(e @ (StorageError::BadUrl { .. } | StorageError::UnsafeName { .. })) => {
-            return Err(Failure::usage(e));
+        Err(e) => {
+            return Err(Failure {
+                status: e.exit_status(),
+                error: e.into(),
+            });
         }
-        Err(e) => return Err(Failure::data(e)),
     };
     for (name, why) in &o.unsafe_names {
         tracing::error!("refused remote name {name}: {why}");
@@ -75,7 +76,7 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
         let bytes: u64 = o.fetched.iter().map(|r| r.bytes).sum();
         println!(
             "fetch      {date}: {} files staged ({:.1} MB), {} already staged, {} changed and staged again, \
-             {} still being uploaded, {} of unknown vendors, {} refused names, {} failed; manifest `{}`: {} files",
+             {} still being uploaded, {} of unknown vendors, {} refused names, {} skipped, {} failed; manifest `{}`: {} files",
             o.fetched.len(),
             bytes as f64 / 1e6,
             o.unchanged,
@@ -83,13 +84,19 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
             o.waiting.len(),
             o.unknown.len(),
             o.unsafe_names.len(),
+            o.skipped.len(),
             o.failed.len(),
             a.manifest.display(),
             o.manifest_rows
         );
     }
-    if o.failed.iter().any(|(_, e)| e.is_transient()) {
-        return Ok(ExitStatus::Retryable);
+    // A refused host key before a transient failure: running again cannot help until the
+    // configuration changes.
+    let statuses: Vec<ExitStatus> = o.failed.iter().map(|(_, e)| e.exit_status()).collect();
+    for worst in [ExitStatus::Usage, ExitStatus::Retryable] {
+        if statuses.contains(&worst) {
+            return Ok(worst);
+        }
     }
     if !o.failed.is_empty() || !o.unsafe_names.is_empty() {
         return Ok(ExitStatus::DataFailure);

@@ -73,7 +73,10 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
     });
     let (status, outcome) = match result {
         Ok(o) => {
-            let s = if o.transient {
+            // A refused host key first: running again cannot help until it is dealt with.
+            let s = if o.host_key_refused {
+                ExitStatus::Usage
+            } else if o.transient {
                 ExitStatus::Retryable
             } else if !o.refused.is_empty() || !o.failed.is_empty() || !o.not_ready.is_empty() {
                 ExitStatus::DataFailure
@@ -82,19 +85,11 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
             };
             (s, Ok(o))
         }
-        Err(e) => {
-            let transient = e
-                .downcast_ref::<crate::storage::StorageError>()
-                .is_some_and(|s| s.is_transient());
-            (
-                if transient {
-                    ExitStatus::Retryable
-                } else {
-                    ExitStatus::DataFailure
-                },
-                Err(e),
-            )
-        }
+        Err(e) => (
+            e.downcast_ref::<crate::storage::StorageError>()
+                .map_or(ExitStatus::DataFailure, |s| s.exit_status()),
+            Err(e),
+        ),
     };
     if let Ok(l) = Ledger::open(&ledger_path) {
         let _ = l.end_run(&run, status.code() as i32);

@@ -15,6 +15,12 @@
 //!
 //! Names inside a store are relative, `/`-separated, and checked by [`safe_name`]: no `..`, no
 //! absolute paths, no control characters. A name that fails the check is never sent anywhere.
+//!
+//! A listing ([`Store::list_all`]) holds regular files only; everything else it met is named in
+//! [`Listing::others`]: symbolic links (with where they lead, when asked), fifos, sockets and
+//! devices, folders the server would not list, names that are not safe. File types come from
+//! the type bits of the mode (`mode & 0o170000`): a link's bits (0o120000) contain a regular
+//! file's (0o100000), so testing single bits calls links files. Object stores have no links.
 
 mod object;
 mod sftp;
@@ -48,6 +54,30 @@ pub enum StorageError {
     HostKey { store: String, message: String },
     #[error("local file `{path}` is not what it should be: {reason}; nothing was delivered")]
     Changed { path: String, reason: String },
+    #[error(
+        "`{store}`: `{name}` sent more than the {listed} bytes it was listed with (and still \
+         has); refused, nothing of it was kept"
+    )]
+    Oversize {
+        store: String,
+        name: String,
+        listed: u64,
+    },
+    #[error("`{store}`: `{name}` is not a regular file ({what}); a permanent error, not retried")]
+    NotAFile {
+        store: String,
+        name: String,
+        what: String,
+    },
+    #[error(
+        "the day's files need {needed} bytes but `{path}` has {available} bytes free; nothing \
+         was copied. Free some space (or stage elsewhere) and run fetch again"
+    )]
+    NoRoom {
+        path: String,
+        needed: u64,
+        available: u64,
+    },
     #[error("local file `{path}`: {source}")]
     Local {
         path: String,
@@ -60,6 +90,19 @@ impl StorageError {
     /// Whether running the same operation again may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, StorageError::Transient { .. })
+    }
+    /// How a command that this error stops ends: 3 only when running it again may help (the
+    /// network, a timeout, a server error); 2 for what the configuration must fix (a location
+    /// that cannot be used, a refused host key); 1 for the rest, which is permanent.
+    pub fn exit_status(&self) -> crate::exit::ExitStatus {
+        use crate::exit::ExitStatus;
+        match self {
+            StorageError::Transient { .. } => ExitStatus::Retryable,
+            StorageError::BadUrl { .. }
+            | StorageError::UnsafeName { .. }
+            | StorageError::HostKey { .. } => ExitStatus::Usage,
+            _ => ExitStatus::DataFailure,
+        }
     }
     pub(crate) fn local(path: &FsPath, source: std::io::Error) -> StorageError {
         StorageError::Local {
@@ -133,6 +176,70 @@ pub struct Entry {
     pub name: String,
     pub size: u64,
     pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// A listing: the regular files, and what else was found (and not listed as a file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub files: Vec<Entry>,
+    pub others: Vec<Other>,
+}
+
+/// Something a listing found that is not a regular file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Other {
+    /// Name relative to the store's root (as the server gave it: may be unsafe).
+    pub name: String,
+    pub kind: OtherKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtherKind {
+    /// A symbolic link, and where it leads when links were resolved.
+    Link(LinkTarget),
+    /// A fifo, socket or device ("a fifo", ...): never read.
+    Special(&'static str),
+    /// A folder that could not be listed (permission denied): its files were not seen.
+    Unreadable(String),
+    /// A name that is not safe ([`safe_name`]): never read.
+    Unsafe(String),
+}
+
+/// Where a symbolic link leads, as the server resolves it (SFTP `realpath`, `canonicalize`
+/// on local folders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkTarget {
+    /// Not looked at (links were not to be followed).
+    NotResolved,
+    /// It cannot be resolved: it leads nowhere, or round in a loop.
+    Broken(String),
+    /// Out of the store's root (the absolute path it leads to).
+    Outside(String),
+    /// To a folder (its name relative to the root): never followed.
+    Folder(String),
+    /// To something that is not a regular file (its name, what it is).
+    Special(String, &'static str),
+    /// To a regular file: its name relative to the root, and its size and time (listed under
+    /// the link's name).
+    File { target: String, entry: Entry },
+}
+
+/// The type bits of a mode: what a file is.
+pub(crate) const TYPE_BITS: u32 = 0o170000;
+
+/// What the type bits of a mode say, in words, for a mode that is not a folder, a regular file
+/// or a link.
+pub(crate) fn special_kind(mode: u32) -> &'static str {
+    match mode & TYPE_BITS {
+        0o010000 => "a fifo",
+        0o140000 => "a socket",
+        0o020000 => "a character device",
+        0o060000 => "a block device",
+        0o040000 => "a folder",
+        0o100000 => "a regular file",
+        0o120000 => "a symbolic link",
+        _ => "an entry of unknown type",
+    }
 }
 
 /// What a finished transfer moved.
@@ -326,20 +433,32 @@ impl Store {
         }
     }
 
-    /// Every file below `prefix` ("" for all), names relative to the root, sorted by name.
+    /// Every regular file below `prefix` ("" for all), names relative to the root, sorted by
+    /// name. Links, special files and unreadable folders are left out (see [`Store::list_all`]).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+        Ok(self.list_all(prefix, false).await?.files)
+    }
+
+    /// Every regular file below `prefix`, and what else is there ([`Listing::others`]): with
+    /// `resolve_links`, where each symbolic link leads. Links are never descended into.
+    pub async fn list_all(
+        &self,
+        prefix: &str,
+        resolve_links: bool,
+    ) -> Result<Listing, StorageError> {
         if !prefix.is_empty() {
             safe_name(prefix.trim_end_matches('/'))?;
         }
         let mut out = self
             .retrying("listing", || async move {
                 match &self.backend {
-                    Backend::Object(o) => o.list(prefix).await,
-                    Backend::Sftp(s) => s.list(prefix).await,
+                    Backend::Object(o) => o.list(prefix, resolve_links).await,
+                    Backend::Sftp(s) => s.list(prefix, resolve_links).await,
                 }
             })
             .await?;
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.files.sort_by(|a, b| a.name.cmp(&b.name));
+        out.others.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -391,6 +510,19 @@ impl Store {
     /// Downloads a file to a local path, streaming and hashing as it goes; written under a
     /// temporary name beside `local` and renamed when complete, so `local` is never partial.
     pub async fn get_file(&self, name: &str, local: &FsPath) -> Result<Transferred, StorageError> {
+        self.get_file_capped(name, local, None).await
+    }
+
+    /// [`Store::get_file`] of at most `max` bytes: a source that sends more is refused
+    /// ([`StorageError::Oversize`]) as soon as it does, and nothing of it is kept, so a server
+    /// that never stops sending cannot fill the disk. Folders, links and special files are
+    /// refused before anything is read ([`StorageError::NotAFile`]).
+    pub async fn get_file_capped(
+        &self,
+        name: &str,
+        local: &FsPath,
+        max: Option<u64>,
+    ) -> Result<Transferred, StorageError> {
         safe_name(name)?;
         if let Some(dir) = local.parent() {
             tokio::fs::create_dir_all(dir)
@@ -408,7 +540,7 @@ impl Store {
                     // several files are computed on several cores at once.
                     let to = tmp_ref.to_path_buf();
                     return tokio::task::spawn_blocking(move || {
-                        object::copy_local(&from, Some(&to))
+                        object::copy_local_file(&from, &to, max)
                     })
                     .await
                     .map_err(|e| StorageError::Failed {
@@ -425,11 +557,13 @@ impl Store {
                                 name: name.to_string(),
                             }
                         }
-                        e => e,
+                        e => self.named(name, e),
                     });
                 }
-                let mut sink = FileSink::create(tmp_ref).await?;
-                self.get_into(name, &mut sink).await?;
+                let mut sink = FileSink::create(tmp_ref, max).await?;
+                self.get_into(name, &mut sink)
+                    .await
+                    .map_err(|e| self.named(name, e))?;
                 sink.finish().await
             })
             .await;
@@ -444,6 +578,23 @@ impl Store {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Puts this store and `name` into the errors a sink or a local copy raises without them.
+    fn named(&self, name: &str, e: StorageError) -> StorageError {
+        match e {
+            StorageError::Oversize { listed, .. } => StorageError::Oversize {
+                store: self.display.clone(),
+                name: name.to_string(),
+                listed,
+            },
+            StorageError::NotAFile { what, .. } => StorageError::NotAFile {
+                store: self.display.clone(),
+                name: name.to_string(),
+                what,
+            },
+            e => e,
         }
     }
 
@@ -521,10 +672,12 @@ struct FileSink {
     file: tokio::io::BufWriter<tokio::fs::File>,
     sha: Sha256,
     bytes: u64,
+    /// Bytes beyond this are refused, and never written.
+    max: Option<u64>,
 }
 
 impl FileSink {
-    async fn create(path: &FsPath) -> Result<FileSink, StorageError> {
+    async fn create(path: &FsPath, max: Option<u64>) -> Result<FileSink, StorageError> {
         let file = tokio::fs::File::create(path)
             .await
             .map_err(|e| StorageError::local(path, e))?;
@@ -533,6 +686,7 @@ impl FileSink {
             file: tokio::io::BufWriter::with_capacity(STREAM_BUF, file),
             sha: Sha256::new(),
             bytes: 0,
+            max,
         })
     }
     async fn finish(mut self) -> Result<Transferred, StorageError> {
@@ -550,12 +704,26 @@ impl FileSink {
 impl Sink for FileSink {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
+        if let Some(max) = self.max
+            && self.bytes + chunk.len() as u64 > max
+        {
+            return Err(oversize(max));
+        }
         self.sha.update(chunk);
         self.bytes += chunk.len() as u64;
         self.file
             .write_all(chunk)
             .await
             .map_err(|e| StorageError::local(&self.path, e))
+    }
+}
+
+/// [`StorageError::Oversize`] without its store and name, which [`Store::named`] fills in.
+pub(crate) fn oversize(listed: u64) -> StorageError {
+    StorageError::Oversize {
+        store: String::new(),
+        name: String::new(),
+        listed,
     }
 }
 
@@ -680,6 +848,19 @@ mod tests {
         ] {
             assert!(safe_name(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn file_types_come_from_the_type_bits() {
+        // A link's type bits (0o120000) contain a regular file's (0o100000) and a character
+        // device's: only the whole field tells them apart.
+        assert_eq!(special_kind(0o120777), "a symbolic link");
+        assert_eq!(special_kind(0o100644), "a regular file");
+        assert_eq!(special_kind(0o140755), "a socket");
+        assert_eq!(special_kind(0o010644), "a fifo");
+        assert_eq!(special_kind(0o060600), "a block device");
+        assert_eq!(special_kind(0o040755), "a folder");
+        assert_ne!(0o120777 & TYPE_BITS, 0o100000);
     }
 
     #[test]

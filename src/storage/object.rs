@@ -1,6 +1,6 @@
 //! Local folders and object stores (S3, Azure Blob, GCS) through the `object_store` crate.
 
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -10,8 +10,8 @@ use object_store::{
 };
 
 use super::{
-    Entry, ExpectedContent, HashingReader, MULTIPART_BYTES, Sink, StorageError, StoreOptions,
-    Transferred,
+    Entry, ExpectedContent, HashingReader, LinkTarget, Listing, MULTIPART_BYTES, Other, OtherKind,
+    Sink, StorageError, StoreOptions, Transferred,
 };
 
 pub(super) struct ObjectBackend {
@@ -21,11 +21,15 @@ pub(super) struct ObjectBackend {
     /// The store itself when it is a local folder, which knows the file behind a name (see
     /// [`Self::local_file`]): transfers to and from it do not go through object_store.
     local_fs: Option<Arc<object_store::local::LocalFileSystem>>,
+    /// The folder of a local store, every link in its path resolved: listed by
+    /// [`list_local`], which sees links and special files, unlike object_store.
+    local_root: Option<PathBuf>,
 }
 
 impl ObjectBackend {
     pub fn local(path: &FsPath, display: &str) -> Result<ObjectBackend, StorageError> {
         std::fs::create_dir_all(path).map_err(|e| StorageError::local(path, e))?;
+        let real = std::fs::canonicalize(path).map_err(|e| StorageError::local(path, e))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(path).map_err(|e| {
             StorageError::BadUrl {
                 url: display.to_string(),
@@ -41,6 +45,7 @@ impl ObjectBackend {
             root: Path::default(),
             display: display.to_string(),
             local_fs: Some(fs),
+            local_root: Some(real),
         })
     }
 
@@ -126,6 +131,7 @@ impl ObjectBackend {
             root,
             display: display.to_string(),
             local_fs: None,
+            local_root: None,
         })
     }
 
@@ -161,7 +167,25 @@ impl ObjectBackend {
         }
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+    /// Object stores hold objects only: no links, no special files, so `others` stays empty
+    /// there. Local folders are walked here ([`list_local`]).
+    pub async fn list(&self, prefix: &str, resolve_links: bool) -> Result<Listing, StorageError> {
+        if let Some(root) = &self.local_root {
+            let (root, prefix) = (root.clone(), prefix.trim_end_matches('/').to_string());
+            return tokio::task::spawn_blocking(move || list_local(&root, &prefix, resolve_links))
+                .await
+                .map_err(|e| StorageError::Failed {
+                    store: self.display.clone(),
+                    message: format!("the listing stopped: {e}"),
+                })?;
+        }
+        Ok(Listing {
+            files: self.list_objects(prefix).await?,
+            others: Vec::new(),
+        })
+    }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
         let base = if prefix.is_empty() {
             self.root.clone()
         } else {
@@ -338,6 +362,128 @@ impl ObjectBackend {
     }
 }
 
+/// Lists a local folder below `root` (a path with its links resolved) the way SFTP folders are
+/// listed: regular files, and the rest named in `others`. Links are looked at with `lstat`,
+/// never walked into; with `resolve_links`, each is resolved (`canonicalize`, which follows
+/// every link in the chain) and its target described. Hidden temporaries of uploads in
+/// progress are regular files like any other: the layout and [`crate::transfer`] skip them.
+fn list_local(root: &FsPath, prefix: &str, resolve_links: bool) -> Result<Listing, StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Listing::default();
+    let mut stack = vec![prefix.to_string()];
+    let join = |rel: &str, file: &str| {
+        if rel.is_empty() {
+            file.to_string()
+        } else {
+            format!("{rel}/{file}")
+        }
+    };
+    while let Some(rel) = stack.pop() {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
+        let read = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            // A folder that does not exist lists as empty, as on object stores.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && rel != prefix => {
+                out.others.push(Other {
+                    name: rel.clone(),
+                    kind: OtherKind::Unreadable(e.to_string()),
+                });
+                continue;
+            }
+            Err(e) => return Err(StorageError::local(&dir, e)),
+        };
+        for entry in read {
+            let entry = entry.map_err(|e| StorageError::local(&dir, e))?;
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else {
+                out.others.push(Other {
+                    name: join(&rel, &file.to_string_lossy()),
+                    kind: OtherKind::Unsafe("the name is not UTF-8".into()),
+                });
+                continue;
+            };
+            let name = join(&rel, file);
+            if let Err(e) = super::safe_name(&name) {
+                out.others.push(Other {
+                    name,
+                    kind: OtherKind::Unsafe(e.to_string()),
+                });
+                continue;
+            }
+            let path = entry.path();
+            let meta =
+                std::fs::symlink_metadata(&path).map_err(|e| StorageError::local(&path, e))?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                stack.push(name);
+            } else if kind.is_file() {
+                out.files.push(local_entry(name, &meta));
+            } else if kind.is_symlink() {
+                let target = if resolve_links {
+                    resolve_local(root, &path, &name)
+                } else {
+                    LinkTarget::NotResolved
+                };
+                out.others.push(Other {
+                    name,
+                    kind: OtherKind::Link(target),
+                });
+            } else {
+                out.others.push(Other {
+                    name,
+                    kind: OtherKind::Special(super::special_kind(meta.mode())),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn local_entry(name: String, meta: &std::fs::Metadata) -> Entry {
+    Entry {
+        name,
+        size: meta.len(),
+        modified: meta
+            .modified()
+            .map(chrono::DateTime::<chrono::Utc>::from)
+            .unwrap_or_default(),
+    }
+}
+
+/// Where the link at `path` (named `name`) leads, relative to `root`.
+fn resolve_local(root: &FsPath, path: &FsPath, name: &str) -> LinkTarget {
+    let real = match std::fs::canonicalize(path) {
+        Ok(r) => r,
+        Err(e) => return LinkTarget::Broken(e.to_string()),
+    };
+    let Some(rel) = real
+        .strip_prefix(root)
+        .ok()
+        .and_then(|r| r.to_str())
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+    else {
+        return LinkTarget::Outside(real.display().to_string());
+    };
+    match std::fs::metadata(&real) {
+        Err(e) => LinkTarget::Broken(e.to_string()),
+        Ok(m) if m.is_dir() => LinkTarget::Folder(rel),
+        Ok(m) if m.is_file() => LinkTarget::File {
+            target: rel,
+            entry: local_entry(name.to_string(), &m),
+        },
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            LinkTarget::Special(rel, super::special_kind(m.mode()))
+        }
+    }
+}
+
 /// An error and its causes on one line.
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -353,12 +499,51 @@ fn one_line(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A download from a local folder: `from` copied to `to` ([`copy_local`]), at most `max` bytes.
+pub(super) fn copy_local_file(
+    from: &FsPath,
+    to: &FsPath,
+    max: Option<u64>,
+) -> Result<Transferred, StorageError> {
+    copy_local(from, Some(to), max)
+}
+
 /// Reads a local file, hashing it, and with `to` copies it there; syncs what it wrote (or, for
-/// a file only read, the file itself: usually already on disk, then cheap).
-pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferred, StorageError> {
+/// a file only read, the file itself: usually already on disk, then cheap). Only a regular file
+/// is read: `from` itself may not be a symbolic link (a name listed as a file and replaced by a
+/// link since is refused, not followed out of the folder), and a fifo or device is refused
+/// before a byte is read (opened without blocking, so a fifo without a writer cannot hang it).
+/// More than `max` bytes are refused ([`super::oversize`]) and never written.
+pub(super) fn copy_local(
+    from: &FsPath,
+    to: Option<&FsPath>,
+    max: Option<u64>,
+) -> Result<Transferred, StorageError> {
     use sha2::Digest;
     use std::io::{Read, Write};
-    let mut src = std::fs::File::open(from).map_err(|e| StorageError::local(from, e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => StorageError::NotAFile {
+                store: String::new(),
+                name: String::new(),
+                what: "a symbolic link".into(),
+            },
+            _ => StorageError::local(from, e),
+        })?;
+    let meta = src.metadata().map_err(|e| StorageError::local(from, e))?;
+    if !meta.is_file() {
+        use std::os::unix::fs::MetadataExt;
+        return Err(StorageError::NotAFile {
+            store: String::new(),
+            name: String::new(),
+            what: super::special_kind(meta.mode()).into(),
+        });
+    }
+    let mut src = src;
     let mut out = match to {
         Some(to) => Some((
             std::fs::File::create(to).map_err(|e| StorageError::local(to, e))?,
@@ -375,6 +560,11 @@ pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferr
             .map_err(|e| StorageError::local(from, e))?;
         if n == 0 {
             break;
+        }
+        if let Some(m) = max
+            && bytes + n as u64 > m
+        {
+            return Err(super::oversize(m));
         }
         sha.update(&buf[..n]);
         if let Some((file, to)) = out.as_mut() {
@@ -432,10 +622,10 @@ fn put_local(
         let read = if std::fs::hard_link(local, &tmp).is_ok() {
             match expected.filter(|e| unchanged_since(&tmp, e)) {
                 Some(e) => e.content.clone(),
-                None => copy_local(&tmp, None)?,
+                None => copy_local(&tmp, None, None)?,
             }
         } else {
-            copy_local(local, Some(&tmp))?
+            copy_local(local, Some(&tmp), None)?
         };
         read.check(local, expected.map(|e| &e.content))?;
         if overwrite {

@@ -13,8 +13,8 @@ use russh_sftp::protocol::{OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    Entry, ExpectedContent, HashingReader, STREAM_BUF, Sink, SshOptions, StorageError,
-    StoreOptions, Transferred,
+    Entry, ExpectedContent, HashingReader, LinkTarget, Listing, Other, OtherKind, STREAM_BUF, Sink,
+    SshOptions, StorageError, StoreOptions, TYPE_BITS, Transferred, safe_name, special_kind,
 };
 
 pub(super) struct SftpBackend {
@@ -330,14 +330,25 @@ impl SftpBackend {
         self.transient(format!("`{name}`: {e}"))
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
-        self.timed(prefix, self.list_untimed(prefix)).await
+    pub async fn list(&self, prefix: &str, resolve_links: bool) -> Result<Listing, StorageError> {
+        self.timed(prefix, self.list_untimed(prefix, resolve_links))
+            .await
     }
 
-    async fn list_untimed(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+    /// Walks the folders below `prefix`. Each entry's type comes from the type bits of its
+    /// mode ([`TYPE_BITS`]); links are never walked into, and resolved with `realpath` when
+    /// `resolve_links`. A folder below `prefix` that the server refuses to list is named in
+    /// `others`, and the rest is listed; `prefix` itself refused is an error.
+    async fn list_untimed(
+        &self,
+        prefix: &str,
+        resolve_links: bool,
+    ) -> Result<Listing, StorageError> {
         let conn = self.conn().await?;
-        let mut out = Vec::new();
-        let mut stack = vec![prefix.trim_end_matches('/').to_string()];
+        let mut out = Listing::default();
+        let top = prefix.trim_end_matches('/').to_string();
+        let mut root_real: Option<String> = None;
+        let mut stack = vec![top.clone()];
         while let Some(rel) = stack.pop() {
             let dir = match conn.sftp.read_dir(self.remote(&rel)).await {
                 Ok(d) => d,
@@ -345,6 +356,18 @@ impl SftpBackend {
                 Err(russh_sftp::client::error::Error::Status(s))
                     if s.status_code == StatusCode::NoSuchFile =>
                 {
+                    continue;
+                }
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == StatusCode::PermissionDenied && rel != top =>
+                {
+                    out.others.push(Other {
+                        name: rel,
+                        kind: OtherKind::Unreadable(format!(
+                            "permission denied: {}",
+                            s.error_message
+                        )),
+                    });
                     continue;
                 }
                 Err(e) => return Err(self.sftp_err(&rel, e)),
@@ -355,23 +378,126 @@ impl SftpBackend {
                     continue;
                 }
                 let name = if rel.is_empty() {
-                    file
+                    file.clone()
                 } else {
                     format!("{rel}/{file}")
                 };
+                // One entry of a folder is one name: a server that sends a `/` in it (or `..`,
+                // or control characters) is not believed.
+                let checked = if file.contains('/') {
+                    Err("a folder entry with a `/` in its name".to_string())
+                } else {
+                    safe_name(&name).map_err(|e| e.to_string())
+                };
+                if let Err(reason) = checked {
+                    out.others.push(Other {
+                        name,
+                        kind: OtherKind::Unsafe(reason),
+                    });
+                    continue;
+                }
                 let meta = entry.metadata();
-                if meta.is_dir() {
-                    stack.push(name);
-                } else if meta.is_regular() {
-                    out.push(Entry {
+                let Some(mode) = meta.permissions else {
+                    out.others.push(Other {
+                        name,
+                        kind: OtherKind::Special("an entry the server gave no type for"),
+                    });
+                    continue;
+                };
+                match mode & TYPE_BITS {
+                    0o040000 => stack.push(name),
+                    0o100000 => out.files.push(Entry {
                         name,
                         size: meta.size.unwrap_or(0),
                         modified: mtime(&meta),
-                    });
+                    }),
+                    0o120000 => {
+                        let target = if resolve_links {
+                            if root_real.is_none() {
+                                root_real = Some(self.realpath(&conn, &self.root_path()).await?);
+                            }
+                            let root = root_real.as_deref().unwrap_or("/");
+                            self.resolve(&conn, root, &name).await?
+                        } else {
+                            LinkTarget::NotResolved
+                        };
+                        out.others.push(Other {
+                            name,
+                            kind: OtherKind::Link(target),
+                        });
+                    }
+                    _ => out.others.push(Other {
+                        name,
+                        kind: OtherKind::Special(special_kind(mode)),
+                    }),
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The root folder as a path the server understands (`/` for an empty root).
+    fn root_path(&self) -> String {
+        if self.root.is_empty() {
+            "/".to_string()
+        } else {
+            self.root.clone()
+        }
+    }
+
+    /// The server's `realpath` of an absolute path.
+    async fn realpath(&self, conn: &Conn, path: &str) -> Result<String, StorageError> {
+        conn.sftp
+            .canonicalize(path.to_string())
+            .await
+            .map_err(|e| self.sftp_err(path, e))
+    }
+
+    /// Where the link `name` leads: the server resolves it (`realpath`, every link of the
+    /// chain), then the target is looked at (`stat`) when it is inside `root_real` (the root's
+    /// own real path). A link the server cannot resolve (it leads nowhere, or in a loop) is
+    /// `Broken`; only a lost session is an error.
+    async fn resolve(
+        &self,
+        conn: &Conn,
+        root_real: &str,
+        name: &str,
+    ) -> Result<LinkTarget, StorageError> {
+        use russh_sftp::client::error::Error as E;
+        let real = match conn.sftp.canonicalize(self.remote(name)).await {
+            Ok(r) => r,
+            Err(E::Status(s)) => return Ok(LinkTarget::Broken(s.error_message.to_string())),
+            Err(e) => return Err(self.sftp_err(name, e)),
+        };
+        let inside = if root_real == "/" {
+            real.strip_prefix('/')
+        } else {
+            real.strip_prefix(root_real)
+                .and_then(|r| r.strip_prefix('/'))
+        };
+        let Some(rel) = inside.filter(|r| safe_name(r).is_ok()) else {
+            return Ok(LinkTarget::Outside(real));
+        };
+        let rel = rel.to_string();
+        match conn.sftp.symlink_metadata(self.remote(&rel)).await {
+            Ok(m) => {
+                let mode = m.permissions.unwrap_or(0);
+                Ok(match mode & TYPE_BITS {
+                    0o040000 => LinkTarget::Folder(rel),
+                    0o100000 => LinkTarget::File {
+                        target: rel,
+                        entry: Entry {
+                            name: name.to_string(),
+                            size: m.size.unwrap_or(0),
+                            modified: mtime(&m),
+                        },
+                    },
+                    _ => LinkTarget::Special(rel, special_kind(mode)),
+                })
+            }
+            Err(E::Status(s)) => Ok(LinkTarget::Broken(s.error_message.to_string())),
+            Err(e) => Err(self.sftp_err(name, e)),
+        }
     }
 
     pub async fn head(&self, name: &str) -> Result<Option<Entry>, StorageError> {
@@ -381,7 +507,7 @@ impl SftpBackend {
     async fn head_untimed(&self, name: &str) -> Result<Option<Entry>, StorageError> {
         let conn = self.conn().await?;
         match conn.sftp.metadata(self.remote(name)).await {
-            Ok(m) if m.is_dir() => Ok(None),
+            Ok(m) if is_folder(&m) => Ok(None),
             Ok(m) => Ok(Some(Entry {
                 name: name.to_string(),
                 size: m.size.unwrap_or(0),
@@ -402,7 +528,7 @@ impl SftpBackend {
         for part in &parts[..parts.len() - 1] {
             dir = format!("{dir}/{part}");
             match conn.sftp.metadata(dir.clone()).await {
-                Ok(m) if m.is_dir() => continue,
+                Ok(m) if is_folder(&m) => continue,
                 Ok(_) => return Err(self.failed(format!("`{dir}` exists and is not a folder"))),
                 Err(_) => {
                     if let Err(e) = conn.sftp.create_dir(dir.clone()).await {
@@ -411,7 +537,7 @@ impl SftpBackend {
                             .sftp
                             .metadata(dir.clone())
                             .await
-                            .is_ok_and(|m| m.is_dir())
+                            .is_ok_and(|m| is_folder(&m))
                         {
                             return Err(self.sftp_err(&dir, e));
                         }
@@ -528,8 +654,28 @@ impl SftpBackend {
         upload
     }
 
+    /// Reads `name` into `sink`, once the server said (`lstat`) that it is a regular file: a
+    /// folder, a link or a fifo is refused as such, a permanent error, instead of failing in
+    /// the middle of a read in a way that looks like a dropped session.
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
         let conn = self.conn().await?;
+        let meta = self
+            .timed(name, async {
+                conn.sftp
+                    .symlink_metadata(self.remote(name))
+                    .await
+                    .map_err(|e| self.sftp_err(name, e))
+            })
+            .await?;
+        if let Some(mode) = meta.permissions
+            && mode & TYPE_BITS != 0o100000
+        {
+            return Err(StorageError::NotAFile {
+                store: self.display.clone(),
+                name: name.to_string(),
+                what: special_kind(mode).to_string(),
+            });
+        }
         let mut f = self
             .timed(name, async {
                 conn.sftp
@@ -589,6 +735,12 @@ impl SftpBackend {
             .await
             .map_err(|e| self.sftp_err(from, e))
     }
+}
+
+/// Whether the type bits say folder (russh-sftp's `is_dir` tests single bits, which a socket's
+/// mode also has).
+fn is_folder(m: &russh_sftp::client::fs::Metadata) -> bool {
+    m.permissions.is_some_and(|p| p & TYPE_BITS == 0o040000)
 }
 
 fn mtime(m: &russh_sftp::client::fs::Metadata) -> chrono::DateTime<chrono::Utc> {

@@ -6,6 +6,13 @@
 //! appended to the manifest as copies finish, so an interrupted fetch keeps what it staged; the
 //! manifest is then rewritten with one row per file. Running fetch again copies nothing that is
 //! already staged unchanged.
+//!
+//! Only regular files are fetched. A symbolic link in a vendor's folder is skipped with a
+//! warning, or with `[transfer] symlinks = "follow-inside"` followed when the file it resolves
+//! to is inside the same vendor's folder (listed and read as that file); fifos, sockets and
+//! devices are skipped with a warning; a folder the server will not list is a failure. Each
+//! copy is capped at the size the file was listed with: a source that sends more is refused
+//! and nothing of it kept. The day must fit on the staging filesystem before a byte is copied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -13,10 +20,10 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
-use super::TransferSettings;
-use crate::config::Config;
+use super::{DayLayout, TransferSettings};
+use crate::config::{Config, Symlinks};
 use crate::plan::manifest::{self, ManifestRow};
-use crate::storage::{Entry, StorageError, Store, safe_name};
+use crate::storage::{Entry, LinkTarget, OtherKind, StorageError, Store, safe_name};
 
 /// What to fetch and where to.
 pub struct FetchRequest<'a> {
@@ -45,6 +52,9 @@ pub struct FetchOutcome {
     pub unknown: Vec<String>,
     /// Names refused as unsafe (traversal, control characters).
     pub unsafe_names: Vec<(String, String)>,
+    /// Entries of vendors' folders that are not fetched: links not followed, fifos, sockets,
+    /// devices (name, why). Each is named in a warning.
+    pub skipped: Vec<(String, String)>,
     /// Files that could not be copied.
     pub failed: Vec<(String, StorageError)>,
     /// Rows in the manifest after this run.
@@ -52,9 +62,114 @@ pub struct FetchOutcome {
 }
 
 struct Candidate {
+    /// As listed: a followed link's name, with its target's size and time.
     entry: Entry,
+    /// The name that is read: the entry's own, or a followed link's target.
+    read: String,
     vendor: usize,
     file: String,
+}
+
+/// A day's listing as fetch sees it: the regular files (and followed links) with the name to
+/// read each from; everything else sorted into `out`.
+struct Found {
+    files: Vec<(Entry, String)>,
+}
+
+/// Lists the day, follows links as `[transfer] symlinks` says, and records in `out` (when
+/// given: the second listing of `settle` records nothing again) what is skipped or refused.
+async fn list_day(
+    req: &FetchRequest<'_>,
+    day: &DayLayout,
+    mut out: Option<&mut FetchOutcome>,
+) -> Result<Found, StorageError> {
+    let follow = req.settings.symlinks == Symlinks::FollowInside;
+    let listing = req.source.list_all(&day.prefix, follow).await?;
+    let mut files: Vec<(Entry, String)> = listing
+        .files
+        .into_iter()
+        .map(|e| {
+            let read = e.name.clone();
+            (e, read)
+        })
+        .collect();
+    for o in listing.others {
+        // Entries outside the layout, of unknown vendors, or still being written are not
+        // data, whatever they are.
+        let configured = |v: &str| req.config.vendor(v).is_some();
+        let in_layout = day
+            .split(&o.name)
+            .filter(|(v, f)| configured(v) && !super::is_partial_name(f));
+        let why = match o.kind {
+            OtherKind::Unsafe(reason) => {
+                if let Some(out) = out.as_deref_mut()
+                    && day.vendor_of(&o.name).is_some_and(configured)
+                {
+                    out.unsafe_names
+                        .push((o.name.escape_debug().to_string(), reason));
+                }
+                continue;
+            }
+            OtherKind::Unreadable(reason) => {
+                if let Some(out) = out.as_deref_mut()
+                    && day.folder_may_hold(&o.name, configured)
+                {
+                    let e = StorageError::Failed {
+                        store: req.source.url().to_string(),
+                        message: format!(
+                            "the folder `{}` cannot be listed ({reason}); its files were not fetched",
+                            o.name.escape_debug()
+                        ),
+                    };
+                    tracing::error!("{e}");
+                    out.failed.push((req.source.url_of(&o.name), e));
+                }
+                continue;
+            }
+            // A link or special file where a folder of a configured vendor would be (a
+            // vendor's folder that is a link) is named too: the files behind it are not seen.
+            _ if in_layout.is_none() && !day.folder_may_hold(&o.name, configured) => continue,
+            OtherKind::Special(what) => format!("{what}, not a regular file"),
+            OtherKind::Link(target) => {
+                let folder = day.vendor_folder(&o.name).unwrap_or_default();
+                match target {
+                    LinkTarget::NotResolved => {
+                        "a symbolic link, not followed ([transfer] symlinks = \"skip\")".into()
+                    }
+                    LinkTarget::File { target, entry }
+                        if target.starts_with(&format!("{folder}/")) =>
+                    {
+                        files.push((entry, target));
+                        continue;
+                    }
+                    LinkTarget::File { target, .. } => format!(
+                        "a symbolic link to `{target}`, outside the vendor's folder `{folder}`: not followed"
+                    ),
+                    LinkTarget::Outside(path) => format!(
+                        "a symbolic link to `{}`, outside the source: not followed",
+                        path.escape_debug()
+                    ),
+                    LinkTarget::Folder(f) => {
+                        format!("a symbolic link to the folder `{f}`: folders are not followed")
+                    }
+                    LinkTarget::Special(t, what) => {
+                        format!("a symbolic link to `{t}`, {what}: not followed")
+                    }
+                    LinkTarget::Broken(why) => {
+                        format!("a symbolic link that leads nowhere or in a loop ({why})")
+                    }
+                }
+            }
+        };
+        if let Some(out) = out.as_deref_mut() {
+            tracing::warn!(
+                "{}: skipped: {why}",
+                req.source.url_of(&o.name).escape_debug()
+            );
+            out.skipped.push((o.name.escape_debug().to_string(), why));
+        }
+    }
+    Ok(Found { files })
 }
 
 fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -75,11 +190,11 @@ async fn discover(
             url: req.source.url().into(),
             reason: m,
         })?;
-    let listing = req.source.list(&day.prefix).await?;
-    let names: HashSet<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+    let listing = list_day(req, &day, Some(&mut *out)).await?.files;
+    let names: HashSet<&str> = listing.iter().map(|(e, _)| e.name.as_str()).collect();
     let mut candidates = Vec::new();
     let mut unknown_vendors: BTreeMap<String, usize> = BTreeMap::new();
-    for e in &listing {
+    for (e, read) in &listing {
         let Some((vendor, file)) = day.split(&e.name) else {
             continue;
         };
@@ -116,6 +231,7 @@ async fn discover(
         }
         candidates.push(Candidate {
             entry: e.clone(),
+            read: read.clone(),
             vendor: vi,
             file: file.to_string(),
         });
@@ -134,7 +250,7 @@ async fn discover(
                         && r.source_modified.as_deref() == Some(&rfc3339(&c.entry.modified))
                 })
     };
-    if req.settings.settle.is_zero() || !candidates.iter().any(|c| needs_settle(c)) {
+    if req.settings.settle.is_zero() || !candidates.iter().any(&needs_settle) {
         return Ok(candidates);
     }
     tracing::info!(
@@ -142,12 +258,11 @@ async fn discover(
         req.settings.settle
     );
     tokio::time::sleep(req.settings.settle).await;
-    let again: HashMap<String, Entry> = req
-        .source
-        .list(&day.prefix)
+    let again: HashMap<String, Entry> = list_day(req, &day, None)
         .await?
+        .files
         .into_iter()
-        .map(|e| (e.name.clone(), e))
+        .map(|(e, _)| (e.name.clone(), e))
         .collect();
     let mut stable = Vec::new();
     for c in candidates {
@@ -203,6 +318,19 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     }
 
     let total: u64 = todo.iter().map(|(c, _, _)| c.entry.size).sum();
+    // The whole day must fit before a byte is copied: a disk that fills up half-way leaves a
+    // day that is neither fetched nor not.
+    if total > 0 {
+        std::fs::create_dir_all(req.staging).map_err(|e| StorageError::local(req.staging, e))?;
+        let available = free_bytes(req.staging).map_err(|e| StorageError::local(req.staging, e))?;
+        if total > available {
+            return Err(StorageError::NoRoom {
+                path: req.staging.display().to_string(),
+                needed: total,
+                available,
+            });
+        }
+    }
     let bar = crate::printer::progress_bar(req.progress, total, crate::printer::PROGRESS_BYTES);
     let files_total = todo.len();
     let mut files_done = 0usize;
@@ -221,24 +349,60 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     let copies = futures::stream::iter(todo.into_iter().map(|(c, url, staged)| {
         let bar = bar.clone();
         async move {
-            let result = req.source.get_file(&c.entry.name, &staged).await;
+            let result = req
+                .source
+                .get_file_capped(&c.read, &staged, Some(c.entry.size))
+                .await;
+            // A copy that is not the listed size is looked at again: a file that changed since
+            // it was listed is still being written; one that still lists the same is not what
+            // the server says it is.
+            let again = match &result {
+                Ok(t) if t.bytes != c.entry.size => true,
+                Err(StorageError::Oversize { .. }) => true,
+                _ => false,
+            };
+            let still = again
+                && (req.source.head(&c.read).await.ok().flatten())
+                    .is_some_and(|e| e.size == c.entry.size && e.modified == c.entry.modified);
             bar.inc(c.entry.size);
-            (c, url, staged, result)
+            (c, url, staged, result, still)
         }
     }))
     .buffer_unordered(req.settings.concurrency);
     futures::pin_mut!(copies);
-    while let Some((c, url, staged, result)) = copies.next().await {
+    while let Some((c, url, staged, result, still)) = copies.next().await {
         files_done += 1;
         bar.set_message(format!("{files_done}/{files_total} files"));
         let got = match result {
             Ok(t) => t,
+            Err(StorageError::Oversize { .. }) if !still => {
+                tracing::warn!(
+                    "{url} grew while it was copied (listed with {} bytes): left for the next fetch",
+                    c.entry.size
+                );
+                out.waiting.push(c.entry.name);
+                continue;
+            }
             Err(e) => {
                 tracing::error!("{url}: {e}");
                 out.failed.push((url, e));
                 continue;
             }
         };
+        if got.bytes != c.entry.size && still {
+            // The same size and time as listed, and fewer bytes: a retry reads the same.
+            let _ = std::fs::remove_file(&staged);
+            let e = StorageError::Failed {
+                store: req.source.url().to_string(),
+                message: format!(
+                    "`{}` sent {} bytes but lists {} (and still does); refused, nothing of it was kept",
+                    c.read, got.bytes, c.entry.size
+                ),
+            };
+            tracing::error!("{e}");
+            out.failed.push((url, e));
+            continue;
+        }
         if got.bytes != c.entry.size {
             // It grew or shrank while being copied: still being written. The next fetch takes it.
             tracing::warn!(
@@ -303,6 +467,19 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         message: format!("{e:#}"),
     })?;
     Ok(out)
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem that holds `dir` (statvfs).
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a NUL-terminated path and a zeroed struct that the call fills; both outlive it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// `STAGING/DATE/VENDOR/FILE` for a fetched file.

@@ -8,7 +8,7 @@ pub mod publish;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, KeyPath};
+use crate::config::{Config, ConfigError, KeyPath, Symlinks};
 use crate::storage::{Retry, SshOptions, StoreOptions};
 
 /// Default layout of inbound files below a source.
@@ -96,21 +96,36 @@ impl Layout {
             .take_while(|s| !s.contains('{'))
             .collect::<Vec<_>>()
             .join("/");
-        let mut re = String::from("^");
-        let mut rest = t.as_str();
-        while let Some(i) = rest.find('{') {
-            re.push_str(&regex::escape(&rest[..i]));
-            let j = rest[i..].find('}').unwrap_or(0) + i;
-            re.push_str(match &rest[i + 1..j] {
-                "vendor" => "(?P<vendor>[^/]+?)",
-                _ => "(?P<file>[^/]+)",
-            });
-            rest = &rest[j + 1..];
-        }
-        re.push_str(&regex::escape(rest));
-        re.push('$');
-        let re = regex::Regex::new(&re).map_err(|e| e.to_string())?;
-        Ok(DayLayout { prefix, re })
+        let matcher = |t: &str| {
+            let mut re = String::from("^");
+            let mut rest = t;
+            while let Some(i) = rest.find('{') {
+                re.push_str(&regex::escape(&rest[..i]));
+                let j = rest[i..].find('}').unwrap_or(0) + i;
+                re.push_str(match &rest[i + 1..j] {
+                    "vendor" => "(?P<vendor>[^/]+?)",
+                    _ => "(?P<file>[^/]+)",
+                });
+                rest = &rest[j + 1..];
+            }
+            re.push_str(&regex::escape(rest));
+            re.push('$');
+            regex::Regex::new(&re).map_err(|e| e.to_string())
+        };
+        // Vendor and file names hold no `/`, so the vendor's segment has the same place in
+        // every name.
+        let segments: Vec<&str> = t.split('/').collect();
+        let vendor_depth = segments
+            .iter()
+            .position(|s| s.contains("{vendor}"))
+            .map_or(0, |i| i + 1);
+        Ok(DayLayout {
+            prefix,
+            re: matcher(&t)?,
+            vendor_re: matcher(&segments[..vendor_depth].join("/"))?,
+            vendor_depth,
+            file_depth: segments.len(),
+        })
     }
 }
 
@@ -120,6 +135,12 @@ pub struct DayLayout {
     /// Folder to list (may be empty).
     pub prefix: String,
     re: regex::Regex,
+    /// Matches a vendor's folder (the segments up to the vendor's).
+    vendor_re: regex::Regex,
+    /// Segments of a name up to and including the one that holds the vendor.
+    vendor_depth: usize,
+    /// Segments of a file's name.
+    file_depth: usize,
 }
 
 impl DayLayout {
@@ -127,6 +148,39 @@ impl DayLayout {
     pub fn split<'a>(&self, name: &'a str) -> Option<(&'a str, &'a str)> {
         let c = self.re.captures(name)?;
         Some((c.name("vendor")?.as_str(), c.name("file")?.as_str()))
+    }
+
+    /// The vendor's folder of a name that fits the layout: its segments up to and including
+    /// the one that holds `{vendor}` (`inbound/2026-11-29/acme` of the default layout).
+    pub fn vendor_folder<'a>(&self, name: &'a str) -> Option<&'a str> {
+        self.split(name)?;
+        let end = name
+            .match_indices('/')
+            .nth(self.vendor_depth.checked_sub(1)?)
+            .map(|(i, _)| i)?;
+        Some(&name[..end])
+    }
+
+    /// The vendor whose folder a name is in (or is), when its first segments are a vendor's
+    /// folder of this day, whatever comes after them (a file, a folder, an unsafe name).
+    pub fn vendor_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let end = name
+            .match_indices('/')
+            .nth(self.vendor_depth.checked_sub(1)?)
+            .map_or(name.len(), |(i, _)| i);
+        let c = self.vendor_re.captures(&name[..end])?;
+        Some(c.name("vendor")?.as_str())
+    }
+
+    /// Whether a folder could hold a day's file of a vendor that `is_vendor` accepts: it is
+    /// above the vendors' folders, or is (or is below) such a vendor's folder and above the
+    /// files.
+    pub fn folder_may_hold(&self, folder: &str, is_vendor: impl Fn(&str) -> bool) -> bool {
+        let depth = folder.split('/').count();
+        if depth >= self.file_depth {
+            return false;
+        }
+        depth < self.vendor_depth || self.vendor_of(folder).is_some_and(is_vendor)
     }
 }
 
@@ -138,6 +192,8 @@ pub fn is_partial_name(file: &str) -> bool {
 /// Settings shared by `fetch` and `publish`, resolved once from flags, environment and config.
 #[derive(Debug, Clone)]
 pub struct TransferSettings {
+    /// Symbolic links in a vendor's folder: skipped, or followed inside it.
+    pub symlinks: Symlinks,
     pub inbound: Layout,
     pub outbound: Layout,
     pub settle: Duration,
@@ -213,6 +269,7 @@ impl TransferSettings {
             home: crate::env::home(),
         };
         Ok(TransferSettings {
+            symlinks: t.symlinks,
             inbound,
             outbound,
             settle,
@@ -261,12 +318,40 @@ mod tests {
         );
         assert_eq!(d.split("inbound/2026-11-28/acme/a.csv"), None);
         assert_eq!(d.split("inbound/2026-11-29/acme/sub/a.csv"), None);
+        assert_eq!(
+            d.vendor_folder("inbound/2026-11-29/acme/a.csv"),
+            Some("inbound/2026-11-29/acme")
+        );
 
         let l = Layout::parse("drop/{vendor}/{date:%Y%m%d}_{file}").unwrap();
         let d = l.for_date("2026-11-29").unwrap();
         assert_eq!(d.prefix, "drop");
         assert_eq!(d.split("drop/acme/20261129_a.csv"), Some(("acme", "a.csv")));
         assert_eq!(d.split("drop/acme/20261128_a.csv"), None);
+        assert_eq!(
+            d.vendor_folder("drop/acme/20261129_a.csv"),
+            Some("drop/acme")
+        );
+        let l = Layout::parse("in/{vendor}_{date:%Y%m%d}/{file}").unwrap();
+        let d = l.for_date("2026-11-29").unwrap();
+        assert_eq!(
+            d.vendor_folder("in/acme_20261129/a.csv"),
+            Some("in/acme_20261129")
+        );
+        assert_eq!(d.vendor_folder("in/acme_20261128/a.csv"), None);
+        assert_eq!(d.vendor_of("in/acme_20261129/../x"), Some("acme"));
+        assert_eq!(d.vendor_of("in/acme_20261129"), Some("acme"));
+        assert_eq!(d.vendor_of("in/acme_20261128/x"), None);
+        let any = |_: &str| true;
+        assert!(d.folder_may_hold("in/acme_20261129", any));
+        assert!(!d.folder_may_hold("in/acme_20261129/sub", any));
+        assert!(!d.folder_may_hold("in/acme_20261129", |v| v == "other"));
+        let d = Layout::parse(DEFAULT_INBOUND)
+            .unwrap()
+            .for_date("2026-11-29")
+            .unwrap();
+        assert!(d.folder_may_hold("inbound", any));
+        assert!(d.folder_may_hold("inbound/2026-11-29/acme", any));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct PublishOutcome {
     pub not_ready: Vec<String>,
     /// Whether a failure may go away on a second try (network).
     pub transient: bool,
+    /// Whether a target's SSH host key was refused: the configuration must change (exit 2).
+    pub host_key_refused: bool,
     pub bytes: u64,
 }
 
@@ -311,7 +313,8 @@ enum Done {
     Delivered(u64, String),
     Skipped(u64, String),
     Refused(String),
-    Failed(String, bool),
+    /// What went wrong, whether a retry may help, whether a host key was refused.
+    Failed(String, bool, bool),
 }
 
 /// A whole output whose ledger recorded it: nothing to read before the upload, which hashes it
@@ -335,7 +338,7 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
     let local = recorded(item).unwrap_or_else(|| tokio::task::block_in_place(|| assemble(item)));
     let local = match local {
         Ok(l) => l,
-        Err(e) => return Done::Failed(e, false),
+        Err(e) => return Done::Failed(e, false, false),
     };
     let expected = &local.expected;
     let (bytes, sha256) = (expected.content.bytes, &expected.content.sha256);
@@ -373,7 +376,11 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
     }
     match result {
         Ok(d) => d,
-        Err(e) => Done::Failed(e.to_string(), e.is_transient()),
+        Err(e) => Done::Failed(
+            e.to_string(),
+            e.is_transient(),
+            matches!(e, StorageError::HostKey { .. }),
+        ),
     }
 }
 
@@ -450,9 +457,10 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
                 out.refused.push(m.clone());
                 (d.status, d.error) = ("refused", Some(m));
             }
-            Done::Failed(m, transient) => {
+            Done::Failed(m, transient, host_key) => {
                 tracing::error!("{target}: {m}");
                 out.transient |= transient;
+                out.host_key_refused |= host_key;
                 out.failed.push(format!("{target}: {m}"));
                 (d.status, d.error) = ("failed", Some(m));
             }

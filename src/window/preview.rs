@@ -109,12 +109,9 @@ pub(crate) fn preview_fetch(
                 .collect::<Vec<_>>(),
         )
     });
-    let found = found.map_err(|e| {
-        if e.is_transient() {
-            Failure::retryable(e)
-        } else {
-            Failure::data(e)
-        }
+    let found = found.map_err(|e| Failure {
+        status: e.exit_status(),
+        error: e.into(),
     })?;
     let mut per: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
     for (v, _, size) in &found {

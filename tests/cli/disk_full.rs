@@ -1,5 +1,6 @@
 //! A disk that fills up while outputs are written: a clear error, the file recorded as failed,
 //! nothing partial under a final name, no temporary file left, and the other files carry on.
+//! A day that does not fit on the staging disk: `fetch` stops before it copies anything.
 //! Needs a small filesystem: a 1 MB tmpfs, mounted when the tests run as root (as
 //! `scripts/test` does in CI).
 
@@ -30,10 +31,10 @@ format = "csv"
 }
 
 /// A 1 MB tmpfs at `dir`, unmounted when dropped.
-struct Small(std::path::PathBuf);
+pub(crate) struct Small(pub std::path::PathBuf);
 
 impl Small {
-    fn mount(dir: std::path::PathBuf) -> Option<Small> {
+    pub(crate) fn mount(dir: std::path::PathBuf) -> Option<Small> {
         std::fs::create_dir_all(&dir).unwrap();
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
@@ -135,5 +136,55 @@ fn a_full_disk_fails_the_file_cleanly() {
     assert!(
         d.path("out/D/other.out.csv").is_file(),
         "the other vendor carried on"
+    );
+}
+
+#[test]
+fn a_day_that_does_not_fit_on_the_staging_disk_is_not_fetched() {
+    let d = Dir::new();
+    d.write("c.toml", config());
+    d.write("src/inbound/2026-11-29/C/few.csv", "id,name\n1,a\n");
+    // 2 MB: more than the 1 MB disk holds.
+    let mut csv = String::from("id,name\n");
+    while csv.len() < 2 << 20 {
+        csv.push_str("123456,a name\n");
+    }
+    d.write("src/inbound/2026-11-29/D/many.csv", &csv);
+    let Some(small) = Small::mount(d.path("staging")) else {
+        return;
+    };
+    let o = d
+        .cmd()
+        .args([
+            "fetch",
+            "--config",
+            "c.toml",
+            "--source",
+            "src",
+            "--staging",
+        ])
+        .arg(&small.0)
+        .args([
+            "--date",
+            "2026-11-29",
+            "--settle",
+            "0s",
+            "--manifest",
+            "m.jsonl",
+        ])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+    assert!(
+        err.contains("the day's files need") && err.contains("nothing was copied"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&small.0).unwrap().collect();
+    assert!(left.is_empty(), "nothing staged: {left:?}");
+    assert!(
+        std::fs::read_to_string(d.path("m.jsonl"))
+            .unwrap_or_default()
+            .is_empty(),
+        "no manifest rows"
     );
 }

@@ -420,7 +420,8 @@ fn unsafe_remote_names_and_wrong_host_keys_are_refused() {
         "--manifest",
         "m2.jsonl",
     ];
-    let refused = d.cmd().args(fetch_args(&url, &wrong)).assert().code(1);
+    // A refused host key is for the configuration to fix, not a data failure: exit 2.
+    let refused = d.cmd().args(fetch_args(&url, &wrong)).assert().code(2);
     assert!(
         stderr(&refused).contains("REFUSED") && stderr(&refused).contains("differs"),
         "{}",
@@ -811,4 +812,380 @@ fn an_output_changed_since_processing_is_not_delivered() {
         !delivered.keys().any(|k| k.contains(&name)),
         "{name} was delivered: {delivered:?}"
     );
+}
+
+/// A vendor folder as vendors leave them, below `root` (the source's folder): links to a
+/// folder, to `.`, in a loop, to files inside and outside the vendor's folder and outside the
+/// source, one whose target's size equals the link's own length, and a fifo. `elsewhere` is a
+/// folder outside the source. Returns (the link that may be followed, the file it leads to,
+/// the names of everything that must be skipped, the contents that must never be staged).
+fn vendor_folder_with_links(
+    root: &Path,
+    vendor: &str,
+    elsewhere: &Path,
+) -> (String, String, Vec<String>, Vec<Vec<u8>>) {
+    use std::os::unix::fs::symlink;
+    let folder = root.join(format!("inbound/{DATE}/{vendor}"));
+    let inside = tree(&folder).into_keys().next().expect("a generated file");
+    std::fs::create_dir_all(root.join("archive")).unwrap();
+    std::fs::write(root.join("archive/old.csv"), "id\n1\n").unwrap();
+    std::fs::create_dir_all(root.join("outside")).unwrap();
+    let secret_in_root = b"secret of another vendor\n".to_vec();
+    std::fs::write(root.join("outside/secret.csv"), &secret_in_root).unwrap();
+    std::fs::create_dir_all(elsewhere).unwrap();
+    let secret_elsewhere = b"secret outside the source\n".to_vec();
+    std::fs::write(elsewhere.join("secret.csv"), &secret_elsewhere).unwrap();
+    // A target whose size is the length of the link's text: `stat` of the link (its own size)
+    // and of the target agree, so only where it leads tells them apart.
+    let same = elsewhere.join("same-size.csv");
+    let same_text = same.display().to_string();
+    let secret_same = vec![b's'; same_text.len()];
+    std::fs::write(&same, &secret_same).unwrap();
+
+    symlink(root.join("archive"), folder.join("archive")).unwrap();
+    symlink(".", folder.join("loop")).unwrap();
+    symlink("cycle-b", folder.join("cycle-a")).unwrap();
+    symlink("cycle-a", folder.join("cycle-b")).unwrap();
+    symlink(&inside, folder.join("inside-link.csv")).unwrap();
+    symlink(
+        "../../../outside/secret.csv",
+        folder.join("outside-link.csv"),
+    )
+    .unwrap();
+    symlink(elsewhere.join("secret.csv"), folder.join("escape-link.csv")).unwrap();
+    symlink(&same_text, folder.join("same-size-link.csv")).unwrap();
+    symlink("gone.csv", folder.join("dangling-link.csv")).unwrap();
+    let fifo = folder.join("pipe.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let skipped = [
+        "archive",
+        "loop",
+        "cycle-a",
+        "cycle-b",
+        "outside-link.csv",
+        "escape-link.csv",
+        "same-size-link.csv",
+        "dangling-link.csv",
+        "pipe.csv",
+    ]
+    .map(String::from)
+    .to_vec();
+    (
+        "inside-link.csv".to_string(),
+        inside,
+        skipped,
+        vec![secret_in_root, secret_elsewhere, secret_same],
+    )
+}
+
+/// Fetches a day whose vendor folder holds links and a fifo from `url` (whose folder is
+/// `root`) under both `[transfer] symlinks` settings.
+fn fetch_with_links(d: &Dir, url: &str, root: &Path, flags: &[&str]) {
+    let vendor = vendor_ids(d)[0].clone();
+    // Read before the links are made (`tree` follows links).
+    let generated = tree(&root.join(format!("inbound/{DATE}/{vendor}")));
+    let (link, target, skipped, secrets) =
+        vendor_folder_with_links(root, &vendor, &d.path("elsewhere"));
+    let never_staged = |staged: &std::collections::BTreeMap<String, Vec<u8>>| {
+        for (k, v) in staged {
+            assert!(
+                !secrets.contains(v) && !v.starts_with(b"secret"),
+                "{k} holds a file from outside the vendor's folder"
+            );
+        }
+    };
+
+    // By default no link is followed; each skipped entry is named, and the day's files are
+    // fetched.
+    let o = d.cmd().args(fetch_args(url, flags)).assert().code(0);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        out.contains(&format!("{} files staged", generated.len()))
+            && out.contains(&format!("{} skipped", skipped.len() + 1)),
+        "{out}"
+    );
+    for name in skipped.iter().chain([&link]) {
+        assert!(
+            err.contains(&format!("/{vendor}/{name}: skipped")),
+            "{name}: {err}"
+        );
+    }
+    assert!(
+        err.contains("not followed ([transfer] symlinks = \"skip\")"),
+        "{err}"
+    );
+    assert!(err.contains("a fifo"), "{err}");
+    let staged = tree(&d.path(&format!("staging/{DATE}/{vendor}")));
+    assert_eq!(
+        staged.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>(),
+        "only the regular files"
+    );
+    never_staged(&staged);
+
+    // Followed inside the vendor's folder: the link is staged under its name with its
+    // target's bytes (and size, in the manifest); the others are still skipped, by name.
+    let cfg = d.read("day/batchwin.toml").replacen(
+        "[[vendor]]",
+        "[transfer]\nsymlinks = \"follow-inside\"\n\n[[vendor]]",
+        1,
+    );
+    d.write("day/batchwin.toml", cfg);
+    let o = d.cmd().args(fetch_args(url, flags)).assert().code(0);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        out.contains("1 files staged")
+            && out.contains(&format!("{} already staged", generated.len()))
+            && out.contains(&format!("{} skipped", skipped.len())),
+        "{out}"
+    );
+    for name in &skipped {
+        assert!(
+            err.contains(&format!("/{vendor}/{name}: skipped")),
+            "{name}: {err}"
+        );
+    }
+    for why in [
+        "outside the vendor's folder",
+        "outside the source",
+        "folders are not followed",
+        "leads nowhere or in a loop",
+        "a fifo",
+    ] {
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    let staged = tree(&d.path(&format!("staging/{DATE}/{vendor}")));
+    assert_eq!(staged.len(), generated.len() + 1, "{:?}", staged.keys());
+    assert_eq!(staged[&link], generated[&target], "the target's bytes");
+    never_staged(&staged);
+    let rows = lines(&d.path("manifest.jsonl"));
+    let row = rows
+        .iter()
+        .find(|r| {
+            r["location"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{link}"))
+        })
+        .expect("a row for the followed link");
+    assert_eq!(
+        row["bytes"].as_u64().unwrap(),
+        generated[&target].len() as u64
+    );
+    // And again: the followed link is already staged, with the target's size and time.
+    let o = d.cmd().args(fetch_args(url, flags)).assert().code(0);
+    assert!(
+        stdout(&o).contains(&format!(
+            "0 files staged (0.0 MB), {} already staged",
+            generated.len() + 1
+        )),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn links_and_special_files_on_an_sftp_server_are_skipped_or_followed_inside() {
+    let Some(s) = Sftp::get() else { return };
+    let d = Dir::new();
+    generate_day(&d, "2", "500", "1", "3");
+    let (url, remote) = day_on_sftp(&d, &s);
+    let flags = s.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    fetch_with_links(&d, &url, &remote, &flags);
+}
+
+#[test]
+fn links_and_special_files_in_a_local_folder_are_skipped_or_followed_inside() {
+    let d = Dir::new();
+    generate_day(&d, "2", "500", "1", "3");
+    let root = d.path("day");
+    fetch_with_links(&d, "day", &root, &[]);
+}
+
+/// The SFTP server of `tests/servers/hostile_sftp.py`, started with the tests' Python on a
+/// free port; killed when dropped.
+struct Hostile {
+    child: std::process::Child,
+    port: String,
+    /// A known_hosts file with the server's key, and a client key (any key is accepted).
+    known_hosts: PathBuf,
+    key: PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+impl Hostile {
+    fn start() -> Option<Hostile> {
+        use std::io::BufRead;
+        let python = service("BATCHWIN_TEST_PYTHON")?;
+        let keys = tempfile::tempdir().unwrap();
+        let host_key = keys.path().join("host_key");
+        let key = keys.path().join("client_ed25519");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(made.success());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/hostile_sftp.py");
+        let mut child = std::process::Command::new(python)
+            .arg(&script)
+            .args(["--date", DATE, "--host-key"])
+            .arg(&host_key)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the hostile SFTP server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("the hostile server said {line:?} (is paramiko there?)"))
+            .trim()
+            .to_string();
+        Some(Hostile {
+            child,
+            port,
+            known_hosts: keys.path().join("host_key.pub"),
+            key,
+            _keys: keys,
+        })
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A vendor of the hostile server's day, in CSV.
+fn hostile_vendor(id: &str) -> String {
+    format!(
+        "[[vendor]]\nid = \"{id}\"\n[vendor.input]\nformat = \"csv\"\nheader = true\n\
+         [[vendor.fields]]\nname = \"id\"\ntype = \"integer\"\n[[vendor.fields]]\nname = \"name\"\n\
+         [vendor.output]\nformat = \"csv\"\n"
+    )
+}
+
+/// Each way of misbehaving of `tests/servers/hostile_sftp.py`, fetched beside an honest
+/// vendor: the documented exit code (docs/transfer.md), the honest files staged, nothing of the
+/// others, nothing written anywhere else. Permission denied comes from this server: the tests
+/// run as root, whom OpenSSH lets read even a mode-000 folder.
+#[test]
+fn a_hostile_sftp_server_cannot_fill_the_disk_or_write_outside_staging() {
+    let Some(server) = Hostile::start() else {
+        return;
+    };
+    let escape = Path::new("/tmp/hostile-escape.csv");
+    let _ = std::fs::remove_file(escape);
+    let url = format!("sftp://batchwin@127.0.0.1:{}/srv", server.port);
+    // (vendor, exit code, what stderr or stdout says, whether its `ok.csv` is staged)
+    let cases: &[(&str, i32, &str, bool)] = &[
+        ("good", 0, "", false),
+        (
+            "flood",
+            1,
+            "sent more than the 16 bytes it was listed with",
+            true,
+        ),
+        ("short", 1, "sent 10 bytes but lists 100", true),
+        ("liar", 0, "1 still being uploaded", true),
+        ("stall", 3, "retrying", true),
+        ("names", 1, "refused remote name", true),
+        ("denied", 1, "cannot be listed (permission denied", false),
+        ("locked", 1, "Permission denied", true),
+        ("missing", 1, "is not in", true),
+        ("folder", 1, "is not a regular file (a folder)", true),
+    ];
+    for &(vendor, code, says, ok) in cases {
+        let d = Dir::new();
+        let mut cfg = hostile_vendor("good");
+        if vendor != "good" {
+            cfg.push_str(&hostile_vendor(vendor));
+        }
+        d.write("day/batchwin.toml", cfg);
+        let o = d
+            .cmd()
+            .args(fetch_args(
+                &url,
+                &[
+                    "--ssh-key",
+                    server.key.to_str().unwrap(),
+                    "--known-hosts",
+                    server.known_hosts.to_str().unwrap(),
+                    "--timeout",
+                    "1s",
+                    "--retries",
+                    "1",
+                ],
+            ))
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .code(code);
+        let said = stdout(&o) + &stderr(&o);
+        assert!(said.contains(says), "{vendor}: {said}");
+        // The good vendor's file, and the scenario's honest one, and nothing else.
+        let mut expected = vec![format!("staging/{DATE}/good/a.csv")];
+        if ok {
+            expected.push(format!("staging/{DATE}/{vendor}/ok.csv"));
+        }
+        expected.sort();
+        let mut got: Vec<String> = tree(d.root())
+            .into_keys()
+            .filter(|k| k != "day/batchwin.toml" && k != "manifest.jsonl")
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{vendor}: nothing else written anywhere");
+        let bytes: usize = tree(&d.path("staging")).values().map(Vec::len).sum();
+        assert!(bytes <= 2 * 20, "{vendor}: {bytes} bytes staged");
+        assert_eq!(
+            lines(&d.path("manifest.jsonl")).len(),
+            expected.len(),
+            "{vendor}"
+        );
+        if vendor == "names" {
+            assert_eq!(said.matches("refused remote name").count(), 7, "{said}");
+        }
+        assert!(
+            !escape.exists(),
+            "{vendor}: a file was written outside staging"
+        );
+    }
+}
+
+#[test]
+fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
+    let d = Dir::new();
+    generate_day(&d, "4", "500", "2", "5");
+    let vendors = vendor_ids(&d);
+    let folder = d.path(&format!("day/inbound/{DATE}/{}", vendors[1]));
+    std::fs::rename(&folder, d.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(d.path("elsewhere"), &folder).unwrap();
+    let base = d.read("day/batchwin.toml");
+    for setting in ["skip", "follow-inside"] {
+        let cfg = base.replacen(
+            "[[vendor]]",
+            &format!("[transfer]\nsymlinks = \"{setting}\"\n\n[[vendor]]"),
+            1,
+        );
+        d.write("day/batchwin.toml", cfg);
+        let o = d.cmd().args(fetch_args("day", &[])).assert().code(0);
+        assert!(
+            stderr(&o).contains(&format!("/{}: skipped: a symbolic link", vendors[1])),
+            "{setting}: {}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains("1 skipped"), "{}", stdout(&o));
+        assert!(
+            !d.path(&format!("staging/{DATE}/{}", vendors[1])).exists(),
+            "{setting}: nothing of the linked folder"
+        );
+    }
 }
