@@ -1,4 +1,7 @@
-//! Masking of sensitive output values: keyed hash, redaction, keep-last-N, e-mail domain, null.
+//! Masking of sensitive output values: keyed hash, redaction, keep-last-N, e-mail domain, null;
+//! and the same masks applied to a rejected record's original text and problem reasons
+//! ([`RawMasks`], for `reject_raw = "masked"`), so that a reject file does not show in clear
+//! what the output hides.
 //!
 //! The keyed hash is HMAC-SHA-256 under the deployment's masking key, written as lowercase hex:
 //! equal inputs give equal tokens across files, vendors and days (so masked keys still join),
@@ -112,6 +115,134 @@ impl Mask {
             },
             Mask::Null => return None,
         })
+    }
+}
+
+/// Why a reject line carries no `raw` text (its `raw_omitted` member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOmitted {
+    /// `reject_raw = "omit"`.
+    Configured,
+    /// The record could not be read into fields, so the values to mask cannot be found in it.
+    Unparsed,
+    /// A value to mask is not in the text as such (reading unquoted or unescaped it).
+    Unlocated,
+    /// A masked value also occurs elsewhere in the record (another field, a repeated key).
+    Repeated,
+}
+
+/// The output masks as they apply to the input fields they cover: an input field taken by an
+/// output field with a mask (by `from` or the default name, or in its `template`) is masked
+/// with that mask, applied to the value as read.
+#[derive(Debug, Clone, Default)]
+pub struct RawMasks {
+    /// (input field index, mask), one per covered field (the first output's mask), in field
+    /// order.
+    fields: Vec<(usize, Mask)>,
+}
+
+impl RawMasks {
+    pub fn new(mut fields: Vec<(usize, Mask)>) -> RawMasks {
+        // A stable sort keeps, for a field covered twice, the mask of the first output field.
+        fields.sort_by_key(|(i, _)| *i);
+        fields.dedup_by_key(|(i, _)| *i);
+        RawMasks { fields }
+    }
+
+    /// Whether no input field is masked: the raw text is then the text as read.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// `raw` with each covered field's value replaced, where it stands, by its masked value
+    /// (an empty text for `null`). `values` are the record's values as read (`None`: the record
+    /// could not be read), each borrowed from `raw` when reading did not have to change it.
+    ///
+    /// Never leaks a covered value: when one cannot be placed (it was unquoted or unescaped
+    /// when read, so the text does not hold it as such) or when it still occurs in the result
+    /// (another field holds it too), the text is refused with the reason.
+    pub fn text<'r>(
+        &self,
+        raw: Cow<'r, str>,
+        values: Option<&[Option<Cow<'_, str>>]>,
+    ) -> Result<Cow<'r, str>, RawOmitted> {
+        if self.fields.is_empty() {
+            return Ok(raw);
+        }
+        let values = values.ok_or(RawOmitted::Unparsed)?;
+        let base = raw.as_ptr() as usize;
+        let mut texts = Texts::default();
+        // (where the value stands in `raw`, its masked text)
+        let mut spans: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        for (i, mask) in &self.fields {
+            let Some(Some(v)) = values.get(*i) else {
+                continue;
+            };
+            if v.is_empty() {
+                continue;
+            }
+            // A value borrowed from the record's text points into it; one that reading had to
+            // change (a doubled quote, an escape, an entity) is a copy elsewhere in memory.
+            let at = (v.as_ptr() as usize).wrapping_sub(base);
+            if at > raw.len() || raw.len() - at < v.len() {
+                return Err(RawOmitted::Unlocated);
+            }
+            let masked = mask
+                .apply(Some(Cow::Borrowed(v.as_ref())), &mut texts)
+                .map(Cow::into_owned)
+                .unwrap_or_default();
+            spans.push((at..at + v.len(), masked));
+        }
+        spans.sort_by_key(|(r, _)| r.start);
+        let mut out = String::with_capacity(raw.len() + 64);
+        let mut done = 0;
+        for (r, masked) in &spans {
+            if r.start < done {
+                // Two fields read the same text (a column by name and by index): it was
+                // replaced once already when they coincide; otherwise it cannot be split.
+                if spans.iter().any(|(q, _)| q == r && q.start < done) {
+                    continue;
+                }
+                return Err(RawOmitted::Unlocated);
+            }
+            out.push_str(&raw[done..r.start]);
+            out.push_str(masked);
+            done = r.end;
+        }
+        out.push_str(&raw[done..]);
+        for (r, masked) in &spans {
+            let value = &raw[r.clone()];
+            // A mask may leave the value readable (`keep_last` of a short value): that is the
+            // mask's choice, as in the output.
+            if !masked.contains(value) && out.contains(value) {
+                return Err(RawOmitted::Repeated);
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+
+    /// Replaces, in each problem's reason, the quoted value of a covered field by its quoted
+    /// masked value (a field check quotes the value it refused: `"12,5" is not a decimal`).
+    pub fn reasons(&self, values: &[Option<Cow<'_, str>>], problems: &mut [super::Problem]) {
+        let mut texts = Texts::default();
+        for (i, mask) in &self.fields {
+            let Some(Some(v)) = values.get(*i) else {
+                continue;
+            };
+            if v.is_empty() {
+                continue;
+            }
+            let quoted = super::validate::quote(v);
+            for p in problems.iter_mut() {
+                if p.reason.contains(&quoted) {
+                    let masked = mask
+                        .apply(Some(Cow::Borrowed(v.as_ref())), &mut texts)
+                        .unwrap_or_default();
+                    p.reason = p.reason.replace(&quoted, &super::validate::quote(&masked));
+                }
+            }
+        }
     }
 }
 

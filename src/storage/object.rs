@@ -361,7 +361,7 @@ pub(super) fn copy_local(from: &FsPath, to: Option<&FsPath>) -> Result<Transferr
     let mut src = std::fs::File::open(from).map_err(|e| StorageError::local(from, e))?;
     let mut out = match to {
         Some(to) => Some((
-            std::fs::File::create(to).map_err(|e| StorageError::local(to, e))?,
+            crate::files::create(to).map_err(|e| StorageError::local(to, e))?,
             to,
         )),
         None => None,

@@ -206,11 +206,7 @@ impl Vendor {
             after: v.after.clone(),
             skip_limit,
             input,
-            pipeline: Pipeline {
-                checks,
-                rules,
-                outputs,
-            },
+            pipeline: Pipeline::new(checks, rules, outputs),
             output,
         })
     }
@@ -245,6 +241,7 @@ impl Vendor {
                     header: o.header,
                     bom: o.bom,
                     crlf: o.crlf,
+                    formula_guard: o.formula_guard,
                 },
                 names,
             )?),

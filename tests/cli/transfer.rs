@@ -812,3 +812,144 @@ fn an_output_changed_since_processing_is_not_delivered() {
         "{name} was delivered: {delivered:?}"
     );
 }
+
+/// `batchwin ARGS` in `d` run with umask 0, so that a file has the mode batchwin asks for and
+/// not what the test's umask would leave of it.
+fn run_with_open_umask(d: &Dir, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("batchwin"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BATCHWIN_") || k.starts_with("RAYON_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .current_dir(d.root())
+        .args(args);
+    // SAFETY: umask is async-signal-safe and touches only the child's own mask.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let o = c.output().expect("run batchwin");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Every file below `dir` with its mode bits.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("directory entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let m = std::fs::metadata(&p)
+                    .expect("metadata")
+                    .permissions()
+                    .mode()
+                    & 0o7777;
+                out.push((p, m));
+            }
+        }
+    }
+    out
+}
+
+/// Staging copies, the manifest, outputs, rejects, ledgers, published copies, the merged report
+/// ledger and the Prometheus file are created without world access (the data files at most
+/// 0640), even when the umask would allow everything: they hold vendor data, personal data
+/// included.
+#[test]
+fn files_batchwin_creates_have_no_world_access() {
+    let d = Dir::new();
+    generate_day(&d, "3", "400", "2", "11");
+    // Rejects are written too: the generated day has invalid records.
+    run_with_open_umask(&d, &fetch_args("day", &[]));
+    run_with_open_umask(
+        &d,
+        &[
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            &format!("staging/{DATE}"),
+            "--out",
+            "run",
+            "--date",
+            DATE,
+        ],
+    );
+    run_with_open_umask(
+        &d,
+        &[
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "run",
+            "--target",
+            "target",
+            "--date",
+            DATE,
+        ],
+    );
+    run_with_open_umask(
+        &d,
+        &[
+            "report",
+            "--ledgers",
+            "run",
+            "--out",
+            "report.duckdb",
+            "--prometheus",
+            "batchwin.prom",
+            "--fail-on",
+            "missing",
+        ],
+    );
+    let mut seen = Vec::new();
+    for dir in ["staging", "run", "target"] {
+        let files = modes(&d.path(dir));
+        assert!(!files.is_empty(), "nothing in `{dir}`");
+        seen.extend(files);
+    }
+    seen.extend(modes(d.root()).into_iter().filter(|(p, _)| {
+        ["report.duckdb", "batchwin.prom", "manifest.jsonl"]
+            .iter()
+            .any(|n| p.ends_with(n))
+    }));
+    let names: Vec<String> = seen
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for kind in [
+        "manifest.jsonl",
+        ".rejects.jsonl",
+        ".duckdb",
+        "report.duckdb",
+        ".prom",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(kind)),
+            "no {kind} in {names:?}"
+        );
+    }
+    for (p, m) in &seen {
+        assert_eq!(m & 0o007, 0, "`{}` has mode {m:o}", p.display());
+        // The manifest is the fetch log, opened for appending by `fetch`: it names files and
+        // their checksums, and has no world access through the umask alone.
+        if !p.ends_with("manifest.jsonl") {
+            assert_eq!(m & !0o640, 0, "`{}` has mode {m:o}", p.display());
+        }
+    }
+}
