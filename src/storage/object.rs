@@ -14,6 +14,66 @@ use super::{
     Transferred,
 };
 
+/// The `[transfer.options]` key naming the Azure encryption scope objects are written with
+/// (object_store has no setting of its own for it).
+pub(super) const AZURE_ENCRYPTION_SCOPE: &str = "azure_encryption_scope";
+
+fn unknown_key(k: &str) -> String {
+    format!(
+        "`{k}` in `[transfer.options]` is not an object store setting this store knows; check its \
+         spelling (see docs/transfer.md)"
+    )
+}
+
+/// `b` sending `x-ms-encryption-scope: SCOPE` with its requests, so that the blobs it writes
+/// are encrypted with that scope's key. object_store 0.14 has no setting for a scope, so it
+/// goes in as a default header of the HTTP client; client options given as a whole replace
+/// the builder's, so the ones it already has (from the environment and `[transfer.options]`:
+/// timeouts, proxies, `allow_http` ...) are carried over first.
+fn with_encryption_scope(
+    b: object_store::azure::MicrosoftAzureBuilder,
+    scope: &str,
+) -> Result<object_store::azure::MicrosoftAzureBuilder, String> {
+    use object_store::azure::AzureConfigKey;
+    use object_store::{ClientConfigKey, ClientOptions, HeaderMap, HeaderValue};
+    // Every client setting of object_store 0.14 that can be read back from a builder.
+    const CLIENT_KEYS: [&str; 20] = [
+        "allow_http",
+        "allow_invalid_certificates",
+        "disable_system_certificates",
+        "connect_timeout",
+        "default_content_type",
+        "http1_only",
+        "http2_only",
+        "http2_keep_alive_interval",
+        "http2_keep_alive_timeout",
+        "http2_keep_alive_while_idle",
+        "http2_max_frame_size",
+        "pool_idle_timeout",
+        "pool_max_idle_per_host",
+        "proxy_url",
+        "proxy_ca_certificate",
+        "proxy_excludes",
+        "randomize_addresses",
+        "read_timeout",
+        "timeout",
+        "user_agent",
+    ];
+    let mut client = ClientOptions::new();
+    for name in CLIENT_KEYS {
+        if let Ok(key) = name.parse::<ClientConfigKey>()
+            && let Some(v) = b.get_config_value(&AzureConfigKey::Client(key))
+        {
+            client = client.with_config(key, v);
+        }
+    }
+    let value = HeaderValue::from_str(scope)
+        .map_err(|_| format!("`{AZURE_ENCRYPTION_SCOPE}` {scope:?} cannot be sent in a header"))?;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-ms-encryption-scope", value);
+    Ok(b.with_client_options(client.with_default_headers(headers)))
+}
+
 pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
     root: Path,
@@ -88,8 +148,12 @@ impl ObjectBackend {
                     .with_url(&base)
                     .with_retry(retry);
                 for (k, v) in &pairs {
-                    if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
-                        b = b.with_config(key, v);
+                    match k.parse::<AmazonS3ConfigKey>() {
+                        Ok(key) => b = b.with_config(key, v),
+                        // A misspelt `aws_server_side_encryption` would store objects
+                        // unencrypted without a word: an S3 key that is not one is refused.
+                        Err(_) if k.starts_with("aws_") => return Err(bad(unknown_key(k))),
+                        Err(_) => {}
                     }
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
@@ -99,10 +163,17 @@ impl ObjectBackend {
                 let mut b = MicrosoftAzureBuilder::from_env()
                     .with_url(&base)
                     .with_retry(retry);
+                let mut scope = None;
                 for (k, v) in &pairs {
-                    if let Ok(key) = k.parse::<AzureConfigKey>() {
-                        b = b.with_config(key, v);
+                    match k.parse::<AzureConfigKey>() {
+                        Ok(key) => b = b.with_config(key, v),
+                        Err(_) if k == AZURE_ENCRYPTION_SCOPE => scope = Some(v),
+                        Err(_) if k.starts_with("azure_") => return Err(bad(unknown_key(k))),
+                        Err(_) => {}
                     }
+                }
+                if let Some(scope) = scope {
+                    b = with_encryption_scope(b, scope).map_err(bad)?;
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
@@ -112,8 +183,10 @@ impl ObjectBackend {
                     .with_url(&base)
                     .with_retry(retry);
                 for (k, v) in &pairs {
-                    if let Ok(key) = k.parse::<GoogleConfigKey>() {
-                        b = b.with_config(key, v);
+                    match k.parse::<GoogleConfigKey>() {
+                        Ok(key) => b = b.with_config(key, v),
+                        Err(_) if k.starts_with("google_") => return Err(bad(unknown_key(k))),
+                        Err(_) => {}
                     }
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
@@ -506,4 +579,69 @@ fn rename_if_free(from: &FsPath, to: &FsPath) -> std::io::Result<()> {
     std::fs::hard_link(from, to)?;
     let _ = std::fs::remove_file(from);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(url: &str, pairs: &[(&str, &str)]) -> Result<ObjectBackend, StorageError> {
+        let opts = StoreOptions {
+            pairs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        ObjectBackend::remote(&url::Url::parse(url).unwrap(), &opts, url)
+    }
+
+    /// A misspelt encryption key would leave objects unencrypted without a word: it is refused,
+    /// as is a value the store does not know; keys of other stores are left alone.
+    #[test]
+    fn misspelt_or_invalid_encryption_settings_are_refused() {
+        let s3 = [("aws_region", "us-east-1"), ("azure_encryption_scope", "s")];
+        assert!(
+            open(
+                "s3://b/p",
+                &[&s3[..], &[("aws_server_side_encryption", "aws:kms")]].concat()
+            )
+            .is_ok()
+        );
+        let e = open("s3://b/p", &[("aws_server_side_encription", "aws:kms")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("`aws_server_side_encription`"), "{e}");
+        let e = open("s3://b/p", &[("aws_server_side_encryption", "kms")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("Invalid encryption type"), "{e}");
+        let az = [
+            ("azure_storage_use_emulator", "true"),
+            ("aws_region", "us-east-1"),
+        ];
+        assert!(
+            open(
+                "az://c/p",
+                &[&az[..], &[("azure_encryption_scope", "scope-1")]].concat()
+            )
+            .is_ok()
+        );
+        assert!(
+            open(
+                "az://c/p",
+                &[&az[..], &[("azure_encryption_scop", "scope-1")]].concat()
+            )
+            .is_err()
+        );
+        assert!(
+            open(
+                "az://c/p",
+                &[&az[..], &[("azure_encryption_scope", "bad\nscope")]].concat()
+            )
+            .is_err()
+        );
+    }
 }
