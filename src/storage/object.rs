@@ -14,64 +14,16 @@ use super::{
     Transferred,
 };
 
-/// The `[transfer.options]` key naming the Azure encryption scope objects are written with
-/// (object_store has no setting of its own for it).
-pub(super) const AZURE_ENCRYPTION_SCOPE: &str = "azure_encryption_scope";
+/// A key users may expect for Azure encryption scopes, which object_store 0.14 cannot send:
+/// its only way to add a header, the HTTP client's default headers, adds it after a request is
+/// signed with the account key, and the service refuses the request (403).
+const AZURE_ENCRYPTION_SCOPE: &str = "azure_encryption_scope";
 
 fn unknown_key(k: &str) -> String {
     format!(
         "`{k}` in `[transfer.options]` is not an object store setting this store knows; check its \
          spelling (see docs/transfer.md)"
     )
-}
-
-/// `b` sending `x-ms-encryption-scope: SCOPE` with its requests, so that the blobs it writes
-/// are encrypted with that scope's key. object_store 0.14 has no setting for a scope, so it
-/// goes in as a default header of the HTTP client; client options given as a whole replace
-/// the builder's, so the ones it already has (from the environment and `[transfer.options]`:
-/// timeouts, proxies, `allow_http` ...) are carried over first.
-fn with_encryption_scope(
-    b: object_store::azure::MicrosoftAzureBuilder,
-    scope: &str,
-) -> Result<object_store::azure::MicrosoftAzureBuilder, String> {
-    use object_store::azure::AzureConfigKey;
-    use object_store::{ClientConfigKey, ClientOptions, HeaderMap, HeaderValue};
-    // Every client setting of object_store 0.14 that can be read back from a builder.
-    const CLIENT_KEYS: [&str; 20] = [
-        "allow_http",
-        "allow_invalid_certificates",
-        "disable_system_certificates",
-        "connect_timeout",
-        "default_content_type",
-        "http1_only",
-        "http2_only",
-        "http2_keep_alive_interval",
-        "http2_keep_alive_timeout",
-        "http2_keep_alive_while_idle",
-        "http2_max_frame_size",
-        "pool_idle_timeout",
-        "pool_max_idle_per_host",
-        "proxy_url",
-        "proxy_ca_certificate",
-        "proxy_excludes",
-        "randomize_addresses",
-        "read_timeout",
-        "timeout",
-        "user_agent",
-    ];
-    let mut client = ClientOptions::new();
-    for name in CLIENT_KEYS {
-        if let Ok(key) = name.parse::<ClientConfigKey>()
-            && let Some(v) = b.get_config_value(&AzureConfigKey::Client(key))
-        {
-            client = client.with_config(key, v);
-        }
-    }
-    let value = HeaderValue::from_str(scope)
-        .map_err(|_| format!("`{AZURE_ENCRYPTION_SCOPE}` {scope:?} cannot be sent in a header"))?;
-    let mut headers = HeaderMap::new();
-    headers.insert("x-ms-encryption-scope", value);
-    Ok(b.with_client_options(client.with_default_headers(headers)))
 }
 
 pub(super) struct ObjectBackend {
@@ -163,17 +115,20 @@ impl ObjectBackend {
                 let mut b = MicrosoftAzureBuilder::from_env()
                     .with_url(&base)
                     .with_retry(retry);
-                let mut scope = None;
                 for (k, v) in &pairs {
                     match k.parse::<AzureConfigKey>() {
                         Ok(key) => b = b.with_config(key, v),
-                        Err(_) if k == AZURE_ENCRYPTION_SCOPE => scope = Some(v),
+                        Err(_) if k == AZURE_ENCRYPTION_SCOPE => {
+                            return Err(bad(format!(
+                                "`{k}`: batchwin cannot choose an encryption scope per request; \
+                                 give the container a default encryption scope (enforced for \
+                                 all uploads), or use `azure_storage_encryption_key` (see \
+                                 docs/transfer.md)"
+                            )));
+                        }
                         Err(_) if k.starts_with("azure_") => return Err(bad(unknown_key(k))),
                         Err(_) => {}
                     }
-                }
-                if let Some(scope) = scope {
-                    b = with_encryption_scope(b, scope).map_err(bad)?;
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
@@ -622,26 +577,23 @@ mod tests {
             ("azure_storage_use_emulator", "true"),
             ("aws_region", "us-east-1"),
         ];
-        assert!(
-            open(
-                "az://c/p",
-                &[&az[..], &[("azure_encryption_scope", "scope-1")]].concat()
-            )
-            .is_ok()
-        );
-        assert!(
-            open(
-                "az://c/p",
-                &[&az[..], &[("azure_encryption_scop", "scope-1")]].concat()
-            )
-            .is_err()
-        );
-        assert!(
-            open(
-                "az://c/p",
-                &[&az[..], &[("azure_encryption_scope", "bad\nscope")]].concat()
-            )
-            .is_err()
-        );
+        assert!(open("az://c/p", &az).is_ok());
+        let e = open(
+            "az://c/p",
+            &[&az[..], &[("azure_encryption_scop", "s")]].concat(),
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(e.contains("`azure_encryption_scop`"), "{e}");
+        // A scope cannot be sent (see AZURE_ENCRYPTION_SCOPE): refused, saying what to do.
+        let e = open(
+            "az://c/p",
+            &[&az[..], &[("azure_encryption_scope", "s")]].concat(),
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(e.contains("default encryption scope"), "{e}");
     }
 }
