@@ -504,3 +504,34 @@ fn outputs_are_identical_whatever_the_thread_count_and_chunk_size() {
     assert_eq!(trees[0], trees[1]);
     assert_eq!(trees[0], trees[2]);
 }
+
+/// `formula_guard = true` writes a `'` before CSV output values a spreadsheet would run as a
+/// formula; without it the same values are written as they were read.
+#[test]
+fn formula_guard_neutralises_formula_like_csv_values() {
+    let config = "[[vendor]]\nid = \"F\"\n[vendor.input]\nformat = \"csv\"\n\
+        [[vendor.fields]]\nname = \"id\"\n[[vendor.fields]]\nname = \"note\"\n\
+        [vendor.output]\nformat = \"csv\"\nfile_name = \"{stem}.out.csv\"\n";
+    let input = "id,note\n1,=HYPERLINK(\"http://x.example\")\n2,-10.00\n3,plain\n4,@SUM(A1)\n";
+    let mut outputs = Vec::new();
+    for guard in ["", "formula_guard = true\n"] {
+        let d = Dir::new();
+        d.write("batchwin.toml", format!("{config}{guard}"));
+        d.write("in/f.csv", input);
+        d.cmd()
+            .args([
+                "process", "--vendor", "F", "--input", "in/f.csv", "--out", "out",
+            ])
+            .assert()
+            .code(0);
+        outputs.push(d.read("out/f.out.csv"));
+    }
+    assert_eq!(
+        outputs[0],
+        "id,note\n1,\"=HYPERLINK(\"\"http://x.example\"\")\"\n2,-10.00\n3,plain\n4,@SUM(A1)\n"
+    );
+    assert_eq!(
+        outputs[1],
+        "id,note\n1,\"'=HYPERLINK(\"\"http://x.example\"\")\"\n2,'-10.00\n3,plain\n4,'@SUM(A1)\n"
+    );
+}
