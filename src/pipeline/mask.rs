@@ -199,9 +199,10 @@ impl RawMasks {
         let mut done = 0;
         for (r, masked) in &spans {
             if r.start < done {
-                // Two fields read the same text (a column by name and by index): it was
-                // replaced once already when they coincide; otherwise it cannot be split.
-                if spans.iter().any(|(q, _)| q == r && q.start < done) {
+                // Two fields read the same text (a column by name and by index, overlapping
+                // fixed-width fields): text already replaced hides this value when it covers
+                // it whole; a value only partly covered cannot be replaced in pieces.
+                if r.end <= done {
                     continue;
                 }
                 return Err(RawOmitted::Unlocated);
@@ -306,6 +307,100 @@ mod tests {
         assert_eq!(m(&Mask::Redact("[x]".into()), "secret").unwrap(), "[x]");
         assert_eq!(m(&Mask::Null, "secret"), None);
         assert_eq!(Mask::KeepLast(4).apply(None, &mut Texts::default()), None);
+    }
+
+    /// Values borrowed from a record's text, as the readers give them.
+    fn within<'r>(raw: &'r str, parts: &[&str]) -> Vec<Option<Cow<'r, str>>> {
+        parts
+            .iter()
+            .map(|p| {
+                let at = raw.find(p).expect("the value is in the text");
+                Some(Cow::Borrowed(&raw[at..at + p.len()]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn raw_text_is_masked_where_each_covered_value_stands() {
+        let masks = RawMasks::new(vec![
+            (1, Mask::EmailDomain),
+            (2, Mask::KeepLast(2)),
+            // A second mask of the same field: the first stays.
+            (1, Mask::Null),
+        ]);
+        let raw = r#"{"id":"7","mail":"ann@example.com","card":"123456","x":"ann"}"#;
+        let values = within(raw, &["7", "ann@example.com", "123456"]);
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&values)).unwrap(),
+            r#"{"id":"7","mail":"***@example.com","card":"****56","x":"ann"}"#
+        );
+        // Nothing to mask: the text as read, whatever could be read of it.
+        assert_eq!(
+            RawMasks::default().text(Cow::Borrowed(raw), None).unwrap(),
+            raw
+        );
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), None),
+            Err(RawOmitted::Unparsed)
+        );
+        // A value unescaped when read is a copy: it cannot be found, so nothing is written.
+        let mut copied = values.clone();
+        copied[2] = Some(Cow::Owned("123456".into()));
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&copied)),
+            Err(RawOmitted::Unlocated)
+        );
+        // The same value elsewhere in the record would stay readable there.
+        let twice = r#"{"card":"123456","again":"123456"}"#;
+        let values = vec![None, None, within(twice, &["123456"]).remove(0)];
+        assert_eq!(
+            masks.text(Cow::Borrowed(twice), Some(&values)),
+            Err(RawOmitted::Repeated)
+        );
+    }
+
+    #[test]
+    fn overlapping_fields_are_masked_whole_or_not_at_all() {
+        let masks = RawMasks::new(vec![
+            (0, Mask::Redact("#".into())),
+            (1, Mask::Redact("#".into())),
+        ]);
+        let raw = "ABCDEFGH";
+        // Field 1 inside field 0: replaced with it.
+        let inside = vec![
+            Some(Cow::Borrowed(&raw[0..6])),
+            Some(Cow::Borrowed(&raw[2..4])),
+        ];
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&inside)).unwrap(),
+            "#GH"
+        );
+        // Field 1 half over field 0: refused rather than half shown.
+        let across = vec![
+            Some(Cow::Borrowed(&raw[0..4])),
+            Some(Cow::Borrowed(&raw[2..6])),
+        ];
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&across)),
+            Err(RawOmitted::Unlocated)
+        );
+    }
+
+    #[test]
+    fn reasons_quote_the_masked_value() {
+        let masks = RawMasks::new(vec![(0, Mask::KeepLast(2))]);
+        let raw = "12345,x";
+        let values = within(raw, &["12345"]);
+        let mut problems = vec![super::super::Problem {
+            field: Some("acct".into()),
+            rule: "pattern".into(),
+            reason: "field `acct`: \"12345\" does not match pattern [a-z]+".into(),
+        }];
+        masks.reasons(&values, &mut problems);
+        assert_eq!(
+            problems[0].reason,
+            "field `acct`: \"***45\" does not match pattern [a-z]+"
+        );
     }
 
     #[test]
