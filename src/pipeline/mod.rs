@@ -118,7 +118,13 @@ impl Pipeline {
                 .outputs
                 .iter()
                 .any(|o| o.mask.is_some() && p.field.as_deref() == Some(o.name.as_str()));
-            if masked_output && matches!(p.rule.as_str(), "lookup" | "date_format" | "output") {
+            // A lookup miss quotes the value it looked up; a writer's reason may quote the value
+            // (a reason without quotes, such as a width, says nothing of it and is kept).
+            let quotes = p.rule == "lookup" || p.reason.contains('"');
+            if masked_output
+                && quotes
+                && matches!(p.rule.as_str(), "lookup" | "date_format" | "output")
+            {
                 p.reason = format!(
                     "output field `{}`: rule `{}` failed (the reason is withheld: the field is masked)",
                     p.field.as_deref().unwrap_or_default(),
