@@ -393,6 +393,12 @@ pub struct OutputConfig {
     /// Reject file name pattern (same placeholders), written as JSON Lines.
     #[serde(default)]
     pub reject_file_name: Option<String>,
+    /// What a reject line keeps of the record's text: masked (default), clear, or nothing.
+    #[serde(default)]
+    pub reject_raw: RejectRaw,
+    /// CSV output: values a spreadsheet would run as a formula are prefixed with `'`.
+    #[serde(default)]
+    pub formula_guard: bool,
     /// Output fields in order. Empty: every input field, unchanged, in input order.
     #[serde(default)]
     pub fields: Vec<OutputFieldConfig>,
@@ -426,6 +432,21 @@ pub enum LineEnding {
     #[default]
     Lf,
     Crlf,
+}
+
+/// What a reject line keeps of the record's original text (its `raw` member). Reject files
+/// sit in the run folder and may be published back to the vendor: `masked`, the default,
+/// keeps personal data that the output masks hidden out of them too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectRaw {
+    /// The record's text as read.
+    Clear,
+    /// The record's text with the output masks applied to the input fields they cover.
+    #[default]
+    Masked,
+    /// No text: only the record's number, line and problems.
+    Omit,
 }
 
 /// A change of an output value's text, applied in the order given.

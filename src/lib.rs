@@ -6,7 +6,8 @@
 //! files at once) -> `outcome` (what a unit did) -> `ledger` (the only room that names its
 //! tables) -> `report` (runs summed up and rendered). Around them: `manifest`s and slices in
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
-//! `cancel`, `env` (every environment variable) and `printer` (global options, logs, progress).
+//! `cancel`, `env` (every environment variable), `files` (local files created without world
+//! access) and `printer` (global options, logs, progress).
 //! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `generate`
 //! writes synthetic days for demos, tests and benchmarks, `fuzz` the fuzz targets' bodies.
 pub mod cancel;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod env;
 pub mod exit;
+pub mod files;
 pub mod fuzz;
 pub mod generate;
 #[cfg(feature = "cli")]

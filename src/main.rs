@@ -10,6 +10,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any file or thread: what batchwin and its libraries create has no world access.
+    batchwin::files::restrict_umask();
     let cli = batchwin::cli::Cli::parse();
     batchwin::printer::init_logging(&cli.global);
     match cli.run() {

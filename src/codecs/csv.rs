@@ -70,6 +70,10 @@ pub struct CsvWriteOptions {
     pub bom: bool,
     /// Whether records end with CR LF instead of LF.
     pub crlf: bool,
+    /// Whether a value that a spreadsheet would read as a formula (it starts with `=`, `+`,
+    /// `-`, `@`, tab or carriage return) is written with a single quote `'` before it, as
+    /// OWASP's "CSV Injection" page recommends. Off, values are written byte for byte.
+    pub formula_guard: bool,
 }
 
 impl Default for CsvWriteOptions {
@@ -80,6 +84,7 @@ impl Default for CsvWriteOptions {
             header: true,
             bom: false,
             crlf: false,
+            formula_guard: false,
         }
     }
 }
@@ -754,6 +759,15 @@ impl CsvEncoder {
     }
 }
 
+/// Whether a spreadsheet would read `v` as a formula: it starts with one of the characters
+/// OWASP lists for CSV injection (`=`, `+`, `-`, `@`, tab, carriage return).
+fn formula_like(v: &str) -> bool {
+    matches!(
+        v.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
+}
+
 impl Encoder for CsvEncoder {
     fn header(&self, out: &mut Vec<u8>) {
         if self.opts.bom {
@@ -766,7 +780,20 @@ impl Encoder for CsvEncoder {
 
     fn record(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         check_arity(values, self.names.len())?;
-        self.write_row(values.iter().map(|v| v.unwrap_or("")), out);
+        if self.opts.formula_guard && values.iter().flatten().any(|v| formula_like(v)) {
+            // Rare: only a record with such a value pays for the copies.
+            let guarded: Vec<Cow<'_, str>> = values
+                .iter()
+                .map(|v| match v {
+                    Some(v) if formula_like(v) => Cow::Owned(format!("'{v}")),
+                    Some(v) => Cow::Borrowed(*v),
+                    None => Cow::Borrowed(""),
+                })
+                .collect();
+            self.write_row(guarded.iter().map(|v| v.as_ref()), out);
+        } else {
+            self.write_row(values.iter().map(|v| v.unwrap_or("")), out);
+        }
         Ok(())
     }
 
@@ -1108,6 +1135,43 @@ mod tests {
         );
     }
 
+    /// With the guard, every value a spreadsheet would run as a formula gets a leading `'`
+    /// (quoted as usual when it needs quotes); the header and other values are untouched, and
+    /// without the guard the same values are written byte for byte.
+    #[test]
+    fn formula_guard_prefixes_formula_like_values() {
+        let rows = [vec![
+            Some("=SUM(A1:A2)".to_string()),
+            Some("+1".into()),
+            Some("-10.00".into()),
+            Some("@cmd".into()),
+            Some("\tx".into()),
+            Some("\ry".into()),
+            Some("a=b".into()),
+            None,
+            Some("'kept".into()),
+        ]];
+        let names: Vec<String> = (0..9).map(|i| format!("={i}")).collect();
+        let guarded = CsvEncoder::new(
+            CsvWriteOptions {
+                formula_guard: true,
+                ..CsvWriteOptions::default()
+            },
+            names.clone(),
+        )
+        .expect("valid");
+        assert_eq!(
+            String::from_utf8(encode_all(&guarded, &rows)).expect("utf-8"),
+            "=0,=1,=2,=3,=4,=5,=6,=7,=8\n\
+             '=SUM(A1:A2),'+1,'-10.00,'@cmd,'\tx,\"'\ry\",a=b,,'kept\n"
+        );
+        let plain = CsvEncoder::new(CsvWriteOptions::default(), names).expect("valid");
+        assert_eq!(
+            String::from_utf8(encode_all(&plain, &rows)).expect("utf-8"),
+            "=0,=1,=2,=3,=4,=5,=6,=7,=8\n=SUM(A1:A2),+1,-10.00,@cmd,\tx,\"\ry\",a=b,,'kept\n"
+        );
+    }
+
     #[test]
     fn encoder_quotes_only_when_needed() {
         let opts = CsvWriteOptions {
@@ -1163,7 +1227,7 @@ mod tests {
         ) {
             let n = rows.first().map_or(2, Vec::len);
             let names: Vec<String> = (0..n).map(|i| format!("col \"{i}\",")).collect();
-            let enc = CsvEncoder::new(CsvWriteOptions { delimiter, quote: b'"', header, bom, crlf }, names.clone()).expect("valid");
+            let enc = CsvEncoder::new(CsvWriteOptions { delimiter, quote: b'"', header, bom, crlf, formula_guard: false }, names.clone()).expect("valid");
             let data = encode_all(&enc, &rows);
             let fields = names.iter().enumerate().map(|(i, name)| {
                 (name.clone(), if header { Locator::Column(name.clone()) } else { Locator::Index(i) })

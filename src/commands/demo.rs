@@ -93,7 +93,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
         vendors_server.display().to_string(),
         outbound_server.display().to_string()
     ));
-    std::fs::write(&gen_summary.config, text)
+    crate::files::write(&gen_summary.config, text)
         .map_err(|e| Failure::data(anyhow!("cannot write the config: {e}")))?;
     Config::load(&gen_summary.config)?;
     let runs = dir.join("runs");

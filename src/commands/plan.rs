@@ -211,7 +211,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
 
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    crate::files::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
 }
 

@@ -108,7 +108,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     let report = crate::report::build(&merged, &ledgers, &ctx).map_err(Failure::data)?;
     if let Some(path) = &a.prometheus {
         let tmp = path.with_extension("prom.tmp");
-        std::fs::write(&tmp, render::prometheus(&report))
+        crate::files::write(&tmp, render::prometheus(&report))
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| Failure::data(anyhow!("cannot write `{}`: {e}", path.display())))?;
     }

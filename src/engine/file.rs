@@ -22,7 +22,9 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
+use crate::config::RejectRaw;
 use crate::outcome::{FileOutcome, RejectCounts, UnitError};
+use crate::pipeline::mask::RawOmitted;
 use crate::pipeline::{Problem, recycle};
 use crate::plan::Part;
 use crate::vendor::{Vendor, expand_name};
@@ -56,7 +58,7 @@ impl TempOutput {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&tmp)?;
+        let file = crate::files::create(&tmp)?;
         crate::cancel::register_temporary(&tmp);
         Ok(TempOutput {
             tmp,
@@ -533,14 +535,18 @@ fn run_chunks(
     }
 }
 
-/// One line of the reject file.
+/// One line of the reject file: `raw` or, when the vendor's `reject_raw` keeps no text of
+/// the record, `raw_omitted` saying why.
 #[derive(serde::Serialize)]
 struct RejectLine<'a> {
     file: &'a str,
     record: u64,
     line: u64,
     errors: &'a [Problem],
-    raw: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_omitted: Option<RawOmitted>,
 }
 
 fn process_chunk(
@@ -553,19 +559,42 @@ fn process_chunk(
     // Empty, with the buffers to write into.
     mut r: ChunkOut,
 ) -> ChunkOut {
-    let reject = |r: &mut ChunkOut, number: u64, line: u64, raw: &[u8], problems: Vec<Problem>| {
+    // `values`: the record's values as read, `None` when it could not be read.
+    let reject = |r: &mut ChunkOut,
+                  number: u64,
+                  line: u64,
+                  raw: &[u8],
+                  values: Option<&[Option<std::borrow::Cow<'_, str>>]>,
+                  mut problems: Vec<Problem>| {
         r.rejected += 1;
         for p in &problems {
             *r.counts
                 .entry((p.field.clone(), p.rule.clone()))
                 .or_default() += 1;
         }
+        let text = String::from_utf8_lossy(raw);
+        let pipeline = &profile.pipeline;
+        let (raw, raw_omitted) = match profile.output.reject_raw {
+            RejectRaw::Clear => (Some(text), None),
+            RejectRaw::Masked => {
+                pipeline.mask_reasons(values, &mut problems);
+                match pipeline.masked_raw(text, values) {
+                    Ok(t) => (Some(t), None),
+                    Err(why) => (None, Some(why)),
+                }
+            }
+            RejectRaw::Omit => {
+                pipeline.mask_reasons(values, &mut problems);
+                (None, Some(RawOmitted::Configured))
+            }
+        };
         let line = RejectLine {
             file: input_name,
             record: number,
             line,
             errors: &problems,
-            raw: String::from_utf8_lossy(raw),
+            raw,
+            raw_omitted,
         };
         // Serializing plain strings and numbers to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut r.rejects, &line);
@@ -592,6 +621,7 @@ fn process_chunk(
                     number,
                     line,
                     raw,
+                    None,
                     vec![Problem {
                         field,
                         rule: rule.to_string(),
@@ -617,12 +647,26 @@ fn process_chunk(
                                     rule: "output".into(),
                                     reason: format!("output field `{}`: {}", e.field, e.reason),
                                 };
-                                reject(&mut r, rec.number, rec.line, rec.raw, vec![p]);
+                                reject(
+                                    &mut r,
+                                    rec.number,
+                                    rec.line,
+                                    rec.raw,
+                                    Some(rec.values),
+                                    vec![p],
+                                );
                             }
                         }
                         refs_store = recycle(refs);
                     }
-                    Err(problems) => reject(&mut r, rec.number, rec.line, rec.raw, problems),
+                    Err(problems) => reject(
+                        &mut r,
+                        rec.number,
+                        rec.line,
+                        rec.raw,
+                        Some(rec.values),
+                        problems,
+                    ),
                 }
                 typed_store = recycle(typed);
                 ws.reclaim(&mut values);

@@ -223,10 +223,10 @@ pub fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateSummary> {
     let key_path = opts.out.join("mask.key");
     let mut key_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x6d61_736b);
     let key: [u8; 32] = key_rng.r#gen();
-    std::fs::write(&key_path, format!("{}\n", hex::encode(key)))
+    crate::files::write(&key_path, format!("{}\n", hex::encode(key)))
         .with_context(|| format!("cannot write `{}`", key_path.display()))?;
     let config = opts.out.join("batchwin.toml");
-    std::fs::write(&config, config_text(&vendors))
+    crate::files::write(&config, config_text(&vendors))
         .with_context(|| format!("cannot write `{}`", config.display()))?;
 
     let mut reasons = BTreeMap::new();
@@ -247,7 +247,7 @@ pub fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateSummary> {
     };
     let expected_path = opts.out.join("expected.json");
     let text = serde_json::to_string_pretty(&expected)?;
-    std::fs::write(&expected_path, text + "\n")
+    crate::files::write(&expected_path, text + "\n")
         .with_context(|| format!("cannot write `{}`", expected_path.display()))?;
     Ok(GenerateSummary {
         files: expected.files as usize,
@@ -371,6 +371,7 @@ fn input_encoder(v: &VendorSpec) -> anyhow::Result<Box<dyn Encoder>> {
                     header: true,
                     bom: v.bom,
                     crlf: v.crlf,
+                    formula_guard: false,
                 },
                 input_names(Format::Csv),
             )
@@ -418,7 +419,7 @@ fn write_file(
     let mut bad = bad.into_iter().peekable();
 
     let encoder = input_encoder(v)?;
-    let file = std::fs::File::create(&path)
+    let file = crate::files::create(&path)
         .with_context(|| format!("cannot create `{}`", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut buf = Vec::with_capacity(1 << 16);

@@ -90,6 +90,12 @@ pub enum LedgerError {
         "ledger `{path}` has schema version {found}, this batchwin writes version {SCHEMA_VERSION}"
     )]
     Version { path: String, found: String },
+    #[error("ledger `{path}`: cannot take world access away from it: {source}")]
+    Mode {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What identifies a run in the ledger.
@@ -172,6 +178,22 @@ impl Ledger {
             .map_err(err)?;
         if found != SCHEMA_VERSION {
             return Err(LedgerError::Version { path: p, found });
+        }
+        // DuckDB creates the file and its `.wal` with the default mode less the umask, which
+        // the binary has taken world access out of (`files::restrict_umask`); a ledger made
+        // before that, or by another program, loses it here.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push(".wal");
+        for f in [path, Path::new(&wal)] {
+            match crate::files::restrict(f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LedgerError::Mode {
+                        path: f.display().to_string(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
         }
         Ok(Ledger { conn, path: p })
     }

@@ -1,4 +1,7 @@
-//! Masking of sensitive output values: keyed hash, redaction, keep-last-N, e-mail domain, null.
+//! Masking of sensitive output values: keyed hash, redaction, keep-last-N, e-mail domain, null;
+//! and the same masks applied to a rejected record's original text and problem reasons
+//! ([`RawMasks`], for `reject_raw = "masked"`), so that a reject file does not show in clear
+//! what the output hides.
 //!
 //! The keyed hash is HMAC-SHA-256 under the deployment's masking key, written as lowercase hex:
 //! equal inputs give equal tokens across files, vendors and days (so masked keys still join),
@@ -115,6 +118,135 @@ impl Mask {
     }
 }
 
+/// Why a reject line carries no `raw` text (its `raw_omitted` member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOmitted {
+    /// `reject_raw = "omit"`.
+    Configured,
+    /// The record could not be read into fields, so the values to mask cannot be found in it.
+    Unparsed,
+    /// A value to mask is not in the text as such (reading unquoted or unescaped it).
+    Unlocated,
+    /// A masked value also occurs elsewhere in the record (another field, a repeated key).
+    Repeated,
+}
+
+/// The output masks as they apply to the input fields they cover: an input field taken by an
+/// output field with a mask (by `from` or the default name, or in its `template`) is masked
+/// with that mask, applied to the value as read.
+#[derive(Debug, Clone, Default)]
+pub struct RawMasks {
+    /// (input field index, mask), one per covered field (the first output's mask), in field
+    /// order.
+    fields: Vec<(usize, Mask)>,
+}
+
+impl RawMasks {
+    pub fn new(mut fields: Vec<(usize, Mask)>) -> RawMasks {
+        // A stable sort keeps, for a field covered twice, the mask of the first output field.
+        fields.sort_by_key(|(i, _)| *i);
+        fields.dedup_by_key(|(i, _)| *i);
+        RawMasks { fields }
+    }
+
+    /// Whether no input field is masked: the raw text is then the text as read.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// `raw` with each covered field's value replaced, where it stands, by its masked value
+    /// (an empty text for `null`). `values` are the record's values as read (`None`: the record
+    /// could not be read), each borrowed from `raw` when reading did not have to change it.
+    ///
+    /// Never leaks a covered value: when one cannot be placed (it was unquoted or unescaped
+    /// when read, so the text does not hold it as such) or when it still occurs in the result
+    /// (another field holds it too), the text is refused with the reason.
+    pub fn text<'r>(
+        &self,
+        raw: Cow<'r, str>,
+        values: Option<&[Option<Cow<'_, str>>]>,
+    ) -> Result<Cow<'r, str>, RawOmitted> {
+        if self.fields.is_empty() {
+            return Ok(raw);
+        }
+        let values = values.ok_or(RawOmitted::Unparsed)?;
+        let base = raw.as_ptr() as usize;
+        let mut texts = Texts::default();
+        // (where the value stands in `raw`, its masked text)
+        let mut spans: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        for (i, mask) in &self.fields {
+            let Some(Some(v)) = values.get(*i) else {
+                continue;
+            };
+            if v.is_empty() {
+                continue;
+            }
+            // A value borrowed from the record's text points into it; one that reading had to
+            // change (a doubled quote, an escape, an entity) is a copy elsewhere in memory.
+            let at = (v.as_ptr() as usize).wrapping_sub(base);
+            if at > raw.len() || raw.len() - at < v.len() {
+                return Err(RawOmitted::Unlocated);
+            }
+            let masked = mask
+                .apply(Some(Cow::Borrowed(v.as_ref())), &mut texts)
+                .map(Cow::into_owned)
+                .unwrap_or_default();
+            spans.push((at..at + v.len(), masked));
+        }
+        spans.sort_by_key(|(r, _)| r.start);
+        let mut out = String::with_capacity(raw.len() + 64);
+        let mut done = 0;
+        for (r, masked) in &spans {
+            if r.start < done {
+                // Two fields read the same text (a column by name and by index, overlapping
+                // fixed-width fields): text already replaced hides this value when it covers
+                // it whole; a value only partly covered cannot be replaced in pieces.
+                if r.end <= done {
+                    continue;
+                }
+                return Err(RawOmitted::Unlocated);
+            }
+            out.push_str(&raw[done..r.start]);
+            out.push_str(masked);
+            done = r.end;
+        }
+        out.push_str(&raw[done..]);
+        for (r, masked) in &spans {
+            let value = &raw[r.clone()];
+            // A mask may leave the value readable (`keep_last` of a short value): that is the
+            // mask's choice, as in the output.
+            if !masked.contains(value) && out.contains(value) {
+                return Err(RawOmitted::Repeated);
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+
+    /// Replaces, in each problem's reason, the quoted value of a covered field by its quoted
+    /// masked value (a field check quotes the value it refused: `"12,5" is not a decimal`).
+    pub fn reasons(&self, values: &[Option<Cow<'_, str>>], problems: &mut [super::Problem]) {
+        let mut texts = Texts::default();
+        for (i, mask) in &self.fields {
+            let Some(Some(v)) = values.get(*i) else {
+                continue;
+            };
+            if v.is_empty() {
+                continue;
+            }
+            let quoted = super::validate::quote(v);
+            for p in problems.iter_mut() {
+                if p.reason.contains(&quoted) {
+                    let masked = mask
+                        .apply(Some(Cow::Borrowed(v.as_ref())), &mut texts)
+                        .unwrap_or_default();
+                    p.reason = p.reason.replace(&quoted, &super::validate::quote(&masked));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +307,100 @@ mod tests {
         assert_eq!(m(&Mask::Redact("[x]".into()), "secret").unwrap(), "[x]");
         assert_eq!(m(&Mask::Null, "secret"), None);
         assert_eq!(Mask::KeepLast(4).apply(None, &mut Texts::default()), None);
+    }
+
+    /// Values borrowed from a record's text, as the readers give them.
+    fn within<'r>(raw: &'r str, parts: &[&str]) -> Vec<Option<Cow<'r, str>>> {
+        parts
+            .iter()
+            .map(|p| {
+                let at = raw.find(p).expect("the value is in the text");
+                Some(Cow::Borrowed(&raw[at..at + p.len()]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn raw_text_is_masked_where_each_covered_value_stands() {
+        let masks = RawMasks::new(vec![
+            (1, Mask::EmailDomain),
+            (2, Mask::KeepLast(2)),
+            // A second mask of the same field: the first stays.
+            (1, Mask::Null),
+        ]);
+        let raw = r#"{"id":"7","mail":"ann@example.com","card":"123456","x":"ann"}"#;
+        let values = within(raw, &["7", "ann@example.com", "123456"]);
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&values)).unwrap(),
+            r#"{"id":"7","mail":"***@example.com","card":"****56","x":"ann"}"#
+        );
+        // Nothing to mask: the text as read, whatever could be read of it.
+        assert_eq!(
+            RawMasks::default().text(Cow::Borrowed(raw), None).unwrap(),
+            raw
+        );
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), None),
+            Err(RawOmitted::Unparsed)
+        );
+        // A value unescaped when read is a copy: it cannot be found, so nothing is written.
+        let mut copied = values.clone();
+        copied[2] = Some(Cow::Owned("123456".into()));
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&copied)),
+            Err(RawOmitted::Unlocated)
+        );
+        // The same value elsewhere in the record would stay readable there.
+        let twice = r#"{"card":"123456","again":"123456"}"#;
+        let values = vec![None, None, within(twice, &["123456"]).remove(0)];
+        assert_eq!(
+            masks.text(Cow::Borrowed(twice), Some(&values)),
+            Err(RawOmitted::Repeated)
+        );
+    }
+
+    #[test]
+    fn overlapping_fields_are_masked_whole_or_not_at_all() {
+        let masks = RawMasks::new(vec![
+            (0, Mask::Redact("#".into())),
+            (1, Mask::Redact("#".into())),
+        ]);
+        let raw = "ABCDEFGH";
+        // Field 1 inside field 0: replaced with it.
+        let inside = vec![
+            Some(Cow::Borrowed(&raw[0..6])),
+            Some(Cow::Borrowed(&raw[2..4])),
+        ];
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&inside)).unwrap(),
+            "#GH"
+        );
+        // Field 1 half over field 0: refused rather than half shown.
+        let across = vec![
+            Some(Cow::Borrowed(&raw[0..4])),
+            Some(Cow::Borrowed(&raw[2..6])),
+        ];
+        assert_eq!(
+            masks.text(Cow::Borrowed(raw), Some(&across)),
+            Err(RawOmitted::Unlocated)
+        );
+    }
+
+    #[test]
+    fn reasons_quote_the_masked_value() {
+        let masks = RawMasks::new(vec![(0, Mask::KeepLast(2))]);
+        let raw = "12345,x";
+        let values = within(raw, &["12345"]);
+        let mut problems = vec![super::super::Problem {
+            field: Some("acct".into()),
+            rule: "pattern".into(),
+            reason: "field `acct`: \"12345\" does not match pattern [a-z]+".into(),
+        }];
+        masks.reasons(&values, &mut problems);
+        assert_eq!(
+            problems[0].reason,
+            "field `acct`: \"***45\" does not match pattern [a-z]+"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub mod validate;
 
 use std::borrow::Cow;
 
-use map::OutputField;
+use map::{OutputField, ValueSource};
+use mask::{RawMasks, RawOmitted};
 use rules::Condition;
 use validate::{FieldCheck, Typed};
 
@@ -58,9 +59,81 @@ pub struct Pipeline {
     pub checks: Vec<FieldCheck>,
     pub rules: Vec<BusinessRule>,
     pub outputs: Vec<OutputField>,
+    /// The output masks as they apply to the input fields (see [`Pipeline::new`]).
+    raw_masks: RawMasks,
 }
 
 impl Pipeline {
+    /// The steps, and the masks of `outputs` as they apply to the input fields they cover
+    /// (for [`Pipeline::masked_raw`]).
+    pub fn new(
+        checks: Vec<FieldCheck>,
+        rules: Vec<BusinessRule>,
+        outputs: Vec<OutputField>,
+    ) -> Pipeline {
+        let mut covered = Vec::new();
+        for o in &outputs {
+            let Some(mask) = &o.mask else { continue };
+            match &o.source {
+                ValueSource::Field(i) => covered.push((*i, mask.clone())),
+                ValueSource::Template(pieces) => {
+                    covered.extend(pieces.iter().filter_map(|p| match p {
+                        map::Piece::Field(i) => Some((*i, mask.clone())),
+                        map::Piece::Text(_) => None,
+                    }))
+                }
+                ValueSource::Const(_) => {}
+            }
+        }
+        Pipeline {
+            checks,
+            rules,
+            outputs,
+            raw_masks: RawMasks::new(covered),
+        }
+    }
+
+    /// What `reject_raw = "masked"` writes of a rejected record: its text `raw` with the output
+    /// masks applied to the input fields they cover, the rest as read (`values`: the record's
+    /// values as read, `None` when it could not be read); see [`RawMasks::text`].
+    ///
+    /// Only rejected records come here: the cost is a reject's, never a passing record's.
+    pub fn masked_raw<'r>(
+        &self,
+        raw: Cow<'r, str>,
+        values: Option<&[Option<Cow<'_, str>>]>,
+    ) -> Result<Cow<'r, str>, RawOmitted> {
+        self.raw_masks.text(raw, values)
+    }
+
+    /// Masks a rejected record's problems as [`masked_raw`](Self::masked_raw) masks its text:
+    /// a quoted value of a covered input field becomes its masked value, and the reason of a
+    /// failed masked output field (a lookup miss quotes the value it looked up) is withheld.
+    pub fn mask_reasons(&self, values: Option<&[Option<Cow<'_, str>>]>, problems: &mut [Problem]) {
+        if let Some(values) = values {
+            self.raw_masks.reasons(values, problems);
+        }
+        for p in problems.iter_mut() {
+            let masked_output = self
+                .outputs
+                .iter()
+                .any(|o| o.mask.is_some() && p.field.as_deref() == Some(o.name.as_str()));
+            // A lookup miss quotes the value it looked up; a writer's reason may quote the value
+            // (a reason without quotes, such as a width, says nothing of it and is kept).
+            let quotes = p.rule == "lookup" || p.reason.contains('"');
+            if masked_output
+                && quotes
+                && matches!(p.rule.as_str(), "lookup" | "date_format" | "output")
+            {
+                p.reason = format!(
+                    "output field `{}`: rule `{}` failed (the reason is withheld: the field is masked)",
+                    p.field.as_deref().unwrap_or_default(),
+                    p.rule
+                );
+            }
+        }
+    }
+
     /// Validates, maps and masks one record. Returns the output values in output order, or
     /// every problem found (all field problems, then rules when the fields were valid).
     pub fn apply<'a>(

@@ -107,7 +107,7 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<ManifestRow>> {
 pub fn write(path: &Path, rows: &[ManifestRow]) -> anyhow::Result<()> {
     let tmp = path.with_extension("jsonl.tmp");
     {
-        let f = std::fs::File::create(&tmp)
+        let f = crate::files::create(&tmp)
             .with_context(|| format!("cannot write `{}`", tmp.display()))?;
         let mut w = std::io::BufWriter::new(f);
         for r in rows {

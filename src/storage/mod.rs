@@ -678,7 +678,7 @@ struct FileSink {
 
 impl FileSink {
     async fn create(path: &FsPath, max: Option<u64>) -> Result<FileSink, StorageError> {
-        let file = tokio::fs::File::create(path)
+        let file = crate::files::create_async(path)
             .await
             .map_err(|e| StorageError::local(path, e))?;
         Ok(FileSink {

@@ -14,6 +14,18 @@ use super::{
     Sink, StorageError, StoreOptions, Transferred,
 };
 
+/// A key users may expect for Azure encryption scopes, which object_store 0.14 cannot send:
+/// its only way to add a header, the HTTP client's default headers, adds it after a request is
+/// signed with the account key, and the service refuses the request (403).
+const AZURE_ENCRYPTION_SCOPE: &str = "azure_encryption_scope";
+
+fn unknown_key(k: &str) -> String {
+    format!(
+        "`{k}` in `[transfer.options]` is not an object store setting this store knows; check its \
+         spelling (see docs/transfer.md)"
+    )
+}
+
 pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
     root: Path,
@@ -93,8 +105,12 @@ impl ObjectBackend {
                     .with_url(&base)
                     .with_retry(retry);
                 for (k, v) in &pairs {
-                    if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
-                        b = b.with_config(key, v);
+                    match k.parse::<AmazonS3ConfigKey>() {
+                        Ok(key) => b = b.with_config(key, v),
+                        // A misspelt `aws_server_side_encryption` would store objects
+                        // unencrypted without a word: an S3 key that is not one is refused.
+                        Err(_) if k.starts_with("aws_") => return Err(bad(unknown_key(k))),
+                        Err(_) => {}
                     }
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
@@ -105,8 +121,18 @@ impl ObjectBackend {
                     .with_url(&base)
                     .with_retry(retry);
                 for (k, v) in &pairs {
-                    if let Ok(key) = k.parse::<AzureConfigKey>() {
-                        b = b.with_config(key, v);
+                    match k.parse::<AzureConfigKey>() {
+                        Ok(key) => b = b.with_config(key, v),
+                        Err(_) if k == AZURE_ENCRYPTION_SCOPE => {
+                            return Err(bad(format!(
+                                "`{k}`: batchwin cannot choose an encryption scope per request; \
+                                 give the container a default encryption scope (enforced for \
+                                 all uploads), or use `azure_storage_encryption_key` (see \
+                                 docs/transfer.md)"
+                            )));
+                        }
+                        Err(_) if k.starts_with("azure_") => return Err(bad(unknown_key(k))),
+                        Err(_) => {}
                     }
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
@@ -117,8 +143,10 @@ impl ObjectBackend {
                     .with_url(&base)
                     .with_retry(retry);
                 for (k, v) in &pairs {
-                    if let Ok(key) = k.parse::<GoogleConfigKey>() {
-                        b = b.with_config(key, v);
+                    match k.parse::<GoogleConfigKey>() {
+                        Ok(key) => b = b.with_config(key, v),
+                        Err(_) if k.starts_with("google_") => return Err(bad(unknown_key(k))),
+                        Err(_) => {}
                     }
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
@@ -546,7 +574,7 @@ pub(super) fn copy_local(
     let mut src = src;
     let mut out = match to {
         Some(to) => Some((
-            std::fs::File::create(to).map_err(|e| StorageError::local(to, e))?,
+            crate::files::create(to).map_err(|e| StorageError::local(to, e))?,
             to,
         )),
         None => None,
@@ -696,4 +724,66 @@ fn rename_if_free(from: &FsPath, to: &FsPath) -> std::io::Result<()> {
     std::fs::hard_link(from, to)?;
     let _ = std::fs::remove_file(from);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(url: &str, pairs: &[(&str, &str)]) -> Result<ObjectBackend, StorageError> {
+        let opts = StoreOptions {
+            pairs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        ObjectBackend::remote(&url::Url::parse(url).unwrap(), &opts, url)
+    }
+
+    /// A misspelt encryption key would leave objects unencrypted without a word: it is refused,
+    /// as is a value the store does not know; keys of other stores are left alone.
+    #[test]
+    fn misspelt_or_invalid_encryption_settings_are_refused() {
+        let s3 = [("aws_region", "us-east-1"), ("azure_encryption_scope", "s")];
+        assert!(
+            open(
+                "s3://b/p",
+                &[&s3[..], &[("aws_server_side_encryption", "aws:kms")]].concat()
+            )
+            .is_ok()
+        );
+        let e = open("s3://b/p", &[("aws_server_side_encription", "aws:kms")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("`aws_server_side_encription`"), "{e}");
+        let e = open("s3://b/p", &[("aws_server_side_encryption", "kms")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("Invalid encryption type"), "{e}");
+        let az = [
+            ("azure_storage_use_emulator", "true"),
+            ("aws_region", "us-east-1"),
+        ];
+        assert!(open("az://c/p", &az).is_ok());
+        let e = open(
+            "az://c/p",
+            &[&az[..], &[("azure_encryption_scop", "s")]].concat(),
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(e.contains("`azure_encryption_scop`"), "{e}");
+        // A scope cannot be sent (see AZURE_ENCRYPTION_SCOPE): refused, saying what to do.
+        let e = open(
+            "az://c/p",
+            &[&az[..], &[("azure_encryption_scope", "s")]].concat(),
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(e.contains("default encryption scope"), "{e}");
+    }
 }

@@ -247,7 +247,7 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
             true => None,
             false => Some(std::io::BufWriter::with_capacity(
                 1 << 20,
-                std::fs::File::create(&path).map_err(write_err)?,
+                crate::files::create(&path).map_err(write_err)?,
             )),
         };
         // One piece is the whole file: its own hash is the whole file's.

@@ -207,11 +207,7 @@ impl Vendor {
             after: v.after.clone(),
             skip_limit,
             input,
-            pipeline: Pipeline {
-                checks,
-                rules,
-                outputs,
-            },
+            pipeline: Pipeline::new(checks, rules, outputs),
             output,
         })
     }
@@ -285,6 +281,7 @@ impl Vendor {
                     header: o.header,
                     bom: o.bom,
                     crlf: o.crlf,
+                    formula_guard: o.formula_guard,
                 },
                 names,
             )?),

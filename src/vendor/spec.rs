@@ -5,7 +5,7 @@
 use crate::codecs::{self, Decoder, Locator};
 use crate::config::{
     AlignConfig, Config, ConfigError, Encoding, FieldConfig, Format, JsonEmpty, JsonValues,
-    KeyPath, LineEnding, OutputFieldConfig,
+    KeyPath, LineEnding, OutputFieldConfig, RejectRaw,
 };
 
 use super::names::check_name_pattern;
@@ -42,6 +42,10 @@ pub struct OutputSpec {
     pub file_name: String,
     /// Reject file name pattern.
     pub reject_file_name: String,
+    /// What a reject line keeps of the record's text.
+    pub reject_raw: RejectRaw,
+    /// CSV: neutralise values that start like a spreadsheet formula.
+    pub(super) formula_guard: bool,
 }
 
 fn one_byte(
@@ -212,6 +216,8 @@ pub(super) fn output_spec(
         fixed,
         file_name,
         reject_file_name,
+        reject_raw: o.reject_raw,
+        formula_guard: o.formula_guard,
     })
 }
 

@@ -16,11 +16,11 @@ pub(crate) struct RunLock(#[allow(dead_code)] std::fs::File);
 pub(crate) fn lock(run_dir: &Path, w: &WindowDay) -> Result<RunLock, Failure> {
     use std::io::{Read, Seek, Write};
     let path = run_dir.join(".lock");
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, crate::files::FILE_MODE);
+    let mut f = opts
         .open(&path)
         .with_context(|| format!("cannot open `{}`", path.display()))
         .map_err(Failure::data)?;

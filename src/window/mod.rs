@@ -320,8 +320,8 @@ fn finish(
         exit_code: status.code() as i32,
         ended_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    let _ = std::fs::write(
-        dir.join("state.json"),
+    let _ = crate::files::write(
+        &dir.join("state.json"),
         serde_json::to_vec_pretty(&state).unwrap_or_default(),
     );
     println!(

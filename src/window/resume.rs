@@ -32,7 +32,7 @@ pub(crate) fn remember_split_files(plan_path: &Path, split: &Path) -> anyhow::Re
     }
     if known != before {
         let tmp = split.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&known)?)
+        crate::files::write(&tmp, serde_json::to_string_pretty(&known)?)
             .with_context(|| format!("cannot write `{}`", tmp.display()))?;
         std::fs::rename(&tmp, split)
             .with_context(|| format!("cannot write `{}`", split.display()))?;

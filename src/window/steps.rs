@@ -108,7 +108,7 @@ impl Steps<'_> {
         if self.dry_run {
             return Ok(0);
         }
-        let file = std::fs::File::create(out)
+        let file = crate::files::create(out)
             .with_context(|| format!("cannot write `{}`", out.display()))
             .map_err(Failure::data)?;
         // Never quiet: what it prints is the file.

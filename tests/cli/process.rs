@@ -213,7 +213,11 @@ fn one_vendor_file_reproduced_locally() {
             (8, 10, "columns".to_string()),
         ]
     );
-    assert_eq!(rows[0]["raw"], "x3,carl@example.com,1,open,2026-01-02,,,US");
+    // The default `reject_raw = "masked"`: the e-mail, which the output hashes, is hashed.
+    assert_eq!(
+        rows[0]["raw"],
+        format!("x3,{},1,open,2026-01-02,,,US", token("carl@example.com"))
+    );
     assert_eq!(
         rows[0]["errors"][0]["reason"],
         "field `id`: \"x3\" is not an integer"
@@ -224,6 +228,122 @@ fn one_vendor_file_reproduced_locally() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+/// The first 16 hex characters of HMAC-SHA-256 under the test key: what `mask = "hash"` with
+/// `hash_length = 16` writes, computed here independently of batchwin's masking code.
+fn token(value: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(crate::util::MASK_KEY.as_bytes())
+        .expect("any key length");
+    mac.update(value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())[..16].to_string()
+}
+
+/// Rejects under each `reject_raw` setting: `clear` keeps the record's text as read; `masked`
+/// (the default) hides what the output masks (here the e-mail, hashed) in the text and in the
+/// reasons, and writes no text when the value cannot be hidden for sure (a record that could
+/// not be read, a value unescaped when read, a value that occurs twice); `omit` writes no text.
+/// The output file is the same under all three.
+#[test]
+fn reject_files_under_each_reject_raw_setting() {
+    let input = "id,E-mail,amount,status,start_date,end_date,closed_at,country\n\
+        1,ann@example.com,12.5,open,2026-01-02,2026-02-01,, us \n\
+        x3,carl@example.com,1,open,2026-01-02,,,US\n\
+        10,nomail,1,open,2026-01-02,,,US\n\
+        11,\"q\"\"x@example.com\",-1,open,2026-01-02,,,US\n\
+        12,dup@example.com,-1,open,2026-01-02,,,dup@example.com\n\
+        13,hal@example.com,1,open\n";
+    let lines: Vec<&str> = input.lines().collect();
+    let mut outputs = Vec::new();
+    for setting in [None, Some("clear"), Some("masked"), Some("omit")] {
+        let d = Dir::new();
+        // Five rejects of six records: no skip limit here.
+        let mut config = ACME.replace("skip_limit = \"75%\"\n", "");
+        if let Some(s) = setting {
+            config = config.replace(
+                "file_name = \"{vendor}_{date}_{stem}.csv\"",
+                &format!("file_name = \"{{vendor}}_{{date}}_{{stem}}.csv\"\nreject_raw = \"{s}\""),
+            );
+        }
+        d.write("batchwin.toml", config);
+        d.write("in/acme_0001.csv", input);
+        d.cmd()
+            .args(["process", "--vendor", "ACME", "--input", "in/acme_0001.csv"])
+            .args(["--out", "out", "--date", "2026-11-29"])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(
+                "records    6 in, 1 out, 5 rejected",
+            ));
+        outputs.push(d.read("out/ACME_2026-11-29_acme_0001.csv"));
+        let rejects = d.read("out/acme_0001.rejects.jsonl");
+        let rows: Vec<serde_json::Value> = rejects
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(rows.len(), 5, "{rejects}");
+        let raw: Vec<Option<&str>> = rows.iter().map(|r| r["raw"].as_str()).collect();
+        let omitted: Vec<Option<&str>> = rows.iter().map(|r| r["raw_omitted"].as_str()).collect();
+        let nomail_reason = rows[1]["errors"][0]["reason"].as_str().expect("a reason");
+        match setting {
+            Some("clear") => {
+                assert_eq!(raw, lines[2..].iter().map(|l| Some(*l)).collect::<Vec<_>>());
+                assert_eq!(omitted, [None; 5]);
+                assert_eq!(
+                    nomail_reason,
+                    "field `email`: \"nomail\" does not match pattern [^@]+@[^@]+"
+                );
+            }
+            None | Some("masked") => {
+                assert_eq!(
+                    raw,
+                    [
+                        Some(
+                            format!("x3,{},1,open,2026-01-02,,,US", token("carl@example.com"))
+                                .as_str()
+                        ),
+                        Some(format!("10,{},1,open,2026-01-02,,,US", token("nomail")).as_str()),
+                        None,
+                        None,
+                        None,
+                    ]
+                );
+                assert_eq!(
+                    omitted,
+                    [
+                        None,
+                        None,
+                        Some("unlocated"),
+                        Some("repeated"),
+                        Some("unparsed")
+                    ]
+                );
+                assert_eq!(
+                    nomail_reason,
+                    format!(
+                        "field `email`: \"{}\" does not match pattern [^@]+@[^@]+",
+                        token("nomail")
+                    )
+                );
+            }
+            _ => {
+                assert_eq!(raw, [None; 5]);
+                assert_eq!(omitted, [Some("configured"); 5]);
+                assert!(!nomail_reason.contains("nomail"), "{nomail_reason}");
+            }
+        }
+        // Whatever the setting, no value is written that is not in the record, and only
+        // `clear` writes the e-mails.
+        for (row, line) in rows.iter().zip(&lines[2..]) {
+            assert_eq!(
+                row.to_string().contains("@example.com"),
+                setting == Some("clear") && line.contains("@example.com"),
+                "{row} ({line})"
+            );
+        }
+    }
+    assert!(outputs.windows(2).all(|w| w[0] == w[1]), "{outputs:?}");
 }
 
 #[test]
@@ -383,6 +503,37 @@ fn outputs_are_identical_whatever_the_thread_count_and_chunk_size() {
     );
     assert_eq!(trees[0], trees[1]);
     assert_eq!(trees[0], trees[2]);
+}
+
+/// `formula_guard = true` writes a `'` before CSV output values a spreadsheet would run as a
+/// formula; without it the same values are written as they were read.
+#[test]
+fn formula_guard_neutralises_formula_like_csv_values() {
+    let config = "[[vendor]]\nid = \"F\"\n[vendor.input]\nformat = \"csv\"\n\
+        [[vendor.fields]]\nname = \"id\"\n[[vendor.fields]]\nname = \"note\"\n\
+        [vendor.output]\nformat = \"csv\"\nfile_name = \"{stem}.out.csv\"\n";
+    let input = "id,note\n1,=HYPERLINK(\"http://x.example\")\n2,-10.00\n3,plain\n4,@SUM(A1)\n";
+    let mut outputs = Vec::new();
+    for guard in ["", "formula_guard = true\n"] {
+        let d = Dir::new();
+        d.write("batchwin.toml", format!("{config}{guard}"));
+        d.write("in/f.csv", input);
+        d.cmd()
+            .args([
+                "process", "--vendor", "F", "--input", "in/f.csv", "--out", "out",
+            ])
+            .assert()
+            .code(0);
+        outputs.push(d.read("out/f.out.csv"));
+    }
+    assert_eq!(
+        outputs[0],
+        "id,note\n1,\"=HYPERLINK(\"\"http://x.example\"\")\"\n2,-10.00\n3,plain\n4,@SUM(A1)\n"
+    );
+    assert_eq!(
+        outputs[1],
+        "id,note\n1,\"'=HYPERLINK(\"\"http://x.example\"\")\"\n2,'-10.00\n3,plain\n4,'@SUM(A1)\n"
+    );
 }
 
 /// JSON Lines in and out: a key holding a dot read by a JSON Pointer `source`, a huge number

@@ -1189,3 +1189,257 @@ fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
         );
     }
 }
+
+/// `batchwin ARGS` in `d` run with umask 0, so that a file has the mode batchwin asks for and
+/// not what the test's umask would leave of it.
+fn run_with_open_umask(d: &Dir, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("batchwin"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BATCHWIN_") || k.starts_with("RAYON_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .current_dir(d.root())
+        .args(args);
+    // SAFETY: umask is async-signal-safe and touches only the child's own mask.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let o = c.output().expect("run batchwin");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Every file below `dir` with its mode bits.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("directory entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let m = std::fs::metadata(&p)
+                    .expect("metadata")
+                    .permissions()
+                    .mode()
+                    & 0o7777;
+                out.push((p, m));
+            }
+        }
+    }
+    out
+}
+
+/// Staging copies, the manifest, outputs, rejects, ledgers, published copies, the merged report
+/// ledger and the Prometheus file are created without world access (the data files at most
+/// 0640), even when the umask would allow everything: they hold vendor data, personal data
+/// included.
+#[test]
+fn files_batchwin_creates_have_no_world_access() {
+    let d = Dir::new();
+    generate_day(&d, "3", "400", "2", "11");
+    // Rejects are written too: the generated day has invalid records.
+    run_with_open_umask(&d, &fetch_args("day", &[]));
+    run_with_open_umask(
+        &d,
+        &[
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--inbound",
+            &format!("staging/{DATE}"),
+            "--out",
+            "run",
+            "--date",
+            DATE,
+        ],
+    );
+    run_with_open_umask(
+        &d,
+        &[
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "run",
+            "--target",
+            "target",
+            "--date",
+            DATE,
+        ],
+    );
+    run_with_open_umask(
+        &d,
+        &[
+            "report",
+            "--ledgers",
+            "run",
+            "--out",
+            "report.duckdb",
+            "--prometheus",
+            "batchwin.prom",
+            "--fail-on",
+            "missing",
+        ],
+    );
+    let mut seen = Vec::new();
+    for dir in ["staging", "run", "target"] {
+        let files = modes(&d.path(dir));
+        assert!(!files.is_empty(), "nothing in `{dir}`");
+        seen.extend(files);
+    }
+    seen.extend(modes(d.root()).into_iter().filter(|(p, _)| {
+        ["report.duckdb", "batchwin.prom", "manifest.jsonl"]
+            .iter()
+            .any(|n| p.ends_with(n))
+    }));
+    let names: Vec<String> = seen
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for kind in [
+        "manifest.jsonl",
+        ".rejects.jsonl",
+        ".duckdb",
+        "report.duckdb",
+        ".prom",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(kind)),
+            "no {kind} in {names:?}"
+        );
+    }
+    for (p, m) in &seen {
+        assert_eq!(m & 0o007, 0, "`{}` has mode {m:o}", p.display());
+        // The manifest is the fetch log, opened for appending by `fetch`: it names files and
+        // their checksums, and has no world access through the umask alone.
+        if !p.ends_with("manifest.jsonl") {
+            assert_eq!(m & !0o640, 0, "`{}` has mode {m:o}", p.display());
+        }
+    }
+}
+
+/// Every object under `prefix` of the test bucket, as the S3 API server describes it to boto3
+/// (an independent client): (key, `ServerSideEncryption`, `SSEKMSKeyId`).
+fn s3_encryption(endpoint: &str, prefix: &str) -> Vec<(String, String, String)> {
+    let python = service("BATCHWIN_TEST_S3_PYTHON").expect("boto3's Python");
+    let script = r#"
+import json, sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+pages = s3.get_paginator("list_objects_v2").paginate(Bucket="batchwin-test", Prefix=sys.argv[2])
+for page in pages:
+    for o in page.get("Contents", []):
+        h = s3.head_object(Bucket="batchwin-test", Key=o["Key"])
+        print(json.dumps([o["Key"], h.get("ServerSideEncryption", ""), h.get("SSEKMSKeyId", "")]))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, endpoint, prefix])
+        .output()
+        .expect("run boto3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Server-side encryption set in `[transfer.options]` reaches the S3 API server for every
+/// object batchwin writes: outputs and reject files published (small puts), and a file large
+/// enough to go in parts (multipart upload), with SSE-KMS and its key id, and with SSE-S3.
+#[test]
+fn s3_objects_are_written_with_the_configured_server_side_encryption() {
+    let Some(endpoint) = service("BATCHWIN_TEST_S3") else {
+        return;
+    };
+    let key_id = "arn:aws:kms:us-east-1:123456789012:key/batchwin-test-key";
+    for (sse, kms) in [("aws:kms", Some(key_id)), ("AES256", None)] {
+        let prefix = uuid::Uuid::new_v4().simple().to_string();
+        let base = format!("s3://batchwin-test/{prefix}");
+        let mut options = format!("aws_server_side_encryption = \"{sse}\"\n");
+        if let Some(k) = kms {
+            options.push_str(&format!("aws_sse_kms_key_id = \"{k}\"\n"));
+        }
+        let d = Dir::new();
+        generate_day(&d, "3", "600", "2", "31");
+        let cfg = d.read("day/batchwin.toml").replacen(
+            "[[vendor]]",
+            &format!(
+                "[transfer.options]\n\
+                 aws_endpoint = \"{endpoint}\"\n\
+                 aws_allow_http = \"true\"\n\
+                 aws_access_key_id = \"test\"\n\
+                 aws_secret_access_key = \"test\"\n\
+                 aws_region = \"us-east-1\"\n\
+                 {options}\n\
+                 [[vendor]]"
+            ),
+            1,
+        );
+        // Reject files are published too.
+        let cfg = cfg.replace(
+            "[vendor.output]",
+            "[vendor.transfer]\npublish_rejects = true\n\n[vendor.output]",
+        );
+        d.write("day/batchwin.toml", cfg);
+        process_day(&d, "run");
+        d.cmd()
+            .args([
+                "publish",
+                "--config",
+                "day/batchwin.toml",
+                "--ledgers",
+                "run",
+            ])
+            .args(["--target", &base, "--date", DATE])
+            .assert()
+            .code(0);
+        // A file in parts, through the same options as the commands use.
+        let mut opts = s3_options(endpoint.clone());
+        opts.pairs
+            .push(("aws_server_side_encryption".into(), sse.into()));
+        if let Some(k) = kms {
+            opts.pairs.push(("aws_sse_kms_key_id".into(), k.into()));
+        }
+        let big = d.write(
+            "big.csv",
+            vec![b'x'; batchwin::storage::MULTIPART_BYTES as usize + (1 << 20)],
+        );
+        let rt = runtime();
+        let store = rt.block_on(Store::open(&base, &opts)).unwrap();
+        rt.block_on(store.put_file("big/big.csv", &big, false))
+            .unwrap();
+
+        let objects = s3_encryption(&endpoint, &prefix);
+        let keys: Vec<&str> = objects.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert!(keys.iter().any(|k| k.ends_with("big/big.csv")), "{keys:?}");
+        assert!(keys.iter().any(|k| k.contains(".rejects.")), "{keys:?}");
+        assert!(keys.len() >= 5, "{keys:?}");
+        for (key, got_sse, got_kms) in &objects {
+            assert_eq!(got_sse, sse, "{key}");
+            match kms {
+                Some(k) => assert!(
+                    got_kms.ends_with(k.rsplit('/').next().unwrap()),
+                    "{key}: {got_kms}"
+                ),
+                None => assert_eq!(got_kms, "", "{key}"),
+            }
+        }
+    }
+}
