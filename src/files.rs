@@ -29,6 +29,18 @@ pub fn create(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens `path` for appending (a log such as the fetch manifest), creating it with
+/// [`FILE_MODE`] when it is not there yet.
+pub fn append(path: &Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, FILE_MODE);
+    let file = o.open(path)?;
+    narrow(&file)?;
+    Ok(file)
+}
+
 /// [`create`] for async code (downloads to staging).
 #[cfg(feature = "cli")]
 pub async fn create_async(path: &Path) -> io::Result<tokio::fs::File> {

@@ -339,11 +339,8 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     if let Some(dir) = req.manifest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
     }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(req.manifest)
-        .map_err(|e| StorageError::local(req.manifest, e))?;
+    let mut log =
+        crate::files::append(req.manifest).map_err(|e| StorageError::local(req.manifest, e))?;
 
     let now = rfc3339(&chrono::Utc::now());
     let copies = futures::stream::iter(todo.into_iter().map(|(c, url, staged)| {
