@@ -26,8 +26,9 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
+
+import runner
 
 # Field name -> source, as written in the config. Paths through objects, a key holding a dot
 # (JSON Pointer), an empty key, a value copied whole, and a path 150 keys deep (past
@@ -260,25 +261,8 @@ def document(r, lines):
 
 # ------------------------------------------------------------------------------- the check
 
-CONFIG = """[[vendor]]
-id = "v"
-name = "Conformance"
-
-[vendor.input]
-format = "jsonl"
-
-{fields}
-[vendor.output]
-format = "jsonl"
-json_values = "strings"
-
-{outputs}"""
-
-
 def config():
-    fields = "".join(f'[[vendor.fields]]\nname = "{n}"\nsource = {json.dumps(s)}\n\n' for n, s in FIELDS)
-    outputs = "".join(f'[[vendor.output.fields]]\nname = "{n}"\n\n' for n, _ in FIELDS)
-    return CONFIG.format(fields=fields, outputs=outputs)
+    return runner.config('format = "jsonl"\n', FIELDS)
 
 
 def physical_lines(data):
@@ -294,30 +278,10 @@ def physical_lines(data):
 def check(batchwin, work, name, data):
     """Runs batchwin on one file in every mode; the differences found (strings)."""
     problems = []
-    src = os.path.join(work, name)
-    with open(src, "wb") as f:
-        f.write(data)
-    cfg = os.path.join(work, "batchwin.toml")
-    results = {}
-    for threads, chunk in [("1", "1048576"), ("2", "1024"), ("1", "1500"), ("2", "4096")]:
-        out = os.path.join(work, f"out-{name}-{threads}-{chunk}")
-        env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        p = subprocess.run([batchwin, "process", "-q", "--config", cfg, "--vendor", "v", "--input", src,
-                            "--out", out, "--chunk-bytes", chunk, "--date", "2026-11-29"],
-                           env=env, capture_output=True)
-        if p.returncode not in (0,):
-            problems.append(f"{name}: exit {p.returncode} at {threads} threads, chunks of {chunk}: {p.stderr.decode(errors='replace')}")
-            return problems
-        stem = name.rsplit(".", 1)[0]
-        def read(n):
-            path = os.path.join(out, n)
-            return open(path, "rb").read() if os.path.exists(path) else b""
-        results[(threads, chunk)] = (read(f"{stem}.out.jsonl"), read(f"{stem}.rejects.jsonl"))
-    first = next(iter(results.values()))
-    for mode, r in results.items():
-        if r != first:
-            problems.append(f"{name}: output differs at {mode[0]} threads, chunks of {mode[1]}")
-    output, rejects = first
+    found, output, rejects = runner.process(batchwin, work, name, data)
+    problems += found
+    if found and not output and not rejects:
+        return problems
     records = [json.loads(l) for l in output.splitlines()]
     rejected = {}
     for l in rejects.splitlines():

@@ -31,8 +31,9 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
+
+import runner
 import xml.parsers.expat
 
 FIELDS = [
@@ -325,62 +326,22 @@ def document(r, records, damaged=True):
 
 # ------------------------------------------------------------------------------- the check
 
-CONFIG = """[[vendor]]
-id = "v"
-name = "Conformance"
-
-[vendor.input]
-format = "xml"
-record = "txn"
-
-{fields}
-[vendor.output]
-format = "jsonl"
-json_values = "strings"
-
-{outputs}"""
-
-
 def config():
-    fields = "".join(f'[[vendor.fields]]\nname = "{n}"\nsource = "{s}"\n\n' for n, s in FIELDS)
-    outputs = "".join(f'[[vendor.output.fields]]\nname = "{n}"\n\n' for n, _ in FIELDS)
-    return CONFIG.format(fields=fields, outputs=outputs)
+    return runner.config('format = "xml"\nrecord = "txn"\n', FIELDS)
 
 
 def check(batchwin, work, name, data, recs):
     problems = []
-    src = os.path.join(work, name)
-    with open(src, "wb") as f:
-        f.write(data)
     damaged = any(why for _, why, _ in recs)
     if not damaged:
         try:
             parse(data.removeprefix(b"\xef\xbb\xbf"))
         except xml.parsers.expat.ExpatError as e:
             return [f"{name}: the generator wrote a file expat refuses: {e}"]
-    cfg = os.path.join(work, "batchwin.toml")
-    results = {}
-    for threads, chunk in [("1", "1048576"), ("2", "1024"), ("1", "1500"), ("2", "4096")]:
-        out = os.path.join(work, f"out-{name}-{threads}-{chunk}")
-        env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        p = subprocess.run([batchwin, "process", "-q", "--config", cfg, "--vendor", "v", "--input", src,
-                            "--out", out, "--chunk-bytes", chunk, "--date", "2026-11-29"],
-                           env=env, capture_output=True)
-        if p.returncode != 0:
-            problems.append(f"{name}: exit {p.returncode} at {threads} threads, chunks of {chunk}: "
-                            f"{p.stderr.decode(errors='replace')[:500]}")
-            return problems
-        stem = name.rsplit(".", 1)[0]
-
-        def read(n):
-            path = os.path.join(out, n)
-            return open(path, "rb").read() if os.path.exists(path) else b""
-        results[(threads, chunk)] = (read(f"{stem}.out.jsonl"), read(f"{stem}.rejects.jsonl"))
-    first = next(iter(results.values()))
-    for mode, res in results.items():
-        if res != first:
-            problems.append(f"{name}: output differs at {mode[0]} threads, chunks of {mode[1]}")
-    output, rejects = first
+    found, output, rejects = runner.process(batchwin, work, name, data)
+    problems += found
+    if found and not output and not rejects:
+        return problems
     records = [json.loads(l) for l in output.splitlines()]
     rejected = {}
     for l in rejects.splitlines():
