@@ -598,12 +598,23 @@ impl Store {
         }
     }
 
-    /// Size and sha256 of a remote file, read as a stream and not kept.
-    pub async fn checksum(&self, name: &str) -> Result<Transferred, StorageError> {
+    /// Size and sha256 of a remote file, read as a stream and not kept. With `max`, reading
+    /// stops with [`StorageError::Oversize`] as soon as the server sends more than `max` bytes
+    /// (the size it listed), so a server that never stops sending cannot hold the caller.
+    pub async fn checksum(
+        &self,
+        name: &str,
+        max: Option<u64>,
+    ) -> Result<Transferred, StorageError> {
         safe_name(name)?;
         self.retrying("checksum", || async move {
-            let mut sink = HashSink::default();
-            self.get_into(name, &mut sink).await?;
+            let mut sink = HashSink {
+                max,
+                ..HashSink::default()
+            };
+            self.get_into(name, &mut sink)
+                .await
+                .map_err(|e| self.named(name, e))?;
             Ok(sink.finish())
         })
         .await
@@ -731,6 +742,8 @@ pub(crate) fn oversize(listed: u64) -> StorageError {
 struct HashSink {
     sha: Sha256,
     bytes: u64,
+    /// More bytes than this are refused.
+    max: Option<u64>,
 }
 
 impl HashSink {
@@ -744,8 +757,11 @@ impl HashSink {
 
 impl Sink for HashSink {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
-        self.sha.update(chunk);
         self.bytes += chunk.len() as u64;
+        if let Some(max) = self.max.filter(|&m| self.bytes > m) {
+            return Err(oversize(max));
+        }
+        self.sha.update(chunk);
         Ok(())
     }
 }

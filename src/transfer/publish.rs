@@ -346,8 +346,16 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
         // Same bytes already there: nothing to do. Different bytes: refuse unless told.
         let mut overwrite = false;
         if let Some(e) = store.head(name).await? {
-            if e.size == bytes && store.checksum(name).await?.sha256 == *sha256 {
-                return Ok(Done::Skipped(bytes, sha256.clone()));
+            if e.size == bytes {
+                // A server that sends more than it listed holds other bytes than ours.
+                let same = match store.checksum(name, Some(e.size)).await {
+                    Ok(sum) => sum.sha256 == *sha256,
+                    Err(StorageError::Oversize { .. }) => false,
+                    Err(other) => return Err(other),
+                };
+                if same {
+                    return Ok(Done::Skipped(bytes, sha256.clone()));
+                }
             }
             if !req.overwrite {
                 return Ok(Done::Refused(format!(
