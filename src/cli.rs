@@ -1,7 +1,7 @@
 //! The command line: one enum of subcommands and dispatch. The options every subcommand
 //! shares are `printer::GlobalArgs`; each subcommand's own options live in `commands/NAME.rs`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands;
 use crate::exit::{EXIT_CODES_HELP, ExitStatus, Failure};
@@ -46,6 +46,12 @@ pub enum Command {
     /// Generate a small day in a fresh folder and process all of it: the first thing to run.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(commands::demo::DemoArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or PowerShell.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Completions(commands::docs::CompletionsArgs),
+    /// Write the man pages (`batchwin.1` and one per subcommand) into a folder.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Man(commands::docs::ManArgs),
 }
 
 impl Cli {
@@ -61,6 +67,10 @@ impl Cli {
             Command::Generate(a) => commands::generate::run(&g, a),
             Command::Run(a) => commands::run::run(&g, a),
             Command::Demo(a) => commands::demo::run(&g, a),
+            // The pages describe this very parser: it is handed down, so that nothing below
+            // the command line needs to know it.
+            Command::Completions(a) => commands::docs::completions(&g, a, Cli::command()),
+            Command::Man(a) => commands::docs::man(&g, a, Cli::command()),
         }
     }
 }

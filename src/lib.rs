@@ -8,7 +8,8 @@
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
 //! `cancel`, `env` (every environment variable), `files` (local files created without world
 //! access) and `printer` (global options, logs, progress).
-//! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `generate`
+//! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `manual`
+//! writes the command line's completions and man pages; `generate`
 //! writes synthetic days for demos, tests and benchmarks, `fuzz` the fuzz targets' bodies.
 pub mod cancel;
 #[cfg(feature = "cli")]
@@ -25,6 +26,8 @@ pub mod fuzz;
 pub mod generate;
 #[cfg(feature = "cli")]
 pub mod ledger;
+#[cfg(feature = "cli")]
+pub mod manual;
 pub mod outcome;
 pub mod pipeline;
 pub mod plan;

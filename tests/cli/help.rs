@@ -6,8 +6,18 @@ use clap::CommandFactory;
 use crate::util::{Dir, stdout};
 
 /// Every subcommand, in the order `batchwin --help` lists them.
-const SUBCOMMANDS: [&str; 9] = [
-    "fetch", "manifest", "plan", "process", "generate", "publish", "report", "run", "demo",
+const SUBCOMMANDS: [&str; 11] = [
+    "fetch",
+    "manifest",
+    "plan",
+    "process",
+    "generate",
+    "publish",
+    "report",
+    "run",
+    "demo",
+    "completions",
+    "man",
 ];
 
 /// What `batchwin ARGS --help` prints, as it prints it into a pipe: the width clap wraps at
@@ -51,5 +61,64 @@ fn help_of_batchwin_and_every_subcommand() {
     insta::assert_snapshot!("help", top);
     for name in SUBCOMMANDS {
         insta::assert_snapshot!(format!("help_{name}"), help(&[name]));
+    }
+}
+
+/// `batchwin completions SHELL` for every shell clap_complete knows: a script that names every
+/// subcommand; bash's parses (`bash -n`).
+#[test]
+fn completions_for_every_shell() {
+    let d = Dir::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = d.cmd().args(["completions", shell]).assert().code(0);
+        let script = stdout(&o);
+        for name in SUBCOMMANDS {
+            assert!(script.contains(name), "{shell}: {name} missing");
+        }
+        if shell == "bash" {
+            d.write("batchwin.bash", &script);
+            let ok = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(d.path("batchwin.bash"))
+                .status()
+                .expect("bash");
+            assert!(ok.success(), "the bash completion script does not parse");
+        }
+    }
+    d.cmd().args(["completions", "tcsh"]).assert().code(2);
+}
+
+/// `batchwin man --out DIR`: `batchwin.1` and one page per subcommand, each with its options,
+/// that groff renders without a warning.
+#[test]
+fn man_pages_for_batchwin_and_every_subcommand() {
+    let d = Dir::new();
+    d.cmd().args(["man", "--out", "man"]).assert().code(0);
+    let mut pages = vec!["batchwin.1".to_string()];
+    pages.extend(SUBCOMMANDS.iter().map(|n| format!("batchwin-{n}.1")));
+    let mut found: Vec<String> = std::fs::read_dir(d.path("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    pages.sort();
+    assert_eq!(found, pages);
+    let process = d.read("man/batchwin-process.1");
+    assert!(
+        process.starts_with(".ie") || process.contains(".TH batchwin-process 1"),
+        "{process}"
+    );
+    assert!(process.contains("chunk\\-bytes"), "{process}");
+    for page in &pages {
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(d.path(&format!("man/{page}")))
+            .output()
+            .expect("groff (Debian: apt-get install groff-base)");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
