@@ -68,6 +68,26 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
     create(path)?.write_all(contents.as_ref())
 }
 
+/// The mode of a secret (a masking key): the owner only. A group member who could read the
+/// key could hash guesses and so undo `mask = "hash"`.
+pub const SECRET_MODE: u32 = 0o600;
+
+/// Writes a secret to a new file at `path` with [`SECRET_MODE`], narrowing a file already there.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, SECRET_MODE);
+    let mut file = o.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(SECRET_MODE))?;
+    }
+    file.write_all(contents.as_ref())
+}
+
 /// Takes from an existing file's mode whatever [`FILE_MODE`] does not allow (a file created
 /// by a library, or there before).
 pub fn restrict(path: &Path) -> io::Result<()> {

@@ -13,6 +13,7 @@ pub enum Out {
         line: u64,
         raw: Vec<u8>,
         values: Vec<Option<String>>,
+        repeated: bool,
     },
     Bad {
         number: u64,
@@ -92,6 +93,7 @@ pub fn own(d: Decoded<'_>) -> Out {
                 .iter()
                 .map(|v| v.as_ref().map(|s| s.to_string()))
                 .collect(),
+            repeated: r.repeated,
         },
         Decoded::Bad(b) => Out::Bad {
             number: b.number,

@@ -580,6 +580,8 @@ impl CsvDecoder {
             line,
             raw,
             values,
+            // A header naming a configured column twice is refused when the file is opened.
+            repeated: false,
         }));
     }
 }

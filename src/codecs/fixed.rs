@@ -166,6 +166,7 @@ impl Decoder for FixedDecoder {
                 line,
                 raw,
                 values: &values,
+                repeated: false,
             }));
         });
     }

@@ -111,11 +111,12 @@ impl JsonlDecoder {
     /// Reads one line into `values`. A line is walked once in place; only when that fails is
     /// it walked again carefully (see [`ObjectSeed::careful`]), so valid lines pay nothing
     /// for the care and every reject comes from the careful walk.
+    /// `Ok(true)` when a key on a configured path occurs twice in one object.
     fn parse<'d>(
         &self,
         text: &'d str,
         values: &mut [Option<Cow<'d, str>>],
-    ) -> Result<(), JsonError> {
+    ) -> Result<bool, JsonError> {
         if let Some((at, unit)) = lone_surrogate(text) {
             return Err(JsonError {
                 message: format!(
@@ -124,8 +125,8 @@ impl JsonlDecoder {
                 byte: at,
             });
         }
-        if self.walk(text, values, false).is_ok() {
-            return Ok(());
+        if let Ok(repeated) = self.walk(text, values, false) {
+            return Ok(repeated);
         }
         values.fill(None);
         self.walk(text, values, true)
@@ -136,8 +137,9 @@ impl JsonlDecoder {
         text: &'d str,
         values: &mut [Option<Cow<'d, str>>],
         careful: bool,
-    ) -> Result<(), JsonError> {
+    ) -> Result<bool, JsonError> {
         let nested = Cell::new(None);
+        let repeated = Cell::new(false);
         let mut de = serde_json::Deserializer::from_str(text);
         ObjectSeed {
             keys: &self.keys,
@@ -145,9 +147,11 @@ impl JsonlDecoder {
             careful,
             line: text,
             nested: &nested,
+            repeated: &repeated,
         }
         .deserialize(&mut de)
         .and_then(|()| de.end())
+        .map(|()| repeated.get())
         .map_err(|e| {
             nested.take().unwrap_or_else(|| JsonError {
                 message: message(&e),
@@ -180,14 +184,29 @@ impl JsonError {
 
 /// serde_json's message without the ` at line L column C` it appends (its position is within
 /// the text it was given, which for a nested walk is a value, not the line).
+///
+/// A line that is not an object is named by its type only: serde_json quotes the value
+/// (`invalid type: string "4111...", expected ...`), and a reject reason never holds what a
+/// record's values were (they may be what the output masks).
 fn message(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    if e.line() == 0 {
-        return text;
-    }
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    match text.strip_suffix(&suffix) {
-        Some(m) => m.to_string(),
+    let text = match e.line() {
+        0 => text,
+        line => {
+            let suffix = format!(" at line {line} column {}", e.column());
+            text.strip_suffix(&suffix)
+                .map_or(text.clone(), str::to_string)
+        }
+    };
+    match text.strip_prefix("invalid type: ") {
+        Some(rest) => {
+            let kind = rest
+                .split(['`', '"', ','])
+                .next()
+                .unwrap_or_default()
+                .trim();
+            format!("invalid type: {kind}, expected a JSON object")
+        }
         None => text,
     }
 }
@@ -262,11 +281,12 @@ impl Decoder for JsonlDecoder {
             values.clear();
             values.resize(self.width, None);
             match self.parse(text, &mut values) {
-                Ok(()) => each(Decoded::Record(RecordRef {
+                Ok(repeated) => each(Decoded::Record(RecordRef {
                     number,
                     line,
                     raw,
                     values: &values,
+                    repeated,
                 })),
                 Err(e) => each(bad("json", e.reason(text, line))),
             }
@@ -287,6 +307,8 @@ struct ObjectSeed<'k, 'v, 'd, 'e> {
     line: &'d str,
     /// The first error of a nested walk, with its place in the line.
     nested: &'e Cell<Option<JsonError>>,
+    /// Set when a configured key occurs twice in one object.
+    repeated: &'e Cell<bool>,
 }
 
 impl<'d> ObjectSeed<'_, '_, 'd, '_> {
@@ -303,6 +325,7 @@ impl<'d> ObjectSeed<'_, '_, 'd, '_> {
             careful: self.careful,
             line: self.line,
             nested: self.nested,
+            repeated: self.repeated,
         }
         .deserialize(&mut inner)
         .map_err(|e| self.inner_error(raw, &e))
@@ -338,11 +361,24 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        // The configured keys of this object seen so far, one bit each (by position among
+        // `keys`; past 64 keys at one level every key counts as seen twice, to be safe).
+        let mut seen = 0u64;
         while let Some(found) = map.next_key_seed(KeySeed(self.keys))? {
             let Some(node) = found else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
+            let index = (node as *const KeyNode as usize).wrapping_sub(self.keys.as_ptr() as usize)
+                / std::mem::size_of::<KeyNode>();
+            let bit = 1u64
+                .checked_shl(index as u32)
+                .filter(|_| index < 64)
+                .unwrap_or(0);
+            if bit == 0 || seen & bit != 0 {
+                self.repeated.set(true);
+            }
+            seen |= bit;
             for &f in &node.all {
                 self.values[f] = None;
             }
@@ -354,6 +390,7 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd, '_> {
                     careful: false,
                     line: self.line,
                     nested: self.nested,
+                    repeated: self.repeated,
                 }))?;
                 continue;
             }
@@ -862,6 +899,23 @@ mod tests {
         );
     }
 
+    /// A configured key given twice in one object marks the record `repeated` (its text holds
+    /// a value no field took); duplicates no field reads do not.
+    #[test]
+    fn repeated_configured_keys_are_reported() {
+        let data = br#"{"card":"4111","card":"x"}
+{"c":{"x":1,"x":2}}
+{"c":{"x":1},"c":5}
+{"card":"4111","z":1,"z":2,"c":{"x":1,"y":1,"y":2}}
+{"card":"4111","card":null}"#;
+        let out = decode_all(&mut decoder(&["card", "c.x"]), data).expect("decodes");
+        let repeated: Vec<bool> = out
+            .iter()
+            .map(|o| matches!(o, Out::Rec { repeated: true, .. }))
+            .collect();
+        assert_eq!(repeated, vec![true, true, true, false, true]);
+    }
+
     #[test]
     fn duplicate_keys_last_wins() {
         let data = br#"{"a":1,"c":{"x":1,"y":2},"a":2,"c":{"y":3}}"#;
@@ -898,14 +952,14 @@ mod tests {
                 ),
                 (
                     "json",
-                    "invalid type: integer `3`, expected a JSON object at line 2 column 1"
+                    "invalid type: integer, expected a JSON object at line 2 column 1"
                 ),
                 ("json", "trailing characters at line 3 column 9"),
                 ("json", "EOF while parsing a value at line 4 column 5"),
                 ("utf8", "invalid UTF-8 at byte 7 of the line"),
                 (
                     "json",
-                    "invalid type: string \"s\", expected a JSON object at line 6 column 3"
+                    "invalid type: string, expected a JSON object at line 6 column 3"
                 ),
                 (
                     "json",
@@ -948,6 +1002,24 @@ mod tests {
         let out = decode_all(&mut decoder(&["m"]), format!("{{\"m\":{big}}}").as_bytes())
             .expect("decodes");
         assert_eq!(out[0].values()[0].as_deref(), Some(big.as_str()));
+    }
+
+    /// A line that is a JSON value but not an object is named by its type, never quoted.
+    #[test]
+    fn reasons_do_not_quote_values() {
+        let data = b"\"4111111111111111\"\n4111111111111111\n1.5e3\n";
+        let out = decode_all(&mut decoder(&["a"]), data).expect("decodes");
+        for o in &out {
+            assert!(
+                !o.bad().1.contains("4111") && !o.bad().1.contains("1.5e3"),
+                "{}",
+                o.bad().1
+            );
+        }
+        assert_eq!(
+            out[2].bad().1,
+            "invalid type: floating point, expected a JSON object at line 3 column 5"
+        );
     }
 
     /// Reject reasons give the record's line and the column in it (characters from 1), also

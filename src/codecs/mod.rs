@@ -74,6 +74,10 @@ pub struct RecordRef<'a> {
     /// One value per configured field, in field order; `None` when the field is absent
     /// (missing column, JSON key or null, XML element/attribute). An empty string is `Some("")`.
     pub values: &'a [Option<Cow<'a, str>>],
+    /// Whether a key or element on a configured field's path occurs more than once in the
+    /// record (a JSON key given twice, a second XML element or attribute on the path), so that
+    /// the record's text holds values that no field took: a masked reject line cannot show it.
+    pub repeated: bool,
 }
 
 /// A record that could not be read at all (not valid UTF-8, not a JSON object, wrong number of

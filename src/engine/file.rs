@@ -565,6 +565,7 @@ fn process_chunk(
                   line: u64,
                   raw: &[u8],
                   values: Option<&[Option<std::borrow::Cow<'_, str>>]>,
+                  repeated: bool,
                   mut problems: Vec<Problem>| {
         r.rejected += 1;
         for p in &problems {
@@ -578,7 +579,7 @@ fn process_chunk(
             RejectRaw::Clear => (Some(text), None),
             RejectRaw::Masked => {
                 pipeline.mask_reasons(values, &mut problems);
-                match pipeline.masked_raw(text, values) {
+                match pipeline.masked_raw(text, values, repeated) {
                     Ok(t) => (Some(t), None),
                     Err(why) => (None, Some(why)),
                 }
@@ -622,6 +623,7 @@ fn process_chunk(
                     line,
                     raw,
                     None,
+                    false,
                     vec![Problem {
                         field,
                         rule: rule.to_string(),
@@ -653,6 +655,7 @@ fn process_chunk(
                                     rec.line,
                                     rec.raw,
                                     Some(rec.values),
+                                    rec.repeated,
                                     vec![p],
                                 );
                             }
@@ -665,6 +668,7 @@ fn process_chunk(
                         rec.line,
                         rec.raw,
                         Some(rec.values),
+                        rec.repeated,
                         problems,
                     ),
                 }

@@ -223,7 +223,7 @@ pub fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateSummary> {
     let key_path = opts.out.join("mask.key");
     let mut key_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x6d61_736b);
     let key: [u8; 32] = key_rng.r#gen();
-    crate::files::write(&key_path, format!("{}\n", hex::encode(key)))
+    crate::files::write_secret(&key_path, format!("{}\n", hex::encode(key)))
         .with_context(|| format!("cannot write `{}`", key_path.display()))?;
     let config = opts.out.join("batchwin.toml");
     crate::files::write(&config, config_text(&vendors))

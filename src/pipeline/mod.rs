@@ -98,11 +98,19 @@ impl Pipeline {
     /// values as read, `None` when it could not be read); see [`RawMasks::text`].
     ///
     /// Only rejected records come here: the cost is a reject's, never a passing record's.
+    ///
+    /// `repeated`: a key or element on a field's path occurs more than once in the record (see
+    /// `codecs::RecordRef::repeated`), so the text holds values no field took and no mask can
+    /// be placed on: with any field covered, the text is left out (`repeated`).
     pub fn masked_raw<'r>(
         &self,
         raw: Cow<'r, str>,
         values: Option<&[Option<Cow<'_, str>>]>,
+        repeated: bool,
     ) -> Result<Cow<'r, str>, RawOmitted> {
+        if repeated && !self.raw_masks.is_empty() {
+            return Err(RawOmitted::Repeated);
+        }
         self.raw_masks.text(raw, values)
     }
 

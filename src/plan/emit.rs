@@ -86,12 +86,15 @@ pub fn arrays(plan: &Plan, max: usize) -> Vec<ArrayJob> {
     out
 }
 
+/// Job files hold paths and the plan's layout, no vendor data, but go the way of every file
+/// batchwin writes: no world access (a script is `0750`, owner and group may run it).
 fn write(path: &Path, text: &str, executable: bool) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+    crate::files::write(path, text)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     #[cfg(unix)]
     if executable {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o750))?;
     }
     Ok(())
 }

@@ -669,3 +669,72 @@ name = "deep"
         .code(2)
         .stderr(predicate::str::contains("source").and(predicate::str::contains("~0")));
 }
+
+/// A masked field's key given twice in a JSON Lines record: the reader takes the last value,
+/// the text still holds the other, so the masked reject line leaves the text out
+/// (`raw_omitted: repeated`) rather than show the value the output hides.
+#[test]
+fn a_repeated_masked_key_never_reaches_the_reject_file() {
+    let d = Dir::new();
+    d.write(
+        "batchwin.toml",
+        r#"
+[[vendor]]
+id = "J"
+name = "JSON vendor"
+
+[vendor.input]
+format = "jsonl"
+
+[[vendor.fields]]
+name = "card"
+
+[[vendor.fields]]
+name = "amount"
+type = "integer"
+
+[vendor.output]
+format = "jsonl"
+
+[[vendor.output.fields]]
+name = "card"
+mask = "redact"
+
+[[vendor.output.fields]]
+name = "amount"
+"#,
+    );
+    d.write(
+        "in/j.jsonl",
+        concat!(
+            "{\"card\":\"4111111111111111\",\"card\":\"4222222222222222\",\"amount\":\"bad\"}\n",
+            "{\"card\":\"4333333333333333\",\"amount\":\"bad\"}\n",
+        ),
+    );
+    d.cmd()
+        .args([
+            "process",
+            "--vendor",
+            "J",
+            "--input",
+            "in/j.jsonl",
+            "--out",
+            "out",
+        ])
+        .assert()
+        .success();
+    let rejects = d.read("out/j.rejects.jsonl");
+    assert!(
+        !rejects.contains("4111") && !rejects.contains("4222") && !rejects.contains("4333"),
+        "{rejects}"
+    );
+    let lines: Vec<serde_json::Value> = rejects
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["raw_omitted"], "repeated", "{rejects}");
+    assert!(
+        lines[1]["raw"].as_str().is_some_and(|r| r.contains("***")),
+        "{rejects}"
+    );
+}

@@ -1323,12 +1323,15 @@ fn files_batchwin_creates_have_no_world_access() {
     }
     for (p, m) in &seen {
         assert_eq!(m & 0o007, 0, "`{}` has mode {m:o}", p.display());
-        // The manifest is the fetch log, opened for appending by `fetch`: it names files and
-        // their checksums, and has no world access through the umask alone.
-        if !p.ends_with("manifest.jsonl") {
-            assert_eq!(m & !0o640, 0, "`{}` has mode {m:o}", p.display());
-        }
+        assert_eq!(m & !0o640, 0, "`{}` has mode {m:o}", p.display());
     }
+    // The masking key `generate` wrote: the owner only, whoever could read it could undo
+    // `mask = "hash"` by hashing guesses.
+    let key = modes(&d.path("day"))
+        .into_iter()
+        .find(|(p, _)| p.ends_with("mask.key"))
+        .expect("day/mask.key");
+    assert_eq!(key.1, 0o600, "mask.key has mode {:o}", key.1);
 }
 
 /// Every object under `prefix` of the test bucket, as the S3 API server describes it to boto3

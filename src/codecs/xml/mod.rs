@@ -417,6 +417,10 @@ impl XmlDecoder {
     fn start_text(&self, node: Option<usize>, s: &mut Scratch<'_>, empty: bool) {
         let node = node.and_then(|n| self.nodes.get(n));
         for &f in node.iter().flat_map(|n| &n.text) {
+            // A second element on the path: its text is in the record but in no field.
+            if s.values[f].is_some() {
+                s.repeated = true;
+            }
             if s.values[f].is_none() && s.capture[f].is_none() {
                 if empty {
                     s.values[f] = Some(Cow::Borrowed(""));
@@ -439,13 +443,18 @@ struct Refusal {
 impl Refusal {
     /// The reject reason: the message and the place in the file, as an editor counts it
     /// (line of the file, column in characters from 1), for the record `raw` starting on
-    /// `line`.
-    fn reason(&self, raw: &[u8], line: u64) -> String {
+    /// `line` after `lead` (what comes before it on that line).
+    fn reason(&self, raw: &[u8], line: u64, lead: &[u8]) -> String {
         let before = &raw[..self.at.min(raw.len())];
-        let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
-        let in_line = &before[line_start..];
+        let in_line = match memchr::memrchr(b'\n', before) {
+            Some(i) => &before[i + 1..],
+            // On the record's first line, columns count from the start of the file's line.
+            None => before,
+        };
         // Characters, not bytes: UTF-8 continuation bytes are not counted.
-        let column = in_line.iter().filter(|&&b| b & 0xC0 != 0x80).count() + 1;
+        let chars = |b: &[u8]| b.iter().filter(|&&c| c & 0xC0 != 0x80).count();
+        let first_line = !before.contains(&b'\n');
+        let column = chars(in_line) + if first_line { chars(lead) } else { 0 } + 1;
         format!(
             "{} at line {} column {column}",
             self.message,
@@ -471,8 +480,13 @@ fn take_attribute<'d>(
     }
     let key = local(key);
     for (name, f) in attributes.into_iter().flatten() {
-        if name == key && s.values[*f].is_none() {
+        if name != key {
+            continue;
+        }
+        if s.values[*f].is_none() {
             s.values[*f] = Some(value.clone());
+        } else {
+            s.repeated = true;
         }
     }
 }
@@ -753,6 +767,7 @@ impl Decoder for XmlDecoder {
                 line += count_lf(&data[l..r.start]);
             }
             last = Some(r.start);
+            let start = r.start;
             let raw = &data[r];
             match self.parse(raw, &mut scratch) {
                 Ok(()) => each(Decoded::Record(RecordRef {
@@ -760,6 +775,7 @@ impl Decoder for XmlDecoder {
                     line,
                     raw,
                     values: &scratch.values,
+                    repeated: scratch.repeated,
                 })),
                 Err(refusal) => each(Decoded::Bad(BadRecord {
                     number,
@@ -767,7 +783,11 @@ impl Decoder for XmlDecoder {
                     raw,
                     field: None,
                     rule: refusal.rule,
-                    reason: refusal.reason(raw, line),
+                    reason: {
+                        let line_start =
+                            memchr::memrchr(b'\n', &data[..start]).map_or(0, |i| i + 1);
+                        refusal.reason(raw, line, &data[line_start..start])
+                    },
                 })),
             }
             number += 1;
@@ -1023,6 +1043,53 @@ mod tests {
         assert_eq!(
             out.iter().map(Out::number_line).collect::<Vec<_>>(),
             vec![(1, 2), (2, 4), (3, 9)]
+        );
+    }
+
+    /// A stray `&` up to the next `;` is vendor text, not an entity name: the reason does not
+    /// quote it (it may be what the output masks); a short name is shown.
+    #[test]
+    fn reasons_do_not_quote_vendor_text_as_an_entity() {
+        let data = b"<r>\n<txn><e>a&bob@example.com;</e></txn>\n<txn><e>&nbsp;</e></txn>\n</r>";
+        let out = assert_framing_invariant(&mut decoder("txn", &["e"]), data);
+        assert!(!out[0].bad().1.contains("bob"), "{}", out[0].bad().1);
+        assert!(out[1].bad().1.contains("`&nbsp;`"), "{}", out[1].bad().1);
+    }
+
+    /// A second element or attribute on a field's path marks the record `repeated`, through
+    /// both readers; an element nested in the one being read does not.
+    #[test]
+    fn repeated_path_elements_are_reported() {
+        let data = b"<r>\n<txn><card>1</card><card>2</card></txn>\n<txn><!-- q --><card>1</card><card/></txn>\n<txn><a t='1'/><a t='2'/></txn>\n<txn><card><card>1</card></card><a t='1'/><b t='2'/></txn>\n</r>";
+        let out = assert_framing_invariant(&mut decoder("txn", &["card", "a/@t"]), data);
+        let repeated: Vec<bool> = out
+            .iter()
+            .map(|o| matches!(o, Out::Rec { repeated: true, .. }))
+            .collect();
+        assert_eq!(repeated, vec![true, true, true, false]);
+    }
+
+    /// Columns count from the start of the file's line, also for a record that does not start
+    /// it (indented, or several records on one line).
+    #[test]
+    fn reject_columns_count_from_the_line_start() {
+        let data =
+            b"<r>\n  <txn a=\"1\" a=\"2\"/><txn>&#1;</txn>\n   <txn>\n  <b>&bad;</b></txn>\n</r>";
+        let out = assert_framing_invariant(&mut decoder("txn", &["b"]), data);
+        let reasons: Vec<_> = out
+            .iter()
+            .map(|o| {
+                o.bad()
+                    .1
+                    .rsplit(" at ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec!["line 2 column 14", "line 2 column 26", "line 4 column 6"]
         );
     }
 

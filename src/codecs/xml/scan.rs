@@ -248,6 +248,9 @@ pub(super) struct Scratch<'d> {
     /// Whether the record holds a CR, so that line ends need normalising (most records hold
     /// none, and their text is then borrowed as written).
     pub(super) cr: bool,
+    /// Whether an element or attribute on a field's path came again after the field took its
+    /// value (see `RecordRef::repeated`).
+    pub(super) repeated: bool,
 }
 
 impl<'d> Scratch<'d> {
@@ -263,6 +266,7 @@ impl<'d> Scratch<'d> {
             self.pieces.resize_with(fields, Vec::new);
         }
         self.stack.clear();
+        self.repeated = false;
     }
 
     /// Starts reading field `f` from the text of the element open at `depth`.
@@ -317,10 +321,20 @@ pub(super) fn unescape_at(s: &str) -> Result<Cow<'_, str>, (String, usize)> {
     // quick-xml's messages give ranges within `s`; the reject names the record's line and
     // column instead, so they are worded here without them.
     let v = quick_xml::escape::unescape(s).map_err(|e| match e {
-        E::UnrecognizedEntity(at, name) => (
-            format!("unrecognized entity `&{name};` (only &amp; &lt; &gt; &quot; &apos; and character references are defined)"),
-            at.start.saturating_sub(1),
-        ),
+        E::UnrecognizedEntity(at, name) => {
+            // The name is shown when it is a short XML name (`&nbsp;`); between a stray `&`
+            // and the next `;` lies vendor text (`&bob@example.com;`), which a reason never
+            // quotes.
+            let shown = if name.len() <= 16 && is_name(&name) {
+                format!(" `&{name};`")
+            } else {
+                String::new()
+            };
+            (
+                format!("unrecognized entity{shown} (only &amp; &lt; &gt; &quot; &apos; and character references are defined)"),
+                at.start.saturating_sub(1),
+            )
+        }
         E::UnterminatedEntity(at) => (
             "`&` without `;` after it: write `&amp;` for `&`".into(),
             at.start,
