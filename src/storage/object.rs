@@ -181,8 +181,11 @@ impl ObjectBackend {
                 name: name.to_string(),
             },
             // What the client could not complete after its own retries: the network, a server
-            // error, a timeout. Running again may well succeed.
-            object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => {
+            // error, a timeout. Running again may well succeed; a request the store refused
+            // for what it is (see `retry_may_help`) fails the same way again.
+            object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+                if retry_may_help(&e) =>
+            {
                 StorageError::Transient {
                     store,
                     message: format!("`{name}`: {}", one_line(&e)),
@@ -513,6 +516,43 @@ fn resolve_local(root: &FsPath, path: &FsPath, name: &str) -> LinkTarget {
 }
 
 /// An error and its causes on one line.
+/// Whether running a failed request again may succeed. object_store reports every HTTP status
+/// but 401, 403, 404, 409 and 412 as `Generic`, its status only in the text ("Server returned
+/// non-2xx status code: 400 Bad Request: ..."); a local folder's I/O error comes the same way.
+/// Retryable: no status at all (the network, a timeout), 408, 429 and the 5xx. Not: any other
+/// status (a 400 for a wrong KMS key id or a malformed request), and a local permission,
+/// missing-path, read-only or full-disk error.
+fn retry_may_help(e: &object_store::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = src {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                K::PermissionDenied
+                    | K::NotFound
+                    | K::ReadOnlyFilesystem
+                    | K::StorageFull
+                    | K::IsADirectory
+                    | K::NotADirectory
+            ) {
+                return false;
+            }
+        }
+        src = c.source();
+    }
+    let text = one_line(e);
+    match text
+        .split("status code: ")
+        .nth(1)
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+    {
+        Some(code) => code == 408 || code == 429 || code >= 500,
+        None => true,
+    }
+}
+
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -785,5 +825,32 @@ mod tests {
         .expect("refused")
         .to_string();
         assert!(e.contains("default encryption scope"), "{e}");
+    }
+
+    /// Exit code 3 only where a retry may help: the statuses object_store hands over as text
+    /// and local I/O errors are told apart.
+    #[test]
+    fn only_what_a_retry_can_fix_is_transient() {
+        let generic =
+            |source: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
+                store: "S3",
+                source,
+            };
+        let status = |code: &str| {
+            generic(format!("Error performing PUT http://s/b/k in 1s - Server returned non-2xx status code: {code}: <Error/>").into())
+        };
+        assert!(!retry_may_help(&status("400 Bad Request")));
+        assert!(!retry_may_help(&status("405 Method Not Allowed")));
+        assert!(retry_may_help(&status("503 Service Unavailable")));
+        assert!(retry_may_help(&status("500 Internal Server Error")));
+        assert!(retry_may_help(&status("429 Too Many Requests")));
+        assert!(retry_may_help(&status("408 Request Timeout")));
+        assert!(retry_may_help(&generic(
+            "error sending request: connection refused".into()
+        )));
+        let io = |kind| generic(Box::new(std::io::Error::new(kind, "local")));
+        assert!(!retry_may_help(&io(std::io::ErrorKind::PermissionDenied)));
+        assert!(!retry_may_help(&io(std::io::ErrorKind::StorageFull)));
+        assert!(retry_may_help(&io(std::io::ErrorKind::ConnectionReset)));
     }
 }
