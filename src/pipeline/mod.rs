@@ -61,6 +61,10 @@ pub struct Pipeline {
     pub outputs: Vec<OutputField>,
     /// The output masks as they apply to the input fields (see [`Pipeline::new`]).
     raw_masks: RawMasks,
+    /// For each output field, whether it reads a value some output masks (it is masked
+    /// itself, or takes a covered input field, by `from` or in its `template`): its failure
+    /// reasons may quote that value.
+    reads_masked: Vec<bool>,
 }
 
 impl Pipeline {
@@ -85,11 +89,26 @@ impl Pipeline {
                 ValueSource::Const(_) => {}
             }
         }
+        let is_covered = |i: &usize| covered.iter().any(|(c, _)| c == i);
+        let reads_masked = outputs
+            .iter()
+            .map(|o| {
+                o.mask.is_some()
+                    || match &o.source {
+                        ValueSource::Field(i) => is_covered(i),
+                        ValueSource::Template(pieces) => pieces
+                            .iter()
+                            .any(|p| matches!(p, map::Piece::Field(i) if is_covered(i))),
+                        ValueSource::Const(_) => false,
+                    }
+            })
+            .collect();
         Pipeline {
             checks,
             rules,
             outputs,
             raw_masks: RawMasks::new(covered),
+            reads_masked,
         }
     }
 
@@ -116,16 +135,20 @@ impl Pipeline {
 
     /// Masks a rejected record's problems as [`masked_raw`](Self::masked_raw) masks its text:
     /// a quoted value of a covered input field becomes its masked value, and the reason of a
-    /// failed masked output field (a lookup miss quotes the value it looked up) is withheld.
+    /// failed output field that reads a masked value (a lookup miss quotes the value it looked
+    /// up) is withheld.
     pub fn mask_reasons(&self, values: Option<&[Option<Cow<'_, str>>]>, problems: &mut [Problem]) {
         if let Some(values) = values {
             self.raw_masks.reasons(values, problems);
         }
         for p in problems.iter_mut() {
+            // A masked output, or one that reads a masked value through a transform or a
+            // template (a lookup of `lower(email)` quotes the lowered e-mail).
             let masked_output = self
                 .outputs
                 .iter()
-                .any(|o| o.mask.is_some() && p.field.as_deref() == Some(o.name.as_str()));
+                .zip(&self.reads_masked)
+                .any(|(o, &reads)| reads && p.field.as_deref() == Some(o.name.as_str()));
             // A lookup miss quotes the value it looked up; a writer's reason may quote the value
             // (a reason without quotes, such as a width, says nothing of it and is kept).
             let quotes = p.rule == "lookup" || p.reason.contains('"');
@@ -134,7 +157,7 @@ impl Pipeline {
                 && matches!(p.rule.as_str(), "lookup" | "date_format" | "output")
             {
                 p.reason = format!(
-                    "output field `{}`: rule `{}` failed (the reason is withheld: the field is masked)",
+                    "output field `{}`: rule `{}` failed (the reason is withheld: the field reads a masked value)",
                     p.field.as_deref().unwrap_or_default(),
                     p.rule
                 );

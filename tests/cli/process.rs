@@ -738,3 +738,54 @@ name = "amount"
         "{rejects}"
     );
 }
+
+/// An output that looks up a masked field through a transform: its lookup miss would quote
+/// the transformed value, so the reason is withheld from the reject file.
+#[test]
+fn a_lookup_of_a_masked_value_is_not_quoted_in_rejects() {
+    let d = Dir::new();
+    d.write(
+        "batchwin.toml",
+        r#"
+[[vendor]]
+id = "M"
+name = "Masked lookups"
+
+[vendor.input]
+format = "csv"
+
+[[vendor.fields]]
+name = "email"
+
+[vendor.lookups.segments]
+"ann@example.com" = "gold"
+
+[vendor.output]
+format = "csv"
+
+[[vendor.output.fields]]
+name = "email"
+mask = "email_domain"
+
+[[vendor.output.fields]]
+name = "segment"
+from = "email"
+transform = ["lower"]
+lookup = "segments"
+"#,
+    );
+    d.write(
+        "in/m.csv",
+        "email\nAnn@Example.com\nBob.Secret@Example.com\n",
+    );
+    d.cmd()
+        .args([
+            "process", "--vendor", "M", "--input", "in/m.csv", "--out", "out",
+        ])
+        .assert()
+        .success();
+    let rejects = d.read("out/m.rejects.jsonl");
+    assert_eq!(rejects.lines().count(), 1, "{rejects}");
+    assert!(!rejects.to_lowercase().contains("bob.secret"), "{rejects}");
+    assert!(rejects.contains("withheld"), "{rejects}");
+}
