@@ -401,6 +401,27 @@ impl ObjectBackend {
 fn list_local(root: &FsPath, prefix: &str, resolve_links: bool) -> Result<Listing, StorageError> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Listing::default();
+    // A link on the way to `prefix` (a day folder that leads elsewhere) is named and not
+    // walked: the walk below only ever checks the last part of each name.
+    let mut on_the_way = root.to_path_buf();
+    for part in prefix.split('/').filter(|p| !p.is_empty()) {
+        on_the_way.push(part);
+        match std::fs::symlink_metadata(&on_the_way) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let name = on_the_way
+                    .strip_prefix(root)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| part.to_string());
+                out.others.push(Other {
+                    name,
+                    kind: OtherKind::Link(LinkTarget::NotResolved),
+                });
+                return Ok(out);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     let mut stack = vec![prefix.to_string()];
     let join = |rel: &str, file: &str| {
         if rel.is_empty() {

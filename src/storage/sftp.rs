@@ -347,6 +347,28 @@ impl SftpBackend {
         let conn = self.conn().await?;
         let mut out = Listing::default();
         let top = prefix.trim_end_matches('/').to_string();
+        // A link on the way to `prefix` (a day folder that leads elsewhere) is named and not
+        // walked: the listing below only ever checks the last part of each name.
+        let mut on_the_way = String::new();
+        for part in top.split('/').filter(|p| !p.is_empty()) {
+            on_the_way = if on_the_way.is_empty() {
+                part.to_string()
+            } else {
+                format!("{on_the_way}/{part}")
+            };
+            match conn.sftp.symlink_metadata(self.remote(&on_the_way)).await {
+                Ok(m) if m.permissions.unwrap_or(0) & TYPE_BITS == 0o120000 => {
+                    out.others.push(Other {
+                        name: on_the_way,
+                        kind: OtherKind::Link(LinkTarget::NotResolved),
+                    });
+                    return Ok(out);
+                }
+                Ok(_) => {}
+                // Missing: the walk below lists it as empty; refused: it says so.
+                Err(_) => break,
+            }
+        }
         let mut root_real: Option<String> = None;
         let mut stack = vec![top.clone()];
         while let Some(rel) = stack.pop() {

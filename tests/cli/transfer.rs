@@ -1190,6 +1190,37 @@ fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
     }
 }
 
+/// A day folder that is itself a link (to a folder outside the vendors' tree) is named and not
+/// walked: nothing below it is staged, under either `symlinks` setting.
+#[test]
+fn a_day_folder_that_is_a_link_is_named_and_not_walked() {
+    let d = Dir::new();
+    generate_day(&d, "4", "500", "2", "5");
+    let day = d.path(&format!("day/inbound/{DATE}"));
+    std::fs::rename(&day, d.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(d.path("elsewhere"), &day).unwrap();
+    let base = d.read("day/batchwin.toml");
+    for setting in ["skip", "follow-inside"] {
+        let cfg = base.replacen(
+            "[[vendor]]",
+            &format!("[transfer]\nsymlinks = \"{setting}\"\n\n[[vendor]]"),
+            1,
+        );
+        d.write("day/batchwin.toml", cfg);
+        let o = d.cmd().args(fetch_args("day", &[])).assert();
+        let said = stdout(&o) + &stderr(&o);
+        assert!(
+            said.contains(&format!("inbound/{DATE}")) && said.contains("symbolic link"),
+            "{setting}: {said}"
+        );
+        assert!(
+            !d.path(&format!("staging/{DATE}")).exists()
+                || tree(&d.path(&format!("staging/{DATE}"))).is_empty(),
+            "{setting}: nothing staged from the linked day folder"
+        );
+    }
+}
+
 /// `batchwin ARGS` in `d` run with umask 0, so that a file has the mode batchwin asks for and
 /// not what the test's umask would leave of it.
 fn run_with_open_umask(d: &Dir, args: &[&str]) {
