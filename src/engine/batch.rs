@@ -315,8 +315,23 @@ pub fn run(
         )
         .with_context(|| format!("cannot read `{}`", w.input.display()))
         // The file was there when the run started: a read that fails now is an I/O fault (a
-        // network filesystem, a disk) worth retrying.
-        .map_err(Failure::retryable)?;
+        // network filesystem, a disk) worth retrying, unless running again cannot change it (a
+        // file this account may not read, a folder where a file was).
+        .map_err(|e| {
+            let permanent = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::IsADirectory
+                    )
+                })
+            });
+            if permanent {
+                Failure::data(e)
+            } else {
+                Failure::retryable(e)
+            }
+        })?;
         Ok((outcome, Some(pending)))
     };
     let finish = |w: &Work,
