@@ -20,24 +20,33 @@ pub const FILE_MODE: u32 = 0o640;
 /// that was already there keeps at most [`FILE_MODE`]'s bits: it may have been left by an older
 /// version or another tool with world access.
 pub fn create(path: &Path) -> io::Result<File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, FILE_MODE);
-    let file = o.open(path)?;
-    narrow(&file)?;
-    Ok(file)
+    open_with(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        path,
+        FILE_MODE,
+    )
 }
 
 /// Opens `path` for appending (a log such as the fetch manifest), creating it with
 /// [`FILE_MODE`] when it is not there yet.
 pub fn append(path: &Path) -> io::Result<File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true).append(true);
+    open_with(
+        std::fs::OpenOptions::new().create(true).append(true),
+        path,
+        FILE_MODE,
+    )
+}
+
+/// Opens `path` with `o`, creating it with `mode`, and takes from a file already there
+/// whatever `mode` does not allow.
+fn open_with(o: &mut std::fs::OpenOptions, path: &Path, mode: u32) -> io::Result<File> {
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, FILE_MODE);
+    std::os::unix::fs::OpenOptionsExt::mode(o, mode);
     let file = o.open(path)?;
-    narrow(&file)?;
+    narrow(&file, mode)?;
     Ok(file)
 }
 
@@ -75,17 +84,15 @@ pub const SECRET_MODE: u32 = 0o600;
 /// Writes a secret to a new file at `path` with [`SECRET_MODE`], narrowing a file already there.
 pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
     use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, SECRET_MODE);
-    let mut file = o.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(SECRET_MODE))?;
-    }
-    file.write_all(contents.as_ref())
+    open_with(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        path,
+        SECRET_MODE,
+    )?
+    .write_all(contents.as_ref())
 }
 
 /// Takes from an existing file's mode whatever [`FILE_MODE`] does not allow (a file created
@@ -102,15 +109,17 @@ pub fn restrict(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn narrow(file: &File) -> io::Result<()> {
+fn narrow(file: &File, allowed: u32) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = file.metadata()?.permissions().mode() & 0o7777;
-        if mode & !FILE_MODE != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(mode & FILE_MODE))?;
+        if mode & !allowed != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & allowed))?;
         }
     }
+    #[cfg(not(unix))]
+    let _ = (file, allowed);
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
@@ -138,25 +138,20 @@ impl JsonlDecoder {
         values: &mut [Option<Cow<'d, str>>],
         careful: bool,
     ) -> Result<bool, JsonError> {
-        let nested = Cell::new(None);
         let repeated = Cell::new(false);
         let mut de = serde_json::Deserializer::from_str(text);
         ObjectSeed {
             keys: &self.keys,
             values,
             careful,
-            line: text,
-            nested: &nested,
             repeated: &repeated,
         }
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map(|()| repeated.get())
-        .map_err(|e| {
-            nested.take().unwrap_or_else(|| JsonError {
-                message: message(&e),
-                byte: e.column().saturating_sub(1),
-            })
+        .map_err(|e| JsonError {
+            message: message(&e),
+            byte: e.column().saturating_sub(1),
         })
     }
 }
@@ -303,16 +298,14 @@ struct ObjectSeed<'k, 'v, 'd, 'e> {
     /// which makes serde_json read a number as a float: `1e400` there fails the record though
     /// no field reads it.
     careful: bool,
-    /// The whole line, to place the errors of nested walks in it.
-    line: &'d str,
-    /// The first error of a nested walk, with its place in the line.
-    nested: &'e Cell<Option<JsonError>>,
     /// Set when a configured key occurs twice in one object.
     repeated: &'e Cell<bool>,
 }
 
 impl<'d> ObjectSeed<'_, '_, 'd, '_> {
-    /// Walks the object `raw` (a part of the line) for the fields of `keys`.
+    /// Walks the object `raw` (a part of the line, already checked as JSON by the line's own
+    /// deserializer) for the fields of `keys`. An error in it is passed up as a message, and
+    /// the line's deserializer places it in the line, past the value.
     fn walk_inside<E: serde::de::Error>(
         &mut self,
         raw: &'d str,
@@ -323,25 +316,10 @@ impl<'d> ObjectSeed<'_, '_, 'd, '_> {
             keys,
             values: &mut *self.values,
             careful: self.careful,
-            line: self.line,
-            nested: self.nested,
             repeated: self.repeated,
         }
         .deserialize(&mut inner)
-        .map_err(|e| self.inner_error(raw, &e))
-    }
-
-    /// Records where in the line an error inside `raw` happened (unless a deeper walk already
-    /// did), and passes it up.
-    fn inner_error<E: serde::de::Error>(&self, raw: &str, e: &serde_json::Error) -> E {
-        let offset = (raw.as_ptr() as usize).saturating_sub(self.line.as_ptr() as usize);
-        let first = self.nested.take().unwrap_or_else(|| JsonError {
-            message: message(e),
-            byte: offset + e.column().saturating_sub(1),
-        });
-        let m = E::custom(&first.message);
-        self.nested.set(Some(first));
-        m
+        .map_err(|e| E::custom(message(&e)))
     }
 }
 
@@ -388,8 +366,6 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd, '_> {
                     keys: &node.children,
                     values: &mut *self.values,
                     careful: false,
-                    line: self.line,
-                    nested: self.nested,
                     repeated: self.repeated,
                 }))?;
                 continue;
@@ -398,7 +374,7 @@ impl<'de: 'd, 'd> Visitor<'de> for ObjectSeed<'_, '_, 'd, '_> {
             for &f in &node.ends {
                 self.values[f] = match scalar(raw.get()) {
                     Ok(v) => v,
-                    Err(e) => return Err(self.inner_error(raw.get(), &e)),
+                    Err(e) => return Err(A::Error::custom(message(&e))),
                 };
             }
             if !node.children.is_empty() && raw.get().starts_with('{') {

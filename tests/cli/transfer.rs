@@ -1167,12 +1167,15 @@ fn a_hostile_sftp_server_cannot_fill_the_disk_or_write_outside_staging() {
     }
 }
 
-#[test]
-fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
+/// A generated day whose folder `rel(d)` (below `day/`) has moved to `elsewhere/` and is now a
+/// link to it; `check` sees `fetch` of the day under each `[transfer] symlinks` setting.
+fn fetch_with_a_linked_folder(
+    rel: impl Fn(&Dir) -> String,
+    check: impl Fn(&Dir, &str, assert_cmd::assert::Assert),
+) {
     let d = Dir::new();
     generate_day(&d, "4", "500", "2", "5");
-    let vendors = vendor_ids(&d);
-    let folder = d.path(&format!("day/inbound/{DATE}/{}", vendors[1]));
+    let folder = d.path(&format!("day/{}", rel(&d)));
     std::fs::rename(&folder, d.path("elsewhere")).unwrap();
     std::os::unix::fs::symlink(d.path("elsewhere"), &folder).unwrap();
     let base = d.read("day/batchwin.toml");
@@ -1183,49 +1186,53 @@ fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
             1,
         );
         d.write("day/batchwin.toml", cfg);
-        let o = d.cmd().args(fetch_args("day", &[])).assert().code(0);
-        assert!(
-            stderr(&o).contains(&format!("/{}: skipped: a symbolic link", vendors[1])),
-            "{setting}: {}",
-            stderr(&o)
-        );
-        assert!(stdout(&o).contains("1 skipped"), "{}", stdout(&o));
-        assert!(
-            !d.path(&format!("staging/{DATE}/{}", vendors[1])).exists(),
-            "{setting}: nothing of the linked folder"
-        );
+        let o = d.cmd().args(fetch_args("day", &[])).assert();
+        check(&d, setting, o);
     }
+}
+
+/// A vendor's folder that is itself a link is named and not walked, under either setting.
+#[test]
+fn a_vendor_folder_that_is_a_link_is_named_and_not_walked() {
+    let linked = |d: &Dir| vendor_ids(d)[1].clone();
+    fetch_with_a_linked_folder(
+        |d| format!("inbound/{DATE}/{}", linked(d)),
+        |d, setting, o| {
+            let linked = linked(d);
+            let o = o.code(0);
+            assert!(
+                stderr(&o).contains(&format!("/{linked}: skipped: a symbolic link")),
+                "{setting}: {}",
+                stderr(&o)
+            );
+            assert!(stdout(&o).contains("1 skipped"), "{}", stdout(&o));
+            assert!(
+                !d.path(&format!("staging/{DATE}/{linked}")).exists(),
+                "{setting}: nothing of the linked folder"
+            );
+        },
+    );
 }
 
 /// A day folder that is itself a link (to a folder outside the vendors' tree) is named and not
 /// walked: nothing below it is staged, under either `symlinks` setting.
 #[test]
 fn a_day_folder_that_is_a_link_is_named_and_not_walked() {
-    let d = Dir::new();
-    generate_day(&d, "4", "500", "2", "5");
-    let day = d.path(&format!("day/inbound/{DATE}"));
-    std::fs::rename(&day, d.path("elsewhere")).unwrap();
-    std::os::unix::fs::symlink(d.path("elsewhere"), &day).unwrap();
-    let base = d.read("day/batchwin.toml");
-    for setting in ["skip", "follow-inside"] {
-        let cfg = base.replacen(
-            "[[vendor]]",
-            &format!("[transfer]\nsymlinks = \"{setting}\"\n\n[[vendor]]"),
-            1,
-        );
-        d.write("day/batchwin.toml", cfg);
-        let o = d.cmd().args(fetch_args("day", &[])).assert();
-        let said = stdout(&o) + &stderr(&o);
-        assert!(
-            said.contains(&format!("inbound/{DATE}")) && said.contains("symbolic link"),
-            "{setting}: {said}"
-        );
-        assert!(
-            !d.path(&format!("staging/{DATE}")).exists()
-                || tree(&d.path(&format!("staging/{DATE}"))).is_empty(),
-            "{setting}: nothing staged from the linked day folder"
-        );
-    }
+    fetch_with_a_linked_folder(
+        |_| format!("inbound/{DATE}"),
+        |d, setting, o| {
+            let said = stdout(&o) + &stderr(&o);
+            assert!(
+                said.contains(&format!("inbound/{DATE}")) && said.contains("symbolic link"),
+                "{setting}: {said}"
+            );
+            assert!(
+                !d.path(&format!("staging/{DATE}")).exists()
+                    || tree(&d.path(&format!("staging/{DATE}"))).is_empty(),
+                "{setting}: nothing staged from the linked day folder"
+            );
+        },
+    );
 }
 
 /// `batchwin ARGS` in `d` run with umask 0, so that a file has the mode batchwin asks for and
