@@ -22,6 +22,7 @@
 //! the type bits of the mode (`mode & 0o170000`): a link's bits (0o120000) contain a regular
 //! file's (0o100000), so testing single bits calls links files. Object stores have no links.
 
+mod azure_scope;
 mod object;
 mod sftp;
 

@@ -14,9 +14,8 @@ use super::{
     Sink, StorageError, StoreOptions, Transferred,
 };
 
-/// A key users may expect for Azure encryption scopes, which object_store 0.14 cannot send:
-/// its only way to add a header, the HTTP client's default headers, adds it after a request is
-/// signed with the account key, and the service refuses the request (403).
+/// The Azure encryption scope of every blob written: batchwin's own key, as object_store 0.14
+/// has none (see [`super::azure_scope`]).
 const AZURE_ENCRYPTION_SCOPE: &str = "azure_encryption_scope";
 
 fn unknown_key(k: &str) -> String {
@@ -120,20 +119,24 @@ impl ObjectBackend {
                 let mut b = MicrosoftAzureBuilder::from_env()
                     .with_url(&base)
                     .with_retry(retry);
+                let mut scope = None;
                 for (k, v) in &pairs {
                     match k.parse::<AzureConfigKey>() {
                         Ok(key) => b = b.with_config(key, v),
-                        Err(_) if k == AZURE_ENCRYPTION_SCOPE => {
-                            return Err(bad(format!(
-                                "`{k}`: batchwin cannot choose an encryption scope per request; \
-                                 give the container a default encryption scope (enforced for \
-                                 all uploads), or use `azure_storage_encryption_key` (see \
-                                 docs/transfer.md)"
-                            )));
-                        }
+                        Err(_) if k == AZURE_ENCRYPTION_SCOPE => scope = Some(v),
                         Err(_) if k.starts_with("azure_") => return Err(bad(unknown_key(k))),
                         Err(_) => {}
                     }
+                }
+                if let Some(scope) = scope {
+                    let key = b.get_config_value(&AzureConfigKey::AccessKey);
+                    let emulator = b
+                        .get_config_value(&AzureConfigKey::UseEmulator)
+                        .is_some_and(|v| v == "true");
+                    b = b.with_http_connector(
+                        super::azure_scope::EncryptionScope::new(scope, key.as_deref(), emulator)
+                            .map_err(bad)?,
+                    );
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
@@ -806,7 +809,10 @@ mod tests {
     /// as is a value the store does not know; keys of other stores are left alone.
     #[test]
     fn misspelt_or_invalid_encryption_settings_are_refused() {
-        let s3 = [("aws_region", "us-east-1"), ("azure_encryption_scope", "s")];
+        let s3 = [
+            ("aws_region", "us-east-1"),
+            ("azure_encryption_scope", "s1x"),
+        ];
         assert!(
             open(
                 "s3://b/p",
@@ -837,15 +843,22 @@ mod tests {
         .expect("refused")
         .to_string();
         assert!(e.contains("`azure_encryption_scop`"), "{e}");
-        // A scope cannot be sent (see AZURE_ENCRYPTION_SCOPE): refused, saying what to do.
+        assert!(
+            open(
+                "az://c/p",
+                &[&az[..], &[("azure_encryption_scope", "day-1")]].concat()
+            )
+            .is_ok()
+        );
+        // A name the service would refuse on every write is refused before the first.
         let e = open(
             "az://c/p",
-            &[&az[..], &[("azure_encryption_scope", "s")]].concat(),
+            &[&az[..], &[("azure_encryption_scope", "Day_1")]].concat(),
         )
         .err()
         .expect("refused")
         .to_string();
-        assert!(e.contains("default encryption scope"), "{e}");
+        assert!(e.contains("name of an encryption scope"), "{e}");
     }
 
     /// Exit code 3 only where a retry may help: the statuses object_store hands over as text
