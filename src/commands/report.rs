@@ -45,12 +45,12 @@ pub struct ReportArgs {
     /// Also write the totals and per-priority SLA figures for node_exporter's textfile collector.
     #[arg(long)]
     pub prometheus: Option<PathBuf>,
-    /// What makes the exit status 1 (comma-separated): failed, missing, unreadable,
-    /// sla-high, sla-medium, sla-low. Default: all of them.
+    /// What makes the exit status 1 (comma-separated): failed, deferred, cancelled, missing,
+    /// unreadable, sla-high, sla-medium, sla-low. Default: all of them.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "failed,missing,unreadable,sla-high,sla-medium,sla-low"
+        default_value = "failed,deferred,cancelled,missing,unreadable,sla-high,sla-medium,sla-low"
     )]
     pub fail_on: Vec<FailOn>,
 }
@@ -58,6 +58,10 @@ pub struct ReportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
     Failed,
+    /// Units the window's end left for the next run.
+    Deferred,
+    /// Units a signal stopped.
+    Cancelled,
     Missing,
     Unreadable,
     SlaHigh,
@@ -125,6 +129,8 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     }
     let bad = a.fail_on.iter().any(|f| match f {
         FailOn::Failed => report.totals.failed > 0,
+        FailOn::Deferred => report.totals.deferred > 0,
+        FailOn::Cancelled => report.totals.cancelled > 0,
         FailOn::Missing => !report.missing.is_empty() || !report.slices_never_started.is_empty(),
         FailOn::Unreadable => !report.unreadable.is_empty(),
         FailOn::SlaHigh => report.sla_missed("high"),

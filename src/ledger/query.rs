@@ -301,6 +301,8 @@ pub struct LatestTotals {
     pub units: i64,
     pub succeeded: i64,
     pub failed: i64,
+    pub deferred: i64,
+    pub cancelled: i64,
     pub records_in: i64,
     pub records_out: i64,
     pub records_rejected: i64,
@@ -309,14 +311,21 @@ pub struct LatestTotals {
     pub wall_seconds: f64,
 }
 
+/// The count of latest attempts in each state but `succeeded`, as SQL select items: failed,
+/// deferred, cancelled (see [`crate::outcome::FileStatus`]).
+const NOT_DONE: &str = "count(*) FILTER (WHERE status = 'failed'), \
+     count(*) FILTER (WHERE status = 'deferred'), count(*) FILTER (WHERE status = 'cancelled')";
+
 pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
     conn.query_row(
-        "SELECT count(DISTINCT input_path), count(*), count(*) FILTER (WHERE status = 'succeeded'),
-                count(*) FILTER (WHERE status <> 'succeeded'),
+        &format!(
+            "SELECT count(DISTINCT input_path), count(*), count(*) FILTER (WHERE status = 'succeeded'),
+                {NOT_DONE},
                 coalesce(sum(records_in), 0)::BIGINT, coalesce(sum(records_out), 0)::BIGINT,
                 coalesce(sum(records_rejected), 0)::BIGINT, coalesce(sum(input_bytes), 0)::BIGINT,
                 coalesce(epoch(max(ended_at)) - epoch(min(started_at)), 0)::DOUBLE
-         FROM latest",
+         FROM latest"
+        ),
         [],
         |r| {
             Ok(LatestTotals {
@@ -324,11 +333,13 @@ pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
                 units: r.get(1)?,
                 succeeded: r.get(2)?,
                 failed: r.get(3)?,
-                records_in: r.get(4)?,
-                records_out: r.get(5)?,
-                records_rejected: r.get(6)?,
-                bytes: r.get(7)?,
-                wall_seconds: r.get(8)?,
+                deferred: r.get(4)?,
+                cancelled: r.get(5)?,
+                records_in: r.get(6)?,
+                records_out: r.get(7)?,
+                records_rejected: r.get(8)?,
+                bytes: r.get(9)?,
+                wall_seconds: r.get(10)?,
             })
         },
     )
@@ -366,6 +377,8 @@ pub struct VendorTotals {
     pub priority: String,
     pub units: i64,
     pub failed: i64,
+    pub deferred: i64,
+    pub cancelled: i64,
     pub records_in: i64,
     pub records_rejected: i64,
     /// Seconds its units ran, added up.
@@ -374,21 +387,23 @@ pub struct VendorTotals {
 
 /// Each vendor's sums, by vendor.
 pub fn vendor_totals(conn: &Connection) -> duckdb::Result<Vec<VendorTotals>> {
-    let mut stmt = conn.prepare(
-        "SELECT vendor, min(priority), count(*), count(*) FILTER (WHERE status <> 'succeeded'),
+    let mut stmt = conn.prepare(&format!(
+        "SELECT vendor, min(priority), count(*), {NOT_DONE},
                 sum(records_in)::BIGINT, sum(records_rejected)::BIGINT,
                 sum(epoch(ended_at) - epoch(started_at))::DOUBLE
-         FROM latest GROUP BY vendor ORDER BY vendor",
-    )?;
+         FROM latest GROUP BY vendor ORDER BY vendor"
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok(VendorTotals {
             vendor: r.get(0)?,
             priority: r.get(1)?,
             units: r.get(2)?,
             failed: r.get(3)?,
-            records_in: r.get(4)?,
-            records_rejected: r.get(5)?,
-            seconds: r.get(6)?,
+            deferred: r.get(4)?,
+            cancelled: r.get(5)?,
+            records_in: r.get(6)?,
+            records_rejected: r.get(7)?,
+            seconds: r.get(8)?,
         })
     })?;
     rows.collect()
@@ -436,6 +451,8 @@ pub struct FailedAttempt {
     pub vendor: String,
     pub input_path: String,
     pub part: Option<i64>,
+    /// `failed`, `deferred` or `cancelled`.
+    pub status: String,
     /// The error recorded, or else the status.
     pub error: String,
 }
@@ -443,14 +460,15 @@ pub struct FailedAttempt {
 /// Units whose latest attempt did not succeed, by vendor, input and part.
 pub fn failed_attempts(conn: &Connection) -> duckdb::Result<Vec<FailedAttempt>> {
     let mut stmt = conn.prepare(
-        "SELECT vendor, input_path, part, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY vendor, input_path, part",
+        "SELECT vendor, input_path, part, status, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY vendor, input_path, part",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(FailedAttempt {
             vendor: r.get(0)?,
             input_path: r.get(1)?,
             part: r.get(2)?,
-            error: r.get(3)?,
+            status: r.get(3)?,
+            error: r.get(4)?,
         })
     })?;
     rows.collect()
@@ -479,21 +497,28 @@ pub fn first_start(conn: &Connection) -> duckdb::Result<Option<String>> {
 pub struct PriorityTotals {
     pub succeeded: i64,
     pub failed: i64,
-    /// The last end, RFC 3339 with microseconds (`...Z`).
+    pub deferred: i64,
+    pub cancelled: i64,
+    /// The last end of a unit that ran (a deferred one never did), RFC 3339 with
+    /// microseconds (`...Z`).
     pub last_end: Option<String>,
 }
 
 pub fn priority_totals(conn: &Connection, priority: &str) -> duckdb::Result<PriorityTotals> {
     conn.query_row(
-        "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status <> 'succeeded'),
-                strftime(max(ended_at), '%Y-%m-%dT%H:%M:%S.%fZ')
-         FROM latest WHERE priority = ?",
+        &format!(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'), {NOT_DONE},
+                strftime(max(ended_at) FILTER (WHERE status <> 'deferred'), '%Y-%m-%dT%H:%M:%S.%fZ')
+         FROM latest WHERE priority = ?"
+        ),
         params![priority],
         |r| {
             Ok(PriorityTotals {
                 succeeded: r.get(0)?,
                 failed: r.get(1)?,
-                last_end: r.get(2)?,
+                deferred: r.get(2)?,
+                cancelled: r.get(3)?,
+                last_end: r.get(4)?,
             })
         },
     )

@@ -17,12 +17,19 @@ use crate::ledger::query;
 
 pub mod render;
 
+/// Units by the state of their latest attempt: each view (the table, JSON, Prometheus, the
+/// exit status) names which, so a unit the window's end deferred is never shown as failed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
     pub files: i64,
     pub units: i64,
     pub succeeded: i64,
+    /// Failed on their data or their output (see [`crate::outcome::UnitError`]).
     pub failed: i64,
+    /// Not started: the window had ended (MEDIUM and LOW only); the next run does them.
+    pub deferred: i64,
+    /// Stopped by a signal; the next run does them again.
+    pub cancelled: i64,
     pub records_in: i64,
     pub records_out: i64,
     pub records_rejected: i64,
@@ -37,6 +44,8 @@ pub struct VendorRow {
     pub priority: String,
     pub units: i64,
     pub failed: i64,
+    pub deferred: i64,
+    pub cancelled: i64,
     pub records_in: i64,
     pub records_rejected: i64,
     pub seconds: f64,
@@ -63,6 +72,8 @@ pub struct FailedUnit {
     pub vendor: String,
     pub input_path: String,
     pub part: Option<i64>,
+    /// `failed`, `deferred` or `cancelled`.
+    pub status: String,
     pub error: String,
 }
 
@@ -72,6 +83,8 @@ pub struct PriorityRow {
     pub priority: String,
     pub units_done: i64,
     pub units_failed: i64,
+    pub units_deferred: i64,
+    pub units_cancelled: i64,
     /// Units in the plan with no result (needs the plan).
     pub units_missing: i64,
     /// Seconds from the window start to the priority's last finish.
@@ -81,6 +94,41 @@ pub struct PriorityRow {
     /// How much later than the SLA it finished (negative: how much earlier).
     pub late_by_seconds: Option<f64>,
     pub sla_met: bool,
+}
+
+impl PriorityRow {
+    /// Its units that are not done, by state, the non-zero ones: `15 deferred, 2 missing`.
+    pub fn not_done(&self) -> String {
+        states(&[
+            (self.units_failed, "failed"),
+            (self.units_deferred, "deferred"),
+            (self.units_cancelled, "cancelled"),
+            (self.units_missing, "missing"),
+        ])
+    }
+}
+
+impl Totals {
+    /// Units by state: `8 succeeded, 0 failed`, then deferred and cancelled when there are any.
+    pub fn states(&self) -> String {
+        let mut s = format!("{} succeeded, {} failed", self.succeeded, self.failed);
+        let more = states(&[(self.deferred, "deferred"), (self.cancelled, "cancelled")]);
+        if !more.is_empty() {
+            s.push_str(", ");
+            s.push_str(&more);
+        }
+        s
+    }
+}
+
+/// `n state` for each non-zero count, comma-separated.
+fn states(counts: &[(i64, &str)]) -> String {
+    counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, s)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A planned unit with no result.
@@ -169,6 +217,8 @@ pub fn summarize(
         units: t.units,
         succeeded: t.succeeded,
         failed: t.failed,
+        deferred: t.deferred,
+        cancelled: t.cancelled,
         records_in: t.records_in,
         records_out: t.records_out,
         records_rejected: t.records_rejected,
@@ -194,6 +244,8 @@ pub fn summarize(
             priority: v.priority,
             units: v.units,
             failed: v.failed,
+            deferred: v.deferred,
+            cancelled: v.cancelled,
             records_in: v.records_in,
             records_rejected: v.records_rejected,
             seconds: v.seconds,
@@ -226,6 +278,7 @@ pub fn summarize(
             vendor: f.vendor,
             input_path: f.input_path,
             part: f.part,
+            status: f.status,
             error: f.error,
         })
         .collect();
@@ -270,10 +323,13 @@ pub fn summarize(
         let query::PriorityTotals {
             succeeded: done,
             failed,
+            deferred,
+            cancelled,
             last_end: last,
         } = query::priority_totals(conn, p)?;
         let units_missing = missing.iter().filter(|m| m.priority == p).count() as i64;
-        if done + failed + units_missing == 0 {
+        let not_done = failed + deferred + cancelled + units_missing;
+        if done + not_done == 0 {
             continue;
         }
         let finished = match (&last, window_start) {
@@ -291,11 +347,13 @@ pub fn summarize(
             priority: p.to_string(),
             units_done: done,
             units_failed: failed,
+            units_deferred: deferred,
+            units_cancelled: cancelled,
             units_missing,
             finished_after_seconds: finished,
             sla_seconds: sla,
             late_by_seconds: late,
-            sla_met: failed == 0 && units_missing == 0 && late.is_none_or(|l| l <= 0.0),
+            sla_met: not_done == 0 && late.is_none_or(|l| l <= 0.0),
         });
     }
     // The timeline and throughput, relative to the window start.

@@ -48,12 +48,11 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
     }
     let _ = writeln!(
         o,
-        "{}files      {} ({} units: {} succeeded, {} failed)",
+        "{}files      {} ({} units: {})",
         if markdown { "    " } else { "" },
         t.files,
         t.units,
-        t.succeeded,
-        t.failed
+        t.states()
     );
     let lines = [
         format!(
@@ -111,9 +110,7 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
             let secs =
                 |v: Option<f64>| v.map(|x| format!("{x:.1} s")).unwrap_or_else(|| "-".into());
             let met = match p.late_by_seconds {
-                _ if p.units_failed + p.units_missing > 0 => {
-                    format!("no: {} failed, {} missing", p.units_failed, p.units_missing)
-                }
+                _ if !p.not_done().is_empty() => format!("no: {}", p.not_done()),
                 Some(l) if l > 0.0 => format!("MISSED by {l:.1} s"),
                 Some(l) => format!("met, {:.1} s to spare", -l),
                 None if p.sla_met => "yes (no SLA)".into(),
@@ -211,7 +208,7 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
         );
     }
     if !s.failures.is_empty() {
-        h(&mut o, "Failed");
+        h(&mut o, "Not done");
         for f in &s.failures {
             let part = f
                 .part
@@ -219,8 +216,9 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "{}{} `{}`{part}: {}",
+                "{}{:<9} {} `{}`{part}: {}",
                 if markdown { "- " } else { "" },
+                f.status,
                 f.vendor,
                 f.input_path,
                 f.error
@@ -302,6 +300,17 @@ pub fn prometheus(s: &RunReport) -> String {
         "units_failed",
         "Units (files or parts) that failed.",
         &one(t.failed as f64),
+    );
+    metric(
+        "units",
+        "Units (files or parts) by the state of their latest attempt.",
+        &[
+            ("succeeded", t.succeeded),
+            ("failed", t.failed),
+            ("deferred", t.deferred),
+            ("cancelled", t.cancelled),
+        ]
+        .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n as f64)),
     );
     metric("records_in", "Records read.", &one(t.records_in as f64));
     metric(

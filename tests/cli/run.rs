@@ -233,6 +233,36 @@ fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
         "the report names the deferred units: {}",
         r["failures"]
     );
+    // Deferred is its own state in every view, never counted as failed.
+    let later = (per_file.len() - high) as u64;
+    assert_eq!(r["totals"]["deferred"], later, "{}", r["totals"]);
+    assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
+    assert!(
+        r["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["status"] == "deferred"),
+        "{}",
+        r["failures"]
+    );
+    let medium = &r["priorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["priority"] == "medium")
+        .expect("a MEDIUM row")
+        .clone();
+    assert_eq!(medium["units_failed"], 0, "{medium}");
+    assert!(medium["units_deferred"].as_u64().unwrap() > 0, "{medium}");
+    assert!(
+        out.contains(&format!(
+            "units: {high} succeeded, 0 failed, {later} deferred)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("no: ") && out.contains(" deferred"), "{out}");
+    assert!(!out.contains("no: 0") && !out.contains("failed, 0"), "{out}");
 
     // The next run finishes them (past the window's end only with --catch-up).
     let second = d.cmd().args(run_args(&date, &["--catch-up"])).assert();
