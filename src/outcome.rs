@@ -12,6 +12,10 @@ use crate::plan::Part;
 pub const DEFERRED: &str =
     "deferred: the window ended before it started; the next run of the window does it";
 
+/// The start of the error of a unit not started because a vendor it comes `after` did not
+/// finish.
+pub const BLOCKED: &str = "blocked";
+
 /// Why a unit failed. The engine decides what to keep of a unit by its variant (a cancelled
 /// unit or a failed write leaves nothing; an unusable input keeps its reject file), and the
 /// ledger records its text.
@@ -62,6 +66,8 @@ pub enum FileStatus {
     Cancelled,
     /// Not started: the window's deadline had passed (MEDIUM and LOW units only).
     Deferred,
+    /// Not started: a vendor it comes `after` did not finish (failed, deferred, blocked).
+    Blocked,
 }
 
 impl std::fmt::Display for FileStatus {
@@ -71,6 +77,7 @@ impl std::fmt::Display for FileStatus {
             FileStatus::Failed => "failed",
             FileStatus::Cancelled => "cancelled",
             FileStatus::Deferred => "deferred",
+            FileStatus::Blocked => "blocked",
         })
     }
 }
@@ -102,6 +109,16 @@ pub struct FileOutcome {
 }
 
 impl FileOutcome {
+    /// A unit not started because a vendor it comes `after` did not finish.
+    pub fn blocked(vendor: &str, input: &Path, part: Option<&Part>, reason: &str) -> FileOutcome {
+        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+        FileOutcome {
+            status: FileStatus::Blocked,
+            error: Some(reason.to_string()),
+            ..FileOutcome::new(vendor, input, bytes, part)
+        }
+    }
+
     /// A unit not processed yet: nothing read, nothing written.
     pub fn new(vendor: &str, input: &Path, input_bytes: u64, part: Option<&Part>) -> FileOutcome {
         let now = chrono::Utc::now();

@@ -155,6 +155,18 @@ fn render(summary: &BatchSummary) -> String {
             "deferred   {deferred} units of MEDIUM and LOW vendors: the window ended before they started\n"
         ));
     }
+    for o in summary
+        .outcomes
+        .iter()
+        .filter(|o| o.status == FileStatus::Blocked)
+    {
+        s.push_str(&format!(
+            "blocked    {} `{}`: {}\n",
+            o.vendor,
+            o.input_path.display(),
+            o.error.as_deref().unwrap_or("")
+        ));
+    }
     for p in &summary.skipped {
         s.push_str(&format!(
             "skipped    `{}`: no vendor with that id in the config\n",
@@ -198,6 +210,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
                     out_dir: a.out.clone(),
                     part: None,
                     known: None,
+                    blocked: None,
                 })
                 .collect();
             (units, Vec::new())

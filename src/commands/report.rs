@@ -45,12 +45,12 @@ pub struct ReportArgs {
     /// Also write the totals and per-priority SLA figures for node_exporter's textfile collector.
     #[arg(long)]
     pub prometheus: Option<PathBuf>,
-    /// What makes the exit status 1 (comma-separated): failed, deferred, cancelled, missing,
-    /// unreadable, sla-high, sla-medium, sla-low. Default: all of them.
+    /// What makes the exit status 1 (comma-separated): failed, deferred, cancelled, blocked,
+    /// missing, unreadable, sla-high, sla-medium, sla-low. Default: all of them.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "failed,deferred,cancelled,missing,unreadable,sla-high,sla-medium,sla-low"
+        default_value = "failed,deferred,cancelled,blocked,missing,unreadable,sla-high,sla-medium,sla-low"
     )]
     pub fail_on: Vec<FailOn>,
 }
@@ -62,6 +62,8 @@ pub enum FailOn {
     Deferred,
     /// Units a signal stopped.
     Cancelled,
+    /// Units held back because a vendor they come `after` did not finish.
+    Blocked,
     Missing,
     Unreadable,
     SlaHigh,
@@ -131,6 +133,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
         FailOn::Failed => report.totals.failed > 0,
         FailOn::Deferred => report.totals.deferred > 0,
         FailOn::Cancelled => report.totals.cancelled > 0,
+        FailOn::Blocked => report.totals.blocked > 0,
         FailOn::Missing => !report.missing.is_empty() || !report.slices_never_started.is_empty(),
         FailOn::Unreadable => !report.unreadable.is_empty(),
         FailOn::SlaHigh => report.sla_missed("high"),

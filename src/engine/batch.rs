@@ -7,6 +7,7 @@
 //! Also here: which units a slice of a plan still has to do (a slice run again skips what an
 //! earlier run of it finished), and the units of an inbound folder.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -16,7 +17,7 @@ use anyhow::{Context, anyhow};
 use crate::config::Config;
 use crate::exit::{ExitStatus, Failure};
 use crate::ledger::{Batch, Ledger, RunInfo, query};
-use crate::outcome::{FileOutcome, FileStatus};
+use crate::outcome::{BLOCKED, FileOutcome, FileStatus};
 use crate::plan::Plan;
 use crate::vendor::{Vendor, expand_name};
 
@@ -33,6 +34,9 @@ pub struct Work {
     pub part: Option<crate::plan::Part>,
     /// The file's checksum as the manifest recorded it.
     pub known: Option<KnownInput>,
+    /// Why the unit may not start: a vendor it comes `after` did not finish (see
+    /// [`blocked_vendors`]). It is recorded as blocked, with this reason.
+    pub blocked: Option<String>,
 }
 
 /// The result of processing a set of units, for the summary and the exit status.
@@ -49,11 +53,12 @@ impl BatchSummary {
     pub fn status(&self) -> ExitStatus {
         if let Some(sig) = self.interrupted {
             ExitStatus::Interrupted(sig)
-        } else if self
-            .outcomes
-            .iter()
-            .any(|o| matches!(o.status, FileStatus::Failed | FileStatus::Deferred))
-        {
+        } else if self.outcomes.iter().any(|o| {
+            matches!(
+                o.status,
+                FileStatus::Failed | FileStatus::Deferred | FileStatus::Blocked
+            )
+        }) {
             ExitStatus::DataFailure
         } else {
             ExitStatus::Success
@@ -94,6 +99,7 @@ pub fn slice_units(
         ),
         _ => None,
     };
+    let blocked = blocked_vendors(config, plan, k, plan_path, ledger);
     let mut skipped_done = 0usize;
     let mut items = Vec::new();
     for u in &plan.slices[k].units {
@@ -148,12 +154,92 @@ pub fn slice_units(
                 modified,
                 sha256: u.sha256.clone(),
             }),
+            blocked: blocked.get(&u.vendor).cloned(),
         });
     }
     Ok(SliceUnits {
         units: items,
         resumed: skipped_done,
     })
+}
+
+/// The vendors of slice `k` that may not start, with the reason: a vendor declared `after`
+/// others starts only when every unit the plan gives each of them succeeded, as their slices'
+/// ledgers (beside `ledger`) record. The slices of a later stage run only once the earlier
+/// stages ended (on every engine), so those ledgers are complete and closed; one that is
+/// missing or unreadable blocks too. A blocked vendor's units are recorded as `blocked`, which
+/// blocks the vendors after it in turn.
+fn blocked_vendors(
+    config: &Config,
+    plan: &Plan,
+    k: usize,
+    plan_path: &Path,
+    ledger: &Path,
+) -> HashMap<String, String> {
+    let mut blocked = HashMap::new();
+    let here: HashSet<&str> = plan.slices[k]
+        .units
+        .iter()
+        .map(|u| u.vendor.as_str())
+        .collect();
+    let dir = ledger.parent().unwrap_or(Path::new("."));
+    let resolve = |location: &str| {
+        let p = PathBuf::from(location);
+        match plan_path.parent() {
+            Some(d) if p.is_relative() => d.join(p),
+            _ => p,
+        }
+    };
+    for v in here {
+        let Some((_, vendor)) = config.vendor(v) else {
+            continue;
+        };
+        for parent in &vendor.after {
+            // The parent's units in the plan, by the slice that holds them.
+            let slices: Vec<usize> = plan
+                .slices
+                .iter()
+                .filter(|s| s.units.iter().any(|u| &u.vendor == parent))
+                .map(|s| s.index)
+                .collect();
+            if slices.is_empty() {
+                continue;
+            }
+            let ledgers: Vec<PathBuf> = slices
+                .iter()
+                .map(|j| dir.join(format!("slice-{j:05}.duckdb")))
+                .filter(|p| p.exists())
+                .collect();
+            let latest = if ledgers.is_empty() {
+                Ok(query::LatestUnits::default())
+            } else {
+                crate::ledger::merge::with_latest(&ledgers, |c| Ok(query::LatestUnits::read(c)?))
+            };
+            let first_not_done = match &latest {
+                Ok(latest) => plan
+                    .slices
+                    .iter()
+                    .flat_map(|s| &s.units)
+                    .filter(|u| &u.vendor == parent)
+                    .find(|u| {
+                        let key = resolve(&u.location).display().to_string();
+                        !latest
+                            .attempt(&key, u.part.as_ref().map(|p| p.index))
+                            .is_some_and(|a| a.succeeded)
+                    })
+                    .map(|u| format!("`{}`", u.location)),
+                Err(e) => Some(format!("its ledgers cannot be read ({e})")),
+            };
+            if let Some(what) = first_not_done {
+                blocked.insert(
+                    v.to_string(),
+                    format!("{BLOCKED}: vendor {parent}, which it comes after, did not finish: {what} is not done"),
+                );
+                break;
+            }
+        }
+    }
+    blocked
 }
 
 /// Lists `DIR/VENDOR/FILE`, highest priority first, larger files first within a priority.
@@ -172,6 +258,7 @@ pub fn scan_inbound(
             out_dir: out.join(&config.vendors[idx].id),
             part: None,
             known: None,
+            blocked: None,
         })
         .collect();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -295,6 +382,12 @@ pub fn run(
         items.iter().map(|_| Mutex::new(None)).collect();
     let start = |w: &Work| -> Result<(FileOutcome, Option<Pending>), Failure> {
         let p = &profiles[w.vendor];
+        if let Some(reason) = &w.blocked {
+            return Ok((
+                FileOutcome::blocked(&p.id, &w.input, w.part.as_ref(), reason),
+                None,
+            ));
+        }
         let late = opts.deadline.is_some_and(|d| {
             p.priority != crate::config::Priority::High && chrono::Utc::now() >= d
         });

@@ -56,7 +56,7 @@ pub struct UnitAttempt {
 pub enum NotDone {
     /// The ledgers have no attempt of it.
     NeverAttempted,
-    /// Its latest attempt did not succeed (failed, cancelled, deferred).
+    /// Its latest attempt did not succeed (failed, cancelled, deferred, blocked).
     Failed,
     /// Its latest attempt ran under another configuration.
     OtherConfig,
@@ -303,6 +303,7 @@ pub struct LatestTotals {
     pub failed: i64,
     pub deferred: i64,
     pub cancelled: i64,
+    pub blocked: i64,
     pub records_in: i64,
     pub records_out: i64,
     pub records_rejected: i64,
@@ -312,9 +313,10 @@ pub struct LatestTotals {
 }
 
 /// The count of latest attempts in each state but `succeeded`, as SQL select items: failed,
-/// deferred, cancelled (see [`crate::outcome::FileStatus`]).
+/// deferred, cancelled, blocked (see [`crate::outcome::FileStatus`]).
 const NOT_DONE: &str = "count(*) FILTER (WHERE status = 'failed'), \
-     count(*) FILTER (WHERE status = 'deferred'), count(*) FILTER (WHERE status = 'cancelled')";
+     count(*) FILTER (WHERE status = 'deferred'), count(*) FILTER (WHERE status = 'cancelled'), \
+     count(*) FILTER (WHERE status = 'blocked')";
 
 pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
     conn.query_row(
@@ -335,11 +337,12 @@ pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
                 failed: r.get(3)?,
                 deferred: r.get(4)?,
                 cancelled: r.get(5)?,
-                records_in: r.get(6)?,
-                records_out: r.get(7)?,
-                records_rejected: r.get(8)?,
-                bytes: r.get(9)?,
-                wall_seconds: r.get(10)?,
+                blocked: r.get(6)?,
+                records_in: r.get(7)?,
+                records_out: r.get(8)?,
+                records_rejected: r.get(9)?,
+                bytes: r.get(10)?,
+                wall_seconds: r.get(11)?,
             })
         },
     )
@@ -379,6 +382,7 @@ pub struct VendorTotals {
     pub failed: i64,
     pub deferred: i64,
     pub cancelled: i64,
+    pub blocked: i64,
     pub records_in: i64,
     pub records_rejected: i64,
     /// Seconds its units ran, added up.
@@ -401,9 +405,10 @@ pub fn vendor_totals(conn: &Connection) -> duckdb::Result<Vec<VendorTotals>> {
             failed: r.get(3)?,
             deferred: r.get(4)?,
             cancelled: r.get(5)?,
-            records_in: r.get(6)?,
-            records_rejected: r.get(7)?,
-            seconds: r.get(8)?,
+            blocked: r.get(6)?,
+            records_in: r.get(7)?,
+            records_rejected: r.get(8)?,
+            seconds: r.get(9)?,
         })
     })?;
     rows.collect()
@@ -451,7 +456,7 @@ pub struct FailedAttempt {
     pub vendor: String,
     pub input_path: String,
     pub part: Option<i64>,
-    /// `failed`, `deferred` or `cancelled`.
+    /// `failed`, `deferred`, `cancelled` or `blocked`.
     pub status: String,
     /// The error recorded, or else the status.
     pub error: String,
@@ -499,7 +504,8 @@ pub struct PriorityTotals {
     pub failed: i64,
     pub deferred: i64,
     pub cancelled: i64,
-    /// The last end of a unit that ran (a deferred one never did), RFC 3339 with
+    pub blocked: i64,
+    /// The last end of a unit that ran (a deferred or blocked one never did), RFC 3339 with
     /// microseconds (`...Z`).
     pub last_end: Option<String>,
 }
@@ -508,7 +514,7 @@ pub fn priority_totals(conn: &Connection, priority: &str) -> duckdb::Result<Prio
     conn.query_row(
         &format!(
             "SELECT count(*) FILTER (WHERE status = 'succeeded'), {NOT_DONE},
-                strftime(max(ended_at) FILTER (WHERE status <> 'deferred'), '%Y-%m-%dT%H:%M:%S.%fZ')
+                strftime(max(ended_at) FILTER (WHERE status NOT IN ('deferred', 'blocked')), '%Y-%m-%dT%H:%M:%S.%fZ')
          FROM latest WHERE priority = ?"
         ),
         params![priority],
@@ -518,7 +524,8 @@ pub fn priority_totals(conn: &Connection, priority: &str) -> duckdb::Result<Prio
                 failed: r.get(1)?,
                 deferred: r.get(2)?,
                 cancelled: r.get(3)?,
-                last_end: r.get(4)?,
+                blocked: r.get(4)?,
+                last_end: r.get(5)?,
             })
         },
     )

@@ -198,7 +198,7 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
     files.push(report_path);
 
     let mut s = String::from(
-        "#!/usr/bin/env bash\n# Submits the plan's arrays in stage order, each stage after the one before it\n# succeeded (afterok), then the report after all of them ended (afterany).\n# Prints one `name job-id` line per job.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
+        "#!/usr/bin/env bash\n# Submits the plan's arrays in stage order, each stage after the one before it\n# ended (afterany: a slice holds back only the vendors that come after one that did not\n# finish, as their units are recorded blocked), then the report after all of them ended.\n# Prints one `name job-id` line per job.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
     );
     let _ = writeln!(s, "mkdir -p {}/logs", sh_quote(&o.out));
     let mut prev: Vec<String> = Vec::new();
@@ -211,7 +211,7 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
                 String::new()
             } else {
                 format!(
-                    " --dependency=afterok:{}",
+                    " --dependency=afterany:{}",
                     prev.iter()
                         .map(|v| format!("${v}"))
                         .collect::<Vec<_>>()
@@ -374,10 +374,11 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
                 "commandLine": format!("/bin/sh -c \"{} process --config {} --plan {} --out {} --slice {}\"", o.batchwin, o.config, o.plan, o.out, k),
                 "constraints": {"maxTaskRetryCount": o.retries as i64, "maxWallClockTime": format!("PT{}S", o.timeout_seconds.max(60))},
                 "exitConditions": {
-                    "exitCodes": [{"code": 3, "exitOptions": {"jobAction": "none", "dependencyAction": "block"}}],
-                    // A slice that failed for good holds back the next stage, as Slurm's
-                    // afterok does.
-                    "default": {"jobAction": "none", "dependencyAction": "block"}
+                    // Once its retries are spent, whatever its exit code, a slice lets the next
+                    // stage and the report run: the next stage's slices hold back the vendors
+                    // that come after one that did not finish (recorded as blocked), the
+                    // report names what failed, and the job ends.
+                    "default": {"jobAction": "none", "dependencyAction": "satisfy"}
                 }
             });
             if st.index > 0 {

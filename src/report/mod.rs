@@ -30,6 +30,8 @@ pub struct Totals {
     pub deferred: i64,
     /// Stopped by a signal; the next run does them again.
     pub cancelled: i64,
+    /// Not started: a vendor they come `after` did not finish; the next run does them.
+    pub blocked: i64,
     pub records_in: i64,
     pub records_out: i64,
     pub records_rejected: i64,
@@ -46,6 +48,7 @@ pub struct VendorRow {
     pub failed: i64,
     pub deferred: i64,
     pub cancelled: i64,
+    pub blocked: i64,
     pub records_in: i64,
     pub records_rejected: i64,
     pub seconds: f64,
@@ -72,7 +75,7 @@ pub struct FailedUnit {
     pub vendor: String,
     pub input_path: String,
     pub part: Option<i64>,
-    /// `failed`, `deferred` or `cancelled`.
+    /// `failed`, `deferred`, `cancelled` or `blocked`.
     pub status: String,
     pub error: String,
 }
@@ -85,6 +88,7 @@ pub struct PriorityRow {
     pub units_failed: i64,
     pub units_deferred: i64,
     pub units_cancelled: i64,
+    pub units_blocked: i64,
     /// Units in the plan with no result (needs the plan).
     pub units_missing: i64,
     /// Seconds from the window start to the priority's last finish.
@@ -103,16 +107,22 @@ impl PriorityRow {
             (self.units_failed, "failed"),
             (self.units_deferred, "deferred"),
             (self.units_cancelled, "cancelled"),
+            (self.units_blocked, "blocked"),
             (self.units_missing, "missing"),
         ])
     }
 }
 
 impl Totals {
-    /// Units by state: `8 succeeded, 0 failed`, then deferred and cancelled when there are any.
+    /// Units by state: `8 succeeded, 0 failed`, then deferred, cancelled and blocked when there
+    /// are any.
     pub fn states(&self) -> String {
         let mut s = format!("{} succeeded, {} failed", self.succeeded, self.failed);
-        let more = states(&[(self.deferred, "deferred"), (self.cancelled, "cancelled")]);
+        let more = states(&[
+            (self.deferred, "deferred"),
+            (self.cancelled, "cancelled"),
+            (self.blocked, "blocked"),
+        ]);
         if !more.is_empty() {
             s.push_str(", ");
             s.push_str(&more);
@@ -219,6 +229,7 @@ pub fn summarize(
         failed: t.failed,
         deferred: t.deferred,
         cancelled: t.cancelled,
+        blocked: t.blocked,
         records_in: t.records_in,
         records_out: t.records_out,
         records_rejected: t.records_rejected,
@@ -246,6 +257,7 @@ pub fn summarize(
             failed: v.failed,
             deferred: v.deferred,
             cancelled: v.cancelled,
+            blocked: v.blocked,
             records_in: v.records_in,
             records_rejected: v.records_rejected,
             seconds: v.seconds,
@@ -325,10 +337,11 @@ pub fn summarize(
             failed,
             deferred,
             cancelled,
+            blocked,
             last_end: last,
         } = query::priority_totals(conn, p)?;
         let units_missing = missing.iter().filter(|m| m.priority == p).count() as i64;
-        let not_done = failed + deferred + cancelled + units_missing;
+        let not_done = failed + deferred + cancelled + blocked + units_missing;
         if done + not_done == 0 {
             continue;
         }
@@ -349,6 +362,7 @@ pub fn summarize(
             units_failed: failed,
             units_deferred: deferred,
             units_cancelled: cancelled,
+            units_blocked: blocked,
             units_missing,
             finished_after_seconds: finished,
             sla_seconds: sla,

@@ -309,6 +309,7 @@ pub fn prometheus(s: &RunReport) -> String {
             ("failed", t.failed),
             ("deferred", t.deferred),
             ("cancelled", t.cancelled),
+            ("blocked", t.blocked),
         ]
         .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n as f64)),
     );

@@ -101,15 +101,16 @@ fn the_slice_comes_from_the_engine_index_and_offset() {
         }
         c.assert()
     };
-    run(&[("SLURM_ARRAY_TASK_ID", "1"), ("BATCHWIN_SLICE_OFFSET", "2")])
-        .code(0)
-        .stdout(predicate::str::contains("slice      3 of 4"));
+    // Stage 0 first: V010's units wait for V009's (they would be blocked).
     run(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0")])
         .code(0)
         .stdout(predicate::str::contains("slice      0 of 4"));
     run(&[("JOB_COMPLETION_INDEX", "1")])
         .code(0)
         .stdout(predicate::str::contains("slice      1 of 4"));
+    run(&[("SLURM_ARRAY_TASK_ID", "1"), ("BATCHWIN_SLICE_OFFSET", "2")])
+        .code(0)
+        .stdout(predicate::str::contains("slice      3 of 4"));
     run(&[("BATCHWIN_SLICE", "2")])
         .code(0)
         .stdout(predicate::str::contains("slice      2 of 4"));
@@ -214,7 +215,7 @@ fn emitted_engine_files_pass_the_engines_own_models() {
     );
     assert!(
         submit.contains(
-            "job_1_7=$(sbatch --parsable --dependency=afterok:$job_0_0:$job_0_4 stage-1-7.sbatch)"
+            "job_1_7=$(sbatch --parsable --dependency=afterany:$job_0_0:$job_0_4 stage-1-7.sbatch)"
         ),
         "{submit}"
     );

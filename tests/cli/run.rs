@@ -262,7 +262,10 @@ fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
         "{out}"
     );
     assert!(out.contains("no: ") && out.contains(" deferred"), "{out}");
-    assert!(!out.contains("no: 0") && !out.contains("failed, 0"), "{out}");
+    assert!(
+        !out.contains("no: 0") && !out.contains("failed, 0"),
+        "{out}"
+    );
 
     // The next run finishes them (past the window's end only with --catch-up).
     let second = d.cmd().args(run_args(&date, &["--catch-up"])).assert();
@@ -685,4 +688,81 @@ fn every_step_run_builds_parses_with_the_steps_own_parser() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(seen, want, "every kind of step was shown and checked");
+}
+
+/// A vendor declared `after` another does not start when that one did not finish: its units
+/// are recorded as blocked, naming the vendor it waited for, while a vendor of the same stage
+/// whose parents finished runs; the summary, the report, its JSON and the exit status say
+/// blocked, not failed. Fixed and run again, the day finishes.
+#[test]
+fn a_vendor_after_one_that_failed_is_blocked_and_the_others_run() {
+    let d = Dir::new();
+    let date = day_on_server(&d, "6", "2000", "3", "31");
+    let e = expected(&d);
+    let files_of = |v: &str| {
+        e["per_file"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["vendor"] == v)
+            .count()
+    };
+    assert!(
+        e["per_file"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["vendor"] == "V001")
+            .all(|f| f["invalid"].as_u64().unwrap() > 0),
+        "every file of V001 has an invalid record"
+    );
+    // V002 comes after V001, whose files all fail (no reject allowed); V003 after V002's
+    // stage-mate nothing: it comes after nobody, so it runs.
+    let good = d.read("day/batchwin.toml");
+    let failing = good
+        .replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
+        .replace("id = \"V002\"", "id = \"V002\"\nafter = [\"V001\"]");
+    d.write("day/batchwin.toml", &failing);
+    let first = d.cmd().args(run_args(&date, &[])).assert().code(1);
+    let out = stdout(&first);
+    let r = report(&d, &date);
+    assert_eq!(r["totals"]["failed"], files_of("V001"), "{}", r["totals"]);
+    assert_eq!(r["totals"]["blocked"], files_of("V002"), "{}", r["totals"]);
+    assert_eq!(
+        r["totals"]["succeeded"],
+        files_of("V003"),
+        "{}",
+        r["totals"]
+    );
+    for f in r["failures"].as_array().unwrap() {
+        match f["vendor"].as_str().unwrap() {
+            "V001" => assert_eq!(f["status"], "failed", "{f}"),
+            "V002" => {
+                assert_eq!(f["status"], "blocked", "{f}");
+                assert!(
+                    f["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("vendor V001, which it comes after, did not finish"),
+                    "{f}"
+                );
+            }
+            other => panic!("{other} has a unit not done: {f}"),
+        }
+    }
+    assert!(
+        out.contains(&format!("{} blocked", files_of("V002"))),
+        "{out}"
+    );
+
+    // The vendor fixed its files (here: the limit relaxed): the next run does V001, then V002.
+    d.write(
+        "day/batchwin.toml",
+        good.replace("id = \"V002\"", "id = \"V002\"\nafter = [\"V001\"]"),
+    );
+    d.cmd().args(run_args(&date, &[])).assert().code(0);
+    let r = report(&d, &date);
+    assert_eq!(r["totals"]["blocked"], 0, "{}", r["totals"]);
+    assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
+    assert_counts(&d, &date);
 }
