@@ -12,10 +12,6 @@ use crate::plan::Part;
 pub const DEFERRED: &str =
     "deferred: the window ended before it started; the next run of the window does it";
 
-/// The start of the error of a unit not started because a vendor it comes `after` did not
-/// finish.
-pub const BLOCKED: &str = "blocked";
-
 /// Why a unit failed. The engine decides what to keep of a unit by its variant (a cancelled
 /// unit or a failed write leaves nothing; an unusable input keeps its reject file), and the
 /// ledger records its text.

@@ -160,8 +160,12 @@ fn render(summary: &BatchSummary) -> String {
         .iter()
         .filter(|o| o.status == FileStatus::Blocked)
     {
+        let part = o
+            .part
+            .map(|(i, _)| format!(" part {}", i + 1))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "blocked    {} `{}`: {}\n",
+            "blocked    {} `{}`{part}: {}\n",
             o.vendor,
             o.input_path.display(),
             o.error.as_deref().unwrap_or("")

@@ -17,7 +17,7 @@ use anyhow::{Context, anyhow};
 use crate::config::Config;
 use crate::exit::{ExitStatus, Failure};
 use crate::ledger::{Batch, Ledger, RunInfo, query};
-use crate::outcome::{BLOCKED, FileOutcome, FileStatus};
+use crate::outcome::{FileOutcome, FileStatus};
 use crate::plan::Plan;
 use crate::vendor::{Vendor, expand_name};
 
@@ -233,7 +233,9 @@ fn blocked_vendors(
             if let Some(what) = first_not_done {
                 blocked.insert(
                     v.to_string(),
-                    format!("{BLOCKED}: vendor {parent}, which it comes after, did not finish: {what} is not done"),
+                    format!(
+                        "vendor {parent}, which it comes after, did not finish: {what} is not done"
+                    ),
                 );
                 break;
             }
