@@ -457,7 +457,7 @@ fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<P
 fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut s = String::from(
-        "#!/usr/bin/env bash\n# Creates one Indexed Job per stage and waits for each to complete before the next.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
+        "#!/usr/bin/env bash\n# Creates one Indexed Job per stage and waits for each to end (Complete or Failed) before\n# the next: a slice holds back only the vendors that come after one that did not finish, as\n# their units are recorded blocked. Exits 1 when a stage's Job failed.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nfailed=0\n# Waits for job/$1 to end (its activeDeadlineSeconds bounds it: past that it is Failed),\n# through passing failures of kubectl; prints its name and how it ended.\nwait_job() {\n  local state=\"\"\n  until [[ \"$state\" == *Complete* || \"$state\" == *Failed* ]]; do\n    sleep 10\n    state=$(kubectl get \"job/$1\" -o jsonpath='{.status.conditions[?(@.status==\"True\")].type}' || true)\n  done\n  if [[ \"$state\" == *Failed* ]]; then echo \"$1 failed\"; failed=1; else echo \"$1 complete\"; fi\n}\n",
     );
     for st in &plan.stages {
         let name = format!("batchwin-{}-s{}", plan.date, st.index);
@@ -493,17 +493,10 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
         let path = dir.join(&file);
         write(&path, &json_text(&job), false)?;
         files.push(path);
-        let _ = writeln!(
-            s,
-            "kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout={}s job/{name}\necho \"{name} complete\"",
-            o.timeout_seconds.max(60)
-                * (st
-                    .slices
-                    .div_ceil(o.max_concurrent.clamp(1, st.slices.max(1)))
-                    as u64)
-                * (u64::from(o.retries) + 1)
-        );
+        // The Job's activeDeadlineSeconds bounds the wait: past it, the Job is Failed.
+        let _ = writeln!(s, "kubectl apply -f {file}\nwait_job {name}");
     }
+    s.push_str("exit \"$failed\"\n");
     let submit = dir.join("submit.sh");
     write(&submit, &s, true)?;
     files.push(submit);
