@@ -9,7 +9,7 @@ use clap::Args;
 use crate::exit::{ExitStatus, Failure};
 use crate::plan::emit::{EmitOptions, Engine, emit};
 use crate::plan::manifest::{self, ManifestRow};
-use crate::plan::{CostModel, PlanError, PlanOptions, SliceCount, plan, window_seconds};
+use crate::plan::{CostModel, PlanError, PlanOptions, SliceCount, plan_what_fits, window_seconds};
 use crate::printer::{self, GlobalArgs};
 
 #[derive(Debug, Args)]
@@ -146,7 +146,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     };
     let splitter =
         |row: &ManifestRow, limit: u64| crate::plan::split::split_file(&config, row, limit);
-    let p = match plan(
+    let p = match plan_what_fits(
         &config,
         &rows,
         &costs,
@@ -268,6 +268,15 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
                 ),
                 None => String::new(),
             }
+        ));
+    }
+    if let Some(d) = &p.deferred {
+        let bytes: u64 = d.files.iter().map(|f| f.bytes).sum();
+        s.push_str(&format!(
+            "deferred   {} files ({:.1} MB) of MEDIUM and LOW vendors, left for the next run: {}\n",
+            d.files.len(),
+            bytes as f64 / 1e6,
+            d.reason
         ));
     }
     s

@@ -15,7 +15,7 @@ pub mod manifest;
 pub mod split;
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -126,6 +126,26 @@ pub struct Plan {
     pub estimate: Estimate,
     pub stages: Vec<Stage>,
     pub slices: Vec<Slice>,
+    /// Files of the manifest left for the next run: the day does not fit the window at the
+    /// largest number of slices allowed (see [`plan_what_fits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferral>,
+}
+
+/// Files a plan leaves for the next run, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deferral {
+    pub reason: String,
+    pub files: Vec<DeferredFile>,
+}
+
+/// A file of the manifest left for the next run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeferredFile {
+    pub vendor: String,
+    pub location: String,
+    pub priority: Priority,
+    pub bytes: u64,
 }
 
 impl Plan {
@@ -436,7 +456,101 @@ pub fn plan(
         },
         stages,
         slices,
+        deferred: None,
     })
+}
+
+/// [`plan`], and when the day does not fit the window at the largest number of slices allowed,
+/// the plan of what fits: every HIGH file, then MEDIUM and LOW files in manifest order (MEDIUM
+/// first) as many as fit, the rest left for the next run ([`Plan::deferred`]), as the window's
+/// end defers MEDIUM and LOW units that have not started. HIGH files are never deferred: when
+/// they alone do not fit, they are planned on the largest number of slices, to finish as soon
+/// as they can, and the reason says they will not finish in the window.
+pub fn plan_what_fits(
+    config: &Config,
+    rows: &[ManifestRow],
+    costs: &CostModel,
+    opts: &PlanOptions,
+    split: &Splitter<'_>,
+    hashes: (String, String),
+) -> Result<Plan, PlanError> {
+    let whole = plan(config, rows, costs, opts, split, hashes.clone());
+    let (Err(too_big @ PlanError::DoesNotFit { .. }), SliceCount::Auto { max, .. }) =
+        (&whole, opts.slices)
+    else {
+        return whole;
+    };
+    let reason = too_big.to_string();
+    // The rows that may wait, in the order they are kept: MEDIUM before LOW, then manifest order.
+    let mut may: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].priority != Priority::High)
+        .collect();
+    may.sort_by_key(|&i| (rows[i].priority, i));
+    let with = |k: usize| -> Vec<ManifestRow> {
+        let kept: HashSet<usize> = may[..k].iter().copied().collect();
+        rows.iter()
+            .enumerate()
+            .filter(|(i, r)| r.priority == Priority::High || kept.contains(i))
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    // The largest number of rows that may wait that still fits (more rows, more work): the
+    // whole day does not, so fewer than all. `best` is the plan of `lo` rows once one fits.
+    let (mut lo, mut hi) = (0usize, may.len());
+    let mut best: Option<Plan> = None;
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        match plan(config, &with(mid), costs, opts, split, hashes.clone()) {
+            Ok(p) => {
+                best = Some(p);
+                lo = mid;
+            }
+            Err(PlanError::DoesNotFit { .. }) => hi = mid - 1,
+            Err(e) => return Err(e),
+        }
+    }
+    let (mut p, reason) = match best {
+        Some(p) => (p, reason),
+        None => match plan(config, &with(0), costs, opts, split, hashes.clone()) {
+            Ok(p) => (p, reason),
+            // HIGH alone does not fit: planned all the same, on every slice allowed.
+            Err(PlanError::DoesNotFit { .. }) => {
+                let all = PlanOptions {
+                    slices: SliceCount::Fixed(max),
+                    ..opts.clone()
+                };
+                let mut p = plan(config, &with(0), costs, &all, split, hashes)?;
+                p.estimate.window_seconds = whole_window(opts);
+                (
+                    p,
+                    format!(
+                        "{reason}; HIGH files alone do not fit: planned on {max} slices, they will not finish in the window"
+                    ),
+                )
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let files: Vec<DeferredFile> = may[lo..]
+        .iter()
+        .map(|&i| DeferredFile {
+            vendor: rows[i].vendor.clone(),
+            location: rows[i].location.clone(),
+            priority: rows[i].priority,
+            bytes: rows[i].bytes,
+        })
+        .collect();
+    if !files.is_empty() {
+        p.deferred = Some(Deferral { reason, files });
+    }
+    Ok(p)
+}
+
+fn whole_window(opts: &PlanOptions) -> Option<f64> {
+    match opts.slices {
+        SliceCount::Auto { window_seconds, .. } => Some(window_seconds),
+        SliceCount::Fixed(_) => None,
+    }
 }
 
 fn makespan(slices: &[Slice]) -> f64 {
@@ -690,6 +804,73 @@ mod tests {
                 .abs()
                 < 1e-9
         );
+    }
+
+    /// A day larger than the window at the largest number of slices: every HIGH file, then
+    /// MEDIUM before LOW as many as fit; the rest is left for the next run, with the reason.
+    #[test]
+    fn a_day_too_big_plans_what_fits_high_first() {
+        let c = vendors(&[("H", "high", &[]), ("M", "medium", &[]), ("L", "low", &[])]);
+        // 1 s of work per 50 MB file; 2 slices of a 10 s window at 0.8: 16 s.
+        let mut rows = Vec::new();
+        for (i, (v, p)) in [
+            ("L", Priority::Low),
+            ("M", Priority::Medium),
+            ("H", Priority::High),
+        ]
+        .iter()
+        .cycle()
+        .take(30)
+        .enumerate()
+        {
+            rows.push(row(v, i, 50_000_000, *p));
+        }
+        let auto = |window| {
+            opts(SliceCount::Auto {
+                window_seconds: window,
+                utilization: 0.8,
+                max: 2,
+            })
+        };
+        let go = |o: &PlanOptions| {
+            plan_what_fits(
+                &c,
+                &rows,
+                &CostModel::new(),
+                o,
+                &no_split,
+                Default::default(),
+            )
+        };
+        let p = go(&auto(10.0)).unwrap();
+        let planned: Vec<&Unit> = p.slices.iter().flat_map(|s| &s.units).collect();
+        let count = |v: &str| planned.iter().filter(|u| u.vendor == v).count();
+        assert_eq!((count("H"), count("M"), count("L")), (10, 6, 0));
+        assert!(p.estimate.makespan_seconds <= 16.0 + 1e-9);
+        let d = p.deferred.as_ref().expect("files left for the next run");
+        assert_eq!(d.files.len(), 14);
+        assert!(d.files.iter().all(|f| f.priority != Priority::High));
+        assert!(d.reason.contains("does not fit the window"), "{}", d.reason);
+        // HIGH alone does not fit: planned on every slice allowed all the same, nothing else.
+        let p = go(&auto(5.0)).unwrap();
+        assert_eq!(p.slices.len(), 2);
+        assert!(
+            p.slices
+                .iter()
+                .flat_map(|s| &s.units)
+                .all(|u| u.vendor == "H")
+        );
+        let d = p.deferred.as_ref().unwrap();
+        assert_eq!(d.files.len(), 20);
+        assert!(
+            d.reason.contains("HIGH files alone do not fit"),
+            "{}",
+            d.reason
+        );
+        // A day that fits is planned whole, with nothing deferred.
+        let p = go(&auto(100.0)).unwrap();
+        assert!(p.deferred.is_none());
+        assert_eq!(p.slices.iter().map(|s| s.units.len()).sum::<usize>(), 30);
     }
 
     #[test]

@@ -322,6 +322,31 @@ pub fn summarize(
             }
         }
     }
+    // Files the plan left for the next run (the day did not fit): deferred, with its reason.
+    let planned_later: Vec<FailedUnit> = ctx
+        .plan
+        .and_then(|p| p.deferred.as_ref())
+        .map(|d| {
+            d.files
+                .iter()
+                .map(|f| FailedUnit {
+                    vendor: f.vendor.clone(),
+                    input_path: f.location.clone(),
+                    part: None,
+                    status: "deferred".into(),
+                    error: format!("left for the next run by the plan: {}", d.reason),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let later_of = |p: &str| {
+        ctx.plan.and_then(|pl| pl.deferred.as_ref()).map_or(0, |d| {
+            d.files
+                .iter()
+                .filter(|f| f.priority.to_string() == p)
+                .count() as i64
+        })
+    };
     // Priorities against their SLAs, measured from the window start.
     let first_start = query::first_start(conn)?;
     let window_start = ctx.window_start.or_else(|| {
@@ -340,6 +365,7 @@ pub fn summarize(
             blocked,
             last_end: last,
         } = query::priority_totals(conn, p)?;
+        let deferred = deferred + later_of(p);
         let units_missing = missing.iter().filter(|m| m.priority == p).count() as i64;
         let not_done = failed + deferred + cancelled + blocked + units_missing;
         if done + not_done == 0 {
@@ -414,6 +440,10 @@ pub fn summarize(
             b.records += n;
         }
     }
+    let mut totals = totals;
+    totals.deferred += planned_later.len() as i64;
+    let mut failures: Vec<FailedUnit> = failures;
+    failures.extend(planned_later);
     Ok(RunReport {
         timeline,
         throughput,

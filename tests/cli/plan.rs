@@ -6,7 +6,7 @@ use predicates::prelude::*;
 
 use crate::util::{
     Dir, assert_same_outputs, generate_day, plan_and_process_day, plan_day, plan_day_command,
-    plan_json, process_day,
+    plan_json, process_day, process_slices,
 };
 
 #[test]
@@ -125,8 +125,10 @@ fn the_slice_comes_from_the_engine_index_and_offset() {
         .stderr(predicate::str::contains("which slice?"));
 }
 
+/// Past `--max-slices`, the plan has what fits, HIGH first, and leaves the rest for the next
+/// run, saying why; the report of the run counts those files as deferred.
 #[test]
-fn a_window_too_small_for_max_slices_is_refused() {
+fn a_day_too_big_for_max_slices_plans_what_fits() {
     let d = Dir::new();
     generate_day(&d, "8", "8000", "4", "11");
     plan_day_command(
@@ -144,7 +146,7 @@ fn a_window_too_small_for_max_slices_is_refused() {
     .assert()
     .code(0);
     // 60 s at 0.8 is plenty for 2 MB; at a utilization of a millionth it is not.
-    plan_day_command(
+    let o = plan_day_command(
         &d,
         &[
             "--window",
@@ -156,8 +158,56 @@ fn a_window_too_small_for_max_slices_is_refused() {
         ],
     )
     .assert()
-    .code(1)
-    .stderr(predicate::str::contains("does not fit the window"));
+    .code(0);
+    let out = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+    assert!(out.contains("left for the next run"), "{out}");
+    assert!(out.contains("does not fit the window"), "{out}");
+    let p = plan_json(&d, "plan.json");
+    let e: serde_json::Value = serde_json::from_str(&d.read("day/expected.json")).unwrap();
+    let files = e["per_file"].as_array().unwrap();
+    let high = files.iter().filter(|f| f["priority"] == "high").count();
+    assert!(high > 0 && high < files.len());
+    let planned: Vec<&serde_json::Value> = p["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap())
+        .collect();
+    assert!(planned.iter().all(|u| u["priority"] == "high"), "{p}");
+    assert_eq!(
+        p["deferred"]["files"].as_array().unwrap().len(),
+        files.len() - high,
+        "{p}"
+    );
+    // The slices run; the report with the plan counts the files left as deferred.
+    process_slices(&d, "plan.json", "run", &["-q"]);
+    let r = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--plan", "plan.json"])
+        .args(["--format", "json"])
+        .assert()
+        .code(1);
+    let r: serde_json::Value = serde_json::from_slice(&r.get_output().stdout).unwrap();
+    assert_eq!(
+        r["totals"]["deferred"],
+        files.len() - high,
+        "{}",
+        r["totals"]
+    );
+    assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
+    assert!(
+        r["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["status"] == "deferred"
+                && f["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("left for the next run")),
+        "{}",
+        r["failures"]
+    );
 }
 
 #[test]
