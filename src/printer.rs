@@ -75,7 +75,8 @@ pub fn progress_enabled(g: &GlobalArgs) -> bool {
 }
 
 /// Progress bar template for byte counts.
-pub const PROGRESS_BYTES: &str = "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}";
+pub const PROGRESS_BYTES: &str =
+    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
 
 /// A progress bar of `len` drawn with `template` when `enabled`, else a hidden one.
 pub fn progress_bar(enabled: bool, len: u64, template: &str) -> indicatif::ProgressBar {

@@ -361,11 +361,34 @@ pub fn run(
         }
     };
 
+    // A part is its byte range, a whole file its size: what the engine counts as it goes.
     let total_bytes: u64 = items
         .iter()
-        .map(|w| std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0))
+        .map(|w| match &w.part {
+            Some(p) => p.end - p.start,
+            None => std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0),
+        })
         .sum();
     let bar = crate::printer::progress_bar(progress, total_bytes, crate::printer::PROGRESS_BYTES);
+    // The bar follows the engine's counts ten times a second: it moves as chunks are done, also
+    // through one large file.
+    let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(!bar.is_hidden()));
+    let ticker = ticking.load(std::sync::atomic::Ordering::Relaxed).then(|| {
+        let (bar, counts, ticking) = (bar.clone(), opts.progress.clone(), ticking.clone());
+        let base = counts.get();
+        std::thread::spawn(move || {
+            while ticking.load(std::sync::atomic::Ordering::Relaxed) {
+                let (bytes, records, rejected) = counts.get();
+                bar.set_position(bytes - base.0);
+                bar.set_message(format!(
+                    "{} records, {} rejected",
+                    crate::printer::thousands(records - base.1),
+                    crate::printer::thousands(rejected - base.2)
+                ));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    });
 
     let started = Instant::now();
     // Files start in list order (priority first) on twice as many file workers as there are
@@ -384,20 +407,24 @@ pub fn run(
         items.iter().map(|_| Mutex::new(None)).collect();
     let start = |w: &Work| -> Result<(FileOutcome, Option<Pending>), Failure> {
         let p = &profiles[w.vendor];
+        let skipped = |o: FileOutcome| {
+            let bytes = w.part.as_ref().map_or(o.input_bytes, |p| p.end - p.start);
+            opts.progress.add(bytes, 0, 0);
+            Ok((o, None))
+        };
         if let Some(reason) = &w.blocked {
-            return Ok((
-                FileOutcome::blocked(&p.id, &w.input, w.part.as_ref(), reason),
-                None,
+            return skipped(FileOutcome::blocked(
+                &p.id,
+                &w.input,
+                w.part.as_ref(),
+                reason,
             ));
         }
         let late = opts.deadline.is_some_and(|d| {
             p.priority != crate::config::Priority::High && chrono::Utc::now() >= d
         });
         if late {
-            return Ok((
-                FileOutcome::deferred(&p.id, &w.input, w.part.as_ref()),
-                None,
-            ));
+            return skipped(FileOutcome::deferred(&p.id, &w.input, w.part.as_ref()));
         }
         let (outcome, pending) = process_file_deferred(
             p,
@@ -454,7 +481,6 @@ pub fn run(
                 .map_err(Failure::data)?;
         }
         drop(l);
-        bar.inc(outcome.input_bytes);
         Ok(outcome)
     };
     let workers = FILE_WORKERS_PER_THREAD * rayon::current_num_threads().max(1);
@@ -517,6 +543,10 @@ pub fn run(
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .collect();
+    ticking.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     if let Some(failure) = open_failure.into_inner().unwrap_or_else(|e| e.into_inner()) {

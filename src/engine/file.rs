@@ -407,6 +407,11 @@ fn run_chunks(
             return (Err(write_err(reject_path, e)), Delivery::Nothing);
         }
     };
+    // Where the bytes counted in `opts.progress` end: the unit's first byte, then each window's
+    // end; the rest of the unit (its tail, or all of it when it stopped early) when it ends.
+    let (unit_start, unit_end) =
+        part.map_or((0, data.len()), |p| (p.start as usize, p.end as usize));
+    let mut counted_to = unit_start;
     let result = (|| -> Result<(), UnitError> {
         let mut pre = decoder
             .preamble(data)
@@ -477,6 +482,14 @@ fn run_chunks(
                 },
             );
             hasher.release(end);
+            let (mut records, mut rejected) = (0, 0);
+            for r in &results {
+                records += r.records_in;
+                rejected += r.rejected;
+            }
+            opts.progress
+                .add(end.saturating_sub(counted_to) as u64, records, rejected);
+            counted_to = counted_to.max(end);
             for r in results {
                 out.write(&r.out).map_err(|e| write_err(out_path, e))?;
                 rej.write(&r.rejects)
@@ -522,6 +535,8 @@ fn run_chunks(
         }
         Ok(())
     })();
+    opts.progress
+        .add(unit_end.saturating_sub(counted_to) as u64, 0, 0);
     match result {
         Ok(()) => (Ok(()), Delivery::Both { out, rej }),
         Err(e) if e.leaves_nothing() => {

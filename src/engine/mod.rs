@@ -1,13 +1,14 @@
 //! The engine: one file at a time ([`file`]: chunks in parallel, outputs in order) and many
 //! files at once ([`batch`]: file workers, delivery threads, the ledger recorded as units
 //! finish). What both share lives here: the tuning of a run ([`EngineOptions`]), the signal
-//! that the run can record what it delivers ([`Ready`]) and the pool of chunk buffers
-//! ([`Buffers`]).
+//! that the run can record what it delivers ([`Ready`]), the pool of chunk buffers
+//! ([`Buffers`]) and the counts of work done so far ([`Progress`]).
 
 #[cfg(feature = "cli")]
 pub mod batch;
 pub mod file;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub use file::{KnownInput, Pending, process_file, process_file_deferred};
@@ -36,6 +37,41 @@ pub struct EngineOptions {
     pub ready: Ready,
     /// Chunk output buffers, reused from chunk to chunk and file to file (see [`Buffers`]).
     pub buffers: Buffers,
+    /// Work done so far, counted as each window of chunks is written (see [`Progress`]).
+    pub progress: Progress,
+}
+
+/// Input bytes and records done so far by a run, counted as each window of chunks is written,
+/// not only when a file ends: what a progress bar draws while one large file is processed.
+/// A unit not processed (blocked, deferred) or cut short counts its remaining bytes when it
+/// ends, so the bytes reach the run's total. Shared by every file worker; a few atomic adds per
+/// window of chunks (megabytes), nothing per record.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<ProgressCounts>);
+
+#[derive(Debug, Default)]
+struct ProgressCounts {
+    bytes: AtomicU64,
+    records: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Progress {
+    /// Adds a window's (or a skipped unit's) input bytes, records read and rejected.
+    pub fn add(&self, bytes: u64, records: u64, rejected: u64) {
+        self.0.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.0.records.fetch_add(records, Ordering::Relaxed);
+        self.0.rejected.fetch_add(rejected, Ordering::Relaxed);
+    }
+
+    /// Input bytes, records read and records rejected so far.
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.0.bytes.load(Ordering::Relaxed),
+            self.0.records.load(Ordering::Relaxed),
+            self.0.rejected.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// The output and reject buffers of chunks already written, kept for the next chunks of any
@@ -124,6 +160,7 @@ impl Default for EngineOptions {
             config_sha256: None,
             ready: Ready::default(),
             buffers: Buffers::default(),
+            progress: Progress::default(),
         }
     }
 }

@@ -789,3 +789,76 @@ lookup = "segments"
     assert!(!rejects.to_lowercase().contains("bob.secret"), "{rejects}");
     assert!(rejects.contains("withheld"), "{rejects}");
 }
+
+/// On a terminal, the progress bar moves while one large file is processed, not only when it
+/// ends: run under `script` (util-linux), which gives `process` a terminal, the bar is drawn
+/// at several positions between nothing and the file's size, with the records counted so far.
+#[test]
+fn the_progress_bar_moves_within_one_large_file() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` command (util-linux) to give the run a terminal");
+        return;
+    }
+    let d = Dir::new();
+    generate(
+        &d,
+        "day",
+        "1",
+        "1000000",
+        &["--vendors", "1", "--seed", "3"],
+    );
+    let input = std::fs::read_dir(d.path(&format!("day/inbound/{DATE}/V001")))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let exe = assert_cmd::cargo::cargo_bin("batchwin");
+    let line = format!(
+        "{} process --config day/batchwin.toml --vendor V001 --input {} --out out",
+        exe.display(),
+        input.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-c", &line, "/dev/null"])
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+        .env("COLUMNS", "200")
+        .current_dir(d.root())
+        .output()
+        .expect("run script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    let size = std::fs::metadata(&input).unwrap().len();
+    let mut positions = std::collections::BTreeSet::new();
+    let mut records = std::collections::BTreeSet::new();
+    for l in text.lines() {
+        // `{bytes}/{total_bytes}`, e.g. `24.00 MiB/191.44 MiB`, and `N records`.
+        if let Some((done, _)) = l.split_once(" MiB/")
+            && let Some(n) = done.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok())
+        {
+            positions.insert((n * 100.0) as u64);
+        }
+        if let Some((n, _)) = l.split_once(" records, ")
+            && let Some(n) = n.rsplit(' ').next()
+        {
+            records.insert(n.replace(',', ""));
+        }
+    }
+    let total_mib = size as f64 / (1 << 20) as f64;
+    let between = positions
+        .iter()
+        .filter(|&&p| p > 0 && (p as f64) < total_mib * 100.0 - 1.0)
+        .count();
+    assert!(
+        between >= 2 && records.len() >= 3,
+        "the bar stood still: positions {positions:?}, records {records:?} in {text}"
+    );
+}
