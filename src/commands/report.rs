@@ -20,6 +20,8 @@ pub enum ReportFormat {
     Markdown,
     Csv,
     Html,
+    /// A PDF for paper, written to standard output as bytes (`> report.pdf`).
+    Pdf,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +116,13 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     }
     if !g.quiet {
         let text = match a.format {
+            ReportFormat::Pdf => {
+                let bytes = crate::report::pdf::pdf(&report)
+                    .map_err(|e| Failure::data(anyhow!("cannot render the PDF report: {e}")))?;
+                std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)
+                    .map_err(|e| Failure::data(anyhow!("cannot write the PDF report: {e}")))?;
+                String::new()
+            }
             ReportFormat::Table => render::table(&report),
             ReportFormat::Markdown => render::markdown(&report),
             ReportFormat::Json => render::json(&report),

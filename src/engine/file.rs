@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
-use crate::config::RejectRaw;
+use crate::config::{Format, RejectRaw};
 use crate::outcome::{FileOutcome, RejectCounts, UnitError};
 use crate::pipeline::mask::RawOmitted;
 use crate::pipeline::{Problem, recycle};
@@ -104,6 +104,58 @@ impl TempOutput {
         drop(self.writer);
         let _ = std::fs::remove_file(&self.tmp);
         crate::cancel::forget_temporary(&self.tmp);
+    }
+}
+
+/// So that a PDF document can be written straight into the output (see [`RowSpool`]).
+impl Write for TempOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        TempOutput::write(self, b).map(|()| b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// The rows of a PDF output, in input order, until the document is drawn at the end of the
+/// file (see `codecs::pdf`): a scratch file beside the output, so that memory holds a window
+/// of chunks, not the file's records. Removed when dropped.
+struct RowSpool {
+    path: PathBuf,
+    writer: BufWriter<File>,
+}
+
+impl RowSpool {
+    fn create(dest: &Path) -> std::io::Result<RowSpool> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = dest.with_file_name(format!(".{name}.rows-{}", std::process::id()));
+        let file = crate::files::create_scratch(&path)?;
+        crate::cancel::register_temporary(&path);
+        Ok(RowSpool {
+            path,
+            writer: BufWriter::with_capacity(64 << 10, file),
+        })
+    }
+
+    /// Draws the table of the rows into `out`.
+    fn draw(
+        &mut self,
+        layout: &crate::codecs::pdf::TableLayout,
+        details: &crate::codecs::pdf::TitleLines,
+        out: &mut TempOutput,
+    ) -> Result<crate::codecs::pdf::TableStats, crate::codecs::pdf::TableError> {
+        self.writer.flush()?;
+        crate::codecs::pdf::write_table(layout, details, self.writer.get_mut(), out)
+    }
+}
+
+impl Drop for RowSpool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        crate::cancel::forget_temporary(&self.path);
     }
 }
 
@@ -407,7 +459,19 @@ fn run_chunks(
             return (Err(write_err(reject_path, e)), Delivery::Nothing);
         }
     };
+    let pdf = profile.output.format == Format::Pdf;
     let result = (|| -> Result<(), UnitError> {
+        if pdf && part.is_some() {
+            // The planner keeps such files whole (see `plan::split`).
+            return Err(UnitError::Unreadable(format!(
+                "{input_name}: a PDF output is one document and cannot be written in parts"
+            )));
+        }
+        let mut spool = if pdf {
+            Some(RowSpool::create(out_path).map_err(|e| write_err(out_path, e))?)
+        } else {
+            None
+        };
         let mut pre = decoder
             .preamble(data)
             .map_err(|e| UnitError::Unreadable(format!("{input_name}: {e}")))?;
@@ -478,7 +542,11 @@ fn run_chunks(
             );
             hasher.release(end);
             for r in results {
-                out.write(&r.out).map_err(|e| write_err(out_path, e))?;
+                match &mut spool {
+                    Some(sp) => sp.writer.write_all(&r.out),
+                    None => out.write(&r.out),
+                }
+                .map_err(|e| write_err(out_path, e))?;
                 rej.write(&r.rejects)
                     .map_err(|e| write_err(reject_path, e))?;
                 opts.buffers
@@ -519,6 +587,39 @@ fn run_chunks(
                 limit: profile.skip_limit.to_string(),
                 reasons: reasons.join(", "),
             });
+        }
+        if let Some(sp) = &mut spool {
+            let details = vec![
+                (
+                    "Vendor".to_string(),
+                    format!("{} ({})", profile.name, profile.id),
+                ),
+                ("Input file".to_string(), input_name.to_string()),
+                ("Business date".to_string(), opts.date.clone()),
+                (
+                    "Records".to_string(),
+                    format!(
+                        "{} in, {} out, {} rejected",
+                        outcome.records_in, outcome.records_out, outcome.records_rejected
+                    ),
+                ),
+            ];
+            use crate::codecs::pdf::TableError;
+            let stats =
+                sp.draw(&profile.pdf_layout(), &details, &mut out)
+                    .map_err(|e| match e {
+                        TableError::Io(e) => write_err(out_path, e),
+                        e => UnitError::Unreadable(format!("{input_name}: {e}")),
+                    })?;
+            if stats.replaced > 0 {
+                tracing::warn!(
+                    vendor = %profile.id,
+                    file = %input_name,
+                    replaced = stats.replaced,
+                    "PDF output: {} characters the font has no glyph for are shown as U+FFFD (a replacement box)",
+                    stats.replaced
+                );
+            }
         }
         Ok(())
     })();
