@@ -310,6 +310,10 @@ fn priority_color(priority: &str) -> (u8, u8, u8) {
 }
 
 fn secs(s: f64) -> String {
+    if s < 0.0 {
+        // How much earlier than the SLA.
+        return format!("-{}", secs(-s));
+    }
     if s >= 3600.0 {
         format!(
             "{}h{:02}m",
