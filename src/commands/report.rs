@@ -20,7 +20,7 @@ pub enum ReportFormat {
     Markdown,
     Csv,
     Html,
-    /// A PDF for paper, written to standard output as bytes (`> report.pdf`).
+    // A PDF for paper, written to standard output as bytes like the others print text.
     Pdf,
 }
 
@@ -32,7 +32,7 @@ pub struct ReportArgs {
     /// The merged ledger to write (default: `report.duckdb` beside the ledgers folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// How to print the report.
+    /// How to print the report (pdf: its bytes on standard output, `> report.pdf`).
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
     /// The run's plan: units and slices with no result are reported missing.
