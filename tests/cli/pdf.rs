@@ -314,3 +314,32 @@ fn pdf_report_has_every_section() {
     let ink = px.iter().filter(|p| **p < 200).count();
     assert!(ink * 1000 > w * h * 5, "page 1 is nearly blank");
 }
+
+/// PDF is an output format only; a text size out of range is refused with its key. Both
+/// are configuration errors (exit 2), found before any file is read.
+#[test]
+fn pdf_input_and_a_bad_text_size_are_configuration_errors() {
+    let d = Dir::new();
+    d.write("in/acme_0001.csv", acme_input(3));
+    for (config, said) in [
+        (
+            ACME.replacen("format = \"csv\"", "format = \"pdf\"", 1),
+            "key `vendor[0].input.format`: pdf is an output format only",
+        ),
+        (
+            acme_pdf("pdf_font_size = 40"),
+            "key `vendor[0].output.pdf_font_size`: 40 is not a text size between 5 and 16 points",
+        ),
+    ] {
+        d.write("bad.toml", config);
+        let out = d
+            .cmd()
+            .args(["process", "--config", "bad.toml", "--vendor", "ACME"])
+            .args(["--input", "in/acme_0001.csv", "--out", "out", "--date", DATE])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{err}");
+    }
+}
