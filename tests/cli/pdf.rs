@@ -335,7 +335,14 @@ fn pdf_input_and_a_bad_text_size_are_configuration_errors() {
         let out = d
             .cmd()
             .args(["process", "--config", "bad.toml", "--vendor", "ACME"])
-            .args(["--input", "in/acme_0001.csv", "--out", "out", "--date", DATE])
+            .args([
+                "--input",
+                "in/acme_0001.csv",
+                "--out",
+                "out",
+                "--date",
+                DATE,
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));

