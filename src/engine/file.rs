@@ -11,6 +11,10 @@
 //! exceeded, it cannot be framed, a write fails) leaves no output under the final name; its
 //! reject file is still delivered so the operator can see why.
 //!
+//! A PDF output cannot be written chunk by chunk: its chunks' rows go, in the same order, to a
+//! spool file beside the output ([`RowSpool`]), and the document is drawn from it at the end
+//! of the file (`codecs::pdf`), once the counts for its title block are known.
+//!
 //! This module owns no configuration parsing and no ledger: it returns a [`FileOutcome`] that
 //! the caller records.
 
