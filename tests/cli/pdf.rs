@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::process::ACME;
-use crate::util::{DATE, Dir, generate_day, plan_and_process_day, service};
+use crate::util::{DATE, Dir, generate_day, plan_and_process_day, plan_json, process_day, service};
 
 /// The folder of `pdftotext`, `pdftoppm` and `qpdf`, or `None` (the test skips).
 fn tools() -> Option<PathBuf> {
@@ -348,5 +348,57 @@ fn pdf_input_and_a_bad_text_size_are_configuration_errors() {
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(said), "{err}");
+    }
+}
+
+/// A file whose vendor writes PDF is planned whole, however small `--split-bytes` is (a PDF
+/// cannot be put together from parts), while the other vendors' files are split; the slices'
+/// PDFs are byte for byte those of processing the whole day at once.
+#[test]
+fn files_with_pdf_output_are_planned_whole_and_match_a_whole_run() {
+    let d = Dir::new();
+    generate_day(&d, "4", "6000", "2", "3");
+    let config = d.read("day/batchwin.toml");
+    let csv_out = "[vendor.output]\nformat = \"csv\"\nfile_name = \"{stem}.out.csv\"";
+    assert!(config.contains(csv_out), "V001's output section changed");
+    d.write(
+        "day/batchwin.toml",
+        config.replacen(csv_out, "[vendor.output]\nformat = \"pdf\"", 1),
+    );
+    process_day(&d, "whole");
+    plan_and_process_day(
+        &d,
+        "plan.json",
+        &["--slices", "2", "--split-bytes", "20000"],
+        "run",
+    );
+    let units: Vec<serde_json::Value> = plan_json(&d, "plan.json")["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap().clone())
+        .collect();
+    let split = |vendor: &str| {
+        units
+            .iter()
+            .filter(|u| u["vendor"] == vendor && u.get("part").is_some())
+            .count()
+    };
+    assert_eq!(split("V001"), 0, "a PDF vendor's file was split");
+    assert!(split("V002") > 0, "the other vendor's files were not split");
+    let pdfs: Vec<PathBuf> = std::fs::read_dir(d.path("whole/V001"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
+        .collect();
+    assert!(!pdfs.is_empty());
+    for whole in pdfs {
+        let name = whole.file_name().unwrap();
+        let run = d.path("run/V001").join(name);
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&run).unwrap_or_default(),
+            "{name:?} differs between the whole day and the planned slices"
+        );
     }
 }
