@@ -201,6 +201,8 @@ pub enum Format {
     Jsonl,
     Xml,
     Fixed,
+    /// Output only: a paginated table (see `codecs::pdf`).
+    Pdf,
 }
 
 impl fmt::Display for Format {
@@ -210,6 +212,7 @@ impl fmt::Display for Format {
             Format::Jsonl => "jsonl",
             Format::Xml => "xml",
             Format::Fixed => "fixed",
+            Format::Pdf => "pdf",
         })
     }
 }
@@ -399,9 +402,45 @@ pub struct OutputConfig {
     /// CSV output: values a spreadsheet would run as a formula are prefixed with `'`.
     #[serde(default)]
     pub formula_guard: bool,
+    /// PDF: the title of the first page (default: the vendor's name).
+    #[serde(default)]
+    pub pdf_title: Option<String>,
+    /// PDF: `a4` (default) or `letter`.
+    #[serde(default)]
+    pub pdf_page_size: PdfPageSize,
+    /// PDF: `auto` (default: landscape when the columns need it), `portrait` or `landscape`.
+    #[serde(default)]
+    pub pdf_orientation: PdfOrientation,
+    /// PDF: text size in points, 5 to 16 (default 8).
+    #[serde(default)]
+    pub pdf_font_size: Option<f32>,
+    /// PDF: the most pages one file's document may have (default 5000); a file that needs
+    /// more fails, with its reject file, before the document is written.
+    #[serde(default)]
+    pub pdf_max_pages: Option<u32>,
     /// Output fields in order. Empty: every input field, unchanged, in input order.
     #[serde(default)]
     pub fields: Vec<OutputFieldConfig>,
+}
+
+/// The paper of a PDF output (`[vendor.output] pdf_page_size`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PdfPageSize {
+    #[default]
+    A4,
+    Letter,
+}
+
+/// How a PDF output's pages are turned (`[vendor.output] pdf_orientation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PdfOrientation {
+    /// Portrait, or landscape when the columns do not fit across a portrait page.
+    #[default]
+    Auto,
+    Portrait,
+    Landscape,
 }
 
 /// How a JSON Lines output writes values (`[vendor.output] json_values`).

@@ -40,6 +40,19 @@ pub fn append(path: &Path) -> io::Result<File> {
     )
 }
 
+/// [`create`], readable too: a scratch file written and then read back (the PDF row spool).
+pub fn create_scratch(path: &Path) -> io::Result<File> {
+    open_with(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true),
+        path,
+        FILE_MODE,
+    )
+}
+
 /// Opens `path` with `o`, creating it with `mode`, and takes from a file already there
 /// whatever `mode` does not allow.
 fn open_with(o: &mut std::fs::OpenOptions, path: &Path, mode: u32) -> io::Result<File> {

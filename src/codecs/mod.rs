@@ -1,4 +1,5 @@
-//! Reading and writing the four vendor formats: CSV, JSON Lines, XML and fixed-width.
+//! Reading and writing the vendor formats: CSV, JSON Lines, XML and fixed-width in and out, and
+//! PDF out (a paginated table, see `pdf`).
 //!
 //! This module owns bytes <-> field values. It does not know about validation, mapping or
 //! masking (see `pipeline`), nor about files, threads or ledgers (see `engine`).
@@ -27,6 +28,7 @@ pub mod csv;
 pub mod fixed;
 mod framing;
 pub mod jsonl;
+pub mod pdf;
 pub mod xml;
 
 pub(crate) use bytes::*;

@@ -20,6 +20,8 @@ pub enum ReportFormat {
     Markdown,
     Csv,
     Html,
+    // A PDF for paper, written to standard output as bytes like the others print text.
+    Pdf,
 }
 
 #[derive(Debug, Args)]
@@ -30,7 +32,7 @@ pub struct ReportArgs {
     /// The merged ledger to write (default: `report.duckdb` beside the ledgers folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// How to print the report.
+    /// How to print the report (pdf: its bytes on standard output, `> report.pdf`).
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
     /// The run's plan: units and slices with no result are reported missing.
@@ -120,6 +122,13 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     }
     if !g.quiet {
         let text = match a.format {
+            ReportFormat::Pdf => {
+                let bytes = crate::report::pdf::pdf(&report)
+                    .map_err(|e| Failure::data(anyhow!("cannot render the PDF report: {e}")))?;
+                std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)
+                    .map_err(|e| Failure::data(anyhow!("cannot write the PDF report: {e}")))?;
+                String::new()
+            }
             ReportFormat::Table => render::table(&report),
             ReportFormat::Markdown => render::markdown(&report),
             ReportFormat::Json => render::json(&report),

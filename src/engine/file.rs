@@ -11,6 +11,10 @@
 //! exceeded, it cannot be framed, a write fails) leaves no output under the final name; its
 //! reject file is still delivered so the operator can see why.
 //!
+//! A PDF output cannot be written chunk by chunk: its chunks' rows go, in the same order, to a
+//! spool file beside the output ([`RowSpool`]), and the document is drawn from it at the end
+//! of the file (`codecs::pdf`), once the counts for its title block are known.
+//!
 //! This module owns no configuration parsing and no ledger: it returns a [`FileOutcome`] that
 //! the caller records.
 
@@ -22,7 +26,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
-use crate::config::RejectRaw;
+use crate::config::{Format, RejectRaw};
 use crate::outcome::{FileOutcome, RejectCounts, UnitError};
 use crate::pipeline::mask::RawOmitted;
 use crate::pipeline::{Problem, recycle};
@@ -104,6 +108,58 @@ impl TempOutput {
         drop(self.writer);
         let _ = std::fs::remove_file(&self.tmp);
         crate::cancel::forget_temporary(&self.tmp);
+    }
+}
+
+/// So that a PDF document can be written straight into the output (see [`RowSpool`]).
+impl Write for TempOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        TempOutput::write(self, b).map(|()| b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// The rows of a PDF output, in input order, until the document is drawn at the end of the
+/// file (see `codecs::pdf`): a scratch file beside the output, so that memory holds a window
+/// of chunks, not the file's records. Removed when dropped.
+struct RowSpool {
+    path: PathBuf,
+    writer: BufWriter<File>,
+}
+
+impl RowSpool {
+    fn create(dest: &Path) -> std::io::Result<RowSpool> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = dest.with_file_name(format!(".{name}.rows-{}", std::process::id()));
+        let file = crate::files::create_scratch(&path)?;
+        crate::cancel::register_temporary(&path);
+        Ok(RowSpool {
+            path,
+            writer: BufWriter::with_capacity(64 << 10, file),
+        })
+    }
+
+    /// Draws the table of the rows into `out`.
+    fn draw(
+        &mut self,
+        layout: &crate::codecs::pdf::TableLayout,
+        details: &crate::codecs::pdf::TitleLines,
+        out: &mut TempOutput,
+    ) -> Result<crate::codecs::pdf::TableStats, crate::codecs::pdf::TableError> {
+        self.writer.flush()?;
+        crate::codecs::pdf::write_table(layout, details, self.writer.get_mut(), out)
+    }
+}
+
+impl Drop for RowSpool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        crate::cancel::forget_temporary(&self.path);
     }
 }
 
@@ -412,7 +468,19 @@ fn run_chunks(
     let (unit_start, unit_end) =
         part.map_or((0, data.len()), |p| (p.start as usize, p.end as usize));
     let mut counted_to = unit_start;
+    let pdf = profile.output.format == Format::Pdf;
     let result = (|| -> Result<(), UnitError> {
+        if pdf && part.is_some() {
+            // The planner keeps such files whole (see `plan::split`).
+            return Err(UnitError::Unreadable(format!(
+                "{input_name}: a PDF output is one document and cannot be written in parts"
+            )));
+        }
+        let mut spool = if pdf {
+            Some(RowSpool::create(out_path).map_err(|e| write_err(out_path, e))?)
+        } else {
+            None
+        };
         let mut pre = decoder
             .preamble(data)
             .map_err(|e| UnitError::Unreadable(format!("{input_name}: {e}")))?;
@@ -491,7 +559,11 @@ fn run_chunks(
                 .add(end.saturating_sub(counted_to) as u64, records, rejected);
             counted_to = counted_to.max(end);
             for r in results {
-                out.write(&r.out).map_err(|e| write_err(out_path, e))?;
+                match &mut spool {
+                    Some(sp) => sp.writer.write_all(&r.out),
+                    None => out.write(&r.out),
+                }
+                .map_err(|e| write_err(out_path, e))?;
                 rej.write(&r.rejects)
                     .map_err(|e| write_err(reject_path, e))?;
                 opts.buffers
@@ -532,6 +604,39 @@ fn run_chunks(
                 limit: profile.skip_limit.to_string(),
                 reasons: reasons.join(", "),
             });
+        }
+        if let Some(sp) = &mut spool {
+            let details = vec![
+                (
+                    "Vendor".to_string(),
+                    format!("{} ({})", profile.name, profile.id),
+                ),
+                ("Input file".to_string(), input_name.to_string()),
+                ("Business date".to_string(), opts.date.clone()),
+                (
+                    "Records".to_string(),
+                    format!(
+                        "{} in, {} out, {} rejected",
+                        outcome.records_in, outcome.records_out, outcome.records_rejected
+                    ),
+                ),
+            ];
+            use crate::codecs::pdf::TableError;
+            let stats =
+                sp.draw(&profile.pdf_layout(), &details, &mut out)
+                    .map_err(|e| match e {
+                        TableError::Io(e) => write_err(out_path, e),
+                        e => UnitError::Unreadable(format!("{input_name}: {e}")),
+                    })?;
+            if stats.replaced > 0 {
+                tracing::warn!(
+                    vendor = %profile.id,
+                    file = %input_name,
+                    replaced = stats.replaced,
+                    "PDF output: {} characters the font has no glyph for are shown as U+FFFD (a replacement box)",
+                    stats.replaced
+                );
+            }
         }
         Ok(())
     })();

@@ -130,6 +130,8 @@ impl Defect {
                 Format::Jsonl => "json",
                 Format::Xml => "xml",
                 Format::Fixed => "length",
+                // Never an input format (generated vendors are csv, jsonl, xml or fixed).
+                Format::Pdf => "pdf",
             },
         }
     }
@@ -292,6 +294,7 @@ fn ext(f: Format) -> &'static str {
         Format::Jsonl => "jsonl",
         Format::Xml => "xml",
         Format::Fixed => "txt",
+        Format::Pdf => "pdf",
     }
 }
 
@@ -394,6 +397,7 @@ fn input_encoder(v: &VendorSpec) -> anyhow::Result<Box<dyn Encoder>> {
         Format::Fixed => Box::new(
             FixedEncoder::new(fixed_fields(&FIXED_INPUT), false).map_err(anyhow::Error::msg)?,
         ),
+        Format::Pdf => anyhow::bail!("pdf is an output format only: no input file is pdf"),
     };
     Ok(e)
 }
@@ -501,6 +505,8 @@ fn break_record(v: &VendorSpec, buf: &mut Vec<u8>, start: usize) {
             let at = buf.len() - eol.len();
             buf.splice(at..at, *b"XYZ");
         }
+        // Never an input format.
+        Format::Pdf => {}
     }
 }
 

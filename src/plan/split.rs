@@ -19,6 +19,11 @@ pub fn split_file(config: &Config, row: &ManifestRow, limit: u64) -> Result<Vec<
     if row.location.contains("://") {
         return Ok(Vec::new()); // remote files are planned whole
     }
+    if config.vendors[idx].output.format == crate::config::Format::Pdf {
+        // A PDF is one document (its page count is on every page): its pages cannot be put
+        // together from parts, so a file with PDF output is planned whole.
+        return Ok(Vec::new());
+    }
     let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     // SAFETY: read-only mapping of a staged file that is not modified while planning.

@@ -2,9 +2,10 @@
 //!
 //! [`build`] merges the ledgers ([`crate::ledger::merge`]) and assembles a [`RunReport`] from
 //! the ledger's reads ([`crate::ledger::query`]), counting each unit (a file, or a part of a
-//! split file) once, by its latest attempt; [`render`] writes it in every format (table,
-//! markdown, CSV, JSON, HTML, Prometheus). The report's JSON is its data model as serialized
-//! here, so the field names and order below are part of the output.
+//! split file) once, by its latest attempt; [`render`] writes it in every text format (table,
+//! markdown, CSV, JSON, HTML, Prometheus) and [`pdf`] as a PDF for paper. The report's JSON is
+//! its data model as serialized here, so the field names and order below are part of the
+//! output.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::ledger::merge::{self, LedgerSource};
 use crate::ledger::query;
 
+pub mod pdf;
 pub mod render;
 
 /// Units by the state of their latest attempt: each view (the table, JSON, Prometheus, the

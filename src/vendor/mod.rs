@@ -300,7 +300,40 @@ impl Vendor {
                     .collect(),
             )?),
             Format::Fixed => Box::new(codecs::fixed::FixedEncoder::new(o.fixed.clone(), o.crlf)?),
+            Format::Pdf => Box::new(codecs::pdf::PdfEncoder::new(names.len())?),
         })
+    }
+
+    /// How this vendor's PDF table is laid out (whatever its output format; the engine asks
+    /// only when it is `pdf`): the output fields as columns, numbers right-aligned.
+    pub fn pdf_layout(&self) -> codecs::pdf::TableLayout {
+        use crate::config::FieldType as T;
+        let p = &self.output.pdf;
+        let checks = &self.pipeline.checks;
+        codecs::pdf::TableLayout {
+            title: p.title.clone().unwrap_or_else(|| self.name.clone()),
+            columns: self
+                .pipeline
+                .outputs
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
+            numeric: self
+                .pipeline
+                .outputs
+                .iter()
+                .map(|o| match o.source {
+                    map::ValueSource::Field(i) if o.lookup.is_none() && o.mask.is_none() => {
+                        matches!(checks.get(i).map(|c| c.kind), Some(T::Integer | T::Decimal))
+                    }
+                    _ => false,
+                })
+                .collect(),
+            paper: p.paper,
+            orientation: p.orientation,
+            font_size: p.font_size,
+            max_pages: p.max_pages,
+        }
     }
 }
 

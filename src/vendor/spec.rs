@@ -5,7 +5,7 @@
 use crate::codecs::{self, Decoder, Locator};
 use crate::config::{
     AlignConfig, Config, ConfigError, Encoding, FieldConfig, Format, JsonEmpty, JsonValues,
-    KeyPath, LineEnding, OutputFieldConfig, RejectRaw,
+    KeyPath, LineEnding, OutputFieldConfig, PdfOrientation, PdfPageSize, RejectRaw,
 };
 
 use super::names::check_name_pattern;
@@ -46,6 +46,56 @@ pub struct OutputSpec {
     pub reject_raw: RejectRaw,
     /// CSV: neutralise values that start like a spreadsheet formula.
     pub(super) formula_guard: bool,
+    /// PDF: the table's title, paper, orientation, text size and page limit.
+    pub(super) pdf: PdfSpec,
+}
+
+/// How a PDF output is laid out (`pdf_*` keys of `[vendor.output]`).
+#[derive(Debug, Clone)]
+pub(super) struct PdfSpec {
+    pub(super) title: Option<String>,
+    pub(super) paper: codecs::pdf::Paper,
+    pub(super) orientation: codecs::pdf::Orientation,
+    pub(super) font_size: f32,
+    pub(super) max_pages: u32,
+}
+
+/// The page limit of a PDF output when `pdf_max_pages` is not given: at 8 points about 52
+/// one-line rows a page, some 260,000 records. The document is held in memory until it is
+/// written (measured: 100,000 records of 8 columns made 1,924 pages, 4.8 KB a page), so 5,000
+/// pages keep it near 25 MB.
+pub const DEFAULT_PDF_MAX_PAGES: u32 = 5000;
+
+/// Vendor `index`'s PDF settings, checked whatever the output format (as `delimiter` is: see
+/// docs/config.md, output keys of another format are accepted and have no effect).
+fn pdf_spec(cfg: &Config, index: usize) -> Result<PdfSpec, ConfigError> {
+    let o = &cfg.vendors[index].output;
+    let at = KeyPath::vendor(index).key("output");
+    let font_size = o.pdf_font_size.unwrap_or(8.0);
+    if !(5.0..=16.0).contains(&font_size) {
+        return Err(cfg.at(
+            &at.key("pdf_font_size"),
+            format!("{font_size} is not a text size between 5 and 16 points"),
+        ));
+    }
+    let max_pages = o.pdf_max_pages.unwrap_or(DEFAULT_PDF_MAX_PAGES);
+    if max_pages == 0 {
+        return Err(cfg.at(&at.key("pdf_max_pages"), "must be at least 1"));
+    }
+    Ok(PdfSpec {
+        title: o.pdf_title.clone(),
+        paper: match o.pdf_page_size {
+            PdfPageSize::A4 => codecs::pdf::Paper::A4,
+            PdfPageSize::Letter => codecs::pdf::Paper::LETTER,
+        },
+        orientation: match o.pdf_orientation {
+            PdfOrientation::Auto => codecs::pdf::Orientation::Auto,
+            PdfOrientation::Portrait => codecs::pdf::Orientation::Portrait,
+            PdfOrientation::Landscape => codecs::pdf::Orientation::Landscape,
+        },
+        font_size,
+        max_pages,
+    })
 }
 
 fn one_byte(
@@ -96,6 +146,7 @@ impl InputSpec {
                 i.locators.clone(),
             )?),
             Format::Fixed => Box::new(codecs::fixed::FixedDecoder::new(i.fixed.clone())?),
+            Format::Pdf => return Err("pdf is an output format only".into()),
         })
     }
 }
@@ -106,6 +157,12 @@ pub(super) fn input_spec(cfg: &Config, index: usize) -> Result<InputSpec, Config
     let at = KeyPath::vendor(index).key("input");
     let inp = &v.input;
     let only = |present: bool, key: &str, formats: &str| only_for(cfg, &at, present, key, formats);
+    if inp.format == Format::Pdf {
+        return Err(cfg.at(
+            &at.key("format"),
+            "pdf is an output format only: a vendor's input is csv, jsonl, xml or fixed",
+        ));
+    }
     if inp.format != Format::Csv {
         only(inp.delimiter.is_some(), "delimiter", "csv")?;
         only(inp.quote.is_some(), "quote", "csv")?;
@@ -183,6 +240,7 @@ pub(super) fn output_spec(
         Format::Jsonl => "jsonl",
         Format::Xml => "xml",
         Format::Fixed => "txt",
+        Format::Pdf => "pdf",
     };
     let file_name = o
         .file_name
@@ -218,6 +276,7 @@ pub(super) fn output_spec(
         reject_file_name,
         reject_raw: o.reject_raw,
         formula_guard: o.formula_guard,
+        pdf: pdf_spec(cfg, index)?,
     })
 }
 
@@ -337,6 +396,8 @@ fn field_locator(
             }
             Locator::Fixed { start, width }
         }
+        // Refused for input before any field is read (see `input_spec`).
+        Format::Pdf => return Err(cfg.at(fat, "pdf is an output format only")),
     })
 }
 

@@ -25,6 +25,8 @@ mod help;
 mod house;
 // The DuckDB run ledger records exactly what was done, and other tools can read it.
 mod ledger;
+// PDF output and the PDF report, checked with poppler and qpdf.
+mod pdf;
 // `plan`: balanced slices, split files equal to whole ones, dependencies, emitted engine files.
 mod plan;
 // `process`: one vendor file checked, mapped and masked; outputs independent of threads and chunks.
