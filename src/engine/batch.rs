@@ -247,6 +247,7 @@ pub fn run(
     }
     let mut run = RunInfo::new("process");
     run.config_sha256 = opts.config_sha256.clone();
+    run.masking = opts.masking.clone();
     // The ledger opens (DuckDB starts, the schema is checked) on a thread of its own while the
     // first units are processed; their outputs wait for it before they are renamed into place
     // (see `Ready`), so a ledger that cannot be opened still leaves nothing delivered.

@@ -465,6 +465,43 @@ pub fn attempted_units(conn: &Connection) -> duckdb::Result<HashSet<(String, Opt
     rows.collect()
 }
 
+/// Which masking profile `process` runs applied and whose token chose it (see
+/// `vendor::profile::MaskingChoice`): one row per distinct choice, with its number of runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MaskingAudit {
+    /// `None`: the masks as configured.
+    pub profile: Option<String>,
+    /// The token's `sub`, `iss` and key id; `None` for runs without a token.
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub key_id: Option<String>,
+    pub runs: i64,
+}
+
+/// The runs' masking choices ([`MaskingAudit`]); empty when no run had a token.
+pub fn masking_audit(conn: &Connection) -> duckdb::Result<Vec<MaskingAudit>> {
+    let mut stmt = conn.prepare(
+        "SELECT mask_profile, token_subject, token_issuer, token_key_id, count(*)
+         FROM runs WHERE command = 'process'
+         GROUP BY ALL
+         ORDER BY min(started_at), mask_profile NULLS FIRST, token_subject NULLS FIRST",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(MaskingAudit {
+            profile: r.get(0)?,
+            subject: r.get(1)?,
+            issuer: r.get(2)?,
+            key_id: r.get(3)?,
+            runs: r.get(4)?,
+        })
+    })?;
+    let rows: Vec<MaskingAudit> = rows.collect::<duckdb::Result<_>>()?;
+    let any = rows
+        .iter()
+        .any(|a| a.profile.is_some() || a.subject.is_some());
+    Ok(if any { rows } else { Vec::new() })
+}
+
 /// The first start of any latest attempt, RFC 3339 with microseconds (`...Z`).
 pub fn first_start(conn: &Connection) -> duckdb::Result<Option<String>> {
     conn.query_row(

@@ -20,6 +20,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::vendor::profile::MaskingChoice;
+
 use crate::config::{Config, ConfigError, KeyPath, Priority};
 use manifest::ManifestRow;
 
@@ -126,6 +128,10 @@ pub struct Plan {
     pub estimate: Estimate,
     pub stages: Vec<Stage>,
     pub slices: Vec<Slice>,
+    /// The masking profile every slice applies, chosen by the token `plan` verified, and the
+    /// token's audit facts; absent without a token (the masks as configured).
+    #[serde(default, skip_serializing_if = "MaskingChoice::is_default")]
+    pub masking: MaskingChoice,
 }
 
 impl Plan {
@@ -436,6 +442,7 @@ pub fn plan(
         },
         stages,
         slices,
+        masking: MaskingChoice::default(),
     })
 }
 
