@@ -82,7 +82,8 @@ pub fn slice_units(
     ledger: &Path,
     config_sha: Option<&str>,
 ) -> Result<SliceUnits, Failure> {
-    // Units this slice's ledger records as done under the same configuration are skipped when
+    // Units this slice's ledger records as done under the same configuration and masking
+    // profile (`query::config_identity`) are skipped when
     // their input still has the recorded checksum and their output is still there (the
     // ledger's one answer to "is this unit done?"). Without the configuration's checksum
     // nothing counts as done.
@@ -94,6 +95,7 @@ pub fn slice_units(
         ),
         _ => None,
     };
+    let identity = config_sha.map(|c| query::config_identity(c, plan.masking.profile.as_deref()));
     let mut skipped_done = 0usize;
     let mut items = Vec::new();
     for u in &plan.slices[k].units {
@@ -126,7 +128,7 @@ pub fn slice_units(
                     });
                 unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == a.input_sha256)
             };
-            match latest.is_done(unit, config_sha, same_input) {
+            match latest.is_done(unit, identity.as_deref(), same_input) {
                 Ok(()) => {
                     skipped_done += 1;
                     continue;

@@ -47,8 +47,19 @@ pub struct UnitAttempt {
     pub input_sha256: String,
     pub output_path: Option<String>,
     pub output_bytes: u64,
-    /// The checksum of the configuration of the run that made the attempt, when it read one.
+    /// The checksum of the configuration of the run that made the attempt, when it read one,
+    /// followed by the masking profile it applied when it applied one (see [`config_identity`]).
     pub config_sha256: Option<String>,
+}
+
+/// What a unit must have been done under to count as done: the configuration's checksum and,
+/// when one was applied, the masking profile (an output made under another profile shows
+/// other values, so it is made again).
+pub fn config_identity(config_sha256: &str, profile: Option<&str>) -> String {
+    match profile {
+        Some(p) => format!("{config_sha256} profile {p}"),
+        None => config_sha256.to_string(),
+    }
 }
 
 /// Why a unit (or a file) is not done.
@@ -89,7 +100,8 @@ impl LatestUnits {
     pub fn read(conn: &Connection) -> duckdb::Result<LatestUnits> {
         let mut stmt = conn.prepare(
             "SELECT l.input_path, l.part, l.parts, l.status = 'succeeded', l.input_sha256,
-                    l.output_path, l.output_bytes, r.config_sha256
+                    l.output_path, l.output_bytes,
+                    r.config_sha256 || coalesce(' profile ' || r.mask_profile, '')
              FROM latest l LEFT JOIN runs r USING (run_id)",
         )?;
         let rows = stmt.query_map([], |r| {

@@ -616,6 +616,68 @@ fn plan_verifies_once_and_its_slices_apply_the_plans_profile() {
     assert_eq!(j["masking"][0]["profile"], "support");
     assert_eq!(j["masking"][0]["key_id"], "rsa-1");
 
+    // The same day planned again for an auditor: the slice's units done under `support` are
+    // not done for `auditor`, and are made again under its profile.
+    d.write("keys/token.jwt", &auditor);
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "batchwin.toml",
+            "--scan",
+            "in",
+            "--out",
+            "plan.json",
+            "--date",
+            "2026-11-29",
+            "--token",
+            "keys/token.jwt",
+        ])
+        .assert()
+        .code(0);
+    let again = d
+        .cmd()
+        .args([
+            "process",
+            "--config",
+            "batchwin.toml",
+            "--plan",
+            "plan.json",
+            "--slice",
+            "0",
+            "--out",
+            "out",
+        ])
+        .assert()
+        .code(0);
+    assert!(!stdout(&again).contains("resumed"), "{}", stdout(&again));
+    assert_eq!(
+        d.read("out/acme/a.out.csv"),
+        "id,email,phone,card\n1,***@example.com,***,************1111\n2,***@corp.org,***,************0004\n"
+    );
+    // Run again under the same plan, the unit is done.
+    let same = d
+        .cmd()
+        .args([
+            "process",
+            "--config",
+            "batchwin.toml",
+            "--plan",
+            "plan.json",
+            "--slice",
+            "0",
+            "--out",
+            "out",
+        ])
+        .assert()
+        .code(0);
+    assert!(
+        stdout(&same).contains("resumed    1 units"),
+        "{}",
+        stdout(&same)
+    );
+    let plan: serde_json::Value = serde_json::from_str(&d.read("plan.json")).expect("plan");
+
     // A plan naming a profile the configuration does not have is refused, nothing written.
     let mut plan = plan;
     plan["masking"]["profile"] = json!("root");
