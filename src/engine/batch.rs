@@ -83,10 +83,9 @@ pub fn slice_units(
     config_sha: Option<&str>,
 ) -> Result<SliceUnits, Failure> {
     // Units this slice's ledger records as done under the same configuration and masking
-    // profile (`query::config_identity`) are skipped when
-    // their input still has the recorded checksum and their output is still there (the
-    // ledger's one answer to "is this unit done?"). Without the configuration's checksum
-    // nothing counts as done.
+    // profile are skipped when their input still has the recorded checksum and their output is
+    // still there (the ledger's one answer to "is this unit done?"). Without the
+    // configuration's checksum nothing counts as done.
     let latest = match (config_sha, ledger.exists()) {
         (Some(_), true) => Some(
             Ledger::open(ledger)
@@ -95,7 +94,6 @@ pub fn slice_units(
         ),
         _ => None,
     };
-    let identity = config_sha.map(|c| query::config_identity(c, plan.masking.profile.as_deref()));
     let mut skipped_done = 0usize;
     let mut items = Vec::new();
     for u in &plan.slices[k].units {
@@ -128,13 +126,22 @@ pub fn slice_units(
                     });
                 unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == a.input_sha256)
             };
-            match latest.is_done(unit, identity.as_deref(), same_input) {
+            match latest.is_done_as(
+                unit,
+                config_sha,
+                plan.masking.profile.as_deref(),
+                same_input,
+            ) {
                 Ok(()) => {
                     skipped_done += 1;
                     continue;
                 }
                 Err(query::NotDone::OutputGone | query::NotDone::InputChanged) => tracing::info!(
                     "`{}`: its input or output changed since it was done: doing it again",
+                    input.display()
+                ),
+                Err(query::NotDone::OtherProfile) => tracing::info!(
+                    "`{}`: it was done under another masking profile: doing it again under the plan's",
                     input.display()
                 ),
                 Err(_) => {}

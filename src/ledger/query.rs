@@ -47,19 +47,10 @@ pub struct UnitAttempt {
     pub input_sha256: String,
     pub output_path: Option<String>,
     pub output_bytes: u64,
-    /// The checksum of the configuration of the run that made the attempt, when it read one,
-    /// followed by the masking profile it applied when it applied one (see [`config_identity`]).
+    /// The checksum of the configuration of the run that made the attempt, when it read one.
     pub config_sha256: Option<String>,
-}
-
-/// What a unit must have been done under to count as done: the configuration's checksum and,
-/// when one was applied, the masking profile (an output made under another profile shows
-/// other values, so it is made again).
-pub fn config_identity(config_sha256: &str, profile: Option<&str>) -> String {
-    match profile {
-        Some(p) => format!("{config_sha256} profile {p}"),
-        None => config_sha256.to_string(),
-    }
+    /// The masking profile the run applied (`None`: the masks as configured).
+    pub mask_profile: Option<String>,
 }
 
 /// Why a unit (or a file) is not done.
@@ -71,6 +62,8 @@ pub enum NotDone {
     Failed,
     /// Its latest attempt ran under another configuration.
     OtherConfig,
+    /// Its latest attempt applied another masking profile (see [`LatestUnits::is_done_as`]).
+    OtherProfile,
     /// Its output is gone, or no longer has the size recorded.
     OutputGone,
     /// Its input is not the one done (another checksum).
@@ -100,8 +93,7 @@ impl LatestUnits {
     pub fn read(conn: &Connection) -> duckdb::Result<LatestUnits> {
         let mut stmt = conn.prepare(
             "SELECT l.input_path, l.part, l.parts, l.status = 'succeeded', l.input_sha256,
-                    l.output_path, l.output_bytes,
-                    r.config_sha256 || coalesce(' profile ' || r.mask_profile, '')
+                    l.output_path, l.output_bytes, r.config_sha256, r.mask_profile
              FROM latest l LEFT JOIN runs r USING (run_id)",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -114,6 +106,7 @@ impl LatestUnits {
                 output_path: r.get(5)?,
                 output_bytes: r.get::<_, i64>(6)?.max(0) as u64,
                 config_sha256: r.get(7)?,
+                mask_profile: r.get(8)?,
             })
         })?;
         let mut attempts = Vec::new();
@@ -187,6 +180,31 @@ impl LatestUnits {
             }
         }
         Ok(())
+    }
+}
+
+impl LatestUnits {
+    /// [`is_done`](Self::is_done), for a slice of a plan whose outputs must have been made
+    /// under masking profile `profile` (`None`: the masks as configured): an output made under
+    /// another profile shows other values, so its unit is not done. `run`, which asks what is
+    /// left of a day before it plans, asks [`is_done`](Self::is_done): what was delivered under
+    /// a profile is done whatever the next token.
+    pub fn is_done_as(
+        &self,
+        unit: UnitRef<'_>,
+        config_sha256: Option<&str>,
+        profile: Option<&str>,
+        same_input: impl FnMut(&UnitAttempt) -> bool,
+    ) -> Result<(), NotDone> {
+        if let UnitRef::One { input, part } = unit {
+            if self
+                .attempt(input, part)
+                .is_some_and(|a| a.succeeded && a.mask_profile.as_deref() != profile)
+            {
+                return Err(NotDone::OtherProfile);
+            }
+        }
+        self.is_done(unit, config_sha256, same_input)
     }
 }
 
