@@ -196,13 +196,12 @@ impl LatestUnits {
         profile: Option<&str>,
         same_input: impl FnMut(&UnitAttempt) -> bool,
     ) -> Result<(), NotDone> {
-        if let UnitRef::One { input, part } = unit {
-            if self
+        if let UnitRef::One { input, part } = unit
+            && self
                 .attempt(input, part)
                 .is_some_and(|a| a.succeeded && a.mask_profile.as_deref() != profile)
-            {
-                return Err(NotDone::OtherProfile);
-            }
+        {
+            return Err(NotDone::OtherProfile);
         }
         self.is_done(unit, config_sha256, same_input)
     }
