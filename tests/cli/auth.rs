@@ -704,3 +704,86 @@ fn plan_verifies_once_and_its_slices_apply_the_plans_profile() {
     );
     assert!(!d.path("out2").exists());
 }
+
+#[test]
+fn run_hands_the_token_to_its_plan_and_the_window_gets_the_profile() {
+    use chrono::Timelike;
+    let d = setup();
+    let start = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let end = start + chrono::Duration::hours(3);
+    let date = start.format("%Y-%m-%d").to_string();
+    d.write(
+        "batchwin.toml",
+        format!(
+            "{CONFIG}\n[windows.day]\nstart = \"{:02}:{:02}\"\nend = \"{:02}:{:02}\"\ntime_zone = \"UTC\"\nsource = {:?}\n\n[transfer]\nsettle = \"0s\"\n",
+            start.hour(),
+            start.minute(),
+            end.hour(),
+            end.minute(),
+            d.path("src").display().to_string(),
+        ),
+    );
+    d.write(&format!("src/inbound/{date}/acme/a.csv"), INPUT);
+    let run = |runs: &str, token: Option<&str>, env: Option<&str>| {
+        let mut c = d.cmd();
+        c.args([
+            "run",
+            "--config",
+            "batchwin.toml",
+            "--window",
+            "day",
+            "--date",
+            &date,
+            "--runs",
+            runs,
+        ]);
+        if let Some(t) = token {
+            d.write("keys/token.jwt", t);
+            c.args(["--token", "keys/token.jwt"]);
+        }
+        if let Some(t) = env {
+            c.env("BATCHWIN_TOKEN", t);
+        }
+        c.assert()
+    };
+    let support = sign(
+        &d,
+        Algorithm::RS256,
+        Some("rsa-1"),
+        "rsa.pem",
+        &claims(&["support"]),
+    );
+    let a = run("runs-a", Some(&support), None).code(0);
+    assert_secret(&a, &d, "runs-a", &support);
+    assert_eq!(
+        d.read(&format!("runs-a/{date}-day/out/acme/a.out.csv")),
+        "id,email,phone,card\n1,ann@example.com,******4567,***\n2,bob@corp.org,******6543,***\n"
+    );
+    let auditor = sign(
+        &d,
+        Algorithm::EdDSA,
+        Some("ed-1"),
+        "ed.pem",
+        &claims(&["auditor"]),
+    );
+    let a = run("runs-b", None, Some(&auditor)).code(0);
+    assert_secret(&a, &d, "runs-b", &auditor);
+    // The slices were not handed the token: no warning about one.
+    assert!(
+        !stderr(&a).contains("the token is not used"),
+        "{}",
+        stderr(&a)
+    );
+    assert_eq!(
+        d.read(&format!("runs-b/{date}-day/out/acme/a.out.csv")),
+        "id,email,phone,card\n1,***@example.com,***,************1111\n2,***@corp.org,***,************0004\n"
+    );
+    // A refused token stops the window at its plan, with nothing processed.
+    let mut c = claims(&["support"]);
+    c["exp"] = json!(now() - 3600);
+    let expired = sign(&d, Algorithm::RS256, Some("rsa-1"), "rsa.pem", &c);
+    let a = run("runs-c", Some(&expired), None).code(2);
+    assert!(stderr(&a).contains("it has expired") || stdout(&a).contains("it has expired"));
+    assert_secret(&a, &d, "runs-c", &expired);
+    assert!(!d.path(&format!("runs-c/{date}-day/out")).exists());
+}
