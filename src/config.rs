@@ -20,9 +20,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where the key for keyed-hash masking comes from.
+    /// Where the key for keyed-hash masking comes from, and the masking profiles.
     #[serde(default)]
     pub masking: MaskingConfig,
+    /// How a job token (JWT) is verified: issuer, audience, algorithms, keys, roles claim.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     /// Folder that `run` keeps each window's files in (`RUNS/DATE-WINDOW/`), relative to
     /// this file: default `runs`.
     #[serde(default)]
@@ -55,6 +58,99 @@ pub struct MaskingConfig {
     pub key_env: Option<String>,
     /// Path of a file that holds the HMAC key (relative paths are relative to the config file).
     pub key_file: Option<PathBuf>,
+    /// `[[masking.profile]]`: what a role sees of masked fields, first match wins.
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<MaskingProfileConfig>,
+}
+
+/// `[[masking.profile]]`: a named masking profile. The first profile (in file order) one of
+/// whose `roles` the verified token carries is applied; without a token, or when none
+/// matches, every field stays masked as `[[vendor.output.fields]]` says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingProfileConfig {
+    /// The name recorded in plans and ledgers.
+    pub name: String,
+    /// The token roles this profile applies to (any one of them).
+    pub roles: Vec<String>,
+    /// `[[masking.profile.rule]]`: for each masked output field, the first rule that names
+    /// its vendor and field decides what the profile shows; a field no rule names stays as
+    /// configured.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<MaskingRuleConfig>,
+}
+
+/// `[[masking.profile.rule]]`: what some masked fields of some vendors show under a profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingRuleConfig {
+    /// Vendor ids, or `["*"]` for every vendor.
+    pub vendors: Vec<String>,
+    /// Output field names, or `["*"]` for every masked output field of those vendors.
+    pub fields: Vec<String>,
+    /// `clear`, or a mask: `hash`, `redact`, `keep_last`, `email_domain`, `null`.
+    pub show: Show,
+    /// `keep_last`: how many trailing characters stay visible (default 4).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    /// `hash`: how many hex characters of the HMAC to keep (default 64).
+    #[serde(default)]
+    pub hash_length: Option<usize>,
+    /// `redact`: the replacement text (default `***`).
+    #[serde(default)]
+    pub redact_text: Option<String>,
+}
+
+/// What a masking rule shows of a field: its value in clear, or the value under a mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Show {
+    Clear,
+    Hash,
+    Redact,
+    KeepLast,
+    EmailDomain,
+    Null,
+}
+
+/// `[auth]`: how `process`, `plan` and `run` verify a job token (a JWT), offline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The token's `iss` must be this.
+    pub issuer: String,
+    /// The token's `aud` must be (or contain) this.
+    pub audience: String,
+    /// Signature algorithms accepted, whatever the token's header says: `RS256`, `RS384`,
+    /// `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA` (default `["RS256",
+    /// "ES256", "EdDSA"]`). Symmetric ones (`HS256`, ...) are refused.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// A JWKS file (JSON Web Key Set) with the issuer's public keys, relative to this file.
+    #[serde(default)]
+    pub jwks: Option<PathBuf>,
+    /// `[[auth.key]]`: public keys in PEM files, each with its key id.
+    #[serde(default, rename = "key")]
+    pub keys: Vec<AuthKeyConfig>,
+    /// Where the roles are in the token's claims, a dotted path: default `roles`
+    /// (e.g. `realm_access.roles` for Keycloak).
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Clock difference allowed on `exp` and `nbf`: default `"60s"`.
+    #[serde(default)]
+    pub leeway: Option<Span>,
+}
+
+/// `[[auth.key]]`: one public key in a PEM file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthKeyConfig {
+    /// The key id a token names in its header (`kid`); a token without `kid` is verified with
+    /// the one configured key that fits its algorithm.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The PEM file (`-----BEGIN PUBLIC KEY-----`), relative to this file.
+    pub pem: PathBuf,
 }
 
 /// `[transfer]`: how `fetch` and `publish` reach vendors' servers and stores.

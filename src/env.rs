@@ -1,7 +1,7 @@
 //! Every environment variable batchwin reads, as one documented constant each, and the only
 //! reads of the environment outside clap. Flags take a variable with `env = crate::env::...`
 //! (flag, then variable, then config, then default); the few variables that are not a flag's
-//! (the masking key, whose variable the config names; the SSH key and known_hosts paths;
+//! (the masking key, whose variable the config names; the job token; the SSH key and known_hosts paths;
 //! `USER` and `HOME` for SFTP's defaults) are read by the functions here, called where the
 //! command resolves its settings. Nothing deeper in the code reads the environment.
 
@@ -14,6 +14,9 @@ use crate::pipeline::mask::MaskKey;
 pub const ENV_CONFIG: &str = "BATCHWIN_CONFIG";
 /// The default variable holding the masking key (`[masking] key_env` names another).
 pub const ENV_MASK_KEY: &str = "BATCHWIN_MASK_KEY";
+/// The job token (a compact JWT) when `--token FILE` is not given: it chooses the masking
+/// profile (`[auth]`, `[[masking.profile]]`). Read by [`token`], never printed.
+pub const ENV_TOKEN: &str = "BATCHWIN_TOKEN";
 /// `text` or `json`.
 pub const ENV_LOG_FORMAT: &str = "BATCHWIN_LOG_FORMAT";
 /// The slice of a plan to run (overrides the engine's array index).
@@ -44,6 +47,14 @@ pub fn path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+/// The job token in `BATCHWIN_TOKEN`, when set and not empty. Not a clap `env` default, as
+/// the flag takes a file and the variable the token itself (and clap would show it in errors).
+pub fn token() -> Option<String> {
+    std::env::var(ENV_TOKEN)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
 }
 
 /// The user's name (`USER`), when set.

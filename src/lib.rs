@@ -6,11 +6,13 @@
 //! files at once) -> `outcome` (what a unit did) -> `ledger` (the only room that names its
 //! tables) -> `report` (runs summed up and rendered). Around them: `manifest`s and slices in
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
-//! `cancel`, `env` (every environment variable), `files` (local files created without world
+//! `auth` (the job token that chooses a masking profile), `cancel`, `env` (every environment variable), `files` (local files created without world
 //! access) and `printer` (global options, logs, progress).
 //! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `manual`
 //! writes the command line's completions and man pages; `generate`
 //! writes synthetic days for demos, tests and benchmarks, `fuzz` the fuzz targets' bodies.
+#[cfg(feature = "cli")]
+pub mod auth;
 pub mod cancel;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -109,6 +109,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             catch_up: true,
             dry_run: false,
             grace_period: crate::cancel::default_grace(),
+            token: None,
         },
     )?;
 

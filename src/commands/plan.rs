@@ -80,10 +80,20 @@ pub struct PlanArgs {
     /// Time limit per task, seconds.
     #[arg(long, default_value_t = 4 * 3600)]
     pub task_timeout: u64,
+    /// A file holding the job token (a compact JWT; default: the `BATCHWIN_TOKEN` variable),
+    /// verified once here against `[auth]`: the plan records the masking profile its roles
+    /// choose, and every slice applies that profile without the token.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
 }
 
 pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     let config = crate::config::Config::load(&a.config)?;
+    let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
+        .map_err(Failure::usage)?;
+    let masking = crate::auth::choose(&config, token.as_ref())?;
+    // The profile is checked against the vendors here, so that no slice meets a wrong one.
+    crate::vendor::profile::check(&config)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
     let (rows, manifest_sha) = match (&a.manifest, &a.scan) {
         (Some(m), _) => (
@@ -146,7 +156,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     };
     let splitter =
         |row: &ManifestRow, limit: u64| crate::plan::split::split_file(&config, row, limit);
-    let p = match plan_what_fits(
+    let mut p = match plan_what_fits(
         &config,
         &rows,
         &costs,
@@ -159,6 +169,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         Err(e @ PlanError::DoesNotFit { .. }) => return Err(Failure::data(e)),
         Err(e) => return Err(Failure::usage(e)),
     };
+    p.masking = masking;
     let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
     write_atomic(&a.out, &text).map_err(Failure::data)?;
     if !g.quiet {
@@ -238,6 +249,15 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
         "finish     {:.1} s estimated\n",
         e.makespan_seconds
     ));
+    if !p.masking.is_default() {
+        s.push_str(&format!(
+            "masking    profile {} for {} (issuer {}, key {})\n",
+            p.masking.profile.as_deref().unwrap_or("(configured masks)"),
+            p.masking.subject.as_deref().unwrap_or("-"),
+            p.masking.issuer.as_deref().unwrap_or("-"),
+            p.masking.key_id.as_deref().unwrap_or("-"),
+        ));
+    }
     for st in &p.stages {
         let spans: Vec<f64> = p.slices[st.first_slice..st.first_slice + st.slices]
             .iter()

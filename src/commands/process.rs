@@ -65,6 +65,12 @@ pub struct ProcessArgs {
     /// default, Slurm after its KillWait.
     #[arg(long, env = crate::env::ENV_GRACE_PERIOD, default_value = crate::cancel::DEFAULT_GRACE_PERIOD, value_parser = humantime::parse_duration)]
     pub grace_period: std::time::Duration,
+    /// A file holding the job token (a compact JWT; default: the `BATCHWIN_TOKEN` variable),
+    /// verified against `[auth]`: its roles choose the masking profile. Without one, every
+    /// field is masked as configured. With `--plan`, the plan's profile applies and no token is
+    /// read.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
@@ -182,10 +188,13 @@ fn render(summary: &BatchSummary) -> String {
 
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     let config = crate::config::Config::load(&a.config)?;
-    let profiles = crate::vendor::build_all(&config, crate::env::load_mask_key(&config))?;
     if let Some(plan_path) = &a.plan {
-        return run_slice(g, &a, plan_path, &config, &profiles);
+        return run_slice(g, &a, plan_path, &config);
     }
+    let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
+        .map_err(Failure::usage)?;
+    let masking = crate::auth::choose(&config, token.as_ref())?;
+    let profiles = crate::vendor::build_all(&config, &masking, crate::env::load_mask_key(&config))?;
     let (items, skipped) = match (&a.inbound, &a.vendor) {
         (Some(dir), _) => batch::scan_inbound(&config, dir, &a.out).map_err(Failure::usage)?,
         (None, Some(v)) => {
@@ -230,6 +239,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         date: a.date.clone().unwrap_or_else(printer::today),
         deadline: a.deadline,
         grace: a.grace_period,
+        masking,
         ..EngineOptions::default()
     };
     let ledger_path = a
@@ -278,9 +288,21 @@ fn run_slice(
     a: &ProcessArgs,
     plan_path: &Path,
     config: &Config,
-    profiles: &[Vendor],
 ) -> Result<ExitStatus, Failure> {
     let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
+    // The plan verified the token and chose the profile once for every slice: a slice takes
+    // that choice and cannot be given another.
+    if a.token.is_some() || crate::env::token().is_some() {
+        tracing::warn!(
+            "the token is not used with --plan: the slice applies the plan's masking profile ({})",
+            plan.masking
+                .profile
+                .as_deref()
+                .unwrap_or("configured masks")
+        );
+    }
+    let profiles: Vec<Vendor> =
+        crate::vendor::build_all(config, &plan.masking, crate::env::load_mask_key(config))?;
     let k = resolve_slice(a, plan.slices.len())?;
     let config_sha = crate::plan::manifest::file_sha256(&a.config).ok();
     if config_sha
@@ -309,10 +331,11 @@ fn run_slice(
         deadline: a.deadline,
         grace: a.grace_period,
         config_sha256: config_sha,
+        masking: plan.masking.clone(),
         ..EngineOptions::default()
     };
     let summary = batch::run(
-        profiles,
+        &profiles,
         todo.units,
         &ledger,
         &opts,

@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// stop by themselves and clean up. Slurm jobs are cancelled with `scancel`.
     #[arg(long, env = crate::env::ENV_GRACE_PERIOD, default_value = crate::cancel::DEFAULT_GRACE_PERIOD, value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
+    /// A file holding the job token (a compact JWT; default: the `BATCHWIN_TOKEN` variable),
+    /// given to the `plan` step, which verifies it against `[auth]` and records the masking
+    /// profile its roles choose for every slice.
+    #[arg(long, value_name = "FILE")]
+    pub token: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -58,6 +63,10 @@ impl RunArgs {
             catch_up: self.catch_up,
             dry_run: self.dry_run,
             grace_period: self.grace_period,
+            token: self
+                .token
+                .as_ref()
+                .map(|t| std::path::absolute(t).unwrap_or(t.clone())),
         }
     }
 }

@@ -87,10 +87,10 @@ pub fn slice_units(
     ledger: &Path,
     config_sha: Option<&str>,
 ) -> Result<SliceUnits, Failure> {
-    // Units this slice's ledger records as done under the same configuration are skipped when
-    // their input still has the recorded checksum and their output is still there (the
-    // ledger's one answer to "is this unit done?"). Without the configuration's checksum
-    // nothing counts as done.
+    // Units this slice's ledger records as done under the same configuration and masking
+    // profile are skipped when their input still has the recorded checksum and their output is
+    // still there (the ledger's one answer to "is this unit done?"). Without the
+    // configuration's checksum nothing counts as done.
     let latest = match (config_sha, ledger.exists()) {
         (Some(_), true) => Some(
             Ledger::open(ledger)
@@ -132,13 +132,22 @@ pub fn slice_units(
                     });
                 unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == a.input_sha256)
             };
-            match latest.is_done(unit, config_sha, same_input) {
+            match latest.is_done_as(
+                unit,
+                config_sha,
+                plan.masking.profile.as_deref(),
+                same_input,
+            ) {
                 Ok(()) => {
                     skipped_done += 1;
                     continue;
                 }
                 Err(query::NotDone::OutputGone | query::NotDone::InputChanged) => tracing::info!(
                     "`{}`: its input or output changed since it was done: doing it again",
+                    input.display()
+                ),
+                Err(query::NotDone::OtherProfile) => tracing::info!(
+                    "`{}`: it was done under another masking profile: doing it again under the plan's",
                     input.display()
                 ),
                 Err(_) => {}
@@ -336,6 +345,7 @@ pub fn run(
     }
     let mut run = RunInfo::new("process");
     run.config_sha256 = opts.config_sha256.clone();
+    run.masking = opts.masking.clone();
     // The ledger opens (DuckDB starts, the schema is checked) on a thread of its own while the
     // first units are processed; their outputs wait for it before they are renamed into place
     // (see `Ready`), so a ledger that cannot be opened still leaves nothing delivered.

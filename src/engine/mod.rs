@@ -33,6 +33,8 @@ pub struct EngineOptions {
     /// sha256 of the configuration file, recorded with the run so that a re-run can tell
     /// whether earlier results were made with the same rules.
     pub config_sha256: Option<String>,
+    /// The masking profile applied and whose token chose it, recorded with the run.
+    pub masking: crate::vendor::profile::MaskingChoice,
     /// What outputs wait for before they are renamed into place (see [`Ready`]).
     pub ready: Ready,
     /// Chunk output buffers, reused from chunk to chunk and file to file (see [`Buffers`]).
@@ -158,6 +160,7 @@ impl Default for EngineOptions {
             grace: crate::cancel::default_grace(),
             deadline: None,
             config_sha256: None,
+            masking: Default::default(),
             ready: Ready::default(),
             buffers: Buffers::default(),
             progress: Progress::default(),

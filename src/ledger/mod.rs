@@ -20,7 +20,7 @@ pub mod query;
 use crate::outcome::FileOutcome;
 
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "3";
+pub const SCHEMA_VERSION: &str = "4";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -33,7 +33,11 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at  TIMESTAMP NOT NULL,
         ended_at    TIMESTAMP,
     exit_code   INTEGER,
-    config_sha256 VARCHAR
+    config_sha256 VARCHAR,
+    mask_profile  VARCHAR,
+    token_subject VARCHAR,
+    token_issuer  VARCHAR,
+    token_key_id  VARCHAR
 );
 CREATE TABLE IF NOT EXISTS files (
     run_id            VARCHAR NOT NULL,
@@ -109,6 +113,9 @@ pub struct RunInfo {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// sha256 of the configuration file the run used, when it read one.
     pub config_sha256: Option<String>,
+    /// The masking profile applied and the verified token's subject, issuer and key id
+    /// (all `None` without a token): the run's audit trail.
+    pub masking: crate::vendor::profile::MaskingChoice,
 }
 
 impl RunInfo {
@@ -121,6 +128,7 @@ impl RunInfo {
             threads: rayon::current_num_threads(),
             started_at: chrono::Utc::now(),
             config_sha256: None,
+            masking: Default::default(),
         }
     }
 }
@@ -169,13 +177,28 @@ impl Ledger {
              COMMIT;"
         ))
         .map_err(err)?;
-        let found: String = conn
+        let mut found: String = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
                 |r| r.get(0),
             )
             .map_err(err)?;
+        if found == "3" {
+            // Version 4 only added the audit columns of `runs`: a slice's ledger from before
+            // the upgrade is brought up to date rather than refused.
+            conn.execute_batch(
+                "BEGIN TRANSACTION;
+                 ALTER TABLE runs ADD COLUMN IF NOT EXISTS mask_profile VARCHAR;
+                 ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_subject VARCHAR;
+                 ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_issuer VARCHAR;
+                 ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_key_id VARCHAR;
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';
+                 COMMIT;",
+            )
+            .map_err(err)?;
+            found = SCHEMA_VERSION.to_string();
+        }
         if found != SCHEMA_VERSION {
             return Err(LedgerError::Version { path: p, found });
         }
@@ -209,7 +232,7 @@ impl Ledger {
     pub fn begin_run(&self, run: &RunInfo) -> Result<(), LedgerError> {
         self.conn
             .execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?, ?, ?, ?, ?)",
                 params![
                     run.run_id,
                     run.command,
@@ -217,7 +240,11 @@ impl Ledger {
                     run.version,
                     run.threads as i64,
                     ts(&run.started_at),
-                    run.config_sha256
+                    run.config_sha256,
+                    run.masking.profile,
+                    run.masking.subject,
+                    run.masking.issuer,
+                    run.masking.key_id
                 ],
             )
             .map(|_| ())

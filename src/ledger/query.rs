@@ -49,6 +49,8 @@ pub struct UnitAttempt {
     pub output_bytes: u64,
     /// The checksum of the configuration of the run that made the attempt, when it read one.
     pub config_sha256: Option<String>,
+    /// The masking profile the run applied (`None`: the masks as configured).
+    pub mask_profile: Option<String>,
 }
 
 /// Why a unit (or a file) is not done.
@@ -60,6 +62,8 @@ pub enum NotDone {
     Failed,
     /// Its latest attempt ran under another configuration.
     OtherConfig,
+    /// Its latest attempt applied another masking profile (see [`LatestUnits::is_done_as`]).
+    OtherProfile,
     /// Its output is gone, or no longer has the size recorded.
     OutputGone,
     /// Its input is not the one done (another checksum).
@@ -89,7 +93,7 @@ impl LatestUnits {
     pub fn read(conn: &Connection) -> duckdb::Result<LatestUnits> {
         let mut stmt = conn.prepare(
             "SELECT l.input_path, l.part, l.parts, l.status = 'succeeded', l.input_sha256,
-                    l.output_path, l.output_bytes, r.config_sha256
+                    l.output_path, l.output_bytes, r.config_sha256, r.mask_profile
              FROM latest l LEFT JOIN runs r USING (run_id)",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -102,6 +106,7 @@ impl LatestUnits {
                 output_path: r.get(5)?,
                 output_bytes: r.get::<_, i64>(6)?.max(0) as u64,
                 config_sha256: r.get(7)?,
+                mask_profile: r.get(8)?,
             })
         })?;
         let mut attempts = Vec::new();
@@ -175,6 +180,30 @@ impl LatestUnits {
             }
         }
         Ok(())
+    }
+}
+
+impl LatestUnits {
+    /// [`is_done`](Self::is_done), for a slice of a plan whose outputs must have been made
+    /// under masking profile `profile` (`None`: the masks as configured): an output made under
+    /// another profile shows other values, so its unit is not done. `run`, which asks what is
+    /// left of a day before it plans, asks [`is_done`](Self::is_done): what was delivered under
+    /// a profile is done whatever the next token.
+    pub fn is_done_as(
+        &self,
+        unit: UnitRef<'_>,
+        config_sha256: Option<&str>,
+        profile: Option<&str>,
+        same_input: impl FnMut(&UnitAttempt) -> bool,
+    ) -> Result<(), NotDone> {
+        if let UnitRef::One { input, part } = unit
+            && self
+                .attempt(input, part)
+                .is_some_and(|a| a.succeeded && a.mask_profile.as_deref() != profile)
+        {
+            return Err(NotDone::OtherProfile);
+        }
+        self.is_done(unit, config_sha256, same_input)
     }
 }
 
@@ -486,6 +515,43 @@ pub fn attempted_units(conn: &Connection) -> duckdb::Result<HashSet<(String, Opt
         Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
     })?;
     rows.collect()
+}
+
+/// Which masking profile `process` runs applied and whose token chose it (see
+/// `vendor::profile::MaskingChoice`): one row per distinct choice, with its number of runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MaskingAudit {
+    /// `None`: the masks as configured.
+    pub profile: Option<String>,
+    /// The token's `sub`, `iss` and key id; `None` for runs without a token.
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub key_id: Option<String>,
+    pub runs: i64,
+}
+
+/// The runs' masking choices ([`MaskingAudit`]); empty when no run had a token.
+pub fn masking_audit(conn: &Connection) -> duckdb::Result<Vec<MaskingAudit>> {
+    let mut stmt = conn.prepare(
+        "SELECT mask_profile, token_subject, token_issuer, token_key_id, count(*)
+         FROM runs WHERE command = 'process'
+         GROUP BY ALL
+         ORDER BY min(started_at), mask_profile NULLS FIRST, token_subject NULLS FIRST",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(MaskingAudit {
+            profile: r.get(0)?,
+            subject: r.get(1)?,
+            issuer: r.get(2)?,
+            key_id: r.get(3)?,
+            runs: r.get(4)?,
+        })
+    })?;
+    let rows: Vec<MaskingAudit> = rows.collect::<duckdb::Result<_>>()?;
+    let any = rows
+        .iter()
+        .any(|a| a.profile.is_some() || a.subject.is_some());
+    Ok(if any { rows } else { Vec::new() })
 }
 
 /// The first start of any latest attempt, RFC 3339 with microseconds (`...Z`).

@@ -20,6 +20,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::vendor::profile::MaskingChoice;
+
 use crate::config::{Config, ConfigError, KeyPath, Priority};
 use manifest::ManifestRow;
 
@@ -126,6 +128,10 @@ pub struct Plan {
     pub estimate: Estimate,
     pub stages: Vec<Stage>,
     pub slices: Vec<Slice>,
+    /// The masking profile every slice applies, chosen by the token `plan` verified, and the
+    /// token's audit facts; absent without a token (the masks as configured).
+    #[serde(default, skip_serializing_if = "MaskingChoice::is_default")]
+    pub masking: MaskingChoice,
     /// Files of the manifest left for the next run: the day does not fit the window at the
     /// largest number of slices allowed (see [`plan_what_fits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -457,6 +463,7 @@ pub fn plan(
         stages,
         slices,
         deferred: None,
+        masking: MaskingChoice::default(),
     })
 }
 

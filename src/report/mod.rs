@@ -157,6 +157,10 @@ pub struct Missing {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub window_start: Option<String>,
+    /// The masking profiles the runs applied and whose verified tokens chose them (the audit
+    /// trail); empty, and left out of the JSON, when no run had a token.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masking: Vec<query::MaskingAudit>,
     pub totals: Totals,
     pub priorities: Vec<PriorityRow>,
     pub vendors: Vec<VendorRow>,
@@ -449,6 +453,7 @@ pub fn summarize(
     Ok(RunReport {
         timeline,
         throughput,
+        masking: query::masking_audit(conn)?,
         window_start: window_start.map(|w| w.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         totals,
         priorities,

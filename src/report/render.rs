@@ -71,6 +71,14 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
     for l in lines {
         let _ = writeln!(o, "{}{l}", if markdown { "    " } else { "" });
     }
+    for m in &s.masking {
+        let _ = writeln!(
+            o,
+            "{}masking    {}",
+            if markdown { "    " } else { "" },
+            masking_line(m)
+        );
+    }
     let row = |o: &mut String, cells: &[String], widths: &[usize]| {
         if markdown {
             let _ = writeln!(o, "| {} |", cells.join(" | "));
@@ -257,6 +265,24 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
         }
     }
     o
+}
+
+/// A masking choice in words: the profile, and whose token chose it.
+fn masking_line(m: &crate::ledger::query::MaskingAudit) -> String {
+    let profile = match &m.profile {
+        Some(p) => format!("profile {p}"),
+        None => "configured masks".to_string(),
+    };
+    let runs = if m.runs == 1 { "run" } else { "runs" };
+    match &m.subject {
+        Some(sub) => format!(
+            "{profile}, token of {sub} (issuer {}, key {}), {} {runs}",
+            m.issuer.as_deref().unwrap_or("-"),
+            m.key_id.as_deref().unwrap_or("-"),
+            m.runs
+        ),
+        None => format!("{profile}, no token, {} {runs}", m.runs),
+    }
 }
 
 /// One row per vendor, for spreadsheets.

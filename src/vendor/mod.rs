@@ -7,6 +7,7 @@
 
 mod fields;
 pub mod names;
+pub mod profile;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -340,10 +341,17 @@ impl Vendor {
 /// Builds every vendor of the config, so that any configuration error stops the run up front.
 /// `key` is the masking key as the command loaded it: an error loading it stops only a config
 /// with a vendor that hashes.
+///
+/// `choice` names the masking profile to apply (see [`profile`]); every profile is checked
+/// against the vendors first, whichever is applied.
 pub fn build_all(
     config: &Config,
+    choice: &profile::MaskingChoice,
     key: anyhow::Result<Option<MaskKey>>,
 ) -> Result<Vec<Vendor>, Failure> {
+    profile::check(config)?;
+    let applied = profile::apply(config, choice.profile.as_deref())?;
+    let config = &applied;
     let hashes = config.vendors.iter().any(|v| {
         v.output
             .fields

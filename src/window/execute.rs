@@ -142,8 +142,11 @@ pub(crate) fn execute_slurm(steps: &Steps<'_>, dir: &Path) -> Result<ExitStatus,
     if steps.dry_run {
         return Ok(ExitStatus::Success);
     }
+    // sbatch passes the environment on to the jobs: the slices take the plan's masking profile
+    // and must not be handed the job token.
     let out = Command::new("bash")
         .arg(&submit)
+        .env_remove(crate::env::ENV_TOKEN)
         .output()
         .with_context(|| format!("cannot run `{}`", submit.display()))
         .map_err(Failure::data)?;

@@ -54,6 +54,9 @@ pub struct RunSettings {
     pub dry_run: bool,
     /// How long steps and slices may take to stop after SIGTERM or SIGINT.
     pub grace_period: Duration,
+    /// The job token's file, given to `plan` (a token in `BATCHWIN_TOKEN` reaches it through
+    /// the environment).
+    pub token: Option<PathBuf>,
 }
 
 /// Runs window `a.window` (and first the earlier days of it that left work undone): fetch,
@@ -252,6 +255,7 @@ fn run_day(
             slices,
             split_bytes: None,
             slurm,
+            token: a.token.as_deref(),
         };
         let code = steps.run("plan", plan.args())?;
         status = worse(status, status_of(code));

@@ -74,6 +74,7 @@ pub(crate) fn preview_plan(
                 slices,
                 split_bytes: Some(u64::MAX),
                 slurm: None,
+                token: a.token.as_deref(),
             };
             println!("plan       the calculation for these files:");
             steps.exec(steps.command(&plan.args()))

@@ -53,6 +53,11 @@ impl Steps<'_> {
             c.arg("-v");
         }
         c.args(args);
+        // Only `plan` reads the job token: a slice applies the plan's profile, and a token in
+        // its environment would only be warned about.
+        if args.first().is_some_and(|a| a != "plan") {
+            c.env_remove(crate::env::ENV_TOKEN);
+        }
         let child_grace = crate::cancel::Cancel::child_grace(self.grace);
         c.env(
             crate::env::ENV_GRACE_PERIOD,
@@ -215,6 +220,8 @@ pub enum Step<'a> {
         split_bytes: Option<u64>,
         /// Slurm job files for the slices, and what their workers are given.
         slurm: Option<SlurmEmit<'a>>,
+        /// The job token's file (`run --token`): `plan` verifies it and records the profile.
+        token: Option<&'a Path>,
     },
     /// `process`: one slice of the plan.
     Process {
@@ -284,6 +291,7 @@ impl Step<'_> {
                 slices,
                 split_bytes,
                 slurm,
+                token,
             } => {
                 flag("--config", p(config));
                 flag("--manifest", p(manifest));
@@ -294,6 +302,9 @@ impl Step<'_> {
                     flag("--split-bytes", OsString::from(b.to_string()));
                 }
                 flag("--out", p(out));
+                if let Some(t) = token {
+                    flag("--token", p(t));
+                }
                 if let Some(s) = slurm {
                     flag("--emit", "slurm".into());
                     flag("--emit-dir", p(&s.emit_dir));
@@ -421,6 +432,7 @@ mod tests {
                     worker_plan: plan_path,
                     worker_config: config,
                 }),
+                token: slurm.then_some(Path::new("/r/token.jwt")),
             };
             let Command::Plan(a) = parse(&plan) else {
                 panic!("not plan")
@@ -431,6 +443,10 @@ mod tests {
             assert_eq!(a.slices, if slurm { "auto" } else { "3" });
             assert_eq!(a.split_bytes, (!slurm).then_some(u64::MAX));
             assert_eq!(a.emit.len(), usize::from(slurm));
+            assert_eq!(
+                a.token.as_deref(),
+                slurm.then_some(Path::new("/r/token.jwt"))
+            );
             if slurm {
                 assert_eq!(a.emit_dir, Path::new("/r/emit"));
                 assert_eq!(a.worker_out, "/r/out");

@@ -3,6 +3,8 @@
 // The temporary folder, the `batchwin` command in it, and the generate, plan and process steps.
 mod util;
 
+// The job token: every refusal, each role's masking profile, plans, the audit trail.
+mod auth;
 // Hostile inputs in every format: a reject with its line and reason or a clean failure, no crash.
 mod bad_input;
 // SIGTERM and SIGINT: exit 128 + signal, no temporary files left, the next run finishes the day.
