@@ -100,9 +100,11 @@ pub fn merge(
                         |r| r.get(0),
                     )
                     .map_err(|e| format!("not a batchwin ledger: {e}"))?;
-                if version != super::SCHEMA_VERSION {
+                // Version 3 lacks only the masking audit columns of `runs`, which a merge
+                // leaves empty: the ledgers of a day before the upgrade still report.
+                if version != super::SCHEMA_VERSION && version != "3" {
                     return Err(format!(
-                        "schema version {version}, this batchwin reads {}",
+                        "schema version {version}, this batchwin reads 3 and {}",
                         super::SCHEMA_VERSION
                     ));
                 }
@@ -141,9 +143,12 @@ pub fn merge(
                             replaced.join(", ")
                         ))?;
                     }
+                    // By name: a version 3 ledger's `runs` has fewer columns (left NULL).
                     let selects: Vec<String> = good
                         .iter()
-                        .map(|(a, s)| format!("SELECT *, {} FROM {a}.{table}", quote_sql(s)))
+                        .map(|(a, s)| {
+                            format!("SELECT *, {} AS slice FROM {a}.{table}", quote_sql(s))
+                        })
                         .collect();
                     // A run id is unique per process; a copied ledger may repeat one: keep the first.
                     let verb = if table == "runs" {
@@ -152,8 +157,8 @@ pub fn merge(
                         "INSERT"
                     };
                     conn.execute_batch(&format!(
-                        "{verb} INTO {table} {}",
-                        selects.join(" UNION ALL ")
+                        "{verb} INTO {table} BY NAME {}",
+                        selects.join(" UNION ALL BY NAME ")
                     ))?;
                 }
                 conn.execute_batch("COMMIT")
@@ -223,3 +228,51 @@ pub fn with_latest<T>(
 
 /// DuckDB's name for a database that lives in memory only.
 const IN_MEMORY: &str = ":memory:";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ledger, RunInfo};
+    use crate::outcome::FileOutcome;
+
+    /// A slice ledger written before the masking audit columns (schema 3) is merged with one of
+    /// today: both runs and files count, the old run's audit columns empty.
+    #[test]
+    fn a_schema_3_ledger_merges_beside_a_schema_4_one() {
+        let dir = std::env::temp_dir().join(format!("bw-merge-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut paths = Vec::new();
+        for (i, version) in ["3", "4"].iter().enumerate() {
+            let path = dir.join(format!("slice-0000{i}.duckdb"));
+            let mut l = Ledger::open(&path).unwrap();
+            let run = RunInfo::new("process");
+            l.begin_run(&run).unwrap();
+            let o = FileOutcome::new("V001", Path::new(&format!("/in/f{i}.csv")), 10, None);
+            l.record_files(&run, &[("high".into(), o)]).unwrap();
+            l.end_run(&run, 0).unwrap();
+            if *version == "3" {
+                l.conn
+                    .execute_batch(
+                        "ALTER TABLE runs DROP COLUMN mask_profile;
+                         ALTER TABLE runs DROP COLUMN token_subject;
+                         ALTER TABLE runs DROP COLUMN token_issuer;
+                         ALTER TABLE runs DROP COLUMN token_key_id;
+                         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+                    )
+                    .unwrap();
+            }
+            drop(l);
+            paths.push(path);
+        }
+        let (conn, sources) = merge(&dir.join("report.duckdb"), &paths).unwrap();
+        assert!(sources.iter().all(|s| s.error.is_none()), "{sources:?}");
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM files"), 2);
+        assert_eq!(count("SELECT count(*) FROM runs"), 2);
+        assert_eq!(
+            count("SELECT count(*) FROM runs WHERE slice = 'slice-00000' AND mask_profile IS NULL"),
+            1
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
