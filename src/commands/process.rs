@@ -10,10 +10,8 @@ use clap::Args;
 use crate::config::Config;
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
-use crate::outcome::{FileOutcome, FileStatus};
-use crate::printer::{self, GlobalArgs, thousands};
+use crate::printer::{self, GlobalArgs};
 use crate::vendor::Vendor;
-use batch::BatchSummary;
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
@@ -80,110 +78,6 @@ fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("{s:?} is not a time like 2026-11-29T10:00:00Z: {e}"))
-}
-
-/// The short summary printed at the end.
-fn render(summary: &BatchSummary) -> String {
-    let n = summary.outcomes.len();
-    let failed: Vec<&FileOutcome> = summary
-        .outcomes
-        .iter()
-        .filter(|o| o.status == FileStatus::Failed)
-        .collect();
-    let (rin, rout, rrej, bytes) =
-        summary
-            .outcomes
-            .iter()
-            .fold((0u64, 0u64, 0u64, 0u64), |a, o| {
-                (
-                    a.0 + o.records_in,
-                    a.1 + o.records_out,
-                    a.2 + o.records_rejected,
-                    a.3 + o.input_bytes,
-                )
-            });
-    let secs = summary.seconds.max(1e-9);
-    let mut s = format!(
-        "files      {n} ({} succeeded, {} failed)\nrecords    {} in, {} out, {} rejected ({:.2}%)\ntime       {:.2} s\nrate       {} records/s, {:.1} MB/s\nledger     {}\n",
-        summary
-            .outcomes
-            .iter()
-            .filter(|o| o.status == FileStatus::Succeeded)
-            .count(),
-        failed.len(),
-        thousands(rin),
-        thousands(rout),
-        thousands(rrej),
-        if rin > 0 {
-            rrej as f64 * 100.0 / rin as f64
-        } else {
-            0.0
-        },
-        summary.seconds,
-        thousands((rin as f64 / secs) as u64),
-        bytes as f64 / secs / 1e6,
-        summary.ledger.display(),
-    );
-    if n == 1 {
-        let o = &summary.outcomes[0];
-        if let Some(p) = &o.output_path {
-            s.push_str(&format!("output     {}\n", p.display()));
-        }
-        if let Some(p) = &o.reject_path {
-            s.push_str(&format!("rejects    {}\n", p.display()));
-        }
-    }
-    for o in failed {
-        s.push_str(&format!(
-            "failed     {} `{}`: {}\n",
-            o.vendor,
-            o.input_path.display(),
-            o.error.as_deref().unwrap_or("unknown error")
-        ));
-    }
-    if let Some(sig) = summary.interrupted {
-        let cancelled = summary
-            .outcomes
-            .iter()
-            .filter(|o| o.status == FileStatus::Cancelled)
-            .count();
-        s.push_str(&format!(
-            "stopped    by signal {sig}: {cancelled} units cancelled and cleaned up, the rest not started; run again to finish\n"
-        ));
-    }
-    let deferred = summary
-        .outcomes
-        .iter()
-        .filter(|o| o.status == FileStatus::Deferred)
-        .count();
-    if deferred > 0 {
-        s.push_str(&format!(
-            "deferred   {deferred} units of MEDIUM and LOW vendors: the window ended before they started\n"
-        ));
-    }
-    for o in summary
-        .outcomes
-        .iter()
-        .filter(|o| o.status == FileStatus::Blocked)
-    {
-        let part = o
-            .part
-            .map(|(i, _)| format!(" part {}", i + 1))
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "blocked    {} `{}`{part}: {}\n",
-            o.vendor,
-            o.input_path.display(),
-            o.error.as_deref().unwrap_or("")
-        ));
-    }
-    for p in &summary.skipped {
-        s.push_str(&format!(
-            "skipped    `{}`: no vendor with that id in the config\n",
-            p.display()
-        ));
-    }
-    s
 }
 
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
@@ -255,7 +149,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         skipped,
     )?;
     if !g.quiet {
-        print!("{}", render(&summary));
+        print!("{}", summary.render());
     }
     Ok(summary.status())
 }
@@ -350,7 +244,7 @@ fn run_slice(
                 todo.resumed
             );
         }
-        print!("{}", render(&summary));
+        print!("{}", summary.render());
     }
     Ok(summary.status())
 }

@@ -19,6 +19,7 @@ use crate::exit::{ExitStatus, Failure};
 use crate::ledger::{Batch, Ledger, RunInfo, query};
 use crate::outcome::{FileOutcome, FileStatus};
 use crate::plan::Plan;
+use crate::printer::thousands;
 use crate::vendor::{Vendor, expand_name};
 
 use super::{EngineOptions, KnownInput, Pending, Ready, process_file_deferred};
@@ -50,6 +51,106 @@ pub struct BatchSummary {
 }
 
 impl BatchSummary {
+    /// The short summary printed at the end.
+    pub fn render(&self) -> String {
+        let n = self.outcomes.len();
+        let failed: Vec<&FileOutcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.status == FileStatus::Failed)
+            .collect();
+        let (rin, rout, rrej, bytes) =
+            self.outcomes.iter().fold((0u64, 0u64, 0u64, 0u64), |a, o| {
+                (
+                    a.0 + o.records_in,
+                    a.1 + o.records_out,
+                    a.2 + o.records_rejected,
+                    a.3 + o.input_bytes,
+                )
+            });
+        let secs = self.seconds.max(1e-9);
+        let mut s = format!(
+            "files      {n} ({} succeeded, {} failed)\nrecords    {} in, {} out, {} rejected ({:.2}%)\ntime       {:.2} s\nrate       {} records/s, {:.1} MB/s\nledger     {}\n",
+            self.outcomes
+                .iter()
+                .filter(|o| o.status == FileStatus::Succeeded)
+                .count(),
+            failed.len(),
+            thousands(rin),
+            thousands(rout),
+            thousands(rrej),
+            if rin > 0 {
+                rrej as f64 * 100.0 / rin as f64
+            } else {
+                0.0
+            },
+            self.seconds,
+            thousands((rin as f64 / secs) as u64),
+            bytes as f64 / secs / 1e6,
+            self.ledger.display(),
+        );
+        if n == 1 {
+            let o = &self.outcomes[0];
+            if let Some(p) = &o.output_path {
+                s.push_str(&format!("output     {}\n", p.display()));
+            }
+            if let Some(p) = &o.reject_path {
+                s.push_str(&format!("rejects    {}\n", p.display()));
+            }
+        }
+        for o in failed {
+            s.push_str(&format!(
+                "failed     {} `{}`: {}\n",
+                o.vendor,
+                o.input_path.display(),
+                o.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        if let Some(sig) = self.interrupted {
+            let cancelled = self
+                .outcomes
+                .iter()
+                .filter(|o| o.status == FileStatus::Cancelled)
+                .count();
+            s.push_str(&format!(
+                "stopped    by signal {sig}: {cancelled} units cancelled and cleaned up, the rest not started; run again to finish\n"
+            ));
+        }
+        let deferred = self
+            .outcomes
+            .iter()
+            .filter(|o| o.status == FileStatus::Deferred)
+            .count();
+        if deferred > 0 {
+            s.push_str(&format!(
+                "deferred   {deferred} units of MEDIUM and LOW vendors: the window ended before they started\n"
+            ));
+        }
+        for o in self
+            .outcomes
+            .iter()
+            .filter(|o| o.status == FileStatus::Blocked)
+        {
+            let part = o
+                .part
+                .map(|(i, _)| format!(" part {}", i + 1))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "blocked    {} `{}`{part}: {}\n",
+                o.vendor,
+                o.input_path.display(),
+                o.error.as_deref().unwrap_or("")
+            ));
+        }
+        for p in &self.skipped {
+            s.push_str(&format!(
+                "skipped    `{}`: no vendor with that id in the config\n",
+                p.display()
+            ));
+        }
+        s
+    }
+
     pub fn status(&self) -> ExitStatus {
         if let Some(sig) = self.interrupted {
             ExitStatus::Interrupted(sig)
@@ -204,6 +305,23 @@ fn blocked_vendors(
             continue;
         };
         for parent in &vendor.after {
+            // A parent with files the plan left for the next run (the day did not fit) has
+            // not finished either.
+            if let Some(f) = plan
+                .deferred
+                .iter()
+                .flat_map(|d| &d.files)
+                .find(|f| &f.vendor == parent)
+            {
+                blocked.insert(
+                    v.to_string(),
+                    format!(
+                        "vendor {parent}, which it comes after, did not finish: `{}` was left for the next run",
+                        f.location
+                    ),
+                );
+                break;
+            }
             // The parent's units in the plan, by the slice that holds them.
             let slices: Vec<usize> = plan
                 .slices

@@ -448,6 +448,8 @@ pub fn summarize(
     }
     let mut totals = totals;
     totals.deferred += planned_later.len() as i64;
+    totals.units += planned_later.len() as i64;
+    totals.files += planned_later.len() as i64;
     let mut failures: Vec<FailedUnit> = failures;
     failures.extend(planned_later);
     Ok(RunReport {

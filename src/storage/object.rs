@@ -130,9 +130,15 @@ impl ObjectBackend {
                 }
                 if let Some(scope) = scope {
                     let key = b.get_config_value(&AzureConfigKey::AccessKey);
+                    // object_store's own reading of a boolean setting.
                     let emulator = b
                         .get_config_value(&AzureConfigKey::UseEmulator)
-                        .is_some_and(|v| v == "true");
+                        .is_some_and(|v| {
+                            matches!(
+                                v.trim().to_ascii_lowercase().as_str(),
+                                "1" | "true" | "on" | "yes" | "y"
+                            )
+                        });
                     b = b.with_http_connector(
                         super::azure_scope::EncryptionScope::new(scope, key.as_deref(), emulator)
                             .map_err(bad)?,
