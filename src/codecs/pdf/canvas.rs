@@ -149,10 +149,12 @@ impl Face {
     /// Splits `clean` text into lines no wider than `width` points: at spaces where it can,
     /// inside a word when the word alone is wider; a line break in the value starts a line.
     /// At most `max_lines` lines: the last one kept then ends with `…` to show that text
-    /// was cut.
+    /// was cut. The text past the first line that will not be kept is not laid out: a value of
+    /// megabytes in a narrow column costs a page's worth of lines, not millions.
     pub fn wrap(&self, text: &str, size: f32, width: f32, max_lines: usize) -> Vec<String> {
         let mut lines: Vec<String> = Vec::new();
-        for para in text.split('\n') {
+        let enough = max_lines.max(1) + 1;
+        'paras: for para in text.split('\n') {
             let mut line = String::new();
             let mut line_w = 0.0f32;
             // Byte offset in `line` just after its last space, and the width before it.
@@ -174,6 +176,9 @@ impl Face {
                         }
                     }
                     last_space = None;
+                    if lines.len() >= enough {
+                        break 'paras;
+                    }
                     if c == ' ' {
                         continue;
                     }
@@ -185,6 +190,9 @@ impl Face {
                 }
             }
             lines.push(line.trim_end().to_string());
+            if lines.len() >= enough {
+                break;
+            }
         }
         if lines.len() > max_lines.max(1) {
             lines.truncate(max_lines.max(1));

@@ -602,6 +602,16 @@ mod tests {
         let cut = f.wrap("a b c d e f", 10.0, f.width("a", 10.0) + 0.5, 2);
         assert_eq!(cut.len(), 2);
         assert!(cut[1].ends_with('…'), "{cut:?}");
+        // A value of megabytes in a narrow column: only the lines kept are laid out.
+        let huge = "x".repeat(4 << 20);
+        let cut = f.wrap(&huge, 10.0, f.width("xx", 10.0) + 0.5, 3);
+        assert_eq!(cut.len(), 3);
+        assert!(cut[2].ends_with('…'), "{cut:?}");
+        // Cut or not, the same lines as when every line is laid out.
+        assert_eq!(
+            f.wrap("aa bb cc dd\nee", 10.0, w, 2),
+            f.wrap("aa bb cc dd\nee ff gg hh ii", 10.0, w, 2)
+        );
     }
 
     #[test]
