@@ -261,7 +261,7 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(t).map_err(|e| match e.kind() {
             // An algorithm jsonwebtoken has no name for, `none` among them.
             ErrorKind::Json(j) if j.to_string().contains("unknown variant") => {
-                AuthError::Algorithm(unknown_variant(&j.to_string()))
+                AuthError::Algorithm(printable(&unknown_variant(&j.to_string()), 32))
             }
             _ => AuthError::Malformed(format!("its header cannot be read: {}", describe(&e))),
         })?;
@@ -276,7 +276,7 @@ impl Verifier {
                 .keys
                 .iter()
                 .find(|k| k.kid.as_deref() == Some(kid.as_str()))
-                .ok_or_else(|| AuthError::UnknownKey(kid.clone()))?,
+                .ok_or_else(|| AuthError::UnknownKey(printable(kid, 64)))?,
             None => {
                 let fit: Vec<&Key> = self
                     .keys
@@ -334,18 +334,7 @@ impl Verifier {
                 .map(str::to_string)
                 .ok_or_else(|| AuthError::ClaimType(name.to_string()))
         };
-        let mut at = &claims;
-        for seg in &self.roles_claim {
-            at = at.get(seg).unwrap_or(&serde_json::Value::Null);
-        }
-        let roles = match at {
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            serde_json::Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
-            _ => Vec::new(),
-        };
+        let roles = roles_of(&claims, &self.roles_claim);
         Ok(Identity {
             subject: text("sub")?,
             issuer: text("iss")?,
@@ -355,10 +344,43 @@ impl Verifier {
     }
 }
 
+/// The roles at `path` in `claims`: a claim named with the whole dotted path (a namespaced
+/// claim such as `https://example.com/roles`) first, else the path walked key by key
+/// (`realm_access.roles`); an array of strings, or one string of space-separated roles.
+fn roles_of(claims: &serde_json::Value, path: &[String]) -> Vec<String> {
+    let at = claims.get(path.join(".")).unwrap_or_else(|| {
+        path.iter().fold(claims, |at, seg| {
+            at.get(seg).unwrap_or(&serde_json::Value::Null)
+        })
+    });
+    match at {
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        serde_json::Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// `jsonwebtoken`'s own description of an error, which speaks of the token's parts but never
 /// quotes them.
 fn describe(e: &jsonwebtoken::errors::Error) -> String {
-    e.to_string()
+    printable(&e.to_string(), 200)
+}
+
+/// `text` as it may go into a message: whoever made the token chose what its header holds, so
+/// at most `max` characters, and a control character (a line break, a terminal escape) as `?`.
+fn printable(text: &str, max: usize) -> String {
+    let mut s: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > max {
+        s.push('…');
+    }
+    s
 }
 
 /// The name in serde's "unknown variant `X`, expected ..." (the token's `alg`).
@@ -400,4 +422,41 @@ pub fn choose(cfg: &Config, token: Option<&Token>) -> Result<MaskingChoice, crat
         issuer: Some(id.issuer),
         key_id: id.key_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('.').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn roles_are_read_at_a_dotted_path_or_a_namespaced_claim() {
+        let claims = serde_json::json!({
+            "roles": ["support"],
+            "realm_access": {"roles": ["ops", "audit"]},
+            "https://example.com/roles": "a b",
+            "scope": 3
+        });
+        assert_eq!(roles_of(&claims, &path("roles")), ["support"]);
+        assert_eq!(
+            roles_of(&claims, &path("realm_access.roles")),
+            ["ops", "audit"]
+        );
+        assert_eq!(
+            roles_of(&claims, &path("https://example.com/roles")),
+            ["a", "b"]
+        );
+        assert!(roles_of(&claims, &path("scope")).is_empty());
+        assert!(roles_of(&claims, &path("realm_access.missing")).is_empty());
+    }
+
+    #[test]
+    fn header_values_in_messages_are_short_and_printable() {
+        assert_eq!(printable("k1", 64), "k1");
+        assert_eq!(printable("a\nb\u{1b}[31m", 64), "a?b?[31m");
+        assert_eq!(printable(&"x".repeat(100), 4), "xxxx…");
+    }
 }
