@@ -107,9 +107,20 @@ pub struct FileOutcome {
 impl FileOutcome {
     /// A unit not started because a vendor it comes `after` did not finish.
     pub fn blocked(vendor: &str, input: &Path, part: Option<&Part>, reason: &str) -> FileOutcome {
+        FileOutcome::not_started(vendor, input, part, FileStatus::Blocked, reason)
+    }
+
+    /// A unit not started (`status` deferred or blocked), and why.
+    fn not_started(
+        vendor: &str,
+        input: &Path,
+        part: Option<&Part>,
+        status: FileStatus,
+        reason: &str,
+    ) -> FileOutcome {
         let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
         FileOutcome {
-            status: FileStatus::Blocked,
+            status,
             error: Some(reason.to_string()),
             ..FileOutcome::new(vendor, input, bytes, part)
         }
@@ -141,12 +152,7 @@ impl FileOutcome {
 
     /// A unit that was not started because the window had ended.
     pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
-        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
-        FileOutcome {
-            status: FileStatus::Deferred,
-            error: Some(DEFERRED.to_string()),
-            ..FileOutcome::new(vendor, input, bytes, part)
-        }
+        FileOutcome::not_started(vendor, input, part, FileStatus::Deferred, DEFERRED)
     }
 }
 

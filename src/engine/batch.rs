@@ -211,12 +211,7 @@ pub fn slice_units(
                 config_path.display()
             ))
         })?;
-        let mut input = PathBuf::from(&u.location);
-        if input.is_relative() {
-            if let Some(dir) = plan_path.parent() {
-                input = dir.join(input);
-            }
-        }
+        let input = unit_input(plan_path, &u.location);
         if let Some(latest) = &latest {
             let key = input.display().to_string();
             let unit = query::UnitRef::One {
@@ -286,89 +281,85 @@ fn blocked_vendors(
     plan_path: &Path,
     ledger: &Path,
 ) -> HashMap<String, String> {
+    let dir = ledger.parent().unwrap_or(Path::new("."));
+    // Each parent's verdict, asked once however many of the slice's vendors come after it.
+    let mut unfinished: HashMap<&str, Option<String>> = HashMap::new();
     let mut blocked = HashMap::new();
     let here: HashSet<&str> = plan.slices[k]
         .units
         .iter()
         .map(|u| u.vendor.as_str())
         .collect();
-    let dir = ledger.parent().unwrap_or(Path::new("."));
-    let resolve = |location: &str| {
-        let p = PathBuf::from(location);
-        match plan_path.parent() {
-            Some(d) if p.is_relative() => d.join(p),
-            _ => p,
-        }
-    };
     for v in here {
         let Some((_, vendor)) = config.vendor(v) else {
             continue;
         };
         for parent in &vendor.after {
-            // A parent with files the plan left for the next run (the day did not fit) has
-            // not finished either.
-            if let Some(f) = plan
-                .deferred
-                .iter()
-                .flat_map(|d| &d.files)
-                .find(|f| &f.vendor == parent)
-            {
+            let why = unfinished
+                .entry(parent.as_str())
+                .or_insert_with(|| not_finished(plan, parent, plan_path, dir));
+            if let Some(why) = why {
                 blocked.insert(
                     v.to_string(),
-                    format!(
-                        "vendor {parent}, which it comes after, did not finish: `{}` was left for the next run",
-                        f.location
-                    ),
-                );
-                break;
-            }
-            // The parent's units in the plan, by the slice that holds them.
-            let slices: Vec<usize> = plan
-                .slices
-                .iter()
-                .filter(|s| s.units.iter().any(|u| &u.vendor == parent))
-                .map(|s| s.index)
-                .collect();
-            if slices.is_empty() {
-                continue;
-            }
-            let ledgers: Vec<PathBuf> = slices
-                .iter()
-                .map(|j| dir.join(format!("slice-{j:05}.duckdb")))
-                .filter(|p| p.exists())
-                .collect();
-            let latest = if ledgers.is_empty() {
-                Ok(query::LatestUnits::default())
-            } else {
-                crate::ledger::merge::with_latest(&ledgers, |c| Ok(query::LatestUnits::read(c)?))
-            };
-            let first_not_done = match &latest {
-                Ok(latest) => plan
-                    .slices
-                    .iter()
-                    .flat_map(|s| &s.units)
-                    .filter(|u| &u.vendor == parent)
-                    .find(|u| {
-                        let key = resolve(&u.location).display().to_string();
-                        !latest
-                            .attempt(&key, u.part.as_ref().map(|p| p.index))
-                            .is_some_and(|a| a.succeeded)
-                    })
-                    .map(|u| format!("`{}`", u.location)),
-                Err(e) => Some(format!("its ledgers cannot be read ({e})")),
-            };
-            if let Some(what) = first_not_done {
-                blocked.insert(
-                    v.to_string(),
-                    format!(
-                        "vendor {parent}, which it comes after, did not finish: {what} is not done"
-                    ),
+                    format!("vendor {parent}, which it comes after, did not finish: {why}"),
                 );
                 break;
             }
         }
     }
     blocked
+}
+
+/// Why vendor `parent` has not finished the plan's day, or `None` when every unit the plan
+/// gives it succeeded, as its slices' ledgers in `dir` record. A file the plan left for the
+/// next run (the day did not fit) is not finished either.
+fn not_finished(plan: &Plan, parent: &str, plan_path: &Path, dir: &Path) -> Option<String> {
+    if let Some(f) = plan
+        .deferred
+        .iter()
+        .flat_map(|d| &d.files)
+        .find(|f| f.vendor == parent)
+    {
+        return Some(format!("`{}` was left for the next run", f.location));
+    }
+    let slices: Vec<&crate::plan::Slice> = plan
+        .slices
+        .iter()
+        .filter(|s| s.units.iter().any(|u| u.vendor == parent))
+        .collect();
+    let ledgers: Vec<PathBuf> = slices
+        .iter()
+        .map(|s| dir.join(format!("slice-{:05}.duckdb", s.index)))
+        .filter(|p| p.exists())
+        .collect();
+    let latest = if ledgers.is_empty() {
+        query::LatestUnits::default()
+    } else {
+        match crate::ledger::merge::with_latest(&ledgers, |c| Ok(query::LatestUnits::read(c)?)) {
+            Ok(l) => l,
+            Err(e) => return Some(format!("its ledgers cannot be read ({e})")),
+        }
+    };
+    slices
+        .iter()
+        .flat_map(|s| &s.units)
+        .filter(|u| u.vendor == parent)
+        .find(|u| {
+            let key = unit_input(plan_path, &u.location).display().to_string();
+            !latest
+                .attempt(&key, u.part.as_ref().map(|p| p.index))
+                .is_some_and(|a| a.succeeded)
+        })
+        .map(|u| format!("`{}` is not done", u.location))
+}
+
+/// Where a plan's unit is read: its location, a relative one from the plan's folder.
+fn unit_input(plan_path: &Path, location: &str) -> PathBuf {
+    let p = PathBuf::from(location);
+    match plan_path.parent() {
+        Some(d) if p.is_relative() => d.join(p),
+        _ => p,
+    }
 }
 
 /// Lists `DIR/VENDOR/FILE`, highest priority first, larger files first within a priority.
