@@ -8,7 +8,8 @@ the way people do it without batchwin.
   fixed  DuckDB `read_csv` of each line as one column, the fields cut with `substr` at the
          configured character positions, the checks in SQL, valid records written back as
          fixed-width lines (`rpad`/`lpad` to the output widths).
-  xml    Python's lxml `etree.iterparse` streaming each `<record>`, the same checks in Python,
+  xml    Python's lxml `etree.iterparse` streaming each `<record>` (recovering from a record
+         that is not well-formed, as batchwin rejects it and goes on), the same checks in Python,
          valid records written as XML with lxml's incremental writer; one process per core
          over the files (lxml holds the GIL), as a team would run it.
 
@@ -138,7 +139,7 @@ def xml_file(args):
     with etree.xmlfile(dest, encoding="utf-8") as xf, open(dest + ".rejects.csv", "w") as rj:
         xf.write_declaration()
         with xf.element("records"):
-            for _, el in etree.iterparse(path, events=("end",), tag="record"):
+            for _, el in etree.iterparse(path, events=("end",), tag="record", recover=True):
                 records += 1
                 r = {c.tag: c.text for c in el}
                 r["id"] = el.get("id")
