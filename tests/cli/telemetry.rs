@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{Timelike, Utc};
 use serde_json::Value;
 
-use crate::util::{Dir, generate_day_on, plan_day, plan_json};
+use crate::util::{Dir, generate_day_on, plan_json};
 
 /// A recording HTTP server: its port, and the requests it was sent (one JSON line each).
 struct Recorder {
@@ -72,7 +72,8 @@ impl Drop for Recorder {
 }
 
 /// A generated day on a folder standing in for the vendors' server, and a window `[windows.day]`
-/// that opened `opened` minutes ago and closes in three hours: the window's date.
+/// that opened `opened` minutes ago and closes in three hours: the window's date (and its
+/// start, in `DIR/window-start`, for the report).
 fn day(d: &Dir, opened: i64, seed: &str) -> String {
     let s = Utc::now() - chrono::Duration::minutes(opened);
     let e = Utc::now() + chrono::Duration::minutes(180);
@@ -88,6 +89,14 @@ fn day(d: &Dir, opened: i64, seed: &str) -> String {
             d.path("day").display().to_string(),
         );
     d.write("day/batchwin.toml", cfg);
+    let start = s
+        .with_second(0)
+        .and_then(|s| s.with_nanosecond(0))
+        .expect("a minute");
+    d.write(
+        "window-start",
+        start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
     date
 }
 
@@ -118,6 +127,8 @@ fn report(d: &Dir, date: &str) -> Value {
             &format!("runs/{date}-day/out/ledgers"),
             "--config",
             "day/batchwin.toml",
+            "--window-start",
+            &d.read("window-start"),
             "--format",
             "json",
         ])
