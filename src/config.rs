@@ -36,6 +36,9 @@ pub struct Config {
     /// Named batch windows for `run`: `[windows.morning]`.
     #[serde(default)]
     pub windows: BTreeMap<String, WindowConfig>,
+    /// Webhooks told when a file fails, an SLA is at risk or missed, a window ends.
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Every vendor, in file order.
     #[serde(default, rename = "vendor")]
     pub vendors: Vec<VendorConfig>,
@@ -215,6 +218,82 @@ pub struct WindowConfig {
     pub target: Option<String>,
     /// Slices run at once by the local executor: default the number of cores.
     pub workers: Option<usize>,
+}
+
+/// `[notify]`: webhooks that are told about a window's events, and how hard to try.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `[[notify.webhook]]`: every webhook, each with its events.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Tries per notification, the first included: default 3.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Wait before the first retry, doubled before each next one: default `"1s"`.
+    #[serde(default)]
+    pub retry_wait: Option<Span>,
+    /// Longest wait for one answer: default `"5s"`.
+    #[serde(default)]
+    pub timeout: Option<Span>,
+}
+
+/// `[[notify.webhook]]`: one webhook. Its URL (which carries its token) is read from the
+/// environment variable `url_env` names, never from this file, and is never printed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The name in logs and in `RUN/notifications.jsonl`.
+    pub name: String,
+    /// The environment variable holding the webhook's URL, e.g. `BATCHWIN_SLACK_URL`.
+    pub url_env: String,
+    /// The body: `generic` JSON (default), `slack` or `teams`.
+    #[serde(default)]
+    pub style: WebhookStyle,
+    /// The events sent to it: default every one.
+    #[serde(default)]
+    pub events: Option<Vec<NotifyEventKind>>,
+}
+
+/// The body a webhook is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStyle {
+    /// The event as one JSON object: `{"event": "file_failed", ..., "text": "..."}`.
+    #[default]
+    Generic,
+    /// A Slack incoming webhook's `{"text": "..."}`.
+    Slack,
+    /// A Microsoft Teams workflow webhook's message with an Adaptive Card.
+    Teams,
+}
+
+/// What a webhook can be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEventKind {
+    /// A file (or a part of one) failed on its data or its reading.
+    FileFailed,
+    /// A file failed too many times and is no longer planned.
+    FileQuarantined,
+    /// During a run, a priority's estimated finish is past its SLA.
+    SlaAtRisk,
+    /// The report says a priority missed its SLA.
+    SlaMissed,
+    /// A window's run ended, with the report's totals.
+    WindowFinished,
+}
+
+impl NotifyEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEventKind::FileFailed => "file_failed",
+            NotifyEventKind::FileQuarantined => "file_quarantined",
+            NotifyEventKind::SlaAtRisk => "sla_at_risk",
+            NotifyEventKind::SlaMissed => "sla_missed",
+            NotifyEventKind::WindowFinished => "window_finished",
+        }
+    }
 }
 
 /// `[vendor.transfer]`: one vendor's way of signalling complete files and receiving results.
@@ -793,7 +872,43 @@ impl Config {
                 ));
             }
         }
+        config.check_notify()?;
         Ok(config)
+    }
+
+    /// `[[notify.webhook]]`: names are unique, and `url_env` names a variable: a URL written
+    /// there would put the webhook's token in the file.
+    fn check_notify(&self) -> Result<(), ConfigError> {
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, w) in self.notify.webhooks.iter().enumerate() {
+            let at = KeyPath::top("notify").key("webhook").index(i);
+            if let Some(first) = names.insert(w.name.as_str(), i) {
+                return Err(self.at(
+                    &at.key("name"),
+                    format!(
+                        "webhook name {:?} is already used by notify.webhook[{first}]",
+                        w.name
+                    ),
+                ));
+            }
+            let plain = !w.url_env.is_empty()
+                && w.url_env
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain {
+                return Err(self.at(
+                    &at.key("url_env"),
+                    "name the environment variable that holds the webhook's URL (letters, digits and `_`, e.g. \"BATCHWIN_SLACK_URL\"), not the URL itself: the URL carries the webhook's token",
+                ));
+            }
+        }
+        if self.notify.attempts == Some(0) {
+            return Err(self.at(
+                &KeyPath::top("notify").key("attempts"),
+                "at least 1 (the first try)",
+            ));
+        }
+        Ok(())
     }
 
     /// Finds a vendor by id (case-sensitive).

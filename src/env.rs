@@ -41,6 +41,102 @@ pub const ENV_KNOWN_HOSTS: &str = "BATCHWIN_KNOWN_HOSTS";
 pub const ENV_USER: &str = "USER";
 /// Where `~/.ssh` is: the default SSH keys and known_hosts.
 pub const ENV_HOME: &str = "HOME";
+/// The W3C trace context (`00-TRACE-SPAN-FLAGS`) that `run`, `plan` and `process` join: `run`
+/// sets it for the slices it starts, the job files `plan --emit` writes set it for every task.
+pub const ENV_TRACEPARENT: &str = "TRACEPARENT";
+/// The OTLP collector's base URL; traces go to `BASE/v1/traces`. Traces are exported only when
+/// this or [`ENV_OTLP_TRACES_ENDPOINT`] is set.
+pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The whole URL traces are posted to (before [`ENV_OTLP_ENDPOINT`]).
+pub const ENV_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `http/protobuf` (default) or `http/json`.
+pub const ENV_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// The protocol for traces alone (before [`ENV_OTLP_PROTOCOL`]).
+pub const ENV_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// Headers sent with every export, `key=value,key2=value2` (values percent-encoded).
+pub const ENV_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// Headers for traces alone (before [`ENV_OTLP_HEADERS`]).
+pub const ENV_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+/// The `service.name` of the spans (default `batchwin`).
+pub const ENV_OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// Where `process` appends the notifications it sends (default `OUT/notifications.jsonl`);
+/// `run` points its slices at `RUN/notifications.jsonl`.
+pub const ENV_NOTIFY_LOG: &str = "BATCHWIN_NOTIFY_LOG";
+
+/// Where and how traces are exported, from the standard `OTEL_EXPORTER_OTLP_*` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// The whole URL spans are posted to.
+    pub traces_url: String,
+    /// JSON bodies (`http/json`) rather than protobuf (`http/protobuf`).
+    pub json: bool,
+    /// Headers sent with every export (authentication tokens: never printed).
+    pub headers: Vec<(String, String)>,
+    pub service_name: String,
+    /// What was wrong with the variables, for a warning (traces are still sent, with defaults).
+    pub warnings: Vec<String>,
+}
+
+/// The OTLP settings, or `None` when no endpoint variable is set: then nothing is exported and
+/// no exporter is created.
+#[cfg(feature = "cli")]
+pub fn otlp() -> Option<OtlpSettings> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    otlp_from(&var)
+}
+
+/// [`otlp`] over any source of variables (tests give a map).
+#[cfg(feature = "cli")]
+pub fn otlp_from(var: &dyn Fn(&str) -> Option<String>) -> Option<OtlpSettings> {
+    let traces_url = match (var(ENV_OTLP_TRACES_ENDPOINT), var(ENV_OTLP_ENDPOINT)) {
+        (Some(url), _) => url.trim().to_string(),
+        (None, Some(base)) => format!("{}/v1/traces", base.trim().trim_end_matches('/')),
+        (None, None) => return None,
+    };
+    let mut warnings = Vec::new();
+    let json = match var(ENV_OTLP_TRACES_PROTOCOL)
+        .or_else(|| var(ENV_OTLP_PROTOCOL))
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("http/protobuf") => false,
+        Some("http/json") => true,
+        Some(other) => {
+            warnings.push(format!(
+                "OTLP protocol {other:?} is not supported: traces are sent as http/protobuf (or set http/json)"
+            ));
+            false
+        }
+    };
+    let headers = var(ENV_OTLP_TRACES_HEADERS)
+        .or_else(|| var(ENV_OTLP_HEADERS))
+        .map(|h| {
+            h.split(',')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    let v = percent_encoding::percent_decode_str(v.trim())
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    Some((k.trim().to_string(), v))
+                })
+                .filter(|(k, _)| !k.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(OtlpSettings {
+        traces_url,
+        json,
+        headers,
+        service_name: var(ENV_OTEL_SERVICE_NAME).unwrap_or_else(|| "batchwin".to_string()),
+        warnings,
+    })
+}
+
+/// The value of the variable a webhook's `url_env` names, when set and not empty. Never
+/// printed: webhook URLs carry their tokens.
+pub fn secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
 
 /// A path from variable `name`, when it is set and not empty.
 pub fn path(name: &str) -> Option<PathBuf> {

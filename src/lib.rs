@@ -6,7 +6,8 @@
 //! files at once) -> `outcome` (what a unit did) -> `ledger` (the only room that names its
 //! tables) -> `report` (runs summed up and rendered). Around them: `manifest`s and slices in
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
-//! `auth` (the job token that chooses a masking profile), `cancel`, `env` (every environment variable), `files` (local files created without world
+//! `auth` (the job token that chooses a masking profile), `telemetry` (OpenTelemetry traces of
+//! runs, slices and files), `notify` (webhooks told of failures, SLAs and finished windows), `cancel`, `env` (every environment variable), `files` (local files created without world
 //! access) and `printer` (global options, logs, progress).
 //! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `manual`
 //! writes the command line's completions and man pages; `generate`
@@ -30,6 +31,8 @@ pub mod generate;
 pub mod ledger;
 #[cfg(feature = "cli")]
 pub mod manual;
+#[cfg(feature = "cli")]
+pub mod notify;
 pub mod outcome;
 pub mod pipeline;
 pub mod plan;
@@ -39,6 +42,8 @@ pub mod printer;
 pub mod report;
 #[cfg(feature = "cli")]
 pub mod storage;
+#[cfg(feature = "cli")]
+pub mod telemetry;
 #[cfg(feature = "cli")]
 pub mod transfer;
 pub mod vendor;

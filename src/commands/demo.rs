@@ -110,6 +110,9 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             dry_run: false,
             grace_period: crate::cancel::default_grace(),
             token: None,
+            // A demo's run can be traced, to try a collector.
+            otlp: crate::env::otlp(),
+            traceparent: None,
         },
     )?;
 

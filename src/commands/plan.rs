@@ -85,6 +85,10 @@ pub struct PlanArgs {
     /// choose, and every slice applies that profile without the token.
     #[arg(long, value_name = "FILE")]
     pub token: Option<PathBuf>,
+    /// The W3C trace context the plan runs in: recorded in the plan, and given to every task of
+    /// the emitted job files.
+    #[arg(long, env = crate::env::ENV_TRACEPARENT, hide = true)]
+    pub traceparent: Option<String>,
 }
 
 pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
@@ -170,6 +174,11 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         Err(e) => return Err(Failure::usage(e)),
     };
     p.masking = masking;
+    // Recorded for the emitted job files; `process --plan` reads its own TRACEPARENT.
+    p.traceparent = a
+        .traceparent
+        .as_deref()
+        .and_then(crate::telemetry::valid_traceparent);
     let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
     write_atomic(&a.out, &text).map_err(Failure::data)?;
     if !g.quiet {

@@ -10,7 +10,9 @@ use clap::Args;
 use crate::config::Config;
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
+use crate::notify::Notifier;
 use crate::printer::{self, GlobalArgs};
+use crate::telemetry::{KeyValue, TraceSpan, Traces, attr};
 use crate::vendor::Vendor;
 
 #[derive(Debug, Args)]
@@ -72,6 +74,52 @@ pub struct ProcessArgs {
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
+    /// The W3C trace context this slice's spans join (`run` and the emitted job files set it).
+    #[arg(long, env = crate::env::ENV_TRACEPARENT, hide = true)]
+    pub traceparent: Option<String>,
+    /// Where the notifications sent are recorded (default `OUT/notifications.jsonl`; `run`
+    /// sets the run folder's).
+    #[arg(long, env = crate::env::ENV_NOTIFY_LOG, hide = true)]
+    pub notify_log: Option<PathBuf>,
+}
+
+/// The traces and notifications of one `process`, and what each unit's outcome is told to.
+struct Watch {
+    // Declared before `traces`: the span ends before the exporter is flushed.
+    span: TraceSpan,
+    _traces: Traces,
+    notifier: Notifier,
+}
+
+impl Watch {
+    fn new(a: &ProcessArgs, config: &Config, name: &'static str, attrs: Vec<KeyValue>) -> Watch {
+        let traces = Traces::start(crate::env::otlp().as_ref(), a.traceparent.as_deref());
+        let span = traces.span(name, attrs);
+        let log = a
+            .notify_log
+            .clone()
+            .unwrap_or_else(|| a.out.join("notifications.jsonl"));
+        Watch {
+            span,
+            _traces: traces,
+            notifier: Notifier::new(&config.notify, &crate::env::secret, &log),
+        }
+    }
+
+    /// One span per unit, a notification per failed unit; the summary back.
+    fn record(
+        &self,
+        date: &str,
+        result: Result<batch::BatchSummary, Failure>,
+    ) -> Result<batch::BatchSummary, Failure> {
+        crate::telemetry::record_batch(&self.span, &result);
+        if let Ok(summary) = &result {
+            for e in crate::notify::failures(date, &summary.outcomes) {
+                self.notifier.send(&e);
+            }
+        }
+        result
+    }
 }
 
 fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -140,14 +188,21 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         .ledger
         .clone()
         .unwrap_or_else(|| a.out.join("ledger.duckdb"));
-    let summary = batch::run(
+    let watch = Watch::new(
+        &a,
+        &config,
+        "process",
+        vec![attr("batchwin.date", opts.date.clone())],
+    );
+    let result = batch::run(
         &profiles,
         items,
         &ledger_path,
         &opts,
         printer::progress_enabled(g),
         skipped,
-    )?;
+    );
+    let summary = watch.record(&opts.date, result)?;
     if !g.quiet {
         print!("{}", summary.render());
     }
@@ -228,14 +283,24 @@ fn run_slice(
         masking: plan.masking.clone(),
         ..EngineOptions::default()
     };
-    let summary = batch::run(
+    let watch = Watch::new(
+        a,
+        config,
+        "slice",
+        vec![
+            attr("batchwin.slice", k as i64),
+            attr("batchwin.date", plan.date.clone()),
+        ],
+    );
+    let result = batch::run(
         &profiles,
         todo.units,
         &ledger,
         &opts,
         printer::progress_enabled(g),
         Vec::new(),
-    )?;
+    );
+    let summary = watch.record(&plan.date, result)?;
     if !g.quiet {
         println!("slice      {k} of {}", plan.slices.len());
         if todo.resumed > 0 {

@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// profile its roles choose for every slice.
     #[arg(long, value_name = "FILE")]
     pub token: Option<PathBuf>,
+    /// The W3C trace context the run's spans join (a scheduler's or CI's trace).
+    #[arg(long, env = crate::env::ENV_TRACEPARENT, hide = true)]
+    pub traceparent: Option<String>,
 }
 
 impl RunArgs {
@@ -67,6 +70,8 @@ impl RunArgs {
                 .token
                 .as_ref()
                 .map(|t| std::path::absolute(t).unwrap_or(t.clone())),
+            otlp: crate::env::otlp(),
+            traceparent: self.traceparent.clone(),
         }
     }
 }

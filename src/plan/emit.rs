@@ -129,12 +129,87 @@ pub fn emit(
         Engine::K8s => "k8s",
     });
     std::fs::create_dir_all(&sub).with_context(|| format!("cannot create `{}`", sub.display()))?;
-    match engine {
+    let files = match engine {
         Engine::Slurm => slurm(plan, &sub, o),
         Engine::AwsBatch => aws_batch(plan, &sub, o),
         Engine::AzureBatch => azure_batch(plan, &sub, o),
         Engine::K8s => k8s(plan, &sub, o),
+    }?;
+    if let Some(tp) = &plan.traceparent {
+        add_traceparent(&files, tp)?;
     }
+    Ok(files)
+}
+
+/// Gives every task of the written files the plan's W3C trace context (`TRACEPARENT`), so the
+/// slices' spans join the trace `plan` ran in. Done on the files as written, whatever builds
+/// them: a Slurm script exports it (unless the submitting environment has one: `sbatch` passes
+/// that on, as `run --executor slurm` does), and every JSON task definition gets it in its
+/// environment (AWS Batch `containerOverrides.environment`, Azure Batch tasks'
+/// `environmentSettings`, Kubernetes containers' `env`).
+fn add_traceparent(files: &[PathBuf], tp: &str) -> anyhow::Result<()> {
+    const VAR: &str = crate::env::ENV_TRACEPARENT;
+    fn walk(v: &mut Value, tp: &str) {
+        let entry = |name: &str| json!({name: VAR, "value": tp});
+        let push = |list: &mut Value, name: &str| {
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            if let Some(a) = list.as_array_mut()
+                && !a.iter().any(|e| e[name] == VAR)
+            {
+                a.push(entry(name));
+            }
+        };
+        match v {
+            Value::Object(o) => {
+                if let Some(c) = o.get_mut("containerOverrides") {
+                    push(&mut c["environment"], "name");
+                }
+                if o.contains_key("commandLine") {
+                    push(
+                        o.entry("environmentSettings").or_insert(Value::Null),
+                        "name",
+                    );
+                }
+                if let Some(Value::Array(cs)) = o.get_mut("containers") {
+                    for c in cs {
+                        push(&mut c["env"], "name");
+                    }
+                }
+                o.values_mut().for_each(|x| walk(x, tp));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, tp)),
+            _ => {}
+        }
+    }
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read `{}`", f.display()))?;
+        let new = match f.extension().and_then(|e| e.to_str()) {
+            Some("json") => {
+                let mut v: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("`{}` is not JSON", f.display()))?;
+                walk(&mut v, tp);
+                json_text(&v)
+            }
+            // After the `#SBATCH` header, which must come before any command.
+            Some("sbatch") => {
+                let mut lines: Vec<&str> = text.lines().collect();
+                let at = lines
+                    .iter()
+                    .skip(1)
+                    .position(|l| !l.starts_with('#'))
+                    .map_or(lines.len(), |i| i + 1);
+                let export = format!("export {VAR}=\"${{{VAR}:-{tp}}}\"");
+                lines.insert(at, &export);
+                lines.join("\n") + "\n"
+            }
+            _ => continue,
+        };
+        write(f, &new, false)?;
+    }
+    Ok(())
 }
 
 fn job_name(plan: &Plan, a: &ArrayJob) -> String {

@@ -136,6 +136,10 @@ pub struct Plan {
     /// largest number of slices allowed (see [`plan_what_fits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred: Option<Deferral>,
+    /// The W3C trace context `plan` ran in (`TRACEPARENT`): the emitted job files give it to
+    /// every task, so that the slices' spans join the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Files a plan leaves for the next run, and why.
@@ -464,6 +468,7 @@ pub fn plan(
         slices,
         deferred: None,
         masking: MaskingChoice::default(),
+        traceparent: None,
     })
 }
 

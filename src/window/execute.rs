@@ -28,6 +28,7 @@ pub(crate) fn execute_local(
     workers: usize,
     cores: usize,
     deadline: Option<chrono::DateTime<chrono::Utc>>,
+    on_slice_end: &mut dyn FnMut(usize, f64),
 ) -> Result<ExitStatus, Failure> {
     // The stage of each slice: a stage starts when every slice of the stages before it ended.
     let stages: Vec<usize> = if steps.dry_run {
@@ -61,14 +62,14 @@ pub(crate) fn execute_local(
     }
     let started = Instant::now();
     let mut next = 0;
-    let mut running: Vec<(usize, Child)> = Vec::new();
+    let mut running: Vec<(usize, Child, Instant)> = Vec::new();
     let mut status = ExitStatus::Success;
     let mut forwarded = false;
     while next < slices || !running.is_empty() {
         // Slices are in stage order; the next may start once no slice of an earlier stage runs.
         while running.len() < workers
             && next < slices
-            && !running.iter().any(|(r, _)| stages[*r] < stages[next])
+            && !running.iter().any(|(r, _, _)| stages[*r] < stages[next])
             && !steps.cancel.is_cancelled()
         {
             let args = args_of(next);
@@ -79,7 +80,7 @@ pub(crate) fn execute_local(
                 .spawn()
                 .with_context(|| format!("cannot start slice {next}"))
                 .map_err(Failure::data)?;
-            running.push((next, child));
+            running.push((next, child, Instant::now()));
             next += 1;
         }
         if steps.cancel.is_cancelled() {
@@ -87,12 +88,12 @@ pub(crate) fn execute_local(
             if !forwarded {
                 forwarded = true;
                 let sig = steps.cancel.signal().unwrap_or(libc::SIGTERM);
-                for (_, c) in &running {
+                for (_, c, _) in &running {
                     forward(c.id(), sig);
                 }
             }
             if steps.cancel.overdue(steps.grace) {
-                for (k, c) in &mut running {
+                for (k, c, _) in &mut running {
                     let _ = c.kill();
                     let _ = c.wait();
                     println!("stopped    slice {k} did not stop within the grace period: killed");
@@ -105,8 +106,9 @@ pub(crate) fn execute_local(
         while i < running.len() {
             match running[i].1.try_wait() {
                 Ok(Some(st)) => {
-                    let (k, _) = running.swap_remove(i);
+                    let (k, _, since) = running.swap_remove(i);
                     let code = exit_code(st);
+                    on_slice_end(k, since.elapsed().as_secs_f64());
                     println!(
                         "slice      {k} ended with exit code {code} after {:.1} s",
                         started.elapsed().as_secs_f64()
@@ -144,9 +146,11 @@ pub(crate) fn execute_slurm(steps: &Steps<'_>, dir: &Path) -> Result<ExitStatus,
     }
     // sbatch passes the environment on to the jobs: the slices take the plan's masking profile
     // and must not be handed the job token.
+    // sbatch passes TRACEPARENT on too: the slices' spans join the execute step's.
     let out = Command::new("bash")
         .arg(&submit)
         .env_remove(crate::env::ENV_TOKEN)
+        .envs(steps.trace_env())
         .output()
         .with_context(|| format!("cannot run `{}`", submit.display()))
         .map_err(Failure::data)?;

@@ -14,6 +14,7 @@ mod execute;
 mod lock;
 mod preview;
 mod resume;
+mod sla;
 pub mod steps;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +22,11 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 
+use crate::config::NotifyEventKind;
 use crate::exit::{ExitStatus, Failure};
+use crate::notify::Notifier;
 use crate::printer::GlobalArgs;
+use crate::telemetry::{TraceSpan, Traces, attr};
 
 pub use day::{WindowDay, check_all, resolve};
 pub use execute::Executor;
@@ -30,7 +34,7 @@ use execute::{execute_local, execute_slurm};
 use lock::lock;
 use preview::{preview_fetch, preview_plan};
 use resume::{remaining, remember_split_files};
-use steps::{SlurmEmit, Step, Steps, status_of, worse};
+use steps::{ReportTo, SlurmEmit, Step, Steps, status_of, worse};
 
 /// What `run` was asked to do, resolved from its flags.
 #[derive(Debug, Clone)]
@@ -57,6 +61,10 @@ pub struct RunSettings {
     /// The job token's file, given to `plan` (a token in `BATCHWIN_TOKEN` reaches it through
     /// the environment).
     pub token: Option<PathBuf>,
+    /// Where traces are exported (`OTEL_EXPORTER_OTLP_*`); `None`: no traces.
+    pub otlp: Option<crate::env::OtlpSettings>,
+    /// The W3C trace context the run joins (`TRACEPARENT`).
+    pub traceparent: Option<String>,
 }
 
 /// Runs window `a.window` (and first the earlier days of it that left work undone): fetch,
@@ -81,7 +89,25 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
             .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?,
         grace: a.grace_period,
         dry_run: a.dry_run,
+        traceparent: Default::default(),
+        notify_log: Default::default(),
     };
+    // A dry run changes nothing and tells no one.
+    let traces = if a.dry_run {
+        Traces::off()
+    } else {
+        Traces::start(a.otlp.as_ref(), a.traceparent.as_deref())
+    };
+    let run_span = traces.span(
+        "run",
+        vec![
+            attr("batchwin.window", a.window.clone()),
+            attr(
+                "batchwin.executor",
+                format!("{:?}", a.executor).to_lowercase(),
+            ),
+        ],
+    );
 
     // Earlier days of this window that left work undone come first.
     let mut days = Vec::new();
@@ -103,13 +129,96 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
         }
         // Every day's leftovers run within today's window.
         let deadline = if a.catch_up { None } else { Some(today.end) };
-        let s = run_day(&steps, a, &config, &runs, day, deadline)?;
-        status = worse(status, s);
+        let s = run_day(&steps, a, &config, &runs, day, deadline, &run_span);
+        if let Err(f) = &s {
+            run_span.error(&format!("{:#}", f.error));
+        }
+        status = worse(status, s?);
         if steps.cancel.is_cancelled() {
             break;
         }
     }
+    run_span.set(vec![attr("batchwin.exit_code", i64::from(status.code()))]);
     Ok(status)
+}
+
+/// What a day's run tells: its span, and the webhooks.
+struct Watch<'a> {
+    span: &'a TraceSpan,
+    notifier: Notifier,
+}
+
+impl Watch<'_> {
+    /// A step's span, whose context the step's child processes are given.
+    fn step(&self, steps: &Steps<'_>, name: &'static str) -> TraceSpan {
+        let span = self
+            .span
+            .child(name, vec![attr("batchwin.step", name.to_string())]);
+        if let Some(tp) = span.traceparent() {
+            *steps.traceparent.borrow_mut() = Some(tp);
+        }
+        span
+    }
+}
+
+/// Ends a step's span with its exit code.
+fn ended(span: TraceSpan, code: i32) {
+    span.set(vec![attr("batchwin.exit_code", i64::from(code))]);
+    if code != 0 {
+        span.error(&format!("exit code {code}"));
+    }
+}
+
+/// One day of the window: its span around the steps, and the notification that it finished.
+fn run_day(
+    steps: &Steps<'_>,
+    a: &RunSettings,
+    config: &crate::config::Config,
+    runs: &Path,
+    w: &WindowDay,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+    run_span: &TraceSpan,
+) -> Result<ExitStatus, Failure> {
+    let dir = runs.join(format!("{}-{}", w.date, w.name));
+    let span = run_span.child(
+        "window",
+        vec![
+            attr("batchwin.window", w.name.clone()),
+            attr("batchwin.date", w.date.clone()),
+            attr("batchwin.window_start", w.start.to_rfc3339()),
+            attr("batchwin.window_end", w.end.to_rfc3339()),
+        ],
+    );
+    let log = dir.join("notifications.jsonl");
+    let watch = Watch {
+        span: &span,
+        notifier: Notifier::new(&config.notify, &crate::env::secret, &log),
+    };
+    let report_json = dir.join("report.json");
+    if !steps.dry_run {
+        *steps.notify_log.borrow_mut() = Some(log);
+        // Only this run's report may give the totals.
+        let _ = std::fs::remove_file(&report_json);
+    }
+    let result = run_steps(steps, a, config, &dir, w, deadline, &watch);
+    let code = match &result {
+        Ok(s) => i32::from(s.code()),
+        Err(f) => {
+            span.error(&format!("{:#}", f.error));
+            i32::from(f.status.code())
+        }
+    };
+    span.set(vec![attr("batchwin.exit_code", i64::from(code))]);
+    if !steps.dry_run && watch.notifier.wants(NotifyEventKind::WindowFinished) {
+        let report: Option<serde_json::Value> = std::fs::read(&report_json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        watch
+            .notifier
+            .send(&sla::finished(report.as_ref(), w, code));
+    }
+    *steps.traceparent.borrow_mut() = None;
+    result
 }
 
 /// `RUN/state.json`: whether the run left work undone, so the next run picks it up.
@@ -151,15 +260,16 @@ fn unfinished_days(runs: &Path, today: &WindowDay) -> Vec<String> {
     out
 }
 
-fn run_day(
+fn run_steps(
     steps: &Steps<'_>,
     a: &RunSettings,
     config: &crate::config::Config,
-    runs: &Path,
+    dir: &Path,
     w: &WindowDay,
     deadline: Option<chrono::DateTime<chrono::Utc>>,
+    watch: &Watch<'_>,
 ) -> Result<ExitStatus, Failure> {
-    let dir = runs.join(format!("{}-{}", w.date, w.name));
+    let dir = dir.to_path_buf();
     println!(
         "window     {} {}: {} to {} (UTC), run folder `{}`",
         w.name,
@@ -198,7 +308,9 @@ fn run_day(
         let found = preview_fetch(config, w)?;
         preview_plan(steps, config, w, &found, a, &dir)?;
     }
+    let span = watch.step(steps, "fetch");
     let code = steps.run("fetch", fetch.args())?;
+    ended(span, code);
     status = worse(status, status_of(code));
     if matches!(status, ExitStatus::Usage | ExitStatus::Interrupted(_)) {
         return finish(&dir, w, status, steps.dry_run);
@@ -257,7 +369,9 @@ fn run_day(
             slurm,
             token: a.token.as_deref(),
         };
+        let span = watch.step(steps, "plan");
         let code = steps.run("plan", plan.args())?;
+        ended(span, code);
         status = worse(status, status_of(code));
         if code != 0 {
             return finish(&dir, w, status, steps.dry_run);
@@ -266,11 +380,39 @@ fn run_day(
             remember_split_files(&plan_path, &split).map_err(Failure::data)?;
         }
 
-        // 3. execute
+        // 3. execute, watching the SLAs: at the start from the plan's estimates, then as
+        // slices end from the time they took.
+        let mut watch_sla = (!steps.dry_run && watch.notifier.wants(NotifyEventKind::SlaAtRisk))
+            .then(|| crate::plan::Plan::read(&plan_path).ok())
+            .flatten()
+            .map(|p| sla::SlaWatch::new(&p, chrono::Utc::now()));
+        let check = |sw: &mut sla::SlaWatch| {
+            for e in sw.at_risk(w) {
+                watch.notifier.send(&e);
+            }
+        };
+        if let Some(sw) = watch_sla.as_mut() {
+            check(sw);
+        }
+        let span = watch.step(steps, "execute");
         let s = match a.executor {
-            Executor::Local => execute_local(steps, &plan_path, &out, workers, cores, deadline)?,
+            Executor::Local => execute_local(
+                steps,
+                &plan_path,
+                &out,
+                workers,
+                cores,
+                deadline,
+                &mut |k, seconds| {
+                    if let Some(sw) = watch_sla.as_mut() {
+                        sw.slice_ended(k, seconds);
+                        check(sw);
+                    }
+                },
+            )?,
             Executor::Slurm => execute_slurm(steps, &dir)?,
         };
+        ended(span, i32::from(s.code()));
         status = worse(status, s);
         if matches!(status, ExitStatus::Interrupted(_)) {
             return finish(&dir, w, status, steps.dry_run);
@@ -287,22 +429,46 @@ fn run_day(
             date: &w.date,
             ledger: &ledger,
         };
+        let span = watch.step(steps, "publish");
         let code = steps.run("publish", publish.args())?;
+        ended(span, code);
         status = worse(status, status_of(code));
     }
 
     // 5. report: the table here, the HTML page beside it; its exit status is the run's.
     let start = w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let report = |html: bool| Step::Report {
+    let report = |format: ReportTo| Step::Report {
         ledgers: &ledgers,
         config: cfg,
         plan: (plan_path.exists() || steps.dry_run).then_some(plan_path.as_path()),
         window_start: start.clone(),
-        html,
+        format,
     };
     if ledgers.exists() || steps.dry_run {
-        let _ = steps.run_to_file("report", report(true).args(), &dir.join("report.html"))?;
-        let code = steps.run("report", report(false).args())?;
+        let span = watch.step(steps, "report");
+        let _ = steps.run_to_file(
+            "report",
+            report(ReportTo::Html).args(),
+            &dir.join("report.html"),
+        )?;
+        // The figures the notifications give: only when a webhook wants them.
+        let n = &watch.notifier;
+        if !steps.dry_run
+            && (n.wants(NotifyEventKind::SlaMissed) || n.wants(NotifyEventKind::WindowFinished))
+        {
+            let json = dir.join("report.json");
+            let _ = steps.run_to_file("report", report(ReportTo::Json).args(), &json)?;
+            let parsed: Option<serde_json::Value> = std::fs::read(&json)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(r) = parsed.filter(|_| n.wants(NotifyEventKind::SlaMissed)) {
+                for e in sla::missed(&r, w) {
+                    n.send(&e);
+                }
+            }
+        }
+        let code = steps.run("report", report(ReportTo::Table).args())?;
+        ended(span, code);
         status = worse(status, status_of(code));
     }
     finish(&dir, w, status, steps.dry_run)

@@ -23,6 +23,12 @@ pub(crate) struct Steps<'a> {
     /// How long steps may take to stop after a signal.
     pub grace: Duration,
     pub dry_run: bool,
+    /// The W3C trace context given to the steps started next (`TRACEPARENT`): the context of
+    /// the step's span, when traces are exported.
+    pub traceparent: std::cell::RefCell<Option<String>>,
+    /// Where slices record the notifications they send: the run folder's
+    /// `notifications.jsonl`.
+    pub notify_log: std::cell::RefCell<Option<PathBuf>>,
 }
 
 fn shell_word(s: &str) -> String {
@@ -58,6 +64,10 @@ impl Steps<'_> {
         if args.first().is_some_and(|a| a != "plan") {
             c.env_remove(crate::env::ENV_TOKEN);
         }
+        c.envs(self.trace_env());
+        if let Some(log) = self.notify_log.borrow().as_ref() {
+            c.env(crate::env::ENV_NOTIFY_LOG, log);
+        }
         let child_grace = crate::cancel::Cancel::child_grace(self.grace);
         c.env(
             crate::env::ENV_GRACE_PERIOD,
@@ -77,6 +87,15 @@ impl Steps<'_> {
             }
         }
         c
+    }
+
+    /// `TRACEPARENT` for a child started now, when a step's span has set one.
+    pub fn trace_env(&self) -> Vec<(&'static str, String)> {
+        self.traceparent
+            .borrow()
+            .iter()
+            .map(|t| (crate::env::ENV_TRACEPARENT, t.clone()))
+            .collect()
     }
 
     /// Prints a step's command line (and where its output goes, if not here).
@@ -245,8 +264,17 @@ pub enum Step<'a> {
         config: &'a Path,
         plan: Option<&'a Path>,
         window_start: String,
-        html: bool,
+        format: ReportTo,
     },
+}
+
+/// The layout `run` asks the report for: the table it prints, the HTML page and, for the
+/// notifications, JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportTo {
+    Table,
+    Html,
+    Json,
 }
 
 /// What `plan --emit slurm` writes its job files with.
@@ -353,7 +381,7 @@ impl Step<'_> {
                 config,
                 plan,
                 window_start,
-                html,
+                format,
             } => {
                 flag("--ledgers", p(ledgers));
                 flag("--config", p(config));
@@ -361,8 +389,10 @@ impl Step<'_> {
                     flag("--plan", p(plan));
                 }
                 flag("--window-start", OsString::from(window_start));
-                if *html {
-                    flag("--format", "html".into());
+                match format {
+                    ReportTo::Table => {}
+                    ReportTo::Html => flag("--format", "html".into()),
+                    ReportTo::Json => flag("--format", "json".into()),
                 }
                 v.insert(0, "report".into());
             }
@@ -489,13 +519,13 @@ mod tests {
         assert_eq!(a.target.as_deref(), Some("s3://outbound"));
         assert_eq!(a.ledger.as_deref(), Some(ledger));
 
-        for html in [false, true] {
+        for format in [ReportTo::Table, ReportTo::Html, ReportTo::Json] {
             let report = Step::Report {
                 ledgers,
                 config,
                 plan: Some(plan_path),
                 window_start: "2026-12-03T06:00:00Z".into(),
-                html,
+                format,
             };
             let Command::Report(a) = parse(&report) else {
                 panic!("not report")
@@ -506,7 +536,7 @@ mod tests {
             assert_eq!(a.window_start.as_deref(), Some("2026-12-03T06:00:00Z"));
             assert_eq!(
                 format!("{:?}", a.format).to_lowercase(),
-                if html { "html" } else { "table" }
+                format!("{format:?}").to_lowercase()
             );
         }
     }

@@ -43,5 +43,7 @@ mod run;
 mod slurm;
 // One conformance suite for every storage backend: local folders, S3, Azure Blob and SFTP.
 mod storage;
+// Traces over OTLP/HTTP and webhook notifications, against local HTTP servers.
+mod telemetry;
 // `fetch` and `publish` end to end: idempotence, conflicts, unsafe names, server restarts.
 mod transfer;

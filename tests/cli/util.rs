@@ -51,12 +51,16 @@ impl Dir {
         c
     }
 
-    /// `batchwin` in this folder, with every `BATCHWIN_*` (and `RAYON_*`) variable removed and
-    /// a known masking key.
+    /// `batchwin` in this folder, with every `BATCHWIN_*` (and `RAYON_*`, `OTEL_*` and
+    /// `TRACEPARENT`) variable removed and a known masking key.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("batchwin").expect("binary");
         for (k, _) in std::env::vars() {
-            if k.starts_with("BATCHWIN_") || k.starts_with("RAYON_") {
+            if k.starts_with("BATCHWIN_")
+                || k.starts_with("RAYON_")
+                || k.starts_with("OTEL_")
+                || k == "TRACEPARENT"
+            {
                 c.env_remove(k);
             }
         }
