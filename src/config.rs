@@ -39,12 +39,49 @@ pub struct Config {
     /// Webhooks told when a file fails, an SLA is at risk or missed, a window ends.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// `[pricing]`: one worker's size and what engines charge for it, for the cost `plan`
+    /// and `report` print (absent: example prices, see docs/config.md).
+    #[serde(default)]
+    pub pricing: PricingConfig,
     /// Every vendor, in file order.
     #[serde(default, rename = "vendor")]
     pub vendors: Vec<VendorConfig>,
     /// Where the file was read from and its text, for error locations.
     #[serde(skip)]
     pub source: SourceText,
+}
+
+/// `[pricing]`: the worker engines are asked for, and each engine's prices per vCPU-hour and
+/// GB-hour. An engine left out is priced at an example rate (docs/config.md), never a live
+/// price, and `plan` says so.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// vCPUs of one worker (default 2): a slice's worker holds them for its whole run.
+    pub worker_vcpus: Option<f64>,
+    /// Memory of one worker, GiB (default 4).
+    pub worker_memory_gib: Option<f64>,
+    /// The currency the prices are in, printed after each amount (default `USD`).
+    pub currency: Option<String>,
+    #[serde(rename = "aws-batch")]
+    pub aws_batch: Option<EnginePrices>,
+    #[serde(rename = "azure-batch")]
+    pub azure_batch: Option<EnginePrices>,
+    pub k8s: Option<EnginePrices>,
+    pub slurm: Option<EnginePrices>,
+}
+
+/// One engine's prices, per hour of one vCPU and of one GB of memory held.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnginePrices {
+    pub vcpu_hour: f64,
+    #[serde(default)]
+    pub gb_hour: f64,
+    /// Spot (Fargate Spot, Azure spot and low-priority nodes, spot node pools); default the
+    /// on-demand price.
+    pub spot_vcpu_hour: Option<f64>,
+    pub spot_gb_hour: Option<f64>,
 }
 
 /// The file a configuration came from, kept to locate keys in error messages.
@@ -848,6 +885,7 @@ impl Config {
             path: path.to_path_buf(),
             text,
         };
+        config.check_pricing()?;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, v) in config.vendors.iter().enumerate() {
             // Vendor ids become folder and file names: keep them plain.
@@ -907,6 +945,45 @@ impl Config {
                 &KeyPath::top("notify").key("attempts"),
                 "at least 1 (the first try)",
             ));
+        }
+        Ok(())
+    }
+
+    /// Every price and size in `[pricing]` is a finite number, sizes above zero.
+    fn check_pricing(&self) -> Result<(), ConfigError> {
+        let p = &self.pricing;
+        let top = KeyPath::top("pricing");
+        for (key, v) in [
+            ("worker_vcpus", p.worker_vcpus),
+            ("worker_memory_gib", p.worker_memory_gib),
+        ] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(self.at(
+                    &top.key(key),
+                    format!("{v} is not a size: give a number above 0"),
+                ));
+            }
+        }
+        for (engine, prices) in [
+            ("aws-batch", &p.aws_batch),
+            ("azure-batch", &p.azure_batch),
+            ("k8s", &p.k8s),
+            ("slurm", &p.slurm),
+        ] {
+            let Some(e) = prices else { continue };
+            for (key, v) in [
+                ("vcpu_hour", Some(e.vcpu_hour)),
+                ("gb_hour", Some(e.gb_hour)),
+                ("spot_vcpu_hour", e.spot_vcpu_hour),
+                ("spot_gb_hour", e.spot_gb_hour),
+            ] {
+                if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                    return Err(self.at(
+                        &top.key(engine).key(key),
+                        format!("{v} is not a price: give a number of 0 or more per hour"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

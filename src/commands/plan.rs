@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::Args;
 
+use crate::config::KeyPath;
 use crate::exit::{ExitStatus, Failure};
-use crate::plan::emit::{EmitOptions, Engine, emit};
+use crate::plan::cost::{Pricing, day_cost, render_day};
+use crate::plan::emit::{EmitOptions, Engine, Mode, emit, fargate_size};
 use crate::plan::manifest::{self, ManifestRow};
 use crate::plan::{CostModel, PlanError, PlanOptions, SliceCount, plan_what_fits, window_seconds};
 use crate::printer::{self, GlobalArgs};
@@ -181,8 +183,18 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         .and_then(crate::telemetry::valid_traceparent);
     let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
     write_atomic(&a.out, &text).map_err(Failure::data)?;
+    let pricing = Pricing::from_config(&config.pricing);
     if !g.quiet {
         print!("{}", render(&p, &a.out));
+        // Priced against the window even with a fixed number of slices: what would be needed.
+        let window = window_seconds(&a.window).unwrap_or(0.0);
+        let day = day_cost(
+            p.estimate.total_work_seconds,
+            window,
+            a.utilization,
+            &pricing,
+        );
+        print!("{}", render_day(&day, &pricing));
     }
     if !a.emit.is_empty() {
         let worker_plan = match &a.worker_plan {
@@ -209,7 +221,24 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
             image: a.image.clone(),
             retries: a.retries,
             timeout_seconds: a.task_timeout,
+            mask_key_env: config
+                .masking
+                .key_env
+                .clone()
+                .unwrap_or_else(|| crate::env::ENV_MASK_KEY.into()),
+            worker: pricing.worker(),
         };
+        // Fargate runs only its own sizes: say so with the key, before any file is written.
+        if a.emit.contains(&Engine::AwsBatch) && eo.mode() == Mode::RunLocation {
+            fargate_size(eo.worker).map_err(|m| {
+                let key = if m.starts_with("Fargate runs") {
+                    "worker_vcpus"
+                } else {
+                    "worker_memory_gib"
+                };
+                config.at(&KeyPath::top("pricing").key(key), m)
+            })?;
+        }
         for engine in &a.emit {
             let files = emit(&p, *engine, &a.emit_dir, &eo).map_err(Failure::data)?;
             if !g.quiet {

@@ -98,6 +98,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     };
     if let Some(c) = &a.config {
         let config = crate::config::Config::load(c)?;
+        ctx.pricing = Some(crate::plan::cost::Pricing::from_config(&config.pricing));
         for v in &config.vendors {
             if let Some(sla) = v.sla.map(|s| s.0) {
                 let e = ctx.slas.entry(v.priority.to_string()).or_insert(f64::MAX);

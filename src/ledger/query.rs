@@ -642,6 +642,21 @@ pub fn unit_ends(conn: &Connection, origin: f64) -> duckdb::Result<Vec<(f64, i64
     rows.collect()
 }
 
+/// How many `process` runs the (merged) ledger holds, and the vCPU-seconds they held: each
+/// run's wall time times its threads, a run killed before its end counted to its last file.
+/// The ledger records no CPU time, and an engine bills the vCPUs a worker holds, busy or not.
+pub fn process_vcpu_seconds(conn: &Connection) -> duckdb::Result<(u64, f64)> {
+    conn.query_row(
+        "SELECT count(*)::BIGINT,
+                coalesce(sum((epoch(coalesce(r.ended_at, f.last)) - epoch(r.started_at)) * r.threads), 0)::DOUBLE
+         FROM runs r LEFT JOIN (SELECT run_id, max(ended_at) AS last FROM files GROUP BY run_id) f
+              USING (run_id)
+         WHERE r.command = 'process'",
+        [],
+        |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,13 @@
 //! that hold a later stage, or the second part of a stage larger than the engine's array
 //! limit, start at an offset). Azure Batch tasks carry `--slice K` on their command line.
 //!
+//! Two ways of running ([`Mode`]): when the plan or the run folder as workers see them are URLs,
+//! workers share nothing but the object store (`process --plan URL --out URL --scratch DIR`,
+//! the config read from the run location, credentials from the environment or the engine's
+//! identity): Fargate on AWS Batch, no mount on Azure Batch, no PersistentVolumeClaim on
+//! Kubernetes, node-local scratch on Slurm. Otherwise every worker mounts one shared
+//! filesystem at the same path (EC2 with EFS on AWS Batch).
+//!
 //! Limits honoured: Slurm's MaxArraySize (indexes 0..MaxArraySize-1), AWS Batch arrays of 2 to
 //! 10,000 children (a single slice is a plain job), at most 20 `dependsOn` entries, Azure Batch
 //! collections of at most 100 tasks and 1 MB.
@@ -49,6 +56,107 @@ pub struct EmitOptions {
     pub retries: u32,
     /// Per-task time limit, seconds.
     pub timeout_seconds: u64,
+    /// The variable the masking key is read from (`[masking] key_env`, default
+    /// `BATCHWIN_MASK_KEY`): engines that inject secrets put the key there.
+    pub mask_key_env: String,
+    /// One worker's size, as engines are asked for it (`[pricing] worker_vcpus` and
+    /// `worker_memory_gib`).
+    pub worker: WorkerSize,
+}
+
+/// The vCPUs and memory one worker asks its engine for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerSize {
+    pub vcpus: f64,
+    pub memory_mib: u64,
+}
+
+/// How workers reach the plan, the config and the run folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One filesystem mounted at the same path on the planner and on every worker.
+    SharedFilesystem,
+    /// The plan and the run folder are URLs (`s3://`, `az://`, `gs://`, `sftp://`): a worker
+    /// starts in an empty folder with local scratch and credentials in its environment.
+    RunLocation,
+}
+
+impl EmitOptions {
+    /// [`Mode::RunLocation`] when the plan or the run folder as workers see them are URLs.
+    pub fn mode(&self) -> Mode {
+        if self.plan.contains("://") || self.out.contains("://") {
+            Mode::RunLocation
+        } else {
+            Mode::SharedFilesystem
+        }
+    }
+
+    /// `process` and its flags but the slice: with the config on the shared filesystem, or
+    /// (run location) with local `scratch`, the config being read from beside the plan.
+    fn process_args(&self, scratch: &str) -> Vec<String> {
+        match self.mode() {
+            Mode::SharedFilesystem => vec![
+                "process".into(),
+                "--config".into(),
+                self.config.clone(),
+                "--plan".into(),
+                self.plan.clone(),
+                "--out".into(),
+                self.out.clone(),
+            ],
+            Mode::RunLocation => vec![
+                "process".into(),
+                "--plan".into(),
+                self.plan.clone(),
+                "--out".into(),
+                self.out.clone(),
+                "--scratch".into(),
+                scratch.into(),
+            ],
+        }
+    }
+}
+
+/// Fargate's valid vCPU and memory pairs (MiB), from the AWS Batch `resourceRequirements`
+/// reference, as `resourceRequirements` values; an error saying which sizes are when `w` is not
+/// one.
+pub fn fargate_size(w: WorkerSize) -> Result<(String, String), String> {
+    let (lo, hi, step): (u64, u64, u64) = match w.vcpus {
+        v if v == 0.25 => (512, 2048, 512),
+        v if v == 0.5 => (1024, 4096, 1024),
+        v if v == 1.0 => (2048, 8192, 1024),
+        v if v == 2.0 => (4096, 16384, 1024),
+        v if v == 4.0 => (8192, 30720, 1024),
+        v if v == 8.0 => (16384, 61440, 4096),
+        v if v == 16.0 => (32768, 122880, 8192),
+        v => {
+            return Err(format!(
+                "Fargate runs 0.25, 0.5, 1, 2, 4, 8 or 16 vCPUs, not {v}"
+            ));
+        }
+    };
+    let m = w.memory_mib;
+    // 0.25 vCPU takes 512, 1024 or 2048 MiB: multiples of 512 up to 2048 but for 1536.
+    let ok = (lo..=hi).contains(&m) && m % step == 0 && !(w.vcpus == 0.25 && m == 1536);
+    if !ok {
+        return Err(format!(
+            "Fargate gives {} vCPU {lo} to {hi} MiB of memory in steps of {step}, not {m} MiB",
+            w.vcpus
+        ));
+    }
+    Ok((w.vcpus.to_string(), m.to_string()))
+}
+
+/// Local scratch a run-location worker needs, GiB: the largest unit three times over (the one
+/// being processed, the next one downloading, and an output as large as its input), rounded up.
+fn scratch_gib(plan: &Plan) -> u64 {
+    let largest = plan
+        .slices
+        .iter()
+        .flat_map(|s| s.units.iter().map(|u| u.bytes))
+        .max()
+        .unwrap_or(0);
+    (largest.saturating_mul(3)).div_ceil(1 << 30).max(1)
 }
 
 /// One array (or plain job) to submit: slices `offset .. offset + size` of one stage.
@@ -219,13 +327,23 @@ fn job_name(plan: &Plan, a: &ArrayJob) -> String {
 fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let jobs = arrays(plan, o.slurm_max_array_size.max(1));
-    let process = format!(
-        "{} process --config {} --plan {} --out {}",
-        sh_quote(&o.batchwin),
-        sh_quote(&o.config),
-        sh_quote(&o.plan),
-        sh_quote(&o.out)
-    );
+    let url = o.mode() == Mode::RunLocation;
+    // Run location: scratch on the node's own disk (the job's private temporary folder when
+    // the cluster gives one), and logs beside the scripts, as the run folder is not a path.
+    let mut process = sh_quote(&o.batchwin);
+    for a in o.process_args("SCRATCH") {
+        process.push(' ');
+        process.push_str(&if a == "SCRATCH" {
+            "\"${SLURM_TMPDIR:-${TMPDIR:-/tmp}}\"".to_string()
+        } else {
+            sh_quote(&a)
+        });
+    }
+    let logs = if url {
+        "logs".to_string()
+    } else {
+        format!("{}/logs", o.out)
+    };
     // Whole minutes, at least one: `0:00:00` would mean no limit to Slurm.
     let minutes = o.timeout_seconds.div_ceil(60).max(1);
     let time = format!("{}:{:02}:00", minutes / 60, minutes % 60);
@@ -237,7 +355,7 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
              #SBATCH --array=0-{last}%{conc}\n\
              #SBATCH --requeue\n\
              #SBATCH --time={time}\n\
-             #SBATCH --output={out}/logs/%x-%A_%a.log\n\
+             #SBATCH --output={logs}/%x-%A_%a.log\n\
              #SBATCH --open-mode=append\n\
              # Stage {stage}, slices {offset}..{end} of the plan; the task's slice is\n\
              # SLURM_ARRAY_TASK_ID + BATCHWIN_SLICE_OFFSET.\n\
@@ -251,7 +369,6 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
              exit \"$rc\"\n",
             last = a.size - 1,
             conc = o.max_concurrent.max(1),
-            out = o.out,
             stage = a.stage,
             offset = a.offset,
             end = a.offset + a.size - 1,
@@ -262,11 +379,10 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
         files.push(path);
     }
     let report = format!(
-        "#!/usr/bin/env bash\n#SBATCH --job-name=batchwin-{}-report\n#SBATCH --output={}/logs/%x-%j.log\nexec {} report --ledgers {}/ledgers\n",
+        "#!/usr/bin/env bash\n#SBATCH --job-name=batchwin-{}-report\n#SBATCH --output={logs}/%x-%j.log\nexec {} report --ledgers {}\n",
         plan.date,
-        o.out,
         sh_quote(&o.batchwin),
-        sh_quote(&o.out)
+        sh_quote(&format!("{}/ledgers", o.out))
     );
     let report_path = dir.join("report.sbatch");
     write(&report_path, &report, false)?;
@@ -275,7 +391,7 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
     let mut s = String::from(
         "#!/usr/bin/env bash\n# Submits the plan's arrays in stage order, each stage after the one before it\n# ended (afterany: a slice holds back only the vendors that come after one that did not\n# finish, as their units are recorded blocked), then the report after all of them ended.\n# Prints one `name job-id` line per job.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n",
     );
-    let _ = writeln!(s, "mkdir -p {}/logs", sh_quote(&o.out));
+    let _ = writeln!(s, "mkdir -p {}", sh_quote(&logs));
     let mut prev: Vec<String> = Vec::new();
     let mut all: Vec<String> = Vec::new();
     for st in &plan.stages {
@@ -362,7 +478,7 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 },
                 "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
                 "containerOverrides": {
-                    "command": ["process", "--config", o.config, "--plan", o.plan, "--out", o.out],
+                    "command": o.process_args(AWS_SCRATCH),
                     // An array task adds its index to the offset; a plain job (one slice) has
                     // no index and is told its slice outright.
                     "environment": [{
@@ -409,21 +525,24 @@ fn aws_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<Pat
             req["jobName"].as_str().unwrap_or("job")
         );
     }
-    let def = json!({
-        "jobDefinitionName": "batchwin",
-        "type": "container",
-        "platformCapabilities": ["EC2"],
-        "containerProperties": {
-            "image": o.image,
-            "command": ["--help"],
-            "resourceRequirements": [
-                {"type": "VCPU", "value": "2"},
-                {"type": "MEMORY", "value": "4096"}
-            ]
-        },
-        "retryStrategy": {"attempts": o.retries.clamp(1, 10), "evaluateOnExit": [{"onExitCode": "3", "action": "RETRY"}, {"onExitCode": "*", "action": "EXIT"}]},
-        "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)}
-    });
+    let def = match o.mode() {
+        Mode::SharedFilesystem => json!({
+            "jobDefinitionName": "batchwin",
+            "type": "container",
+            "platformCapabilities": ["EC2"],
+            "containerProperties": {
+                "image": o.image,
+                "command": ["--help"],
+                "resourceRequirements": [
+                    {"type": "VCPU", "value": "2"},
+                    {"type": "MEMORY", "value": "4096"}
+                ]
+            },
+            "retryStrategy": {"attempts": o.retries.clamp(1, 10), "evaluateOnExit": [{"onExitCode": "3", "action": "RETRY"}, {"onExitCode": "*", "action": "EXIT"}]},
+            "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)}
+        }),
+        Mode::RunLocation => fargate_job_definition(plan, o)?,
+    };
     let def_path = dir.join("job-definition.json");
     write(&def_path, &json_text(&def), false)?;
     files.push(def_path);
@@ -433,9 +552,64 @@ fn aws_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<Pat
     Ok(files)
 }
 
+/// Where a Fargate task's scratch goes: its ephemeral storage (the container's own disk).
+const AWS_SCRATCH: &str = "/tmp/batchwin-scratch";
+
+/// The RegisterJobDefinition request of a run-location worker on Fargate: nothing mounted,
+/// the masking key injected from Secrets Manager, the role the task's credentials come from,
+/// and ephemeral storage sized to the plan's largest unit. `${...}` are filled by `envsubst`
+/// when it is registered (aws-batch/README.md).
+fn fargate_job_definition(plan: &Plan, o: &EmitOptions) -> anyhow::Result<Value> {
+    let (vcpu, memory) = fargate_size(o.worker)
+        .map_err(|m| anyhow::anyhow!("[pricing] worker size for AWS Batch on Fargate: {m}"))?;
+    let mut container = json!({
+        "image": o.image,
+        "command": ["--help"],
+        "resourceRequirements": [
+            {"type": "VCPU", "value": vcpu},
+            {"type": "MEMORY", "value": memory}
+        ],
+        // The task's own credentials (S3, Secrets Manager) come from the job role; pulling
+        // the image and reading the secret at start, from the execution role.
+        "executionRoleArn": "arn:aws:iam::${AWS_ACCOUNT_ID}:role/batchwin-execution",
+        "jobRoleArn": "arn:aws:iam::${AWS_ACCOUNT_ID}:role/batchwin-worker",
+        "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+        // Private subnets reach S3 through a gateway endpoint or a NAT; no public address.
+        "networkConfiguration": {"assignPublicIp": "DISABLED"},
+        "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+        "secrets": [{"name": o.mask_key_env, "valueFrom": "${BATCHWIN_MASK_KEY_SECRET_ARN}"}],
+        "environment": [{"name": crate::env::ENV_LOG_FORMAT, "value": "json"}],
+        "logConfiguration": {"logDriver": "awslogs"}
+    });
+    // Fargate gives 20 GiB of task storage at no charge; more (up to 200) is asked for.
+    let gib = scratch_gib(plan);
+    if gib > 20 {
+        if gib > 200 {
+            anyhow::bail!(
+                "the plan's largest unit needs {gib} GiB of scratch, more than Fargate's 200: cut large files smaller (--split-bytes)"
+            );
+        }
+        container["ephemeralStorage"] = json!({"sizeInGiB": gib.max(21)});
+    }
+    Ok(json!({
+        "jobDefinitionName": "batchwin",
+        "type": "container",
+        "platformCapabilities": ["FARGATE"],
+        "containerProperties": container,
+        "retryStrategy": {"attempts": o.retries.clamp(1, 10), "evaluateOnExit": [{"onExitCode": "3", "action": "RETRY"}, {"onExitCode": "*", "action": "EXIT"}]},
+        "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
+        "propagateTags": true,
+        "tags": {"app": "batchwin"}
+    }))
+}
+
 /// Azure Batch limits from its REST reference.
 pub const AZURE_MAX_TASKS_PER_CALL: usize = 100;
 pub const AZURE_MAX_BYTES_PER_CALL: usize = 1_000_000;
+
+/// A run-location task's scratch: its own working folder on the node's local disk, which Azure
+/// Batch removes after the task's retention time.
+const AZURE_SCRATCH: &str = "$AZ_BATCH_TASK_WORKING_DIR";
 
 /// Task collections (`TaskAddCollectionParameter` bodies) of at most 100 tasks and 1 MB. Task
 /// ids are the slice numbers, so dependencies can use `taskIdRanges`.
@@ -446,7 +620,7 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
             let mut t = json!({
                 "id": k.to_string(),
                 "displayName": format!("batchwin {} stage {} slice {}", plan.date, st.index, k),
-                "commandLine": format!("/bin/sh -c \"{} process --config {} --plan {} --out {} --slice {}\"", o.batchwin, o.config, o.plan, o.out, k),
+                "commandLine": format!("/bin/sh -c \"{} {} --slice {}\"", o.batchwin, o.process_args(AZURE_SCRATCH).join(" "), k),
                 "constraints": {"maxTaskRetryCount": o.retries as i64, "maxWallClockTime": format!("PT{}S", o.timeout_seconds.max(60))},
                 "exitConditions": {
                     // Once its retries are spent, whatever its exit code, a slice lets the next
@@ -468,7 +642,10 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
         "id": n.to_string(),
         "displayName": format!("batchwin {} report", plan.date),
         "commandLine": format!("/bin/sh -c \"{} report --ledgers {}/ledgers\"", o.batchwin, o.out),
-        "dependsOn": {"taskIdRanges": [{"start": 0, "end": n.saturating_sub(1)}]}
+        "dependsOn": {"taskIdRanges": [{"start": 0, "end": n.saturating_sub(1)}]},
+        // The report ends the day: its exit status says whether the day had failures, and
+        // running it again would say the same.
+        "constraints": {"maxTaskRetryCount": 0, "maxWallClockTime": format!("PT{}S", o.timeout_seconds.max(60))}
     }));
     let mut collections: Vec<Value> = Vec::new();
     let mut current: Vec<Value> = Vec::new();
@@ -493,7 +670,7 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
 fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let job_id = format!("batchwin-{}", plan.date);
-    let job = json!({
+    let mut job = json!({
         "id": job_id,
         "poolInfo": {"poolId": "${BATCHWIN_POOL_ID}"},
         "usesTaskDependencies": true,
@@ -503,6 +680,21 @@ fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<P
         "onTaskFailure": "performexitoptionsjobaction",
         "metadata": [{"name": "batchwin-date", "value": plan.date}]
     });
+    let azure_store = ["az://", "azure://", "abfs://", "abfss://"]
+        .iter()
+        .any(|p| o.out.starts_with(p))
+        || o.out.contains(".blob.core.windows.net");
+    if o.mode() == Mode::RunLocation && azure_store {
+        // Nothing is mounted: the object store is reached with the pool's user-assigned
+        // managed identity (its client id tells which, when the pool has several), or with the
+        // AZURE_STORAGE_* settings an operator adds here. No secret goes in these settings:
+        // anyone who can read the job can read them.
+        job["commonEnvironmentSettings"] = json!([
+            {"name": "AZURE_STORAGE_ACCOUNT_NAME", "value": "${AZURE_STORAGE_ACCOUNT_NAME}"},
+            {"name": "AZURE_CLIENT_ID", "value": "${BATCHWIN_IDENTITY_CLIENT_ID}"},
+            {"name": crate::env::ENV_LOG_FORMAT, "value": "json"}
+        ]);
+    }
     let job_path = dir.join("job.json");
     write(&job_path, &json_text(&job), false)?;
     files.push(job_path);
@@ -529,6 +721,56 @@ fn azure_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<P
     Ok(files)
 }
 
+/// Kubernetes names of the run-location objects an operator creates once (docs/engines.md).
+pub const K8S_SERVICE_ACCOUNT: &str = "batchwin-worker";
+pub const K8S_CREDENTIALS_SECRET: &str = "batchwin-credentials";
+pub const K8S_MASK_KEY_SECRET: &str = "batchwin-mask-key";
+/// Where a run-location pod's emptyDir scratch is mounted.
+const K8S_SCRATCH: &str = "/scratch";
+
+/// The pod spec of a worker running `args`. Run location: an emptyDir for scratch (sized to
+/// the plan's largest unit), credentials from the `batchwin-credentials` Secret when there is
+/// one (AWS_*, AZURE_STORAGE_*, GOOGLE_*) or from the service account's workload identity,
+/// the masking key from its own Secret; resources as `[pricing]` sizes a worker.
+fn k8s_pod(plan: &Plan, o: &EmitOptions, args: Vec<String>, env: Value) -> Value {
+    let mut container = json!({
+        "name": "batchwin",
+        "image": o.image,
+        "args": args,
+        "env": env
+    });
+    let mut spec = json!({"restartPolicy": "Never", "containers": []});
+    if o.mode() == Mode::RunLocation {
+        let cpu = format!("{}m", (o.worker.vcpus * 1000.0).round() as u64);
+        let memory = format!("{}Mi", o.worker.memory_mib);
+        let gib = scratch_gib(plan);
+        container["envFrom"] =
+            json!([{"secretRef": {"name": K8S_CREDENTIALS_SECRET, "optional": true}}]);
+        if let Some(env) = container["env"].as_array_mut() {
+            env.push(
+                json!({"name": o.mask_key_env, "valueFrom": {"secretKeyRef": {
+                "name": K8S_MASK_KEY_SECRET, "key": "key", "optional": true}}}),
+            );
+            env.push(json!({"name": crate::env::ENV_LOG_FORMAT, "value": "json"}));
+        }
+        container["volumeMounts"] = json!([{"name": "scratch", "mountPath": K8S_SCRATCH}]);
+        container["resources"] = json!({
+            "requests": {"cpu": cpu, "memory": memory, "ephemeral-storage": format!("{gib}Gi")},
+            "limits": {"memory": memory, "ephemeral-storage": format!("{}Gi", gib + 1)}
+        });
+        container["securityContext"] = json!({
+            "allowPrivilegeEscalation": false,
+            "runAsNonRoot": true,
+            "capabilities": {"drop": ["ALL"]}
+        });
+        spec["serviceAccountName"] = json!(K8S_SERVICE_ACCOUNT);
+        spec["volumes"] =
+            json!([{"name": "scratch", "emptyDir": {"sizeLimit": format!("{}Gi", gib + 1)}}]);
+    }
+    spec["containers"] = json!([container]);
+    json!({"metadata": {"labels": {"app": "batchwin", "batchwin/date": plan.date}}, "spec": spec})
+}
+
 fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut s = String::from(
@@ -536,6 +778,9 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
     );
     for st in &plan.stages {
         let name = format!("batchwin-{}-s{}", plan.date, st.index);
+        let parallelism = o.max_concurrent.clamp(1, st.slices.max(1));
+        let env =
+            json!([{"name": crate::env::ENV_SLICE_OFFSET, "value": st.first_slice.to_string()}]);
         let job = json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -543,25 +788,20 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
             "spec": {
                 "completionMode": "Indexed",
                 "completions": st.slices,
-                "parallelism": o.max_concurrent.clamp(1, st.slices.max(1)),
+                "parallelism": parallelism,
+                // Each slice (index) has its own retries, for exit code 3 only: any other
+                // failure fails that index at once, and the others carry on.
                 "backoffLimitPerIndex": o.retries,
                 "podFailurePolicy": {"rules": [
-                    {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [3]}}
+                    // `onPodConditions` is required (empty) by the API of 1.25 to 1.28.
+                    {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [3]}, "onPodConditions": []}
                 ]},
                 // The whole stage: as many waves of tasks as parallelism needs, each within
                 // the task limit, and its retries.
                 "activeDeadlineSeconds": o.timeout_seconds.max(60)
-                    * (st.slices.div_ceil(o.max_concurrent.clamp(1, st.slices.max(1))) as u64)
+                    * (st.slices.div_ceil(parallelism) as u64)
                     * (u64::from(o.retries) + 1),
-                "template": {"spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{
-                        "name": "batchwin",
-                        "image": o.image,
-                        "args": ["process", "--config", o.config, "--plan", o.plan, "--out", o.out],
-                        "env": [{"name": "BATCHWIN_SLICE_OFFSET", "value": st.first_slice.to_string()}]
-                    }]
-                }}
+                "template": k8s_pod(plan, o, o.process_args(K8S_SCRATCH), env)
             }
         });
         let file = format!("{name}.json");
@@ -570,6 +810,29 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
         files.push(path);
         // The Job's activeDeadlineSeconds bounds the wait: past it, the Job is Failed.
         let _ = writeln!(s, "kubectl apply -f {file}\nwait_job {name}");
+    }
+    if o.mode() == Mode::RunLocation {
+        // The report reads every slice's ledger from the run location; on a shared
+        // filesystem it is run where the run folder is (docs/engines.md).
+        let name = format!("batchwin-{}-report", plan.date);
+        let job = json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "labels": {"app": "batchwin", "batchwin/date": plan.date}},
+            "spec": {
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": o.timeout_seconds.max(60),
+                "template": k8s_pod(plan, o, vec!["report".into(), "--ledgers".into(), format!("{}/ledgers", o.out)], json!([]))
+            }
+        });
+        let file = format!("{name}.json");
+        let path = dir.join(&file);
+        write(&path, &json_text(&job), false)?;
+        files.push(path);
+        let _ = writeln!(
+            s,
+            "kubectl apply -f {file}\nwait_job {name}\nkubectl logs \"job/{name}\""
+        );
     }
     s.push_str("exit \"$failed\"\n");
     let submit = dir.join("submit.sh");

@@ -174,6 +174,8 @@ pub struct RunReport {
     pub timeline: Vec<TimelineItem>,
     /// Records finished in each tenth of the run.
     pub throughput: Vec<ThroughputBucket>,
+    /// What the `process` runs cost: their measured wall time × threads, priced.
+    pub cost: crate::plan::cost::RunCost,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -201,6 +203,8 @@ pub struct Context<'a> {
     pub slas: BTreeMap<String, f64>,
     /// When the window opened; default: the first start in the ledgers.
     pub window_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// The config's `[pricing]`; `None`: the example prices.
+    pub pricing: Option<crate::plan::cost::Pricing>,
 }
 
 impl RunReport {
@@ -452,7 +456,12 @@ pub fn summarize(
     totals.files += planned_later.len() as i64;
     let mut failures: Vec<FailedUnit> = failures;
     failures.extend(planned_later);
+    let pricing = ctx.pricing.clone().unwrap_or_else(|| {
+        crate::plan::cost::Pricing::from_config(&crate::config::PricingConfig::default())
+    });
+    let (runs, vcpu_seconds) = query::process_vcpu_seconds(conn)?;
     Ok(RunReport {
+        cost: crate::plan::cost::run_cost(runs, vcpu_seconds, &pricing),
         timeline,
         throughput,
         masking: query::masking_audit(conn)?,

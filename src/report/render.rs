@@ -68,7 +68,10 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
             thousands(t.records_per_second as u64)
         ),
     ];
-    for l in lines {
+    for l in lines
+        .into_iter()
+        .chain(s.cost.render().lines().map(String::from))
+    {
         let _ = writeln!(o, "{}{l}", if markdown { "    " } else { "" });
     }
     for m in &s.masking {

@@ -19,6 +19,7 @@ mod demo;
 mod disk_full;
 // Every `batchwin` command shown in the README, the guides and the job files parses.
 mod docs;
+mod engines;
 // `generate`: the same seed gives the same bytes; expected.json adds up.
 mod generate;
 // `batchwin --help` and every subcommand's `--help` (snapshots).

@@ -108,6 +108,15 @@ fn table_report_of_a_small_day() {
             r"(?m)^wall time  \d+\.\d s, [\d,]+ records/s$",
             "wall time  [SECONDS] s, [RATE] records/s",
         ),
+        // The cost of the measured run, and each engine's price of it.
+        (
+            r"(?m)^cost       \d+\.\d+ vCPU-hours, \d+\.\d+ GB-hours measured",
+            "cost       [HOURS] vCPU-hours, [HOURS] GB-hours measured",
+        ),
+        (
+            r"(?m)^  (aws-batch|azure-batch|k8s|slurm) +[\d.]+ USD +[\d.]+ USD",
+            "  $1 [COST] USD [COST] USD",
+        ),
         // Priorities: finished after, and the time to spare before the SLA.
         (
             r"(?m)^((?:high|medium|low) +\d+ +\d+ +\d+ +)\d+\.\d s +(\d+\.\d s +)met, \d+\.\d s to spare$",

@@ -1,9 +1,13 @@
 """Checks emitted AWS Batch files against AWS's own API model (botocore).
 
-Usage: aws_batch.py DIR   (the `aws-batch` folder written by `batchwin plan --emit aws-batch`)
+Usage: aws_batch.py DIR [SETUP]   (DIR: the `aws-batch` folder written by `batchwin plan --emit
+aws-batch`; SETUP: the repository's `aws-batch` folder of one-time requests)
 
 Every `*.json` but `job-definition.json` is a SubmitJob request; `job-definition.json` is a
-RegisterJobDefinition request. botocore's ParamValidator checks types, required members and
+RegisterJobDefinition request (on Fargate, checked for what Fargate requires: a valid vCPU and
+memory pair, an execution role, no volumes, the masking key from a secret). In SETUP,
+`compute-environment*.json` are CreateComputeEnvironment requests and `job-queues*.json` arrays
+of CreateJobQueue requests, whose environments must exist there and share a kind. botocore's ParamValidator checks types, required members and
 unknown keys; it does not check enumerations or documented ranges, so this script walks the
 model for enum values and asserts the ranges itself. Exits 1 with a report on any problem.
 """
@@ -36,8 +40,8 @@ def enums(value, shape, path):
         problems.append(f"{path}: {value!r} is not one of {shape.enum}")
 
 
-def check(path, op_name):
-    req = json.load(open(path))
+def check(path, op_name, req=None):
+    req = json.load(open(path)) if req is None else req
     op = model.operation_model(op_name)
     report = ParamValidator().validate(req, op.input_shape)
     if report.has_errors():
@@ -70,7 +74,61 @@ for f in requests:
         problems.append(f"{f}: more than 20 dependsOn")
     if req.get("timeout", {}).get("attemptDurationSeconds", 60) < 60:
         problems.append(f"{f}: timeout under 60 s")
-check(os.path.join(d, "job-definition.json"), "RegisterJobDefinition")
+FARGATE_MEMORY = {
+    "0.25": [512, 1024, 2048],
+    "0.5": list(range(1024, 4097, 1024)),
+    "1": list(range(2048, 8193, 1024)),
+    "2": list(range(4096, 16385, 1024)),
+    "4": list(range(8192, 30721, 1024)),
+    "8": list(range(16384, 61441, 4096)),
+    "16": list(range(32768, 122881, 8192)),
+}
+jd = check(os.path.join(d, "job-definition.json"), "RegisterJobDefinition")
+if "FARGATE" in jd.get("platformCapabilities", []):
+    c = jd["containerProperties"]
+    res = {r["type"]: r["value"] for r in c.get("resourceRequirements", [])}
+    if int(res.get("MEMORY", 0)) not in FARGATE_MEMORY.get(res.get("VCPU"), []):
+        problems.append(f"job-definition.json: {res} is not a Fargate vCPU and memory pair")
+    for key in ("executionRoleArn", "jobRoleArn", "fargatePlatformConfiguration", "networkConfiguration"):
+        if key not in c:
+            problems.append(f"job-definition.json: Fargate needs {key}")
+    if c.get("volumes") or c.get("mountPoints"):
+        problems.append("job-definition.json: a run-location worker mounts nothing")
+    if not any(s["name"] == "BATCHWIN_MASK_KEY" for s in c.get("secrets", [])):
+        problems.append("job-definition.json: the masking key is not injected from a secret")
+    size = c.get("ephemeralStorage", {}).get("sizeInGiB")
+    if size is not None and not 21 <= size <= 200:
+        problems.append(f"job-definition.json: ephemeral storage {size} GiB outside 21..200")
+    for f in requests:
+        cmd = json.load(open(f))["containerOverrides"]["command"]
+        if "--config" in cmd or "--scratch" not in cmd:
+            problems.append(f"{f}: a run-location worker takes --scratch and no --config: {cmd}")
+
+if len(sys.argv) > 2:
+    setup = sys.argv[2]
+    kinds = {}
+    for f in sorted(glob.glob(os.path.join(setup, "compute-environment*.json"))):
+        ce = check(f, "CreateComputeEnvironment")
+        kinds[ce["computeEnvironmentName"]] = ce["computeResources"]["type"]
+    queues = sorted(glob.glob(os.path.join(setup, "job-queues*.json")))
+    if not kinds or not queues:
+        problems.append(f"{setup}: no compute environments or job queues")
+    names = set()
+    for f in queues:
+        for i, q in enumerate(json.load(open(f))):
+            check(f"{f}[{i}]", "CreateJobQueue", q)
+            names.add(q["jobQueueName"])
+            order = [e["computeEnvironment"] for e in sorted(q["computeEnvironmentOrder"], key=lambda e: e["order"])]
+            if any(e not in kinds for e in order):
+                problems.append(f"{f}[{i}]: environments {order} not all in {sorted(kinds)}")
+                continue
+            # A queue takes EC2 environments or Fargate ones, never both.
+            if len({"FARGATE" if kinds[e].startswith("FARGATE") else "EC2" for e in order}) > 1:
+                problems.append(f"{f}[{i}]: mixes EC2 and Fargate environments {order}")
+    for f in requests:
+        q = json.load(open(f))["jobQueue"]
+        if q not in names:
+            problems.append(f"{f}: queue {q!r} is not created by {setup}")
 
 if problems:
     print("\n".join(problems))
