@@ -113,6 +113,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             // A demo's run can be traced, to try a collector.
             otlp: crate::env::otlp(),
             traceparent: None,
+            secrets: crate::env::secret,
         },
     )?;
 

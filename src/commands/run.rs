@@ -72,6 +72,7 @@ impl RunArgs {
                 .map(|t| std::path::absolute(t).unwrap_or(t.clone())),
             otlp: crate::env::otlp(),
             traceparent: self.traceparent.clone(),
+            secrets: crate::env::secret,
         }
     }
 }

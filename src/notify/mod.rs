@@ -336,11 +336,12 @@ impl Notifier {
             let d = self.deliver(h, url, &event.body(h.style), kind);
             if !d.delivered {
                 tracing::warn!(
-                    "webhook `{}` ({}): {} not delivered after {} tries: {}",
+                    "webhook `{}` ({}): {} not delivered after {} {}: {}",
                     h.name,
                     d.host,
                     kind.name(),
                     d.attempts,
+                    if d.attempts == 1 { "try" } else { "tries" },
                     d.error.as_deref().unwrap_or("")
                 );
             }
@@ -409,8 +410,18 @@ impl Notifier {
                         break;
                     }
                 }
-                // Without the URL: it carries the webhook's token.
-                Err(e) => d.error = Some(e.without_url().to_string()),
+                // Without the URL: it carries the webhook's token. The causes say why
+                // (refused, timed out, a certificate), and none of them holds the URL.
+                Err(e) => {
+                    let e = e.without_url();
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        text = format!("{text}: {s}");
+                        source = s.source();
+                    }
+                    d.error = Some(text);
+                }
             }
             if attempt < tries {
                 std::thread::sleep(wait);
@@ -484,6 +495,31 @@ mod tests {
             f.iter()
                 .any(|f| f["title"] == "vendor" && f["value"] == "V001")
         }));
+    }
+
+    #[test]
+    fn a_url_in_the_config_is_refused_with_its_line_and_key() {
+        let text = "[notify]\nattempts = 2\n\n[[notify.webhook]]\nname = \"ops\"\nurl_env = \"OPS_URL\"\n\n[[notify.webhook]]\nname = \"chat\"\nurl_env = \"https://hooks.slack.com/services/T0/B0/secret\"\n";
+        let e = crate::config::Config::parse(std::path::Path::new("b.toml"), text.into())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("config `b.toml` line 10, key `notify.webhook[1].url_env`: name the environment variable"),
+            "{e}"
+        );
+        let twice = "[[notify.webhook]]\nname = \"ops\"\nurl_env = \"A\"\n[[notify.webhook]]\nname = \"ops\"\nurl_env = \"B\"\n";
+        let e = crate::config::Config::parse(std::path::Path::new("b.toml"), twice.into())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("line 5, key `notify.webhook[1].name`"), "{e}");
+        let style = "[[notify.webhook]]\nname = \"ops\"\nurl_env = \"A\"\nstyle = \"discord\"\n";
+        let e = crate::config::Config::parse(std::path::Path::new("b.toml"), style.into())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("line 4") && e.contains("discord"), "{e}");
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct RunSettings {
     pub otlp: Option<crate::env::OtlpSettings>,
     /// The W3C trace context the run joins (`TRACEPARENT`).
     pub traceparent: Option<String>,
+    /// Looks up the variables `[notify]` names for webhook URLs ([`crate::env::secret`]).
+    pub secrets: fn(&str) -> Option<String>,
 }
 
 /// Runs window `a.window` (and first the earlier days of it that left work undone): fetch,
@@ -192,7 +194,7 @@ fn run_day(
     let log = dir.join("notifications.jsonl");
     let watch = Watch {
         span: &span,
-        notifier: Notifier::new(&config.notify, &crate::env::secret, &log),
+        notifier: Notifier::new(&config.notify, &a.secrets, &log),
     };
     let report_json = dir.join("report.json");
     if !steps.dry_run {

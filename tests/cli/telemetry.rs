@@ -600,3 +600,62 @@ fn a_webhook_server_that_is_down_costs_the_run_nothing() {
     );
     assert!(!log.contains("token-down"), "{log}");
 }
+
+#[test]
+fn spans_of_a_slice_stopped_by_sigterm_are_sent_before_it_exits() {
+    let d = Dir::new();
+    crate::util::generate_day(&d, "40", "1500000", "4", "47");
+    let otlp = Recorder::start(d.root(), "otlp");
+    let mut child = d
+        .process()
+        .args(crate::util::process_day_args("out", crate::util::DATE))
+        .arg("-q")
+        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp.url("/v1/traces"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .env_remove("TRACEPARENT")
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "the run ended before the signal");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+    let all = spans(&otlp);
+    let process: Vec<&Sp> = all.iter().filter(|s| s.name == "process").collect();
+    assert_eq!(process.len(), 1, "{all:?}");
+    assert!(
+        process[0].parent.is_empty(),
+        "a new trace without TRACEPARENT"
+    );
+    let files: Vec<&Sp> = all.iter().filter(|s| s.name == "file").collect();
+    assert!(files.iter().all(|f| f.parent == process[0].id));
+    // Every unit the ledger recorded has its span, the cancelled ones too.
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "out", "--format", "json"])
+        .output()
+        .expect("report");
+    let r: Value = serde_json::from_slice(&o.stdout).expect("report json");
+    assert_eq!(
+        files.len() as i64,
+        r["totals"]["units"].as_i64().unwrap(),
+        "{}",
+        r["totals"]
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.str("batchwin.outcome") == "cancelled"),
+        "a unit in flight was cancelled"
+    );
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.str("batchwin.outcome") == "succeeded")
+            .count() as i64,
+        r["totals"]["succeeded"].as_i64().unwrap()
+    );
+}
