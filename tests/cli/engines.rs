@@ -638,9 +638,11 @@ fn cost_block(out: &str, label: &str) -> (f64, f64, usize, BTreeMap<String, (f64
     (nums[0], nums[1], workers, engines)
 }
 
-/// `plan` prices the day from the measured history: vCPU-hours and GB-hours are its estimated
-/// worker-hours times the worker's size, each engine's price is `[pricing]`'s, and a day twice
-/// as large costs twice as much and needs the workers for twice the work.
+/// `plan` prices the day from the measured history: its estimated file time times the
+/// vCPU-seconds the past run's workers held per second of file time (wall time × threads over
+/// summed file time) gives the vCPU-hours, the worker's size the GB-hours and worker-hours, each
+/// engine's price is `[pricing]`'s, and a day twice as large costs twice as much and needs the
+/// workers for twice the work.
 #[test]
 fn plan_prices_the_day_and_a_day_twice_as_large() {
     let d = Dir::new();
@@ -667,10 +669,26 @@ fn plan_prices_the_day_and_a_day_twice_as_large() {
     let p = plan_json(&d, "plan.json");
     let work = p["estimate"]["total_work_seconds"].as_f64().unwrap();
     assert!(work > 0.0);
-    eprintln!("{out}");
+    // What the past run's workers held per second of the file time it recorded.
+    let ledger = batchwin::ledger::Ledger::open(&d.path("past/ledger.duckdb")).unwrap();
+    let held: f64 = ledger
+        .connection()
+        .query_row(
+            "SELECT ((SELECT sum((epoch(ended_at) - epoch(started_at)) * threads) FROM runs WHERE command = 'process')
+                    / (SELECT sum(epoch(ended_at) - epoch(started_at)) FROM files))::DOUBLE",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        out.contains(&format!(
+            "workers held {held:.2} vCPU-seconds per second of file time"
+        )),
+        "{held}: {out}"
+    );
     for (label, k) in [("cost", 1.0), ("cost x2", 2.0)] {
         let (vcpu_h, gb_h, workers, engines) = cost_block(&out, label);
-        let want_vcpu = k * work * 4.0 / 3600.0;
+        let want_vcpu = k * work * held / 3600.0;
         // Figures are printed to 4 decimals below 1 (hours below 10), to 2 above.
         let close = |a: f64, b: f64| (a - b).abs() <= if b >= 1.0 { 0.006 } else { 1e-4 };
         assert!(
@@ -678,7 +696,13 @@ fn plan_prices_the_day_and_a_day_twice_as_large() {
             "{label}: {vcpu_h} vs {want_vcpu}\n{out}"
         );
         assert!(close(gb_h, 2.0 * want_vcpu), "{label}\n{out}");
-        assert_eq!(workers, (k * work / 0.6).ceil() as usize, "{label}\n{out}");
+        // Worker-seconds: the vCPU-seconds over the worker's 4 vCPUs.
+        let worker_seconds = want_vcpu * 3600.0 / 4.0;
+        assert_eq!(
+            workers,
+            (worker_seconds / 0.6).ceil() as usize,
+            "{label}\n{out}"
+        );
         let (on_demand, spot) = engines["aws-batch"];
         assert!(
             close(on_demand, want_vcpu * 36.0 + 2.0 * want_vcpu * 4.0),
