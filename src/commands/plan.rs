@@ -148,7 +148,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         })?),
     };
     let (costs, held) = match &a.history {
-        Some(dir) => crate::plan::cost::history(dir).map_err(Failure::usage)?,
+        Some(dir) => history(dir).map_err(Failure::usage)?,
         None => (CostModel::new(), None),
     };
     let opts = PlanOptions {
@@ -325,4 +325,21 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
         ));
     }
     s
+}
+
+/// What earlier ledgers below `dir` measured: each vendor's seconds of file time per byte (the
+/// planner's cost model), and the vCPU-seconds workers held per second of file time (`None`
+/// when they hold no finished `process` run), for the day's cost.
+fn history(dir: &Path) -> anyhow::Result<(CostModel, Option<f64>)> {
+    let mut costs = CostModel::new();
+    for (v, c) in crate::ledger::query::cost_history(dir)? {
+        if c.bytes > 0.0 && c.seconds > 0.0 {
+            costs.seconds_per_byte.insert(v, c.seconds / c.bytes);
+        }
+    }
+    let (held, file_seconds) = crate::ledger::query::held_vcpu_history(dir)?;
+    Ok((
+        costs,
+        (held > 0.0 && file_seconds > 0.0).then(|| held / file_seconds),
+    ))
 }

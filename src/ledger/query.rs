@@ -278,9 +278,19 @@ pub fn cost_history(dir: &Path) -> anyhow::Result<BTreeMap<String, VendorCost>> 
 pub fn held_vcpu_history(dir: &Path) -> anyhow::Result<(f64, f64)> {
     use anyhow::Context;
     let (mut held, mut file_seconds) = (0.0, 0.0);
-    for p in super::merge::find_ledgers(dir, None)
-        .with_context(|| format!("cannot read `{}`", dir.display()))?
-    {
+    let mut ledgers = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "duckdb") {
+                ledgers.push(p);
+            }
+        }
+    }
+    for p in ledgers {
         let conn = Connection::open_with_flags(
             &p,
             duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,

@@ -1,7 +1,8 @@
 //! What a day costs: worker-hours turned into vCPU-hours and GB-hours, priced on each engine
 //! from `[pricing]` (or example prices, labelled as such), and the number of workers a window
 //! needs. `plan` prices the day it planned from the planner's estimate (each vendor's measured
-//! seconds per byte with `--history`); `report` prices the run that happened from what the
+//! seconds per byte with `--history`, and what the history's workers held per second of file
+//! time, both read by the command from the ledgers); `report` prices the run that happened from what the
 //! ledgers measured (each run's wall time times its threads).
 //!
 //! An engine bills what a worker holds, not what it uses: a Fargate task, a VM or a pod is
@@ -9,26 +10,9 @@
 //! worker-hours times the worker's vCPUs, whatever share of them the work kept busy.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use crate::config::{EnginePrices, PricingConfig};
-use crate::plan::CostModel;
 use crate::plan::emit::{Engine, WorkerSize};
-
-/// What earlier ledgers below `dir` measured: each vendor's seconds of file time per byte (the
-/// planner's cost model), and the vCPU-seconds workers held per second of file time (`None`
-/// when they hold no finished `process` run).
-pub fn history(dir: &Path) -> anyhow::Result<(CostModel, Option<f64>)> {
-    let mut costs = CostModel::new();
-    for (v, c) in crate::ledger::query::cost_history(dir)? {
-        if c.bytes > 0.0 && c.seconds > 0.0 {
-            costs.seconds_per_byte.insert(v, c.seconds / c.bytes);
-        }
-    }
-    let (held, file_seconds) = crate::ledger::query::held_vcpu_history(dir)?;
-    let ratio = (held > 0.0 && file_seconds > 0.0).then(|| held / file_seconds);
-    Ok((costs, ratio))
-}
 
 /// The worker batchwin's engine files ask for when `[pricing]` does not say.
 pub const DEFAULT_WORKER_VCPUS: f64 = 2.0;
