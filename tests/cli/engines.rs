@@ -113,10 +113,10 @@ fn job_rule_violations(job: &Value) -> Vec<String> {
     if !spec["backoffLimitPerIndex"].is_null() && !indexed {
         bad.push("backoffLimitPerIndex needs completionMode Indexed".into());
     }
-    if let Some(m) = spec["maxFailedIndexes"].as_i64() {
-        if spec["backoffLimitPerIndex"].is_null() || completions.is_some_and(|c| m > c) {
-            bad.push("maxFailedIndexes needs backoffLimitPerIndex and at most completions".into());
-        }
+    if let Some(m) = spec["maxFailedIndexes"].as_i64()
+        && (spec["backoffLimitPerIndex"].is_null() || completions.is_some_and(|c| m > c))
+    {
+        bad.push("maxFailedIndexes needs backoffLimitPerIndex and at most completions".into());
     }
     if let Some(rules) = spec["podFailurePolicy"]["rules"].as_array() {
         if pod["restartPolicy"] != "Never" {
@@ -187,12 +187,12 @@ fn job_rule_violations(job: &Value) -> Vec<String> {
             }
         }
     }
-    if let Some(sa) = pod["serviceAccountName"].as_str() {
-        if !dns1123_subdomain(sa) {
-            bad.push(format!(
-                "serviceAccountName {sa:?} is not a DNS-1123 subdomain"
-            ));
-        }
+    if let Some(sa) = pod["serviceAccountName"].as_str()
+        && !dns1123_subdomain(sa)
+    {
+        bad.push(format!(
+            "serviceAccountName {sa:?} is not a DNS-1123 subdomain"
+        ));
     }
     for v in pod["volumes"].as_array().into_iter().flatten() {
         if !dns1123_label(v["name"].as_str().unwrap_or("")) {
@@ -220,7 +220,8 @@ fn the_job_rule_checker_catches_each_broken_rule() {
         }
     });
     assert_eq!(job_rule_violations(&good), Vec::<String>::new());
-    let breaks: [(&str, fn(&mut Value)); 8] = [
+    type Break = (&'static str, fn(&mut Value));
+    let breaks: [Break; 8] = [
         ("completions", |j| {
             j["spec"].as_object_mut().unwrap().remove("completions");
         }),
@@ -362,7 +363,7 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
             "{name}: {job}"
         );
         let pod = &job["spec"]["template"]["spec"];
-        assert_eq!(pod["volumes"][0]["emptyDir"].is_object(), true, "{name}");
+        assert!(pod["volumes"][0]["emptyDir"].is_object(), "{name}");
         assert_eq!(pod["serviceAccountName"], "batchwin-worker");
         let c = &pod["containers"][0];
         assert_eq!(c["envFrom"][0]["secretRef"]["name"], "batchwin-credentials");
