@@ -761,7 +761,7 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
         files.push(path);
         let _ = writeln!(
             s,
-            "kubectl apply -f {file}\nwait_job {name}\nkubectl logs \"job/{name}\""
+            "kubectl apply -f {file}\nwait_job {name}\nkubectl logs \"job/{name}\" || true"
         );
     }
     s.push_str("exit \"$failed\"\n");
