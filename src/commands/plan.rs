@@ -151,9 +151,9 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
             ))
         })?),
     };
-    let costs = match &a.history {
-        Some(dir) => history_costs(dir).map_err(Failure::usage)?,
-        None => CostModel::new(),
+    let (costs, held) = match &a.history {
+        Some(dir) => history(dir).map_err(Failure::usage)?,
+        None => (CostModel::new(), None),
     };
     let opts = PlanOptions {
         slices,
@@ -188,12 +188,8 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         print!("{}", render(&p, &a.out));
         // Priced against the window even with a fixed number of slices: what would be needed.
         let window = window_seconds(&a.window).unwrap_or(0.0);
-        let day = day_cost(
-            p.estimate.total_work_seconds,
-            window,
-            a.utilization,
-            &pricing,
-        );
+        let work = p.estimate.total_work_seconds;
+        let day = day_cost(work, held, window, a.utilization, &pricing);
         print!("{}", render_day(&day, &pricing));
     }
     if !a.emit.is_empty() {
@@ -340,13 +336,19 @@ pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
     s
 }
 
-/// Each vendor's measured seconds per byte from earlier ledgers (`*.duckdb` below `dir`).
-fn history_costs(dir: &Path) -> anyhow::Result<CostModel> {
+/// What earlier ledgers below `dir` measured: each vendor's seconds of file time per byte (the
+/// planner's cost model), and the vCPU-seconds workers held per second of file time (`None`
+/// when they hold no finished `process` run), for the day's cost.
+fn history(dir: &Path) -> anyhow::Result<(CostModel, Option<f64>)> {
     let mut costs = CostModel::new();
     for (v, c) in crate::ledger::query::cost_history(dir)? {
         if c.bytes > 0.0 && c.seconds > 0.0 {
             costs.seconds_per_byte.insert(v, c.seconds / c.bytes);
         }
     }
-    Ok(costs)
+    let (held, file_seconds) = crate::ledger::query::held_vcpu_history(dir)?;
+    Ok((
+        costs,
+        (held > 0.0 && file_seconds > 0.0).then(|| held / file_seconds),
+    ))
 }

@@ -271,6 +271,47 @@ pub fn cost_history(dir: &Path) -> anyhow::Result<BTreeMap<String, VendorCost>> 
     Ok(totals)
 }
 
+/// What the `process` runs of the ledgers below `dir` held against the file time they
+/// recorded: (vCPU-seconds held, seconds of file time). Files of one run overlap (file workers
+/// and chunks run side by side), so a run's summed file time is not its cost; its wall time
+/// times its threads is (see [`process_vcpu_seconds`]).
+pub fn held_vcpu_history(dir: &Path) -> anyhow::Result<(f64, f64)> {
+    use anyhow::Context;
+    let (mut held, mut file_seconds) = (0.0, 0.0);
+    let mut ledgers = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "duckdb") {
+                ledgers.push(p);
+            }
+        }
+    }
+    for p in ledgers {
+        let conn = Connection::open_with_flags(
+            &p,
+            duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+        )
+        .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
+        let (h, f): (f64, f64) = conn.query_row(
+            "SELECT coalesce(sum((epoch(coalesce(r.ended_at, f.last)) - epoch(r.started_at)) * r.threads), 0)::DOUBLE,
+                    coalesce(sum(f.file_seconds), 0)::DOUBLE
+             FROM runs r JOIN (SELECT run_id, max(ended_at) AS last,
+                                      sum(epoch(ended_at) - epoch(started_at)) AS file_seconds
+                               FROM files GROUP BY run_id) f USING (run_id)
+             WHERE r.command = 'process'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        held += h;
+        file_seconds += f;
+    }
+    Ok((held, file_seconds))
+}
+
 // ---------------------------------------------------------------------------------------------
 // publish: what may be delivered
 

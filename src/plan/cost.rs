@@ -1,7 +1,8 @@
 //! What a day costs: worker-hours turned into vCPU-hours and GB-hours, priced on each engine
 //! from `[pricing]` (or example prices, labelled as such), and the number of workers a window
 //! needs. `plan` prices the day it planned from the planner's estimate (each vendor's measured
-//! seconds per byte with `--history`); `report` prices the run that happened from what the
+//! seconds per byte with `--history`, and what the history's workers held per second of file
+//! time, both read by the command from the ledgers); `report` prices the run that happened from what the
 //! ledgers measured (each run's wall time times its threads).
 //!
 //! An engine bills what a worker holds, not what it uses: a Fargate task, a VM or a pod is
@@ -156,6 +157,11 @@ pub fn price(usage: Usage, p: &Pricing) -> Vec<EngineCost> {
 /// A day's work priced, and the workers its window needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayCost {
+    /// The planner's estimate: seconds of file time.
+    pub work_seconds: f64,
+    /// vCPU-seconds held per second of file time, as measured (`None`: a worker's vCPUs, as
+    /// if it worked on one file at a time).
+    pub held_per_work_second: Option<f64>,
     /// Seconds of one worker's time the day's work takes, in all.
     pub worker_seconds: f64,
     pub usage: Usage,
@@ -166,14 +172,20 @@ pub struct DayCost {
     pub engines: Vec<EngineCost>,
 }
 
-/// Prices `worker_seconds` of work, and counts the workers that do it within
+/// Prices `work_seconds` of file time (the plan's estimate), at `held` vCPU-seconds per second
+/// of it as measured in the history, and counts the workers that do it within
 /// `window_seconds × utilization`.
 pub fn day_cost(
-    worker_seconds: f64,
+    work_seconds: f64,
+    held: Option<f64>,
     window_seconds: f64,
     utilization: f64,
     p: &Pricing,
 ) -> DayCost {
+    let worker_seconds = match held {
+        Some(h) => work_seconds * h / p.worker_vcpus,
+        None => work_seconds,
+    };
     let usage = Usage::of_workers(worker_seconds, p);
     let budget = window_seconds * utilization;
     let workers = if budget > 0.0 {
@@ -182,6 +194,8 @@ pub fn day_cost(
         1
     };
     DayCost {
+        work_seconds,
+        held_per_work_second: held,
         worker_seconds,
         usage,
         workers,
@@ -237,14 +251,23 @@ fn engines_table(s: &mut String, engines: &[EngineCost], currency: &str) {
 
 /// The cost lines `plan` prints: the day, then the same for a day twice as large.
 pub fn render_day(day: &DayCost, p: &Pricing) -> String {
-    let mut s = String::new();
+    let mut s = match day.held_per_work_second {
+        Some(h) => format!(
+            "measured   workers held {h:.2} vCPU-seconds per second of file time in the history\n"
+        ),
+        None => format!(
+            "measured   no history: a worker's {} vCPUs held for every second of file time\n",
+            p.worker_vcpus
+        ),
+    };
     let (lo, hi) = REPLACED_ARCHITECTURE_WORKERS;
     for (label, d) in [
         ("cost", day),
         (
             "cost x2",
             &day_cost(
-                day.worker_seconds * 2.0,
+                day.work_seconds * 2.0,
+                day.held_per_work_second,
                 day.window_seconds,
                 day.utilization,
                 p,
@@ -347,7 +370,7 @@ mod tests {
     fn a_day_of_ten_worker_hours_on_fargate() {
         let p = pricing();
         // 10 worker-hours of 2 vCPU, 4 GiB: 20 vCPU-h and 40 GB-h.
-        let d = day_cost(36_000.0, 4.0 * 3600.0, 0.8, &p);
+        let d = day_cost(36_000.0, None, 4.0 * 3600.0, 0.8, &p);
         assert_eq!(d.usage.vcpu_hours, 20.0);
         assert_eq!(d.usage.gb_hours, 40.0);
         // 10 h of work in 3.2 h per worker: 4 workers.
@@ -373,7 +396,7 @@ mod tests {
             ..PricingConfig::default()
         };
         let p = Pricing::from_config(&c);
-        let d = day_cost(3600.0, 3600.0, 1.0, &p);
+        let d = day_cost(3600.0, None, 3600.0, 1.0, &p);
         let slurm = d
             .engines
             .iter()
@@ -384,6 +407,11 @@ mod tests {
         assert_eq!(slurm.on_demand, slurm.spot);
         assert_eq!(p.worker().memory_mib, 8192);
         // Twice the work in the same window needs twice the workers.
-        assert_eq!(day_cost(7200.0, 3600.0, 1.0, &p).workers, 2);
+        assert_eq!(day_cost(7200.0, None, 3600.0, 1.0, &p).workers, 2);
+        // Files that overlapped: 1 vCPU-second held per second of file time is a quarter of
+        // the 4-vCPU worker's time.
+        let d = day_cost(7200.0, Some(1.0), 3600.0, 1.0, &p);
+        assert_eq!((d.worker_seconds, d.workers), (1800.0, 1));
+        assert!((d.usage.vcpu_hours - 2.0).abs() < 1e-12);
     }
 }

@@ -121,23 +121,28 @@ impl EmitOptions {
 /// reference, as `resourceRequirements` values; an error saying which sizes are when `w` is not
 /// one.
 pub fn fargate_size(w: WorkerSize) -> Result<(String, String), String> {
-    let (lo, hi, step): (u64, u64, u64) = match w.vcpus {
-        v if v == 0.25 => (512, 2048, 512),
-        v if v == 0.5 => (1024, 4096, 1024),
-        v if v == 1.0 => (2048, 8192, 1024),
-        v if v == 2.0 => (4096, 16384, 1024),
-        v if v == 4.0 => (8192, 30720, 1024),
-        v if v == 8.0 => (16384, 61440, 4096),
-        v if v == 16.0 => (32768, 122880, 8192),
-        v => {
-            return Err(format!(
-                "Fargate runs 0.25, 0.5, 1, 2, 4, 8 or 16 vCPUs, not {v}"
-            ));
-        }
+    // In quarters of a vCPU, so that the sizes compare exactly.
+    let quarters = w.vcpus * 4.0;
+    let (lo, hi, step): (u64, u64, u64) = match quarters as u64 {
+        q if q as f64 != quarters => (0, 0, 1),
+        1 => (512, 2048, 512),
+        2 => (1024, 4096, 1024),
+        4 => (2048, 8192, 1024),
+        8 => (4096, 16384, 1024),
+        16 => (8192, 30720, 1024),
+        32 => (16384, 61440, 4096),
+        64 => (32768, 122880, 8192),
+        _ => (0, 0, 1),
     };
+    if hi == 0 {
+        return Err(format!(
+            "Fargate runs 0.25, 0.5, 1, 2, 4, 8 or 16 vCPUs, not {}",
+            w.vcpus
+        ));
+    }
     let m = w.memory_mib;
     // 0.25 vCPU takes 512, 1024 or 2048 MiB: multiples of 512 up to 2048 but for 1536.
-    let ok = (lo..=hi).contains(&m) && m % step == 0 && !(w.vcpus == 0.25 && m == 1536);
+    let ok = (lo..=hi).contains(&m) && m.is_multiple_of(step) && !(w.vcpus == 0.25 && m == 1536);
     if !ok {
         return Err(format!(
             "Fargate gives {} vCPU {lo} to {hi} MiB of memory in steps of {step}, not {m} MiB",
@@ -831,7 +836,7 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
         files.push(path);
         let _ = writeln!(
             s,
-            "kubectl apply -f {file}\nwait_job {name}\nkubectl logs \"job/{name}\""
+            "kubectl apply -f {file}\nwait_job {name}\nkubectl logs \"job/{name}\" || true"
         );
     }
     s.push_str("exit \"$failed\"\n");
@@ -839,4 +844,24 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
     write(&submit, &s, true)?;
     files.push(submit);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(vcpus: f64, memory_mib: u64) -> Result<(String, String), String> {
+        fargate_size(WorkerSize { vcpus, memory_mib })
+    }
+
+    #[test]
+    fn fargate_takes_only_its_own_sizes() {
+        assert_eq!(size(2.0, 4096), Ok(("2".into(), "4096".into())));
+        assert_eq!(size(0.25, 512), Ok(("0.25".into(), "512".into())));
+        assert!(size(0.25, 1536).is_err());
+        assert!(size(16.0, 122_880).is_ok());
+        assert!(size(8.0, 18_432).is_err(), "8 vCPU go in steps of 4096 MiB");
+        assert!(size(3.0, 8192).unwrap_err().contains("not 3"));
+        assert!(size(2.0, 2048).unwrap_err().contains("4096 to 16384"));
+    }
 }

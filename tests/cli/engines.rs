@@ -113,10 +113,10 @@ fn job_rule_violations(job: &Value) -> Vec<String> {
     if !spec["backoffLimitPerIndex"].is_null() && !indexed {
         bad.push("backoffLimitPerIndex needs completionMode Indexed".into());
     }
-    if let Some(m) = spec["maxFailedIndexes"].as_i64() {
-        if spec["backoffLimitPerIndex"].is_null() || completions.is_some_and(|c| m > c) {
-            bad.push("maxFailedIndexes needs backoffLimitPerIndex and at most completions".into());
-        }
+    if let Some(m) = spec["maxFailedIndexes"].as_i64()
+        && (spec["backoffLimitPerIndex"].is_null() || completions.is_some_and(|c| m > c))
+    {
+        bad.push("maxFailedIndexes needs backoffLimitPerIndex and at most completions".into());
     }
     if let Some(rules) = spec["podFailurePolicy"]["rules"].as_array() {
         if pod["restartPolicy"] != "Never" {
@@ -187,12 +187,12 @@ fn job_rule_violations(job: &Value) -> Vec<String> {
             }
         }
     }
-    if let Some(sa) = pod["serviceAccountName"].as_str() {
-        if !dns1123_subdomain(sa) {
-            bad.push(format!(
-                "serviceAccountName {sa:?} is not a DNS-1123 subdomain"
-            ));
-        }
+    if let Some(sa) = pod["serviceAccountName"].as_str()
+        && !dns1123_subdomain(sa)
+    {
+        bad.push(format!(
+            "serviceAccountName {sa:?} is not a DNS-1123 subdomain"
+        ));
     }
     for v in pod["volumes"].as_array().into_iter().flatten() {
         if !dns1123_label(v["name"].as_str().unwrap_or("")) {
@@ -220,7 +220,8 @@ fn the_job_rule_checker_catches_each_broken_rule() {
         }
     });
     assert_eq!(job_rule_violations(&good), Vec::<String>::new());
-    let breaks: [(&str, fn(&mut Value)); 8] = [
+    type Break = (&'static str, fn(&mut Value));
+    let breaks: [Break; 8] = [
         ("completions", |j| {
             j["spec"].as_object_mut().unwrap().remove("completions");
         }),
@@ -362,7 +363,7 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
             "{name}: {job}"
         );
         let pod = &job["spec"]["template"]["spec"];
-        assert_eq!(pod["volumes"][0]["emptyDir"].is_object(), true, "{name}");
+        assert!(pod["volumes"][0]["emptyDir"].is_object(), "{name}");
         assert_eq!(pod["serviceAccountName"], "batchwin-worker");
         let c = &pod["containers"][0];
         assert_eq!(c["envFrom"][0]["secretRef"]["name"], "batchwin-credentials");
@@ -638,9 +639,11 @@ fn cost_block(out: &str, label: &str) -> (f64, f64, usize, BTreeMap<String, (f64
     (nums[0], nums[1], workers, engines)
 }
 
-/// `plan` prices the day from the measured history: vCPU-hours and GB-hours are its estimated
-/// worker-hours times the worker's size, each engine's price is `[pricing]`'s, and a day twice
-/// as large costs twice as much and needs the workers for twice the work.
+/// `plan` prices the day from the measured history: its estimated file time times the
+/// vCPU-seconds the past run's workers held per second of file time (wall time × threads over
+/// summed file time) gives the vCPU-hours, the worker's size the GB-hours and worker-hours, each
+/// engine's price is `[pricing]`'s, and a day twice as large costs twice as much and needs the
+/// workers for twice the work.
 #[test]
 fn plan_prices_the_day_and_a_day_twice_as_large() {
     let d = Dir::new();
@@ -667,10 +670,26 @@ fn plan_prices_the_day_and_a_day_twice_as_large() {
     let p = plan_json(&d, "plan.json");
     let work = p["estimate"]["total_work_seconds"].as_f64().unwrap();
     assert!(work > 0.0);
-    eprintln!("{out}");
+    // What the past run's workers held per second of the file time it recorded.
+    let ledger = batchwin::ledger::Ledger::open(&d.path("past/ledger.duckdb")).unwrap();
+    let held: f64 = ledger
+        .connection()
+        .query_row(
+            "SELECT ((SELECT sum((epoch(ended_at) - epoch(started_at)) * threads) FROM runs WHERE command = 'process')
+                    / (SELECT sum(epoch(ended_at) - epoch(started_at)) FROM files))::DOUBLE",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        out.contains(&format!(
+            "workers held {held:.2} vCPU-seconds per second of file time"
+        )),
+        "{held}: {out}"
+    );
     for (label, k) in [("cost", 1.0), ("cost x2", 2.0)] {
         let (vcpu_h, gb_h, workers, engines) = cost_block(&out, label);
-        let want_vcpu = k * work * 4.0 / 3600.0;
+        let want_vcpu = k * work * held / 3600.0;
         // Figures are printed to 4 decimals below 1 (hours below 10), to 2 above.
         let close = |a: f64, b: f64| (a - b).abs() <= if b >= 1.0 { 0.006 } else { 1e-4 };
         assert!(
@@ -678,7 +697,13 @@ fn plan_prices_the_day_and_a_day_twice_as_large() {
             "{label}: {vcpu_h} vs {want_vcpu}\n{out}"
         );
         assert!(close(gb_h, 2.0 * want_vcpu), "{label}\n{out}");
-        assert_eq!(workers, (k * work / 0.6).ceil() as usize, "{label}\n{out}");
+        // Worker-seconds: the vCPU-seconds over the worker's 4 vCPUs.
+        let worker_seconds = want_vcpu * 3600.0 / 4.0;
+        assert_eq!(
+            workers,
+            (worker_seconds / 0.6).ceil() as usize,
+            "{label}\n{out}"
+        );
         let (on_demand, spot) = engines["aws-batch"];
         assert!(
             close(on_demand, want_vcpu * 36.0 + 2.0 * want_vcpu * 4.0),
