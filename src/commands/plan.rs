@@ -11,19 +11,21 @@ use crate::plan::emit::{EmitOptions, Engine, emit};
 use crate::plan::manifest::{self, ManifestRow};
 use crate::plan::{CostModel, PlanError, PlanOptions, SliceCount, plan_what_fits, window_seconds};
 use crate::printer::{self, GlobalArgs};
+use crate::transfer::location;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The vendor configuration file.
     #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
-    /// The day's manifest (JSON Lines, see docs/manifest.md).
+    /// The day's manifest (JSON Lines, see docs/manifest.md): a path or a URL.
     #[arg(long, required_unless_present = "scan", conflicts_with = "scan")]
     pub manifest: Option<PathBuf>,
     /// Build the manifest from a local inbound folder (`DIR/VENDOR/FILE`) instead.
     #[arg(long)]
     pub scan: Option<PathBuf>,
-    /// Where to write the plan.
+    /// Where to write the plan: a path, or a URL in the run location (s3://BUCKET/RUN/plan.json,
+    /// az://, gs://, sftp://, file://), where the configuration is stored beside it.
     #[arg(long, default_value = "plan.json")]
     pub out: PathBuf,
     /// Number of slices, or `auto` to size them to `--window`.
@@ -95,11 +97,17 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     // The profile is checked against the vendors here, so that no slice meets a wrong one.
     crate::vendor::profile::check(&config)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
+    let store = crate::transfer::TransferSettings::resolve(&config, &Default::default())?.store;
+    let rt = crate::transfer::runtime()?;
+    let copies = location::LocalCopies::new("plan")?;
     let (rows, manifest_sha) = match (&a.manifest, &a.scan) {
-        (Some(m), _) => (
-            manifest::read(m).map_err(Failure::usage)?,
-            manifest::file_sha256(m).map_err(Failure::usage)?,
-        ),
+        (Some(m), _) => {
+            let m = rt.block_on(location::local_copy(m, &copies, &store))?;
+            (
+                manifest::read(&m).map_err(Failure::usage)?,
+                manifest::file_sha256(&m).map_err(Failure::usage)?,
+            )
+        }
         (None, Some(dir)) => {
             let (rows, report) = manifest::scan(&config, dir).map_err(Failure::usage)?;
             for u in &report.unknown {
@@ -170,14 +178,22 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         Err(e) => return Err(Failure::usage(e)),
     };
     p.masking = masking;
-    let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
-    write_atomic(&a.out, &text).map_err(Failure::data)?;
+    let out_url = a.out.display().to_string();
+    if location::is_url(&out_url) {
+        p.config = Some(location::config_name(&a.config));
+        let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
+        rt.block_on(location::store_plan(&out_url, &text, &a.config, &store))?;
+    } else {
+        let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
+        write_atomic(&a.out, &text).map_err(Failure::data)?;
+    }
     if !g.quiet {
         print!("{}", render(&p, &a.out));
     }
     if !a.emit.is_empty() {
         let worker_plan = match &a.worker_plan {
             Some(w) => w.clone(),
+            None if location::is_url(&out_url) => out_url.clone(),
             None => std::path::absolute(&a.out)
                 .unwrap_or(a.out.clone())
                 .display()

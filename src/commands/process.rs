@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use crate::config::Config;
+use crate::engine::remote::RunLocation;
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
 use crate::printer::{self, GlobalArgs};
@@ -15,9 +16,10 @@ use crate::vendor::Vendor;
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
-    /// The vendor configuration file.
-    #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
-    pub config: PathBuf,
+    /// The vendor configuration file (default `batchwin.toml`; with `--plan URL`, the copy
+    /// stored beside the plan).
+    #[arg(long, env = crate::env::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
     /// The vendor of the `--input` files.
     #[arg(long, requires = "input")]
     pub vendor: Option<String>,
@@ -28,6 +30,8 @@ pub struct ProcessArgs {
     #[arg(long, required_unless_present_any = ["input", "plan"], conflicts_with = "plan")]
     pub inbound: Option<PathBuf>,
     /// A plan from `batchwin plan`: run one of its slices (`--slice`, or the engine's index).
+    /// A path, or a URL (s3://, az://, gs://, sftp://, file://): the slice then downloads its
+    /// inputs to `--scratch` and needs no filesystem shared with the planner.
     #[arg(long, conflicts_with = "input")]
     pub plan: Option<PathBuf>,
     /// The slice of `--plan` to run. Without it, the slice is the engine's array index
@@ -43,9 +47,17 @@ pub struct ProcessArgs {
     pub slurm_index: Option<usize>,
     #[arg(long, env = crate::env::ENV_K8S_INDEX, hide = true)]
     pub k8s_index: Option<usize>,
-    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`).
+    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`). With
+    /// `--plan`, also a run location URL: outputs, reject files and the slice's ledger are
+    /// uploaded there, each whole or not at all.
     #[arg(long)]
     pub out: PathBuf,
+    /// With `--plan`: the local folder a slice downloads its inputs to and writes its outputs
+    /// in before uploading them (default: the system's temporary folder). A few files at a
+    /// time, removed as they are uploaded. Giving it runs the slice that way even when the
+    /// plan and `--out` are local.
+    #[arg(long, requires = "plan")]
+    pub scratch: Option<PathBuf>,
     /// The ledger file (default `OUT/ledger.duckdb`, with `--plan` `OUT/ledgers/slice-K.duckdb`).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -72,6 +84,8 @@ pub struct ProcessArgs {
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
+    #[command(flatten)]
+    pub transfer: super::transfer::TransferArgs,
 }
 
 fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -80,10 +94,24 @@ fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("{s:?} is not a time like 2026-11-29T10:00:00Z: {e}"))
 }
 
+/// Whether a location is a URL rather than a path.
+fn is_url(p: &Path) -> bool {
+    p.to_string_lossy().contains("://")
+}
+
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
-    let config = crate::config::Config::load(&a.config)?;
+    if let Some(plan) = &a.plan
+        && (is_url(plan) || is_url(&a.out) || a.scratch.is_some())
+    {
+        return run_remote_slice(g, &a, plan);
+    }
+    let config_path = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("batchwin.toml"));
+    let config = crate::config::Config::load(&config_path)?;
     if let Some(plan_path) = &a.plan {
-        return run_slice(g, &a, plan_path, &config);
+        return run_slice(g, &a, &config_path, plan_path, &config);
     }
     let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
         .map_err(Failure::usage)?;
@@ -96,7 +124,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
                 let known: Vec<&str> = config.vendors.iter().map(|v| v.id.as_str()).collect();
                 Failure::usage(anyhow!(
                     "unknown vendor `{v}` in `{}`; known: {}",
-                    a.config.display(),
+                    config_path.display(),
                     known.join(", ")
                 ))
             })?;
@@ -180,54 +208,31 @@ fn resolve_slice(a: &ProcessArgs, slices: usize) -> Result<usize, Failure> {
 fn run_slice(
     g: &GlobalArgs,
     a: &ProcessArgs,
+    config_path: &Path,
     plan_path: &Path,
     config: &Config,
 ) -> Result<ExitStatus, Failure> {
     let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
-    // The plan verified the token and chose the profile once for every slice: a slice takes
-    // that choice and cannot be given another.
-    if a.token.is_some() || crate::env::token().is_some() {
-        tracing::warn!(
-            "the token is not used with --plan: the slice applies the plan's masking profile ({})",
-            plan.masking
-                .profile
-                .as_deref()
-                .unwrap_or("configured masks")
-        );
-    }
+    warn_token_unused(a, &plan);
     let profiles: Vec<Vendor> =
         crate::vendor::build_all(config, &plan.masking, crate::env::load_mask_key(config))?;
     let k = resolve_slice(a, plan.slices.len())?;
-    let config_sha = crate::plan::manifest::file_sha256(&a.config).ok();
-    if config_sha
-        .as_ref()
-        .is_some_and(|sha| *sha != plan.config_sha256)
-    {
-        tracing::warn!("`{}` changed since the plan was made", a.config.display());
-    }
+    let config_sha = checked_config_sha(config_path, &plan);
     let ledger = a
         .ledger
         .clone()
         .unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
     let todo = batch::slice_units(
         config,
-        &a.config,
+        config_path,
         &plan,
         k,
-        plan_path,
+        &batch::LocalSite { plan_path },
         &a.out,
         &ledger,
         config_sha.as_deref(),
     )?;
-    let opts = EngineOptions {
-        chunk_bytes: a.chunk_bytes as usize,
-        date: plan.date.clone(),
-        deadline: a.deadline,
-        grace: a.grace_period,
-        config_sha256: config_sha,
-        masking: plan.masking.clone(),
-        ..EngineOptions::default()
-    };
+    let opts = slice_options(a, &plan, config_sha);
     let summary = batch::run(
         &profiles,
         todo.units,
@@ -237,14 +242,102 @@ fn run_slice(
         Vec::new(),
     )?;
     if !g.quiet {
-        println!("slice      {k} of {}", plan.slices.len());
-        if todo.resumed > 0 {
-            println!(
-                "resumed    {} units done by an earlier run of this slice (same input, same config, output present): not done again",
-                todo.resumed
-            );
-        }
-        print!("{}", summary.render());
+        print_slice(k, &plan, todo.resumed, &summary);
     }
     Ok(summary.status())
+}
+
+/// Runs one slice of a plan against a run location: inputs downloaded to scratch, outputs and
+/// the ledger uploaded (see [`crate::engine::remote`]).
+fn run_remote_slice(g: &GlobalArgs, a: &ProcessArgs, plan: &Path) -> Result<ExitStatus, Failure> {
+    let given = a.config.as_deref().map(Config::load).transpose()?;
+    let store = match &given {
+        Some(c) => a.transfer.resolve(c, None)?.store,
+        None => a.transfer.store_options_without_config(),
+    };
+    let loc = RunLocation::open(
+        plan,
+        &a.out,
+        a.config.as_deref(),
+        a.scratch.as_deref(),
+        &store,
+    )?;
+    let config = match given {
+        Some(c) => c,
+        None => Config::load(&loc.config_path)?,
+    };
+    warn_token_unused(a, &loc.plan);
+    let profiles: Vec<Vendor> = crate::vendor::build_all(
+        &config,
+        &loc.plan.masking,
+        crate::env::load_mask_key(&config),
+    )?;
+    let k = resolve_slice(a, loc.plan.slices.len())?;
+    let opts = slice_options(
+        a,
+        &loc.plan,
+        checked_config_sha(&loc.config_path, &loc.plan),
+    );
+    let r = loc.run_slice(&config, &profiles, k, &opts, printer::progress_enabled(g))?;
+    if !g.quiet {
+        print_slice(k, &loc.plan, r.resumed, &r.summary);
+        println!(
+            "scratch    {:.1} MB at most (inputs and outputs at once)",
+            r.scratch_peak as f64 / 1e6
+        );
+    }
+    Ok(r.summary.status())
+}
+
+/// The plan verified the token and chose the profile once for every slice: a slice takes
+/// that choice and cannot be given another.
+fn warn_token_unused(a: &ProcessArgs, plan: &crate::plan::Plan) {
+    if a.token.is_some() || crate::env::token().is_some() {
+        tracing::warn!(
+            "the token is not used with --plan: the slice applies the plan's masking profile ({})",
+            plan.masking
+                .profile
+                .as_deref()
+                .unwrap_or("configured masks")
+        );
+    }
+}
+
+/// The configuration's checksum, with a warning when it is not the one the plan was made
+/// with.
+fn checked_config_sha(config_path: &Path, plan: &crate::plan::Plan) -> Option<String> {
+    let sha = crate::plan::manifest::file_sha256(config_path).ok();
+    if sha.as_ref().is_some_and(|s| *s != plan.config_sha256) {
+        tracing::warn!(
+            "`{}` changed since the plan was made",
+            config_path.display()
+        );
+    }
+    sha
+}
+
+fn slice_options(
+    a: &ProcessArgs,
+    plan: &crate::plan::Plan,
+    config_sha: Option<String>,
+) -> EngineOptions {
+    EngineOptions {
+        chunk_bytes: a.chunk_bytes as usize,
+        date: plan.date.clone(),
+        deadline: a.deadline,
+        grace: a.grace_period,
+        config_sha256: config_sha,
+        masking: plan.masking.clone(),
+        ..EngineOptions::default()
+    }
+}
+
+fn print_slice(k: usize, plan: &crate::plan::Plan, resumed: usize, summary: &batch::BatchSummary) {
+    println!("slice      {k} of {}", plan.slices.len());
+    if resumed > 0 {
+        println!(
+            "resumed    {resumed} units done by an earlier run of this slice (same input, same config, output present): not done again"
+        );
+    }
+    print!("{}", summary.render());
 }

@@ -136,6 +136,10 @@ pub struct Plan {
     /// largest number of slices allowed (see [`plan_what_fits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred: Option<Deferral>,
+    /// The configuration stored beside the plan in its run location (`plan --out URL`), by
+    /// its name there: what a worker given `--plan URL` and no `--config` loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// Files a plan leaves for the next run, and why.
@@ -463,6 +467,7 @@ pub fn plan(
         stages,
         slices,
         deferred: None,
+        config: None,
         masking: MaskingChoice::default(),
     })
 }
