@@ -36,6 +36,30 @@ fn s3() -> Option<Location> {
     })
 }
 
+/// The S3 API server that checks request signatures (s3s-fs), with the keys
+/// `scripts/services/object-stores-up` gave it.
+fn s3_sigv4() -> Option<Location> {
+    let endpoint = service("BATCHWIN_TEST_S3_SIGV4")?;
+    let env = vec![
+        ("AWS_ENDPOINT".to_string(), endpoint.clone()),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "batchwin-ak".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "batchwin-secret-key".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    Some(Location {
+        base: format!("s3://batchwin-test/{}", uuid::Uuid::new_v4().simple()),
+        opts: StoreOptions {
+            pairs: env
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
+            ..Default::default()
+        },
+        env,
+    })
+}
+
 /// The emulator's published development key (not a secret).
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -312,6 +336,33 @@ fn a_day_runs_from_an_azure_blob_run_location_without_a_shared_filesystem() {
 }
 
 #[test]
+fn a_day_runs_from_an_s3_run_location_that_checks_signatures() {
+    let Some(mut loc) = s3_sigv4() else {
+        return;
+    };
+    a_day_runs_from_the_location(Location {
+        base: loc.base.clone(),
+        env: loc.env.clone(),
+        opts: loc.opts.clone(),
+    });
+    // Signed with the wrong secret, a worker is refused by the server: it fails, and says
+    // where.
+    for (k, v) in &mut loc.env {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let d = Dir::new();
+    let o = run_slice(&d, &loc, 0, 0);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&loc.url("run")),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
 fn a_staged_input_changed_after_fetch_is_refused_with_exit_3() {
     let Some(loc) = s3() else {
         return;
@@ -374,24 +425,51 @@ fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_sam
             );
         }
     };
+    // How long a whole run of the slice takes here, to kill the next ones inside it.
+    let started = std::time::Instant::now();
+    assert_eq!(run_slice(&d, &loc, 0, 100).status.code(), Some(0));
+    let whole = started.elapsed().as_millis() as u64;
+    check("after a whole run");
+    let ledger = "ledgers/slice-00000.duckdb";
+    let forget_ledger = || {
+        // Without its ledger the next run does every unit again, uploading over what is
+        // there: the kills land in uploads of a run location that already holds outputs.
+        runtime().block_on(async {
+            let store = Store::open(&loc.url("run"), &loc.opts).await.unwrap();
+            store.delete(ledger).await.unwrap();
+        })
+    };
+    forget_ledger();
     let mut rng = rand::thread_rng();
+    let mut killed = 0;
     for attempt in 0..10 {
         let mut child = slice_command(&d, &loc, 0, attempt)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let after = rng.gen_range(100..1500);
+        let after = rng.gen_range(whole / 10..whole.max(20));
         std::thread::sleep(std::time::Duration::from_millis(after));
         // SIGKILL: nothing of the slice's own clean-up runs.
         let _ = child.kill();
         let status = child.wait().unwrap();
         check(&format!("after kill {attempt}"));
+        let objects = loc.objects("run");
         eprintln!(
-            "kill {attempt} after {after} ms ({status}): {} objects in the run location",
-            loc.objects("run").len()
+            "kill {attempt} after {after} of {whole} ms ({status}): {} objects in the run location",
+            objects.len()
         );
+        if status.code().is_none() {
+            killed += 1;
+        }
+        if objects.contains_key(ledger) {
+            forget_ledger();
+        }
     }
+    assert!(
+        killed >= 5,
+        "only {killed} of 10 runs were killed while working"
+    );
     let o = run_slice(&d, &loc, 0, 99);
     assert_eq!(o.status.code(), Some(0));
     check("at the end");
