@@ -1,5 +1,5 @@
 //! `batchwin fetch`: copy a day's complete inbound files from a source (SFTP, object store or
-//! folder) to a local staging folder and write the manifest for `plan`.
+//! folder) to a staging folder or store and write the manifest for `plan`.
 
 use std::path::PathBuf;
 
@@ -23,7 +23,9 @@ pub struct FetchArgs {
     /// The day to fetch (YYYY-MM-DD; default today).
     #[arg(long, env = crate::env::ENV_DATE, value_parser = printer::check_date)]
     pub date: Option<String>,
-    /// Local folder the files are copied to, as STAGING/DATE/VENDOR/FILE.
+    /// Where the files are staged, as STAGING/DATE/VENDOR/FILE: a local folder, or a URL
+    /// (s3://, az://, gs://, sftp://, file://) that slices run with `process --plan URL`
+    /// download from.
     #[arg(long)]
     pub staging: PathBuf,
     /// The manifest to write (JSON Lines); rows already in it are kept.
@@ -41,19 +43,26 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
     let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, a.settle)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
-    if a.staging.to_string_lossy().contains("://") {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--staging must be a local folder: `process` reads staged files from a local disk"
-        )));
-    }
+    let staging_url = a.staging.display().to_string();
+    let remote = crate::transfer::location::is_url(&staging_url);
+    // A staging store is written through a local folder holding only the files in flight.
+    let through = match remote {
+        true => Some(crate::transfer::location::LocalCopies::new("fetch")?),
+        false => None,
+    };
     let rt = runtime()?;
     let outcome = rt.block_on(async {
         let source = Store::open(&a.source, &ts.store).await?;
+        let staging_store = match remote {
+            true => Some(Store::open(&staging_url, &ts.store).await?),
+            false => None,
+        };
         let req = FetchRequest {
             config: &config,
             settings: &ts,
             source: &source,
-            staging: &a.staging,
+            staging: through.as_ref().map_or(a.staging.as_path(), |t| t.path()),
+            staging_store: staging_store.as_ref(),
             date: &date,
             manifest: &a.manifest,
             progress: printer::progress_enabled(g),

@@ -13,19 +13,21 @@ use crate::plan::emit::{EmitOptions, Engine, Mode, emit, fargate_size};
 use crate::plan::manifest::{self, ManifestRow};
 use crate::plan::{CostModel, PlanError, PlanOptions, SliceCount, plan_what_fits, window_seconds};
 use crate::printer::{self, GlobalArgs};
+use crate::transfer::location;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The vendor configuration file.
     #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
-    /// The day's manifest (JSON Lines, see docs/manifest.md).
+    /// The day's manifest (JSON Lines, see docs/manifest.md): a path or a URL.
     #[arg(long, required_unless_present = "scan", conflicts_with = "scan")]
     pub manifest: Option<PathBuf>,
     /// Build the manifest from a local inbound folder (`DIR/VENDOR/FILE`) instead.
     #[arg(long)]
     pub scan: Option<PathBuf>,
-    /// Where to write the plan.
+    /// Where to write the plan: a path, or a URL in the run location (s3://BUCKET/RUN/plan.json,
+    /// az://, gs://, sftp://, file://), where the configuration is stored beside it.
     #[arg(long, default_value = "plan.json")]
     pub out: PathBuf,
     /// Number of slices, or `auto` to size them to `--window`.
@@ -101,11 +103,17 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     // The profile is checked against the vendors here, so that no slice meets a wrong one.
     crate::vendor::profile::check(&config)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
+    let store = crate::transfer::TransferSettings::resolve(&config, &Default::default())?.store;
+    let rt = crate::transfer::runtime()?;
+    let copies = location::LocalCopies::new("plan")?;
     let (rows, manifest_sha) = match (&a.manifest, &a.scan) {
-        (Some(m), _) => (
-            manifest::read(m).map_err(Failure::usage)?,
-            manifest::file_sha256(m).map_err(Failure::usage)?,
-        ),
+        (Some(m), _) => {
+            let m = rt.block_on(location::local_copy(m, &copies, &store))?;
+            (
+                manifest::read(&m).map_err(Failure::usage)?,
+                manifest::file_sha256(&m).map_err(Failure::usage)?,
+            )
+        }
         (None, Some(dir)) => {
             let (rows, report) = manifest::scan(&config, dir).map_err(Failure::usage)?;
             for u in &report.unknown {
@@ -181,11 +189,18 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         .traceparent
         .as_deref()
         .and_then(crate::telemetry::valid_traceparent);
-    let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
-    write_atomic(&a.out, &text).map_err(Failure::data)?;
+    let out_url = a.out.display().to_string();
+    if location::is_url(&out_url) {
+        p.config = Some(location::config_name(&a.config));
+        let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
+        rt.block_on(location::store_plan(&out_url, &text, &a.config, &store))?;
+    } else {
+        let text = serde_json::to_string_pretty(&p).map_err(|e| Failure::data(anyhow!(e)))?;
+        write_atomic(&a.out, &text).map_err(Failure::data)?;
+    }
     let pricing = Pricing::from_config(&config.pricing);
     if !g.quiet {
-        print!("{}", render(&p, &a.out));
+        print!("{}", crate::plan::render::render(&p, &a.out));
         // Priced against the window even with a fixed number of slices: what would be needed.
         let window = window_seconds(&a.window).unwrap_or(0.0);
         let work = p.estimate.total_work_seconds;
@@ -195,6 +210,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     if !a.emit.is_empty() {
         let worker_plan = match &a.worker_plan {
             Some(w) => w.clone(),
+            None if location::is_url(&out_url) => out_url.clone(),
             None => std::path::absolute(&a.out)
                 .unwrap_or(a.out.clone())
                 .display()
@@ -258,82 +274,6 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     crate::files::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
-}
-
-/// The calculation, for people.
-pub fn render(p: &crate::plan::Plan, out: &Path) -> String {
-    let e = &p.estimate;
-    let mut s = format!(
-        "plan       `{}`: {} slices in {} stage(s)\nwork       {:.1} MB, {:.1} s estimated\n",
-        out.display(),
-        p.slices.len(),
-        p.stages.len(),
-        e.total_bytes as f64 / 1e6,
-        e.total_work_seconds
-    );
-    if let Some(w) = e.window_seconds {
-        s.push_str(&format!(
-            "window     {:.0} s at utilization {} = {:.0} s budget\n",
-            w,
-            e.utilization,
-            w * e.utilization
-        ));
-    }
-    s.push_str(&format!(
-        "finish     {:.1} s estimated\n",
-        e.makespan_seconds
-    ));
-    if !p.masking.is_default() {
-        s.push_str(&format!(
-            "masking    profile {} for {} (issuer {}, key {})\n",
-            p.masking.profile.as_deref().unwrap_or("(configured masks)"),
-            p.masking.subject.as_deref().unwrap_or("-"),
-            p.masking.issuer.as_deref().unwrap_or("-"),
-            p.masking.key_id.as_deref().unwrap_or("-"),
-        ));
-    }
-    for st in &p.stages {
-        let spans: Vec<f64> = p.slices[st.first_slice..st.first_slice + st.slices]
-            .iter()
-            .map(|s| s.estimated_seconds)
-            .collect();
-        let lo = spans.iter().cloned().fold(f64::MAX, f64::min);
-        s.push_str(&format!(
-            "stage {}    slices {}..{}, makespan {:.1} s (shortest slice {:.1} s), vendors {}\n",
-            st.index,
-            st.first_slice,
-            st.first_slice + st.slices - 1,
-            st.estimated_seconds,
-            lo,
-            st.vendors.len()
-        ));
-    }
-    for pr in &e.priorities {
-        s.push_str(&format!(
-            "{:<10} {} units, done at {:.1} s{}\n",
-            pr.priority.to_string().to_uppercase(),
-            pr.units,
-            pr.estimated_finish_seconds,
-            match pr.sla_seconds {
-                Some(sla) => format!(
-                    ", SLA {:.0} s: {}",
-                    sla,
-                    if pr.meets_sla { "met" } else { "MISSED" }
-                ),
-                None => String::new(),
-            }
-        ));
-    }
-    if let Some(d) = &p.deferred {
-        let bytes: u64 = d.files.iter().map(|f| f.bytes).sum();
-        s.push_str(&format!(
-            "deferred   {} files ({:.1} MB) of MEDIUM and LOW vendors, left for the next run: {}\n",
-            d.files.len(),
-            bytes as f64 / 1e6,
-            d.reason
-        ));
-    }
-    s
 }
 
 /// What earlier ledgers below `dir` measured: each vendor's seconds of file time per byte (the

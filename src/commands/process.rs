@@ -8,18 +8,20 @@ use anyhow::anyhow;
 use clap::Args;
 
 use crate::config::Config;
+use crate::engine::remote::RunLocation;
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
-use crate::notify::Notifier;
+use crate::notify::watch::Watch;
 use crate::printer::{self, GlobalArgs};
-use crate::telemetry::{KeyValue, TraceSpan, Traces, attr};
+use crate::telemetry::attr;
 use crate::vendor::Vendor;
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
-    /// The vendor configuration file.
-    #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
-    pub config: PathBuf,
+    /// The vendor configuration file (default `batchwin.toml`; with `--plan URL`, the copy
+    /// stored beside the plan).
+    #[arg(long, env = crate::env::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
     /// The vendor of the `--input` files.
     #[arg(long, requires = "input")]
     pub vendor: Option<String>,
@@ -30,6 +32,8 @@ pub struct ProcessArgs {
     #[arg(long, required_unless_present_any = ["input", "plan"], conflicts_with = "plan")]
     pub inbound: Option<PathBuf>,
     /// A plan from `batchwin plan`: run one of its slices (`--slice`, or the engine's index).
+    /// A path, or a URL (s3://, az://, gs://, sftp://, file://): the slice then downloads its
+    /// inputs to `--scratch` and needs no filesystem shared with the planner.
     #[arg(long, conflicts_with = "input")]
     pub plan: Option<PathBuf>,
     /// The slice of `--plan` to run. Without it, the slice is the engine's array index
@@ -45,9 +49,17 @@ pub struct ProcessArgs {
     pub slurm_index: Option<usize>,
     #[arg(long, env = crate::env::ENV_K8S_INDEX, hide = true)]
     pub k8s_index: Option<usize>,
-    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`).
+    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`). With
+    /// `--plan`, also a run location URL: outputs, reject files and the slice's ledger are
+    /// uploaded there, each whole or not at all.
     #[arg(long)]
     pub out: PathBuf,
+    /// With `--plan`: the local folder a slice downloads its inputs to and writes its outputs
+    /// in before uploading them (default: the system's temporary folder). A few files at a
+    /// time, removed as they are uploaded. Giving it runs the slice that way even when the
+    /// plan and `--out` are local.
+    #[arg(long, requires = "plan")]
+    pub scratch: Option<PathBuf>,
     /// The ledger file (default `OUT/ledger.duckdb`, with `--plan` `OUT/ledgers/slice-K.duckdb`).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -81,45 +93,8 @@ pub struct ProcessArgs {
     /// sets the run folder's).
     #[arg(long, env = crate::env::ENV_NOTIFY_LOG, hide = true)]
     pub notify_log: Option<PathBuf>,
-}
-
-/// The traces and notifications of one `process`, and what each unit's outcome is told to.
-struct Watch {
-    // Declared before `traces`: the span ends before the exporter is flushed.
-    span: TraceSpan,
-    _traces: Traces,
-    notifier: Notifier,
-}
-
-impl Watch {
-    fn new(a: &ProcessArgs, config: &Config, name: &'static str, attrs: Vec<KeyValue>) -> Watch {
-        let traces = Traces::start(crate::env::otlp().as_ref(), a.traceparent.as_deref());
-        let span = traces.span(name, attrs);
-        let log = a
-            .notify_log
-            .clone()
-            .unwrap_or_else(|| a.out.join("notifications.jsonl"));
-        Watch {
-            span,
-            _traces: traces,
-            notifier: Notifier::new(&config.notify, &crate::env::secret, &log),
-        }
-    }
-
-    /// One span per unit, a notification per failed unit; the summary back.
-    fn record(
-        &self,
-        date: &str,
-        result: Result<batch::BatchSummary, Failure>,
-    ) -> Result<batch::BatchSummary, Failure> {
-        crate::telemetry::record_batch(&self.span, &result);
-        if let Ok(summary) = &result {
-            for e in crate::notify::failures(date, &summary.outcomes) {
-                self.notifier.send(&e);
-            }
-        }
-        result
-    }
+    #[command(flatten)]
+    pub transfer: super::transfer::TransferArgs,
 }
 
 fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -128,10 +103,24 @@ fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("{s:?} is not a time like 2026-11-29T10:00:00Z: {e}"))
 }
 
+/// Whether a location is a URL rather than a path.
+fn is_url(p: &Path) -> bool {
+    p.to_string_lossy().contains("://")
+}
+
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
-    let config = crate::config::Config::load(&a.config)?;
+    if let Some(plan) = &a.plan
+        && (is_url(plan) || is_url(&a.out) || a.scratch.is_some())
+    {
+        return run_remote_slice(g, &a, plan);
+    }
+    let config_path = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("batchwin.toml"));
+    let config = crate::config::Config::load(&config_path)?;
     if let Some(plan_path) = &a.plan {
-        return run_slice(g, &a, plan_path, &config);
+        return run_slice(g, &a, &config_path, plan_path, &config);
     }
     let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
         .map_err(Failure::usage)?;
@@ -144,7 +133,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
                 let known: Vec<&str> = config.vendors.iter().map(|v| v.id.as_str()).collect();
                 Failure::usage(anyhow!(
                     "unknown vendor `{v}` in `{}`; known: {}",
-                    a.config.display(),
+                    config_path.display(),
                     known.join(", ")
                 ))
             })?;
@@ -189,8 +178,9 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         .clone()
         .unwrap_or_else(|| a.out.join("ledger.duckdb"));
     let watch = Watch::new(
-        &a,
-        &config,
+        a.traceparent.as_deref(),
+        notify_log(&a),
+        &config.notify,
         "process",
         vec![attr("batchwin.date", opts.date.clone())],
     );
@@ -209,83 +199,39 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     Ok(summary.status())
 }
 
-/// Which slice this task runs: `--slice`, else the engine's array index plus the offset.
-fn resolve_slice(a: &ProcessArgs, slices: usize) -> Result<usize, Failure> {
-    let k = match (a.slice, a.aws_batch_index.or(a.slurm_index).or(a.k8s_index)) {
-        (Some(k), _) => k,
-        (None, Some(i)) => i + a.slice_offset,
-        // A single-slice AWS Batch stage is a plain job: no array index, the offset alone.
-        (None, None) if a.slice_offset > 0 => a.slice_offset,
-        (None, None) => {
-            return Err(Failure::usage(anyhow!(
-                "which slice? give `--slice K`, or run as an array task (AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)"
-            )));
-        }
-    };
-    if k >= slices {
-        return Err(Failure::usage(anyhow!(
-            "slice {k} is outside the plan, which has slices 0 to {}",
-            slices.saturating_sub(1)
-        )));
-    }
-    Ok(k)
-}
-
 /// Runs one slice of a plan.
 fn run_slice(
     g: &GlobalArgs,
     a: &ProcessArgs,
+    config_path: &Path,
     plan_path: &Path,
     config: &Config,
 ) -> Result<ExitStatus, Failure> {
     let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
-    // The plan verified the token and chose the profile once for every slice: a slice takes
-    // that choice and cannot be given another.
-    if a.token.is_some() || crate::env::token().is_some() {
-        tracing::warn!(
-            "the token is not used with --plan: the slice applies the plan's masking profile ({})",
-            plan.masking
-                .profile
-                .as_deref()
-                .unwrap_or("configured masks")
-        );
-    }
+    warn_token_unused(a, &plan);
     let profiles: Vec<Vendor> =
         crate::vendor::build_all(config, &plan.masking, crate::env::load_mask_key(config))?;
-    let k = resolve_slice(a, plan.slices.len())?;
-    let config_sha = crate::plan::manifest::file_sha256(&a.config).ok();
-    if config_sha
-        .as_ref()
-        .is_some_and(|sha| *sha != plan.config_sha256)
-    {
-        tracing::warn!("`{}` changed since the plan was made", a.config.display());
-    }
+    let k = slice_of(a, plan.slices.len())?;
+    let config_sha = plan.config_sha_of(config_path);
     let ledger = a
         .ledger
         .clone()
         .unwrap_or_else(|| a.out.join("ledgers").join(format!("slice-{k:05}.duckdb")));
     let todo = batch::slice_units(
         config,
-        &a.config,
+        config_path,
         &plan,
         k,
-        plan_path,
+        &batch::LocalSite { plan_path },
         &a.out,
         &ledger,
         config_sha.as_deref(),
     )?;
-    let opts = EngineOptions {
-        chunk_bytes: a.chunk_bytes as usize,
-        date: plan.date.clone(),
-        deadline: a.deadline,
-        grace: a.grace_period,
-        config_sha256: config_sha,
-        masking: plan.masking.clone(),
-        ..EngineOptions::default()
-    };
+    let opts = slice_options(a, &plan, config_sha);
     let watch = Watch::new(
-        a,
-        config,
+        a.traceparent.as_deref(),
+        notify_log(a),
+        &config.notify,
         "slice",
         vec![
             attr("batchwin.slice", k as i64),
@@ -302,14 +248,105 @@ fn run_slice(
     );
     let summary = watch.record(&plan.date, result)?;
     if !g.quiet {
-        println!("slice      {k} of {}", plan.slices.len());
-        if todo.resumed > 0 {
-            println!(
-                "resumed    {} units done by an earlier run of this slice (same input, same config, output present): not done again",
-                todo.resumed
-            );
-        }
-        print!("{}", summary.render());
+        print!(
+            "{}",
+            summary.render_slice(k, plan.slices.len(), todo.resumed)
+        );
     }
     Ok(summary.status())
+}
+
+/// Runs one slice of a plan against a run location: inputs downloaded to scratch, outputs and
+/// the ledger uploaded (see [`crate::engine::remote`]).
+fn run_remote_slice(g: &GlobalArgs, a: &ProcessArgs, plan: &Path) -> Result<ExitStatus, Failure> {
+    let given = a.config.as_deref().map(Config::load).transpose()?;
+    let store = match &given {
+        Some(c) => a.transfer.resolve(c, None)?.store,
+        None => a.transfer.store_options_without_config(),
+    };
+    let loc = RunLocation::open(
+        plan,
+        &a.out,
+        a.config.as_deref(),
+        a.scratch.as_deref(),
+        &store,
+    )?;
+    let config = match given {
+        Some(c) => c,
+        None => Config::load(&loc.config_path)?,
+    };
+    warn_token_unused(a, &loc.plan);
+    let profiles: Vec<Vendor> = crate::vendor::build_all(
+        &config,
+        &loc.plan.masking,
+        crate::env::load_mask_key(&config),
+    )?;
+    let k = slice_of(a, loc.plan.slices.len())?;
+    let opts = slice_options(a, &loc.plan, loc.plan.config_sha_of(&loc.config_path));
+    let watch = Watch::new(
+        a.traceparent.as_deref(),
+        notify_log(a),
+        &config.notify,
+        "slice",
+        vec![
+            attr("batchwin.slice", k as i64),
+            attr("batchwin.date", loc.plan.date.clone()),
+        ],
+    );
+    let mut r = loc.run_slice(&config, &profiles, k, &opts, printer::progress_enabled(g))?;
+    r.summary = watch.record(&loc.plan.date, Ok(r.summary))?;
+    if !g.quiet {
+        print!(
+            "{}",
+            r.summary.render_slice(k, loc.plan.slices.len(), r.resumed)
+        );
+        println!(
+            "scratch    {:.1} MB at most (inputs and outputs at once)",
+            r.scratch_peak as f64 / 1e6
+        );
+    }
+    Ok(r.summary.status())
+}
+
+/// The plan verified the token and chose the profile once for every slice: a slice takes
+/// that choice and cannot be given another.
+fn warn_token_unused(a: &ProcessArgs, plan: &crate::plan::Plan) {
+    if a.token.is_some() || crate::env::token().is_some() {
+        tracing::warn!(
+            "the token is not used with --plan: the slice applies the plan's masking profile ({})",
+            plan.masking
+                .profile
+                .as_deref()
+                .unwrap_or("configured masks")
+        );
+    }
+}
+
+/// Where the notifications sent are recorded: `--notify-log`, else `OUT/notifications.jsonl`.
+fn notify_log(a: &ProcessArgs) -> PathBuf {
+    a.notify_log
+        .clone()
+        .unwrap_or_else(|| a.out.join("notifications.jsonl"))
+}
+
+/// Which slice this task runs: `--slice`, else the engine's array index plus the offset.
+fn slice_of(a: &ProcessArgs, slices: usize) -> Result<usize, Failure> {
+    let index = a.aws_batch_index.or(a.slurm_index).or(a.k8s_index);
+    crate::plan::slice_index(a.slice, index, a.slice_offset, slices).map_err(Failure::usage)
+}
+
+fn slice_options(
+    a: &ProcessArgs,
+    plan: &crate::plan::Plan,
+    config_sha: Option<String>,
+) -> EngineOptions {
+    EngineOptions {
+        chunk_bytes: a.chunk_bytes as usize,
+        date: plan.date.clone(),
+        deadline: a.deadline,
+        grace: a.grace_period,
+        config_sha256: config_sha,
+        masking: plan.masking.clone(),
+        ..EngineOptions::default()
+    }
 }

@@ -10,14 +10,16 @@ use crate::exit::{ExitStatus, Failure};
 use crate::ledger::{Ledger, RunInfo};
 use crate::printer::{self, GlobalArgs};
 use crate::transfer::publish::{PublishRequest, publish};
-use crate::transfer::runtime;
+use crate::transfer::{location, runtime};
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The vendor configuration file.
     #[arg(long, env = crate::env::ENV_CONFIG, default_value = "batchwin.toml")]
     pub config: PathBuf,
-    /// The slices' ledgers: a folder of *.duckdb files (searched recursively) or one ledger.
+    /// The slices' ledgers: a folder of *.duckdb files (searched recursively) or one ledger,
+    /// or the URL of a run location's ledgers (s3://BUCKET/RUN/ledgers, ...): they and the
+    /// outputs they name are then read from there.
     #[arg(long)]
     pub ledgers: PathBuf,
     /// Where outputs go: a folder, file://, s3://, az://, gs:// or sftp://USER@HOST:PORT/DIR
@@ -44,26 +46,46 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
     let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, None)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
+    let rt = runtime()?;
+    // A run location's ledgers are read from a local copy; the deliveries' ledger goes back
+    // beside them when none is named.
+    let remote = location::is_url(&a.ledgers.display().to_string()).then_some(&a.ledgers);
+    let copies = location::LocalCopies::new("ledgers")?;
+    let ledgers = match remote {
+        Some(url) => rt.block_on(location::download_ledgers(
+            &url.display().to_string(),
+            copies.path(),
+            &ts.store,
+        ))?,
+        None => a.ledgers.clone(),
+    };
     let ledger_path = a.ledger.clone().unwrap_or_else(|| {
-        if a.ledgers.is_file() {
-            a.ledgers.with_file_name("publish.duckdb")
+        if ledgers.is_file() {
+            ledgers.with_file_name("publish.duckdb")
         } else {
-            a.ledgers.join("publish.duckdb")
+            ledgers.join("publish.duckdb")
         }
     });
+    let upload_ledger = remote.filter(|_| a.ledger.is_none());
+    if let Some(url) = upload_ledger {
+        let earlier = format!("{}/publish.duckdb", url.display());
+        match rt.block_on(location::download(&earlier, &ledger_path, &ts.store)) {
+            Ok(_) | Err(crate::storage::StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let run = RunInfo::new("publish");
     {
         let l = Ledger::open(&ledger_path).map_err(Failure::data)?;
         l.begin_run(&run).map_err(Failure::data)?;
     }
-    let rt = runtime()?;
     let result = rt.block_on(async {
         let req = PublishRequest {
             config: &config,
             settings: &ts,
             target: a.target.as_deref(),
             date: &date,
-            ledgers: &a.ledgers,
+            ledgers: &ledgers,
             ledger: &ledger_path,
             run: &run,
             overwrite: a.overwrite,
@@ -93,6 +115,14 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
     };
     if let Ok(l) = Ledger::open(&ledger_path) {
         let _ = l.end_run(&run, status.code() as i32);
+    }
+    if let Some(url) = upload_ledger {
+        let url = url.display().to_string();
+        rt.block_on(location::upload(
+            &url,
+            &[("publish.duckdb", &ledger_path)],
+            &ts.store,
+        ))?;
     }
     let o = outcome.map_err(|error| Failure { status, error })?;
     if !g.quiet {

@@ -12,6 +12,7 @@ use crate::exit::{ExitStatus, Failure};
 use crate::ledger::merge::find_ledgers;
 use crate::printer::GlobalArgs;
 use crate::report::{Context, render};
+use crate::transfer::location;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -26,16 +27,19 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A folder of ledgers (`*.duckdb`, searched recursively), or one ledger file.
+    /// A folder of ledgers (`*.duckdb`, searched recursively), or one ledger file, or the URL
+    /// of a run location's ledgers (s3://BUCKET/RUN/ledgers, ...).
     #[arg(long)]
     pub ledgers: PathBuf,
-    /// The merged ledger to write (default: `report.duckdb` beside the ledgers folder).
+    /// The merged ledger to write (default: `report.duckdb` beside the ledgers folder; in the
+    /// working folder for a URL).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// How to print the report (pdf: its bytes on standard output, `> report.pdf`).
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
-    /// The run's plan: units and slices with no result are reported missing.
+    /// The run's plan (a path or a URL): units and slices with no result are reported
+    /// missing.
     #[arg(long)]
     pub plan: Option<PathBuf>,
     /// The vendor configuration, for each priority's SLA.
@@ -74,13 +78,45 @@ pub enum FailOn {
 }
 
 pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
-    let merged = a.out.clone().unwrap_or_else(|| {
-        a.ledgers
+    let config = a
+        .config
+        .as_deref()
+        .map(crate::config::Config::load)
+        .transpose()?;
+    // A run location's ledgers (and plan) are read from local copies.
+    let copies = location::LocalCopies::new("report")?;
+    let remote = location::is_url(&a.ledgers.display().to_string());
+    let (ledgers_dir, plan_path) = if remote || a.plan.as_deref().is_some_and(is_url) {
+        let store = match &config {
+            Some(c) => crate::transfer::TransferSettings::resolve(c, &Default::default())?.store,
+            None => crate::transfer::store_options_without_config(&Default::default()),
+        };
+        let rt = crate::transfer::runtime()?;
+        let dir = match remote {
+            true => rt.block_on(location::download_ledgers(
+                &a.ledgers.display().to_string(),
+                copies.path(),
+                &store,
+            ))?,
+            false => a.ledgers.clone(),
+        };
+        let plan = match &a.plan {
+            Some(p) => Some(rt.block_on(location::local_copy(p, &copies, &store))?),
+            None => None,
+        };
+        (dir, plan)
+    } else {
+        (a.ledgers.clone(), a.plan.clone())
+    };
+    let merged = a.out.clone().unwrap_or_else(|| match remote {
+        true => PathBuf::from("report.duckdb"),
+        false => a
+            .ledgers
             .parent()
             .map(|p| p.join("report.duckdb"))
-            .unwrap_or_else(|| PathBuf::from("report.duckdb"))
+            .unwrap_or_else(|| PathBuf::from("report.duckdb")),
     });
-    let ledgers = find_ledgers(&a.ledgers, Some(&merged))
+    let ledgers = find_ledgers(&ledgers_dir, Some(&merged))
         .map_err(|e| Failure::usage(anyhow!("cannot read `{}`: {e}", a.ledgers.display())))?;
     if ledgers.is_empty() {
         return Err(Failure::data(anyhow!(
@@ -88,7 +124,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
             a.ledgers.display()
         )));
     }
-    let plan = match &a.plan {
+    let plan = match &plan_path {
         Some(p) => Some(crate::plan::Plan::read(p).map_err(Failure::usage)?),
         None => None,
     };
@@ -96,8 +132,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
         plan: plan.as_ref(),
         ..Context::default()
     };
-    if let Some(c) = &a.config {
-        let config = crate::config::Config::load(c)?;
+    if let Some(config) = &config {
         ctx.pricing = Some(crate::plan::cost::Pricing::from_config(&config.pricing));
         for v in &config.vendors {
             if let Some(sla) = v.sla.map(|s| s.0) {
@@ -155,4 +190,8 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     } else {
         ExitStatus::Success
     })
+}
+
+fn is_url(p: &std::path::Path) -> bool {
+    location::is_url(&p.display().to_string())
 }

@@ -36,6 +36,23 @@ pub struct TransferArgs {
 }
 
 impl TransferArgs {
+    /// The store options of [`crate::transfer::store_options_without_config`].
+    pub fn store_options_without_config(&self) -> crate::storage::StoreOptions {
+        crate::transfer::store_options_without_config(&self.overrides(None))
+    }
+
+    fn overrides(&self, settle: Option<std::time::Duration>) -> TransferOverrides {
+        TransferOverrides {
+            ssh_key: self.ssh_key.clone(),
+            known_hosts: self.known_hosts.clone(),
+            accept_new_host_key: self.insecure_accept_new_host_key,
+            concurrency: self.concurrency.map(|c| c as usize),
+            retries: self.retries,
+            timeout: self.timeout,
+            settle,
+        }
+    }
+
     pub fn resolve(
         &self,
         config: &Config,
@@ -46,15 +63,6 @@ impl TransferArgs {
                 "--insecure-accept-new-host-key: unknown SFTP servers will be trusted on first contact and added to known_hosts"
             );
         }
-        let flags = TransferOverrides {
-            ssh_key: self.ssh_key.clone(),
-            known_hosts: self.known_hosts.clone(),
-            accept_new_host_key: self.insecure_accept_new_host_key,
-            concurrency: self.concurrency.map(|c| c as usize),
-            retries: self.retries,
-            timeout: self.timeout,
-            settle,
-        };
-        Ok(TransferSettings::resolve(config, &flags)?)
+        Ok(TransferSettings::resolve(config, &self.overrides(settle))?)
     }
 }

@@ -51,6 +51,18 @@ pub struct BatchSummary {
 }
 
 impl BatchSummary {
+    /// What a slice prints at its end: which slice of how many, the units an earlier run of it
+    /// had done, then [`BatchSummary::render`].
+    pub fn render_slice(&self, k: usize, slices: usize, resumed: usize) -> String {
+        let mut s = format!("slice      {k} of {slices}\n");
+        if resumed > 0 {
+            s.push_str(&format!(
+                "resumed    {resumed} units done by an earlier run of this slice (same input, same config, output present): not done again\n"
+            ));
+        }
+        s + &self.render()
+    }
+
     /// The short summary printed at the end.
     pub fn render(&self) -> String {
         let n = self.outcomes.len();
@@ -183,7 +195,7 @@ pub fn slice_units(
     config_path: &Path,
     plan: &Plan,
     k: usize,
-    plan_path: &Path,
+    site: &dyn UnitSite,
     out: &Path,
     ledger: &Path,
     config_sha: Option<&str>,
@@ -200,7 +212,7 @@ pub fn slice_units(
         ),
         _ => None,
     };
-    let blocked = blocked_vendors(config, plan, k, plan_path, ledger);
+    let blocked = blocked_vendors(config, plan, k, site, ledger);
     let mut skipped_done = 0usize;
     let mut items = Vec::new();
     for u in &plan.slices[k].units {
@@ -211,28 +223,19 @@ pub fn slice_units(
                 config_path.display()
             ))
         })?;
-        let input = unit_input(plan_path, &u.location);
+        let input = site.key(&u.location);
         if let Some(latest) = &latest {
             let key = input.display().to_string();
             let unit = query::UnitRef::One {
                 input: &key,
                 part: u.part.as_ref().map(|p| p.index),
             };
-            // The input is the one done when the manifest's checksum, which the file still
-            // has (same size and time), is the one done; otherwise it is read to tell.
-            let same_input = |a: &query::UnitAttempt| {
-                let unchanged = u.part.is_none()
-                    && u.sha256 == a.input_sha256
-                    && std::fs::metadata(&input).is_ok_and(|m| {
-                        crate::plan::manifest::unchanged(&m, u.file_bytes, u.modified.as_deref())
-                    });
-                unchanged || unit_sha256(&input, u.part.as_ref()).is_ok_and(|s| s == a.input_sha256)
-            };
             match latest.is_done_as(
                 unit,
                 config_sha,
                 plan.masking.profile.as_deref(),
-                same_input,
+                |a| site.same_input(u, &input, a),
+                |a| site.output_present(a),
             ) {
                 Ok(()) => {
                     skipped_done += 1;
@@ -251,7 +254,7 @@ pub fn slice_units(
         }
         items.push(Work {
             vendor: idx,
-            input,
+            input: site.local(items.len(), u),
             out_dir: out.join(&u.vendor),
             part: u.part.clone(),
             known: u.modified.clone().map(|modified| KnownInput {
@@ -278,7 +281,7 @@ fn blocked_vendors(
     config: &Config,
     plan: &Plan,
     k: usize,
-    plan_path: &Path,
+    site: &dyn UnitSite,
     ledger: &Path,
 ) -> HashMap<String, String> {
     let dir = ledger.parent().unwrap_or(Path::new("."));
@@ -297,7 +300,7 @@ fn blocked_vendors(
         for parent in &vendor.after {
             let why = unfinished
                 .entry(parent.as_str())
-                .or_insert_with(|| not_finished(plan, parent, plan_path, dir));
+                .or_insert_with(|| not_finished(plan, parent, site, dir));
             if let Some(why) = why {
                 blocked.insert(
                     v.to_string(),
@@ -313,7 +316,7 @@ fn blocked_vendors(
 /// Why vendor `parent` has not finished the plan's day, or `None` when every unit the plan
 /// gives it succeeded, as its slices' ledgers in `dir` record. A file the plan left for the
 /// next run (the day did not fit) is not finished either.
-fn not_finished(plan: &Plan, parent: &str, plan_path: &Path, dir: &Path) -> Option<String> {
+fn not_finished(plan: &Plan, parent: &str, site: &dyn UnitSite, dir: &Path) -> Option<String> {
     if let Some(f) = plan
         .deferred
         .iter()
@@ -345,7 +348,7 @@ fn not_finished(plan: &Plan, parent: &str, plan_path: &Path, dir: &Path) -> Opti
         .flat_map(|s| &s.units)
         .filter(|u| u.vendor == parent)
         .find(|u| {
-            let key = unit_input(plan_path, &u.location).display().to_string();
+            let key = site.key(&u.location).display().to_string();
             !latest
                 .attempt(&key, u.part.as_ref().map(|p| p.index))
                 .is_some_and(|a| a.succeeded)
@@ -353,12 +356,49 @@ fn not_finished(plan: &Plan, parent: &str, plan_path: &Path, dir: &Path) -> Opti
         .map(|u| format!("`{}` is not done", u.location))
 }
 
-/// Where a plan's unit is read: its location, a relative one from the plan's folder.
-fn unit_input(plan_path: &Path, location: &str) -> PathBuf {
-    let p = PathBuf::from(location);
-    match plan_path.parent() {
-        Some(d) if p.is_relative() => d.join(p),
-        _ => p,
+/// Where a slice's units are read, and how an earlier run's work is checked: the plan's
+/// folder on this machine ([`LocalSite`]), or a run location whose inputs are downloaded to
+/// scratch (`super::remote`).
+pub trait UnitSite {
+    /// The name the ledger gives a unit's input (what "is this unit done?" is asked with).
+    fn key(&self, location: &str) -> PathBuf;
+    /// Where the engine reads the `n`th unit still to do.
+    fn local(&self, n: usize, u: &crate::plan::Unit) -> PathBuf;
+    /// Whether an attempt's output is still there with the size recorded.
+    fn output_present(&self, a: &query::UnitAttempt) -> bool;
+    /// Whether the unit's input (named `key`) is the one the attempt read.
+    fn same_input(&self, u: &crate::plan::Unit, key: &Path, a: &query::UnitAttempt) -> bool;
+}
+
+/// A plan's units read where they are, on this machine: a relative location from the plan's
+/// folder.
+pub struct LocalSite<'a> {
+    pub plan_path: &'a Path,
+}
+
+impl UnitSite for LocalSite<'_> {
+    fn key(&self, location: &str) -> PathBuf {
+        let p = PathBuf::from(location);
+        match self.plan_path.parent() {
+            Some(d) if p.is_relative() => d.join(p),
+            _ => p,
+        }
+    }
+    fn local(&self, _: usize, u: &crate::plan::Unit) -> PathBuf {
+        self.key(&u.location)
+    }
+    fn output_present(&self, a: &query::UnitAttempt) -> bool {
+        query::local_output_present(a)
+    }
+    fn same_input(&self, u: &crate::plan::Unit, input: &Path, a: &query::UnitAttempt) -> bool {
+        // The input is the one done when the manifest's checksum, which the file still has
+        // (same size and time), is the one done; otherwise it is read to tell.
+        let unchanged = u.part.is_none()
+            && u.sha256 == a.input_sha256
+            && std::fs::metadata(input).is_ok_and(|m| {
+                crate::plan::manifest::unchanged(&m, u.file_bytes, u.modified.as_deref())
+            });
+        unchanged || unit_sha256(input, u.part.as_ref()).is_ok_and(|s| s == a.input_sha256)
     }
 }
 
@@ -402,6 +442,52 @@ pub fn run(
     opts: &EngineOptions,
     progress: bool,
     skipped: Vec<PathBuf>,
+) -> Result<BatchSummary, Failure> {
+    run_with(
+        profiles,
+        items,
+        ledger_path,
+        opts,
+        progress,
+        skipped,
+        &NoHooks,
+    )
+}
+
+/// What a run does around each unit besides processing it: a slice over a run location
+/// downloads the input before the unit starts and uploads the outputs before it is recorded
+/// (`super::remote`).
+pub trait UnitHooks: Sync {
+    /// Before unit `i` (of the list [`run_with`] was given) is processed: waits until its
+    /// input is at `w.input`. An error fails the unit unprocessed.
+    fn before(&self, i: usize, w: &Work) -> Result<(), Failure>;
+    /// After unit `i` ended (delivered, failed, not started), before it is recorded:
+    /// `outcome` is `None` when the unit stopped with an error and is not recorded. An error
+    /// leaves the unit unrecorded and stops the run with its status once the rest is done.
+    fn after(&self, i: usize, w: &Work, outcome: Option<&mut FileOutcome>) -> Result<(), Failure>;
+}
+
+/// Processing only, where the files are.
+struct NoHooks;
+
+impl UnitHooks for NoHooks {
+    fn before(&self, _: usize, _: &Work) -> Result<(), Failure> {
+        Ok(())
+    }
+    fn after(&self, _: usize, _: &Work, _: Option<&mut FileOutcome>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// [`run`], with `hooks` called around each unit.
+pub fn run_with(
+    profiles: &[Vendor],
+    items: Vec<Work>,
+    ledger_path: &Path,
+    opts: &EngineOptions,
+    progress: bool,
+    skipped: Vec<PathBuf>,
+    hooks: &dyn UnitHooks,
 ) -> Result<BatchSummary, Failure> {
     let encoders: Vec<_> = profiles
         .iter()
@@ -524,7 +610,7 @@ pub fn run(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<FileOutcome, Failure>>>> =
         items.iter().map(|_| Mutex::new(None)).collect();
-    let start = |w: &Work| -> Result<(FileOutcome, Option<Pending>), Failure> {
+    let start = |i: usize, w: &Work| -> Result<(FileOutcome, Option<Pending>), Failure> {
         let p = &profiles[w.vendor];
         let skipped = |o: FileOutcome| {
             let bytes = w.part.as_ref().map_or(o.input_bytes, |p| p.end - p.start);
@@ -545,6 +631,7 @@ pub fn run(
         if late {
             return skipped(FileOutcome::deferred(&p.id, &w.input, w.part.as_ref()));
         }
+        hooks.before(i, w)?;
         let (outcome, pending) = process_file_deferred(
             p,
             encoders[w.vendor].as_ref(),
@@ -575,7 +662,8 @@ pub fn run(
         })?;
         Ok((outcome, Some(pending)))
     };
-    let finish = |w: &Work,
+    let finish = |i: usize,
+                  w: &Work,
                   mut outcome: FileOutcome,
                   pending: Option<Pending>|
      -> Result<FileOutcome, Failure> {
@@ -583,6 +671,7 @@ pub fn run(
         if let Some(pending) = pending {
             pending.deliver(&mut outcome);
         }
+        hooks.after(i, w, Some(&mut outcome))?;
         if outcome.status == FileStatus::Failed {
             tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
         }
@@ -607,8 +696,16 @@ pub fn run(
         std::sync::mpsc::channel::<(usize, FileOutcome, Option<Pending>)>();
     let deliveries = Mutex::new(deliveries);
     {
-        let (next, items, slots, start, finish, ready, deliveries) =
-            (&next, &items, &slots, &start, &finish, &ready, &deliveries);
+        let (next, items, slots, start, finish, ready, deliveries, hooks) = (
+            &next,
+            &items,
+            &slots,
+            &start,
+            &finish,
+            &ready,
+            &deliveries,
+            hooks,
+        );
         // File workers and delivery threads are plain threads, not rayon workers: waiting on its
         // chunks, a file worker then never picks up another file's whole loop from the pool's
         // queue, and a sync never holds up a thread of the pool.
@@ -624,18 +721,19 @@ pub fn run(
                         }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(w) = items.get(i) else { break };
-                        match start(w) {
+                        match start(i, w) {
                             Ok((outcome, pending)) => {
                                 // The receiver outlives the workers, so sending cannot fail; if it
                                 // did, the unit would be delivered here.
                                 if let Err(std::sync::mpsc::SendError((_, outcome, pending))) =
                                     to_deliver.send((i, outcome, pending))
                                 {
-                                    let r = finish(w, outcome, pending);
+                                    let r = finish(i, w, outcome, pending);
                                     *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                                 }
                             }
                             Err(e) => {
+                                let _ = hooks.after(i, w, None);
                                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(e))
                             }
                         }
@@ -651,7 +749,7 @@ pub fn run(
                         let Ok((i, outcome, pending)) = next else {
                             break;
                         };
-                        let r = finish(&items[i], outcome, pending);
+                        let r = finish(i, &items[i], outcome, pending);
                         *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                     }
                 });

@@ -1,12 +1,15 @@
 //! The engine: one file at a time ([`file`]: chunks in parallel, outputs in order) and many
 //! files at once ([`batch`]: file workers, delivery threads, the ledger recorded as units
-//! finish). What both share lives here: the tuning of a run ([`EngineOptions`]), the signal
+//! finish), and a slice over a run location URL ([`remote`]: inputs downloaded ahead to
+//! scratch and checked, outputs and the ledger uploaded). What both share lives here: the tuning of a run ([`EngineOptions`]), the signal
 //! that the run can record what it delivers ([`Ready`]), the pool of chunk buffers
 //! ([`Buffers`]) and the counts of work done so far ([`Progress`]).
 
 #[cfg(feature = "cli")]
 pub mod batch;
 pub mod file;
+#[cfg(feature = "cli")]
+pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -148,7 +148,20 @@ impl LatestUnits {
         &self,
         unit: UnitRef<'_>,
         config_sha256: Option<&str>,
+        same_input: impl FnMut(&UnitAttempt) -> bool,
+    ) -> Result<(), NotDone> {
+        self.is_done_where(unit, config_sha256, same_input, local_output_present)
+    }
+
+    /// [`is_done`](Self::is_done), asking `output_present` whether an attempt's output is
+    /// still there with the size recorded: a run location on an object store answers with the
+    /// object's size, a local folder with the file's.
+    pub fn is_done_where(
+        &self,
+        unit: UnitRef<'_>,
+        config_sha256: Option<&str>,
         mut same_input: impl FnMut(&UnitAttempt) -> bool,
+        mut output_present: impl FnMut(&UnitAttempt) -> bool,
     ) -> Result<(), NotDone> {
         let attempts: Vec<&UnitAttempt> = match unit {
             UnitRef::One { input, part } => {
@@ -167,10 +180,7 @@ impl LatestUnits {
             recorded_done(a, config_sha256)?;
         }
         for a in &attempts {
-            let present = a.output_path.as_ref().is_some_and(|o| {
-                std::fs::metadata(o).is_ok_and(|m| m.is_file() && m.len() == a.output_bytes)
-            });
-            if !present {
+            if !output_present(a) {
                 return Err(NotDone::OutputGone);
             }
         }
@@ -195,6 +205,7 @@ impl LatestUnits {
         config_sha256: Option<&str>,
         profile: Option<&str>,
         same_input: impl FnMut(&UnitAttempt) -> bool,
+        output_present: impl FnMut(&UnitAttempt) -> bool,
     ) -> Result<(), NotDone> {
         if let UnitRef::One { input, part } = unit
             && self
@@ -203,8 +214,15 @@ impl LatestUnits {
         {
             return Err(NotDone::OtherProfile);
         }
-        self.is_done(unit, config_sha256, same_input)
+        self.is_done_where(unit, config_sha256, same_input, output_present)
     }
+}
+
+/// Whether an attempt's output is a local file with the size recorded.
+pub fn local_output_present(a: &UnitAttempt) -> bool {
+    a.output_path.as_ref().is_some_and(|o| {
+        std::fs::metadata(o).is_ok_and(|m| m.is_file() && m.len() == a.output_bytes)
+    })
 }
 
 /// What the ledger alone tells of an attempt: it succeeded, with an output, under the

@@ -10,6 +10,8 @@
 //! seconds, however many events it has. The URLs come from the environment ([`Notifier::new`]
 //! is given the lookup), and nothing is built, no client and no thread, without webhooks.
 
+pub mod watch;
+
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

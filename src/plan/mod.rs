@@ -13,6 +13,7 @@
 pub mod cost;
 pub mod emit;
 pub mod manifest;
+pub mod render;
 pub mod split;
 
 use std::cmp::{Ordering, Reverse};
@@ -141,6 +142,10 @@ pub struct Plan {
     /// every task, so that the slices' spans join the same trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The configuration stored beside the plan in its run location (`plan --out URL`), by
+    /// its name there: what a worker given `--plan URL` and no `--config` loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// Files a plan leaves for the next run, and why.
@@ -160,6 +165,19 @@ pub struct DeferredFile {
 }
 
 impl Plan {
+    /// The checksum of the configuration at `config_path`, with a warning when it is not the
+    /// one the plan was made with.
+    pub fn config_sha_of(&self, config_path: &Path) -> Option<String> {
+        let sha = manifest::file_sha256(config_path).ok();
+        if sha.as_ref().is_some_and(|s| *s != self.config_sha256) {
+            tracing::warn!(
+                "`{}` changed since the plan was made",
+                config_path.display()
+            );
+        }
+        sha
+    }
+
     pub fn read(path: &Path) -> anyhow::Result<Plan> {
         use anyhow::Context;
         let text = std::fs::read_to_string(path)
@@ -468,6 +486,7 @@ pub fn plan(
         stages,
         slices,
         deferred: None,
+        config: None,
         masking: MaskingChoice::default(),
         traceparent: None,
     })
@@ -927,4 +946,29 @@ mod tests {
         assert_eq!(window_seconds("22:00-02:00").unwrap(), 4.0 * 3600.0);
         assert!(window_seconds("6-10").is_err());
     }
+}
+
+/// Which of a plan's `slices` a task runs: `slice` when given, else the engine's array `index`
+/// plus `offset` (a single-slice AWS Batch stage is a plain job: no index, the offset alone).
+pub fn slice_index(
+    slice: Option<usize>,
+    index: Option<usize>,
+    offset: usize,
+    slices: usize,
+) -> anyhow::Result<usize> {
+    let k = match (slice, index) {
+        (Some(k), _) => k,
+        (None, Some(i)) => i + offset,
+        (None, None) if offset > 0 => offset,
+        (None, None) => anyhow::bail!(
+            "which slice? give `--slice K`, or run as an array task (AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)"
+        ),
+    };
+    if k >= slices {
+        anyhow::bail!(
+            "slice {k} is outside the plan, which has slices 0 to {}",
+            slices.saturating_sub(1)
+        );
+    }
+    Ok(k)
 }

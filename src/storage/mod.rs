@@ -113,6 +113,17 @@ impl StorageError {
     }
 }
 
+impl From<StorageError> for crate::exit::Failure {
+    /// A store's error ends a command with the status it calls for (3 when running again may
+    /// help).
+    fn from(e: StorageError) -> crate::exit::Failure {
+        crate::exit::Failure {
+            status: e.exit_status(),
+            error: e.into(),
+        }
+    }
+}
+
 /// How transient failures are retried: `attempts` retries after the first try, waiting
 /// `base * 2^n` (at most `max`), each wait scaled by a random factor in [0.5, 1) so that many
 /// workers do not retry in step.

@@ -32,6 +32,10 @@ pub struct FetchRequest<'a> {
     pub source: &'a Store,
     /// Local folder; files land in `STAGING/DATE/VENDOR/FILE`.
     pub staging: &'a Path,
+    /// A staging store (a URL): each file is copied through `staging` (then a scratch
+    /// folder, holding only the files in flight) to `DATE/VENDOR/FILE` there, and the manifest
+    /// names it there.
+    pub staging_store: Option<&'a Store>,
     pub date: &'a str,
     pub manifest: &'a Path,
     pub progress: bool,
@@ -308,7 +312,15 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         if let Some(r) = known.get(&url) {
             let same_source = r.bytes == c.entry.size
                 && r.source_modified.as_deref() == Some(&rfc3339(&c.entry.modified));
-            let staged_ok = std::fs::metadata(&staged).is_ok_and(|m| m.len() == r.bytes);
+            let staged_ok = match req.staging_store {
+                Some(st) => st
+                    .head(&staged_name(req.date, vendor, &c.file))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|e| e.size == r.bytes),
+                None => std::fs::metadata(&staged).is_ok_and(|m| m.len() == r.bytes),
+            };
             if same_source && staged_ok {
                 out.unchanged += 1;
                 continue;
@@ -320,7 +332,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     let total: u64 = todo.iter().map(|(c, _, _)| c.entry.size).sum();
     // The whole day must fit before a byte is copied: a disk that fills up half-way leaves a
     // day that is neither fetched nor not.
-    if total > 0 {
+    if total > 0 && req.staging_store.is_none() {
         std::fs::create_dir_all(req.staging).map_err(|e| StorageError::local(req.staging, e))?;
         let available = free_bytes(req.staging).map_err(|e| StorageError::local(req.staging, e))?;
         if total > available {
@@ -424,16 +436,39 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             out.changed.push(url.clone());
         }
         // The staged copy's time, for `process` to see that it is still the copy checked here.
-        let modified = std::fs::metadata(&staged)
-            .ok()
-            .filter(|m| m.len() == got.bytes)
-            .and_then(|m| crate::plan::manifest::modified_text(&m));
+        let (location, modified) = match req.staging_store {
+            Some(st) => {
+                // Uploaded checked against what was downloaded, whole or not at all.
+                let name = staged_name(req.date, &v.id, &c.file);
+                let expected = crate::storage::ExpectedContent {
+                    content: got.clone(),
+                    written_by: None,
+                };
+                let put = st
+                    .put_file_checked(&name, &staged, true, Some(&expected))
+                    .await;
+                let _ = std::fs::remove_file(&staged);
+                if let Err(e) = put {
+                    tracing::error!("{url}: {e}");
+                    out.failed.push((url, e));
+                    continue;
+                }
+                (st.url_of(&name), None)
+            }
+            None => (
+                std::path::absolute(&staged)
+                    .unwrap_or(staged.clone())
+                    .display()
+                    .to_string(),
+                std::fs::metadata(&staged)
+                    .ok()
+                    .filter(|m| m.len() == got.bytes)
+                    .and_then(|m| crate::plan::manifest::modified_text(&m)),
+            ),
+        };
         let row = ManifestRow {
             vendor: v.id.clone(),
-            location: std::path::absolute(&staged)
-                .unwrap_or(staged)
-                .display()
-                .to_string(),
+            location,
             bytes: got.bytes,
             sha256: got.sha256,
             format: v.input.format,
@@ -477,6 +512,11 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// `DATE/VENDOR/FILE`: a fetched file's name in a staging store.
+pub fn staged_name(date: &str, vendor: &str, file: &str) -> String {
+    format!("{date}/{vendor}/{file}")
 }
 
 /// `STAGING/DATE/VENDOR/FILE` for a fetched file.

@@ -3,6 +3,7 @@
 //! [`crate::storage::Store`]s and share the settings resolved here once per command.
 
 pub mod fetch;
+pub mod location;
 pub mod publish;
 
 use std::path::PathBuf;
@@ -285,6 +286,34 @@ impl TransferSettings {
                 timeout: Some(timeout),
             },
         })
+    }
+}
+
+/// Store options from the command line and the environment alone, for a command that reads
+/// its configuration from a store (a slice given `--plan URL` and no `--config`): the
+/// defaults of [`TransferSettings::resolve`], without a config's `[transfer]` table.
+pub fn store_options_without_config(flags: &TransferOverrides) -> StoreOptions {
+    let env_path = crate::env::path;
+    StoreOptions {
+        pairs: Vec::new(),
+        ssh: SshOptions {
+            key: flags
+                .ssh_key
+                .clone()
+                .or_else(|| env_path(crate::env::ENV_SSH_KEY)),
+            known_hosts: flags
+                .known_hosts
+                .clone()
+                .or_else(|| env_path(crate::env::ENV_KNOWN_HOSTS)),
+            accept_new_host_key: flags.accept_new_host_key,
+            user: crate::env::user(),
+            home: crate::env::home(),
+        },
+        retry: Retry {
+            attempts: flags.retries.unwrap_or(5),
+            ..Retry::default()
+        },
+        timeout: Some(flags.timeout.unwrap_or(Duration::from_secs(30))),
     }
 }
 

@@ -392,6 +392,30 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
     }
 }
 
+/// `item` with each piece that is a URL (an output in a run location) downloaded into
+/// `copies`, and the local copies made.
+async fn local_pieces(
+    req: &PublishRequest<'_>,
+    item: &Item,
+    copies: &super::location::LocalCopies,
+) -> Result<(Item, Vec<PathBuf>), StorageError> {
+    let mut local = item.clone();
+    let mut made = Vec::new();
+    for (path, _) in &mut local.pieces {
+        let text = path.display().to_string();
+        if super::location::is_url(&text) {
+            let copy = copies
+                .path()
+                .join(format!("{:08x}", rand::random::<u32>()))
+                .join(whole_name(&text));
+            super::location::download(&text, &copy, &req.settings.store).await?;
+            *path = copy.clone();
+            made.push(copy);
+        }
+    }
+    Ok((local, made))
+}
+
 pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome> {
     let mut out = PublishOutcome::default();
     let items = plan_items(req, &mut out)?;
@@ -421,11 +445,27 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
         "{bar:40} {pos}/{len} files {msg}",
     );
     let stores = &stores;
+    // Outputs in a run location (a URL in the ledger) are downloaded, a few at a time, just
+    // before their delivery, and removed after it.
+    let copies = &super::location::LocalCopies::new("publish")?;
     let work = futures::stream::iter(items.iter().zip(&names).map(|(it, name)| {
         let bar = bar.clone();
         async move {
             let store = &stores[&it.base];
-            let done = deliver(req, store, it, name).await;
+            let done = match local_pieces(req, it, copies).await {
+                Ok((local, downloaded)) => {
+                    let done = deliver(req, store, &local, name).await;
+                    for p in downloaded {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    done
+                }
+                Err(e) => Done::Failed(
+                    e.to_string(),
+                    e.is_transient(),
+                    matches!(e, StorageError::HostKey { .. }),
+                ),
+            };
             bar.inc(1);
             (it, store.url_of(name), done)
         }

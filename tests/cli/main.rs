@@ -38,6 +38,9 @@ mod process;
 mod report;
 // A slice run again skips what is done; SIGKILL then re-runs equal an uninterrupted run.
 mod restart;
+// Slices over a run location URL (S3 API server, Azurite): no shared filesystem, checked
+// inputs, whole uploads, restarts after SIGKILL, report and publish from the location.
+mod run_location;
 // `run`: a whole window locally or on Slurm, deferral, the overlap lock, dry runs, signals.
 mod run;
 // A planned day submitted as Slurm job arrays matches local processing.

@@ -1,0 +1,610 @@
+//! A slice of a plan run against a run location (a URL: S3, Azure Blob, GCS, SFTP, or a
+//! folder), on a machine that shares no filesystem with the planner or the other slices.
+//!
+//! The plan is read from its URL, and the configuration from beside it (the copy `plan --out
+//! URL` stores there) unless one is given. Each unit's input is downloaded to local scratch by
+//! a downloader thread running ahead of the file workers, checked against the plan's size and
+//! sha256 (a file that is not the one planned is never processed: the unit fails with the
+//! retryable exit code, naming it), memory-mapped and processed by the batch scheduler as in
+//! local mode ([`super::batch::run_with`]), and its outputs and reject file uploaded to
+//! `RUN/VENDOR/` before the unit is recorded. The slice's ledger goes to
+//! `RUN/ledgers/slice-NNNNN.duckdb` when the slice ends. Every upload is atomic (one put or a
+//! completed multipart upload on object stores, a temporary name renamed in folders and on
+//! SFTP): a slice killed at any moment leaves whole objects or nothing.
+//!
+//! Scratch stays bounded: at most [`AHEAD`] more inputs than there are file workers are
+//! downloaded at once, and a unit's input and outputs are removed as soon as it is uploaded.
+//! A slice run again first downloads its ledger from the run location and skips the units it
+//! records as done whose outputs are still there with the recorded size (asked of the store).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use anyhow::anyhow;
+
+use crate::config::Config;
+use crate::exit::{ExitStatus, Failure};
+use crate::ledger::query;
+use crate::outcome::FileOutcome;
+use crate::plan::{Plan, Unit};
+use crate::storage::{StorageError, Store, StoreOptions, join_url};
+use crate::vendor::Vendor;
+
+use super::EngineOptions;
+use super::batch::{self, BatchSummary, UnitHooks, UnitSite, Work};
+
+/// Inputs downloaded beyond those the file workers are processing: the next units are on disk
+/// when a worker is free, and scratch holds a few files, not the slice.
+pub const AHEAD: usize = 2;
+
+/// The modification time a downloaded input is given, recorded with its checked checksum as
+/// the unit's known input, so that the engine does not read the file a second time only to
+/// hash it (the download hashed it).
+const CHECKED_MTIME: &str = "2000-01-01T00:00:00.000000000Z";
+const CHECKED_EPOCH_SECONDS: u64 = 946_684_800;
+
+/// Where a slice runs from: the plan's and the run's locations, opened.
+pub struct RunLocation {
+    rt: tokio::runtime::Runtime,
+    opts: StoreOptions,
+    /// The plan's folder (URL or path) and the plan's name in it.
+    plan_dir: String,
+    plan_store: Store,
+    run: Store,
+    scratch: Scratch,
+    /// The plan, as read from the plan's location.
+    pub plan: Plan,
+    /// The configuration to load: the one given, or the run location's copy in scratch.
+    pub config_path: PathBuf,
+}
+
+/// The folder and name of a file's URL or path: `s3://b/run/plan.json` is `s3://b/run` and
+/// `plan.json`.
+fn split_location(location: &str) -> Result<(String, String), Failure> {
+    let trimmed = location.trim_end_matches('/');
+    let at_root = trimmed
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.contains('/'));
+    match trimmed.rsplit_once('/') {
+        Some((dir, name)) if !at_root && !name.is_empty() => {
+            let dir = if dir.is_empty() { "/" } else { dir };
+            Ok((dir.to_string(), name.to_string()))
+        }
+        _ if !trimmed.contains("://") && !trimmed.is_empty() => {
+            Ok((".".to_string(), trimmed.to_string()))
+        }
+        _ => Err(Failure::usage(anyhow!(
+            "`{location}` names no file in a folder or bucket (like s3://bucket/run/plan.json)"
+        ))),
+    }
+}
+
+/// Removes the slice's scratch folder when the slice ends, however it ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl RunLocation {
+    /// Opens the plan at `plan` and the run location `run`, with a scratch folder below
+    /// `scratch` (the system's temporary folder when `None`), and reads the plan and, unless
+    /// `config` is given, the configuration stored beside it.
+    pub fn open(
+        plan: &Path,
+        run: &Path,
+        config: Option<&Path>,
+        scratch: Option<&Path>,
+        opts: &StoreOptions,
+    ) -> Result<RunLocation, Failure> {
+        let rt = crate::transfer::runtime()?;
+        let parent = scratch.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let dir = parent.join(format!(
+            "batchwin-slice-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Failure::data(anyhow!(
+                "cannot create the scratch folder `{}`: {e}; give --scratch a writable folder",
+                dir.display()
+            ))
+        })?;
+        let scratch = Scratch(dir);
+        let plan_url = plan.display().to_string();
+        let (plan_dir, plan_name) = split_location(&plan_url)?;
+        let (plan_store, run) = rt.block_on(async {
+            let p = Store::open(&plan_dir, opts).await?;
+            let r = Store::open(&run.display().to_string(), opts).await?;
+            Ok::<_, StorageError>((p, r))
+        })?;
+        let local_plan = scratch.0.join("plan.json");
+        rt.block_on(plan_store.get_file(&plan_name, &local_plan))
+            .map_err(|e| match e {
+                StorageError::NotFound { .. } => Failure::usage(e),
+                e => e.into(),
+            })?;
+        let plan_read = Plan::read(&local_plan).map_err(|e| {
+            Failure::usage(e.context(format!("the plan `{}`", plan_store.url_of(&plan_name))))
+        })?;
+        let config_path = match (config, &plan_read.config) {
+            (Some(c), _) => c.to_path_buf(),
+            (None, Some(name)) => {
+                let base = Path::new(name)
+                    .file_name()
+                    .map_or_else(|| "batchwin.toml".into(), |n| n.to_os_string());
+                let local = scratch.0.join("config").join(base);
+                rt.block_on(plan_store.get_file(name, &local))?;
+                local
+            }
+            (None, None) => {
+                return Err(Failure::usage(anyhow!(
+                    "the plan `{}` names no configuration stored beside it (plan --out URL stores one); give --config",
+                    plan_store.url_of(&plan_name)
+                )));
+            }
+        };
+        Ok(RunLocation {
+            rt,
+            opts: opts.clone(),
+            plan_dir,
+            plan_store,
+            run,
+            scratch,
+            plan: plan_read,
+            config_path,
+        })
+    }
+
+    /// Runs slice `k` with `profiles` (built from `config`), downloading, checking,
+    /// processing and uploading each unit, then the slice's ledger.
+    pub fn run_slice(
+        &self,
+        config: &Config,
+        profiles: &[Vendor],
+        k: usize,
+        opts: &EngineOptions,
+        progress: bool,
+    ) -> Result<SliceRun, Failure> {
+        let plan = &self.plan;
+        let ledger_name = format!("ledgers/slice-{k:05}.duckdb");
+        let ledgers = self.scratch.0.join("ledgers");
+        let ledger = ledgers.join(format!("slice-{k:05}.duckdb"));
+        // This slice's ledger (an earlier run of it), and those of the earlier stages' slices
+        // (whether the vendors this one comes after finished).
+        let stage = plan.slices[k].stage;
+        for s in plan
+            .slices
+            .iter()
+            .filter(|s| s.index == k || s.stage < stage)
+        {
+            let name = format!("ledgers/slice-{:05}.duckdb", s.index);
+            let local = ledgers.join(format!("slice-{:05}.duckdb", s.index));
+            match self.rt.block_on(self.run.get_file(&name, &local)) {
+                Ok(_) | Err(StorageError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let site = RemoteSite {
+            loc: self,
+            stores: Mutex::default(),
+            units: Mutex::default(),
+            inputs: self.scratch.0.join("in"),
+        };
+        let config_sha = crate::plan::manifest::file_sha256(&self.config_path).ok();
+        let todo = batch::slice_units(
+            config,
+            &self.config_path,
+            plan,
+            k,
+            &site,
+            &self.scratch.0.join("out"),
+            &ledger,
+            config_sha.as_deref(),
+        )?;
+        let units = site.units.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut items = todo.units;
+        for (w, (_, u)) in items.iter_mut().zip(&units) {
+            w.known = u.part.is_none().then(|| super::KnownInput {
+                bytes: u.file_bytes,
+                modified: CHECKED_MTIME.to_string(),
+                sha256: u.sha256.clone(),
+            });
+        }
+        let stores = site.stores.into_inner().unwrap_or_else(|e| e.into_inner());
+        let fetches = Fetches {
+            state: Mutex::new(FetchState {
+                ready: vec![Fetch::NotStarted; items.len()],
+                held: 0,
+                stop: false,
+                bytes: 0,
+                peak: 0,
+            }),
+            changed: Condvar::new(),
+            capacity: 2 * rayon::current_num_threads().max(1) + AHEAD,
+        };
+        let hooks = Hooks {
+            loc: self,
+            fetches: &fetches,
+            units: &units,
+            stores: &stores,
+        };
+        let result = std::thread::scope(|scope| {
+            let downloader = scope.spawn(|| hooks.download_all(&items));
+            let result = batch::run_with(
+                profiles,
+                items.clone(),
+                &ledger,
+                opts,
+                progress,
+                Vec::new(),
+                &hooks,
+            );
+            fetches.stop();
+            let _ = downloader.join();
+            result
+        });
+        // The ledger goes up whatever happened to the units: the next run of the slice skips
+        // what this one finished.
+        let ledger_url = self.run.url_of(&ledger_name);
+        if ledger.exists() {
+            self.rt
+                .block_on(self.run.put_file(&ledger_name, &ledger, true))?;
+        }
+        let mut summary = result?;
+        summary.ledger = PathBuf::from(&ledger_url);
+        let peak = fetches.lock().peak;
+        Ok(SliceRun {
+            summary,
+            resumed: todo.resumed,
+            scratch_peak: peak,
+        })
+    }
+
+    /// The location of a plan's unit: a URL as it is; a relative path from the plan's folder.
+    fn unit_url(&self, location: &str) -> String {
+        if location.contains("://") || Path::new(location).is_absolute() {
+            location.to_string()
+        } else if self.plan_dir.contains("://") {
+            join_url(self.plan_store.url(), location)
+        } else {
+            Path::new(&self.plan_dir)
+                .join(location)
+                .display()
+                .to_string()
+        }
+    }
+}
+
+/// What a slice over a run location did.
+pub struct SliceRun {
+    pub summary: BatchSummary,
+    /// Units an earlier run of the slice had done (skipped).
+    pub resumed: usize,
+    /// Most bytes of inputs and outputs held in scratch at once.
+    pub scratch_peak: u64,
+}
+
+/// Units read from the run location: the ledger's name of an input is its URL.
+struct RemoteSite<'a> {
+    loc: &'a RunLocation,
+    /// Stores of the inputs' folders, opened once each.
+    stores: Mutex<HashMap<String, Arc<Store>>>,
+    /// The units to do, in order, with their input URL.
+    units: Mutex<Vec<(String, Unit)>>,
+    inputs: PathBuf,
+}
+
+impl UnitSite for RemoteSite<'_> {
+    fn key(&self, location: &str) -> PathBuf {
+        PathBuf::from(self.loc.unit_url(location))
+    }
+    fn local(&self, n: usize, u: &Unit) -> PathBuf {
+        let url = self.loc.unit_url(&u.location);
+        let file = url.rsplit('/').next().unwrap_or("input").to_string();
+        self.units
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((url, u.clone()));
+        self.inputs.join(format!("{n:05}")).join(file)
+    }
+    fn output_present(&self, a: &query::UnitAttempt) -> bool {
+        let Some(out) = &a.output_path else {
+            return false;
+        };
+        let Some(name) = out.strip_prefix(&format!("{}/", self.loc.run.url())) else {
+            return query::local_output_present(a);
+        };
+        match self.loc.rt.block_on(self.loc.run.head(name)) {
+            Ok(Some(e)) => e.size == a.output_bytes,
+            _ => false,
+        }
+    }
+    fn same_input(&self, u: &Unit, _: &Path, a: &query::UnitAttempt) -> bool {
+        // The input is checked against the plan's checksum when it is downloaded, so the
+        // plan's checksum is what a run reads; a part's own checksum is not in the plan.
+        u.part.is_none() && u.sha256 == a.input_sha256
+    }
+}
+
+struct Fetches {
+    state: Mutex<FetchState>,
+    changed: Condvar,
+    /// Most inputs in scratch at once.
+    capacity: usize,
+}
+
+/// Where a unit's download is.
+#[derive(Clone)]
+enum Fetch {
+    NotStarted,
+    Downloading,
+    Done(Result<(), (ExitStatus, String)>),
+    /// Not needed: the unit ended without reading its input (blocked, deferred).
+    Skipped,
+}
+
+struct FetchState {
+    ready: Vec<Fetch>,
+    /// Inputs in scratch (downloaded and not yet removed).
+    held: usize,
+    stop: bool,
+    /// Bytes of inputs and outputs in scratch, and the most at once.
+    bytes: u64,
+    peak: u64,
+}
+
+impl Fetches {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FetchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.changed.notify_all();
+    }
+    fn add_bytes(&self, n: u64) {
+        let mut s = self.lock();
+        s.bytes += n;
+        s.peak = s.peak.max(s.bytes);
+    }
+}
+
+struct Hooks<'a> {
+    loc: &'a RunLocation,
+    fetches: &'a Fetches,
+    units: &'a [(String, Unit)],
+    stores: &'a HashMap<String, Arc<Store>>,
+}
+
+impl Hooks<'_> {
+    /// Downloads every unit's input in order, at most `capacity` held at once, until told to
+    /// stop.
+    fn download_all(&self, items: &[Work]) {
+        let mut stores = self.stores.clone();
+        for (i, w) in items.iter().enumerate() {
+            {
+                let mut s = self.fetches.lock();
+                while s.held >= self.fetches.capacity && !s.stop {
+                    s = self
+                        .fetches
+                        .changed
+                        .wait(s)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                if s.stop {
+                    return;
+                }
+                if w.blocked.is_some() || matches!(s.ready[i], Fetch::Skipped) {
+                    s.ready[i] = Fetch::Skipped;
+                    continue;
+                }
+                s.held += 1;
+                s.ready[i] = Fetch::Downloading;
+            }
+            let result = self.download(&mut stores, i, w);
+            let mut s = self.fetches.lock();
+            s.ready[i] = Fetch::Done(result);
+            drop(s);
+            self.fetches.changed.notify_all();
+        }
+    }
+
+    /// Downloads unit `i`'s input to `w.input` and checks it against the plan.
+    fn download(
+        &self,
+        stores: &mut HashMap<String, Arc<Store>>,
+        i: usize,
+        w: &Work,
+    ) -> Result<(), (ExitStatus, String)> {
+        let (url, u) = &self.units[i];
+        let fail = |e: StorageError| (e.exit_status(), e.to_string());
+        let (dir, name) = split_location(url).map_err(|f| (f.status, format!("{:#}", f.error)))?;
+        let store = match stores.get(&dir) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(
+                    self.loc
+                        .rt
+                        .block_on(Store::open(&dir, &self.loc.opts))
+                        .map_err(fail)?,
+                );
+                stores.insert(dir, s.clone());
+                s
+            }
+        };
+        let got = self
+            .loc
+            .rt
+            .block_on(store.get_file_capped(&name, &w.input, Some(u.file_bytes)))
+            .map_err(|e| match e {
+                StorageError::Oversize { .. } => (
+                    ExitStatus::Retryable,
+                    format!(
+                        "input `{url}` is larger than the {} bytes the plan was made with; not processed",
+                        u.file_bytes
+                    ),
+                ),
+                e => fail(e),
+            })?;
+        if got.bytes != u.file_bytes || got.sha256 != u.sha256 {
+            let _ = std::fs::remove_file(&w.input);
+            return Err((
+                ExitStatus::Retryable,
+                format!(
+                    "input `{url}` is not the file the plan was made from ({} bytes with sha256 {}, the plan says {} bytes with sha256 {}); not processed: stage it again and plan again, or restore it",
+                    got.bytes, got.sha256, u.file_bytes, u.sha256
+                ),
+            ));
+        }
+        let checked = std::time::UNIX_EPOCH + std::time::Duration::from_secs(CHECKED_EPOCH_SECONDS);
+        std::fs::File::options()
+            .write(true)
+            .open(&w.input)
+            .and_then(|f| f.set_modified(checked))
+            .map_err(|e| {
+                (
+                    ExitStatus::Retryable,
+                    format!("scratch file `{}`: {e}", w.input.display()),
+                )
+            })?;
+        self.fetches.add_bytes(got.bytes);
+        Ok(())
+    }
+
+    /// Uploads one local output to `RUN/VENDOR/FILE`, removes it, and gives its URL.
+    fn upload(&self, vendor: &str, local: &Path) -> Result<PathBuf, Failure> {
+        let file = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = format!("{vendor}/{file}");
+        self.loc
+            .rt
+            .block_on(self.loc.run.put_file(&name, local, true))?;
+        let _ = std::fs::remove_file(local);
+        Ok(PathBuf::from(self.loc.run.url_of(&name)))
+    }
+}
+
+impl UnitHooks for Hooks<'_> {
+    fn before(&self, i: usize, _: &Work) -> Result<(), Failure> {
+        let mut s = self.fetches.lock();
+        loop {
+            match &s.ready[i] {
+                Fetch::Done(Ok(())) | Fetch::Skipped => return Ok(()),
+                Fetch::Done(Err((status, message))) => {
+                    return Err(Failure {
+                        status: *status,
+                        error: anyhow!("{message}"),
+                    });
+                }
+                Fetch::NotStarted if s.stop => {
+                    return Err(Failure::retryable(anyhow!(
+                        "`{}` was not downloaded: the slice stopped",
+                        self.units[i].0
+                    )));
+                }
+                Fetch::NotStarted | Fetch::Downloading => {
+                    s = self
+                        .fetches
+                        .changed
+                        .wait(s)
+                        .unwrap_or_else(|e| e.into_inner())
+                }
+            }
+        }
+    }
+
+    fn after(&self, i: usize, w: &Work, outcome: Option<&mut FileOutcome>) -> Result<(), Failure> {
+        let (url, u) = &self.units[i];
+        let mut result = Ok(());
+        if let Some(o) = outcome {
+            let outputs = [o.output_path.clone(), o.reject_path.clone()];
+            let sizes: u64 = outputs
+                .iter()
+                .flatten()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            self.fetches.add_bytes(sizes);
+            let vendor = o.vendor.clone();
+            let up = |p: &mut Option<PathBuf>| -> Result<(), Failure> {
+                if let Some(local) = p.as_ref().filter(|l| l.exists()) {
+                    *p = Some(self.upload(&vendor, local)?);
+                }
+                Ok(())
+            };
+            result = up(&mut o.output_path).and_then(|()| up(&mut o.reject_path));
+            if result.is_err() {
+                for p in outputs.iter().flatten() {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            self.fetches.lock().bytes -= sizes;
+            o.input_path = PathBuf::from(url);
+            if o.input_bytes == 0 {
+                o.input_bytes = u.part.as_ref().map_or(u.file_bytes, |p| p.end - p.start);
+            }
+        }
+        // The input leaves scratch, once its download (if one started) has ended.
+        let mut s = self.fetches.lock();
+        loop {
+            match s.ready[i] {
+                Fetch::NotStarted => {
+                    s.ready[i] = Fetch::Skipped;
+                    return result;
+                }
+                Fetch::Skipped => return result,
+                Fetch::Downloading if !s.stop => {
+                    s = self
+                        .fetches
+                        .changed
+                        .wait(s)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                Fetch::Downloading | Fetch::Done(_) => break,
+            }
+        }
+        let size = std::fs::metadata(&w.input).map_or(0, |m| m.len());
+        let _ = std::fs::remove_file(&w.input);
+        if let Some(dir) = w.input.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        s.held = s.held.saturating_sub(1);
+        s.bytes = s.bytes.saturating_sub(size);
+        drop(s);
+        self.fetches.changed.notify_all();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_split_into_folder_and_name() {
+        let s = |l: &str| split_location(l).map_err(|f| f.error.to_string());
+        assert_eq!(
+            s("s3://b/run/plan.json").unwrap(),
+            ("s3://b/run".to_string(), "plan.json".to_string())
+        );
+        assert_eq!(
+            s("az://c/plan.json").unwrap(),
+            ("az://c".to_string(), "plan.json".to_string())
+        );
+        assert_eq!(
+            s("/abs/plan.json").unwrap(),
+            ("/abs".to_string(), "plan.json".to_string())
+        );
+        assert_eq!(
+            s("plan.json").unwrap(),
+            (".".to_string(), "plan.json".to_string())
+        );
+        assert!(s("s3://bucket").is_err());
+        assert!(s("s3://bucket/").is_err());
+    }
+}

@@ -1,0 +1,487 @@
+//! Slices that share no filesystem: a generated day fetched to staging on an object store
+//! (the S3 API server, Azurite), planned to a run location there, each slice run as its own
+//! process in its own empty folder with its own scratch and nothing but the store's
+//! credentials in its environment; then report and publish from the run location. The servers
+//! are those `scripts/services/object-stores-up` starts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use batchwin::storage::{Store, StoreOptions};
+
+use crate::storage::{runtime, s3_options};
+use crate::util::{DATE, Dir, MASK_KEY, assert_published, generate_day, process_day, service};
+
+/// A store the tests write below, under a prefix of their own, and the environment a worker
+/// needs to reach it (credentials and endpoint, as an engine would give them).
+struct Location {
+    base: String,
+    env: Vec<(String, String)>,
+    /// For the test itself to look at and change what is stored.
+    opts: StoreOptions,
+}
+
+fn s3() -> Option<Location> {
+    let endpoint = service("BATCHWIN_TEST_S3")?;
+    Some(Location {
+        base: format!("s3://batchwin-test/{}", uuid::Uuid::new_v4().simple()),
+        env: vec![
+            ("AWS_ENDPOINT".into(), endpoint.clone()),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ],
+        opts: s3_options(endpoint),
+    })
+}
+
+/// The S3 API server that checks request signatures (s3s-fs), with the keys
+/// `scripts/services/object-stores-up` gave it.
+fn s3_sigv4() -> Option<Location> {
+    let endpoint = service("BATCHWIN_TEST_S3_SIGV4")?;
+    let env = vec![
+        ("AWS_ENDPOINT".to_string(), endpoint.clone()),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "batchwin-ak".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "batchwin-secret-key".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    Some(Location {
+        base: format!("s3://batchwin-test/{}", uuid::Uuid::new_v4().simple()),
+        opts: StoreOptions {
+            pairs: env
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
+            ..Default::default()
+        },
+        env,
+    })
+}
+
+/// The emulator's published development key (not a secret).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn azurite() -> Option<Location> {
+    let endpoint = service("BATCHWIN_TEST_AZURITE")?;
+    Some(Location {
+        base: format!("az://batchwin-test/{}", uuid::Uuid::new_v4().simple()),
+        env: vec![
+            ("AZURE_STORAGE_USE_EMULATOR".into(), "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL".into(), endpoint.clone()),
+        ],
+        // The emulator's account by its endpoint, for this process (which cannot set
+        // AZURITE_BLOB_STORAGE_URL for itself alone).
+        opts: StoreOptions {
+            pairs: vec![
+                (
+                    "azure_storage_account_name".into(),
+                    "devstoreaccount1".into(),
+                ),
+                ("azure_storage_account_key".into(), AZURITE_KEY.into()),
+                (
+                    "azure_storage_endpoint".into(),
+                    format!("{endpoint}/devstoreaccount1"),
+                ),
+                ("azure_allow_http".into(), "true".into()),
+            ],
+            ..Default::default()
+        },
+    })
+}
+
+impl Location {
+    /// `batchwin` with this store's environment and nothing else of the test's: no
+    /// `BATCHWIN_*` variable but the masking key (as an engine's secret would give it).
+    fn cmd(&self, cwd: &Path) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("batchwin"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BATCHWIN_MASK_KEY", MASK_KEY)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(cwd);
+        c
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
+        let o = self.cmd(cwd).args(args).output().expect("batchwin runs");
+        eprintln!(
+            "batchwin {}: {:?}\n{}{}",
+            args.join(" "),
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    fn url(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.base)
+    }
+
+    /// Every object below `rel` (name relative to it -> bytes).
+    fn objects(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
+        runtime().block_on(async {
+            let store = Store::open(&self.url(rel), &self.opts)
+                .await
+                .expect("store");
+            let mut out = BTreeMap::new();
+            for e in store.list_all("", false).await.expect("list").files {
+                let bytes = store.get_bytes(&e.name).await.expect("get");
+                out.insert(e.name, bytes);
+            }
+            out
+        })
+    }
+}
+
+/// A generated day whose configuration reads the masking key from the environment (a worker
+/// has no key file), fetched to `BASE/staging` and planned into `slices` slices at
+/// `BASE/run/plan.json`.
+fn stage_and_plan(d: &Dir, loc: &Location, files: &str, records: &str, slices: &str) {
+    generate_day(d, files, records, "3", "41");
+    let config = d.read("day/batchwin.toml");
+    let config: String = config
+        .lines()
+        .filter(|l| !l.starts_with("key_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    d.write("day/batchwin.toml", config);
+    let staging = loc.url("staging");
+    let o = loc.run(
+        d.root(),
+        &[
+            "fetch",
+            "--config",
+            "day/batchwin.toml",
+            "--source",
+            "day",
+            "--date",
+            DATE,
+            "--staging",
+            &staging,
+            "--manifest",
+            "manifest.jsonl",
+            "--settle",
+            "0s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let manifest = d.read("manifest.jsonl");
+    assert!(
+        manifest
+            .lines()
+            .all(|l| l.contains(&format!("\"location\":\"{staging}/{DATE}/"))),
+        "{manifest}"
+    );
+    let plan = loc.url("run/plan.json");
+    let o = loc.run(
+        d.root(),
+        &[
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--manifest",
+            "manifest.jsonl",
+            "--out",
+            &plan,
+            "--slices",
+            slices,
+            "--date",
+            DATE,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Runs slice `k` in a new empty folder with its own scratch, as an engine's task would.
+fn slice_command(d: &Dir, loc: &Location, k: usize, attempt: usize) -> std::process::Command {
+    let work = d.path(&format!("workers/{k}-{attempt}"));
+    let scratch = d.path(&format!("scratch/{k}-{attempt}"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut c = loc.cmd(&work);
+    c.args([
+        "process",
+        "--plan",
+        &loc.url("run/plan.json"),
+        "--slice",
+        &k.to_string(),
+        "--out",
+        &loc.url("run"),
+        "--scratch",
+        &scratch.display().to_string(),
+    ]);
+    c
+}
+
+fn run_slice(d: &Dir, loc: &Location, k: usize, attempt: usize) -> std::process::Output {
+    let o = slice_command(d, loc, k, attempt)
+        .output()
+        .expect("slice runs");
+    eprintln!(
+        "slice {k}: {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Nothing left in any worker's folder or scratch: a slice cleans up after itself.
+fn assert_scratch_empty(d: &Dir) {
+    for dir in ["workers", "scratch"] {
+        let left = crate::util::tree(&d.path(dir));
+        assert!(left.is_empty(), "left in {dir}: {:?}", left.keys());
+    }
+}
+
+/// Report and publish from the run location; the report's totals are the generator's and the
+/// published files are, byte for byte, those of processing the same files locally.
+fn report_and_publish(d: &Dir, loc: &Location) {
+    let ledgers = loc.url("run/ledgers");
+    let plan = loc.url("run/plan.json");
+    let o = loc.run(
+        d.root(),
+        &[
+            "report",
+            "--ledgers",
+            &ledgers,
+            "--plan",
+            &plan,
+            "--format",
+            "json",
+            "--fail-on",
+            "failed,missing",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    let expected: serde_json::Value =
+        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
+    let t = &report["totals"];
+    assert_eq!(t["records_in"], expected["records"]);
+    assert_eq!(t["records_rejected"], expected["invalid"]);
+    assert_eq!(t["failed"], 0);
+    assert_eq!(report["missing"].as_array().map(Vec::len), Some(0));
+
+    let o = loc.run(
+        d.root(),
+        &[
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            &ledgers,
+            "--target",
+            "published",
+            "--date",
+            DATE,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    if !d.path("local").exists() {
+        process_day(d, "local");
+    }
+    assert_published(
+        &d.path("local"),
+        &d.path(&format!("published/outbound/{DATE}")),
+    );
+    // The reject files too, as the run location holds them.
+    let run = loc.objects("run");
+    for (rel, bytes) in crate::util::tree(&d.path("local")) {
+        if rel.contains(".rejects.") {
+            assert!(
+                run.get(&rel) == Some(&bytes),
+                "{rel}: differs in the run location"
+            );
+        }
+    }
+}
+
+fn a_day_runs_from_the_location(loc: Location) {
+    let d = Dir::new();
+    stage_and_plan(&d, &loc, "12", "6000", "3");
+    for k in 0..3 {
+        let o = run_slice(&d, &loc, k, 0);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("slice      {k} of 3")));
+    }
+    assert_scratch_empty(&d);
+    // A slice run again does nothing twice.
+    let o = run_slice(&d, &loc, 1, 1);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("resumed") && out.contains("files      0 "),
+        "{out}"
+    );
+    report_and_publish(&d, &loc);
+}
+
+#[test]
+fn a_day_runs_from_an_s3_run_location_without_a_shared_filesystem() {
+    if let Some(loc) = s3() {
+        a_day_runs_from_the_location(loc);
+    }
+}
+
+#[test]
+fn a_day_runs_from_an_azure_blob_run_location_without_a_shared_filesystem() {
+    if let Some(loc) = azurite() {
+        a_day_runs_from_the_location(loc);
+    }
+}
+
+#[test]
+fn a_day_runs_from_an_s3_run_location_that_checks_signatures() {
+    let Some(mut loc) = s3_sigv4() else {
+        return;
+    };
+    a_day_runs_from_the_location(Location {
+        base: loc.base.clone(),
+        env: loc.env.clone(),
+        opts: loc.opts.clone(),
+    });
+    // Signed with the wrong secret, a worker is refused by the server: it fails, and says
+    // where.
+    for (k, v) in &mut loc.env {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let d = Dir::new();
+    let o = run_slice(&d, &loc, 0, 0);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&loc.url("run")),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_staged_input_changed_after_fetch_is_refused_with_exit_3() {
+    let Some(loc) = s3() else {
+        return;
+    };
+    let d = Dir::new();
+    stage_and_plan(&d, &loc, "6", "3000", "1");
+    // One staged file's bytes change after it was fetched (same size).
+    let staged = loc.objects("staging");
+    let (victim, bytes) = staged
+        .iter()
+        .find(|(k, _)| k.ends_with(".csv"))
+        .expect("a staged csv");
+    let mut changed = bytes.clone();
+    let at = changed.len() - 3;
+    changed[at] = if changed[at] == b'7' { b'8' } else { b'7' };
+    let local = d.write("changed", &changed);
+    runtime().block_on(async {
+        let store = Store::open(&loc.url("staging"), &loc.opts).await.unwrap();
+        store.put_file(victim, &local, true).await.unwrap();
+    });
+    let o = run_slice(&d, &loc, 0, 0);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let url = loc.url(&format!("staging/{victim}"));
+    assert!(
+        err.contains(&url) && err.contains("not the file the plan was made from"),
+        "{err}"
+    );
+    // Nothing of it in the run location; the other files are there.
+    let stem = Path::new(victim).file_stem().unwrap().to_string_lossy();
+    let run = loc.objects("run");
+    assert!(
+        !run.keys().any(|k| k.contains(stem.as_ref())),
+        "{:?}",
+        run.keys()
+    );
+    assert!(run.keys().filter(|k| k.contains(".out.")).count() >= 4);
+    assert_scratch_empty(&d);
+}
+
+#[test]
+fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_same() {
+    let Some(loc) = s3() else {
+        return;
+    };
+    use rand::Rng;
+    let d = Dir::new();
+    stage_and_plan(&d, &loc, "24", "60000", "1");
+    process_day(&d, "local");
+    let local = crate::util::tree(&d.path("local"));
+    let check = |when: &str| {
+        for (rel, bytes) in loc.objects("run") {
+            if rel.ends_with(".duckdb") || rel == "plan.json" || rel == "batchwin.toml" {
+                continue;
+            }
+            assert!(
+                local.get(&rel) == Some(&bytes),
+                "{when}: `{rel}` is not a whole output ({} bytes)",
+                bytes.len()
+            );
+        }
+    };
+    // How long a whole run of the slice takes here, to kill the next ones inside it.
+    let started = std::time::Instant::now();
+    assert_eq!(run_slice(&d, &loc, 0, 100).status.code(), Some(0));
+    let whole = started.elapsed().as_millis() as u64;
+    check("after a whole run");
+    let ledger = "ledgers/slice-00000.duckdb";
+    let forget_ledger = || {
+        // Without its ledger the next run does every unit again, uploading over what is
+        // there: the kills land in uploads of a run location that already holds outputs.
+        runtime().block_on(async {
+            let store = Store::open(&loc.url("run"), &loc.opts).await.unwrap();
+            store.delete(ledger).await.unwrap();
+        })
+    };
+    forget_ledger();
+    let mut rng = rand::thread_rng();
+    let mut killed = 0;
+    for attempt in 0..10 {
+        let mut child = slice_command(&d, &loc, 0, attempt)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = rng.gen_range(whole / 10..whole.max(20));
+        std::thread::sleep(std::time::Duration::from_millis(after));
+        // SIGKILL: nothing of the slice's own clean-up runs.
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        check(&format!("after kill {attempt}"));
+        let objects = loc.objects("run");
+        eprintln!(
+            "kill {attempt} after {after} of {whole} ms ({status}): {} objects in the run location",
+            objects.len()
+        );
+        if status.code().is_none() {
+            killed += 1;
+        }
+        if objects.contains_key(ledger) {
+            forget_ledger();
+        }
+    }
+    assert!(
+        killed >= 5,
+        "only {killed} of 10 runs were killed while working"
+    );
+    let o = run_slice(&d, &loc, 0, 99);
+    assert_eq!(o.status.code(), Some(0));
+    check("at the end");
+    let run = loc.objects("run");
+    let outputs: Vec<&String> = run
+        .keys()
+        .filter(|k| k.contains('/') && !k.starts_with("ledgers/"))
+        .collect();
+    let expected: Vec<&String> = local
+        .keys()
+        .filter(|k| k.contains('/') && !k.ends_with(".duckdb"))
+        .collect();
+    assert_eq!(outputs, expected, "one object per output, nothing else");
+    report_and_publish(&d, &loc);
+}
