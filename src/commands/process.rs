@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use crate::config::Config;
+use crate::engine::live::{Live, STATUS_DIR, STATUS_FILE};
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
 use crate::printer::{self, GlobalArgs};
@@ -43,7 +44,9 @@ pub struct ProcessArgs {
     pub slurm_index: Option<usize>,
     #[arg(long, env = crate::env::ENV_K8S_INDEX, hide = true)]
     pub k8s_index: Option<usize>,
-    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`).
+    /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`). The run's live
+    /// status document, replaced about once a second, is `OUT/status.json`, with `--plan`
+    /// `OUT/status/slice-K.json` (read by `batchwin status`).
     #[arg(long)]
     pub out: PathBuf,
     /// The ledger file (default `OUT/ledger.duckdb`, with `--plan` `OUT/ledgers/slice-K.duckdb`).
@@ -134,6 +137,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         deadline: a.deadline,
         grace: a.grace_period,
         masking,
+        live: Some(Live::in_folder(&a.out, STATUS_FILE, None, 0)),
         ..EngineOptions::default()
     };
     let ledger_path = a
@@ -226,6 +230,12 @@ fn run_slice(
         grace: a.grace_period,
         config_sha256: config_sha,
         masking: plan.masking.clone(),
+        live: Some(Live::in_folder(
+            &a.out.join(STATUS_DIR),
+            &Live::slice_name(k),
+            Some(k),
+            todo.resumed,
+        )),
         ..EngineOptions::default()
     };
     let summary = batch::run(

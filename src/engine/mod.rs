@@ -2,11 +2,14 @@
 //! files at once ([`batch`]: file workers, delivery threads, the ledger recorded as units
 //! finish). What both share lives here: the tuning of a run ([`EngineOptions`]), the signal
 //! that the run can record what it delivers ([`Ready`]), the pool of chunk buffers
-//! ([`Buffers`]) and the counts of work done so far ([`Progress`]).
+//! ([`Buffers`]) and the counts of work done so far ([`Progress`]), which the live status
+//! document ([`live`]) publishes while a run goes on.
 
 #[cfg(feature = "cli")]
 pub mod batch;
 pub mod file;
+#[cfg(feature = "cli")]
+pub mod live;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -41,6 +44,10 @@ pub struct EngineOptions {
     pub buffers: Buffers,
     /// Work done so far, counted as each window of chunks is written (see [`Progress`]).
     pub progress: Progress,
+    /// The run's live status document, kept up to date as units start and end, and written
+    /// once a second by a thread of its own (see [`live`]); none: no document.
+    #[cfg(feature = "cli")]
+    pub live: Option<live::Live>,
 }
 
 /// Input bytes and records done so far by a run, counted as each window of chunks is written,
@@ -164,6 +171,8 @@ impl Default for EngineOptions {
             ready: Ready::default(),
             buffers: Buffers::default(),
             progress: Progress::default(),
+            #[cfg(feature = "cli")]
+            live: None,
         }
     }
 }
