@@ -113,6 +113,9 @@ pub struct VendorProgress {
     /// Input bytes of the vendor's units, and of those ended.
     pub bytes: u64,
     pub bytes_done: u64,
+    /// When its last unit so far ended (UTC, RFC 3339).
+    #[serde(default)]
+    pub last_ended_at: Option<String>,
 }
 
 /// Units by the state they ended in.
@@ -309,6 +312,7 @@ impl Live {
         if let Some(v) = d.vendors.iter_mut().find(|v| v.vendor == o.vendor) {
             v.done += 1;
             v.bytes_done += bytes;
+            v.last_ended_at = Some(now());
             if o.status == FileStatus::Succeeded {
                 v.succeeded += 1;
             }

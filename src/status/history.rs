@@ -182,8 +182,11 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
             "skipped: `run`'s resume check (ledger::query::LatestUnits::is_done) found every unit of it done by an earlier attempt: succeeded under the same configuration, same input checksum, output still there".into(),
         );
     }
+    let skipped = !planned_again && dir.join("todo.jsonl").exists();
     let plan = Plan::read(&dir.join("plan.json")).ok();
-    if let Some(p) = &plan {
+    // A file the resume check skipped is in no plan of this attempt (`plan.json` may be an
+    // earlier attempt's, when nothing was left to plan).
+    if let Some(p) = plan.as_ref().filter(|_| !skipped) {
         let units: Vec<(usize, Option<u32>)> = p
             .slices
             .iter()

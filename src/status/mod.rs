@@ -530,7 +530,18 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             .iter()
             .filter(|x| vendor_priority(&plan, &x.vendor) == Some(p))
             .count() as u64;
-        let eta = slice_eta.iter().filter_map(|m| m.get(&p)).max().copied();
+        let mut eta = slice_eta.iter().filter_map(|m| m.get(&p)).max().copied();
+        if done >= units {
+            // Finished: when its last unit ended, as the slices' documents recorded it.
+            let last = facts
+                .iter()
+                .filter_map(|f| f.doc.as_ref())
+                .flat_map(|d| &d.vendors)
+                .filter(|v| v.priority == p.to_string())
+                .filter_map(|v| v.last_ended_at.as_deref().and_then(parse_time))
+                .max();
+            eta = last.or(eta);
+        }
         let sla = slas
             .get(&p)
             .zip(window_start)

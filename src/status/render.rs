@@ -101,7 +101,17 @@ pub fn table(s: &RunStatus) -> String {
             if !now.is_empty() {
                 now.push_str("; ");
             }
-            now.push_str(&v.current.join(", "));
+            // File names only, the first two: the line stays one line.
+            let names: Vec<&str> = v
+                .current
+                .iter()
+                .take(2)
+                .map(|c| c.rsplit('/').next().unwrap_or(c))
+                .collect();
+            now.push_str(&names.join(", "));
+            if v.current.len() > 2 {
+                let _ = write!(now, " +{} more", v.current.len() - 2);
+            }
         }
         let _ = writeln!(
             o,
