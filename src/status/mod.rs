@@ -70,7 +70,8 @@ pub struct PriorityStatus {
     pub eta: Option<String>,
     /// Its tightest SLA, as a time (UTC), when the plan knows one and the window start is known.
     pub sla: Option<String>,
-    /// `on track`, `at risk` (the ETA is past the SLA), `met`, `missed` or `no SLA`.
+    /// `on track`, `at risk` (the ETA is past the SLA), `met`, `missed` (finished late, or
+    /// with units that did not succeed, or the SLA passed) or `no SLA`.
     pub verdict: String,
 }
 
@@ -549,6 +550,8 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
         let finished = done >= units;
         let verdict = match (sla, eta) {
             (None, _) => "no SLA",
+            // Units that did not succeed keep the priority from its SLA, as in the report.
+            (Some(_), _) if finished && failed > 0 => "missed",
             (Some(sla), Some(eta)) if finished => {
                 if eta <= sla {
                     "met"

@@ -6,6 +6,9 @@ use std::fmt::Write;
 use super::RunStatus;
 use crate::printer::thousands;
 
+/// Failures listed on the screen; the JSON has them all.
+const FAILURES_SHOWN: usize = 20;
+
 /// `HH:MM:SS` of an RFC 3339 time (UTC), or `-`.
 fn clock(t: Option<&str>) -> String {
     t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -128,7 +131,7 @@ pub fn table(s: &RunStatus) -> String {
     }
     if !s.failures.is_empty() {
         let _ = writeln!(o, "\nNot succeeded ({})", s.failures.len());
-        for f in &s.failures {
+        for f in s.failures.iter().take(FAILURES_SHOWN) {
             let part = f.part.map(|p| format!(" part {p}")).unwrap_or_default();
             let _ = writeln!(
                 o,
@@ -136,6 +139,13 @@ pub fn table(s: &RunStatus) -> String {
                 f.status, f.slice, f.vendor, f.input, f.error
             );
         }
+    }
+    if s.failures.len() > FAILURES_SHOWN {
+        let _ = writeln!(
+            o,
+            "  ... {} more (`--format json` lists them all)",
+            s.failures.len() - FAILURES_SHOWN
+        );
     }
     for u in &s.unreadable {
         let _ = writeln!(o, "unreadable {u}");
