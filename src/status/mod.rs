@@ -475,7 +475,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
         let mut shares: Vec<f64> = slices
             .iter()
             .filter(|v| v.stage == stage && v.state != "waiting")
-            .map(|v| share(v))
+            .map(share)
             .collect();
         shares.sort_by(f64::total_cmp);
         let median = shares.get(shares.len() / 2).copied().unwrap_or(0.0);
