@@ -34,7 +34,9 @@ fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
 #[test]
 fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
     let d = Dir::new();
-    generate_day(&d, "700", "350000", "4", "41");
+    // Many small files on one thread, in chunks of a kilobyte: slow enough to be seen several
+    // times while it runs (each status document is replaced once a second).
+    generate_day(&d, "1000", "500000", "4", "41");
     std::fs::create_dir_all(d.path("run")).unwrap();
     // The plan is in the run folder, as `run` lays it out: its files named whole.
     let inbound = d.path(&format!("day/inbound/{DATE}"));
@@ -59,7 +61,7 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
     assert_eq!(n(&before, &["totals", "done"]), 0);
     assert_eq!(before["slices"][0]["state"], "waiting");
     let units = n(&before, &["totals", "units"]);
-    assert!(units >= 700, "{units} units");
+    assert!(units >= 1000, "{units} units");
 
     let mut child = d
         .process()
@@ -73,6 +75,8 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
             "0",
             "--out",
             "run/out",
+            "--chunk-bytes",
+            "1024",
             "-q",
         ])
         .env("RAYON_NUM_THREADS", "1")
