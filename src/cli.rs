@@ -40,6 +40,12 @@ pub enum Command {
     /// Sum up a run from its ledgers: files, records, rejects, failures.
     #[command(after_help = EXIT_CODES_HELP)]
     Report(commands::report::ReportArgs),
+    /// Show a run while it runs and after: priorities against their SLA, slices, failures.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status(commands::status::StatusArgs),
+    /// Past runs, one line each; `--why FILE`: why a file was processed, skipped or re-run.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Log(commands::log::LogArgs),
     /// Run a batch window end to end: fetch, plan, process every slice, publish, report.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(commands::run::RunArgs),
@@ -66,6 +72,8 @@ impl Cli {
             Command::Report(a) => commands::report::run(&g, a),
             Command::Generate(a) => commands::generate::run(&g, a),
             Command::Run(a) => commands::run::run(&g, a),
+            Command::Status(a) => commands::status::run(&g, a),
+            Command::Log(a) => commands::log::run(&g, a),
             Command::Demo(a) => commands::demo::run(&g, a),
             // The pages describe this very parser: it is handed down, so that nothing below
             // the command line needs to know it.

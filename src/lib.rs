@@ -4,7 +4,8 @@
 //! from it: record steps, codecs, output names) -> `codecs` (bytes to fields and back) ->
 //! `pipeline` (validate, map, mask one record) -> `engine` (one file in parallel chunks, many
 //! files at once) -> `outcome` (what a unit did) -> `ledger` (the only room that names its
-//! tables) -> `report` (runs summed up and rendered). Around them: `manifest`s and slices in
+//! tables) -> `report` (runs summed up and rendered) -> `status` (a run seen while it runs, from
+//! its slices' status documents). Around them: `manifest`s and slices in
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
 //! `auth` (the job token that chooses a masking profile), `telemetry` (OpenTelemetry traces of
 //! runs, slices and files), `notify` (webhooks told of failures, SLAs and finished windows), `cancel`, `env` (every environment variable), `files` (local files created without world
@@ -40,6 +41,8 @@ pub mod plan;
 pub mod printer;
 #[cfg(feature = "cli")]
 pub mod report;
+#[cfg(feature = "cli")]
+pub mod status;
 #[cfg(feature = "cli")]
 pub mod storage;
 #[cfg(feature = "cli")]

@@ -103,3 +103,10 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// Reads an RFC 3339 time (`--deadline`), in UTC.
+pub fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is not a time like 2026-11-29T10:00:00Z: {e}"))
+}

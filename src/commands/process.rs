@@ -8,12 +8,14 @@ use anyhow::anyhow;
 use clap::Args;
 
 use crate::config::Config;
+use crate::engine::live::{Live, STATUS_DIR, STATUS_FILE};
 use crate::engine::remote::RunLocation;
 use crate::engine::{EngineOptions, batch};
 use crate::exit::{ExitStatus, Failure};
 use crate::notify::watch::Watch;
 use crate::printer::{self, GlobalArgs};
 use crate::telemetry::attr;
+use crate::transfer::location::is_url;
 use crate::vendor::Vendor;
 
 #[derive(Debug, Args)]
@@ -51,7 +53,9 @@ pub struct ProcessArgs {
     pub k8s_index: Option<usize>,
     /// Output folder (outputs of `--inbound` and `--plan` go to `OUT/VENDOR/`). With
     /// `--plan`, also a run location URL: outputs, reject files and the slice's ledger are
-    /// uploaded there, each whole or not at all.
+    /// uploaded there, each whole or not at all. The run's live status document, replaced
+    /// about once a second, is `OUT/status.json`, with `--plan` `OUT/status/slice-K.json` (read
+    /// by `batchwin status`).
     #[arg(long)]
     pub out: PathBuf,
     /// With `--plan`: the local folder a slice downloads its inputs to and writes its outputs
@@ -69,7 +73,7 @@ pub struct ProcessArgs {
     /// After this time (RFC 3339) no unit of a MEDIUM or LOW vendor starts: it is recorded as
     /// `deferred` and left for the next run. HIGH units always start. `run` sets it to the
     /// window's end.
-    #[arg(long, value_parser = parse_deadline)]
+    #[arg(long, value_parser = printer::parse_deadline)]
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
     /// After SIGTERM or SIGINT, how long the units in flight may take to wind down before the
     /// process removes its temporary files and exits anyway, with the same code. Keep it under
@@ -97,20 +101,11 @@ pub struct ProcessArgs {
     pub transfer: super::transfer::TransferArgs,
 }
 
-fn parse_deadline(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("{s:?} is not a time like 2026-11-29T10:00:00Z: {e}"))
-}
-
-/// Whether a location is a URL rather than a path.
-fn is_url(p: &Path) -> bool {
-    p.to_string_lossy().contains("://")
-}
-
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     if let Some(plan) = &a.plan
-        && (is_url(plan) || is_url(&a.out) || a.scratch.is_some())
+        && (is_url(&plan.to_string_lossy())
+            || is_url(&a.out.to_string_lossy())
+            || a.scratch.is_some())
     {
         return run_remote_slice(g, &a, plan);
     }
@@ -171,6 +166,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         deadline: a.deadline,
         grace: a.grace_period,
         masking,
+        live: Some(Live::in_folder(&a.out, STATUS_FILE, None, 0)),
         ..EngineOptions::default()
     };
     let ledger_path = a
@@ -208,7 +204,7 @@ fn run_slice(
     config: &Config,
 ) -> Result<ExitStatus, Failure> {
     let plan = crate::plan::Plan::read(plan_path).map_err(Failure::usage)?;
-    warn_token_unused(a, &plan);
+    plan.warn_token_unused(a.token.is_some());
     let profiles: Vec<Vendor> =
         crate::vendor::build_all(config, &plan.masking, crate::env::load_mask_key(config))?;
     let k = slice_of(a, plan.slices.len())?;
@@ -227,17 +223,14 @@ fn run_slice(
         &ledger,
         config_sha.as_deref(),
     )?;
-    let opts = slice_options(a, &plan, config_sha);
-    let watch = Watch::new(
-        a.traceparent.as_deref(),
-        notify_log(a),
-        &config.notify,
-        "slice",
-        vec![
-            attr("batchwin.slice", k as i64),
-            attr("batchwin.date", plan.date.clone()),
-        ],
+    let live = Live::in_folder(
+        &a.out.join(STATUS_DIR),
+        &Live::slice_name(k),
+        Some(k),
+        todo.resumed,
     );
+    let opts = slice_options(a, &plan, config_sha, Some(live));
+    let watch = slice_watch(a, config, k, &plan.date);
     let result = batch::run(
         &profiles,
         todo.units,
@@ -275,24 +268,16 @@ fn run_remote_slice(g: &GlobalArgs, a: &ProcessArgs, plan: &Path) -> Result<Exit
         Some(c) => c,
         None => Config::load(&loc.config_path)?,
     };
-    warn_token_unused(a, &loc.plan);
+    loc.plan.warn_token_unused(a.token.is_some());
     let profiles: Vec<Vendor> = crate::vendor::build_all(
         &config,
         &loc.plan.masking,
         crate::env::load_mask_key(&config),
     )?;
     let k = slice_of(a, loc.plan.slices.len())?;
-    let opts = slice_options(a, &loc.plan, loc.plan.config_sha_of(&loc.config_path));
-    let watch = Watch::new(
-        a.traceparent.as_deref(),
-        notify_log(a),
-        &config.notify,
-        "slice",
-        vec![
-            attr("batchwin.slice", k as i64),
-            attr("batchwin.date", loc.plan.date.clone()),
-        ],
-    );
+    // Live status documents are written to local folders only: none yet for a run location.
+    let opts = slice_options(a, &loc.plan, loc.plan.config_sha_of(&loc.config_path), None);
+    let watch = slice_watch(a, &config, k, &loc.plan.date);
     let mut r = loc.run_slice(&config, &profiles, k, &opts, printer::progress_enabled(g))?;
     r.summary = watch.record(&loc.plan.date, Ok(r.summary))?;
     if !g.quiet {
@@ -308,18 +293,19 @@ fn run_remote_slice(g: &GlobalArgs, a: &ProcessArgs, plan: &Path) -> Result<Exit
     Ok(r.summary.status())
 }
 
-/// The plan verified the token and chose the profile once for every slice: a slice takes
-/// that choice and cannot be given another.
-fn warn_token_unused(a: &ProcessArgs, plan: &crate::plan::Plan) {
-    if a.token.is_some() || crate::env::token().is_some() {
-        tracing::warn!(
-            "the token is not used with --plan: the slice applies the plan's masking profile ({})",
-            plan.masking
-                .profile
-                .as_deref()
-                .unwrap_or("configured masks")
-        );
-    }
+/// A slice's span (under `TRACEPARENT`) and webhooks.
+fn slice_watch(a: &ProcessArgs, config: &Config, k: usize, date: &str) -> Watch {
+    let attrs = vec![
+        attr("batchwin.slice", k as i64),
+        attr("batchwin.date", date.to_string()),
+    ];
+    Watch::new(
+        a.traceparent.as_deref(),
+        notify_log(a),
+        &config.notify,
+        "slice",
+        attrs,
+    )
 }
 
 /// Where the notifications sent are recorded: `--notify-log`, else `OUT/notifications.jsonl`.
@@ -339,6 +325,7 @@ fn slice_options(
     a: &ProcessArgs,
     plan: &crate::plan::Plan,
     config_sha: Option<String>,
+    live: Option<Live>,
 ) -> EngineOptions {
     EngineOptions {
         chunk_bytes: a.chunk_bytes as usize,
@@ -347,6 +334,7 @@ fn slice_options(
         grace: a.grace_period,
         config_sha256: config_sha,
         masking: plan.masking.clone(),
+        live,
         ..EngineOptions::default()
     }
 }

@@ -566,14 +566,7 @@ pub fn run_with(
         }
     };
 
-    // A part is its byte range, a whole file its size: what the engine counts as it goes.
-    let total_bytes: u64 = items
-        .iter()
-        .map(|w| match &w.part {
-            Some(p) => p.end - p.start,
-            None => std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0),
-        })
-        .sum();
+    let total_bytes: u64 = items.iter().map(unit_bytes).sum();
     let bar = crate::printer::progress_bar(progress, total_bytes, crate::printer::PROGRESS_BYTES);
     // The bar follows the engine's counts ten times a second: it moves as chunks are done, also
     // through one large file.
@@ -595,6 +588,11 @@ pub fn run_with(
         })
     });
 
+    // The live status document: what the run has to do, then written once a second.
+    let publisher = opts.live.as_ref().map(|live| {
+        live.begin(&planned_units(profiles, &items), &opts.progress);
+        live.publish_every(&opts.progress)
+    });
     let started = Instant::now();
     // Files start in list order (priority first) on twice as many file workers as there are
     // threads; each file's chunks are spread over all threads. A file worker also has work of
@@ -672,6 +670,9 @@ pub fn run_with(
             pending.deliver(&mut outcome);
         }
         hooks.after(i, w, Some(&mut outcome))?;
+        if let Some(live) = &opts.live {
+            live.unit_ended(&outcome, unit_bytes(w));
+        }
         if outcome.status == FileStatus::Failed {
             tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");
         }
@@ -721,6 +722,13 @@ pub fn run_with(
                         }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(w) = items.get(i) else { break };
+                        if let Some(live) = &opts.live {
+                            live.unit_started(
+                                &profiles[w.vendor].id,
+                                &w.input,
+                                w.part.as_ref().map(|p| p.index),
+                            );
+                        }
                         match start(i, w) {
                             Ok((outcome, pending)) => {
                                 // The receiver outlives the workers, so sending cannot fail; if it
@@ -795,13 +803,43 @@ pub fn run_with(
         interrupted: opts.cancel.signal(),
     };
     let status = first_error.as_ref().map_or(summary.status(), |e| e.status);
-    ledger
+    let ended = ledger
         .end_run_with_files(&run, &batch.take(), status.code() as i32)
-        .map_err(Failure::data)?;
+        .map_err(Failure::data);
+    // The last document says the run ended once its ledger is complete, so a reader may then
+    // open the ledger.
+    if let Some(p) = publisher {
+        p.finish(match &ended {
+            Ok(()) => status.code() as i32,
+            Err(e) => e.status.code() as i32,
+        });
+    }
+    ended?;
     match first_error {
         Some(e) => Err(e),
         None => Ok(summary),
     }
+}
+
+/// A unit's input bytes, what the engine counts as it goes: a part's byte range, a whole
+/// file's size.
+fn unit_bytes(w: &Work) -> u64 {
+    match &w.part {
+        Some(p) => p.end - p.start,
+        None => std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0),
+    }
+}
+
+/// The units as the live status document counts them.
+fn planned_units(profiles: &[Vendor], items: &[Work]) -> Vec<super::live::PlannedUnit> {
+    items
+        .iter()
+        .map(|w| super::live::PlannedUnit {
+            vendor: profiles[w.vendor].id.clone(),
+            priority: profiles[w.vendor].priority.to_string(),
+            bytes: unit_bytes(w),
+        })
+        .collect()
 }
 
 /// Gives a [`Ready`] signal as a failure when dropped before it was

@@ -3,12 +3,14 @@
 //! finish), and a slice over a run location URL ([`remote`]: inputs downloaded ahead to
 //! scratch and checked, outputs and the ledger uploaded). What both share lives here: the tuning of a run ([`EngineOptions`]), the signal
 //! that the run can record what it delivers ([`Ready`]), the pool of chunk buffers
-//! ([`Buffers`]) and the counts of work done so far ([`Progress`]).
+//! ([`Buffers`]) and the counts of work done so far ([`Progress`]), which the live status
+//! document ([`live`]) publishes while a run goes on.
 
 #[cfg(feature = "cli")]
 pub mod batch;
 pub mod file;
 #[cfg(feature = "cli")]
+pub mod live;
 pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,10 @@ pub struct EngineOptions {
     pub buffers: Buffers,
     /// Work done so far, counted as each window of chunks is written (see [`Progress`]).
     pub progress: Progress,
+    /// The run's live status document, kept up to date as units start and end, and written
+    /// once a second by a thread of its own (see [`live`]); none: no document.
+    #[cfg(feature = "cli")]
+    pub live: Option<live::Live>,
 }
 
 /// Input bytes and records done so far by a run, counted as each window of chunks is written,
@@ -167,6 +173,8 @@ impl Default for EngineOptions {
             ready: Ready::default(),
             buffers: Buffers::default(),
             progress: Progress::default(),
+            #[cfg(feature = "cli")]
+            live: None,
         }
     }
 }

@@ -567,6 +567,79 @@ pub fn failed_attempts(conn: &Connection) -> duckdb::Result<Vec<FailedAttempt>> 
     rows.collect()
 }
 
+/// A unit whose latest attempt did not succeed, with the slice ledger it is recorded in (its
+/// file name without `.duckdb`, as a merged ledger names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceFailure {
+    pub slice: String,
+    pub attempt: FailedAttempt,
+}
+
+/// [`failed_attempts`] with their slice, from a merged ledger (which has a `slice` column).
+pub fn failed_attempts_by_slice(conn: &Connection) -> duckdb::Result<Vec<SliceFailure>> {
+    let mut stmt = conn.prepare(
+        "SELECT slice, vendor, input_path, part, status, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY slice, vendor, input_path, part",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SliceFailure {
+            slice: r.get(0)?,
+            attempt: FailedAttempt {
+                vendor: r.get(1)?,
+                input_path: r.get(2)?,
+                part: r.get(3)?,
+                status: r.get(4)?,
+                error: r.get(5)?,
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+/// One attempt of a unit, as `log --why` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAttempt {
+    /// The slice ledger it is recorded in (a merged ledger's `slice`).
+    pub slice: String,
+    pub input_path: String,
+    pub part: Option<i64>,
+    pub parts: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    /// UTC, `YYYY-MM-DD HH:MM:SS`.
+    pub started_at: String,
+    pub ended_at: String,
+    pub input_sha256: String,
+    pub config_sha256: Option<String>,
+}
+
+/// Every attempt, in a merged ledger, of the input files whose path is `file` or ends with
+/// `/file`, oldest first.
+pub fn file_attempts(conn: &Connection, file: &str) -> duckdb::Result<Vec<FileAttempt>> {
+    let mut stmt = conn.prepare(
+        "SELECT f.slice, f.input_path, f.part, f.parts, f.status, f.error,
+                strftime(f.started_at, '%Y-%m-%d %H:%M:%S'), strftime(f.ended_at, '%Y-%m-%d %H:%M:%S'),
+                f.input_sha256, r.config_sha256
+         FROM files f LEFT JOIN runs r USING (run_id)
+         WHERE f.input_path = ?1 OR f.input_path LIKE '%/' || ?1
+         ORDER BY f.ended_at, f.part",
+    )?;
+    let rows = stmt.query_map([file], |r| {
+        Ok(FileAttempt {
+            slice: r.get(0)?,
+            input_path: r.get(1)?,
+            part: r.get(2)?,
+            parts: r.get(3)?,
+            status: r.get(4)?,
+            error: r.get(5)?,
+            started_at: r.get(6)?,
+            ended_at: r.get(7)?,
+            input_sha256: r.get(8)?,
+            config_sha256: r.get(9)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Every unit with an attempt: (input path, part).
 pub fn attempted_units(conn: &Connection) -> duckdb::Result<HashSet<(String, Option<i64>)>> {
     let mut stmt = conn.prepare("SELECT input_path, part FROM latest")?;

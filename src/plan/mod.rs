@@ -165,6 +165,21 @@ pub struct DeferredFile {
 }
 
 impl Plan {
+    /// Warns when a slice was given a token (`--token`, told by `token_flag`, or the
+    /// `BATCHWIN_TOKEN` variable): the plan verified one and chose the masking profile once
+    /// for every slice, and a slice cannot be given another.
+    pub fn warn_token_unused(&self, token_flag: bool) {
+        if token_flag || crate::env::token().is_some() {
+            tracing::warn!(
+                "the token is not used with --plan: the slice applies the plan's masking profile ({})",
+                self.masking
+                    .profile
+                    .as_deref()
+                    .unwrap_or("configured masks")
+            );
+        }
+    }
+
     /// The checksum of the configuration at `config_path`, with a warning when it is not the
     /// one the plan was made with.
     pub fn config_sha_of(&self, config_path: &Path) -> Option<String> {

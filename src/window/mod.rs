@@ -288,6 +288,19 @@ fn run_steps(
             .map_err(Failure::data)?;
         Some(lock(&dir, w)?)
     };
+    if !steps.dry_run {
+        // When the window opened, for `status` to count the SLAs from.
+        let record = crate::status::WindowRecord {
+            window: w.name.clone(),
+            date: w.date.clone(),
+            start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            end: w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let _ = crate::files::write(
+            &dir.join(crate::status::WINDOW_FILE),
+            serde_json::to_vec_pretty(&record).unwrap_or_default(),
+        );
+    }
     let cfg = steps.config.as_path();
     let manifest = dir.join("manifest.jsonl");
     let todo = dir.join("todo.jsonl");

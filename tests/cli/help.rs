@@ -6,7 +6,7 @@ use clap::CommandFactory;
 use crate::util::{Dir, stdout};
 
 /// Every subcommand, in the order `batchwin --help` lists them.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 13] = [
     "fetch",
     "manifest",
     "plan",
@@ -14,6 +14,8 @@ const SUBCOMMANDS: [&str; 11] = [
     "generate",
     "publish",
     "report",
+    "status",
+    "log",
     "run",
     "demo",
     "completions",

@@ -43,6 +43,8 @@ mod restart;
 mod run_location;
 // `run`: a whole window locally or on Slurm, deferral, the overlap lock, dry runs, signals.
 mod run;
+// `status`: a run seen while it runs (figures only rise) and after (the report's figures).
+mod status;
 // A planned day submitted as Slurm job arrays matches local processing.
 mod slurm;
 // One conformance suite for every storage backend: local folders, S3, Azure Blob and SFTP.

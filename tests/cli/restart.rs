@@ -21,7 +21,7 @@ fn slice(d: &Dir, out: &str, k: usize) -> String {
 /// Output and reject files (ledgers left out), path -> sha256.
 fn outputs(d: &Dir, out: &str) -> std::collections::BTreeMap<String, String> {
     tree_hashes(&d.path(out), &|p: &std::path::Path| {
-        p.to_string_lossy().contains("ledgers")
+        p.to_string_lossy().contains("ledgers") || crate::util::is_status_document(p)
     })
 }
 

@@ -766,3 +766,94 @@ fn a_vendor_after_one_that_failed_is_blocked_and_the_others_run() {
     assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
     assert_counts(&d, &date);
 }
+
+/// `log` lists the run folder's run with its failures, and `log RUN --why FILE` says which
+/// check decided each step of a file: failed, done again once fixed; another skipped by the
+/// resume check.
+#[test]
+fn log_lists_runs_and_says_why_a_file_was_done_again_or_skipped() {
+    let d = Dir::new();
+    let date = day_on_server(&d, "6", "2000", "3", "31");
+    let e = expected(&d);
+    let files_of = |v: &str| {
+        e["per_file"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["vendor"] == v)
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let good = d.read("day/batchwin.toml");
+    d.write(
+        "day/batchwin.toml",
+        good.replacen("skip_limit = \"5%\"", "skip_limit = 0", 1),
+    );
+    d.cmd().args(run_args(&date, &[])).assert().code(1);
+    let log = |d: &Dir| -> serde_json::Value {
+        let o = d
+            .cmd()
+            .args(["log", "runs", "--format", "json"])
+            .assert()
+            .code(0);
+        serde_json::from_slice(&o.get_output().stdout).unwrap()
+    };
+    let first = log(&d);
+    assert_eq!(first.as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first[0]["status"], "failed", "{first}");
+    assert_eq!(first[0]["window"], "day");
+    assert_eq!(first[0]["files"], 6);
+    assert_eq!(first[0]["failures"], files_of("V001").len(), "{first}");
+    assert_eq!(first[0]["sla_met"], false, "{first}");
+    let failing = files_of("V001")[0].rsplit('/').next().unwrap().to_string();
+    let other = files_of("V003")[0].rsplit('/').next().unwrap().to_string();
+    let run = format!("runs/{date}-day");
+    let why = |d: &Dir, f: &str| stdout(&d.cmd().args(["log", &run, "--why", f]).assert().code(0));
+    let w = why(&d, &failing);
+    assert!(w.contains("planned: whole in slice"), "{w}");
+    assert!(w.contains("the file processed: failed"), "{w}");
+    assert!(w.contains("over the skip limit"), "{w}");
+    assert!(
+        w.contains("now: not done (its latest attempt did not succeed)"),
+        "{w}"
+    );
+
+    // Fixed: the next run does the failed file again and skips the others.
+    d.write("day/batchwin.toml", &good);
+    d.cmd().args(run_args(&date, &[])).assert().code(0);
+    let w = why(&d, &failing);
+    assert!(
+        w.contains("processed again: its earlier attempt was failed"),
+        "{w}"
+    );
+    assert!(w.contains("now: done"), "{w}");
+    // Done before, but under another configuration: done again.
+    let w = why(&d, &other);
+    assert!(
+        w.contains("processed again: its earlier attempt had succeeded"),
+        "{w}"
+    );
+    // Run once more: everything is done, the resume check skips it.
+    d.cmd().args(run_args(&date, &[])).assert().code(0);
+    let w = why(&d, &other);
+    assert!(w.contains("skipped: `run`'s resume check"), "{w}");
+    assert!(!w.contains("planned:"), "{w}");
+    let second = log(&d);
+    assert_eq!(second[0]["status"], "ok", "{second}");
+    assert_eq!(second[0]["failures"], 0, "{second}");
+    assert_eq!(second[0]["records"], e["records"], "{second}");
+    let table = stdout(&d.cmd().args(["log", "runs"]).assert().code(0));
+    assert!(table.starts_with("date "), "{table}");
+    assert!(table.contains(&format!("{date}  day")), "{table}");
+    // A file the run never fetched is named as such.
+    let none = d
+        .cmd()
+        .args(["log", &run, "--why", "no-such-file.csv"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&none).contains("is not in the manifest"));
+}
+
+fn stderr_of(o: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
+}

@@ -94,6 +94,15 @@ pub fn tree_hashes(
     out
 }
 
+/// Whether `p` is a run's live status document (`OUT/status.json`, `OUT/status/slice-K.json`),
+/// which changes from run to run (its times) and stays beside the outputs.
+pub fn is_status_document(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "status.json")
+        || p.parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|d| d == "status")
+}
+
 /// Replaces the temp folder in a message by `[TMP]` so snapshots are stable.
 pub fn redact(text: &str, dir: &Dir) -> String {
     text.replace(&dir.root().display().to_string(), "[TMP]")

@@ -1,0 +1,159 @@
+//! `batchwin status` on a run in progress: a generated day of many small files on one thread,
+//! polled while its slice runs; what it shows only rises, and ends equal to the report's.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{DATE, Dir, generate_day, stdout};
+
+/// `status RUN --format json` now.
+fn status(d: &Dir, run: &str) -> serde_json::Value {
+    let o = d
+        .cmd()
+        .args(["status", run, "--format", "json"])
+        .output()
+        .expect("status");
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "status failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("status json")
+}
+
+fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut v = v;
+    for k in path {
+        v = match k.parse::<usize>() {
+            Ok(i) => &v[i],
+            Err(_) => &v[*k],
+        };
+    }
+    v.as_u64().unwrap_or_else(|| panic!("{path:?} in {v}"))
+}
+
+#[test]
+fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
+    let d = Dir::new();
+    // Many small files on one thread, in chunks of a kilobyte: slow enough to be seen several
+    // times while it runs (each status document is replaced once a second).
+    generate_day(&d, "1000", "500000", "4", "41");
+    std::fs::create_dir_all(d.path("run")).unwrap();
+    // The plan is in the run folder, as `run` lays it out: its files named whole.
+    let inbound = d.path(&format!("day/inbound/{DATE}"));
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            inbound.to_str().unwrap(),
+            "--date",
+            DATE,
+            "--slices",
+            "1",
+            "--out",
+            "run/plan.json",
+        ])
+        .assert()
+        .success();
+    // Before any slice started: everything left, the slice waiting.
+    let before = status(&d, "run");
+    assert_eq!(n(&before, &["totals", "done"]), 0);
+    assert_eq!(before["slices"][0]["state"], "waiting");
+    let units = n(&before, &["totals", "units"]);
+    assert!(units >= 1000, "{units} units");
+
+    let mut child = d
+        .process()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            "run/plan.json",
+            "--slice",
+            "0",
+            "--out",
+            "run/out",
+            "--chunk-bytes",
+            "1024",
+            "-q",
+        ])
+        .env("RAYON_NUM_THREADS", "1")
+        .spawn()
+        .expect("process");
+    let started = Instant::now();
+    let mut seen: Vec<(u64, u64, u64)> = Vec::new();
+    let mut while_running = 0;
+    loop {
+        let running = child.try_wait().expect("wait").is_none();
+        let s = status(&d, "run");
+        let figures = (
+            n(&s, &["totals", "done"]),
+            n(&s, &["slices", "0", "bytes_done"]),
+            n(&s, &["slices", "0", "records"]),
+        );
+        if running && s["slices"][0]["state"] == "running" {
+            while_running += 1;
+            assert!(!s["ended"].as_bool().unwrap());
+        }
+        if let Some(last) = seen.last() {
+            assert!(
+                figures.0 >= last.0 && figures.1 >= last.1 && figures.2 >= last.2,
+                "went back: {last:?} then {figures:?}"
+            );
+        }
+        seen.push(figures);
+        if !running {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the slice takes too long"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mid: std::collections::BTreeSet<u64> = seen
+        .iter()
+        .map(|f| f.0)
+        .filter(|&x| x > 0 && x < units)
+        .collect();
+    assert!(
+        while_running >= 2 && mid.len() >= 2,
+        "the run was not seen in progress: {seen:?}"
+    );
+
+    let end = status(&d, "run");
+    assert!(end["ended"].as_bool().unwrap());
+    assert_eq!(n(&end, &["totals", "done"]), units);
+    assert_eq!(n(&end, &["totals", "left"]), 0);
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "run/out/ledgers", "--format", "json"])
+        .assert();
+    let report: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    for (st, rp) in [
+        ("succeeded", "succeeded"),
+        ("failed", "failed"),
+        ("records", "records_in"),
+        ("rejected", "records_rejected"),
+    ] {
+        assert_eq!(
+            end["totals"][st], report["totals"][rp],
+            "{st}: status {} report {}",
+            end["totals"], report["totals"]
+        );
+    }
+    // The per-priority lines cover every unit, and the table says the run ended.
+    let by_priority: u64 = end["priorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| n(p, &["done"]))
+        .sum();
+    assert_eq!(by_priority, units);
+    let table = stdout(&d.cmd().args(["status", "run"]).assert());
+    assert!(table.contains("(ended,"), "{table}");
+    assert!(table.contains(&format!("{units}/{units} done")), "{table}");
+}
