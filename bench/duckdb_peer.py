@@ -15,10 +15,6 @@ import time
 
 import duckdb
 
-inbound, out, key_file, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-key = open(key_file).read().strip()
-os.makedirs(out, exist_ok=True)
-
 CHECKS = r"""
 concat_ws('|',
   CASE WHEN id IS NULL THEN 'id.required' WHEN TRY_CAST(id AS BIGINT) IS NULL THEN 'id.type'
@@ -59,32 +55,40 @@ OUTPUT = """
   end_date, closed_at, notes, 'batchwin' AS source
 """
 
-con = duckdb.connect(config={"threads": threads})
-records = 0
-started = time.perf_counter()
-for vendor in sorted(os.listdir(inbound)):
-    files = os.path.join(inbound, vendor, "*.csv")
-    first = sorted(os.listdir(os.path.join(inbound, vendor)))[0]
-    with open(os.path.join(inbound, vendor, first), "rb") as f:
-        head = f.readline().decode("utf-8-sig")
-    delim = max([",", ";", "|"], key=head.count)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE t AS
-            SELECT *, {CHECKS} AS errors
-            FROM read_csv('{files}', delim='{delim}', quote='"', escape='"', header=true,
-                          all_varchar=true, store_rejects=true, filename=true)"""
-    )
-    n = con.sql("SELECT count(*) FROM t").fetchall()[0][0]
-    bad = con.sql("SELECT count(*) FROM reject_errors").fetchall()[0][0]
-    records += n + bad
-    con.execute(
-        f"COPY (SELECT {OUTPUT.format(key=key)} FROM t WHERE errors = '') "
-        f"TO '{out}/{vendor}.out.csv' (HEADER, DELIMITER '{delim}')"
-    )
-    con.execute(
-        f"COPY (SELECT filename, errors, * EXCLUDE (filename, errors) FROM t WHERE errors <> '') "
-        f"TO '{out}/{vendor}.rejects.csv' (HEADER)"
-    )
-seconds = time.perf_counter() - started
-print(f"records {records}")
-print(f"seconds {seconds:.3f}")
+def main():
+    inbound, out, key_file, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    key = open(key_file).read().strip()
+    os.makedirs(out, exist_ok=True)
+    con = duckdb.connect(config={"threads": threads})
+    records = 0
+    started = time.perf_counter()
+    for vendor in sorted(os.listdir(inbound)):
+        files = os.path.join(inbound, vendor, "*.csv")
+        first = sorted(os.listdir(os.path.join(inbound, vendor)))[0]
+        with open(os.path.join(inbound, vendor, first), "rb") as f:
+            head = f.readline().decode("utf-8-sig")
+        delim = max([",", ";", "|"], key=head.count)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE t AS
+                SELECT *, {CHECKS} AS errors
+                FROM read_csv('{files}', delim='{delim}', quote='"', escape='"', header=true,
+                              all_varchar=true, store_rejects=true, filename=true)"""
+        )
+        n = con.sql("SELECT count(*) FROM t").fetchall()[0][0]
+        bad = con.sql("SELECT count(*) FROM reject_errors").fetchall()[0][0]
+        records += n + bad
+        con.execute(
+            f"COPY (SELECT {OUTPUT.format(key=key)} FROM t WHERE errors = '') "
+            f"TO '{out}/{vendor}.out.csv' (HEADER, DELIMITER '{delim}')"
+        )
+        con.execute(
+            f"COPY (SELECT filename, errors, * EXCLUDE (filename, errors) FROM t WHERE errors <> '') "
+            f"TO '{out}/{vendor}.rejects.csv' (HEADER)"
+        )
+    seconds = time.perf_counter() - started
+    print(f"records {records}")
+    print(f"seconds {seconds:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,46 +27,8 @@ fmt, inbound, out, key_file, threads = sys.argv[1], sys.argv[2], sys.argv[3], sy
 key = open(key_file).read().strip()
 os.makedirs(out, exist_ok=True)
 
-# The checks of bench/duckdb_peer.py, over columns named as the vendors' fields.
-CHECKS = r"""
-concat_ws('|',
-  CASE WHEN id IS NULL THEN 'id.required' WHEN TRY_CAST(id AS BIGINT) IS NULL THEN 'id.type'
-       WHEN CAST(id AS BIGINT) < 1 THEN 'id.min' END,
-  CASE WHEN account IS NULL THEN 'account.required'
-       WHEN NOT regexp_full_match(account, '[A-Z]{2}[0-9]{8}') THEN 'account.pattern' END,
-  CASE WHEN name IS NULL THEN 'name.required' WHEN length(name) > 40 THEN 'name.max_length' END,
-  CASE WHEN email IS NOT NULL AND NOT regexp_full_match(email, '[^@ ]+@[^@ ]+\.[a-z]+') THEN 'email.pattern'
-       WHEN length(email) > 50 THEN 'email.max_length' END,
-  CASE WHEN amount IS NULL THEN 'amount.required'
-       WHEN NOT regexp_full_match(amount, '-?[0-9]+(\.[0-9]+)?') OR TRY_CAST(amount AS DECIMAL(18, 4)) IS NULL THEN 'amount.type'
-       WHEN CAST(amount AS DECIMAL(18, 4)) < -1000000 THEN 'amount.min'
-       WHEN CAST(amount AS DECIMAL(18, 4)) > 1000000 THEN 'amount.max' END,
-  CASE WHEN currency IS NULL THEN 'currency.required'
-       WHEN currency NOT IN ('USD', 'EUR', 'GBP', 'JPY', 'CHF') THEN 'currency.values' END,
-  CASE WHEN status IS NULL THEN 'status.required'
-       WHEN status NOT IN ('open', 'closed', 'pending') THEN 'status.values' END,
-  CASE WHEN start_date IS NULL THEN 'start_date.required'
-       WHEN TRY_STRPTIME(start_date, '%Y-%m-%d') IS NULL THEN 'start_date.type' END,
-  CASE WHEN end_date IS NOT NULL AND TRY_STRPTIME(end_date, '%Y-%m-%d') IS NULL THEN 'end_date.type' END,
-  CASE WHEN closed_at IS NOT NULL AND TRY_CAST(closed_at AS TIMESTAMP) IS NULL THEN 'closed_at.type' END,
-  CASE WHEN length(notes) > 60 THEN 'notes.max_length' END,
-  CASE WHEN TRY_STRPTIME(end_date, '%Y-%m-%d') < TRY_STRPTIME(start_date, '%Y-%m-%d') THEN 'end_after_start' END,
-  CASE WHEN status = 'closed' AND closed_at IS NULL THEN 'closed_needs_closed_at' END
-)"""
-
-OUTPUT = """
-  id AS record_id,
-  substr(sha256('{key}' || account), 1, 16) AS account_token,
-  trim(name) AS customer,
-  CASE WHEN email IS NULL THEN NULL WHEN contains(email, '@') THEN '***@' || split_part(email, '@', -1) ELSE '***' END AS email,
-  printf('%.2f', CAST(amount AS DECIMAL(18, 4))) AS amount,
-  currency,
-  CASE currency WHEN 'USD' THEN 'US dollar' WHEN 'EUR' THEN 'Euro' WHEN 'GBP' THEN 'Pound sterling'
-                WHEN 'JPY' THEN 'Yen' WHEN 'CHF' THEN 'Swiss franc' END AS currency_name,
-  upper(status) AS status,
-  strftime(STRPTIME(start_date, '%Y-%m-%d'), '%Y%m%d') AS start_date,
-  end_date, closed_at, notes, 'batchwin' AS source
-"""
+# The checks and the output of bench/duckdb_peer.py (column names are case-insensitive in SQL).
+from duckdb_peer import CHECKS, OUTPUT  # noqa: E402
 
 # The fixed-width vendor's input fields (name, start, width) and output widths, as generated.
 FIXED_IN = [("id", 0, 10), ("account", 10, 10), ("name", 20, 40), ("email", 60, 50), ("amount", 110, 14),
