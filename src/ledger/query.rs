@@ -555,16 +555,19 @@ pub fn failed_attempts(conn: &Connection) -> duckdb::Result<Vec<FailedAttempt>> 
     let mut stmt = conn.prepare(
         "SELECT vendor, input_path, part, status, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY vendor, input_path, part",
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(FailedAttempt {
-            vendor: r.get(0)?,
-            input_path: r.get(1)?,
-            part: r.get(2)?,
-            status: r.get(3)?,
-            error: r.get(4)?,
-        })
-    })?;
+    let rows = stmt.query_map([], |r| failed_attempt(r, 0))?;
     rows.collect()
+}
+
+/// The [`FailedAttempt`] in a row's columns from `at` on: vendor, input, part, status, error.
+fn failed_attempt(r: &duckdb::Row<'_>, at: usize) -> duckdb::Result<FailedAttempt> {
+    Ok(FailedAttempt {
+        vendor: r.get(at)?,
+        input_path: r.get(at + 1)?,
+        part: r.get(at + 2)?,
+        status: r.get(at + 3)?,
+        error: r.get(at + 4)?,
+    })
 }
 
 /// A unit whose latest attempt did not succeed, with the slice ledger it is recorded in (its
@@ -583,13 +586,7 @@ pub fn failed_attempts_by_slice(conn: &Connection) -> duckdb::Result<Vec<SliceFa
     let rows = stmt.query_map([], |r| {
         Ok(SliceFailure {
             slice: r.get(0)?,
-            attempt: FailedAttempt {
-                vendor: r.get(1)?,
-                input_path: r.get(2)?,
-                part: r.get(3)?,
-                status: r.get(4)?,
-                error: r.get(5)?,
-            },
+            attempt: failed_attempt(r, 1)?,
         })
     })?;
     rows.collect()
