@@ -11,6 +11,7 @@ pub mod batch;
 pub mod file;
 #[cfg(feature = "cli")]
 pub mod live;
+#[cfg(feature = "cli")]
 pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
