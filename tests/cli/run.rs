@@ -51,7 +51,8 @@ fn day_of(start: i64) -> String {
         .to_string()
 }
 
-fn run_args(date: &str, extra: &[&str]) -> Vec<String> {
+/// The arguments of `run` of the window `day` on `date` into `runs`, then `extra`.
+pub(crate) fn run_args(date: &str, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "run",
         "--config",

@@ -102,19 +102,7 @@ fn day(d: &Dir, opened: i64, seed: &str) -> String {
 
 fn run_cmd(d: &Dir, date: &str) -> assert_cmd::Command {
     let mut c = d.cmd();
-    c.args([
-        "run",
-        "--config",
-        "day/batchwin.toml",
-        "--window",
-        "day",
-        "--date",
-        date,
-        "--runs",
-        "runs",
-        "--workers",
-        "2",
-    ]);
+    c.args(crate::run::run_args(date, &["--workers", "2"]));
     c
 }
 
