@@ -46,6 +46,9 @@ pub enum Command {
     /// Past runs, one line each; `--why FILE`: why a file was processed, skipped or re-run.
     #[command(after_help = EXIT_CODES_HELP)]
     Log(commands::log::LogArgs),
+    /// Put quarantined files back, so that the next run of the window plans them again.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Release(commands::release::ReleaseArgs),
     /// Run a batch window end to end: fetch, plan, process every slice, publish, report.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(commands::run::RunArgs),
@@ -74,6 +77,7 @@ impl Cli {
             Command::Run(a) => commands::run::run(&g, a),
             Command::Status(a) => commands::status::run(&g, a),
             Command::Log(a) => commands::log::run(&g, a),
+            Command::Release(a) => commands::release::run(&g, a),
             Command::Demo(a) => commands::demo::run(&g, a),
             // The pages describe this very parser: it is handed down, so that nothing below
             // the command line needs to know it.

@@ -255,6 +255,17 @@ pub struct WindowConfig {
     pub target: Option<String>,
     /// Slices run at once by the local executor: default the number of cores.
     pub workers: Option<usize>,
+    /// Runs that may fail on a file's data before the file is quarantined (no longer planned
+    /// until `batchwin release`): default [`WindowConfig::DEFAULT_MAX_ATTEMPTS`].
+    pub max_attempts: Option<u32>,
+}
+
+impl WindowConfig {
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts.unwrap_or(Self::DEFAULT_MAX_ATTEMPTS)
+    }
 }
 
 /// `[notify]`: webhooks that are told about a window's events, and how hard to try.

@@ -51,6 +51,36 @@ impl UnitError {
     pub fn leaves_nothing(&self) -> bool {
         matches!(self, UnitError::Cancelled | UnitError::WriteFailed { .. })
     }
+
+    /// What the failure was on; `None` for a cancelled unit, which did not fail.
+    pub fn failed_on(&self) -> Option<FailedOn> {
+        match self {
+            UnitError::Cancelled => None,
+            UnitError::Unreadable(_) | UnitError::SkipLimit { .. } => Some(FailedOn::Data),
+            UnitError::WriteFailed { .. } | UnitError::NotDelivered(_) => Some(FailedOn::Run),
+        }
+    }
+}
+
+/// What a failed unit failed on, recorded as the ledger's `files.failed_on`. Only failures on
+/// the data count towards a file's quarantine (`max_attempts`): the same bytes fail the same
+/// way every time, while a full disk or an unreachable ledger is the run's trouble, not the
+/// file's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedOn {
+    /// The input: unreadable as its format, or over the vendor's skip limit.
+    Data,
+    /// The run: an output that could not be written, a unit that could not be recorded.
+    Run,
+}
+
+impl std::fmt::Display for FailedOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailedOn::Data => "data",
+            FailedOn::Run => "run",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -102,6 +132,8 @@ pub struct FileOutcome {
     pub reject_counts: RejectCounts,
     /// For a part of a split file: (0-based index, number of parts).
     pub part: Option<(u32, u32)>,
+    /// What a failed unit failed on (`None` unless it failed).
+    pub failed_on: Option<FailedOn>,
 }
 
 impl FileOutcome {
@@ -147,6 +179,7 @@ impl FileOutcome {
             reject_path: None,
             reject_counts: RejectCounts::new(),
             part: part.map(|p| (p.index, p.count)),
+            failed_on: None,
         }
     }
 
@@ -165,6 +198,7 @@ impl FileOutcome {
             _ => FileStatus::Failed,
         };
         self.error = Some(error.to_string());
+        self.failed_on = error.failed_on();
         self.records_out = 0;
     }
 }

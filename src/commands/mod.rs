@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod plan;
 pub mod process;
 pub mod publish;
+pub mod release;
 pub mod report;
 pub mod run;
 pub mod status;

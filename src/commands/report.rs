@@ -52,11 +52,11 @@ pub struct ReportArgs {
     #[arg(long)]
     pub prometheus: Option<PathBuf>,
     /// What makes the exit status 1 (comma-separated): failed, deferred, cancelled, blocked,
-    /// missing, unreadable, sla-high, sla-medium, sla-low. Default: all of them.
+    /// quarantined, missing, unreadable, sla-high, sla-medium, sla-low. Default: all of them.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "failed,deferred,cancelled,blocked,missing,unreadable,sla-high,sla-medium,sla-low"
+        default_value = "failed,deferred,cancelled,blocked,quarantined,missing,unreadable,sla-high,sla-medium,sla-low"
     )]
     pub fail_on: Vec<FailOn>,
 }
@@ -70,6 +70,8 @@ pub enum FailOn {
     Cancelled,
     /// Units held back because a vendor they come `after` did not finish.
     Blocked,
+    /// Files set aside after failing the window's `max_attempts` runs.
+    Quarantined,
     Missing,
     Unreadable,
     SlaHigh,
@@ -179,6 +181,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
         FailOn::Deferred => report.totals.deferred > 0,
         FailOn::Cancelled => report.totals.cancelled > 0,
         FailOn::Blocked => report.totals.blocked > 0,
+        FailOn::Quarantined => report.totals.quarantined > 0,
         FailOn::Missing => !report.missing.is_empty() || !report.slices_never_started.is_empty(),
         FailOn::Unreadable => !report.unreadable.is_empty(),
         FailOn::SlaHigh => report.sla_missed("high"),

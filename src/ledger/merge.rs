@@ -68,6 +68,8 @@ pub fn merge(
          ALTER TABLE runs ADD COLUMN IF NOT EXISTS slice VARCHAR;
          ALTER TABLE rejects ADD COLUMN IF NOT EXISTS slice VARCHAR;
          ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS slice VARCHAR;
+         ALTER TABLE releases ADD COLUMN IF NOT EXISTS slice VARCHAR;
          CREATE TABLE IF NOT EXISTS sources (slice VARCHAR PRIMARY KEY, path VARCHAR, error VARCHAR);",
     )
     .map_err(err)?;
@@ -80,14 +82,14 @@ pub fn merge(
     // Ledgers are attached and copied in batches: one transaction per batch, not per ledger,
     // keeps a merge of a thousand slices to seconds.
     for batch in ledgers.chunks(64) {
-        let mut good: Vec<(String, String)> = Vec::new(); // (alias, slice)
+        let mut good: Vec<(String, String, String)> = Vec::new(); // (alias, slice, version)
         for (i, path) in batch.iter().enumerate() {
             let slice = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let alias = format!("src{i}");
-            let check = (|| -> Result<(), String> {
+            let check = (|| -> Result<String, String> {
                 conn.execute_batch(&format!(
                     "ATTACH {} AS {alias} (READ_ONLY)",
                     quote_sql(&path.display().to_string())
@@ -100,18 +102,18 @@ pub fn merge(
                         |r| r.get(0),
                     )
                     .map_err(|e| format!("not a batchwin ledger: {e}"))?;
-                // Version 3 lacks only the masking audit columns of `runs`, which a merge
-                // leaves empty: the ledgers of a day before the upgrade still report.
-                if version != super::SCHEMA_VERSION && version != "3" {
+                // Versions 3 and 4 lack only columns (left empty by a merge) and the tables of
+                // the quarantine (no rows): the ledgers of a day before the upgrade still report.
+                if !["3", "4", super::SCHEMA_VERSION].contains(&version.as_str()) {
                     return Err(format!(
-                        "schema version {version}, this batchwin reads 3 and {}",
+                        "schema version {version}, this batchwin reads 3 to {}",
                         super::SCHEMA_VERSION
                     ));
                 }
-                Ok(())
+                Ok(version)
             })();
             match check {
-                Ok(()) => good.push((alias, slice.clone())),
+                Ok(version) => good.push((alias, slice.clone(), version)),
                 Err(e) => {
                     let _ = conn.execute_batch(&format!("DETACH {alias}"));
                     sources.push(LedgerSource {
@@ -133,23 +135,36 @@ pub fn merge(
                 conn.execute_batch("BEGIN TRANSACTION")?;
                 let replaced: Vec<String> = good
                     .iter()
-                    .filter(|(_, s)| already.contains(s))
-                    .map(|(_, s)| quote_sql(s))
+                    .filter(|(_, s, _)| already.contains(s))
+                    .map(|(_, s, _)| quote_sql(s))
                     .collect();
-                for table in ["files", "runs", "rejects", "deliveries"] {
+                for table in [
+                    "files",
+                    "runs",
+                    "rejects",
+                    "deliveries",
+                    "quarantine",
+                    "releases",
+                ] {
                     if !replaced.is_empty() {
                         conn.execute_batch(&format!(
                             "DELETE FROM {table} WHERE slice IN ({})",
                             replaced.join(", ")
                         ))?;
                     }
-                    // By name: a version 3 ledger's `runs` has fewer columns (left NULL).
+                    // By name: an older ledger's tables have fewer columns (left NULL), and it
+                    // has no quarantine tables at all.
+                    let new_table = matches!(table, "quarantine" | "releases");
                     let selects: Vec<String> = good
                         .iter()
-                        .map(|(a, s)| {
+                        .filter(|(_, _, v)| !new_table || v == super::SCHEMA_VERSION)
+                        .map(|(a, s, _)| {
                             format!("SELECT *, {} AS slice FROM {a}.{table}", quote_sql(s))
                         })
                         .collect();
+                    if selects.is_empty() {
+                        continue;
+                    }
                     // A run id is unique per process; a copied ledger may repeat one: keep the first.
                     let verb = if table == "runs" {
                         "INSERT OR IGNORE"
@@ -171,7 +186,7 @@ pub fn merge(
                     }
                 }
             }
-            for (alias, _) in &good {
+            for (alias, _, _) in &good {
                 let _ = conn.execute_batch(&format!("DETACH {alias}"));
             }
         }

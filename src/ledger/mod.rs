@@ -19,8 +19,14 @@ pub mod query;
 
 use crate::outcome::FileOutcome;
 
+/// The ledger, in a run folder's ledgers, that records the files `run` put in quarantine (its
+/// `quarantine` table).
+pub const QUARANTINE_LEDGER: &str = "quarantine.duckdb";
+/// The ledger, in a run folder's ledgers, that records `release`s (its `releases` table).
+pub const RELEASES_LEDGER: &str = "releases.duckdb";
+
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "4";
+pub const SCHEMA_VERSION: &str = "5";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -58,7 +64,8 @@ CREATE TABLE IF NOT EXISTS files (
     output_sha256     VARCHAR,
     reject_path       VARCHAR,
     part              INTEGER,
-    parts             INTEGER
+    parts             INTEGER,
+    failed_on         VARCHAR
 );
 CREATE TABLE IF NOT EXISTS rejects (
     run_id      VARCHAR NOT NULL,
@@ -79,6 +86,23 @@ CREATE TABLE IF NOT EXISTS deliveries (
     status      VARCHAR NOT NULL,
     error       VARCHAR,
     delivered_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    run_id         VARCHAR NOT NULL,
+    vendor         VARCHAR NOT NULL,
+    input_path     VARCHAR NOT NULL,
+    input_sha256   VARCHAR NOT NULL,
+    attempts       INTEGER NOT NULL,
+    error          VARCHAR,
+    quarantined_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    run_id      VARCHAR NOT NULL,
+    vendor      VARCHAR NOT NULL,
+    input_path  VARCHAR NOT NULL,
+    released_by VARCHAR NOT NULL,
+    note        VARCHAR,
+    released_at TIMESTAMP NOT NULL
 );
 ";
 
@@ -184,18 +208,21 @@ impl Ledger {
                 |r| r.get(0),
             )
             .map_err(err)?;
-        if found == "3" {
-            // Version 4 only added the audit columns of `runs`: a slice's ledger from before
-            // the upgrade is brought up to date rather than refused.
-            conn.execute_batch(
+        // Each version since 3 only added columns and tables, all empty in an older ledger: a
+        // slice's ledger from before an upgrade is brought up to date rather than refused.
+        // Version 4 added the audit columns of `runs`; version 5 `files.failed_on` and the
+        // `quarantine` and `releases` tables (created above with the rest of the schema).
+        if found == "3" || found == "4" {
+            conn.execute_batch(&format!(
                 "BEGIN TRANSACTION;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS mask_profile VARCHAR;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_subject VARCHAR;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_issuer VARCHAR;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_key_id VARCHAR;
-                 UPDATE meta SET value = '4' WHERE key = 'schema_version';
-                 COMMIT;",
-            )
+                 ALTER TABLE files ADD COLUMN IF NOT EXISTS failed_on VARCHAR;
+                 UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
+                 COMMIT;"
+            ))
             .map_err(err)?;
             found = SCHEMA_VERSION.to_string();
         }
@@ -326,6 +353,56 @@ impl Ledger {
         })
     }
 
+    /// Records files put in quarantine by run `run_id` (see [`query::quarantine_due`]), in one
+    /// transaction.
+    pub fn record_quarantine(
+        &mut self,
+        run_id: &str,
+        files: &[query::Quarantined],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), LedgerError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        self.in_transaction(|tx| {
+            let mut app = tx.appender("quarantine")?;
+            for q in files {
+                app.append_row(params![
+                    run_id,
+                    q.vendor,
+                    q.input_path,
+                    q.input_sha256,
+                    q.attempts,
+                    q.error,
+                    ts(&at)
+                ])?;
+            }
+            app.flush()
+        })
+    }
+
+    /// Records that `by` released `files` (vendor, input path) from quarantine, in one
+    /// transaction: the next run plans them again.
+    pub fn record_releases(
+        &mut self,
+        run_id: &str,
+        files: &[(String, String)],
+        by: &str,
+        note: Option<&str>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), LedgerError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        self.in_transaction(|tx| {
+            let mut app = tx.appender("releases")?;
+            for (vendor, input) in files {
+                app.append_row(params![run_id, vendor, input, by, note, ts(&at)])?;
+            }
+            app.flush()
+        })
+    }
+
     /// The latest attempt of every unit this ledger records, to ask
     /// [`query::LatestUnits::is_done`] whether a unit is done.
     pub fn latest_units(&self) -> Result<query::LatestUnits, LedgerError> {
@@ -368,6 +445,7 @@ fn append_files(
             f.reject_path.as_ref().map(|p| p.display().to_string()),
             f.part.map(|p| p.0 as i64),
             f.part.map(|p| p.1 as i64),
+            f.failed_on.map(|k| k.to_string()),
         ])?;
     }
     files_app.flush()?;

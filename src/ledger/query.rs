@@ -15,19 +15,148 @@ use duckdb::{Connection, params};
 
 /// The latest attempt of each unit, among the units of the file's latest split: when a later
 /// plan cut a file into a different number of parts, the parts of the earlier cut no longer
-/// count (their byte ranges are not the new parts').
-pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW latest AS
-    SELECT * EXCLUDE (latest_split) FROM (
+/// count (their byte ranges are not the new parts'). A failed unit of a file in quarantine
+/// (the `quarantined` view) has the state `quarantined`, so every view of the states says so.
+pub(crate) const LATEST: &str = "CREATE OR REPLACE TEMP VIEW quarantined AS
+    SELECT * FROM quarantine q
+    WHERE NOT EXISTS (
+        SELECT 1 FROM releases r WHERE r.input_path = q.input_path AND r.released_at >= q.quarantined_at
+    )
+    QUALIFY row_number() OVER (PARTITION BY input_path ORDER BY quarantined_at DESC) = 1;
+CREATE OR REPLACE TEMP VIEW latest AS
+    SELECT * EXCLUDE (latest_split) REPLACE (
+        CASE WHEN status = 'failed' AND input_path IN (SELECT input_path FROM quarantined)
+             THEN 'quarantined' ELSE status END AS status
+    ) FROM (
         SELECT *, first_value(coalesce(parts, 1)) OVER (PARTITION BY input_path ORDER BY ended_at DESC) AS latest_split
         FROM files
     )
     WHERE coalesce(parts, 1) = latest_split
     QUALIFY row_number() OVER (PARTITION BY input_path, coalesce(part, -1) ORDER BY ended_at DESC) = 1";
 
-/// Makes (again) the `latest` view on `conn`, which every read below but [`cost_history`]
-/// needs. A temporary view: nothing is written to the ledger file.
+/// Makes (again) the `latest` and `quarantined` views on `conn`, which every read below but
+/// [`cost_history`] needs. Temporary views: nothing is written to the ledger file.
 pub fn make_latest(conn: &Connection) -> duckdb::Result<()> {
     conn.execute_batch(LATEST)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quarantine
+
+/// A file in quarantine, or due to be: its latest failed attempt, and how many runs failed on
+/// its data since it was last released.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    pub vendor: String,
+    pub input_path: String,
+    /// The checksum of what the last failed attempt read (a part's, for a split file).
+    pub input_sha256: String,
+    pub attempts: i64,
+    /// The last failed attempt's error.
+    pub error: Option<String>,
+    /// UTC, `YYYY-MM-DD HH:MM:SS`; `None` for a file only due (not recorded yet).
+    pub quarantined_at: Option<String>,
+}
+
+/// Files whose latest attempt failed on their data (`files.failed_on`) and that at least
+/// `max_attempts` runs failed on since they were last released (a split file: the part
+/// attempted most), not in quarantine yet. A run counts once however many of a file's parts
+/// it failed; cancelled, deferred and blocked attempts and failures of the run (a write, the
+/// ledger) do not count.
+pub fn quarantine_due(conn: &Connection, max_attempts: u32) -> duckdb::Result<Vec<Quarantined>> {
+    let mut stmt = conn.prepare(
+        "WITH since AS (SELECT input_path, max(released_at) AS at FROM releases GROUP BY input_path),
+         tries AS (
+             SELECT f.input_path, coalesce(f.part, -1) AS part, count(DISTINCT f.run_id) AS n
+             FROM files f LEFT JOIN since s USING (input_path)
+             WHERE f.status = 'failed' AND f.failed_on = 'data' AND (s.at IS NULL OR f.ended_at > s.at)
+             GROUP BY ALL
+         )
+         SELECT l.vendor, l.input_path, arg_max(l.input_sha256, l.ended_at), max(t.n),
+                arg_max(l.error, l.ended_at)
+         FROM latest l JOIN tries t ON t.input_path = l.input_path AND t.part = coalesce(l.part, -1)
+         WHERE l.status = 'failed' AND l.failed_on = 'data'
+         GROUP BY l.vendor, l.input_path
+         HAVING max(t.n) >= ?
+         ORDER BY l.vendor, l.input_path",
+    )?;
+    let rows = stmt.query_map(params![i64::from(max_attempts)], |r| {
+        Ok(Quarantined {
+            vendor: r.get(0)?,
+            input_path: r.get(1)?,
+            input_sha256: r.get(2)?,
+            attempts: r.get(3)?,
+            error: r.get(4)?,
+            quarantined_at: None,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The [`Quarantined`] in a row's columns: vendor, input, checksum, attempts, error, time.
+fn quarantined_row(r: &duckdb::Row<'_>) -> duckdb::Result<Quarantined> {
+    Ok(Quarantined {
+        vendor: r.get(0)?,
+        input_path: r.get(1)?,
+        input_sha256: r.get(2)?,
+        attempts: r.get::<_, i32>(3)?.into(),
+        error: r.get(4)?,
+        quarantined_at: r.get(5)?,
+    })
+}
+
+/// Files in quarantine now (not released since), by vendor and path.
+pub fn quarantined(conn: &Connection) -> duckdb::Result<Vec<Quarantined>> {
+    let mut stmt = conn.prepare(
+        "SELECT vendor, input_path, input_sha256, attempts, error,
+                strftime(quarantined_at, '%Y-%m-%d %H:%M:%S')
+         FROM quarantined ORDER BY vendor, input_path",
+    )?;
+    let rows = stmt.query_map([], quarantined_row)?;
+    rows.collect()
+}
+
+/// A release of a file from quarantine, as `log --why` tells it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseEvent {
+    pub input_path: String,
+    pub released_by: String,
+    pub note: Option<String>,
+    /// UTC, `YYYY-MM-DD HH:MM:SS`.
+    pub released_at: String,
+}
+
+/// Every quarantine and release of the files whose path is `file` or ends with `/file`, oldest
+/// first: `(quarantines, releases)`.
+pub fn quarantine_history(
+    conn: &Connection,
+    file: &str,
+) -> duckdb::Result<(Vec<Quarantined>, Vec<ReleaseEvent>)> {
+    let mut stmt = conn.prepare(
+        "SELECT vendor, input_path, input_sha256, attempts, error,
+                strftime(quarantined_at, '%Y-%m-%d %H:%M:%S')
+         FROM quarantine WHERE input_path = ?1 OR input_path LIKE '%/' || ?1
+         ORDER BY quarantined_at",
+    )?;
+    let quarantines = stmt
+        .query_map([file], quarantined_row)?
+        .collect::<duckdb::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT input_path, released_by, note, strftime(released_at, '%Y-%m-%d %H:%M:%S')
+         FROM releases WHERE input_path = ?1 OR input_path LIKE '%/' || ?1
+         ORDER BY released_at",
+    )?;
+    let releases = stmt
+        .query_map([file], |r| {
+            Ok(ReleaseEvent {
+                input_path: r.get(0)?,
+                released_by: r.get(1)?,
+                note: r.get(2)?,
+                released_at: r.get(3)?,
+            })
+        })?
+        .collect::<duckdb::Result<Vec<_>>>()?;
+    Ok((quarantines, releases))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,6 +521,7 @@ pub struct LatestTotals {
     pub deferred: i64,
     pub cancelled: i64,
     pub blocked: i64,
+    pub quarantined: i64,
     pub records_in: i64,
     pub records_out: i64,
     pub records_rejected: i64,
@@ -401,10 +531,11 @@ pub struct LatestTotals {
 }
 
 /// The count of latest attempts in each state but `succeeded`, as SQL select items: failed,
-/// deferred, cancelled, blocked (see [`crate::outcome::FileStatus`]).
+/// deferred, cancelled, blocked (see [`crate::outcome::FileStatus`]), quarantined (see
+/// [`LATEST`]).
 const NOT_DONE: &str = "count(*) FILTER (WHERE status = 'failed'), \
      count(*) FILTER (WHERE status = 'deferred'), count(*) FILTER (WHERE status = 'cancelled'), \
-     count(*) FILTER (WHERE status = 'blocked')";
+     count(*) FILTER (WHERE status = 'blocked'), count(*) FILTER (WHERE status = 'quarantined')";
 
 pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
     conn.query_row(
@@ -426,11 +557,12 @@ pub fn totals(conn: &Connection) -> duckdb::Result<LatestTotals> {
                 deferred: r.get(4)?,
                 cancelled: r.get(5)?,
                 blocked: r.get(6)?,
-                records_in: r.get(7)?,
-                records_out: r.get(8)?,
-                records_rejected: r.get(9)?,
-                bytes: r.get(10)?,
-                wall_seconds: r.get(11)?,
+                quarantined: r.get(7)?,
+                records_in: r.get(8)?,
+                records_out: r.get(9)?,
+                records_rejected: r.get(10)?,
+                bytes: r.get(11)?,
+                wall_seconds: r.get(12)?,
             })
         },
     )
@@ -471,6 +603,7 @@ pub struct VendorTotals {
     pub deferred: i64,
     pub cancelled: i64,
     pub blocked: i64,
+    pub quarantined: i64,
     pub records_in: i64,
     pub records_rejected: i64,
     /// Seconds its units ran, added up.
@@ -494,9 +627,10 @@ pub fn vendor_totals(conn: &Connection) -> duckdb::Result<Vec<VendorTotals>> {
             deferred: r.get(4)?,
             cancelled: r.get(5)?,
             blocked: r.get(6)?,
-            records_in: r.get(7)?,
-            records_rejected: r.get(8)?,
-            seconds: r.get(9)?,
+            quarantined: r.get(7)?,
+            records_in: r.get(8)?,
+            records_rejected: r.get(9)?,
+            seconds: r.get(10)?,
         })
     })?;
     rows.collect()
@@ -700,6 +834,7 @@ pub struct PriorityTotals {
     pub deferred: i64,
     pub cancelled: i64,
     pub blocked: i64,
+    pub quarantined: i64,
     /// The last end of a unit that ran (a deferred or blocked one never did), RFC 3339 with
     /// microseconds (`...Z`).
     pub last_end: Option<String>,
@@ -720,7 +855,8 @@ pub fn priority_totals(conn: &Connection, priority: &str) -> duckdb::Result<Prio
                 deferred: r.get(2)?,
                 cancelled: r.get(3)?,
                 blocked: r.get(4)?,
-                last_end: r.get(5)?,
+                quarantined: r.get(5)?,
+                last_end: r.get(6)?,
             })
         },
     )
@@ -790,19 +926,21 @@ pub fn process_vcpu_seconds(conn: &Connection) -> duckdb::Result<(u64, f64)> {
 mod tests {
     use super::*;
     use crate::ledger::{Ledger, RunInfo};
-    use crate::outcome::{FileOutcome, FileStatus};
+    use crate::outcome::{FailedOn, FileOutcome, FileStatus};
     use std::path::PathBuf;
 
     /// Counts `latest` rows per (input, parts) after the given attempts.
     fn latest_of(rows: &[(&str, Option<i32>, Option<i32>, &str)]) -> Vec<(String, i64, i64)> {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
-            "CREATE TABLE files (input_path VARCHAR, part INTEGER, parts INTEGER, ended_at TIMESTAMP)",
+            "CREATE TABLE files (input_path VARCHAR, part INTEGER, parts INTEGER, ended_at TIMESTAMP, status VARCHAR DEFAULT 'succeeded');
+             CREATE TABLE quarantine (input_path VARCHAR, quarantined_at TIMESTAMP);
+             CREATE TABLE releases (input_path VARCHAR, released_at TIMESTAMP);",
         )
         .unwrap();
         for (input, part, parts, at) in rows {
             conn.execute(
-                "INSERT INTO files VALUES (?, ?, ?, ?::TIMESTAMP)",
+                "INSERT INTO files (input_path, part, parts, ended_at) VALUES (?, ?, ?, ?::TIMESTAMP)",
                 duckdb::params![input, part, parts, at],
             )
             .unwrap();
@@ -1026,5 +1164,83 @@ mod tests {
             l.is_done(UnitRef::File("b"), Some(CONFIG), same),
             Err(NotDone::OutputGone)
         );
+    }
+
+    /// One run that failed on `on` every unit of `units` (input, part).
+    fn failed_run(f: &mut Fixture, units: &[(&str, Option<(u32, u32)>)], on: FailedOn) {
+        f.clock += 1;
+        let run = RunInfo::new("process");
+        f.ledger.begin_run(&run).unwrap();
+        let rows: Vec<(String, FileOutcome)> = units
+            .iter()
+            .map(|(input, part)| {
+                let mut o = FileOutcome::new("v", Path::new(input), 10, None);
+                o.part = *part;
+                o.status = FileStatus::Failed;
+                o.failed_on = Some(on);
+                o.error = Some(format!("{on} trouble"));
+                o.input_sha256 = format!("sha-of-{input}");
+                o.ended_at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(f.clock);
+                ("high".to_string(), o)
+            })
+            .collect();
+        f.ledger.record_files(&run, &rows).unwrap();
+    }
+
+    /// The files due for quarantine after `max` attempts, by path.
+    fn due(f: &Fixture, max: u32) -> Vec<(String, i64)> {
+        make_latest(f.ledger.connection()).unwrap();
+        quarantine_due(f.ledger.connection(), max)
+            .unwrap()
+            .into_iter()
+            .map(|q| (q.input_path, q.attempts))
+            .collect()
+    }
+
+    /// Runs that failed on a file's data count towards its quarantine, once per run however
+    /// many of its parts failed; failures of the run (a write) do not count; a file whose
+    /// latest attempt succeeded is not due; once quarantined it is listed as such, and its
+    /// failed units have the state `quarantined`; a release starts the count again.
+    #[test]
+    fn files_that_fail_on_their_data_max_attempts_runs_are_due_for_quarantine() {
+        let mut f = Fixture::new();
+        let split = [("s", Some((0, 2))), ("s", Some((1, 2)))];
+        for _ in 0..2 {
+            failed_run(&mut f, &[("a", None)], FailedOn::Data);
+            failed_run(&mut f, &split, FailedOn::Data);
+            failed_run(&mut f, &[("w", None)], FailedOn::Run);
+            failed_run(&mut f, &[("ok", None)], FailedOn::Data);
+        }
+        f.attempt("ok", None, FileStatus::Succeeded, CONFIG);
+        assert_eq!(due(&f, 3), vec![]);
+        assert_eq!(due(&f, 2), vec![("a".into(), 2), ("s".into(), 2)]);
+        failed_run(&mut f, &[("w", None)], FailedOn::Run);
+        failed_run(&mut f, &[("a", None)], FailedOn::Data);
+        let now = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(f.clock + 1);
+        let a = quarantine_due(f.ledger.connection(), 3).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].input_path, "a");
+        assert_eq!(a[0].error.as_deref(), Some("data trouble"));
+        f.ledger.record_quarantine("r1", &a, now).unwrap();
+        make_latest(f.ledger.connection()).unwrap();
+        let held = quarantined(f.ledger.connection()).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].input_path.as_str(), held[0].attempts), ("a", 3));
+        assert_eq!(totals(f.ledger.connection()).unwrap().quarantined, 1);
+        // Already in quarantine: not due again.
+        assert_eq!(due(&f, 3), vec![]);
+        // Released: out of quarantine, failed again, and its count starts from zero.
+        let later = now + chrono::Duration::seconds(1);
+        f.ledger
+            .record_releases("r2", &[("v".into(), "a".into())], "oncall", None, later)
+            .unwrap();
+        f.clock += 2;
+        make_latest(f.ledger.connection()).unwrap();
+        assert!(quarantined(f.ledger.connection()).unwrap().is_empty());
+        // a, both parts of s, and w.
+        assert_eq!(totals(f.ledger.connection()).unwrap().failed, 4);
+        failed_run(&mut f, &[("a", None)], FailedOn::Data);
+        assert_eq!(due(&f, 2), vec![("s".into(), 2)]);
+        assert_eq!(due(&f, 1), vec![("a".into(), 1), ("s".into(), 2)]);
     }
 }

@@ -82,6 +82,7 @@ pub enum Event {
         deferred: i64,
         cancelled: i64,
         blocked: i64,
+        quarantined: i64,
         records_in: i64,
         records_out: i64,
         records_rejected: i64,

@@ -34,6 +34,9 @@ pub struct Totals {
     pub cancelled: i64,
     /// Not started: a vendor they come `after` did not finish; the next run does them.
     pub blocked: i64,
+    /// Failed, and their file failed the window's `max_attempts` runs: set aside, not planned
+    /// until released (see [`crate::window::quarantine`]).
+    pub quarantined: i64,
     pub records_in: i64,
     pub records_out: i64,
     pub records_rejected: i64,
@@ -51,6 +54,7 @@ pub struct VendorRow {
     pub deferred: i64,
     pub cancelled: i64,
     pub blocked: i64,
+    pub quarantined: i64,
     pub records_in: i64,
     pub records_rejected: i64,
     pub seconds: f64,
@@ -91,6 +95,7 @@ pub struct PriorityRow {
     pub units_deferred: i64,
     pub units_cancelled: i64,
     pub units_blocked: i64,
+    pub units_quarantined: i64,
     /// Units in the plan with no result (needs the plan).
     pub units_missing: i64,
     /// Seconds from the window start to the priority's last finish.
@@ -110,20 +115,22 @@ impl PriorityRow {
             (self.units_deferred, "deferred"),
             (self.units_cancelled, "cancelled"),
             (self.units_blocked, "blocked"),
+            (self.units_quarantined, "quarantined"),
             (self.units_missing, "missing"),
         ])
     }
 }
 
 impl Totals {
-    /// Units by state: `8 succeeded, 0 failed`, then deferred, cancelled and blocked when there
-    /// are any.
+    /// Units by state: `8 succeeded, 0 failed`, then deferred, cancelled, blocked and
+    /// quarantined when there are any.
     pub fn states(&self) -> String {
         let mut s = format!("{} succeeded, {} failed", self.succeeded, self.failed);
         let more = states(&[
             (self.deferred, "deferred"),
             (self.cancelled, "cancelled"),
             (self.blocked, "blocked"),
+            (self.quarantined, "quarantined"),
         ]);
         if !more.is_empty() {
             s.push_str(", ");
@@ -166,6 +173,9 @@ pub struct RunReport {
     pub vendors: Vec<VendorRow>,
     pub slices: Vec<SliceRow>,
     pub failures: Vec<FailedUnit>,
+    /// Files in quarantine, with their attempts and last error (their units are not in
+    /// `failures`).
+    pub quarantined: Vec<query::Quarantined>,
     pub missing: Vec<Missing>,
     /// Planned slices with no ledger at all.
     pub slices_never_started: Vec<usize>,
@@ -240,6 +250,7 @@ pub fn summarize(
         deferred: t.deferred,
         cancelled: t.cancelled,
         blocked: t.blocked,
+        quarantined: t.quarantined,
         records_in: t.records_in,
         records_out: t.records_out,
         records_rejected: t.records_rejected,
@@ -268,6 +279,7 @@ pub fn summarize(
             deferred: v.deferred,
             cancelled: v.cancelled,
             blocked: v.blocked,
+            quarantined: v.quarantined,
             records_in: v.records_in,
             records_rejected: v.records_rejected,
             seconds: v.seconds,
@@ -296,6 +308,7 @@ pub fn summarize(
     }
     let failures = query::failed_attempts(conn)?
         .into_iter()
+        .filter(|f| f.status != "quarantined")
         .map(|f| FailedUnit {
             vendor: f.vendor,
             input_path: f.input_path,
@@ -373,11 +386,12 @@ pub fn summarize(
             deferred,
             cancelled,
             blocked,
+            quarantined,
             last_end: last,
         } = query::priority_totals(conn, p)?;
         let deferred = deferred + later_of(p);
         let units_missing = missing.iter().filter(|m| m.priority == p).count() as i64;
-        let not_done = failed + deferred + cancelled + blocked + units_missing;
+        let not_done = failed + deferred + cancelled + blocked + quarantined + units_missing;
         if done + not_done == 0 {
             continue;
         }
@@ -399,6 +413,7 @@ pub fn summarize(
             units_deferred: deferred,
             units_cancelled: cancelled,
             units_blocked: blocked,
+            units_quarantined: quarantined,
             units_missing,
             finished_after_seconds: finished,
             sla_seconds: sla,
@@ -471,6 +486,7 @@ pub fn summarize(
         vendors,
         slices,
         failures,
+        quarantined: query::quarantined(conn)?,
         missing,
         slices_never_started,
         unreadable: sources

@@ -601,6 +601,27 @@ pub fn pdf(s: &RunReport) -> Result<Vec<u8>, String> {
             &[false, false, false, true, false],
         );
     }
+    if !s.quarantined.is_empty() {
+        f.heading("Quarantined");
+        let rows: Vec<Vec<String>> = s
+            .quarantined
+            .iter()
+            .map(|q| {
+                vec![
+                    q.vendor.clone(),
+                    q.input_path.clone(),
+                    q.attempts.to_string(),
+                    q.quarantined_at.clone().unwrap_or_default(),
+                    q.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        f.table(
+            &["vendor", "input", "attempts", "since", "last error"],
+            &rows,
+            &[false, false, true, false, false],
+        );
+    }
     if !s.missing.is_empty() || !s.slices_never_started.is_empty() {
         f.heading("Missing");
         let rows: Vec<Vec<String>> = s

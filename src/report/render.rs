@@ -236,6 +236,21 @@ fn table_or_markdown(s: &RunReport, markdown: bool) -> String {
             );
         }
     }
+    if !s.quarantined.is_empty() {
+        h(&mut o, "Quarantined");
+        for q in &s.quarantined {
+            let _ = writeln!(
+                o,
+                "{}{} `{}`: {} failed attempts, since {}: {}",
+                if markdown { "- " } else { "" },
+                q.vendor,
+                q.input_path,
+                q.attempts,
+                q.quarantined_at.as_deref().unwrap_or("-"),
+                q.error.as_deref().unwrap_or("failed")
+            );
+        }
+    }
     if !s.missing.is_empty() || !s.slices_never_started.is_empty() {
         h(&mut o, "Missing");
         let dash = if markdown { "- " } else { "" };
@@ -339,6 +354,7 @@ pub fn prometheus(s: &RunReport) -> String {
             ("deferred", t.deferred),
             ("cancelled", t.cancelled),
             ("blocked", t.blocked),
+            ("quarantined", t.quarantined),
         ]
         .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n as f64)),
     );

@@ -29,7 +29,7 @@ pub struct RunLine {
     /// Units whose latest attempt did not succeed (failed, deferred, cancelled, blocked) and
     /// planned units with no attempt.
     pub failures: i64,
-    /// Files set aside after too many failed attempts (none before quarantine is recorded).
+    /// Files in quarantine: set aside after the window's `max_attempts` failed runs.
     pub quarantined: i64,
     /// From the first unit's start to the last unit's end.
     pub duration_seconds: f64,
@@ -131,6 +131,7 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
     line.units = t.units;
     line.records = t.records_in;
     line.failures = t.failed + t.deferred + t.cancelled + t.blocked + report.missing.len() as i64;
+    line.quarantined = report.quarantined.len() as i64;
     line.duration_seconds = t.wall_seconds;
     if report.priorities.iter().any(|p| p.sla_seconds.is_some()) {
         line.sla_met = Some(report.priorities.iter().all(|p| p.sla_met));
@@ -177,12 +178,9 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
     ));
     let todo = crate::plan::manifest::read(&dir.join("todo.jsonl")).unwrap_or_default();
     let planned_again = todo.iter().any(|r| r.location == row.location);
-    if !planned_again && dir.join("todo.jsonl").exists() {
-        steps.push(
-            "skipped: `run`'s resume check (ledger::query::LatestUnits::is_done) found every unit of it done by an earlier attempt: succeeded under the same configuration, same input checksum, output still there".into(),
-        );
-    }
     let skipped = !planned_again && dir.join("todo.jsonl").exists();
+    // Why it was skipped is known once the ledgers are read (done, or in quarantine).
+    let skipped_at = steps.len();
     let plan = Plan::read(&dir.join("plan.json")).ok();
     // A file the resume check skipped is in no plan of this attempt (`plan.json` may be an
     // earlier attempt's, when nothing was left to plan).
@@ -222,8 +220,13 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
     }
     let ledgers = ledgers_of(dir);
     let config_sha = plan.as_ref().map(|p| p.config_sha256.clone());
-    let (attempts, verdict) = if ledgers.is_empty() {
-        (Vec::new(), Err(NotDone::NeverAttempted))
+    let (attempts, verdict, (quarantines, releases), held) = if ledgers.is_empty() {
+        (
+            Vec::new(),
+            Err(NotDone::NeverAttempted),
+            Default::default(),
+            None,
+        )
     } else {
         crate::ledger::merge::with_latest(&ledgers, |c| {
             let attempts = query::file_attempts(c, &row.location)?;
@@ -232,9 +235,52 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
                 latest.is_done(UnitRef::File(&row.location), config_sha.as_deref(), |a| {
                     a.parts.unwrap_or(1) > 1 || a.input_sha256 == row.sha256
                 });
-            Ok((attempts, verdict))
+            let history = query::quarantine_history(c, &row.location)?;
+            let held = query::quarantined(c)?
+                .into_iter()
+                .find(|q| q.input_path == row.location);
+            Ok((attempts, verdict, history, held))
         })?
     };
+    if skipped {
+        steps.insert(
+            skipped_at,
+            if held.is_some() {
+                "not planned: `run`'s resume check found it in quarantine".into()
+            } else {
+                "skipped: `run`'s resume check (ledger::query::LatestUnits::is_done) found every unit of it done by an earlier attempt: succeeded under the same configuration, same input checksum, output still there".into()
+            },
+        );
+    }
+    // Attempts, quarantines and releases, in the order they happened.
+    // (time, rank, line): within a second, an attempt comes before the quarantine it caused.
+    let mut events: Vec<(String, u8, String)> = Vec::new();
+    for q in &quarantines {
+        let at = q.quarantined_at.clone().unwrap_or_default();
+        events.push((
+            at.clone(),
+            1,
+            format!(
+                "{at} UTC: quarantined after {} failed attempts (the window's max_attempts): not planned again until released",
+                q.attempts
+            ),
+        ));
+    }
+    for r in &releases {
+        events.push((
+            r.released_at.clone(),
+            2,
+            format!(
+                "{} UTC: released by {}{}: the next run plans it again",
+                r.released_at,
+                r.released_by,
+                r.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
     let mut previous: std::collections::HashMap<Option<i64>, String> = Default::default();
     for a in &attempts {
         let unit = match a.part {
@@ -253,12 +299,20 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
         if let Some(e) = &a.error {
             line.push_str(&format!(" ({e})"));
         }
-        steps.push(line);
+        events.push((a.ended_at.clone(), 0, line));
         previous.insert(a.part, a.status.clone());
     }
-    let now = match verdict {
-        Ok(()) => "done: the next run skips it".to_string(),
-        Err(n) => format!("not done ({}): the next run does it", not_done(n)),
+    events.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    steps.extend(events.into_iter().map(|(_, _, line)| line));
+    let now = match (verdict, &held) {
+        (_, Some(q)) => format!(
+            "quarantined after {} failed attempts: not planned until `batchwin release --run {} {}`",
+            q.attempts,
+            dir.display(),
+            row.location
+        ),
+        (Ok(()), None) => "done: the next run skips it".to_string(),
+        (Err(n), None) => format!("not done ({}): the next run does it", not_done(n)),
     };
     Ok(Why {
         file: row.location.clone(),

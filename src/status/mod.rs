@@ -125,6 +125,8 @@ pub struct StatusTotals {
     pub deferred: u64,
     pub cancelled: u64,
     pub blocked: u64,
+    /// Units of files in quarantine (see [`crate::window::quarantine`]).
+    pub quarantined: u64,
     pub records: u64,
     pub rejected: u64,
 }
@@ -141,6 +143,8 @@ pub struct RunStatus {
     pub priorities: Vec<PriorityStatus>,
     pub slices: Vec<SliceView>,
     pub failures: Vec<FailureView>,
+    /// Files in quarantine: not planned again until released.
+    pub quarantined: Vec<crate::ledger::query::Quarantined>,
     /// Status documents or ledgers that could not be read, and why.
     pub unreadable: Vec<String>,
 }
@@ -234,18 +238,31 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
         .map(|(sl, _)| ledgers.join(format!("slice-{:05}.duckdb", sl.index)))
         .filter(|p| p.exists())
         .collect();
+    // With the window's quarantine and its releases: the files set aside.
+    let quarantine: Vec<PathBuf> = [
+        crate::ledger::QUARANTINE_LEDGER,
+        crate::ledger::RELEASES_LEDGER,
+    ]
+    .iter()
+    .map(|name| ledgers.join(name))
+    .filter(|p| p.exists())
+    .collect();
     let mut ledger_failures = Vec::new();
     let mut ledger_totals = None;
-    if !ended_ledgers.is_empty() {
-        match crate::ledger::merge::with_latest(&ended_ledgers, |c| {
+    let mut quarantined = Vec::new();
+    if !ended_ledgers.is_empty() || !quarantine.is_empty() {
+        let both: Vec<PathBuf> = ended_ledgers.iter().chain(&quarantine).cloned().collect();
+        match crate::ledger::merge::with_latest(&both, |c| {
             Ok((
                 crate::ledger::query::failed_attempts_by_slice(c)?,
                 crate::ledger::query::totals(c)?,
+                crate::ledger::query::quarantined(c)?,
             ))
         }) {
-            Ok((f, t)) => {
+            Ok((f, t, q)) => {
                 ledger_failures = f;
                 ledger_totals = Some(t);
+                quarantined = q;
             }
             Err(e) => unreadable.push(format!("the ended slices' ledgers: {e:#}")),
         }
@@ -350,10 +367,15 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
         totals.deferred += t.deferred as u64;
         totals.cancelled += t.cancelled as u64;
         totals.blocked += t.blocked as u64;
+        totals.quarantined += t.quarantined as u64;
         totals.records += t.records_in as u64;
         totals.rejected += t.records_rejected as u64;
     }
-    for x in ledger_failures {
+    // Quarantined units are listed with their file's quarantine, not as failures.
+    for x in ledger_failures
+        .into_iter()
+        .filter(|x| x.attempt.status != "quarantined")
+    {
         let a = x.attempt;
         failures.push(FailureView {
             slice: x
@@ -584,6 +606,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
         priorities,
         slices,
         failures,
+        quarantined,
         unreadable,
     })
 }
@@ -614,6 +637,7 @@ fn vendor_priority(plan: &Plan, vendor: &str) -> Option<Priority> {
 /// an SLA at risk or missed (the exit status of `status`).
 pub fn needs_attention(s: &RunStatus) -> bool {
     !s.failures.is_empty()
+        || !s.quarantined.is_empty()
         || s.slices.iter().any(|v| v.straggler.is_some())
         || s.priorities
             .iter()

@@ -42,6 +42,7 @@ pub fn table(s: &RunStatus) -> String {
         (t.deferred, "deferred"),
         (t.cancelled, "cancelled"),
         (t.blocked, "blocked"),
+        (t.quarantined, "quarantined"),
     ] {
         if n > 0 {
             let _ = write!(states, ", {n} {name}");
@@ -146,6 +147,24 @@ pub fn table(s: &RunStatus) -> String {
             "  ... {} more (`--format json` lists them all)",
             s.failures.len() - FAILURES_SHOWN
         );
+    }
+    if !s.quarantined.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nQuarantined ({}): not planned again until `batchwin release`",
+            s.quarantined.len()
+        );
+        for q in &s.quarantined {
+            let _ = writeln!(
+                o,
+                "  {}  {}  {} failed attempts, since {}: {}",
+                q.vendor,
+                q.input_path,
+                q.attempts,
+                q.quarantined_at.as_deref().unwrap_or("-"),
+                q.error.as_deref().unwrap_or("failed")
+            );
+        }
     }
     for u in &s.unreadable {
         let _ = writeln!(o, "unreadable {u}");

@@ -58,11 +58,16 @@ pub fn check_all(config: &Config) -> Result<(), ConfigError> {
         hhmm(config, name, "start", &w.start)?;
         hhmm(config, name, "end", &w.end)?;
         zone(config, name, w)?;
-        if w.workers == Some(0) {
-            return Err(config.at(
-                &KeyPath::top("windows").key(name).key("workers"),
-                "must be at least 1",
-            ));
+        for (key, zero) in [
+            ("workers", w.workers == Some(0)),
+            ("max_attempts", w.max_attempts == Some(0)),
+        ] {
+            if zero {
+                return Err(config.at(
+                    &KeyPath::top("windows").key(name).key(key),
+                    "must be at least 1",
+                ));
+            }
         }
     }
     Ok(())
@@ -137,6 +142,7 @@ pub(crate) fn test_day() -> WindowDay {
             source: "inbound".into(),
             target: None,
             workers: None,
+            max_attempts: None,
         },
     }
 }

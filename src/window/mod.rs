@@ -13,6 +13,7 @@ pub mod day;
 mod execute;
 mod lock;
 mod preview;
+pub mod quarantine;
 mod resume;
 mod sla;
 pub mod steps;
@@ -336,12 +337,27 @@ fn run_steps(
     let (left, done) = if steps.dry_run || !manifest.exists() {
         (None, 0)
     } else {
+        // A run killed before it recorded what it put in quarantine does it now.
+        quarantine_due(steps, &ledgers, w, watch)?;
         // Done under the same configuration only, as each slice judges its own units.
         let config_sha = crate::plan::manifest::file_sha256(&steps.config).ok();
-        let (rows, done) =
+        let r =
             remaining(&manifest, &ledgers, &split, config_sha.as_deref()).map_err(Failure::data)?;
-        crate::plan::manifest::write(&todo, &rows).map_err(Failure::data)?;
-        (Some(rows.len()), done)
+        crate::plan::manifest::write(&todo, &r.left).map_err(Failure::data)?;
+        if !r.quarantined.is_empty() {
+            println!(
+                "quarantine {} files not planned after failing {} runs or more: {} (`batchwin release --run {} FILE` plans one again)",
+                r.quarantined.len(),
+                w.config.max_attempts(),
+                r.quarantined
+                    .iter()
+                    .map(|q| q.input_path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dir.display()
+            );
+        }
+        (Some(r.left.len()), r.done)
     };
     if done > 0 {
         println!("resume     {done} files already done in an earlier attempt: not planned again");
@@ -432,6 +448,9 @@ fn run_steps(
         if matches!(status, ExitStatus::Interrupted(_)) {
             return finish(&dir, w, status, steps.dry_run);
         }
+        if !steps.dry_run {
+            quarantine_due(steps, &ledgers, w, watch)?;
+        }
     }
 
     // 4. publish
@@ -487,6 +506,37 @@ fn run_steps(
         status = worse(status, status_of(code));
     }
     finish(&dir, w, status, steps.dry_run)
+}
+
+/// Puts in quarantine the files due for it ([`quarantine::update`]), says so, and tells the
+/// webhooks that want to know.
+fn quarantine_due(
+    steps: &Steps<'_>,
+    ledgers: &Path,
+    w: &WindowDay,
+    watch: &Watch<'_>,
+) -> Result<(), Failure> {
+    if steps.dry_run {
+        return Ok(());
+    }
+    let due = quarantine::update(ledgers, w.config.max_attempts()).map_err(Failure::data)?;
+    for q in &due {
+        println!(
+            "quarantine {} `{}` after {} failed attempts: {}",
+            q.vendor,
+            q.input_path,
+            q.attempts,
+            q.error.as_deref().unwrap_or("failed")
+        );
+        watch.notifier.send(&crate::notify::Event::FileQuarantined {
+            date: w.date.clone(),
+            vendor: q.vendor.clone(),
+            file: q.input_path.clone(),
+            attempts: q.attempts.max(0) as u32,
+            error: q.error.clone().unwrap_or_default(),
+        });
+    }
+    Ok(())
 }
 
 fn finish(

@@ -40,19 +40,27 @@ pub(crate) fn remember_split_files(plan_path: &Path, split: &Path) -> anyhow::Re
     Ok(())
 }
 
-/// The manifest's files not done yet, and how many are. A file is done as
-/// [`crate::ledger::query::LatestUnits::is_done`] says: the latest attempt of each of its units
-/// succeeded, under the configuration `config_sha256` when it is known, and every output is
-/// still there with its recorded size, and it is the same file: its checksum is the one
-/// recorded (a whole file), or the one it had when an earlier plan of the day cut it into the
-/// parts that succeeded (a split file; see [`split_files`]).
+/// What is left of a day: the manifest's files to plan, how many are done, and the files in
+/// quarantine (not planned).
+pub(crate) struct Remaining {
+    pub left: Vec<crate::plan::manifest::ManifestRow>,
+    pub done: usize,
+    pub quarantined: Vec<crate::ledger::query::Quarantined>,
+}
+
+/// The manifest's files not done yet and not in quarantine, how many are done, and which are in
+/// quarantine. A file is done as [`crate::ledger::query::LatestUnits::is_done`] says: the
+/// latest attempt of each of its units succeeded, under the configuration `config_sha256` when
+/// it is known, and every output is still there with its recorded size, and it is the same
+/// file: its checksum is the one recorded (a whole file), or the one it had when an earlier
+/// plan of the day cut it into the parts that succeeded (a split file; see [`split_files`]).
 pub(crate) fn remaining(
     manifest: &Path,
     ledgers: &Path,
     split: &Path,
     config_sha256: Option<&str>,
-) -> anyhow::Result<(Vec<crate::plan::manifest::ManifestRow>, usize)> {
-    use crate::ledger::query::{LatestUnits, UnitRef};
+) -> anyhow::Result<Remaining> {
+    use crate::ledger::query::{LatestUnits, UnitRef, quarantined};
     let rows = crate::plan::manifest::read(manifest)?;
     let split = split_files(split)?;
     let found = if ledgers.is_dir() {
@@ -61,11 +69,26 @@ pub(crate) fn remaining(
         Vec::new()
     };
     if found.is_empty() {
-        return Ok((rows, 0));
+        return Ok(Remaining {
+            left: rows,
+            done: 0,
+            quarantined: Vec::new(),
+        });
     }
-    let latest = crate::ledger::merge::with_latest(&found, |conn| Ok(LatestUnits::read(conn)?))?;
-    let (finished, left): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| {
-        latest
+    let (latest, held) = crate::ledger::merge::with_latest(&found, |conn| {
+        Ok((LatestUnits::read(conn)?, quarantined(conn)?))
+    })?;
+    let held_paths: std::collections::HashSet<&str> =
+        held.iter().map(|q| q.input_path.as_str()).collect();
+    let mut left = Vec::new();
+    let mut done = 0;
+    let mut in_quarantine = Vec::new();
+    for r in rows {
+        if held_paths.contains(r.location.as_str()) {
+            in_quarantine.push(r.location.clone());
+            continue;
+        }
+        let is_done = latest
             .is_done(UnitRef::File(&r.location), config_sha256, |a| {
                 // The parts of a split file carry their own checksums, not the file's.
                 if a.parts.unwrap_or(1) > 1 {
@@ -74,7 +97,21 @@ pub(crate) fn remaining(
                     a.input_sha256 == r.sha256
                 }
             })
-            .is_ok()
-    });
-    Ok((left, finished.len()))
+            .is_ok();
+        if is_done {
+            done += 1;
+        } else {
+            left.push(r);
+        }
+    }
+    // Only the quarantined files of this manifest: the day's, not an earlier cut's.
+    let quarantined = held
+        .into_iter()
+        .filter(|q| in_quarantine.contains(&q.input_path))
+        .collect();
+    Ok(Remaining {
+        left,
+        done,
+        quarantined,
+    })
 }

@@ -109,6 +109,7 @@ pub(crate) fn missed(report: &Value, w: &WindowDay) -> Vec<Event> {
                 not("units_deferred", "deferred"),
                 not("units_blocked", "blocked"),
                 not("units_cancelled", "cancelled"),
+                not("units_quarantined", "quarantined"),
                 not("units_missing", "missing"),
             ]
             .into_iter()
@@ -142,6 +143,7 @@ pub(crate) fn finished(report: Option<&Value>, w: &WindowDay, exit_code: i32) ->
         deferred: n("deferred"),
         cancelled: n("cancelled"),
         blocked: n("blocked"),
+        quarantined: n("quarantined"),
         records_in: n("records_in"),
         records_out: n("records_out"),
         records_rejected: n("records_rejected"),

@@ -1,0 +1,69 @@
+//! `batchwin release`: puts files of a run folder back from quarantine, so that the next run
+//! of the window plans them again, recording who released them and when. Glue: the flags,
+//! resolved into [`ReleaseSettings`], then [`crate::window::quarantine::release`].
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Args;
+
+use crate::exit::{ExitStatus, Failure};
+use crate::printer::GlobalArgs;
+use crate::window::quarantine::{ReleaseSettings, Selection, release};
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["files", "vendor", "all"])))]
+pub struct ReleaseArgs {
+    /// Quarantined files to release: their paths, or their names when unique in the run folder.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Release every quarantined file of this vendor (repeatable).
+    #[arg(long, value_name = "VENDOR")]
+    pub vendor: Vec<String>,
+    /// Release every quarantined file of the run folder.
+    #[arg(long)]
+    pub all: bool,
+    /// The run folder (`RUNS/DATE-WINDOW`) whose quarantine holds the files.
+    #[arg(long, default_value = ".")]
+    pub run: PathBuf,
+    /// Who releases them, as recorded in the ledger (default: the user, `USER`).
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+    /// Why, as recorded in the ledger (for example the vendor's ticket).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: ReleaseArgs) -> Result<ExitStatus, Failure> {
+    let selection = if a.all {
+        Selection::All
+    } else if !a.vendor.is_empty() {
+        Selection::Vendors(a.vendor)
+    } else {
+        Selection::Files(a.files)
+    };
+    let by = a.by.or_else(crate::env::user).ok_or_else(|| {
+        Failure::usage(anyhow!(
+            "who releases the files is recorded: give --by NAME (USER is not set)"
+        ))
+    })?;
+    let settings = ReleaseSettings {
+        run: a.run,
+        selection,
+        by,
+        note: a.note,
+    };
+    let released = release(&settings).map_err(Failure::usage)?;
+    if !g.quiet {
+        for q in &released {
+            println!(
+                "released   {} `{}` ({} failed attempts): the next run plans it again",
+                q.vendor, q.input_path, q.attempts
+            );
+        }
+        if released.is_empty() {
+            println!("released   nothing: no file is in quarantine");
+        }
+    }
+    Ok(ExitStatus::Success)
+}
