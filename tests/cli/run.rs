@@ -858,3 +858,178 @@ fn log_lists_runs_and_says_why_a_file_was_done_again_or_skipped() {
 fn stderr_of(o: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&o.get_output().stderr).into_owned()
 }
+
+/// The quarantine: a vendor whose files always fail is quarantined after `max_attempts` runs
+/// (the default, 3), and the webhook is told once per file; the runs after skip it, while the
+/// report, `status`, `log` and the exit status say quarantined; released (who and why are
+/// recorded), it is processed once fixed and the day finishes.
+#[test]
+fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed() {
+    let d = Dir::new();
+    let date = day_on_server(&d, "6", "2000", "3", "31");
+    let e = expected(&d);
+    let v001: Vec<String> = e["per_file"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["vendor"] == "V001")
+        .map(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let n = v001.len();
+    assert!(n > 0);
+    let good = d.read("day/batchwin.toml");
+    d.write(
+        "day/batchwin.toml",
+        good.replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
+            + "\n[notify]\nretry_wait = \"100ms\"\n\n[[notify.webhook]]\nname = \"oncall\"\nurl_env = \"BATCHWIN_TEST_HOOK\"\nevents = [\"file_quarantined\"]\n",
+    );
+    let hooks = crate::telemetry::Recorder::start(d.root(), "hooks");
+    let run_failing = |d: &Dir| {
+        stdout(
+            &d.cmd()
+                .args(run_args(&date, &[]))
+                .env("BATCHWIN_TEST_HOOK", hooks.url("/hook"))
+                .assert()
+                .code(1),
+        )
+    };
+    let told = || -> Vec<serde_json::Value> {
+        hooks
+            .requests()
+            .into_iter()
+            .map(|q| q["body"].clone())
+            .collect()
+    };
+    for attempt in 1..=3 {
+        let out = run_failing(&d);
+        let said = out
+            .lines()
+            .filter(|l| l.starts_with("quarantine V001 `"))
+            .count();
+        if attempt < 3 {
+            assert_eq!(said, 0, "attempt {attempt}:\n{out}");
+            assert!(told().is_empty());
+        } else {
+            assert_eq!(said, n, "{out}");
+            assert!(out.contains("after 3 failed attempts"), "{out}");
+        }
+    }
+    let r = report(&d, &date);
+    assert_eq!(r["totals"]["quarantined"], n, "{}", r["totals"]);
+    assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
+    let held = r["quarantined"].as_array().unwrap();
+    assert_eq!(held.len(), n, "{held:?}");
+    for q in held {
+        assert_eq!(q["vendor"], "V001");
+        assert_eq!(q["attempts"], 3);
+        assert!(q["error"].as_str().unwrap().contains("skip limit"), "{q}");
+    }
+    let events = told();
+    assert_eq!(events.len(), n, "{events:?}");
+    for ev in &events {
+        assert_eq!(ev["event"], "file_quarantined");
+        assert_eq!(ev["attempts"], 3);
+        assert_eq!(ev["vendor"], "V001");
+    }
+
+    // The next run does not plan them, and still exits 1: they are not done.
+    let out = run_failing(&d);
+    assert!(
+        out.contains(&format!("quarantine {n} files not planned")),
+        "{out}"
+    );
+    assert_eq!(told().len(), n, "each file is announced once");
+    let run_dir = format!("runs/{date}-day");
+    let why = |d: &Dir| {
+        stdout(
+            &d.cmd()
+                .args(["log", &run_dir, "--why", &v001[0]])
+                .assert()
+                .code(0),
+        )
+    };
+    let w = why(&d);
+    assert_eq!(w.matches("the file processed").count(), 3, "{w}");
+    assert!(w.contains("quarantined after 3 failed attempts"), "{w}");
+    assert!(
+        w.contains("not planned: `run`'s resume check found it in quarantine"),
+        "{w}"
+    );
+    assert!(w.contains("now: quarantined"), "{w}");
+    let status = d
+        .cmd()
+        .args(["status", &run_dir, "--format", "json"])
+        .assert()
+        .code(1);
+    let s: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    assert_eq!(s["quarantined"].as_array().unwrap().len(), n, "{s}");
+    let table = stdout(&d.cmd().args(["status", &run_dir]).assert().code(1));
+    assert!(table.contains(&format!("Quarantined ({n})")), "{table}");
+    let log = d
+        .cmd()
+        .args(["log", "runs", "--format", "json"])
+        .assert()
+        .code(0);
+    let log: serde_json::Value = serde_json::from_slice(&log.get_output().stdout).unwrap();
+    assert_eq!(log[0]["quarantined"], n, "{log}");
+    let prom = d.path("quarantine.prom");
+    d.cmd()
+        .args([
+            "report",
+            "--ledgers",
+            &format!("{run_dir}/out/ledgers"),
+            "--prometheus",
+        ])
+        .arg(&prom)
+        .assert()
+        .code(1);
+    let prom = std::fs::read_to_string(prom).unwrap();
+    assert!(
+        prom.contains(&format!("batchwin_units{{state=\"quarantined\"}} {n}")),
+        "{prom}"
+    );
+
+    // A name that is not in quarantine is refused, naming it; then the vendor's files are
+    // released and, fixed, done.
+    let refused = d
+        .cmd()
+        .args([
+            "release",
+            "--run",
+            &run_dir,
+            "no-such-file.csv",
+            "--by",
+            "oncall",
+        ])
+        .assert()
+        .code(2);
+    assert!(
+        String::from_utf8_lossy(&refused.get_output().stderr).contains("is not in quarantine"),
+        "{refused:?}"
+    );
+    let out = stdout(
+        &d.cmd()
+            .args(["release", "--run", &run_dir, "--vendor", "V001"])
+            .args(["--by", "oncall", "--note", "ticket 42"])
+            .assert()
+            .code(0),
+    );
+    assert_eq!(out.matches("released   V001").count(), n, "{out}");
+    d.write("day/batchwin.toml", &good);
+    run_ok(&d, &date, &[]);
+    assert_counts(&d, &date);
+    let r = report(&d, &date);
+    assert_eq!(r["totals"]["quarantined"], 0, "{}", r["totals"]);
+    assert!(r["quarantined"].as_array().unwrap().is_empty());
+    let w = why(&d);
+    assert!(w.contains("released by oncall (ticket 42)"), "{w}");
+    assert!(w.contains("now: done"), "{w}");
+}

@@ -16,14 +16,14 @@ use serde_json::Value;
 use crate::util::{Dir, generate_day_on, plan_json};
 
 /// A recording HTTP server: its port, and the requests it was sent (one JSON line each).
-struct Recorder {
+pub(crate) struct Recorder {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Recorder {
-    fn start(dir: &Path, name: &str) -> Recorder {
+    pub(crate) fn start(dir: &Path, name: &str) -> Recorder {
         let python = std::env::var_os("BATCHWIN_TEST_PYTHON").unwrap_or("python3".into());
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/http_recorder.py");
         let port_file = dir.join(format!("{name}.port"));
@@ -51,11 +51,11 @@ impl Recorder {
         Recorder { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
