@@ -6,7 +6,7 @@ use clap::CommandFactory;
 use crate::util::{Dir, stdout};
 
 /// Every subcommand, in the order `batchwin --help` lists them.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 14] = [
     "fetch",
     "manifest",
     "plan",
@@ -16,6 +16,7 @@ const SUBCOMMANDS: [&str; 13] = [
     "report",
     "status",
     "log",
+    "release",
     "run",
     "demo",
     "completions",
