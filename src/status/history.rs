@@ -179,8 +179,6 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
     let todo = crate::plan::manifest::read(&dir.join("todo.jsonl")).unwrap_or_default();
     let planned_again = todo.iter().any(|r| r.location == row.location);
     let skipped = !planned_again && dir.join("todo.jsonl").exists();
-    // Why it was skipped is known once the ledgers are read (done, or in quarantine).
-    let skipped_at = steps.len();
     let plan = Plan::read(&dir.join("plan.json")).ok();
     // A file the resume check skipped is in no plan of this attempt (`plan.json` may be an
     // earlier attempt's, when nothing was left to plan).
@@ -242,16 +240,14 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
             Ok((attempts, verdict, history, held))
         })?
     };
-    if skipped {
-        steps.insert(
-            skipped_at,
+    // The resume check came after every attempt recorded: it ends the list.
+    let resume_check = skipped.then(|| {
             if held.is_some() {
                 "not planned: `run`'s resume check found it in quarantine".into()
             } else {
-                "skipped: `run`'s resume check (ledger::query::LatestUnits::is_done) found every unit of it done by an earlier attempt: succeeded under the same configuration, same input checksum, output still there".into()
-            },
-        );
-    }
+                "skipped: `run`'s resume check (ledger::query::LatestUnits::is_done) found every unit of it done by an earlier attempt: succeeded under the same configuration, same input checksum, output still there".to_string()
+            }
+    });
     // Attempts, quarantines and releases, in the order they happened.
     // (time, rank, line): within a second, an attempt comes before the quarantine it caused.
     let mut events: Vec<(String, u8, String)> = Vec::new();
@@ -304,6 +300,7 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
     }
     events.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     steps.extend(events.into_iter().map(|(_, _, line)| line));
+    steps.extend(resume_check);
     let now = match (verdict, &held) {
         (_, Some(q)) => format!(
             "quarantined after {} failed attempts: not planned until `batchwin release --run {} {}`",
