@@ -451,6 +451,24 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
 pub const AWS_MAX_ARRAY: usize = 10_000;
 pub const AWS_MAX_DEPENDS_ON: usize = 20;
 
+/// The retry strategy of the job definition and of every request: a retryable failure (exit
+/// code 3) and a Spot reclaim are tried again, the next attempt resuming the slice from its
+/// ledger; anything else fails the job at once. A reclaim shows as exit code 143 when the
+/// container gets its SIGTERM (Fargate Spot's two minutes' notice, EC2 Spot's) and as a status
+/// reason `Host EC2*` when the instance went first. A job stopped by its timeout or by
+/// TerminateJob is not retried by AWS Batch whatever its exit code, so 143 here is a reclaim.
+fn aws_retry(o: &EmitOptions) -> Value {
+    json!({
+        "attempts": o.retries.clamp(1, 10),
+        "evaluateOnExit": [
+            {"onExitCode": "3", "action": "RETRY"},
+            {"onExitCode": "143", "action": "RETRY"},
+            {"onReason": "Host EC2*", "action": "RETRY"},
+            {"onExitCode": "*", "action": "EXIT"}
+        ]
+    })
+}
+
 fn aws_queue(p: Priority) -> &'static str {
     match p {
         Priority::High => "batchwin-high",
@@ -473,14 +491,7 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 "jobName": job_name(plan, a),
                 "jobQueue": aws_queue(a.priority),
                 "jobDefinition": "batchwin",
-                "retryStrategy": {
-                    "attempts": o.retries.clamp(1, 10),
-                    "evaluateOnExit": [
-                        {"onExitCode": "3", "action": "RETRY"},
-                        {"onReason": "Host EC2*", "action": "RETRY"},
-                        {"onExitCode": "*", "action": "EXIT"}
-                    ]
-                },
+                "retryStrategy": aws_retry(o),
                 "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
                 "containerOverrides": {
                     "command": o.process_args(AWS_SCRATCH),
@@ -543,7 +554,7 @@ fn aws_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<Pat
                     {"type": "MEMORY", "value": "4096"}
                 ]
             },
-            "retryStrategy": {"attempts": o.retries.clamp(1, 10), "evaluateOnExit": [{"onExitCode": "3", "action": "RETRY"}, {"onExitCode": "*", "action": "EXIT"}]},
+            "retryStrategy": aws_retry(o),
             "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)}
         }),
         Mode::RunLocation => fargate_job_definition(plan, o)?,
@@ -601,7 +612,7 @@ fn fargate_job_definition(plan: &Plan, o: &EmitOptions) -> anyhow::Result<Value>
         "type": "container",
         "platformCapabilities": ["FARGATE"],
         "containerProperties": container,
-        "retryStrategy": {"attempts": o.retries.clamp(1, 10), "evaluateOnExit": [{"onExitCode": "3", "action": "RETRY"}, {"onExitCode": "*", "action": "EXIT"}]},
+        "retryStrategy": aws_retry(o),
         "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
         "propagateTags": true,
         "tags": {"app": "batchwin"}
@@ -798,6 +809,10 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
                 // failure fails that index at once, and the others carry on.
                 "backoffLimitPerIndex": o.retries,
                 "podFailurePolicy": {"rules": [
+                    // A pod evicted or preempted (a spot node reclaimed, a drain) is not the
+                    // slice's failure: it does not count against the index's retries, and
+                    // the next pod resumes the slice from its ledger.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                     // `onPodConditions` is required (empty) by the API of 1.25 to 1.28.
                     {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [3]}, "onPodConditions": []}
                 ]},

@@ -68,8 +68,9 @@ for f in requests:
     if len(rs.get("evaluateOnExit", [])) > 5:
         problems.append(f"{f}: more than 5 evaluateOnExit conditions")
     retry_codes = [c.get("onExitCode") for c in rs.get("evaluateOnExit", []) if c.get("action") == "RETRY"]
-    if "3" not in retry_codes or any(c not in ("3", None) for c in retry_codes):
-        problems.append(f"{f}: only exit code 3 should be retried, got {retry_codes}")
+    # 3: retryable; 143: SIGTERM of a Spot reclaim (a timeout or TerminateJob is never retried).
+    if "3" not in retry_codes or any(c not in ("3", "143", None) for c in retry_codes):
+        problems.append(f"{f}: only exit codes 3 and 143 should be retried, got {retry_codes}")
     if len(req.get("dependsOn", [])) > 20:
         problems.append(f"{f}: more than 20 dependsOn")
     if req.get("timeout", {}).get("attemptDurationSeconds", 60) < 60:
