@@ -632,6 +632,91 @@ impl Store {
         .await
     }
 
+    /// One attempt at reading bytes `range` of `name` into `sink`; gives the file's size.
+    async fn get_range_into(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+        sink: &mut impl Sink,
+    ) -> Result<u64, StorageError> {
+        match &self.backend {
+            Backend::Object(o) => o.get_range_into(name, range, sink).await,
+            Backend::Sftp(s) => s.get_range_into(name, range, sink).await,
+        }
+    }
+
+    /// Bytes `range` of `name` (fewer when the file ends before `range.end`) and the file's
+    /// size: a small piece of a large file, read with one ranged request and nothing else of
+    /// the file.
+    pub async fn read_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Vec<u8>, u64), StorageError> {
+        safe_name(name)?;
+        let range = &range;
+        self.retrying("ranged read", || async move {
+            let mut sink = VecSink::default();
+            let size = self
+                .get_range_into(name, range.clone(), &mut sink)
+                .await
+                .map_err(|e| self.named(name, e))?;
+            Ok((sink.0, size))
+        })
+        .await
+    }
+
+    /// Downloads the byte `ranges` of `name`, one after the other, into the one local file
+    /// `local` (written under a temporary name and renamed when complete), hashing what it
+    /// writes: a part of a split file without the rest of the file. Each range is one ranged
+    /// request of at most its length. Gives what was written and the file's size as the
+    /// store reported it (the largest seen), for the caller to check against what it planned.
+    pub async fn get_ranges_file(
+        &self,
+        name: &str,
+        ranges: &[std::ops::Range<u64>],
+        local: &FsPath,
+    ) -> Result<(Transferred, u64), StorageError> {
+        safe_name(name)?;
+        if let Some(dir) = local.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StorageError::local(dir, e))?;
+        }
+        let tmp = temp_sibling(local);
+        let tmp_ref = tmp.as_path();
+        let result = self
+            .retrying("ranged download", || async move {
+                let max = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+                let mut sink = FileSink::create(tmp_ref, Some(max)).await?;
+                let mut size = 0;
+                for r in ranges.iter().filter(|r| r.end > r.start) {
+                    let before = sink.bytes;
+                    // At most the range's bytes: a server that sends more is refused.
+                    sink.max = Some(before + (r.end - r.start));
+                    let s = self
+                        .get_range_into(name, r.clone(), &mut sink)
+                        .await
+                        .map_err(|e| self.named(name, e))?;
+                    size = size.max(s);
+                }
+                Ok((sink.finish().await?, size))
+            })
+            .await;
+        match result {
+            Ok(t) => {
+                tokio::fs::rename(&tmp, local)
+                    .await
+                    .map_err(|e| StorageError::local(local, e))?;
+                Ok(t)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Reads a whole (small) file.
     pub async fn get_bytes(&self, name: &str) -> Result<Vec<u8>, StorageError> {
         safe_name(name)?;

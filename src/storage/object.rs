@@ -371,6 +371,32 @@ impl ObjectBackend {
         Ok(())
     }
 
+    /// Reads bytes `range` of `name` into `sink` (to the end of the file when it ends first)
+    /// with one ranged GET; gives the file's size as the store reports it.
+    pub async fn get_range_into(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+        sink: &mut impl Sink,
+    ) -> Result<u64, StorageError> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let got = self
+            .inner
+            .get_opts(&self.path(name), opts)
+            .await
+            .map_err(|e| self.err(name, e))?;
+        let size = got.meta.size;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(name, e))?;
+            sink.write(&chunk).await?;
+        }
+        Ok(size)
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
         match self.inner.delete(&self.path(name)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
