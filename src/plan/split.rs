@@ -23,8 +23,8 @@ use crate::vendor::Vendor;
 use super::Part;
 use super::manifest::ManifestRow;
 
-/// Bytes read at a time around a cut: a few lines of any usual format, one request.
-const WINDOW: u64 = 64 * 1024;
+/// Bytes read at a time around a cut: many lines of any usual format, in one request.
+const WINDOW: u64 = 16 * 1024;
 
 /// What the splitter needs to read files at URLs: the transfer runtime and the stores'
 /// options (credentials, endpoints).

@@ -16,14 +16,14 @@ use serde_json::Value;
 use crate::util::{Dir, generate_day_on, plan_json};
 
 /// A recording HTTP server: its port, and the requests it was sent (one JSON line each).
-struct Recorder {
+pub(crate) struct Recorder {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Recorder {
-    fn start(dir: &Path, name: &str) -> Recorder {
+    pub(crate) fn start(dir: &Path, name: &str) -> Recorder {
         let python = std::env::var_os("BATCHWIN_TEST_PYTHON").unwrap_or("python3".into());
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/http_recorder.py");
         let port_file = dir.join(format!("{name}.port"));
@@ -51,7 +51,7 @@ impl Recorder {
         Recorder { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -127,16 +127,16 @@ fn report(d: &Dir, date: &str) -> Value {
 
 /// One exported span: its ids, name and attributes.
 #[derive(Debug, Clone)]
-struct Sp {
-    trace: String,
-    id: String,
-    parent: String,
-    name: String,
-    attrs: BTreeMap<String, Value>,
+pub(crate) struct Sp {
+    pub trace: String,
+    pub id: String,
+    pub parent: String,
+    pub name: String,
+    pub attrs: BTreeMap<String, Value>,
 }
 
 impl Sp {
-    fn int(&self, k: &str) -> i64 {
+    pub(crate) fn int(&self, k: &str) -> i64 {
         match &self.attrs[k] {
             Value::Number(n) => n.as_i64().expect("an integer"),
             Value::String(s) => s.parse().expect("an integer"),
@@ -149,7 +149,7 @@ impl Sp {
 }
 
 /// The spans of every OTLP/JSON export the receiver got.
-fn spans(r: &Recorder) -> Vec<Sp> {
+pub(crate) fn spans(r: &Recorder) -> Vec<Sp> {
     let mut out = Vec::new();
     for req in r.requests() {
         assert_eq!(req["path"], "/v1/traces", "{req}");
