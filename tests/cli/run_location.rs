@@ -575,11 +575,57 @@ fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_i
     let Some(loc) = s3() else {
         return;
     };
+    let (d, parts) = large_files_split_by_ranged_reads(&loc);
+    // A staged file that no longer has its planned size is refused by the worker of each of
+    // its parts with exit code 3, naming it, and nothing of it is processed.
+    let (url, ..) = parts.iter().find(|p| p.0.ends_with(".txt")).unwrap();
+    let name = url
+        .strip_prefix(&format!("{}/", loc.url("staging")))
+        .unwrap();
+    let mut bytes = loc.objects("staging")[name].clone();
+    bytes.extend_from_slice(b"one more line\n");
+    let local = d.write("grown", &bytes);
+    runtime().block_on(async {
+        let store = Store::open(&loc.url("staging"), &loc.opts).await.unwrap();
+        store.put_file(name, &local, true).await.unwrap();
+    });
+    let mut refused = 0;
+    for k in 0..3 {
+        let o = run_slice(&d, &loc, k, 1);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if err.contains(url.as_str()) {
+            assert_eq!(o.status.code(), Some(3), "{err}");
+            assert!(err.contains("not the file the plan was made from"), "{err}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no slice ran a part of `{url}`");
+}
+
+#[test]
+fn large_files_staged_on_azure_blob_are_split_by_ranged_reads() {
+    if let Some(loc) = azurite() {
+        large_files_split_by_ranged_reads(&loc);
+    }
+}
+
+#[test]
+fn large_files_staged_on_an_s3_server_that_checks_signatures_are_split_by_ranged_reads() {
+    if let Some(loc) = s3_sigv4() {
+        large_files_split_by_ranged_reads(&loc);
+    }
+}
+
+/// The run of a staged day with large files, cut by ranged reads (see the first test above):
+/// its folder, and the parts (file URL, start, end, preamble) the plan cut by ranged reads.
+fn large_files_split_by_ranged_reads(
+    loc: &Location,
+) -> (Dir, std::collections::BTreeSet<(String, u64, u64, u64)>) {
     let d = Dir::new();
     // Four vendors: CSV, JSON Lines, XML and fixed-width; the largest files are over 100 kB.
-    stage(&d, &loc, "12", "20000", "4");
+    stage(&d, loc, "12", "20000", "4");
     let flags = ["--slices", "3", "--split-bytes", "100000"];
-    let o = plan_command(&d, &loc, &flags).arg("-vv").output().unwrap();
+    let o = plan_command(&d, loc, &flags).arg("-vv").output().unwrap();
     let log = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(0), "{log}");
     let plan: serde_json::Value =
@@ -663,7 +709,7 @@ fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_i
     // the file's preamble, never the whole file.
     let mut downloaded = std::collections::BTreeSet::new();
     for k in 0..3 {
-        let o = slice_command(&d, &loc, k, 0).arg("-vv").output().unwrap();
+        let o = slice_command(&d, loc, k, 0).arg("-vv").output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(0), "{err}");
         for l in err.lines().filter(|l| l.contains(" for part ")) {
@@ -688,5 +734,6 @@ fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_i
         "every part was downloaded by ranged reads"
     );
     assert_scratch_empty(&d);
-    report_and_publish(&d, &loc);
+    report_and_publish(&d, loc);
+    (d, parts)
 }
