@@ -168,10 +168,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         split_bytes: a.split_bytes,
         date: date.clone(),
     };
-    let reads = crate::plan::split::RangeReads {
-        rt: &rt,
-        opts: &store,
-    };
+    let reads = crate::plan::split::RangeReads::new(&rt, &store);
     let splitter = |row: &ManifestRow, limit: u64| {
         crate::plan::split::split_file(&config, row, limit, Some(&reads))
     };

@@ -12,8 +12,10 @@
 //! the whole file): a part of a file at a URL other than the first numbers its records and
 //! lines from its own start (`first_record` and `first_line` are 0 in the plan).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::codecs::Decoder;
 use crate::config::Config;
@@ -27,10 +29,23 @@ use super::manifest::ManifestRow;
 const WINDOW: u64 = 16 * 1024;
 
 /// What the splitter needs to read files at URLs: the transfer runtime and the stores'
-/// options (credentials, endpoints).
+/// options (credentials, endpoints), and the cuts made so far.
 pub struct RangeReads<'a> {
-    pub rt: &'a tokio::runtime::Runtime,
-    pub opts: &'a StoreOptions,
+    rt: &'a tokio::runtime::Runtime,
+    opts: &'a StoreOptions,
+    /// Parts of each file (URL, split size) already cut: the planner may plan the day more
+    /// than once (to find what fits the window), and a file is read for its cuts once.
+    cut: Mutex<HashMap<(String, u64), Vec<Part>>>,
+}
+
+impl<'a> RangeReads<'a> {
+    pub fn new(rt: &'a tokio::runtime::Runtime, opts: &'a StoreOptions) -> RangeReads<'a> {
+        RangeReads {
+            rt,
+            opts,
+            cut: Mutex::default(),
+        }
+    }
 }
 
 /// Cuts a file into parts of about `limit` bytes at record boundaries: a local file with the
@@ -103,6 +118,11 @@ fn split_remote(
     decoder: &mut dyn Decoder,
     blank: fn(&[u8]) -> bool,
 ) -> Result<Vec<Part>, String> {
+    let key = (row.location.clone(), limit);
+    let cut = || reads.cut.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(parts) = cut().get(&key) {
+        return Ok(parts.clone());
+    }
     let (dir, name) = row
         .location
         .trim_end_matches('/')
@@ -129,6 +149,7 @@ fn split_remote(
         file.read_bytes,
         file.requests
     );
+    cut().insert(key, parts.clone());
     Ok(parts)
 }
 
