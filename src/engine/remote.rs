@@ -493,8 +493,9 @@ impl Hooks<'_> {
 
     /// Downloads part `p` of the input at `url` (the file's preamble and the part's bytes, by
     /// ranged reads) to `w.input`, and checks what can be checked without the rest of the
-    /// file: that the file still has the size the plan was made with, and that every byte of
-    /// the part came. The whole file's sha256 cannot be checked on a part, and the plan holds
+    /// file: that the file still has the size the plan was made with and (on object stores)
+    /// the ETag it had when it was cut, and that every byte of the part came. The whole
+    /// file's sha256 cannot be checked on a part, and the plan holds
     /// no checksum of the part: computing one would have meant reading the whole file when
     /// planning, which cutting it by ranged reads is there to avoid (see `plan::split`).
     fn download_part(
@@ -511,12 +512,19 @@ impl Hooks<'_> {
         let (got, size) = self
             .loc
             .rt
-            .block_on(store.get_ranges_file(name, &ranges, &w.input))
+            .block_on(store.get_ranges_file(name, &ranges, p.e_tag.as_deref(), &w.input))
             .map_err(|e| match e {
                 StorageError::Oversize { .. } => (
                     ExitStatus::Retryable,
                     format!(
                         "input `{url}` sent more than the {want} bytes of part {} asked for; not processed",
+                        p.index + 1
+                    ),
+                ),
+                StorageError::NotAsExpected { .. } => (
+                    ExitStatus::Retryable,
+                    format!(
+                        "input `{url}` is not the file the plan was made from: it changed since it was planned ({e}); part {} not processed: stage it again and plan again, or restore it",
                         p.index + 1
                     ),
                 ),

@@ -53,6 +53,11 @@ pub struct Part {
     /// [`split::part_ranges`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preamble_bytes: Option<u64>,
+    /// For a part of a file at a URL on an object store: the object's ETag when it was cut. A
+    /// worker reads the part only while the object still has it, so a file changed since it
+    /// was planned (even to the same size) is never processed in parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
 }
 
 impl Part {

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use crate::codecs::Decoder;
 use crate::config::Config;
-use crate::storage::{Store, StoreOptions};
+use crate::storage::{RangeRead, Store, StoreOptions};
 use crate::vendor::Vendor;
 
 use super::Part;
@@ -90,6 +90,7 @@ pub fn split_file(
             first_record: c.first_record,
             first_line: c.first_line,
             preamble_bytes: None,
+            e_tag: None,
         });
     }
     Ok(counted(parts))
@@ -133,7 +134,7 @@ fn split_remote(
         .rt
         .block_on(Store::open(dir, reads.opts))
         .map_err(|e| e.to_string())?;
-    let mut read = |at: u64, len: u64| -> Result<(Vec<u8>, u64), String> {
+    let mut read = |at: u64, len: u64| -> Result<RangeRead, String> {
         reads
             .rt
             .block_on(store.read_range(name, at..at + len))
@@ -155,8 +156,10 @@ fn split_remote(
 
 /// A file read on demand by ranges: the bytes read last, and what reading cost.
 struct RangedFile<'r> {
-    read: &'r mut dyn FnMut(u64, u64) -> Result<(Vec<u8>, u64), String>,
+    read: &'r mut dyn FnMut(u64, u64) -> Result<RangeRead, String>,
     size: u64,
+    /// The object's ETag at the first read (every read must find the same).
+    e_tag: Option<String>,
     /// `buf` holds bytes `at .. at + buf.len()` of the file.
     at: u64,
     buf: Vec<u8>,
@@ -166,12 +169,13 @@ struct RangedFile<'r> {
 
 impl<'r> RangedFile<'r> {
     fn new(
-        read: &'r mut dyn FnMut(u64, u64) -> Result<(Vec<u8>, u64), String>,
+        read: &'r mut dyn FnMut(u64, u64) -> Result<RangeRead, String>,
         size: u64,
     ) -> RangedFile<'r> {
         RangedFile {
             read,
             size,
+            e_tag: None,
             at: 0,
             buf: Vec::new(),
             requests: 0,
@@ -197,16 +201,21 @@ impl<'r> RangedFile<'r> {
             return Ok(false);
         }
         let len = WINDOW.min(self.size - from);
-        let (bytes, size) = (self.read)(from, len)?;
+        let got = (self.read)(from, len)?;
         self.requests += 1;
-        self.read_bytes += bytes.len() as u64;
-        if size != self.size || bytes.len() as u64 != len {
+        self.read_bytes += got.bytes.len() as u64;
+        if got.size != self.size || got.bytes.len() as u64 != len {
             return Err(format!(
-                "it has {size} bytes, the manifest says {}: it changed since it was staged; fetch it again",
-                self.size
+                "it has {} bytes, the manifest says {}: it changed since it was staged; fetch it again",
+                got.size, self.size
             ));
         }
-        self.buf.extend_from_slice(&bytes);
+        if self.requests == 1 {
+            self.e_tag = got.e_tag;
+        } else if got.e_tag != self.e_tag {
+            return Err("it changed while it was being cut; plan again".into());
+        }
+        self.buf.extend_from_slice(&got.bytes);
         Ok(true)
     }
 
@@ -320,6 +329,7 @@ fn line_cuts(
             first_record: 0,
             first_line: 0,
             preamble_bytes: Some(body_start),
+            e_tag: file.e_tag.clone(),
         })
         .collect();
     if let Some(p) = parts.first_mut() {
@@ -402,9 +412,13 @@ mod tests {
                 None,
             )
             .expect("local split");
-            let mut read = |at: u64, len: u64| -> Result<(Vec<u8>, u64), String> {
+            let mut read = |at: u64, len: u64| -> Result<RangeRead, String> {
                 let end = (at + len).min(data.len() as u64);
-                Ok((data[at as usize..end as usize].to_vec(), data.len() as u64))
+                Ok(RangeRead {
+                    bytes: data[at as usize..end as usize].to_vec(),
+                    size: data.len() as u64,
+                    e_tag: Some("e".into()),
+                })
             };
             let mut file = RangedFile::new(&mut read, data.len() as u64);
             let mut decoder = Vendor::input_decoder(&config, 0).unwrap();

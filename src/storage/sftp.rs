@@ -723,13 +723,14 @@ impl SftpBackend {
     }
 
     /// Reads bytes `range` of `name` into `sink` (to the end of the file when it ends first),
-    /// seeking to its start; gives the file's size as the server reports it.
+    /// seeking to its start; gives the file's size as the server reports it (SFTP has no
+    /// ETag).
     pub async fn get_range_into(
         &self,
         name: &str,
         range: std::ops::Range<u64>,
         sink: &mut impl Sink,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<(u64, Option<String>), StorageError> {
         use tokio::io::AsyncSeekExt;
         let conn = self.conn().await?;
         let meta = self
@@ -781,7 +782,7 @@ impl SftpBackend {
             sink.write(&buf[..n]).await?;
         }
         let _ = tokio::time::timeout(self.timeout, f.shutdown()).await;
-        Ok(meta.size.unwrap_or(0))
+        Ok((meta.size.unwrap_or(0), None))
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -576,15 +576,17 @@ fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_i
         return;
     };
     let (d, parts) = large_files_split_by_ranged_reads(&loc);
-    // A staged file that no longer has its planned size is refused by the worker of each of
-    // its parts with exit code 3, naming it, and nothing of it is processed.
+    // A staged file changed since it was planned, even to the same size, is refused by the
+    // worker of each of its parts with exit code 3, naming it (the part is read only while the
+    // object has the ETag it had when it was cut), and nothing of it is processed.
     let (url, ..) = parts.iter().find(|p| p.0.ends_with(".txt")).unwrap();
     let name = url
         .strip_prefix(&format!("{}/", loc.url("staging")))
         .unwrap();
     let mut bytes = loc.objects("staging")[name].clone();
-    bytes.extend_from_slice(b"one more line\n");
-    let local = d.write("grown", &bytes);
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    let local = d.write("changed", &bytes);
     runtime().block_on(async {
         let store = Store::open(&loc.url("staging"), &loc.opts).await.unwrap();
         store.put_file(name, &local, true).await.unwrap();
@@ -595,7 +597,11 @@ fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_i
         let err = String::from_utf8_lossy(&o.stderr);
         if err.contains(url.as_str()) {
             assert_eq!(o.status.code(), Some(3), "{err}");
-            assert!(err.contains("not the file the plan was made from"), "{err}");
+            assert!(
+                err.contains("not the file the plan was made from")
+                    && err.contains("changed since it was planned"),
+                "{err}"
+            );
             refused += 1;
         }
     }
