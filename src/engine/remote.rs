@@ -14,8 +14,8 @@
 //!
 //! A part of a large file that the planner cut by ranged reads (see `plan::split`) is
 //! downloaded alone, with ranged reads of the file's preamble and the part's bytes, and
-//! checked for the file's size and the part's length (not a checksum: see
-//! `Hooks::download_part`).
+//! checked for the file's size, its ETag when it was cut and the part's length (not a
+//! checksum: see `Hooks::download_part`).
 //!
 //! Scratch stays bounded: at most [`AHEAD`] more inputs than there are file workers are
 //! downloaded at once, and a unit's input and outputs are removed as soon as it is uploaded.
