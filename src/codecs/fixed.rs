@@ -112,6 +112,10 @@ impl Decoder for FixedDecoder {
         frame_lines(data, pre, target_bytes, blank)
     }
 
+    fn line_records(&self) -> Option<fn(&[u8]) -> bool> {
+        Some(blank)
+    }
+
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
         let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.fields.len());
         // Byte offset of every character of a non-ASCII line, plus its length.

@@ -149,6 +149,14 @@ pub trait Decoder: Send + Sync {
         target_bytes: usize,
     ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd>;
 
+    /// For a format whose records are lines (JSON Lines, fixed-width): the test of a line that
+    /// holds no record (a blank line), with which a record boundary can be found from any
+    /// place in the file by reading a few lines there. `None` for formats where a boundary
+    /// depends on everything before it (a quoted CSV field may hold newlines; XML nests).
+    fn line_records(&self) -> Option<fn(&[u8]) -> bool> {
+        None
+    }
+
     /// Parses one chunk (as produced by `frame`) and calls `each` for every record in order.
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>));
 }

@@ -168,8 +168,10 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         split_bytes: a.split_bytes,
         date: date.clone(),
     };
-    let splitter =
-        |row: &ManifestRow, limit: u64| crate::plan::split::split_file(&config, row, limit);
+    let reads = crate::plan::split::RangeReads::new(&rt, &store);
+    let splitter = |row: &ManifestRow, limit: u64| {
+        crate::plan::split::split_file(&config, row, limit, Some(&reads))
+    };
     let mut p = match plan_what_fits(
         &config,
         &rows,

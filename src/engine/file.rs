@@ -488,10 +488,15 @@ fn run_chunks(
             Some(p) => {
                 pre.body_start = p.start as usize;
                 pre.body_end = p.end as usize;
-                // The line at the part's first byte (which may precede its first record).
-                pre.body_first_line =
+                // The line at the part's first byte (which may precede its first record); a
+                // part cut without reading what comes before it (`first_line` 0: see
+                // `plan::split`) counts its lines from its own start.
+                pre.body_first_line = if p.first_line == 0 {
+                    1
+                } else {
                     1 + memchr::memchr_iter(b'\n', &data[..pre.body_start.min(data.len())]).count()
-                        as u64;
+                        as u64
+                };
                 (
                     p.first_record.saturating_sub(1),
                     p.index == 0,

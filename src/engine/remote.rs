@@ -12,6 +12,11 @@
 //! completed multipart upload on object stores, a temporary name renamed in folders and on
 //! SFTP): a slice killed at any moment leaves whole objects or nothing.
 //!
+//! A part of a large file that the planner cut by ranged reads (see `plan::split`) is
+//! downloaded alone, with ranged reads of the file's preamble and the part's bytes, and
+//! checked for the file's size, its ETag when it was cut and the part's length (not a
+//! checksum: see `Hooks::download_part`).
+//!
 //! Scratch stays bounded: at most [`AHEAD`] more inputs than there are file workers are
 //! downloaded at once, and a unit's input and outputs are removed as soon as it is uploaded.
 //! A slice run again first downloads its ledger from the run location and skips the units it
@@ -213,6 +218,15 @@ impl RunLocation {
                 modified: CHECKED_MTIME.to_string(),
                 sha256: u.sha256.clone(),
             });
+            // A part cut by ranged reads is downloaded alone after the file's preamble (see
+            // `Hooks::download`): in the local copy its bytes start where the preamble ends.
+            if let Some(p) = w.part.as_mut()
+                && p.preamble_bytes.is_some()
+            {
+                let ranges = crate::plan::split::part_ranges(p);
+                let pre = ranges[0].end - ranges[0].start;
+                (p.start, p.end) = (pre, pre + (p.end - p.start));
+            }
         }
         let stores = site.stores.into_inner().unwrap_or_else(|e| e.into_inner());
         let fetches = Fetches {
@@ -435,6 +449,9 @@ impl Hooks<'_> {
                 s
             }
         };
+        if let Some(p) = u.part.as_ref().filter(|p| p.preamble_bytes.is_some()) {
+            return self.download_part(&store, url, &name, u, p, w);
+        }
         let got = self
             .loc
             .rt
@@ -470,6 +487,71 @@ impl Hooks<'_> {
                     format!("scratch file `{}`: {e}", w.input.display()),
                 )
             })?;
+        self.fetches.add_bytes(got.bytes);
+        Ok(())
+    }
+
+    /// Downloads part `p` of the input at `url` (the file's preamble and the part's bytes, by
+    /// ranged reads) to `w.input`, and checks what can be checked without the rest of the
+    /// file: that the file still has the size the plan was made with and (on object stores)
+    /// the ETag it had when it was cut, and that every byte of the part came. The whole
+    /// file's sha256 cannot be checked on a part, and the plan holds
+    /// no checksum of the part: computing one would have meant reading the whole file when
+    /// planning, which cutting it by ranged reads is there to avoid (see `plan::split`).
+    fn download_part(
+        &self,
+        store: &Store,
+        url: &str,
+        name: &str,
+        u: &Unit,
+        p: &crate::plan::Part,
+        w: &Work,
+    ) -> Result<(), (ExitStatus, String)> {
+        let ranges = crate::plan::split::part_ranges(p);
+        let want: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        let (got, size) = self
+            .loc
+            .rt
+            .block_on(store.get_ranges_file(name, &ranges, p.e_tag.as_deref(), &w.input))
+            .map_err(|e| match e {
+                StorageError::Oversize { .. } => (
+                    ExitStatus::Retryable,
+                    format!(
+                        "input `{url}` sent more than the {want} bytes of part {} asked for; not processed",
+                        p.index + 1
+                    ),
+                ),
+                StorageError::NotAsExpected { .. } => (
+                    ExitStatus::Retryable,
+                    format!(
+                        "input `{url}` is not the file the plan was made from: it changed since it was planned ({e}); part {} not processed: stage it again and plan again, or restore it",
+                        p.index + 1
+                    ),
+                ),
+                e => (e.exit_status(), e.to_string()),
+            })?;
+        if size != u.file_bytes || got.bytes != want {
+            let _ = std::fs::remove_file(&w.input);
+            return Err((
+                ExitStatus::Retryable,
+                format!(
+                    "input `{url}` is not the file the plan was made from ({size} bytes, the plan says {}; {} of the {want} bytes of part {} came); not processed: stage it again and plan again, or restore it",
+                    u.file_bytes,
+                    got.bytes,
+                    p.index + 1
+                ),
+            ));
+        }
+        tracing::debug!(
+            "downloaded {} bytes of `{url}` ({} bytes) for part {} of {}: bytes {}..{} and its {}-byte preamble",
+            got.bytes,
+            u.file_bytes,
+            p.index + 1,
+            p.count,
+            p.start,
+            p.end,
+            ranges[0].end
+        );
         self.fetches.add_bytes(got.bytes);
         Ok(())
     }

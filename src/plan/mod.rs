@@ -44,8 +44,20 @@ pub struct Part {
     pub start: u64,
     pub end: u64,
     /// Number (1-based) of the part's first record in the file, and the line it starts on.
+    /// 0 when not known: a part of a file at a URL other than the first is cut without
+    /// reading what comes before it, and numbers its records and lines from its own start.
     pub first_record: u64,
     pub first_line: u64,
+    /// For a part of a file at a URL: the file's first bytes that its format reads before any
+    /// record (a byte order mark), which a worker downloads with the part's own bytes (see
+    /// [`split::part_ranges`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preamble_bytes: Option<u64>,
+    /// For a part of a file at a URL on an object store: the object's ETag when it was cut. A
+    /// worker reads the part only while the object still has it, so a file changed since it
+    /// was planned (even to the same size) is never processed in parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
 }
 
 impl Part {

@@ -1,39 +1,86 @@
 //! Cutting a large staged file into parts at record boundaries, with the vendor's own framing
 //! (the same chunking the engine uses), so that the parts of one file can run as units of
 //! their own on several workers.
+//!
+//! A file at a URL is cut at the same places as a local copy of it would be, reading only
+//! small ranges of it (ranged requests): its first bytes (a byte order mark), and at each cut
+//! the lines from the candidate place to the next record. That is possible for the formats
+//! whose records are lines (JSON Lines, fixed-width: [`Decoder::line_records`]); a CSV or XML
+//! file at a URL is planned whole, as where a record starts there depends on every byte before
+//! it (a quoted field may hold newlines, elements nest), which only reading the whole file
+//! tells. The planner does not count the records and lines before a cut either (that too is
+//! the whole file): a part of a file at a URL other than the first numbers its records and
+//! lines from its own start (`first_record` and `first_line` are 0 in the plan).
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Mutex;
 
+use crate::codecs::Decoder;
 use crate::config::Config;
+use crate::storage::{RangeRead, Store, StoreOptions};
 use crate::vendor::Vendor;
 
 use super::Part;
 use super::manifest::ManifestRow;
 
-/// Cuts a local file into parts of about `limit` bytes at record boundaries.
-pub fn split_file(config: &Config, row: &ManifestRow, limit: u64) -> Result<Vec<Part>, String> {
+/// Bytes read at a time around a cut: many lines of any usual format, in one request.
+const WINDOW: u64 = 16 * 1024;
+
+/// What the splitter needs to read files at URLs: the transfer runtime and the stores'
+/// options (credentials, endpoints), and the cuts made so far.
+pub struct RangeReads<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    opts: &'a StoreOptions,
+    /// Parts of each file (URL, split size) already cut: the planner may plan the day more
+    /// than once (to find what fits the window), and a file is read for its cuts once.
+    cut: Mutex<HashMap<(String, u64), Vec<Part>>>,
+}
+
+impl<'a> RangeReads<'a> {
+    pub fn new(rt: &'a tokio::runtime::Runtime, opts: &'a StoreOptions) -> RangeReads<'a> {
+        RangeReads {
+            rt,
+            opts,
+            cut: Mutex::default(),
+        }
+    }
+}
+
+/// Cuts a file into parts of about `limit` bytes at record boundaries: a local file with the
+/// vendor's framing over all of it, a file at a URL by ranged reads around the cuts (with
+/// `reads`; without, or for a format where that cannot be done, it is planned whole).
+pub fn split_file(
+    config: &Config,
+    row: &ManifestRow,
+    limit: u64,
+    reads: Option<&RangeReads<'_>>,
+) -> Result<Vec<Part>, String> {
     let (idx, _) = config
         .vendor(&row.vendor)
         .ok_or_else(|| format!("unknown vendor `{}`", row.vendor))?;
-    let path = Path::new(&row.location);
-    if row.location.contains("://") {
-        return Ok(Vec::new()); // remote files are planned whole
-    }
     if config.vendors[idx].output.format == crate::config::Format::Pdf {
         // A PDF is one document (its page count is on every page): its pages cannot be put
         // together from parts, so a file with PDF output is planned whole.
         return Ok(Vec::new());
     }
     let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
+    if row.location.contains("://") {
+        return match (reads, decoder.line_records()) {
+            (Some(r), Some(blank)) => split_remote(r, row, limit, &mut *decoder, blank),
+            _ => Ok(Vec::new()),
+        };
+    }
+    let path = Path::new(&row.location);
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     // SAFETY: read-only mapping of a staged file that is not modified while planning.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
     let pre = decoder.preamble(&map).map_err(|e| e.to_string())?;
     let body = (pre.body_end - pre.body_start) as u64;
-    let count = body.div_ceil(limit.max(1)).max(1);
-    let target = (body / count).max(1) as usize;
+    let target = target_bytes(body, limit);
     let mut parts = Vec::new();
-    for c in decoder.frame(&map, &pre, target) {
+    for c in decoder.frame(&map, &pre, target as usize) {
         let c = c.map_err(|e| e.to_string())?;
         parts.push(Part {
             index: parts.len() as u32,
@@ -42,11 +89,369 @@ pub fn split_file(config: &Config, row: &ManifestRow, limit: u64) -> Result<Vec<
             end: c.bytes.end as u64,
             first_record: c.first_record,
             first_line: c.first_line,
+            preamble_bytes: None,
+            e_tag: None,
         });
     }
+    Ok(counted(parts))
+}
+
+/// The framing's chunk size that cuts a body of `body` bytes into parts of at most about
+/// `limit` bytes, as even as the records allow.
+fn target_bytes(body: u64, limit: u64) -> u64 {
+    let count = body.div_ceil(limit.max(1)).max(1);
+    (body / count).max(1)
+}
+
+fn counted(mut parts: Vec<Part>) -> Vec<Part> {
     let n = parts.len() as u32;
     for p in &mut parts {
         p.count = n;
     }
+    parts
+}
+
+/// Cuts a file at a URL by ranged reads, and says in the log how little of it was read.
+fn split_remote(
+    reads: &RangeReads<'_>,
+    row: &ManifestRow,
+    limit: u64,
+    decoder: &mut dyn Decoder,
+    blank: fn(&[u8]) -> bool,
+) -> Result<Vec<Part>, String> {
+    let key = (row.location.clone(), limit);
+    let cut = || reads.cut.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(parts) = cut().get(&key) {
+        return Ok(parts.clone());
+    }
+    let (dir, name) = row
+        .location
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .filter(|(d, n)| !n.is_empty() && !d.ends_with('/') && !d.ends_with(':'))
+        .ok_or_else(|| "it names no file in a bucket or folder".to_string())?;
+    let store = reads
+        .rt
+        .block_on(Store::open(dir, reads.opts))
+        .map_err(|e| e.to_string())?;
+    let mut read = |at: u64, len: u64| -> Result<RangeRead, String> {
+        reads
+            .rt
+            .block_on(store.read_range(name, at..at + len))
+            .map_err(|e| e.to_string())
+    };
+    let mut file = RangedFile::new(&mut read, row.bytes);
+    let parts = line_cuts(&mut file, decoder, blank, limit)?;
+    tracing::debug!(
+        "cut `{}` ({} bytes) into {} parts, reading {} bytes of it in {} ranged requests",
+        row.location,
+        row.bytes,
+        parts.len(),
+        file.read_bytes,
+        file.requests
+    );
+    cut().insert(key, parts.clone());
     Ok(parts)
+}
+
+/// A file read on demand by ranges: the bytes read last, and what reading cost.
+struct RangedFile<'r> {
+    read: &'r mut dyn FnMut(u64, u64) -> Result<RangeRead, String>,
+    size: u64,
+    /// The object's ETag at the first read (every read must find the same).
+    e_tag: Option<String>,
+    /// `buf` holds bytes `at .. at + buf.len()` of the file.
+    at: u64,
+    buf: Vec<u8>,
+    requests: u64,
+    read_bytes: u64,
+}
+
+impl<'r> RangedFile<'r> {
+    fn new(
+        read: &'r mut dyn FnMut(u64, u64) -> Result<RangeRead, String>,
+        size: u64,
+    ) -> RangedFile<'r> {
+        RangedFile {
+            read,
+            size,
+            e_tag: None,
+            at: 0,
+            buf: Vec::new(),
+            requests: 0,
+            read_bytes: 0,
+        }
+    }
+
+    /// Reads the window after what `buf` holds (when `pos` is there) or at `pos`; false at
+    /// the end of the file.
+    fn fetch(&mut self, pos: u64) -> Result<bool, String> {
+        if pos >= self.size {
+            return Ok(false);
+        }
+        let end = self.at + self.buf.len() as u64;
+        let from = if pos >= self.at && pos <= end {
+            end
+        } else {
+            self.buf.clear();
+            self.at = pos;
+            pos
+        };
+        if from >= self.size {
+            return Ok(false);
+        }
+        let len = WINDOW.min(self.size - from);
+        let got = (self.read)(from, len)?;
+        self.requests += 1;
+        self.read_bytes += got.bytes.len() as u64;
+        if got.size != self.size || got.bytes.len() as u64 != len {
+            return Err(format!(
+                "it has {} bytes, the manifest says {}: it changed since it was staged; fetch it again",
+                got.size, self.size
+            ));
+        }
+        if self.requests == 1 {
+            self.e_tag = got.e_tag;
+        } else if got.e_tag != self.e_tag {
+            return Err("it changed while it was being cut; plan again".into());
+        }
+        self.buf.extend_from_slice(&got.bytes);
+        Ok(true)
+    }
+
+    /// The byte at `pos`.
+    fn byte(&mut self, pos: u64) -> Result<Option<u8>, String> {
+        while !(pos >= self.at && pos < self.at + self.buf.len() as u64) {
+            if !self.fetch(pos)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf[(pos - self.at) as usize]))
+    }
+
+    /// The end of the line that `pos` is in (just after its newline, or the file's end), and
+    /// its text without the LF or CR LF.
+    fn line(&mut self, pos: u64) -> Result<(u64, Vec<u8>), String> {
+        self.byte(pos)?;
+        loop {
+            let off = (pos - self.at) as usize;
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[off..]) {
+                let mut text = self.buf[off..off + i].to_vec();
+                if text.last() == Some(&b'\r') {
+                    text.pop();
+                }
+                return Ok((pos + i as u64 + 1, text));
+            }
+            let end = self.at + self.buf.len() as u64;
+            if !self.fetch(end)? {
+                let mut text = self.buf[off..].to_vec();
+                if text.last() == Some(&b'\r') {
+                    text.pop();
+                }
+                return Ok((self.size, text));
+            }
+        }
+    }
+
+    /// The first record start at or after `pos` (`body_start` begins a line), and the number of
+    /// newlines passed from `pos` to it.
+    fn next_record(
+        &mut self,
+        pos: u64,
+        body_start: u64,
+        blank: fn(&[u8]) -> bool,
+    ) -> Result<Option<(u64, u64)>, String> {
+        let mut p = pos;
+        let mut newlines = 0;
+        if p > body_start && self.byte(p - 1)? != Some(b'\n') {
+            if p >= self.size {
+                return Ok(None);
+            }
+            p = self.line(p)?.0;
+            newlines += 1;
+        }
+        while p < self.size {
+            let (next, text) = self.line(p)?;
+            if !blank(&text) {
+                return Ok(Some((p, newlines)));
+            }
+            p = next;
+            newlines += 1;
+        }
+        Ok(None)
+    }
+}
+
+/// The parts of a file whose records are lines, cut where the engine's chunker would cut the
+/// whole file (see `codecs::framing::chunks`): each cut is the first record that starts
+/// `target` bytes or more after the one before, with at least one record before it.
+fn line_cuts(
+    file: &mut RangedFile<'_>,
+    decoder: &mut dyn Decoder,
+    blank: fn(&[u8]) -> bool,
+    limit: u64,
+) -> Result<Vec<Part>, String> {
+    // The preamble of a line format is its byte order mark: the first bytes tell it.
+    let head_len = file.size.min(16);
+    let mut head = Vec::with_capacity(head_len as usize);
+    for i in 0..head_len {
+        head.extend(file.byte(i)?);
+    }
+    let pre = decoder.preamble(&head).map_err(|e| e.to_string())?;
+    let body_start = pre.body_start as u64;
+    let target = target_bytes(file.size.saturating_sub(body_start), limit);
+    let mut cuts = vec![body_start];
+    let first = file.next_record(body_start, body_start, blank)?;
+    // A part holds at least one record: the first cut comes after the first record's start.
+    let mut from = first.map(|(f, _)| f + 1);
+    while let Some(f) = from {
+        let start = cuts[cuts.len() - 1];
+        match file.next_record((start + target).max(f), body_start, blank)? {
+            Some((cut, _)) => {
+                cuts.push(cut);
+                from = Some(cut + 1);
+            }
+            None => from = None,
+        }
+    }
+    cuts.push(file.size);
+    let mut parts: Vec<Part> = cuts
+        .windows(2)
+        .filter(|w| w[0] < w[1])
+        .enumerate()
+        .map(|(i, w)| Part {
+            index: i as u32,
+            count: 0,
+            start: w[0],
+            end: w[1],
+            // Counting the records and lines before a cut would read the whole file: a part
+            // numbers them from its own start (see the module's header).
+            first_record: 0,
+            first_line: 0,
+            preamble_bytes: Some(body_start),
+            e_tag: file.e_tag.clone(),
+        })
+        .collect();
+    if let Some(p) = parts.first_mut() {
+        p.first_record = 1;
+        p.first_line = 1 + first.map_or(0, |(_, n)| n);
+    }
+    Ok(counted(parts))
+}
+
+/// The byte ranges a worker downloads for a part of a file at a URL: the file's preamble and
+/// the part's own bytes, in that order, as one local file.
+pub fn part_ranges(p: &Part) -> Vec<Range<u64>> {
+    let pre = p.preamble_bytes.unwrap_or(0).min(p.start);
+    vec![0..pre, p.start..p.end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VENDOR: &str = "[[vendor]]\nid = 'A'\n[vendor.input]\nformat = 'jsonl'\n[[vendor.fields]]\nname = 'a'\n[vendor.output]\nformat = 'jsonl'\n";
+
+    fn row(location: &str, bytes: u64) -> ManifestRow {
+        ManifestRow {
+            vendor: "A".into(),
+            location: location.into(),
+            bytes,
+            sha256: String::new(),
+            format: crate::config::Format::Jsonl,
+            priority: crate::config::Priority::Medium,
+            discovered_at: String::new(),
+            source: None,
+            source_modified: None,
+            replaced_sha256: None,
+            modified: None,
+        }
+    }
+
+    /// Ranged reads cut a file where the framing of the whole file cuts it, reading a small
+    /// part of it: with a byte order mark, blank lines (also where a cut falls), CR LF, lines
+    /// longer than the window and a last line without its newline.
+    #[test]
+    fn ranged_cuts_are_the_whole_files_cuts() {
+        let config = Config::parse(Path::new("batchwin.toml"), VENDOR.to_string()).expect("config");
+        let dir = std::env::temp_dir().join(format!("batchwin-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut seed = 7u64;
+        for case in 0..12 {
+            let mut data = Vec::new();
+            if case % 2 == 1 {
+                data.extend_from_slice(b"\xEF\xBB\xBF");
+            }
+            for i in 0..3000 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = seed >> 33;
+                match r % 13 {
+                    0 => data.extend_from_slice(b"\n"),
+                    1 => data.extend_from_slice(b"  \r\n"),
+                    2 if case == 4 => data.extend_from_slice(
+                        format!("{{\"a\":\"{}\"}}\n", "x".repeat(70_000)).as_bytes(),
+                    ),
+                    3 => data.extend_from_slice(format!("{{\"a\":{i}}}\r\n").as_bytes()),
+                    _ => data.extend_from_slice(
+                        format!("{{\"a\":\"{}\"}}\n", "v".repeat((r % 200) as usize)).as_bytes(),
+                    ),
+                }
+            }
+            if case == 6 {
+                data.extend_from_slice(b"{\"a\":1}");
+            }
+            let path = dir.join(format!("{case}.jsonl"));
+            std::fs::write(&path, &data).unwrap();
+            let limit = [20_000, 50_000, 100_000, 1_000_000][case % 4];
+            let local = split_file(
+                &config,
+                &row(&path.display().to_string(), data.len() as u64),
+                limit,
+                None,
+            )
+            .expect("local split");
+            let mut read = |at: u64, len: u64| -> Result<RangeRead, String> {
+                let end = (at + len).min(data.len() as u64);
+                Ok(RangeRead {
+                    bytes: data[at as usize..end as usize].to_vec(),
+                    size: data.len() as u64,
+                    e_tag: Some("e".into()),
+                })
+            };
+            let mut file = RangedFile::new(&mut read, data.len() as u64);
+            let mut decoder = Vendor::input_decoder(&config, 0).unwrap();
+            let blank = decoder
+                .line_records()
+                .expect("JSON Lines records are lines");
+            let remote = line_cuts(&mut file, &mut *decoder, blank, limit).expect("ranged split");
+            let ranges = |ps: &[Part]| -> Vec<(u32, u32, u64, u64)> {
+                ps.iter()
+                    .map(|p| (p.index, p.count, p.start, p.end))
+                    .collect()
+            };
+            assert_eq!(ranges(&remote), ranges(&local), "case {case}");
+            assert!(
+                local.len() > 1 || limit == 1_000_000,
+                "case {case}: {}",
+                local.len()
+            );
+            assert_eq!(
+                (remote[0].first_record, remote[0].first_line),
+                (local[0].first_record, local[0].first_line),
+                "case {case}"
+            );
+            // A window or two at each cut, never the whole file when the cuts are few.
+            if case != 4 {
+                assert!(
+                    file.read_bytes <= (local.len() as u64 + 1) * 2 * WINDOW,
+                    "case {case}: read {} of {} bytes",
+                    file.read_bytes,
+                    data.len()
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -55,6 +55,12 @@ pub enum StorageError {
     HostKey { store: String, message: String },
     #[error("local file `{path}` is not what it should be: {reason}; nothing was delivered")]
     Changed { path: String, reason: String },
+    #[error("`{store}`: `{name}` is not what it should be: {reason}")]
+    NotAsExpected {
+        store: String,
+        name: String,
+        reason: String,
+    },
     #[error(
         "`{store}`: `{name}` sent more than the {listed} bytes it was listed with (and still \
          has); refused, nothing of it was kept"
@@ -179,6 +185,15 @@ pub struct StoreOptions {
     pub retry: Retry,
     /// Seconds without an answer after which a request counts as failed (and is retried).
     pub timeout: Option<Duration>,
+}
+
+/// What [`Store::read_range`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeRead {
+    pub bytes: Vec<u8>,
+    /// The whole file's size, and its ETag when the store has one (object stores, not SFTP).
+    pub size: u64,
+    pub e_tag: Option<String>,
 }
 
 /// One entry of a listing.
@@ -630,6 +645,99 @@ impl Store {
             Ok(sink.finish())
         })
         .await
+    }
+
+    /// One attempt at reading bytes `range` of `name` into `sink` (while it has the ETag
+    /// `if_match`, when one is given); gives the file's size and ETag (none on SFTP).
+    async fn get_range_into(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+        if_match: Option<&str>,
+        sink: &mut impl Sink,
+    ) -> Result<(u64, Option<String>), StorageError> {
+        match &self.backend {
+            Backend::Object(o) => o.get_range_into(name, range, if_match, sink).await,
+            Backend::Sftp(s) => s.get_range_into(name, range, sink).await,
+        }
+    }
+
+    /// Bytes `range` of `name` (fewer when the file ends before `range.end`), the file's size
+    /// and its ETag when the store has them: a small piece of a large file, read with one
+    /// ranged request and nothing else of the file.
+    pub async fn read_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<RangeRead, StorageError> {
+        safe_name(name)?;
+        let range = &range;
+        self.retrying("ranged read", || async move {
+            let mut sink = VecSink::default();
+            let (size, e_tag) = self
+                .get_range_into(name, range.clone(), None, &mut sink)
+                .await
+                .map_err(|e| self.named(name, e))?;
+            Ok(RangeRead {
+                bytes: sink.0,
+                size,
+                e_tag,
+            })
+        })
+        .await
+    }
+
+    /// Downloads the byte `ranges` of `name`, one after the other, into the one local file
+    /// `local` (written under a temporary name and renamed when complete), hashing what it
+    /// writes: a part of a split file without the rest of the file. Each range is one ranged
+    /// request of at most its length, made with `if_match` only while the object has that ETag
+    /// (object stores; SFTP has none). Gives what was written and the file's size as the
+    /// store reported it (the largest seen), for the caller to check against what it planned.
+    pub async fn get_ranges_file(
+        &self,
+        name: &str,
+        ranges: &[std::ops::Range<u64>],
+        if_match: Option<&str>,
+        local: &FsPath,
+    ) -> Result<(Transferred, u64), StorageError> {
+        safe_name(name)?;
+        if let Some(dir) = local.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StorageError::local(dir, e))?;
+        }
+        let tmp = temp_sibling(local);
+        let tmp_ref = tmp.as_path();
+        let result = self
+            .retrying("ranged download", || async move {
+                let max = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+                let mut sink = FileSink::create(tmp_ref, Some(max)).await?;
+                let mut size = 0;
+                for r in ranges.iter().filter(|r| r.end > r.start) {
+                    let before = sink.bytes;
+                    // At most the range's bytes: a server that sends more is refused.
+                    sink.max = Some(before + (r.end - r.start));
+                    let (s, _) = self
+                        .get_range_into(name, r.clone(), if_match, &mut sink)
+                        .await
+                        .map_err(|e| self.named(name, e))?;
+                    size = size.max(s);
+                }
+                Ok((sink.finish().await?, size))
+            })
+            .await;
+        match result {
+            Ok(t) => {
+                tokio::fs::rename(&tmp, local)
+                    .await
+                    .map_err(|e| StorageError::local(local, e))?;
+                Ok(t)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
     }
 
     /// Reads a whole (small) file.

@@ -371,6 +371,46 @@ impl ObjectBackend {
         Ok(())
     }
 
+    /// Reads bytes `range` of `name` into `sink` (to the end of the file when it ends first)
+    /// with one ranged GET, only while the object has the ETag `if_match` when one is given
+    /// ([`StorageError::NotAsExpected`] otherwise); gives the file's size and ETag as the
+    /// store reports them.
+    pub async fn get_range_into(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+        if_match: Option<&str>,
+        sink: &mut impl Sink,
+    ) -> Result<(u64, Option<String>), StorageError> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            if_match: if_match.map(str::to_string),
+            ..Default::default()
+        };
+        let got = self
+            .inner
+            .get_opts(&self.path(name), opts)
+            .await
+            .map_err(|e| match e {
+                object_store::Error::Precondition { .. } => StorageError::NotAsExpected {
+                    store: self.display.clone(),
+                    name: name.to_string(),
+                    reason: format!(
+                        "it is no longer the object it was (ETag {})",
+                        if_match.unwrap_or("")
+                    ),
+                },
+                e => self.err(name, e),
+            })?;
+        let size = (got.meta.size, got.meta.e_tag.clone());
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(name, e))?;
+            sink.write(&chunk).await?;
+        }
+        Ok(size)
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
         match self.inner.delete(&self.path(name)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -14,14 +14,14 @@ use crate::util::{DATE, Dir, MASK_KEY, assert_published, generate_day, process_d
 
 /// A store the tests write below, under a prefix of their own, and the environment a worker
 /// needs to reach it (credentials and endpoint, as an engine would give them).
-struct Location {
+pub(crate) struct Location {
     base: String,
-    env: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
     /// For the test itself to look at and change what is stored.
     opts: StoreOptions,
 }
 
-fn s3() -> Option<Location> {
+pub(crate) fn s3() -> Option<Location> {
     let endpoint = service("BATCHWIN_TEST_S3")?;
     Some(Location {
         base: format!("s3://batchwin-test/{}", uuid::Uuid::new_v4().simple()),
@@ -95,7 +95,7 @@ fn azurite() -> Option<Location> {
 impl Location {
     /// `batchwin` with this store's environment and nothing else of the test's: no
     /// `BATCHWIN_*` variable but the masking key (as an engine's secret would give it).
-    fn cmd(&self, cwd: &Path) -> std::process::Command {
+    pub(crate) fn cmd(&self, cwd: &Path) -> std::process::Command {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("batchwin"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -105,7 +105,7 @@ impl Location {
         c
     }
 
-    fn run(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
         let o = self.cmd(cwd).args(args).output().expect("batchwin runs");
         eprintln!(
             "batchwin {}: {:?}\n{}{}",
@@ -117,12 +117,12 @@ impl Location {
         o
     }
 
-    fn url(&self, rel: &str) -> String {
+    pub(crate) fn url(&self, rel: &str) -> String {
         format!("{}/{rel}", self.base)
     }
 
     /// Every object below `rel` (name relative to it -> bytes).
-    fn objects(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
+    pub(crate) fn objects(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
         runtime().block_on(async {
             let store = Store::open(&self.url(rel), &self.opts)
                 .await
@@ -141,7 +141,23 @@ impl Location {
 /// has no key file), fetched to `BASE/staging` and planned into `slices` slices at
 /// `BASE/run/plan.json`.
 fn stage_and_plan(d: &Dir, loc: &Location, files: &str, records: &str, slices: &str) {
-    generate_day(d, files, records, "3", "41");
+    stage(d, loc, files, records, "3");
+    let o = plan_command(d, loc, &["--slices", slices])
+        .output()
+        .expect("plan runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A generated day of `vendors` vendors whose configuration reads the masking key from the
+/// environment (a worker has no key file), fetched to `BASE/staging` with its manifest in
+/// `DIR/manifest.jsonl`.
+pub(crate) fn stage(d: &Dir, loc: &Location, files: &str, records: &str, vendors: &str) {
+    generate_day(d, files, records, vendors, "41");
     let config = d.read("day/batchwin.toml");
     let config: String = config
         .lines()
@@ -176,24 +192,24 @@ fn stage_and_plan(d: &Dir, loc: &Location, files: &str, records: &str, slices: &
             .all(|l| l.contains(&format!("\"location\":\"{staging}/{DATE}/"))),
         "{manifest}"
     );
-    let plan = loc.url("run/plan.json");
-    let o = loc.run(
-        d.root(),
-        &[
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--manifest",
-            "manifest.jsonl",
-            "--out",
-            &plan,
-            "--slices",
-            slices,
-            "--date",
-            DATE,
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0));
+}
+
+/// `plan` of the staged day's manifest to `BASE/run/plan.json`, with `flags`.
+pub(crate) fn plan_command(d: &Dir, loc: &Location, flags: &[&str]) -> std::process::Command {
+    let mut c = loc.cmd(d.root());
+    c.args([
+        "plan",
+        "--config",
+        "day/batchwin.toml",
+        "--manifest",
+        "manifest.jsonl",
+        "--out",
+        &loc.url("run/plan.json"),
+        "--date",
+        DATE,
+    ])
+    .args(flags);
+    c
 }
 
 /// Runs slice `k` in a new empty folder with its own scratch, as an engine's task would.
@@ -240,7 +256,7 @@ fn assert_scratch_empty(d: &Dir) {
 
 /// Report and publish from the run location; the report's totals are the generator's and the
 /// published files are, byte for byte, those of processing the same files locally.
-fn report_and_publish(d: &Dir, loc: &Location) {
+pub(crate) fn report_and_publish(d: &Dir, loc: &Location) {
     let ledgers = loc.url("run/ledgers");
     let plan = loc.url("run/plan.json");
     let o = loc.run(
@@ -289,16 +305,72 @@ fn report_and_publish(d: &Dir, loc: &Location) {
         &d.path("local"),
         &d.path(&format!("published/outbound/{DATE}")),
     );
-    // The reject files too, as the run location holds them.
+    // The reject files too, as the run location holds them (a split file's in parts).
     let run = loc.objects("run");
     for (rel, bytes) in crate::util::tree(&d.path("local")) {
-        if rel.contains(".rejects.") {
+        if !rel.contains(".rejects.") {
+            continue;
+        }
+        let pieces: Vec<&Vec<u8>> = run
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{rel}.part-")))
+            .map(|(_, v)| v)
+            .collect();
+        if pieces.is_empty() {
             assert!(
                 run.get(&rel) == Some(&bytes),
                 "{rel}: differs in the run location"
             );
+        } else {
+            assert_same_rejects(&rel, &bytes, &pieces);
         }
     }
+}
+
+/// The reject files of a file's parts cut by ranged reads, put together, are the whole file's
+/// but for the numbers of records and lines, which each part but the first counts from its
+/// own start (the planner does not read what comes before a cut); the first part's are the
+/// whole file's exactly.
+fn assert_same_rejects(rel: &str, whole: &[u8], pieces: &[&Vec<u8>]) {
+    let lines = |b: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a reject line"))
+            .collect()
+    };
+    // Without the numbers: the record's and line's, and the line a reason may name (`... at
+    // line 308 column 257`).
+    let unnumbered = |v: Vec<serde_json::Value>| -> Vec<String> {
+        v.into_iter()
+            .map(|mut l| {
+                let o = l.as_object_mut().expect("a reject object");
+                assert!(o.remove("record").is_some() && o.remove("line").is_some());
+                let text = l.to_string();
+                let mut out = String::new();
+                let mut rest = text.as_str();
+                while let Some(i) = rest.find(" at line ") {
+                    out.push_str(&rest[..i]);
+                    rest = rest[i + " at line ".len()..]
+                        .trim_start_matches(|c: char| c.is_ascii_digit());
+                }
+                out + rest
+            })
+            .collect()
+    };
+    let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+    let (got, want) = (unnumbered(lines(&joined)), unnumbered(lines(whole)));
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{rel}: not as many rejects as the whole file's"
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "{rel}: the parts' rejects are not the whole file's");
+    }
+    assert!(
+        whole.starts_with(pieces[0]),
+        "{rel}: the first part's rejects are not the whole file's first ones"
+    );
 }
 
 fn a_day_runs_from_the_location(loc: Location) {
@@ -484,4 +556,190 @@ fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_sam
         .collect();
     assert_eq!(outputs, expected, "one object per output, nothing else");
     report_and_publish(&d, &loc);
+}
+
+/// The integers of a log line, after its first backquoted name (a URL holds digits too).
+fn numbers_after_name(line: &str) -> Vec<u64> {
+    let rest = line.splitn(3, '`').nth(2).unwrap_or("");
+    rest.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect()
+}
+
+/// Files larger than the split size, staged on the S3 API server, are cut into the parts a
+/// local copy would have by ranged reads of a small share of them, and each part's worker, in
+/// its own empty folder, downloads only the part's bytes: the outputs put together are, byte
+/// for byte, those of processing the same files locally.
+#[test]
+fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_its_part() {
+    let Some(loc) = s3() else {
+        return;
+    };
+    let (d, parts) = large_files_split_by_ranged_reads(&loc);
+    // A staged file changed since it was planned, even to the same size, is refused by the
+    // worker of each of its parts with exit code 3, naming it (the part is read only while the
+    // object has the ETag it had when it was cut), and nothing of it is processed.
+    let (url, ..) = parts.iter().find(|p| p.0.ends_with(".txt")).unwrap();
+    let name = url
+        .strip_prefix(&format!("{}/", loc.url("staging")))
+        .unwrap();
+    let mut bytes = loc.objects("staging")[name].clone();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    let local = d.write("changed", &bytes);
+    runtime().block_on(async {
+        let store = Store::open(&loc.url("staging"), &loc.opts).await.unwrap();
+        store.put_file(name, &local, true).await.unwrap();
+    });
+    let mut refused = 0;
+    for k in 0..3 {
+        let o = run_slice(&d, &loc, k, 1);
+        let err = String::from_utf8_lossy(&o.stderr);
+        if err.contains(url.as_str()) {
+            assert_eq!(o.status.code(), Some(3), "{err}");
+            assert!(
+                err.contains("not the file the plan was made from")
+                    && err.contains("changed since it was planned"),
+                "{err}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no slice ran a part of `{url}`");
+}
+
+#[test]
+fn large_files_staged_on_azure_blob_are_split_by_ranged_reads() {
+    if let Some(loc) = azurite() {
+        large_files_split_by_ranged_reads(&loc);
+    }
+}
+
+#[test]
+fn large_files_staged_on_an_s3_server_that_checks_signatures_are_split_by_ranged_reads() {
+    if let Some(loc) = s3_sigv4() {
+        large_files_split_by_ranged_reads(&loc);
+    }
+}
+
+/// The run of a staged day with large files, cut by ranged reads (see the first test above):
+/// its folder, and the parts (file URL, start, end, preamble) the plan cut by ranged reads.
+fn large_files_split_by_ranged_reads(
+    loc: &Location,
+) -> (Dir, std::collections::BTreeSet<(String, u64, u64, u64)>) {
+    let d = Dir::new();
+    // Four vendors: CSV, JSON Lines, XML and fixed-width; the largest files are over 100 kB.
+    stage(&d, loc, "12", "20000", "4");
+    let flags = ["--slices", "3", "--split-bytes", "100000"];
+    let o = plan_command(&d, loc, &flags).arg("-vv").output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&loc.objects("run")["plan.json"]).expect("plan");
+    // (file, start, end, preamble) of every part cut by ranged reads.
+    let mut parts = std::collections::BTreeSet::new();
+    for u in plan["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap())
+    {
+        if let Some(pre) = u["part"]["preamble_bytes"].as_u64() {
+            let loc = u["location"].as_str().unwrap().to_string();
+            let (s, e) = (u["part"]["start"].as_u64(), u["part"]["end"].as_u64());
+            parts.insert((loc, s.unwrap(), e.unwrap(), pre));
+        }
+    }
+    let split: std::collections::BTreeSet<&String> = parts.iter().map(|p| &p.0).collect();
+    assert!(
+        split.iter().any(|f| f.ends_with(".jsonl")) && split.iter().any(|f| f.ends_with(".txt")),
+        "a JSON Lines and a fixed-width file are split: {split:?}"
+    );
+    // The cuts are those of planning the same files from a local folder.
+    let o = loc.run(
+        d.root(),
+        &[
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--scan",
+            &format!("day/inbound/{DATE}"),
+            "--out",
+            "local-plan.json",
+            "--date",
+            DATE,
+            "--slices",
+            "3",
+            "--split-bytes",
+            "100000",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let name = |l: &str| l.rsplit('/').next().unwrap_or(l).to_string();
+    let local: serde_json::Value = serde_json::from_str(&d.read("local-plan.json")).unwrap();
+    let local_cuts: std::collections::BTreeSet<(String, u64, u64)> = local["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap())
+        .filter(|u| u["part"].is_object())
+        .filter(|u| {
+            split
+                .iter()
+                .any(|f| name(f) == name(u["location"].as_str().unwrap()))
+        })
+        .map(|u| {
+            let p = &u["part"];
+            (
+                name(u["location"].as_str().unwrap()),
+                p["start"].as_u64().unwrap(),
+                p["end"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let url_cuts: std::collections::BTreeSet<(String, u64, u64)> =
+        parts.iter().map(|p| (name(&p.0), p.1, p.2)).collect();
+    assert_eq!(url_cuts, local_cuts);
+    // The planner read a small share of each file it cut.
+    let cut_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ranged requests"))
+        .collect();
+    assert_eq!(cut_lines.len(), split.len(), "{log}");
+    for l in &cut_lines {
+        let n = numbers_after_name(l);
+        let (size, read) = (n[0], n[2]);
+        assert!(read * 2 < size, "the planner read too much: {l}");
+    }
+    // Each slice in its own empty folder; each part's worker downloads the part's bytes and
+    // the file's preamble, never the whole file.
+    let mut downloaded = std::collections::BTreeSet::new();
+    for k in 0..3 {
+        let o = slice_command(&d, loc, k, 0).arg("-vv").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        for l in err.lines().filter(|l| l.contains(" for part ")) {
+            let url = l.split('`').nth(1).unwrap().to_string();
+            // `downloaded N bytes of `URL` (SIZE bytes) for part I of K: bytes S..E and its
+            // P-byte preamble`
+            let got: u64 = l
+                .split("downloaded ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("{l}"));
+            let n = numbers_after_name(l);
+            let (size, start, end, pre) = (n[0], n[3], n[4], n[5]);
+            assert_eq!(got, end - start + pre, "{l}");
+            assert!(got < size, "the whole file was downloaded: {l}");
+            downloaded.insert((url, start, end, pre));
+        }
+    }
+    assert_eq!(
+        downloaded, parts,
+        "every part was downloaded by ranged reads"
+    );
+    assert_scratch_empty(&d);
+    report_and_publish(&d, loc);
+    (d, parts)
 }

@@ -127,16 +127,16 @@ fn report(d: &Dir, date: &str) -> Value {
 
 /// One exported span: its ids, name and attributes.
 #[derive(Debug, Clone)]
-struct Sp {
-    trace: String,
-    id: String,
-    parent: String,
-    name: String,
-    attrs: BTreeMap<String, Value>,
+pub(crate) struct Sp {
+    pub trace: String,
+    pub id: String,
+    pub parent: String,
+    pub name: String,
+    pub attrs: BTreeMap<String, Value>,
 }
 
 impl Sp {
-    fn int(&self, k: &str) -> i64 {
+    pub(crate) fn int(&self, k: &str) -> i64 {
         match &self.attrs[k] {
             Value::Number(n) => n.as_i64().expect("an integer"),
             Value::String(s) => s.parse().expect("an integer"),
@@ -149,7 +149,7 @@ impl Sp {
 }
 
 /// The spans of every OTLP/JSON export the receiver got.
-fn spans(r: &Recorder) -> Vec<Sp> {
+pub(crate) fn spans(r: &Recorder) -> Vec<Sp> {
     let mut out = Vec::new();
     for req in r.requests() {
         assert_eq!(req["path"], "/v1/traces", "{req}");
