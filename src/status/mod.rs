@@ -8,7 +8,8 @@
 //! [`read`] builds a [`RunStatus`]: per priority the units done and left and the estimated
 //! finish against the SLA, per slice its progress with stragglers flagged, the failures so far.
 //! [`render`] draws it for a terminal; its JSON is the struct as serialized. [`history`] is the
-//! runs seen afterwards (`batchwin log`).
+//! runs seen afterwards (`batchwin log`). A run at a run location URL is read from a local copy
+//! of its plan, documents and ledgers ([`location`], through [`RunReader`]).
 //!
 //! The estimate (see docs/operations.md): each unit's cost is the plan's estimate (the cost
 //! history `plan --history` measured, seconds per byte per vendor); a running slice's pace is
@@ -18,6 +19,7 @@
 //! earlier stages end, and goes at the pace the running slices keep on average.
 
 pub mod history;
+pub mod location;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -42,6 +44,17 @@ pub struct WindowRecord {
     /// UTC, RFC 3339.
     pub start: String,
     pub end: String,
+    /// The day's run location URL, when `run --run-location` put its data there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The run location a local run folder's `window.json` names (`run --run-location`), if any.
+pub fn location_of(run: &Path) -> Option<String> {
+    std::fs::read(run.join(WINDOW_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<WindowRecord>(&b).ok())
+        .and_then(|w| w.location)
 }
 
 /// How `status` reads a run.
@@ -226,14 +239,18 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
 
     // The ledgers of the slices that ended: their failures, as every run of them left them.
     let ledgers = out.join("ledgers");
-    let ended_ledgers: Vec<PathBuf> = plan
+    let ended: Vec<(usize, PathBuf)> = plan
         .slices
         .iter()
         .zip(&facts)
         .filter(|(_, f)| f.doc.as_ref().is_some_and(|d| d.state == LiveState::Ended))
-        .map(|(sl, _)| ledgers.join(format!("slice-{:05}.duckdb", sl.index)))
-        .filter(|p| p.exists())
+        .map(|(sl, _)| {
+            let p = ledgers.join(format!("slice-{:05}.duckdb", sl.index));
+            (sl.index, p)
+        })
+        .filter(|(_, p)| p.exists())
         .collect();
+    let ended_ledgers: Vec<PathBuf> = ended.iter().map(|(_, p)| p.clone()).collect();
     let mut ledger_failures = Vec::new();
     let mut ledger_totals = None;
     if !ended_ledgers.is_empty() {
@@ -250,6 +267,12 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             Err(e) => unreadable.push(format!("the ended slices' ledgers: {e:#}")),
         }
     }
+    // A slice counted by its ledger; one that ended without a ledger to read yet (a run
+    // location's slice uploads it just after its last document) is counted by its document.
+    let by_ledger: std::collections::BTreeSet<usize> = match ledger_totals {
+        Some(_) => ended.iter().map(|(k, _)| *k).collect(),
+        None => Default::default(),
+    };
 
     let now = s.now;
     let mut slices = Vec::new();
@@ -309,19 +332,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                     None => c.input.clone(),
                 })
                 .collect();
-            if d.state == LiveState::Running {
-                let done_est = if bytes > 0 {
-                    est * v.bytes_done as f64 / bytes as f64
-                } else {
-                    0.0
-                };
-                let elapsed = parse_time(&d.started_at)
-                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                // Too little done to measure a pace: the estimate is taken as it is.
-                if done_est > 0.0 && elapsed > 0.0 {
-                    paces.push(elapsed / done_est);
-                }
+            if d.state == LiveState::Running || !by_ledger.contains(&sl.index) {
                 totals.succeeded += units.saturating_sub(d.units) + d.states.succeeded;
                 totals.failed += d.states.failed;
                 totals.deferred += d.states.deferred;
@@ -337,6 +348,20 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                     status: x.status.clone(),
                     error: x.error.clone(),
                 }));
+            }
+            if d.state == LiveState::Running {
+                let done_est = if bytes > 0 {
+                    est * v.bytes_done as f64 / bytes as f64
+                } else {
+                    0.0
+                };
+                let elapsed = parse_time(&d.started_at)
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                // Too little done to measure a pace: the estimate is taken as it is.
+                if done_est > 0.0 && elapsed > 0.0 {
+                    paces.push(elapsed / done_est);
+                }
             }
         }
         totals.units += units;
@@ -620,19 +645,53 @@ pub fn needs_attention(s: &RunStatus) -> bool {
             .any(|p| p.verdict == "at risk" || p.verdict == "missed")
 }
 
+/// Where `status` reads a run: its folder, or a local copy of its run location brought up to
+/// date before each reading.
+pub struct RunReader {
+    settings: StatusSettings,
+    mirror: Option<location::Mirror>,
+}
+
+impl RunReader {
+    /// Reads the run folder `settings.run`, or, with `mirror`, the run location it copies.
+    pub fn new(settings: StatusSettings, mirror: Option<location::Mirror>) -> RunReader {
+        RunReader { settings, mirror }
+    }
+
+    /// The run as it is at `now`.
+    pub fn read(&mut self, now: DateTime<Utc>) -> anyhow::Result<RunStatus> {
+        let Some(m) = self.mirror.as_mut() else {
+            return read(&StatusSettings {
+                now,
+                ..self.settings.clone()
+            });
+        };
+        let local = m.refresh()?.to_path_buf();
+        let mut view = read(&StatusSettings {
+            run: local.clone(),
+            now,
+            ..self.settings.clone()
+        })?;
+        // Messages name the run location, not its local copy.
+        let here = local.display().to_string();
+        let url = m.url().trim_end_matches('/').to_string();
+        for u in &mut view.unreadable {
+            *u = u.replace(&format!("{here}/out"), &url).replace(&here, &url);
+        }
+        view.run = url;
+        Ok(view)
+    }
+}
+
 /// Reads the run every `interval` seconds and hands each view to `draw`, until every slice has
 /// ended (or a signal stops the process): the last view.
 pub fn watch(
-    s: &StatusSettings,
+    reader: &mut RunReader,
     interval: f64,
     mut draw: impl FnMut(&RunStatus),
 ) -> anyhow::Result<RunStatus> {
     loop {
-        let now = StatusSettings {
-            now: Utc::now(),
-            ..s.clone()
-        };
-        let view = read(&now)?;
+        let view = reader.read(Utc::now())?;
         draw(&view);
         if view.ended {
             return Ok(view);
