@@ -38,7 +38,13 @@ fn day_on_server(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str)
 }
 
 /// [`day_on_server`], each file also processed alone into `whole/` for comparison.
-fn day_processed_whole(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) -> String {
+pub(crate) fn day_processed_whole(
+    d: &Dir,
+    files: &str,
+    records: &str,
+    vendors: &str,
+    seed: &str,
+) -> String {
     let date = day_on_server(d, files, records, vendors, seed);
     process_day_on(d, "whole", &date);
     date
