@@ -674,6 +674,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_status_store_that_never_answers_holds_the_slice_back_only_briefly() {
+        // A server that takes connections and never answers them.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("port").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                held.push(c);
+            }
+        });
+        let rt = crate::transfer::runtime().expect("runtime");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let opts = StoreOptions {
+            pairs: vec![
+                pair("aws_endpoint", &format!("http://127.0.0.1:{port}")),
+                pair("aws_allow_http", "true"),
+                pair("aws_access_key_id", "test"),
+                pair("aws_secret_access_key", "test"),
+                pair("aws_region", "us-east-1"),
+            ],
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(
+            rt.block_on(Store::open("s3://bucket/run", &opts))
+                .expect("store"),
+        );
+        let local = tempfile::tempdir().expect("temp dir");
+        let timeout = Duration::from_millis(300);
+        let docs = ObjectStatusStore::new(
+            rt.handle().clone(),
+            store,
+            local.path().to_path_buf(),
+            timeout,
+        );
+        let started = std::time::Instant::now();
+        let err = docs
+            .write("slice-00000.json", b"{}")
+            .expect_err("no answer");
+        assert!(started.elapsed() < 4 * timeout, "{:?}", started.elapsed());
+        assert!(
+            format!("{err:#}").contains("s3://bucket/run/status/slice-00000.json"),
+            "{err:#}"
+        );
+        // A slice whose documents go there ends within twice the limit.
+        let live = Live::new(Box::new(docs), "slice-00000.json", Some(0), 0);
+        let progress = super::super::Progress::default();
+        let started = std::time::Instant::now();
+        let publisher = live.publish_every(&progress);
+        std::thread::sleep(Duration::from_millis(100));
+        publisher.finish(0);
+        assert!(started.elapsed() < 4 * timeout, "{:?}", started.elapsed());
+    }
+
+    #[test]
     fn locations_split_into_folder_and_name() {
         let s = |l: &str| split_location(l).map_err(|f| f.error.to_string());
         assert_eq!(

@@ -675,6 +675,16 @@ fn a_window_runs_at_the_location(loc: Location) {
         assert!(again.contains(said), "{said}: {again}");
     }
     assert!(!again.contains("step       slice"), "{again}");
+
+    // From a machine that has none of the local run folder (lost, or another one): what is
+    // done is read from the run location, and nothing is processed again.
+    std::fs::remove_dir_all(d.path("runs")).expect("remove the local run folders");
+    let o = loc.run(d.root(), &args);
+    assert_eq!(o.status.code(), Some(0));
+    let fresh = String::from_utf8_lossy(&o.stdout);
+    for said in ["12 files already done", "nothing left to do"] {
+        assert!(fresh.contains(said), "{said}: {fresh}");
+    }
 }
 
 #[test]
