@@ -27,10 +27,6 @@ pub struct StatusArgs {
     /// `run --run-location` is read at its run location.
     #[arg(default_value = ".")]
     pub run: PathBuf,
-    /// The vendor configuration, for its `[transfer.options]` when RUN is a URL (credentials
-    /// otherwise come from the environment, as for `report --ledgers URL`).
-    #[arg(long, env = crate::env::ENV_CONFIG)]
-    pub config: Option<PathBuf>,
     /// How to print it: a screen for a terminal, or JSON for dashboards.
     #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
     pub format: StatusFormat,
@@ -47,6 +43,10 @@ pub struct StatusArgs {
     /// `window.json` (written by `run`), then the first slice's start.
     #[arg(long)]
     pub window_start: Option<String>,
+    /// The vendor configuration, for its `[transfer.options]` when RUN is a URL (credentials
+    /// otherwise come from the environment, as for `report --ledgers URL`).
+    #[arg(long, env = crate::env::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
