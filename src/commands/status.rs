@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::exit::{ExitStatus, Failure};
 use crate::printer::GlobalArgs;
-use crate::status::location::Mirror;
+use crate::status::location::{Mirror, PlanAt};
 use crate::status::{RunReader, StatusSettings, render};
 use crate::transfer::location::is_url;
 
@@ -43,6 +43,10 @@ pub struct StatusArgs {
     /// `window.json` (written by `run`), then the first slice's start.
     #[arg(long)]
     pub window_start: Option<String>,
+    /// The run's plan (a path or a URL) when it is not `RUN/plan.json`, as `process --plan`
+    /// was given it.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
     /// The vendor configuration, for its `[transfer.options]` when RUN is a URL (credentials
     /// otherwise come from the environment, as for `report --ledgers URL`).
     #[arg(long, env = crate::env::ENV_CONFIG)]
@@ -83,11 +87,27 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
             }
             None => crate::transfer::store_options_without_config(&Default::default()),
         };
-        Some(Mirror::open(&run_text, &store).map_err(Failure::usage)?)
+        let plan = match a.plan.as_ref().map(|p| p.display().to_string()) {
+            None => PlanAt::InRun,
+            Some(p) if is_url(&p) => PlanAt::Url(p),
+            Some(_) => PlanAt::Local,
+        };
+        Some(Mirror::open(&run_text, plan, &store).map_err(Failure::usage)?)
+    } else if a
+        .plan
+        .as_ref()
+        .is_some_and(|p| is_url(&p.display().to_string()))
+    {
+        return Err(Failure::usage(anyhow!(
+            "--plan is a URL and the run a local folder; give the plan as a file, or the run location's URL"
+        )));
     } else {
         None
     };
+    // A plan given as a file is read as it is; one at a URL is copied with the run location.
+    let plan = a.plan.clone().filter(|p| !is_url(&p.display().to_string()));
     let settings = StatusSettings {
+        plan,
         run: a.run.clone(),
         stale_seconds: a.stale,
         window_start,

@@ -23,14 +23,27 @@ use super::WINDOW_FILE;
 pub struct Mirror {
     rt: tokio::runtime::Runtime,
     store: Store,
+    opts: StoreOptions,
     copies: LocalCopies,
     /// The ledgers copied so far, by name, with the size and time they had.
     ledgers: HashMap<String, Entry>,
+    /// The plan's URL when it is not `RUN/plan.json`; `None` with a local plan given.
+    plan: PlanAt,
+}
+
+/// Where the run's plan is read from.
+pub enum PlanAt {
+    /// `RUN/plan.json`.
+    InRun,
+    /// Another URL (`status --plan URL`).
+    Url(String),
+    /// A local file the reader is given: nothing to copy.
+    Local,
 }
 
 impl Mirror {
-    /// Opens the run location `url` (nothing is read yet).
-    pub fn open(url: &str, opts: &StoreOptions) -> anyhow::Result<Mirror> {
+    /// Opens the run location `url`, whose plan is `plan` (nothing is read yet).
+    pub fn open(url: &str, plan: PlanAt, opts: &StoreOptions) -> anyhow::Result<Mirror> {
         let rt = crate::transfer::runtime().map_err(|f| f.error)?;
         let store = rt
             .block_on(Store::open(url, opts))
@@ -40,6 +53,8 @@ impl Mirror {
             store,
             copies: LocalCopies::new("status")?,
             ledgers: HashMap::new(),
+            plan,
+            opts: opts.clone(),
         })
     }
 
@@ -53,16 +68,25 @@ impl Mirror {
         let local = self.copies.path().to_path_buf();
         let out = local.join("out");
         let store = &self.store;
+        let (plan, opts) = (&self.plan, &self.opts);
         self.rt.block_on(async {
-            store
-                .get_file("plan.json", &local.join("plan.json"))
-                .await
-                .with_context(|| {
-                    format!(
-                        "`{}` is not a run location with a plan (`plan.json`)",
-                        store.url()
-                    )
-                })?;
+            let copy = local.join("plan.json");
+            match plan {
+                PlanAt::InRun => {
+                    store.get_file("plan.json", &copy).await.with_context(|| {
+                        format!(
+                            "`{}` is not a run location with a plan (`plan.json`); give --plan",
+                            store.url()
+                        )
+                    })?;
+                }
+                PlanAt::Url(url) => {
+                    crate::transfer::location::download(url, &copy, opts)
+                        .await
+                        .with_context(|| format!("the plan `{url}`"))?;
+                }
+                PlanAt::Local => {}
+            }
             match store.get_file(WINDOW_FILE, &local.join(WINDOW_FILE)).await {
                 Ok(_) | Err(StorageError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),

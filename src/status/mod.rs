@@ -1,6 +1,6 @@
 //! `batchwin status`: one view of a whole run, while it runs and after, read from what its
 //! slices write (never from an engine's API, so it is the same on every engine): the plan
-//! (`RUN/plan.json`: every unit, its priority and its estimated cost), each slice's live status
+//! (`RUN/plan.json`, or `--plan`: every unit, its priority and its estimated cost), each slice's live status
 //! document (`RUN/out/status/slice-K.json`, see [`crate::engine::live`]) and, once a slice has
 //! ended, its ledger (`RUN/out/ledgers/slice-K.duckdb`; a running slice's ledger cannot be
 //! opened by another process).
@@ -60,6 +60,8 @@ pub fn location_of(run: &Path) -> Option<String> {
 /// How `status` reads a run.
 #[derive(Debug, Clone)]
 pub struct StatusSettings {
+    /// The run's plan when it is not `RUN/plan.json` (a local file).
+    pub plan: Option<PathBuf>,
     /// The run folder (`RUNS/DATE-WINDOW`).
     pub run: PathBuf,
     /// A running slice with no update for longer is flagged stale.
@@ -196,13 +198,15 @@ struct SliceFacts {
 
 /// Reads the run in `s.run` as it is now.
 pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
-    let plan_path = s.run.join("plan.json");
-    let plan = Plan::read(&plan_path).with_context(|| {
-        format!(
-            "`{}` is not a run folder with a plan (`plan.json`)",
-            s.run.display()
-        )
-    })?;
+    let plan = match &s.plan {
+        Some(p) => Plan::read(p).with_context(|| format!("the plan `{}`", p.display()))?,
+        None => Plan::read(&s.run.join("plan.json")).with_context(|| {
+            format!(
+                "`{}` is not a run folder with a plan (`plan.json`); give --plan",
+                s.run.display()
+            )
+        })?,
+    };
     let out = s.run.join("out");
     let mut unreadable = Vec::new();
     let mut facts = Vec::new();
@@ -667,8 +671,10 @@ impl RunReader {
             });
         };
         let local = m.refresh()?.to_path_buf();
+        let plan = self.settings.plan.clone();
         let mut view = read(&StatusSettings {
             run: local.clone(),
+            plan,
             now,
             ..self.settings.clone()
         })?;

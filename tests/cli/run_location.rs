@@ -542,6 +542,23 @@ fn status_follows_a_slice_at_the_location(loc: Location) {
     );
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
     assert_ends_as_reported(&end, &report, units);
+    // A plan kept elsewhere (`process --plan URL`), at a URL or as a file, is given with --plan.
+    let elsewhere = loc.url("plans/day.json");
+    runtime().block_on(async {
+        let runs = Store::open(&run, &loc.opts).await.unwrap();
+        let copy = d.write("plan-copy.json", runs.get_bytes("plan.json").await.unwrap());
+        let plans = Store::open(&loc.url("plans"), &loc.opts).await.unwrap();
+        plans.put_file("day.json", &copy, true).await.unwrap();
+    });
+    for given in [elsewhere.as_str(), "plan-copy.json"] {
+        let o = loc
+            .cmd(d.root())
+            .args(["status", &run, "--plan", given, "--format", "json"])
+            .output()
+            .expect("status runs");
+        let view = crate::status::status_json(&o);
+        assert_eq!(view["totals"], end["totals"], "--plan {given}");
+    }
     // `--watch` ends by itself once every slice has ended, with the same view.
     let o = loc
         .cmd(d.root())
