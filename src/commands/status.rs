@@ -53,6 +53,15 @@ pub struct StatusArgs {
     pub config: Option<PathBuf>,
 }
 
+/// A run location that did not answer is worth asking again (exit code 3); anything else is
+/// not a run to read (2).
+fn failure(e: anyhow::Error) -> Failure {
+    match e.downcast_ref::<crate::storage::StorageError>() {
+        Some(s) if s.is_transient() => Failure::retryable(e),
+        _ => Failure::usage(e),
+    }
+}
+
 fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
@@ -92,7 +101,7 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
             Some(p) if is_url(&p) => PlanAt::Url(p),
             Some(_) => PlanAt::Local,
         };
-        Some(Mirror::open(&run_text, plan, &store).map_err(Failure::usage)?)
+        Some(Mirror::open(&run_text, plan, &store).map_err(failure)?)
     } else if a
         .plan
         .as_ref()
@@ -135,7 +144,7 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
             }
         })
     }
-    .map_err(Failure::usage)?;
+    .map_err(failure)?;
     Ok(if crate::status::needs_attention(&last) {
         ExitStatus::DataFailure
     } else {
