@@ -106,6 +106,7 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             executor: crate::window::Executor::Local,
             workers: None,
             runs: Some(runs.clone()),
+            run_location: None,
             catch_up: true,
             dry_run: false,
             grace_period: crate::cancel::default_grace(),

@@ -275,7 +275,7 @@ fn run_remote_slice(g: &GlobalArgs, a: &ProcessArgs, plan: &Path) -> Result<Exit
         crate::env::load_mask_key(&config),
     )?;
     let k = slice_of(a, loc.plan.slices.len())?;
-    // Live status documents are written to local folders only: none yet for a run location.
+    // The slice's live status document goes to the run location (`RUN/status/`).
     let opts = slice_options(a, &loc.plan, loc.plan.config_sha_of(&loc.config_path), None);
     let watch = slice_watch(a, &config, k, &loc.plan.date);
     let mut r = loc.run_slice(&config, &profiles, k, &opts, printer::progress_enabled(g))?;

@@ -32,6 +32,12 @@ pub struct RunArgs {
     /// Folder of run folders (default: `runs` in the config, then `runs` beside the config).
     #[arg(long)]
     pub runs: Option<PathBuf>,
+    /// A run location URL (`s3://BUCKET/runs`, `az://`, `gs://`, `sftp://`) for the days' data:
+    /// each day's staging, plan, outputs, ledgers and status documents go to
+    /// `URL/DATE-WINDOW/`, and the slices run over it with local scratch. The lock, `state.json`
+    /// and the report's pages stay in the local run folder (`--runs`). Local executor only.
+    #[arg(long, value_name = "URL")]
+    pub run_location: Option<String>,
     /// Do not defer anything at the window's end: finish the day's work whatever the time.
     #[arg(long)]
     pub catch_up: bool,
@@ -63,6 +69,7 @@ impl RunArgs {
             executor: self.executor,
             workers: self.workers,
             runs: self.runs.clone(),
+            run_location: self.run_location.clone(),
             catch_up: self.catch_up,
             dry_run: self.dry_run,
             grace_period: self.grace_period,

@@ -1,7 +1,7 @@
 //! `batchwin status [RUN]`: one screen for a whole run, while it runs and after, read from the
-//! run folder (plan, the slices' status documents, the ended slices' ledgers). Glue: the flags,
-//! resolved into [`StatusSettings`], then [`crate::status::read`] (or
-//! [`crate::status::watch`]) and [`crate::status::render`].
+//! run folder or the run location URL (plan, the slices' status documents, the ended slices'
+//! ledgers). Glue: the flags, resolved into [`StatusSettings`] and a [`RunReader`], then
+//! [`RunReader::read`] (or [`crate::status::watch`]) and [`crate::status::render`].
 
 use std::path::PathBuf;
 
@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 
 use crate::exit::{ExitStatus, Failure};
 use crate::printer::GlobalArgs;
-use crate::status::{StatusSettings, render};
+use crate::status::location::{Mirror, PlanAt};
+use crate::status::{RunReader, StatusSettings, render};
+use crate::transfer::location::is_url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusFormat {
@@ -20,7 +22,9 @@ pub enum StatusFormat {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The run folder (`RUNS/DATE-WINDOW`, holding `plan.json` and `out/`).
+    /// The run folder (`RUNS/DATE-WINDOW`, holding `plan.json` and `out/`), or a run location
+    /// URL (`s3://BUCKET/RUN`, holding `plan.json`, `status/` and `ledgers/`). A run folder of
+    /// `run --run-location` is read at its run location.
     #[arg(default_value = ".")]
     pub run: PathBuf,
     /// How to print it: a screen for a terminal, or JSON for dashboards.
@@ -39,6 +43,23 @@ pub struct StatusArgs {
     /// `window.json` (written by `run`), then the first slice's start.
     #[arg(long)]
     pub window_start: Option<String>,
+    /// The run's plan (a path or a URL) when it is not `RUN/plan.json`, as `process --plan`
+    /// was given it.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// The vendor configuration, for its `[transfer.options]` when RUN is a URL (credentials
+    /// otherwise come from the environment, as for `report --ledgers URL`).
+    #[arg(long, env = crate::env::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+}
+
+/// A run location that did not answer is worth asking again (exit code 3); anything else is
+/// not a run to read (2).
+fn failure(e: anyhow::Error) -> Failure {
+    match e.downcast_ref::<crate::storage::StorageError>() {
+        Some(s) if s.is_transient() => Failure::retryable(e),
+        _ => Failure::usage(e),
+    }
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -61,7 +82,41 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
         ),
         None => None,
     };
+    // A run folder whose day lives at a run location (`run --run-location`) is read there.
+    let run_text = if is_url(&a.run.display().to_string()) {
+        a.run.display().to_string()
+    } else {
+        crate::status::location_of(&a.run).unwrap_or_else(|| a.run.display().to_string())
+    };
+    let mirror = if is_url(&run_text) {
+        let store = match a.config.as_deref() {
+            Some(c) => {
+                let config = crate::config::Config::load(c)?;
+                crate::transfer::TransferSettings::resolve(&config, &Default::default())?.store
+            }
+            None => crate::transfer::store_options_without_config(&Default::default()),
+        };
+        let plan = match a.plan.as_ref().map(|p| p.display().to_string()) {
+            None => PlanAt::InRun,
+            Some(p) if is_url(&p) => PlanAt::Url(p),
+            Some(_) => PlanAt::Local,
+        };
+        Some(Mirror::open(&run_text, plan, &store).map_err(failure)?)
+    } else if a
+        .plan
+        .as_ref()
+        .is_some_and(|p| is_url(&p.display().to_string()))
+    {
+        return Err(Failure::usage(anyhow!(
+            "--plan is a URL and the run a local folder; give the plan as a file, or the run location's URL"
+        )));
+    } else {
+        None
+    };
+    // A plan given as a file is read as it is; one at a URL is copied with the run location.
+    let plan = a.plan.clone().filter(|p| !is_url(&p.display().to_string()));
     let settings = StatusSettings {
+        plan,
         run: a.run.clone(),
         stale_seconds: a.stale,
         window_start,
@@ -71,9 +126,10 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
         StatusFormat::Table => render::table(s),
         StatusFormat::Json => render::json(s),
     };
+    let mut reader = RunReader::new(settings, mirror);
     let last = if a.watch {
         let in_place = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !g.quiet;
-        crate::status::watch(&settings, a.interval, |s| {
+        crate::status::watch(&mut reader, a.interval, |s| {
             if in_place {
                 // Home and clear: the screen is redrawn in place.
                 print!("\x1b[H\x1b[2J{}", draw(s));
@@ -82,13 +138,13 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
             }
         })
     } else {
-        crate::status::read(&settings).inspect(|s| {
+        reader.read(chrono::Utc::now()).inspect(|s| {
             if !g.quiet {
                 print!("{}", draw(s));
             }
         })
     }
-    .map_err(Failure::usage)?;
+    .map_err(failure)?;
     Ok(if crate::status::needs_attention(&last) {
         ExitStatus::DataFailure
     } else {

@@ -35,7 +35,8 @@ pub const STATUS_FILE: &str = "status.json";
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Where status documents go: a name (`slice-00003.json`) and its bytes, replaced whole. The
-/// local folder is [`FolderStore`]; an object store can stand behind the same call.
+/// local folder is [`FolderStore`]; a run location's objects are `ObjectStatusStore` (in the
+/// engine's `remote.rs`, which uses this module).
 pub trait StatusStore: Send + Sync {
     /// Replaces the document `name` with `bytes`, whole: a reader sees the old or the new one.
     fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()>;

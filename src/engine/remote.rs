@@ -21,10 +21,16 @@
 //! downloaded at once, and a unit's input and outputs are removed as soon as it is uploaded.
 //! A slice run again first downloads its ledger from the run location and skips the units it
 //! records as done whose outputs are still there with the recorded size (asked of the store).
+//!
+//! The slice's live status document goes to `RUN/status/slice-NNNNN.json` through
+//! [`ObjectStatusStore`], from the status thread (see [`super::live`]): each document is one
+//! whole put, and one that the store does not take within [`STATUS_WRITE_TIMEOUT`] is given up
+//! until the next tick, so a slow, failing or hanging store never slows or fails the slice.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use anyhow::anyhow;
 
@@ -38,6 +44,12 @@ use crate::vendor::Vendor;
 
 use super::EngineOptions;
 use super::batch::{self, BatchSummary, UnitHooks, UnitSite, Work};
+use super::live::{Live, STATUS_DIR, StatusStore};
+
+/// How long the upload of one status document may take before it is given up (and the next
+/// tick tries again): a store that hangs holds the slice's end back by at most twice this (the
+/// document being written when the slice ends, then the last one).
+pub const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Inputs downloaded beyond those the file workers are processing: the next units are on disk
 /// when a worker is free, and scratch holds a few files, not the slice.
@@ -56,7 +68,7 @@ pub struct RunLocation {
     /// The plan's folder (URL or path) and the plan's name in it.
     plan_dir: String,
     plan_store: Store,
-    run: Store,
+    run: Arc<Store>,
     scratch: Scratch,
     /// The plan, as read from the plan's location.
     pub plan: Plan,
@@ -157,7 +169,7 @@ impl RunLocation {
             opts: opts.clone(),
             plan_dir,
             plan_store,
-            run,
+            run: Arc::new(run),
             scratch,
             plan: plan_read,
             config_path,
@@ -210,6 +222,15 @@ impl RunLocation {
             &ledger,
             config_sha.as_deref(),
         )?;
+        // The live status document goes to the run location, written by the status thread.
+        let mut opts = opts.clone();
+        opts.live = Some(Live::new(
+            Box::new(self.status_store()),
+            &Live::slice_name(k),
+            Some(k),
+            todo.resumed,
+        ));
+        let opts = &opts;
         let units = site.units.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut items = todo.units;
         for (w, (_, u)) in items.iter_mut().zip(&units) {
@@ -278,6 +299,16 @@ impl RunLocation {
         })
     }
 
+    /// Status documents as objects of the run location (`RUN/status/`).
+    pub fn status_store(&self) -> ObjectStatusStore {
+        ObjectStatusStore {
+            rt: self.rt.handle().clone(),
+            store: self.run.clone(),
+            local: self.scratch.0.join(STATUS_DIR),
+            timeout: STATUS_WRITE_TIMEOUT,
+        }
+    }
+
     /// The location of a plan's unit: a URL as it is; a relative path from the plan's folder.
     fn unit_url(&self, location: &str) -> String {
         if location.contains("://") || Path::new(location).is_absolute() {
@@ -290,6 +321,63 @@ impl RunLocation {
                 .display()
                 .to_string()
         }
+    }
+}
+
+/// Status documents as objects of a run location: `RUN/status/NAME`, each written to a local
+/// file and put whole (a reader sees the old document or the new one), within a time limit.
+pub struct ObjectStatusStore {
+    rt: tokio::runtime::Handle,
+    store: Arc<Store>,
+    /// Where a document is written before its upload (the slice's scratch).
+    local: PathBuf,
+    /// The longest one upload may take, retries included.
+    timeout: Duration,
+}
+
+impl ObjectStatusStore {
+    /// Documents below `store`'s `status/`, through the runtime `rt`, each upload given up
+    /// after `timeout`; `local` holds each document while it is uploaded.
+    pub fn new(
+        rt: tokio::runtime::Handle,
+        store: Arc<Store>,
+        local: PathBuf,
+        timeout: Duration,
+    ) -> ObjectStatusStore {
+        ObjectStatusStore {
+            rt,
+            store,
+            local,
+            timeout,
+        }
+    }
+}
+
+impl StatusStore for ObjectStatusStore {
+    fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        use anyhow::Context;
+        std::fs::create_dir_all(&self.local)
+            .with_context(|| format!("cannot create `{}`", self.local.display()))?;
+        let local = self.local.join(name);
+        crate::files::write(&local, bytes)
+            .with_context(|| format!("cannot write `{}`", local.display()))?;
+        let key = format!("{STATUS_DIR}/{name}");
+        let put = self.store.put_file(&key, &local, true);
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(self.timeout, put).await })
+        {
+            Ok(r) => r.map(|_| ()).map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow!(
+                "`{}` took no upload within {} s",
+                self.store.url_of(&key),
+                self.timeout.as_secs_f64()
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.store.url_of(STATUS_DIR)
     }
 }
 
@@ -666,6 +754,60 @@ impl UnitHooks for Hooks<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_store_that_never_answers_holds_the_slice_back_only_briefly() {
+        // A server that takes connections and never answers them.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("port").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                held.push(c);
+            }
+        });
+        let rt = crate::transfer::runtime().expect("runtime");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let opts = StoreOptions {
+            pairs: vec![
+                pair("aws_endpoint", &format!("http://127.0.0.1:{port}")),
+                pair("aws_allow_http", "true"),
+                pair("aws_access_key_id", "test"),
+                pair("aws_secret_access_key", "test"),
+                pair("aws_region", "us-east-1"),
+            ],
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(
+            rt.block_on(Store::open("s3://bucket/run", &opts))
+                .expect("store"),
+        );
+        let local = tempfile::tempdir().expect("temp dir");
+        let timeout = Duration::from_millis(300);
+        let docs = ObjectStatusStore::new(
+            rt.handle().clone(),
+            store,
+            local.path().to_path_buf(),
+            timeout,
+        );
+        let started = std::time::Instant::now();
+        let err = docs
+            .write("slice-00000.json", b"{}")
+            .expect_err("no answer");
+        assert!(started.elapsed() < 4 * timeout, "{:?}", started.elapsed());
+        assert!(
+            format!("{err:#}").contains("s3://bucket/run/status/slice-00000.json"),
+            "{err:#}"
+        );
+        // A slice whose documents go there ends within twice the limit.
+        let live = Live::new(Box::new(docs), "slice-00000.json", Some(0), 0);
+        let progress = super::super::Progress::default();
+        let started = std::time::Instant::now();
+        let publisher = live.publish_every(&progress);
+        std::thread::sleep(Duration::from_millis(100));
+        publisher.finish(0);
+        assert!(started.elapsed() < 4 * timeout, "{:?}", started.elapsed());
+    }
 
     #[test]
     fn locations_split_into_folder_and_name() {

@@ -1,6 +1,6 @@
 //! `batchwin status`: one view of a whole run, while it runs and after, read from what its
 //! slices write (never from an engine's API, so it is the same on every engine): the plan
-//! (`RUN/plan.json`: every unit, its priority and its estimated cost), each slice's live status
+//! (`RUN/plan.json`, or `--plan`: every unit, its priority and its estimated cost), each slice's live status
 //! document (`RUN/out/status/slice-K.json`, see [`crate::engine::live`]) and, once a slice has
 //! ended, its ledger (`RUN/out/ledgers/slice-K.duckdb`; a running slice's ledger cannot be
 //! opened by another process).
@@ -8,7 +8,8 @@
 //! [`read`] builds a [`RunStatus`]: per priority the units done and left and the estimated
 //! finish against the SLA, per slice its progress with stragglers flagged, the failures so far.
 //! [`render`] draws it for a terminal; its JSON is the struct as serialized. [`history`] is the
-//! runs seen afterwards (`batchwin log`).
+//! runs seen afterwards (`batchwin log`). A run at a run location URL is read from a local copy
+//! of its plan, documents and ledgers ([`location`], through [`RunReader`]).
 //!
 //! The estimate (see docs/operations.md): each unit's cost is the plan's estimate (the cost
 //! history `plan --history` measured, seconds per byte per vendor); a running slice's pace is
@@ -18,6 +19,7 @@
 //! earlier stages end, and goes at the pace the running slices keep on average.
 
 pub mod history;
+pub mod location;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -42,11 +44,24 @@ pub struct WindowRecord {
     /// UTC, RFC 3339.
     pub start: String,
     pub end: String,
+    /// The day's run location URL, when `run --run-location` put its data there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The run location a local run folder's `window.json` names (`run --run-location`), if any.
+pub fn location_of(run: &Path) -> Option<String> {
+    std::fs::read(run.join(WINDOW_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<WindowRecord>(&b).ok())
+        .and_then(|w| w.location)
 }
 
 /// How `status` reads a run.
 #[derive(Debug, Clone)]
 pub struct StatusSettings {
+    /// The run's plan when it is not `RUN/plan.json` (a local file).
+    pub plan: Option<PathBuf>,
     /// The run folder (`RUNS/DATE-WINDOW`).
     pub run: PathBuf,
     /// A running slice with no update for longer is flagged stale.
@@ -187,13 +202,15 @@ struct SliceFacts {
 
 /// Reads the run in `s.run` as it is now.
 pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
-    let plan_path = s.run.join("plan.json");
-    let plan = Plan::read(&plan_path).with_context(|| {
-        format!(
-            "`{}` is not a run folder with a plan (`plan.json`)",
-            s.run.display()
-        )
-    })?;
+    let plan = match &s.plan {
+        Some(p) => Plan::read(p).with_context(|| format!("the plan `{}`", p.display()))?,
+        None => Plan::read(&s.run.join("plan.json")).with_context(|| {
+            format!(
+                "`{}` is not a run folder with a plan (`plan.json`); give --plan",
+                s.run.display()
+            )
+        })?,
+    };
     let out = s.run.join("out");
     let mut unreadable = Vec::new();
     let mut facts = Vec::new();
@@ -230,13 +247,16 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
 
     // The ledgers of the slices that ended: their failures, as every run of them left them.
     let ledgers = out.join("ledgers");
-    let ended_ledgers: Vec<PathBuf> = plan
+    let ended: Vec<(usize, PathBuf)> = plan
         .slices
         .iter()
         .zip(&facts)
         .filter(|(_, f)| f.doc.as_ref().is_some_and(|d| d.state == LiveState::Ended))
-        .map(|(sl, _)| ledgers.join(format!("slice-{:05}.duckdb", sl.index)))
-        .filter(|p| p.exists())
+        .map(|(sl, _)| {
+            let p = ledgers.join(format!("slice-{:05}.duckdb", sl.index));
+            (sl.index, p)
+        })
+        .filter(|(_, p)| p.exists())
         .collect();
     // With the window's quarantine and its releases: the files set aside.
     let quarantine: Vec<PathBuf> = [
@@ -247,6 +267,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
     .map(|name| ledgers.join(name))
     .filter(|p| p.exists())
     .collect();
+    let ended_ledgers: Vec<PathBuf> = ended.iter().map(|(_, p)| p.clone()).collect();
     let mut ledger_failures = Vec::new();
     let mut ledger_totals = None;
     let mut quarantined = Vec::new();
@@ -267,6 +288,12 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             Err(e) => unreadable.push(format!("the ended slices' ledgers: {e:#}")),
         }
     }
+    // A slice counted by its ledger; one that ended without a ledger to read yet (a run
+    // location's slice uploads it just after its last document) is counted by its document.
+    let by_ledger: std::collections::BTreeSet<usize> = match ledger_totals {
+        Some(_) => ended.iter().map(|(k, _)| *k).collect(),
+        None => Default::default(),
+    };
 
     let now = s.now;
     let mut slices = Vec::new();
@@ -326,19 +353,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                     None => c.input.clone(),
                 })
                 .collect();
-            if d.state == LiveState::Running {
-                let done_est = if bytes > 0 {
-                    est * v.bytes_done as f64 / bytes as f64
-                } else {
-                    0.0
-                };
-                let elapsed = parse_time(&d.started_at)
-                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                // Too little done to measure a pace: the estimate is taken as it is.
-                if done_est > 0.0 && elapsed > 0.0 {
-                    paces.push(elapsed / done_est);
-                }
+            if d.state == LiveState::Running || !by_ledger.contains(&sl.index) {
                 totals.succeeded += units.saturating_sub(d.units) + d.states.succeeded;
                 totals.failed += d.states.failed;
                 totals.deferred += d.states.deferred;
@@ -354,6 +369,20 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                     status: x.status.clone(),
                     error: x.error.clone(),
                 }));
+            }
+            if d.state == LiveState::Running {
+                let done_est = if bytes > 0 {
+                    est * v.bytes_done as f64 / bytes as f64
+                } else {
+                    0.0
+                };
+                let elapsed = parse_time(&d.started_at)
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                // Too little done to measure a pace: the estimate is taken as it is.
+                if done_est > 0.0 && elapsed > 0.0 {
+                    paces.push(elapsed / done_est);
+                }
             }
         }
         totals.units += units;
@@ -644,19 +673,55 @@ pub fn needs_attention(s: &RunStatus) -> bool {
             .any(|p| p.verdict == "at risk" || p.verdict == "missed")
 }
 
+/// Where `status` reads a run: its folder, or a local copy of its run location brought up to
+/// date before each reading.
+pub struct RunReader {
+    settings: StatusSettings,
+    mirror: Option<location::Mirror>,
+}
+
+impl RunReader {
+    /// Reads the run folder `settings.run`, or, with `mirror`, the run location it copies.
+    pub fn new(settings: StatusSettings, mirror: Option<location::Mirror>) -> RunReader {
+        RunReader { settings, mirror }
+    }
+
+    /// The run as it is at `now`.
+    pub fn read(&mut self, now: DateTime<Utc>) -> anyhow::Result<RunStatus> {
+        let Some(m) = self.mirror.as_mut() else {
+            return read(&StatusSettings {
+                now,
+                ..self.settings.clone()
+            });
+        };
+        let local = m.refresh()?.to_path_buf();
+        let plan = self.settings.plan.clone();
+        let mut view = read(&StatusSettings {
+            run: local.clone(),
+            plan,
+            now,
+            ..self.settings.clone()
+        })?;
+        // Messages name the run location, not its local copy.
+        let here = local.display().to_string();
+        let url = m.url().trim_end_matches('/').to_string();
+        for u in &mut view.unreadable {
+            *u = u.replace(&format!("{here}/out"), &url).replace(&here, &url);
+        }
+        view.run = url;
+        Ok(view)
+    }
+}
+
 /// Reads the run every `interval` seconds and hands each view to `draw`, until every slice has
 /// ended (or a signal stops the process): the last view.
 pub fn watch(
-    s: &StatusSettings,
+    reader: &mut RunReader,
     interval: f64,
     mut draw: impl FnMut(&RunStatus),
 ) -> anyhow::Result<RunStatus> {
     loop {
-        let now = StatusSettings {
-            now: Utc::now(),
-            ..s.clone()
-        };
-        let view = read(&now)?;
+        let view = reader.read(Utc::now())?;
         draw(&view);
         if view.ended {
             return Ok(view);

@@ -21,10 +21,19 @@ pub enum Executor {
     Slurm,
 }
 
+/// Where the local executor's slices read and write: the plan (`plan`: a local copy, read here
+/// for the stages; `worker_plan`: what each slice is given, the same file or its run location
+/// URL), the run folder or run location `out`, and local `scratch` for slices over a URL.
+pub(crate) struct SliceSites<'a> {
+    pub plan: &'a Path,
+    pub worker_plan: &'a Path,
+    pub out: &'a Path,
+    pub scratch: Option<&'a Path>,
+}
+
 pub(crate) fn execute_local(
     steps: &Steps<'_>,
-    plan_path: &Path,
-    out: &Path,
+    sites: &SliceSites<'_>,
     workers: usize,
     cores: usize,
     deadline: Option<chrono::DateTime<chrono::Utc>>,
@@ -34,7 +43,7 @@ pub(crate) fn execute_local(
     let stages: Vec<usize> = if steps.dry_run {
         vec![0; workers]
     } else {
-        crate::plan::Plan::read(plan_path)
+        crate::plan::Plan::read(sites.plan)
             .map_err(Failure::data)?
             .slices
             .iter()
@@ -46,10 +55,11 @@ pub(crate) fn execute_local(
     let args_of = |k: usize| {
         Step::Process {
             config: &steps.config,
-            plan: plan_path,
+            plan: sites.worker_plan,
             slice: k,
-            out,
+            out: sites.out,
             deadline,
+            scratch: sites.scratch,
         }
         .args()
     };

@@ -7,10 +7,13 @@
 //! Runs of the same window and day never overlap ([`lock`]). When the window ends before the
 //! work is done, MEDIUM and LOW units that have not started are deferred; the next run of the
 //! same window first finishes what earlier days left undone ([`resume`]). When a window opens
-//! and closes on a given day is [`day`]'s.
+//! and closes on a given day is [`day`]'s. With `--run-location URL` the day's data lives at
+//! `URL/DATE-WINDOW/` and the slices run over it, while the lock and the window's bookkeeping
+//! stay in the local run folder ([`location`]).
 
 pub mod day;
 mod execute;
+mod location;
 mod lock;
 mod preview;
 pub mod quarantine;
@@ -31,7 +34,8 @@ use crate::telemetry::{TraceSpan, Traces, attr};
 
 pub use day::{WindowDay, check_all, resolve};
 pub use execute::Executor;
-use execute::{execute_local, execute_slurm};
+use execute::{SliceSites, execute_local, execute_slurm};
+use location::DayLocation;
 use lock::lock;
 use preview::{preview_fetch, preview_plan};
 use resume::{remaining, remember_split_files};
@@ -53,6 +57,9 @@ pub struct RunSettings {
     pub workers: Option<u64>,
     /// Folder of run folders (`None`: `runs` in the config, then `runs` beside the config).
     pub runs: Option<PathBuf>,
+    /// A URL below which each day's data lives (`URL/DATE-WINDOW/`), processed by slices over
+    /// it with local scratch; `None`: in the run folder.
+    pub run_location: Option<String>,
     /// Finish the day's work whatever the time: nothing is deferred at the window's end.
     pub catch_up: bool,
     /// Print what would be done; change nothing.
@@ -76,6 +83,18 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
     let config_path = a.config.clone();
     let config = crate::config::Config::load(&config_path)?;
     check_all(&config)?;
+    if let Some(url) = &a.run_location {
+        if !crate::transfer::location::is_url(url) {
+            return Err(Failure::usage(anyhow!(
+                "--run-location `{url}` is not a URL (s3://, az://, gs://, sftp://, file://); a local folder is --runs"
+            )));
+        }
+        if a.executor != Executor::Local {
+            return Err(Failure::usage(anyhow!(
+                "--run-location runs the slices with the local executor; on Slurm, plan with `plan --emit slurm --worker-out URL` (see docs/engines.md)"
+            )));
+        }
+    }
     let today = resolve(&config, &a.window, a.date.as_deref(), chrono::Utc::now())
         .map_err(|m| Failure::usage(anyhow!(m)))?;
     let runs = a
@@ -289,30 +308,60 @@ fn run_steps(
             .map_err(Failure::data)?;
         Some(lock(&dir, w)?)
     };
+    // The day's data at a run location, when there is one.
+    let location = match &a.run_location {
+        Some(base) => {
+            let name = dir.file_name().map_or_else(
+                || format!("{}-{}", w.date, w.name),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let l = DayLocation::open(base, &name, config)?;
+            println!("location   `{}`", l.url.display());
+            Some(l)
+        }
+        None => None,
+    };
     if !steps.dry_run {
-        // When the window opened, for `status` to count the SLAs from.
+        // When the window opened, for `status` to count the SLAs from (and where the day's
+        // data is, for `status` of this folder to follow).
         let record = crate::status::WindowRecord {
             window: w.name.clone(),
             date: w.date.clone(),
             start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             end: w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            location: location.as_ref().map(|l| l.url.display().to_string()),
         };
+        let local = dir.join(crate::status::WINDOW_FILE);
         let _ = crate::files::write(
-            &dir.join(crate::status::WINDOW_FILE),
+            &local,
             serde_json::to_vec_pretty(&record).unwrap_or_default(),
         );
+        if let Some(l) = &location
+            && let Err(f) = l.put(crate::status::WINDOW_FILE, &local)
+        {
+            tracing::warn!(
+                "cannot store `{}` at the run location (status counts SLAs from the first slice's start): {:#}",
+                crate::status::WINDOW_FILE,
+                f.error
+            );
+        }
     }
+    // Where each step reads and writes: the run folder, or the day's run location.
+    let at = |name: &str, local: PathBuf| location.as_ref().map_or(local, |l| l.at(name));
     let cfg = steps.config.as_path();
     let manifest = dir.join("manifest.jsonl");
     let todo = dir.join("todo.jsonl");
     let plan_path = dir.join("plan.json");
+    let plan_out = at("plan.json", plan_path.clone());
     let split = dir.join("split.json");
-    let out = dir.join("out");
-    let ledgers = out.join("ledgers");
+    let out = location
+        .as_ref()
+        .map_or_else(|| dir.join("out"), |l| l.url.clone());
+    let ledgers = at("ledgers", out.join("ledgers"));
     let mut status = ExitStatus::Success;
 
     // 1. fetch
-    let staging = dir.join("staging");
+    let staging = at("staging", dir.join("staging"));
     let fetch = Step::Fetch {
         config: cfg,
         source: &w.config.source,
@@ -341,8 +390,11 @@ fn run_steps(
         quarantine_due(steps, &ledgers, w, watch)?;
         // Done under the same configuration only, as each slice judges its own units.
         let config_sha = crate::plan::manifest::file_sha256(&steps.config).ok();
-        let r =
-            remaining(&manifest, &ledgers, &split, config_sha.as_deref()).map_err(Failure::data)?;
+        let r = match &location {
+            Some(l) => l.remaining(&manifest, &split, config_sha.as_deref())?,
+            None => remaining(&manifest, &ledgers, &split, config_sha.as_deref())
+                .map_err(Failure::data)?,
+        };
         crate::plan::manifest::write(&todo, &r.left).map_err(Failure::data)?;
         if !r.quarantined.is_empty() {
             println!(
@@ -394,7 +446,7 @@ fn run_steps(
             manifest: if steps.dry_run { &manifest } else { &todo },
             window: &w.span,
             date: &w.date,
-            out: &plan_path,
+            out: &plan_out,
             slices,
             split_bytes: None,
             slurm,
@@ -408,6 +460,10 @@ fn run_steps(
             return finish(&dir, w, status, steps.dry_run);
         }
         if !steps.dry_run {
+            // A copy of the run location's plan here: the stages, the SLAs, the split files.
+            if let Some(l) = &location {
+                l.get("plan.json", &plan_path)?;
+            }
             remember_split_files(&plan_path, &split).map_err(Failure::data)?;
         }
 
@@ -426,11 +482,16 @@ fn run_steps(
             check(sw);
         }
         let span = watch.step(steps, "execute");
+        let scratch = dir.join("scratch");
         let s = match a.executor {
             Executor::Local => execute_local(
                 steps,
-                &plan_path,
-                &out,
+                &SliceSites {
+                    plan: &plan_path,
+                    worker_plan: &plan_out,
+                    out: &out,
+                    scratch: location.as_ref().map(|_| scratch.as_path()),
+                },
                 workers,
                 cores,
                 deadline,
@@ -455,13 +516,14 @@ fn run_steps(
 
     // 4. publish
     if let Some(target) = &w.config.target {
+        // Beside the ledgers at a run location (`ledgers/publish.duckdb`), else here.
         let ledger = dir.join("publish.duckdb");
         let publish = Step::Publish {
             config: cfg,
             ledgers: &ledgers,
             target,
             date: &w.date,
-            ledger: &ledger,
+            ledger: location.is_none().then_some(ledger.as_path()),
         };
         let span = watch.step(steps, "publish");
         let code = steps.run("publish", publish.args())?;
@@ -471,14 +533,21 @@ fn run_steps(
 
     // 5. report: the table here, the HTML page beside it; its exit status is the run's.
     let start = w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let merged = dir.join("report.duckdb");
     let report = |format: ReportTo| Step::Report {
         ledgers: &ledgers,
         config: cfg,
-        plan: (plan_path.exists() || steps.dry_run).then_some(plan_path.as_path()),
+        plan: (plan_path.exists() || steps.dry_run).then_some(plan_out.as_path()),
         window_start: start.clone(),
         format,
+        // A run location's merged ledger is made here, not in the working folder.
+        out: location.as_ref().map(|_| merged.as_path()),
     };
-    if ledgers.exists() || steps.dry_run {
+    let has_ledgers = match &location {
+        Some(l) if !steps.dry_run => l.has_ledgers()?,
+        _ => ledgers.exists(),
+    };
+    if has_ledgers || steps.dry_run {
         let span = watch.step(steps, "report");
         let _ = steps.run_to_file(
             "report",
@@ -509,7 +578,9 @@ fn run_steps(
 }
 
 /// Puts in quarantine the files due for it ([`quarantine::update`]), says so, and tells the
-/// webhooks that want to know.
+/// webhooks that want to know. Only a local run folder's ledgers have a quarantine: a day at a
+/// run location (`ledgers` is a URL, no folder) has none yet, and its failed files are tried by
+/// every run.
 fn quarantine_due(
     steps: &Steps<'_>,
     ledgers: &Path,

@@ -60,6 +60,25 @@ pub(crate) fn remaining(
     split: &Path,
     config_sha256: Option<&str>,
 ) -> anyhow::Result<Remaining> {
+    use crate::ledger::query::local_output_present;
+    remaining_where(
+        manifest,
+        ledgers,
+        split,
+        config_sha256,
+        local_output_present,
+    )
+}
+
+/// [`remaining`], asking `output_present` whether an attempt's output is still there with its
+/// recorded size (a run location answers from a listing of its objects).
+pub(crate) fn remaining_where(
+    manifest: &Path,
+    ledgers: &Path,
+    split: &Path,
+    config_sha256: Option<&str>,
+    mut output_present: impl FnMut(&crate::ledger::query::UnitAttempt) -> bool,
+) -> anyhow::Result<Remaining> {
     use crate::ledger::query::{LatestUnits, UnitRef, quarantined};
     let rows = crate::plan::manifest::read(manifest)?;
     let split = split_files(split)?;
@@ -89,14 +108,19 @@ pub(crate) fn remaining(
             continue;
         }
         let is_done = latest
-            .is_done(UnitRef::File(&r.location), config_sha256, |a| {
-                // The parts of a split file carry their own checksums, not the file's.
-                if a.parts.unwrap_or(1) > 1 {
-                    split.get(&r.location) == Some(&r.sha256)
-                } else {
-                    a.input_sha256 == r.sha256
-                }
-            })
+            .is_done_where(
+                UnitRef::File(&r.location),
+                config_sha256,
+                |a| {
+                    // The parts of a split file carry their own checksums, not the file's.
+                    if a.parts.unwrap_or(1) > 1 {
+                        split.get(&r.location) == Some(&r.sha256)
+                    } else {
+                        a.input_sha256 == r.sha256
+                    }
+                },
+                &mut output_present,
+            )
             .is_ok();
         if is_done {
             done += 1;

@@ -249,6 +249,8 @@ pub enum Step<'a> {
         slice: usize,
         out: &'a Path,
         deadline: Option<chrono::DateTime<chrono::Utc>>,
+        /// Local scratch for a slice over a run location URL (`--scratch`).
+        scratch: Option<&'a Path>,
     },
     /// `publish`: the outputs the slices' ledgers record, to the window's target.
     Publish {
@@ -256,7 +258,8 @@ pub enum Step<'a> {
         ledgers: &'a Path,
         target: &'a str,
         date: &'a str,
-        ledger: &'a Path,
+        /// The deliveries' ledger; none: beside the ledgers (a run location's `ledgers/`).
+        ledger: Option<&'a Path>,
     },
     /// `report`: the run summed up from the slices' ledgers.
     Report {
@@ -265,6 +268,8 @@ pub enum Step<'a> {
         plan: Option<&'a Path>,
         window_start: String,
         format: ReportTo,
+        /// The merged ledger (`--out`); none: beside the ledgers folder.
+        out: Option<&'a Path>,
     },
 }
 
@@ -349,11 +354,15 @@ impl Step<'_> {
                 slice,
                 out,
                 deadline,
+                scratch,
             } => {
                 flag("--config", p(config));
                 flag("--plan", p(plan));
                 flag("--slice", OsString::from(slice.to_string()));
                 flag("--out", p(out));
+                if let Some(s) = scratch {
+                    flag("--scratch", p(s));
+                }
                 if let Some(d) = deadline {
                     flag(
                         "--deadline",
@@ -373,7 +382,9 @@ impl Step<'_> {
                 flag("--ledgers", p(ledgers));
                 flag("--target", OsString::from(*target));
                 flag("--date", OsString::from(*date));
-                flag("--ledger", p(ledger));
+                if let Some(l) = ledger {
+                    flag("--ledger", p(l));
+                }
                 v.insert(0, "publish".into());
             }
             Step::Report {
@@ -382,8 +393,12 @@ impl Step<'_> {
                 plan,
                 window_start,
                 format,
+                out,
             } => {
                 flag("--ledgers", p(ledgers));
+                if let Some(o) = out {
+                    flag("--out", p(o));
+                }
                 flag("--config", p(config));
                 if let Some(plan) = plan {
                     flag("--plan", p(plan));
@@ -495,6 +510,7 @@ mod tests {
             slice: 4,
             out,
             deadline,
+            scratch: Some(Path::new("/r/scratch")),
         };
         let Command::Process(a) = parse(&process) else {
             panic!("not process")
@@ -503,6 +519,7 @@ mod tests {
         assert_eq!(a.plan.as_deref(), Some(plan_path));
         assert_eq!(a.out, out);
         assert_eq!(a.deadline, deadline);
+        assert_eq!(a.scratch.as_deref(), Some(Path::new("/r/scratch")));
 
         let (ledgers, ledger) = (Path::new("/r/out/ledgers"), Path::new("/r/publish.duckdb"));
         let publish = Step::Publish {
@@ -510,7 +527,7 @@ mod tests {
             ledgers,
             target: "s3://outbound",
             date: "2026-12-03",
-            ledger,
+            ledger: Some(ledger),
         };
         let Command::Publish(a) = parse(&publish) else {
             panic!("not publish")
@@ -526,6 +543,7 @@ mod tests {
                 plan: Some(plan_path),
                 window_start: "2026-12-03T06:00:00Z".into(),
                 format,
+                out: Some(Path::new("/r/report.duckdb")),
             };
             let Command::Report(a) = parse(&report) else {
                 panic!("not report")
@@ -533,6 +551,7 @@ mod tests {
             assert_eq!(a.ledgers, ledgers);
             assert_eq!(a.config.as_deref(), Some(config));
             assert_eq!(a.plan.as_deref(), Some(plan_path));
+            assert_eq!(a.out.as_deref(), Some(Path::new("/r/report.duckdb")));
             assert_eq!(a.window_start.as_deref(), Some("2026-12-03T06:00:00Z"));
             assert_eq!(
                 format!("{:?}", a.format).to_lowercase(),

@@ -38,7 +38,13 @@ fn day_on_server(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str)
 }
 
 /// [`day_on_server`], each file also processed alone into `whole/` for comparison.
-fn day_processed_whole(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) -> String {
+pub(crate) fn day_processed_whole(
+    d: &Dir,
+    files: &str,
+    records: &str,
+    vendors: &str,
+    seed: &str,
+) -> String {
     let date = day_on_server(d, files, records, vendors, seed);
     process_day_on(d, "whole", &date);
     date
@@ -627,8 +633,9 @@ fn shell_words(line: &str) -> Vec<String> {
 }
 
 /// `run` builds its steps' command lines itself; a flag renamed in a step's own parser must fail
-/// here, not in a night's run. Every step `run --dry-run` prints (both executors) is parsed by
-/// `batchwin`'s own command-line parser and lands on that step, with the values `run` meant.
+/// here, not in a night's run. Every step `run --dry-run` prints (both executors, and the day at
+/// a run location) is parsed by `batchwin`'s own command-line parser and lands on that step,
+/// with the values `run` meant.
 #[test]
 fn every_step_run_builds_parses_with_the_steps_own_parser() {
     use batchwin::cli::{Cli, Command};
@@ -636,8 +643,14 @@ fn every_step_run_builds_parses_with_the_steps_own_parser() {
     let d = Dir::new();
     let date = day_on_server(&d, "6", "3000", "2", "35");
     let mut seen = std::collections::BTreeSet::new();
-    for executor in ["local", "slurm"] {
-        let out = run_ok(&d, &date, &["--dry-run", "--executor", executor]);
+    let location = "s3://bucket/runs";
+    for (executor, at) in [("local", None), ("slurm", None), ("local", Some(location))] {
+        let mut flags = vec!["--dry-run", "--executor", executor];
+        flags.extend(at.iter().flat_map(|l| ["--run-location", l]));
+        let out = run_ok(&d, &date, &flags);
+        // At a run location, what the steps share is there; the report's merged ledger is not.
+        let day = format!("{location}/{date}-day");
+        let shared = |p: &std::path::Path| at.is_none() || p.starts_with(&day);
         for line in out.lines() {
             let Some(step) = line.strip_prefix("step       ") else {
                 continue;
@@ -656,10 +669,12 @@ fn every_step_run_builds_parses_with_the_steps_own_parser() {
                 ("fetch", Command::Fetch(a)) => {
                     assert_eq!(a.date.as_deref(), Some(date.as_str()));
                     assert!(a.manifest.ends_with("manifest.jsonl"), "{line}");
+                    assert!(shared(&a.staging), "{line}");
                 }
                 ("plan", Command::Plan(a)) => {
                     assert_eq!(a.date.as_deref(), Some(date.as_str()));
                     assert!(a.out.ends_with("plan.json"), "{line}");
+                    assert!(shared(std::path::Path::new(&a.out)), "{line}");
                     assert_eq!(a.emit.is_empty(), executor == "local", "{line}");
                     if executor == "slurm" {
                         assert_eq!(a.slices, "auto");
@@ -669,15 +684,22 @@ fn every_step_run_builds_parses_with_the_steps_own_parser() {
                 ("publish", Command::Publish(a)) => {
                     assert_eq!(a.date.as_deref(), Some(date.as_str()));
                     assert!(a.target.is_some(), "{line}");
+                    assert!(shared(&a.ledgers), "{line}");
+                    assert_eq!(a.ledger.is_none(), at.is_some(), "{line}");
                 }
                 ("report", Command::Report(a)) => {
                     assert!(a.window_start.is_some(), "{line}");
                     assert!(a.ledgers.ends_with("ledgers"), "{line}");
+                    assert!(shared(&a.ledgers), "{line}");
+                    assert_eq!(a.out.is_some(), at.is_some(), "{line}");
                 }
                 (slice, Command::Process(a)) if slice.starts_with("slice ") => {
                     let k: usize = slice["slice ".len()..].parse().expect("slice number");
                     assert_eq!(a.slice, Some(k), "{line}");
                     assert!(a.plan.as_ref().is_some_and(|p| p.ends_with("plan.json")));
+                    assert!(a.plan.as_deref().is_some_and(shared), "{line}");
+                    assert!(shared(&a.out), "{line}");
+                    assert_eq!(a.scratch.is_some(), at.is_some(), "{line}");
                 }
                 (name, _) => panic!("step `{name}` ran another subcommand: {line}"),
             }

@@ -490,6 +490,12 @@ fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_sam
             if rel.ends_with(".duckdb") || rel == "plan.json" || rel == "batchwin.toml" {
                 continue;
             }
+            // A status document is whole too: one it can read.
+            if rel.starts_with("status/") {
+                let doc: Result<serde_json::Value, _> = serde_json::from_slice(&bytes);
+                assert!(doc.is_ok(), "{when}: `{rel}` is not a whole document");
+                continue;
+            }
             assert!(
                 local.get(&rel) == Some(&bytes),
                 "{when}: `{rel}` is not a whole output ({} bytes)",
@@ -548,7 +554,7 @@ fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_sam
     let run = loc.objects("run");
     let outputs: Vec<&String> = run
         .keys()
-        .filter(|k| k.contains('/') && !k.starts_with("ledgers/"))
+        .filter(|k| k.contains('/') && !k.starts_with("ledgers/") && !k.starts_with("status/"))
         .collect();
     let expected: Vec<&String> = local
         .keys()
@@ -742,4 +748,236 @@ fn large_files_split_by_ranged_reads(
     assert_scratch_empty(&d);
     report_and_publish(&d, loc);
     (d, parts)
+}
+
+/// `status RUN_URL --format json`, run as anyone who can read the run location would.
+fn status_at(d: &Dir, loc: &Location, run: &str) -> serde_json::Value {
+    let o = loc
+        .cmd(d.root())
+        .args(["status", run, "--format", "json"])
+        .output()
+        .expect("status runs");
+    crate::status::status_json(&o)
+}
+
+/// A slice over the run location, slow enough to be watched (many small files on one thread,
+/// in chunks of a kilobyte), followed with `status RUN_URL`: its figures only rise, and end
+/// equal to those `report --ledgers URL` gives.
+fn status_follows_a_slice_at_the_location(loc: Location) {
+    use crate::status::{assert_ends_as_reported, follow, n};
+    let d = Dir::new();
+    stage_and_plan(&d, &loc, "600", "300000", "1");
+    let run = loc.url("run");
+    let before = status_at(&d, &loc, &run);
+    assert_eq!(before["slices"][0]["state"], "waiting", "{before}");
+    assert_eq!(before["run"], run.as_str());
+    let units = n(&before, &["totals", "units"]);
+    assert!(units >= 600, "{units} units");
+    let mut child = slice_command(&d, &loc, 0, 0)
+        .args(["--chunk-bytes", "1024", "-q"])
+        .env("RAYON_NUM_THREADS", "1")
+        .spawn()
+        .expect("slice runs");
+    follow(&mut child, units, || status_at(&d, &loc, &run));
+    // The document is an object of the run location, beside the ledger.
+    let objects = loc.objects("run/status");
+    assert_eq!(
+        objects.keys().collect::<Vec<_>>(),
+        ["slice-00000.json"],
+        "{:?}",
+        objects.keys()
+    );
+    let end = status_at(&d, &loc, &run);
+    let o = loc.run(
+        d.root(),
+        &[
+            "report",
+            "--ledgers",
+            &loc.url("run/ledgers"),
+            "--format",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    assert_ends_as_reported(&end, &report, units);
+    // A plan kept elsewhere (`process --plan URL`), at a URL or as a file, is given with --plan.
+    let elsewhere = loc.url("plans/day.json");
+    runtime().block_on(async {
+        let runs = Store::open(&run, &loc.opts).await.unwrap();
+        let copy = d.write("plan-copy.json", runs.get_bytes("plan.json").await.unwrap());
+        let plans = Store::open(&loc.url("plans"), &loc.opts).await.unwrap();
+        plans.put_file("day.json", &copy, true).await.unwrap();
+    });
+    for given in [elsewhere.as_str(), "plan-copy.json"] {
+        let o = loc
+            .cmd(d.root())
+            .args(["status", &run, "--plan", given, "--format", "json"])
+            .output()
+            .expect("status runs");
+        let view = crate::status::status_json(&o);
+        assert_eq!(view["totals"], end["totals"], "--plan {given}");
+    }
+    // `--watch` ends by itself once every slice has ended, with the same view.
+    let o = loc
+        .cmd(d.root())
+        .args([
+            "status",
+            &run,
+            "--watch",
+            "--interval",
+            "0.2",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("status --watch runs");
+    let last = String::from_utf8_lossy(&o.stdout);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{last}");
+    assert!(last.contains("\"ended\": true"), "{last}");
+    assert_scratch_empty(&d);
+}
+
+#[test]
+fn status_follows_a_slice_at_an_s3_run_location() {
+    if let Some(loc) = s3() {
+        status_follows_a_slice_at_the_location(loc);
+    }
+}
+
+#[test]
+fn status_follows_a_slice_at_an_azure_blob_run_location() {
+    if let Some(loc) = azurite() {
+        status_follows_a_slice_at_the_location(loc);
+    }
+}
+
+/// `run --run-location URL`: a generated day through `run` with its data at the run location
+/// and its bookkeeping in the local run folder; outputs byte for byte those of a local `run` of
+/// the same day, totals those of expected.json, and a second `run` does nothing new.
+fn a_window_runs_at_the_location(loc: Location) {
+    let d = Dir::new();
+    let date = crate::run::day_processed_whole(&d, "12", "6000", "3", "41");
+    let runs = loc.url("runs");
+    let day = format!("{runs}/{date}-day");
+    let args = crate::run::run_args(&date, &["--workers", "2", "--run-location", &runs]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = loc.run(d.root(), &args);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for step in [
+        format!("--staging {day}/staging"),
+        format!("--out {day}/plan.json"),
+        format!("--plan {day}/plan.json --slice 1 --out {day}"),
+        "--scratch".to_string(),
+        format!("--ledgers {day}/ledgers"),
+    ] {
+        assert!(out.contains(&step), "{step}: {out}");
+    }
+    // The day's data is at the run location; the local run folder keeps the bookkeeping only.
+    let stored = loc.objects(&format!("runs/{date}-day"));
+    for name in ["plan.json", "window.json", "ledgers/publish.duckdb"] {
+        assert!(stored.contains_key(name), "{name}: {:?}", stored.keys());
+    }
+    assert!(stored.keys().any(|k| k.starts_with("staging/")));
+    assert!(stored.keys().any(|k| k.starts_with("status/slice-")));
+    let local = d.path(&format!("runs/{date}-day"));
+    assert!(local.join("state.json").is_file() && !local.join("out").exists());
+    assert!(crate::util::tree(&local.join("scratch")).is_empty());
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
+
+    // Totals as generated.
+    let o = loc.run(
+        d.root(),
+        &[
+            "report",
+            "--ledgers",
+            &format!("{day}/ledgers"),
+            "--format",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    let expected: serde_json::Value =
+        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
+    assert_eq!(report["totals"]["records_in"], expected["records"]);
+    assert_eq!(report["totals"]["records_rejected"], expected["invalid"]);
+    assert_eq!(report["totals"]["failed"], 0);
+
+    // `status` of the run location, and of the local run folder, which leads there.
+    for run in [day.clone(), format!("runs/{date}-day")] {
+        let s = status_at(&d, &loc, &run);
+        assert!(s["ended"].as_bool().unwrap(), "{run}: {s}");
+        assert_eq!(s["run"], day.as_str());
+        assert_eq!(s["totals"]["records"], expected["records"], "{run}: {s}");
+    }
+
+    // The same day run locally: the same outputs and reject files, byte for byte.
+    let mut args = crate::run::run_args(&date, &["--workers", "2"]);
+    let at = args.iter().position(|a| a == "--runs").expect("--runs");
+    args[at + 1] = "runs-local".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(loc.run(d.root(), &args).status.code(), Some(0));
+    let outputs = |tree: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        tree.into_iter()
+            .filter(|(k, _)| k.contains(".out.") || k.contains(".rejects."))
+            .filter(|(k, _)| !k.starts_with("staging/"))
+            .collect()
+    };
+    let here = outputs(crate::util::tree(
+        &d.path(&format!("runs-local/{date}-day/out")),
+    ));
+    assert!(!here.is_empty());
+    assert_eq!(
+        outputs(stored).keys().collect::<Vec<_>>(),
+        here.keys().collect::<Vec<_>>()
+    );
+    let stored = loc.objects(&format!("runs/{date}-day"));
+    for (k, bytes) in &here {
+        assert!(
+            stored.get(k) == Some(bytes),
+            "{k} differs at the run location"
+        );
+    }
+
+    // Again: everything is recorded at the run location; nothing is processed or delivered.
+    let args = crate::run::run_args(&date, &["--run-location", &runs]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = loc.run(d.root(), &args);
+    assert_eq!(o.status.code(), Some(0));
+    let again = String::from_utf8_lossy(&o.stdout);
+    for said in [
+        "12 files already done",
+        "nothing left to do",
+        "0 delivered (0.0 MB), 12 already there",
+    ] {
+        assert!(again.contains(said), "{said}: {again}");
+    }
+    assert!(!again.contains("step       slice"), "{again}");
+
+    // From a machine that has none of the local run folder (lost, or another one): what is
+    // done is read from the run location, and nothing is processed again.
+    std::fs::remove_dir_all(d.path("runs")).expect("remove the local run folders");
+    let o = loc.run(d.root(), &args);
+    assert_eq!(o.status.code(), Some(0));
+    let fresh = String::from_utf8_lossy(&o.stdout);
+    for said in ["12 files already done", "nothing left to do"] {
+        assert!(fresh.contains(said), "{said}: {fresh}");
+    }
+}
+
+#[test]
+fn a_window_runs_at_an_s3_run_location() {
+    if let Some(loc) = s3() {
+        a_window_runs_at_the_location(loc);
+    }
+}
+
+#[test]
+fn a_window_runs_at_an_azure_blob_run_location() {
+    if let Some(loc) = azurite() {
+        a_window_runs_at_the_location(loc);
+    }
 }

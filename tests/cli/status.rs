@@ -12,6 +12,12 @@ fn status(d: &Dir, run: &str) -> serde_json::Value {
         .args(["status", run, "--format", "json"])
         .output()
         .expect("status");
+    status_json(&o)
+}
+
+/// The view a `status --format json` printed (exit code 0, or 1 for a view that calls for
+/// attention).
+pub(crate) fn status_json(o: &std::process::Output) -> serde_json::Value {
     assert!(
         matches!(o.status.code(), Some(0 | 1)),
         "status failed: {}",
@@ -20,7 +26,7 @@ fn status(d: &Dir, run: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("status json")
 }
 
-fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
+pub(crate) fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
     let mut v = v;
     for k in path {
         v = match k.parse::<usize>() {
@@ -82,12 +88,32 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
         .env("RAYON_NUM_THREADS", "1")
         .spawn()
         .expect("process");
+    follow(&mut child, units, || status(&d, "run"));
+    let end = status(&d, "run");
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "run/out/ledgers", "--format", "json"])
+        .assert();
+    let report: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_ends_as_reported(&end, &report, units);
+    let table = stdout(&d.cmd().args(["status", "run"]).assert());
+    assert!(table.contains("(ended,"), "{table}");
+    assert!(table.contains(&format!("{units}/{units} done")), "{table}");
+}
+
+/// Polls `status` while `child` (a slice) runs, until it ended: what the view shows (units
+/// done, the slice's bytes and records) only rises, and it was seen in progress.
+pub(crate) fn follow(
+    child: &mut std::process::Child,
+    units: u64,
+    mut status: impl FnMut() -> serde_json::Value,
+) {
     let started = Instant::now();
     let mut seen: Vec<(u64, u64, u64)> = Vec::new();
     let mut while_running = 0;
     loop {
         let running = child.try_wait().expect("wait").is_none();
-        let s = status(&d, "run");
+        let s = status();
         let figures = (
             n(&s, &["totals", "done"]),
             n(&s, &["slices", "0", "bytes_done"]),
@@ -123,16 +149,17 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
         while_running >= 2 && mid.len() >= 2,
         "the run was not seen in progress: {seen:?}"
     );
+}
 
-    let end = status(&d, "run");
-    assert!(end["ended"].as_bool().unwrap());
-    assert_eq!(n(&end, &["totals", "done"]), units);
-    assert_eq!(n(&end, &["totals", "left"]), 0);
-    let o = d
-        .cmd()
-        .args(["report", "--ledgers", "run/out/ledgers", "--format", "json"])
-        .assert();
-    let report: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+/// The view at the end: every unit done, and the figures the report gives.
+pub(crate) fn assert_ends_as_reported(
+    end: &serde_json::Value,
+    report: &serde_json::Value,
+    units: u64,
+) {
+    assert!(end["ended"].as_bool().unwrap(), "{end}");
+    assert_eq!(n(end, &["totals", "done"]), units);
+    assert_eq!(n(end, &["totals", "left"]), 0);
     for (st, rp) in [
         ("succeeded", "succeeded"),
         ("failed", "failed"),
@@ -145,7 +172,7 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
             end["totals"], report["totals"]
         );
     }
-    // The per-priority lines cover every unit, and the table says the run ended.
+    // The per-priority lines cover every unit.
     let by_priority: u64 = end["priorities"]
         .as_array()
         .unwrap()
@@ -153,7 +180,4 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
         .map(|p| n(p, &["done"]))
         .sum();
     assert_eq!(by_priority, units);
-    let table = stdout(&d.cmd().args(["status", "run"]).assert());
-    assert!(table.contains("(ended,"), "{table}");
-    assert!(table.contains(&format!("{units}/{units} done")), "{table}");
 }

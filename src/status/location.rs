@@ -1,0 +1,123 @@
+//! `status` of a run at a run location URL (`s3://`, `az://`, `gs://`, `sftp://`): the plan
+//! (`RUN/plan.json`), `RUN/window.json` when `run` wrote one, the slices' status documents
+//! (`RUN/status/slice-K.json`) and their ledgers (`RUN/ledgers/slice-K.duckdb`) are copied into
+//! a local folder laid out as a run folder is (`plan.json`, `out/status/`, `out/ledgers/`), which
+//! [`super::read`] then reads as it reads any run folder.
+//!
+//! Each document is one object put whole by its slice, so a copy is an old document or a new
+//! one, never part of one. With `--watch` the copy is brought up to date at each redraw: the
+//! documents are read again, a ledger only when its size or time changed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::engine::live::STATUS_DIR;
+use crate::storage::{Entry, StorageError, Store, StoreOptions};
+use crate::transfer::location::LocalCopies;
+
+use super::WINDOW_FILE;
+
+/// A local copy of a run location's status, kept up to date by [`Mirror::refresh`].
+pub struct Mirror {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    opts: StoreOptions,
+    copies: LocalCopies,
+    /// The ledgers copied so far, by name, with the size and time they had.
+    ledgers: HashMap<String, Entry>,
+    /// The plan's URL when it is not `RUN/plan.json`; `None` with a local plan given.
+    plan: PlanAt,
+}
+
+/// Where the run's plan is read from.
+pub enum PlanAt {
+    /// `RUN/plan.json`.
+    InRun,
+    /// Another URL (`status --plan URL`).
+    Url(String),
+    /// A local file the reader is given: nothing to copy.
+    Local,
+}
+
+impl Mirror {
+    /// Opens the run location `url`, whose plan is `plan` (nothing is read yet).
+    pub fn open(url: &str, plan: PlanAt, opts: &StoreOptions) -> anyhow::Result<Mirror> {
+        let rt = crate::transfer::runtime().map_err(|f| f.error)?;
+        let store = rt
+            .block_on(Store::open(url, opts))
+            .with_context(|| format!("cannot open the run location `{url}`"))?;
+        Ok(Mirror {
+            rt,
+            store,
+            copies: LocalCopies::new("status")?,
+            ledgers: HashMap::new(),
+            plan,
+            opts: opts.clone(),
+        })
+    }
+
+    /// The run location's URL, without credentials.
+    pub fn url(&self) -> &str {
+        self.store.url()
+    }
+
+    /// Copies what is at the run location now into the local folder, and gives that folder.
+    pub fn refresh(&mut self) -> anyhow::Result<&Path> {
+        let local = self.copies.path().to_path_buf();
+        let out = local.join("out");
+        let store = &self.store;
+        let (plan, opts) = (&self.plan, &self.opts);
+        self.rt.block_on(async {
+            let copy = local.join("plan.json");
+            match plan {
+                PlanAt::InRun => {
+                    store.get_file("plan.json", &copy).await.with_context(|| {
+                        format!(
+                            "`{}` is not a run location with a plan (`plan.json`); give --plan",
+                            store.url()
+                        )
+                    })?;
+                }
+                PlanAt::Url(url) => {
+                    crate::transfer::location::download(url, &copy, opts)
+                        .await
+                        .with_context(|| format!("the plan `{url}`"))?;
+                }
+                PlanAt::Local => {}
+            }
+            match store.get_file(WINDOW_FILE, &local.join(WINDOW_FILE)).await {
+                Ok(_) | Err(StorageError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // The documents now: each one whole, old or new; one gone is gone here too.
+            let docs = out.join(STATUS_DIR);
+            let _ = std::fs::remove_dir_all(&docs);
+            for e in list(store, STATUS_DIR).await? {
+                if e.name.ends_with(".json") {
+                    store.get_file(&e.name, &out.join(&e.name)).await?;
+                }
+            }
+            for e in list(store, "ledgers").await? {
+                let copied = self.ledgers.get(&e.name);
+                let slice = e.name.starts_with("ledgers/slice-") && e.name.ends_with(".duckdb");
+                if slice && copied != Some(&e) {
+                    store.get_file(&e.name, &out.join(&e.name)).await?;
+                    self.ledgers.insert(e.name.clone(), e);
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        Ok(self.copies.path())
+    }
+}
+
+/// The files below `prefix`, none when there is no such folder yet.
+async fn list(store: &Store, prefix: &str) -> Result<Vec<Entry>, StorageError> {
+    match store.list(prefix).await {
+        Ok(v) => Ok(v),
+        Err(StorageError::NotFound { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}

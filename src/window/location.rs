@@ -1,0 +1,117 @@
+//! A window's day at a run location URL (`run --run-location URL`): the day's data lives at
+//! `URL/DATE-WINDOW/` (staging, the plan and the configuration beside it, outputs, the slices'
+//! ledgers and status documents, the deliveries' ledger, `window.json`), and the slices run
+//! over it with local scratch. What belongs to the machine that runs the window stays in the
+//! local run folder (`RUNS/DATE-WINDOW/`): the lock, `state.json`, the manifest and what is
+//! left of it, the split files, a copy of the plan, notifications and the report's pages.
+//!
+//! What is left of a day is judged as in a local run folder, from the run location: its
+//! ledgers are copied here, and an output is still there when the run location lists it with
+//! the size its ledger recorded.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+
+use crate::exit::Failure;
+use crate::storage::{StorageError, Store, StoreOptions};
+use crate::transfer::location::{LocalCopies, download_ledgers};
+
+/// One day's run location, opened.
+pub(crate) struct DayLocation {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    opts: StoreOptions,
+    /// `URL/DATE-WINDOW`, as the steps are given it.
+    pub url: PathBuf,
+}
+
+impl DayLocation {
+    /// The run location of the day `name` (`DATE-WINDOW`) below `base`, with the store options
+    /// of `config`'s `[transfer]`.
+    pub fn open(
+        base: &str,
+        name: &str,
+        config: &crate::config::Config,
+    ) -> Result<DayLocation, Failure> {
+        let url = crate::storage::join_url(base, name);
+        let opts: StoreOptions =
+            crate::transfer::TransferSettings::resolve(config, &Default::default())?.store;
+        let rt = crate::transfer::runtime()?;
+        let store = rt.block_on(Store::open(&url, &opts))?;
+        Ok(DayLocation {
+            rt,
+            store,
+            opts,
+            url: PathBuf::from(url),
+        })
+    }
+
+    /// The URL of `name` in the day's run location, as a step is given it.
+    pub fn at(&self, name: &str) -> PathBuf {
+        PathBuf::from(self.store.url_of(name))
+    }
+
+    /// Uploads the local file `local` as `name`, whole.
+    pub fn put(&self, name: &str, local: &Path) -> Result<(), Failure> {
+        self.rt.block_on(self.store.put_file(name, local, true))?;
+        Ok(())
+    }
+
+    /// Downloads `name` to `local`.
+    pub fn get(&self, name: &str, local: &Path) -> Result<(), Failure> {
+        self.rt.block_on(self.store.get_file(name, local))?;
+        Ok(())
+    }
+
+    /// Whether the run location holds any slice's ledger yet (the report needs one).
+    pub fn has_ledgers(&self) -> Result<bool, Failure> {
+        match self.rt.block_on(self.store.list("ledgers")) {
+            Ok(v) => Ok(v.iter().any(|e| e.name.ends_with(".duckdb"))),
+            Err(StorageError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The manifest's files not done yet at the run location, and how many are (see
+    /// [`super::resume::remaining`]).
+    pub fn remaining(
+        &self,
+        manifest: &Path,
+        split: &Path,
+        config_sha256: Option<&str>,
+    ) -> Result<super::resume::Remaining, Failure> {
+        let copies = LocalCopies::new("resume")?;
+        let ledgers_url = self.store.url_of("ledgers");
+        let ledgers =
+            match self
+                .rt
+                .block_on(download_ledgers(&ledgers_url, copies.path(), &self.opts))
+            {
+                Ok(dir) => dir,
+                Err(StorageError::NotFound { .. }) => copies.path().to_path_buf(),
+                Err(e) => return Err(e.into()),
+            };
+        // Every object's size, by URL, from one listing: what the ledgers name is looked up.
+        let sizes: HashMap<String, u64> = match self.rt.block_on(self.store.list("")) {
+            Ok(v) => v
+                .into_iter()
+                .map(|e| (self.store.url_of(&e.name), e.size))
+                .collect(),
+            Err(StorageError::NotFound { .. }) => HashMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        super::resume::remaining_where(manifest, &ledgers, split, config_sha256, |a| {
+            a.output_path
+                .as_ref()
+                .is_some_and(|o| sizes.get(o) == Some(&a.output_bytes))
+        })
+        .map_err(|e| {
+            Failure::data(anyhow!(
+                "what is left of the day at `{}`: {e:#}",
+                self.url.display()
+            ))
+        })
+    }
+}
