@@ -14,6 +14,7 @@ pub mod cost;
 pub mod emit;
 pub mod manifest;
 pub mod render;
+#[cfg(feature = "cli")]
 pub mod split;
 
 use std::cmp::{Ordering, Reverse};
