@@ -23,7 +23,8 @@ pub struct ReleaseArgs {
     /// Release every quarantined file of the run folder.
     #[arg(long)]
     pub all: bool,
-    /// The run folder (`RUNS/DATE-WINDOW`) whose quarantine holds the files.
+    /// The run folder (`RUNS/DATE-WINDOW`) whose quarantine holds the files, or a day's run
+    /// location (`URL/DATE-WINDOW` of `run --run-location URL`).
     #[arg(long, default_value = ".")]
     pub run: PathBuf,
     /// Who releases them, as recorded in the ledger (default: the user, `USER`).
@@ -32,6 +33,10 @@ pub struct ReleaseArgs {
     /// Why, as recorded in the ledger (for example the vendor's ticket).
     #[arg(long, value_name = "TEXT")]
     pub note: Option<String>,
+    /// The vendor configuration, for a run location's `[transfer.options]` (credentials
+    /// otherwise come from the environment).
+    #[arg(long, env = crate::env::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
 }
 
 pub fn run(g: &GlobalArgs, a: ReleaseArgs) -> Result<ExitStatus, Failure> {
@@ -47,13 +52,31 @@ pub fn run(g: &GlobalArgs, a: ReleaseArgs) -> Result<ExitStatus, Failure> {
             "who releases the files is recorded: give --by NAME (USER is not set)"
         ))
     })?;
+    let store = match a
+        .config
+        .as_deref()
+        .map(crate::config::Config::load)
+        .transpose()?
+    {
+        Some(c) => crate::transfer::TransferSettings::resolve(&c, &Default::default())?.store,
+        None => crate::transfer::store_options_without_config(&Default::default()),
+    };
     let settings = ReleaseSettings {
         run: a.run,
+        store,
         selection,
         by,
         note: a.note,
     };
-    let released = release(&settings).map_err(Failure::usage)?;
+    let released = release(&settings).map_err(|e| {
+        // A store's error says how it ends (3 only when trying again may help); anything
+        // else is the command's.
+        let status = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::storage::StorageError>())
+            .map_or(ExitStatus::Usage, |s| s.exit_status());
+        Failure { status, error: e }
+    })?;
     if !g.quiet {
         for q in &released {
             println!(

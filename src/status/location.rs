@@ -101,7 +101,14 @@ impl Mirror {
             }
             for e in list(store, "ledgers").await? {
                 let copied = self.ledgers.get(&e.name);
-                let slice = e.name.starts_with("ledgers/slice-") && e.name.ends_with(".duckdb");
+                // The slices' ledgers, and the window's quarantine and its releases.
+                let slice = (e.name.starts_with("ledgers/slice-") && e.name.ends_with(".duckdb"))
+                    || [
+                        crate::ledger::QUARANTINE_LEDGER,
+                        crate::ledger::RELEASES_LEDGER,
+                    ]
+                    .iter()
+                    .any(|n| e.name == format!("ledgers/{n}"));
                 if slice && copied != Some(&e) {
                     store.get_file(&e.name, &out.join(&e.name)).await?;
                     self.ledgers.insert(e.name.clone(), e);

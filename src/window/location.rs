@@ -74,6 +74,31 @@ impl DayLocation {
         }
     }
 
+    /// Puts in quarantine the files of the run location's ledgers due for it (see
+    /// [`super::quarantine::update`]): decided on local copies of its ledgers, and the
+    /// quarantine's ledger put back whole (`ledgers/quarantine.duckdb`).
+    pub fn quarantine_due(
+        &self,
+        max_attempts: u32,
+    ) -> Result<Vec<crate::ledger::query::Quarantined>, Failure> {
+        let copies = LocalCopies::new("quarantine")?;
+        let ledgers = match self.rt.block_on(download_ledgers(
+            &self.store.url_of("ledgers"),
+            copies.path(),
+            &self.opts,
+        )) {
+            Ok(dir) => dir,
+            Err(StorageError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let due = super::quarantine::update(&ledgers, max_attempts).map_err(Failure::data)?;
+        if !due.is_empty() {
+            let name = crate::ledger::QUARANTINE_LEDGER;
+            self.put(&format!("ledgers/{name}"), &ledgers.join(name))?;
+        }
+        Ok(due)
+    }
+
     /// The manifest's files not done yet at the run location, and how many are (see
     /// [`super::resume::remaining`]).
     pub fn remaining(

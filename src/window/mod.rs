@@ -387,7 +387,7 @@ fn run_steps(
         (None, 0)
     } else {
         // A run killed before it recorded what it put in quarantine does it now.
-        quarantine_due(steps, &ledgers, w, watch)?;
+        quarantine_due(steps, location.as_ref(), &ledgers, w, watch)?;
         // Done under the same configuration only, as each slice judges its own units.
         let config_sha = crate::plan::manifest::file_sha256(&steps.config).ok();
         let r = match &location {
@@ -510,7 +510,7 @@ fn run_steps(
             return finish(&dir, w, status, steps.dry_run);
         }
         if !steps.dry_run {
-            quarantine_due(steps, &ledgers, w, watch)?;
+            quarantine_due(steps, location.as_ref(), &ledgers, w, watch)?;
         }
     }
 
@@ -578,11 +578,10 @@ fn run_steps(
 }
 
 /// Puts in quarantine the files due for it ([`quarantine::update`]), says so, and tells the
-/// webhooks that want to know. Only a local run folder's ledgers have a quarantine: a day at a
-/// run location (`ledgers` is a URL, no folder) has none yet, and its failed files are tried by
-/// every run.
+/// webhooks that want to know: in the run folder's ledgers, or at the day's run location.
 fn quarantine_due(
     steps: &Steps<'_>,
+    location: Option<&DayLocation>,
     ledgers: &Path,
     w: &WindowDay,
     watch: &Watch<'_>,
@@ -590,7 +589,10 @@ fn quarantine_due(
     if steps.dry_run {
         return Ok(());
     }
-    let due = quarantine::update(ledgers, w.config.max_attempts()).map_err(Failure::data)?;
+    let due = match location {
+        Some(l) => l.quarantine_due(w.config.max_attempts())?,
+        None => quarantine::update(ledgers, w.config.max_attempts()).map_err(Failure::data)?,
+    };
     for q in &due {
         println!(
             "quarantine {} `{}` after {} failed attempts: {}",

@@ -56,8 +56,11 @@ pub enum Selection {
 /// A release: which files, by whom, why.
 #[derive(Debug, Clone)]
 pub struct ReleaseSettings {
-    /// The run folder (`RUNS/DATE-WINDOW`).
+    /// The run folder (`RUNS/DATE-WINDOW`), or a day's run location (`URL/DATE-WINDOW`, as
+    /// `run --run-location URL` keeps it).
     pub run: PathBuf,
+    /// How to reach a run location.
+    pub store: crate::storage::StoreOptions,
     pub selection: Selection,
     pub by: String,
     pub note: Option<String>,
@@ -67,7 +70,37 @@ pub struct ReleaseSettings {
 /// the next run of the window plans them again. Returns the files released. A selected file or
 /// vendor with nothing in quarantine is an error naming it, so a typo does not pass silently.
 pub fn release(s: &ReleaseSettings) -> anyhow::Result<Vec<Quarantined>> {
-    let ledgers = ledgers_of(&s.run);
+    let run = s.run.display().to_string();
+    if !crate::transfer::location::is_url(&run) {
+        return release_in(s, &ledgers_of(&s.run));
+    }
+    // A run location: decided on local copies of its ledgers, the releases' ledger put back
+    // whole.
+    let copies = crate::transfer::location::LocalCopies::new("release")?;
+    let rt = crate::transfer::runtime()?;
+    let ledgers_url = crate::storage::join_url(&run, "ledgers");
+    let ledgers = rt
+        .block_on(crate::transfer::location::download_ledgers(
+            &ledgers_url,
+            copies.path(),
+            &s.store,
+        ))
+        .with_context(|| format!("cannot read the ledgers at `{ledgers_url}`"))?;
+    let released = release_in(s, &ledgers)?;
+    if !released.is_empty() {
+        rt.block_on(async {
+            let store = crate::storage::Store::open(&ledgers_url, &s.store).await?;
+            store
+                .put_file(RELEASES_LEDGER, &ledgers.join(RELEASES_LEDGER), true)
+                .await
+        })
+        .with_context(|| format!("cannot record the release at `{ledgers_url}`"))?;
+    }
+    Ok(released)
+}
+
+/// [`release`] in the ledgers folder `ledgers`.
+fn release_in(s: &ReleaseSettings, ledgers: &Path) -> anyhow::Result<Vec<Quarantined>> {
     if !ledgers.is_dir() {
         bail!(
             "`{}` is not a run folder with ledgers (no `{}`)",
@@ -75,7 +108,13 @@ pub fn release(s: &ReleaseSettings) -> anyhow::Result<Vec<Quarantined>> {
             ledgers.display()
         );
     }
-    let found = find_ledgers(&ledgers, None)?;
+    let found = find_ledgers(ledgers, None)?;
+    if found.is_empty() {
+        bail!(
+            "`{}` has no ledgers: nothing is in quarantine",
+            s.run.display()
+        );
+    }
     let held = with_latest(&found, |conn| Ok(quarantined(conn)?))?;
     let chosen: Vec<Quarantined> = match &s.selection {
         Selection::All => held,

@@ -31,7 +31,13 @@ fn window(d: &Dir, start: i64, end: i64) -> String {
 
 /// A generated day (`files`, `records`, `vendors`, `seed`) on the vendors' server and a window
 /// open from a minute ago for three hours: the window's date.
-fn day_on_server(d: &Dir, files: &str, records: &str, vendors: &str, seed: &str) -> String {
+pub(crate) fn day_on_server(
+    d: &Dir,
+    files: &str,
+    records: &str,
+    vendors: &str,
+    seed: &str,
+) -> String {
     let date = day_of(-1);
     generate_day_on(d, files, records, vendors, seed, &date);
     window(d, -1, 180)

@@ -981,3 +981,76 @@ fn a_window_runs_at_an_azure_blob_run_location() {
         a_window_runs_at_the_location(loc);
     }
 }
+
+/// The quarantine of a day kept at a run location: V001's files, failing on their data with
+/// `max_attempts = 1`, are put in quarantine at the run location by the first `run`, not planned
+/// by the next, shown by `status RUN_URL`, released at the run location, and done once fixed.
+#[test]
+fn the_quarantine_of_a_day_at_a_run_location() {
+    let Some(loc) = s3() else { return };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "6", "2000", "3", "31");
+    let runs = loc.url("runs");
+    let day = format!("{runs}/{date}-day");
+    let good = d.read("day/batchwin.toml");
+    d.write(
+        "day/batchwin.toml",
+        good.replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
+            .replace("[windows.day]\n", "[windows.day]\nmax_attempts = 1\n"),
+    );
+    let args = crate::run::run_args(&date, &["--run-location", &runs]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = |code: i32| -> String {
+        let o = loc.run(d.root(), &args);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(code), "{out}");
+        out
+    };
+    let first = run(1);
+    let n = first
+        .lines()
+        .filter(|l| l.starts_with("quarantine V001 `"))
+        .count();
+    assert!(n > 0, "{first}");
+    assert!(
+        loc.objects(&format!("runs/{date}-day/ledgers"))
+            .contains_key("quarantine.duckdb")
+    );
+    let second = run(1);
+    assert!(
+        second.contains(&format!("quarantine {n} files not planned")),
+        "{second}"
+    );
+    assert!(!second.contains("step       slice"), "{second}");
+    let s = status_at(&d, &loc, &day);
+    assert_eq!(s["quarantined"].as_array().unwrap().len(), n, "{s}");
+    assert_eq!(s["totals"]["quarantined"], n, "{s}");
+
+    let o = loc.run(
+        d.root(),
+        &[
+            "release", "--run", &day, "--vendor", "V001", "--by", "oncall",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(out.matches("released   V001").count(), n, "{out}");
+    d.write("day/batchwin.toml", &good);
+    run(0);
+    let o = loc.run(
+        d.root(),
+        &[
+            "report",
+            "--ledgers",
+            &format!("{day}/ledgers"),
+            "--format",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    let expected: serde_json::Value =
+        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
+    assert_eq!(report["totals"]["records_in"], expected["records"]);
+    assert_eq!(report["totals"]["quarantined"], 0, "{}", report["totals"]);
+    assert!(report["quarantined"].as_array().unwrap().is_empty());
+}
