@@ -160,13 +160,29 @@ pub struct Why {
 
 /// What happened to `file` (a path, or its name) in the run folder `dir`.
 pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
+    why_where(
+        dir,
+        &dir.display().to_string(),
+        file,
+        query::local_output_present,
+    )
+}
+
+/// [`why`], from a run folder `dir` (its manifest, what was left of it, its plan and its
+/// ledgers) that is named `run` in what it says, asking `output_present` whether an attempt's
+/// output is still there with its recorded size (a run location answers from a listing).
+pub fn why_where(
+    dir: &Path,
+    run: &str,
+    file: &str,
+    mut output_present: impl FnMut(&query::UnitAttempt) -> bool,
+) -> anyhow::Result<Why> {
     let matches = |location: &str| location == file || location.ends_with(&format!("/{file}"));
     let mut steps = Vec::new();
     let manifest = crate::plan::manifest::read(&dir.join("manifest.jsonl")).unwrap_or_default();
     let Some(row) = manifest.iter().find(|r| matches(&r.location)) else {
         anyhow::bail!(
-            "`{file}` is not in the manifest of `{}`: the run did not fetch it (not delivered for this day, or not complete when the run fetched)",
-            dir.display()
+            "`{file}` is not in the manifest of `{run}`: the run did not fetch it (not delivered for this day, or not complete when the run fetched)"
         );
     };
     steps.push(format!(
@@ -229,10 +245,12 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
         crate::ledger::merge::with_latest(&ledgers, |c| {
             let attempts = query::file_attempts(c, &row.location)?;
             let latest = query::LatestUnits::read(c)?;
-            let verdict =
-                latest.is_done(UnitRef::File(&row.location), config_sha.as_deref(), |a| {
-                    a.parts.unwrap_or(1) > 1 || a.input_sha256 == row.sha256
-                });
+            let verdict = latest.is_done_where(
+                UnitRef::File(&row.location),
+                config_sha.as_deref(),
+                |a| a.parts.unwrap_or(1) > 1 || a.input_sha256 == row.sha256,
+                &mut output_present,
+            );
             let history = query::quarantine_history(c, &row.location)?;
             let held = query::quarantined(c)?
                 .into_iter()
@@ -304,9 +322,7 @@ pub fn why(dir: &Path, file: &str) -> anyhow::Result<Why> {
     let now = match (verdict, &held) {
         (_, Some(q)) => format!(
             "quarantined after {} failed attempts: not planned until `batchwin release --run {} {}`",
-            q.attempts,
-            dir.display(),
-            row.location
+            q.attempts, run, row.location
         ),
         (Ok(()), None) => "done: the next run skips it".to_string(),
         (Err(n), None) => format!("not done ({}): the next run does it", not_done(n)),

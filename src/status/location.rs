@@ -120,6 +120,58 @@ impl Mirror {
     }
 }
 
+/// `log RUN_URL --why FILE`: what happened to `file` in the run at the run location `url`
+/// (`URL/DATE-WINDOW`), from copies of its manifest, what was left of it and its plan
+/// (`manifest.jsonl`, `todo.jsonl`, `plan.json`, which `run` puts there) and of its ledgers,
+/// laid out as a run folder. A document the run location lacks (a run from before it put them
+/// there) is taken from `local`, the run folder of the machine that ran the day, when given.
+/// An output is still there when the run location lists it with its recorded size.
+pub fn why_at(
+    url: &str,
+    local: Option<&Path>,
+    file: &str,
+    opts: &StoreOptions,
+) -> anyhow::Result<super::history::Why> {
+    let rt = crate::transfer::runtime().map_err(|f| f.error)?;
+    let store = rt
+        .block_on(Store::open(url, opts))
+        .with_context(|| format!("cannot open the run location `{url}`"))?;
+    let copies = LocalCopies::new("log")?;
+    let dir = copies.path();
+    let sizes = rt.block_on(async {
+        for name in ["manifest.jsonl", "todo.jsonl", "plan.json"] {
+            match store.get_file(name, &dir.join(name)).await {
+                Ok(_) => {}
+                Err(StorageError::NotFound { .. }) => {
+                    if let Some(from) = local.map(|l| l.join(name)).filter(|f| f.is_file()) {
+                        std::fs::copy(&from, dir.join(name))
+                            .with_context(|| format!("cannot copy `{}`", from.display()))?;
+                    }
+                }
+                Err(e) => return Err(anyhow::Error::from(e)),
+            }
+        }
+        let out = dir.join("out");
+        for e in list(&store, "ledgers").await? {
+            if e.name.ends_with(".duckdb") {
+                store.get_file(&e.name, &out.join(&e.name)).await?;
+            }
+        }
+        // Every object's size, by URL, from one listing: what the ledgers name is looked up.
+        let sizes: HashMap<String, u64> = list(&store, "")
+            .await?
+            .into_iter()
+            .map(|e| (store.url_of(&e.name), e.size))
+            .collect();
+        Ok::<_, anyhow::Error>(sizes)
+    })?;
+    super::history::why_where(dir, store.url(), file, |a| {
+        a.output_path
+            .as_ref()
+            .is_some_and(|o| sizes.get(o) == Some(&a.output_bytes))
+    })
+}
+
 /// The files below `prefix`, none when there is no such folder yet.
 async fn list(store: &Store, prefix: &str) -> Result<Vec<Entry>, StorageError> {
     match store.list(prefix).await {

@@ -3,7 +3,8 @@
 //! ledgers and status documents, the deliveries' ledger, `window.json`), and the slices run
 //! over it with local scratch. What belongs to the machine that runs the window stays in the
 //! local run folder (`RUNS/DATE-WINDOW/`): the lock, `state.json`, the manifest and what is
-//! left of it, the split files, a copy of the plan, notifications and the report's pages.
+//! left of it (copies of both go to the run location too, for `log --why`), the split files, a
+//! copy of the plan, notifications and the report's pages.
 //!
 //! What is left of a day is judged as in a local run folder, from the run location: its
 //! ledgers are copied here, and an output is still there when the run location lists it with

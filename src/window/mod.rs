@@ -396,6 +396,18 @@ fn run_steps(
                 .map_err(Failure::data)?,
         };
         crate::plan::manifest::write(&todo, &r.left).map_err(Failure::data)?;
+        // Copies of the manifest and of what is left of it at the run location, where
+        // `log URL/DATE-WINDOW --why FILE` reads them from any machine.
+        if let Some(l) = &location {
+            for (name, local) in [("manifest.jsonl", &manifest), ("todo.jsonl", &todo)] {
+                if let Err(f) = l.put(name, local) {
+                    tracing::warn!(
+                        "cannot store `{name}` at the run location (`log --why` reads it there): {:#}",
+                        f.error
+                    );
+                }
+            }
+        }
         if !r.quarantined.is_empty() {
             println!(
                 "quarantine {} files not planned after failing {} runs or more: {} (`batchwin release --run {} FILE` plans one again)",

@@ -1026,6 +1026,51 @@ fn the_quarantine_of_a_day_at_a_run_location() {
     assert_eq!(s["quarantined"].as_array().unwrap().len(), n, "{s}");
     assert_eq!(s["totals"]["quarantined"], n, "{s}");
 
+    // Why one of them is not planned: from the run location alone, as any machine asks, and
+    // from the local run folder of the day, whose ledgers are at the run location.
+    let held = first
+        .lines()
+        .find_map(|l| l.strip_prefix("quarantine V001 `"))
+        .and_then(|r| r.split('`').next())
+        .expect("a quarantined file");
+    let name = held.rsplit('/').next().unwrap();
+    for run in [day.clone(), format!("runs/{date}-day")] {
+        let o = loc.run(d.root(), &["log", &run, "--why", name, "--format", "json"]);
+        assert_eq!(o.status.code(), Some(0), "log {run}");
+        let w: serde_json::Value = serde_json::from_slice(&o.stdout).expect("why json");
+        assert_eq!(w["file"], held, "{w}");
+        let now = w["now"].as_str().unwrap();
+        assert!(
+            now.starts_with("quarantined after 1 failed attempts"),
+            "{w}"
+        );
+        let steps: Vec<&str> = w["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(steps[0].starts_with("fetched: in the manifest as"), "{w}");
+        assert!(
+            steps.iter().any(|s| s.contains(": the file processed")),
+            "{w}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("quarantined after 1 failed")),
+            "{w}"
+        );
+    }
+    // A file the day never fetched is said to be so, naming the run location.
+    let o = loc.run(d.root(), &["log", &day, "--why", "nothing.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("not in the manifest of `{day}`")),
+        "{err}"
+    );
+
     let o = loc.run(
         d.root(),
         &[
