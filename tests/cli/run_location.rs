@@ -61,7 +61,7 @@ fn s3_sigv4() -> Option<Location> {
 }
 
 /// The emulator's published development key (not a secret).
-const AZURITE_KEY: &str =
+pub(crate) const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 fn azurite() -> Option<Location> {

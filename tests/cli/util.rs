@@ -52,7 +52,8 @@ impl Dir {
     }
 
     /// `batchwin` in this folder, with every `BATCHWIN_*` (and `RAYON_*`, `OTEL_*` and
-    /// `TRACEPARENT`) variable removed and a known masking key.
+    /// `TRACEPARENT`) variable removed, a known masking key, and the test's Azurite as the
+    /// Azure emulator.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("batchwin").expect("binary");
         for (k, _) in std::env::vars() {
@@ -65,6 +66,10 @@ impl Dir {
             }
         }
         c.env("BATCHWIN_MASK_KEY", MASK_KEY);
+        // Where a configuration's `azure_storage_use_emulator` finds the test's Azurite.
+        if let Some(azurite) = service("BATCHWIN_TEST_AZURITE") {
+            c.env("AZURITE_BLOB_STORAGE_URL", azurite);
+        }
         c.current_dir(self.root());
         c
     }
