@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
     Entry, ExpectedContent, HashingReader, LinkTarget, Listing, Other, OtherKind, STREAM_BUF, Sink,
-    SshOptions, StorageError, StoreOptions, TYPE_BITS, Transferred, safe_name, special_kind,
+    SshOptions, StorageError, StoreOptions, TYPE_BITS, Transferred, VecSink, Version, Versioned,
+    safe_name, sha256_hex, special_kind,
 };
 
 pub(super) struct SftpBackend {
@@ -783,6 +784,118 @@ impl SftpBackend {
         }
         let _ = tokio::time::timeout(self.timeout, f.shutdown()).await;
         Ok((meta.size.unwrap_or(0), None))
+    }
+
+    /// See [`super::Store::create_bytes`]: an exclusive open (`CREATE | EXCLUDE`), which the
+    /// server refuses when the file exists, then the bytes written in place (a reader may find
+    /// the file empty or short for that moment).
+    pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {
+        let conn = self.conn().await?;
+        self.timed(name, self.make_parents(&conn, name)).await?;
+        let target = self.remote(name);
+        let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
+        let opened = self
+            .timed(name, async {
+                Ok::<_, StorageError>(conn.sftp.open_with_flags(target.clone(), flags).await)
+            })
+            .await?;
+        let f = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // Servers say "failure" rather than "file exists": the file tells.
+                return Err(if self.head(name).await?.is_some() {
+                    StorageError::AlreadyExists {
+                        store: self.display.clone(),
+                        name: name.to_string(),
+                    }
+                } else {
+                    self.sftp_err(name, e)
+                });
+            }
+        };
+        self.write_all_to(name, f, bytes).await?;
+        Ok(Version {
+            e_tag: None,
+            version: None,
+            sha256: sha256_hex(bytes),
+        })
+    }
+
+    /// Writes `bytes` to the open file `f` and closes it.
+    async fn write_all_to(
+        &self,
+        name: &str,
+        mut f: russh_sftp::client::fs::File,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        self.timed(name, async {
+            f.write_all(bytes)
+                .await
+                .map_err(|e| self.io_err(name, e))?;
+            f.shutdown().await.map_err(|e| self.io_err(name, e))
+        })
+        .await
+    }
+
+    /// See [`super::Store::get_versioned`].
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<Versioned>, StorageError> {
+        let Some(entry) = self.head(name).await? else {
+            return Ok(None);
+        };
+        let mut sink = VecSink::default();
+        match self.get_into(name, &mut sink).await {
+            Ok(()) => {}
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        Ok(Some(Versioned {
+            version: Version {
+                e_tag: None,
+                version: None,
+                sha256: sha256_hex(&sink.0),
+            },
+            modified: entry.modified,
+            bytes: sink.0,
+        }))
+    }
+
+    /// See [`super::Store::replace_bytes`]: SFTP has no conditional write, so the file is read
+    /// and compared with `expected`, then written in place (truncated and rewritten, never
+    /// removed: an exclusive creation by another writer cannot slip in between).
+    pub async fn replace_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: &Version,
+    ) -> Result<Version, StorageError> {
+        let conflict = || StorageError::Conflict {
+            store: self.display.clone(),
+            name: name.to_string(),
+        };
+        match self.get_versioned(name).await? {
+            Some(now) if now.version.sha256 == expected.sha256 => {}
+            _ => return Err(conflict()),
+        }
+        let conn = self.conn().await?;
+        let flags = OpenFlags::WRITE | OpenFlags::TRUNCATE;
+        let f = self
+            .timed(name, async {
+                conn.sftp
+                    .open_with_flags(self.remote(name), flags)
+                    .await
+                    .map_err(|e| self.sftp_err(name, e))
+            })
+            .await
+            .map_err(|e| match e {
+                StorageError::NotFound { .. } => conflict(),
+                e => e,
+            })?;
+        self.write_all_to(name, f, bytes).await?;
+        Ok(Version {
+            e_tag: None,
+            version: None,
+            sha256: sha256_hex(bytes),
+        })
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {

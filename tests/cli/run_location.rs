@@ -121,6 +121,28 @@ impl Location {
         format!("{}/{rel}", self.base)
     }
 
+    /// The object `rel`, when it is there.
+    pub(crate) fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        runtime().block_on(async {
+            let store = Store::open(&self.base, &self.opts).await.expect("store");
+            store
+                .get_versioned(rel)
+                .await
+                .expect("get")
+                .map(|v| v.bytes)
+        })
+    }
+
+    /// Puts `bytes` as the object `rel`, replacing one there.
+    pub(crate) fn put(&self, rel: &str, bytes: &[u8]) {
+        let local = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(local.path(), bytes).expect("write");
+        runtime().block_on(async {
+            let store = Store::open(&self.base, &self.opts).await.expect("store");
+            store.put_file(rel, local.path(), true).await.expect("put");
+        })
+    }
+
     /// Every object below `rel` (name relative to it -> bytes).
     pub(crate) fn objects(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
         runtime().block_on(async {
@@ -1053,4 +1075,120 @@ fn the_quarantine_of_a_day_at_a_run_location() {
     assert_eq!(report["totals"]["records_in"], expected["records"]);
     assert_eq!(report["totals"]["quarantined"], 0, "{}", report["totals"]);
     assert!(report["quarantined"].as_array().unwrap().is_empty());
+}
+
+/// A lock object as a run writes it (`RUN_URL/.lock`), for a holder that is not a run.
+fn lock_of(host: &str, pid: u32, renewed: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    let at = renewed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    serde_json::to_vec(&serde_json::json!({
+        "host": host, "pid": pid, "since": at, "renewed_at": at, "token": "not-a-run"
+    }))
+    .unwrap()
+}
+
+/// The lock of a day at a run location, between machines (here: runs with local run folders of
+/// their own, whose local locks cannot see each other): a second `run` of the day is refused
+/// while the first runs, naming it, and leaves its lock alone; the lock is gone once the run
+/// ended; a lock not renewed for the lease is taken over, one renewed lately is not.
+fn a_day_at_the_location_runs_on_one_machine_at_a_time(loc: Location) {
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "24", "20000", "3", "43");
+    let runs = loc.url("runs");
+    let lock = format!("runs/{date}-day/.lock");
+    let args = |local: &str| -> Vec<String> {
+        let mut a = crate::run::run_args(&date, &["--workers", "2", "--run-location", &runs]);
+        let at = a.iter().position(|x| x == "--runs").expect("--runs");
+        a[at + 1] = local.into();
+        a
+    };
+    let out = std::fs::File::create(d.path("first.out")).unwrap();
+    let mut first = loc
+        .cmd(d.root())
+        .args(args("runs-a"))
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first run starts");
+    let started = std::time::Instant::now();
+    let held = loop {
+        if let Some(bytes) = loc.get(&lock) {
+            break bytes;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended before its lock was seen: {}",
+            d.read("first.out")
+        );
+        assert!(started.elapsed().as_secs() < 60, "no lock at `{lock}`");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let holder: serde_json::Value = serde_json::from_slice(&held).expect("the lock is JSON");
+    assert_eq!(holder["pid"], first.id(), "{holder}");
+    for key in ["host", "since", "renewed_at", "token"] {
+        assert!(holder[key].is_string(), "{key}: {holder}");
+    }
+
+    let args_b = args("runs-b");
+    let o = loc.run(d.root(), &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended before the second was refused"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "another run of window `day` for {date} is in progress (host {} pid {} since",
+            holder["host"].as_str().unwrap(),
+            first.id()
+        )) && err.contains(&loc.url(&lock)),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("step       fetch"));
+    // The first run's lock is left as it was (or renewed by it).
+    let now: serde_json::Value = serde_json::from_slice(&loc.get(&lock).expect("still held")).unwrap();
+    assert_eq!(now["token"], holder["token"]);
+
+    assert_eq!(first.wait().unwrap().code(), Some(0), "{}", d.read("first.out"));
+    assert_eq!(loc.get(&lock), None, "the lock is deleted when the run ends");
+
+    // A lock last renewed an hour ago (its machine died) is taken over, and deleted at the end.
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    loc.put(&lock, &lock_of("gone-host", 4242, hour_ago));
+    let o = loc.run(d.root(), &args_b);
+    assert_eq!(o.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("lock       took over the stale lock")
+            && said.contains("host gone-host pid 4242"),
+        "{said}"
+    );
+    assert_eq!(loc.get(&lock), None);
+
+    // One renewed a minute ago is not.
+    let fresh = lock_of("other-host", 4343, chrono::Utc::now() - chrono::Duration::minutes(1));
+    loc.put(&lock, &fresh);
+    let o = loc.run(d.root(), &args_b);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is in progress (host other-host pid 4343 since"),
+        "{err}"
+    );
+    assert_eq!(loc.get(&lock), Some(fresh), "a refused run leaves the lock alone");
+}
+
+#[test]
+fn a_day_at_an_s3_run_location_runs_on_one_machine_at_a_time() {
+    if let Some(loc) = s3() {
+        a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
+    }
+}
+
+#[test]
+fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
+    if let Some(loc) = azurite() {
+        a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
+    }
 }

@@ -3,7 +3,7 @@
 //! (`scripts/services/object-stores-up`, `scripts/services/sshd-up`).
 
 use batchwin::storage::{
-    ExpectedContent, SshOptions, StorageError, Store, StoreOptions, Transferred,
+    Conditional, ExpectedContent, SshOptions, StorageError, Store, StoreOptions, Transferred,
 };
 
 use crate::util::{Dir, Sftp, service};
@@ -49,8 +49,10 @@ pub fn sftp_options(s: &Sftp) -> StoreOptions {
     }
 }
 
-/// put, get, list, head, conditional put, rename, delete, large (multipart) put, unsafe names.
+/// put, get, list, head, conditional put, rename, delete, large (multipart) put, unsafe names,
+/// conditional writes of small files.
 fn conformance(store: &Store, d: &Dir) {
+    conditional_writes(store);
     runtime().block_on(async {
         let small = d.write("small.csv", "id,name\n1,Zoë\n");
         let put = store
@@ -261,6 +263,63 @@ fn conformance(store: &Store, d: &Dir) {
             2,
             "no temporary files left beside downloads: {leftovers:?}"
         );
+    });
+}
+
+/// A small file created only where there is none, replaced only while it is the version read;
+/// of two creations at once exactly one wins, and of two replacements of the same version at
+/// once too where the store says its replacements are atomic.
+fn conditional_writes(store: &Store) {
+    runtime().block_on(async {
+        let name = "lock/.lock";
+        let first = store.create_bytes(name, b"first").await.expect("create");
+        let err = store.create_bytes(name, b"second").await.unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+        let read = store
+            .get_versioned(name)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(read.bytes, b"first");
+        assert_eq!(read.version.sha256, first.sha256);
+        let second = store
+            .replace_bytes(name, b"second", &read.version)
+            .await
+            .expect("the version read is replaced");
+        let err = store
+            .replace_bytes(name, b"third", &read.version)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+        assert_eq!(store.get_bytes(name).await.unwrap(), b"second");
+        let third = store
+            .replace_bytes(name, b"third", &second)
+            .await
+            .expect("the version written is replaced");
+        store.delete(name).await.unwrap();
+        let err = store.replace_bytes(name, b"x", &third).await.unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+        assert_eq!(store.get_versioned(name).await.unwrap(), None);
+
+        // At once: one creation wins.
+        for round in 0..5 {
+            let (a, b) = tokio::join!(
+                store.create_bytes(name, b"from a"),
+                store.create_bytes(name, b"from b")
+            );
+            assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} {b:?}");
+            let won: &[u8] = if a.is_ok() { b"from a" } else { b"from b" };
+            assert_eq!(store.get_bytes(name).await.unwrap(), won);
+            if store.conditional() == Conditional::Atomic {
+                let v = store.get_versioned(name).await.unwrap().unwrap().version;
+                let (a, b) = tokio::join!(
+                    store.replace_bytes(name, b"a again", &v),
+                    store.replace_bytes(name, b"b again", &v)
+                );
+                assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} {b:?}");
+            }
+            store.delete(name).await.unwrap();
+        }
     });
 }
 
