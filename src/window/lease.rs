@@ -352,4 +352,67 @@ mod tests {
         // A renewal in the future (a clock ahead) is not stale.
         assert!(!is_stale(r, t("2026-12-03T06:00:00Z")));
     }
+
+    /// In a folder: a second run is refused; the holder renews its lock, finds out when another
+    /// run has taken it, and then leaves that run's lock alone; a lock still its own it deletes.
+    #[test]
+    fn the_holder_renews_finds_a_lock_taken_over_and_deletes_only_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let w = crate::window::day::test_day();
+        let open = || {
+            let rt = crate::transfer::runtime().expect("runtime");
+            let store = rt
+                .block_on(Store::open(
+                    &dir.path().display().to_string(),
+                    &StoreOptions::default(),
+                ))
+                .expect("store");
+            (rt, store)
+        };
+        let (rt, store) = open();
+        let (holder, version) = rt.block_on(acquire(&store, &w)).expect("taken");
+        let refused = match rt.block_on(acquire(&store, &w)) {
+            Ok(_) => panic!("a second lock was granted"),
+            Err(f) => format!("{:#}", f.error),
+        };
+        assert!(
+            refused.contains(&format!(
+                "another run of window `morning` for 2026-12-03 is in progress (host {} pid {}",
+                holder.host, holder.pid
+            )),
+            "{refused}"
+        );
+        let mut held = Held {
+            rt,
+            store,
+            holder,
+            version,
+        };
+        assert!(held.renew().is_ok(), "renewed");
+        let lock = dir.path().join(LOCK_NAME);
+        let renewed: Holder =
+            serde_json::from_slice(&std::fs::read(&lock).expect("lock")).expect("json");
+        assert_eq!(renewed, held.holder);
+        held.release();
+        assert!(!lock.exists(), "its own lock is deleted");
+
+        // Taken over by another run meanwhile: lost, and the other's lock is left alone.
+        let (rt, store) = open();
+        let (holder, version) = rt.block_on(acquire(&store, &w)).expect("taken");
+        let mut held = Held {
+            rt,
+            store,
+            holder,
+            version,
+        };
+        let mut other = Holder::new();
+        other.host = "other-host".into();
+        std::fs::write(&lock, other.bytes()).expect("taken over");
+        match held.renew() {
+            Err(Lost::To(who)) => assert!(who.contains("host other-host"), "{who}"),
+            _ => panic!("the renewal did not find the lock lost"),
+        }
+        held.release();
+        assert_eq!(std::fs::read(&lock).expect("still there"), other.bytes());
+    }
 }
