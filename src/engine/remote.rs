@@ -8,9 +8,13 @@
 //! retryable exit code, naming it), memory-mapped and processed by the batch scheduler as in
 //! local mode ([`super::batch::run_with`]), and its outputs and reject file uploaded to
 //! `RUN/VENDOR/` before the unit is recorded. The slice's ledger goes to
-//! `RUN/ledgers/slice-NNNNN.duckdb` when the slice ends. Every upload is atomic (one put or a
-//! completed multipart upload on object stores, a temporary name renamed in folders and on
-//! SFTP): a slice killed at any moment leaves whole objects or nothing.
+//! `RUN/ledgers/slice-NNNNN.duckdb` when the slice ends, and also while it runs: after units
+//! were recorded, at most every [`LEDGER_UPLOAD_EVERY`], a thread of its own copies the ledger
+//! as its last committed transaction left it ([`crate::ledger::Snapshots`], never the file
+//! being written) and puts the copy there, so a slice killed half-way and run again skips what
+//! the copy records. Every upload is atomic (one put or a completed multipart upload on object
+//! stores, a temporary name renamed in folders and on SFTP): a slice killed at any moment
+//! leaves whole objects or nothing.
 //!
 //! A part of a large file that the planner cut by ranged reads (see `plan::split`) is
 //! downloaded alone, with ranged reads of the file's preamble and the part's bytes, and
@@ -50,6 +54,12 @@ use super::live::{Live, STATUS_DIR, StatusStore};
 /// tick tries again): a store that hangs holds the slice's end back by at most twice this (the
 /// document being written when the slice ends, then the last one).
 pub const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time between two copies of a slice's ledger put to the run location while the
+/// slice runs (the first goes as soon as units are recorded): a slice killed and run again
+/// redoes at most the units of the last few seconds. Copying and uploading a ledger is done
+/// off the file workers' and the deliveries' path, by a thread of its own.
+pub const LEDGER_UPLOAD_EVERY: Duration = Duration::from_secs(5);
 
 /// Inputs downloaded beyond those the file workers are processing: the next units are on disk
 /// when a worker is free, and scratch holds a few files, not the slice.
@@ -261,14 +271,18 @@ impl RunLocation {
             changed: Condvar::new(),
             capacity: 2 * rayon::current_num_threads().max(1) + AHEAD,
         };
+        let uploads = LedgerUploads::default();
         let hooks = Hooks {
             loc: self,
             fetches: &fetches,
             units: &units,
             stores: &stores,
+            uploads: &uploads,
         };
+        let copy = self.scratch.0.join("ledger-copy").join(format!("slice-{k:05}.duckdb"));
         let result = std::thread::scope(|scope| {
             let downloader = scope.spawn(|| hooks.download_all(&items));
+            let uploader = scope.spawn(|| self.upload_ledger_copies(&uploads, &ledger_name, &copy));
             let result = batch::run_with(
                 profiles,
                 items.clone(),
@@ -279,7 +293,11 @@ impl RunLocation {
                 &hooks,
             );
             fetches.stop();
+            // The copies stop before the ledger itself goes up (and their connection to it
+            // closes, so that DuckDB checkpoints it into its file).
+            uploads.stop();
             let _ = downloader.join();
+            let _ = uploader.join();
             result
         });
         // The ledger goes up whatever happened to the units: the next run of the slice skips
@@ -297,6 +315,78 @@ impl RunLocation {
             resumed: todo.resumed,
             scratch_peak: peak,
         })
+    }
+
+    /// Puts copies of the slice's ledger to `name` while the slice runs: once units were
+    /// recorded and [`LEDGER_UPLOAD_EVERY`] has passed since the last copy, a copy is written
+    /// to `local` ([`crate::ledger::Snapshots::write`]) and put whole, until told to stop. A copy
+    /// that cannot be made or put is only warned about: the slice's end puts the ledger.
+    fn upload_ledger_copies(&self, uploads: &LedgerUploads, name: &str, local: &Path) {
+        if let Some(dir) = local.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(
+                "no copies of the ledger go to the run location while the slice runs: cannot create `{}`: {e}",
+                dir.display()
+            );
+            return;
+        }
+        let mut snapshots = None;
+        let mut last: Option<std::time::Instant> = None;
+        loop {
+            {
+                let mut s = uploads.lock();
+                loop {
+                    if s.stop {
+                        return;
+                    }
+                    if let Some(c) = s.snapshots.take() {
+                        snapshots = Some(c);
+                    }
+                    let wait = last.map_or(Duration::ZERO, |t| {
+                        LEDGER_UPLOAD_EVERY.saturating_sub(t.elapsed())
+                    });
+                    if s.dirty && snapshots.is_some() && wait.is_zero() {
+                        break;
+                    }
+                    s = if s.dirty && !wait.is_zero() {
+                        uploads
+                            .changed
+                            .wait_timeout(s, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    } else {
+                        uploads.changed.wait(s).unwrap_or_else(|e| e.into_inner())
+                    };
+                }
+                s.dirty = false;
+            }
+            let Some(c) = snapshots.as_ref() else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            last = Some(started);
+            let put = c
+                .write(local)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    self.rt
+                        .block_on(self.run.put_file(name, local, true))
+                        .map_err(anyhow::Error::from)
+                });
+            match put {
+                Ok(t) => tracing::debug!(
+                    "put a copy of the ledger to `{}` ({} bytes) in {:.3} s",
+                    self.run.url_of(name),
+                    t.bytes,
+                    started.elapsed().as_secs_f64()
+                ),
+                Err(e) => tracing::warn!(
+                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {e:#}",
+                    self.run.url_of(name)
+                ),
+            }
+        }
     }
 
     /// Status documents as objects of the run location (`RUN/status/`).
@@ -432,6 +522,39 @@ impl UnitSite for RemoteSite<'_> {
     }
 }
 
+/// What the deliveries tell the thread that puts copies of the ledger
+/// ([`RunLocation::upload_ledger_copies`]).
+#[derive(Default)]
+struct LedgerUploads {
+    state: Mutex<UploadState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct UploadState {
+    /// The connection copies are made through, opened on the ledger once it recorded units
+    /// and handed to the uploading thread.
+    snapshots: Option<crate::ledger::Snapshots>,
+    opened: bool,
+    /// Units were recorded since the last copy.
+    dirty: bool,
+    stop: bool,
+}
+
+impl LedgerUploads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UploadState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn stop(&self) {
+        let mut s = self.lock();
+        s.stop = true;
+        // A connection not handed over yet is closed here, before the ledger goes up.
+        s.snapshots = None;
+        drop(s);
+        self.changed.notify_all();
+    }
+}
+
 struct Fetches {
     state: Mutex<FetchState>,
     changed: Condvar,
@@ -479,6 +602,7 @@ struct Hooks<'a> {
     fetches: &'a Fetches,
     units: &'a [(String, Unit)],
     stores: &'a HashMap<String, Arc<Store>>,
+    uploads: &'a LedgerUploads,
 }
 
 impl Hooks<'_> {
@@ -660,6 +784,28 @@ impl Hooks<'_> {
 }
 
 impl UnitHooks for Hooks<'_> {
+    fn recorded(&self, ledger: &crate::ledger::Ledger) {
+        let mut s = self.uploads.lock();
+        if s.stop {
+            return;
+        }
+        if !s.opened {
+            s.opened = true;
+            match ledger.snapshots() {
+                Ok(c) => s.snapshots = Some(c),
+                Err(e) => {
+                    tracing::warn!(
+                        "no copies of the ledger go to the run location while the slice runs: {e}"
+                    );
+                    return;
+                }
+            }
+        }
+        s.dirty = true;
+        drop(s);
+        self.uploads.changed.notify_all();
+    }
+
     fn before(&self, i: usize, _: &Work) -> Result<(), Failure> {
         let mut s = self.fetches.lock();
         loop {

@@ -1192,3 +1192,69 @@ fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
         a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
     }
 }
+
+/// A slice puts copies of its ledger to the run location while it runs: killed (SIGKILL) once
+/// a copy is there, and run again, it does not redo the units the copy records, and does all
+/// the others.
+#[test]
+fn a_slice_killed_after_a_copy_of_its_ledger_went_up_does_not_redo_what_it_records() {
+    let Some(loc) = s3() else {
+        return;
+    };
+    let d = Dir::new();
+    let units = 300;
+    stage_and_plan(&d, &loc, &units.to_string(), "30000", "1");
+    let ledger = "run/ledgers/slice-00000.duckdb";
+    let mut child = slice_command(&d, &loc, 0, 0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while loc.get(ledger).is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the slice ended before a copy of its ledger was seen"
+        );
+        assert!(started.elapsed().as_secs() < 60, "no copy of the ledger");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SIGKILL: nothing of the slice's own clean-up runs, its ledger's end is never put.
+    let _ = child.kill();
+    assert_eq!(child.wait().unwrap().code(), None, "killed while it ran");
+
+    // What the copy at the run location records as done.
+    let copy = d.write("copy/slice-00000.duckdb", loc.get(ledger).unwrap());
+    let recorded: i64 = {
+        let l = batchwin::ledger::Ledger::open(&copy).unwrap();
+        l.connection()
+            .query_row(
+                "SELECT count(DISTINCT input_path) FROM files WHERE status = 'succeeded'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(
+        recorded > 0 && recorded < units,
+        "{recorded} of {units} units in the copy"
+    );
+
+    let o = run_slice(&d, &loc, 0, 1);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Units done in the killed run after its last copy went up are done again; those the copy
+    // records are not.
+    let resumed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("resumed    "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("nothing resumed: {out}"));
+    assert!(resumed >= recorded, "{resumed} resumed, {recorded} recorded: {out}");
+    assert!(
+        out.contains(&format!("files      {} (", units - resumed)),
+        "{units} units, {resumed} resumed: {out}"
+    );
+    report_and_publish(&d, &loc);
+}
