@@ -279,7 +279,11 @@ impl RunLocation {
             stores: &stores,
             uploads: &uploads,
         };
-        let copy = self.scratch.0.join("ledger-copy").join(format!("slice-{k:05}.duckdb"));
+        let copy = self
+            .scratch
+            .0
+            .join("ledger-copy")
+            .join(format!("slice-{k:05}.duckdb"));
         let result = std::thread::scope(|scope| {
             let downloader = scope.spawn(|| hooks.download_all(&items));
             let uploader = scope.spawn(|| self.upload_ledger_copies(&uploads, &ledger_name, &copy));
@@ -366,14 +370,11 @@ impl RunLocation {
             };
             let started = std::time::Instant::now();
             last = Some(started);
-            let put = c
-                .write(local)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| {
-                    self.rt
-                        .block_on(self.run.put_file(name, local, true))
-                        .map_err(anyhow::Error::from)
-                });
+            let put = c.write(local).map_err(anyhow::Error::from).and_then(|()| {
+                self.rt
+                    .block_on(self.run.put_file(name, local, true))
+                    .map_err(anyhow::Error::from)
+            });
             match put {
                 Ok(t) => tracing::debug!(
                     "put a copy of the ledger to `{}` ({} bytes) in {:.3} s",

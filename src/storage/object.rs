@@ -366,17 +366,16 @@ impl ObjectBackend {
     /// (`aws_conditional_put = disabled`) says so instead of failing as the store.
     fn conditional_err(&self, name: &str, e: object_store::Error) -> StorageError {
         match e {
-            object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
-                StorageError::Failed {
-                    store: self.display.clone(),
-                    message: format!(
-                        "`{name}`: this store is set not to write conditionally ({}); batchwin \
+            object_store::Error::NotImplemented { .. }
+            | object_store::Error::NotSupported { .. } => StorageError::Failed {
+                store: self.display.clone(),
+                message: format!(
+                    "`{name}`: this store is set not to write conditionally ({}); batchwin \
                          needs conditional writes here (for S3, leave `aws_conditional_put` at \
                          its default, `etag`)",
-                        one_line(&e)
-                    ),
-                }
-            }
+                    one_line(&e)
+                ),
+            },
             e => self.err(name, e),
         }
     }
@@ -386,12 +385,14 @@ impl ObjectBackend {
     pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {
         if let Some(dest) = self.local_file(name) {
             let (store, owned, bytes) = (self.display.clone(), name.to_string(), bytes.to_vec());
-            return tokio::task::spawn_blocking(move || create_local(&dest, &store, &owned, &bytes))
-                .await
-                .map_err(|e| StorageError::Failed {
-                    store: self.display.clone(),
-                    message: format!("the creation of `{name}` stopped: {e}"),
-                })?;
+            return tokio::task::spawn_blocking(move || {
+                create_local(&dest, &store, &owned, &bytes)
+            })
+            .await
+            .map_err(|e| StorageError::Failed {
+                store: self.display.clone(),
+                message: format!("the creation of `{name}` stopped: {e}"),
+            })?;
         }
         let put = self
             .inner

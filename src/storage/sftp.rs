@@ -829,9 +829,7 @@ impl SftpBackend {
         bytes: &[u8],
     ) -> Result<(), StorageError> {
         self.timed(name, async {
-            f.write_all(bytes)
-                .await
-                .map_err(|e| self.io_err(name, e))?;
+            f.write_all(bytes).await.map_err(|e| self.io_err(name, e))?;
             f.shutdown().await.map_err(|e| self.io_err(name, e))
         })
         .await

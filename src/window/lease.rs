@@ -182,18 +182,14 @@ async fn acquire(store: &Store, w: &WindowDay) -> Result<(Holder, Version), Fail
         }
         holder.renewed_at = now();
         let bytes = holder.bytes();
-        match store
-            .replace_bytes(LOCK_NAME, &bytes, &found.version)
-            .await
-        {
+        match store.replace_bytes(LOCK_NAME, &bytes, &found.version).await {
             Ok(v) => {
                 println!(
                     "lock       took over the stale lock `{}` ({}), not renewed for more than {}",
                     store.url_of(LOCK_NAME),
-                    other.as_ref().map_or_else(
-                        || "holder unknown".to_string(),
-                        Holder::describe
-                    ),
+                    other
+                        .as_ref()
+                        .map_or_else(|| "holder unknown".to_string(), Holder::describe),
                     humantime::format_duration(LEASE)
                 );
                 return Ok((holder, v));
@@ -214,11 +210,10 @@ impl Held {
     /// it (when it is still this run's). A lock lost stops the run.
     fn renew_until(mut self, stopped: &std::sync::mpsc::Receiver<()>) {
         let mut renewed = std::time::Instant::now();
-        loop {
-            match stopped.recv_timeout(RENEW_EVERY) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => break,
-            }
+        // Until the run ends (the sender dropped), a renewal at each timeout.
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(RENEW_EVERY)
+        {
             match self.renew() {
                 Ok(()) => renewed = std::time::Instant::now(),
                 Err(Lost::To(other)) => {
@@ -252,10 +247,7 @@ impl Held {
         let bytes = next.bytes();
         let store = &self.store;
         let r = self.rt.block_on(async {
-            match store
-                .replace_bytes(LOCK_NAME, &bytes, &self.version)
-                .await
-            {
+            match store.replace_bytes(LOCK_NAME, &bytes, &self.version).await {
                 Ok(v) => Ok(v),
                 Err(StorageError::Conflict { .. }) => {
                     // A replace retried after a lost answer may have made it the first time.

@@ -1129,7 +1129,10 @@ fn a_day_at_the_location_runs_on_one_machine_at_a_time(loc: Location) {
     }
 
     let args_b = args("runs-b");
-    let o = loc.run(d.root(), &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = loc.run(
+        d.root(),
+        &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first run ended before the second was refused"
@@ -1146,11 +1149,21 @@ fn a_day_at_the_location_runs_on_one_machine_at_a_time(loc: Location) {
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("step       fetch"));
     // The first run's lock is left as it was (or renewed by it).
-    let now: serde_json::Value = serde_json::from_slice(&loc.get(&lock).expect("still held")).unwrap();
+    let now: serde_json::Value =
+        serde_json::from_slice(&loc.get(&lock).expect("still held")).unwrap();
     assert_eq!(now["token"], holder["token"]);
 
-    assert_eq!(first.wait().unwrap().code(), Some(0), "{}", d.read("first.out"));
-    assert_eq!(loc.get(&lock), None, "the lock is deleted when the run ends");
+    assert_eq!(
+        first.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        d.read("first.out")
+    );
+    assert_eq!(
+        loc.get(&lock),
+        None,
+        "the lock is deleted when the run ends"
+    );
 
     // A lock last renewed an hour ago (its machine died) is taken over, and deleted at the end.
     let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
@@ -1167,7 +1180,11 @@ fn a_day_at_the_location_runs_on_one_machine_at_a_time(loc: Location) {
     assert_eq!(loc.get(&lock), None);
 
     // One renewed a minute ago is not.
-    let fresh = lock_of("other-host", 4343, chrono::Utc::now() - chrono::Duration::minutes(1));
+    let fresh = lock_of(
+        "other-host",
+        4343,
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    );
     loc.put(&lock, &fresh);
     let o = loc.run(d.root(), &args_b);
     assert_eq!(o.status.code(), Some(1));
@@ -1176,7 +1193,11 @@ fn a_day_at_the_location_runs_on_one_machine_at_a_time(loc: Location) {
         err.contains("is in progress (host other-host pid 4343 since"),
         "{err}"
     );
-    assert_eq!(loc.get(&lock), Some(fresh), "a refused run leaves the lock alone");
+    assert_eq!(
+        loc.get(&lock),
+        Some(fresh),
+        "a refused run leaves the lock alone"
+    );
 }
 
 #[test]
@@ -1251,7 +1272,10 @@ fn a_slice_killed_after_a_copy_of_its_ledger_went_up_does_not_redo_what_it_recor
         .and_then(|l| l.split(' ').next())
         .and_then(|n| n.parse::<i64>().ok())
         .unwrap_or_else(|| panic!("nothing resumed: {out}"));
-    assert!(resumed >= recorded, "{resumed} resumed, {recorded} recorded: {out}");
+    assert!(
+        resumed >= recorded,
+        "{resumed} resumed, {recorded} recorded: {out}"
+    );
     assert!(
         out.contains(&format!("files      {} (", units - resumed)),
         "{units} units, {resumed} resumed: {out}"
