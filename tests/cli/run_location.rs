@@ -1208,6 +1208,13 @@ fn a_day_at_an_s3_run_location_runs_on_one_machine_at_a_time() {
 }
 
 #[test]
+fn a_day_at_an_s3_run_location_that_checks_signatures_runs_on_one_machine_at_a_time() {
+    if let Some(loc) = s3_sigv4() {
+        a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
+    }
+}
+
+#[test]
 fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
     if let Some(loc) = azurite() {
         a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
