@@ -155,9 +155,9 @@ async fn acquire(store: &Store, w: &WindowDay) -> Result<(Holder, Version), Fail
         match store.create_bytes(LOCK_NAME, &bytes).await {
             Ok(v) => return Ok((holder, v)),
             Err(StorageError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(not_taken(e)),
         }
-        let Some(found) = store.get_versioned(LOCK_NAME).await? else {
+        let Some(found) = store.get_versioned(LOCK_NAME).await.map_err(not_taken)? else {
             continue;
         };
         // A create retried after a lost answer: the first attempt made it.
@@ -196,13 +196,22 @@ async fn acquire(store: &Store, w: &WindowDay) -> Result<(Holder, Version), Fail
             }
             // Someone else renewed it, took it over or released it meanwhile: look again.
             Err(StorageError::Conflict { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(not_taken(e)),
         }
     }
     Err(Failure::retryable(anyhow!(
         "the lock `{}` kept changing while this run tried to take it; run again",
         store.url_of(LOCK_NAME)
     )))
+}
+
+/// A store's error while the lock is taken, saying so, with the exit status the error calls
+/// for (3 when running again may help).
+fn not_taken(e: StorageError) -> Failure {
+    Failure {
+        status: e.exit_status(),
+        error: anyhow::Error::from(e).context("cannot take the run location's lock; not starting"),
+    }
 }
 
 impl Held {

@@ -1221,6 +1221,52 @@ fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
     }
 }
 
+/// A run location that does not answer when the lock is taken: retried as every transfer is
+/// (`[transfer] retries`), then exit code 3 (run again later), before anything is fetched.
+#[test]
+fn a_run_location_that_does_not_answer_when_the_lock_is_taken_ends_the_run_with_exit_3() {
+    let Some(live) = s3() else { return };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "44");
+    // The config's last table is `[transfer]`: one retry, soon.
+    let config = d.read("day/batchwin.toml");
+    assert!(config.trim_end().ends_with("settle = \"0s\""), "{config}");
+    d.write(
+        "day/batchwin.toml",
+        config + "retries = 1\nretry_wait = \"100ms\"\n",
+    );
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut env = live.env.clone();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT" {
+            *v = format!("http://127.0.0.1:{port}");
+        }
+    }
+    let loc = Location {
+        base: live.base.clone(),
+        env,
+        opts: live.opts.clone(),
+    };
+    let runs = loc.url("runs");
+    let args = crate::run::run_args(&date, &["--run-location", &runs]);
+    let o = loc.run(
+        d.root(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{runs}/{date}-day")) && err.contains(".lock"),
+        "{err}"
+    );
+    assert!(err.contains("retrying"), "retried first: {err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("step       fetch"));
+}
+
 /// A slice puts copies of its ledger to the run location while it runs: killed (SIGKILL) once
 /// a copy is there, and run again, it does not redo the units the copy records, and does all
 /// the others.
