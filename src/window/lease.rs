@@ -226,7 +226,7 @@ impl Held {
             match self.renew() {
                 Ok(()) => renewed = std::time::Instant::now(),
                 Err(Lost::To(other)) => {
-                    self.lost(&format!("it now holds {other}"));
+                    self.lost(&format!("another holder has it now ({other})"));
                     return;
                 }
                 Err(Lost::NotRenewed(e)) if renewed.elapsed() >= LEASE => {
