@@ -12,9 +12,11 @@
 //! were recorded, at most every [`LEDGER_UPLOAD_EVERY`], a thread of its own copies the ledger
 //! as its last committed transaction left it ([`crate::ledger::Snapshots`], never the file
 //! being written) and puts the copy there, so a slice killed half-way and run again skips what
-//! the copy records. Every upload is atomic (one put or a completed multipart upload on object
-//! stores, a temporary name renamed in folders and on SFTP): a slice killed at any moment
-//! leaves whole objects or nothing.
+//! the copy records. When the slice ends (done, failed, or stopped by SIGTERM) a copy being
+//! put to an object store or SFTP server is given up, so the final put of the ledger starts at
+//! once. Every upload is atomic (one put or a completed multipart upload on object stores, a
+//! temporary name renamed in folders and on SFTP): a slice killed at any moment leaves whole
+//! objects or nothing.
 //!
 //! A part of a large file that the planner cut by ranged reads (see `plan::split`) is
 //! downloaded alone, with ranged reads of the file's preamble and the part's bytes, and
@@ -298,7 +300,8 @@ impl RunLocation {
             );
             fetches.stop();
             // The copies stop before the ledger itself goes up (and their connection to it
-            // closes, so that DuckDB checkpoints it into its file).
+            // closes, so that DuckDB checkpoints it into its file): a copy being put to an
+            // object store or SFTP server is given up, not waited for.
             uploads.stop();
             let _ = downloader.join();
             let _ = uploader.join();
@@ -370,12 +373,35 @@ impl RunLocation {
             };
             let started = std::time::Instant::now();
             last = Some(started);
-            let put = c.write(local).map_err(anyhow::Error::from).and_then(|()| {
-                self.rt
-                    .block_on(self.run.put_file(name, local, true))
-                    .map_err(anyhow::Error::from)
-            });
-            match put {
+            if let Err(e) = c.write(local) {
+                tracing::warn!(
+                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {e:#}",
+                    self.run.url_of(name)
+                );
+                continue;
+            }
+            // Given up as soon as the slice ends, so that the ledger itself goes up at once
+            // (after a SIGTERM, within the grace period). In a folder the copy runs on a
+            // thread of its own that would go on regardless: it is waited for (a local copy).
+            let put = self.run.put_file(name, local, true);
+            let put = if self.run.is_local() {
+                Some(self.rt.block_on(put))
+            } else {
+                self.rt.block_on(async {
+                    tokio::select! {
+                        r = put => Some(r),
+                        () = uploads.cancel.notified() => None,
+                    }
+                })
+            };
+            let Some(put) = put else {
+                tracing::debug!(
+                    "gave up the copy of the ledger being put to `{}`: the slice ended, its ledger goes up now",
+                    self.run.url_of(name)
+                );
+                return;
+            };
+            match put.map_err(anyhow::Error::from) {
                 Ok(t) => tracing::debug!(
                     "put a copy of the ledger to `{}` ({} bytes) in {:.3} s",
                     self.run.url_of(name),
@@ -529,6 +555,8 @@ impl UnitSite for RemoteSite<'_> {
 struct LedgerUploads {
     state: Mutex<UploadState>,
     changed: Condvar,
+    /// Told when the slice ends: the copy being put then is given up.
+    cancel: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -553,6 +581,8 @@ impl LedgerUploads {
         s.snapshots = None;
         drop(s);
         self.changed.notify_all();
+        // A permit, kept for a copy whose put has not started waiting yet.
+        self.cancel.notify_one();
     }
 }
 

@@ -231,9 +231,10 @@ pub enum Conditional {
     /// that the store refuses when its precondition does not hold (`If-None-Match: *`, an
     /// `If-Match` on the ETag read). Two writers can never both succeed.
     Atomic,
-    /// SFTP and folders: a creation is exclusive (an exclusive open, a rename that never
-    /// replaces), a replacement is a read, a comparison and then a write, with a short window
-    /// between them in which another writer's replacement can be lost.
+    /// SFTP and folders: a creation is exclusive (a rename that never replaces), a
+    /// replacement is a read, a comparison and then a write (a rename over the file), with a
+    /// short window between them in which another writer's replacement can be lost. Both are
+    /// whole: a temporary file renamed, never a file written in place.
     CheckThenWrite,
 }
 
@@ -797,6 +798,12 @@ impl Store {
         .await
     }
 
+    /// Whether this store is a local folder (whose transfers run on threads of their own, to
+    /// the end, even when the future that started them is dropped).
+    pub fn is_local(&self) -> bool {
+        matches!(&self.backend, Backend::Object(o) if o.is_local())
+    }
+
     /// How this store writes conditionally: atomically, or checked then written.
     pub fn conditional(&self) -> Conditional {
         match &self.backend {
@@ -806,8 +813,8 @@ impl Store {
     }
 
     /// Creates the small file `name` holding `bytes`, only if there is none
-    /// ([`StorageError::AlreadyExists`] otherwise): readers see the whole file or none (on SFTP,
-    /// an exclusive open written in place: for a moment a reader may find it empty). A
+    /// ([`StorageError::AlreadyExists`] otherwise): readers see the whole file or none (on SFTP
+    /// and in folders, a temporary file moved to `name` by a rename that never replaces). A
     /// transient failure is retried, so `AlreadyExists` may be this very write's first
     /// attempt, which did reach the store: read the file to tell.
     pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {

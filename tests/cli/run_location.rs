@@ -1221,6 +1221,74 @@ fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
     }
 }
 
+/// A run whose lock another holder took (here: replaced by the test while the run's fetch
+/// waits for files to settle) finds out at its next renewal, says who has it, stops as a
+/// SIGTERM would (exit code 143) before it processed anything, and leaves the other holder's
+/// lock as it is: no ledger, no output at the run location.
+#[test]
+fn a_run_whose_lock_was_taken_over_stops_with_exit_143_and_leaves_the_lock_alone() {
+    let Some(loc) = s3() else { return };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "45");
+    // Fetch waits 45 s for the files to settle: past the lock's first renewal (30 s).
+    let config = d.read("day/batchwin.toml");
+    assert!(config.contains("settle = \"0s\""), "{config}");
+    d.write(
+        "day/batchwin.toml",
+        config.replace("settle = \"0s\"", "settle = \"45s\""),
+    );
+    let runs = loc.url("runs");
+    let lock = format!("runs/{date}-day/.lock");
+    let args = crate::run::run_args(&date, &["--run-location", &runs]);
+    let out = std::fs::File::create(d.path("run.out")).unwrap();
+    let err = std::fs::File::create(d.path("run.err")).unwrap();
+    let mut run = loc
+        .cmd(d.root())
+        .args(&args)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("the run starts");
+    let started = std::time::Instant::now();
+    while loc.get(&lock).is_none() {
+        assert!(run.try_wait().unwrap().is_none(), "{}", d.read("run.err"));
+        assert!(started.elapsed().as_secs() < 20, "no lock at `{lock}`");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let other = lock_of("other-host", 4545, chrono::Utc::now());
+    loc.put(&lock, &other);
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed().as_secs() < 150,
+            "the run went on without its lock: {}",
+            d.read("run.out")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (said, err) = (d.read("run.out"), d.read("run.err"));
+    assert_eq!(status.code(), Some(143), "{said}{err}");
+    assert!(
+        err.contains("lost the lock")
+            && err.contains("another holder has it now (host other-host pid 4545"),
+        "{err}"
+    );
+    assert!(!said.contains("step       process"), "{said}");
+    assert_eq!(
+        loc.get(&lock),
+        Some(other),
+        "the other holder's lock is left alone"
+    );
+    let left: Vec<String> = loc
+        .objects(&format!("runs/{date}-day"))
+        .into_keys()
+        .filter(|k| k != ".lock" && k != "window.json")
+        .collect();
+    assert!(left.is_empty(), "left at the run location: {left:?}");
+}
+
 /// A run location that does not answer when the lock is taken: retried as every transfer is
 /// (`[transfer] retries`), then exit code 3 (run again later), before anything is fetched.
 #[test]

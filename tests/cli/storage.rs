@@ -388,6 +388,100 @@ fn sftp_passes_the_storage_suite() {
     conformance(&store, &d);
 }
 
+/// On SFTP a small file written conditionally (the run-location lock) is never written in
+/// place: a creation is a temporary file moved to its name by the plain SFTP rename (which
+/// never replaces), a replacement a temporary file renamed over it with
+/// `posix-rename@openssh.com`. A reader of the server's folder meanwhile finds the file whole
+/// each time it looks (never empty, short or absent), each replacement is a new file (another
+/// inode), and no temporary is left behind. An overwriting upload is renamed over the old file
+/// the same way.
+#[test]
+fn sftp_writes_small_files_whole_never_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(s) = Sftp::get() else { return };
+    let (url, local) = s.folder();
+    let rt = runtime();
+    let store = rt.block_on(Store::open(&url, &sftp_options(&s))).unwrap();
+    let name = "day/.lock";
+    let file = local.join(name);
+    // Contents of different lengths, each one whole JSON.
+    let body = |n: usize| {
+        format!(
+            "{{\"renewal\": {n}, \"pad\": \"{}\"}}",
+            "x".repeat(n % 7 * 300)
+        )
+    };
+    let mut version = rt
+        .block_on(store.create_bytes(name, body(0).as_bytes()))
+        .expect("created");
+    let err = rt
+        .block_on(store.create_bytes(name, b"another"))
+        .unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), body(0).as_bytes());
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, file) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0usize;
+            let mut bad = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match std::fs::read(&file) {
+                    Ok(b) if serde_json::from_slice::<serde_json::Value>(&b).is_ok() => seen += 1,
+                    Ok(b) => bad.push(format!("{} bytes, not whole", b.len())),
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            (seen, bad)
+        })
+    };
+    let mut inode = std::fs::metadata(&file).unwrap().ino();
+    for n in 1..=40 {
+        version = rt
+            .block_on(store.replace_bytes(name, body(n).as_bytes(), &version))
+            .expect("replaced");
+        let now = std::fs::metadata(&file).unwrap().ino();
+        assert_ne!(now, inode, "replacement {n} was written in place");
+        inode = now;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, bad) = reader.join().unwrap();
+    assert!(bad.is_empty(), "a reader found the file not whole: {bad:?}");
+    assert!(seen > 0);
+    assert_eq!(std::fs::read(&file).unwrap(), body(40).as_bytes());
+
+    // An overwriting upload too: renamed over the old file, which never goes missing.
+    let d = Dir::new();
+    let up = d.write("ledger.duckdb", "new ledger");
+    rt.block_on(store.put_file("day/ledger.duckdb", &up, false))
+        .unwrap();
+    let before = std::fs::metadata(local.join("day/ledger.duckdb"))
+        .unwrap()
+        .ino();
+    let up = d.write("ledger.duckdb", "newer ledger");
+    rt.block_on(store.put_file("day/ledger.duckdb", &up, true))
+        .unwrap();
+    let after = std::fs::metadata(local.join("day/ledger.duckdb"))
+        .unwrap()
+        .ino();
+    assert_ne!(before, after);
+    assert_eq!(
+        std::fs::read_to_string(local.join("day/ledger.duckdb")).unwrap(),
+        "newer ledger"
+    );
+    rt.block_on(store.delete(name)).unwrap();
+    let left: Vec<String> = std::fs::read_dir(local.join("day"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["ledger.duckdb".to_string()],
+        "temporaries left behind"
+    );
+}
+
 #[test]
 fn sftp_refuses_passwords_and_unknown_or_changed_host_keys() {
     let Some(s) = Sftp::get() else { return };
