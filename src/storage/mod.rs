@@ -872,6 +872,23 @@ impl Store {
         .await
     }
 
+    /// Deletes the small file `name` only while it is the version `expected`
+    /// ([`StorageError::Conflict`] otherwise, and also when it is gone: Azure answers a
+    /// condition on a blob that is not there with 412), where the store can delete
+    /// conditionally: `Ok(true)` once deleted. Only Azure Blob can (`If-Match` on
+    /// Delete Blob); everywhere else, and on Azure with credentials that cannot sign a URL, it
+    /// deletes nothing and gives `Ok(false)`.
+    pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
+        safe_name(name)?;
+        self.retrying("conditional delete", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.delete_if(name, expected).await,
+                Backend::Sftp(_) => Ok(false),
+            }
+        })
+        .await
+    }
+
     /// Renames `from` to `to`, refusing to replace an existing `to`.
     pub async fn rename(&self, from: &str, to: &str) -> Result<(), StorageError> {
         safe_name(from)?;

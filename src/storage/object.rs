@@ -35,6 +35,9 @@ pub(super) struct ObjectBackend {
     /// The folder of a local store, every link in its path resolved: listed by
     /// [`list_local`], which sees links and special files, unlike object_store.
     local_root: Option<PathBuf>,
+    /// The store itself when it is Azure Blob, which signs the URLs of conditional deletes
+    /// ([`Self::delete_if`]).
+    azure: Option<Arc<object_store::azure::MicrosoftAzure>>,
 }
 
 impl ObjectBackend {
@@ -57,6 +60,7 @@ impl ObjectBackend {
             display: display.to_string(),
             local_fs: Some(fs),
             local_root: Some(real),
+            azure: None,
         })
     }
 
@@ -102,6 +106,7 @@ impl ObjectBackend {
         }
         pairs.extend(opts.pairs.iter().cloned());
         let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+        let mut azure = None;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -149,7 +154,9 @@ impl ObjectBackend {
                             .map_err(bad)?,
                     );
                 }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let az = Arc::new(b.build().map_err(|e| bad(e.to_string()))?);
+                azure = Some(az.clone());
+                az
             }
             "gs" => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -174,6 +181,7 @@ impl ObjectBackend {
             display: display.to_string(),
             local_fs: None,
             local_root: None,
+            azure,
         })
     }
 
@@ -556,6 +564,82 @@ impl ObjectBackend {
             sink.write(&chunk).await?;
         }
         Ok(size)
+    }
+
+    /// See [`super::Store::delete_if`]. On Azure Blob: one Delete Blob request with `If-Match`
+    /// on the ETag, sent to a URL the store signs with a shared access signature (object_store
+    /// 0.14 deletes without conditions, and in batches, so it cannot carry the header). `Ok(false)`
+    /// on other stores, for a version without an ETag, and when the store's credentials cannot
+    /// sign a URL (a SAS given as the credential) or the service refuses the signed one.
+    pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
+        use object_store::client::{HttpConnector, ReqwestConnector};
+        use object_store::signer::Signer;
+        let (Some(az), Some(e_tag)) = (&self.azure, &expected.e_tag) else {
+            return Ok(false);
+        };
+        let signed = az
+            .signed_url(
+                http::Method::DELETE,
+                &self.path(name),
+                std::time::Duration::from_secs(600),
+            )
+            .await;
+        let url = match signed {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(
+                    "`{}`: no conditional delete of `{name}`: {}",
+                    self.display,
+                    one_line(&e)
+                );
+                return Ok(false);
+            }
+        };
+        let options = object_store::ClientOptions::new().with_allow_http(url.scheme() == "http");
+        let client = ReqwestConnector::default()
+            .connect(&options)
+            .map_err(|e| self.err(name, e))?;
+        let failed = |message: String| StorageError::Failed {
+            store: self.display.clone(),
+            message: format!("`{name}`: {message}"),
+        };
+        let req = http::Request::builder()
+            .method(http::Method::DELETE)
+            .uri(url.as_str())
+            .header(http::header::IF_MATCH, e_tag.as_str())
+            .body(Vec::<u8>::new().into())
+            .map_err(|e| failed(format!("cannot make the delete request: {e}")))?;
+        let answer = client
+            .execute(req)
+            .await
+            .map_err(|e| StorageError::Transient {
+                store: self.display.clone(),
+                message: format!("`{name}`: the conditional delete: {e}"),
+            })?;
+        let status = answer.status();
+        match status {
+            s if s.is_success() || s == http::StatusCode::NOT_FOUND => Ok(true),
+            http::StatusCode::PRECONDITION_FAILED => Err(StorageError::Conflict {
+                store: self.display.clone(),
+                name: name.to_string(),
+            }),
+            // The signature refused (a clock ahead of the service's makes a SAS that is not
+            // valid yet; credentials without the right to sign): as a store that cannot.
+            http::StatusCode::FORBIDDEN | http::StatusCode::UNAUTHORIZED => {
+                tracing::debug!(
+                    "`{}`: the conditional delete of `{name}` was refused ({status})",
+                    self.display
+                );
+                Ok(false)
+            }
+            s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => {
+                Err(StorageError::Transient {
+                    store: self.display.clone(),
+                    message: format!("`{name}`: the conditional delete was answered {s}"),
+                })
+            }
+            s => Err(failed(format!("the conditional delete was answered {s}"))),
+        }
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {

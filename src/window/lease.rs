@@ -5,21 +5,32 @@
 //! renewed every [`RENEW_EVERY`] by a thread of the run while the run goes on, and deleted
 //! when the run ends, normally or by an error. A run killed outright (SIGKILL, a machine that
 //! went down) leaves it behind: once it has not been renewed for [`LEASE`] it is stale, and the
-//! next run takes it over.
+//! next run takes it over. A `renewed_at` more than [`CLOCK_TOLERANCE`] ahead of the reader's
+//! clock is not believed: the store's time of the lock's last write stands for it.
 //!
 //! On object stores (S3, Azure Blob, GCS) every write of the lock is one conditional request
 //! ([`crate::storage::Conditional::Atomic`]): the creation is refused when a lock is there
 //! (`If-None-Match: *`), a renewal and a takeover only while the lock is the version read
 //! (`If-Match` on its ETag), so two machines taking over the same stale lock cannot both win,
 //! and a holder whose lock was taken over finds out at its next renewal. The test servers
-//! (moto, s3s-fs, Azurite) all honour these preconditions. On SFTP and in folders the creation
-//! is exclusive too, but a renewal or a takeover is a read, a comparison and a write
+//! (moto, s3s-fs, Azurite) all honour these preconditions. On SFTP and in folders each write is
+//! a temporary file renamed (never a lock written in place), the creation exclusive too, but a
+//! renewal or a takeover is a read, a comparison and a rename
 //! ([`crate::storage::Conditional::CheckThenWrite`]): two takeovers of the same stale lock
 //! within that moment could both seem to win, and the loser finds out at its next renewal.
 //!
-//! A holder that finds at a renewal that its lock is someone else's, or that could not renew
-//! it for a whole [`LEASE`] (the store down), has lost it: it says so and stops its run as a
-//! SIGTERM would (exit code 143), since another machine may be running the day.
+//! Whose lock it is is judged by its token, not its bytes: a write of this run's that the
+//! store took but whose answer was lost (and that a retry then found changed, or there) is
+//! adopted. A holder that finds at a renewal that its lock holds another token (or is gone) has
+//! lost it: it says so and stops its run as a SIGTERM would (exit code 143), since another
+//! machine may be running the day. So does a holder that could not renew it for [`GIVE_UP`],
+//! counted from when its last renewal that the store took was sent, every attempt cut off when
+//! that time runs out: the run, with its steps' grace period, has then stopped before any other
+//! run may find the lock stale (the invariant is stated and checked beside [`GIVE_UP`]). The
+//! lock is deleted at the end only while its last renewal is younger than [`GIVE_UP`], so no
+//! takeover can come between the read and the delete; on Azure Blob the delete is conditional
+//! too (`If-Match`, see [`Store::delete_if`]), elsewhere it is not (`object_store` 0.14 has no
+//! conditional delete).
 
 use std::time::{Duration, Instant};
 
@@ -423,8 +434,8 @@ impl Held {
     /// all within the time left before [`GIVE_UP`]. A lock not renewed for that long is left
     /// alone (another run may be about to take it over, and the next run takes it over once
     /// stale): while the holder is within it, no other run can judge its lock stale, so no
-    /// takeover can come between the read and the delete. The delete itself is not
-    /// conditional: `object_store` 0.14 has no conditional delete.
+    /// takeover can come between the read and the delete. The delete is conditional on Azure
+    /// Blob (`If-Match` on the ETag read), and plain elsewhere.
     fn release(&self) {
         let store = &self.store;
         let left = self.left();
@@ -441,7 +452,15 @@ impl Held {
         let r = self.rt.block_on(async {
             let delete = async {
                 match store.get_versioned(LOCK_NAME).await? {
-                    Some(found) if self.holder.owns(&found) => store.delete(LOCK_NAME).await,
+                    Some(found) if self.holder.owns(&found) => {
+                        match store.delete_if(LOCK_NAME, &found.version).await {
+                            Ok(true) => Ok(()),
+                            Ok(false) => store.delete(LOCK_NAME).await,
+                            // Changed since it was read: not this run's to delete any more.
+                            Err(StorageError::Conflict { .. }) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
                     _ => Ok(()),
                 }
             };

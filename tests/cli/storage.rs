@@ -377,6 +377,77 @@ fn azure_blob_passes_the_storage_suite() {
     conformance(&store, &d);
 }
 
+/// A small file deleted only while it is the version read (`Store::delete_if`): on Azure Blob
+/// (Azurite, by its endpoint and account key) a stale version is refused and the file kept, the
+/// version there deletes it (and once gone, the condition fails too); S3, folders and SFTP say they cannot
+/// (`false`) and delete nothing.
+#[test]
+fn azure_blob_deletes_conditionally_and_the_other_stores_say_they_cannot() {
+    let Some(endpoint) = service("BATCHWIN_TEST_AZURITE") else {
+        return;
+    };
+    let rt = runtime();
+    let key =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let azure = StoreOptions {
+        pairs: vec![
+            pair("azure_storage_account_name", "devstoreaccount1"),
+            pair("azure_storage_account_key", key),
+            pair(
+                "azure_storage_endpoint",
+                &format!("{endpoint}/devstoreaccount1"),
+            ),
+            pair("azure_allow_http", "true"),
+        ],
+        ..Default::default()
+    };
+    let store = rt
+        .block_on(Store::open(
+            &format!("az://batchwin-test/{}", unique()),
+            &azure,
+        ))
+        .unwrap();
+    let name = "day/.lock";
+    rt.block_on(async {
+        let first = store.create_bytes(name, b"first").await.expect("create");
+        let second = store
+            .replace_bytes(name, b"second", &first)
+            .await
+            .expect("replace");
+        assert_ne!(first.e_tag, second.e_tag);
+        let err = store.delete_if(name, &first).await.unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+        assert_eq!(store.get_bytes(name).await.unwrap(), b"second");
+        assert!(store.delete_if(name, &second).await.expect("deleted"));
+        assert_eq!(store.get_versioned(name).await.unwrap(), None);
+        // Gone: the condition fails as well (Azure answers 412).
+        let err = store.delete_if(name, &second).await.unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+    });
+
+    let d = Dir::new();
+    let mut others = vec![d.path("store").display().to_string()];
+    let mut opts = vec![StoreOptions::default()];
+    if let Some(s3) = service("BATCHWIN_TEST_S3") {
+        others.push(format!("s3://batchwin-test/{}", unique()));
+        opts.push(s3_options(s3));
+    }
+    let sftp = Sftp::get();
+    if let Some(s) = &sftp {
+        others.push(s.folder().0);
+        opts.push(sftp_options(s));
+    }
+    for (url, o) in others.iter().zip(&opts) {
+        let store = rt.block_on(Store::open(url, o)).unwrap();
+        rt.block_on(async {
+            let v = store.create_bytes(name, b"first").await.expect("create");
+            assert!(!store.delete_if(name, &v).await.expect("asked"), "{url}");
+            assert_eq!(store.get_bytes(name).await.unwrap(), b"first", "{url}");
+        });
+    }
+}
+
 #[test]
 fn sftp_passes_the_storage_suite() {
     let Some(s) = Sftp::get() else { return };
