@@ -383,18 +383,8 @@ impl RunLocation {
             // Given up as soon as the slice ends, so that the ledger itself goes up at once
             // (after a SIGTERM, within the grace period). In a folder the copy runs on a
             // thread of its own that would go on regardless: it is waited for (a local copy).
-            let put = self.run.put_file(name, local, true);
-            let put = if self.run.is_local() {
-                Some(self.rt.block_on(put))
-            } else {
-                self.rt.block_on(async {
-                    tokio::select! {
-                        r = put => Some(r),
-                        () = uploads.cancel.notified() => None,
-                    }
-                })
-            };
-            let Some(put) = put else {
+            let Some(put) = put_unless_cancelled(&self.rt, &self.run, name, local, &uploads.cancel)
+            else {
                 tracing::debug!(
                     "gave up the copy of the ledger being put to `{}`: the slice ended, its ledger goes up now",
                     self.run.url_of(name)
@@ -439,6 +429,29 @@ impl RunLocation {
                 .to_string()
         }
     }
+}
+
+/// Puts `local` to `name` in `store` (overwriting), unless `cancel` is told first (or was
+/// told before: its permit): then the put is dropped where it is and `None` comes back. In a
+/// folder the copy runs on a thread of its own that dropping would not stop (and whose
+/// temporary name the next put of the same name uses): it is waited for.
+fn put_unless_cancelled(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    name: &str,
+    local: &Path,
+    cancel: &tokio::sync::Notify,
+) -> Option<Result<crate::storage::Transferred, StorageError>> {
+    let put = store.put_file(name, local, true);
+    if store.is_local() {
+        return Some(rt.block_on(put));
+    }
+    rt.block_on(async {
+        tokio::select! {
+            r = put => Some(r),
+            () = cancel.notified() => None,
+        }
+    })
 }
 
 /// Status documents as objects of a run location: `RUN/status/NAME`, each written to a local
@@ -984,6 +997,64 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         publisher.finish(0);
         assert!(started.elapsed() < 4 * timeout, "{:?}", started.elapsed());
+    }
+
+    /// A copy of the ledger being put to a store that does not answer is given up as soon as
+    /// the slice ends (told before or while the put waits), not after the store's timeouts
+    /// and retries: the final put of the ledger goes at once.
+    #[test]
+    fn a_ledger_copy_being_put_is_given_up_when_the_slice_ends() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("port").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                held.push(c);
+            }
+        });
+        let rt = crate::transfer::runtime().expect("runtime");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let opts = StoreOptions {
+            pairs: vec![
+                pair("aws_endpoint", &format!("http://127.0.0.1:{port}")),
+                pair("aws_allow_http", "true"),
+                pair("aws_access_key_id", "test"),
+                pair("aws_secret_access_key", "test"),
+                pair("aws_region", "us-east-1"),
+            ],
+            ..StoreOptions::default()
+        };
+        let store = rt
+            .block_on(Store::open("s3://bucket/run", &opts))
+            .expect("store");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().join("slice-00000.duckdb");
+        std::fs::write(&local, b"a copy of the ledger").expect("copy");
+        let cancel = tokio::sync::Notify::new();
+        std::thread::scope(|scope| {
+            let started = std::time::Instant::now();
+            let put = scope.spawn(|| {
+                put_unless_cancelled(&rt, &store, "ledgers/slice-00000.duckdb", &local, &cancel)
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(!put.is_finished(), "the store answered");
+            cancel.notify_one();
+            let got = put.join().expect("joined");
+            assert!(got.is_none(), "not given up");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        });
+        // Told before the put started: given up at once.
+        cancel.notify_one();
+        let started = std::time::Instant::now();
+        assert!(
+            put_unless_cancelled(&rt, &store, "ledgers/slice-00000.duckdb", &local, &cancel)
+                .is_none()
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
