@@ -1289,6 +1289,50 @@ fn a_run_whose_lock_was_taken_over_stops_with_exit_143_and_leaves_the_lock_alone
     assert!(left.is_empty(), "left at the run location: {left:?}");
 }
 
+/// A lock whose `renewed_at` is far in the future (its holder's clock ran ahead, then it died):
+/// not believed, the time of its last write stands for it. Written an hour ago, it is taken
+/// over; written just now, it is not (here at a run location that is a folder, whose files'
+/// times the test can set).
+#[test]
+fn a_lock_renewed_in_the_future_is_judged_by_when_it_was_written() {
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "46");
+    let runs = d.path("location");
+    let lock = runs.join(format!("{date}-day/.lock"));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let future = chrono::Utc::now() + chrono::Duration::days(365);
+    let url = format!("file://{}", runs.display());
+    let args = crate::run::run_args(&date, &["--run-location", &url]);
+
+    std::fs::write(&lock, lock_of("fast-clock", 4646, future)).unwrap();
+    let o = d.cmd().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is in progress (host fast-clock pid 4646"),
+        "{err}"
+    );
+
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .and_then(|f| f.set_modified(hour_ago))
+        .unwrap();
+    let o = d.cmd().args(&args).output().unwrap();
+    let (said, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{said}{err}");
+    assert!(
+        said.contains("lock       took over the stale lock")
+            && said.contains("host fast-clock pid 4646"),
+        "{said}"
+    );
+    assert!(!lock.exists(), "the run's own lock is deleted at its end");
+}
+
 /// A run location that does not answer when the lock is taken: retried as every transfer is
 /// (`[transfer] retries`), then exit code 3 (run again later), before anything is fetched.
 #[test]
