@@ -15,8 +15,9 @@
 //!
 //! Small files can also be written conditionally ([`Store::create_bytes`] only where there is
 //! none, [`Store::replace_bytes`] only while it is the version read): in one request that the
-//! store refuses on object stores, checked then written on SFTP and in folders
-//! ([`Store::conditional`]). The lock at a run location is made of them.
+//! store refuses on object stores, checked then written (whole, by a rename) on SFTP and in
+//! folders ([`Store::conditional`]), and deleted only while unchanged where the store can
+//! ([`Store::delete_if`]: Azure Blob). The lock at a run location is made of them.
 //!
 //! Names inside a store are relative, `/`-separated, and checked by [`safe_name`]: no `..`, no
 //! absolute paths, no control characters. A name that fails the check is never sent anywhere.
