@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 
 /// The default of `--grace-period` (its variable is `crate::env::ENV_GRACE_PERIOD`).
 pub const DEFAULT_GRACE_PERIOD: &str = "25s";
+/// [`DEFAULT_GRACE_PERIOD`] in seconds (the run-location lock's timing is built on it).
+pub const DEFAULT_GRACE_SECONDS: u64 = 25;
 
 /// [`DEFAULT_GRACE_PERIOD`] as a duration.
 pub fn default_grace() -> Duration {
-    Duration::from_secs(25)
+    Duration::from_secs(DEFAULT_GRACE_SECONDS)
 }
 
 /// Set by the signal handler to the number of the signal received; 0 until then. The time the

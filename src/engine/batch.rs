@@ -465,6 +465,10 @@ pub trait UnitHooks: Sync {
     /// `outcome` is `None` when the unit stopped with an error and is not recorded. An error
     /// leaves the unit unrecorded and stops the run with its status once the rest is done.
     fn after(&self, i: usize, w: &Work, outcome: Option<&mut FileOutcome>) -> Result<(), Failure>;
+    /// After finished units were committed to `ledger`, from the delivery thread that holds
+    /// it: must return at once (the other deliveries wait). A slice over a run location has
+    /// copies of its ledger uploaded as it goes (`super::remote`).
+    fn recorded(&self, _ledger: &Ledger) {}
 }
 
 /// Processing only, where the files are.
@@ -688,6 +692,7 @@ pub fn run_with(
             ledger
                 .record_files(&run, &batch.take())
                 .map_err(Failure::data)?;
+            hooks.recorded(ledger);
         }
         drop(l);
         Ok(outcome)

@@ -8,9 +8,15 @@
 //! retryable exit code, naming it), memory-mapped and processed by the batch scheduler as in
 //! local mode ([`super::batch::run_with`]), and its outputs and reject file uploaded to
 //! `RUN/VENDOR/` before the unit is recorded. The slice's ledger goes to
-//! `RUN/ledgers/slice-NNNNN.duckdb` when the slice ends. Every upload is atomic (one put or a
-//! completed multipart upload on object stores, a temporary name renamed in folders and on
-//! SFTP): a slice killed at any moment leaves whole objects or nothing.
+//! `RUN/ledgers/slice-NNNNN.duckdb` when the slice ends, and also while it runs: after units
+//! were recorded, at most every [`LEDGER_UPLOAD_EVERY`], a thread of its own copies the ledger
+//! as its last committed transaction left it ([`crate::ledger::Snapshots`], never the file
+//! being written) and puts the copy there, so a slice killed half-way and run again skips what
+//! the copy records. When the slice ends (done, failed, or stopped by SIGTERM) a copy being
+//! put to an object store or SFTP server is given up, so the final put of the ledger starts at
+//! once. Every upload is atomic (one put or a completed multipart upload on object stores, a
+//! temporary name renamed in folders and on SFTP): a slice killed at any moment leaves whole
+//! objects or nothing.
 //!
 //! A part of a large file that the planner cut by ranged reads (see `plan::split`) is
 //! downloaded alone, with ranged reads of the file's preamble and the part's bytes, and
@@ -50,6 +56,12 @@ use super::live::{Live, STATUS_DIR, StatusStore};
 /// tick tries again): a store that hangs holds the slice's end back by at most twice this (the
 /// document being written when the slice ends, then the last one).
 pub const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time between two copies of a slice's ledger put to the run location while the
+/// slice runs (the first goes as soon as units are recorded): a slice killed and run again
+/// redoes at most the units of the last few seconds. Copying and uploading a ledger is done
+/// off the file workers' and the deliveries' path, by a thread of its own.
+pub const LEDGER_UPLOAD_EVERY: Duration = Duration::from_secs(5);
 
 /// Inputs downloaded beyond those the file workers are processing: the next units are on disk
 /// when a worker is free, and scratch holds a few files, not the slice.
@@ -261,14 +273,22 @@ impl RunLocation {
             changed: Condvar::new(),
             capacity: 2 * rayon::current_num_threads().max(1) + AHEAD,
         };
+        let uploads = LedgerUploads::default();
         let hooks = Hooks {
             loc: self,
             fetches: &fetches,
             units: &units,
             stores: &stores,
+            uploads: &uploads,
         };
+        let copy = self
+            .scratch
+            .0
+            .join("ledger-copy")
+            .join(format!("slice-{k:05}.duckdb"));
         let result = std::thread::scope(|scope| {
             let downloader = scope.spawn(|| hooks.download_all(&items));
+            let uploader = scope.spawn(|| self.upload_ledger_copies(&uploads, &ledger_name, &copy));
             let result = batch::run_with(
                 profiles,
                 items.clone(),
@@ -279,7 +299,12 @@ impl RunLocation {
                 &hooks,
             );
             fetches.stop();
+            // The copies stop before the ledger itself goes up (and their connection to it
+            // closes, so that DuckDB checkpoints it into its file): a copy being put to an
+            // object store or SFTP server is given up, not waited for.
+            uploads.stop();
             let _ = downloader.join();
+            let _ = uploader.join();
             result
         });
         // The ledger goes up whatever happened to the units: the next run of the slice skips
@@ -297,6 +322,88 @@ impl RunLocation {
             resumed: todo.resumed,
             scratch_peak: peak,
         })
+    }
+
+    /// Puts copies of the slice's ledger to `name` while the slice runs: once units were
+    /// recorded and [`LEDGER_UPLOAD_EVERY`] has passed since the last copy, a copy is written
+    /// to `local` ([`crate::ledger::Snapshots::write`]) and put whole, until told to stop. A copy
+    /// that cannot be made or put is only warned about: the slice's end puts the ledger.
+    fn upload_ledger_copies(&self, uploads: &LedgerUploads, name: &str, local: &Path) {
+        if let Some(dir) = local.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(
+                "no copies of the ledger go to the run location while the slice runs: cannot create `{}`: {e}",
+                dir.display()
+            );
+            return;
+        }
+        let mut snapshots = None;
+        let mut last: Option<std::time::Instant> = None;
+        loop {
+            {
+                let mut s = uploads.lock();
+                loop {
+                    if s.stop {
+                        return;
+                    }
+                    if let Some(c) = s.snapshots.take() {
+                        snapshots = Some(c);
+                    }
+                    let wait = last.map_or(Duration::ZERO, |t| {
+                        LEDGER_UPLOAD_EVERY.saturating_sub(t.elapsed())
+                    });
+                    if s.dirty && snapshots.is_some() && wait.is_zero() {
+                        break;
+                    }
+                    s = if s.dirty && !wait.is_zero() {
+                        uploads
+                            .changed
+                            .wait_timeout(s, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    } else {
+                        uploads.changed.wait(s).unwrap_or_else(|e| e.into_inner())
+                    };
+                }
+                s.dirty = false;
+            }
+            let Some(c) = snapshots.as_ref() else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            last = Some(started);
+            if let Err(e) = c.write(local) {
+                tracing::warn!(
+                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {e:#}",
+                    self.run.url_of(name)
+                );
+                continue;
+            }
+            // Given up as soon as the slice ends, so that the ledger itself goes up at once
+            // (after a SIGTERM, within the grace period). In a folder the copy runs on a
+            // thread of its own that would go on regardless: it is waited for (a local copy).
+            let Some(put) = put_unless_cancelled(&self.rt, &self.run, name, local, &uploads.cancel)
+            else {
+                tracing::debug!(
+                    "gave up the copy of the ledger being put to `{}`: the slice ended, its ledger goes up now",
+                    self.run.url_of(name)
+                );
+                return;
+            };
+            match put.map_err(anyhow::Error::from) {
+                Ok(t) => tracing::debug!(
+                    "put a copy of the ledger to `{}` ({} bytes) in {:.3} s",
+                    self.run.url_of(name),
+                    t.bytes,
+                    started.elapsed().as_secs_f64()
+                ),
+                Err(e) => tracing::warn!(
+                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {e:#}",
+                    self.run.url_of(name)
+                ),
+            }
+        }
     }
 
     /// Status documents as objects of the run location (`RUN/status/`).
@@ -322,6 +429,29 @@ impl RunLocation {
                 .to_string()
         }
     }
+}
+
+/// Puts `local` to `name` in `store` (overwriting), unless `cancel` is told first (or was
+/// told before: its permit): then the put is dropped where it is and `None` comes back. In a
+/// folder the copy runs on a thread of its own that dropping would not stop (and whose
+/// temporary name the next put of the same name uses): it is waited for.
+fn put_unless_cancelled(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    name: &str,
+    local: &Path,
+    cancel: &tokio::sync::Notify,
+) -> Option<Result<crate::storage::Transferred, StorageError>> {
+    let put = store.put_file(name, local, true);
+    if store.is_local() {
+        return Some(rt.block_on(put));
+    }
+    rt.block_on(async {
+        tokio::select! {
+            r = put => Some(r),
+            () = cancel.notified() => None,
+        }
+    })
 }
 
 /// Status documents as objects of a run location: `RUN/status/NAME`, each written to a local
@@ -432,6 +562,43 @@ impl UnitSite for RemoteSite<'_> {
     }
 }
 
+/// What the deliveries tell the thread that puts copies of the ledger
+/// ([`RunLocation::upload_ledger_copies`]).
+#[derive(Default)]
+struct LedgerUploads {
+    state: Mutex<UploadState>,
+    changed: Condvar,
+    /// Told when the slice ends: the copy being put then is given up.
+    cancel: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct UploadState {
+    /// The connection copies are made through, opened on the ledger once it recorded units
+    /// and handed to the uploading thread.
+    snapshots: Option<crate::ledger::Snapshots>,
+    opened: bool,
+    /// Units were recorded since the last copy.
+    dirty: bool,
+    stop: bool,
+}
+
+impl LedgerUploads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UploadState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn stop(&self) {
+        let mut s = self.lock();
+        s.stop = true;
+        // A connection not handed over yet is closed here, before the ledger goes up.
+        s.snapshots = None;
+        drop(s);
+        self.changed.notify_all();
+        // A permit, kept for a copy whose put has not started waiting yet.
+        self.cancel.notify_one();
+    }
+}
+
 struct Fetches {
     state: Mutex<FetchState>,
     changed: Condvar,
@@ -479,6 +646,7 @@ struct Hooks<'a> {
     fetches: &'a Fetches,
     units: &'a [(String, Unit)],
     stores: &'a HashMap<String, Arc<Store>>,
+    uploads: &'a LedgerUploads,
 }
 
 impl Hooks<'_> {
@@ -660,6 +828,28 @@ impl Hooks<'_> {
 }
 
 impl UnitHooks for Hooks<'_> {
+    fn recorded(&self, ledger: &crate::ledger::Ledger) {
+        let mut s = self.uploads.lock();
+        if s.stop {
+            return;
+        }
+        if !s.opened {
+            s.opened = true;
+            match ledger.snapshots() {
+                Ok(c) => s.snapshots = Some(c),
+                Err(e) => {
+                    tracing::warn!(
+                        "no copies of the ledger go to the run location while the slice runs: {e}"
+                    );
+                    return;
+                }
+            }
+        }
+        s.dirty = true;
+        drop(s);
+        self.uploads.changed.notify_all();
+    }
+
     fn before(&self, i: usize, _: &Work) -> Result<(), Failure> {
         let mut s = self.fetches.lock();
         loop {
@@ -807,6 +997,64 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         publisher.finish(0);
         assert!(started.elapsed() < 4 * timeout, "{:?}", started.elapsed());
+    }
+
+    /// A copy of the ledger being put to a store that does not answer is given up as soon as
+    /// the slice ends (told before or while the put waits), not after the store's timeouts
+    /// and retries: the final put of the ledger goes at once.
+    #[test]
+    fn a_ledger_copy_being_put_is_given_up_when_the_slice_ends() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("port").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                held.push(c);
+            }
+        });
+        let rt = crate::transfer::runtime().expect("runtime");
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let opts = StoreOptions {
+            pairs: vec![
+                pair("aws_endpoint", &format!("http://127.0.0.1:{port}")),
+                pair("aws_allow_http", "true"),
+                pair("aws_access_key_id", "test"),
+                pair("aws_secret_access_key", "test"),
+                pair("aws_region", "us-east-1"),
+            ],
+            ..StoreOptions::default()
+        };
+        let store = rt
+            .block_on(Store::open("s3://bucket/run", &opts))
+            .expect("store");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = dir.path().join("slice-00000.duckdb");
+        std::fs::write(&local, b"a copy of the ledger").expect("copy");
+        let cancel = tokio::sync::Notify::new();
+        std::thread::scope(|scope| {
+            let started = std::time::Instant::now();
+            let put = scope.spawn(|| {
+                put_unless_cancelled(&rt, &store, "ledgers/slice-00000.duckdb", &local, &cancel)
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(!put.is_finished(), "the store answered");
+            cancel.notify_one();
+            let got = put.join().expect("joined");
+            assert!(got.is_none(), "not given up");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        });
+        // Told before the put started: given up at once.
+        cancel.notify_one();
+        let started = std::time::Instant::now();
+        assert!(
+            put_unless_cancelled(&rt, &store, "ledgers/slice-00000.duckdb", &local, &cancel)
+                .is_none()
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! stored as `TIMESTAMP` in UTC (no time-zone extension needed to read them). Rows are written
 //! as units finish, in batches of one transaction each ([`Batch`]: 256 rows, or every 100 ms
 //! for `process` and 2 s for `publish`), so a ledger is useful even when a run is killed
-//! half-way.
+//! half-way. While it is being written, a second connection can copy it whole, as its last
+//! committed transaction left it, into a file of its own ([`Snapshots`]): what a slice over a
+//! run location uploads as it goes, never the ledger's own file in the middle of a write.
 
 use std::path::Path;
 
@@ -120,6 +122,12 @@ pub enum LedgerError {
     Version { path: String, found: String },
     #[error("ledger `{path}`: cannot take world access away from it: {source}")]
     Mode {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ledger file `{path}`: {source}")]
+    File {
         path: String,
         #[source]
         source: std::io::Error,
@@ -410,9 +418,72 @@ impl Ledger {
         query::LatestUnits::read(&self.conn).map_err(|e| self.err(e))
     }
 
+    /// A second connection to this ledger, which copies it while it goes on being written
+    /// ([`Snapshots::write`]).
+    pub fn snapshots(&self) -> Result<Snapshots, LedgerError> {
+        let conn = self.conn.try_clone().map_err(|e| self.err(e))?;
+        let database: String = conn
+            .query_row("SELECT current_database()", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(Snapshots {
+            conn,
+            database,
+            path: self.path.clone(),
+        })
+    }
+
     /// The underlying connection, for [`query`]'s reads (and tests).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// Copies of an open ledger, made through a connection of their own (see [`Ledger::snapshots`]).
+pub struct Snapshots {
+    conn: Connection,
+    /// The ledger's name as its connection knows it (`current_database()`).
+    database: String,
+    path: String,
+}
+
+impl Snapshots {
+    /// Writes the ledger, as its last committed transaction left it, to the new DuckDB file
+    /// `to` (replacing one there): DuckDB copies every table in one read transaction (`COPY
+    /// FROM DATABASE`), so rows being written meanwhile are not in it, and the copy is
+    /// checkpointed and closed, with no `.wal` beside it: a whole ledger that can be uploaded
+    /// as it is. The ledger's own file, which its writer may be changing, is never read.
+    pub fn write(&self, to: &Path) -> Result<(), LedgerError> {
+        let err = |source| LedgerError::Db {
+            path: self.path.clone(),
+            source,
+        };
+        let mut wal = to.as_os_str().to_owned();
+        wal.push(".wal");
+        for f in [to, Path::new(&wal)] {
+            match std::fs::remove_file(f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LedgerError::File {
+                        path: f.display().to_string(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let file = to.display().to_string().replace('\'', "''");
+        let database = self.database.replace('"', "\"\"");
+        let copied = self.conn.execute_batch(&format!(
+            "ATTACH '{file}' AS batchwin_snapshot;
+             COPY FROM DATABASE \"{database}\" TO batchwin_snapshot;
+             CHECKPOINT batchwin_snapshot;
+             DETACH batchwin_snapshot;"
+        ));
+        if copied.is_err() {
+            let _ = self
+                .conn
+                .execute_batch("DETACH DATABASE IF EXISTS batchwin_snapshot");
+        }
+        copied.map_err(err)
     }
 }
 
@@ -513,5 +584,53 @@ impl<T> Batch<T> {
     pub fn take(&mut self) -> Vec<T> {
         self.since = std::time::Instant::now();
         std::mem::take(&mut self.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy made while the ledger is being written holds what was committed, not what a
+    /// transaction in progress wrote, and is a whole ledger by itself (no `.wal` beside it).
+    #[test]
+    fn a_copy_holds_what_was_committed_and_stands_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut ledger = Ledger::open(&dir.path().join("slice-00000.duckdb")).expect("ledger");
+        let run = RunInfo::new("process");
+        ledger.begin_run(&run).expect("run");
+        let unit = |name: &str| {
+            let mut f = FileOutcome::new("v", Path::new(name), 10, None);
+            f.status = crate::outcome::FileStatus::Succeeded;
+            ("high".to_string(), f)
+        };
+        ledger
+            .record_files(&run, &[unit("a.csv"), unit("b.csv")])
+            .expect("recorded");
+        let copies = ledger.snapshots().expect("snapshots");
+        // A transaction in progress on the ledger's own connection.
+        ledger
+            .conn
+            .execute_batch("BEGIN TRANSACTION; DELETE FROM files WHERE input_path = 'a.csv';")
+            .expect("a delete in a transaction");
+        let copy = dir.path().join("copy").join("slice-00000.duckdb");
+        std::fs::create_dir_all(copy.parent().expect("parent")).expect("mkdir");
+        copies.write(&copy).expect("copied");
+        ledger.conn.execute_batch("ROLLBACK").expect("rollback");
+        // Made again over the first copy, as the next upload does.
+        copies.write(&copy).expect("copied again");
+        let mut wal = copy.as_os_str().to_owned();
+        wal.push(".wal");
+        assert!(!Path::new(&wal).exists());
+        // The file alone, elsewhere, is a ledger with both units.
+        let moved = dir.path().join("moved.duckdb");
+        std::fs::copy(&copy, &moved).expect("copy the file");
+        drop(copies);
+        let read = Ledger::open(&moved).expect("the copy opens");
+        let n: i64 = read
+            .connection()
+            .query_row("SELECT count(*) FROM files", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 2);
     }
 }

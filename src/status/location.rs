@@ -5,8 +5,11 @@
 //! [`super::read`] then reads as it reads any run folder.
 //!
 //! Each document is one object put whole by its slice, so a copy is an old document or a new
-//! one, never part of one. With `--watch` the copy is brought up to date at each redraw: the
-//! documents are read again, a ledger only when its size or time changed.
+//! one, never part of one. A slice's ledger is copied only once its document says the slice
+//! ended: [`super::read`] reads no other (a running slice puts copies of its ledger every few
+//! seconds, which would be downloaded again at each redraw). With `--watch` the copy is brought
+//! up to date at each redraw: the documents are read again, a ledger only when its size or time
+//! changed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -91,25 +94,43 @@ impl Mirror {
                 Ok(_) | Err(StorageError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            // The documents now: each one whole, old or new; one gone is gone here too.
+            // The documents now: each one whole, old or new; one gone is gone here too. The
+            // slices whose document says they ended (`slice-NNNNN`).
             let docs = out.join(STATUS_DIR);
             let _ = std::fs::remove_dir_all(&docs);
+            let mut ended = std::collections::HashSet::new();
             for e in list(store, STATUS_DIR).await? {
-                if e.name.ends_with(".json") {
-                    store.get_file(&e.name, &out.join(&e.name)).await?;
+                if let Some(stem) = e.name.strip_suffix(".json") {
+                    let local = out.join(&e.name);
+                    store.get_file(&e.name, &local).await?;
+                    if super::read_document(&local)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|d| d.state == crate::engine::live::LiveState::Ended)
+                    {
+                        ended.insert(stem.rsplit('/').next().unwrap_or(stem).to_string());
+                    }
                 }
             }
             for e in list(store, "ledgers").await? {
                 let copied = self.ledgers.get(&e.name);
-                // The slices' ledgers, and the window's quarantine and its releases.
-                let slice = (e.name.starts_with("ledgers/slice-") && e.name.ends_with(".duckdb"))
-                    || [
+                // The ledgers of the slices that ended (a running slice's changes with every
+                // copy it puts, and is not read), and the window's quarantine and its releases.
+                let wanted = match e
+                    .name
+                    .strip_prefix("ledgers/")
+                    .and_then(|n| n.strip_suffix(".duckdb"))
+                {
+                    Some(stem) if stem.starts_with("slice-") => ended.contains(stem),
+                    Some(stem) => [
                         crate::ledger::QUARANTINE_LEDGER,
                         crate::ledger::RELEASES_LEDGER,
                     ]
                     .iter()
-                    .any(|n| e.name == format!("ledgers/{n}"));
-                if slice && copied != Some(&e) {
+                    .any(|n| n.strip_suffix(".duckdb") == Some(stem)),
+                    None => false,
+                };
+                if wanted && copied != Some(&e) {
                     store.get_file(&e.name, &out.join(&e.name)).await?;
                     self.ledgers.insert(e.name.clone(), e);
                 }
@@ -178,5 +199,60 @@ async fn list(store: &Store, prefix: &str) -> Result<Vec<Entry>, StorageError> {
         Ok(v) => Ok(v),
         Err(StorageError::NotFound { .. }) => Ok(Vec::new()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::live::{LiveState, STATUS_FORMAT, SliceStatus};
+
+    /// A running slice's ledger is not copied (it changes with every copy the slice puts);
+    /// once its document says it ended, it is, and then again only when it changed. The
+    /// window's quarantine is copied whatever the slices do.
+    #[test]
+    fn only_the_ledgers_of_slices_that_ended_are_copied() {
+        let run = tempfile::tempdir().expect("temp dir");
+        let at = |rel: &str| run.path().join(rel);
+        std::fs::create_dir_all(at("status")).expect("status");
+        std::fs::create_dir_all(at("ledgers")).expect("ledgers");
+        let doc = |state| {
+            let d = SliceStatus {
+                format: STATUS_FORMAT,
+                slice: Some(0),
+                state,
+                ..SliceStatus::default()
+            };
+            std::fs::write(
+                at("status/slice-00000.json"),
+                serde_json::to_vec(&d).expect("json"),
+            )
+            .expect("doc");
+        };
+        doc(LiveState::Running);
+        std::fs::write(at("ledgers/slice-00000.duckdb"), b"copy 1").expect("ledger");
+        let quarantine = format!("ledgers/{}", crate::ledger::QUARANTINE_LEDGER);
+        std::fs::write(at(&quarantine), b"q").expect("quarantine");
+        let mut m = Mirror::open(
+            &run.path().display().to_string(),
+            PlanAt::Local,
+            &StoreOptions::default(),
+        )
+        .expect("mirror");
+        let local = m.refresh().expect("refreshed").join("out");
+        assert!(local.join("status/slice-00000.json").exists());
+        assert!(!local.join("ledgers/slice-00000.duckdb").exists());
+        assert!(local.join(&quarantine).exists());
+        std::fs::write(at("ledgers/slice-00000.duckdb"), b"copy 22").expect("ledger");
+        m.refresh().expect("refreshed");
+        assert!(!local.join("ledgers/slice-00000.duckdb").exists());
+
+        doc(LiveState::Ended);
+        std::fs::write(at("ledgers/slice-00000.duckdb"), b"the end").expect("ledger");
+        m.refresh().expect("refreshed");
+        assert_eq!(
+            std::fs::read(local.join("ledgers/slice-00000.duckdb")).expect("copied"),
+            b"the end"
+        );
     }
 }

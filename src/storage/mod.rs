@@ -13,6 +13,12 @@
 //! session) are retried with exponential backoff and jitter ([`Retry`]); an error that outlasts
 //! the retries is [`StorageError::Transient`], which commands turn into the retryable exit code.
 //!
+//! Small files can also be written conditionally ([`Store::create_bytes`] only where there is
+//! none, [`Store::replace_bytes`] only while it is the version read): in one request that the
+//! store refuses on object stores, checked then written (whole, by a rename) on SFTP and in
+//! folders ([`Store::conditional`]), and deleted only while unchanged where the store can
+//! ([`Store::delete_if`]: Azure Blob). The lock at a run location is made of them.
+//!
 //! Names inside a store are relative, `/`-separated, and checked by [`safe_name`]: no `..`, no
 //! absolute paths, no control characters. A name that fails the check is never sent anywhere.
 //!
@@ -47,6 +53,9 @@ pub enum StorageError {
     AlreadyExists { store: String, name: String },
     #[error("`{name}` is not in `{store}`")]
     NotFound { store: String, name: String },
+    /// A conditional write found the file changed (or gone) since it was read.
+    #[error("`{store}`: `{name}` changed since it was read; not written")]
+    Conflict { store: String, name: String },
     #[error("`{store}`: {message}")]
     Transient { store: String, message: String },
     #[error("`{store}`: {message}")]
@@ -194,6 +203,45 @@ pub struct RangeRead {
     /// The whole file's size, and its ETag when the store has one (object stores, not SFTP).
     pub size: u64,
     pub e_tag: Option<String>,
+}
+
+/// A small file as it was read or written, which a conditional write must find unchanged
+/// ([`Store::replace_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The object store's ETag and version id (none on SFTP and in folders).
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+    /// sha256 of its bytes: what SFTP and folders compare.
+    pub sha256: String,
+}
+
+/// A small file read whole ([`Store::get_versioned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub bytes: Vec<u8>,
+    pub version: Version,
+    /// When it was last written, by the store's clock (a folder's: this machine's).
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// How a store writes conditionally ([`Store::conditional`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    /// Object stores (S3, Azure Blob, GCS): a creation and a replacement are each one request
+    /// that the store refuses when its precondition does not hold (`If-None-Match: *`, an
+    /// `If-Match` on the ETag read). Two writers can never both succeed.
+    Atomic,
+    /// SFTP and folders: a creation is exclusive (a rename that never replaces), a
+    /// replacement is a read, a comparison and then a write (a rename over the file), with a
+    /// short window between them in which another writer's replacement can be lost. Both are
+    /// whole: a temporary file renamed, never a file written in place.
+    CheckThenWrite,
+}
+
+/// sha256 of `bytes`, in hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// One entry of a listing.
@@ -751,6 +799,68 @@ impl Store {
         .await
     }
 
+    /// Whether this store is a local folder (whose transfers run on threads of their own, to
+    /// the end, even when the future that started them is dropped).
+    pub fn is_local(&self) -> bool {
+        matches!(&self.backend, Backend::Object(o) if o.is_local())
+    }
+
+    /// How this store writes conditionally: atomically, or checked then written.
+    pub fn conditional(&self) -> Conditional {
+        match &self.backend {
+            Backend::Object(o) if !o.is_local() => Conditional::Atomic,
+            _ => Conditional::CheckThenWrite,
+        }
+    }
+
+    /// Creates the small file `name` holding `bytes`, only if there is none
+    /// ([`StorageError::AlreadyExists`] otherwise): readers see the whole file or none (on SFTP
+    /// and in folders, a temporary file moved to `name` by a rename that never replaces). A
+    /// transient failure is retried, so `AlreadyExists` may be this very write's first
+    /// attempt, which did reach the store: read the file to tell.
+    pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {
+        safe_name(name)?;
+        self.retrying("conditional create", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.create_bytes(name, bytes).await,
+                Backend::Sftp(s) => s.create_bytes(name, bytes).await,
+            }
+        })
+        .await
+    }
+
+    /// The small file `name` read whole, with its version and time; `None` when it is absent.
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<Versioned>, StorageError> {
+        safe_name(name)?;
+        self.retrying("download", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.get_versioned(name).await,
+                Backend::Sftp(s) => s.get_versioned(name).await,
+            }
+        })
+        .await
+    }
+
+    /// Replaces the small file `name` by `bytes`, only while it is still the version
+    /// `expected` ([`StorageError::Conflict`] otherwise, or when it is gone); see
+    /// [`Store::conditional`] for how atomic that is. As with [`Store::create_bytes`], a
+    /// `Conflict` after a retried transient failure may be this very write's first attempt.
+    pub async fn replace_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: &Version,
+    ) -> Result<Version, StorageError> {
+        safe_name(name)?;
+        self.retrying("conditional replace", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.replace_bytes(name, bytes, expected).await,
+                Backend::Sftp(s) => s.replace_bytes(name, bytes, expected).await,
+            }
+        })
+        .await
+    }
+
     /// Deletes a file (one that is already gone is fine).
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
         safe_name(name)?;
@@ -758,6 +868,23 @@ impl Store {
             match &self.backend {
                 Backend::Object(o) => o.delete(name).await,
                 Backend::Sftp(s) => s.delete(name).await,
+            }
+        })
+        .await
+    }
+
+    /// Deletes the small file `name` only while it is the version `expected`
+    /// ([`StorageError::Conflict`] otherwise, and also when it is gone: Azure answers a
+    /// condition on a blob that is not there with 412), where the store can delete
+    /// conditionally: `Ok(true)` once deleted. Only Azure Blob can (`If-Match` on
+    /// Delete Blob); everywhere else, and on Azure with credentials that cannot sign a URL, it
+    /// deletes nothing and gives `Ok(false)`.
+    pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
+        safe_name(name)?;
+        self.retrying("conditional delete", || async move {
+            match &self.backend {
+                Backend::Object(o) => o.delete_if(name, expected).await,
+                Backend::Sftp(_) => Ok(false),
             }
         })
         .await

@@ -11,7 +11,7 @@ use object_store::{
 
 use super::{
     Entry, ExpectedContent, HashingReader, LinkTarget, Listing, MULTIPART_BYTES, Other, OtherKind,
-    Sink, StorageError, StoreOptions, Transferred,
+    Sink, StorageError, StoreOptions, Transferred, Version, Versioned, sha256_hex,
 };
 
 /// The Azure encryption scope of every blob written: batchwin's own key, as object_store 0.14
@@ -35,6 +35,9 @@ pub(super) struct ObjectBackend {
     /// The folder of a local store, every link in its path resolved: listed by
     /// [`list_local`], which sees links and special files, unlike object_store.
     local_root: Option<PathBuf>,
+    /// The store itself when it is Azure Blob, which signs the URLs of conditional deletes
+    /// ([`Self::delete_if`]).
+    azure: Option<Arc<object_store::azure::MicrosoftAzure>>,
 }
 
 impl ObjectBackend {
@@ -57,7 +60,13 @@ impl ObjectBackend {
             display: display.to_string(),
             local_fs: Some(fs),
             local_root: Some(real),
+            azure: None,
         })
+    }
+
+    /// Whether this is a local folder.
+    pub fn is_local(&self) -> bool {
+        self.local_fs.is_some()
     }
 
     /// The file behind `name` in a local store (as object_store maps names to files).
@@ -97,6 +106,7 @@ impl ObjectBackend {
         }
         pairs.extend(opts.pairs.iter().cloned());
         let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+        let mut azure = None;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -144,7 +154,9 @@ impl ObjectBackend {
                             .map_err(bad)?,
                     );
                 }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let az = Arc::new(b.build().map_err(|e| bad(e.to_string()))?);
+                azure = Some(az.clone());
+                az
             }
             "gs" => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -169,6 +181,7 @@ impl ObjectBackend {
             display: display.to_string(),
             local_fs: None,
             local_root: None,
+            azure,
         })
     }
 
@@ -357,6 +370,148 @@ impl ObjectBackend {
         }
     }
 
+    /// A conditional write's error: a store set not to write conditionally
+    /// (`aws_conditional_put = disabled`) says so instead of failing as the store.
+    fn conditional_err(&self, name: &str, e: object_store::Error) -> StorageError {
+        match e {
+            object_store::Error::NotImplemented { .. }
+            | object_store::Error::NotSupported { .. } => StorageError::Failed {
+                store: self.display.clone(),
+                message: format!(
+                    "`{name}`: this store is set not to write conditionally ({}); batchwin \
+                         needs conditional writes here (for S3, leave `aws_conditional_put` at \
+                         its default, `etag`)",
+                    one_line(&e)
+                ),
+            },
+            e => self.err(name, e),
+        }
+    }
+
+    /// See [`super::Store::create_bytes`]: `If-None-Match: *` (GCS: generation 0) on object
+    /// stores; in a folder, a temporary file renamed into place only if the name is free.
+    pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {
+        if let Some(dest) = self.local_file(name) {
+            let (store, owned, bytes) = (self.display.clone(), name.to_string(), bytes.to_vec());
+            return tokio::task::spawn_blocking(move || {
+                create_local(&dest, &store, &owned, &bytes)
+            })
+            .await
+            .map_err(|e| StorageError::Failed {
+                store: self.display.clone(),
+                message: format!("the creation of `{name}` stopped: {e}"),
+            })?;
+        }
+        let put = self
+            .inner
+            .put_opts(
+                &self.path(name),
+                PutPayload::from(bytes.to_vec()),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.conditional_err(name, e))?;
+        Ok(Version {
+            e_tag: put.e_tag,
+            version: put.version,
+            sha256: sha256_hex(bytes),
+        })
+    }
+
+    /// See [`super::Store::get_versioned`].
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<Versioned>, StorageError> {
+        if let Some(file) = self.local_file(name) {
+            let read = || -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
+                let bytes = std::fs::read(&file)?;
+                Ok((bytes, std::fs::metadata(&file)?))
+            };
+            return match read() {
+                Ok((bytes, meta)) => Ok(Some(Versioned {
+                    version: Version {
+                        e_tag: None,
+                        version: None,
+                        sha256: sha256_hex(&bytes),
+                    },
+                    modified: local_entry(String::new(), &meta).modified,
+                    bytes,
+                })),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StorageError::local(&file, e)),
+            };
+        }
+        let got = match self.inner.get(&self.path(name)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err(name, e)),
+        };
+        let meta = got.meta.clone();
+        let bytes = got.bytes().await.map_err(|e| self.err(name, e))?.to_vec();
+        Ok(Some(Versioned {
+            version: Version {
+                e_tag: meta.e_tag,
+                version: meta.version,
+                sha256: sha256_hex(&bytes),
+            },
+            modified: meta.last_modified,
+            bytes,
+        }))
+    }
+
+    /// See [`super::Store::replace_bytes`]: `If-Match` on the ETag read (GCS: its generation)
+    /// on object stores; in a folder, the file compared with what was read, then replaced by
+    /// a rename.
+    pub async fn replace_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: &Version,
+    ) -> Result<Version, StorageError> {
+        if let Some(dest) = self.local_file(name) {
+            let (store, owned, bytes) = (self.display.clone(), name.to_string(), bytes.to_vec());
+            let expected = expected.sha256.clone();
+            return tokio::task::spawn_blocking(move || {
+                replace_local(&dest, &store, &owned, &bytes, &expected)
+            })
+            .await
+            .map_err(|e| StorageError::Failed {
+                store: self.display.clone(),
+                message: format!("the replacement of `{name}` stopped: {e}"),
+            })?;
+        }
+        let conflict = || StorageError::Conflict {
+            store: self.display.clone(),
+            name: name.to_string(),
+        };
+        let put = self
+            .inner
+            .put_opts(
+                &self.path(name),
+                PutPayload::from(bytes.to_vec()),
+                PutOptions {
+                    mode: PutMode::Update(object_store::UpdateVersion {
+                        e_tag: expected.e_tag.clone(),
+                        version: expected.version.clone(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                object_store::Error::Precondition { .. }
+                | object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. } => conflict(),
+                e => self.conditional_err(name, e),
+            })?;
+        Ok(Version {
+            e_tag: put.e_tag,
+            version: put.version,
+            sha256: sha256_hex(bytes),
+        })
+    }
+
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
         let got = self
             .inner
@@ -409,6 +564,82 @@ impl ObjectBackend {
             sink.write(&chunk).await?;
         }
         Ok(size)
+    }
+
+    /// See [`super::Store::delete_if`]. On Azure Blob: one Delete Blob request with `If-Match`
+    /// on the ETag, sent to a URL the store signs with a shared access signature (object_store
+    /// 0.14 deletes without conditions, and in batches, so it cannot carry the header). `Ok(false)`
+    /// on other stores, for a version without an ETag, and when the store's credentials cannot
+    /// sign a URL (a SAS given as the credential) or the service refuses the signed one.
+    pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
+        use object_store::client::{HttpConnector, ReqwestConnector};
+        use object_store::signer::Signer;
+        let (Some(az), Some(e_tag)) = (&self.azure, &expected.e_tag) else {
+            return Ok(false);
+        };
+        let signed = az
+            .signed_url(
+                http::Method::DELETE,
+                &self.path(name),
+                std::time::Duration::from_secs(600),
+            )
+            .await;
+        let url = match signed {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(
+                    "`{}`: no conditional delete of `{name}`: {}",
+                    self.display,
+                    one_line(&e)
+                );
+                return Ok(false);
+            }
+        };
+        let options = object_store::ClientOptions::new().with_allow_http(url.scheme() == "http");
+        let client = ReqwestConnector::default()
+            .connect(&options)
+            .map_err(|e| self.err(name, e))?;
+        let failed = |message: String| StorageError::Failed {
+            store: self.display.clone(),
+            message: format!("`{name}`: {message}"),
+        };
+        let req = http::Request::builder()
+            .method(http::Method::DELETE)
+            .uri(url.as_str())
+            .header(http::header::IF_MATCH, e_tag.as_str())
+            .body(Vec::<u8>::new().into())
+            .map_err(|e| failed(format!("cannot make the delete request: {e}")))?;
+        let answer = client
+            .execute(req)
+            .await
+            .map_err(|e| StorageError::Transient {
+                store: self.display.clone(),
+                message: format!("`{name}`: the conditional delete: {e}"),
+            })?;
+        let status = answer.status();
+        match status {
+            s if s.is_success() || s == http::StatusCode::NOT_FOUND => Ok(true),
+            http::StatusCode::PRECONDITION_FAILED => Err(StorageError::Conflict {
+                store: self.display.clone(),
+                name: name.to_string(),
+            }),
+            // The signature refused (a clock ahead of the service's makes a SAS that is not
+            // valid yet; credentials without the right to sign): as a store that cannot.
+            http::StatusCode::FORBIDDEN | http::StatusCode::UNAUTHORIZED => {
+                tracing::debug!(
+                    "`{}`: the conditional delete of `{name}` was refused ({status})",
+                    self.display
+                );
+                Ok(false)
+            }
+            s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => {
+                Err(StorageError::Transient {
+                    store: self.display.clone(),
+                    message: format!("`{name}`: the conditional delete was answered {s}"),
+                })
+            }
+            s => Err(failed(format!("the conditional delete was answered {s}"))),
+        }
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
@@ -787,6 +1018,86 @@ fn put_local(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// `bytes` written to a new file beside `dest` and synced, then renamed to `dest` only if that
+/// name is free ([`StorageError::AlreadyExists`] otherwise): the creation of a small file in a
+/// folder, exclusive and whole.
+fn create_local(
+    dest: &FsPath,
+    store: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Version, StorageError> {
+    let tmp = write_beside(dest, bytes)?;
+    match rename_if_free(&tmp, dest) {
+        Ok(()) => Ok(Version {
+            e_tag: None,
+            version: None,
+            sha256: sha256_hex(bytes),
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                StorageError::AlreadyExists {
+                    store: store.to_string(),
+                    name: name.to_string(),
+                }
+            } else {
+                StorageError::local(dest, e)
+            })
+        }
+    }
+}
+
+/// `dest` replaced by `bytes` (a synced file renamed over it) if it still holds what has the
+/// sha256 `expected` ([`StorageError::Conflict`] otherwise, or when it is gone): checked, then
+/// written.
+fn replace_local(
+    dest: &FsPath,
+    store: &str,
+    name: &str,
+    bytes: &[u8],
+    expected: &str,
+) -> Result<Version, StorageError> {
+    let conflict = || StorageError::Conflict {
+        store: store.to_string(),
+        name: name.to_string(),
+    };
+    match std::fs::read(dest) {
+        Ok(now) if sha256_hex(&now) == expected => {}
+        Ok(_) => return Err(conflict()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(conflict()),
+        Err(e) => return Err(StorageError::local(dest, e)),
+    }
+    let tmp = write_beside(dest, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, dest) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StorageError::local(dest, e));
+    }
+    Ok(Version {
+        e_tag: None,
+        version: None,
+        sha256: sha256_hex(bytes),
+    })
+}
+
+/// `bytes` in a new hidden file of its own beside `dest` (see [`super::temp_sibling`]), synced.
+fn write_beside(dest: &FsPath, bytes: &[u8]) -> Result<PathBuf, StorageError> {
+    use std::io::Write;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
+    }
+    let tmp = super::temp_sibling(dest);
+    let written = crate::files::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StorageError::local(&tmp, e));
+    }
+    Ok(tmp)
 }
 
 /// Whether `path` has the size `expected` records and was last modified no later than the

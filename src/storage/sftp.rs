@@ -1,20 +1,24 @@
 //! SFTP servers through `russh` and `russh-sftp`: public-key authentication only, the server's
 //! host key checked against a known_hosts file, uploads under a temporary name renamed once
-//! complete. One SSH connection is shared by concurrent transfers and opened again after a
-//! failure.
+//! complete: with the plain SFTP rename where nothing may be replaced (it never replaces), with
+//! OpenSSH's `posix-rename@openssh.com` over the old file where the server offers it (else the
+//! old file is removed first). Small files written conditionally (the run-location lock) are
+//! written the same way, never in place. One SSH connection is shared by concurrent transfers
+//! and opened again after a failure.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
-use russh_sftp::client::SftpSession;
+use russh_sftp::client::{RawSftpSession, SftpSession};
 use russh_sftp::protocol::{OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
     Entry, ExpectedContent, HashingReader, LinkTarget, Listing, Other, OtherKind, STREAM_BUF, Sink,
-    SshOptions, StorageError, StoreOptions, TYPE_BITS, Transferred, safe_name, special_kind,
+    SshOptions, StorageError, StoreOptions, TYPE_BITS, Transferred, VecSink, Version, Versioned,
+    safe_name, sha256_hex, special_kind,
 };
 
 pub(super) struct SftpBackend {
@@ -31,9 +35,16 @@ pub(super) struct SftpBackend {
 
 struct Conn {
     sftp: SftpSession,
-    // Kept so that the SSH connection lives as long as the SFTP session on it.
-    _handle: client::Handle<HostCheck>,
+    /// The SSH connection, which lives as long as the SFTP session on it.
+    handle: client::Handle<HostCheck>,
+    /// A second SFTP session on the same connection for what [`SftpSession`] cannot send
+    /// (`posix-rename@openssh.com`), opened on first use; `None` when the server does not
+    /// offer that extension.
+    raw: tokio::sync::OnceCell<Option<RawSftpSession>>,
 }
+
+/// OpenSSH's extension that renames over an existing file (`rename(2)`), atomically.
+const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
 /// What the server's host key check found, to explain a refused connection.
 #[derive(Debug, thiserror::Error)]
@@ -289,7 +300,8 @@ impl SftpBackend {
         sftp.set_timeout(self.timeout.as_secs().max(1));
         Ok(Conn {
             sftp,
-            _handle: handle,
+            handle,
+            raw: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -628,6 +640,11 @@ impl SftpBackend {
                     done.bytes
                 )));
             }
+            // A replacement is one `posix-rename@openssh.com` where the server offers it
+            // (readers see the old file or the new one).
+            if overwrite && self.posix_rename(&conn, name, &tmp, &target).await? {
+                return Ok(done);
+            }
             if overwrite {
                 // SFTP's rename never replaces; remove the old file first, then rename.
                 let removed = self
@@ -783,6 +800,266 @@ impl SftpBackend {
         }
         let _ = tokio::time::timeout(self.timeout, f.shutdown()).await;
         Ok((meta.size.unwrap_or(0), None))
+    }
+
+    /// See [`super::Store::create_bytes`]: the bytes written whole to a temporary name of
+    /// their own beside `name`, then moved to `name` with the plain SFTP rename
+    /// (`SSH_FXP_RENAME`), which never replaces a file (OpenSSH's server makes it a `link(2)`
+    /// and an `unlink(2)`): refused when `name` exists. A reader finds the whole file or none,
+    /// whenever the connection drops.
+    pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {
+        let conn = self.conn().await?;
+        self.timed(name, self.make_parents(&conn, name)).await?;
+        let target = self.remote(name);
+        let tmp = self.write_temp(&conn, name, bytes).await?;
+        let renamed = self
+            .timed(name, async {
+                Ok::<_, StorageError>(conn.sftp.rename(tmp.clone(), target.clone()).await)
+            })
+            .await;
+        let r = match renamed {
+            Ok(Ok(())) => Ok(Version {
+                e_tag: None,
+                version: None,
+                sha256: sha256_hex(bytes),
+            }),
+            // Servers say "failure" rather than "file exists": the file tells.
+            Ok(Err(e)) => match self.head(name).await {
+                Ok(Some(_)) => Err(StorageError::AlreadyExists {
+                    store: self.display.clone(),
+                    name: name.to_string(),
+                }),
+                Ok(None) => Err(self.sftp_err(name, e)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if r.is_err() {
+            self.remove_temp(&conn, &tmp).await;
+        }
+        r
+    }
+
+    /// `bytes` written to a new hidden file of their own beside `name` (`.NAME.batchwin-PID-R`,
+    /// created exclusively), closed, and its size checked; gives its remote path.
+    async fn write_temp(
+        &self,
+        conn: &Conn,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<String, StorageError> {
+        let target = self.remote(name);
+        let (dir, file) = target.rsplit_once('/').unwrap_or(("", &target));
+        let tmp = format!(
+            "{dir}/.{file}.batchwin-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
+        let written = async {
+            let f = self
+                .timed(name, async {
+                    conn.sftp
+                        .open_with_flags(tmp.clone(), flags)
+                        .await
+                        .map_err(|e| self.sftp_err(name, e))
+                })
+                .await?;
+            self.write_all_to(name, f, bytes).await?;
+            let size = self
+                .timed(name, async {
+                    conn.sftp
+                        .metadata(tmp.clone())
+                        .await
+                        .map_err(|e| self.sftp_err(name, e))
+                })
+                .await?
+                .size;
+            if size != Some(bytes.len() as u64) {
+                return Err(self.transient(format!(
+                    "`{name}`: the server holds {size:?} bytes of {} after the write",
+                    bytes.len()
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                self.remove_temp(conn, &tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a temporary file, if it is still there (best effort: the session may be gone,
+    /// and a leftover hidden temporary is never renamed into place).
+    async fn remove_temp(&self, conn: &Conn, tmp: &str) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            conn.sftp.remove_file(tmp.to_string()),
+        )
+        .await;
+    }
+
+    /// The session that sends `posix-rename@openssh.com`, opened on first use; `None` when
+    /// the server does not offer it.
+    async fn posix_session<'c>(
+        &self,
+        conn: &'c Conn,
+    ) -> Result<Option<&'c RawSftpSession>, StorageError> {
+        let open = || async {
+            let channel = conn
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| self.transient(e.to_string()))?;
+            channel
+                .request_subsystem(true, "sftp")
+                .await
+                .map_err(|e| self.transient(e.to_string()))?;
+            let raw = RawSftpSession::new(channel.into_stream());
+            raw.set_timeout(self.timeout.as_secs().max(1));
+            let version = raw
+                .init()
+                .await
+                .map_err(|e| self.transient(e.to_string()))?;
+            Ok::<_, StorageError>(
+                (version.extensions.get(POSIX_RENAME).map(String::as_str) == Some("1"))
+                    .then_some(raw),
+            )
+        };
+        let raw = self
+            .timed("connection", conn.raw.get_or_try_init(open))
+            .await?;
+        Ok(raw.as_ref())
+    }
+
+    /// Moves `from` over `to` with `posix-rename@openssh.com` (`rename(2)`: `to` is replaced
+    /// at once, readers see the old file or the new one); `Ok(false)` when the server does not
+    /// offer it.
+    async fn posix_rename(
+        &self,
+        conn: &Conn,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StorageError> {
+        let Some(raw) = self.posix_session(conn).await? else {
+            return Ok(false);
+        };
+        let mut data = Vec::with_capacity(8 + from.len() + to.len());
+        for path in [from, to] {
+            let len = u32::try_from(path.len())
+                .map_err(|_| self.failed(format!("`{name}`: a path too long")))?;
+            data.extend_from_slice(&len.to_be_bytes());
+            data.extend_from_slice(path.as_bytes());
+        }
+        let answer = self
+            .timed(name, async {
+                raw.extended(POSIX_RENAME, data)
+                    .await
+                    .map_err(|e| self.sftp_err(name, e))
+            })
+            .await?;
+        match answer {
+            russh_sftp::protocol::Packet::Status(s) if s.status_code == StatusCode::Ok => Ok(true),
+            russh_sftp::protocol::Packet::Status(s) => {
+                Err(self.sftp_err(name, russh_sftp::client::error::Error::Status(s)))
+            }
+            _ => Err(self.sftp_err(name, russh_sftp::client::error::Error::UnexpectedPacket)),
+        }
+    }
+
+    /// Writes `bytes` to the open file `f` and closes it.
+    async fn write_all_to(
+        &self,
+        name: &str,
+        mut f: russh_sftp::client::fs::File,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        self.timed(name, async {
+            f.write_all(bytes).await.map_err(|e| self.io_err(name, e))?;
+            f.shutdown().await.map_err(|e| self.io_err(name, e))
+        })
+        .await
+    }
+
+    /// See [`super::Store::get_versioned`].
+    pub async fn get_versioned(&self, name: &str) -> Result<Option<Versioned>, StorageError> {
+        let Some(entry) = self.head(name).await? else {
+            return Ok(None);
+        };
+        let mut sink = VecSink::default();
+        match self.get_into(name, &mut sink).await {
+            Ok(()) => {}
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        Ok(Some(Versioned {
+            version: Version {
+                e_tag: None,
+                version: None,
+                sha256: sha256_hex(&sink.0),
+            },
+            modified: entry.modified,
+            bytes: sink.0,
+        }))
+    }
+
+    /// See [`super::Store::replace_bytes`]: SFTP has no conditional write, so the file is read
+    /// and compared with `expected`; then the bytes are written whole to a temporary name and
+    /// moved over it with `posix-rename@openssh.com`, so a reader finds the old file or the
+    /// new one, whenever the connection drops. On a server without that extension the old
+    /// file is removed and the temporary moved to its name with the plain rename, which never
+    /// replaces: for that moment the file is absent, and a creation by another writer that
+    /// slips in wins (this write then fails as [`StorageError::Conflict`]).
+    pub async fn replace_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: &Version,
+    ) -> Result<Version, StorageError> {
+        let conflict = || StorageError::Conflict {
+            store: self.display.clone(),
+            name: name.to_string(),
+        };
+        match self.get_versioned(name).await? {
+            Some(now) if now.version.sha256 == expected.sha256 => {}
+            _ => return Err(conflict()),
+        }
+        let conn = self.conn().await?;
+        let target = self.remote(name);
+        let tmp = self.write_temp(&conn, name, bytes).await?;
+        let moved = async {
+            if self.posix_rename(&conn, name, &tmp, &target).await? {
+                return Ok(());
+            }
+            self.delete(name).await?;
+            let renamed = self
+                .timed(name, async {
+                    Ok::<_, StorageError>(conn.sftp.rename(tmp.clone(), target.clone()).await)
+                })
+                .await?;
+            match renamed {
+                Ok(()) => Ok(()),
+                Err(e) => match self.head(name).await? {
+                    Some(_) => Err(conflict()),
+                    None => Err(self.sftp_err(name, e)),
+                },
+            }
+        }
+        .await;
+        if moved.is_err() {
+            self.remove_temp(&conn, &tmp).await;
+        }
+        moved?;
+        Ok(Version {
+            e_tag: None,
+            version: None,
+            sha256: sha256_hex(bytes),
+        })
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {

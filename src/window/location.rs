@@ -1,10 +1,11 @@
 //! A window's day at a run location URL (`run --run-location URL`): the day's data lives at
 //! `URL/DATE-WINDOW/` (staging, the plan and the configuration beside it, outputs, the slices'
-//! ledgers and status documents, the deliveries' ledger, `window.json`), and the slices run
-//! over it with local scratch. What belongs to the machine that runs the window stays in the
-//! local run folder (`RUNS/DATE-WINDOW/`): the lock, `state.json`, the manifest and what is
-//! left of it (copies of both go to the run location too, for `log --why`), the split files, a
-//! copy of the plan, notifications and the report's pages.
+//! ledgers and status documents, the deliveries' ledger, `window.json`, and `.lock`, the lease
+//! lock that keeps runs of the day on different machines apart: [`super::lease`]), and the
+//! slices run over it with local scratch. What belongs to the machine that runs the window
+//! stays in the local run folder (`RUNS/DATE-WINDOW/`): its own lock, `state.json`, the
+//! manifest and what is left of it (copies of both go to the run location too, for
+//! `log --why`), the split files, a copy of the plan, notifications and the report's pages.
 //!
 //! What is left of a day is judged as in a local run folder, from the run location: its
 //! ledgers are copied here, and an output is still there when the run location lists it with
@@ -47,6 +48,12 @@ impl DayLocation {
             opts,
             url: PathBuf::from(url),
         })
+    }
+
+    /// Takes the day's lock at the run location ([`super::lease`]): held, and renewed, until
+    /// dropped.
+    pub fn lock(&self, w: &super::WindowDay) -> Result<super::lease::Lease, Failure> {
+        super::lease::Lease::take(&self.url.display().to_string(), &self.opts, w)
     }
 
     /// The URL of `name` in the day's run location, as a step is given it.

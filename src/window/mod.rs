@@ -8,11 +8,13 @@
 //! work is done, MEDIUM and LOW units that have not started are deferred; the next run of the
 //! same window first finishes what earlier days left undone ([`resume`]). When a window opens
 //! and closes on a given day is [`day`]'s. With `--run-location URL` the day's data lives at
-//! `URL/DATE-WINDOW/` and the slices run over it, while the lock and the window's bookkeeping
-//! stay in the local run folder ([`location`]).
+//! `URL/DATE-WINDOW/` and the slices run over it, while the window's bookkeeping stays in the
+//! local run folder ([`location`]); a lease lock at the run location keeps runs of the same
+//! day on different machines apart ([`lease`]).
 
 pub mod day;
 mod execute;
+mod lease;
 mod location;
 mod lock;
 mod preview;
@@ -320,6 +322,11 @@ fn run_steps(
             Some(l)
         }
         None => None,
+    };
+    // Runs of the day on other machines are kept apart by the run location's own lock.
+    let _lease = match &location {
+        Some(l) if !steps.dry_run => Some(l.lock(w)?),
+        _ => None,
     };
     if !steps.dry_run {
         // When the window opened, for `status` to count the SLAs from (and where the day's

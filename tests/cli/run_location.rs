@@ -121,6 +121,28 @@ impl Location {
         format!("{}/{rel}", self.base)
     }
 
+    /// The object `rel`, when it is there.
+    pub(crate) fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        runtime().block_on(async {
+            let store = Store::open(&self.base, &self.opts).await.expect("store");
+            store
+                .get_versioned(rel)
+                .await
+                .expect("get")
+                .map(|v| v.bytes)
+        })
+    }
+
+    /// Puts `bytes` as the object `rel`, replacing one there.
+    pub(crate) fn put(&self, rel: &str, bytes: &[u8]) {
+        let local = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(local.path(), bytes).expect("write");
+        runtime().block_on(async {
+            let store = Store::open(&self.base, &self.opts).await.expect("store");
+            store.put_file(rel, local.path(), true).await.expect("put");
+        })
+    }
+
     /// Every object below `rel` (name relative to it -> bytes).
     pub(crate) fn objects(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
         runtime().block_on(async {
@@ -1098,4 +1120,375 @@ fn the_quarantine_of_a_day_at_a_run_location() {
     assert_eq!(report["totals"]["records_in"], expected["records"]);
     assert_eq!(report["totals"]["quarantined"], 0, "{}", report["totals"]);
     assert!(report["quarantined"].as_array().unwrap().is_empty());
+}
+
+/// A lock object as a run writes it (`RUN_URL/.lock`), for a holder that is not a run.
+fn lock_of(host: &str, pid: u32, renewed: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    let at = renewed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    serde_json::to_vec(&serde_json::json!({
+        "host": host, "pid": pid, "since": at, "renewed_at": at, "token": "not-a-run"
+    }))
+    .unwrap()
+}
+
+/// The lock of a day at a run location, between machines (here: runs with local run folders of
+/// their own, whose local locks cannot see each other): a second `run` of the day is refused
+/// while the first runs, naming it, and leaves its lock alone; the lock is gone once the run
+/// ended; a lock not renewed for the lease is taken over, one renewed lately is not.
+fn a_day_at_the_location_runs_on_one_machine_at_a_time(loc: Location) {
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "24", "20000", "3", "43");
+    let runs = loc.url("runs");
+    let lock = format!("runs/{date}-day/.lock");
+    let args = |local: &str| -> Vec<String> {
+        let mut a = crate::run::run_args(&date, &["--workers", "2", "--run-location", &runs]);
+        let at = a.iter().position(|x| x == "--runs").expect("--runs");
+        a[at + 1] = local.into();
+        a
+    };
+    let out = std::fs::File::create(d.path("first.out")).unwrap();
+    let mut first = loc
+        .cmd(d.root())
+        .args(args("runs-a"))
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first run starts");
+    let started = std::time::Instant::now();
+    let held = loop {
+        if let Some(bytes) = loc.get(&lock) {
+            break bytes;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended before its lock was seen: {}",
+            d.read("first.out")
+        );
+        assert!(started.elapsed().as_secs() < 60, "no lock at `{lock}`");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let holder: serde_json::Value = serde_json::from_slice(&held).expect("the lock is JSON");
+    assert_eq!(holder["pid"], first.id(), "{holder}");
+    for key in ["host", "since", "renewed_at", "token"] {
+        assert!(holder[key].is_string(), "{key}: {holder}");
+    }
+
+    let args_b = args("runs-b");
+    let o = loc.run(
+        d.root(),
+        &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended before the second was refused"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "another run of window `day` for {date} is in progress (host {} pid {} since",
+            holder["host"].as_str().unwrap(),
+            first.id()
+        )) && err.contains(&loc.url(&lock)),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("step       fetch"));
+    // The first run's lock is left as it was (or renewed by it).
+    let now: serde_json::Value =
+        serde_json::from_slice(&loc.get(&lock).expect("still held")).unwrap();
+    assert_eq!(now["token"], holder["token"]);
+
+    assert_eq!(
+        first.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        d.read("first.out")
+    );
+    assert_eq!(
+        loc.get(&lock),
+        None,
+        "the lock is deleted when the run ends"
+    );
+
+    // A lock last renewed an hour ago (its machine died) is taken over, and deleted at the end.
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    loc.put(&lock, &lock_of("gone-host", 4242, hour_ago));
+    let o = loc.run(d.root(), &args_b);
+    assert_eq!(o.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("lock       took over the stale lock")
+            && said.contains("host gone-host pid 4242"),
+        "{said}"
+    );
+    assert_eq!(loc.get(&lock), None);
+
+    // One renewed a minute ago is not.
+    let fresh = lock_of(
+        "other-host",
+        4343,
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    );
+    loc.put(&lock, &fresh);
+    let o = loc.run(d.root(), &args_b);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is in progress (host other-host pid 4343 since"),
+        "{err}"
+    );
+    assert_eq!(
+        loc.get(&lock),
+        Some(fresh),
+        "a refused run leaves the lock alone"
+    );
+}
+
+#[test]
+fn a_day_at_an_s3_run_location_runs_on_one_machine_at_a_time() {
+    if let Some(loc) = s3() {
+        a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
+    }
+}
+
+#[test]
+fn a_day_at_an_s3_run_location_that_checks_signatures_runs_on_one_machine_at_a_time() {
+    if let Some(loc) = s3_sigv4() {
+        a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
+    }
+}
+
+#[test]
+fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
+    if let Some(loc) = azurite() {
+        a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
+    }
+}
+
+/// A run whose lock another holder took (here: replaced by the test while the run's fetch
+/// waits for files to settle) finds out at its next renewal, says who has it, stops as a
+/// SIGTERM would (exit code 143) before it processed anything, and leaves the other holder's
+/// lock as it is: no ledger, no output at the run location.
+#[test]
+fn a_run_whose_lock_was_taken_over_stops_with_exit_143_and_leaves_the_lock_alone() {
+    let Some(loc) = s3() else { return };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "45");
+    // Fetch waits 45 s for the files to settle: past the lock's first renewal (30 s).
+    let config = d.read("day/batchwin.toml");
+    assert!(config.contains("settle = \"0s\""), "{config}");
+    d.write(
+        "day/batchwin.toml",
+        config.replace("settle = \"0s\"", "settle = \"45s\""),
+    );
+    let runs = loc.url("runs");
+    let lock = format!("runs/{date}-day/.lock");
+    let args = crate::run::run_args(&date, &["--run-location", &runs]);
+    let out = std::fs::File::create(d.path("run.out")).unwrap();
+    let err = std::fs::File::create(d.path("run.err")).unwrap();
+    let mut run = loc
+        .cmd(d.root())
+        .args(&args)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("the run starts");
+    let started = std::time::Instant::now();
+    while loc.get(&lock).is_none() {
+        assert!(run.try_wait().unwrap().is_none(), "{}", d.read("run.err"));
+        assert!(started.elapsed().as_secs() < 20, "no lock at `{lock}`");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let other = lock_of("other-host", 4545, chrono::Utc::now());
+    loc.put(&lock, &other);
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed().as_secs() < 150,
+            "the run went on without its lock: {}",
+            d.read("run.out")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (said, err) = (d.read("run.out"), d.read("run.err"));
+    assert_eq!(status.code(), Some(143), "{said}{err}");
+    assert!(
+        err.contains("lost the lock")
+            && err.contains("another holder has it now (host other-host pid 4545"),
+        "{err}"
+    );
+    assert!(!said.contains("step       process"), "{said}");
+    assert_eq!(
+        loc.get(&lock),
+        Some(other),
+        "the other holder's lock is left alone"
+    );
+    let left: Vec<String> = loc
+        .objects(&format!("runs/{date}-day"))
+        .into_keys()
+        .filter(|k| k != ".lock" && k != "window.json")
+        .collect();
+    assert!(left.is_empty(), "left at the run location: {left:?}");
+}
+
+/// A lock whose `renewed_at` is far in the future (its holder's clock ran ahead, then it died):
+/// not believed, the time of its last write stands for it. Written an hour ago, it is taken
+/// over; written just now, it is not (here at a run location that is a folder, whose files'
+/// times the test can set).
+#[test]
+fn a_lock_renewed_in_the_future_is_judged_by_when_it_was_written() {
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "46");
+    let runs = d.path("location");
+    let lock = runs.join(format!("{date}-day/.lock"));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let future = chrono::Utc::now() + chrono::Duration::days(365);
+    let url = format!("file://{}", runs.display());
+    let args = crate::run::run_args(&date, &["--run-location", &url]);
+
+    std::fs::write(&lock, lock_of("fast-clock", 4646, future)).unwrap();
+    let o = d.cmd().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is in progress (host fast-clock pid 4646"),
+        "{err}"
+    );
+
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .and_then(|f| f.set_modified(hour_ago))
+        .unwrap();
+    let o = d.cmd().args(&args).output().unwrap();
+    let (said, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{said}{err}");
+    assert!(
+        said.contains("lock       took over the stale lock")
+            && said.contains("host fast-clock pid 4646"),
+        "{said}"
+    );
+    assert!(!lock.exists(), "the run's own lock is deleted at its end");
+}
+
+/// A run location that does not answer when the lock is taken: retried as every transfer is
+/// (`[transfer] retries`), then exit code 3 (run again later), before anything is fetched.
+#[test]
+fn a_run_location_that_does_not_answer_when_the_lock_is_taken_ends_the_run_with_exit_3() {
+    let Some(live) = s3() else { return };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "44");
+    // The config's last table is `[transfer]`: one retry, soon.
+    let config = d.read("day/batchwin.toml");
+    assert!(config.trim_end().ends_with("settle = \"0s\""), "{config}");
+    d.write(
+        "day/batchwin.toml",
+        config + "retries = 1\nretry_wait = \"100ms\"\n",
+    );
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut env = live.env.clone();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT" {
+            *v = format!("http://127.0.0.1:{port}");
+        }
+    }
+    let loc = Location {
+        base: live.base.clone(),
+        env,
+        opts: live.opts.clone(),
+    };
+    let runs = loc.url("runs");
+    let args = crate::run::run_args(&date, &["--run-location", &runs]);
+    let o = loc.run(
+        d.root(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{runs}/{date}-day")) && err.contains(".lock"),
+        "{err}"
+    );
+    assert!(err.contains("retrying"), "retried first: {err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("step       fetch"));
+}
+
+/// A slice puts copies of its ledger to the run location while it runs: killed (SIGKILL) once
+/// a copy is there, and run again, it does not redo the units the copy records, and does all
+/// the others.
+#[test]
+fn a_slice_killed_after_a_copy_of_its_ledger_went_up_does_not_redo_what_it_records() {
+    let Some(loc) = s3() else {
+        return;
+    };
+    let d = Dir::new();
+    let units = 300;
+    stage_and_plan(&d, &loc, &units.to_string(), "30000", "1");
+    let ledger = "run/ledgers/slice-00000.duckdb";
+    let mut child = slice_command(&d, &loc, 0, 0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while loc.get(ledger).is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the slice ended before a copy of its ledger was seen"
+        );
+        assert!(started.elapsed().as_secs() < 60, "no copy of the ledger");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SIGKILL: nothing of the slice's own clean-up runs, its ledger's end is never put.
+    let _ = child.kill();
+    assert_eq!(child.wait().unwrap().code(), None, "killed while it ran");
+
+    // What the copy at the run location records as done.
+    let copy = d.write("copy/slice-00000.duckdb", loc.get(ledger).unwrap());
+    let recorded: i64 = {
+        let l = batchwin::ledger::Ledger::open(&copy).unwrap();
+        l.connection()
+            .query_row(
+                "SELECT count(DISTINCT input_path) FROM files WHERE status = 'succeeded'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(
+        recorded > 0 && recorded < units,
+        "{recorded} of {units} units in the copy"
+    );
+
+    let o = run_slice(&d, &loc, 0, 1);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Units done in the killed run after its last copy went up are done again; those the copy
+    // records are not.
+    let resumed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("resumed    "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("nothing resumed: {out}"));
+    assert!(
+        resumed >= recorded,
+        "{resumed} resumed, {recorded} recorded: {out}"
+    );
+    assert!(
+        out.contains(&format!("files      {} (", units - resumed)),
+        "{units} units, {resumed} resumed: {out}"
+    );
+    report_and_publish(&d, &loc);
 }

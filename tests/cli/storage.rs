@@ -3,7 +3,7 @@
 //! (`scripts/services/object-stores-up`, `scripts/services/sshd-up`).
 
 use batchwin::storage::{
-    ExpectedContent, SshOptions, StorageError, Store, StoreOptions, Transferred,
+    Conditional, ExpectedContent, SshOptions, StorageError, Store, StoreOptions, Transferred,
 };
 
 use crate::util::{Dir, Sftp, service};
@@ -68,8 +68,10 @@ pub fn sftp_options(s: &Sftp) -> StoreOptions {
     }
 }
 
-/// put, get, list, head, conditional put, rename, delete, large (multipart) put, unsafe names.
+/// put, get, list, head, conditional put, rename, delete, large (multipart) put, unsafe names,
+/// conditional writes of small files.
 fn conformance(store: &Store, d: &Dir) {
+    conditional_writes(store);
     runtime().block_on(async {
         let small = d.write("small.csv", "id,name\n1,Zoë\n");
         let put = store
@@ -308,6 +310,63 @@ fn conformance(store: &Store, d: &Dir) {
     });
 }
 
+/// A small file created only where there is none, replaced only while it is the version read;
+/// of two creations at once exactly one wins, and of two replacements of the same version at
+/// once too where the store says its replacements are atomic.
+fn conditional_writes(store: &Store) {
+    runtime().block_on(async {
+        let name = "lock/.lock";
+        let first = store.create_bytes(name, b"first").await.expect("create");
+        let err = store.create_bytes(name, b"second").await.unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+        let read = store
+            .get_versioned(name)
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(read.bytes, b"first");
+        assert_eq!(read.version.sha256, first.sha256);
+        let second = store
+            .replace_bytes(name, b"second", &read.version)
+            .await
+            .expect("the version read is replaced");
+        let err = store
+            .replace_bytes(name, b"third", &read.version)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+        assert_eq!(store.get_bytes(name).await.unwrap(), b"second");
+        let third = store
+            .replace_bytes(name, b"third", &second)
+            .await
+            .expect("the version written is replaced");
+        store.delete(name).await.unwrap();
+        let err = store.replace_bytes(name, b"x", &third).await.unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+        assert_eq!(store.get_versioned(name).await.unwrap(), None);
+
+        // At once: one creation wins.
+        for round in 0..5 {
+            let (a, b) = tokio::join!(
+                store.create_bytes(name, b"from a"),
+                store.create_bytes(name, b"from b")
+            );
+            assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} {b:?}");
+            let won: &[u8] = if a.is_ok() { b"from a" } else { b"from b" };
+            assert_eq!(store.get_bytes(name).await.unwrap(), won);
+            if store.conditional() == Conditional::Atomic {
+                let v = store.get_versioned(name).await.unwrap().unwrap().version;
+                let (a, b) = tokio::join!(
+                    store.replace_bytes(name, b"a again", &v),
+                    store.replace_bytes(name, b"b again", &v)
+                );
+                assert!(a.is_ok() != b.is_ok(), "round {round}: {a:?} {b:?}");
+            }
+            store.delete(name).await.unwrap();
+        }
+    });
+}
+
 fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -362,6 +421,77 @@ fn azure_blob_passes_the_storage_suite() {
     conformance(&store, &d);
 }
 
+/// A small file deleted only while it is the version read (`Store::delete_if`): on Azure Blob
+/// (Azurite, by its endpoint and account key) a stale version is refused and the file kept, the
+/// version there deletes it (and once gone, the condition fails too); S3, folders and SFTP say they cannot
+/// (`false`) and delete nothing.
+#[test]
+fn azure_blob_deletes_conditionally_and_the_other_stores_say_they_cannot() {
+    let Some(endpoint) = service("BATCHWIN_TEST_AZURITE") else {
+        return;
+    };
+    let rt = runtime();
+    let key =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let azure = StoreOptions {
+        pairs: vec![
+            pair("azure_storage_account_name", "devstoreaccount1"),
+            pair("azure_storage_account_key", key),
+            pair(
+                "azure_storage_endpoint",
+                &format!("{endpoint}/devstoreaccount1"),
+            ),
+            pair("azure_allow_http", "true"),
+        ],
+        ..Default::default()
+    };
+    let store = rt
+        .block_on(Store::open(
+            &format!("az://batchwin-test/{}", unique()),
+            &azure,
+        ))
+        .unwrap();
+    let name = "day/.lock";
+    rt.block_on(async {
+        let first = store.create_bytes(name, b"first").await.expect("create");
+        let second = store
+            .replace_bytes(name, b"second", &first)
+            .await
+            .expect("replace");
+        assert_ne!(first.e_tag, second.e_tag);
+        let err = store.delete_if(name, &first).await.unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+        assert_eq!(store.get_bytes(name).await.unwrap(), b"second");
+        assert!(store.delete_if(name, &second).await.expect("deleted"));
+        assert_eq!(store.get_versioned(name).await.unwrap(), None);
+        // Gone: the condition fails as well (Azure answers 412).
+        let err = store.delete_if(name, &second).await.unwrap_err();
+        assert!(matches!(err, StorageError::Conflict { .. }), "{err}");
+    });
+
+    let d = Dir::new();
+    let mut others = vec![d.path("store").display().to_string()];
+    let mut opts = vec![StoreOptions::default()];
+    if let Some(s3) = service("BATCHWIN_TEST_S3") {
+        others.push(format!("s3://batchwin-test/{}", unique()));
+        opts.push(s3_options(s3));
+    }
+    let sftp = Sftp::get();
+    if let Some(s) = &sftp {
+        others.push(s.folder().0);
+        opts.push(sftp_options(s));
+    }
+    for (url, o) in others.iter().zip(&opts) {
+        let store = rt.block_on(Store::open(url, o)).unwrap();
+        rt.block_on(async {
+            let v = store.create_bytes(name, b"first").await.expect("create");
+            assert!(!store.delete_if(name, &v).await.expect("asked"), "{url}");
+            assert_eq!(store.get_bytes(name).await.unwrap(), b"first", "{url}");
+        });
+    }
+}
+
 #[test]
 fn sftp_passes_the_storage_suite() {
     let Some(s) = Sftp::get() else { return };
@@ -371,6 +501,100 @@ fn sftp_passes_the_storage_suite() {
         .block_on(Store::open(&url, &sftp_options(&s)))
         .unwrap();
     conformance(&store, &d);
+}
+
+/// On SFTP a small file written conditionally (the run-location lock) is never written in
+/// place: a creation is a temporary file moved to its name by the plain SFTP rename (which
+/// never replaces), a replacement a temporary file renamed over it with
+/// `posix-rename@openssh.com`. A reader of the server's folder meanwhile finds the file whole
+/// each time it looks (never empty, short or absent), each replacement is a new file (another
+/// inode), and no temporary is left behind. An overwriting upload is renamed over the old file
+/// the same way.
+#[test]
+fn sftp_writes_small_files_whole_never_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(s) = Sftp::get() else { return };
+    let (url, local) = s.folder();
+    let rt = runtime();
+    let store = rt.block_on(Store::open(&url, &sftp_options(&s))).unwrap();
+    let name = "day/.lock";
+    let file = local.join(name);
+    // Contents of different lengths, each one whole JSON.
+    let body = |n: usize| {
+        format!(
+            "{{\"renewal\": {n}, \"pad\": \"{}\"}}",
+            "x".repeat(n % 7 * 300)
+        )
+    };
+    let mut version = rt
+        .block_on(store.create_bytes(name, body(0).as_bytes()))
+        .expect("created");
+    let err = rt
+        .block_on(store.create_bytes(name, b"another"))
+        .unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), body(0).as_bytes());
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, file) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0usize;
+            let mut bad = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match std::fs::read(&file) {
+                    Ok(b) if serde_json::from_slice::<serde_json::Value>(&b).is_ok() => seen += 1,
+                    Ok(b) => bad.push(format!("{} bytes, not whole", b.len())),
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            (seen, bad)
+        })
+    };
+    let mut inode = std::fs::metadata(&file).unwrap().ino();
+    for n in 1..=40 {
+        version = rt
+            .block_on(store.replace_bytes(name, body(n).as_bytes(), &version))
+            .expect("replaced");
+        let now = std::fs::metadata(&file).unwrap().ino();
+        assert_ne!(now, inode, "replacement {n} was written in place");
+        inode = now;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, bad) = reader.join().unwrap();
+    assert!(bad.is_empty(), "a reader found the file not whole: {bad:?}");
+    assert!(seen > 0);
+    assert_eq!(std::fs::read(&file).unwrap(), body(40).as_bytes());
+
+    // An overwriting upload too: renamed over the old file, which never goes missing.
+    let d = Dir::new();
+    let up = d.write("ledger.duckdb", "new ledger");
+    rt.block_on(store.put_file("day/ledger.duckdb", &up, false))
+        .unwrap();
+    let before = std::fs::metadata(local.join("day/ledger.duckdb"))
+        .unwrap()
+        .ino();
+    let up = d.write("ledger.duckdb", "newer ledger");
+    rt.block_on(store.put_file("day/ledger.duckdb", &up, true))
+        .unwrap();
+    let after = std::fs::metadata(local.join("day/ledger.duckdb"))
+        .unwrap()
+        .ino();
+    assert_ne!(before, after);
+    assert_eq!(
+        std::fs::read_to_string(local.join("day/ledger.duckdb")).unwrap(),
+        "newer ledger"
+    );
+    rt.block_on(store.delete(name)).unwrap();
+    let left: Vec<String> = std::fs::read_dir(local.join("day"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["ledger.duckdb".to_string()],
+        "temporaries left behind"
+    );
 }
 
 #[test]
