@@ -693,62 +693,14 @@ impl SftpBackend {
         upload
     }
 
-    /// Reads `name` into `sink`, once the server said (`lstat`) that it is a regular file: a
+    /// Opens `name` for reading, once the server said (`lstat`) that it is a regular file: a
     /// folder, a link or a fifo is refused as such, a permanent error, instead of failing in
-    /// the middle of a read in a way that looks like a dropped session.
-    pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
-        let conn = self.conn().await?;
-        let meta = self
-            .timed(name, async {
-                conn.sftp
-                    .symlink_metadata(self.remote(name))
-                    .await
-                    .map_err(|e| self.sftp_err(name, e))
-            })
-            .await?;
-        if let Some(mode) = meta.permissions
-            && mode & TYPE_BITS != 0o100000
-        {
-            return Err(StorageError::NotAFile {
-                store: self.display.clone(),
-                name: name.to_string(),
-                what: special_kind(mode).to_string(),
-            });
-        }
-        let mut f = self
-            .timed(name, async {
-                conn.sftp
-                    .open(self.remote(name))
-                    .await
-                    .map_err(|e| self.sftp_err(name, e))
-            })
-            .await?;
-        let mut buf = vec![0u8; STREAM_BUF];
-        loop {
-            let n = self
-                .timed(name, async {
-                    f.read(&mut buf).await.map_err(|e| self.io_err(name, e))
-                })
-                .await?;
-            if n == 0 {
-                break;
-            }
-            sink.write(&buf[..n]).await?;
-        }
-        let _ = tokio::time::timeout(self.timeout, f.shutdown()).await;
-        Ok(())
-    }
-
-    /// Reads bytes `range` of `name` into `sink` (to the end of the file when it ends first),
-    /// seeking to its start; gives the file's size as the server reports it (SFTP has no
-    /// ETag).
-    pub async fn get_range_into(
+    /// the middle of a read in a way that looks like a dropped session. Gives its size as the
+    /// server reports it.
+    async fn open_regular(
         &self,
         name: &str,
-        range: std::ops::Range<u64>,
-        sink: &mut impl Sink,
-    ) -> Result<(u64, Option<String>), StorageError> {
-        use tokio::io::AsyncSeekExt;
+    ) -> Result<(russh_sftp::client::fs::File, u64), StorageError> {
         let conn = self.conn().await?;
         let meta = self
             .timed(name, async {
@@ -767,7 +719,7 @@ impl SftpBackend {
                 what: special_kind(mode).to_string(),
             });
         }
-        let mut f = self
+        let f = self
             .timed(name, async {
                 conn.sftp
                     .open(self.remote(name))
@@ -775,13 +727,19 @@ impl SftpBackend {
                     .map_err(|e| self.sftp_err(name, e))
             })
             .await?;
-        self.timed(name, async {
-            f.seek(std::io::SeekFrom::Start(range.start))
-                .await
-                .map_err(|e| self.io_err(name, e))
-        })
-        .await?;
-        let mut left = range.end.saturating_sub(range.start);
+        Ok((f, meta.size.unwrap_or(0)))
+    }
+
+    /// Reads up to `limit` bytes (all, with `None`) of the open file `f` into `sink`, then
+    /// closes it.
+    async fn read_to(
+        &self,
+        name: &str,
+        mut f: russh_sftp::client::fs::File,
+        limit: Option<u64>,
+        sink: &mut impl Sink,
+    ) -> Result<(), StorageError> {
+        let mut left = limit.unwrap_or(u64::MAX);
         let mut buf = vec![0u8; STREAM_BUF];
         while left > 0 {
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -799,7 +757,35 @@ impl SftpBackend {
             sink.write(&buf[..n]).await?;
         }
         let _ = tokio::time::timeout(self.timeout, f.shutdown()).await;
-        Ok((meta.size.unwrap_or(0), None))
+        Ok(())
+    }
+
+    /// Reads `name`, a regular file (see [`Self::open_regular`]), into `sink`.
+    pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
+        let (f, _) = self.open_regular(name).await?;
+        self.read_to(name, f, None, sink).await
+    }
+
+    /// Reads bytes `range` of `name` into `sink` (to the end of the file when it ends first),
+    /// seeking to its start; gives the file's size as the server reports it (SFTP has no
+    /// ETag).
+    pub async fn get_range_into(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+        sink: &mut impl Sink,
+    ) -> Result<(u64, Option<String>), StorageError> {
+        use tokio::io::AsyncSeekExt;
+        let (mut f, size) = self.open_regular(name).await?;
+        self.timed(name, async {
+            f.seek(std::io::SeekFrom::Start(range.start))
+                .await
+                .map_err(|e| self.io_err(name, e))
+        })
+        .await?;
+        let len = range.end.saturating_sub(range.start);
+        self.read_to(name, f, Some(len), sink).await?;
+        Ok((size, None))
     }
 
     /// See [`super::Store::create_bytes`]: the bytes written whole to a temporary name of
