@@ -190,6 +190,10 @@ pub struct SliceUnits {
 /// slice's `ledger` records as done under the configuration `config_sha` are skipped when
 /// their input still has the recorded checksum and their output is still there. Outputs go to
 /// `out/VENDOR/`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each comes from a different place: the command line, the plan, the run location"
+)]
 pub fn slice_units(
     config: &Config,
     config_path: &Path,

@@ -299,25 +299,25 @@ impl OutputField {
         for t in &self.transforms {
             v = v.map(|s| apply_transform(*t, s, texts));
         }
-        if let Some(lk) = &self.lookup {
-            if let Some(key) = v.take() {
-                v = match lk.get(&key) {
-                    Some(found) => Some(Cow::Borrowed(found)),
-                    None => match &lk.default {
-                        Some(d) => Some(Cow::Borrowed(d.as_str())),
-                        None => {
-                            return Err(MapError {
-                                rule: "lookup",
-                                reason: format!(
-                                    "{} is not in lookup table `{}`",
-                                    crate::pipeline::validate::quote(&key),
-                                    lk.table_name
-                                ),
-                            });
-                        }
-                    },
-                };
-            }
+        if let Some(lk) = &self.lookup
+            && let Some(key) = v.take()
+        {
+            v = match lk.get(&key) {
+                Some(found) => Some(Cow::Borrowed(found)),
+                None => match &lk.default {
+                    Some(d) => Some(Cow::Borrowed(d.as_str())),
+                    None => {
+                        return Err(MapError {
+                            rule: "lookup",
+                            reason: format!(
+                                "{} is not in lookup table `{}`",
+                                crate::pipeline::validate::quote(&key),
+                                lk.table_name
+                            ),
+                        });
+                    }
+                },
+            };
         }
         if let Some(m) = &self.mask {
             v = m.apply(v, texts);

@@ -110,10 +110,10 @@ impl Pattern {
         // the regex crate words them, about the pattern as written.
         let hir = regex_automata::util::syntax::parse(text).map_err(|e| e.to_string())?;
         let mut fixed = Some(Vec::new());
-        if let Some(positions) = &mut fixed {
-            if fixed_positions(&hir, positions).is_none() || positions.is_empty() {
-                fixed = None;
-            }
+        if let Some(positions) = &mut fixed
+            && (fixed_positions(&hir, positions).is_none() || positions.is_empty())
+        {
+            fixed = None;
         }
         let anchored = Self::anchored(text);
         let regex = Regex::new(&anchored).map_err(|e| {
@@ -356,21 +356,21 @@ impl FieldCheck {
             _ => return Ok(Typed::Null),
         };
         let typed = self.parse(text)?;
-        if let Some(p) = &self.pattern {
-            if !p.matches(text, cache) {
-                return Err(Violation {
-                    rule: "pattern",
-                    reason: format!("{} does not match pattern {}", quote(text), p.text),
-                });
-            }
+        if let Some(p) = &self.pattern
+            && !p.matches(text, cache)
+        {
+            return Err(Violation {
+                rule: "pattern",
+                reason: format!("{} does not match pattern {}", quote(text), p.text),
+            });
         }
-        if let Some(values) = &self.values {
-            if !values.contains(text) {
-                return Err(Violation {
-                    rule: "values",
-                    reason: format!("{} is not one of the allowed values", quote(text)),
-                });
-            }
+        if let Some(values) = &self.values
+            && !values.contains(text)
+        {
+            return Err(Violation {
+                rule: "values",
+                reason: format!("{} is not one of the allowed values", quote(text)),
+            });
         }
         // A text of at most `max` bytes has at most `max` characters: count only longer ones.
         if let Some(max) = self.max_length.filter(|&max| text.len() > max) {
@@ -382,21 +382,21 @@ impl FieldCheck {
                 });
             }
         }
-        if let Some(min) = &self.min {
-            if typed.compare(min) == Some(std::cmp::Ordering::Less) {
-                return Err(Violation {
-                    rule: "min",
-                    reason: format!("{} is below the minimum {}", quote(text), show(min)),
-                });
-            }
+        if let Some(min) = &self.min
+            && typed.compare(min) == Some(std::cmp::Ordering::Less)
+        {
+            return Err(Violation {
+                rule: "min",
+                reason: format!("{} is below the minimum {}", quote(text), show(min)),
+            });
         }
-        if let Some(max) = &self.max {
-            if typed.compare(max) == Some(std::cmp::Ordering::Greater) {
-                return Err(Violation {
-                    rule: "max",
-                    reason: format!("{} is above the maximum {}", quote(text), show(max)),
-                });
-            }
+        if let Some(max) = &self.max
+            && typed.compare(max) == Some(std::cmp::Ordering::Greater)
+        {
+            return Err(Violation {
+                rule: "max",
+                reason: format!("{} is above the maximum {}", quote(text), show(max)),
+            });
         }
         Ok(typed)
     }

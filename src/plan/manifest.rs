@@ -127,10 +127,14 @@ pub struct ScanReport {
     pub unknown: Vec<PathBuf>,
 }
 
+/// A day's inbound folder as [`list`] finds it: (vendor index, path) of each file of a
+/// configured vendor, and the files under folders that name none.
+pub type InboundFiles = (Vec<(usize, PathBuf)>, Vec<PathBuf>);
+
 /// Lists `DIR/VENDOR/FILE` (a day's inbound folder): (vendor index, path) in vendor, then file
 /// name order, and the files under folders that name no configured vendor. Hidden files and
 /// names ending in `.part` or `.tmp` are still being written and are left out.
-pub fn list(config: &Config, dir: &Path) -> anyhow::Result<(Vec<(usize, PathBuf)>, Vec<PathBuf>)> {
+pub fn list(config: &Config, dir: &Path) -> anyhow::Result<InboundFiles> {
     let mut vendor_dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read inbound folder `{}`", dir.display()))?
         .filter_map(|e| e.ok())

@@ -725,6 +725,31 @@ pub fn window_seconds(w: &str) -> Result<f64, String> {
     Ok(secs as f64)
 }
 
+/// Which of a plan's `slices` a task runs: `slice` when given, else the engine's array `index`
+/// plus `offset` (a single-slice AWS Batch stage is a plain job: no index, the offset alone).
+pub fn slice_index(
+    slice: Option<usize>,
+    index: Option<usize>,
+    offset: usize,
+    slices: usize,
+) -> anyhow::Result<usize> {
+    let k = match (slice, index) {
+        (Some(k), _) => k,
+        (None, Some(i)) => i + offset,
+        (None, None) if offset > 0 => offset,
+        (None, None) => anyhow::bail!(
+            "which slice? give `--slice K`, or run as an array task (AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)"
+        ),
+    };
+    if k >= slices {
+        anyhow::bail!(
+            "slice {k} is outside the plan, which has slices 0 to {}",
+            slices.saturating_sub(1)
+        );
+    }
+    Ok(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,29 +999,4 @@ mod tests {
         assert_eq!(window_seconds("22:00-02:00").unwrap(), 4.0 * 3600.0);
         assert!(window_seconds("6-10").is_err());
     }
-}
-
-/// Which of a plan's `slices` a task runs: `slice` when given, else the engine's array `index`
-/// plus `offset` (a single-slice AWS Batch stage is a plain job: no index, the offset alone).
-pub fn slice_index(
-    slice: Option<usize>,
-    index: Option<usize>,
-    offset: usize,
-    slices: usize,
-) -> anyhow::Result<usize> {
-    let k = match (slice, index) {
-        (Some(k), _) => k,
-        (None, Some(i)) => i + offset,
-        (None, None) if offset > 0 => offset,
-        (None, None) => anyhow::bail!(
-            "which slice? give `--slice K`, or run as an array task (AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)"
-        ),
-    };
-    if k >= slices {
-        anyhow::bail!(
-            "slice {k} is outside the plan, which has slices 0 to {}",
-            slices.saturating_sub(1)
-        );
-    }
-    Ok(k)
 }

@@ -827,8 +827,8 @@ fn retry_may_help(e: &object_store::Error) -> bool {
     use std::io::ErrorKind as K;
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = src {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if matches!(
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
                 io.kind(),
                 K::PermissionDenied
                     | K::NotFound
@@ -836,9 +836,9 @@ fn retry_may_help(e: &object_store::Error) -> bool {
                     | K::StorageFull
                     | K::IsADirectory
                     | K::NotADirectory
-            ) {
-                return false;
-            }
+            )
+        {
+            return false;
         }
         src = c.source();
     }

@@ -227,13 +227,13 @@ impl TransferSettings {
         let inbound = layout("inbound", &t.inbound, DEFAULT_INBOUND)?;
         let outbound = layout("outbound", &t.outbound, DEFAULT_OUTBOUND)?;
         for (i, v) in config.vendors.iter().enumerate() {
-            if let Some(m) = &v.transfer.marker {
-                if m.matches("{file}").count() != 1 || m == "{file}" || m.contains('/') {
-                    return Err(config.at(
+            if let Some(m) = &v.transfer.marker
+                && (m.matches("{file}").count() != 1 || m == "{file}" || m.contains('/'))
+            {
+                return Err(config.at(
                         &KeyPath::vendor(i).key("transfer").key("marker"),
                         format!("{m:?} must name a file beside the data file, with `{{file}}` once, e.g. \"{{file}}.done\""),
                     ));
-                }
             }
         }
         let settle = match flags.settle {

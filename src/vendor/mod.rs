@@ -101,10 +101,7 @@ impl Vendor {
         let v = &cfg.vendors[index];
         let at = KeyPath::vendor(index);
 
-        let sla = match &v.sla {
-            Some(s) => Some(s.0),
-            None => None,
-        };
+        let sla = v.sla.as_ref().map(|s| s.0);
         for (i, dep) in v.after.iter().enumerate() {
             if cfg.vendor(dep).is_none() {
                 return Err(cfg.at(&at.key("after").index(i), format!("unknown vendor `{dep}`")));

@@ -114,10 +114,8 @@ fn references(
     }
     for (root, path) in paths {
         let mut segments: Vec<String> = Vec::new();
-        if root == "super" {
-            if base_of_super != "crate" {
-                segments.extend(base_of_super.split("::").map(String::from));
-            }
+        if root == "super" && base_of_super != "crate" {
+            segments.extend(base_of_super.split("::").map(String::from));
         }
         segments.extend(path.split("::").filter(|s| !s.is_empty()).map(|s| {
             s.trim_matches(|c: char| !c.is_alphanumeric() && c != '_')
