@@ -945,9 +945,8 @@ impl UnitHooks for Hooks<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_status_store_that_never_answers_holds_the_slice_back_only_briefly() {
-        // A server that takes connections and never answers them.
+    /// A store at an S3 endpoint on 127.0.0.1 that takes connections and never answers them.
+    fn store_that_never_answers(rt: &tokio::runtime::Runtime) -> Store {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
         let port = listener.local_addr().expect("port").port();
         std::thread::spawn(move || {
@@ -956,7 +955,6 @@ mod tests {
                 held.push(c);
             }
         });
-        let rt = crate::transfer::runtime().expect("runtime");
         let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
         let opts = StoreOptions {
             pairs: vec![
@@ -968,10 +966,14 @@ mod tests {
             ],
             ..StoreOptions::default()
         };
-        let store = Arc::new(
-            rt.block_on(Store::open("s3://bucket/run", &opts))
-                .expect("store"),
-        );
+        rt.block_on(Store::open("s3://bucket/run", &opts))
+            .expect("store")
+    }
+
+    #[test]
+    fn a_status_store_that_never_answers_holds_the_slice_back_only_briefly() {
+        let rt = crate::transfer::runtime().expect("runtime");
+        let store = Arc::new(store_that_never_answers(&rt));
         let local = tempfile::tempdir().expect("temp dir");
         let timeout = Duration::from_millis(300);
         let docs = ObjectStatusStore::new(
@@ -1004,29 +1006,8 @@ mod tests {
     /// and retries: the final put of the ledger goes at once.
     #[test]
     fn a_ledger_copy_being_put_is_given_up_when_the_slice_ends() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
-        let port = listener.local_addr().expect("port").port();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for c in listener.incoming() {
-                held.push(c);
-            }
-        });
         let rt = crate::transfer::runtime().expect("runtime");
-        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
-        let opts = StoreOptions {
-            pairs: vec![
-                pair("aws_endpoint", &format!("http://127.0.0.1:{port}")),
-                pair("aws_allow_http", "true"),
-                pair("aws_access_key_id", "test"),
-                pair("aws_secret_access_key", "test"),
-                pair("aws_region", "us-east-1"),
-            ],
-            ..StoreOptions::default()
-        };
-        let store = rt
-            .block_on(Store::open("s3://bucket/run", &opts))
-            .expect("store");
+        let store = store_that_never_answers(&rt);
         let dir = tempfile::tempdir().expect("temp dir");
         let local = dir.path().join("slice-00000.duckdb");
         std::fs::write(&local, b"a copy of the ledger").expect("copy");
