@@ -286,15 +286,7 @@ impl SftpBackend {
                 self.user
             )));
         }
-        let channel = handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.transient(e.to_string()))?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(|e| self.transient(e.to_string()))?;
-        let sftp = SftpSession::new(channel.into_stream())
+        let sftp = SftpSession::new(self.sftp_channel(&handle).await?)
             .await
             .map_err(|e| self.transient(e.to_string()))?;
         sftp.set_timeout(self.timeout.as_secs().max(1));
@@ -303,6 +295,22 @@ impl SftpBackend {
             handle,
             raw: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// A new channel of the connection `handle`, running the SFTP subsystem.
+    async fn sftp_channel(
+        &self,
+        handle: &client::Handle<HostCheck>,
+    ) -> Result<russh::ChannelStream<client::Msg>, StorageError> {
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.transient(e.to_string()))?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| self.transient(e.to_string()))?;
+        Ok(channel.into_stream())
     }
 
     fn remote(&self, name: &str) -> String {
@@ -896,16 +904,7 @@ impl SftpBackend {
         conn: &'c Conn,
     ) -> Result<Option<&'c RawSftpSession>, StorageError> {
         let open = || async {
-            let channel = conn
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(|e| self.transient(e.to_string()))?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| self.transient(e.to_string()))?;
-            let raw = RawSftpSession::new(channel.into_stream());
+            let raw = RawSftpSession::new(self.sftp_channel(&conn.handle).await?);
             raw.set_timeout(self.timeout.as_secs().max(1));
             let version = raw
                 .init()
