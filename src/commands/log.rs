@@ -72,17 +72,11 @@ fn why(a: &LogArgs, file: &str) -> Result<history::Why, Failure> {
             None => return history::why(&a.folder, file).map_err(Failure::usage),
         }
     };
-    let store = match a.config.as_deref() {
-        Some(c) => {
-            let config = crate::config::Config::load(c)?;
-            crate::transfer::TransferSettings::resolve(&config, &Default::default())?.store
-        }
-        None => crate::transfer::store_options_without_config(&Default::default()),
-    };
-    crate::status::location::why_at(&url, local, file, &store).map_err(|e| {
-        match e.downcast_ref::<crate::storage::StorageError>() {
-            Some(s) if s.is_transient() => Failure::retryable(e),
-            _ => Failure::usage(e),
-        }
-    })
+    let config = a
+        .config
+        .as_deref()
+        .map(crate::config::Config::load)
+        .transpose()?;
+    let store = crate::transfer::store_options_of(config.as_ref())?;
+    crate::status::location::why_at(&url, local, file, &store).map_err(crate::status::read_failure)
 }

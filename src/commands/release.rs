@@ -52,15 +52,12 @@ pub fn run(g: &GlobalArgs, a: ReleaseArgs) -> Result<ExitStatus, Failure> {
             "who releases the files is recorded: give --by NAME (USER is not set)"
         ))
     })?;
-    let store = match a
+    let config = a
         .config
         .as_deref()
         .map(crate::config::Config::load)
-        .transpose()?
-    {
-        Some(c) => crate::transfer::TransferSettings::resolve(&c, &Default::default())?.store,
-        None => crate::transfer::store_options_without_config(&Default::default()),
-    };
+        .transpose()?;
+    let store = crate::transfer::store_options_of(config.as_ref())?;
     let settings = ReleaseSettings {
         run: a.run,
         store,

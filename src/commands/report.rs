@@ -89,10 +89,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     let copies = location::LocalCopies::new("report")?;
     let remote = location::is_url(&a.ledgers.display().to_string());
     let (ledgers_dir, plan_path) = if remote || a.plan.as_deref().is_some_and(is_url) {
-        let store = match &config {
-            Some(c) => crate::transfer::TransferSettings::resolve(c, &Default::default())?.store,
-            None => crate::transfer::store_options_without_config(&Default::default()),
-        };
+        let store = crate::transfer::store_options_of(config.as_ref())?;
         let rt = crate::transfer::runtime()?;
         let dir = match remote {
             true => rt.block_on(location::download_ledgers(

@@ -53,15 +53,6 @@ pub struct StatusArgs {
     pub config: Option<PathBuf>,
 }
 
-/// A run location that did not answer is worth asking again (exit code 3); anything else is
-/// not a run to read (2).
-fn failure(e: anyhow::Error) -> Failure {
-    match e.downcast_ref::<crate::storage::StorageError>() {
-        Some(s) if s.is_transient() => Failure::retryable(e),
-        _ => Failure::usage(e),
-    }
-}
-
 fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
@@ -89,19 +80,18 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
         crate::status::location_of(&a.run).unwrap_or_else(|| a.run.display().to_string())
     };
     let mirror = if is_url(&run_text) {
-        let store = match a.config.as_deref() {
-            Some(c) => {
-                let config = crate::config::Config::load(c)?;
-                crate::transfer::TransferSettings::resolve(&config, &Default::default())?.store
-            }
-            None => crate::transfer::store_options_without_config(&Default::default()),
-        };
+        let config = a
+            .config
+            .as_deref()
+            .map(crate::config::Config::load)
+            .transpose()?;
+        let store = crate::transfer::store_options_of(config.as_ref())?;
         let plan = match a.plan.as_ref().map(|p| p.display().to_string()) {
             None => PlanAt::InRun,
             Some(p) if is_url(&p) => PlanAt::Url(p),
             Some(_) => PlanAt::Local,
         };
-        Some(Mirror::open(&run_text, plan, &store).map_err(failure)?)
+        Some(Mirror::open(&run_text, plan, &store).map_err(crate::status::read_failure)?)
     } else if a
         .plan
         .as_ref()
@@ -144,7 +134,7 @@ pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
             }
         })
     }
-    .map_err(failure)?;
+    .map_err(crate::status::read_failure)?;
     Ok(if crate::status::needs_attention(&last) {
         ExitStatus::DataFailure
     } else {

@@ -354,6 +354,17 @@ pub fn local_output_present(a: &UnitAttempt) -> bool {
     })
 }
 
+/// Whether an attempt's output is among `sizes` (each file of a store by its URL, with its
+/// size: [`crate::storage::Store::sizes`]) with the size recorded.
+pub fn listed_output_present(
+    sizes: &std::collections::HashMap<String, u64>,
+    a: &UnitAttempt,
+) -> bool {
+    a.output_path
+        .as_ref()
+        .is_some_and(|o| sizes.get(o) == Some(&a.output_bytes))
+}
+
 /// What the ledger alone tells of an attempt: it succeeded, with an output, under the
 /// configuration asked about (when known).
 fn recorded_done(a: &UnitAttempt, config_sha256: Option<&str>) -> Result<(), NotDone> {

@@ -18,7 +18,7 @@ use anyhow::Context;
 
 use crate::engine::live::STATUS_DIR;
 use crate::storage::{Entry, StorageError, Store, StoreOptions};
-use crate::transfer::location::LocalCopies;
+use crate::transfer::location::{LocalCopies, download_ledgers};
 
 use super::WINDOW_FILE;
 
@@ -172,24 +172,16 @@ pub fn why_at(
                 Err(e) => return Err(anyhow::Error::from(e)),
             }
         }
-        let out = dir.join("out");
-        for e in list(&store, "ledgers").await? {
-            if e.name.ends_with(".duckdb") {
-                store.get_file(&e.name, &out.join(&e.name)).await?;
-            }
+        let ledgers = dir.join("out").join("ledgers");
+        match download_ledgers(&store.url_of("ledgers"), &ledgers, opts).await {
+            Ok(_) | Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
         // Every object's size, by URL, from one listing: what the ledgers name is looked up.
-        let sizes: HashMap<String, u64> = list(&store, "")
-            .await?
-            .into_iter()
-            .map(|e| (store.url_of(&e.name), e.size))
-            .collect();
-        Ok::<_, anyhow::Error>(sizes)
+        Ok::<_, anyhow::Error>(store.sizes("").await?)
     })?;
     super::history::why_where(dir, store.url(), file, |a| {
-        a.output_path
-            .as_ref()
-            .is_some_and(|o| sizes.get(o) == Some(&a.output_bytes))
+        crate::ledger::query::listed_output_present(&sizes, a)
     })
 }
 

@@ -49,6 +49,15 @@ pub struct WindowRecord {
     pub location: Option<String>,
 }
 
+/// What reading a run failed with, as an exit status: a run location that did not answer is
+/// worth asking again (exit code 3); anything else is not a run to read (2).
+pub fn read_failure(e: anyhow::Error) -> crate::exit::Failure {
+    match e.downcast_ref::<crate::storage::StorageError>() {
+        Some(s) if s.is_transient() => crate::exit::Failure::retryable(e),
+        _ => crate::exit::Failure::usage(e),
+    }
+}
+
 /// The run location a local run folder's `window.json` names (`run --run-location`), if any.
 pub fn location_of(run: &Path) -> Option<String> {
     std::fs::read(run.join(WINDOW_FILE))

@@ -216,6 +216,17 @@ pub struct Version {
     pub sha256: String,
 }
 
+impl Version {
+    /// The version of `bytes`, with the ETag and version id the store gave them, if any.
+    pub fn new(e_tag: Option<String>, version: Option<String>, bytes: &[u8]) -> Version {
+        Version {
+            e_tag,
+            version,
+            sha256: sha256_hex(bytes),
+        }
+    }
+}
+
 /// A small file read whole ([`Store::get_versioned`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
@@ -512,6 +523,22 @@ impl Store {
     /// name. Links, special files and unreadable folders are left out (see [`Store::list_all`]).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StorageError> {
         Ok(self.list_all(prefix, false).await?.files)
+    }
+
+    /// The size of every file below `prefix` by its URL ([`Store::url_of`]), from one listing;
+    /// none when there is no such folder.
+    pub async fn sizes(
+        &self,
+        prefix: &str,
+    ) -> Result<std::collections::HashMap<String, u64>, StorageError> {
+        match self.list(prefix).await {
+            Ok(v) => Ok(v
+                .into_iter()
+                .map(|e| (self.url_of(&e.name), e.size))
+                .collect()),
+            Err(StorageError::NotFound { .. }) => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every regular file below `prefix`, and what else is there ([`Listing::others`]): with

@@ -414,11 +414,7 @@ impl ObjectBackend {
             )
             .await
             .map_err(|e| self.conditional_err(name, e))?;
-        Ok(Version {
-            e_tag: put.e_tag,
-            version: put.version,
-            sha256: sha256_hex(bytes),
-        })
+        Ok(Version::new(put.e_tag, put.version, bytes))
     }
 
     /// See [`super::Store::get_versioned`].
@@ -430,11 +426,7 @@ impl ObjectBackend {
             };
             return match read() {
                 Ok((bytes, meta)) => Ok(Some(Versioned {
-                    version: Version {
-                        e_tag: None,
-                        version: None,
-                        sha256: sha256_hex(&bytes),
-                    },
+                    version: Version::new(None, None, &bytes),
                     modified: local_entry(String::new(), &meta).modified,
                     bytes,
                 })),
@@ -450,11 +442,7 @@ impl ObjectBackend {
         let meta = got.meta.clone();
         let bytes = got.bytes().await.map_err(|e| self.err(name, e))?.to_vec();
         Ok(Some(Versioned {
-            version: Version {
-                e_tag: meta.e_tag,
-                version: meta.version,
-                sha256: sha256_hex(&bytes),
-            },
+            version: Version::new(meta.e_tag, meta.version, &bytes),
             modified: meta.last_modified,
             bytes,
         }))
@@ -505,11 +493,7 @@ impl ObjectBackend {
                 | object_store::Error::AlreadyExists { .. } => conflict(),
                 e => self.conditional_err(name, e),
             })?;
-        Ok(Version {
-            e_tag: put.e_tag,
-            version: put.version,
-            sha256: sha256_hex(bytes),
-        })
+        Ok(Version::new(put.e_tag, put.version, bytes))
     }
 
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
@@ -1031,11 +1015,7 @@ fn create_local(
 ) -> Result<Version, StorageError> {
     let tmp = write_beside(dest, bytes)?;
     match rename_if_free(&tmp, dest) {
-        Ok(()) => Ok(Version {
-            e_tag: None,
-            version: None,
-            sha256: sha256_hex(bytes),
-        }),
+        Ok(()) => Ok(Version::new(None, None, bytes)),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -1075,11 +1055,7 @@ fn replace_local(
         let _ = std::fs::remove_file(&tmp);
         return Err(StorageError::local(dest, e));
     }
-    Ok(Version {
-        e_tag: None,
-        version: None,
-        sha256: sha256_hex(bytes),
-    })
+    Ok(Version::new(None, None, bytes))
 }
 
 /// `bytes` in a new hidden file of its own beside `dest` (see [`super::temp_sibling`]), synced.

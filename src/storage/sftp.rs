@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{
     Entry, ExpectedContent, HashingReader, LinkTarget, Listing, Other, OtherKind, STREAM_BUF, Sink,
     SshOptions, StorageError, StoreOptions, TYPE_BITS, Transferred, VecSink, Version, Versioned,
-    safe_name, sha256_hex, special_kind,
+    safe_name, special_kind,
 };
 
 pub(super) struct SftpBackend {
@@ -648,57 +648,63 @@ impl SftpBackend {
                     done.bytes
                 )));
             }
-            // A replacement is one `posix-rename@openssh.com` where the server offers it
-            // (readers see the old file or the new one).
-            if overwrite && self.posix_rename(&conn, name, &tmp, &target).await? {
-                return Ok(done);
-            }
-            if overwrite {
-                // SFTP's rename never replaces; remove the old file first, then rename.
-                let removed = self
-                    .timed(name, async {
-                        match conn.sftp.remove_file(target.clone()).await {
-                            Ok(()) => Ok(()),
-                            Err(russh_sftp::client::error::Error::Status(s))
-                                if s.status_code == StatusCode::NoSuchFile =>
-                            {
-                                Ok(())
-                            }
-                            Err(e) => Err(self.sftp_err(name, e)),
-                        }
-                    })
-                    .await;
-                removed?;
-            }
-            self.timed(name, async {
-                match conn.sftp.rename(tmp.clone(), target.clone()).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        if conn.sftp.metadata(target.clone()).await.is_ok() {
-                            Err(StorageError::AlreadyExists {
-                                store: self.display.clone(),
-                                name: name.to_string(),
-                            })
-                        } else {
-                            Err(self.sftp_err(name, e))
-                        }
-                    }
-                }
-            })
-            .await?;
+            self.move_into_place(&conn, name, &tmp, &target, overwrite)
+                .await?;
             Ok(done)
         }
         .await;
         if upload.is_err() {
-            // Best effort: the session may be gone. A leftover hidden temporary is harmless, is
-            // never renamed into place, and the retry writes over it.
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                conn.sftp.remove_file(tmp),
-            )
-            .await;
+            // A leftover hidden temporary is harmless: never renamed into place, and the retry
+            // writes over it.
+            self.remove_temp(&conn, &tmp).await;
         }
         upload
+    }
+
+    /// Moves the complete temporary `tmp` to `name` (at `target`). With `overwrite`, over the
+    /// file there: by `posix-rename@openssh.com` where the server offers it (readers see the
+    /// old file or the new one), else by removing the old file first. Without, by the plain
+    /// SFTP rename (`SSH_FXP_RENAME`), which never replaces a file (OpenSSH's server makes it
+    /// a `link(2)` and an `unlink(2)`). A rename refused while `name` exists is
+    /// [`StorageError::AlreadyExists`] (servers say "failure" rather than "file exists").
+    async fn move_into_place(
+        &self,
+        conn: &Conn,
+        name: &str,
+        tmp: &str,
+        target: &str,
+        overwrite: bool,
+    ) -> Result<(), StorageError> {
+        if overwrite {
+            if self.posix_rename(conn, name, tmp, target).await? {
+                return Ok(());
+            }
+            self.timed(name, async {
+                match conn.sftp.remove_file(target.to_string()).await {
+                    Ok(()) => Ok(()),
+                    Err(russh_sftp::client::error::Error::Status(s))
+                        if s.status_code == StatusCode::NoSuchFile =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(self.sftp_err(name, e)),
+                }
+            })
+            .await?;
+        }
+        self.timed(name, async {
+            match conn.sftp.rename(tmp.to_string(), target.to_string()).await {
+                Ok(()) => Ok(()),
+                Err(_) if conn.sftp.metadata(target.to_string()).await.is_ok() => {
+                    Err(StorageError::AlreadyExists {
+                        store: self.display.clone(),
+                        name: name.to_string(),
+                    })
+                }
+                Err(e) => Err(self.sftp_err(name, e)),
+            }
+        })
+        .await
     }
 
     /// Opens `name` for reading, once the server said (`lstat`) that it is a regular file: a
@@ -797,41 +803,21 @@ impl SftpBackend {
     }
 
     /// See [`super::Store::create_bytes`]: the bytes written whole to a temporary name of
-    /// their own beside `name`, then moved to `name` with the plain SFTP rename
-    /// (`SSH_FXP_RENAME`), which never replaces a file (OpenSSH's server makes it a `link(2)`
-    /// and an `unlink(2)`): refused when `name` exists. A reader finds the whole file or none,
-    /// whenever the connection drops.
+    /// their own beside `name`, then moved to `name` by a rename that never replaces
+    /// ([`Self::move_into_place`]): refused when `name` exists. A reader finds the whole file
+    /// or none, whenever the connection drops.
     pub async fn create_bytes(&self, name: &str, bytes: &[u8]) -> Result<Version, StorageError> {
         let conn = self.conn().await?;
         self.timed(name, self.make_parents(&conn, name)).await?;
         let target = self.remote(name);
         let tmp = self.write_temp(&conn, name, bytes).await?;
-        let renamed = self
-            .timed(name, async {
-                Ok::<_, StorageError>(conn.sftp.rename(tmp.clone(), target.clone()).await)
-            })
+        let moved = self
+            .move_into_place(&conn, name, &tmp, &target, false)
             .await;
-        let r = match renamed {
-            Ok(Ok(())) => Ok(Version {
-                e_tag: None,
-                version: None,
-                sha256: sha256_hex(bytes),
-            }),
-            // Servers say "failure" rather than "file exists": the file tells.
-            Ok(Err(e)) => match self.head(name).await {
-                Ok(Some(_)) => Err(StorageError::AlreadyExists {
-                    store: self.display.clone(),
-                    name: name.to_string(),
-                }),
-                Ok(None) => Err(self.sftp_err(name, e)),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        if r.is_err() {
+        if moved.is_err() {
             self.remove_temp(&conn, &tmp).await;
         }
-        r
+        moved.map(|()| Version::new(None, None, bytes))
     }
 
     /// `bytes` written to a new hidden file of their own beside `name` (`.NAME.batchwin-PID-R`,
@@ -983,11 +969,7 @@ impl SftpBackend {
             Err(e) => return Err(e),
         }
         Ok(Some(Versioned {
-            version: Version {
-                e_tag: None,
-                version: None,
-                sha256: sha256_hex(&sink.0),
-            },
+            version: Version::new(None, None, &sink.0),
             modified: entry.modified,
             bytes: sink.0,
         }))
@@ -1017,34 +999,16 @@ impl SftpBackend {
         let conn = self.conn().await?;
         let target = self.remote(name);
         let tmp = self.write_temp(&conn, name, bytes).await?;
-        let moved = async {
-            if self.posix_rename(&conn, name, &tmp, &target).await? {
-                return Ok(());
-            }
-            self.delete(name).await?;
-            let renamed = self
-                .timed(name, async {
-                    Ok::<_, StorageError>(conn.sftp.rename(tmp.clone(), target.clone()).await)
-                })
-                .await?;
-            match renamed {
-                Ok(()) => Ok(()),
-                Err(e) => match self.head(name).await? {
-                    Some(_) => Err(conflict()),
-                    None => Err(self.sftp_err(name, e)),
-                },
-            }
-        }
-        .await;
+        let moved = self.move_into_place(&conn, name, &tmp, &target, true).await;
         if moved.is_err() {
             self.remove_temp(&conn, &tmp).await;
         }
-        moved?;
-        Ok(Version {
-            e_tag: None,
-            version: None,
-            sha256: sha256_hex(bytes),
-        })
+        match moved {
+            Ok(()) => Ok(Version::new(None, None, bytes)),
+            // Another writer's file slipped in between the removal and the rename.
+            Err(StorageError::AlreadyExists { .. }) => Err(conflict()),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -231,9 +231,9 @@ impl TransferSettings {
                 && (m.matches("{file}").count() != 1 || m == "{file}" || m.contains('/'))
             {
                 return Err(config.at(
-                        &KeyPath::vendor(i).key("transfer").key("marker"),
-                        format!("{m:?} must name a file beside the data file, with `{{file}}` once, e.g. \"{{file}}.done\""),
-                    ));
+                    &KeyPath::vendor(i).key("transfer").key("marker"),
+                    format!("{m:?} must name a file beside the data file, with `{{file}}` once, e.g. \"{{file}}.done\""),
+                ));
             }
         }
         let settle = match flags.settle {
@@ -287,6 +287,16 @@ impl TransferSettings {
             },
         })
     }
+}
+
+/// Store options for a command that reads what a run left at a URL (`status`, `log`, `report`,
+/// `release`): the configuration's `[transfer.options]` when one was given, else the
+/// environment's alone ([`store_options_without_config`]).
+pub fn store_options_of(config: Option<&Config>) -> Result<StoreOptions, ConfigError> {
+    Ok(match config {
+        Some(c) => TransferSettings::resolve(c, &Default::default())?.store,
+        None => store_options_without_config(&Default::default()),
+    })
 }
 
 /// Store options from the command line and the environment alone, for a command that reads

@@ -245,13 +245,12 @@ async fn acquire_as(
         let Some(found) = store.get_versioned(LOCK_NAME).await.map_err(not_taken)? else {
             continue;
         };
+        let other = Holder::of(&found);
         // A write retried after a lost answer: an earlier attempt of this run made it.
-        if holder.owns(&found) {
+        if let Some(mine) = other.clone().filter(|h| h.token == holder.token) {
             let at = if found.bytes == bytes { sent } else { started };
-            let mine = Holder::of(&found).unwrap_or(holder);
             return Ok((mine, found.version, at));
         }
-        let other = Holder::of(&found);
         let renewed = last_renewed(other.as_ref(), found.modified, chrono::Utc::now());
         if !is_stale(renewed, chrono::Utc::now()) {
             return Err(Failure::data(anyhow!(

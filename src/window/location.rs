@@ -11,7 +11,6 @@
 //! ledgers are copied here, and an output is still there when the run location lists it with
 //! the size its ledger recorded.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
@@ -127,18 +126,9 @@ impl DayLocation {
                 Err(e) => return Err(e.into()),
             };
         // Every object's size, by URL, from one listing: what the ledgers name is looked up.
-        let sizes: HashMap<String, u64> = match self.rt.block_on(self.store.list("")) {
-            Ok(v) => v
-                .into_iter()
-                .map(|e| (self.store.url_of(&e.name), e.size))
-                .collect(),
-            Err(StorageError::NotFound { .. }) => HashMap::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let sizes = self.rt.block_on(self.store.sizes(""))?;
         super::resume::remaining_where(manifest, &ledgers, split, config_sha256, |a| {
-            a.output_path
-                .as_ref()
-                .is_some_and(|o| sizes.get(o) == Some(&a.output_bytes))
+            crate::ledger::query::listed_output_present(&sizes, a)
         })
         .map_err(|e| {
             Failure::data(anyhow!(
