@@ -40,9 +40,9 @@ pub(crate) fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
 #[test]
 fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
     let d = Dir::new();
-    // Many small files on one thread, in chunks of a kilobyte: slow enough to be seen several
-    // times while it runs (each status document is replaced once a second).
-    generate_day(&d, "1000", "500000", "4", "41");
+    // Many small files on one thread, in chunks of a kilobyte: slow enough to be seen while it
+    // runs (each status document is replaced once a second; this slice takes a few seconds).
+    generate_day(&d, "1500", "600000", "4", "41");
     std::fs::create_dir_all(d.path("run")).unwrap();
     // The plan is in the run folder, as `run` lays it out: its files named whole.
     let inbound = d.path(&format!("day/inbound/{DATE}"));
@@ -67,7 +67,7 @@ fn status_follows_a_running_slice_and_ends_with_the_reports_figures() {
     assert_eq!(n(&before, &["totals", "done"]), 0);
     assert_eq!(before["slices"][0]["state"], "waiting");
     let units = n(&before, &["totals", "units"]);
-    assert!(units >= 1000, "{units} units");
+    assert!(units >= 1500, "{units} units");
 
     let mut child = d
         .process()
@@ -111,6 +111,7 @@ pub(crate) fn follow(
     let started = Instant::now();
     let mut seen: Vec<(u64, u64, u64)> = Vec::new();
     let mut while_running = 0;
+    let mut mid_while_running = 0;
     loop {
         let running = child.try_wait().expect("wait").is_none();
         let s = status();
@@ -121,6 +122,9 @@ pub(crate) fn follow(
         );
         if running && s["slices"][0]["state"] == "running" {
             while_running += 1;
+            if figures.0 > 0 && figures.0 < units {
+                mid_while_running += 1;
+            }
             assert!(!s["ended"].as_bool().unwrap());
         }
         if let Some(last) = seen.last() {
@@ -140,13 +144,11 @@ pub(crate) fn follow(
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    let mid: std::collections::BTreeSet<u64> = seen
-        .iter()
-        .map(|f| f.0)
-        .filter(|&x| x > 0 && x < units)
-        .collect();
+    // The document is replaced about once a second and a fast machine ends the slice in a few
+    // seconds, so one view part-way through (some units done, some left) is what can be asked
+    // for; how many such views there are depends on the machine's speed.
     assert!(
-        while_running >= 2 && mid.len() >= 2,
+        while_running >= 2 && mid_while_running >= 1,
         "the run was not seen in progress: {seen:?}"
     );
 }
