@@ -96,8 +96,11 @@ struct Pattern {
     /// many vendors costs nothing for the vendors a run does not process.
     dfa: OnceLock<Option<dense::DFA<Vec<u32>>>>,
     /// The regex engine, for the patterns a small DFA cannot hold (Unicode word boundaries,
-    /// large classes repeated many times).
-    regex: Regex,
+    /// large classes repeated many times). Built when first needed, as the DFA is: compiling
+    /// it takes 30-130 µs a pattern (measured on the generated day's two patterns), which
+    /// every vendor of a configuration would otherwise pay at every start of `process`, also
+    /// for vendors it does not run and patterns a DFA checks.
+    regex: OnceLock<Option<Regex>>,
 }
 
 impl Pattern {
@@ -115,18 +118,38 @@ impl Pattern {
         {
             fixed = None;
         }
-        let anchored = Self::anchored(text);
-        let regex = Regex::new(&anchored).map_err(|e| {
-            regex::Regex::new(&anchored)
-                .err()
-                .map_or_else(|| e.to_string(), |e| e.to_string())
-        })?;
         Ok(Pattern {
             text: text.to_string(),
             fixed,
             dfa: OnceLock::new(),
-            regex,
+            regex: OnceLock::new(),
         })
+    }
+
+    /// The regex engine for this pattern, built at its first use. The pattern parsed when the
+    /// configuration was read, so what can still stop the build is a size limit: the build is
+    /// then made again without it (a pattern that large is slow, not wrong). `None` (said in
+    /// an error log; no value then matches) only if even that fails.
+    fn regex(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| {
+                let anchored = Self::anchored(&self.text);
+                if let Ok(r) = Regex::new(&anchored) {
+                    return Some(r);
+                }
+                let unlimited = Regex::config()
+                    .nfa_size_limit(None)
+                    .onepass_size_limit(None)
+                    .hybrid_cache_capacity(1 << 24);
+                match Regex::builder().configure(unlimited).build(&anchored) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::error!(pattern = %self.text, "the pattern cannot be compiled: {e}");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     fn anchored(text: &str) -> String {
@@ -169,8 +192,11 @@ impl Pattern {
             // A DFA sees a match one step late: at the end of the input, here.
             return dfa.is_match_state(dfa.next_eoi_state(state));
         }
-        let cache = cache.get_or_insert_with(|| self.regex.create_cache());
-        self.regex.is_match_with(cache, &Input::new(value))
+        let Some(regex) = self.regex() else {
+            return false;
+        };
+        let cache = cache.get_or_insert_with(|| regex.create_cache());
+        regex.is_match_with(cache, &Input::new(value))
     }
 }
 
