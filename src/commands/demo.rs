@@ -163,7 +163,7 @@ fn worse_than_ok(s: ExitStatus) -> ExitStatus {
 
 /// Records in and rejected over the latest attempt of every unit in the run's ledgers.
 fn counts(ledgers: &std::path::Path) -> anyhow::Result<(u64, u64)> {
-    let found = crate::ledger::merge::find_ledgers(ledgers, None)?;
+    let found = crate::ledger::find_ledgers(ledgers, None)?;
     let c =
         crate::ledger::merge::with_latest(&found, |conn| Ok(crate::ledger::query::totals(conn)?))?;
     Ok((c.records_in as u64, c.records_rejected as u64))

@@ -167,6 +167,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         grace: a.grace_period,
         masking,
         live: Some(Live::in_folder(&a.out, STATUS_FILE, None, 0)),
+        small_run_journal: true,
         ..EngineOptions::default()
     };
     let ledger_path = a

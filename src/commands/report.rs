@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use crate::exit::{ExitStatus, Failure};
-use crate::ledger::merge::find_ledgers;
+use crate::ledger::find_ledgers;
 use crate::printer::GlobalArgs;
 use crate::report::{Context, render};
 use crate::transfer::location;

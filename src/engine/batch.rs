@@ -2,7 +2,8 @@
 //! runs). Units start in list order (priority first) on file workers, each unit's chunks
 //! spread over all threads (see [`super::file`]); a processed unit's delivery and its record
 //! in the ledger are handed to delivery threads. The ledger opens on a thread of its own while
-//! the first units run; outputs wait for it (see [`Ready`]).
+//! the first units run; outputs wait for it (see [`Ready`]). A small run of local files writes
+//! its rows to the ledger's journal instead (`crate::ledger::journal`).
 //!
 //! Also here: which units a slice of a plan still has to do (a slice run again skips what an
 //! earlier run of it finished), and the units of an inbound folder.
@@ -16,6 +17,7 @@ use anyhow::{Context, anyhow};
 
 use crate::config::Config;
 use crate::exit::{ExitStatus, Failure};
+use crate::ledger::journal::{self, Journal, Recorder};
 use crate::ledger::{Batch, Ledger, RunInfo, query};
 use crate::outcome::{FileOutcome, FileStatus};
 use crate::plan::Plan;
@@ -557,12 +559,21 @@ pub fn run_with(
         ready: ready.clone(),
         ..opts.clone()
     };
-    let ledger: OnceLock<Mutex<(Ledger, Batch<_>)>> = OnceLock::new();
+    let total_bytes: u64 = items.iter().map(unit_bytes).sum();
+    // A small run writes its rows to the ledger's journal: starting DuckDB would cost it more
+    // than its work (see `crate::ledger::journal`).
+    let journal = opts.small_run_journal && total_bytes <= journal::SMALL_RUN_BYTES;
+    let ledger: OnceLock<Mutex<(Recorder, Batch<_>)>> = OnceLock::new();
     let open_failure: Mutex<Option<Failure>> = Mutex::new(None);
     let open_ledger = || {
         // Whatever happens here, units waiting for the ledger are told.
         let _unblock = SetOnDrop(&ready);
-        match Ledger::open(ledger_path).and_then(|l| l.begin_run(&run).map(|()| l)) {
+        let opened = if journal {
+            Journal::begin(ledger_path, &run).map(Recorder::Journal)
+        } else {
+            Ledger::open(ledger_path).and_then(|l| l.begin_run(&run).map(|()| Recorder::Ledger(l)))
+        };
+        match opened {
             Ok(l) => {
                 let _ = ledger.set(Mutex::new((l, Batch::every(RECORD_EVERY))));
                 ready.set(Ok(()));
@@ -574,7 +585,6 @@ pub fn run_with(
         }
     };
 
-    let total_bytes: u64 = items.iter().map(unit_bytes).sum();
     let bar = crate::printer::progress_bar(progress, total_bytes, crate::printer::PROGRESS_BYTES);
     // The bar follows the engine's counts ten times a second: it moves as chunks are done, also
     // through one large file.
@@ -696,7 +706,9 @@ pub fn run_with(
             ledger
                 .record_files(&run, &batch.take())
                 .map_err(Failure::data)?;
-            hooks.recorded(ledger);
+            if let Some(ledger) = ledger.ledger() {
+                hooks.recorded(ledger);
+            }
         }
         drop(l);
         Ok(outcome)

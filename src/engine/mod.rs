@@ -51,6 +51,11 @@ pub struct EngineOptions {
     /// once a second by a thread of its own (see [`live`]); none: no document.
     #[cfg(feature = "cli")]
     pub live: Option<live::Live>,
+    /// A run of local files with at most [`crate::ledger::journal::SMALL_RUN_BYTES`] of input
+    /// writes its ledger rows to the ledger's journal rather than starting DuckDB (`process
+    /// --input` and `--inbound`; a plan's slice always writes its ledger).
+    #[cfg(feature = "cli")]
+    pub small_run_journal: bool,
 }
 
 /// Input bytes and records done so far by a run, counted as each window of chunks is written,
@@ -176,6 +181,8 @@ impl Default for EngineOptions {
             progress: Progress::default(),
             #[cfg(feature = "cli")]
             live: None,
+            #[cfg(feature = "cli")]
+            small_run_journal: false,
         }
     }
 }

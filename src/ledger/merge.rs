@@ -1,5 +1,6 @@
-//! Merging many ledgers into one: finding a run's ledgers, copying them into one DuckDB file,
-//! and the tables only a merged ledger has (`sources`, each row's `slice`, `history`).
+//! Merging many ledgers into one: copying them into one DuckDB file (each one's journal folded
+//! in first), and the tables only a merged ledger has (`sources`, each row's `slice`,
+//! `history`). Finding a run's ledgers is [`super::find_ledgers`].
 //!
 //! [`merge`] copies every ledger of a run (one per slice) into one DuckDB file with the same
 //! tables plus the `slice` each row came from. Merging is idempotent (a slice's rows are replaced,
@@ -25,30 +26,6 @@ pub struct LedgerSource {
 
 fn quote_sql(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Every `*.duckdb` below `dir` (or `dir` itself when it is a file), sorted, skipping `skip`.
-pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<PathBuf>> {
-    if dir.is_file() {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "duckdb")
-                && std::fs::canonicalize(&p).ok() != skip
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Merges `ledgers` into the ledger at `merged` (created when missing).
@@ -90,6 +67,7 @@ pub fn merge(
                 .unwrap_or_default();
             let alias = format!("src{i}");
             let check = (|| -> Result<String, String> {
+                super::journal::fold(path).map_err(|e| e.to_string())?;
                 conn.execute_batch(&format!(
                     "ATTACH {} AS {alias} (READ_ONLY)",
                     quote_sql(&path.display().to_string())

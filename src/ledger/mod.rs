@@ -2,7 +2,9 @@
 //! counts by field and rule, and what `publish` delivered. The only room that names the
 //! ledger's tables: this file creates them and writes them (`process`, `publish`);
 //! [`query`] holds every read, among them the one answer to "is this unit done?";
-//! [`merge`] puts many ledgers (one per slice) together for `report`, `run`, `publish`.
+//! [`find_ledgers`] finds a run's ledgers; [`merge`] puts many ledgers (one per slice)
+//! together for `report`, `run`, `publish`;
+//! [`journal`] names them too, in the lines it keeps for DuckDB.
 //!
 //! The schema is documented in `docs/ledger.md` and versioned in the `meta` table. Times are
 //! stored as `TIMESTAMP` in UTC (no time-zone extension needed to read them). Rows are written
@@ -11,11 +13,14 @@
 //! half-way. While it is being written, a second connection can copy it whole, as its last
 //! committed transaction left it, into a file of its own ([`Snapshots`]): what a slice over a
 //! run location uploads as it goes, never the ledger's own file in the middle of a write.
+//! A small `process` run writes the same rows to a journal beside the ledger instead, folded
+//! into it by the next command that opens it ([`journal`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use duckdb::{Connection, params};
 
+pub mod journal;
 pub mod merge;
 pub mod query;
 
@@ -126,12 +131,74 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("ledger journal `{path}` is being written by another batchwin run")]
+    Busy { path: String },
+    #[error("ledger `{path}` is not a DuckDB file")]
+    NotDuckdb { path: String },
+    #[error("ledger journal `{path}` line {line}: {message} (the journal is kept as it is)")]
+    Journal {
+        path: String,
+        line: usize,
+        message: String,
+    },
     #[error("ledger file `{path}`: {source}")]
     File {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Every ledger below `dir` (or `dir` itself when it is a file), sorted, skipping `skip`: each
+/// `*.duckdb`, and each ledger that only has a journal yet (`*.duckdb.journal`, see
+/// [`journal`]), whose rows are folded into it here. A journal that cannot be folded
+/// is left as it is and said in a warning; a journal a run still holds, with no ledger beside
+/// it yet, is not listed.
+pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<PathBuf>> {
+    if dir.is_file() || (is_ledger(dir) && journal::path_of(dir).is_file()) {
+        fold_warning(dir);
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let ledger = match p.extension() {
+                Some(x) if x == "duckdb" => p,
+                // `NAME.duckdb.journal`: the ledger `NAME.duckdb`, made by the fold when it
+                // had only its journal (listed twice when both are there; deduplicated below).
+                Some(x) if x == "journal" && is_ledger(&p.with_extension("")) => {
+                    p.with_extension("")
+                }
+                _ => continue,
+            };
+            fold_warning(&ledger);
+            if ledger.exists() && std::fs::canonicalize(&ledger).ok() != skip {
+                out.push(ledger);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn is_ledger(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "duckdb")
+}
+
+/// Folds the journal of `ledger`, if any ([`journal::fold`]); a fold that fails is said
+/// in a warning and the journal kept.
+fn fold_warning(ledger: &Path) {
+    if let Err(e) = journal::fold(ledger) {
+        tracing::warn!("{e}");
+    }
 }
 
 /// What identifies a run in the ledger.
@@ -192,8 +259,15 @@ fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Ledger {
-    /// Opens (creating when needed) the ledger at `path`.
+    /// Opens (creating when needed) the ledger at `path`, with the rows of its journal folded
+    /// in first ([`journal::fold`]).
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        journal::fold(path)?;
+        Ledger::open_db(path)
+    }
+
+    /// Opens (creating when needed) the DuckDB file at `path`, as it is.
+    fn open_db(path: &Path) -> Result<Ledger, LedgerError> {
         let p = path.display().to_string();
         let err = |source| LedgerError::Db {
             path: p.clone(),
@@ -265,25 +339,7 @@ impl Ledger {
 
     /// Records the start of a run.
     pub fn begin_run(&self, run: &RunInfo) -> Result<(), LedgerError> {
-        self.conn
-            .execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?, ?, ?, ?, ?)",
-                params![
-                    run.run_id,
-                    run.command,
-                    run.host,
-                    run.version,
-                    run.threads as i64,
-                    ts(&run.started_at),
-                    run.config_sha256,
-                    run.masking.profile,
-                    run.masking.subject,
-                    run.masking.issuer,
-                    run.masking.key_id
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        insert_run(&self.conn, &journal::RunRow::of(run)).map_err(|e| self.err(e))
     }
 
     /// Records the end of a run and its exit code.
@@ -493,54 +549,94 @@ fn append_files(
     run: &RunInfo,
     files: &[(String, FileOutcome)],
 ) -> duckdb::Result<()> {
+    let rows: Vec<journal::FileRow> = files
+        .iter()
+        .map(|(priority, f)| journal::FileRow::of(&run.run_id, priority, f))
+        .collect();
+    append_file_rows(tx, &rows)
+}
+
+/// Writes file rows, each with its reject counts (inside a transaction): what
+/// [`append_files`] and a journal's fold ([`journal::fold`]) write.
+fn append_file_rows(tx: &duckdb::Transaction<'_>, rows: &[journal::FileRow]) -> duckdb::Result<()> {
     // The appender writes rows in bulk; it casts the timestamp text to TIMESTAMP.
     let mut files_app = tx.appender("files")?;
-    for (priority, f) in files {
+    for f in rows {
         files_app.append_row(params![
-            run.run_id,
+            f.run_id,
             f.vendor,
-            priority,
-            f.input_path.display().to_string(),
-            f.input_bytes as i64,
+            f.priority,
+            f.input_path,
+            f.input_bytes,
             f.input_sha256,
-            f.records_in as i64,
-            f.records_out as i64,
-            f.records_rejected as i64,
-            f.status.to_string(),
+            f.records_in,
+            f.records_out,
+            f.records_rejected,
+            f.status,
             f.error,
-            ts(&f.started_at),
-            ts(&f.ended_at),
-            f.output_path.as_ref().map(|p| p.display().to_string()),
-            f.output_bytes as i64,
+            f.started_at,
+            f.ended_at,
+            f.output_path,
+            f.output_bytes,
             f.output_sha256,
-            f.reject_path.as_ref().map(|p| p.display().to_string()),
-            f.part.map(|p| p.0 as i64),
-            f.part.map(|p| p.1 as i64),
-            f.failed_on.map(|k| k.to_string()),
+            f.reject_path,
+            f.part,
+            f.parts,
+            f.failed_on,
         ])?;
     }
     files_app.flush()?;
     let mut rejects_app = tx.appender("rejects")?;
-    for (_, f) in files {
-        let input = f.input_path.display().to_string();
-        for ((field, rule), count) in &f.reject_counts {
+    for f in rows {
+        for r in &f.rejects {
             rejects_app.append_row(params![
-                run.run_id,
+                f.run_id,
                 f.vendor,
-                input,
-                field,
-                rule,
-                *count as i64
+                f.input_path,
+                r.field,
+                r.rule,
+                r.count
             ])?;
         }
     }
     rejects_app.flush()
 }
 
+/// Inserts a run's row, its end not known yet.
+fn insert_run(conn: &Connection, r: &journal::RunRow) -> duckdb::Result<()> {
+    conn.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?, ?, ?, ?, ?)",
+        params![
+            r.run_id,
+            r.command,
+            r.host,
+            r.version,
+            r.threads,
+            r.started_at,
+            r.config_sha256,
+            r.mask_profile,
+            r.token_subject,
+            r.token_issuer,
+            r.token_key_id
+        ],
+    )
+    .map(|_| ())
+}
+
 fn end_run(conn: &Connection, run: &RunInfo, exit_code: i32) -> duckdb::Result<()> {
+    set_run_end(conn, &run.run_id, &ts(&chrono::Utc::now()), exit_code)
+}
+
+/// Records when run `run_id` ended (`ended_at` as [`ts`] writes it) and its exit code.
+fn set_run_end(
+    conn: &Connection,
+    run_id: &str,
+    ended_at: &str,
+    exit_code: i32,
+) -> duckdb::Result<()> {
     conn.execute(
         "UPDATE runs SET ended_at = CAST(? AS TIMESTAMP), exit_code = ? WHERE run_id = ?",
-        params![ts(&chrono::Utc::now()), exit_code, run.run_id],
+        params![ended_at, exit_code, run_id],
     )
     .map(|_| ())
 }

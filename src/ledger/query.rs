@@ -390,40 +390,34 @@ pub struct VendorCost {
     pub seconds: f64,
 }
 
-/// Each vendor's bytes and seconds over every succeeded attempt in the ledgers (`*.duckdb`)
-/// below `dir`, each opened read-only.
+/// Each vendor's bytes and seconds over every succeeded attempt in the ledgers below `dir`
+/// ([`super::find_ledgers`], which folds their journals), each opened read-only.
 pub fn cost_history(dir: &Path) -> anyhow::Result<BTreeMap<String, VendorCost>> {
     use anyhow::Context;
     let mut totals: BTreeMap<String, VendorCost> = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "duckdb") {
-                let conn = Connection::open_with_flags(
-                    &p,
-                    duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
-                )
-                .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
-                let mut stmt = conn.prepare(
-                    "SELECT vendor, sum(input_bytes)::DOUBLE, sum(epoch(ended_at) - epoch(started_at))::DOUBLE FROM files WHERE status = 'succeeded' GROUP BY vendor",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, f64>(1)?,
-                        r.get::<_, f64>(2)?,
-                    ))
-                })?;
-                for r in rows {
-                    let (v, bytes, secs) = r?;
-                    let t = totals.entry(v).or_default();
-                    t.bytes += bytes;
-                    t.seconds += secs;
-                }
-            }
+    let ledgers = super::find_ledgers(dir, None)
+        .with_context(|| format!("cannot read `{}`", dir.display()))?;
+    for p in ledgers {
+        let conn = Connection::open_with_flags(
+            &p,
+            duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+        )
+        .with_context(|| format!("cannot open ledger `{}`", p.display()))?;
+        let mut stmt = conn.prepare(
+            "SELECT vendor, sum(input_bytes)::DOUBLE, sum(epoch(ended_at) - epoch(started_at))::DOUBLE FROM files WHERE status = 'succeeded' GROUP BY vendor",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?;
+        for r in rows {
+            let (v, bytes, secs) = r?;
+            let t = totals.entry(v).or_default();
+            t.bytes += bytes;
+            t.seconds += secs;
         }
     }
     Ok(totals)
@@ -436,18 +430,8 @@ pub fn cost_history(dir: &Path) -> anyhow::Result<BTreeMap<String, VendorCost>> 
 pub fn held_vcpu_history(dir: &Path) -> anyhow::Result<(f64, f64)> {
     use anyhow::Context;
     let (mut held, mut file_seconds) = (0.0, 0.0);
-    let mut ledgers = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read `{}`", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "duckdb") {
-                ledgers.push(p);
-            }
-        }
-    }
+    let ledgers = super::find_ledgers(dir, None)
+        .with_context(|| format!("cannot read `{}`", dir.display()))?;
     for p in ledgers {
         let conn = Connection::open_with_flags(
             &p,

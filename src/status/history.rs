@@ -145,7 +145,7 @@ fn ledgers_of(dir: &Path) -> Vec<PathBuf> {
     if !ledgers.is_dir() {
         return Vec::new();
     }
-    crate::ledger::merge::find_ledgers(&ledgers, None).unwrap_or_default()
+    crate::ledger::find_ledgers(&ledgers, None).unwrap_or_default()
 }
 
 /// Why a file was (or was not) processed in a run, step by step.

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::TransferSettings;
 use crate::config::Config;
-use crate::ledger::merge::{find_ledgers, with_latest};
+use crate::ledger::find_ledgers;
+use crate::ledger::merge::with_latest;
 use crate::ledger::{Batch, Delivery, Ledger, RunInfo};
 use crate::storage::{ExpectedContent, StorageError, Store, Transferred};
 use crate::vendor::SkipLimit;

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::ledger::merge::{find_ledgers, with_latest};
+use crate::ledger::find_ledgers;
+use crate::ledger::merge::with_latest;
 use crate::ledger::query::{Quarantined, quarantine_due, quarantined};
 use crate::ledger::{Ledger, QUARANTINE_LEDGER, RELEASES_LEDGER};
 

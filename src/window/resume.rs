@@ -83,7 +83,7 @@ pub(crate) fn remaining_where(
     let rows = crate::plan::manifest::read(manifest)?;
     let split = split_files(split)?;
     let found = if ledgers.is_dir() {
-        crate::ledger::merge::find_ledgers(ledgers, None)?
+        crate::ledger::find_ledgers(ledgers, None)?
     } else {
         Vec::new()
     };

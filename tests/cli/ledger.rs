@@ -118,3 +118,77 @@ fn a_ledger_that_cannot_be_opened_leaves_nothing_delivered() {
         .collect();
     assert_eq!(left, vec!["ledger.duckdb".to_string()], "{err}");
 }
+
+/// A small run writes its rows to the ledger's journal, not the ledger; a second run on the
+/// same ledger adds its own; `report` folds them into the ledger (what DuckDB, and so Python,
+/// then reads) and removes the journal, with the same figures the generator wrote.
+#[test]
+fn small_runs_reach_the_ledger_through_its_journal() {
+    let d = Dir::new();
+    crate::util::generate_day(&d, "4", "2000", "1", "8");
+    let inputs: Vec<String> = crate::util::tree(&d.path("day/inbound"))
+        .into_keys()
+        .map(|k| format!("day/inbound/{k}"))
+        .collect();
+    assert_eq!(inputs.len(), 4, "{inputs:?}");
+    for half in inputs.chunks(2) {
+        let mut c = d.cmd();
+        c.args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--vendor",
+            "V001",
+        ])
+        .args(["--out", "out", "--date", "2026-11-29"]);
+        for input in half {
+            c.args(["--input", input]);
+        }
+        c.assert().success();
+    }
+    assert!(!d.path("out/ledger.duckdb").exists());
+    let journal = d.read("out/ledger.duckdb.journal");
+    assert_eq!(journal.lines().count(), 2 * (1 + 2 + 1), "{journal}");
+
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "out", "--format", "json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).expect("report");
+    let expected: serde_json::Value = serde_json::from_str(&d.read("day/expected.json")).unwrap();
+    assert_eq!(report["totals"]["records_in"], expected["records"]);
+    assert_eq!(report["totals"]["records_rejected"], expected["invalid"]);
+    assert!(!d.path("out/ledger.duckdb.journal").exists());
+
+    let ledger = batchwin::ledger::Ledger::open(&d.path("out/ledger.duckdb")).unwrap();
+    let (runs, ended, files): (i64, i64, i64) = ledger
+        .connection()
+        .query_row(
+            "SELECT count(*), count(ended_at), (SELECT count(*) FROM files) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((runs, ended, files), (2, 2, 4));
+    drop(ledger);
+    let Some(python) = std::env::var_os("BATCHWIN_TEST_PYTHON") else {
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import duckdb, sys\n\
+con = duckdb.connect(sys.argv[1], read_only=True)\n\
+print(con.sql('SELECT count(*), sum(records_in) FROM files').fetchall()[0])\n",
+        ])
+        .arg(d.path("out/ledger.duckdb"))
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "(4, 2000)\n");
+}
