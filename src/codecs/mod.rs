@@ -201,6 +201,32 @@ pub(crate) fn write_bom(out: &mut Vec<u8>) {
     out.extend_from_slice(BOM);
 }
 
+/// The rules of the rejects whose reason ends with the place in the file where reading stopped
+/// (` at line L column C`, see [`placed`]): JSON Lines' `json`, XML's `xml` and `utf8`. Other
+/// rules' reasons name no line, whatever their text holds.
+pub const PLACED_RULES: [&str; 3] = ["json", "xml", "utf8"];
+
+/// A reject reason that says where in the file reading stopped: `MESSAGE at line L column C`
+/// (line of the file from 1, column in characters from 1, as an editor counts them).
+pub(crate) fn placed(message: &str, line: u64, column: u64) -> String {
+    format!("{message} at line {line} column {column}")
+}
+
+/// A reason written by [`placed`] taken apart: its message, line and column (`None` for a
+/// reason that does not end with a place).
+pub fn place_of(reason: &str) -> Option<(&str, u64, u64)> {
+    let (message, place) = reason.rsplit_once(" at line ")?;
+    let (line, column) = place.split_once(" column ")?;
+    let number = |t: &str| -> Option<u64> {
+        // Digits only, as `placed` writes them (`parse` would take a sign).
+        match t.bytes().all(|b| b.is_ascii_digit()) {
+            true => t.parse().ok(),
+            false => None,
+        }
+    };
+    Some((message, number(line)?, number(column)?))
+}
+
 /// The reason given for a record that is not valid UTF-8 (`what`: `line`, `record` ...).
 pub(crate) fn invalid_utf8(e: &std::str::Utf8Error, what: &str) -> String {
     format!(

@@ -25,12 +25,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
+use crate::codecs::{BadRecord, Chunk, Decoded, Encoder, count_lf};
 use crate::config::{Format, RejectRaw};
 use crate::outcome::{FileOutcome, RejectCounts, UnitError};
 use crate::pipeline::mask::RawOmitted;
 use crate::pipeline::{Problem, recycle};
 use crate::plan::Part;
+use crate::rejects::RejectLine;
 use crate::vendor::{Vendor, expand_name};
 
 use super::{EngineOptions, Ready};
@@ -179,6 +180,9 @@ struct InputHasher<'m> {
     /// Bytes hashed so far (everything before this offset).
     done: usize,
     map: Option<&'m memmap2::Mmap>,
+    /// Line feeds in the bytes hashed, when they are counted (see [`FileOutcome::lines`]):
+    /// counted in the same pass, as the bytes are read for the checksum anyway.
+    lines: Option<u64>,
 }
 
 enum InputSum {
@@ -193,6 +197,9 @@ impl InputHasher<'_> {
         if end > self.done {
             if let InputSum::Hashing(sha) = &mut self.sum {
                 sha.update(&data[self.done..end]);
+            }
+            if let Some(n) = &mut self.lines {
+                *n += count_lf(&data[self.done..end]);
             }
             self.done = end;
         }
@@ -213,12 +220,14 @@ impl InputHasher<'_> {
         }
     }
 
-    fn finish(mut self, data: &[u8], end: usize) -> String {
+    /// The checksum of the bytes before `end`, and their line feeds when they are counted.
+    fn finish(mut self, data: &[u8], end: usize) -> (String, Option<u64>) {
         self.advance(data, end);
-        match self.sum {
+        let sum = match self.sum {
             InputSum::Hashing(sha) => hex::encode(sha.finalize()),
             InputSum::Known(sha) => sha,
-        }
+        };
+        (sum, self.lines)
     }
 }
 
@@ -323,6 +332,14 @@ pub fn process_file_deferred(
         sum: known.map_or_else(|| InputSum::Hashing(Sha256::new()), InputSum::Known),
         done: range.start,
         map: map.as_ref(),
+        // A part of a file at a URL counts its lines, the first part's from the file's start,
+        // so that `publish` can number the rejects of the parts after it (see `FileOutcome`).
+        lines: part
+            .filter(|p| p.preamble_bytes.is_some())
+            .map(|p| match p.index {
+                0 => count_lf(&data[..range.start]),
+                _ => 0,
+            }),
     };
     let (result, delivery) = run_chunks(
         profile,
@@ -336,7 +353,7 @@ pub fn process_file_deferred(
         &mut hasher,
         part,
     );
-    outcome.input_sha256 = hasher.finish(data, range.end);
+    (outcome.input_sha256, outcome.lines) = hasher.finish(data, range.end);
     if let Err(e) = result {
         outcome.fail(e);
     }
@@ -490,7 +507,8 @@ fn run_chunks(
                 pre.body_end = p.end as usize;
                 // The line at the part's first byte (which may precede its first record); a
                 // part cut without reading what comes before it (`first_line` 0: see
-                // `plan::split`) counts its lines from its own start.
+                // `plan::split`) counts its lines from its own start, and `publish` moves its
+                // rejects' numbers on by what came before it (see `rejects`).
                 pre.body_first_line = if p.first_line == 0 {
                     1
                 } else {
@@ -660,20 +678,6 @@ fn run_chunks(
     }
 }
 
-/// One line of the reject file: `raw` or, when the vendor's `reject_raw` keeps no text of
-/// the record, `raw_omitted` saying why.
-#[derive(serde::Serialize)]
-struct RejectLine<'a> {
-    file: &'a str,
-    record: u64,
-    line: u64,
-    errors: &'a [Problem],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw_omitted: Option<RawOmitted>,
-}
-
 fn process_chunk(
     profile: &Vendor,
     decoder: &dyn crate::codecs::Decoder,
@@ -714,17 +718,15 @@ fn process_chunk(
                 (None, Some(RawOmitted::Configured))
             }
         };
-        let line = RejectLine {
+        RejectLine {
             file: input_name,
             record: number,
             line,
             errors: &problems,
             raw,
             raw_omitted,
-        };
-        // Serializing plain strings and numbers to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut r.rejects, &line);
-        r.rejects.push(b'\n');
+        }
+        .write(&mut r.rejects);
     };
     // Per-record working vectors, allocated once per chunk.
     let mut typed_store: Vec<crate::pipeline::validate::Typed<'static>> = Vec::new();

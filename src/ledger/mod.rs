@@ -28,7 +28,7 @@ pub const QUARANTINE_LEDGER: &str = "quarantine.duckdb";
 pub const RELEASES_LEDGER: &str = "releases.duckdb";
 
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "5";
+pub const SCHEMA_VERSION: &str = "6";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS files (
     reject_path       VARCHAR,
     part              INTEGER,
     parts             INTEGER,
-    failed_on         VARCHAR
+    failed_on         VARCHAR,
+    first_record      BIGINT,
+    lines             BIGINT
 );
 CREATE TABLE IF NOT EXISTS rejects (
     run_id      VARCHAR NOT NULL,
@@ -219,8 +221,10 @@ impl Ledger {
         // Each version since 3 only added columns and tables, all empty in an older ledger: a
         // slice's ledger from before an upgrade is brought up to date rather than refused.
         // Version 4 added the audit columns of `runs`; version 5 `files.failed_on` and the
-        // `quarantine` and `releases` tables (created above with the rest of the schema).
-        if found == "3" || found == "4" {
+        // `quarantine` and `releases` tables (created above with the rest of the schema);
+        // version 6 `files.first_record` and `files.lines`. The columns are added in the order
+        // of the schema, which is the order `append_files` writes a row's values in.
+        if ["3", "4", "5"].contains(&found.as_str()) {
             conn.execute_batch(&format!(
                 "BEGIN TRANSACTION;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS mask_profile VARCHAR;
@@ -228,6 +232,8 @@ impl Ledger {
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_issuer VARCHAR;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_key_id VARCHAR;
                  ALTER TABLE files ADD COLUMN IF NOT EXISTS failed_on VARCHAR;
+                 ALTER TABLE files ADD COLUMN IF NOT EXISTS first_record BIGINT;
+                 ALTER TABLE files ADD COLUMN IF NOT EXISTS lines BIGINT;
                  UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
                  COMMIT;"
             ))
@@ -517,6 +523,8 @@ fn append_files(
             f.part.map(|p| p.0 as i64),
             f.part.map(|p| p.1 as i64),
             f.failed_on.map(|k| k.to_string()),
+            f.first_record.map(|n| n as i64),
+            f.lines.map(|n| n as i64),
         ])?;
     }
     files_app.flush()?;
