@@ -170,7 +170,11 @@ mod tests {
             ),
         ];
         for (from, want) in cases {
-            assert_eq!(one(&format!("{from}\n"), by), Ok(format!("{want}\n")), "{from}");
+            assert_eq!(
+                one(&format!("{from}\n"), by),
+                Ok(format!("{want}\n")),
+                "{from}"
+            );
             // No shift: the same bytes.
             assert_eq!(
                 one(&format!("{from}\n"), Shift::default()),
@@ -226,7 +230,10 @@ mod tests {
             .write(&mut want);
             let mut got = Vec::new();
             shifted(&line, shift(10, 20), &mut got).expect("renumbered");
-            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
         }
     }
 
@@ -251,8 +258,7 @@ mod tests {
             r#"{"file":"a", "record":1,"line":1,"errors":[]}"#.to_string() + "\n",
             r#"{"line":1,"file":"a","record":1,"errors":[]}"#.to_string() + "\n",
             r#"{"file":"a","record":1,"line":1,"errors":[]}{}"#.to_string() + "\n",
-            r#"{"file":"a","record":18446744073709551615,"line":1,"errors":[]}"#.to_string()
-                + "\n",
+            r#"{"file":"a","record":18446744073709551615,"line":1,"errors":[]}"#.to_string() + "\n",
         ] {
             assert!(one(&bad, shift(1, 1)).is_err(), "{bad:?}");
         }

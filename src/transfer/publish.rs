@@ -82,6 +82,7 @@ pub struct PublishOutcome {
     pub bytes: u64,
 }
 
+#[derive(Clone)]
 struct Unit {
     part: Option<i64>,
     parts: Option<i64>,
@@ -668,4 +669,62 @@ pub fn files_below(dir: &std::path::Path) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(index: i64, first_record: i64, records: i64, lines: Option<i64>) -> Unit {
+        Unit {
+            part: Some(index),
+            parts: Some(3),
+            status: "succeeded".into(),
+            error: None,
+            output_path: None,
+            output_sha256: None,
+            output_bytes: 0,
+            ended_us: 0,
+            reject_path: None,
+            records_in: records,
+            records_rejected: 0,
+            first_record: Some(first_record),
+            lines,
+        }
+    }
+
+    /// The parts of a file at a URL after the first are moved on by the records and lines of
+    /// the parts before them; a local file's parts, numbered in the whole file already, are
+    /// not; a part after one whose counts are not known cannot be numbered.
+    #[test]
+    fn the_parts_after_the_first_are_moved_on_by_those_before() {
+        let shift = |records, lines| Some(Shift { records, lines });
+        let url = [
+            part(0, 1, 10, Some(12)),
+            part(1, 0, 5, Some(7)),
+            part(2, 0, 1, Some(1)),
+        ];
+        assert_eq!(shifts(&url), Ok(vec![None, shift(10, 12), shift(15, 19)]));
+        let local = [
+            part(0, 1, 10, None),
+            part(1, 11, 5, None),
+            part(2, 16, 1, None),
+        ];
+        assert_eq!(shifts(&local), Ok(vec![None, None, None]));
+        let mut failed = url.clone();
+        failed[1].status = "failed".into();
+        let e = shifts(&failed).expect_err("part 3 cannot be numbered");
+        assert!(
+            e.contains("part 3 of 3") && e.contains("part 2 of 3 failed"),
+            "{e}"
+        );
+        // A failed last part leaves the parts before it as they are.
+        let mut last = url.clone();
+        last[2].status = "failed".into();
+        assert_eq!(shifts(&last), Ok(vec![None, shift(10, 12), shift(15, 19)]));
+        let mut older = url.clone();
+        older[0].lines = None;
+        let e = shifts(&older).expect_err("no lines for part 1");
+        assert!(e.contains("without its count of lines"), "{e}");
+    }
 }
