@@ -226,7 +226,7 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
             && us.iter().all(|u| u.reject_path.is_some())
             && (us[0].part.is_none() || us.len() == expected)
         {
-            let (shifts, unfit) = match shifts(&us) {
+            let (shifts, unfit) = match shifts(&input, &us) {
                 Ok(s) => (s, None),
                 Err(e) => (vec![None; us.len()], Some(e)),
             };
@@ -256,15 +256,20 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
     Ok(items)
 }
 
-/// For the reject file of each of a file's units (its parts in order), what comes before the
-/// part when it numbered its rejects from its own start (`first_record` 0: a part of a file at
-/// a URL after the first): the records and lines of the parts before it, as their ledgers
-/// recorded them. `Err` says why those are not known (a part before it failed, or was recorded
-/// without its lines): its rejects cannot be given the whole file's numbers.
-fn shifts(us: &[Unit]) -> Result<Vec<Option<Shift>>, String> {
+/// For the reject file of each of the units of file `input` (its parts in order), what comes
+/// before the part when it numbered its rejects from its own start (`first_record` 0: a part of
+/// a file at a URL after the first): the records and lines of the parts before it, as their
+/// ledgers recorded them. `Err` says why those are not known (a part before it failed, or was
+/// recorded without its lines): its rejects cannot be given the whole file's numbers.
+fn shifts(input: &str, us: &[Unit]) -> Result<Vec<Option<Shift>>, String> {
     let mut before: Result<Shift, String> = Ok(Shift::default());
     let mut out = Vec::with_capacity(us.len());
     for u in us {
+        // A row written before the ledger recorded `first_record`: a part of a file at a URL
+        // after the first was cut by ranged reads, so numbered from its own start.
+        let first_record = u.first_record.or_else(|| {
+            (super::location::is_url(input) && u.part.is_some_and(|p| p > 0)).then_some(0)
+        });
         let of = |u: &Unit| {
             format!(
                 "part {} of {}",
@@ -272,7 +277,7 @@ fn shifts(us: &[Unit]) -> Result<Vec<Option<Shift>>, String> {
                 u.parts.unwrap_or(1)
             )
         };
-        if u.first_record == Some(0) {
+        if first_record == Some(0) {
             match &before {
                 Ok(b) => out.push(Some(*b)),
                 Err(why) => {
@@ -675,6 +680,8 @@ pub fn files_below(dir: &std::path::Path) -> usize {
 mod tests {
     use super::*;
 
+    const URL: &str = "s3://staging/2026-11-29/a.jsonl";
+
     fn part(index: i64, first_record: i64, records: i64, lines: Option<i64>) -> Unit {
         Unit {
             part: Some(index),
@@ -704,16 +711,19 @@ mod tests {
             part(1, 0, 5, Some(7)),
             part(2, 0, 1, Some(1)),
         ];
-        assert_eq!(shifts(&url), Ok(vec![None, shift(10, 12), shift(15, 19)]));
+        assert_eq!(
+            shifts(URL, &url),
+            Ok(vec![None, shift(10, 12), shift(15, 19)])
+        );
         let local = [
             part(0, 1, 10, None),
             part(1, 11, 5, None),
             part(2, 16, 1, None),
         ];
-        assert_eq!(shifts(&local), Ok(vec![None, None, None]));
+        assert_eq!(shifts(URL, &local), Ok(vec![None, None, None]));
         let mut failed = url.clone();
         failed[1].status = "failed".into();
-        let e = shifts(&failed).expect_err("part 3 cannot be numbered");
+        let e = shifts(URL, &failed).expect_err("part 3 cannot be numbered");
         assert!(
             e.contains("part 3 of 3") && e.contains("part 2 of 3 failed"),
             "{e}"
@@ -721,10 +731,23 @@ mod tests {
         // A failed last part leaves the parts before it as they are.
         let mut last = url.clone();
         last[2].status = "failed".into();
-        assert_eq!(shifts(&last), Ok(vec![None, shift(10, 12), shift(15, 19)]));
+        assert_eq!(
+            shifts(URL, &last),
+            Ok(vec![None, shift(10, 12), shift(15, 19)])
+        );
         let mut older = url.clone();
         older[0].lines = None;
-        let e = shifts(&older).expect_err("no lines for part 1");
+        let e = shifts(URL, &older).expect_err("no lines for part 1");
         assert!(e.contains("without its count of lines"), "{e}");
+        // Rows from before the ledger recorded a part's first record: a later part of a file
+        // at a URL was numbered from its own start, with no lines recorded before it; a local
+        // file's parts were numbered in the whole file.
+        let mut old = local.clone();
+        for u in &mut old {
+            u.first_record = None;
+        }
+        let e = shifts(URL, &old).expect_err("part 2 cannot be numbered");
+        assert!(e.contains("part 2 of 3"), "{e}");
+        assert_eq!(shifts("/staging/a.jsonl", &old), Ok(vec![None, None, None]));
     }
 }

@@ -655,6 +655,44 @@ fn large_staged_files_are_split_by_ranged_reads_and_each_worker_downloads_only_i
         return;
     };
     let (d, parts) = large_files_split_by_ranged_reads(&loc);
+    // A part's reject file that does not hold reject lines as batchwin writes them is not
+    // renumbered by guesswork: that file's reject file is not delivered, and why is said (the
+    // piece and its line), with exit code 1; everything else is.
+    let run = loc.objects("run");
+    let (rel, bytes) = run
+        .iter()
+        .find(|(k, v)| k.contains(".rejects.") && k.contains(".part-00002-of-") && !v.is_empty())
+        .expect("a later part with rejects");
+    let mut broken = bytes.clone();
+    broken.splice(0..0, b"{\"file\":1}\n".iter().copied());
+    loc.put(&format!("run/{rel}"), &broken);
+    let o = loc.run(
+        d.root(),
+        &[
+            "publish",
+            "--config",
+            "day/batchwin-rejects.toml",
+            "--ledgers",
+            &loc.url("run/ledgers"),
+            "--target",
+            "published-broken",
+            "--date",
+            DATE,
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let whole = rel.split(".part-").next().unwrap();
+    assert!(
+        err.contains(" line 1: it is not a reject line")
+            && err.contains("not delivered rather than with wrong record and line numbers"),
+        "{err}"
+    );
+    let published = crate::util::tree(&d.path(&format!("published-broken/outbound/{DATE}")));
+    let delivered = crate::util::tree(&d.path(&format!("published-rejects/outbound/{DATE}")));
+    assert!(!published.contains_key(whole), "{whole} was delivered");
+    assert_eq!(published.len() + 1, delivered.len());
+    loc.put(&format!("run/{rel}"), bytes);
     // A staged file changed since it was planned, even to the same size, is refused by the
     // worker of each of its parts with exit code 3, naming it (the part is read only while the
     // object has the ETag it had when it was cut), and nothing of it is processed.
