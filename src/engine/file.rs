@@ -957,7 +957,7 @@ format = "fixed"
             match i % 5 {
                 0 => csv.push_str(&format!("{id},\"two\nlines\"\n")),
                 1 => csv.push_str(&format!("{id},a,extra\n")),
-                2 => csv.push_str("\n"),
+                2 => csv.push('\n'),
                 _ => csv.push_str(&format!("{id},b\r\n")),
             }
             match i % 5 {
@@ -974,7 +974,7 @@ format = "fixed"
             }
             match i % 5 {
                 0 => fixed.push_str("12\n"),
-                1 => fixed.push_str("\n"),
+                1 => fixed.push('\n'),
                 _ => fixed.push_str(&format!("{id:>4}abcdef\n")),
             }
         }
