@@ -17,7 +17,8 @@
 //! Encoding a record either appends all of it or nothing.
 //!
 //! Each format module states its reading rules (blank lines, quoting, what is rejected and
-//! why) in its header. The pieces they share: [`Align`], BOM handling and the record types here;
+//! why) in its header. The pieces they share: [`Align`], BOM handling, the record types and the
+//! place in the file a reject reason ends with ([`PLACED_RULES`]) here;
 //! the chunker that turns record starts into chunks and the line framing of JSON Lines and
 //! fixed-width in `framing`; searches and checks of short byte runs in `bytes`.
 //! Every constructor checks its configuration and returns `Err(reason)` when it is unusable.
