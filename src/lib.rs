@@ -3,8 +3,9 @@
 //! The modules follow the data: `config` (the vendor file's schema) -> `vendor` (a vendor built
 //! from it: record steps, codecs, output names) -> `codecs` (bytes to fields and back) ->
 //! `pipeline` (validate, map, mask one record) -> `engine` (one file in parallel chunks, many
-//! files at once) -> `outcome` (what a unit did) -> `ledger` (the only room that names its
-//! tables) -> `report` (runs summed up and rendered) -> `status` (a run seen while it runs, from
+//! files at once; the lines of its reject files, which `publish` renumbers for the parts of a
+//! file at a URL, in `rejects`) -> `outcome` (what a unit did) -> `ledger` (the only room that
+//! names its tables) -> `report` (runs summed up and rendered) -> `status` (a run seen while it runs, from
 //! its slices' status documents). Around them: `manifest`s and slices in
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
 //! `auth` (the job token that chooses a masking profile), `telemetry` (OpenTelemetry traces of
@@ -39,6 +40,7 @@ pub mod pipeline;
 pub mod plan;
 #[cfg(feature = "cli")]
 pub mod printer;
+pub mod rejects;
 #[cfg(feature = "cli")]
 pub mod report;
 #[cfg(feature = "cli")]

@@ -132,6 +132,14 @@ pub struct FileOutcome {
     pub reject_counts: RejectCounts,
     /// For a part of a split file: (0-based index, number of parts).
     pub part: Option<(u32, u32)>,
+    /// For a part of a split file: the number of its first record in the whole file, 0 when it
+    /// numbers its records and lines from its own start (a part of a file at a URL after the
+    /// first: see `plan::Part`).
+    pub first_record: Option<u64>,
+    /// For a part of a file at a URL: the line feeds in its bytes (the first part's counted
+    /// from the file's start). With `records_in`, what `publish` adds to the numbers in the
+    /// reject files of the parts after it (see `rejects`).
+    pub lines: Option<u64>,
     /// What a failed unit failed on (`None` unless it failed).
     pub failed_on: Option<FailedOn>,
 }
@@ -179,6 +187,8 @@ impl FileOutcome {
             reject_path: None,
             reject_counts: RejectCounts::new(),
             part: part.map(|p| (p.index, p.count)),
+            first_record: part.map(|p| p.first_record),
+            lines: None,
             failed_on: None,
         }
     }

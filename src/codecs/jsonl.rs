@@ -173,7 +173,7 @@ impl JsonError {
             .get(..byte)
             .map_or(byte, |before| before.chars().count())
             + 1;
-        format!("{} at line {line} column {column}", self.message)
+        super::placed(&self.message, line, column as u64)
     }
 }
 

@@ -17,7 +17,8 @@
 //! Encoding a record either appends all of it or nothing.
 //!
 //! Each format module states its reading rules (blank lines, quoting, what is rejected and
-//! why) in its header. The pieces they share: [`Align`], BOM handling and the record types here;
+//! why) in its header. The pieces they share: [`Align`], BOM handling, the record types and the
+//! place in the file a reject reason ends with ([`PLACED_RULES`]) here;
 //! the chunker that turns record starts into chunks and the line framing of JSON Lines and
 //! fixed-width in `framing`; searches and checks of short byte runs in `bytes`.
 //! Every constructor checks its configuration and returns `Err(reason)` when it is unusable.
@@ -199,6 +200,32 @@ pub(crate) fn bom_len(data: &[u8]) -> usize {
 /// Writes the UTF-8 byte order mark.
 pub(crate) fn write_bom(out: &mut Vec<u8>) {
     out.extend_from_slice(BOM);
+}
+
+/// The rules of the rejects whose reason ends with the place in the file where reading stopped
+/// (` at line L column C`, see [`placed`]): JSON Lines' `json`, XML's `xml` and `utf8`. Other
+/// rules' reasons name no line, whatever their text holds.
+pub const PLACED_RULES: [&str; 3] = ["json", "xml", "utf8"];
+
+/// A reject reason that says where in the file reading stopped: `MESSAGE at line L column C`
+/// (line of the file from 1, column in characters from 1, as an editor counts them).
+pub(crate) fn placed(message: &str, line: u64, column: u64) -> String {
+    format!("{message} at line {line} column {column}")
+}
+
+/// A reason written by [`placed`] taken apart: its message, line and column (`None` for a
+/// reason that does not end with a place).
+pub fn place_of(reason: &str) -> Option<(&str, u64, u64)> {
+    let (message, place) = reason.rsplit_once(" at line ")?;
+    let (line, column) = place.split_once(" column ")?;
+    let number = |t: &str| -> Option<u64> {
+        // Digits only, as `placed` writes them (`parse` would take a sign).
+        match t.bytes().all(|b| b.is_ascii_digit()) {
+            true => t.parse().ok(),
+            false => None,
+        }
+    };
+    Some((message, number(line)?, number(column)?))
 }
 
 /// The reason given for a record that is not valid UTF-8 (`what`: `line`, `record` ...).

@@ -25,12 +25,13 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::codecs::{BadRecord, Chunk, Decoded, Encoder};
+use crate::codecs::{BadRecord, Chunk, Decoded, Encoder, count_lf};
 use crate::config::{Format, RejectRaw};
 use crate::outcome::{FileOutcome, RejectCounts, UnitError};
 use crate::pipeline::mask::RawOmitted;
 use crate::pipeline::{Problem, recycle};
 use crate::plan::Part;
+use crate::rejects::RejectLine;
 use crate::vendor::{Vendor, expand_name};
 
 use super::{EngineOptions, Ready};
@@ -179,6 +180,9 @@ struct InputHasher<'m> {
     /// Bytes hashed so far (everything before this offset).
     done: usize,
     map: Option<&'m memmap2::Mmap>,
+    /// Line feeds in the bytes hashed, when they are counted (see [`FileOutcome::lines`]):
+    /// counted in the same pass, as the bytes are read for the checksum anyway.
+    lines: Option<u64>,
 }
 
 enum InputSum {
@@ -193,6 +197,9 @@ impl InputHasher<'_> {
         if end > self.done {
             if let InputSum::Hashing(sha) = &mut self.sum {
                 sha.update(&data[self.done..end]);
+            }
+            if let Some(n) = &mut self.lines {
+                *n += count_lf(&data[self.done..end]);
             }
             self.done = end;
         }
@@ -213,12 +220,14 @@ impl InputHasher<'_> {
         }
     }
 
-    fn finish(mut self, data: &[u8], end: usize) -> String {
+    /// The checksum of the bytes before `end`, and their line feeds when they are counted.
+    fn finish(mut self, data: &[u8], end: usize) -> (String, Option<u64>) {
         self.advance(data, end);
-        match self.sum {
+        let sum = match self.sum {
             InputSum::Hashing(sha) => hex::encode(sha.finalize()),
             InputSum::Known(sha) => sha,
-        }
+        };
+        (sum, self.lines)
     }
 }
 
@@ -323,6 +332,14 @@ pub fn process_file_deferred(
         sum: known.map_or_else(|| InputSum::Hashing(Sha256::new()), InputSum::Known),
         done: range.start,
         map: map.as_ref(),
+        // A part of a file at a URL counts its lines, the first part's from the file's start,
+        // so that `publish` can number the rejects of the parts after it (see `FileOutcome`).
+        lines: part
+            .filter(|p| p.preamble_bytes.is_some())
+            .map(|p| match p.index {
+                0 => count_lf(&data[..range.start]),
+                _ => 0,
+            }),
     };
     let (result, delivery) = run_chunks(
         profile,
@@ -336,7 +353,7 @@ pub fn process_file_deferred(
         &mut hasher,
         part,
     );
-    outcome.input_sha256 = hasher.finish(data, range.end);
+    (outcome.input_sha256, outcome.lines) = hasher.finish(data, range.end);
     if let Err(e) = result {
         outcome.fail(e);
     }
@@ -490,7 +507,8 @@ fn run_chunks(
                 pre.body_end = p.end as usize;
                 // The line at the part's first byte (which may precede its first record); a
                 // part cut without reading what comes before it (`first_line` 0: see
-                // `plan::split`) counts its lines from its own start.
+                // `plan::split`) counts its lines from its own start, and `publish` moves its
+                // rejects' numbers on by what came before it (see `rejects`).
                 pre.body_first_line = if p.first_line == 0 {
                     1
                 } else {
@@ -660,20 +678,6 @@ fn run_chunks(
     }
 }
 
-/// One line of the reject file: `raw` or, when the vendor's `reject_raw` keeps no text of
-/// the record, `raw_omitted` saying why.
-#[derive(serde::Serialize)]
-struct RejectLine<'a> {
-    file: &'a str,
-    record: u64,
-    line: u64,
-    errors: &'a [Problem],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw_omitted: Option<RawOmitted>,
-}
-
 fn process_chunk(
     profile: &Vendor,
     decoder: &dyn crate::codecs::Decoder,
@@ -714,17 +718,15 @@ fn process_chunk(
                 (None, Some(RawOmitted::Configured))
             }
         };
-        let line = RejectLine {
+        RejectLine {
             file: input_name,
             record: number,
             line,
             errors: &problems,
             raw,
             raw_omitted,
-        };
-        // Serializing plain strings and numbers to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut r.rejects, &line);
-        r.rejects.push(b'\n');
+        }
+        .write(&mut r.rejects);
     };
     // Per-record working vectors, allocated once per chunk.
     let mut typed_store: Vec<crate::pipeline::validate::Typed<'static>> = Vec::new();
@@ -868,6 +870,186 @@ format = "csv"
                     assert!(left.is_empty(), "{left:?}");
                 }
             }
+        }
+    }
+
+    /// One vendor per reader, every record kept unless it cannot be read or its `id` is not
+    /// an integer.
+    const READERS: &str = r#"
+[[vendor]]
+id = "C"
+skip_limit = "100%"
+[vendor.input]
+format = "csv"
+header = true
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[[vendor.fields]]
+name = "name"
+[vendor.output]
+format = "csv"
+
+[[vendor]]
+id = "J"
+skip_limit = "100%"
+[vendor.input]
+format = "jsonl"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[[vendor.fields]]
+name = "name"
+[vendor.output]
+format = "jsonl"
+
+[[vendor]]
+id = "X"
+skip_limit = "100%"
+[vendor.input]
+format = "xml"
+record = "r"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+[[vendor.fields]]
+name = "name"
+[vendor.output]
+format = "xml"
+
+[[vendor]]
+id = "F"
+skip_limit = "100%"
+[vendor.input]
+format = "fixed"
+[[vendor.fields]]
+name = "id"
+type = "integer"
+start = 0
+width = 4
+[[vendor.fields]]
+name = "name"
+start = 4
+width = 6
+[vendor.output]
+format = "fixed"
+"#;
+
+    /// A file of each format cut into parts that number their rejects from their own start, as
+    /// the parts of a file at a URL do: each part's count of records and lines moves the
+    /// numbers of the parts after it on to the whole file's, so the parts' reject files, put
+    /// together with [`crate::rejects::shifted`], are the whole file's byte for byte. Records
+    /// over several lines (a quoted CSV newline, XML elements), blank lines, rejects of the
+    /// reader (with the line in their reason) and of the pipeline.
+    #[test]
+    fn parts_numbered_alone_renumber_to_the_whole_files_rejects() {
+        let cfg = crate::config::Config::parse(Path::new("t.toml"), READERS.into()).unwrap();
+        let mut csv = String::from("\u{feff}id,name\n");
+        let mut jsonl = String::from("\u{feff}");
+        let mut xml = String::from("<?xml version=\"1.0\"?>\n<rs>\n");
+        let mut fixed = String::new();
+        for i in 0..60 {
+            let id = if i % 7 == 3 {
+                "x".to_string()
+            } else {
+                i.to_string()
+            };
+            match i % 5 {
+                0 => csv.push_str(&format!("{id},\"two\nlines\"\n")),
+                1 => csv.push_str(&format!("{id},a,extra\n")),
+                2 => csv.push('\n'),
+                _ => csv.push_str(&format!("{id},b\r\n")),
+            }
+            match i % 5 {
+                0 => jsonl.push_str(&format!("{{\"id\":\"{id}\",\"name\":\"n\"}} x\n")),
+                1 => jsonl.push_str("   \n"),
+                2 => jsonl.push_str(&format!("{{\"id\":{i},\n")),
+                _ => jsonl.push_str(&format!("{{\"id\":\"{id}\",\"name\":\"é\"}}\r\n")),
+            }
+            match i % 5 {
+                0 => xml.push_str(&format!("<r>\n  <id>{id}</id>\n  <name>a</b>\n</r>\n")),
+                1 => xml.push_str(&format!("  <r><id>{id}</id>\n<name>&bad;</name></r>\n")),
+                2 => xml.push_str("\n\n"),
+                _ => xml.push_str(&format!("<r><id>{id}</id><name>\né</name></r>\n")),
+            }
+            match i % 5 {
+                0 => fixed.push_str("12\n"),
+                1 => fixed.push('\n'),
+                _ => fixed.push_str(&format!("{id:>4}abcdef\n")),
+            }
+        }
+        xml.push_str("</rs>\n");
+        let dir = tempfile::tempdir().unwrap();
+        for (index, (name, data)) in [
+            ("c.csv", csv),
+            ("j.jsonl", jsonl),
+            ("x.xml", xml),
+            ("f.txt", fixed),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let profile = Vendor::build(&cfg, index, None).unwrap();
+            let encoder = profile.encoder().unwrap();
+            let input = dir.path().join(name);
+            std::fs::write(&input, &data).unwrap();
+            let run = |out: &str, part: Option<&Part>| {
+                let out = dir.path().join(out);
+                std::fs::create_dir_all(&out).unwrap();
+                let opts = EngineOptions::default();
+                let o = process_file(&profile, encoder.as_ref(), &input, &out, &opts, part, None)
+                    .unwrap();
+                assert_eq!(o.status, FileStatus::Succeeded, "{name}: {:?}", o.error);
+                let rejects = std::fs::read(o.reject_path.as_ref().unwrap()).unwrap();
+                (o, rejects)
+            };
+            let (_, whole) = run(&format!("{name}-whole"), None);
+            let mut decoder = profile.decoder().unwrap();
+            let bytes = data.as_bytes();
+            let pre = decoder.preamble(bytes).unwrap();
+            let chunks: Vec<Chunk> = decoder
+                .frame(bytes, &pre, 60)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(chunks.len() > 4, "{name}: {} parts", chunks.len());
+            let count = chunks.len() as u32;
+            let (mut joined, mut shift) = (Vec::new(), crate::rejects::Shift::default());
+            let mut renumbered = 0;
+            for (i, c) in chunks.iter().enumerate() {
+                let first = i == 0;
+                let part = Part {
+                    index: i as u32,
+                    count,
+                    start: c.bytes.start as u64,
+                    end: if i + 1 == chunks.len() {
+                        pre.body_end as u64
+                    } else {
+                        chunks[i + 1].bytes.start as u64
+                    },
+                    first_record: if first { c.first_record } else { 0 },
+                    first_line: if first { c.first_line } else { 0 },
+                    preamble_bytes: Some(pre.body_start as u64),
+                    e_tag: None,
+                };
+                let (o, rejects) = run(&format!("{name}-parts"), Some(&part));
+                assert_eq!(o.first_record, Some(part.first_record));
+                if first {
+                    joined.extend_from_slice(&rejects);
+                } else {
+                    for line in rejects.split_inclusive(|&b| b == b'\n') {
+                        crate::rejects::shifted(line, shift, &mut joined).unwrap();
+                        renumbered += 1;
+                    }
+                }
+                shift.records += o.records_in;
+                shift.lines += o.lines.expect("a part of a file at a URL counts its lines");
+            }
+            assert!(renumbered > 5, "{name}: {renumbered} rejects renumbered");
+            assert_eq!(
+                String::from_utf8_lossy(&joined),
+                String::from_utf8_lossy(&whole),
+                "{name}"
+            );
         }
     }
 }

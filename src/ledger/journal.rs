@@ -95,6 +95,10 @@ pub struct FileRow {
     pub part: Option<i64>,
     pub parts: Option<i64>,
     pub failed_on: Option<String>,
+    #[serde(default)]
+    pub first_record: Option<i64>,
+    #[serde(default)]
+    pub lines: Option<i64>,
     pub rejects: Vec<RejectRow>,
 }
 
@@ -129,6 +133,8 @@ impl FileRow {
             part: f.part.map(|p| p.0 as i64),
             parts: f.part.map(|p| p.1 as i64),
             failed_on: f.failed_on.map(|k| k.to_string()),
+            first_record: f.first_record.map(|n| n as i64),
+            lines: f.lines.map(|n| n as i64),
             rejects: f
                 .reject_counts
                 .iter()

@@ -80,9 +80,10 @@ pub fn merge(
                         |r| r.get(0),
                     )
                     .map_err(|e| format!("not a batchwin ledger: {e}"))?;
-                // Versions 3 and 4 lack only columns (left empty by a merge) and the tables of
-                // the quarantine (no rows): the ledgers of a day before the upgrade still report.
-                if !["3", "4", super::SCHEMA_VERSION].contains(&version.as_str()) {
+                // Versions 3 to 5 lack only columns (left empty by a merge), and 3 and 4 the
+                // tables of the quarantine (no rows): the ledgers of a day before the upgrade
+                // still report.
+                if !["3", "4", "5", super::SCHEMA_VERSION].contains(&version.as_str()) {
                     return Err(format!(
                         "schema version {version}, this batchwin reads 3 to {}",
                         super::SCHEMA_VERSION
@@ -135,7 +136,7 @@ pub fn merge(
                     let new_table = matches!(table, "quarantine" | "releases");
                     let selects: Vec<String> = good
                         .iter()
-                        .filter(|(_, _, v)| !new_table || v == super::SCHEMA_VERSION)
+                        .filter(|(_, _, v)| !new_table || !["3", "4"].contains(&v.as_str()))
                         .map(|(a, s, _)| {
                             format!("SELECT *, {} AS slice FROM {a}.{table}", quote_sql(s))
                         })

@@ -33,7 +33,7 @@ pub const QUARANTINE_LEDGER: &str = "quarantine.duckdb";
 pub const RELEASES_LEDGER: &str = "releases.duckdb";
 
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "5";
+pub const SCHEMA_VERSION: &str = "6";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS files (
     reject_path       VARCHAR,
     part              INTEGER,
     parts             INTEGER,
-    failed_on         VARCHAR
+    failed_on         VARCHAR,
+    first_record      BIGINT,
+    lines             BIGINT
 );
 CREATE TABLE IF NOT EXISTS rejects (
     run_id      VARCHAR NOT NULL,
@@ -293,8 +295,10 @@ impl Ledger {
         // Each version since 3 only added columns and tables, all empty in an older ledger: a
         // slice's ledger from before an upgrade is brought up to date rather than refused.
         // Version 4 added the audit columns of `runs`; version 5 `files.failed_on` and the
-        // `quarantine` and `releases` tables (created above with the rest of the schema).
-        if found == "3" || found == "4" {
+        // `quarantine` and `releases` tables (created above with the rest of the schema);
+        // version 6 `files.first_record` and `files.lines`. The columns are added in the order
+        // of the schema, which is the order `append_files` writes a row's values in.
+        if ["3", "4", "5"].contains(&found.as_str()) {
             conn.execute_batch(&format!(
                 "BEGIN TRANSACTION;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS mask_profile VARCHAR;
@@ -302,6 +306,8 @@ impl Ledger {
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_issuer VARCHAR;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS token_key_id VARCHAR;
                  ALTER TABLE files ADD COLUMN IF NOT EXISTS failed_on VARCHAR;
+                 ALTER TABLE files ADD COLUMN IF NOT EXISTS first_record BIGINT;
+                 ALTER TABLE files ADD COLUMN IF NOT EXISTS lines BIGINT;
                  UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
                  COMMIT;"
             ))
@@ -583,6 +589,8 @@ fn append_file_rows(tx: &duckdb::Transaction<'_>, rows: &[journal::FileRow]) -> 
             f.part,
             f.parts,
             f.failed_on,
+            f.first_record,
+            f.lines,
         ])?;
     }
     files_app.flush()?;
@@ -728,5 +736,79 @@ mod tests {
             .query_row("SELECT count(*) FROM files", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 2);
+    }
+
+    /// A slice's ledger from before the parts' counts (version 5) opens, is brought up to
+    /// date, and records a part's first record and lines beside its earlier rows (left empty).
+    #[test]
+    fn a_version_5_ledger_opens_and_records_the_parts_counts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("slice-00000.duckdb");
+        let run = RunInfo::new("process");
+        let part = crate::plan::Part {
+            index: 1,
+            count: 3,
+            start: 100,
+            end: 200,
+            first_record: 0,
+            first_line: 0,
+            preamble_bytes: Some(3),
+            e_tag: None,
+        };
+        let unit = |name: &str, lines: Option<u64>| {
+            let mut f = FileOutcome::new("v", Path::new(name), 10, Some(&part));
+            f.lines = lines;
+            ("high".to_string(), f)
+        };
+        {
+            let old = Ledger::open(&path).expect("ledger");
+            old.begin_run(&run).expect("run");
+            old.conn
+                .execute_batch(
+                    "ALTER TABLE files DROP COLUMN first_record;
+                     ALTER TABLE files DROP COLUMN lines;
+                     UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+                )
+                .expect("made version 5");
+            old.conn
+                .execute_batch(
+                    "INSERT INTO files (run_id, vendor, priority, input_path, input_bytes, input_sha256,
+                         records_in, records_out, records_rejected, status, started_at, ended_at,
+                         output_bytes, part, parts)
+                     VALUES ('r', 'v', 'high', 'old.jsonl', 1, '', 1, 1, 0, 'succeeded',
+                         TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-01', 0, 1, 3)",
+                )
+                .expect("an old row");
+        }
+        let mut ledger = Ledger::open(&path).expect("a version 5 ledger opens");
+        ledger
+            .record_files(&run, &[unit("new.jsonl", Some(42))])
+            .expect("recorded");
+        let rows: Vec<(String, Option<i64>, Option<i64>)> = {
+            let mut stmt = ledger
+                .conn
+                .prepare("SELECT input_path, first_record, lines FROM files ORDER BY input_path")
+                .expect("query");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("read")
+        };
+        assert_eq!(
+            rows,
+            vec![
+                ("new.jsonl".to_string(), Some(0), Some(42)),
+                ("old.jsonl".to_string(), None, None)
+            ]
+        );
+        let version: String = ledger
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }

@@ -474,13 +474,20 @@ pub struct Deliverable {
     pub output_bytes: i64,
     /// `ended_at`, microseconds since the epoch.
     pub ended_us: i64,
+    /// For a part: the number of its first record in the whole file, 0 when it numbered its
+    /// records and lines from its own start; `None` for a whole file, or a row written before
+    /// the ledger recorded it.
+    pub first_record: Option<i64>,
+    /// For a part of a file at a URL: the line feeds in its bytes (the first part's from the
+    /// file's start).
+    pub lines: Option<i64>,
 }
 
 /// The latest attempt of every unit, by vendor, input and part.
 pub fn deliverables(conn: &Connection) -> duckdb::Result<Vec<Deliverable>> {
     let mut stmt = conn.prepare(
         "SELECT vendor, input_path, part, parts, status, error, output_path, output_sha256, reject_path,
-                records_in, records_rejected, output_bytes, epoch_us(ended_at)
+                records_in, records_rejected, output_bytes, epoch_us(ended_at), first_record, lines
          FROM latest ORDER BY vendor, input_path, coalesce(part, -1)",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -498,6 +505,8 @@ pub fn deliverables(conn: &Connection) -> duckdb::Result<Vec<Deliverable>> {
             records_rejected: r.get(10)?,
             output_bytes: r.get(11)?,
             ended_us: r.get(12)?,
+            first_record: r.get(13)?,
+            lines: r.get(14)?,
         })
     })?;
     rows.collect()

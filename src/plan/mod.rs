@@ -46,7 +46,8 @@ pub struct Part {
     pub end: u64,
     /// Number (1-based) of the part's first record in the file, and the line it starts on.
     /// 0 when not known: a part of a file at a URL other than the first is cut without
-    /// reading what comes before it, and numbers its records and lines from its own start.
+    /// reading what comes before it, and numbers its records and lines from its own start
+    /// (`publish` renumbers its rejects by the records and lines the parts before it counted).
     pub first_record: u64,
     pub first_line: u64,
     /// For a part of a file at a URL: the file's first bytes that its format reads before any

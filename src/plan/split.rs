@@ -10,7 +10,9 @@
 //! it (a quoted field may hold newlines, elements nest), which only reading the whole file
 //! tells. The planner does not count the records and lines before a cut either (that too is
 //! the whole file): a part of a file at a URL other than the first numbers its records and
-//! lines from its own start (`first_record` and `first_line` are 0 in the plan).
+//! lines from its own start (`first_record` and `first_line` are 0 in the plan), and counts its
+//! lines for its ledger, so that `publish` can give its rejects the whole file's numbers (see
+//! `rejects`).
 
 use std::collections::HashMap;
 use std::ops::Range;

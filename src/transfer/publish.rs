@@ -3,9 +3,12 @@
 //!
 //! What to deliver comes from the slices' ledgers: the latest attempt of each unit. A file
 //! that was split is delivered once all its parts succeeded, as one file: the parts put
-//! together in order (and judged against the vendor's skip limit as a whole). A target that
-//! already holds the same bytes is skipped; one with different bytes is refused unless
-//! `overwrite`.
+//! together in order (and judged against the vendor's skip limit as a whole). Its reject file
+//! is the parts' put together the same way, the rejects of a part that numbered its records
+//! and lines from its own start (a part of a file at a URL) renumbered by the records and
+//! lines of the parts before it, as their ledgers recorded them: the whole file's reject file,
+//! or none when those numbers are not known. A target that already holds the same bytes is
+//! skipped; one with different bytes is refused unless `overwrite`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -19,6 +22,7 @@ use crate::config::Config;
 use crate::ledger::find_ledgers;
 use crate::ledger::merge::with_latest;
 use crate::ledger::{Batch, Delivery, Ledger, RunInfo};
+use crate::rejects::Shift;
 use crate::storage::{ExpectedContent, StorageError, Store, Transferred};
 use crate::vendor::SkipLimit;
 
@@ -44,12 +48,24 @@ struct Item {
     vendor: String,
     input_path: String,
     kind: &'static str,
-    /// Each piece in order: its local path, and what its ledger recorded of it (none for a
-    /// reject file).
-    pieces: Vec<(PathBuf, Option<ExpectedContent>)>,
+    pieces: Vec<Piece>,
     /// Name of the delivered file (layout's `{file}`).
     file: String,
     base: String,
+    /// Why the pieces cannot be put together into the whole file's (the numbers of a split
+    /// file's rejects): the delivery fails with it.
+    unfit: Option<String>,
+}
+
+/// One piece of a file to deliver.
+#[derive(Debug, Clone)]
+struct Piece {
+    path: PathBuf,
+    /// What its ledger recorded of it (none for a reject file).
+    recorded: Option<ExpectedContent>,
+    /// For the reject file of a part numbered from its own start: what comes before the part,
+    /// added to its numbers (see `rejects`).
+    shift: Option<Shift>,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +83,7 @@ pub struct PublishOutcome {
     pub bytes: u64,
 }
 
+#[derive(Clone)]
 struct Unit {
     part: Option<i64>,
     parts: Option<i64>,
@@ -80,6 +97,8 @@ struct Unit {
     reject_path: Option<String>,
     records_in: i64,
     records_rejected: i64,
+    first_record: Option<i64>,
+    lines: Option<i64>,
 }
 
 impl Unit {
@@ -138,6 +157,8 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
                 records_rejected: d.records_rejected,
                 output_bytes: d.output_bytes,
                 ended_us: d.ended_us,
+                first_record: d.first_record,
+                lines: d.lines,
             });
     }
 
@@ -179,13 +200,15 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
             let pieces: Vec<_> = us
                 .iter()
                 .filter_map(|u| {
-                    u.output_path
-                        .as_ref()
-                        .map(|p| (PathBuf::from(p), u.recorded()))
+                    u.output_path.as_ref().map(|p| Piece {
+                        path: PathBuf::from(p),
+                        recorded: u.recorded(),
+                        shift: None,
+                    })
                 })
                 .collect();
-            if let Some((first, _)) = pieces.first() {
-                let file = whole_name(&first.display().to_string());
+            if let Some(first) = pieces.first() {
+                let file = whole_name(&first.path.display().to_string());
                 items.push(Item {
                     vendor: vendor.clone(),
                     input_path: input.clone(),
@@ -193,6 +216,7 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
                     pieces,
                     file,
                     base: base.clone(),
+                    unfit: None,
                 });
             }
         } else {
@@ -203,11 +227,22 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
             && us.iter().all(|u| u.reject_path.is_some())
             && (us[0].part.is_none() || us.len() == expected)
         {
+            let (shifts, unfit) = match shifts(&input, &us) {
+                Ok(s) => (s, None),
+                Err(e) => (vec![None; us.len()], Some(e)),
+            };
             let pieces: Vec<_> = us
                 .iter()
-                .filter_map(|u| u.reject_path.as_ref().map(|p| (PathBuf::from(p), None)))
+                .zip(shifts)
+                .filter_map(|(u, shift)| {
+                    u.reject_path.as_ref().map(|p| Piece {
+                        path: PathBuf::from(p),
+                        recorded: None,
+                        shift,
+                    })
+                })
                 .collect();
-            let file = whole_name(&pieces[0].0.display().to_string());
+            let file = whole_name(&pieces[0].path.display().to_string());
             items.push(Item {
                 vendor,
                 input_path: input,
@@ -215,10 +250,64 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
                 pieces,
                 file,
                 base,
+                unfit,
             });
         }
     }
     Ok(items)
+}
+
+/// For the reject file of each of the units of file `input` (its parts in order), what comes
+/// before the part when it numbered its rejects from its own start (`first_record` 0: a part of
+/// a file at a URL after the first): the records and lines of the parts before it, as their
+/// ledgers recorded them. `Err` says why those are not known (a part before it failed, or was
+/// recorded without its lines): its rejects cannot be given the whole file's numbers.
+fn shifts(input: &str, us: &[Unit]) -> Result<Vec<Option<Shift>>, String> {
+    let mut before: Result<Shift, String> = Ok(Shift::default());
+    let mut out = Vec::with_capacity(us.len());
+    for u in us {
+        // A row written before the ledger recorded `first_record`: a part of a file at a URL
+        // after the first was cut by ranged reads, so numbered from its own start.
+        let first_record = u.first_record.or_else(|| {
+            (super::location::is_url(input) && u.part.is_some_and(|p| p > 0)).then_some(0)
+        });
+        let of = |u: &Unit| {
+            format!(
+                "part {} of {}",
+                u.part.unwrap_or(0) + 1,
+                u.parts.unwrap_or(1)
+            )
+        };
+        if first_record == Some(0) {
+            match &before {
+                Ok(b) => out.push(Some(*b)),
+                Err(why) => {
+                    return Err(format!(
+                        "the rejects of {} are numbered from the part's own start, and what comes before it is not known ({why}): not delivered rather than with wrong record and line numbers",
+                        of(u)
+                    ));
+                }
+            }
+        } else {
+            out.push(None);
+        }
+        before = before.and_then(|b| {
+            if u.status != "succeeded" {
+                return Err(format!("{} {}", of(u), u.status));
+            }
+            let lines = u.lines.ok_or_else(|| {
+                format!(
+                    "{} was recorded without its count of lines, by an earlier batchwin",
+                    of(u)
+                )
+            })?;
+            Ok(Shift {
+                records: b.records.saturating_add(u.records_in.max(0) as u64),
+                lines: b.lines.saturating_add(lines.max(0) as u64),
+            })
+        });
+    }
+    Ok(out)
 }
 
 /// The local file to upload, and what it holds.
@@ -233,14 +322,15 @@ struct Assembled {
 /// The local file to upload when [`recorded`] does not give it: the pieces of a split file put
 /// together in a temporary file (or one piece whose ledger recorded no checksum). Each piece is
 /// read once: checked against the checksum its ledger recorded, and hashed as the whole file,
-/// so the delivery can be compared with what a target already holds.
+/// so the delivery can be compared with what a target already holds. A reject file's piece
+/// with a shift is renumbered line by line as it is put in (see `rejects`).
 fn assemble(item: &Item) -> Result<Assembled, String> {
-    use std::io::Read;
-    let single = item.pieces.len() == 1;
+    use std::io::{BufRead, Read};
+    let single = item.pieces.len() == 1 && item.pieces[0].shift.is_none();
     let path = if single {
-        item.pieces[0].0.clone()
+        item.pieces[0].path.clone()
     } else {
-        crate::storage::temp_sibling(&item.pieces[0].0.with_file_name(&item.file))
+        crate::storage::temp_sibling(&item.pieces[0].path.with_file_name(&item.file))
     };
     let run = || -> Result<(u64, String), String> {
         let write_err = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
@@ -256,26 +346,58 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
         let mut bytes = 0u64;
         let mut last = String::new();
         let mut buf = vec![0u8; 1 << 20];
-        for (p, want) in &item.pieces {
+        let mut moved = Vec::new();
+        for piece in &item.pieces {
+            let p = &piece.path;
             let read_err = |e: std::io::Error| format!("cannot read `{}`: {e}", p.display());
             let mut f = std::fs::File::open(p).map_err(read_err)?;
             let mut h = Sha256::new();
-            loop {
-                let n = f.read(&mut buf).map_err(read_err)?;
-                if n == 0 {
-                    break;
+            if let Some(shift) = piece.shift {
+                // Line by line, each put in with its numbers moved on.
+                let mut lines = std::io::BufReader::with_capacity(1 << 20, f);
+                let mut number = 0u64;
+                loop {
+                    buf.clear();
+                    if lines.read_until(b'\n', &mut buf).map_err(read_err)? == 0 {
+                        break;
+                    }
+                    number += 1;
+                    h.update(&buf);
+                    moved.clear();
+                    crate::rejects::shifted(&buf, shift, &mut moved).map_err(|e| {
+                        format!(
+                            "`{}` line {number}: {e}; the file's rejects are not delivered rather than with wrong record and line numbers",
+                            p.display()
+                        )
+                    })?;
+                    if let Some(w) = whole.as_mut() {
+                        w.update(&moved);
+                    }
+                    if let Some(o) = out.as_mut() {
+                        o.write_all(&moved).map_err(write_err)?;
+                    }
+                    bytes += moved.len() as u64;
                 }
-                h.update(&buf[..n]);
-                if let Some(w) = whole.as_mut() {
-                    w.update(&buf[..n]);
+                buf.resize(1 << 20, 0);
+            } else {
+                loop {
+                    let n = f.read(&mut buf).map_err(read_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    if let Some(w) = whole.as_mut() {
+                        w.update(&buf[..n]);
+                    }
+                    if let Some(o) = out.as_mut() {
+                        o.write_all(&buf[..n]).map_err(write_err)?;
+                    }
+                    bytes += n as u64;
                 }
-                if let Some(o) = out.as_mut() {
-                    o.write_all(&buf[..n]).map_err(write_err)?;
-                }
-                bytes += n as u64;
             }
             last = hex::encode(h.finalize());
-            if let Some(want) = want
+            if let Some(want) = piece
+                .recorded
                 .as_ref()
                 .map(|w| &w.content.sha256)
                 .filter(|w| **w != last)
@@ -322,7 +444,14 @@ enum Done {
 /// as it goes (or, delivering the file itself, sees that it has not changed) and checks it
 /// before completing.
 fn recorded(item: &Item) -> Option<Result<Assembled, String>> {
-    let [(path, Some(expected))] = item.pieces.as_slice() else {
+    let [
+        Piece {
+            path,
+            recorded: Some(expected),
+            shift: None,
+        },
+    ] = item.pieces.as_slice()
+    else {
         return None;
     };
     Some(match std::fs::metadata(path) {
@@ -402,7 +531,7 @@ async fn local_pieces(
 ) -> Result<(Item, Vec<PathBuf>), StorageError> {
     let mut local = item.clone();
     let mut made = Vec::new();
-    for (path, _) in &mut local.pieces {
+    for Piece { path, .. } in &mut local.pieces {
         let text = path.display().to_string();
         if super::location::is_url(&text) {
             let copy = copies
@@ -453,15 +582,20 @@ pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome>
         let bar = bar.clone();
         async move {
             let store = &stores[&it.base];
-            let done = match local_pieces(req, it, copies).await {
-                Ok((local, downloaded)) => {
+            let pieces = match &it.unfit {
+                Some(why) => Err(why.clone()),
+                None => Ok(local_pieces(req, it, copies).await),
+            };
+            let done = match pieces {
+                Err(why) => Done::Failed(why, false, false),
+                Ok(Ok((local, downloaded))) => {
                     let done = deliver(req, store, &local, name).await;
                     for p in downloaded {
                         let _ = std::fs::remove_file(p);
                     }
                     done
                 }
-                Err(e) => Done::Failed(
+                Ok(Err(e)) => Done::Failed(
                     e.to_string(),
                     e.is_transient(),
                     matches!(e, StorageError::HostKey { .. }),
@@ -541,4 +675,80 @@ pub fn files_below(dir: &std::path::Path) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "s3://staging/2026-11-29/a.jsonl";
+
+    fn part(index: i64, first_record: i64, records: i64, lines: Option<i64>) -> Unit {
+        Unit {
+            part: Some(index),
+            parts: Some(3),
+            status: "succeeded".into(),
+            error: None,
+            output_path: None,
+            output_sha256: None,
+            output_bytes: 0,
+            ended_us: 0,
+            reject_path: None,
+            records_in: records,
+            records_rejected: 0,
+            first_record: Some(first_record),
+            lines,
+        }
+    }
+
+    /// The parts of a file at a URL after the first are moved on by the records and lines of
+    /// the parts before them; a local file's parts, numbered in the whole file already, are
+    /// not; a part after one whose counts are not known cannot be numbered.
+    #[test]
+    fn the_parts_after_the_first_are_moved_on_by_those_before() {
+        let shift = |records, lines| Some(Shift { records, lines });
+        let url = [
+            part(0, 1, 10, Some(12)),
+            part(1, 0, 5, Some(7)),
+            part(2, 0, 1, Some(1)),
+        ];
+        assert_eq!(
+            shifts(URL, &url),
+            Ok(vec![None, shift(10, 12), shift(15, 19)])
+        );
+        let local = [
+            part(0, 1, 10, None),
+            part(1, 11, 5, None),
+            part(2, 16, 1, None),
+        ];
+        assert_eq!(shifts(URL, &local), Ok(vec![None, None, None]));
+        let mut failed = url.clone();
+        failed[1].status = "failed".into();
+        let e = shifts(URL, &failed).expect_err("part 3 cannot be numbered");
+        assert!(
+            e.contains("part 3 of 3") && e.contains("part 2 of 3 failed"),
+            "{e}"
+        );
+        // A failed last part leaves the parts before it as they are.
+        let mut last = url.clone();
+        last[2].status = "failed".into();
+        assert_eq!(
+            shifts(URL, &last),
+            Ok(vec![None, shift(10, 12), shift(15, 19)])
+        );
+        let mut older = url.clone();
+        older[0].lines = None;
+        let e = shifts(URL, &older).expect_err("no lines for part 1");
+        assert!(e.contains("without its count of lines"), "{e}");
+        // Rows from before the ledger recorded a part's first record: a later part of a file
+        // at a URL was numbered from its own start, with no lines recorded before it; a local
+        // file's parts were numbered in the whole file.
+        let mut old = local.clone();
+        for u in &mut old {
+            u.first_record = None;
+        }
+        let e = shifts(URL, &old).expect_err("part 2 cannot be numbered");
+        assert!(e.contains("part 2 of 3"), "{e}");
+        assert_eq!(shifts("/staging/a.jsonl", &old), Ok(vec![None, None, None]));
+    }
 }

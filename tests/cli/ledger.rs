@@ -97,7 +97,7 @@ print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n5\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n6\n");
 }
 
 /// The ledger opens while the first files are processed; when it cannot be opened, nothing is

@@ -455,11 +455,7 @@ impl Refusal {
         let chars = |b: &[u8]| b.iter().filter(|&&c| c & 0xC0 != 0x80).count();
         let first_line = !before.contains(&b'\n');
         let column = chars(in_line) + if first_line { chars(lead) } else { 0 } + 1;
-        format!(
-            "{} at line {} column {column}",
-            self.message,
-            line + count_lf(before)
-        )
+        super::placed(&self.message, line + count_lf(before), column as u64)
     }
 }
 
