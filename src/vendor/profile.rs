@@ -155,11 +155,14 @@ pub fn choose<'c>(cfg: &'c Config, roles: &[String]) -> Option<&'c str> {
 
 /// The configuration with profile `name` applied: each masked output field that a rule of the
 /// profile names (the first such rule) gets the mask the rule shows, or none for `clear`.
-/// `None`: the configuration as it is. A name the configuration has no profile of (a plan made
-/// with another configuration) is an error.
-pub fn apply(cfg: &Config, name: Option<&str>) -> Result<Config, ConfigError> {
+/// `None`: the configuration as it is, not copied. A name the configuration has no profile
+/// of (a plan made with another configuration) is an error.
+pub fn apply<'c>(
+    cfg: &'c Config,
+    name: Option<&str>,
+) -> Result<std::borrow::Cow<'c, Config>, ConfigError> {
     let Some(name) = name else {
-        return Ok(cfg.clone());
+        return Ok(std::borrow::Cow::Borrowed(cfg));
     };
     let Some(profile) = cfg.masking.profiles.iter().find(|p| p.name == name) else {
         return Err(cfg.at(
@@ -195,7 +198,7 @@ pub fn apply(cfg: &Config, name: Option<&str>) -> Result<Config, ConfigError> {
             o.redact_text = rule.redact_text.clone();
         }
     }
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 #[cfg(test)]
