@@ -192,3 +192,44 @@ print(con.sql('SELECT count(*), sum(records_in) FROM files').fetchall()[0])\n",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "(4, 2000)\n");
 }
+
+/// A ledger named by its file that has only its journal yet (`report --ledgers
+/// OUT/ledger.duckdb` after one small run) is folded and reported.
+#[test]
+fn a_ledger_named_by_its_file_is_folded_from_its_journal() {
+    let d = Dir::new();
+    crate::util::generate_day(&d, "1", "300", "1", "9");
+    let input = crate::util::tree(&d.path("day/inbound"))
+        .into_keys()
+        .next()
+        .expect("a generated file");
+    d.cmd()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--vendor",
+            "V001",
+        ])
+        .args(["--out", "out", "--date", "2026-11-29", "--input"])
+        .arg(format!("day/inbound/{input}"))
+        .assert()
+        .success();
+    assert!(d.path("out/ledger.duckdb.journal").exists());
+    let o = d
+        .cmd()
+        .args([
+            "report",
+            "--ledgers",
+            "out/ledger.duckdb",
+            "--format",
+            "json",
+        ])
+        .args(["--out", "report.duckdb"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).expect("report");
+    assert_eq!(report["totals"]["records_in"], 300);
+    assert!(d.path("out/ledger.duckdb").exists());
+    assert!(!d.path("out/ledger.duckdb.journal").exists());
+}
