@@ -83,13 +83,25 @@ fn python_duckdb_reads_the_ledger() {
     };
     let d = Dir::new();
     process_generated_day(&d);
-    let script = "import duckdb, sys\n\
+    let read = python_reads(
+        &python,
+        &d.path("out/ledger.duckdb"),
+        "print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall()[0][0])\n",
+    );
+    assert_eq!(read, "(10, 20000)\n6\n");
+}
+
+/// What Python's duckdb prints of the ledger at `ledger` (opened read-only as `con`): its
+/// files and their records, then what `more` prints.
+fn python_reads(python: &std::ffi::OsStr, ledger: &std::path::Path, more: &str) -> String {
+    let script = format!(
+        "import duckdb, sys\n\
 con = duckdb.connect(sys.argv[1], read_only=True)\n\
-print(con.sql('SELECT count(*), sum(records_in) FROM files').fetchall()[0])\n\
-print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall()[0][0])\n";
+print(con.sql('SELECT count(*), sum(records_in) FROM files').fetchall()[0])\n{more}"
+    );
     let out = std::process::Command::new(python)
-        .args(["-c", script])
-        .arg(d.path("out/ledger.duckdb"))
+        .args(["-c", &script])
+        .arg(ledger)
         .output()
         .expect("python");
     assert!(
@@ -97,7 +109,7 @@ print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "(10, 20000)\n6\n");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The ledger opens while the first files are processed; when it cannot be opened, nothing is
@@ -175,22 +187,10 @@ fn small_runs_reach_the_ledger_through_its_journal() {
     let Some(python) = std::env::var_os("BATCHWIN_TEST_PYTHON") else {
         return;
     };
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            "import duckdb, sys\n\
-con = duckdb.connect(sys.argv[1], read_only=True)\n\
-print(con.sql('SELECT count(*), sum(records_in) FROM files').fetchall()[0])\n",
-        ])
-        .arg(d.path("out/ledger.duckdb"))
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        python_reads(&python, &d.path("out/ledger.duckdb"), ""),
+        "(4, 2000)\n"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "(4, 2000)\n");
 }
 
 /// A ledger named by its file that has only its journal yet (`report --ledgers
