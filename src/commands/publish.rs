@@ -60,7 +60,7 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
         None => a.ledgers.clone(),
     };
     let ledger_path = a.ledger.clone().unwrap_or_else(|| {
-        if ledgers.is_file() {
+        if ledgers.is_file() || crate::ledger::journal::path_of(&ledgers).is_file() {
             ledgers.with_file_name("publish.duckdb")
         } else {
             ledgers.join("publish.duckdb")

@@ -827,8 +827,9 @@ pub fn run_with(
     let ended = ledger
         .end_run_with_files(&run, &batch.take(), status.code() as i32)
         .map_err(Failure::data);
-    // The last document says the run ended once its ledger is complete, so a reader may then
-    // open the ledger.
+    // Closed (a journal's lock let go) before the last document says the run ended, so that a
+    // reader it tells may then open or fold the ledger.
+    drop(ledger);
     if let Some(p) = publisher {
         p.finish(match &ended {
             Ok(()) => status.code() as i32,

@@ -183,6 +183,7 @@ impl Journal {
         let file = loop {
             let file = std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&path)
                 .map_err(file_err)?;
@@ -200,6 +201,7 @@ impl Journal {
             }
         };
         crate::files::restrict(&path).map_err(file_err)?;
+        cut_after_last_line(&file).map_err(file_err)?;
         let mut journal = Journal { file, path };
         // Not synced on its own: the run's first batch syncs it (a run killed before then has
         // recorded nothing, as its ledger would have recorded only its start).
@@ -311,6 +313,31 @@ impl Recorder {
             Recorder::Journal(_) => None,
         }
     }
+}
+
+/// Cuts off a last line left without its newline by a run that was killed while writing it,
+/// so that the next line appended does not join it (it would then stop every fold).
+fn cut_after_last_line(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut buf = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        file.read_exact_at(&mut buf[..n], start)?;
+        match buf[..n].iter().rposition(|&b| b == b'\n') {
+            Some(i) => {
+                end = start + i as u64 + 1;
+                break;
+            }
+            None => end = start,
+        }
+    }
+    if end < len {
+        file.set_len(end)?;
+    }
+    Ok(())
 }
 
 /// Whether `file` is still the file at `path` (not removed or replaced since it was opened).
@@ -553,6 +580,25 @@ mod tests {
             count(&l, "SELECT count(*) FROM runs WHERE ended_at IS NULL"),
             1
         );
+    }
+
+    /// A run that begins after one was killed in the middle of a line cuts that line off:
+    /// the journal still folds, with both runs' complete lines.
+    #[test]
+    fn a_run_after_a_cut_line_starts_on_a_line_of_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = dir.path().join("l.duckdb");
+        let first = RunInfo::new("process");
+        drop(Journal::begin(&ledger, &first).expect("journal"));
+        let mut text = std::fs::read(path_of(&ledger)).expect("journal");
+        text.extend_from_slice(b"{\"row\":\"file\",\"run_id\":\"x");
+        std::fs::write(path_of(&ledger), &text).expect("write");
+        let second = RunInfo::new("process");
+        let mut j = Journal::begin(&ledger, &second).expect("journal");
+        j.end_run_with_files(&second, &[unit("a.csv", 0)], 0)
+            .expect("end");
+        drop(j);
+        assert_eq!(fold(&ledger).expect("fold"), Folded::Rows(4));
     }
 
     /// While a run holds its journal, a second run is refused and a fold leaves it alone;

@@ -159,7 +159,12 @@ pub enum LedgerError {
 pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<PathBuf>> {
     if dir.is_file() || (is_ledger(dir) && journal::path_of(dir).is_file()) {
         fold_warning(dir);
-        return Ok(vec![dir.to_path_buf()]);
+        // Not listed while a run still holds a journal the ledger does not exist beside yet.
+        return Ok(if dir.exists() {
+            vec![dir.to_path_buf()]
+        } else {
+            Vec::new()
+        });
     }
     let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
     let mut out = Vec::new();

@@ -112,6 +112,9 @@ impl Pattern {
         // not read as `^(?:a)|(b)$`, which would anchor neither side. Errors are worded as
         // the regex crate words them, about the pattern as written.
         let hir = regex_automata::util::syntax::parse(text).map_err(|e| e.to_string())?;
+        // As it is checked: anchored (a pattern such as `(?x)[A-Z]+ # code` parses alone, but
+        // its comment swallows the anchors).
+        regex_automata::util::syntax::parse(&Self::anchored(text)).map_err(|e| e.to_string())?;
         let mut fixed = Some(Vec::new());
         if let Some(positions) = &mut fixed
             && (fixed_positions(&hir, positions).is_none() || positions.is_empty())
