@@ -571,7 +571,8 @@ pub fn run_with(
         let opened = if journal {
             Journal::begin(ledger_path, &run).map(Recorder::Journal)
         } else {
-            Ledger::open(ledger_path).and_then(|l| l.begin_run(&run).map(|()| Recorder::Ledger(l)))
+            Ledger::open_for_run(ledger_path)
+                .and_then(|l| l.begin_run(&run).map(|()| Recorder::Ledger(l)))
         };
         match opened {
             Ok(l) => {

@@ -8,7 +8,9 @@
 //! the run, each file with its reject counts, the run's end), one write and one sync per batch
 //! where the ledger would commit one transaction. The run holds an exclusive lock on the
 //! journal (`flock`) from start to end: a second run on the same ledger is refused, as
-//! DuckDB's own lock refuses it.
+//! DuckDB's own lock refuses it, and so is a run that writes the ledger through DuckDB while
+//! the other holds the journal or the database (each takes its own lock, then looks at the
+//! other's).
 //!
 //! [`fold`] moves a journal's rows into the ledger in one transaction and removes the journal.
 //! Every batchwin command that reads or writes a ledger folds it first ([`super::Ledger::open`],
@@ -187,19 +189,29 @@ impl Journal {
                 .append(true)
                 .open(&path)
                 .map_err(file_err)?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(LedgerError::Busy {
-                        path: path.display().to_string(),
-                    });
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(file_err(e)),
+            // A fold holds the lock for a moment; a run, for its whole life.
+            if !lock_within(&file, BRIEF_HOLD).map_err(file_err)? {
+                return Err(LedgerError::Busy {
+                    path: path.display().to_string(),
+                });
             }
             if same_file(&file, &path) {
                 break file;
             }
         };
+        // A run that writes the ledger itself holds DuckDB's lock on it (taken before it looks
+        // at the journal, see `Ledger::open_for_run`): with both locks taken in that order by
+        // each kind of run, one of two runs started together always sees the other. A command
+        // that only reads the ledger holds it briefly.
+        let deadline = std::time::Instant::now() + BRIEF_HOLD;
+        while ledger_locked(ledger).map_err(file_err)? {
+            if std::time::Instant::now() >= deadline {
+                return Err(LedgerError::InUse {
+                    path: ledger.display().to_string(),
+                });
+            }
+            std::thread::sleep(LOCK_POLL);
+        }
         crate::files::restrict(&path).map_err(file_err)?;
         cut_after_last_line(&file).map_err(file_err)?;
         let mut journal = Journal { file, path };
@@ -340,6 +352,50 @@ fn cut_after_last_line(file: &std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How long a run waits for a lock that something brief holds (a fold of the journal, about
+/// 30 ms; a command reading the ledger) before it takes the holder for another run.
+const BRIEF_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Takes `file`'s exclusive lock, waiting at most `wait` for its holder to let it go; false
+/// when it is still held then.
+fn lock_within(file: &std::fs::File, wait: std::time::Duration) -> std::io::Result<bool> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// Whether another process holds DuckDB's lock on the ledger file (DuckDB takes a POSIX record
+/// lock, `fcntl(F_SETLK)`, over the whole file while it has the database open); asked with
+/// `F_GETLK`, which takes no lock. A ledger that does not exist yet is not locked.
+fn ledger_locked(ledger: &Path) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let file = match std::fs::File::open(ledger) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: `flock` is plain data, zeroed is a valid value; `F_GETLK` only writes into it.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a valid open descriptor and a valid `flock` for the call's lifetime.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Closing `file` would drop this process's own record locks on the ledger: this is only
+    // called by a run that has none (it never opened DuckDB).
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
 /// Whether `file` is still the file at `path` (not removed or replaced since it was opened).
 fn same_file(file: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -384,6 +440,16 @@ pub enum Folded {
 /// Moves the rows of the journal of the ledger at `ledger` into it (creating the ledger when
 /// needed), in one transaction, and removes the journal (see the module's header).
 pub fn fold(ledger: &Path) -> Result<Folded, LedgerError> {
+    fold_with(ledger, None)
+}
+
+/// [`fold`] into a ledger this process has open, for a run that is about to write it: waits
+/// for a fold that holds the journal a moment; [`Folded::Busy`] means a run holds it.
+pub fn fold_into(ledger: &Path, db: &mut super::Ledger) -> Result<Folded, LedgerError> {
+    fold_with(ledger, Some(db))
+}
+
+fn fold_with(ledger: &Path, db: Option<&mut super::Ledger>) -> Result<Folded, LedgerError> {
     let path = path_of(ledger);
     let file_err = |source| LedgerError::File {
         path: path.display().to_string(),
@@ -398,10 +464,13 @@ pub fn fold(ledger: &Path) -> Result<Folded, LedgerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Folded::Nothing),
         Err(e) => return Err(file_err(e)),
     };
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(Folded::Busy),
-        Err(std::fs::TryLockError::Error(e)) => return Err(file_err(e)),
+    let wait = if db.is_some() {
+        BRIEF_HOLD
+    } else {
+        std::time::Duration::ZERO
+    };
+    if !lock_within(&file, wait).map_err(file_err)? {
+        return Ok(Folded::Busy);
     }
     // Removed and made again by a run since it was opened: that run's journal is folded next
     // time.
@@ -417,8 +486,10 @@ pub fn fold(ledger: &Path) -> Result<Folded, LedgerError> {
     })?;
     let rows = lines.len();
     if rows > 0 {
-        let mut l = super::Ledger::open_db(ledger)?;
-        l.in_transaction(|tx| write_lines(tx, &lines))?;
+        match db {
+            Some(l) => l.in_transaction(|tx| write_lines(tx, &lines))?,
+            None => super::Ledger::open_db(ledger)?.in_transaction(|tx| write_lines(tx, &lines))?,
+        }
     }
     // Removed while it is locked: a run that opened it meanwhile finds it gone and opens a new
     // one (see `Journal::begin`).
@@ -580,6 +651,24 @@ mod tests {
             count(&l, "SELECT count(*) FROM runs WHERE ended_at IS NULL"),
             1
         );
+    }
+
+    /// A run that begins while a fold holds the journal for a moment waits for it, rather
+    /// than taking it for another run.
+    #[test]
+    fn a_run_waits_for_a_fold_that_holds_the_journal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = dir.path().join("l.duckdb");
+        let held = std::fs::File::create(path_of(&ledger)).expect("journal");
+        held.lock().expect("lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let run = RunInfo::new("process");
+        let j = Journal::begin(&ledger, &run).expect("the run waits, then begins");
+        release.join().expect("thread");
+        drop(j);
     }
 
     /// A run that begins after one was killed in the middle of a line cuts that line off:

@@ -67,7 +67,11 @@ pub fn merge(
                 .unwrap_or_default();
             let alias = format!("src{i}");
             let check = (|| -> Result<String, String> {
-                super::journal::fold(path).map_err(|e| e.to_string())?;
+                // A journal that cannot be folded is named and kept; what the ledger itself
+                // holds is still merged.
+                if let Err(e) = super::journal::fold(path) {
+                    tracing::warn!("{e}");
+                }
                 conn.execute_batch(&format!(
                     "ATTACH {} AS {alias} (READ_ONLY)",
                     quote_sql(&path.display().to_string())

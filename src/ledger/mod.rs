@@ -135,6 +135,8 @@ pub enum LedgerError {
     },
     #[error("ledger journal `{path}` is being written by another batchwin run")]
     Busy { path: String },
+    #[error("ledger `{path}` is held open by another process (a batchwin run writing it?)")]
+    InUse { path: String },
     #[error("ledger `{path}` is not a DuckDB file")]
     NotDuckdb { path: String },
     #[error("ledger journal `{path}` line {line}: {message} (the journal is kept as it is)")]
@@ -271,6 +273,19 @@ impl Ledger {
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         journal::fold(path)?;
         Ledger::open_db(path)
+    }
+
+    /// Opens the ledger at `path` for a run that writes it: DuckDB's lock first, then the
+    /// journal folded in. A journal a small run still holds refuses this run (the two would
+    /// otherwise write the same outputs at once), as DuckDB's lock refuses a second run.
+    pub fn open_for_run(path: &Path) -> Result<Ledger, LedgerError> {
+        let mut ledger = Ledger::open_db(path)?;
+        match journal::fold_into(path, &mut ledger)? {
+            journal::Folded::Busy => Err(LedgerError::Busy {
+                path: journal::path_of(path).display().to_string(),
+            }),
+            _ => Ok(ledger),
+        }
     }
 
     /// Opens (creating when needed) the DuckDB file at `path`, as it is.

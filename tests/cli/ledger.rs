@@ -193,6 +193,68 @@ fn small_runs_reach_the_ledger_through_its_journal() {
     );
 }
 
+/// A small run and a run that writes the ledger through DuckDB never run on the same ledger at
+/// once: a small run is refused while another process has the ledger open, and a large run
+/// while another holds the journal; each delivers nothing, and runs once the other let go.
+#[test]
+fn a_small_run_and_a_large_run_never_share_a_ledger() {
+    let d = Dir::new();
+    // One vendor, 60,000 records: more than the 4 MiB a small run may have.
+    crate::util::generate_day(&d, "3", "60000", "1", "9");
+    std::fs::create_dir_all(d.path("out")).unwrap();
+    let delivered = |d: &Dir| {
+        crate::util::tree(&d.path("out"))
+            .into_keys()
+            .filter(|k| !k.starts_with("ledger.duckdb") && k != "status.json")
+            .count()
+    };
+    let small = |d: &Dir| {
+        let input = crate::util::tree(&d.path("day/inbound"))
+            .into_keys()
+            .next()
+            .unwrap();
+        let mut c = d.cmd();
+        c.args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--vendor",
+            "V001",
+        ])
+        .args(["--input", &format!("day/inbound/{input}")])
+        .args(["--out", "out", "--date", "2026-11-29"]);
+        c
+    };
+
+    // The test holds the ledger open, as a large run would.
+    let held = batchwin::ledger::Ledger::open(&d.path("out/ledger.duckdb")).unwrap();
+    let err = crate::util::stderr(&small(&d).assert().code(1));
+    assert!(err.contains("held open by another process"), "{err}");
+    assert_eq!(delivered(&d), 0, "{err}");
+    drop(held);
+
+    // The test holds the journal, as a small run would.
+    let journal = std::fs::File::create(d.path("out/ledger.duckdb.journal")).unwrap();
+    journal.lock().unwrap();
+    let err = crate::util::stderr(
+        &crate::util::process_day_command(&d, "out", "2026-11-29")
+            .assert()
+            .code(1),
+    );
+    assert!(
+        err.contains("being written by another batchwin run"),
+        "{err}"
+    );
+    assert_eq!(delivered(&d), 0, "{err}");
+    drop(journal);
+
+    small(&d).assert().success();
+    crate::util::process_day_command(&d, "out", "2026-11-29")
+        .assert()
+        .success();
+    assert!(!d.path("out/ledger.duckdb.journal").exists());
+}
+
 /// A ledger named by its file that has only its journal yet (`report --ledgers
 /// OUT/ledger.duckdb` after one small run) is folded and reported.
 #[test]
