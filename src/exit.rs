@@ -36,6 +36,19 @@ impl ExitStatus {
     }
 }
 
+impl ExitStatus {
+    /// A slice's status under `process --failures-exit CODE`: with 0, units that ended and were
+    /// recorded as failed, blocked or deferred end the slice as a success, so that an engine
+    /// which stops every later job once one fails (AWS Batch's `dependsOn`) still runs the
+    /// later stages and the report; every other status is kept.
+    pub fn failures_as(self, failures_exit: u8) -> ExitStatus {
+        match self {
+            ExitStatus::DataFailure if failures_exit == 0 => ExitStatus::Success,
+            s => s,
+        }
+    }
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(s: ExitStatus) -> ExitCode {
         ExitCode::from(s.code())

@@ -87,6 +87,11 @@ pub struct ProcessArgs {
     /// read.
     #[arg(long, value_name = "FILE")]
     pub token: Option<PathBuf>,
+    /// The exit code of a slice whose units all ended, recorded, some failed, blocked or
+    /// deferred: 1, or 0 where one failed job stops every later one (AWS Batch files use 0;
+    /// their report job's exit status says whether the day failed).
+    #[arg(long, requires = "plan", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub failures_exit: u8,
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
@@ -247,7 +252,7 @@ fn run_slice(
             summary.render_slice(k, plan.slices.len(), todo.resumed)
         );
     }
-    Ok(summary.status())
+    Ok(summary.status().failures_as(a.failures_exit))
 }
 
 /// Runs one slice of a plan against a run location: inputs downloaded to scratch, outputs and
@@ -291,7 +296,7 @@ fn run_remote_slice(g: &GlobalArgs, a: &ProcessArgs, plan: &Path) -> Result<Exit
             r.scratch_peak as f64 / 1e6
         );
     }
-    Ok(r.summary.status())
+    Ok(r.summary.status().failures_as(a.failures_exit))
 }
 
 /// A slice's span (under `TRACEPARENT`) and webhooks.

@@ -117,6 +117,20 @@ impl EmitOptions {
     }
 }
 
+impl EmitOptions {
+    /// The report every engine runs after the last stage: the slices' ledgers, with the plan so
+    /// that a slice which never wrote its ledger is reported missing.
+    fn report_args(&self) -> Vec<String> {
+        vec![
+            "report".into(),
+            "--ledgers".into(),
+            format!("{}/ledgers", self.out),
+            "--plan".into(),
+            self.plan.clone(),
+        ]
+    }
+}
+
 /// Fargate's valid vCPU and memory pairs (MiB), from the AWS Batch `resourceRequirements`
 /// reference, as `resourceRequirements` values; an error saying which sizes are when `w` is not
 /// one.
@@ -384,10 +398,14 @@ fn slurm(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf
         files.push(path);
     }
     let report = format!(
-        "#!/usr/bin/env bash\n#SBATCH --job-name=batchwin-{}-report\n#SBATCH --output={logs}/%x-%j.log\nexec {} report --ledgers {}\n",
+        "#!/usr/bin/env bash\n#SBATCH --job-name=batchwin-{}-report\n#SBATCH --output={logs}/%x-%j.log\nexec {} {}\n",
         plan.date,
         sh_quote(&o.batchwin),
-        sh_quote(&format!("{}/ledgers", o.out))
+        o.report_args()
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let report_path = dir.join("report.sbatch");
     write(&report_path, &report, false)?;
@@ -494,7 +512,7 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 "retryStrategy": aws_retry(o),
                 "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
                 "containerOverrides": {
-                    "command": o.process_args(AWS_SCRATCH),
+                    "command": aws_process_args(o),
                     // An array task adds its index to the offset; a plain job (one slice) has
                     // no index and is told its slice outright.
                     "environment": [{
@@ -521,7 +539,39 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
         }
         prev = this;
     }
+    // The report after the last stage: it runs when every slice ended with its units recorded
+    // (the slices exit 0 then, see `aws_process_args`), and its exit status is the day's.
+    let mut report = json!({
+        "jobName": format!("batchwin-{}-report", plan.date),
+        "jobQueue": aws_queue(Priority::High),
+        "jobDefinition": "batchwin",
+        "retryStrategy": aws_retry(o),
+        "timeout": {"attemptDurationSeconds": o.timeout_seconds.max(60)},
+        "containerOverrides": {"command": o.report_args()},
+        "tags": {"batchwin:date": plan.date, "batchwin:stage": "report"},
+        "propagateTags": true
+    });
+    if !prev.is_empty() {
+        report["dependsOn"] = Value::Array(
+            prev.iter()
+                .take(AWS_MAX_DEPENDS_ON)
+                .map(|v| json!({"jobId": format!("${{{v}}}")}))
+                .collect(),
+        );
+    }
+    out.push(("JOB_REPORT".to_string(), report));
     out
+}
+
+/// A slice's command on AWS Batch. A job there runs only when every job it depends on
+/// succeeded, so a slice whose units all ended and were recorded, some of them failed, exits 0
+/// (`--failures-exit 0`): the next stage still runs and holds back only the vendors that come
+/// after one that did not finish (recorded as blocked), as on the other engines. A slice that
+/// could not record its units (exit 3 after its retries, or 2) still fails the stages after it.
+fn aws_process_args(o: &EmitOptions) -> Vec<String> {
+    let mut args = o.process_args(AWS_SCRATCH);
+    args.extend(["--failures-exit".to_string(), "0".to_string()]);
+    args
 }
 
 fn aws_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {
@@ -657,7 +707,7 @@ pub fn azure_collections(plan: &Plan, o: &EmitOptions) -> Vec<Value> {
     tasks.push(json!({
         "id": n.to_string(),
         "displayName": format!("batchwin {} report", plan.date),
-        "commandLine": format!("/bin/sh -c \"{} report --ledgers {}/ledgers\"", o.batchwin, o.out),
+        "commandLine": format!("/bin/sh -c \"{} {}\"", o.batchwin, o.report_args().join(" ")),
         "dependsOn": {"taskIdRanges": [{"start": 0, "end": n.saturating_sub(1)}]},
         // The report ends the day: its exit status says whether the day had failures, and
         // running it again would say the same.
@@ -842,7 +892,7 @@ fn k8s(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>>
             "spec": {
                 "backoffLimit": 0,
                 "activeDeadlineSeconds": o.timeout_seconds.max(60),
-                "template": k8s_pod(plan, o, vec!["report".into(), "--ledgers".into(), format!("{}/ledgers", o.out)], json!([]))
+                "template": k8s_pod(plan, o, o.report_args(), json!([]))
             }
         });
         let file = format!("{name}.json");

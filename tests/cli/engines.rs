@@ -303,11 +303,26 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
     assert!(c["executionRoleArn"].is_string() && c["jobRoleArn"].is_string());
     let submits: Vec<&Value> = aws
         .iter()
-        .filter(|(n, _)| n.as_str() != "job-definition.json")
+        .filter(|(n, _)| n.as_str() != "job-definition.json" && !n.ends_with("-report.json"))
         .map(|(_, v)| v)
         .collect();
-    // One array per stage.
+    // One array per stage, then the report.
     assert_eq!(submits.len(), 2);
+    let report = aws
+        .iter()
+        .find(|(n, _)| n.ends_with("-report.json"))
+        .map(|(_, v)| v)
+        .expect("a report job");
+    assert_eq!(
+        report["containerOverrides"]["command"],
+        serde_json::json!([
+            "report",
+            "--ledgers",
+            format!("{RUN_URL}/ledgers"),
+            "--plan",
+            PLAN_URL
+        ])
+    );
     for r in &submits {
         let cmd: Vec<&str> = r["containerOverrides"]["command"]
             .as_array()
@@ -324,7 +339,9 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
                 "--out",
                 RUN_URL,
                 "--scratch",
-                "/tmp/batchwin-scratch"
+                "/tmp/batchwin-scratch",
+                "--failures-exit",
+                "0"
             ]
         );
     }
@@ -373,7 +390,13 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
     }
     assert_eq!(
         k8s["batchwin-2026-11-29-report.json"]["spec"]["template"]["spec"]["containers"][0]["args"],
-        serde_json::json!(["report", "--ledgers", format!("{RUN_URL}/ledgers")])
+        serde_json::json!([
+            "report",
+            "--ledgers",
+            format!("{RUN_URL}/ledgers"),
+            "--plan",
+            PLAN_URL
+        ])
     );
     for dir in ["emit/k8s", "emit-shared/k8s"] {
         for (name, job) in json_files(&d.path(dir)) {
@@ -604,6 +627,182 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
             .unwrap()
             .iter()
             .any(|f| f["vendor"] == "V002" && f["status"] == "failed"),
+        "{}",
+        r["failures"]
+    );
+}
+
+/// What AWS Batch does with the emitted SubmitJob requests, played with each job's own
+/// command run for real, in `submit.sh`'s order: a job runs only when every job it depends on
+/// succeeded (otherwise it fails without running, as AWS Batch fails a job whose dependency
+/// failed); an array job runs each child with `AWS_BATCH_JOB_ARRAY_INDEX` and succeeds when
+/// all of them do; an attempt is tried again while `retryStrategy` says RETRY for its exit
+/// code and attempts are left. Returns each job's name and its exit codes (`None`: not run).
+fn play_aws_batch(
+    root: &Path,
+    batchwin: &Path,
+    submit: &str,
+    dir: &Path,
+) -> Vec<(String, Option<Vec<i32>>)> {
+    let mut succeeded: BTreeMap<String, bool> = BTreeMap::new();
+    let mut played = Vec::new();
+    for line in submit
+        .lines()
+        .filter(|l| l.contains("aws batch submit-job"))
+    {
+        let var = line.split('=').next().unwrap().to_string();
+        let file = line
+            .split("envsubst < ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let req: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let name = req["jobName"].as_str().unwrap().to_string();
+        let ready = req["dependsOn"].as_array().into_iter().flatten().all(|d| {
+            let dep = d["jobId"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("${")
+                .trim_end_matches('}');
+            succeeded[dep]
+        });
+        if !ready {
+            succeeded.insert(var, false);
+            played.push((name, None));
+            continue;
+        }
+        let args: Vec<String> = req["containerOverrides"]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let env: Vec<(String, String)> = req["containerOverrides"]["environment"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().into(),
+                    e["value"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let children = req["arrayProperties"]["size"].as_u64();
+        let retry = &req["retryStrategy"];
+        let attempts = retry["attempts"].as_u64().unwrap_or(1);
+        let mut codes = Vec::new();
+        for i in 0..children.unwrap_or(1) {
+            let mut attempt = 0;
+            let code = loop {
+                attempt += 1;
+                let mut c = std::process::Command::new(batchwin);
+                c.args(&args)
+                    .current_dir(root)
+                    .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+                    .envs(env.iter().map(|(k, v)| (k, v)));
+                if children.is_some() {
+                    c.env("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string());
+                }
+                let code = c.output().unwrap().status.code().unwrap_or(-1);
+                let action = retry["evaluateOnExit"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| {
+                        e["onExitCode"]
+                            .as_str()
+                            .is_some_and(|p| p == "*" || p == code.to_string())
+                    })
+                    .map(|e| e["action"].as_str().unwrap().to_string());
+                if code == 0 || action.as_deref() != Some("RETRY") || attempt >= attempts {
+                    break code;
+                }
+            };
+            codes.push(code);
+        }
+        succeeded.insert(var, codes.iter().all(|&c| c == 0));
+        played.push((name, Some(codes)));
+    }
+    played
+}
+
+/// A vendor whose files fail, and one that comes after it, on AWS Batch: the failing slices
+/// record their failures and succeed as jobs, so the next stage runs and records the later
+/// vendor as blocked (as every other engine does), and the report job runs last and fails the
+/// day, naming both.
+#[test]
+fn aws_batch_runs_the_later_stages_and_the_report_after_a_failed_slice() {
+    let d = Dir::new();
+    generate_day(&d, "12", "2400", "4", "13");
+    // V002's records all lack a required field, with no reject allowed; V003 comes after V002.
+    let config = d.read("day/batchwin.toml");
+    let at = config.find("id = \"V002\"").unwrap();
+    let end = at + config[at..].find("[[vendor]]").unwrap();
+    let v002 = config[at..end].replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
+        + "[[vendor.fields]]\nname = \"not_in_the_files\"\nrequired = true\n\n";
+    let config = format!("{}{v002}{}", &config[..at], &config[end..])
+        .replace("id = \"V003\"", "id = \"V003\"\nafter = [\"V002\"]");
+    d.write("day/batchwin.toml", config);
+    let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
+    let run = d.path("run").display().to_string();
+    plan_day(
+        &d,
+        &[
+            "--slices",
+            "3",
+            "--emit",
+            "aws-batch",
+            "--emit-dir",
+            "emit",
+            "--worker-out",
+            &run,
+        ],
+    );
+    let submit = d.read("emit/aws-batch/submit.sh");
+    let played = play_aws_batch(d.root(), &batchwin, &submit, &d.path("emit/aws-batch"));
+    let (report, slices) = played.split_last().unwrap();
+    assert!(report.0.ends_with("-report"), "{played:?}");
+    assert!(slices.len() >= 2, "two stages at least: {played:?}");
+    for (name, codes) in slices {
+        let codes = codes
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} did not run: {played:?}"));
+        assert!(codes.iter().all(|&c| c == 0), "{name}: {codes:?}");
+    }
+    assert_eq!(
+        report.1,
+        Some(vec![1]),
+        "the report fails the day: {played:?}"
+    );
+
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--format", "json"])
+        .assert()
+        .code(1);
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let states: std::collections::BTreeSet<(String, String)> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["vendor"].as_str().unwrap().into(),
+                f["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("V002".into(), "failed".into()),
+            ("V003".into(), "blocked".into())
+        ]
+        .into(),
         "{}",
         r["failures"]
     );

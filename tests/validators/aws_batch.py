@@ -102,7 +102,11 @@ if "FARGATE" in jd.get("platformCapabilities", []):
         problems.append(f"job-definition.json: ephemeral storage {size} GiB outside 21..200")
     for f in requests:
         cmd = json.load(open(f))["containerOverrides"]["command"]
-        if "--config" in cmd or "--scratch" not in cmd:
+        if cmd[:1] == ["report"]:
+            # The report job reads the ledgers and the plan from the run location.
+            if "--config" in cmd or "--plan" not in cmd:
+                problems.append(f"{f}: the report reads the run location's plan, no --config: {cmd}")
+        elif "--config" in cmd or "--scratch" not in cmd:
             problems.append(f"{f}: a run-location worker takes --scratch and no --config: {cmd}")
 
 if len(sys.argv) > 2:
