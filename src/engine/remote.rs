@@ -267,6 +267,7 @@ impl RunLocation {
                 ready: vec![Fetch::NotStarted; items.len()],
                 held: 0,
                 stop: false,
+                gave_up: None,
                 bytes: 0,
                 peak: 0,
             }),
@@ -621,6 +622,10 @@ struct FetchState {
     /// Inputs in scratch (downloaded and not yet removed).
     held: usize,
     stop: bool,
+    /// Why the slice stopped downloading: a store that still failed after its retries. The
+    /// units not yet downloaded then fail at once (retryable), rather than each waiting out
+    /// the same timeouts: the slice ends with exit code 3 and its engine runs it again.
+    gave_up: Option<String>,
     /// Bytes of inputs and outputs in scratch, and the most at once.
     bytes: u64,
     peak: u64,
@@ -650,6 +655,22 @@ struct Hooks<'a> {
 }
 
 impl Hooks<'_> {
+    /// A store that failed with a transient error after its retries (`status` 3) stops the
+    /// slice's downloads (see [`FetchState::gave_up`]).
+    fn store_failed(&self, status: ExitStatus, message: &str) {
+        if status != ExitStatus::Retryable {
+            return;
+        }
+        let mut s = self.fetches.lock();
+        if s.gave_up.is_none() {
+            tracing::warn!("the slice stops downloading its inputs: {message}");
+            s.gave_up = Some(message.to_string());
+        }
+        s.stop = true;
+        drop(s);
+        self.fetches.changed.notify_all();
+    }
+
     /// Downloads every unit's input in order, at most `capacity` held at once, until told to
     /// stop.
     fn download_all(&self, items: &[Work]) {
@@ -690,7 +711,11 @@ impl Hooks<'_> {
         w: &Work,
     ) -> Result<(), (ExitStatus, String)> {
         let (url, u) = &self.units[i];
-        let fail = |e: StorageError| (e.exit_status(), e.to_string());
+        let fail = |e: StorageError| {
+            let (status, message) = (e.exit_status(), e.to_string());
+            self.store_failed(status, &message);
+            (status, message)
+        };
         let (dir, name) = split_location(url).map_err(|f| (f.status, format!("{:#}", f.error)))?;
         let store = match stores.get(&dir) {
             Some(s) => s.clone(),
@@ -784,7 +809,11 @@ impl Hooks<'_> {
                         p.index + 1
                     ),
                 ),
-                e => (e.exit_status(), e.to_string()),
+                e => {
+                    let (status, message) = (e.exit_status(), e.to_string());
+                    self.store_failed(status, &message);
+                    (status, message)
+                }
             })?;
         if size != u.file_bytes || got.bytes != want {
             let _ = std::fs::remove_file(&w.input);
@@ -862,8 +891,12 @@ impl UnitHooks for Hooks<'_> {
                     });
                 }
                 Fetch::NotStarted if s.stop => {
+                    let why = match &s.gave_up {
+                        Some(m) => format!("a store did not answer after its retries ({m})"),
+                        None => "the slice stopped".to_string(),
+                    };
                     return Err(Failure::retryable(anyhow!(
-                        "`{}` was not downloaded: the slice stopped",
+                        "`{}` was not downloaded: {why}",
                         self.units[i].0
                     )));
                 }
@@ -898,6 +931,9 @@ impl UnitHooks for Hooks<'_> {
                 Ok(())
             };
             result = up(&mut o.output_path).and_then(|()| up(&mut o.reject_path));
+            if let Err(f) = &result {
+                self.store_failed(f.status, &format!("{:#}", f.error));
+            }
             if result.is_err() {
                 for p in outputs.iter().flatten() {
                     let _ = std::fs::remove_file(p);

@@ -635,6 +635,175 @@ fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_sam
     report_and_publish(&d, &loc);
 }
 
+/// A TCP proxy on 127.0.0.1 in front of a real store: it forwards every byte until it is told
+/// to stall; from then on it holds every connection, open or new, without a byte of answer,
+/// as a store that stopped answering mid-run does.
+struct StallingProxy {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    fn start(target: &str) -> StallingProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold = |stalled: &std::sync::atomic::AtomicBool| {
+            if stalled.load(Ordering::SeqCst) {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                }
+            }
+        };
+        let pump =
+            move |mut from: std::net::TcpStream,
+                  mut to: std::net::TcpStream,
+                  stalled: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+                let mut buf = [0u8; 64 * 1024];
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    hold(&stalled);
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            };
+        let flag = stalled.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let stalled = flag.clone();
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    hold(&stalled);
+                    let Ok(server) = std::net::TcpStream::connect(&target) else {
+                        return;
+                    };
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    let back = stalled.clone();
+                    std::thread::spawn(move || pump(s2, c2, back));
+                    pump(client, server, stalled);
+                });
+            }
+        });
+        StallingProxy { port, stalled }
+    }
+
+    fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A run location that stops answering while a slice works (requests time out, connections
+/// hang): the slice retries, then ends with the retryable exit code 3 naming the store, so
+/// an engine runs it again; run again against the store, it finishes the day with outputs
+/// identical to local processing and nothing partial or doubled. On the S3 server that
+/// checks signatures.
+#[test]
+fn a_run_location_that_stops_answering_mid_slice_ends_it_with_exit_3_and_a_rerun_finishes() {
+    let Some(loc) = s3_sigv4() else {
+        return;
+    };
+    let d = Dir::new();
+    stage_and_plan(&d, &loc, "40", "20000", "1");
+    process_day(&d, "local");
+    let local = crate::util::tree(&d.path("local"));
+    let endpoint = loc
+        .env
+        .iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let proxy = StallingProxy::start(&endpoint);
+    let mut env = loc.env.clone();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT" {
+            *v = format!("http://127.0.0.1:{}", proxy.port);
+        }
+    }
+    let through = Location {
+        base: loc.base.clone(),
+        env,
+        opts: loc.opts.clone(),
+    };
+    let mut child = slice_command(&d, &through, 0, 0)
+        .args(["--retries", "2", "--timeout", "2s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stall once the slice has put its first outputs.
+    let started = std::time::Instant::now();
+    while loc
+        .objects("run")
+        .keys()
+        .filter(|k| k.contains(".out."))
+        .count()
+        < 2
+    {
+        assert!(started.elapsed().as_secs() < 120, "no output came");
+        assert!(child.try_wait().unwrap().is_none(), "the slice ended first");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    proxy.stall();
+    let stalled_at = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if stalled_at.elapsed().as_secs() >= 180 {
+            let _ = child.kill();
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("the slice did not give up on a store that does not answer: {err}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("retrying"), "retried first: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", proxy.port)) || err.contains(&loc.base),
+        "the store is named: {err}"
+    );
+    eprintln!(
+        "gave up {} ms after the store stopped answering",
+        stalled_at.elapsed().as_millis()
+    );
+    assert_scratch_empty(&d);
+
+    // What the run location holds is whole; run again against the store, the slice finishes.
+    for (rel, bytes) in loc.objects("run") {
+        if rel.contains(".out.") {
+            assert_eq!(local.get(&rel), Some(&bytes), "`{rel}` is whole");
+        }
+    }
+    let o = run_slice(&d, &loc, 0, 1);
+    assert_eq!(o.status.code(), Some(0));
+    let run = loc.objects("run");
+    let outputs: Vec<&String> = run
+        .keys()
+        .filter(|k| k.contains('/') && !k.starts_with("ledgers/") && !k.starts_with("status/"))
+        .collect();
+    let expected: Vec<&String> = local
+        .keys()
+        .filter(|k| k.contains('/') && !k.ends_with(".duckdb"))
+        .collect();
+    assert_eq!(outputs, expected, "one object per output, nothing else");
+    for k in outputs {
+        assert_eq!(local.get(k), run.get(k), "`{k}`");
+    }
+    report_and_publish(&d, &loc);
+}
+
 /// The integers of a log line, after its first backquoted name (a URL holds digits too).
 fn numbers_after_name(line: &str) -> Vec<u64> {
     let rest = line.splitn(3, '`').nth(2).unwrap_or("");
