@@ -876,7 +876,7 @@ impl Drop for SetOnDrop<'_> {
 }
 
 /// File workers per processing thread (see [`run`]).
-const FILE_WORKERS_PER_THREAD: usize = 2;
+pub(super) const FILE_WORKERS_PER_THREAD: usize = 2;
 
 /// How long finished units wait to be recorded in the ledger together. Recording is done by
 /// the delivery threads, off the file workers' path, so it can be often: what is left for the
