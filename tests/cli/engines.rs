@@ -548,9 +548,11 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
     let end = at + config[at..].find("[[vendor]]").unwrap();
     let v002 = config[at..end].replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
         + "[[vendor.fields]]\nname = \"not_in_the_files\"\nrequired = true\n\n";
+    // V003 comes after V002: its slices run in the next stage and hold it back.
     d.write(
         "day/batchwin.toml",
-        format!("{}{v002}{}", &config[..at], &config[end..]),
+        format!("{}{v002}{}", &config[..at], &config[end..])
+            .replace("id = \"V003\"", "id = \"V003\"\nafter = [\"V002\"]"),
     );
     let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run").display().to_string();
@@ -601,8 +603,22 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
     let (done, ended_early) = play_azure(d.root(), &job, &tasks);
     assert_eq!(ended_early, None);
     assert_eq!(done.len(), tasks.len(), "every task ran: {done:?}");
+    let holding: Vec<String> = p["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u["vendor"] == "V003")
+        })
+        .map(|s| s["index"].to_string())
+        .collect();
     for (id, (code, attempts)) in &done {
-        if failing.contains(id) {
+        if failing.contains(id) || holding.contains(id) {
+            // A slice with failed or blocked units exits 1 each attempt.
             assert_eq!((*code, *attempts), (1, 3), "slice {id}");
         } else if *id == slices.to_string() {
             // The report ran and says the day failed.
@@ -627,6 +643,21 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
             .unwrap()
             .iter()
             .any(|f| f["vendor"] == "V002" && f["status"] == "failed"),
+        "{}",
+        r["failures"]
+    );
+    let blocked: Vec<&Value> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["vendor"] == "V003")
+        .collect();
+    assert!(
+        !blocked.is_empty()
+            && blocked
+                .iter()
+                .all(|f| f["status"] == "blocked"
+                    && f["error"].as_str().unwrap_or("").contains("V002")),
         "{}",
         r["failures"]
     );
