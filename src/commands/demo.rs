@@ -107,6 +107,8 @@ pub fn run(g: &GlobalArgs, a: DemoArgs) -> Result<ExitStatus, Failure> {
             workers: None,
             runs: Some(runs.clone()),
             run_location: None,
+            max_slices: None,
+            utilization: None,
             catch_up: true,
             dry_run: false,
             grace_period: crate::cancel::default_grace(),

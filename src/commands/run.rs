@@ -38,6 +38,13 @@ pub struct RunArgs {
     /// and the report's pages stay in the local run folder (`--runs`). Local executor only.
     #[arg(long, value_name = "URL")]
     pub run_location: Option<String>,
+    /// Slurm: most slices the plan may use (`plan --max-slices`). A day that needs more is
+    /// planned as far as it fits, HIGH first, and the rest is deferred to the next run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_slices: Option<u64>,
+    /// Slurm: share of the window the plan may fill (`plan --utilization`, default 0.8).
+    #[arg(long)]
+    pub utilization: Option<f64>,
     /// Do not defer anything at the window's end: finish the day's work whatever the time.
     #[arg(long)]
     pub catch_up: bool,
@@ -70,6 +77,8 @@ impl RunArgs {
             workers: self.workers,
             runs: self.runs.clone(),
             run_location: self.run_location.clone(),
+            max_slices: self.max_slices,
+            utilization: self.utilization,
             catch_up: self.catch_up,
             dry_run: self.dry_run,
             grace_period: self.grace_period,

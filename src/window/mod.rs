@@ -62,6 +62,9 @@ pub struct RunSettings {
     /// A URL below which each day's data lives (`URL/DATE-WINDOW/`), processed by slices over
     /// it with local scratch; `None`: in the run folder.
     pub run_location: Option<String>,
+    /// `plan --max-slices` and `--utilization` for `--slices auto` (`None`: plan's defaults).
+    pub max_slices: Option<u64>,
+    pub utilization: Option<f64>,
     /// Finish the day's work whatever the time: nothing is deferred at the window's end.
     pub catch_up: bool,
     /// Print what would be done; change nothing.
@@ -469,6 +472,8 @@ fn run_steps(
             slices,
             split_bytes: None,
             slurm,
+            max_slices: a.max_slices,
+            utilization: a.utilization,
             token: a.token.as_deref(),
         };
         let span = watch.step(steps, "plan");

@@ -74,6 +74,8 @@ pub(crate) fn preview_plan(
                 slices,
                 split_bytes: Some(u64::MAX),
                 slurm: None,
+                max_slices: a.max_slices,
+                utilization: a.utilization,
                 token: a.token.as_deref(),
             };
             println!("plan       the calculation for these files:");

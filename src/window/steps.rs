@@ -239,6 +239,9 @@ pub enum Step<'a> {
         split_bytes: Option<u64>,
         /// Slurm job files for the slices, and what their workers are given.
         slurm: Option<SlurmEmit<'a>>,
+        /// `--max-slices` and `--utilization` of `plan`, when `run` was given them.
+        max_slices: Option<u64>,
+        utilization: Option<f64>,
         /// The job token's file (`run --token`): `plan` verifies it and records the profile.
         token: Option<&'a Path>,
     },
@@ -324,6 +327,8 @@ impl Step<'_> {
                 slices,
                 split_bytes,
                 slurm,
+                max_slices,
+                utilization,
                 token,
             } => {
                 flag("--config", p(config));
@@ -333,6 +338,12 @@ impl Step<'_> {
                 flag("--slices", OsString::from(slices));
                 if let Some(b) = split_bytes {
                     flag("--split-bytes", OsString::from(b.to_string()));
+                }
+                if let Some(n) = max_slices {
+                    flag("--max-slices", OsString::from(n.to_string()));
+                }
+                if let Some(u) = utilization {
+                    flag("--utilization", OsString::from(u.to_string()));
                 }
                 flag("--out", p(out));
                 if let Some(t) = token {
@@ -477,6 +488,8 @@ mod tests {
                     worker_plan: plan_path,
                     worker_config: config,
                 }),
+                max_slices: None,
+                utilization: None,
                 token: slurm.then_some(Path::new("/r/token.jwt")),
             };
             let Command::Plan(a) = parse(&plan) else {

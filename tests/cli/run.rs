@@ -370,6 +370,102 @@ fn a_window_runs_on_slurm() {
     assert_counts(&d, &date);
 }
 
+/// A day bigger than Slurm may take (`--max-slices`, with a window it cannot fill): `run
+/// --executor slurm` plans what fits, HIGH first, runs and publishes it, and leaves the rest
+/// deferred with the reason printed (exit 1); the next run, given room, does the rest.
+#[test]
+fn a_day_bigger_than_slurm_allows_runs_what_fits_and_defers_the_rest() {
+    let Some(conf) = crate::util::service("SLURM_CONF") else {
+        return;
+    };
+    let d = Dir::new();
+    let date = day_processed_whole(&d, "8", "8000", "4", "37");
+    let e = expected(&d);
+    let files = e["per_file"].as_array().unwrap();
+    let high = files.iter().filter(|f| f["priority"] == "high").count();
+    assert!(
+        high > 0 && high < files.len(),
+        "a day with HIGH and other files"
+    );
+    let o = d
+        .cmd()
+        .args(run_args(
+            &date,
+            &[
+                "--executor",
+                "slurm",
+                "--max-slices",
+                "1",
+                "--utilization",
+                "0.000001",
+            ],
+        ))
+        .env("SLURM_CONF", &conf)
+        .assert()
+        .code(1);
+    let out = stdout(&o);
+    assert!(
+        out.contains("left for the next run") && out.contains("does not fit the window"),
+        "{out}"
+    );
+    assert!(
+        out.contains("submitted") && out.contains("completed"),
+        "{out}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&d.read(&format!("runs/{date}-day/plan.json"))).unwrap();
+    let planned: Vec<&serde_json::Value> = plan["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap())
+        .collect();
+    let deferred = plan["deferred"]["files"].as_array().unwrap();
+    assert!(!deferred.is_empty(), "{plan}");
+    // Every HIGH file is planned; what is left is MEDIUM and LOW.
+    assert_eq!(
+        planned.iter().filter(|u| u["priority"] == "high").count(),
+        high,
+        "{plan}"
+    );
+    assert!(deferred.iter().all(|f| f["priority"] != "high"), "{plan}");
+    assert_eq!(planned.len() + deferred.len(), files.len());
+    let r = report(&d, &date);
+    assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
+    // What was planned is delivered; nothing deferred is.
+    let published = crate::util::tree(&d.path(&format!("server/outbound/{date}")));
+    let stem = |loc: &serde_json::Value| {
+        std::path::Path::new(loc.as_str().unwrap())
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    for u in &planned {
+        let s = stem(&u["location"]);
+        assert!(
+            published.keys().any(|k| k.contains(&s)),
+            "{s} not delivered"
+        );
+    }
+    for f in deferred {
+        let s = stem(&f["location"]);
+        assert!(!published.keys().any(|k| k.contains(&s)), "{s} delivered");
+    }
+
+    // Given room, the next run of the day does the rest.
+    d.cmd()
+        .args(run_args(&date, &["--executor", "slurm"]))
+        .env("SLURM_CONF", &conf)
+        .assert()
+        .code(0);
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
+    assert_counts(&d, &date);
+}
+
 #[test]
 fn sigterm_reaches_the_local_workers_and_the_next_run_finishes() {
     let d = Dir::new();
