@@ -160,6 +160,8 @@ enum Line {
         run_id: String,
         ended_at: String,
         exit_code: i32,
+        #[serde(default)]
+        cpu_seconds: Option<f64>,
     },
 }
 
@@ -252,6 +254,7 @@ impl Journal {
             run_id: run.run_id.clone(),
             ended_at: ts(&chrono::Utc::now()),
             exit_code,
+            cpu_seconds: super::cpu_seconds(),
         });
         self.append(&lines, true)
     }
@@ -534,13 +537,14 @@ fn write_lines(tx: &duckdb::Transaction<'_>, lines: &[Line]) -> duckdb::Result<(
                 run_id,
                 ended_at,
                 exit_code,
-            } if !known.contains(run_id) => ends.push((run_id, ended_at, *exit_code)),
+                cpu_seconds,
+            } if !known.contains(run_id) => ends.push((run_id, ended_at, *exit_code, *cpu_seconds)),
             _ => {}
         }
     }
     super::append_file_rows(tx, &files)?;
-    for (run_id, ended_at, exit_code) in ends {
-        super::set_run_end(tx, run_id, ended_at, exit_code)?;
+    for (run_id, ended_at, exit_code, cpu_seconds) in ends {
+        super::set_run_end(tx, run_id, ended_at, exit_code, cpu_seconds)?;
     }
     Ok(())
 }
@@ -592,7 +596,7 @@ mod tests {
             Ledger::open(&journaled).expect("b"),
         );
         for q in [
-            "SELECT * EXCLUDE (ended_at) FROM runs",
+            "SELECT * EXCLUDE (ended_at, cpu_seconds) FROM runs",
             "SELECT * FROM files ORDER BY input_path",
             "SELECT * FROM rejects",
         ] {
@@ -616,7 +620,7 @@ mod tests {
         assert_eq!(
             count(
                 &b,
-                "SELECT count(*) FROM runs WHERE exit_code = 0 AND ended_at IS NOT NULL"
+                "SELECT count(*) FROM runs WHERE exit_code = 0 AND ended_at IS NOT NULL AND cpu_seconds > 0"
             ),
             1
         );

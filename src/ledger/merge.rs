@@ -84,10 +84,10 @@ pub fn merge(
                         |r| r.get(0),
                     )
                     .map_err(|e| format!("not a batchwin ledger: {e}"))?;
-                // Versions 3 to 5 lack only columns (left empty by a merge), and 3 and 4 the
+                // Versions 3 to 6 lack only columns (left empty by a merge), and 3 and 4 the
                 // tables of the quarantine (no rows): the ledgers of a day before the upgrade
                 // still report.
-                if !["3", "4", "5", super::SCHEMA_VERSION].contains(&version.as_str()) {
+                if !["3", "4", "5", "6", super::SCHEMA_VERSION].contains(&version.as_str()) {
                     return Err(format!(
                         "schema version {version}, this batchwin reads 3 to {}",
                         super::SCHEMA_VERSION

@@ -33,7 +33,7 @@ pub const QUARANTINE_LEDGER: &str = "quarantine.duckdb";
 pub const RELEASES_LEDGER: &str = "releases.duckdb";
 
 /// The schema version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: &str = "6";
+pub const SCHEMA_VERSION: &str = "7";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS runs (
     mask_profile  VARCHAR,
     token_subject VARCHAR,
     token_issuer  VARCHAR,
-    token_key_id  VARCHAR
+    token_key_id  VARCHAR,
+    cpu_seconds   DOUBLE
 );
 CREATE TABLE IF NOT EXISTS files (
     run_id            VARCHAR NOT NULL,
@@ -316,9 +317,10 @@ impl Ledger {
         // slice's ledger from before an upgrade is brought up to date rather than refused.
         // Version 4 added the audit columns of `runs`; version 5 `files.failed_on` and the
         // `quarantine` and `releases` tables (created above with the rest of the schema);
-        // version 6 `files.first_record` and `files.lines`. The columns are added in the order
-        // of the schema, which is the order `append_files` writes a row's values in.
-        if ["3", "4", "5"].contains(&found.as_str()) {
+        // version 6 `files.first_record` and `files.lines`; version 7 `runs.cpu_seconds`. The
+        // columns are added in the order of the schema, which is the order `append_files`
+        // writes a row's values in.
+        if ["3", "4", "5", "6"].contains(&found.as_str()) {
             conn.execute_batch(&format!(
                 "BEGIN TRANSACTION;
                  ALTER TABLE runs ADD COLUMN IF NOT EXISTS mask_profile VARCHAR;
@@ -328,6 +330,7 @@ impl Ledger {
                  ALTER TABLE files ADD COLUMN IF NOT EXISTS failed_on VARCHAR;
                  ALTER TABLE files ADD COLUMN IF NOT EXISTS first_record BIGINT;
                  ALTER TABLE files ADD COLUMN IF NOT EXISTS lines BIGINT;
+                 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cpu_seconds DOUBLE;
                  UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
                  COMMIT;"
             ))
@@ -633,7 +636,7 @@ fn append_file_rows(tx: &duckdb::Transaction<'_>, rows: &[journal::FileRow]) -> 
 /// Inserts a run's row, its end not known yet.
 fn insert_run(conn: &Connection, r: &journal::RunRow) -> duckdb::Result<()> {
     conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), NULL, NULL, ?, ?, ?, ?, ?, NULL)",
         params![
             r.run_id,
             r.command,
@@ -652,21 +655,42 @@ fn insert_run(conn: &Connection, r: &journal::RunRow) -> duckdb::Result<()> {
 }
 
 fn end_run(conn: &Connection, run: &RunInfo, exit_code: i32) -> duckdb::Result<()> {
-    set_run_end(conn, &run.run_id, &ts(&chrono::Utc::now()), exit_code)
+    set_run_end(
+        conn,
+        &run.run_id,
+        &ts(&chrono::Utc::now()),
+        exit_code,
+        cpu_seconds(),
+    )
 }
 
-/// Records when run `run_id` ended (`ended_at` as [`ts`] writes it) and its exit code.
+/// Records when run `run_id` ended (`ended_at` as [`ts`] writes it), its exit code and the CPU
+/// time it used.
 fn set_run_end(
     conn: &Connection,
     run_id: &str,
     ended_at: &str,
     exit_code: i32,
+    cpu_seconds: Option<f64>,
 ) -> duckdb::Result<()> {
     conn.execute(
-        "UPDATE runs SET ended_at = CAST(? AS TIMESTAMP), exit_code = ? WHERE run_id = ?",
-        params![ended_at, exit_code, run_id],
+        "UPDATE runs SET ended_at = CAST(? AS TIMESTAMP), exit_code = ?, cpu_seconds = ? WHERE run_id = ?",
+        params![ended_at, exit_code, cpu_seconds, run_id],
     )
     .map(|_| ())
+}
+
+/// The CPU time (user and system, every thread) this process has used so far, in seconds: a
+/// run is one process, so at its end this is the run's CPU time (`runs.cpu_seconds`).
+pub fn cpu_seconds() -> Option<f64> {
+    // SAFETY: `rusage` is plain data, zeroed is a valid value; `getrusage` only writes into it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage` for the call's lifetime.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(u.ru_utime) + secs(u.ru_stime))
 }
 
 /// Rows waiting to be written to a ledger in one transaction: one commit for many rows costs

@@ -426,7 +426,7 @@ pub fn cost_history(dir: &Path) -> anyhow::Result<BTreeMap<String, VendorCost>> 
 /// What the `process` runs of the ledgers below `dir` held against the file time they
 /// recorded: (vCPU-seconds held, seconds of file time). Files of one run overlap (file workers
 /// and chunks run side by side), so a run's summed file time is not its cost; its wall time
-/// times its threads is (see [`process_vcpu_seconds`]).
+/// times its threads is (see [`process_use`]).
 pub fn held_vcpu_history(dir: &Path) -> anyhow::Result<(f64, f64)> {
     use anyhow::Context;
     let (mut held, mut file_seconds) = (0.0, 0.0);
@@ -911,18 +911,38 @@ pub fn unit_ends(conn: &Connection, origin: f64) -> duckdb::Result<Vec<(f64, i64
     rows.collect()
 }
 
-/// How many `process` runs the (merged) ledger holds, and the vCPU-seconds they held: each
-/// run's wall time times its threads, a run killed before its end counted to its last file.
-/// The ledger records no CPU time, and an engine bills the vCPUs a worker holds, busy or not.
-pub fn process_vcpu_seconds(conn: &Connection) -> duckdb::Result<(u64, f64)> {
+/// What the `process` runs of a (merged) ledger held and used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessUse {
+    pub runs: u64,
+    /// Each run's wall time times its threads, a run killed before its end counted to its last
+    /// file: what an engine bills, the vCPUs a worker holds, busy or not.
+    pub vcpu_seconds_held: f64,
+    /// The CPU time the runs measured (`runs.cpu_seconds`), over the runs that recorded it
+    /// (ended runs of ledger version 7 or later), and how many did.
+    pub cpu_seconds: f64,
+    pub runs_with_cpu: u64,
+}
+
+/// [`ProcessUse`] of the `process` runs of a (merged) ledger.
+pub fn process_use(conn: &Connection) -> duckdb::Result<ProcessUse> {
     conn.query_row(
         "SELECT count(*)::BIGINT,
-                coalesce(sum((epoch(coalesce(r.ended_at, f.last)) - epoch(r.started_at)) * r.threads), 0)::DOUBLE
+                coalesce(sum((epoch(coalesce(r.ended_at, f.last)) - epoch(r.started_at)) * r.threads), 0)::DOUBLE,
+                coalesce(sum(r.cpu_seconds), 0)::DOUBLE,
+                count(r.cpu_seconds)::BIGINT
          FROM runs r LEFT JOIN (SELECT run_id, max(ended_at) AS last FROM files GROUP BY run_id) f
               USING (run_id)
          WHERE r.command = 'process'",
         [],
-        |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)),
+        |r| {
+            Ok(ProcessUse {
+                runs: r.get::<_, i64>(0)?.max(0) as u64,
+                vcpu_seconds_held: r.get(1)?,
+                cpu_seconds: r.get(2)?,
+                runs_with_cpu: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        },
     )
 }
 

@@ -306,6 +306,9 @@ pub struct RunCost {
     pub runs: u64,
     /// Sum over runs of wall time × threads: the vCPU-seconds the workers held.
     pub vcpu_seconds: f64,
+    /// The CPU time the runs measured (user and system), and how many runs recorded it.
+    pub cpu_seconds: f64,
+    pub runs_with_cpu: u64,
     pub vcpu_hours: f64,
     pub gb_hours: f64,
     pub currency: String,
@@ -313,12 +316,16 @@ pub struct RunCost {
     pub engines: Vec<(String, f64, f64, bool)>,
 }
 
-/// Prices `vcpu_seconds` measured over `runs` runs.
-pub fn run_cost(runs: u64, vcpu_seconds: f64, p: &Pricing) -> RunCost {
+/// Prices the vCPU-seconds the runs held (engines bill what a worker holds, busy or not), and
+/// keeps the CPU time they measured beside it.
+/// `cpu` is the CPU time measured and how many of the `runs` recorded it.
+pub fn run_cost(runs: u64, vcpu_seconds: f64, cpu: (f64, u64), p: &Pricing) -> RunCost {
     let usage = Usage::of_vcpu_seconds(vcpu_seconds, p);
     RunCost {
         runs,
         vcpu_seconds,
+        cpu_seconds: cpu.0,
+        runs_with_cpu: cpu.1,
         vcpu_hours: usage.vcpu_hours,
         gb_hours: usage.gb_hours,
         currency: p.currency.clone(),
@@ -338,6 +345,23 @@ impl RunCost {
             hours(self.gb_hours),
             self.runs
         );
+        if self.runs_with_cpu > 0 {
+            let _ = writeln!(
+                s,
+                "cpu        {} vCPU-hours of CPU time measured ({} of {} runs){}",
+                hours(self.cpu_seconds / 3600.0),
+                self.runs_with_cpu,
+                self.runs,
+                if self.runs_with_cpu == self.runs && self.vcpu_seconds > 0.0 {
+                    format!(
+                        ", {:.0} % of the vCPUs held",
+                        100.0 * self.cpu_seconds / self.vcpu_seconds
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         let engines: Vec<EngineCost> = self
             .engines
             .iter()

@@ -474,9 +474,14 @@ pub fn summarize(
     let pricing = ctx.pricing.clone().unwrap_or_else(|| {
         crate::plan::cost::Pricing::from_config(&crate::config::PricingConfig::default())
     });
-    let (runs, vcpu_seconds) = query::process_vcpu_seconds(conn)?;
+    let used = query::process_use(conn)?;
     Ok(RunReport {
-        cost: crate::plan::cost::run_cost(runs, vcpu_seconds, &pricing),
+        cost: crate::plan::cost::run_cost(
+            used.runs,
+            used.vcpu_seconds_held,
+            (used.cpu_seconds, used.runs_with_cpu),
+            &pricing,
+        ),
         timeline,
         throughput,
         masking: query::masking_audit(conn)?,

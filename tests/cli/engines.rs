@@ -987,6 +987,20 @@ fn report_prices_the_measured_run() {
     assert!(vcpu_seconds > 0.0);
     let line = out.lines().find(|l| l.starts_with("cost ")).unwrap();
     assert!(line.contains("(1 runs, wall time x threads)"), "{line}");
+    // The CPU time the run measured is printed beside what it held, as the ledger has it.
+    let cpu_seconds: f64 = ledger
+        .connection()
+        .query_row(
+            "SELECT cpu_seconds FROM runs WHERE command = 'process'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(cpu_seconds > 0.0);
+    let cpu = out.lines().find(|l| l.starts_with("cpu ")).unwrap();
+    let hours: f64 = cpu.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((hours - cpu_seconds / 3600.0).abs() < 0.0001, "{cpu}");
+    assert!(cpu.contains("(1 of 1 runs)"), "{cpu}");
     // 3600 per vCPU-hour is one per vCPU-second.
     let slurm = out
         .lines()

@@ -88,7 +88,7 @@ fn python_duckdb_reads_the_ledger() {
         &d.path("out/ledger.duckdb"),
         "print(con.sql(\"SELECT value FROM meta WHERE key = 'schema_version'\").fetchall()[0][0])\n",
     );
-    assert_eq!(read, "(10, 20000)\n6\n");
+    assert_eq!(read, "(10, 20000)\n7\n");
 }
 
 /// What Python's duckdb prints of the ledger at `ledger` (opened read-only as `con`): its

@@ -114,6 +114,10 @@ fn table_report_of_a_small_day() {
             "cost       [HOURS] vCPU-hours, [HOURS] GB-hours measured",
         ),
         (
+            r"(?m)^cpu        \d+\.\d+ vCPU-hours of CPU time measured \((\d+) of (\d+) runs\), \d+ % of the vCPUs held$",
+            "cpu        [HOURS] vCPU-hours of CPU time measured ($1 of $2 runs), [SHARE] % of the vCPUs held",
+        ),
+        (
             r"(?m)^  (aws-batch|azure-batch|k8s|slurm) +[\d.]+ USD +[\d.]+ USD",
             "  $1 [COST] USD [COST] USD",
         ),
