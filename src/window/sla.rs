@@ -1,93 +1,94 @@
-//! Whether a priority will make its SLA, while the run goes on: the plan's estimated finish
-//! per priority (the cost model `plan` uses), stretched by how much longer the slices ended so
-//! far took than the plan estimated them (measured throughput), against the SLA counted from
-//! the window's start. Each priority is reported at risk once per run; the report says
-//! afterwards whether it was met ([`missed`]).
+//! Whether a priority will make its SLA, while the run goes on: the estimate `status` shows
+//! ([`crate::status::eta`]: the plan's cost model, at the pace each running slice measured in
+//! its live status document), looked at when the slices start, every few seconds while they
+//! run and each time one ends, against the SLA counted from the window's start. A priority
+//! `status` would call `at risk` (or `missed`, the SLA passed with units left) is reported at
+//! risk, once per run; the report says afterwards whether it was met ([`missed`]).
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde_json::Value;
 
 use crate::config::Priority;
+use crate::engine::live::SliceStatus;
 use crate::notify::Event;
-use crate::plan::{Plan, PriorityEstimate};
+use crate::plan::Plan;
 
 use super::day::WindowDay;
 
-pub(crate) struct SlaWatch {
-    /// When the slices started.
+/// How often the documents are read again while the slices run (each is replaced about once a
+/// second): the webhook follows `status` within this.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+pub(crate) struct SlaWatch<'a> {
+    plan: Plan,
+    /// When the slices started: a document from before (an earlier run of the day) is not
+    /// this run's.
     started: DateTime<Utc>,
-    priorities: Vec<PriorityEstimate>,
-    /// Each slice's estimated seconds.
-    estimates: Vec<f64>,
-    /// Seconds the ended slices took and were estimated to take.
-    taken: f64,
-    estimated: f64,
+    /// Reads the status document of the plan's slice with this index (`None`: none yet).
+    document: Box<dyn FnMut(usize) -> Option<SliceStatus> + 'a>,
+    looked: Option<Instant>,
     warned: HashSet<Priority>,
 }
 
-impl SlaWatch {
-    pub fn new(plan: &Plan, started: DateTime<Utc>) -> SlaWatch {
+impl<'a> SlaWatch<'a> {
+    pub fn new(
+        plan: Plan,
+        started: DateTime<Utc>,
+        document: impl FnMut(usize) -> Option<SliceStatus> + 'a,
+    ) -> SlaWatch<'a> {
         SlaWatch {
+            plan,
             started,
-            priorities: plan.estimate.priorities.clone(),
-            estimates: plan.slices.iter().map(|s| s.estimated_seconds).collect(),
-            taken: 0.0,
-            estimated: 0.0,
+            document: Box::new(document),
+            looked: None,
             warned: HashSet::new(),
         }
     }
 
-    /// Slice `k` ended after `seconds`.
-    pub fn slice_ended(&mut self, k: usize, seconds: f64) {
-        if let Some(e) = self.estimates.get(k) {
-            self.taken += seconds;
-            self.estimated += e;
+    /// The priorities newly estimated to finish after their SLA, when it is time to look
+    /// again (`now_anyway`: a slice just ended, or the slices start).
+    pub fn look(&mut self, w: &WindowDay, now_anyway: bool) -> Vec<Event> {
+        if !now_anyway && self.looked.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
+            return Vec::new();
         }
+        self.looked = Some(Instant::now());
+        self.at_risk(w, Utc::now())
     }
 
-    /// How much longer than estimated the work takes (1 before any slice ended). A slice of
-    /// almost no estimated work (a process starting is most of it) says little: below a
-    /// second of estimated work, the plan's figures stand.
-    fn stretch(&self) -> f64 {
-        if self.estimated >= 1.0 {
-            (self.taken / self.estimated).max(1.0)
-        } else {
-            1.0
-        }
-    }
-
-    /// The priorities newly estimated to finish after their SLA.
-    pub fn at_risk(&mut self, w: &WindowDay) -> Vec<Event> {
-        let stretch = self.stretch();
+    /// The priorities newly estimated, at `now`, to finish after their SLA.
+    pub fn at_risk(&mut self, w: &WindowDay, now: DateTime<Utc>) -> Vec<Event> {
+        // Documents give times to the second.
+        let started = self.started.with_nanosecond(0).unwrap_or(self.started);
+        let docs: Vec<Option<SliceStatus>> = self
+            .plan
+            .slices
+            .iter()
+            .map(|sl| {
+                (self.document)(sl.index).filter(|d| {
+                    crate::status::eta::parse_time(&d.started_at).is_some_and(|t| t >= started)
+                })
+            })
+            .collect();
         let mut out = Vec::new();
-        for p in &self.priorities {
-            let Some(sla) = p.sla_seconds else { continue };
-            if p.units == 0 || self.warned.contains(&p.priority) {
+        for l in crate::status::eta::late(&self.plan, &docs, w.start, now) {
+            if !self.warned.insert(l.priority) {
                 continue;
             }
-            let eta = self.started + secs(p.estimated_finish_seconds * stretch);
-            let sla_at = w.start + secs(sla);
-            if eta > sla_at {
-                self.warned.insert(p.priority);
-                out.push(Event::SlaAtRisk {
-                    window: w.name.clone(),
-                    date: w.date.clone(),
-                    priority: p.priority.to_string(),
-                    units: p.units as u64,
-                    eta: rfc3339(eta),
-                    sla: rfc3339(sla_at),
-                    late_by_seconds: (eta - sla_at).num_milliseconds() as f64 / 1000.0,
-                });
-            }
+            out.push(Event::SlaAtRisk {
+                window: w.name.clone(),
+                date: w.date.clone(),
+                priority: l.priority.to_string(),
+                units: l.units,
+                eta: rfc3339(l.eta),
+                sla: rfc3339(l.sla),
+                late_by_seconds: (l.eta - l.sla).num_milliseconds() as f64 / 1000.0,
+            });
         }
         out
     }
-}
-
-fn secs(s: f64) -> chrono::Duration {
-    chrono::Duration::milliseconds((s.max(0.0) * 1000.0).min(1e15) as i64)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
