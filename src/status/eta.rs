@@ -21,7 +21,7 @@ use crate::plan::Plan;
 
 /// When each slice and each priority is expected to end.
 #[derive(Debug, Clone, Default)]
-pub struct Estimate {
+pub struct Finish {
     /// Per plan slice (in the plan's order): when its last unit of each priority it has ends.
     pub slices: Vec<BTreeMap<Priority, DateTime<Utc>>>,
     /// Per priority: the latest of its slices'.
@@ -30,7 +30,7 @@ pub struct Estimate {
 
 /// A priority's progress by the documents alone: its planned units, and those ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
+pub struct PriorityProgress {
     pub units: u64,
     pub done: u64,
 }
@@ -99,7 +99,7 @@ fn pace_of(slice: &crate::plan::Slice, doc: &SliceStatus, now: DateTime<Utc>) ->
 
 /// When each slice and priority of `plan` is expected to end, at `now`, from the slices'
 /// documents (`docs[i]` is the plan's `i`th slice's, `None` before it wrote one).
-pub fn estimate(plan: &Plan, docs: &[Option<SliceStatus>], now: DateTime<Utc>) -> Estimate {
+pub fn estimate(plan: &Plan, docs: &[Option<SliceStatus>], now: DateTime<Utc>) -> Finish {
     let doc = |i: usize| docs.get(i).and_then(Option::as_ref);
     let paces: Vec<f64> = plan
         .slices
@@ -119,7 +119,7 @@ pub fn estimate(plan: &Plan, docs: &[Option<SliceStatus>], now: DateTime<Utc>) -
         .max()
         .map_or(0, |m| m + 1);
     let mut begin = now;
-    let mut out = Estimate {
+    let mut out = Finish {
         slices: vec![BTreeMap::new(); plan.slices.len()],
         priorities: BTreeMap::new(),
     };
@@ -166,8 +166,8 @@ pub fn estimate(plan: &Plan, docs: &[Option<SliceStatus>], now: DateTime<Utc>) -
 }
 
 /// Each priority's planned units and those ended, by the documents alone.
-pub fn progress(plan: &Plan, docs: &[Option<SliceStatus>]) -> BTreeMap<Priority, Progress> {
-    let mut out: BTreeMap<Priority, Progress> = BTreeMap::new();
+pub fn progress(plan: &Plan, docs: &[Option<SliceStatus>]) -> BTreeMap<Priority, PriorityProgress> {
+    let mut out: BTreeMap<Priority, PriorityProgress> = BTreeMap::new();
     for (i, sl) in plan.slices.iter().enumerate() {
         let d = docs.get(i).and_then(Option::as_ref);
         for (vendor, (p, n, _)) in vendors_of(sl) {

@@ -20,9 +20,9 @@ pub struct RunLine {
     pub date: String,
     pub window: String,
     /// `ok`; for exit code 1 or 3, the worst state a unit was left in: `failed`, `quarantined`,
-    /// `cancelled`, `blocked`, `deferred` or `missing` (`failed` when no unit says: the run
-    /// itself failed); `stopped` (130, 143), `usage` (2), or `running` (no `state.json` yet: in
-    /// progress, or killed).
+    /// `cancelled`, `blocked`, `deferred` or `missing`, else `late` (every unit succeeded, a
+    /// priority after its SLA), else `failed` (a step failed: a delivery, a server); `stopped`
+    /// (130, 143), `usage` (2), or `running` (no `state.json` yet: in progress, or killed).
     pub status: String,
     pub exit_code: Option<i32>,
     pub files: i64,
@@ -124,11 +124,10 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
         ..Default::default()
     };
     if let Some(p) = &plan {
-        for e in &p.estimate.priorities {
-            if let Some(s) = e.sla_seconds {
-                ctx.slas.insert(e.priority.to_string(), s);
-            }
-        }
+        ctx.slas = super::slas(p, record.as_ref())
+            .into_iter()
+            .map(|(p, s)| (p.to_string(), s))
+            .collect();
     }
     ctx.window_start = record
         .as_ref()
@@ -148,6 +147,10 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
     line.cancelled = t.cancelled;
     line.quarantined = t.quarantined;
     line.missing = report.missing.len() as i64;
+    line.duration_seconds = t.wall_seconds;
+    if report.priorities.iter().any(|p| p.sla_seconds.is_some()) {
+        line.sla_met = Some(report.priorities.iter().all(|p| p.sla_met));
+    }
     // A run that ended with exit code 1 or 3 says why, by the worst state a unit was left in.
     if line.status == "failed" {
         let worst = [
@@ -162,11 +165,10 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
         .find(|(n, _)| *n > 0);
         if let Some((_, word)) = worst {
             line.status = word.into();
+        } else if line.sla_met == Some(false) {
+            // Every unit succeeded, too late.
+            line.status = "late".into();
         }
-    }
-    line.duration_seconds = t.wall_seconds;
-    if report.priorities.iter().any(|p| p.sla_seconds.is_some()) {
-        line.sla_met = Some(report.priorities.iter().all(|p| p.sla_met));
     }
     Ok(line)
 }

@@ -47,6 +47,50 @@ pub struct WindowRecord {
     /// The day's run location URL, when `run --run-location` put its data there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Each priority's tightest SLA in seconds, from the configuration: what `status` and `log`
+    /// judge a priority by when the latest plan has none of its units (an earlier run of the
+    /// day did them), as the report does from `--config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slas: BTreeMap<String, f64>,
+}
+
+impl WindowRecord {
+    /// The record `run` wrote in the run folder `run`, if any.
+    pub fn read(run: &Path) -> Option<WindowRecord> {
+        std::fs::read(run.join(WINDOW_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Each priority's tightest SLA among `vendors`, seconds.
+    pub fn slas_of(vendors: &[crate::config::VendorConfig]) -> BTreeMap<String, f64> {
+        let mut slas: BTreeMap<String, f64> = BTreeMap::new();
+        for v in vendors {
+            if let Some(sla) = v.sla.map(|s| s.0.as_secs_f64()) {
+                let e = slas.entry(v.priority.to_string()).or_insert(sla);
+                *e = e.min(sla);
+            }
+        }
+        slas
+    }
+}
+
+/// Each priority's SLA in seconds: the plan's, else the one `run` recorded in `window.json`.
+pub fn slas(plan: &Plan, record: Option<&WindowRecord>) -> BTreeMap<Priority, f64> {
+    let mut out: BTreeMap<Priority, f64> = record
+        .map(|r| {
+            r.slas
+                .iter()
+                .filter_map(|(p, s)| priority_of(p).map(|p| (p, *s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in &plan.estimate.priorities {
+        if let Some(s) = p.sla_seconds {
+            out.insert(p.priority, s);
+        }
+    }
+    out
 }
 
 /// What reading a run failed with, as an exit status: a run location that did not answer is
@@ -60,10 +104,7 @@ pub fn read_failure(e: anyhow::Error) -> crate::exit::Failure {
 
 /// The run location a local run folder's `window.json` names (`run --run-location`), if any.
 pub fn location_of(run: &Path) -> Option<String> {
-    std::fs::read(run.join(WINDOW_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<WindowRecord>(&b).ok())
-        .and_then(|w| w.location)
+    WindowRecord::read(run).and_then(|w| w.location)
 }
 
 /// How `status` reads a run.
@@ -309,12 +350,10 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             })
         })
         .collect();
-    let window_start = s.window_start.or_else(|| {
-        std::fs::read(s.run.join(WINDOW_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<WindowRecord>(&b).ok())
-            .and_then(|w| parse_time(&w.start))
-    });
+    let record = WindowRecord::read(&s.run);
+    let window_start = s
+        .window_start
+        .or_else(|| record.as_ref().and_then(|w| parse_time(&w.start)));
     let first_start = docs
         .iter()
         .filter_map(|d| d.as_ref().and_then(|d| parse_time(&d.started_at)))
@@ -534,8 +573,13 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
     }
     flag_stragglers(&mut slices, s.stale_seconds);
 
-    let slas = window_start
-        .map(|w| eta::slas(&plan, w))
+    let slas: BTreeMap<Priority, DateTime<Utc>> = window_start
+        .map(|w| {
+            slas(&plan, record.as_ref())
+                .into_iter()
+                .map(|(p, s)| (p, w + chrono::Duration::milliseconds((s * 1000.0) as i64)))
+                .collect()
+        })
         .unwrap_or_default();
     let mut priorities = Vec::new();
     let mut totals = StatusTotals::default();

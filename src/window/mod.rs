@@ -337,6 +337,7 @@ fn run_steps(
             start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             end: w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             location: location.as_ref().map(|l| l.url.display().to_string()),
+            slas: crate::status::WindowRecord::slas_of(&config.vendors),
         };
         let local = dir.join(crate::status::WINDOW_FILE);
         let _ = crate::files::write(
