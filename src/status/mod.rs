@@ -294,7 +294,12 @@ impl Tally {
     }
 
     fn not_succeeded(&self) -> u64 {
-        self.failed + self.deferred + self.cancelled + self.blocked + self.quarantined + self.missing
+        self.failed
+            + self.deferred
+            + self.cancelled
+            + self.blocked
+            + self.quarantined
+            + self.missing
     }
 }
 
@@ -419,9 +424,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
         .map(|(i, sl)| {
             ledgers_read
                 && is_ended(i)
-                && readable
-                    .iter()
-                    .any(|p| ledger_slice(p) == Some(sl.index))
+                && readable.iter().any(|p| ledger_slice(p) == Some(sl.index))
         })
         .collect();
     // Units whose document (or the plan's deferral) says what they are now: the ledgers'
@@ -436,12 +439,18 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             e.1.insert(u.part.as_ref().map(|p| i64::from(p.index)));
         }
     }
-    let later = plan.deferred.as_ref().map(|d| d.files.as_slice()).unwrap_or_default();
+    let later = plan
+        .deferred
+        .as_ref()
+        .map(|d| d.files.as_slice())
+        .unwrap_or_default();
     let superseded = |u: &crate::ledger::query::LatestUnit| {
         later.iter().any(|f| f.location == u.input_path)
-            || by_document.get(u.input_path.as_str()).is_some_and(|(count, parts)| {
-                parts.contains(&u.part) || u.parts.map(|n| n as u32) != *count
-            })
+            || by_document
+                .get(u.input_path.as_str())
+                .is_some_and(|(count, parts)| {
+                    parts.contains(&u.part) || u.parts.map(|n| n as u32) != *count
+                })
     };
 
     let now = s.now;
@@ -682,7 +691,10 @@ fn count_by_document(
             t.units += rest;
             t.running += running.min(rest);
         }
-        t.ended_at(x.and_then(|x| x.last_ended_at.as_deref()).and_then(parse_time));
+        t.ended_at(
+            x.and_then(|x| x.last_ended_at.as_deref())
+                .and_then(parse_time),
+        );
     }
     if let Some(d) = doc {
         failures.extend(d.failures.iter().map(|x| FailureView {

@@ -182,7 +182,12 @@ fn each_priority_has_an_eta_at_the_measured_pace_and_its_verdict() {
         1000.0,
     );
     let (live0, progress) = live(&run, &plan, 0);
-    done(&live0, &progress, &plan.slices[0].units[0], FileStatus::Succeeded);
+    done(
+        &live0,
+        &progress,
+        &plan.slices[0].units[0],
+        FileStatus::Succeeded,
+    );
     live0.unit_started("H", Path::new("/in/h2.csv"), None);
     live0.publish(&progress);
     // 20 s after the slice started, 10 s of estimated work done: a pace of 2.
@@ -251,7 +256,11 @@ fn met_and_missed_are_the_reports_and_each_unit_counts_once() {
     let b = unit("A", Priority::High, "b.csv");
     let c = unit("C", Priority::Medium, "c.csv");
     let d = unit("A", Priority::High, "d.csv");
-    let plan = plan(&run, vec![(0, vec![a.clone(), b.clone(), c.clone()])], 1000.0);
+    let plan = plan(
+        &run,
+        vec![(0, vec![a.clone(), b.clone(), c.clone()])],
+        1000.0,
+    );
     // An earlier run did d in slice 1; this run's plan has slice 0 only.
     let earlier = ledger(&run, 1, &[(&d, FileStatus::Succeeded)]);
     let slice0 = ledger(
@@ -264,12 +273,14 @@ fn met_and_missed_are_the_reports_and_each_unit_counts_once() {
         ],
     );
     // a has failed `max_attempts` (here 1) runs: in quarantine.
-    let due = crate::ledger::merge::with_latest(&[slice0.clone()], |c| {
+    let due = crate::ledger::merge::with_latest(std::slice::from_ref(&slice0), |c| {
         Ok(crate::ledger::query::quarantine_due(c, 1)?)
     })
     .unwrap();
     assert_eq!(due.len(), 1);
-    let quarantine = run.join("out/ledgers").join(crate::ledger::QUARANTINE_LEDGER);
+    let quarantine = run
+        .join("out/ledgers")
+        .join(crate::ledger::QUARANTINE_LEDGER);
     Ledger::open(&quarantine)
         .unwrap()
         .record_quarantine("q", &due, Utc::now())
@@ -290,9 +301,10 @@ fn met_and_missed_are_the_reports_and_each_unit_counts_once() {
             window_start: Some(window),
             pricing: None,
         };
-        crate::ledger::merge::with_latest(&[earlier.clone(), slice0.clone(), quarantine.clone()], |c| {
-            Ok(crate::report::summarize(c, &[], &ctx)?)
-        })
+        crate::ledger::merge::with_latest(
+            &[earlier.clone(), slice0.clone(), quarantine.clone()],
+            |c| Ok(crate::report::summarize(c, &[], &ctx)?),
+        )
         .unwrap()
     };
     let now = Utc::now() + Duration::seconds(5);
@@ -325,7 +337,9 @@ fn met_and_missed_are_the_reports_and_each_unit_counts_once() {
         assert_eq!(s.quarantined.len(), 1);
         let table = render::table(&s);
         assert!(
-            table.contains("units      4/4 done (3 succeeded, 0 failed, 1 quarantined), 0 running, 0 left"),
+            table.contains(
+                "units      4/4 done (3 succeeded, 0 failed, 1 quarantined), 0 running, 0 left"
+            ),
             "{table}"
         );
         assert!(table.contains(", missed (1 quarantined)"), "{table}");
@@ -421,10 +435,7 @@ fn stragglers_are_flagged_far_behind_or_quiet() {
     // Under the limit, nothing quiet; the far-behind one still flagged.
     quiet.stale_seconds = 600.0;
     let s = read(&quiet).unwrap();
-    assert_eq!(
-        s.slices.iter().filter(|v| v.straggler.is_some()).count(),
-        1
-    );
+    assert_eq!(s.slices.iter().filter(|v| v.straggler.is_some()).count(), 1);
     let _ = std::fs::remove_dir_all(&run);
 }
 
@@ -437,7 +448,11 @@ fn log_says_deferred_apart_from_failed() {
     let a = unit("A", Priority::Medium, "a.csv");
     let b = unit("A", Priority::Medium, "b.csv");
     let c = unit("B", Priority::Low, "c.csv");
-    plan(&run, vec![(0, vec![a.clone(), b.clone(), c.clone()])], 1000.0);
+    plan(
+        &run,
+        vec![(0, vec![a.clone(), b.clone(), c.clone()])],
+        1000.0,
+    );
     std::fs::write(
         run.join("state.json"),
         r#"{"exit_code": 1, "ended_at": "2026-12-03T08:00:00Z"}"#,
@@ -455,7 +470,13 @@ fn log_says_deferred_apart_from_failed() {
     let line = history::run_line(&run).unwrap();
     assert_eq!(line.status, "deferred", "{line:?}");
     assert_eq!(
-        (line.failed, line.deferred, line.blocked, line.cancelled, line.quarantined),
+        (
+            line.failed,
+            line.deferred,
+            line.blocked,
+            line.cancelled,
+            line.quarantined
+        ),
         (0, 2, 0, 0, 0),
         "{line:?}"
     );

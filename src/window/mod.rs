@@ -497,8 +497,11 @@ fn run_steps(
                 Some(l) => {
                     let local = fetched.join(&name);
                     let _ = std::fs::create_dir_all(&fetched);
-                    l.get(&format!("{}/{name}", crate::engine::live::STATUS_DIR), &local)
-                        .ok()?;
+                    l.get(
+                        &format!("{}/{name}", crate::engine::live::STATUS_DIR),
+                        &local,
+                    )
+                    .ok()?;
                     local
                 }
                 None => documents.join(&name),

@@ -152,3 +152,158 @@ pub(crate) fn finished(report: Option<&Value>, w: &WindowDay, exit_code: i32) ->
         wall_seconds: t.and_then(|t| t["wall_seconds"].as_f64()).unwrap_or(0.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::WindowConfig;
+    use crate::engine::Progress;
+    use crate::engine::live::{Live, PlannedUnit};
+    use crate::outcome::FileOutcome;
+    use crate::plan::{Estimate, PLAN_VERSION, PriorityEstimate, Slice, Unit};
+
+    /// A slice going at twice the plan's estimate: the webhook says at risk as `status` does,
+    /// from the slice's document (the plan's estimate alone, 40 s, would be in time), once; a
+    /// document older than the watch (an earlier run's) is not read.
+    #[test]
+    fn at_risk_follows_the_documents_as_status_does() {
+        let dir = std::env::temp_dir().join(format!("bw-sla-{}", uuid::Uuid::new_v4()));
+        let docs = dir.join("out/status");
+        let units: Vec<Unit> = (0..4)
+            .map(|i| Unit {
+                vendor: "H".into(),
+                location: format!("/in/h{i}.csv"),
+                priority: Priority::High,
+                bytes: 100,
+                file_bytes: 100,
+                sha256: String::new(),
+                modified: None,
+                estimated_seconds: 10.0,
+                part: None,
+            })
+            .collect();
+        let plan = Plan {
+            version: PLAN_VERSION,
+            created_at: String::new(),
+            date: "2026-12-03".into(),
+            manifest_sha256: String::new(),
+            config_sha256: String::new(),
+            estimate: Estimate {
+                total_bytes: 400,
+                total_work_seconds: 40.0,
+                window_seconds: None,
+                utilization: 0.0,
+                slices: 1,
+                makespan_seconds: 40.0,
+                priorities: vec![PriorityEstimate {
+                    priority: Priority::High,
+                    units: 4,
+                    estimated_finish_seconds: 40.0,
+                    sla_seconds: Some(1000.0),
+                    meets_sla: true,
+                }],
+            },
+            stages: Vec::new(),
+            slices: vec![Slice {
+                index: 0,
+                stage: 0,
+                estimated_seconds: 40.0,
+                units: units.clone(),
+            }],
+            masking: Default::default(),
+            deferred: None,
+            traceparent: None,
+            config: None,
+        };
+        let watch_started = Utc::now();
+        let live = Live::in_folder(&docs, &Live::slice_name(0), Some(0), 0);
+        let progress = Progress::default();
+        let planned: Vec<PlannedUnit> = units
+            .iter()
+            .map(|u| PlannedUnit {
+                vendor: u.vendor.clone(),
+                priority: "high".into(),
+                bytes: u.bytes,
+            })
+            .collect();
+        live.begin(&planned, &progress);
+        live.unit_started("H", Path::new("/in/h0.csv"), None);
+        progress.add(100, 10, 0);
+        live.unit_ended(
+            &FileOutcome::new("H", Path::new("/in/h0.csv"), 100, None),
+            100,
+        );
+        live.publish(&progress);
+        let doc = crate::status::read_document(&docs.join(Live::slice_name(0)))
+            .unwrap()
+            .unwrap();
+        // 20 s after the slice started, 10 s of estimated work done: 30 s left at a pace of 2,
+        // 60 s from now; the SLA 40 s from now.
+        let now = crate::status::eta::parse_time(&doc.started_at).unwrap()
+            + chrono::Duration::seconds(20);
+        let config: WindowConfig =
+            toml::from_str("start = \"07:00\"\nend = \"09:00\"\nsource = \"/in\"").unwrap();
+        let w = WindowDay {
+            name: "morning".into(),
+            date: "2026-12-03".into(),
+            start: now + chrono::Duration::seconds(40) - chrono::Duration::seconds(1000),
+            end: now + chrono::Duration::hours(1),
+            span: "07:00-09:00".into(),
+            config,
+        };
+        let at = |s: i64| rfc3339(now + chrono::Duration::seconds(s));
+
+        // A watch started after the document: the document is this run's.
+        let mut sw = SlaWatch::new(plan.clone(), watch_started, |k| {
+            crate::status::read_document(&docs.join(Live::slice_name(k)))
+                .ok()
+                .flatten()
+        });
+        let events = sw.at_risk(&w, now);
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0] {
+            Event::SlaAtRisk {
+                priority,
+                eta,
+                sla,
+                late_by_seconds,
+                units,
+                ..
+            } => {
+                assert_eq!(priority, "high");
+                assert_eq!(*units, 4);
+                assert_eq!(eta, &at(60));
+                assert_eq!(sla, &at(40));
+                assert_eq!(*late_by_seconds, 20.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // `status` says the same of the same documents.
+        std::fs::write(dir.join("plan.json"), serde_json::to_vec(&plan).unwrap()).unwrap();
+        let view = crate::status::read(&crate::status::StatusSettings {
+            plan: None,
+            run: dir.clone(),
+            stale_seconds: 600.0,
+            window_start: Some(w.start),
+            now,
+        })
+        .unwrap();
+        assert_eq!(view.priorities[0].verdict, "at risk");
+        assert_eq!(view.priorities[0].eta.as_deref(), Some(at(60).as_str()));
+        // Once per run.
+        assert!(sw.at_risk(&w, now).is_empty());
+
+        // A watch started after the document was written (an earlier run's document): the
+        // plan's estimate from now, 40 s, is in time.
+        let later = Utc::now() + chrono::Duration::seconds(2);
+        let mut sw = SlaWatch::new(plan, later, |k| {
+            crate::status::read_document(&docs.join(Live::slice_name(k)))
+                .ok()
+                .flatten()
+        });
+        assert!(sw.at_risk(&w, now).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

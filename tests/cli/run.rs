@@ -113,7 +113,12 @@ fn report_as_run(d: &Dir, date: &str) -> serde_json::Value {
     let o = d
         .cmd()
         .args(["report", "--ledgers", &format!("{run}/out/ledgers")])
-        .args(["--config", "day/batchwin.toml", "--plan", &format!("{run}/plan.json")])
+        .args([
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            &format!("{run}/plan.json"),
+        ])
         .args(["--window-start", window["start"].as_str().unwrap()])
         .args(["--format", "json"])
         .assert();
@@ -1053,7 +1058,11 @@ fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed(
         ("failed", "failed"),
         ("quarantined", "quarantined"),
     ] {
-        assert_eq!(t[st], r["totals"][rp], "{st}: status {t} report {}", r["totals"]);
+        assert_eq!(
+            t[st], r["totals"][rp],
+            "{st}: status {t} report {}",
+            r["totals"]
+        );
     }
     assert_eq!(t["quarantined"], n, "{t}");
     assert_eq!(t["left"], 0, "{t}");
