@@ -10,9 +10,9 @@ use std::process::ExitCode;
 pub enum ExitStatus {
     /// 0: everything succeeded.
     Success,
-    /// 1: data failure: a file failed (skip limit exceeded, unreadable format), a transfer
-    /// failed for good (permission denied, a listed file missing, more bytes than listed), an
-    /// SLA missed.
+    /// 1: data failure: a file failed (skip limit exceeded, unreadable format), units were
+    /// deferred, blocked or quarantined (the day is not done), a transfer failed for good
+    /// (permission denied, a listed file missing, more bytes than listed), an SLA missed.
     DataFailure,
     /// 2: usage or configuration error: fix the command line or `batchwin.toml`; an SSH host
     /// key refused (unknown, or not the recorded one) is one.
@@ -93,8 +93,9 @@ impl From<crate::config::ConfigError> for Failure {
 /// Help text listing the exit codes, appended to `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0         success
-  1         data failure: a file failed (skip limit exceeded, unreadable input), a transfer
-            failed for good (permission denied, missing file), an SLA was missed
+  1         data failure: a file failed (skip limit exceeded, unreadable input), units were
+            deferred, blocked or quarantined (the day is not done), a transfer failed for
+            good (permission denied, missing file), an SLA was missed
   2         usage or configuration error, a refused SSH host key
   3         retryable I/O error (unreachable, timeout, 5xx): run the same command again
   130, 143  stopped by SIGINT or SIGTERM: the unit in flight was abandoned cleanly; run again";

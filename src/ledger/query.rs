@@ -708,23 +708,52 @@ fn failed_attempt(r: &duckdb::Row<'_>, at: usize) -> duckdb::Result<FailedAttemp
     })
 }
 
-/// A unit whose latest attempt did not succeed, with the slice ledger it is recorded in (its
-/// file name without `.duckdb`, as a merged ledger names it).
+/// The latest attempt of one unit, with its state, from a merged ledger: what `status` counts
+/// each unit by, once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SliceFailure {
+pub struct LatestUnit {
+    /// The slice ledger it is recorded in (`slice-00000`).
     pub slice: String,
-    pub attempt: FailedAttempt,
+    pub vendor: String,
+    pub priority: String,
+    pub input_path: String,
+    pub part: Option<i64>,
+    /// How many parts the file was cut into; `None` for a file processed whole.
+    pub parts: Option<i64>,
+    /// `succeeded`, `failed`, `deferred`, `cancelled`, `blocked` or `quarantined`.
+    pub status: String,
+    /// The error recorded, or else the status.
+    pub error: String,
+    pub records_in: i64,
+    pub records_rejected: i64,
+    /// When it ended, RFC 3339 with microseconds (`...Z`); `None` for a unit that never ran
+    /// (deferred, blocked), as [`priority_totals`]'s `last_end` counts them.
+    pub ended_at: Option<String>,
 }
 
-/// [`failed_attempts`] with their slice, from a merged ledger (which has a `slice` column).
-pub fn failed_attempts_by_slice(conn: &Connection) -> duckdb::Result<Vec<SliceFailure>> {
+/// Every unit's latest attempt ([`LatestUnit`]), by slice, vendor, input and part, from a
+/// merged ledger (which has a `slice` column).
+pub fn latest_units(conn: &Connection) -> duckdb::Result<Vec<LatestUnit>> {
     let mut stmt = conn.prepare(
-        "SELECT slice, vendor, input_path, part, status, coalesce(error, status) FROM latest WHERE status <> 'succeeded' ORDER BY slice, vendor, input_path, part",
+        "SELECT slice, vendor, priority, input_path, part, parts, status, coalesce(error, status),
+                records_in, records_rejected,
+                CASE WHEN status NOT IN ('deferred', 'blocked')
+                     THEN strftime(ended_at, '%Y-%m-%dT%H:%M:%S.%fZ') END
+         FROM latest ORDER BY slice, vendor, input_path, part",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(SliceFailure {
+        Ok(LatestUnit {
             slice: r.get(0)?,
-            attempt: failed_attempt(r, 1)?,
+            vendor: r.get(1)?,
+            priority: r.get(2)?,
+            input_path: r.get(3)?,
+            part: r.get(4)?,
+            parts: r.get(5)?,
+            status: r.get(6)?,
+            error: r.get(7)?,
+            records_in: r.get(8)?,
+            records_rejected: r.get(9)?,
+            ended_at: r.get(10)?,
         })
     })?;
     rows.collect()

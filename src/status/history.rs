@@ -19,18 +19,26 @@ pub struct RunLine {
     pub run: String,
     pub date: String,
     pub window: String,
-    /// `ok`, `failed` (exit code 1 or 3), `stopped` (130, 143), `usage` (2), or `running`
-    /// (no `state.json` yet: in progress, or killed).
+    /// `ok`; for exit code 1 or 3, the worst state a unit was left in: `failed`, `quarantined`,
+    /// `cancelled`, `blocked`, `deferred` or `missing`, else `late` (every unit succeeded, a
+    /// priority after its SLA), else `failed` (a step failed: a delivery, a server); `stopped`
+    /// (130, 143), `usage` (2), or `running` (no `state.json` yet: in progress, or killed).
     pub status: String,
     pub exit_code: Option<i32>,
     pub files: i64,
     pub units: i64,
     pub records: i64,
-    /// Units whose latest attempt did not succeed (failed, deferred, cancelled, blocked) and
-    /// planned units with no attempt.
-    pub failures: i64,
-    /// Files in quarantine: set aside after the window's `max_attempts` failed runs.
+    /// Units by the state of their latest attempt, as the report counts them: failed on their
+    /// data or output; deferred (the window ended, or the plan left them for the next run);
+    /// blocked (a vendor they come after failed); cancelled (stopped by a signal).
+    pub failed: i64,
+    pub deferred: i64,
+    pub blocked: i64,
+    pub cancelled: i64,
+    /// Units of files in quarantine: set aside after the window's `max_attempts` failed runs.
     pub quarantined: i64,
+    /// Planned units with no attempt recorded.
+    pub missing: i64,
     /// From the first unit's start to the last unit's end.
     pub duration_seconds: f64,
     /// Every priority met its SLA; none when no SLA applies or nothing was recorded.
@@ -97,8 +105,12 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
         files: 0,
         units: 0,
         records: 0,
-        failures: 0,
+        failed: 0,
+        deferred: 0,
+        blocked: 0,
+        cancelled: 0,
         quarantined: 0,
+        missing: 0,
         duration_seconds: 0.0,
         sla_met: None,
         ended_at: state.map(|s| s.ended_at),
@@ -112,11 +124,10 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
         ..Default::default()
     };
     if let Some(p) = &plan {
-        for e in &p.estimate.priorities {
-            if let Some(s) = e.sla_seconds {
-                ctx.slas.insert(e.priority.to_string(), s);
-            }
-        }
+        ctx.slas = super::slas(p, record.as_ref())
+            .into_iter()
+            .map(|(p, s)| (p.to_string(), s))
+            .collect();
     }
     ctx.window_start = record
         .as_ref()
@@ -130,11 +141,34 @@ pub fn run_line(dir: &Path) -> anyhow::Result<RunLine> {
     line.files = t.files;
     line.units = t.units;
     line.records = t.records_in;
-    line.failures = t.failed + t.deferred + t.cancelled + t.blocked + report.missing.len() as i64;
-    line.quarantined = report.quarantined.len() as i64;
+    line.failed = t.failed;
+    line.deferred = t.deferred;
+    line.blocked = t.blocked;
+    line.cancelled = t.cancelled;
+    line.quarantined = t.quarantined;
+    line.missing = report.missing.len() as i64;
     line.duration_seconds = t.wall_seconds;
     if report.priorities.iter().any(|p| p.sla_seconds.is_some()) {
         line.sla_met = Some(report.priorities.iter().all(|p| p.sla_met));
+    }
+    // A run that ended with exit code 1 or 3 says why, by the worst state a unit was left in.
+    if line.status == "failed" {
+        let worst = [
+            (line.failed, "failed"),
+            (line.quarantined, "quarantined"),
+            (line.cancelled, "cancelled"),
+            (line.blocked, "blocked"),
+            (line.deferred, "deferred"),
+            (line.missing, "missing"),
+        ]
+        .into_iter()
+        .find(|(n, _)| *n > 0);
+        if let Some((_, word)) = worst {
+            line.status = word.into();
+        } else if line.sla_met == Some(false) {
+            // Every unit succeeded, too late.
+            line.status = "late".into();
+        }
     }
     Ok(line)
 }
@@ -347,30 +381,38 @@ fn not_done(n: NotDone) -> &'static str {
     }
 }
 
-/// The runs as a table, one line each.
+/// The runs as a table, one line each: units not done in a column per state.
 pub fn table(lines: &[RunLine]) -> String {
     let mut o = format!(
-        "{:<10}  {:<10}  {:<8}  {:>6}  {:>12}  {:>8}  {:>11}  {:>9}  {}\n",
+        "{:<10}  {:<10}  {:<11}  {:>6}  {:>12}  {:>6}  {:>8}  {:>7}  {:>9}  {:>11}  {:>7}  {:>9}  {}\n",
         "date",
         "window",
         "status",
         "files",
         "records",
-        "failures",
+        "failed",
+        "deferred",
+        "blocked",
+        "cancelled",
         "quarantined",
+        "missing",
         "duration",
         "SLA met"
     );
     for l in lines {
         o.push_str(&format!(
-            "{:<10}  {:<10}  {:<8}  {:>6}  {:>12}  {:>8}  {:>11}  {:>8.1}s  {}\n",
+            "{:<10}  {:<10}  {:<11}  {:>6}  {:>12}  {:>6}  {:>8}  {:>7}  {:>9}  {:>11}  {:>7}  {:>8.1}s  {}\n",
             l.date,
             l.window,
             l.status,
             l.files,
             crate::printer::thousands(l.records.max(0) as u64),
-            l.failures,
+            l.failed,
+            l.deferred,
+            l.blocked,
+            l.cancelled,
             l.quarantined,
+            l.missing,
             l.duration_seconds,
             match l.sla_met {
                 Some(true) => "yes",

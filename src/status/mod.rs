@@ -1,26 +1,26 @@
 //! `batchwin status`: one view of a whole run, while it runs and after, read from what its
 //! slices write (never from an engine's API, so it is the same on every engine): the plan
-//! (`RUN/plan.json`, or `--plan`: every unit, its priority and its estimated cost), each slice's live status
-//! document (`RUN/out/status/slice-K.json`, see [`crate::engine::live`]) and, once a slice has
-//! ended, its ledger (`RUN/out/ledgers/slice-K.duckdb`; a running slice's ledger cannot be
-//! opened by another process).
+//! (`RUN/plan.json`, or `--plan`: every unit, its priority and its estimated cost), each slice's
+//! live status document (`RUN/out/status/slice-K.json`, see [`crate::engine::live`]) and the
+//! ledgers that can be read (`RUN/out/ledgers/`: an ended slice's, the day's earlier runs', the
+//! quarantine's; a running slice's ledger cannot be opened by another process).
 //!
-//! [`read`] builds a [`RunStatus`]: per priority the units done and left and the estimated
-//! finish against the SLA, per slice its progress with stragglers flagged, the failures so far.
-//! [`render`] draws it for a terminal; its JSON is the struct as serialized. [`history`] is the
-//! runs seen afterwards (`batchwin log`). A run at a run location URL is read from a local copy
-//! of its plan, documents and ledgers ([`location`], through [`RunReader`]).
+//! [`read`] builds a [`RunStatus`]: each unit of the day counted once by its latest state (as
+//! the report counts it), per priority the units done and left and the estimated finish against
+//! the SLA, per slice its progress with stragglers flagged, the failures so far. [`render`]
+//! draws it for a terminal; its JSON is the struct as serialized. [`history`] is the runs seen
+//! afterwards (`batchwin log`). A run at a run location URL is read from a local copy of its
+//! plan, documents and ledgers ([`location`], through [`RunReader`]).
 //!
-//! The estimate (see docs/operations.md): each unit's cost is the plan's estimate (the cost
-//! history `plan --history` measured, seconds per byte per vendor); a running slice's pace is
-//! its elapsed time over the estimated cost of the work it did so far (bytes done), and what
-//! is left of it (every unit of that priority or a higher one, which the slice does first) is
-//! its estimated cost at that pace. A slice not started yet starts when the slices of the
-//! earlier stages end, and goes at the pace the running slices keep on average.
+//! The estimate and the SLA verdict are [`eta`]'s, the same `run` tells the `sla_at_risk`
+//! webhooks from (see docs/operations.md, "How the ETA is estimated").
 
+pub mod eta;
 pub mod history;
 pub mod location;
 pub mod render;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,50 @@ pub struct WindowRecord {
     /// The day's run location URL, when `run --run-location` put its data there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Each priority's tightest SLA in seconds, from the configuration: what `status` and `log`
+    /// judge a priority by when the latest plan has none of its units (an earlier run of the
+    /// day did them), as the report does from `--config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slas: BTreeMap<String, f64>,
+}
+
+impl WindowRecord {
+    /// The record `run` wrote in the run folder `run`, if any.
+    pub fn read(run: &Path) -> Option<WindowRecord> {
+        std::fs::read(run.join(WINDOW_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Each priority's tightest SLA among `vendors`, seconds.
+    pub fn slas_of(vendors: &[crate::config::VendorConfig]) -> BTreeMap<String, f64> {
+        let mut slas: BTreeMap<String, f64> = BTreeMap::new();
+        for v in vendors {
+            if let Some(sla) = v.sla.map(|s| s.0.as_secs_f64()) {
+                let e = slas.entry(v.priority.to_string()).or_insert(sla);
+                *e = e.min(sla);
+            }
+        }
+        slas
+    }
+}
+
+/// Each priority's SLA in seconds: the plan's, else the one `run` recorded in `window.json`.
+pub fn slas(plan: &Plan, record: Option<&WindowRecord>) -> BTreeMap<Priority, f64> {
+    let mut out: BTreeMap<Priority, f64> = record
+        .map(|r| {
+            r.slas
+                .iter()
+                .filter_map(|(p, s)| priority_of(p).map(|p| (p, *s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in &plan.estimate.priorities {
+        if let Some(s) = p.sla_seconds {
+            out.insert(p.priority, s);
+        }
+    }
+    out
 }
 
 /// What reading a run failed with, as an exit status: a run location that did not answer is
@@ -60,10 +104,7 @@ pub fn read_failure(e: anyhow::Error) -> crate::exit::Failure {
 
 /// The run location a local run folder's `window.json` names (`run --run-location`), if any.
 pub fn location_of(run: &Path) -> Option<String> {
-    std::fs::read(run.join(WINDOW_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<WindowRecord>(&b).ok())
-        .and_then(|w| w.location)
+    WindowRecord::read(run).and_then(|w| w.location)
 }
 
 /// How `status` reads a run.
@@ -81,15 +122,25 @@ pub struct StatusSettings {
     pub now: DateTime<Utc>,
 }
 
-/// One priority's units against its SLA.
+/// One priority's units against its SLA, each counted once by its latest state (as the
+/// report counts them).
 #[derive(Debug, Clone, Serialize)]
 pub struct PriorityStatus {
     pub priority: String,
     pub units: u64,
-    /// Units ended (in any state) and still to end.
+    /// Units ended (in any state) and still to end (running or not started).
     pub done: u64,
     pub left: u64,
+    /// Ended units in any state but succeeded: the priority misses its SLA when any is.
+    pub not_succeeded: u64,
+    /// Ended units by state (see [`StatusTotals`]).
+    pub succeeded: u64,
     pub failed: u64,
+    pub deferred: u64,
+    pub cancelled: u64,
+    pub blocked: u64,
+    pub quarantined: u64,
+    pub missing: u64,
     /// When the last of its units is expected to end (UTC), or ended when none is left.
     pub eta: Option<String>,
     /// Its tightest SLA, as a time (UTC), when the plan knows one and the window start is known.
@@ -126,10 +177,12 @@ pub struct SliceView {
     pub straggler: Option<String>,
 }
 
-/// A unit whose latest attempt did not succeed.
+/// A unit whose latest state is not succeeded (a quarantined one is listed with its file's
+/// quarantine instead).
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureView {
-    pub slice: usize,
+    /// Its slice; none for a file the plan left for the next run.
+    pub slice: Option<usize>,
     pub vendor: String,
     pub input: String,
     pub part: Option<u32>,
@@ -137,7 +190,8 @@ pub struct FailureView {
     pub error: String,
 }
 
-/// Units by state over the whole run.
+/// Units by state over the whole run, each unit counted once by its latest state: `done` is
+/// the sum of the states, `units` is `done + running + left`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusTotals {
     pub units: u64,
@@ -151,6 +205,8 @@ pub struct StatusTotals {
     pub blocked: u64,
     /// Units of files in quarantine (see [`crate::window::quarantine`]).
     pub quarantined: u64,
+    /// Planned units a slice ended without recording (as the report's `missing`).
+    pub missing: u64,
     pub records: u64,
     pub rejected: u64,
 }
@@ -178,11 +234,7 @@ fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
+use eta::parse_time;
 
 /// Reads the status document at `path`; `None` when there is none yet.
 pub fn read_document(path: &Path) -> anyhow::Result<Option<SliceStatus>> {
@@ -202,14 +254,82 @@ pub fn read_document(path: &Path) -> anyhow::Result<Option<SliceStatus>> {
     Ok(Some(d))
 }
 
-/// What one slice knows, before the estimates.
-struct SliceFacts {
-    doc: Option<SliceStatus>,
-    /// Per vendor: units in the plan's slice, their priority and estimated seconds.
-    plan_vendors: BTreeMap<String, (Priority, u64, f64, u64)>,
+/// Units by state, counted once each by its latest state: a priority's, or the run's.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    units: u64,
+    done: u64,
+    running: u64,
+    succeeded: u64,
+    failed: u64,
+    deferred: u64,
+    cancelled: u64,
+    blocked: u64,
+    quarantined: u64,
+    missing: u64,
+    records: u64,
+    rejected: u64,
+    /// When its last unit that ran ended.
+    last_end: Option<DateTime<Utc>>,
+}
+
+impl Tally {
+    /// One ended unit in `state`.
+    fn ended(&mut self, state: &str) {
+        self.units += 1;
+        self.done += 1;
+        match state {
+            "succeeded" => self.succeeded += 1,
+            "deferred" => self.deferred += 1,
+            "cancelled" => self.cancelled += 1,
+            "blocked" => self.blocked += 1,
+            "quarantined" => self.quarantined += 1,
+            "missing" => self.missing += 1,
+            _ => self.failed += 1,
+        }
+    }
+
+    fn ended_at(&mut self, t: Option<DateTime<Utc>>) {
+        self.last_end = self.last_end.max(t);
+    }
+
+    fn not_succeeded(&self) -> u64 {
+        self.failed
+            + self.deferred
+            + self.cancelled
+            + self.blocked
+            + self.quarantined
+            + self.missing
+    }
+}
+
+fn priority_of(s: &str) -> Option<Priority> {
+    match s {
+        "high" => Some(Priority::High),
+        "medium" => Some(Priority::Medium),
+        "low" => Some(Priority::Low),
+        _ => None,
+    }
+}
+
+/// A slice ledger's index from its file name (`slice-00003.duckdb`).
+fn ledger_slice(p: &Path) -> Option<usize> {
+    p.file_name()?
+        .to_str()?
+        .strip_prefix("slice-")?
+        .strip_suffix(".duckdb")?
+        .parse()
+        .ok()
 }
 
 /// Reads the run in `s.run` as it is now.
+///
+/// Each unit of the day is counted once, by its latest state, as the report counts it: the
+/// units of the ledgers that can be read (the ended slices', the day's earlier runs' and the
+/// quarantine's), except those the plan gives a slice that is still running or waiting (or
+/// ended without a ledger to read yet), which its status document counts; the plan's units a
+/// slice ended without recording are `missing`, and the files the plan left for the next run
+/// `deferred`.
 pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
     let plan = match &s.plan {
         Some(p) => Plan::read(p).with_context(|| format!("the plan `{}`", p.display()))?,
@@ -222,98 +342,176 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
     };
     let out = s.run.join("out");
     let mut unreadable = Vec::new();
-    let mut facts = Vec::new();
-    for slice in &plan.slices {
-        let path = out
-            .join(STATUS_DIR)
-            .join(crate::engine::live::Live::slice_name(slice.index));
-        let doc = read_document(&path).unwrap_or_else(|e| {
-            unreadable.push(format!("{e:#}"));
-            None
-        });
-        let mut plan_vendors: BTreeMap<String, (Priority, u64, f64, u64)> = BTreeMap::new();
-        for u in &slice.units {
-            let e = plan_vendors
-                .entry(u.vendor.clone())
-                .or_insert((u.priority, 0, 0.0, 0));
-            e.1 += 1;
-            e.2 += u.estimated_seconds;
-            e.3 += u.bytes;
-        }
-        facts.push(SliceFacts { doc, plan_vendors });
-    }
-    let window_start = s.window_start.or_else(|| {
-        std::fs::read(s.run.join(WINDOW_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<WindowRecord>(&b).ok())
-            .and_then(|w| parse_time(&w.start))
-    });
-    let first_start = facts
-        .iter()
-        .filter_map(|f| f.doc.as_ref().and_then(|d| parse_time(&d.started_at)))
-        .min();
-    let window_start = window_start.or(first_start);
-
-    // The ledgers of the slices that ended: their failures, as every run of them left them.
-    let ledgers = out.join("ledgers");
-    let ended: Vec<(usize, PathBuf)> = plan
+    let docs: Vec<Option<SliceStatus>> = plan
         .slices
         .iter()
-        .zip(&facts)
-        .filter(|(_, f)| f.doc.as_ref().is_some_and(|d| d.state == LiveState::Ended))
-        .map(|(sl, _)| {
-            let p = ledgers.join(format!("slice-{:05}.duckdb", sl.index));
-            (sl.index, p)
+        .map(|slice| {
+            let path = out
+                .join(STATUS_DIR)
+                .join(crate::engine::live::Live::slice_name(slice.index));
+            read_document(&path).unwrap_or_else(|e| {
+                unreadable.push(format!("{e:#}"));
+                None
+            })
         })
-        .filter(|(_, p)| p.exists())
         .collect();
-    // With the window's quarantine and its releases: the files set aside.
-    let quarantine: Vec<PathBuf> = [
-        crate::ledger::QUARANTINE_LEDGER,
-        crate::ledger::RELEASES_LEDGER,
-    ]
-    .iter()
-    .map(|name| ledgers.join(name))
-    .filter(|p| p.exists())
-    .collect();
-    let ended_ledgers: Vec<PathBuf> = ended.iter().map(|(_, p)| p.clone()).collect();
-    let mut ledger_failures = Vec::new();
-    let mut ledger_totals = None;
+    let record = WindowRecord::read(&s.run);
+    let window_start = s
+        .window_start
+        .or_else(|| record.as_ref().and_then(|w| parse_time(&w.start)));
+    let first_start = docs
+        .iter()
+        .filter_map(|d| d.as_ref().and_then(|d| parse_time(&d.started_at)))
+        .min();
+    let window_start = window_start.or(first_start);
+    let is_ended = |i: usize| {
+        docs[i]
+            .as_ref()
+            .is_some_and(|d| d.state == LiveState::Ended)
+    };
+
+    // The ledgers that can be read: not those of the plan's slices that did not end (a
+    // running slice's cannot be opened; a waiting one's is about to be), and not a journal
+    // alone (see `crate::ledger::journal`; its slice is counted by its document).
+    let ledgers = out.join("ledgers");
+    let not_ended: std::collections::BTreeSet<usize> = plan
+        .slices
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !is_ended(*i))
+        .map(|(_, sl)| sl.index)
+        .collect();
+    let mut readable: Vec<PathBuf> = std::fs::read_dir(&ledgers)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    readable.retain(|p| {
+        p.extension().is_some_and(|x| x == "duckdb")
+            && p.is_file()
+            && match ledger_slice(p) {
+                Some(k) => !not_ended.contains(&k),
+                None => [
+                    crate::ledger::QUARANTINE_LEDGER,
+                    crate::ledger::RELEASES_LEDGER,
+                ]
+                .iter()
+                .any(|n| p.file_name().is_some_and(|f| f == *n)),
+            }
+    });
+    readable.sort();
+    let mut latest = Vec::new();
     let mut quarantined = Vec::new();
-    if !ended_ledgers.is_empty() || !quarantine.is_empty() {
-        let both: Vec<PathBuf> = ended_ledgers.iter().chain(&quarantine).cloned().collect();
-        match crate::ledger::merge::with_latest(&both, |c| {
+    let mut ledgers_read = false;
+    if !readable.is_empty() {
+        match crate::ledger::merge::with_latest(&readable, |c| {
             Ok((
-                crate::ledger::query::failed_attempts_by_slice(c)?,
-                crate::ledger::query::totals(c)?,
+                crate::ledger::query::latest_units(c)?,
                 crate::ledger::query::quarantined(c)?,
             ))
         }) {
-            Ok((f, t, q)) => {
-                ledger_failures = f;
-                ledger_totals = Some(t);
+            Ok((l, q)) => {
+                latest = l;
                 quarantined = q;
+                ledgers_read = true;
             }
             Err(e) => unreadable.push(format!("the ended slices' ledgers: {e:#}")),
         }
     }
-    // A slice counted by its ledger; one that ended without a ledger to read yet (a run
-    // location's slice uploads it just after its last document) is counted by its document.
-    let by_ledger: std::collections::BTreeSet<usize> = match ledger_totals {
-        Some(_) => ended.iter().map(|(k, _)| *k).collect(),
-        None => Default::default(),
+    // The plan's slices counted by their ledger; the others by their document.
+    let by_ledger: Vec<bool> = plan
+        .slices
+        .iter()
+        .enumerate()
+        .map(|(i, sl)| {
+            ledgers_read
+                && is_ended(i)
+                && readable.iter().any(|p| ledger_slice(p) == Some(sl.index))
+        })
+        .collect();
+    // Units whose document (or the plan's deferral) says what they are now: the ledgers'
+    // record of them is older. A file cut otherwise than the plan cuts it now is the plan's.
+    let mut by_document: BTreeMap<&str, (Option<u32>, std::collections::BTreeSet<Option<i64>>)> =
+        BTreeMap::new();
+    for (sl, _) in plan.slices.iter().zip(&by_ledger).filter(|(_, b)| !**b) {
+        for u in &sl.units {
+            let e = by_document
+                .entry(u.location.as_str())
+                .or_insert((u.part.as_ref().map(|p| p.count), Default::default()));
+            e.1.insert(u.part.as_ref().map(|p| i64::from(p.index)));
+        }
+    }
+    let later = plan
+        .deferred
+        .as_ref()
+        .map(|d| d.files.as_slice())
+        .unwrap_or_default();
+    let superseded = |u: &crate::ledger::query::LatestUnit| {
+        later.iter().any(|f| f.location == u.input_path)
+            || by_document
+                .get(u.input_path.as_str())
+                .is_some_and(|(count, parts)| {
+                    parts.contains(&u.part) || u.parts.map(|n| n as u32) != *count
+                })
     };
 
     let now = s.now;
-    let mut slices = Vec::new();
-    let mut totals = StatusTotals::default();
+    let mut tally: BTreeMap<Priority, Tally> = BTreeMap::new();
     let mut failures = Vec::new();
-    // Pace of each running slice: elapsed seconds per estimated second of work done.
-    let mut paces = Vec::new();
-    for (sl, f) in plan.slices.iter().zip(&facts) {
+    let mut recorded: std::collections::HashSet<(&str, Option<i64>)> = Default::default();
+    for u in &latest {
+        recorded.insert((u.input_path.as_str(), u.part));
+        let Some(p) = priority_of(&u.priority) else {
+            continue;
+        };
+        if superseded(u) {
+            continue;
+        }
+        let t = tally.entry(p).or_default();
+        t.ended(&u.status);
+        t.records += u.records_in.max(0) as u64;
+        t.rejected += u.records_rejected.max(0) as u64;
+        t.ended_at(u.ended_at.as_deref().and_then(parse_time));
+        // Quarantined units are listed with their file's quarantine, not as failures.
+        if u.status != "succeeded" && u.status != "quarantined" {
+            failures.push(FailureView {
+                slice: u.slice.strip_prefix("slice-").and_then(|k| k.parse().ok()),
+                vendor: u.vendor.clone(),
+                input: u.input_path.clone(),
+                part: u.part.map(|p| p as u32),
+                status: u.status.clone(),
+                error: u.error.clone(),
+            });
+        }
+    }
+    for f in later {
+        tally.entry(f.priority).or_default().ended("deferred");
+        failures.push(FailureView {
+            slice: None,
+            vendor: f.vendor.clone(),
+            input: f.location.clone(),
+            part: None,
+            status: "deferred".into(),
+            error: format!(
+                "left for the next run by the plan: {}",
+                plan.deferred.as_ref().map_or("", |d| d.reason.as_str())
+            ),
+        });
+    }
+
+    let mut slices = Vec::new();
+    // Records read and rejected by the slices counted by their documents.
+    let mut records = (0u64, 0u64);
+    for (i, sl) in plan.slices.iter().enumerate() {
         let units: u64 = sl.units.len() as u64;
         let bytes: u64 = sl.units.iter().map(|u| u.bytes).sum();
-        let est: f64 = sl.units.iter().map(|u| u.estimated_seconds).sum();
+        if by_ledger[i] {
+            // Planned units its ledgers have no attempt of (a slice that stopped early).
+            for u in &sl.units {
+                let part = u.part.as_ref().map(|p| i64::from(p.index));
+                if !recorded.contains(&(u.location.as_str(), part)) {
+                    tally.entry(u.priority).or_default().ended("missing");
+                }
+            }
+        }
         let mut v = SliceView {
             slice: sl.index,
             stage: sl.stage,
@@ -334,7 +532,8 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             eta: None,
             straggler: None,
         };
-        if let Some(d) = &f.doc {
+        let d = docs[i].as_ref();
+        if let Some(d) = d {
             v.state = match d.state {
                 LiveState::Running => "running",
                 LiveState::Ended => "ended",
@@ -343,10 +542,9 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
             v.exit_code = d.exit_code;
             // Units the plan gives the slice that this run of it did not have to do were done
             // by an earlier run (resumed).
-            let resumed_bytes = bytes.saturating_sub(d.bytes);
             v.done = (units.saturating_sub(d.units) + d.done).min(units);
             v.running = d.running;
-            v.bytes_done = (resumed_bytes + d.bytes_done).min(bytes);
+            v.bytes_done = eta::bytes_done(bytes, d);
             v.records = d.records;
             v.rejected = d.rejected;
             v.host = Some(d.host.clone());
@@ -362,278 +560,80 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                     None => c.input.clone(),
                 })
                 .collect();
-            if d.state == LiveState::Running || !by_ledger.contains(&sl.index) {
-                totals.succeeded += units.saturating_sub(d.units) + d.states.succeeded;
-                totals.failed += d.states.failed;
-                totals.deferred += d.states.deferred;
-                totals.cancelled += d.states.cancelled;
-                totals.blocked += d.states.blocked;
-                totals.records += d.records;
-                totals.rejected += d.rejected;
-                failures.extend(d.failures.iter().map(|x| FailureView {
-                    slice: sl.index,
-                    vendor: x.vendor.clone(),
-                    input: x.input.clone(),
-                    part: x.part,
-                    status: x.status.clone(),
-                    error: x.error.clone(),
-                }));
-            }
-            if d.state == LiveState::Running {
-                let done_est = if bytes > 0 {
-                    est * v.bytes_done as f64 / bytes as f64
-                } else {
-                    0.0
-                };
-                let elapsed = parse_time(&d.started_at)
-                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                // Too little done to measure a pace: the estimate is taken as it is.
-                if done_est > 0.0 && elapsed > 0.0 {
-                    paces.push(elapsed / done_est);
-                }
+        }
+        if !by_ledger[i] {
+            count_by_document(sl, d, &mut tally, &mut failures);
+            // Records and rejects are the slice's, not a priority's.
+            if let Some(d) = d {
+                records.0 += d.records;
+                records.1 += d.rejected;
             }
         }
-        totals.units += units;
-        totals.done += v.done;
-        totals.running += v.running;
         slices.push(v);
-    }
-    if let Some(t) = &ledger_totals {
-        totals.succeeded += t.succeeded as u64;
-        totals.failed += t.failed as u64;
-        totals.deferred += t.deferred as u64;
-        totals.cancelled += t.cancelled as u64;
-        totals.blocked += t.blocked as u64;
-        totals.quarantined += t.quarantined as u64;
-        totals.records += t.records_in as u64;
-        totals.rejected += t.records_rejected as u64;
-    }
-    // Quarantined units are listed with their file's quarantine, not as failures.
-    for x in ledger_failures
-        .into_iter()
-        .filter(|x| x.attempt.status != "quarantined")
-    {
-        let a = x.attempt;
-        failures.push(FailureView {
-            slice: x
-                .slice
-                .strip_prefix("slice-")
-                .and_then(|k| k.parse().ok())
-                .unwrap_or(0),
-            vendor: a.vendor,
-            input: a.input_path,
-            part: a.part.map(|p| p as u32),
-            status: a.status,
-            error: a.error,
-        });
     }
     failures.sort_by(|a, b| {
         (a.slice, &a.vendor, &a.input, a.part).cmp(&(b.slice, &b.vendor, &b.input, b.part))
     });
-    totals.left = totals.units.saturating_sub(totals.done + totals.running);
 
-    let pace = if paces.is_empty() {
-        1.0
-    } else {
-        paces.iter().sum::<f64>() / paces.len() as f64
-    };
-    // Estimated end of each slice, per priority: when its last unit of that priority (or of a
-    // higher one, done before) ends. Slices of later stages start when the earlier ones end.
-    let stages = plan
-        .slices
-        .iter()
-        .map(|s| s.stage)
-        .max()
-        .map_or(0, |m| m + 1);
-    let mut stage_end: Vec<DateTime<Utc>> = vec![now; stages];
-    let mut slice_eta: Vec<BTreeMap<Priority, DateTime<Utc>>> = vec![BTreeMap::new(); slices.len()];
-    for stage in 0..stages {
-        let begin = if stage == 0 {
-            now
-        } else {
-            stage_end[stage - 1]
-        };
-        let mut end = begin;
-        for (i, (sl, f)) in plan.slices.iter().zip(&facts).enumerate() {
-            if sl.stage != stage {
-                continue;
-            }
-            let v = &slices[i];
-            let ended = f.doc.as_ref().is_some_and(|d| d.state == LiveState::Ended);
-            let ended_at = f
-                .doc
-                .as_ref()
-                .and_then(|d| d.ended_at.as_deref())
-                .and_then(parse_time);
-            let (start, slice_pace) = match &f.doc {
-                Some(d) if d.state == LiveState::Running => {
-                    let elapsed = parse_time(&d.started_at)
-                        .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                        .unwrap_or(0.0);
-                    let est: f64 = f.plan_vendors.values().map(|x| x.2).sum();
-                    let done_est = if v.bytes > 0 {
-                        est * v.bytes_done as f64 / v.bytes as f64
-                    } else {
-                        0.0
-                    };
-                    (
-                        now,
-                        if done_est > 0.0 && elapsed > 0.0 {
-                            elapsed / done_est
-                        } else {
-                            pace
-                        },
-                    )
-                }
-                _ => (begin, pace),
-            };
-            let mut cumulative = 0.0;
-            for p in [Priority::High, Priority::Medium, Priority::Low] {
-                let mut has = false;
-                for (vendor, (pr, n, secs, _)) in &f.plan_vendors {
-                    if *pr != p {
-                        continue;
-                    }
-                    has = true;
-                    let done_v = f
-                        .doc
-                        .as_ref()
-                        .and_then(|d| {
-                            d.vendors
-                                .iter()
-                                .find(|x| &x.vendor == vendor)
-                                .map(|x| (x.units, x.done))
-                        })
-                        .map_or(0, |(u, dn)| n.saturating_sub(u) + dn);
-                    let left = n.saturating_sub(done_v) as f64;
-                    cumulative += secs / (*n).max(1) as f64 * left;
-                }
-                if has {
-                    let t = if ended {
-                        ended_at.unwrap_or(now)
-                    } else {
-                        start
-                            + chrono::Duration::milliseconds(
-                                (cumulative * slice_pace * 1000.0) as i64,
-                            )
-                    };
-                    slice_eta[i].insert(p, t);
-                    end = end.max(t);
-                }
-            }
-            if let Some(t) = slice_eta[i].values().max() {
-                slices[i].eta = Some(rfc(*t));
-            }
-        }
-        stage_end[stage] = end;
+    // The estimate `run`'s SLA watch makes too (see [`eta`]).
+    let estimate = eta::estimate(&plan, &docs, now);
+    for (v, m) in slices.iter_mut().zip(&estimate.slices) {
+        v.eta = m.values().max().copied().map(rfc);
     }
+    flag_stragglers(&mut slices, s.stale_seconds);
 
-    // Stragglers: running slices with no update for a while, or far behind the others of
-    // their stage (less than half the median share of bytes done).
-    for stage in 0..stages {
-        let mut shares: Vec<f64> = slices
-            .iter()
-            .filter(|v| v.stage == stage && v.state != "waiting")
-            .map(share)
-            .collect();
-        shares.sort_by(f64::total_cmp);
-        let median = shares.get(shares.len() / 2).copied().unwrap_or(0.0);
-        for v in slices
-            .iter_mut()
-            .filter(|v| v.stage == stage && v.state == "running")
-        {
-            if let Some(quiet) = v.seconds_since_update.filter(|q| *q > s.stale_seconds) {
-                v.straggler = Some(format!("no update for {quiet:.0} s"));
-            } else if shares.len() > 1 && share(v) < median / 2.0 {
-                v.straggler = Some(format!(
-                    "far behind: {:.0}% done, the stage's median {:.0}%",
-                    share(v) * 100.0,
-                    median * 100.0
-                ));
-            }
-        }
-    }
-
-    let slas: BTreeMap<Priority, f64> = plan
-        .estimate
-        .priorities
-        .iter()
-        .filter_map(|p| p.sla_seconds.map(|s| (p.priority, s)))
-        .collect();
+    let slas: BTreeMap<Priority, DateTime<Utc>> = window_start
+        .map(|w| {
+            slas(&plan, record.as_ref())
+                .into_iter()
+                .map(|(p, s)| (p, w + chrono::Duration::milliseconds((s * 1000.0) as i64)))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut priorities = Vec::new();
-    for p in [Priority::High, Priority::Medium, Priority::Low] {
-        let mut units = 0u64;
-        let mut done = 0u64;
-        let mut has = false;
-        for (i, f) in facts.iter().enumerate() {
-            let ended = slices[i].state == "ended";
-            for (vendor, (pr, n, _, _)) in &f.plan_vendors {
-                if *pr != p {
-                    continue;
-                }
-                has = true;
-                units += n;
-                done += if ended {
-                    *n
-                } else {
-                    f.doc
-                        .as_ref()
-                        .and_then(|d| d.vendors.iter().find(|x| &x.vendor == vendor))
-                        .map_or(0, |x| n.saturating_sub(x.units) + x.done)
-                };
-            }
+    let mut totals = StatusTotals::default();
+    for (p, t) in &tally {
+        let finished = t.done >= t.units && t.running == 0;
+        let mut eta = estimate.priorities.get(p).copied();
+        if finished {
+            // Finished: when its last unit ended, as the ledgers or documents recorded it.
+            eta = t.last_end.or(eta);
         }
-        if !has {
-            continue;
-        }
-        let failed = failures
-            .iter()
-            .filter(|x| vendor_priority(&plan, &x.vendor) == Some(p))
-            .count() as u64;
-        let mut eta = slice_eta.iter().filter_map(|m| m.get(&p)).max().copied();
-        if done >= units {
-            // Finished: when its last unit ended, as the slices' documents recorded it.
-            let last = facts
-                .iter()
-                .filter_map(|f| f.doc.as_ref())
-                .flat_map(|d| &d.vendors)
-                .filter(|v| v.priority == p.to_string())
-                .filter_map(|v| v.last_ended_at.as_deref().and_then(parse_time))
-                .max();
-            eta = last.or(eta);
-        }
-        let sla = slas
-            .get(&p)
-            .zip(window_start)
-            .map(|(s, w)| w + chrono::Duration::milliseconds((s * 1000.0) as i64));
-        let finished = done >= units;
-        let verdict = match (sla, eta) {
-            (None, _) => "no SLA",
-            // Units that did not succeed keep the priority from its SLA, as in the report.
-            (Some(_), _) if finished && failed > 0 => "missed",
-            (Some(sla), Some(eta)) if finished => {
-                if eta <= sla {
-                    "met"
-                } else {
-                    "missed"
-                }
-            }
-            (Some(sla), _) if now > sla => "missed",
-            (Some(sla), Some(eta)) if eta > sla => "at risk",
-            (Some(_), _) => "on track",
-        };
+        let sla = slas.get(p).copied();
+        let verdict = eta::Verdict::of(sla, eta, finished, t.not_succeeded(), now);
         priorities.push(PriorityStatus {
             priority: p.to_string(),
-            units,
-            done,
-            left: units.saturating_sub(done),
-            failed,
+            units: t.units,
+            done: t.done,
+            left: t.units.saturating_sub(t.done),
+            not_succeeded: t.not_succeeded(),
+            succeeded: t.succeeded,
+            failed: t.failed,
+            deferred: t.deferred,
+            cancelled: t.cancelled,
+            blocked: t.blocked,
+            quarantined: t.quarantined,
+            missing: t.missing,
             eta: eta.map(rfc),
             sla: sla.map(rfc),
-            verdict: verdict.into(),
+            verdict: verdict.as_str().into(),
         });
+        totals.units += t.units;
+        totals.done += t.done;
+        totals.running += t.running;
+        totals.succeeded += t.succeeded;
+        totals.failed += t.failed;
+        totals.deferred += t.deferred;
+        totals.cancelled += t.cancelled;
+        totals.blocked += t.blocked;
+        totals.quarantined += t.quarantined;
+        totals.missing += t.missing;
+        totals.records += t.records;
+        totals.rejected += t.rejected;
     }
+    totals.records += records.0;
+    totals.rejected += records.1;
+    totals.left = totals.units.saturating_sub(totals.done + totals.running);
 
     Ok(RunStatus {
         run: s.run.display().to_string(),
@@ -649,6 +649,94 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
     })
 }
 
+/// Counts a plan slice's units by its status document (`None`: not started): units this run
+/// of it did not have to do succeeded in an earlier run; those it ended by the state its
+/// document gives; those an ended slice did not get to are `missing`; the rest are running or
+/// left.
+fn count_by_document(
+    sl: &crate::plan::Slice,
+    doc: Option<&SliceStatus>,
+    tally: &mut BTreeMap<Priority, Tally>,
+    failures: &mut Vec<FailureView>,
+) {
+    let mut planned: BTreeMap<&str, (Priority, u64)> = BTreeMap::new();
+    for u in &sl.units {
+        planned.entry(&u.vendor).or_insert((u.priority, 0)).1 += 1;
+    }
+    for (vendor, (p, n)) in &planned {
+        let t = tally.entry(*p).or_default();
+        let Some(d) = doc else {
+            t.units += n;
+            continue;
+        };
+        let x = d.vendors.iter().find(|x| x.vendor == *vendor);
+        let resumed = n.saturating_sub(x.map_or(0, |x| x.units));
+        let succeeded = x.map_or(0, |x| x.succeeded);
+        let not = d.failures.iter().filter(|f| f.vendor == *vendor);
+        let mut ended = resumed + succeeded;
+        for _ in 0..ended {
+            t.ended("succeeded");
+        }
+        for f in not {
+            t.ended(&f.status);
+            ended += 1;
+        }
+        let rest = n.saturating_sub(ended);
+        if d.state == LiveState::Ended {
+            for _ in 0..rest {
+                t.ended("missing");
+            }
+        } else {
+            let running = d.current.iter().filter(|c| c.vendor == *vendor).count() as u64;
+            t.units += rest;
+            t.running += running.min(rest);
+        }
+        t.ended_at(
+            x.and_then(|x| x.last_ended_at.as_deref())
+                .and_then(parse_time),
+        );
+    }
+    if let Some(d) = doc {
+        failures.extend(d.failures.iter().map(|x| FailureView {
+            slice: Some(sl.index),
+            vendor: x.vendor.clone(),
+            input: x.input.clone(),
+            part: x.part,
+            status: x.status.clone(),
+            error: x.error.clone(),
+        }));
+    }
+}
+
+/// Flags running slices with no update for longer than `stale_seconds`, or far behind the
+/// others of their stage (less than half the median share of bytes done).
+fn flag_stragglers(slices: &mut [SliceView], stale_seconds: f64) {
+    let stages = slices.iter().map(|v| v.stage + 1).max().unwrap_or(0);
+    for stage in 0..stages {
+        let mut shares: Vec<f64> = slices
+            .iter()
+            .filter(|v| v.stage == stage && v.state != "waiting")
+            .map(share)
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        let median = shares.get(shares.len() / 2).copied().unwrap_or(0.0);
+        for v in slices
+            .iter_mut()
+            .filter(|v| v.stage == stage && v.state == "running")
+        {
+            if let Some(quiet) = v.seconds_since_update.filter(|q| *q > stale_seconds) {
+                v.straggler = Some(format!("no update for {quiet:.0} s"));
+            } else if shares.len() > 1 && share(v) < median / 2.0 {
+                v.straggler = Some(format!(
+                    "far behind: {:.0}% done, the stage's median {:.0}%",
+                    share(v) * 100.0,
+                    median * 100.0
+                ));
+            }
+        }
+    }
+}
+
 /// The share of a slice's bytes done.
 fn share(v: &SliceView) -> f64 {
     if v.bytes == 0 {
@@ -660,15 +748,6 @@ fn share(v: &SliceView) -> f64 {
     } else {
         v.bytes_done as f64 / v.bytes as f64
     }
-}
-
-/// The priority the plan gives `vendor`.
-fn vendor_priority(plan: &Plan, vendor: &str) -> Option<Priority> {
-    plan.slices
-        .iter()
-        .flat_map(|s| &s.units)
-        .find(|u| u.vendor == vendor)
-        .map(|u| u.priority)
 }
 
 /// Whether anything in the view calls for attention: failures, a stale or far-behind slice,

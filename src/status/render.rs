@@ -43,6 +43,7 @@ pub fn table(s: &RunStatus) -> String {
         (t.cancelled, "cancelled"),
         (t.blocked, "blocked"),
         (t.quarantined, "quarantined"),
+        (t.missing, "missing"),
     ] {
         if n > 0 {
             let _ = write!(states, ", {n} {name}");
@@ -74,8 +75,21 @@ pub fn table(s: &RunStatus) -> String {
             let _ = write!(o, ", SLA {}", clock(Some(sla)));
         }
         let _ = write!(o, ", {}", p.verdict);
-        if p.failed > 0 {
-            let _ = write!(o, " ({} not succeeded)", p.failed);
+        // The units that keep it from its SLA, by state, as the report names them.
+        let not: Vec<String> = [
+            (p.failed, "failed"),
+            (p.deferred, "deferred"),
+            (p.cancelled, "cancelled"),
+            (p.blocked, "blocked"),
+            (p.quarantined, "quarantined"),
+            (p.missing, "missing"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, s)| format!("{n} {s}"))
+        .collect();
+        if !not.is_empty() {
+            let _ = write!(o, " ({})", not.join(", "));
         }
         o.push('\n');
     }
@@ -134,10 +148,14 @@ pub fn table(s: &RunStatus) -> String {
         let _ = writeln!(o, "\nNot succeeded ({})", s.failures.len());
         for f in s.failures.iter().take(FAILURES_SHOWN) {
             let part = f.part.map(|p| format!(" part {p}")).unwrap_or_default();
+            let slice = match f.slice {
+                Some(k) => format!("slice {k}"),
+                None => "plan".into(),
+            };
             let _ = writeln!(
                 o,
-                "  {:<9}  slice {}  {}  {}{part}: {}",
-                f.status, f.slice, f.vendor, f.input, f.error
+                "  {:<11}  {slice}  {}  {}{part}: {}",
+                f.status, f.vendor, f.input, f.error
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Running a plan's slices: on this machine as `batchwin process` child processes, a number at
 //! once and stage by stage, each with its share of the cores; or on Slurm, submitting the job
-//! arrays `plan --emit slurm` wrote and watching them with `squeue` until they end.
+//! arrays `plan --emit slurm` wrote and watching them with `squeue` until they end. Both call
+//! `watch` as they wait (with `true` when a slice just ended): `run`'s SLA watch.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -37,7 +38,7 @@ pub(crate) fn execute_local(
     workers: usize,
     cores: usize,
     deadline: Option<chrono::DateTime<chrono::Utc>>,
-    on_slice_end: &mut dyn FnMut(usize, f64),
+    watch: &mut dyn FnMut(bool),
 ) -> Result<ExitStatus, Failure> {
     // The stage of each slice: a stage starts when every slice of the stages before it ended.
     let stages: Vec<usize> = if steps.dry_run {
@@ -72,14 +73,14 @@ pub(crate) fn execute_local(
     }
     let started = Instant::now();
     let mut next = 0;
-    let mut running: Vec<(usize, Child, Instant)> = Vec::new();
+    let mut running: Vec<(usize, Child)> = Vec::new();
     let mut status = ExitStatus::Success;
     let mut forwarded = false;
     while next < slices || !running.is_empty() {
         // Slices are in stage order; the next may start once no slice of an earlier stage runs.
         while running.len() < workers
             && next < slices
-            && !running.iter().any(|(r, _, _)| stages[*r] < stages[next])
+            && !running.iter().any(|(r, _)| stages[*r] < stages[next])
             && !steps.cancel.is_cancelled()
         {
             let args = args_of(next);
@@ -90,7 +91,7 @@ pub(crate) fn execute_local(
                 .spawn()
                 .with_context(|| format!("cannot start slice {next}"))
                 .map_err(Failure::data)?;
-            running.push((next, child, Instant::now()));
+            running.push((next, child));
             next += 1;
         }
         if steps.cancel.is_cancelled() {
@@ -98,12 +99,12 @@ pub(crate) fn execute_local(
             if !forwarded {
                 forwarded = true;
                 let sig = steps.cancel.signal().unwrap_or(libc::SIGTERM);
-                for (_, c, _) in &running {
+                for (_, c) in &running {
                     forward(c.id(), sig);
                 }
             }
             if steps.cancel.overdue(steps.grace) {
-                for (k, c, _) in &mut running {
+                for (k, c) in &mut running {
                     let _ = c.kill();
                     let _ = c.wait();
                     println!("stopped    slice {k} did not stop within the grace period: killed");
@@ -113,12 +114,13 @@ pub(crate) fn execute_local(
             }
         }
         let mut i = 0;
+        let mut one_ended = false;
         while i < running.len() {
             match running[i].1.try_wait() {
                 Ok(Some(st)) => {
-                    let (k, _, since) = running.swap_remove(i);
+                    let (k, _) = running.swap_remove(i);
                     let code = exit_code(st);
-                    on_slice_end(k, since.elapsed().as_secs_f64());
+                    one_ended = true;
                     println!(
                         "slice      {k} ended with exit code {code} after {:.1} s",
                         started.elapsed().as_secs_f64()
@@ -140,6 +142,7 @@ pub(crate) fn execute_local(
                 }
             }
         }
+        watch(one_ended);
         std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(sig) = steps.cancel.signal() {
@@ -148,7 +151,11 @@ pub(crate) fn execute_local(
     Ok(status)
 }
 
-pub(crate) fn execute_slurm(steps: &Steps<'_>, dir: &Path) -> Result<ExitStatus, Failure> {
+pub(crate) fn execute_slurm(
+    steps: &Steps<'_>,
+    dir: &Path,
+    watch: &mut dyn FnMut(bool),
+) -> Result<ExitStatus, Failure> {
     let submit = dir.join("emit/slurm/submit.sh");
     println!("step       submit: bash {}", submit.display());
     if steps.dry_run {
@@ -235,6 +242,7 @@ pub(crate) fn execute_slurm(steps: &Steps<'_>, dir: &Path) -> Result<ExitStatus,
                 ExitStatus::DataFailure
             });
         }
+        watch(false);
         std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -340,6 +340,7 @@ fn run_steps(
             start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             end: w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             location: location.as_ref().map(|l| l.url.display().to_string()),
+            slas: crate::status::WindowRecord::slas_of(&config.vendors),
         };
         let local = dir.join(crate::status::WINDOW_FILE);
         let _ = crate::files::write(
@@ -491,20 +492,39 @@ fn run_steps(
             remember_split_files(&plan_path, &split).map_err(Failure::data)?;
         }
 
-        // 3. execute, watching the SLAs: at the start from the plan's estimates, then as
-        // slices end from the time they took.
+        // 3. execute, watching the SLAs as `status` estimates them: from the slices' status
+        // documents, when they start, every few seconds and each time one ends.
+        let documents = out.join(crate::engine::live::STATUS_DIR);
+        let fetched = dir.join("scratch").join("sla");
+        let document = |k: usize| {
+            let name = crate::engine::live::Live::slice_name(k);
+            let local = match &location {
+                Some(l) => {
+                    let local = fetched.join(&name);
+                    let _ = std::fs::create_dir_all(&fetched);
+                    l.get(
+                        &format!("{}/{name}", crate::engine::live::STATUS_DIR),
+                        &local,
+                    )
+                    .ok()?;
+                    local
+                }
+                None => documents.join(&name),
+            };
+            crate::status::read_document(&local).ok().flatten()
+        };
         let mut watch_sla = (!steps.dry_run && watch.notifier.wants(NotifyEventKind::SlaAtRisk))
             .then(|| crate::plan::Plan::read(&plan_path).ok())
             .flatten()
-            .map(|p| sla::SlaWatch::new(&p, chrono::Utc::now()));
-        let check = |sw: &mut sla::SlaWatch| {
-            for e in sw.at_risk(w) {
-                watch.notifier.send(&e);
+            .map(|p| sla::SlaWatch::new(p, chrono::Utc::now(), document));
+        let mut look = |now_anyway: bool| {
+            if let Some(sw) = watch_sla.as_mut() {
+                for e in sw.look(w, now_anyway) {
+                    watch.notifier.send(&e);
+                }
             }
         };
-        if let Some(sw) = watch_sla.as_mut() {
-            check(sw);
-        }
+        look(true);
         let span = watch.step(steps, "execute");
         let scratch = dir.join("scratch");
         let s = match a.executor {
@@ -519,14 +539,9 @@ fn run_steps(
                 workers,
                 cores,
                 deadline,
-                &mut |k, seconds| {
-                    if let Some(sw) = watch_sla.as_mut() {
-                        sw.slice_ended(k, seconds);
-                        check(sw);
-                    }
-                },
+                &mut look,
             )?,
-            Executor::Slurm => execute_slurm(steps, &dir)?,
+            Executor::Slurm => execute_slurm(steps, &dir, &mut look)?,
         };
         ended(span, i32::from(s.code()));
         status = worse(status, s);

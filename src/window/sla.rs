@@ -1,93 +1,94 @@
-//! Whether a priority will make its SLA, while the run goes on: the plan's estimated finish
-//! per priority (the cost model `plan` uses), stretched by how much longer the slices ended so
-//! far took than the plan estimated them (measured throughput), against the SLA counted from
-//! the window's start. Each priority is reported at risk once per run; the report says
-//! afterwards whether it was met ([`missed`]).
+//! Whether a priority will make its SLA, while the run goes on: the estimate `status` shows
+//! ([`crate::status::eta`]: the plan's cost model, at the pace each running slice measured in
+//! its live status document), looked at when the slices start, every few seconds while they
+//! run and each time one ends, against the SLA counted from the window's start. A priority
+//! `status` would call `at risk` (or `missed`, the SLA passed with units left) is reported at
+//! risk, once per run; the report says afterwards whether it was met ([`missed`]).
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde_json::Value;
 
 use crate::config::Priority;
+use crate::engine::live::SliceStatus;
 use crate::notify::Event;
-use crate::plan::{Plan, PriorityEstimate};
+use crate::plan::Plan;
 
 use super::day::WindowDay;
 
-pub(crate) struct SlaWatch {
-    /// When the slices started.
+/// How often the documents are read again while the slices run (each is replaced about once a
+/// second): the webhook follows `status` within this.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+pub(crate) struct SlaWatch<'a> {
+    plan: Plan,
+    /// When the slices started: a document from before (an earlier run of the day) is not
+    /// this run's.
     started: DateTime<Utc>,
-    priorities: Vec<PriorityEstimate>,
-    /// Each slice's estimated seconds.
-    estimates: Vec<f64>,
-    /// Seconds the ended slices took and were estimated to take.
-    taken: f64,
-    estimated: f64,
+    /// Reads the status document of the plan's slice with this index (`None`: none yet).
+    document: Box<dyn FnMut(usize) -> Option<SliceStatus> + 'a>,
+    looked: Option<Instant>,
     warned: HashSet<Priority>,
 }
 
-impl SlaWatch {
-    pub fn new(plan: &Plan, started: DateTime<Utc>) -> SlaWatch {
+impl<'a> SlaWatch<'a> {
+    pub fn new(
+        plan: Plan,
+        started: DateTime<Utc>,
+        document: impl FnMut(usize) -> Option<SliceStatus> + 'a,
+    ) -> SlaWatch<'a> {
         SlaWatch {
+            plan,
             started,
-            priorities: plan.estimate.priorities.clone(),
-            estimates: plan.slices.iter().map(|s| s.estimated_seconds).collect(),
-            taken: 0.0,
-            estimated: 0.0,
+            document: Box::new(document),
+            looked: None,
             warned: HashSet::new(),
         }
     }
 
-    /// Slice `k` ended after `seconds`.
-    pub fn slice_ended(&mut self, k: usize, seconds: f64) {
-        if let Some(e) = self.estimates.get(k) {
-            self.taken += seconds;
-            self.estimated += e;
+    /// The priorities newly estimated to finish after their SLA, when it is time to look
+    /// again (`now_anyway`: a slice just ended, or the slices start).
+    pub fn look(&mut self, w: &WindowDay, now_anyway: bool) -> Vec<Event> {
+        if !now_anyway && self.looked.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
+            return Vec::new();
         }
+        self.looked = Some(Instant::now());
+        self.at_risk(w, Utc::now())
     }
 
-    /// How much longer than estimated the work takes (1 before any slice ended). A slice of
-    /// almost no estimated work (a process starting is most of it) says little: below a
-    /// second of estimated work, the plan's figures stand.
-    fn stretch(&self) -> f64 {
-        if self.estimated >= 1.0 {
-            (self.taken / self.estimated).max(1.0)
-        } else {
-            1.0
-        }
-    }
-
-    /// The priorities newly estimated to finish after their SLA.
-    pub fn at_risk(&mut self, w: &WindowDay) -> Vec<Event> {
-        let stretch = self.stretch();
+    /// The priorities newly estimated, at `now`, to finish after their SLA.
+    pub fn at_risk(&mut self, w: &WindowDay, now: DateTime<Utc>) -> Vec<Event> {
+        // Documents give times to the second.
+        let started = self.started.with_nanosecond(0).unwrap_or(self.started);
+        let docs: Vec<Option<SliceStatus>> = self
+            .plan
+            .slices
+            .iter()
+            .map(|sl| {
+                (self.document)(sl.index).filter(|d| {
+                    crate::status::eta::parse_time(&d.started_at).is_some_and(|t| t >= started)
+                })
+            })
+            .collect();
         let mut out = Vec::new();
-        for p in &self.priorities {
-            let Some(sla) = p.sla_seconds else { continue };
-            if p.units == 0 || self.warned.contains(&p.priority) {
+        for l in crate::status::eta::late(&self.plan, &docs, w.start, now) {
+            if !self.warned.insert(l.priority) {
                 continue;
             }
-            let eta = self.started + secs(p.estimated_finish_seconds * stretch);
-            let sla_at = w.start + secs(sla);
-            if eta > sla_at {
-                self.warned.insert(p.priority);
-                out.push(Event::SlaAtRisk {
-                    window: w.name.clone(),
-                    date: w.date.clone(),
-                    priority: p.priority.to_string(),
-                    units: p.units as u64,
-                    eta: rfc3339(eta),
-                    sla: rfc3339(sla_at),
-                    late_by_seconds: (eta - sla_at).num_milliseconds() as f64 / 1000.0,
-                });
-            }
+            out.push(Event::SlaAtRisk {
+                window: w.name.clone(),
+                date: w.date.clone(),
+                priority: l.priority.to_string(),
+                units: l.units,
+                eta: rfc3339(l.eta),
+                sla: rfc3339(l.sla),
+                late_by_seconds: (l.eta - l.sla).num_milliseconds() as f64 / 1000.0,
+            });
         }
         out
     }
-}
-
-fn secs(s: f64) -> chrono::Duration {
-    chrono::Duration::milliseconds((s.max(0.0) * 1000.0).min(1e15) as i64)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -149,5 +150,160 @@ pub(crate) fn finished(report: Option<&Value>, w: &WindowDay, exit_code: i32) ->
         records_rejected: n("records_rejected"),
         bytes: n("bytes"),
         wall_seconds: t.and_then(|t| t["wall_seconds"].as_f64()).unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::WindowConfig;
+    use crate::engine::Progress;
+    use crate::engine::live::{Live, PlannedUnit};
+    use crate::outcome::FileOutcome;
+    use crate::plan::{Estimate, PLAN_VERSION, PriorityEstimate, Slice, Unit};
+
+    /// A slice going at twice the plan's estimate: the webhook says at risk as `status` does,
+    /// from the slice's document (the plan's estimate alone, 40 s, would be in time), once; a
+    /// document older than the watch (an earlier run's) is not read.
+    #[test]
+    fn at_risk_follows_the_documents_as_status_does() {
+        let dir = std::env::temp_dir().join(format!("bw-sla-{}", uuid::Uuid::new_v4()));
+        let docs = dir.join("out/status");
+        let units: Vec<Unit> = (0..4)
+            .map(|i| Unit {
+                vendor: "H".into(),
+                location: format!("/in/h{i}.csv"),
+                priority: Priority::High,
+                bytes: 100,
+                file_bytes: 100,
+                sha256: String::new(),
+                modified: None,
+                estimated_seconds: 10.0,
+                part: None,
+            })
+            .collect();
+        let plan = Plan {
+            version: PLAN_VERSION,
+            created_at: String::new(),
+            date: "2026-12-03".into(),
+            manifest_sha256: String::new(),
+            config_sha256: String::new(),
+            estimate: Estimate {
+                total_bytes: 400,
+                total_work_seconds: 40.0,
+                window_seconds: None,
+                utilization: 0.0,
+                slices: 1,
+                makespan_seconds: 40.0,
+                priorities: vec![PriorityEstimate {
+                    priority: Priority::High,
+                    units: 4,
+                    estimated_finish_seconds: 40.0,
+                    sla_seconds: Some(1000.0),
+                    meets_sla: true,
+                }],
+            },
+            stages: Vec::new(),
+            slices: vec![Slice {
+                index: 0,
+                stage: 0,
+                estimated_seconds: 40.0,
+                units: units.clone(),
+            }],
+            masking: Default::default(),
+            deferred: None,
+            traceparent: None,
+            config: None,
+        };
+        let watch_started = Utc::now();
+        let live = Live::in_folder(&docs, &Live::slice_name(0), Some(0), 0);
+        let progress = Progress::default();
+        let planned: Vec<PlannedUnit> = units
+            .iter()
+            .map(|u| PlannedUnit {
+                vendor: u.vendor.clone(),
+                priority: "high".into(),
+                bytes: u.bytes,
+            })
+            .collect();
+        live.begin(&planned, &progress);
+        live.unit_started("H", Path::new("/in/h0.csv"), None);
+        progress.add(100, 10, 0);
+        live.unit_ended(
+            &FileOutcome::new("H", Path::new("/in/h0.csv"), 100, None),
+            100,
+        );
+        live.publish(&progress);
+        let doc = crate::status::read_document(&docs.join(Live::slice_name(0)))
+            .unwrap()
+            .unwrap();
+        // 20 s after the slice started, 10 s of estimated work done: 30 s left at a pace of 2,
+        // 60 s from now; the SLA 40 s from now.
+        let now = crate::status::eta::parse_time(&doc.started_at).unwrap()
+            + chrono::Duration::seconds(20);
+        let config: WindowConfig =
+            toml::from_str("start = \"07:00\"\nend = \"09:00\"\nsource = \"/in\"").unwrap();
+        let w = WindowDay {
+            name: "morning".into(),
+            date: "2026-12-03".into(),
+            start: now + chrono::Duration::seconds(40) - chrono::Duration::seconds(1000),
+            end: now + chrono::Duration::hours(1),
+            span: "07:00-09:00".into(),
+            config,
+        };
+        let at = |s: i64| rfc3339(now + chrono::Duration::seconds(s));
+
+        // A watch started after the document: the document is this run's.
+        let mut sw = SlaWatch::new(plan.clone(), watch_started, |k| {
+            crate::status::read_document(&docs.join(Live::slice_name(k)))
+                .ok()
+                .flatten()
+        });
+        let events = sw.at_risk(&w, now);
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0] {
+            Event::SlaAtRisk {
+                priority,
+                eta,
+                sla,
+                late_by_seconds,
+                units,
+                ..
+            } => {
+                assert_eq!(priority, "high");
+                assert_eq!(*units, 4);
+                assert_eq!(eta, &at(60));
+                assert_eq!(sla, &at(40));
+                assert_eq!(*late_by_seconds, 20.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // `status` says the same of the same documents.
+        std::fs::write(dir.join("plan.json"), serde_json::to_vec(&plan).unwrap()).unwrap();
+        let view = crate::status::read(&crate::status::StatusSettings {
+            plan: None,
+            run: dir.clone(),
+            stale_seconds: 600.0,
+            window_start: Some(w.start),
+            now,
+        })
+        .unwrap();
+        assert_eq!(view.priorities[0].verdict, "at risk");
+        assert_eq!(view.priorities[0].eta.as_deref(), Some(at(60).as_str()));
+        // Once per run.
+        assert!(sw.at_risk(&w, now).is_empty());
+
+        // A watch started after the document was written (an earlier run's document): the
+        // plan's estimate from now, 40 s, is in time.
+        let later = Utc::now() + chrono::Duration::seconds(2);
+        let mut sw = SlaWatch::new(plan, later, |k| {
+            crate::status::read_document(&docs.join(Live::slice_name(k)))
+                .ok()
+                .flatten()
+        });
+        assert!(sw.at_risk(&w, now).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

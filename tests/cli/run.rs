@@ -104,6 +104,27 @@ fn report(d: &Dir, date: &str) -> serde_json::Value {
     serde_json::from_slice(&o.get_output().stdout).expect("report json")
 }
 
+/// The report `run` prints for the run folder `runs/DATE-day`: with the configuration's SLAs,
+/// the plan and the window's start.
+fn report_as_run(d: &Dir, date: &str) -> serde_json::Value {
+    let run = format!("runs/{date}-day");
+    let window: serde_json::Value =
+        serde_json::from_str(&d.read(&format!("{run}/window.json"))).expect("window.json");
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", &format!("{run}/out/ledgers")])
+        .args([
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            &format!("{run}/plan.json"),
+        ])
+        .args(["--window-start", window["start"].as_str().unwrap()])
+        .args(["--format", "json"])
+        .assert();
+    serde_json::from_slice(&o.get_output().stdout).expect("report json")
+}
+
 fn expected(d: &Dir) -> serde_json::Value {
     serde_json::from_str(&d.read("day/expected.json")).unwrap()
 }
@@ -279,6 +300,20 @@ fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
         !out.contains("no: 0") && !out.contains("failed, 0"),
         "{out}"
     );
+    // `log` says so too: the run is `deferred`, not `failed`, in the table and the JSON.
+    let log = d
+        .cmd()
+        .args(["log", "runs", "--format", "json"])
+        .assert()
+        .code(0);
+    let log: serde_json::Value = serde_json::from_slice(&log.get_output().stdout).unwrap();
+    assert_eq!(log[0]["status"], "deferred", "{log}");
+    assert_eq!(log[0]["deferred"], later, "{log}");
+    assert_eq!(log[0]["failed"], 0, "{log}");
+    let table = stdout(&d.cmd().args(["log", "runs"]).assert().code(0));
+    let line = table.lines().nth(1).unwrap_or_default();
+    assert!(line.contains(" deferred "), "{table}");
+    assert!(!line.contains("failed"), "{table}");
 
     // The next run finishes them (past the window's end only with --catch-up).
     let second = d.cmd().args(run_args(&date, &["--catch-up"])).assert();
@@ -928,7 +963,10 @@ fn log_lists_runs_and_says_why_a_file_was_done_again_or_skipped() {
     assert_eq!(first[0]["status"], "failed", "{first}");
     assert_eq!(first[0]["window"], "day");
     assert_eq!(first[0]["files"], 6);
-    assert_eq!(first[0]["failures"], files_of("V001").len(), "{first}");
+    assert_eq!(first[0]["failed"], files_of("V001").len(), "{first}");
+    for other_state in ["deferred", "blocked", "cancelled", "quarantined", "missing"] {
+        assert_eq!(first[0][other_state], 0, "{first}");
+    }
     assert_eq!(first[0]["sla_met"], false, "{first}");
     let failing = files_of("V001")[0].rsplit('/').next().unwrap().to_string();
     let other = files_of("V003")[0].rsplit('/').next().unwrap().to_string();
@@ -965,7 +1003,7 @@ fn log_lists_runs_and_says_why_a_file_was_done_again_or_skipped() {
     assert!(!w.contains("planned:"), "{w}");
     let second = log(&d);
     assert_eq!(second[0]["status"], "ok", "{second}");
-    assert_eq!(second[0]["failures"], 0, "{second}");
+    assert_eq!(second[0]["failed"], 0, "{second}");
     assert_eq!(second[0]["records"], e["records"], "{second}");
     let table = stdout(&d.cmd().args(["log", "runs"]).assert().code(0));
     assert!(table.starts_with("date "), "{table}");
@@ -977,6 +1015,16 @@ fn log_lists_runs_and_says_why_a_file_was_done_again_or_skipped() {
         .assert()
         .code(2);
     assert!(stderr_of(&none).contains("is not in the manifest"));
+}
+
+/// `status RUN --format json` (exit code 0 or 1).
+fn status_of(d: &Dir, run: &str) -> serde_json::Value {
+    crate::status::status_json(
+        &d.cmd()
+            .args(["status", run, "--format", "json"])
+            .output()
+            .expect("status"),
+    )
 }
 
 fn stderr_of(o: &assert_cmd::assert::Assert) -> String {
@@ -1095,8 +1143,56 @@ fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed(
         .code(1);
     let s: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
     assert_eq!(s["quarantined"].as_array().unwrap().len(), n, "{s}");
+    // Each unit of the day counted once, by its latest state, as the report counts it: the
+    // figures add up, and each priority has the report's verdict.
+    let r = report_as_run(&d, &date);
+    let t = &s["totals"];
+    for (st, rp) in [
+        ("units", "units"),
+        ("done", "units"),
+        ("succeeded", "succeeded"),
+        ("failed", "failed"),
+        ("quarantined", "quarantined"),
+    ] {
+        assert_eq!(
+            t[st], r["totals"][rp],
+            "{st}: status {t} report {}",
+            r["totals"]
+        );
+    }
+    assert_eq!(t["quarantined"], n, "{t}");
+    assert_eq!(t["left"], 0, "{t}");
+    for p in r["priorities"].as_array().unwrap() {
+        let mine = s["priorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["priority"] == p["priority"])
+            .unwrap_or_else(|| panic!("{} in {s}", p["priority"]));
+        assert_eq!(mine["quarantined"], p["units_quarantined"], "{mine} {p}");
+        assert_eq!(
+            mine["done"].as_i64().unwrap(),
+            p["units_done"].as_i64().unwrap() + p["units_quarantined"].as_i64().unwrap(),
+            "{mine} {p}"
+        );
+        assert!(!p["sla_seconds"].is_null(), "{p}");
+        let verdict = if p["sla_met"].as_bool().unwrap() {
+            "met"
+        } else {
+            "missed"
+        };
+        assert_eq!(mine["verdict"], verdict, "{mine} {p}");
+    }
     let table = stdout(&d.cmd().args(["status", &run_dir]).assert().code(1));
     assert!(table.contains(&format!("Quarantined ({n})")), "{table}");
+    let units = r["totals"]["units"].as_u64().unwrap();
+    assert!(
+        table.contains(&format!(
+            "units      {units}/{units} done ({} succeeded, 0 failed, {n} quarantined), 0 running, 0 left",
+            units - n as u64
+        )),
+        "{table}"
+    );
     let log = d
         .cmd()
         .args(["log", "runs", "--format", "json"])
@@ -1104,6 +1200,8 @@ fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed(
         .code(0);
     let log: serde_json::Value = serde_json::from_slice(&log.get_output().stdout).unwrap();
     assert_eq!(log[0]["quarantined"], n, "{log}");
+    assert_eq!(log[0]["status"], "quarantined", "{log}");
+    assert_eq!(log[0]["failed"], 0, "{log}");
     let prom = d.path("quarantine.prom");
     d.cmd()
         .args([
@@ -1139,14 +1237,45 @@ fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed(
         String::from_utf8_lossy(&refused.get_output().stderr).contains("is not in quarantine"),
         "{refused:?}"
     );
+    // One file by its name, then the rest with --all (`--vendor` is run_location.rs's).
+    assert!(n >= 2, "two files of V001 to release apart");
     let out = stdout(
         &d.cmd()
-            .args(["release", "--run", &run_dir, "--vendor", "V001"])
+            .args(["release", "--run", &run_dir, &v001[0]])
             .args(["--by", "oncall", "--note", "ticket 42"])
             .assert()
             .code(0),
     );
-    assert_eq!(out.matches("released   V001").count(), n, "{out}");
+    assert_eq!(out.matches("released   V001").count(), 1, "{out}");
+    assert!(out.contains(&v001[0]), "{out}");
+    let s = status_of(&d, &run_dir);
+    assert_eq!(s["quarantined"].as_array().unwrap().len(), n - 1, "{s}");
+    assert!(
+        !s["quarantined"].to_string().contains(&v001[0]),
+        "{}",
+        s["quarantined"]
+    );
+    // Released, its unit is `failed` again (the next run does it), not quarantined.
+    assert_eq!(s["totals"]["quarantined"], n - 1, "{}", s["totals"]);
+    assert_eq!(s["totals"]["failed"], 1, "{}", s["totals"]);
+    let out = stdout(
+        &d.cmd()
+            .args(["release", "--run", &run_dir, "--all", "--by", "oncall"])
+            .assert()
+            .code(0),
+    );
+    assert_eq!(out.matches("released   V001").count(), n - 1, "{out}");
+    assert!(!out.contains(&v001[0]), "released once: {out}");
+    let s = status_of(&d, &run_dir);
+    assert!(s["quarantined"].as_array().unwrap().is_empty(), "{s}");
+    assert_eq!(s["totals"]["quarantined"], 0, "{}", s["totals"]);
+    let out = stdout(
+        &d.cmd()
+            .args(["release", "--run", &run_dir, "--all", "--by", "oncall"])
+            .assert()
+            .code(0),
+    );
+    assert!(out.contains("released   nothing"), "{out}");
     d.write("day/batchwin.toml", &good);
     run_ok(&d, &date, &[]);
     assert_counts(&d, &date);
