@@ -535,6 +535,23 @@ fn play_azure(
     (done, None)
 }
 
+/// The indexes (as task ids) of the plan's slices that hold a unit of `vendor`.
+fn slices_with(p: &Value, vendor: &str) -> Vec<String> {
+    p["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u["vendor"] == vendor)
+        })
+        .map(|s| s["index"].to_string())
+        .collect()
+}
+
 /// A plan with a vendor whose files fail (its skip limit is 0): on Azure Batch, the failing
 /// slice is retried by its own retry count, then lets the next stage and the report run; the
 /// report names the failure, and every task completes, so the job ends.
@@ -574,19 +591,7 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
         ],
     );
     let p = plan_json(&d, "plan.json");
-    let failing: Vec<String> = p["slices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| {
-            s["units"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|u| u["vendor"] == "V002")
-        })
-        .map(|s| s["index"].to_string())
-        .collect();
+    let failing: Vec<String> = slices_with(&p, "V002");
     assert!(!failing.is_empty());
     let job: Value = serde_json::from_str(&d.read("emit/azure-batch/job.json")).unwrap();
     let tasks: Vec<Value> = json_files(&d.path("emit/azure-batch"))
@@ -603,19 +608,7 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
     let (done, ended_early) = play_azure(d.root(), &job, &tasks);
     assert_eq!(ended_early, None);
     assert_eq!(done.len(), tasks.len(), "every task ran: {done:?}");
-    let holding: Vec<String> = p["slices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| {
-            s["units"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|u| u["vendor"] == "V003")
-        })
-        .map(|s| s["index"].to_string())
-        .collect();
+    let holding: Vec<String> = slices_with(&p, "V003");
     for (id, (code, attempts)) in &done {
         if failing.contains(id) || holding.contains(id) {
             // A slice with failed or blocked units exits 1 each attempt.

@@ -21,6 +21,24 @@ pub(crate) struct Location {
     opts: StoreOptions,
 }
 
+impl Location {
+    /// The same location, its workers given another S3 endpoint (a proxy, a dead port); the
+    /// test itself still reaches the store directly.
+    fn at_endpoint(&self, endpoint: &str) -> Location {
+        let mut env = self.env.clone();
+        for (k, v) in &mut env {
+            if k == "AWS_ENDPOINT" {
+                *v = endpoint.to_string();
+            }
+        }
+        Location {
+            base: self.base.clone(),
+            env,
+            opts: self.opts.clone(),
+        }
+    }
+}
+
 pub(crate) fn s3() -> Option<Location> {
     let endpoint = service("BATCHWIN_TEST_S3")?;
     Some(Location {
@@ -722,17 +740,7 @@ fn a_run_location_that_stops_answering_mid_slice_ends_it_with_exit_3_and_a_rerun
         .map(|(_, v)| v.clone())
         .unwrap();
     let proxy = StallingProxy::start(&endpoint);
-    let mut env = loc.env.clone();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT" {
-            *v = format!("http://127.0.0.1:{}", proxy.port);
-        }
-    }
-    let through = Location {
-        base: loc.base.clone(),
-        env,
-        opts: loc.opts.clone(),
-    };
+    let through = loc.at_endpoint(&format!("http://127.0.0.1:{}", proxy.port));
     let mut child = slice_command(&d, &through, 0, 0)
         .args(["--retries", "2", "--timeout", "2s"])
         .stdout(std::process::Stdio::null())
@@ -1699,17 +1707,7 @@ fn a_run_location_that_does_not_answer_when_the_lock_is_taken_ends_the_run_with_
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut env = live.env.clone();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT" {
-            *v = format!("http://127.0.0.1:{port}");
-        }
-    }
-    let loc = Location {
-        base: live.base.clone(),
-        env,
-        opts: live.opts.clone(),
-    };
+    let loc = live.at_endpoint(&format!("http://127.0.0.1:{port}"));
     let runs = loc.url("runs");
     let args = crate::run::run_args(&date, &["--run-location", &runs]);
     let o = loc.run(
