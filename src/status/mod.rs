@@ -354,6 +354,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                 None
             })
         })
+        .map(|d| d.filter(|d| of_this_plan(&plan, d)))
         .collect();
     let record = WindowRecord::read(&s.run);
     let window_start = s
@@ -817,3 +818,21 @@ pub fn watch(
         std::thread::sleep(std::time::Duration::from_secs_f64(interval));
     }
 }
+
+/// Whether a slice's status document was written by a slice of `plan`: one that started
+/// before the plan was made is an earlier run's of the same day (the slice of this run has not
+/// started yet, a later stage's perhaps for a long while) and is not read. Workers' clocks may
+/// be behind the planner's: a document is taken for an earlier run's only when it started more
+/// than [`CLOCK_ALLOWANCE_SECONDS`] before the plan. A plan without its time (`--plan` of an
+/// older batchwin) takes every document.
+fn of_this_plan(plan: &Plan, d: &SliceStatus) -> bool {
+    match (parse_time(&plan.created_at), parse_time(&d.started_at)) {
+        (Some(planned), Some(started)) => {
+            started >= planned - chrono::Duration::seconds(CLOCK_ALLOWANCE_SECONDS)
+        }
+        _ => true,
+    }
+}
+
+/// How far behind the planner's clock a worker's may be (the run location lock allows as much).
+const CLOCK_ALLOWANCE_SECONDS: i64 = 30;

@@ -439,6 +439,42 @@ fn stragglers_are_flagged_far_behind_or_quiet() {
     let _ = std::fs::remove_dir_all(&run);
 }
 
+/// A status document an earlier run of the day left for a slice of a later stage is not
+/// taken for this run's: until the slice starts, `status` shows it waiting, not ended.
+#[test]
+fn an_earlier_runs_document_is_not_this_runs() {
+    let run = run_folder();
+    let h = |n: &str| unit("H", Priority::High, n);
+    let mut earlier = plan(
+        &run,
+        vec![(0, vec![h("a.csv")]), (1, vec![h("b.csv")])],
+        1000.0,
+    );
+    let (l, progress) = live(&run, &earlier, 1);
+    done(
+        &l,
+        &progress,
+        &earlier.slices[1].units[0],
+        FileStatus::Succeeded,
+    );
+    l.publish_every(&progress).finish(0);
+    let written = started(&run, 1);
+    let window = written - Duration::seconds(10);
+    // The same plan, as the earlier run had it: its slice 1 ended.
+    earlier.created_at = (written - Duration::seconds(5)).to_rfc3339();
+    std::fs::write(run.join("plan.json"), serde_json::to_vec(&earlier).unwrap()).unwrap();
+    let s = read(&settings(&run, window, written)).unwrap();
+    assert_eq!(s.slices[1].state, "ended", "{s:?}");
+    // A new plan made a minute later: the document is the earlier run's.
+    let mut later = earlier.clone();
+    later.created_at = (written + Duration::seconds(60)).to_rfc3339();
+    std::fs::write(run.join("plan.json"), serde_json::to_vec(&later).unwrap()).unwrap();
+    let s = read(&settings(&run, window, written + Duration::seconds(61))).unwrap();
+    assert_eq!(s.slices[1].state, "waiting", "{s:?}");
+    assert!(!s.ended);
+    let _ = std::fs::remove_dir_all(&run);
+}
+
 /// `log` names the states apart: a run that only deferred work is `deferred`, not `failed`,
 /// with its units in their own columns; one with a failed unit too is `failed`.
 #[test]
