@@ -34,9 +34,7 @@ impl ExitStatus {
             ExitStatus::Interrupted(sig) => (128 + sig).clamp(0, 255) as u8,
         }
     }
-}
 
-impl ExitStatus {
     /// A slice's status under `process --failures-exit CODE`: with 0, units that ended and were
     /// recorded as failed, blocked or deferred end the slice as a success, so that an engine
     /// which stops every later job once one fails (AWS Batch's `dependsOn`) still runs the

@@ -672,6 +672,14 @@ impl Hooks<'_> {
         self.fetches.changed.notify_all();
     }
 
+    /// A download's store error as its unit's failure, stopping the downloads when it is
+    /// transient (see [`Hooks::store_failed`]).
+    fn store_error(&self, e: StorageError) -> (ExitStatus, String) {
+        let (status, message) = (e.exit_status(), e.to_string());
+        self.store_failed(status, &message);
+        (status, message)
+    }
+
     /// Downloads every unit's input in order, at most `capacity` held at once, until told to
     /// stop.
     fn download_all(&self, items: &[Work]) {
@@ -712,11 +720,7 @@ impl Hooks<'_> {
         w: &Work,
     ) -> Result<(), (ExitStatus, String)> {
         let (url, u) = &self.units[i];
-        let fail = |e: StorageError| {
-            let (status, message) = (e.exit_status(), e.to_string());
-            self.store_failed(status, &message);
-            (status, message)
-        };
+        let fail = |e: StorageError| self.store_error(e);
         let (dir, name) = split_location(url).map_err(|f| (f.status, format!("{:#}", f.error)))?;
         let store = match stores.get(&dir) {
             Some(s) => s.clone(),
@@ -810,11 +814,7 @@ impl Hooks<'_> {
                         p.index + 1
                     ),
                 ),
-                e => {
-                    let (status, message) = (e.exit_status(), e.to_string());
-                    self.store_failed(status, &message);
-                    (status, message)
-                }
+                e => self.store_error(e),
             })?;
         if size != u.file_bytes || got.bytes != want {
             let _ = std::fs::remove_file(&w.input);

@@ -527,12 +527,7 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
                 req["arrayProperties"] = json!({"size": a.size});
             }
             if !prev.is_empty() {
-                let deps: Vec<Value> = prev
-                    .iter()
-                    .take(AWS_MAX_DEPENDS_ON)
-                    .map(|v| json!({"jobId": format!("${{{v}}}")}))
-                    .collect();
-                req["dependsOn"] = Value::Array(deps);
+                req["dependsOn"] = aws_depends_on(&prev);
             }
             out.push((var.clone(), req));
             this.push(var);
@@ -552,15 +547,19 @@ pub fn aws_requests(plan: &Plan, o: &EmitOptions) -> Vec<(String, Value)> {
         "propagateTags": true
     });
     if !prev.is_empty() {
-        report["dependsOn"] = Value::Array(
-            prev.iter()
-                .take(AWS_MAX_DEPENDS_ON)
-                .map(|v| json!({"jobId": format!("${{{v}}}")}))
-                .collect(),
-        );
+        report["dependsOn"] = aws_depends_on(&prev);
     }
     out.push(("JOB_REPORT".to_string(), report));
     out
+}
+
+/// `dependsOn` on the jobs `submit.sh` keeps the ids of in the variables `vars`, filled in by
+/// `envsubst` (at most AWS Batch's 20).
+fn aws_depends_on(vars: &[String]) -> Value {
+    vars.iter()
+        .take(AWS_MAX_DEPENDS_ON)
+        .map(|v| json!({"jobId": format!("${{{v}}}")}))
+        .collect()
 }
 
 /// A slice's command on AWS Batch. A job there runs only when every job it depends on
