@@ -23,6 +23,8 @@
 //! Writing: one compact object per record, dotted output names as nested objects, each value
 //! as its [`JsonType`] (numbers with their own digits, never through a float).
 
+mod plain;
+
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
@@ -108,9 +110,10 @@ impl JsonlDecoder {
         })
     }
 
-    /// Reads one line into `values`. A line is walked once in place; only when that fails is
-    /// it walked again carefully (see [`ObjectSeed::careful`]), so valid lines pay nothing
-    /// for the care and every reject comes from the careful walk.
+    /// Reads one line into `values`. A line of the usual shape is read by the plain reader
+    /// ([`plain`]); any other is walked once in place, and only when that fails is it walked
+    /// again carefully (see [`ObjectSeed::careful`]), so valid lines pay nothing for the care
+    /// and every reject comes from the careful walk.
     /// `Ok(true)` when a key on a configured path occurs twice in one object.
     fn parse<'d>(
         &self,
@@ -125,6 +128,10 @@ impl JsonlDecoder {
                 byte: at,
             });
         }
+        if let Some(repeated) = plain::read(&self.keys, text, values) {
+            return Ok(repeated);
+        }
+        values.fill(None);
         if let Ok(repeated) = self.walk(text, values, false) {
             return Ok(repeated);
         }
@@ -1235,7 +1242,155 @@ mod tests {
         }
     }
 
+    /// What the serde_json walk alone reads from `text` (as `parse` did before the plain
+    /// reader): whether a configured key repeats, and the values.
+    fn walked(dec: &JsonlDecoder, text: &str) -> Option<(bool, Vec<Option<String>>)> {
+        if lone_surrogate(text).is_some() {
+            return None;
+        }
+        let mut v = vec![None; dec.width];
+        let r = dec.walk(text, &mut v, false).ok().or_else(|| {
+            v.fill(None);
+            dec.walk(text, &mut v, true).ok()
+        })?;
+        Some((r, v.into_iter().map(|x| x.map(Cow::into_owned)).collect()))
+    }
+
+    /// The plain reader's result on `text`, when it reads it.
+    fn plainly(dec: &JsonlDecoder, text: &str) -> Option<(bool, Vec<Option<String>>)> {
+        let mut v = vec![None; dec.width];
+        let r = plain::read(&dec.keys, text, &mut v)?;
+        Some((r, v.into_iter().map(|x| x.map(Cow::into_owned)).collect()))
+    }
+
+    const PLAIN_PATHS: [&str; 6] = ["a", "b", "b.c", "c.a.b", "d", "c.d"];
+
+    /// Checks that the plain reader, where it reads a line, reads what the walk reads.
+    fn plain_agrees(text: &str) -> bool {
+        let dec = decoder(&PLAIN_PATHS);
+        match plainly(&dec, text) {
+            None => true,
+            Some(p) => {
+                let w = walked(&dec, text);
+                assert_eq!(Some(&p), w.as_ref(), "{text:?}");
+                true
+            }
+        }
+    }
+
+    /// A JSON value with keys from the configured paths and others, white space between
+    /// tokens, escapes, numbers of every spelling and nesting.
+    fn json_value() -> impl Strategy<Value = String> {
+        let ws = prop::sample::select(vec!["", "", " ", "\t", " \r "]);
+        let leaf = prop_oneof![
+            prop::sample::select(vec![
+                "null",
+                "true",
+                "false",
+                "0",
+                "-0",
+                "12.50",
+                "1e400",
+                "-1E+9",
+                "3.0e-2",
+                "99999999999999999999999",
+            ])
+            .prop_map(String::from),
+            "(?s).{0,12}".prop_map(|s| serde_json::to_string(&s).expect("string")),
+            prop::sample::select(vec![r#""a\u00e9\n""#, r#""\ud83d\ude00""#, r#""\/\"""#])
+                .prop_map(String::from),
+        ];
+        let key = prop::sample::select(vec!["a", "b", "c", "d", "x", ""]);
+        leaf.prop_recursive(4, 24, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec((key.clone(), inner.clone(), ws.clone()), 0..4).prop_map(
+                    |members| {
+                        let body: Vec<String> = members
+                            .iter()
+                            .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}"))
+                            .collect();
+                        format!("{{{}}}", body.join(","))
+                    }
+                ),
+                prop::collection::vec(inner, 0..3)
+                    .prop_map(|items| format!("[{}]", items.join(", "))),
+            ]
+        })
+    }
+
+    /// The lines of the bench's generated JSON Lines vendors, and others of the usual shape,
+    /// are read by the plain reader; what it declines is read by the walk.
+    #[test]
+    fn usual_lines_take_the_plain_reader() {
+        let dec = decoder(&[
+            "id",
+            "account",
+            "customer.name",
+            "customer.email",
+            "amount",
+            "dates.start",
+            "dates.end",
+            "closed_at",
+            "notes",
+        ]);
+        for line in [
+            r#"{"id":"2000000","account":"XZ54328001","customer":{"name":"Ana María Smith","email":"ana.maria.smith88@example.fr"},"amount":"14688.78","currency":"EUR","status":"pending","dates":{"start":"2025-10-01","end":null},"closed_at":null,"notes":"Multi-line note\nsecond line, with comma"}"#,
+            r#" { "id" : 7 , "customer" : { } , "tags" : [ 1 , [ ] , { "a" : -0.5e3 } ] , "ok" : true } "#,
+            r#"{"notes":"caf\u00e9 \ud83d\ude00 \"quoted\" \\ \/ \b\f\r\t"}"#,
+        ] {
+            assert!(plainly(&dec, line).is_some(), "{line}");
+            assert_eq!(plainly(&dec, line), walked(&dec, line), "{line}");
+        }
+        let dec = decoder(&PLAIN_PATHS);
+        for declined in [
+            r#"{"a":01}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"\u0061":1}"#,
+            "{\"a\":\"x\u{1}\"}",
+            r#"{"a":"\q"}"#,
+            r#"{"a":1} x"#,
+            r#"[1]"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":tru}"#,
+        ] {
+            assert!(plainly(&dec, declined).is_none(), "{declined}");
+        }
+        // Keys with escapes and deep nesting are declined, and read by the walk.
+        for walk_only in [
+            r#"{"\u0061":1}"#.to_string(),
+            format!(r#"{{"a":{}1{}}}"#, "[".repeat(40), "]".repeat(40)),
+        ] {
+            assert!(plainly(&dec, &walk_only).is_none(), "{walk_only}");
+            assert!(walked(&dec, &walk_only).is_some(), "{walk_only}");
+        }
+    }
+
     proptest! {
+        /// Where the plain reader reads a line, it reads the values the serde_json walk reads,
+        /// and it reads every object the walk reads whose keys hold no escape.
+        #[test]
+        fn plain_reader_agrees_with_serde_json(v in json_value(), ws in prop::sample::select(vec!["", " ", "\r"])) {
+            let line = format!("{ws}{v}{ws}");
+            prop_assert!(plain_agrees(&line));
+            let dec = decoder(&PLAIN_PATHS);
+            if line.trim_start().starts_with('{') && walked(&dec, &line).is_some() {
+                prop_assert!(plainly(&dec, &line).is_some(), "{:?}", line);
+            }
+        }
+
+        /// On JSON soup, the plain reader never reads a line the walk rejects, nor reads it
+        /// otherwise.
+        #[test]
+        fn plain_reader_agrees_on_soup(parts in prop::collection::vec(prop::sample::select(vec![
+            "{", "}", "[", "]", ":", ",", " ", "\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"x\"",
+            "1", "-", "0", "01", ".5", "e3", "-0.5e3", "1e400", "null", "true", "fals",
+            r#""x\ny""#, r#""\u00e9""#, r#""\ud800""#, r#""\q""#, "\"\t\"", "\"", "\\",
+        ]), 0..24)) {
+            prop_assert!(plain_agrees(&parts.concat()));
+        }
+
         /// Write then read gives the values back exactly (`None` is `null`), whole or in chunks.
         #[test]
         fn roundtrip(rows in prop::collection::vec(prop::collection::vec(prop::option::of(value_strategy()), 4), 0..6)) {
