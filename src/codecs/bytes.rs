@@ -95,6 +95,26 @@ pub(crate) fn needs_json_escape(text: &[u8]) -> bool {
     )
 }
 
+/// Offset of the first byte of `text` that a JSON string must escape (as
+/// [`needs_json_escape`] finds them): where a run of plain string content ends.
+#[inline]
+pub(crate) fn find_json_escape(text: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= text.len() {
+        let w = word_at(text, i);
+        // The first set bit of each mask is exact, and so is the first of all three.
+        let m = bytes_below(w, 0x20) | bytes_equal(w, b'"') | bytes_equal(w, b'\\');
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    text[i..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|k| i + k)
+}
+
 /// `bytes` as text, checked with a vectorized validator; the standard library's error (which
 /// says where) when it is not UTF-8.
 #[inline]
@@ -193,6 +213,10 @@ mod word_search_tests {
             prop_assert_eq!(
                 super::needs_json_escape(&hay),
                 hay.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+            );
+            prop_assert_eq!(
+                super::find_json_escape(&hay),
+                hay.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\')
             );
         }
     }

@@ -18,20 +18,6 @@ use super::{KeyNode, scalar};
 /// its own limits.
 pub(super) const MAX_DEPTH: usize = 32;
 
-/// Bytes that end a run of plain string content: `"`, `\` and the control characters
-/// (U+0000 to U+001F), which JSON does not allow unescaped in a string.
-const STRING_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = true;
-        b += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
 /// Reads `text` into `values` (cleared by the caller to `None`): `Some(repeated)` when the
 /// line is read, with `repeated` as the walk reports it (a configured key twice in one
 /// object); `None` when it is declined, with `values` partly filled.
@@ -258,7 +244,7 @@ impl<'d> Reader<'d> {
         let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            i = plain_run_end(self.b, i);
+            i += crate::codecs::find_json_escape(&self.b[i..]).unwrap_or(self.b.len() - i);
             match self.b.get(i)? {
                 b'"' => break,
                 b'\\' => {
@@ -281,48 +267,5 @@ impl<'d> Reader<'d> {
         }
         self.i = i + 1;
         Some((start..self.i, escaped))
-    }
-}
-
-/// The end of the run of plain string content (no `"`, `\` or control character) that
-/// starts at `i`: eight bytes at a time, then byte by byte.
-pub(super) fn plain_run_end(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    while let Some(word) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-        // A byte equal to `"` or `\` becomes zero after the XOR; a zero byte, or one below
-        // 0x20, borrows in the subtraction. The lowest flagged byte is always a real stop
-        // (borrows only flag bytes above it).
-        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-        let stops = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
-        if stops != 0 {
-            return i + (stops.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < b.len() && !STRING_STOP[b[i] as usize] {
-        i += 1;
-    }
-    i
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The word-at-a-time search stops where the byte-by-byte one does.
-        #[test]
-        fn runs_end_at_the_first_stop(b in prop::collection::vec(prop::sample::select(vec![
-            b'a', b' ', b'"', b'\\', 0, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xa9, 0xff, b'!', b'#', b']',
-        ]), 0..40), from in 0usize..8) {
-            let from = from.min(b.len());
-            let slow = from + b[from..].iter().take_while(|&&c| !STRING_STOP[c as usize]).count();
-            prop_assert_eq!(plain_run_end(&b, from), slow);
-        }
     }
 }

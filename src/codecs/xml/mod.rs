@@ -245,10 +245,15 @@ impl XmlDecoder {
             };
             if k > 0 {
                 let t = &text[p..p + k];
-                if check_text(t).is_err() {
-                    return false;
+                // Most text holds neither: no `]]>` to refuse, no reference to check.
+                if crate::codecs::find_byte2(b'&', b'>', t.as_bytes()).is_none() {
+                    s.push(Piece::Plain(t));
+                } else {
+                    if check_text(t).is_err() {
+                        return false;
+                    }
+                    s.push(Piece::Text(t));
                 }
-                s.push(Piece::Text(t));
             }
             p += k;
         }

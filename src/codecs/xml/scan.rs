@@ -227,6 +227,9 @@ pub(super) struct PathNode {
 pub(super) enum Piece<'d> {
     /// Character data as written (entities not yet unescaped).
     Text(&'d str),
+    /// Character data that holds no `&` and no `>` (the plain reader sees that while it looks
+    /// for the next tag): nothing in it to check or unescape, its value is itself.
+    Plain(&'d str),
     /// The content of a CDATA section.
     CData(&'d str),
 }
@@ -476,7 +479,7 @@ pub(super) fn is_xml_char(c: char) -> bool {
 /// a character reference (`&#32;`, `&#13;`) is kept.
 pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, String> {
     let keeps = |p: &Piece| match p {
-        Piece::Text(t) => !trim_spaces(t).is_empty(),
+        Piece::Text(t) | Piece::Plain(t) => !trim_spaces(t).is_empty(),
         // An empty CDATA section holds nothing to keep: `<n> 42 <![CDATA[]]></n>` is `42`.
         Piece::CData(c) => !c.is_empty(),
     };
@@ -489,14 +492,20 @@ pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, S
     let part = |i: usize| -> Result<Cow<'d, str>, String> {
         match pieces[i] {
             Piece::CData(c) => Ok(cdata_value(c, cr)),
-            Piece::Text(mut t) => {
+            Piece::Text(t) | Piece::Plain(t) => {
+                let mut t = t;
                 if i == first {
                     t = trim_start_spaces(t);
                 }
                 if i == last {
                     t = trim_end_spaces(t);
                 }
-                text_value(t, cr)
+                match pieces[i] {
+                    // Without `&`, unescaping leaves the text as it is: only line ends to
+                    // normalise, as in a CDATA section.
+                    Piece::Plain(_) => Ok(cdata_value(t, cr)),
+                    _ => text_value(t, cr),
+                }
             }
         }
     };
