@@ -120,6 +120,11 @@ impl JsonlDecoder {
         text: &'d str,
         values: &mut [Option<Cow<'d, str>>],
     ) -> Result<bool, JsonError> {
+        // The plain reader declines every line with a lone surrogate.
+        if let Some(repeated) = plain::read(&self.keys, text, values) {
+            return Ok(repeated);
+        }
+        values.fill(None);
         if let Some((at, unit)) = lone_surrogate(text) {
             return Err(JsonError {
                 message: format!(
@@ -128,10 +133,6 @@ impl JsonlDecoder {
                 byte: at,
             });
         }
-        if let Some(repeated) = plain::read(&self.keys, text, values) {
-            return Ok(repeated);
-        }
-        values.fill(None);
         if let Ok(repeated) = self.walk(text, values, false) {
             return Ok(repeated);
         }
@@ -213,21 +214,24 @@ fn message(e: &serde_json::Error) -> String {
     }
 }
 
+/// The code unit of the `\u` escape at `at` (a `\`), `None` when there is none there.
+fn escape_unit(b: &[u8], at: usize) -> Option<u16> {
+    let hex = b.get(at..at + 6)?;
+    if hex[0] != b'\\' || hex[1] != b'u' {
+        return None;
+    }
+    hex[2..].iter().try_fold(0u16, |n, &c| {
+        Some(n << 4 | (c as char).to_digit(16)? as u16)
+    })
+}
+
 /// The byte offset and code unit of the first `\u` escape that is half of a UTF-16 surrogate
 /// pair without its other half (`"\ud800"`). JSON's grammar allows it, but it is no character,
 /// so a field could not hold it: the record is rejected wherever the escape is, read or not,
 /// one rule for every line (serde_json rejects some and lets others through unread).
 fn lone_surrogate(text: &str) -> Option<(usize, u16)> {
     let b = text.as_bytes();
-    let unit = |at: usize| -> Option<u16> {
-        let hex = b.get(at..at + 6)?;
-        if hex[0] != b'\\' || hex[1] != b'u' {
-            return None;
-        }
-        hex[2..].iter().try_fold(0u16, |n, &c| {
-            Some(n << 4 | (c as char).to_digit(16)? as u16)
-        })
-    };
+    let unit = |at: usize| escape_unit(b, at);
     let mut from = 0;
     while let Some(i) = memchr::memchr(b'\\', b.get(from..)?).map(|i| i + from) {
         // Every escape is a backslash and one character (`\\` included), so the search goes on
@@ -1271,6 +1275,7 @@ mod tests {
         match plainly(&dec, text) {
             None => true,
             Some(p) => {
+                assert_eq!(lone_surrogate(text), None, "{text:?}");
                 let w = walked(&dec, text);
                 assert_eq!(Some(&p), w.as_ref(), "{text:?}");
                 true
@@ -1386,7 +1391,7 @@ mod tests {
         fn plain_reader_agrees_on_soup(parts in prop::collection::vec(prop::sample::select(vec![
             "{", "}", "[", "]", ":", ",", " ", "\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"x\"",
             "1", "-", "0", "01", ".5", "e3", "-0.5e3", "1e400", "null", "true", "fals",
-            r#""x\ny""#, r#""\u00e9""#, r#""\ud800""#, r#""\q""#, "\"\t\"", "\"", "\\",
+            r#""x\ny""#, r#""\u00e9""#, r#""\ud800""#, r#""\ud83d\ude00""#, r#""\ud83d\u0041""#, r#""\udc00""#, r#""\q""#, "\"\t\"", "\"", "\\",
         ]), 0..24)) {
             prop_assert!(plain_agrees(&parts.concat()));
         }

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::{KeyNode, scalar};
+use super::{KeyNode, escape_unit as unit, scalar};
 
 /// Deepest nesting of objects and arrays read here; deeper lines go to the walk, which has
 /// its own limits.
@@ -237,8 +237,8 @@ impl<'d> Reader<'d> {
     }
 
     /// The string at `self.i` (a `"`): its range with the quotes, and whether it holds an
-    /// escape. Escapes are checked as serde_json checks them (a lone surrogate was refused
-    /// for the whole line before).
+    /// escape. Escapes are checked as serde_json checks them; a line with a `\u` escape that
+    /// is half of a surrogate pair without its other half is declined.
     fn string(&mut self) -> Option<(std::ops::Range<usize>, bool)> {
         let start = self.i;
         let mut i = self.i + 1;
@@ -252,11 +252,18 @@ impl<'d> Reader<'d> {
                     match self.b.get(i + 1)? {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                         b'u' => {
-                            let hex = self.b.get(i + 2..i + 6)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
+                            // Half of a surrogate pair only with its other half right after
+                            // it: a lone one is refused by the caller's check, not here.
+                            match unit(self.b, i)? {
+                                0xD800..=0xDBFF => {
+                                    if !(0xDC00..=0xDFFF).contains(&unit(self.b, i + 6)?) {
+                                        return None;
+                                    }
+                                    i += 12;
+                                }
+                                0xDC00..=0xDFFF => return None,
+                                _ => i += 6,
                             }
-                            i += 6;
                         }
                         _ => return None,
                     }
