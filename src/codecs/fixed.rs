@@ -206,13 +206,18 @@ impl Decoder for FixedDecoder {
                     reason,
                 })
             };
-            let text = match super::utf8(raw) {
-                Ok(text) => text,
-                Err(e) => {
-                    return each(bad("utf8", invalid_utf8(&e, "line")));
-                }
+            // Most lines are ASCII, which needs no further check to be text.
+            let ascii = raw.is_ascii();
+            let text = match ascii {
+                // SAFETY: ASCII bytes are valid UTF-8.
+                true => unsafe { std::str::from_utf8_unchecked(raw) },
+                false => match super::utf8(raw) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        return each(bad("utf8", invalid_utf8(&e, "line")));
+                    }
+                },
             };
-            let ascii = text.is_ascii();
             let chars = if ascii {
                 text.len()
             } else {
@@ -306,7 +311,9 @@ impl Encoder for FixedEncoder {
                     reason,
                 })
             };
-            if memchr::memchr2(b'\n', b'\r', v.as_bytes()).is_some() {
+            // A value is a few dozen bytes: searched a word at a time, not by a vector search
+            // set up for each value.
+            if crate::codecs::find_byte2(b'\n', b'\r', v.as_bytes()).is_some() {
                 return fail(
                     out,
                     "a line break cannot be written in a fixed-width record".into(),
