@@ -69,6 +69,13 @@ pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
     )
 }
 
+/// Whether two short byte strings (keys, names) are equal, compared in line rather than
+/// through a call to `memcmp`.
+#[inline]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Whether `text` needs XML escaping: a byte below 0x20, 0xEF, or one of `& < > " '`.
 pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
     any_byte(

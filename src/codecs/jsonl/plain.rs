@@ -67,13 +67,7 @@ impl<'d> Reader<'d> {
         values: &mut [Option<Cow<'d, str>>],
         depth: usize,
     ) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
+        if self.open(b'}', depth)? {
             return Some(());
         }
         // The configured keys of this object seen so far, as the walk counts them.
@@ -93,11 +87,10 @@ impl<'d> Reader<'d> {
             }
             self.i += 1;
             self.ws();
-            // Keys are short: compared in line, not through `memcmp`.
-            let named = |n: &KeyNode| {
-                n.key.len() == key.len() && n.key.bytes().zip(key).all(|(a, &b)| a == b)
-            };
-            match keys.iter().position(named) {
+            match keys
+                .iter()
+                .position(|n| crate::codecs::same(n.key.as_bytes(), key))
+            {
                 None => self.skip(depth)?,
                 Some(index) => {
                     let node = &keys[index];
@@ -135,17 +128,8 @@ impl<'d> Reader<'d> {
                     }
                 }
             }
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
     }
@@ -165,29 +149,44 @@ impl<'d> Reader<'d> {
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
+        if self.open(b']', depth)? {
+            return Some(());
+        }
+        loop {
+            self.skip(depth)?;
+            if !self.more(b']')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// Past the `{` or `[` at `self.i`: `Some(true)` when `close` follows at once (and is
+    /// passed too), `None` past the deepest nesting read here.
+    fn open(&mut self, close: u8, depth: usize) -> Option<bool> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.i += 1;
         self.ws();
-        if self.peek() == Some(b']') {
+        let empty = self.peek() == Some(close);
+        if empty {
             self.i += 1;
-            return Some(());
         }
-        loop {
-            self.skip(depth)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+        Some(empty)
+    }
+
+    /// After a member or an element: `Some(true)` past a `,` (another one follows),
+    /// `Some(false)` past the `close` that ends the object or array.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let b = self.peek()?;
+        self.i += 1;
+        match b {
+            b',' => {
+                self.ws();
+                Some(true)
             }
+            _ => (b == close).then_some(false),
         }
     }
 
