@@ -1359,9 +1359,35 @@ mod tests {
             r#"{"a":.5}"#,
             r#"{"a":1.}"#,
             r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1E+}"#,
+            r#"{"a":-}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[1}}"#,
+            r#"{"a":{"b":1]}"#,
+            "{\"a\":\u{c}1}",
+            r#"{"x":"\uZZZZ"}"#,
+            r#"{"x":"\u12"}"#,
+            r#"{"x":"\udc00"}"#,
+            r#"{"x":["\ud800\u0041"]}"#,
+            r#"{"x":"\ud800"}"#,
         ] {
             assert!(plainly(&dec, declined).is_none(), "{declined}");
         }
+        // DEL and non-ASCII text are plain string content.
+        for read in ["{\"a\":\"x\u{7f}y\"}", r#"{"a":"Zoë"}"#] {
+            assert!(plainly(&dec, read).is_some(), "{read}");
+            assert_eq!(plainly(&dec, read), walked(&dec, read), "{read}");
+        }
+        // Nesting up to the plain reader's limit is read by it; one level more goes to the walk.
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        let at_limit = format!(r#"{{"a":{}}}"#, nested(plain::MAX_DEPTH));
+        let past_limit = format!(r#"{{"a":{}}}"#, nested(plain::MAX_DEPTH + 1));
+        assert_eq!(plainly(&dec, &at_limit), walked(&dec, &at_limit));
+        assert!(plainly(&dec, &at_limit).is_some());
+        assert!(plainly(&dec, &past_limit).is_none());
+        assert!(walked(&dec, &past_limit).is_some());
         // Keys with escapes and deep nesting are declined, and read by the walk.
         for walk_only in [
             r#"{"\u0061":1}"#.to_string(),
@@ -1396,6 +1422,7 @@ mod tests {
             prop_assert!(plain_agrees(&parts.concat()));
         }
 
+
         /// Write then read gives the values back exactly (`None` is `null`), whole or in chunks.
         #[test]
         fn roundtrip(rows in prop::collection::vec(prop::collection::vec(prop::option::of(value_strategy()), 4), 0..6)) {
@@ -1418,6 +1445,38 @@ mod tests {
         #[test]
         fn any_bytes(data in prop::collection::vec(prop::sample::select(b"{}[]\":a1 \r\n\xC3".to_vec()), 0..40)) {
             assert_framing_invariant(&mut decoder(&["a"]), &data);
+        }
+    }
+
+    proptest! {
+        // Each case is a few microseconds: enough of them to put every token after every kind
+        // of value.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// On valid lines with one change (a byte taken out, or a token put in), where a reader
+        /// that accepts too much would go wrong: the plain reader reads only what the walk
+        /// reads, and reads it the same.
+        #[test]
+        fn plain_reader_agrees_on_damaged_lines(
+            v in json_value(),
+            at in any::<prop::sample::Index>(),
+            insert in prop::option::of(prop::sample::select(vec![
+                ",", "]", "}", "[", "{", ":", "-", "e", "E+", ".", "0", "\\", "\"", "\u{c}",
+                "\t", "\u{1}", "nul", "\\u12", "\\udc00", "\\ud800", " ", "\u{7f}",
+            ])),
+        ) {
+            let line = format!(r#"{{"b":{{"c":{v}}},"a":{v},"x":[0,-1.5e3,"s",{{"d":null}}],"d":-0.25E+2}}"#);
+            let cuts: Vec<usize> = (0..=line.len()).filter(|&i| line.is_char_boundary(i)).collect();
+            let i = cuts[at.index(cuts.len())];
+            let damaged = match insert {
+                Some(t) => format!("{}{t}{}", &line[..i], &line[i..]),
+                None => {
+                    let next = cuts.iter().copied().find(|&j| j > i).unwrap_or(i);
+                    format!("{}{}", &line[..i], &line[next..])
+                }
+            };
+            prop_assert!(plain_agrees(&line));
+            prop_assert!(plain_agrees(&damaged));
         }
     }
 }
