@@ -14,7 +14,9 @@
 //! - a record the encoder cannot write leaves the output untouched.
 //!
 //! The `csv` target also reads the file with a header-less reader of three columns by index,
-//! the shape of the csv-spectrum conformance files. The `config` target parses its input as a
+//! the shape of the csv-spectrum conformance files. The `jsonl` target also reads every line
+//! with both JSON Lines readers, the plain one and the serde_json walk, which must agree
+//! wherever the plain one reads a line. The `config` target parses its input as a
 //! `batchwin.toml` and compiles every vendor it describes, with its reader and writer.
 
 use std::borrow::Cow;
@@ -23,6 +25,7 @@ use std::sync::OnceLock;
 
 use crate::codecs::check::{Out, decode_with};
 use crate::codecs::csv::{CsvDecoder, CsvReadOptions};
+use crate::codecs::jsonl::JsonlDecoder;
 use crate::codecs::{Decoder, FileError, Locator};
 use crate::config::{Config, Format};
 use crate::generate::{config_text, vendor_specs};
@@ -50,7 +53,12 @@ pub fn run(target: &str, data: &[u8]) {
                 let _ = same_in_chunks(&mut dec, body, size);
             }
         }
-        "jsonl" => read(Format::Jsonl, data),
+        "jsonl" => {
+            read(Format::Jsonl, data);
+            if let Some((_, body)) = split(data) {
+                plain_json_lines(body);
+            }
+        }
         "xml" => read(Format::Xml, data),
         "fixed" => read(Format::Fixed, data),
         "config" => config(data),
@@ -119,6 +127,44 @@ fn read(format: Format, data: &[u8]) {
                 }
             }
             Err(problems) => assert!(!problems.is_empty(), "a reject without a reason"),
+        }
+    }
+}
+
+/// Every line of `body` through the JSON Lines plain reader and the serde_json walk, which
+/// must agree wherever the plain reader reads a line (see [`JsonlDecoder::check_plain_reader`]),
+/// with the synthetic vendor's key paths and a few that nest and overlap.
+fn plain_json_lines(body: &[u8]) {
+    static DECODER: OnceLock<JsonlDecoder> = OnceLock::new();
+    let dec = DECODER.get_or_init(|| {
+        let paths = [
+            "id",
+            "account",
+            "customer.name",
+            "customer.email",
+            "amount",
+            "dates.start",
+            "dates.end",
+            "closed_at",
+            "notes",
+            "a",
+            "b",
+            "b.c",
+            "c.a.b",
+        ];
+        let fields = paths
+            .iter()
+            .map(|p| {
+                let keys = p.split('.').map(String::from).collect();
+                (p.to_string(), Locator::JsonPath(keys))
+            })
+            .collect();
+        JsonlDecoder::new(fields).expect("valid key paths")
+    });
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Ok(text) = std::str::from_utf8(line) {
+            dec.check_plain_reader(text);
         }
     }
 }
