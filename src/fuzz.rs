@@ -133,37 +133,23 @@ fn read(format: Format, data: &[u8]) {
 
 /// Every line of `body` through the JSON Lines plain reader and the serde_json walk, which
 /// must agree wherever the plain reader reads a line (see [`JsonlDecoder::check_plain_reader`]),
-/// with the synthetic vendor's key paths and a few that nest and overlap.
+/// with the synthetic vendor's key paths and a few more that nest and overlap.
 fn plain_json_lines(body: &[u8]) {
     static DECODER: OnceLock<JsonlDecoder> = OnceLock::new();
     let dec = DECODER.get_or_init(|| {
-        let paths = [
-            "id",
-            "account",
-            "customer.name",
-            "customer.email",
-            "amount",
-            "dates.start",
-            "dates.end",
-            "closed_at",
-            "notes",
-            "a",
-            "b",
-            "b.c",
-            "c.a.b",
-        ];
-        let fields = paths
+        let profile = vendors()
             .iter()
-            .map(|p| {
-                let keys = p.split('.').map(String::from).collect();
-                (p.to_string(), Locator::JsonPath(keys))
-            })
-            .collect();
+            .find(|p| p.input.format == Format::Jsonl)
+            .expect("a synthetic JSON Lines vendor");
+        let mut fields = profile.input.locators().to_vec();
+        for path in ["a", "b", "b.c", "c.a.b"] {
+            let keys = path.split('.').map(String::from).collect();
+            fields.push((path.to_string(), Locator::JsonPath(keys)));
+        }
         JsonlDecoder::new(fields).expect("valid key paths")
     });
-    for line in body.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Ok(text) = std::str::from_utf8(line) {
+    for line in crate::codecs::lines(body, 0..body.len()) {
+        if let Ok(text) = std::str::from_utf8(line.text) {
             dec.check_plain_reader(text);
         }
     }

@@ -95,15 +95,11 @@ pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
 
 /// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`.
 pub(crate) fn needs_json_escape(text: &[u8]) -> bool {
-    any_byte(
-        text,
-        |w| bytes_below(w, 0x20) | bytes_equal(w, b'"') | bytes_equal(w, b'\\'),
-        |b| b < 0x20 || b == b'"' || b == b'\\',
-    )
+    find_json_escape(text).is_some()
 }
 
-/// Offset of the first byte of `text` that a JSON string must escape (as
-/// [`needs_json_escape`] finds them): where a run of plain string content ends.
+/// Offset of the first byte of `text` that a JSON string must escape (a byte below 0x20, `"`
+/// or `\`): where a run of plain string content ends.
 #[inline]
 pub(crate) fn find_json_escape(text: &[u8]) -> Option<usize> {
     let mut i = 0;

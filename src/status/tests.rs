@@ -1,6 +1,7 @@
 //! [`super::read`] and [`super::render`] on run folders written by the code itself: plans,
 //! slices' status documents written by [`Live`], ledgers written by [`Ledger`]; the time to
-//! judge against is set from the documents' own times.
+//! judge against is set from the documents' own times. The SLA watch's tests build their run
+//! folders with the same fixtures, so that both read the same documents.
 
 use std::path::{Path, PathBuf};
 
@@ -17,14 +18,14 @@ use crate::plan::{Estimate, PLAN_VERSION, PriorityEstimate, Slice, Unit};
 const BYTES: u64 = 100;
 const SECONDS: f64 = 10.0;
 
-fn run_folder() -> PathBuf {
+pub(crate) fn run_folder() -> PathBuf {
     let d = std::env::temp_dir().join(format!("bw-status-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(d.join("out/status")).unwrap();
     std::fs::create_dir_all(d.join("out/ledgers")).unwrap();
     d
 }
 
-fn unit(vendor: &str, priority: Priority, name: &str) -> Unit {
+pub(crate) fn unit(vendor: &str, priority: Priority, name: &str) -> Unit {
     Unit {
         vendor: vendor.into(),
         location: format!("/in/{name}"),
@@ -40,7 +41,7 @@ fn unit(vendor: &str, priority: Priority, name: &str) -> Unit {
 
 /// A plan of `slices` (stage, units), every priority with an SLA of `sla` seconds, written to
 /// `RUN/plan.json`.
-fn plan(run: &Path, slices: Vec<(usize, Vec<Unit>)>, sla: f64) -> Plan {
+pub(crate) fn plan(run: &Path, slices: Vec<(usize, Vec<Unit>)>, sla: f64) -> Plan {
     let priorities = [Priority::High, Priority::Medium, Priority::Low]
         .into_iter()
         .map(|p| PriorityEstimate {
@@ -91,7 +92,7 @@ fn plan(run: &Path, slices: Vec<(usize, Vec<Unit>)>, sla: f64) -> Plan {
 }
 
 /// Slice `k`'s live status, as `process` keeps it, with every unit of the plan's slice to do.
-fn live(run: &Path, plan: &Plan, k: usize) -> (Live, Progress) {
+pub(crate) fn live(run: &Path, plan: &Plan, k: usize) -> (Live, Progress) {
     let live = Live::in_folder(&run.join("out/status"), &Live::slice_name(k), Some(k), 0);
     let progress = Progress::default();
     let units: Vec<PlannedUnit> = plan.slices[k]
@@ -120,7 +121,7 @@ fn outcome(u: &Unit, status: FileStatus) -> FileOutcome {
 }
 
 /// Unit `u` of the live slice done, in `status`.
-fn done(live: &Live, progress: &Progress, u: &Unit, status: FileStatus) {
+pub(crate) fn done(live: &Live, progress: &Progress, u: &Unit, status: FileStatus) {
     live.unit_started(&u.vendor, Path::new(&u.location), None);
     progress.add(u.bytes, 10, 0);
     live.unit_ended(&outcome(u, status), u.bytes);

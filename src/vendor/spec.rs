@@ -128,6 +128,11 @@ fn align(a: Option<AlignConfig>) -> codecs::Align {
 }
 
 impl InputSpec {
+    /// Each field's name and where the reader finds it in a record.
+    pub fn locators(&self) -> &[(String, Locator)] {
+        &self.locators
+    }
+
     /// A fresh decoder for one file.
     pub fn decoder(&self) -> Result<Box<dyn Decoder>, String> {
         let i = self;

@@ -155,86 +155,29 @@ pub(crate) fn finished(report: Option<&Value>, w: &WindowDay, exit_code: i32) ->
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::config::WindowConfig;
-    use crate::engine::Progress;
-    use crate::engine::live::{Live, PlannedUnit};
-    use crate::outcome::FileOutcome;
-    use crate::plan::{Estimate, PLAN_VERSION, PriorityEstimate, Slice, Unit};
+    use crate::engine::live::Live;
+    use crate::outcome::FileStatus;
+    use crate::plan::Unit;
+    use crate::status::tests::{done, live, plan, run_folder, unit};
 
     /// A slice going at twice the plan's estimate: the webhook says at risk as `status` does,
     /// from the slice's document (the plan's estimate alone, 40 s, would be in time), once; a
     /// document older than the watch (an earlier run's) is not read.
     #[test]
     fn at_risk_follows_the_documents_as_status_does() {
-        let dir = std::env::temp_dir().join(format!("bw-sla-{}", uuid::Uuid::new_v4()));
+        let dir = run_folder();
         let docs = dir.join("out/status");
         let units: Vec<Unit> = (0..4)
-            .map(|i| Unit {
-                vendor: "H".into(),
-                location: format!("/in/h{i}.csv"),
-                priority: Priority::High,
-                bytes: 100,
-                file_bytes: 100,
-                sha256: String::new(),
-                modified: None,
-                estimated_seconds: 10.0,
-                part: None,
-            })
+            .map(|i| unit("H", Priority::High, &format!("h{i}.csv")))
             .collect();
-        let plan = Plan {
-            version: PLAN_VERSION,
-            created_at: String::new(),
-            date: "2026-12-03".into(),
-            manifest_sha256: String::new(),
-            config_sha256: String::new(),
-            estimate: Estimate {
-                total_bytes: 400,
-                total_work_seconds: 40.0,
-                window_seconds: None,
-                utilization: 0.0,
-                slices: 1,
-                makespan_seconds: 40.0,
-                priorities: vec![PriorityEstimate {
-                    priority: Priority::High,
-                    units: 4,
-                    estimated_finish_seconds: 40.0,
-                    sla_seconds: Some(1000.0),
-                    meets_sla: true,
-                }],
-            },
-            stages: Vec::new(),
-            slices: vec![Slice {
-                index: 0,
-                stage: 0,
-                estimated_seconds: 40.0,
-                units: units.clone(),
-            }],
-            masking: Default::default(),
-            deferred: None,
-            traceparent: None,
-            config: None,
-        };
+        // Every unit estimated at 10 s: 40 s for the slice, the SLA 1,000 s after the window
+        // opens. `plan` writes it to the run folder, where `status` reads it below.
+        let plan = plan(&dir, vec![(0, units.clone())], 1000.0);
         let watch_started = Utc::now();
-        let live = Live::in_folder(&docs, &Live::slice_name(0), Some(0), 0);
-        let progress = Progress::default();
-        let planned: Vec<PlannedUnit> = units
-            .iter()
-            .map(|u| PlannedUnit {
-                vendor: u.vendor.clone(),
-                priority: "high".into(),
-                bytes: u.bytes,
-            })
-            .collect();
-        live.begin(&planned, &progress);
-        live.unit_started("H", Path::new("/in/h0.csv"), None);
-        progress.add(100, 10, 0);
-        live.unit_ended(
-            &FileOutcome::new("H", Path::new("/in/h0.csv"), 100, None),
-            100,
-        );
+        let (live, progress) = live(&dir, &plan, 0);
+        done(&live, &progress, &units[0], FileStatus::Succeeded);
         live.publish(&progress);
         let doc = crate::status::read_document(&docs.join(Live::slice_name(0)))
             .unwrap()
@@ -281,7 +224,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // `status` says the same of the same documents.
-        std::fs::write(dir.join("plan.json"), serde_json::to_vec(&plan).unwrap()).unwrap();
         let view = crate::status::read(&crate::status::StatusSettings {
             plan: None,
             run: dir.clone(),

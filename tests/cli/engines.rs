@@ -552,6 +552,22 @@ fn slices_with(p: &Value, vendor: &str) -> Vec<String> {
         .collect()
 }
 
+/// Changes the generated day's configuration so that V002's files fail (its records all lack
+/// a required field, and its skip limit is 0) and V003 comes after V002 (its slices run in the
+/// next stage, and are held back by V002's failure).
+fn v002_fails_and_v003_comes_after(d: &Dir) {
+    let config = d.read("day/batchwin.toml");
+    let at = config.find("id = \"V002\"").unwrap();
+    let end = at + config[at..].find("[[vendor]]").unwrap();
+    let v002 = config[at..end].replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
+        + "[[vendor.fields]]\nname = \"not_in_the_files\"\nrequired = true\n\n";
+    d.write(
+        "day/batchwin.toml",
+        format!("{}{v002}{}", &config[..at], &config[end..])
+            .replace("id = \"V003\"", "id = \"V003\"\nafter = [\"V002\"]"),
+    );
+}
+
 /// A plan with a vendor whose files fail (its skip limit is 0): on Azure Batch, the failing
 /// slice is retried by its own retry count, then lets the next stage and the report run; the
 /// report names the failure, and every task completes, so the job ends.
@@ -559,18 +575,7 @@ fn slices_with(p: &Value, vendor: &str) -> Vec<String> {
 fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
     let d = Dir::new();
     generate_day(&d, "20", "4000", "10", "11");
-    // V002's records all lack a required field, and its skip limit is 0: its files fail.
-    let config = d.read("day/batchwin.toml");
-    let at = config.find("id = \"V002\"").unwrap();
-    let end = at + config[at..].find("[[vendor]]").unwrap();
-    let v002 = config[at..end].replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
-        + "[[vendor.fields]]\nname = \"not_in_the_files\"\nrequired = true\n\n";
-    // V003 comes after V002: its slices run in the next stage and hold it back.
-    d.write(
-        "day/batchwin.toml",
-        format!("{}{v002}{}", &config[..at], &config[end..])
-            .replace("id = \"V003\"", "id = \"V003\"\nafter = [\"V002\"]"),
-    );
+    v002_fails_and_v003_comes_after(&d);
     let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run").display().to_string();
     plan_day(
@@ -656,6 +661,16 @@ fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
     );
 }
 
+/// The string values of keys `a` and `b` of each object of the JSON array `v` (none when `v`
+/// is not an array).
+fn string_pairs(v: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| (o[a].as_str().unwrap().into(), o[b].as_str().unwrap().into()))
+        .collect()
+}
+
 /// What AWS Batch does with the emitted SubmitJob requests, played with each job's own
 /// command run for real, in `submit.sh`'s order: a job runs only when every job it depends on
 /// succeeded (otherwise it fails without running, as AWS Batch fails a job whose dependency
@@ -704,17 +719,7 @@ fn play_aws_batch(
             .iter()
             .map(|a| a.as_str().unwrap().to_string())
             .collect();
-        let env: Vec<(String, String)> = req["containerOverrides"]["environment"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                (
-                    e["name"].as_str().unwrap().into(),
-                    e["value"].as_str().unwrap().into(),
-                )
-            })
-            .collect();
+        let env = string_pairs(&req["containerOverrides"]["environment"], "name", "value");
         let children = req["arrayProperties"]["size"].as_u64();
         let retry = &req["retryStrategy"];
         let attempts = retry["attempts"].as_u64().unwrap_or(1);
@@ -762,15 +767,7 @@ fn play_aws_batch(
 fn aws_batch_runs_the_later_stages_and_the_report_after_a_failed_slice() {
     let d = Dir::new();
     generate_day(&d, "12", "2400", "4", "13");
-    // V002's records all lack a required field, with no reject allowed; V003 comes after V002.
-    let config = d.read("day/batchwin.toml");
-    let at = config.find("id = \"V002\"").unwrap();
-    let end = at + config[at..].find("[[vendor]]").unwrap();
-    let v002 = config[at..end].replacen("skip_limit = \"5%\"", "skip_limit = 0", 1)
-        + "[[vendor.fields]]\nname = \"not_in_the_files\"\nrequired = true\n\n";
-    let config = format!("{}{v002}{}", &config[..at], &config[end..])
-        .replace("id = \"V003\"", "id = \"V003\"\nafter = [\"V002\"]");
-    d.write("day/batchwin.toml", config);
+    v002_fails_and_v003_comes_after(&d);
     let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run").display().to_string();
     plan_day(
@@ -809,17 +806,10 @@ fn aws_batch_runs_the_later_stages_and_the_report_after_a_failed_slice() {
         .assert()
         .code(1);
     let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let states: std::collections::BTreeSet<(String, String)> = r["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["vendor"].as_str().unwrap().into(),
-                f["status"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let states: std::collections::BTreeSet<(String, String)> =
+        string_pairs(&r["failures"], "vendor", "status")
+            .into_iter()
+            .collect();
     assert_eq!(
         states,
         [

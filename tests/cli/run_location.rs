@@ -299,6 +299,27 @@ fn assert_scratch_empty(d: &Dir) {
 /// and with `publish_rejects` the reject files too, a split file's put together from its parts'
 /// (those of a file cut by ranged reads renumbered: see [`assert_parts_rejects`]). Returns how
 /// many rejects of parts numbered from their own start were renumbered.
+/// Whether `key`, a path in a run's output folder, is an output or reject file (in a vendor's
+/// folder), not a ledger.
+fn is_output(key: &str) -> bool {
+    key.contains('/') && !key.ends_with(".duckdb")
+}
+
+/// Asserts that the run location's objects `run` hold one object per output or reject file of
+/// the local run `local`, and nothing else but ledgers and status documents; their names.
+fn one_object_per_output<'a>(
+    run: &'a BTreeMap<String, Vec<u8>>,
+    local: &BTreeMap<String, Vec<u8>>,
+) -> Vec<&'a String> {
+    let outputs: Vec<&String> = run
+        .keys()
+        .filter(|k| k.contains('/') && !k.starts_with("ledgers/") && !k.starts_with("status/"))
+        .collect();
+    let expected: Vec<&String> = local.keys().filter(|k| is_output(k)).collect();
+    assert_eq!(outputs, expected, "one object per output, nothing else");
+    outputs
+}
+
 pub(crate) fn report_and_publish(d: &Dir, loc: &Location) -> usize {
     let ledgers = loc.url("run/ledgers");
     let plan = loc.url("run/plan.json");
@@ -397,7 +418,7 @@ pub(crate) fn report_and_publish(d: &Dir, loc: &Location) -> usize {
     );
     let want: BTreeMap<String, Vec<u8>> = crate::util::tree(&d.path("local"))
         .into_iter()
-        .filter(|(k, _)| k.contains('/') && !k.ends_with(".duckdb"))
+        .filter(|(k, _)| is_output(k))
         .collect();
     let got = crate::util::tree(&d.path(&format!("published-rejects/outbound/{DATE}")));
     assert_eq!(
@@ -640,16 +661,7 @@ fn a_slice_killed_during_its_uploads_leaves_nothing_partial_and_finishes_the_sam
     let o = run_slice(&d, &loc, 0, 99);
     assert_eq!(o.status.code(), Some(0));
     check("at the end");
-    let run = loc.objects("run");
-    let outputs: Vec<&String> = run
-        .keys()
-        .filter(|k| k.contains('/') && !k.starts_with("ledgers/") && !k.starts_with("status/"))
-        .collect();
-    let expected: Vec<&String> = local
-        .keys()
-        .filter(|k| k.contains('/') && !k.ends_with(".duckdb"))
-        .collect();
-    assert_eq!(outputs, expected, "one object per output, nothing else");
+    one_object_per_output(&loc.objects("run"), &local);
     report_and_publish(&d, &loc);
 }
 
@@ -810,7 +822,7 @@ fn a_run_location_that_stops_answering_mid_slice_ends_it_with_exit_3_and_a_rerun
     let outputs_of_day = || {
         local
             .iter()
-            .filter(|(k, _)| k.contains('/') && !k.ends_with(".duckdb"))
+            .filter(|(k, _)| is_output(k))
             .map(|(_, b)| b.len() as f64)
     };
     let largest_out = outputs_of_day().fold(0.0, f64::max);
@@ -822,16 +834,7 @@ fn a_run_location_that_stops_answering_mid_slice_ends_it_with_exit_3_and_a_rerun
         "scratch peak {peak_mb} MB; {total} bytes in the slice"
     );
     let run = loc.objects("run");
-    let outputs: Vec<&String> = run
-        .keys()
-        .filter(|k| k.contains('/') && !k.starts_with("ledgers/") && !k.starts_with("status/"))
-        .collect();
-    let expected: Vec<&String> = local
-        .keys()
-        .filter(|k| k.contains('/') && !k.ends_with(".duckdb"))
-        .collect();
-    assert_eq!(outputs, expected, "one object per output, nothing else");
-    for k in outputs {
+    for k in one_object_per_output(&run, &local) {
         assert_eq!(local.get(k), run.get(k), "`{k}`");
     }
     report_and_publish(&d, &loc);

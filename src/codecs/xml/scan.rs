@@ -489,24 +489,23 @@ pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, S
     ) else {
         return Ok(Cow::Borrowed(""));
     };
+    // Text is trimmed at the start of the first piece kept and at the end of the last.
+    let trimmed = |i: usize, mut t: &'d str| {
+        if i == first {
+            t = trim_start_spaces(t);
+        }
+        if i == last {
+            t = trim_end_spaces(t);
+        }
+        t
+    };
     let part = |i: usize| -> Result<Cow<'d, str>, String> {
         match pieces[i] {
             Piece::CData(c) => Ok(cdata_value(c, cr)),
-            Piece::Text(t) | Piece::Plain(t) => {
-                let mut t = t;
-                if i == first {
-                    t = trim_start_spaces(t);
-                }
-                if i == last {
-                    t = trim_end_spaces(t);
-                }
-                match pieces[i] {
-                    // Without `&`, unescaping leaves the text as it is: only line ends to
-                    // normalise, as in a CDATA section.
-                    Piece::Plain(_) => Ok(cdata_value(t, cr)),
-                    _ => text_value(t, cr),
-                }
-            }
+            Piece::Text(t) => text_value(trimmed(i, t), cr),
+            // Without `&`, unescaping leaves the text as it is: only line ends to normalise,
+            // as in a CDATA section.
+            Piece::Plain(t) => Ok(cdata_value(trimmed(i, t), cr)),
         }
     };
     if first == last {
