@@ -1,5 +1,7 @@
 //! The machine's read-and-write limit for `scripts/bench`: read every input file, count its
-//! lines, and write its bytes to an output file, with no parsing, one file per thread.
+//! lines, and write its bytes to an output file, with no parsing, one file per thread. Outputs
+//! are written as `process` writes its own, past the page cache (`batchwin::files::DirectFile`),
+//! so that the limit stays the fastest way this machine writes them.
 //!
 //! Usage: `copy_limit OUT_DIR FILE...`; prints `records N` (lines) and `seconds S`.
 
@@ -22,9 +24,9 @@ fn main() -> std::io::Result<()> {
             // SAFETY: read-only mapping of a benchmark input that nothing modifies.
             let map = unsafe { memmap2::Mmap::map(&file)? };
             let n = memchr::memchr_iter(b'\n', &map).count() as u64;
-            let mut w = std::fs::File::create(out.join(format!("{i}.out")))?;
+            let mut w = batchwin::files::DirectFile::create(&out.join(format!("{i}.out")))?;
             w.write_all(&map)?;
-            w.sync_all()?;
+            w.finish()?.sync_all()?;
             Ok(n)
         })
         .collect::<std::io::Result<Vec<u64>>>()?

@@ -1,12 +1,14 @@
 //! Local files without world access: every file batchwin creates (outputs, rejects, staging
 //! copies, ledgers, manifests, plans, reports, run state) is created through [`create`] (or
-//! [`create_async`]) with mode [`FILE_MODE`], because they hold vendor data, personal data
+//! [`create_async`], or [`DirectFile::create`] for outputs) with mode [`FILE_MODE`], because they hold vendor data, personal data
 //! included, that other accounts of the machine have no business reading. The process umask
 //! still applies and may only take more away.
 //!
 //! Files that a library creates itself (DuckDB's write-ahead log) cannot be given a mode: for
 //! them [`restrict_umask`], called once when the program starts, takes world access out of the
-//! umask. This module owns no policy beyond that; it opens no remote stores.
+//! umask. Outputs, written once and not read back by the process that writes them, bypass
+//! the page cache ([`DirectFile`]). This module owns no policy beyond that; it opens no remote
+//! stores.
 
 use std::fs::File;
 use std::io;
@@ -83,6 +85,166 @@ pub async fn create_async(path: &Path) -> io::Result<tokio::fs::File> {
     Ok(file)
 }
 
+/// Bytes gathered before one write that bypasses the page cache ([`DirectFile`]): as fast
+/// as larger writes on this project's machine (`dd oflag=direct`: 2.2 GB/s with 4 MiB writes),
+/// and little memory per open output.
+const DIRECT_BUF: usize = 4 << 20;
+/// What the offsets, lengths and memory of writes that bypass the page cache are aligned to:
+/// a multiple of every logical block size in use (512 and 4,096 bytes).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Buffers of [`DirectFile`]s that were closed, for the next ones: a day opens thousands of
+/// outputs and reject files, and a new 4 MiB buffer for each would be zeroed each time.
+static DIRECT_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A buffer from [`DIRECT_BUFFERS`], given back when dropped.
+struct DirectBuffer(Vec<u8>);
+
+impl DirectBuffer {
+    fn take() -> DirectBuffer {
+        let reused = DIRECT_BUFFERS.lock().ok().and_then(|mut p| p.pop());
+        DirectBuffer(reused.unwrap_or_else(|| vec![0; DIRECT_BUF + DIRECT_ALIGN]))
+    }
+
+    /// The aligned [`DIRECT_BUF`] bytes inside the allocation.
+    fn area(&mut self) -> &mut [u8] {
+        let skip = self.0.as_ptr().align_offset(DIRECT_ALIGN);
+        &mut self.0[skip..skip + DIRECT_BUF]
+    }
+}
+
+impl Drop for DirectBuffer {
+    fn drop(&mut self) {
+        if let Ok(mut p) = DIRECT_BUFFERS.lock() {
+            p.push(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+/// A new file written in large aligned blocks that bypass the page cache (`O_DIRECT`, on
+/// Linux), for outputs that batchwin writes once and does not read back. Measured on this
+/// project's machine, a virtual machine whose free memory is handed back to its host: `dd` of
+/// 4 GB through the page cache cost 1.8 to 5.3 s of kernel time (more when the cache's pages
+/// were touched for the first time in a while), bypassing it 0.28 s. In `perf record` of the
+/// whole synthetic day, `process` copying outputs into the page cache took 12 % of all CPU
+/// time; bypassing it, the day's kernel time fell from 24-32 s to 9-13 s and the day from
+/// 46-59 s to 40-46 s (`run`, 3 alternating runs each).
+///
+/// The last partial block is written through the page cache; a filesystem that refuses
+/// `O_DIRECT` (older tmpfs, some network filesystems) is written through the page cache from the
+/// start. Either way the bytes on disk are the same. [`DirectFile::finish`] must be called
+/// before the file is synced: bytes are held until a block is full.
+pub struct DirectFile {
+    file: File,
+    buffer: Option<DirectBuffer>,
+    used: usize,
+    direct: bool,
+}
+
+impl DirectFile {
+    /// Creates `path` as [`create`] does, bypassing the page cache where the filesystem allows.
+    pub fn create(path: &Path) -> io::Result<DirectFile> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            o.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+            match open_with(&mut o, path, FILE_MODE) {
+                Ok(file) => {
+                    return Ok(DirectFile {
+                        file,
+                        buffer: None,
+                        used: 0,
+                        direct: true,
+                    });
+                }
+                // Refused by the filesystem: through the page cache.
+                Err(e) if refused(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(DirectFile {
+            file: create(path)?,
+            buffer: None,
+            used: 0,
+            direct: false,
+        })
+    }
+
+    /// Writes the bytes held and returns the file, ready to be synced.
+    pub fn finish(mut self) -> io::Result<File> {
+        let whole = self.used - self.used % DIRECT_ALIGN;
+        self.drain(whole)?;
+        if self.used > 0 {
+            through_cache(&self.file, &mut self.direct)?;
+            self.drain(self.used)?;
+        }
+        Ok(self.file)
+    }
+
+    /// Writes the first `n` bytes held, and moves the rest to the front.
+    fn drain(&mut self, n: usize) -> io::Result<()> {
+        let Some(buffer) = self.buffer.as_mut() else {
+            return Ok(());
+        };
+        let mut done = 0;
+        while done < n {
+            match io::Write::write(&mut self.file, &buffer.area()[done..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The filesystem took the file but refuses the write (or a short write left
+                // the rest unaligned): the rest goes through the page cache.
+                Err(e) if self.direct && refused(&e) => {
+                    through_cache(&self.file, &mut self.direct)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        buffer.area().copy_within(n..self.used, 0);
+        self.used -= n;
+        Ok(())
+    }
+}
+
+/// Whether `e` is the filesystem refusing a write that bypasses the page cache (`EINVAL`).
+fn refused(e: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    return e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
+    #[cfg(not(target_os = "linux"))]
+    return false;
+}
+
+/// Writes the rest of `file` through the page cache.
+fn through_cache(file: &File, direct: &mut bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if *direct {
+        let flags = rustix::fs::fcntl_getfl(file)?;
+        rustix::fs::fcntl_setfl(file, flags - rustix::fs::OFlags::DIRECT)?;
+    }
+    *direct = false;
+    Ok(())
+}
+
+impl io::Write for DirectFile {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let buffer = self.buffer.get_or_insert_with(DirectBuffer::take);
+        let take = (DIRECT_BUF - self.used).min(b.len());
+        buffer.area()[self.used..self.used + take].copy_from_slice(&b[..take]);
+        self.used += take;
+        if self.used == DIRECT_BUF {
+            self.drain(DIRECT_BUF)?;
+        }
+        Ok(take)
+    }
+
+    /// Nothing: bytes are held until a block is full, and [`DirectFile::finish`] writes the rest.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `contents` to a new file at `path` with [`FILE_MODE`] (as `std::fs::write` does with
 /// the default mode).
 pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
@@ -156,6 +318,58 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Writes `len` bytes of a pattern to a [`DirectFile`] in pieces of the sizes `pieces`
+    /// cycles through; `switch_at`: where the rest goes through the page cache.
+    fn direct_round_trip(len: usize, pieces: &[usize], switch_at: Option<usize>) {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+        let mut f = DirectFile::create(&path).unwrap();
+        let (mut at, mut k) = (0, 0);
+        while at < len {
+            if switch_at.is_some_and(|s| s <= at) && f.direct {
+                through_cache(&f.file, &mut f.direct).unwrap();
+            }
+            let n = pieces[k % pieces.len()].min(len - at);
+            f.write_all(&data[at..at + n]).unwrap();
+            (at, k) = (at + n, k + 1);
+        }
+        f.finish().unwrap().sync_all().unwrap();
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(back.len(), len, "{len} bytes in pieces of {pieces:?}");
+        assert!(
+            back == data,
+            "{len} bytes in pieces of {pieces:?}: other bytes"
+        );
+        assert_eq!(mode(&path) & !FILE_MODE, 0);
+    }
+
+    #[test]
+    fn a_direct_file_holds_the_bytes_written_whatever_their_sizes() {
+        for len in [
+            0,
+            1,
+            DIRECT_ALIGN - 1,
+            DIRECT_ALIGN,
+            DIRECT_ALIGN + 1,
+            DIRECT_BUF - 1,
+            DIRECT_BUF,
+            DIRECT_BUF + 1,
+            3 * DIRECT_BUF + 17,
+        ] {
+            direct_round_trip(len, &[len.max(1)], None);
+            direct_round_trip(len, &[1, 4095, 100_000, 7, DIRECT_BUF + 3], None);
+        }
+    }
+
+    #[test]
+    fn a_direct_file_that_goes_through_the_cache_midway_holds_the_same_bytes() {
+        // As when the filesystem refuses a write that bypasses the cache.
+        direct_round_trip(2 * DIRECT_BUF + 5000, &[333_333], Some(DIRECT_BUF + 1));
+        direct_round_trip(10_000, &[3000], Some(0));
     }
 
     #[test]

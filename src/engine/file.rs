@@ -51,7 +51,9 @@ struct ChunkOut {
 struct TempOutput {
     tmp: PathBuf,
     dest: PathBuf,
-    writer: BufWriter<File>,
+    /// `None` once closed ([`TempOutput::close`]): then `file` holds every byte.
+    writer: Option<crate::files::DirectFile>,
+    file: Option<File>,
     hasher: Sha256,
     bytes: u64,
 }
@@ -63,50 +65,59 @@ impl TempOutput {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = crate::files::create(&tmp)?;
+        // Written once and not read back here: past the page cache (see `DirectFile`).
+        let writer = crate::files::DirectFile::create(&tmp)?;
         crate::cancel::register_temporary(&tmp);
         Ok(TempOutput {
             tmp,
             dest,
-            // Chunks' outputs (a megabyte or more) are written straight through; the buffer
-            // gathers the small writes: headers, footers, a chunk's few rejects.
-            writer: BufWriter::with_capacity(64 << 10, file),
+            writer: Some(writer),
+            file: None,
             hasher: Sha256::new(),
             bytes: 0,
         })
     }
 
     fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(std::io::Error::other("written after it was closed"));
+        };
         self.hasher.update(b);
         self.bytes += b.len() as u64;
-        self.writer.write_all(b)
+        writer.write_all(b)
+    }
+
+    /// Writes the bytes still held: the output is complete on the disk, short of a sync, and
+    /// holds no write buffer while its unit waits to be delivered.
+    fn close(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.writer.take() {
+            self.file = Some(w.finish()?);
+        }
+        Ok(())
     }
 
     /// Flushes, syncs and renames into place; returns (path, bytes, sha256). Readers never
     /// see a partial file under the final name, and a commit that fails (a full disk) leaves
     /// no temporary file either.
-    fn commit(self) -> std::io::Result<(PathBuf, u64, String)> {
-        let TempOutput {
-            tmp,
-            dest,
-            writer,
-            hasher,
-            bytes,
-        } = self;
-        let placed = writer
-            .into_inner()
-            .map_err(|e| e.into_error())
+    fn commit(mut self) -> std::io::Result<(PathBuf, u64, String)> {
+        let placed = self
+            .close()
+            .and_then(|()| {
+                self.file
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("its last bytes could not be written"))
+            })
             .and_then(|file| file.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &dest));
+            .and_then(|()| std::fs::rename(&self.tmp, &self.dest));
         if placed.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&self.tmp);
         }
-        crate::cancel::forget_temporary(&tmp);
-        placed.map(|()| (dest, bytes, hex::encode(hasher.finalize())))
+        crate::cancel::forget_temporary(&self.tmp);
+        placed.map(|()| (self.dest, self.bytes, hex::encode(self.hasher.finalize())))
     }
 
     fn abandon(self) {
-        drop(self.writer);
+        drop((self.writer, self.file));
         let _ = std::fs::remove_file(&self.tmp);
         crate::cancel::forget_temporary(&self.tmp);
     }
@@ -117,8 +128,9 @@ impl Write for TempOutput {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         TempOutput::write(self, b).map(|()| b.len())
     }
+    /// Nothing to do: the bytes held are written when the output is closed.
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
+        Ok(())
     }
 }
 
@@ -665,6 +677,11 @@ fn run_chunks(
     })();
     opts.progress
         .add(unit_end.saturating_sub(counted_to) as u64, 0, 0);
+    // The last bytes are written now: a unit waiting to be delivered holds no write buffers.
+    let result = result.and_then(|()| {
+        out.close().map_err(|e| write_err(out_path, e))?;
+        rej.close().map_err(|e| write_err(reject_path, e))
+    });
     match result {
         Ok(()) => (Ok(()), Delivery::Both { out, rej }),
         Err(e) if e.leaves_nothing() => {
