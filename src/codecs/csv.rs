@@ -658,7 +658,7 @@ impl Decoder for CsvDecoder {
         data: &'d [u8],
         pre: &Preamble,
         target_bytes: usize,
-    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
+    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd> {
         let body = clamp(&(pre.body_start..pre.body_end), data.len());
         let dialect = self.dialect;
         let (mut pos, end, mut line) = (body.start, body.end, pre.body_first_line);

@@ -183,7 +183,7 @@ impl Decoder for FixedDecoder {
         data: &'d [u8],
         pre: &Preamble,
         target_bytes: usize,
-    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
+    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd> {
         frame_lines(data, pre, target_bytes, blank)
     }
 

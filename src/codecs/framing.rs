@@ -48,9 +48,9 @@ pub(crate) fn chunks<'d, I>(
     body_first_line: u64,
     target_bytes: usize,
     starts: I,
-) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd>
+) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd>
 where
-    I: Iterator<Item = Result<RecordStart, FileError>> + 'd,
+    I: Iterator<Item = Result<RecordStart, FileError>> + Send + 'd,
 {
     Box::new(Chunker {
         starts,
@@ -61,6 +61,7 @@ where
         first_line: body_first_line,
         records: 0,
         ranges: Vec::new(),
+        failed: None,
         done: false,
     })
 }
@@ -76,6 +77,8 @@ struct Chunker<I> {
     /// Records found so far in the chunk being built, and their ranges when known.
     records: u64,
     ranges: Vec<Range<usize>>,
+    /// Why the body cannot be read on, given after the chunk of the records before it.
+    failed: Option<FileError>,
     done: bool,
 }
 
@@ -84,12 +87,25 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
-            return None;
+            return self.failed.take().map(Err);
         }
         loop {
             match self.starts.next() {
                 Some(Err(e)) => {
                     self.done = true;
+                    // The records found before it make a last chunk, when their ends are known
+                    // (the error comes next): their rejects are not lost.
+                    let last_end = self.ranges.last().map(|r| r.end);
+                    if let Some(end) = last_end.filter(|_| self.ranges.len() as u64 == self.records)
+                    {
+                        self.failed = Some(e);
+                        return Some(Ok(Chunk {
+                            bytes: self.start..end,
+                            first_record: self.first_record,
+                            first_line: self.first_line,
+                            records: std::mem::take(&mut self.ranges),
+                        }));
+                    }
                     return Some(Err(e));
                 }
                 Some(Ok(rs)) => {
@@ -174,7 +190,7 @@ pub(crate) fn frame_lines<'d>(
     pre: &Preamble,
     target_bytes: usize,
     blank: fn(&[u8]) -> bool,
-) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
+) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd> {
     let body = clamp(&(pre.body_start..pre.body_end), data.len());
     let starts = lines(data, body.clone())
         .zip(pre.body_first_line..)

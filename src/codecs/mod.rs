@@ -148,7 +148,7 @@ pub trait Decoder: Send + Sync {
         data: &'d [u8],
         pre: &Preamble,
         target_bytes: usize,
-    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd>;
+    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd>;
 
     /// For a format whose records are lines (JSON Lines, fixed-width): the test of a line that
     /// holds no record (a blank line), with which a record boundary can be found from any

@@ -460,6 +460,48 @@ impl Pending {
     }
 }
 
+/// Where a unit's processed chunks go, in order: the output (or the PDF row spool) and the
+/// reject file, with the unit's counts.
+struct Sink<'a> {
+    spool: Option<&'a mut RowSpool>,
+    out: &'a mut TempOutput,
+    rej: &'a mut TempOutput,
+    outcome: &'a mut FileOutcome,
+    opts: &'a EngineOptions,
+    out_path: &'a Path,
+    reject_path: &'a Path,
+}
+
+impl Sink<'_> {
+    fn write(&mut self, results: Vec<ChunkOut>) -> Result<(), UnitError> {
+        let write_err = |what: &Path, source: std::io::Error| UnitError::WriteFailed {
+            path: what.to_path_buf(),
+            source,
+        };
+        for r in results {
+            match &mut self.spool {
+                Some(sp) => sp.writer.write_all(&r.out),
+                None => self.out.write(&r.out),
+            }
+            .map_err(|e| write_err(self.out_path, e))?;
+            self.rej
+                .write(&r.rejects)
+                .map_err(|e| write_err(self.reject_path, e))?;
+            self.opts
+                .buffers
+                .give(r.out, r.rejects, 4 * self.opts.chunk_bytes.max(1 << 16));
+            let o = &mut *self.outcome;
+            o.records_in += r.records_in;
+            o.records_out += r.records_out;
+            o.records_rejected += r.rejected;
+            for (k, n) in r.counts {
+                *o.reject_counts.entry(k).or_default() += n;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_chunks(
     profile: &Vendor,
@@ -543,31 +585,64 @@ fn run_chunks(
         }
 
         let mut frames = decoder.frame(data, &pre, opts.chunk_bytes);
-        let mut window: Vec<Chunk> = Vec::with_capacity(opts.window_chunks);
-        loop {
-            if opts.cancel.is_cancelled() {
-                return Err(UnitError::Cancelled);
-            }
-            if opts.ready.failed() {
-                // The run cannot record this unit (see `Ready`): nothing more to read.
-                break;
-            }
-            window.clear();
+        // The next window of chunks; with why the input cannot be read past them, when it
+        // cannot (they are processed first: their rejects are kept).
+        let mut take_window = || -> (Vec<Chunk>, Option<UnitError>) {
+            let mut window = Vec::with_capacity(opts.window_chunks);
             for c in frames.by_ref() {
-                let mut c = c.map_err(|e| UnitError::Unreadable(format!("{input_name}: {e}")))?;
+                let mut c = match c {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let e = UnitError::Unreadable(format!("{input_name}: {e}"));
+                        return (window, Some(e));
+                    }
+                };
                 c.first_record += record_offset;
                 window.push(c);
                 if window.len() >= opts.window_chunks.max(1) {
                     break;
                 }
             }
-            if window.is_empty() {
-                break;
+            (window, None)
+        };
+        // While the other threads process a window, this one hashes its input, writes out
+        // the window before it (hashing the outputs) and frames the next one: serial work
+        // that otherwise left the other core idle.
+        let mut sink = Sink {
+            spool: spool.as_mut(),
+            out: &mut out,
+            rej: &mut rej,
+            outcome: &mut *outcome,
+            opts,
+            out_path,
+            reject_path,
+        };
+        let mut next = take_window();
+        let mut processed: Vec<ChunkOut> = Vec::new();
+        let stopped = loop {
+            if opts.cancel.is_cancelled() {
+                return Err(UnitError::Cancelled);
             }
-            // Hash this window's input on one thread while the others process it.
+            if opts.ready.failed() {
+                // The run cannot record this unit (see `Ready`): nothing more to read.
+                break None;
+            }
+            let (window, stop) = std::mem::take(&mut next);
+            if window.is_empty() {
+                break stop;
+            }
             let end = window.last().map_or(0, |c| c.bytes.end);
-            let ((), results): ((), Vec<ChunkOut>) = rayon::join(
-                || hasher.advance(data, end),
+            let last_window = stop.is_some();
+            let (side, results): (Result<_, UnitError>, Vec<ChunkOut>) = rayon::join(
+                || {
+                    hasher.advance(data, end);
+                    sink.write(std::mem::take(&mut processed))?;
+                    Ok(if last_window {
+                        Default::default()
+                    } else {
+                        take_window()
+                    })
+                },
                 || {
                     window
                         .par_iter()
@@ -593,23 +668,15 @@ fn run_chunks(
             opts.progress
                 .add(end.saturating_sub(counted_to) as u64, records, rejected);
             counted_to = counted_to.max(end);
-            for r in results {
-                match &mut spool {
-                    Some(sp) => sp.writer.write_all(&r.out),
-                    None => out.write(&r.out),
-                }
-                .map_err(|e| write_err(out_path, e))?;
-                rej.write(&r.rejects)
-                    .map_err(|e| write_err(reject_path, e))?;
-                opts.buffers
-                    .give(r.out, r.rejects, 4 * opts.chunk_bytes.max(1 << 16));
-                outcome.records_in += r.records_in;
-                outcome.records_out += r.records_out;
-                outcome.records_rejected += r.rejected;
-                for (k, n) in r.counts {
-                    *outcome.reject_counts.entry(k).or_default() += n;
-                }
+            next = side?;
+            processed = results;
+            if last_window {
+                break stop;
             }
+        };
+        sink.write(processed)?;
+        if let Some(e) = stopped {
+            return Err(e);
         }
         if last {
             let mut tail = Vec::new();
@@ -951,6 +1018,63 @@ width = 6
 [vendor.output]
 format = "fixed"
 "#;
+
+    /// XML markup that cannot be skipped, many windows into a file: the unit fails as
+    /// unreadable, and its reject file keeps every reject of the records before it, those of
+    /// its own window included, in order.
+    #[test]
+    fn markup_that_stops_a_file_late_keeps_the_rejects_before_it() {
+        let cfg = crate::config::Config::parse(Path::new("t.toml"), READERS.into()).unwrap();
+        let x = cfg.vendors.iter().position(|v| v.id == "X").unwrap();
+        let profile = Vendor::build(&cfg, x, None).unwrap();
+        let encoder = profile.encoder().unwrap();
+        let mut xml = String::from("<?xml version=\"1.0\"?>\n<rs>\n");
+        let mut bad = Vec::new();
+        for i in 0..400 {
+            let id = if i % 9 == 4 {
+                bad.push(i + 3);
+                "x".to_string()
+            } else {
+                i.to_string()
+            };
+            xml.push_str(&format!("<r><id>{id}</id><name>n{i}</name></r>\n"));
+        }
+        xml.push_str("<!DOCTYPE x>\n<r><id>y</id><name>after</name></r>\n</rs>\n");
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("x.xml");
+        std::fs::write(&input, &xml).unwrap();
+        for (chunk_bytes, window_chunks) in [(256, 2), (64, 1), (1 << 20, 8)] {
+            let out = dir
+                .path()
+                .join(format!("out-{chunk_bytes}-{window_chunks}"));
+            std::fs::create_dir(&out).unwrap();
+            let opts = EngineOptions {
+                chunk_bytes,
+                window_chunks,
+                ..EngineOptions::default()
+            };
+            let o =
+                process_file(&profile, encoder.as_ref(), &input, &out, &opts, None, None).unwrap();
+            assert_eq!(o.status, FileStatus::Failed, "{chunk_bytes}");
+            let error = o.error.clone().unwrap_or_default();
+            assert!(error.contains("markup declaration"), "{error}");
+            assert!(o.output_path.is_none());
+            let rejects = std::fs::read_to_string(o.reject_path.as_ref().unwrap()).unwrap();
+            let lines: Vec<u64> = rejects
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(
+                lines, bad,
+                "{chunk_bytes} bytes a chunk, {window_chunks} a window"
+            );
+            assert_eq!(o.records_rejected, bad.len() as u64);
+        }
+    }
 
     /// A file of each format cut into parts that number their rejects from their own start, as
     /// the parts of a file at a URL do: each part's count of records and lines moves the

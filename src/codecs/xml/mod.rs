@@ -710,7 +710,7 @@ impl Decoder for XmlDecoder {
         data: &'d [u8],
         pre: &Preamble,
         target_bytes: usize,
-    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + 'd> {
+    ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd> {
         let body = clamp(&(pre.body_start..pre.body_end), data.len());
         let mut scan = Scanner {
             data,
