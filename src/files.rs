@@ -1,8 +1,8 @@
 //! Local files without world access: every file batchwin creates (outputs, rejects, staging
 //! copies, ledgers, manifests, plans, reports, run state) is created through [`create`] (or
-//! [`create_async`], or [`DirectFile::create`] for outputs) with mode [`FILE_MODE`], because they hold vendor data, personal data
-//! included, that other accounts of the machine have no business reading. The process umask
-//! still applies and may only take more away.
+//! [`create_async`], or [`DirectFile::create`] for outputs) with mode [`FILE_MODE`], because
+//! they hold vendor data, personal data included, that other accounts of the machine have no
+//! business reading. The process umask still applies and may only take more away.
 //!
 //! Files that a library creates itself (DuckDB's write-ahead log) cannot be given a mode: for
 //! them [`restrict_umask`], called once when the program starts, takes world access out of the
@@ -153,7 +153,7 @@ impl Drop for DirectBuffer {
 /// The last partial block is written through the page cache; a filesystem that refuses
 /// `O_DIRECT` (older tmpfs, some network filesystems) is written through the page cache from the
 /// start. Either way the bytes on disk are the same. [`DirectFile::finish`] must be called
-/// before the file is synced: bytes are held until a block is full.
+/// before the file is synced: bytes are held until the buffer is full.
 pub struct DirectFile {
     file: File,
     buffer: Option<DirectBuffer>,
@@ -233,7 +233,10 @@ fn refused(e: &io::Error) -> bool {
     #[cfg(target_os = "linux")]
     return e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
     #[cfg(not(target_os = "linux"))]
-    return false;
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// Writes the rest of `file` through the page cache.
@@ -243,12 +246,18 @@ fn through_cache(file: &File, direct: &mut bool) -> io::Result<()> {
         let flags = rustix::fs::fcntl_getfl(file)?;
         rustix::fs::fcntl_setfl(file, flags - rustix::fs::OFlags::DIRECT)?;
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
     *direct = false;
     Ok(())
 }
 
 impl io::Write for DirectFile {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        // A full buffer is written before more is taken: a write that fails has taken nothing.
+        if self.used == DIRECT_BUF {
+            self.drain(DIRECT_BUF)?;
+        }
         let buffer = self
             .buffer
             .get_or_insert_with(|| DirectBuffer::take(DIRECT_FIRST));
@@ -261,13 +270,11 @@ impl io::Write for DirectFile {
         let take = (buffer.size() - self.used).min(b.len());
         buffer.area()[self.used..self.used + take].copy_from_slice(&b[..take]);
         self.used += take;
-        if self.used == DIRECT_BUF {
-            self.drain(DIRECT_BUF)?;
-        }
         Ok(take)
     }
 
-    /// Nothing: bytes are held until a block is full, and [`DirectFile::finish`] writes the rest.
+    /// Nothing: bytes are held until the buffer is full, and [`DirectFile::finish`] writes the
+    /// rest.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }

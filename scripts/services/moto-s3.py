@@ -3,8 +3,8 @@
 moto checks a conditional write (`If-None-Match: *`, `If-Match`) and then stores the object
 in two steps, on one thread per request: two creations of the same name at once could both
 succeed (seen twice in the storage suite's "one creation wins" rounds), which S3 never allows.
-Here each request that writes (PUT, POST, DELETE) reads its whole body first and then runs
-alone; reads stay concurrent.
+Here each request that writes (PUT, POST, DELETE) runs alone, after reading its body when
+it says its length (a chunked body is read under the lock); reads stay concurrent.
 
 Usage: python moto-s3.py HOST PORT (with moto's own Python, which has moto[server]).
 """
@@ -34,7 +34,12 @@ def serialized(app):
             environ["wsgi.input"] = io.BytesIO(body)
         with WRITES:
             # The response is made whole under the lock: moto does its work as it is iterated.
-            return list(app(environ, start_response))
+            response = app(environ, start_response)
+            try:
+                return list(response)
+            finally:
+                if hasattr(response, "close"):
+                    response.close()
 
     return wsgi
 

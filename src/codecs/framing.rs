@@ -41,6 +41,8 @@ pub(crate) struct RecordStart {
 /// Every chunk but the first begins exactly at a record start, so a decoder always starts a
 /// chunk outside any record; bytes between records (blank lines, whitespace, XML wrappers and
 /// comments) go with the record before them, and the last chunk runs to the end of the body.
+/// When `starts` fails, the records found before the failure make a last chunk (ending at the
+/// last record's end) if their ranges are known, and the error comes after it.
 /// A chunk is cut before the first record that starts `target_bytes` or more after the chunk
 /// start, so it holds at least one record. An empty body gives no chunks.
 pub(crate) fn chunks<'d, I>(

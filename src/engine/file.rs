@@ -2,9 +2,11 @@
 //! boundaries, run the pipeline on the chunks in parallel, and write the output and reject
 //! files in input order.
 //!
-//! Memory is bounded by a window of chunks in flight (about `threads * 4` chunks of
-//! `chunk_bytes` input each, and their outputs), never by the file: pages of the mapping that
-//! were read can be dropped by the kernel, so a file larger than memory works.
+//! Memory is bounded by two windows of chunks in flight (about `threads * 4` chunks of
+//! `chunk_bytes` input each and their outputs, and the outputs of the window before it, being
+//! written while the window is processed), and a write buffer of at most 4 MiB for each output
+//! and reject file open, never by the file: pages of the mapping that were read can be dropped
+//! by the kernel, so a file larger than memory works.
 //!
 //! Outputs are written under a temporary name in the target folder and renamed into place only
 //! when complete, so a reader never sees half a file. A file that fails (its skip limit is
@@ -388,12 +390,16 @@ pub struct Pending {
 }
 
 /// Which outputs of a unit are delivered.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per unit, moved once: its size costs nothing"
+)]
 enum Delivery {
     /// The unit succeeded: the output and the reject file.
     Both { out: TempOutput, rej: TempOutput },
     /// The input is unusable (over the skip limit, not the configured format): the reject file
-    /// says why, so it is kept; the output is not.
-    RejectsOnly { out: TempOutput, rej: TempOutput },
+    /// says why, so it is kept; the output is gone already.
+    RejectsOnly { rej: TempOutput },
     /// Nothing (cancelled, or a write failed): the temporary files are gone already.
     Nothing,
 }
@@ -414,10 +420,11 @@ impl Pending {
         };
         if let Err(e) = self.ready.wait() {
             match self.delivery {
-                Delivery::Both { out, rej } | Delivery::RejectsOnly { out, rej } => {
+                Delivery::Both { out, rej } => {
                     out.abandon();
                     rej.abandon();
                 }
+                Delivery::RejectsOnly { rej } => rej.abandon(),
                 Delivery::Nothing => {}
             }
             return outcome.fail(UnitError::NotDelivered(e));
@@ -449,8 +456,7 @@ impl Pending {
                     }
                 }
             }
-            Delivery::RejectsOnly { out, rej } => {
-                out.abandon();
+            Delivery::RejectsOnly { rej } => {
                 if let Ok((p, _, _)) = rej.commit() {
                     outcome.reject_path = Some(p);
                 }
@@ -605,9 +611,10 @@ fn run_chunks(
             }
             (window, None)
         };
-        // While the other threads process a window, this one hashes its input, writes out
-        // the window before it (hashing the outputs) and frames the next one: serial work
-        // that otherwise left the other core idle.
+        // While the pool's threads process a window, this thread (a file worker, outside the
+        // pool) hashes its input, writes out the window before it (hashing the outputs; a
+        // write may wait for the disk) and frames the next one: serial work that otherwise
+        // left a core idle.
         let mut sink = Sink {
             spool: spool.as_mut(),
             out: &mut out,
@@ -633,18 +640,10 @@ fn run_chunks(
             }
             let end = window.last().map_or(0, |c| c.bytes.end);
             let last_window = stop.is_some();
-            let (side, results): (Result<_, UnitError>, Vec<ChunkOut>) = rayon::join(
-                || {
-                    hasher.advance(data, end);
-                    sink.write(std::mem::take(&mut processed))?;
-                    Ok(if last_window {
-                        Default::default()
-                    } else {
-                        take_window()
-                    })
-                },
-                || {
-                    window
+            let mut results: Vec<ChunkOut> = Vec::new();
+            let side: Result<_, UnitError> = rayon::in_place_scope(|scope| {
+                scope.spawn(|_| {
+                    results = window
                         .par_iter()
                         .map(|chunk| {
                             let (out, rejects) =
@@ -656,9 +655,16 @@ fn run_chunks(
                             };
                             process_chunk(profile, decoder, encoder, data, chunk, input_name, r)
                         })
-                        .collect()
-                },
-            );
+                        .collect();
+                });
+                hasher.advance(data, end);
+                sink.write(std::mem::take(&mut processed))?;
+                Ok(if last_window {
+                    Default::default()
+                } else {
+                    take_window()
+                })
+            });
             hasher.release(end);
             let (mut records, mut rejected) = (0, 0);
             for r in &results {
@@ -758,7 +764,19 @@ fn run_chunks(
             rej.abandon();
             (Err(e), Delivery::Nothing)
         }
-        Err(e) => (Err(e), Delivery::RejectsOnly { out, rej }),
+        Err(e) => {
+            // Only the reject file is delivered: its last bytes are written now, and the
+            // output is gone, so the unit holds no write buffer while it waits. A reject file
+            // that cannot be completed is not delivered either.
+            out.abandon();
+            match rej.close() {
+                Ok(()) => (Err(e), Delivery::RejectsOnly { rej }),
+                Err(_) => {
+                    rej.abandon();
+                    (Err(e), Delivery::Nothing)
+                }
+            }
+        }
     }
 }
 

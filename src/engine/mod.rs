@@ -95,8 +95,8 @@ impl Progress {
 /// file. Fresh memory costs a page fault and the kernel's zeroing of each page on its first
 /// touch (measured: 7% of the CPU time of the CSV vendors of a tenth of a day went to zeroing
 /// the pages of each chunk's new output buffer); a buffer used before has its pages already.
-/// The pool holds at most the buffers that were in flight at once (the window of every file
-/// worker), and drops a buffer that grew far beyond a chunk (a chunk of one enormous record).
+/// The pool holds at most the buffers that were in flight at once (two windows of every file
+/// worker: one processed, one written), and drops a buffer that grew far beyond a chunk (a chunk of one enormous record).
 #[derive(Debug, Clone, Default)]
 pub struct Buffers(Arc<std::sync::Mutex<Vec<OutputBuffers>>>);
 
