@@ -363,7 +363,20 @@ fn apply_transform<'a>(t: Transform, s: Cow<'a, str>, texts: &mut Texts) -> Cow<
                 s
             }
         }
-        Transform::Upper => changed(s, str::to_uppercase),
+        // Char by char as `str::to_uppercase` does (it has no rule that looks at the chars
+        // around), into a kept string, and ASCII chars without Unicode's tables.
+        Transform::Upper => {
+            let mut o = texts.take();
+            o.reserve(s.len());
+            for c in s.chars() {
+                if c.is_ascii() {
+                    o.push(c.to_ascii_uppercase());
+                } else {
+                    o.extend(c.to_uppercase());
+                }
+            }
+            if o == *s { s } else { Cow::Owned(o) }
+        }
         Transform::Lower if s.is_ascii() => {
             if s.bytes().any(|b| b.is_ascii_uppercase()) {
                 ascii_case(s, texts, false)
@@ -676,6 +689,20 @@ mod tests {
                 if expected == text {
                     assert!(matches!(got, Cow::Borrowed(_)), "{t:?} {text:?}");
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Upper and lower case as the standard library changes them, on any text.
+        #[test]
+        fn case_transforms_agree_with_the_standard_library(text in "\\PC{0,40}") {
+            for (t, expected) in [
+                (Transform::Upper, text.to_uppercase()),
+                (Transform::Lower, text.to_lowercase()),
+            ] {
+                let got = apply_transform(t, Cow::Borrowed(&text), &mut Texts::default());
+                proptest::prop_assert_eq!(&*got, expected.as_str());
             }
         }
     }

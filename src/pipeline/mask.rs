@@ -96,10 +96,20 @@ impl Mask {
                 if n <= *keep {
                     v
                 } else {
+                    // The stars and the kept end are pushed as text, not char by char (that
+                    // and upper-casing by char were 3.5 % of the wide CSV bench's CPU time).
+                    const STARS: &str =
+                        "****************************************************************";
                     let mut s = texts.take();
                     s.reserve(v.len());
-                    s.extend(std::iter::repeat_n('*', n - keep));
-                    s.extend(v.chars().skip(n - keep));
+                    let mut stars = n - keep;
+                    while stars > 0 {
+                        let k = stars.min(STARS.len());
+                        s.push_str(&STARS[..k]);
+                        stars -= k;
+                    }
+                    let kept = v.char_indices().nth(n - keep).map_or(v.len(), |(i, _)| i);
+                    s.push_str(&v[kept..]);
                     Cow::Owned(s)
                 }
             }
@@ -307,6 +317,29 @@ mod tests {
         assert_eq!(m(&Mask::Redact("[x]".into()), "secret").unwrap(), "[x]");
         assert_eq!(m(&Mask::Null, "secret"), None);
         assert_eq!(Mask::KeepLast(4).apply(None, &mut Texts::default()), None);
+        // More stars than are pushed at once.
+        let long = "é".repeat(150) + "1234";
+        assert_eq!(
+            m(&Mask::KeepLast(4), &long).unwrap(),
+            "*".repeat(150) + "1234"
+        );
+    }
+
+    proptest::proptest! {
+        /// `keep_last`: as many stars as chars hidden, then the last `keep` chars as they were.
+        #[test]
+        fn keep_last_hides_all_but_the_last_chars(
+            text in "\\PC{0,200}",
+            keep in 0usize..8,
+        ) {
+            let n = text.chars().count();
+            let expected: String = if n <= keep {
+                text.clone()
+            } else {
+                std::iter::repeat_n('*', n - keep).chain(text.chars().skip(n - keep)).collect()
+            };
+            proptest::prop_assert_eq!(m(&Mask::KeepLast(keep), &text).unwrap(), expected);
+        }
     }
 
     /// Values borrowed from a record's text, as the readers give them.
