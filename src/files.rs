@@ -22,14 +22,18 @@ pub const FILE_MODE: u32 = 0o640;
 /// that was already there keeps at most [`FILE_MODE`]'s bits: it may have been left by an older
 /// version or another tool with world access.
 pub fn create(path: &Path) -> io::Result<File> {
-    open_with(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true),
-        path,
-        FILE_MODE,
-    )
+    create_with_flags(path, 0)
+}
+
+/// [`create`], with `flags` added to the open flags (`O_DIRECT` for [`DirectFile`]).
+fn create_with_flags(path: &Path, flags: i32) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, flags);
+    #[cfg(not(unix))]
+    let _ = flags;
+    open_with(&mut o, path, FILE_MODE)
 }
 
 /// Opens `path` for appending (a log such as the fetch manifest), creating it with
@@ -85,9 +89,9 @@ pub async fn create_async(path: &Path) -> io::Result<tokio::fs::File> {
     Ok(file)
 }
 
-/// Bytes gathered before one write that bypasses the page cache ([`DirectFile`]): as fast
-/// as larger writes on this project's machine (`dd oflag=direct`: 2.2 GB/s with 4 MiB writes),
-/// and little memory per open output.
+/// Bytes gathered before one write that bypasses the page cache ([`DirectFile`]), and little
+/// memory per open output: `dd oflag=direct` of 4 GB wrote 0.8-2.2 GB/s in 4 MiB writes on this
+/// project's machine, 1.4 GB/s in 1 MiB writes.
 const DIRECT_BUF: usize = 4 << 20;
 /// What the offsets, lengths and memory of writes that bypass the page cache are aligned to:
 /// a multiple of every logical block size in use (512 and 4,096 bytes).
@@ -95,8 +99,8 @@ const DIRECT_ALIGN: usize = 4096;
 
 /// The buffer a [`DirectFile`] starts with: most reject files, and the outputs of small
 /// inputs, never need more. With a 4 MiB buffer for each of them, `process --input` of one
-/// small file took 25.8-26.6 ms of CPU (most of it the kernel zeroing pages); with this one
-/// first, 18.9-22.3 ms (3 rounds of 100 runs each, alternating).
+/// small file took 25.8-26.6 ms of CPU; with this one first, 18.9-22.3 ms, the difference in
+/// kernel time (3 rounds of 100 runs each, alternating).
 const DIRECT_FIRST: usize = 64 << 10;
 
 /// Buffers of [`DirectFile`]s that were closed, for the next ones, by size ([`DIRECT_FIRST`],
@@ -144,11 +148,11 @@ impl Drop for DirectBuffer {
 /// A new file written in large aligned blocks that bypass the page cache (`O_DIRECT`, on
 /// Linux), for outputs that batchwin writes once and does not read back. Measured on this
 /// project's machine, a virtual machine whose free memory is handed back to its host: `dd` of
-/// 4 GB through the page cache cost 1.8 to 5.3 s of kernel time (more when the cache's pages
-/// were touched for the first time in a while), bypassing it 0.28 s. In `perf record` of the
-/// whole synthetic day, `process` copying outputs into the page cache took 12 % of all CPU
-/// time; bypassing it, the day's kernel time fell from 24-32 s to 9-13 s and the day from
-/// 46-59 s to 40-46 s (`run`, 3 alternating runs each).
+/// 4 GB through the page cache cost 1.8 to 5.3 s of kernel time (more into pages freed a while
+/// before), bypassing it 0.28 to 1.74 s. In `perf record` of the whole synthetic day, `process`
+/// copying outputs into the page cache took 12 % of all CPU time; bypassing it, the day's
+/// kernel time fell from 24-32 s to 9-16 s and the day from 46-59 s to 36-46 s (`run`, 5 runs
+/// before and 10 after, alternating).
 ///
 /// The last partial block is written through the page cache; a filesystem that refuses
 /// `O_DIRECT` (older tmpfs, some network filesystems) is written through the page cache from the
@@ -166,11 +170,7 @@ impl DirectFile {
     pub fn create(path: &Path) -> io::Result<DirectFile> {
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create(true).truncate(true);
-            o.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
-            match open_with(&mut o, path, FILE_MODE) {
+            match create_with_flags(path, rustix::fs::OFlags::DIRECT.bits() as i32) {
                 Ok(file) => {
                     return Ok(DirectFile {
                         file,

@@ -2,7 +2,7 @@
 
 moto checks a conditional write (`If-None-Match: *`, `If-Match`) and then stores the object
 in two steps, on one thread per request: two creations of the same name at once could both
-succeed (seen twice in the storage suite's "one creation wins" rounds), which S3 never allows.
+succeed (seen once in the storage suite's "one creation wins" rounds), which S3 never allows.
 Here each request that writes (PUT, POST, DELETE) runs alone, after reading its body when
 it says its length (a chunked body is read under the lock); reads stay concurrent.
 

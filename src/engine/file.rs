@@ -414,10 +414,6 @@ impl Pending {
     }
 
     fn put_in_place(self, outcome: &mut FileOutcome) {
-        let write_err = |what: &Path, source: std::io::Error| UnitError::WriteFailed {
-            path: what.to_path_buf(),
-            source,
-        };
         if let Err(e) = self.ready.wait() {
             match self.delivery {
                 Delivery::Both { out, rej } => {
@@ -466,6 +462,14 @@ impl Pending {
     }
 }
 
+/// A write to `what` (an output, a reject file, a spool) that failed.
+fn write_err(what: &Path, source: std::io::Error) -> UnitError {
+    UnitError::WriteFailed {
+        path: what.to_path_buf(),
+        source,
+    }
+}
+
 /// Where a unit's processed chunks go, in order: the output (or the PDF row spool) and the
 /// reject file, with the unit's counts.
 struct Sink<'a> {
@@ -480,10 +484,6 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     fn write(&mut self, results: Vec<ChunkOut>) -> Result<(), UnitError> {
-        let write_err = |what: &Path, source: std::io::Error| UnitError::WriteFailed {
-            path: what.to_path_buf(),
-            source,
-        };
         for r in results {
             match &mut self.spool {
                 Some(sp) => sp.writer.write_all(&r.out),
@@ -524,10 +524,6 @@ fn run_chunks(
     let mut decoder = match profile.decoder() {
         Ok(d) => d,
         Err(e) => return (Err(UnitError::Unreadable(e)), Delivery::Nothing),
-    };
-    let write_err = |what: &Path, source: std::io::Error| UnitError::WriteFailed {
-        path: what.to_path_buf(),
-        source,
     };
     let mut out = match TempOutput::create(out_path.to_path_buf()) {
         Ok(o) => o,

@@ -96,7 +96,8 @@ impl Progress {
 /// touch (measured: 7% of the CPU time of the CSV vendors of a tenth of a day went to zeroing
 /// the pages of each chunk's new output buffer); a buffer used before has its pages already.
 /// The pool holds at most the buffers that were in flight at once (two windows of every file
-/// worker: one processed, one written), and drops a buffer that grew far beyond a chunk (a chunk of one enormous record).
+/// worker: one processed, one written), and drops a buffer that grew far beyond a chunk (a
+/// chunk of one enormous record).
 #[derive(Debug, Clone, Default)]
 pub struct Buffers(Arc<std::sync::Mutex<Vec<OutputBuffers>>>);
 
