@@ -31,6 +31,13 @@ pub struct FetchArgs {
     /// The manifest to write (JSON Lines); rows already in it are kept.
     #[arg(long, default_value = "manifest.jsonl")]
     pub manifest: PathBuf,
+    /// Before copying, write the rows this fetch will stage to this file (JSON Lines, the
+    /// manifest's rows with empty checksums, in the order the files are copied: HIGH vendors'
+    /// first), and when it ends, whatever way, `MANIFEST.ended`. `plan --manifest LISTING
+    /// --fetching MANIFEST` and `process --fetching MANIFEST` then work while the files arrive;
+    /// `run` does so on a day's first run.
+    #[arg(long)]
+    pub listing: Option<PathBuf>,
     /// How long a file's size and time must stay the same to count as complete (default:
     /// [transfer] settle, then 30s); 0s takes every file as it is listed.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -40,6 +47,24 @@ pub struct FetchArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
+    // With a listing, whoever waits for the files is told when the fetch has ended, whatever
+    // way it ends: an earlier fetch's marker goes first.
+    let _ended = match &a.listing {
+        Some(_) => {
+            let marker = crate::plan::arrivals::ended_marker(&a.manifest);
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Failure::data(anyhow::anyhow!(
+                        "cannot remove `{}`: {e}",
+                        marker.display()
+                    )));
+                }
+                _ => {}
+            }
+            Some(MarkEnded(&a.manifest))
+        }
+        None => None,
+    };
     let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, a.settle)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
@@ -65,6 +90,7 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
             staging_store: staging_store.as_ref(),
             date: &date,
             manifest: &a.manifest,
+            listing: a.listing.as_deref(),
             progress: printer::progress_enabled(g),
         };
         fetch(&req).await
@@ -111,4 +137,19 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
         return Ok(ExitStatus::DataFailure);
     }
     Ok(ExitStatus::Success)
+}
+
+/// Writes the manifest's [`crate::plan::arrivals::ended_marker`] when dropped: as the fetch
+/// returns, also with an error.
+struct MarkEnded<'a>(&'a std::path::Path);
+
+impl Drop for MarkEnded<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = crate::plan::arrivals::mark_ended(self.0) {
+            tracing::error!(
+                "cannot write `{}` (units waiting for the fetch wait until `run` writes it): {e}",
+                crate::plan::arrivals::ended_marker(self.0).display()
+            );
+        }
+    }
 }

@@ -45,6 +45,11 @@ pub struct PlanArgs {
     /// Split files larger than this many bytes (default: automatic).
     #[arg(long)]
     pub split_bytes: Option<u64>,
+    /// `--manifest` is a listing from `fetch --listing` whose fetch still appends to this
+    /// manifest: a file to split is waited for until its row is there (a file the fetch ends
+    /// without is planned whole, and its unit is not processed).
+    #[arg(long, requires = "manifest", value_name = "MANIFEST")]
+    pub fetching: Option<PathBuf>,
     /// Ledgers of earlier runs, for each vendor's measured cost per byte.
     #[arg(long)]
     pub history: Option<PathBuf>,
@@ -169,7 +174,17 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         date: date.clone(),
     };
     let reads = crate::plan::split::RangeReads::new(&rt, &store);
+    let arrivals = a
+        .fetching
+        .as_deref()
+        .map(crate::plan::arrivals::Arrivals::new);
     let splitter = |row: &ManifestRow, limit: u64| {
+        // A file still being fetched is cut once it is staged; one never staged is not cut.
+        if let Some(arrivals) = &arrivals
+            && !arrivals.staged(&row.location)?
+        {
+            return Ok(Vec::new());
+        }
         crate::plan::split::split_file(&config, row, limit, Some(&reads))
     };
     let mut p = match plan_what_fits(
@@ -185,6 +200,9 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
         Err(e @ PlanError::DoesNotFit { .. }) => return Err(Failure::data(e)),
         Err(e) => return Err(Failure::usage(e)),
     };
+    if let Some(arrivals) = &arrivals {
+        arrivals.fill_parts(&mut p);
+    }
     p.masking = masking;
     // Recorded for the emitted job files; `process --plan` reads its own TRACEPARENT.
     p.traceparent = a

@@ -64,6 +64,17 @@ pub struct ProcessArgs {
     /// plan and `--out` are local.
     #[arg(long, requires = "plan")]
     pub scratch: Option<PathBuf>,
+    /// With `--plan` made from `fetch --listing` while that fetch still appends to MANIFEST:
+    /// each unit starts once its file's row is there, and one whose file the fetch ended
+    /// without (`MANIFEST.ended`) is not processed (exit code 3; the next run fetches it).
+    /// `run` does this on a day's first run.
+    #[arg(
+        long,
+        requires = "plan",
+        conflicts_with = "scratch",
+        value_name = "MANIFEST"
+    )]
+    pub fetching: Option<PathBuf>,
     /// The ledger file (default `OUT/ledger.duckdb`, with `--plan` `OUT/ledgers/slice-K.duckdb`).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -112,6 +123,11 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
             || is_url(&a.out.to_string_lossy())
             || a.scratch.is_some())
     {
+        if a.fetching.is_some() {
+            return Err(Failure::usage(anyhow!(
+                "--fetching waits for files staged in a local folder; a slice over a run location downloads its inputs from the staging store"
+            )));
+        }
         return run_remote_slice(g, &a, plan);
     }
     let config_path = a
@@ -128,37 +144,10 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     let profiles = crate::vendor::build_all(&config, &masking, crate::env::load_mask_key(&config))?;
     let (items, skipped) = match (&a.inbound, &a.vendor) {
         (Some(dir), _) => batch::scan_inbound(&config, dir, &a.out).map_err(Failure::usage)?,
-        (None, Some(v)) => {
-            let (idx, _) = config.vendor(v).ok_or_else(|| {
-                let known: Vec<&str> = config.vendors.iter().map(|v| v.id.as_str()).collect();
-                Failure::usage(anyhow!(
-                    "unknown vendor `{v}` in `{}`; known: {}",
-                    config_path.display(),
-                    known.join(", ")
-                ))
-            })?;
-            for p in &a.input {
-                if !p.is_file() {
-                    return Err(Failure::usage(anyhow!(
-                        "input `{}` is not a readable file",
-                        p.display()
-                    )));
-                }
-            }
-            let units = a
-                .input
-                .iter()
-                .map(|p| batch::Work {
-                    vendor: idx,
-                    input: p.clone(),
-                    out_dir: a.out.clone(),
-                    part: None,
-                    known: None,
-                    blocked: None,
-                })
-                .collect();
-            (units, Vec::new())
-        }
+        (None, Some(v)) => (
+            batch::input_units(&config, &config_path, v, &a.input, &a.out)?,
+            Vec::new(),
+        ),
         (None, None) => {
             return Err(Failure::usage(anyhow!(
                 "give `--inbound DIR`, or `--vendor ID --input FILE`"
@@ -237,13 +226,15 @@ fn run_slice(
     );
     let opts = slice_options(a, &plan, config_sha, Some(live));
     let watch = slice_watch(a, config, k, &plan.date);
-    let result = batch::run(
+    let hooks = batch::Arriving::hooks(a.fetching.as_deref(), &opts.cancel);
+    let result = batch::run_with(
         &profiles,
         todo.units,
         &ledger,
         &opts,
         printer::progress_enabled(g),
         Vec::new(),
+        &*hooks,
     );
     let summary = watch.record(&plan.date, result)?;
     if !g.quiet {

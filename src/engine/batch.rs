@@ -408,6 +408,101 @@ impl UnitSite for LocalSite<'_> {
     }
 }
 
+/// The units of a plan made from `fetch --listing` while the fetch goes on (`process
+/// --fetching`): each waits until its file's row is in the manifest, and takes its size, time
+/// and checksum from it. A file the fetch ended without fails its unit, unrecorded: the next
+/// run fetches it and processes it.
+pub struct Arriving<'a> {
+    pub arrivals: crate::plan::arrivals::Arrivals,
+    pub cancel: &'a crate::cancel::Cancel,
+}
+
+impl<'a> Arriving<'a> {
+    /// The hooks of a slice: waiting for the files arriving in `fetching` when given, else
+    /// none.
+    pub fn hooks(
+        fetching: Option<&Path>,
+        cancel: &'a crate::cancel::Cancel,
+    ) -> Box<dyn UnitHooks + 'a> {
+        match fetching {
+            Some(m) => Box::new(Arriving {
+                arrivals: crate::plan::arrivals::Arrivals::new(m),
+                cancel,
+            }),
+            None => Box::new(NoHooks),
+        }
+    }
+}
+
+impl UnitHooks for Arriving<'_> {
+    fn before(&self, _: usize, w: &Work) -> Result<Option<KnownInput>, Failure> {
+        use crate::plan::arrivals::Arrival;
+        let location = w.input.display().to_string();
+        let arrival = self
+            .arrivals
+            .wait(&location, &|| self.cancel.is_cancelled())
+            .map_err(Failure::data)?;
+        match arrival {
+            Some(Arrival::Fetched(row)) => {
+                let row = *row;
+                Ok(row.modified.map(|modified| KnownInput {
+                    bytes: row.bytes,
+                    modified,
+                    sha256: row.sha256,
+                }))
+            }
+            Some(Arrival::NotFetched) => Err(Failure::retryable(anyhow!(
+                "`{location}` was not staged: the fetch ended without it (its messages say why); not processed, the next run fetches it and processes it"
+            ))),
+            None => Err(Failure {
+                status: ExitStatus::Interrupted(self.cancel.signal().unwrap_or(libc::SIGTERM)),
+                error: anyhow!("stopped while waiting for `{location}` to be fetched"),
+            }),
+        }
+    }
+    fn after(&self, _: usize, _: &Work, _: Option<&mut FileOutcome>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// The units of `inputs`, files of vendor `vendor` of the config at `config_path`, with
+/// outputs to `out`: errors (usage) name an unknown vendor, or an input that is not a file.
+pub fn input_units(
+    config: &Config,
+    config_path: &Path,
+    vendor: &str,
+    inputs: &[PathBuf],
+    out: &Path,
+) -> Result<Vec<Work>, Failure> {
+    let (idx, _) = config.vendor(vendor).ok_or_else(|| {
+        let known: Vec<&str> = config.vendors.iter().map(|v| v.id.as_str()).collect();
+        Failure::usage(anyhow!(
+            "unknown vendor `{vendor}` in `{}`; known: {}",
+            config_path.display(),
+            known.join(", ")
+        ))
+    })?;
+    inputs
+        .iter()
+        .map(|p| {
+            if !p.is_file() {
+                return Err(Failure::usage(anyhow!(
+                    "input `{}` is not a readable file",
+                    p.display()
+                )));
+            }
+            Ok(Work {
+                vendor: idx,
+                input: p.clone(),
+                out_dir: out.to_path_buf(),
+                part: None,
+                known: None,
+                blocked: None,
+            })
+        })
+        .collect()
+}
+
 /// Lists `DIR/VENDOR/FILE`, highest priority first, larger files first within a priority.
 /// Files in folders that name no vendor of the config are returned apart, to be reported.
 pub fn scan_inbound(
@@ -465,8 +560,10 @@ pub fn run(
 /// (`super::remote`).
 pub trait UnitHooks: Sync {
     /// Before unit `i` (of the list [`run_with`] was given) is processed: waits until its
-    /// input is at `w.input`. An error fails the unit unprocessed.
-    fn before(&self, i: usize, w: &Work) -> Result<(), Failure>;
+    /// input is at `w.input`; what is then known of it, when the hook learned that (its size,
+    /// time and checksum: the input is not read only to hash it). An error fails the unit
+    /// unprocessed.
+    fn before(&self, i: usize, w: &Work) -> Result<Option<KnownInput>, Failure>;
     /// After unit `i` ended (delivered, failed, not started), before it is recorded:
     /// `outcome` is `None` when the unit stopped with an error and is not recorded. An error
     /// leaves the unit unrecorded and stops the run with its status once the rest is done.
@@ -478,11 +575,11 @@ pub trait UnitHooks: Sync {
 }
 
 /// Processing only, where the files are.
-struct NoHooks;
+pub struct NoHooks;
 
 impl UnitHooks for NoHooks {
-    fn before(&self, _: usize, _: &Work) -> Result<(), Failure> {
-        Ok(())
+    fn before(&self, _: usize, _: &Work) -> Result<Option<KnownInput>, Failure> {
+        Ok(None)
     }
     fn after(&self, _: usize, _: &Work, _: Option<&mut FileOutcome>) -> Result<(), Failure> {
         Ok(())
@@ -648,7 +745,7 @@ pub fn run_with(
         if late {
             return skipped(FileOutcome::deferred(&p.id, &w.input, w.part.as_ref()));
         }
-        hooks.before(i, w)?;
+        let arrived = hooks.before(i, w)?;
         let (outcome, pending) = process_file_deferred(
             p,
             encoders[w.vendor].as_ref(),
@@ -656,7 +753,7 @@ pub fn run_with(
             &w.out_dir,
             opts,
             w.part.as_ref(),
-            w.known.as_ref(),
+            arrived.as_ref().or(w.known.as_ref()),
         )
         .with_context(|| format!("cannot read `{}`", w.input.display()))
         // The file was there when the run started: a read that fails now is an I/O fault (a

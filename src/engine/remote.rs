@@ -48,9 +48,9 @@ use crate::plan::{Plan, Unit};
 use crate::storage::{StorageError, Store, StoreOptions, join_url};
 use crate::vendor::Vendor;
 
-use super::EngineOptions;
 use super::batch::{self, BatchSummary, UnitHooks, UnitSite, Work};
 use super::live::{Live, STATUS_DIR, StatusStore};
+use super::{EngineOptions, KnownInput};
 
 /// How long the upload of one status document may take before it is given up (and the next
 /// tick tries again): a store that hangs holds the slice's end back by at most twice this (the
@@ -880,11 +880,11 @@ impl UnitHooks for Hooks<'_> {
         self.uploads.changed.notify_all();
     }
 
-    fn before(&self, i: usize, _: &Work) -> Result<(), Failure> {
+    fn before(&self, i: usize, _: &Work) -> Result<Option<KnownInput>, Failure> {
         let mut s = self.fetches.lock();
         loop {
             match &s.ready[i] {
-                Fetch::Done(Ok(())) | Fetch::Skipped => return Ok(()),
+                Fetch::Done(Ok(())) | Fetch::Skipped => return Ok(None),
                 Fetch::Done(Err((status, message))) => {
                     return Err(Failure {
                         status: *status,

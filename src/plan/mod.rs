@@ -10,6 +10,7 @@
 //! This module owns the plan's data and the arithmetic; reading files to split them goes
 //! through the codecs, and the engine-specific files are written by `emit`.
 
+pub mod arrivals;
 pub mod cost;
 pub mod emit;
 pub mod manifest;

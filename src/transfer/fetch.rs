@@ -5,7 +5,9 @@
 //! when its size and modification time are the same in two listings `settle` apart. Rows are
 //! appended to the manifest as copies finish, so an interrupted fetch keeps what it staged; the
 //! manifest is then rewritten with one row per file. Running fetch again copies nothing that is
-//! already staged unchanged.
+//! already staged unchanged. Files are copied HIGH vendors' first, larger ones first within a
+//! priority; with a listing, the rows to be staged are written before the first copy, so that
+//! planning and processing can start while the files arrive ([`crate::plan::arrivals`]).
 //!
 //! Only regular files are fetched. A symbolic link in a vendor's folder is skipped with a
 //! warning, or with `[transfer] symlinks = "follow-inside"` followed when the file it resolves
@@ -38,6 +40,10 @@ pub struct FetchRequest<'a> {
     pub staging_store: Option<&'a Store>,
     pub date: &'a str,
     pub manifest: &'a Path,
+    /// Where to write, before a byte is copied, the rows this fetch will have staged if every
+    /// copy succeeds (those of files to copy with empty checksums), in the order they are
+    /// copied: a plan made from it may run while the files arrive ([`crate::plan::arrivals`]).
+    pub listing: Option<&'a Path>,
     pub progress: bool,
 }
 
@@ -305,6 +311,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
 
     // Which files to copy: new, or changed at the source, or whose staged copy is gone.
     let mut todo = Vec::new();
+    let mut staged_before = Vec::new();
     for c in candidates {
         let url = req.source.url_of(&c.entry.name);
         let vendor = &req.config.vendors[c.vendor].id;
@@ -323,11 +330,21 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             };
             if same_source && staged_ok {
                 out.unchanged += 1;
+                staged_before.push(r.clone());
                 continue;
             }
         }
         todo.push((c, url, staged));
     }
+    // HIGH vendors' files first, larger ones first within a priority: the order the plan
+    // gives each slice its units, so that slices running beside the fetch find theirs early.
+    todo.sort_by(|(a, _, _), (b, _, _)| {
+        let priority = |c: &Candidate| req.config.vendors[c.vendor].priority;
+        priority(a)
+            .cmp(&priority(b))
+            .then(b.entry.size.cmp(&a.entry.size))
+            .then(a.entry.name.cmp(&b.entry.name))
+    });
 
     let total: u64 = todo.iter().map(|(c, _, _)| c.entry.size).sum();
     // The whole day must fit before a byte is copied: a disk that fills up half-way leaves a
@@ -355,6 +372,29 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         crate::files::append(req.manifest).map_err(|e| StorageError::local(req.manifest, e))?;
 
     let now = rfc3339(&chrono::Utc::now());
+    if let Some(listing) = req.listing {
+        let mut rows = staged_before;
+        rows.extend(todo.iter().map(|(c, url, staged)| {
+            let v = &req.config.vendors[c.vendor];
+            ManifestRow {
+                vendor: v.id.clone(),
+                location: staged_location(req, staged, &v.id, &c.file),
+                bytes: c.entry.size,
+                sha256: String::new(),
+                format: v.input.format,
+                priority: v.priority,
+                discovered_at: now.clone(),
+                source: Some(url.clone()),
+                source_modified: Some(rfc3339(&c.entry.modified)),
+                replaced_sha256: None,
+                modified: None,
+            }
+        }));
+        manifest::write(listing, &rows).map_err(|e| StorageError::Failed {
+            store: listing.display().to_string(),
+            message: format!("{e:#}"),
+        })?;
+    }
     let copies = futures::stream::iter(todo.into_iter().map(|(c, url, staged)| {
         let bar = bar.clone();
         async move {
@@ -453,13 +493,10 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
                     out.failed.push((url, e));
                     continue;
                 }
-                (st.url_of(&name), None)
+                (staged_location(req, &staged, &v.id, &c.file), None)
             }
             None => (
-                std::path::absolute(&staged)
-                    .unwrap_or(staged.clone())
-                    .display()
-                    .to_string(),
+                staged_location(req, &staged, &v.id, &c.file),
                 std::fs::metadata(&staged)
                     .ok()
                     .filter(|m| m.len() == got.bytes)
@@ -499,6 +536,18 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         message: format!("{e:#}"),
     })?;
     Ok(out)
+}
+
+/// Where the manifest says a file is staged: its URL in a staging store, else the absolute
+/// path of `staged`.
+fn staged_location(req: &FetchRequest<'_>, staged: &Path, vendor: &str, file: &str) -> String {
+    match req.staging_store {
+        Some(st) => st.url_of(&staged_name(req.date, vendor, file)),
+        None => std::path::absolute(staged)
+            .unwrap_or_else(|_| staged.to_path_buf())
+            .display()
+            .to_string(),
+    }
 }
 
 /// Bytes an unprivileged writer may still use on the filesystem that holds `dir` (statvfs).

@@ -30,6 +30,9 @@ pub(crate) struct SliceSites<'a> {
     pub worker_plan: &'a Path,
     pub out: &'a Path,
     pub scratch: Option<&'a Path>,
+    /// The manifest a fetch running beside still appends to, when the plan was made from its
+    /// listing (`process --fetching`).
+    pub fetching: Option<&'a Path>,
 }
 
 pub(crate) fn execute_local(
@@ -61,6 +64,7 @@ pub(crate) fn execute_local(
             out: sites.out,
             deadline,
             scratch: sites.scratch,
+            fetching: sites.fetching,
         }
         .args()
     };
@@ -143,6 +147,7 @@ pub(crate) fn execute_local(
             }
         }
         watch(one_ended);
+        steps.tend();
         std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(sig) = steps.cancel.signal() {

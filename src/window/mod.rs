@@ -118,6 +118,8 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
         dry_run: a.dry_run,
         traceparent: Default::default(),
         notify_log: Default::default(),
+        beside: Default::default(),
+        beside_code: Default::default(),
     };
     // A dry run changes nothing and tells no one.
     let traces = if a.dry_run {
@@ -371,30 +373,85 @@ fn run_steps(
     let ledgers = at("ledgers", out.join("ledgers"));
     let mut status = ExitStatus::Success;
 
-    // 1. fetch
+    // 1. fetch. On the day's first run (nothing fetched or recorded yet, the day's data in the
+    // run folder, slices on this machine) it runs beside the plan and the slices: it lists the
+    // files it will stage before it copies them, HIGH vendors' first, the plan is made from
+    // that listing, and each unit starts once its file is staged ([`crate::plan::arrivals`]).
+    // Later runs of the day fetch first, then plan what is left.
     let staging = at("staging", dir.join("staging"));
+    let listing_path = dir.join("listing.jsonl");
+    let beside = !steps.dry_run
+        && location.is_none()
+        && a.executor == Executor::Local
+        && !manifest.exists()
+        && !ledgers.exists();
     let fetch = Step::Fetch {
         config: cfg,
         source: &w.config.source,
         date: &w.date,
         staging: &staging,
         manifest: &manifest,
+        listing: beside.then_some(listing_path.as_path()),
     };
     if steps.dry_run {
         let found = preview_fetch(config, w)?;
         preview_plan(steps, config, w, &found, a, &dir)?;
     }
     let span = watch.step(steps, "fetch");
-    let code = steps.run("fetch", fetch.args())?;
-    ended(span, code);
-    status = worse(status, status_of(code));
+    let mut fetch_span = None;
+    let listing = if beside {
+        let _ = std::fs::remove_file(&listing_path);
+        steps.start_beside(
+            "fetch",
+            fetch.args(),
+            crate::plan::arrivals::ended_marker(&manifest),
+        )?;
+        steps.wait_beside_until(|| listing_path.exists());
+        let rows = crate::plan::manifest::read(&listing_path)
+            .ok()
+            .filter(|r| !r.is_empty() && !steps.cancel.is_cancelled());
+        match &rows {
+            Some(r) => {
+                println!(
+                    "fetch      runs beside the plan and the slices: {} files to stage, each unit starts once its file is staged",
+                    r.len()
+                );
+                fetch_span = Some(span);
+            }
+            // Nothing to stage, or the fetch ended without a listing: as a fetch run first.
+            None => {
+                let code = steps.wait_beside().unwrap_or(1);
+                ended(span, code);
+                status = worse(status, status_of(code));
+            }
+        }
+        rows
+    } else {
+        let code = steps.run("fetch", fetch.args())?;
+        ended(span, code);
+        status = worse(status, status_of(code));
+        None
+    };
     if matches!(status, ExitStatus::Usage | ExitStatus::Interrupted(_)) {
         return finish(&dir, w, status, steps.dry_run);
     }
+    // The end of a fetch running beside: its exit code joins the run's.
+    let mut fetch_ended = |status: &mut ExitStatus| {
+        if let Some(code) = steps.wait_beside() {
+            if let Some(span) = fetch_span.take() {
+                ended(span, code);
+            }
+            *status = worse(*status, status_of(code));
+        }
+    };
 
     // 2. plan what is left: files whose every unit already succeeded in an earlier attempt
-    // (same input checksum, output still there) are not planned again.
-    let (left, done) = if steps.dry_run || !manifest.exists() {
+    // (same input checksum, output still there) are not planned again. On the day's first
+    // run, every file listed.
+    let (left, done) = if let Some(rows) = &listing {
+        crate::plan::manifest::write(&todo, rows).map_err(Failure::data)?;
+        (Some(rows.len()), 0)
+    } else if steps.dry_run || !manifest.exists() {
         (None, 0)
     } else {
         // A run killed before it recorded what it put in quarantine does it now.
@@ -467,6 +524,7 @@ fn run_steps(
         let plan = Step::Plan {
             config: cfg,
             manifest: if steps.dry_run { &manifest } else { &todo },
+            fetching: listing.is_some().then_some(manifest.as_path()),
             window: &w.span,
             date: &w.date,
             out: &plan_out,
@@ -482,6 +540,7 @@ fn run_steps(
         ended(span, code);
         status = worse(status, status_of(code));
         if code != 0 {
+            fetch_ended(&mut status);
             return finish(&dir, w, status, steps.dry_run);
         }
         if !steps.dry_run {
@@ -535,6 +594,7 @@ fn run_steps(
                     worker_plan: &plan_out,
                     out: &out,
                     scratch: location.as_ref().map(|_| scratch.as_path()),
+                    fetching: listing.is_some().then_some(manifest.as_path()),
                 },
                 workers,
                 cores,
@@ -545,6 +605,7 @@ fn run_steps(
         };
         ended(span, i32::from(s.code()));
         status = worse(status, s);
+        fetch_ended(&mut status);
         if matches!(status, ExitStatus::Interrupted(_)) {
             return finish(&dir, w, status, steps.dry_run);
         }
@@ -552,6 +613,8 @@ fn run_steps(
             quarantine_due(steps, location.as_ref(), &ledgers, w, watch)?;
         }
     }
+
+    fetch_ended(&mut status);
 
     // 4. publish
     if let Some(target) = &w.config.target {

@@ -77,6 +77,7 @@ pub(crate) fn preview_plan(
                 max_slices: a.max_slices,
                 utilization: a.utilization,
                 token: a.token.as_deref(),
+                fetching: None,
             };
             println!("plan       the calculation for these files:");
             steps.exec(steps.command(&plan.args()))

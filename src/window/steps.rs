@@ -29,6 +29,23 @@ pub(crate) struct Steps<'a> {
     /// Where slices record the notifications they send: the run folder's
     /// `notifications.jsonl`.
     pub notify_log: std::cell::RefCell<Option<PathBuf>>,
+    /// The step running beside the others, if any ([`Steps::start_beside`]).
+    pub beside: std::cell::RefCell<Option<Beside>>,
+    /// The exit code of the step that ran beside, once it ended.
+    pub beside_code: std::cell::Cell<Option<i32>>,
+}
+
+/// A step running beside the others: `fetch` while the day's first files are planned and
+/// processed. Every wait of `run` tends it ([`Steps::tend`]): passes a signal on, kills it
+/// after the grace period, and when it has ended writes its marker, so that the slices
+/// waiting for its files learn that it ended even when it was killed.
+pub(crate) struct Beside {
+    step: &'static str,
+    child: std::process::Child,
+    started: Instant,
+    forwarded: bool,
+    /// Written once it has ended, whatever way (the fetch's `MANIFEST.ended`).
+    marker: PathBuf,
 }
 
 fn shell_word(s: &str) -> String {
@@ -141,6 +158,91 @@ impl Steps<'_> {
         self.exec(c)
     }
 
+    /// Starts a step that runs beside the next ones; its end writes `marker` (see [`Beside`]).
+    pub fn start_beside(
+        &self,
+        step: &'static str,
+        args: Vec<OsString>,
+        marker: PathBuf,
+    ) -> Result<(), Failure> {
+        self.show(step, &args, None);
+        let child = self
+            .command(&args)
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", self.exe.display()))
+            .map_err(Failure::data)?;
+        *self.beside.borrow_mut() = Some(Beside {
+            step,
+            child,
+            started: Instant::now(),
+            forwarded: false,
+            marker,
+        });
+        Ok(())
+    }
+
+    /// Looks after the step running beside, if any: when it has ended, says so, writes its
+    /// marker and keeps its exit code for [`Steps::wait_beside`].
+    pub fn tend(&self) {
+        let mut slot = self.beside.borrow_mut();
+        let Some(b) = slot.as_mut() else {
+            return;
+        };
+        let code = match b.child.try_wait() {
+            Ok(Some(st)) => exit_code(st),
+            Ok(None) => {
+                if let (Some(sig), false) = (self.cancel.signal(), b.forwarded) {
+                    b.forwarded = true;
+                    forward(b.child.id(), sig);
+                }
+                if !self.cancel.overdue(self.grace) {
+                    return;
+                }
+                let _ = b.child.kill();
+                let _ = b.child.wait();
+                println!(
+                    "stopped    {} did not stop within the grace period: killed",
+                    b.step
+                );
+                128 + self.cancel.signal().unwrap_or(libc::SIGTERM)
+            }
+            Err(e) => {
+                println!("stopped    cannot wait for {}: {e}", b.step);
+                let _ = b.child.kill();
+                let _ = b.child.wait();
+                1
+            }
+        };
+        println!(
+            "took       {} {:.1} s, exit code {code}",
+            b.step,
+            b.started.elapsed().as_secs_f64()
+        );
+        if let Err(e) = crate::plan::arrivals::mark_ended_at(&b.marker) {
+            tracing::error!("cannot write `{}`: {e}", b.marker.display());
+        }
+        *slot = None;
+        self.beside_code.set(Some(code));
+    }
+
+    /// Waits for the step running beside to end (tending it); its exit code, or `None` when
+    /// none was started.
+    pub fn wait_beside(&self) -> Option<i32> {
+        while self.beside.borrow().is_some() {
+            self.tend();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.beside_code.take()
+    }
+
+    /// Waits until `ready` says so or the step running beside has ended.
+    pub fn wait_beside_until(&self, ready: impl Fn() -> bool) {
+        while self.beside.borrow().is_some() && !ready() {
+            self.tend();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Runs a command to its end whatever `--dry-run` says, passing a SIGTERM or SIGINT that
     /// `run` receives on to it once; its exit code.
     pub fn exec(&self, mut c: Command) -> Result<i32, Failure> {
@@ -150,6 +252,7 @@ impl Steps<'_> {
             .map_err(Failure::data)?;
         let mut forwarded = false;
         loop {
+            self.tend();
             if let Some(st) = child
                 .try_wait()
                 .map_err(|e| Failure::data(anyhow!("waiting for a step: {e}")))?
@@ -224,6 +327,8 @@ pub enum Step<'a> {
         date: &'a str,
         staging: &'a Path,
         manifest: &'a Path,
+        /// Where to write the rows to be staged before copying (`--listing`).
+        listing: Option<&'a Path>,
     },
     /// `plan`: the manifest's files into slices for the window.
     Plan {
@@ -244,6 +349,8 @@ pub enum Step<'a> {
         utilization: Option<f64>,
         /// The job token's file (`run --token`): `plan` verifies it and records the profile.
         token: Option<&'a Path>,
+        /// The manifest a fetch still appends to, when `manifest` is its listing.
+        fetching: Option<&'a Path>,
     },
     /// `process`: one slice of the plan.
     Process {
@@ -254,6 +361,8 @@ pub enum Step<'a> {
         deadline: Option<chrono::DateTime<chrono::Utc>>,
         /// Local scratch for a slice over a run location URL (`--scratch`).
         scratch: Option<&'a Path>,
+        /// The manifest a fetch still appends to, when the plan was made from its listing.
+        fetching: Option<&'a Path>,
     },
     /// `publish`: the outputs the slices' ledgers record, to the window's target.
     Publish {
@@ -310,12 +419,16 @@ impl Step<'_> {
                 date,
                 staging,
                 manifest,
+                listing,
             } => {
                 flag("--config", p(config));
                 flag("--source", OsString::from(*source));
                 flag("--date", OsString::from(*date));
                 flag("--staging", p(staging));
                 flag("--manifest", p(manifest));
+                if let Some(l) = listing {
+                    flag("--listing", p(l));
+                }
                 v.insert(0, "fetch".into());
             }
             Step::Plan {
@@ -330,9 +443,13 @@ impl Step<'_> {
                 max_slices,
                 utilization,
                 token,
+                fetching,
             } => {
                 flag("--config", p(config));
                 flag("--manifest", p(manifest));
+                if let Some(m) = fetching {
+                    flag("--fetching", p(m));
+                }
                 flag("--window", OsString::from(*window));
                 flag("--date", OsString::from(*date));
                 flag("--slices", OsString::from(slices));
@@ -366,11 +483,15 @@ impl Step<'_> {
                 out,
                 deadline,
                 scratch,
+                fetching,
             } => {
                 flag("--config", p(config));
                 flag("--plan", p(plan));
                 flag("--slice", OsString::from(slice.to_string()));
                 flag("--out", p(out));
+                if let Some(m) = fetching {
+                    flag("--fetching", p(m));
+                }
                 if let Some(s) = scratch {
                     flag("--scratch", p(s));
                 }
@@ -455,10 +576,12 @@ mod tests {
             date: "2026-12-03",
             staging,
             manifest,
+            listing: Some(Path::new("/r/listing.jsonl")),
         };
         let Command::Fetch(a) = parse(&fetch) else {
             panic!("not fetch")
         };
+        assert_eq!(a.listing.as_deref(), Some(Path::new("/r/listing.jsonl")));
         assert_eq!(a.config, config);
         assert_eq!(a.source, "sftp://vendor@host/drop");
         assert_eq!(a.date.as_deref(), Some("2026-12-03"));
@@ -491,6 +614,7 @@ mod tests {
                 max_slices: None,
                 utilization: None,
                 token: slurm.then_some(Path::new("/r/token.jwt")),
+                fetching: (!slurm).then_some(manifest),
             };
             let Command::Plan(a) = parse(&plan) else {
                 panic!("not plan")
@@ -500,6 +624,7 @@ mod tests {
             assert_eq!(a.manifest.as_deref(), Some(manifest));
             assert_eq!(a.slices, if slurm { "auto" } else { "3" });
             assert_eq!(a.split_bytes, (!slurm).then_some(u64::MAX));
+            assert_eq!(a.fetching.as_deref(), (!slurm).then_some(manifest));
             assert_eq!(a.emit.len(), usize::from(slurm));
             assert_eq!(
                 a.token.as_deref(),
@@ -524,10 +649,24 @@ mod tests {
             out,
             deadline,
             scratch: Some(Path::new("/r/scratch")),
+            fetching: None,
         };
         let Command::Process(a) = parse(&process) else {
             panic!("not process")
         };
+        let fetching = Step::Process {
+            config,
+            plan: plan_path,
+            slice: 0,
+            out,
+            deadline: None,
+            scratch: None,
+            fetching: Some(manifest),
+        };
+        let Command::Process(f) = parse(&fetching) else {
+            panic!("not process")
+        };
+        assert_eq!(f.fetching.as_deref(), Some(manifest));
         assert_eq!(a.slice, Some(4));
         assert_eq!(a.plan.as_deref(), Some(plan_path));
         assert_eq!(a.out, out);

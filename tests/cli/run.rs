@@ -156,6 +156,13 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
         assert!(out.contains(step), "{step}: {out}");
     }
     assert!(out.contains("SLA"), "the report is printed: {out}");
+    // The day's first run: the fetch runs beside the plan and the slices.
+    assert!(
+        out.contains("fetch      runs beside the plan and the slices: 20 files to stage")
+            && out.contains("--listing")
+            && out.contains("--fetching"),
+        "{out}"
+    );
     // Stages in order: no slice starts before every slice of an earlier stage has ended.
     let plan: serde_json::Value =
         serde_json::from_str(&d.read(&format!("runs/{date}-day/plan.json"))).unwrap();
@@ -207,8 +214,13 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
         &html[..html.len().min(200)]
     );
 
-    // Again: nothing left to do, nothing delivered twice.
+    // Again: nothing left to do, nothing delivered twice; the fetch runs first.
     let again = d.cmd().args(run_args(&date, &[])).assert().code(0);
+    assert!(
+        !stdout(&again).contains("--listing") && !stdout(&again).contains("runs beside"),
+        "{}",
+        stdout(&again)
+    );
     assert!(
         stdout(&again).contains("20 files already done"),
         "{}",
@@ -1285,4 +1297,136 @@ fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed(
     let w = why(&d);
     assert!(w.contains("released by oncall (ticket 42)"), "{w}");
     assert!(w.contains("now: done"), "{w}");
+}
+
+#[test]
+fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_next_run() {
+    use crate::util::{DATE, generate_day, process_day, slice_args, stderr as stderr_text};
+    let d = Dir::new();
+    generate_day(&d, "6", "20000", "3", "44");
+    process_day(&d, "whole");
+    // The rows a fetch lists before it copies, and the manifest it appends to as it goes.
+    let fetched = d
+        .cmd()
+        .args(["fetch", "--config", "day/batchwin.toml", "--source", "day"])
+        .args(["--date", DATE, "--staging", "staging", "--settle", "0s"])
+        .args(["--manifest", "all.jsonl", "--listing", "listing.jsonl"])
+        .assert()
+        .code(0);
+    assert!(d.path("all.jsonl.ended").is_file(), "{}", stdout(&fetched));
+    let listing: Vec<serde_json::Value> = d
+        .read("listing.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("listing row"))
+        .collect();
+    assert_eq!(listing.len(), 6);
+    assert!(listing.iter().all(|r| r["sha256"] == ""), "{listing:?}");
+    // HIGH vendors' files first, then larger files first within a priority.
+    let rank = |p: &serde_json::Value| ["high", "medium", "low"].iter().position(|x| p == x);
+    let order: Vec<(Option<usize>, i64)> = listing
+        .iter()
+        .map(|r| (rank(&r["priority"]), -r["bytes"].as_i64().unwrap()))
+        .collect();
+    assert!(order.is_sorted(), "{order:?}");
+    let rows: std::collections::HashMap<String, String> = d
+        .read("all.jsonl")
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).expect("row");
+            (r["location"].as_str().unwrap().to_string(), l.to_string())
+        })
+        .collect();
+
+    // Plan the listing while nothing is staged yet, then start the one slice.
+    d.cmd()
+        .args([
+            "plan",
+            "--config",
+            "day/batchwin.toml",
+            "--manifest",
+            "listing.jsonl",
+        ])
+        .args([
+            "--fetching",
+            "manifest.jsonl",
+            "--slices",
+            "1",
+            "--date",
+            DATE,
+        ])
+        .args(["--out", "plan.json"])
+        .assert()
+        .code(0);
+    let mut slice = d
+        .process()
+        .args(slice_args("plan.json", 0, "out"))
+        .args(["--fetching", "manifest.jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("slice");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        slice.try_wait().expect("slice").is_none(),
+        "the slice waits for its files"
+    );
+    // Every file but the last listed arrives; the fetch ends without the last.
+    let missing = listing[5]["location"].as_str().unwrap().to_string();
+    let arrived: String = listing[..5]
+        .iter()
+        .map(|r| rows[r["location"].as_str().unwrap()].clone() + "\n")
+        .collect();
+    d.write("manifest.jsonl", arrived);
+    d.write("manifest.jsonl.ended", "2026-11-29T00:00:00Z\n");
+    let done = slice.wait_with_output().expect("slice");
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&missing) && err.contains("not staged"),
+        "{err}"
+    );
+    // The five files staged are done as alone, the sixth not at all.
+    let whole = tree(&d.path("whole"));
+    let got: std::collections::BTreeMap<String, Vec<u8>> = tree(&d.path("out"))
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("ledgers/") && !k.starts_with("status/"))
+        .collect();
+    let name = std::path::Path::new(&missing)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let expected: std::collections::BTreeMap<String, Vec<u8>> = whole
+        .into_iter()
+        .filter(|(k, _)| k.contains('/') && !k.ends_with(".duckdb") && !k.contains(&name))
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        got == expected,
+        "outputs differ from the files processed alone"
+    );
+
+    // The same slice again once the file is staged: only it is done.
+    d.write(
+        "manifest.jsonl",
+        listing
+            .iter()
+            .map(|r| rows[r["location"].as_str().unwrap()].clone() + "\n")
+            .collect::<String>(),
+    );
+    let again = d
+        .cmd()
+        .args(slice_args("plan.json", 0, "out"))
+        .args(["--fetching", "manifest.jsonl"])
+        .assert()
+        .code(0);
+    assert!(
+        stdout(&again).contains("files      1 (1 succeeded"),
+        "{}{}",
+        stdout(&again),
+        stderr_text(&again)
+    );
 }
