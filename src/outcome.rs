@@ -145,20 +145,27 @@ pub struct FileOutcome {
 }
 
 impl FileOutcome {
-    /// A unit not started because a vendor it comes `after` did not finish.
-    pub fn blocked(vendor: &str, input: &Path, part: Option<&Part>, reason: &str) -> FileOutcome {
-        FileOutcome::not_started(vendor, input, part, FileStatus::Blocked, reason)
+    /// A unit not started because a vendor it comes `after` did not finish; `bytes` is its
+    /// file's size.
+    pub fn blocked(
+        vendor: &str,
+        input: &Path,
+        bytes: u64,
+        part: Option<&Part>,
+        reason: &str,
+    ) -> FileOutcome {
+        FileOutcome::not_started(vendor, input, bytes, part, FileStatus::Blocked, reason)
     }
 
     /// A unit not started (`status` deferred or blocked), and why.
     fn not_started(
         vendor: &str,
         input: &Path,
+        bytes: u64,
         part: Option<&Part>,
         status: FileStatus,
         reason: &str,
     ) -> FileOutcome {
-        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
         FileOutcome {
             status,
             error: Some(reason.to_string()),
@@ -193,9 +200,9 @@ impl FileOutcome {
         }
     }
 
-    /// A unit that was not started because the window had ended.
-    pub fn deferred(vendor: &str, input: &Path, part: Option<&Part>) -> FileOutcome {
-        FileOutcome::not_started(vendor, input, part, FileStatus::Deferred, DEFERRED)
+    /// A unit that was not started because the window had ended; `bytes` is its file's size.
+    pub fn deferred(vendor: &str, input: &Path, bytes: u64, part: Option<&Part>) -> FileOutcome {
+        FileOutcome::not_started(vendor, input, bytes, part, FileStatus::Deferred, DEFERRED)
     }
 }
 

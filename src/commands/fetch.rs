@@ -33,9 +33,9 @@ pub struct FetchArgs {
     pub manifest: PathBuf,
     /// Before copying, write the rows this fetch will stage to this file (JSON Lines, the
     /// manifest's rows with empty checksums, in the order the files are copied: HIGH vendors'
-    /// first), and when it ends, whatever way, `MANIFEST.ended`. `plan --manifest LISTING
-    /// --fetching MANIFEST` and `process --fetching MANIFEST` then work while the files arrive;
-    /// `run` does so on a day's first run.
+    /// first), and when it ends (not killed by a signal) `MANIFEST.ended`. `plan --manifest
+    /// LISTING --fetching MANIFEST` and `process --fetching MANIFEST` then work while the files
+    /// arrive; `run` does so on a day's first run.
     #[arg(long)]
     pub listing: Option<PathBuf>,
     /// How long a file's size and time must stay the same to count as complete (default:
@@ -47,19 +47,20 @@ pub struct FetchArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
-    // With a listing, whoever waits for the files is told when the fetch has ended, whatever
-    // way it ends: an earlier fetch's marker goes first.
+    // With a listing, whoever waits for the files is told when the fetch has ended (unless a
+    // signal ends it): an earlier fetch's marker and listing go first.
     let _ended = match &a.listing {
-        Some(_) => {
-            let marker = crate::plan::arrivals::ended_marker(&a.manifest);
-            match std::fs::remove_file(&marker) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Failure::data(anyhow::anyhow!(
-                        "cannot remove `{}`: {e}",
-                        marker.display()
-                    )));
+        Some(listing) => {
+            for old in [&crate::plan::arrivals::ended_marker(&a.manifest), listing] {
+                match std::fs::remove_file(old) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Failure::data(anyhow::anyhow!(
+                            "cannot remove `{}`: {e}",
+                            old.display()
+                        )));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
             Some(MarkEnded(&a.manifest))
         }

@@ -181,6 +181,7 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
     let splitter = |row: &ManifestRow, limit: u64| {
         // A file still being fetched is cut once it is staged; one never staged is not cut.
         if let Some(arrivals) = &arrivals
+            && crate::plan::split::may_cut(&config, row)
             && !arrivals.staged(&row.location)?
         {
             return Ok(Vec::new());

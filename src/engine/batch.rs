@@ -37,6 +37,9 @@ pub struct Work {
     pub part: Option<crate::plan::Part>,
     /// The file's checksum as the manifest recorded it.
     pub known: Option<KnownInput>,
+    /// The whole file's size as planned (`None`: its size on disk). A slice beside the fetch,
+    /// or over a run location, counts its units before their files are there.
+    pub file_bytes: Option<u64>,
     /// Why the unit may not start: a vendor it comes `after` did not finish (see
     /// [`blocked_vendors`]). It is recorded as blocked, with this reason.
     pub blocked: Option<String>,
@@ -268,6 +271,7 @@ pub fn slice_units(
                 modified,
                 sha256: u.sha256.clone(),
             }),
+            file_bytes: Some(u.file_bytes),
             blocked: blocked.get(&u.vendor).cloned(),
         });
     }
@@ -497,6 +501,7 @@ pub fn input_units(
                 out_dir: out.to_path_buf(),
                 part: None,
                 known: None,
+                file_bytes: None,
                 blocked: None,
             })
         })
@@ -519,6 +524,7 @@ pub fn scan_inbound(
             out_dir: out.join(&config.vendors[idx].id),
             part: None,
             known: None,
+            file_bytes: None,
             blocked: None,
         })
         .collect();
@@ -557,7 +563,8 @@ pub fn run(
 
 /// What a run does around each unit besides processing it: a slice over a run location
 /// downloads the input before the unit starts and uploads the outputs before it is recorded
-/// (`super::remote`).
+/// (`super::remote`); a slice beside the fetch waits for each file to be staged
+/// ([`Arriving`]).
 pub trait UnitHooks: Sync {
     /// Before unit `i` (of the list [`run_with`] was given) is processed: waits until its
     /// input is at `w.input`; what is then known of it, when the hook learned that (its size,
@@ -735,17 +742,25 @@ pub fn run_with(
             return skipped(FileOutcome::blocked(
                 &p.id,
                 &w.input,
+                file_bytes(w),
                 w.part.as_ref(),
                 reason,
             ));
         }
-        let late = opts.deadline.is_some_and(|d| {
-            p.priority != crate::config::Priority::High && chrono::Utc::now() >= d
-        });
-        if late {
-            return skipped(FileOutcome::deferred(&p.id, &w.input, w.part.as_ref()));
+        let late = || {
+            opts.deadline.is_some_and(|d| {
+                p.priority != crate::config::Priority::High && chrono::Utc::now() >= d
+            })
+        };
+        let deferred = || FileOutcome::deferred(&p.id, &w.input, file_bytes(w), w.part.as_ref());
+        if late() {
+            return skipped(deferred());
         }
         let arrived = hooks.before(i, w)?;
+        // The window may have ended while the input was awaited (a download, a fetch).
+        if late() {
+            return skipped(deferred());
+        }
         let (outcome, pending) = process_file_deferred(
             p,
             encoders[w.vendor].as_ref(),
@@ -946,8 +961,14 @@ pub fn run_with(
 fn unit_bytes(w: &Work) -> u64 {
     match &w.part {
         Some(p) => p.end - p.start,
-        None => std::fs::metadata(&w.input).map(|m| m.len()).unwrap_or(0),
+        None => file_bytes(w),
     }
+}
+
+/// A unit's whole file's size: as planned, else on disk.
+fn file_bytes(w: &Work) -> u64 {
+    w.file_bytes
+        .unwrap_or_else(|| std::fs::metadata(&w.input).map_or(0, |m| m.len()))
 }
 
 /// The units as the live status document counts them.

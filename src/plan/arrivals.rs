@@ -4,7 +4,8 @@
 //! goes on; each unit waits here for its file's row, and takes its checksum and time from it.
 //!
 //! When the fetch has ended, the marker `MANIFEST.ended` exists ([`ended_marker`]: written by
-//! `fetch --listing` as it ends, and by `run` when the fetch it started exited whatever way).
+//! `fetch --listing` as it ends, unless a signal ends it, and by `run` when the fetch it
+//! started ended whatever way).
 //! A file that has no row once the marker is there was not staged (the copy failed, or the
 //! file was still being written and is left for the next fetch): its unit is not processed,
 //! and the next run fetches and processes it.

@@ -50,6 +50,15 @@ impl<'a> RangeReads<'a> {
     }
 }
 
+/// Whether a file of this row's vendor may be cut into parts at all. A PDF is one document
+/// (its page count is on every page): its pages cannot be put together from parts, so a file
+/// with PDF output is planned whole.
+pub fn may_cut(config: &Config, row: &ManifestRow) -> bool {
+    config
+        .vendor(&row.vendor)
+        .is_some_and(|(_, v)| v.output.format != crate::config::Format::Pdf)
+}
+
 /// Cuts a file into parts of about `limit` bytes at record boundaries: a local file with the
 /// vendor's framing over all of it, a file at a URL by ranged reads around the cuts (with
 /// `reads`; without, or for a format where that cannot be done, it is planned whole).
@@ -62,9 +71,7 @@ pub fn split_file(
     let (idx, _) = config
         .vendor(&row.vendor)
         .ok_or_else(|| format!("unknown vendor `{}`", row.vendor))?;
-    if config.vendors[idx].output.format == crate::config::Format::Pdf {
-        // A PDF is one document (its page count is on every page): its pages cannot be put
-        // together from parts, so a file with PDF output is planned whole.
+    if !may_cut(config, row) {
         return Ok(Vec::new());
     }
     let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;

@@ -372,7 +372,18 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         crate::files::append(req.manifest).map_err(|e| StorageError::local(req.manifest, e))?;
 
     let now = rfc3339(&chrono::Utc::now());
+    let mut previous = previous;
     if let Some(listing) = req.listing {
+        // The rows of files about to be copied again leave the manifest first: a unit waiting
+        // for its file must not take the staged copy this fetch replaces.
+        let again: HashSet<&str> = todo.iter().map(|(_, url, _)| url.as_str()).collect();
+        if previous.iter().any(|r| again.contains(r.key())) {
+            previous.retain(|r| !again.contains(r.key()));
+            manifest::write(req.manifest, &previous).map_err(|e| StorageError::Failed {
+                store: req.manifest.display().to_string(),
+                message: format!("{e:#}"),
+            })?;
+        }
         let mut rows = staged_before;
         rows.extend(todo.iter().map(|(c, url, staged)| {
             let v = &req.config.vendors[c.vendor];

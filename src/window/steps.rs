@@ -2,7 +2,8 @@
 //! line is printed (so any step can be run again by hand), started with the global options
 //! passed on, a shorter grace period, and SIGTERM when `run` itself dies; a SIGTERM or SIGINT
 //! that `run` receives is passed on to it. Child exit codes are read back as exit statuses and
-//! the worst one is the run's.
+//! the worst one is the run's. One step may run beside the others ([`Beside`]: the fetch of a
+//! day's first run), looked after in every wait.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -37,15 +38,34 @@ pub(crate) struct Steps<'a> {
 
 /// A step running beside the others: `fetch` while the day's first files are planned and
 /// processed. Every wait of `run` tends it ([`Steps::tend`]): passes a signal on, kills it
-/// after the grace period, and when it has ended writes its marker, so that the slices
-/// waiting for its files learn that it ended even when it was killed.
+/// after the grace period. Once it has ended its marker is written (when it is dropped), so
+/// that the slices waiting for its files learn that it ended even when it was killed; one
+/// still running when `run` gives up on an error is stopped first, as a signal stops it.
 pub(crate) struct Beside {
     step: &'static str,
     child: std::process::Child,
     started: Instant,
     forwarded: bool,
+    grace: Duration,
     /// Written once it has ended, whatever way (the fetch's `MANIFEST.ended`).
     marker: PathBuf,
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            forward(self.child.id(), libc::SIGTERM);
+            let until = Instant::now() + self.grace;
+            while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Err(e) = crate::plan::arrivals::mark_ended_at(&self.marker) {
+            tracing::error!("cannot write `{}`: {e}", self.marker.display());
+        }
+    }
 }
 
 fn shell_word(s: &str) -> String {
@@ -176,13 +196,14 @@ impl Steps<'_> {
             child,
             started: Instant::now(),
             forwarded: false,
+            grace: self.grace,
             marker,
         });
         Ok(())
     }
 
     /// Looks after the step running beside, if any: when it has ended, says so, writes its
-    /// marker and keeps its exit code for [`Steps::wait_beside`].
+    /// marker (dropping it) and keeps its exit code for [`Steps::wait_beside`].
     pub fn tend(&self) {
         let mut slot = self.beside.borrow_mut();
         let Some(b) = slot.as_mut() else {
@@ -218,9 +239,6 @@ impl Steps<'_> {
             b.step,
             b.started.elapsed().as_secs_f64()
         );
-        if let Err(e) = crate::plan::arrivals::mark_ended_at(&b.marker) {
-            tracing::error!("cannot write `{}`: {e}", b.marker.display());
-        }
         *slot = None;
         self.beside_code.set(Some(code));
     }

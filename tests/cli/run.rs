@@ -4,6 +4,7 @@
 //! Windows are placed around the time the test runs (SLAs count from the window's start), and
 //! the generated day is that window's day.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
@@ -1299,13 +1300,12 @@ fn a_file_that_always_fails_is_quarantined_skipped_released_and_done_once_fixed(
     assert!(w.contains("now: done"), "{w}");
 }
 
-#[test]
-fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_next_run() {
-    use crate::util::{DATE, generate_day, process_day, slice_args, stderr as stderr_text};
-    let d = Dir::new();
-    generate_day(&d, "6", "20000", "3", "44");
-    process_day(&d, "whole");
-    // The rows a fetch lists before it copies, and the manifest it appends to as it goes.
+/// A generated day staged by `fetch --listing` into `staging`, with its manifest kept aside
+/// (`all.jsonl`) and the listing planned as one slice (`plan.json`) while `manifest.jsonl`,
+/// which the slice is to wait on, is not there yet: the listing's rows, and each file's
+/// manifest line by location.
+fn listed_day(d: &Dir) -> (Vec<serde_json::Value>, HashMap<String, String>) {
+    use crate::util::DATE;
     let fetched = d
         .cmd()
         .args(["fetch", "--config", "day/batchwin.toml", "--source", "day"])
@@ -1319,6 +1319,56 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
         .lines()
         .map(|l| serde_json::from_str(l).expect("listing row"))
         .collect();
+    let rows = d
+        .read("all.jsonl")
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).expect("row");
+            (r["location"].as_str().unwrap().to_string(), l.to_string())
+        })
+        .collect();
+    d.cmd()
+        .args(["plan", "--config", "day/batchwin.toml"])
+        .args([
+            "--manifest",
+            "listing.jsonl",
+            "--fetching",
+            "manifest.jsonl",
+        ])
+        .args(["--slices", "1", "--date", DATE, "--out", "plan.json"])
+        .assert()
+        .code(0);
+    (listing, rows)
+}
+
+/// The manifest lines of `listed` rows, as the fetch appends them.
+fn arrived(listed: &[serde_json::Value], rows: &HashMap<String, String>) -> String {
+    listed
+        .iter()
+        .map(|r| rows[r["location"].as_str().unwrap()].clone() + "\n")
+        .collect()
+}
+
+/// The slice of `plan.json` into `out`, waiting for the files of `manifest.jsonl`, with
+/// `flags`, as a child process whose output is kept.
+fn slice_beside(d: &Dir, flags: &[&str]) -> std::process::Child {
+    d.process()
+        .args(crate::util::slice_args("plan.json", 0, "out"))
+        .args(["--fetching", "manifest.jsonl"])
+        .args(flags)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("slice")
+}
+
+#[test]
+fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_next_run() {
+    use crate::util::{generate_day, process_day, slice_args, stderr as stderr_text};
+    let d = Dir::new();
+    generate_day(&d, "6", "20000", "3", "44");
+    process_day(&d, "whole");
+    let (listing, rows) = listed_day(&d);
     assert_eq!(listing.len(), 6);
     assert!(listing.iter().all(|r| r["sha256"] == ""), "{listing:?}");
     // HIGH vendors' files first, then larger files first within a priority.
@@ -1328,43 +1378,9 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
         .map(|r| (rank(&r["priority"]), -r["bytes"].as_i64().unwrap()))
         .collect();
     assert!(order.is_sorted(), "{order:?}");
-    let rows: std::collections::HashMap<String, String> = d
-        .read("all.jsonl")
-        .lines()
-        .map(|l| {
-            let r: serde_json::Value = serde_json::from_str(l).expect("row");
-            (r["location"].as_str().unwrap().to_string(), l.to_string())
-        })
-        .collect();
 
-    // Plan the listing while nothing is staged yet, then start the one slice.
-    d.cmd()
-        .args([
-            "plan",
-            "--config",
-            "day/batchwin.toml",
-            "--manifest",
-            "listing.jsonl",
-        ])
-        .args([
-            "--fetching",
-            "manifest.jsonl",
-            "--slices",
-            "1",
-            "--date",
-            DATE,
-        ])
-        .args(["--out", "plan.json"])
-        .assert()
-        .code(0);
-    let mut slice = d
-        .process()
-        .args(slice_args("plan.json", 0, "out"))
-        .args(["--fetching", "manifest.jsonl"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("slice");
+    // The one slice starts while nothing is staged yet: it waits.
+    let mut slice = slice_beside(&d, &[]);
     std::thread::sleep(Duration::from_millis(700));
     assert!(
         slice.try_wait().expect("slice").is_none(),
@@ -1372,11 +1388,7 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
     );
     // Every file but the last listed arrives; the fetch ends without the last.
     let missing = listing[5]["location"].as_str().unwrap().to_string();
-    let arrived: String = listing[..5]
-        .iter()
-        .map(|r| rows[r["location"].as_str().unwrap()].clone() + "\n")
-        .collect();
-    d.write("manifest.jsonl", arrived);
+    d.write("manifest.jsonl", arrived(&listing[..5], &rows));
     d.write("manifest.jsonl.ended", "2026-11-29T00:00:00Z\n");
     let done = slice.wait_with_output().expect("slice");
     let err = String::from_utf8_lossy(&done.stderr);
@@ -1386,19 +1398,18 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
         "{err}"
     );
     // The five files staged are done as alone, the sixth not at all.
-    let whole = tree(&d.path("whole"));
-    let got: std::collections::BTreeMap<String, Vec<u8>> = tree(&d.path("out"))
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("ledgers/") && !k.starts_with("status/"))
-        .collect();
     let name = std::path::Path::new(&missing)
         .file_stem()
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let expected: std::collections::BTreeMap<String, Vec<u8>> = whole
+    let expected: BTreeMap<String, Vec<u8>> = tree(&d.path("whole"))
         .into_iter()
         .filter(|(k, _)| k.contains('/') && !k.ends_with(".duckdb") && !k.contains(&name))
+        .collect();
+    let got: BTreeMap<String, Vec<u8>> = tree(&d.path("out"))
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("ledgers/") && !k.starts_with("status/"))
         .collect();
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
@@ -1410,13 +1421,7 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
     );
 
     // The same slice again once the file is staged: only it is done.
-    d.write(
-        "manifest.jsonl",
-        listing
-            .iter()
-            .map(|r| rows[r["location"].as_str().unwrap()].clone() + "\n")
-            .collect::<String>(),
-    );
+    d.write("manifest.jsonl", arrived(&listing, &rows));
     let again = d
         .cmd()
         .args(slice_args("plan.json", 0, "out"))
@@ -1428,5 +1433,29 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
         "{}{}",
         stdout(&again),
         stderr_text(&again)
+    );
+}
+
+#[test]
+fn a_unit_whose_file_arrives_after_the_window_ended_is_deferred_unless_high() {
+    let d = Dir::new();
+    crate::util::generate_day(&d, "6", "20000", "3", "45");
+    let (listing, rows) = listed_day(&d);
+    let deadline = (Utc::now() + chrono::Duration::seconds(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let slice = slice_beside(&d, &["--deadline", &deadline]);
+    // The units start waiting before the window ends; their files come after it.
+    std::thread::sleep(Duration::from_secs(4));
+    d.write("manifest.jsonl", arrived(&listing, &rows));
+    d.write("manifest.jsonl.ended", "2026-11-29T00:00:00Z\n");
+    let done = slice.wait_with_output().expect("slice");
+    let out = String::from_utf8_lossy(&done.stdout);
+    let high = listing.iter().filter(|r| r["priority"] == "high").count();
+    assert!(high > 0 && high < 6, "{listing:?}");
+    assert!(
+        out.contains(&format!("files      6 ({high} succeeded, 0 failed)"))
+            && out.contains(&format!("deferred   {} units of MEDIUM and LOW", 6 - high)),
+        "{out}{}",
+        String::from_utf8_lossy(&done.stderr)
     );
 }
