@@ -733,7 +733,15 @@ pub fn run_with(
         items.iter().map(|_| Mutex::new(None)).collect();
     let start = |i: usize, w: &Work| -> Result<(FileOutcome, Option<Pending>), Failure> {
         let p = &profiles[w.vendor];
+        // In the live status document a unit runs from when its input is there (a unit
+        // waiting for its download or its fetch still counts as left to do).
+        let started = || {
+            if let Some(live) = &opts.live {
+                live.unit_started(&p.id, &w.input, w.part.as_ref().map(|p| p.index));
+            }
+        };
         let skipped = |o: FileOutcome| {
+            started();
             let bytes = w.part.as_ref().map_or(o.input_bytes, |p| p.end - p.start);
             opts.progress.add(bytes, 0, 0);
             Ok((o, None))
@@ -761,6 +769,7 @@ pub fn run_with(
         if late() {
             return skipped(deferred());
         }
+        started();
         let (outcome, pending) = process_file_deferred(
             p,
             encoders[w.vendor].as_ref(),
@@ -856,13 +865,6 @@ pub fn run_with(
                         }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(w) = items.get(i) else { break };
-                        if let Some(live) = &opts.live {
-                            live.unit_started(
-                                &profiles[w.vendor].id,
-                                &w.input,
-                                w.part.as_ref().map(|p| p.index),
-                            );
-                        }
                         match start(i, w) {
                             Ok((outcome, pending)) => {
                                 // The receiver outlives the workers, so sending cannot fail; if it

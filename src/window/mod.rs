@@ -41,7 +41,7 @@ use location::DayLocation;
 use lock::lock;
 use preview::{preview_fetch, preview_plan};
 use resume::{remaining, remember_split_files};
-use steps::{ReportTo, SlurmEmit, Step, Steps, status_of, worse};
+use steps::{ReportTo, SlurmEmit, Step, Steps, ended, status_of, worse};
 
 /// What `run` was asked to do, resolved from its flags.
 #[derive(Debug, Clone)]
@@ -120,6 +120,7 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
         notify_log: Default::default(),
         beside: Default::default(),
         beside_code: Default::default(),
+        beside_span: Default::default(),
     };
     // A dry run changes nothing and tells no one.
     let traces = if a.dry_run {
@@ -187,14 +188,6 @@ impl Watch<'_> {
             *steps.traceparent.borrow_mut() = Some(tp);
         }
         span
-    }
-}
-
-/// Ends a step's span with its exit code.
-fn ended(span: TraceSpan, code: i32) {
-    span.set(vec![attr("batchwin.exit_code", i64::from(code))]);
-    if code != 0 {
-        span.error(&format!("exit code {code}"));
     }
 }
 
@@ -398,7 +391,6 @@ fn run_steps(
         preview_plan(steps, config, w, &found, a, &dir)?;
     }
     let span = watch.step(steps, "fetch");
-    let mut fetch_span = None;
     let listing = if beside {
         let _ = std::fs::remove_file(&listing_path);
         steps.start_beside(
@@ -416,7 +408,8 @@ fn run_steps(
                     "fetch      runs beside the plan and the slices: {} files to stage, each unit starts once its file is staged",
                     r.len()
                 );
-                fetch_span = Some(span);
+                // Its span ends when it does.
+                *steps.beside_span.borrow_mut() = Some(span);
             }
             // Nothing to stage, or the fetch ended without a listing: as a fetch run first.
             None => {
@@ -436,11 +429,8 @@ fn run_steps(
         return finish(&dir, w, status, steps.dry_run);
     }
     // The end of a fetch running beside: its exit code joins the run's.
-    let mut fetch_ended = |status: &mut ExitStatus| {
+    let fetch_ended = |status: &mut ExitStatus| {
         if let Some(code) = steps.wait_beside() {
-            if let Some(span) = fetch_span.take() {
-                ended(span, code);
-            }
             *status = worse(*status, status_of(code));
         }
     };

@@ -34,6 +34,8 @@ pub(crate) struct Steps<'a> {
     pub beside: std::cell::RefCell<Option<Beside>>,
     /// The exit code of the step that ran beside, once it ended.
     pub beside_code: std::cell::Cell<Option<i32>>,
+    /// The span of the step running beside, ended with it.
+    pub beside_span: std::cell::RefCell<Option<crate::telemetry::TraceSpan>>,
 }
 
 /// A step running beside the others: `fetch` while the day's first files are planned and
@@ -240,6 +242,9 @@ impl Steps<'_> {
             b.started.elapsed().as_secs_f64()
         );
         *slot = None;
+        if let Some(span) = self.beside_span.borrow_mut().take() {
+            ended(span, code);
+        }
         self.beside_code.set(Some(code));
     }
 
@@ -289,6 +294,17 @@ impl Steps<'_> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Ends a step's span with its exit code.
+pub(crate) fn ended(span: crate::telemetry::TraceSpan, code: i32) {
+    span.set(vec![crate::telemetry::attr(
+        "batchwin.exit_code",
+        i64::from(code),
+    )]);
+    if code != 0 {
+        span.error(&format!("exit code {code}"));
     }
 }
 
