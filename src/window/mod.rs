@@ -373,8 +373,7 @@ fn run_steps(
     // Later runs of the day fetch first, then plan what is left.
     let staging = at("staging", dir.join("staging"));
     let listing_path = dir.join("listing.jsonl");
-    let beside = !steps.dry_run
-        && location.is_none()
+    let beside = location.is_none()
         && a.executor == Executor::Local
         && !manifest.exists()
         && !ledgers.exists();
@@ -391,7 +390,10 @@ fn run_steps(
         preview_plan(steps, config, w, &found, a, &dir)?;
     }
     let span = watch.step(steps, "fetch");
-    let listing = if beside {
+    if beside && steps.dry_run {
+        println!("fetch      would run beside the plan and the slices (the day's first run)");
+    }
+    let listing = if beside && !steps.dry_run {
         let _ = std::fs::remove_file(&listing_path);
         steps.start_beside(
             "fetch",
@@ -428,6 +430,9 @@ fn run_steps(
     if matches!(status, ExitStatus::Usage | ExitStatus::Interrupted(_)) {
         return finish(&dir, w, status, steps.dry_run);
     }
+    // Whether the plan and the slices wait for the files of a fetch beside (a dry run shows
+    // the command lines a real first run would run).
+    let fetching = listing.is_some() || (beside && steps.dry_run);
     // The end of a fetch running beside: its exit code joins the run's.
     let fetch_ended = |status: &mut ExitStatus| {
         if let Some(code) = steps.wait_beside() {
@@ -513,8 +518,12 @@ fn run_steps(
         };
         let plan = Step::Plan {
             config: cfg,
-            manifest: if steps.dry_run { &manifest } else { &todo },
-            fetching: listing.is_some().then_some(manifest.as_path()),
+            manifest: match (steps.dry_run, fetching) {
+                (true, true) => &listing_path,
+                (true, false) => &manifest,
+                (false, _) => &todo,
+            },
+            fetching: fetching.then_some(manifest.as_path()),
             window: &w.span,
             date: &w.date,
             out: &plan_out,
@@ -584,7 +593,7 @@ fn run_steps(
                     worker_plan: &plan_out,
                     out: &out,
                     scratch: location.as_ref().map(|_| scratch.as_path()),
-                    fetching: listing.is_some().then_some(manifest.as_path()),
+                    fetching: fetching.then_some(manifest.as_path()),
                 },
                 workers,
                 cores,

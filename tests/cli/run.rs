@@ -386,6 +386,13 @@ fn a_dry_run_shows_the_work_and_touches_nothing() {
         out.contains("slices") && out.contains("step       slice 0: batchwin process"),
         "{out}"
     );
+    // The day's first run: the command lines of the fetch beside the plan and the slices.
+    assert!(
+        out.contains("fetch      would run beside the plan and the slices")
+            && out.contains("--listing")
+            && out.contains("--fetching"),
+        "{out}"
+    );
     assert!(!d.path("runs").exists(), "a dry run creates nothing");
     assert!(!d.path("server").exists());
     assert_eq!(tree(&d.path("day")), before);
