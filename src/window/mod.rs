@@ -400,6 +400,8 @@ fn run_steps(
             fetch.args(),
             crate::plan::arrivals::ended_marker(&manifest),
         )?;
+        // Its span ends when it does.
+        *steps.beside_span.borrow_mut() = Some(span);
         steps.wait_beside_until(|| listing_path.exists());
         let rows = crate::plan::manifest::read(&listing_path)
             .ok()
@@ -410,13 +412,10 @@ fn run_steps(
                     "fetch      runs beside the plan and the slices: {} files to stage, each unit starts once its file is staged",
                     r.len()
                 );
-                // Its span ends when it does.
-                *steps.beside_span.borrow_mut() = Some(span);
             }
             // Nothing to stage, or the fetch ended without a listing: as a fetch run first.
             None => {
                 let code = steps.wait_beside().unwrap_or(1);
-                ended(span, code);
                 status = worse(status, status_of(code));
             }
         }
