@@ -368,8 +368,6 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     if let Some(dir) = req.manifest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
     }
-    let mut log =
-        crate::files::append(req.manifest).map_err(|e| StorageError::local(req.manifest, e))?;
 
     let now = rfc3339(&chrono::Utc::now());
     let mut previous = previous;
@@ -406,6 +404,9 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             message: format!("{e:#}"),
         })?;
     }
+    // Opened after the listing's pruning, which replaces the manifest by another file.
+    let mut log =
+        crate::files::append(req.manifest).map_err(|e| StorageError::local(req.manifest, e))?;
     let copies = futures::stream::iter(todo.into_iter().map(|(c, url, staged)| {
         let bar = bar.clone();
         async move {

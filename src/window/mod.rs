@@ -243,6 +243,15 @@ fn run_day(
     result
 }
 
+/// Stops the step running beside, if any, when dropped ([`Steps::stop_beside`]).
+struct StopBeside<'a, 's>(&'a Steps<'s>);
+
+impl Drop for StopBeside<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop_beside();
+    }
+}
+
 /// `RUN/state.json`: whether the run left work undone, so the next run picks it up.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct State {
@@ -326,6 +335,9 @@ fn run_steps(
         Some(l) if !steps.dry_run => Some(l.lock(w)?),
         _ => None,
     };
+    // A fetch still running beside when the steps end on an error is stopped while the locks
+    // are held (dropped before them).
+    let _beside = StopBeside(steps);
     if !steps.dry_run {
         // When the window opened, for `status` to count the SLAs from (and where the day's
         // data is, for `status` of this folder to follow).
@@ -427,6 +439,12 @@ fn run_steps(
         None
     };
     if matches!(status, ExitStatus::Usage | ExitStatus::Interrupted(_)) {
+        return finish(&dir, w, status, steps.dry_run);
+    }
+    if !steps.dry_run && listing.is_none() && !manifest.exists() {
+        // The fetch failed before its first copy (a source that cannot be listed, a day that
+        // does not fit on the disk): there is nothing to plan, and its exit code is the run's.
+        println!("plan       nothing was fetched: nothing to plan");
         return finish(&dir, w, status, steps.dry_run);
     }
     // Whether the plan and the slices wait for the files of a fetch beside (a dry run shows
@@ -614,8 +632,20 @@ fn run_steps(
 
     fetch_ended(&mut status);
 
-    // 4. publish
-    if let Some(target) = &w.config.target {
+    // 4. publish what the slices recorded (a day with no files has nothing to publish).
+    let has_ledgers = match &location {
+        Some(l) if !steps.dry_run => l.has_ledgers()?,
+        _ => ledgers.exists(),
+    };
+    if w.config.target.is_some() && !has_ledgers && !steps.dry_run {
+        println!("publish    nothing to publish: no slice recorded anything");
+    }
+    if let Some(target) = w
+        .config
+        .target
+        .as_ref()
+        .filter(|_| has_ledgers || steps.dry_run)
+    {
         // Beside the ledgers at a run location (`ledgers/publish.duckdb`), else here.
         let ledger = dir.join("publish.duckdb");
         let publish = Step::Publish {
@@ -642,10 +672,6 @@ fn run_steps(
         format,
         // A run location's merged ledger is made here, not in the working folder.
         out: location.as_ref().map(|_| merged.as_path()),
-    };
-    let has_ledgers = match &location {
-        Some(l) if !steps.dry_run => l.has_ledgers()?,
-        _ => ledgers.exists(),
     };
     if has_ledgers || steps.dry_run {
         let span = watch.step(steps, "report");

@@ -53,8 +53,10 @@ pub(crate) struct Beside {
     marker: PathBuf,
 }
 
-impl Drop for Beside {
-    fn drop(&mut self) {
+impl Beside {
+    /// Stops it as a signal would, if it still runs (SIGTERM, then SIGKILL after the grace
+    /// period); its exit code.
+    fn stop(&mut self) -> i32 {
         if let Ok(None) = self.child.try_wait() {
             forward(self.child.id(), libc::SIGTERM);
             let until = Instant::now() + self.grace;
@@ -62,8 +64,14 @@ impl Drop for Beside {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = self.child.kill();
-            let _ = self.child.wait();
         }
+        self.child.wait().map_or(1, exit_code)
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        self.stop();
         if let Err(e) = crate::plan::arrivals::mark_ended_at(&self.marker) {
             tracing::error!("cannot write `{}`: {e}", self.marker.display());
         }
@@ -256,6 +264,19 @@ impl Steps<'_> {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.beside_code.take()
+    }
+
+    /// Stops the step running beside, if any (see [`Beside`]), and ends its span: for steps
+    /// that end on an error while it runs.
+    pub fn stop_beside(&self) {
+        let Some(mut b) = self.beside.borrow_mut().take() else {
+            return;
+        };
+        let code = b.stop();
+        drop(b);
+        if let Some(span) = self.beside_span.borrow_mut().take() {
+            ended(span, code);
+        }
     }
 
     /// Waits until `ready` says so or the step running beside has ended.

@@ -1466,3 +1466,43 @@ fn a_unit_whose_file_arrives_after_the_window_ended_is_deferred_unless_high() {
         String::from_utf8_lossy(&done.stderr)
     );
 }
+
+#[test]
+fn a_day_with_no_files_succeeds_and_a_fetch_that_fails_first_gives_its_exit_code() {
+    let d = Dir::new();
+    let date = day_on_server(&d, "2", "100", "2", "46");
+    // No files for the day at the source: nothing to plan, process or publish.
+    std::fs::remove_dir_all(d.path("day/inbound")).unwrap();
+    let out = run_ok(&d, &date, &[]);
+    assert!(
+        out.contains("plan       nothing left to do")
+            && out.contains("publish    nothing to publish: no slice recorded anything"),
+        "{out}"
+    );
+    // A source the fetch cannot even start on: its exit code is the run's, and nothing is
+    // planned.
+    let cfg = d.read("day/batchwin.toml").replace(
+        &format!("source = {:?}", d.path("day").display().to_string()),
+        "source = \"sftp://batch@127.0.0.1:1/srv\"",
+    );
+    d.write("day/batchwin.toml", cfg);
+    std::fs::remove_dir_all(d.path("runs")).unwrap();
+    let failed = d.cmd().args(run_args(&date, &[])).assert();
+    let code = failed.get_output().status.code();
+    let fetch_code = stdout(&failed)
+        .lines()
+        .find_map(|l| l.strip_prefix("took       fetch "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|c| c.parse::<i32>().ok());
+    assert!(
+        code.is_some() && code != Some(0) && code == fetch_code,
+        "{}",
+        stdout(&failed)
+    );
+    assert!(
+        stdout(&failed).contains("plan       nothing was fetched: nothing to plan")
+            && !stdout(&failed).contains("step       plan:"),
+        "{}",
+        stdout(&failed)
+    );
+}
