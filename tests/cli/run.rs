@@ -1357,12 +1357,13 @@ fn arrived(listed: &[serde_json::Value], rows: &HashMap<String, String>) -> Stri
 }
 
 /// The slice of `plan.json` into `out`, waiting for the files of `manifest.jsonl`, with
-/// `flags`, as a child process whose output is kept.
-fn slice_beside(d: &Dir, flags: &[&str]) -> std::process::Child {
+/// `flags` and the variables `env`, as a child process whose output is kept.
+fn slice_beside(d: &Dir, flags: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     d.process()
         .args(crate::util::slice_args("plan.json", 0, "out"))
         .args(["--fetching", "manifest.jsonl"])
         .args(flags)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1387,7 +1388,7 @@ fn slices_beside_the_fetch_wait_for_each_file_and_leave_one_never_staged_to_the_
     assert!(order.is_sorted(), "{order:?}");
 
     // The one slice starts while nothing is staged yet: it waits.
-    let mut slice = slice_beside(&d, &[]);
+    let mut slice = slice_beside(&d, &[], &[]);
     std::thread::sleep(Duration::from_millis(700));
     assert!(
         slice.try_wait().expect("slice").is_none(),
@@ -1450,7 +1451,13 @@ fn a_unit_whose_file_arrives_after_the_window_ended_is_deferred_unless_high() {
     let (listing, rows) = listed_day(&d);
     let deadline = (Utc::now() + chrono::Duration::seconds(2))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let slice = slice_beside(&d, &["--deadline", &deadline]);
+    // Eight file workers (two per thread): every unit, HIGH or not, is taken up and waits for
+    // its file before the window ends, whatever the machine's cores.
+    let slice = slice_beside(
+        &d,
+        &["--deadline", &deadline],
+        &[("RAYON_NUM_THREADS", "4")],
+    );
     // The units start waiting before the window ends; their files come after it.
     std::thread::sleep(Duration::from_secs(4));
     d.write("manifest.jsonl", arrived(&listing, &rows));
