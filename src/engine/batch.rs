@@ -811,7 +811,7 @@ pub fn run_with(
         }
         hooks.after(i, w, Some(&mut outcome))?;
         if let Some(live) = &opts.live {
-            live.unit_ended(&outcome, unit_bytes(w));
+            live.unit_ended(&outcome, &w.input, unit_bytes(w));
         }
         if outcome.status == FileStatus::Failed {
             tracing::warn!(vendor = %p.id, file = %w.input.display(), error = outcome.error.as_deref().unwrap_or(""), "file failed");

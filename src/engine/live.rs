@@ -288,9 +288,10 @@ impl Live {
         });
     }
 
-    /// A unit ended (delivered and recorded, or not started: deferred, blocked).
-    pub fn unit_ended(&self, o: &FileOutcome, bytes: u64) {
-        let input = o.input_path.display().to_string();
+    /// A unit ended (delivered and recorded, or not started: deferred, blocked); `input` is
+    /// the path it was started with (a slice over a run location records its URL in `o`).
+    pub fn unit_ended(&self, o: &FileOutcome, input: &Path, bytes: u64) {
+        let input = input.display().to_string();
         let part = o.part.map(|(i, _)| i);
         let mut d = self.doc();
         if let Some(i) = d
@@ -467,8 +468,14 @@ mod tests {
         let mut o = FileOutcome::new("V1", Path::new("a.csv"), 100, None);
         o.status = FileStatus::Failed;
         o.error = Some("bad".into());
+        // A slice over a run location records its input's URL: the unit ends as it started.
+        o.input_path = PathBuf::from("s3://bucket/run/staging/a.csv");
         let p = live.publish_every(&progress);
-        live.unit_ended(&o, 100);
+        live.unit_ended(&o, Path::new("a.csv"), 100);
+        {
+            let d = live.doc();
+            assert_eq!((d.running, d.current.len()), (0, 0), "the unit still runs");
+        }
         p.finish(1);
         let d: SliceStatus =
             serde_json::from_slice(&std::fs::read(dir.join("slice-00001.json")).unwrap()).unwrap();

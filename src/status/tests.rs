@@ -124,7 +124,7 @@ fn outcome(u: &Unit, status: FileStatus) -> FileOutcome {
 pub(crate) fn done(live: &Live, progress: &Progress, u: &Unit, status: FileStatus) {
     live.unit_started(&u.vendor, Path::new(&u.location), None);
     progress.add(u.bytes, 10, 0);
-    live.unit_ended(&outcome(u, status), u.bytes);
+    live.unit_ended(&outcome(u, status), Path::new(&u.location), u.bytes);
 }
 
 /// A run of slice `k` recorded in its ledger, each unit in its state.
