@@ -296,10 +296,7 @@ async fn discover(
 pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError> {
     let mut out = FetchOutcome::default();
     let previous = if req.manifest.exists() {
-        manifest::read(req.manifest).map_err(|e| StorageError::Failed {
-            store: req.manifest.display().to_string(),
-            message: format!("{e:#}"),
-        })?
+        manifest::read(req.manifest).map_err(|e| manifest_failed(req.manifest, e))?
     } else {
         Vec::new()
     };
@@ -377,10 +374,8 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         let again: HashSet<&str> = todo.iter().map(|(_, url, _)| url.as_str()).collect();
         if previous.iter().any(|r| again.contains(r.key())) {
             previous.retain(|r| !again.contains(r.key()));
-            manifest::write(req.manifest, &previous).map_err(|e| StorageError::Failed {
-                store: req.manifest.display().to_string(),
-                message: format!("{e:#}"),
-            })?;
+            manifest::write(req.manifest, &previous)
+                .map_err(|e| manifest_failed(req.manifest, e))?;
         }
         let mut rows = staged_before;
         rows.extend(todo.iter().map(|(c, url, staged)| {
@@ -399,10 +394,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
                 modified: None,
             }
         }));
-        manifest::write(listing, &rows).map_err(|e| StorageError::Failed {
-            store: listing.display().to_string(),
-            message: format!("{e:#}"),
-        })?;
+        manifest::write(listing, &rows).map_err(|e| manifest_failed(listing, e))?;
     }
     // Opened after the listing's pruning, which replaces the manifest by another file.
     let mut log =
@@ -543,11 +535,16 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     let mut rows = manifest::dedupe(rows);
     rows.sort_by(|a, b| (&a.vendor, &a.location).cmp(&(&b.vendor, &b.location)));
     out.manifest_rows = rows.len();
-    manifest::write(req.manifest, &rows).map_err(|e| StorageError::Failed {
-        store: req.manifest.display().to_string(),
-        message: format!("{e:#}"),
-    })?;
+    manifest::write(req.manifest, &rows).map_err(|e| manifest_failed(req.manifest, e))?;
     Ok(out)
+}
+
+/// A manifest (or listing) that cannot be read or written.
+fn manifest_failed(path: &Path, e: anyhow::Error) -> StorageError {
+    StorageError::Failed {
+        store: path.display().to_string(),
+        message: format!("{e:#}"),
+    }
 }
 
 /// Where the manifest says a file is staged: its URL in a staging store, else the absolute

@@ -120,7 +120,6 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
         notify_log: Default::default(),
         beside: Default::default(),
         beside_code: Default::default(),
-        beside_span: Default::default(),
     };
     // A dry run changes nothing and tells no one.
     let traces = if a.dry_run {
@@ -411,9 +410,9 @@ fn run_steps(
             "fetch",
             fetch.args(),
             crate::plan::arrivals::ended_marker(&manifest),
+            // Its span ends when it does.
+            span,
         )?;
-        // Its span ends when it does.
-        *steps.beside_span.borrow_mut() = Some(span);
         steps.wait_beside_until(|| listing_path.exists());
         let rows = crate::plan::manifest::read(&listing_path)
             .ok()

@@ -34,8 +34,6 @@ pub(crate) struct Steps<'a> {
     pub beside: std::cell::RefCell<Option<Beside>>,
     /// The exit code of the step that ran beside, once it ended.
     pub beside_code: std::cell::Cell<Option<i32>>,
-    /// The span of the step running beside, ended with it.
-    pub beside_span: std::cell::RefCell<Option<crate::telemetry::TraceSpan>>,
 }
 
 /// A step running beside the others: `fetch` while the day's first files are planned and
@@ -51,6 +49,8 @@ pub(crate) struct Beside {
     grace: Duration,
     /// Written once it has ended, whatever way (the fetch's `MANIFEST.ended`).
     marker: PathBuf,
+    /// Its span, ended with its exit code when it ends.
+    span: Option<crate::telemetry::TraceSpan>,
 }
 
 impl Beside {
@@ -188,12 +188,14 @@ impl Steps<'_> {
         self.exec(c)
     }
 
-    /// Starts a step that runs beside the next ones; its end writes `marker` (see [`Beside`]).
+    /// Starts a step that runs beside the next ones; its end writes `marker` and ends `span`
+    /// (see [`Beside`]).
     pub fn start_beside(
         &self,
         step: &'static str,
         args: Vec<OsString>,
         marker: PathBuf,
+        span: crate::telemetry::TraceSpan,
     ) -> Result<(), Failure> {
         self.show(step, &args, None);
         let child = self
@@ -208,6 +210,7 @@ impl Steps<'_> {
             forwarded: false,
             grace: self.grace,
             marker,
+            span: Some(span),
         });
         Ok(())
     }
@@ -249,20 +252,17 @@ impl Steps<'_> {
             b.step,
             b.started.elapsed().as_secs_f64()
         );
-        *slot = None;
-        if let Some(span) = self.beside_span.borrow_mut().take() {
+        if let Some(span) = b.span.take() {
             ended(span, code);
         }
+        *slot = None;
         self.beside_code.set(Some(code));
     }
 
     /// Waits for the step running beside to end (tending it); its exit code, or `None` when
     /// none was started.
     pub fn wait_beside(&self) -> Option<i32> {
-        while self.beside.borrow().is_some() {
-            self.tend();
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_beside_until(|| false);
         self.beside_code.take()
     }
 
@@ -273,8 +273,7 @@ impl Steps<'_> {
             return;
         };
         let code = b.stop();
-        drop(b);
-        if let Some(span) = self.beside_span.borrow_mut().take() {
+        if let Some(span) = b.span.take() {
             ended(span, code);
         }
     }
