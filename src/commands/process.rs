@@ -10,7 +10,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::engine::live::{Live, STATUS_DIR, STATUS_FILE};
 use crate::engine::remote::RunLocation;
-use crate::engine::{EngineOptions, batch};
+use crate::engine::{EngineOptions, Journaling, batch};
 use crate::exit::{ExitStatus, Failure};
 use crate::notify::watch::Watch;
 use crate::printer::{self, GlobalArgs};
@@ -78,6 +78,11 @@ pub struct ProcessArgs {
     /// The ledger file (default `OUT/ledger.duckdb`, with `--plan` `OUT/ledgers/slice-K.duckdb`).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// With a local `--plan`: record each unit in the ledger's journal (`LEDGER.journal`, folded
+    /// into the ledger by the next command that reads it), where `publish --follow` delivers
+    /// its outputs at once. `run` does this when it publishes.
+    #[arg(long, requires = "plan", conflicts_with = "scratch")]
+    pub journal: bool,
     /// Business date for `{date}` in output names (default today).
     #[arg(long, env = crate::env::ENV_DATE, value_parser = printer::check_date)]
     pub date: Option<String>,
@@ -123,9 +128,9 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
             || is_url(&a.out.to_string_lossy())
             || a.scratch.is_some())
     {
-        if a.fetching.is_some() {
+        if a.fetching.is_some() || a.journal {
             return Err(Failure::usage(anyhow!(
-                "--fetching waits for files staged in a local folder; a slice over a run location downloads its inputs from the staging store"
+                "--fetching and --journal are for a slice in a local folder; a slice over a run location downloads its inputs and uploads its ledger"
             )));
         }
         return run_remote_slice(g, &a, plan);
@@ -161,7 +166,7 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         grace: a.grace_period,
         masking,
         live: Some(Live::in_folder(&a.out, STATUS_FILE, None, 0)),
-        small_run_journal: true,
+        journal: Journaling::Small,
         ..EngineOptions::default()
     };
     let ledger_path = a
@@ -332,6 +337,10 @@ fn slice_options(
         config_sha256: config_sha,
         masking: plan.masking.clone(),
         live,
+        journal: match a.journal {
+            true => Journaling::Always,
+            false => Journaling::Never,
+        },
         ..EngineOptions::default()
     }
 }

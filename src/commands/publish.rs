@@ -35,6 +35,11 @@ pub struct PublishArgs {
     /// Replace a delivered file whose content differs (default: refuse).
     #[arg(long)]
     pub overwrite: bool,
+    /// Deliver each output as soon as a slice records it, while the slices run: follow the
+    /// journals below the local `--ledgers` folder (`process --journal`) until FILE exists,
+    /// then deliver what is left from the ledgers. `run` does this beside its slices.
+    #[arg(long, value_name = "FILE")]
+    pub follow: Option<PathBuf>,
     /// Accepted for symmetry with `plan`'s outputs; the ledgers say what ran.
     #[arg(long, hide = true)]
     pub plan: Option<PathBuf>,
@@ -50,6 +55,11 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
     // A run location's ledgers are read from a local copy; the deliveries' ledger goes back
     // beside them when none is named.
     let remote = location::is_url(&a.ledgers.display().to_string()).then_some(&a.ledgers);
+    if remote.is_some() && a.follow.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--follow reads the journals of slices in a local folder; publish a run location's ledgers once its slices have ended"
+        )));
+    }
     let copies = location::LocalCopies::new("ledgers")?;
     let ledgers = match remote {
         Some(url) => rt.block_on(location::download_ledgers(
@@ -90,6 +100,7 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
             run: &run,
             overwrite: a.overwrite,
             progress: printer::progress_enabled(g),
+            follow: a.follow.as_deref(),
         };
         publish(&req).await
     });
@@ -125,7 +136,9 @@ pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
         ))?;
     }
     let o = outcome.map_err(|error| Failure { status, error })?;
-    if !g.quiet {
+    if o.no_ledgers && !g.quiet {
+        println!("publish    nothing to publish: no slice recorded anything");
+    } else if !g.quiet {
         println!(
             "publish    {date}: {} delivered ({:.1} MB), {} already there, {} refused, {} failed, {} not ready; ledger `{}`",
             o.delivered,

@@ -24,7 +24,7 @@ use crate::plan::Plan;
 use crate::printer::thousands;
 use crate::vendor::{Vendor, expand_name};
 
-use super::{EngineOptions, KnownInput, Pending, Ready, process_file_deferred};
+use super::{EngineOptions, Journaling, KnownInput, Pending, Ready, process_file_deferred};
 
 /// One unit to process (a file, or a part of a split file) and where its output goes.
 #[derive(Debug, Clone)]
@@ -343,7 +343,8 @@ fn not_finished(plan: &Plan, parent: &str, site: &dyn UnitSite, dir: &Path) -> O
     let ledgers: Vec<PathBuf> = slices
         .iter()
         .map(|s| dir.join(format!("slice-{:05}.duckdb", s.index)))
-        .filter(|p| p.exists())
+        // Or only its journal (`process --journal`), folded as it is read.
+        .filter(|p| p.exists() || journal::path_of(p).exists())
         .collect();
     let latest = if ledgers.is_empty() {
         query::LatestUnits::default()
@@ -665,8 +666,12 @@ pub fn run_with(
     };
     let total_bytes: u64 = items.iter().map(unit_bytes).sum();
     // A small run writes its rows to the ledger's journal: starting DuckDB would cost it more
-    // than its work (see `crate::ledger::journal`).
-    let journal = opts.small_run_journal && total_bytes <= journal::SMALL_RUN_BYTES;
+    // than its work (see `crate::ledger::journal`); so does a run whose rows a publish follows.
+    let journal = match opts.journal {
+        Journaling::Never => false,
+        Journaling::Small => total_bytes <= journal::SMALL_RUN_BYTES,
+        Journaling::Always => true,
+    };
     let ledger: OnceLock<Mutex<(Recorder, Batch<_>)>> = OnceLock::new();
     let open_failure: Mutex<Option<Failure>> = Mutex::new(None);
     let open_ledger = || {

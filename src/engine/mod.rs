@@ -51,11 +51,25 @@ pub struct EngineOptions {
     /// once a second by a thread of its own (see [`live`]); none: no document.
     #[cfg(feature = "cli")]
     pub live: Option<live::Live>,
-    /// A run of local files with at most [`crate::ledger::journal::SMALL_RUN_BYTES`] of input
-    /// writes its ledger rows to the ledger's journal rather than starting DuckDB (`process
-    /// --input` and `--inbound`; a plan's slice always writes its ledger).
+    /// When the run writes its ledger rows to the ledger's journal rather than to DuckDB.
     #[cfg(feature = "cli")]
-    pub small_run_journal: bool,
+    pub journal: Journaling,
+}
+
+/// When a run writes its ledger rows to the ledger's journal rather than to DuckDB (see
+/// [`crate::ledger::journal`]).
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Journaling {
+    /// Never: a plan's slice writes its ledger.
+    #[default]
+    Never,
+    /// When the run has at most [`crate::ledger::journal::SMALL_RUN_BYTES`] of input (`process
+    /// --input` and `--inbound`): starting DuckDB would cost it more than its work.
+    Small,
+    /// Always (`process --journal`): a `publish --follow` beside the run delivers each unit's
+    /// outputs once their row is in the journal.
+    Always,
 }
 
 /// Input bytes and records done so far by a run, counted as each window of chunks is written,
@@ -183,7 +197,7 @@ impl Default for EngineOptions {
             #[cfg(feature = "cli")]
             live: None,
             #[cfg(feature = "cli")]
-            small_run_journal: false,
+            journal: Journaling::Never,
         }
     }
 }

@@ -104,6 +104,31 @@ pub struct FileRow {
     pub rejects: Vec<RejectRow>,
 }
 
+impl FileRow {
+    /// The row as `publish` reads a unit's latest attempt from a ledger
+    /// ([`super::query::deliverables`]).
+    pub fn deliverable(&self) -> super::query::Deliverable {
+        let ended_us = super::parse_ts(&self.ended_at).map_or(0, |t| t.timestamp_micros());
+        super::query::Deliverable {
+            vendor: self.vendor.clone(),
+            input_path: self.input_path.clone(),
+            part: self.part,
+            parts: self.parts,
+            status: self.status.clone(),
+            error: self.error.clone(),
+            output_path: self.output_path.clone(),
+            output_sha256: self.output_sha256.clone(),
+            reject_path: self.reject_path.clone(),
+            records_in: self.records_in,
+            records_rejected: self.records_rejected,
+            output_bytes: self.output_bytes,
+            ended_us,
+            first_record: self.first_record,
+            lines: self.lines,
+        }
+    }
+}
+
 /// A row of `rejects`: how many records of a file a rule rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectRow {
@@ -511,11 +536,17 @@ fn parse(text: &[u8]) -> Result<Vec<Line>, (usize, String)> {
         Some(i) => &text[..=i],
         None => &[][..],
     };
+    parse_lines(complete, 0)
+}
+
+/// The lines of `complete` (whole lines), after `before` lines of the same journal: a line
+/// that does not parse gives its number in the journal (from 1) and why.
+fn parse_lines(complete: &[u8], before: usize) -> Result<Vec<Line>, (usize, String)> {
     complete
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_slice(l).map_err(|e| (i + 1, e.to_string())))
+        .map(|(i, l)| serde_json::from_slice(l).map_err(|e| (before + i + 1, e.to_string())))
         .collect()
 }
 
@@ -547,6 +578,130 @@ fn write_lines(tx: &duckdb::Transaction<'_>, lines: &[Line]) -> duckdb::Result<(
         super::set_run_end(tx, run_id, ended_at, exit_code, cpu_seconds)?;
     }
     Ok(())
+}
+
+/// Follows the journals of the ledgers below a folder (or of one ledger) as runs append to
+/// them (what `publish --follow` delivers from while the slices run): each [`Tail::files`]
+/// gives the file rows written since the one before. Only complete lines are read; a line
+/// being written is read once its newline is there. A journal folded meanwhile (removed) is
+/// read to its end through the handle already open; rows folded before their journal was seen
+/// are in the ledger, where a reader of the ledgers finds them.
+pub struct Tail {
+    dir: PathBuf,
+    journals: std::collections::HashMap<PathBuf, Followed>,
+}
+
+/// A journal being followed: its open file, the bytes of its complete lines read, and the
+/// lines read (for the line numbers of errors).
+struct Followed {
+    file: std::fs::File,
+    consumed: u64,
+    lines: usize,
+}
+
+impl Followed {
+    /// The complete lines written since the last call. Read from the end of the last complete
+    /// line each time: a line cut short by a killed run is cut off by the next run
+    /// ([`cut_after_last_line`]) and written again whole.
+    fn read_lines(&mut self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = self.file.metadata()?.len();
+        let mut buf = vec![0u8; len.saturating_sub(self.consumed) as usize];
+        self.file.read_exact_at(&mut buf, self.consumed)?;
+        let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        buf.truncate(whole);
+        self.consumed += whole as u64;
+        Ok(buf)
+    }
+}
+
+impl Tail {
+    /// A tail of the journals below `dir` (or of the ledger `dir`'s journal).
+    pub fn new(dir: &Path) -> Tail {
+        Tail {
+            dir: dir.to_path_buf(),
+            journals: Default::default(),
+        }
+    }
+
+    /// The file rows written to the journals since the last call, journal by journal, in the
+    /// order they were written.
+    pub fn files(&mut self) -> Result<Vec<FileRow>, LedgerError> {
+        let found: Vec<PathBuf> = if self.dir.is_dir() {
+            super::files_below(&self.dir)
+                .map_err(|source| LedgerError::File {
+                    path: self.dir.display().to_string(),
+                    source,
+                })?
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".duckdb.journal"))
+                .collect()
+        } else if self.dir.extension().is_some_and(|x| x == "duckdb") {
+            vec![path_of(&self.dir)]
+        } else {
+            // The folder is made by the first run that writes a ledger in it.
+            Vec::new()
+        };
+        let mut rows = Vec::new();
+        for p in found {
+            // A journal folded (removed) and begun again by a run since it was opened: the rest
+            // of the old one, then the new one.
+            if let Some(f) = self.journals.get(&p) {
+                if same_file(&f.file, &p) {
+                    continue;
+                }
+                self.read(&p, &mut rows)?;
+                self.journals.remove(&p);
+            }
+            match std::fs::File::open(&p) {
+                Ok(file) => {
+                    let f = Followed {
+                        file,
+                        consumed: 0,
+                        lines: 0,
+                    };
+                    self.journals.insert(p, f);
+                }
+                // Folded between the listing and now: its rows are in the ledger.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(LedgerError::File {
+                        path: p.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        let mut paths: Vec<PathBuf> = self.journals.keys().cloned().collect();
+        paths.sort();
+        for p in paths {
+            self.read(&p, &mut rows)?;
+        }
+        Ok(rows)
+    }
+
+    /// Adds to `rows` the file rows written to the journal at `p` since it was last read.
+    fn read(&mut self, p: &Path, rows: &mut Vec<FileRow>) -> Result<(), LedgerError> {
+        let Some(f) = self.journals.get_mut(p) else {
+            return Ok(());
+        };
+        let complete = f.read_lines().map_err(|source| LedgerError::File {
+            path: p.display().to_string(),
+            source,
+        })?;
+        let lines =
+            parse_lines(&complete, f.lines).map_err(|(line, message)| LedgerError::Journal {
+                path: p.display().to_string(),
+                line,
+                message,
+            })?;
+        f.lines += lines.len();
+        rows.extend(lines.into_iter().filter_map(|l| match l {
+            Line::File(row) => Some(row),
+            _ => None,
+        }));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -743,5 +898,72 @@ mod tests {
             .expect("refused");
         assert!(matches!(e, LedgerError::NotDuckdb { .. }), "{e}");
         assert!(!path_of(&ledger).exists());
+    }
+
+    /// A tail gives the rows as each batch is written, a line once it is whole, also after a
+    /// cut-short line was cut off and written again; after a fold removed the journal and a
+    /// run began a new one, the new one's.
+    #[test]
+    fn a_tail_follows_journals_as_runs_write_them() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = dir.path().join("ledgers");
+        let ledger = folder.join("slice-00000.duckdb");
+        let names = |rows: Vec<FileRow>| -> Vec<String> {
+            rows.into_iter().map(|r| r.input_path).collect()
+        };
+        let mut tail = Tail::new(&folder);
+        assert!(tail.files().expect("no folder yet").is_empty());
+        std::fs::create_dir_all(&folder).expect("folder");
+        let run = RunInfo::new("process");
+        let mut j = Journal::begin(&ledger, &run).expect("journal");
+        assert!(tail.files().expect("read").is_empty());
+        j.record_files(&run, &[unit("a.csv", 0), unit("b.csv", 1)])
+            .expect("files");
+        assert_eq!(names(tail.files().expect("read")), ["a.csv", "b.csv"]);
+        assert!(tail.files().expect("read").is_empty());
+        // Half a line: read once its newline is there.
+        let line = |name: &str| {
+            serde_json::to_string(&Line::File(FileRow::of(
+                &run.run_id,
+                "high",
+                &unit(name, 0).1,
+            )))
+            .expect("line")
+        };
+        let c = line("c.csv");
+        let mut raw = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path_of(&ledger))
+            .expect("open");
+        raw.write_all(&c.as_bytes()[..20]).expect("write");
+        assert!(tail.files().expect("read").is_empty());
+        raw.write_all(format!("{}\n", &c[20..]).as_bytes())
+            .expect("write");
+        assert_eq!(names(tail.files().expect("read")), ["c.csv"]);
+        // Half a line left by a killed run, cut off by the next, which writes on.
+        raw.write_all(&line("lost.csv").as_bytes()[..30])
+            .expect("write");
+        assert!(tail.files().expect("read").is_empty());
+        drop(j);
+        let next = RunInfo::new("process");
+        let mut j = Journal::begin(&ledger, &next).expect("journal");
+        j.end_run_with_files(&next, &[unit("d.csv", 0)], 0)
+            .expect("end");
+        drop(j);
+        let row = tail.files().expect("read").pop().expect("d.csv");
+        assert_eq!(row.input_path, "d.csv");
+        assert_eq!(row.deliverable().status, "succeeded");
+        assert!(row.deliverable().ended_us > 0);
+
+        // Folded, and begun again by another run.
+        assert!(matches!(fold(&ledger).expect("fold"), Folded::Rows(_)));
+        let last = RunInfo::new("process");
+        let mut j = Journal::begin(&ledger, &last).expect("journal");
+        j.record_files(&last, &[unit("e.csv", 0)]).expect("files");
+        assert_eq!(names(tail.files().expect("read")), ["e.csv"]);
+        // One ledger given instead of a folder.
+        let mut one = Tail::new(&ledger);
+        assert_eq!(names(one.files().expect("read")), ["e.csv"]);
     }
 }

@@ -171,31 +171,38 @@ pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<Path
     }
     let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
     let mut out = Vec::new();
+    for p in files_below(dir)? {
+        let ledger = match p.extension() {
+            Some(x) if x == "duckdb" => p,
+            // `NAME.duckdb.journal`: the ledger `NAME.duckdb`, made by the fold when it had
+            // only its journal (listed twice when both are there; deduplicated below).
+            Some(x) if x == "journal" && is_ledger(&p.with_extension("")) => p.with_extension(""),
+            _ => continue,
+        };
+        fold_warning(&ledger);
+        if ledger.exists() && std::fs::canonicalize(&ledger).ok() != skip {
+            out.push(ledger);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The files below `dir`, at any depth.
+fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)? {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-                continue;
-            }
-            let ledger = match p.extension() {
-                Some(x) if x == "duckdb" => p,
-                // `NAME.duckdb.journal`: the ledger `NAME.duckdb`, made by the fold when it
-                // had only its journal (listed twice when both are there; deduplicated below).
-                Some(x) if x == "journal" && is_ledger(&p.with_extension("")) => {
-                    p.with_extension("")
-                }
-                _ => continue,
-            };
-            fold_warning(&ledger);
-            if ledger.exists() && std::fs::canonicalize(&ledger).ok() != skip {
-                out.push(ledger);
+            } else {
+                out.push(p);
             }
         }
     }
-    out.sort();
-    out.dedup();
     Ok(out)
 }
 
@@ -265,8 +272,18 @@ pub struct Ledger {
 }
 
 fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    t.format(TS_FORMAT).to_string()
 }
+
+/// A time as [`ts`] writes it.
+fn parse_ts(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::NaiveDateTime::parse_from_str(text, TS_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// How the ledger writes times (UTC).
+const TS_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 impl Ledger {
     /// Opens (creating when needed) the ledger at `path`, with the rows of its journal folded

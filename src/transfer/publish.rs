@@ -40,6 +40,9 @@ pub struct PublishRequest<'a> {
     pub run: &'a RunInfo,
     pub overwrite: bool,
     pub progress: bool,
+    /// Deliver each output once a run appending to a journal below `ledgers` records it, until
+    /// this file exists; then the rest, from the ledgers (`--follow`).
+    pub follow: Option<&'a Path>,
 }
 
 /// A file to deliver: one or more local pieces put together in order.
@@ -81,6 +84,8 @@ pub struct PublishOutcome {
     /// Whether a target's SSH host key was refused: the configuration must change (exit 2).
     pub host_key_refused: bool,
     pub bytes: u64,
+    /// `--follow` found no ledger once the slices ended: none recorded anything.
+    pub no_ledgers: bool,
 }
 
 #[derive(Clone)]
@@ -102,6 +107,24 @@ struct Unit {
 }
 
 impl Unit {
+    fn of(d: crate::ledger::query::Deliverable) -> Unit {
+        Unit {
+            part: d.part,
+            parts: d.parts,
+            status: d.status,
+            error: d.error,
+            output_path: d.output_path,
+            output_sha256: d.output_sha256,
+            reject_path: d.reject_path,
+            records_in: d.records_in,
+            records_rejected: d.records_rejected,
+            output_bytes: d.output_bytes,
+            ended_us: d.ended_us,
+            first_record: d.first_record,
+            lines: d.lines,
+        }
+    }
+
     /// What the ledger recorded of the unit's output: its size and checksum, and that it was
     /// complete when the unit ended.
     fn recorded(&self) -> Option<ExpectedContent> {
@@ -129,13 +152,21 @@ fn whole_name(path: &str) -> String {
     }
 }
 
-/// Reads the latest attempt of every unit from the ledgers and turns it into deliveries.
-fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Result<Vec<Item>> {
+/// Reads the latest attempt of every unit from the ledgers and turns it into deliveries;
+/// `None` when there is no ledger.
+fn plan_items(
+    req: &PublishRequest<'_>,
+    out: &mut PublishOutcome,
+) -> anyhow::Result<Option<Vec<Item>>> {
     use anyhow::Context;
+    // Made by the first slice that recorded anything.
+    if !req.ledgers.exists() && !crate::ledger::journal::path_of(req.ledgers).exists() {
+        return Ok(None);
+    }
     let ledgers = find_ledgers(req.ledgers, Some(req.ledger))
         .with_context(|| format!("cannot read ledgers in `{}`", req.ledgers.display()))?;
     if ledgers.is_empty() {
-        anyhow::bail!("no ledgers (*.duckdb) in `{}`", req.ledgers.display());
+        return Ok(None);
     }
     let latest = with_latest(&ledgers, |conn| {
         Ok(crate::ledger::query::deliverables(conn)?)
@@ -143,25 +174,20 @@ fn plan_items(req: &PublishRequest<'_>, out: &mut PublishOutcome) -> anyhow::Res
     let mut units: BTreeMap<(String, String), Vec<Unit>> = BTreeMap::new();
     for d in latest {
         units
-            .entry((d.vendor, d.input_path))
+            .entry((d.vendor.clone(), d.input_path.clone()))
             .or_default()
-            .push(Unit {
-                part: d.part,
-                parts: d.parts,
-                status: d.status,
-                error: d.error,
-                output_path: d.output_path,
-                output_sha256: d.output_sha256,
-                reject_path: d.reject_path,
-                records_in: d.records_in,
-                records_rejected: d.records_rejected,
-                output_bytes: d.output_bytes,
-                ended_us: d.ended_us,
-                first_record: d.first_record,
-                lines: d.lines,
-            });
+            .push(Unit::of(d));
     }
+    items_of(req, units, out).map(Some)
+}
 
+/// The deliveries of each file's units (its parts in order), and in `out.not_ready` why a
+/// file's output cannot be delivered.
+fn items_of(
+    req: &PublishRequest<'_>,
+    units: BTreeMap<(String, String), Vec<Unit>>,
+    out: &mut PublishOutcome,
+) -> anyhow::Result<Vec<Item>> {
     let mut items = Vec::new();
     for ((vendor, input), us) in units {
         let Some((vi, v)) = req.config.vendor(&vendor) else {
@@ -548,116 +574,242 @@ async fn local_pieces(
 
 pub async fn publish(req: &PublishRequest<'_>) -> anyhow::Result<PublishOutcome> {
     let mut out = PublishOutcome::default();
-    let items = plan_items(req, &mut out)?;
-    let mut ledger = Ledger::open(req.ledger)?;
-
-    // One store per distinct target.
-    let mut stores: HashMap<String, Store> = HashMap::new();
-    for it in &items {
-        if !stores.contains_key(&it.base) {
-            let s = Store::open(&it.base, &req.settings.store).await?;
-            stores.insert(it.base.clone(), s);
+    let mut d = Deliveries {
+        ledger: Ledger::open(req.ledger)?,
+        stores: HashMap::new(),
+        // Outputs in a run location (a URL in the ledger) are downloaded, a few at a time,
+        // just before their delivery, and removed after it.
+        copies: super::location::LocalCopies::new("publish")?,
+        done: HashMap::new(),
+    };
+    if let Some(until) = req.follow {
+        follow(req, until, &mut d, &mut out).await?;
+    }
+    let Some(items) = plan_items(req, &mut out)? else {
+        // Following slices, none of which recorded anything: nothing to publish.
+        if req.follow.is_some() {
+            out.no_ledgers = true;
+            return Ok(out);
         }
-    }
-    let mut names = Vec::with_capacity(items.len());
-    for it in &items {
-        let name = req
-            .settings
-            .outbound
-            .render(req.date, &it.vendor, &it.file)
-            .map_err(anyhow::Error::msg)?;
-        crate::storage::safe_name(&name)?;
-        names.push(name);
-    }
+        anyhow::bail!("no ledgers (*.duckdb) in `{}`", req.ledgers.display());
+    };
+    let items: Vec<Item> = items
+        .into_iter()
+        // Delivered while following the slices: the same pieces, already counted.
+        .filter(|it| d.done.get(&it.key()) != Some(&it.signature()))
+        .collect();
     let bar = crate::printer::progress_bar(
         req.progress,
         items.len() as u64,
         "{bar:40} {pos}/{len} files {msg}",
     );
-    let stores = &stores;
-    // Outputs in a run location (a URL in the ledger) are downloaded, a few at a time, just
-    // before their delivery, and removed after it.
-    let copies = &super::location::LocalCopies::new("publish")?;
-    let work = futures::stream::iter(items.iter().zip(&names).map(|(it, name)| {
-        let bar = bar.clone();
-        async move {
-            let store = &stores[&it.base];
-            let pieces = match &it.unfit {
-                Some(why) => Err(why.clone()),
-                None => Ok(local_pieces(req, it, copies).await),
-            };
-            let done = match pieces {
-                Err(why) => Done::Failed(why, false, false),
-                Ok(Ok((local, downloaded))) => {
-                    let done = deliver(req, store, &local, name).await;
-                    for p in downloaded {
-                        let _ = std::fs::remove_file(p);
-                    }
-                    done
-                }
-                Ok(Err(e)) => Done::Failed(
-                    e.to_string(),
-                    e.is_transient(),
-                    matches!(e, StorageError::HostKey { .. }),
-                ),
-            };
-            bar.inc(1);
-            (it, store.url_of(name), done)
-        }
-    }))
-    .buffer_unordered(req.settings.concurrency);
-    futures::pin_mut!(work);
-    // Deliveries are recorded in batches. A publish killed before its last batch loses only
-    // those rows: running it again finds the files already there with the same bytes and
-    // records them as skipped.
-    let mut batch = Batch::default();
-    while let Some((it, target, done)) = work.next().await {
-        let mut d = Delivery {
-            vendor: it.vendor.clone(),
-            input_path: it.input_path.clone(),
-            kind: it.kind,
-            target: target.clone(),
-            bytes: None,
-            sha256: None,
-            status: "delivered",
-            error: None,
-            at: chrono::Utc::now(),
-        };
-        match done {
-            Done::Delivered(b, s) => {
-                tracing::info!("delivered {target} ({b} bytes)");
-                out.delivered += 1;
-                out.bytes += b;
-                (d.bytes, d.sha256) = (Some(b), Some(s));
-            }
-            Done::Skipped(b, s) => {
-                tracing::info!("{target} is already there with the same content: skipped");
-                out.skipped += 1;
-                (d.bytes, d.sha256, d.status) = (Some(b), Some(s), "skipped");
-            }
-            Done::Refused(m) => {
-                tracing::error!("{m}");
-                out.refused.push(m.clone());
-                (d.status, d.error) = ("refused", Some(m));
-            }
-            Done::Failed(m, transient, host_key) => {
-                tracing::error!("{target}: {m}");
-                out.transient |= transient;
-                out.host_key_refused |= host_key;
-                out.failed.push(format!("{target}: {m}"));
-                (d.status, d.error) = ("failed", Some(m));
-            }
-        }
-        if batch.push(d) {
-            ledger.record_deliveries(req.run, &batch.take())?;
-        }
-    }
-    ledger.record_deliveries(req.run, &batch.take())?;
+    d.deliver(req, &items, &bar, &mut out, true).await?;
     bar.finish_and_clear();
     for n in &out.not_ready {
         tracing::warn!("not delivered: {n}");
     }
     Ok(out)
+}
+
+/// How often `--follow` looks for new rows in the slices' journals: a delivery waits at most
+/// this long after its unit is recorded, and reading a few new lines costs microseconds.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `--follow`: delivers each file whose units the runs appending to the journals below the
+/// ledgers folder have all recorded (succeeded), as they record them, until `until` exists.
+/// What cannot be delivered yet (a unit failed, a part recorded by an earlier run) is left to
+/// the pass over the ledgers that follows; so is a delivery that failed here.
+async fn follow(
+    req: &PublishRequest<'_>,
+    until: &Path,
+    d: &mut Deliveries,
+    out: &mut PublishOutcome,
+) -> anyhow::Result<()> {
+    let mut tail = crate::ledger::journal::Tail::new(req.ledgers);
+    let mut units: HashMap<(String, String), BTreeMap<i64, Unit>> = HashMap::new();
+    let hidden = indicatif::ProgressBar::hidden();
+    loop {
+        // Looked at before the rows are read: rows recorded before the slices ended are read
+        // in this round.
+        let ended = until.exists();
+        let mut touched = std::collections::BTreeSet::new();
+        for row in tail.files()? {
+            let key = (row.vendor.clone(), row.input_path.clone());
+            let part = row.part.unwrap_or(-1);
+            units
+                .entry(key.clone())
+                .or_default()
+                .insert(part, Unit::of(row.deliverable()));
+            touched.insert(key);
+        }
+        let files: BTreeMap<_, _> = touched
+            .into_iter()
+            .filter_map(|k| {
+                let us: Vec<Unit> = units.get(&k)?.values().cloned().collect();
+                Some((k, us))
+            })
+            .collect();
+        // Why a file is not ready is told by the pass over the ledgers.
+        let items = items_of(req, files, &mut PublishOutcome::default())?;
+        // A reject file whose parts cannot be numbered as the whole file's is refused by the
+        // pass over the ledgers, once.
+        let items: Vec<Item> = items
+            .into_iter()
+            .filter(|it| it.unfit.is_none() && !d.done.contains_key(&it.key()))
+            .collect();
+        d.deliver(req, &items, &hidden, out, false).await?;
+        if ended {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+impl Item {
+    /// Which delivery it is: one per file and kind.
+    fn key(&self) -> (String, String, &'static str) {
+        (self.vendor.clone(), self.input_path.clone(), self.kind)
+    }
+
+    /// What it delivers: its pieces and their recorded checksums.
+    fn signature(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|p| {
+                let sha = p
+                    .recorded
+                    .as_ref()
+                    .map_or("", |r| r.content.sha256.as_str());
+                format!("{}={sha}", p.path.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// What delivering needs across passes: the deliveries' ledger, a store per target, a folder
+/// for downloaded outputs, and the deliveries made (delivered, already there or refused; not
+/// failed), by [`Item::key`], with their [`Item::signature`].
+struct Deliveries {
+    ledger: Ledger,
+    stores: HashMap<String, Store>,
+    copies: super::location::LocalCopies,
+    done: HashMap<(String, String, &'static str), String>,
+}
+
+impl Deliveries {
+    /// Delivers `items`, a few at a time, and records each delivery. A failed delivery counts
+    /// in `out` when `final_pass`; otherwise it is recorded, and the pass over the ledgers
+    /// tries it again.
+    async fn deliver(
+        &mut self,
+        req: &PublishRequest<'_>,
+        items: &[Item],
+        bar: &indicatif::ProgressBar,
+        out: &mut PublishOutcome,
+        final_pass: bool,
+    ) -> anyhow::Result<()> {
+        // One store per distinct target.
+        for it in items {
+            if !self.stores.contains_key(&it.base) {
+                let s = Store::open(&it.base, &req.settings.store).await?;
+                self.stores.insert(it.base.clone(), s);
+            }
+        }
+        let mut names = Vec::with_capacity(items.len());
+        for it in items {
+            let name = req
+                .settings
+                .outbound
+                .render(req.date, &it.vendor, &it.file)
+                .map_err(anyhow::Error::msg)?;
+            crate::storage::safe_name(&name)?;
+            names.push(name);
+        }
+        let (stores, copies) = (&self.stores, &self.copies);
+        let work = futures::stream::iter(items.iter().zip(&names).map(|(it, name)| {
+            let bar = bar.clone();
+            async move {
+                let store = &stores[&it.base];
+                let pieces = match &it.unfit {
+                    Some(why) => Err(why.clone()),
+                    None => Ok(local_pieces(req, it, copies).await),
+                };
+                let done = match pieces {
+                    Err(why) => Done::Failed(why, false, false),
+                    Ok(Ok((local, downloaded))) => {
+                        let done = deliver(req, store, &local, name).await;
+                        for p in downloaded {
+                            let _ = std::fs::remove_file(p);
+                        }
+                        done
+                    }
+                    Ok(Err(e)) => Done::Failed(
+                        e.to_string(),
+                        e.is_transient(),
+                        matches!(e, StorageError::HostKey { .. }),
+                    ),
+                };
+                bar.inc(1);
+                (it, store.url_of(name), done)
+            }
+        }))
+        .buffer_unordered(req.settings.concurrency);
+        futures::pin_mut!(work);
+        // Deliveries are recorded in batches. A publish killed before its last batch loses
+        // only those rows: running it again finds the files already there with the same
+        // bytes and records them as skipped.
+        let mut batch = Batch::default();
+        while let Some((it, target, done)) = work.next().await {
+            let mut d = Delivery {
+                vendor: it.vendor.clone(),
+                input_path: it.input_path.clone(),
+                kind: it.kind,
+                target: target.clone(),
+                bytes: None,
+                sha256: None,
+                status: "delivered",
+                error: None,
+                at: chrono::Utc::now(),
+            };
+            let settled = !matches!(done, Done::Failed(..));
+            match done {
+                Done::Delivered(b, s) => {
+                    tracing::info!("delivered {target} ({b} bytes)");
+                    out.delivered += 1;
+                    out.bytes += b;
+                    (d.bytes, d.sha256) = (Some(b), Some(s));
+                }
+                Done::Skipped(b, s) => {
+                    tracing::info!("{target} is already there with the same content: skipped");
+                    out.skipped += 1;
+                    (d.bytes, d.sha256, d.status) = (Some(b), Some(s), "skipped");
+                }
+                Done::Refused(m) => {
+                    tracing::error!("{m}");
+                    out.refused.push(m.clone());
+                    (d.status, d.error) = ("refused", Some(m));
+                }
+                Done::Failed(m, transient, host_key) => {
+                    tracing::error!("{target}: {m}");
+                    if final_pass {
+                        out.transient |= transient;
+                        out.host_key_refused |= host_key;
+                        out.failed.push(format!("{target}: {m}"));
+                    }
+                    (d.status, d.error) = ("failed", Some(m));
+                }
+            }
+            if settled {
+                self.done.insert(it.key(), it.signature());
+            }
+            if batch.push(d) {
+                self.ledger.record_deliveries(req.run, &batch.take())?;
+            }
+        }
+        self.ledger.record_deliveries(req.run, &batch.take())?;
+        Ok(())
+    }
 }
 
 /// How many files a local target folder holds, at any depth: what `demo` reports as

@@ -33,6 +33,9 @@ pub(crate) struct SliceSites<'a> {
     /// The manifest a fetch running beside still appends to, when the plan was made from its
     /// listing (`process --fetching`).
     pub fetching: Option<&'a Path>,
+    /// Whether the slices record their units in their ledgers' journals, for the publish
+    /// running beside them (`process --journal`).
+    pub journal: bool,
 }
 
 pub(crate) fn execute_local(
@@ -65,6 +68,7 @@ pub(crate) fn execute_local(
             deadline,
             scratch: sites.scratch,
             fetching: sites.fetching,
+            journal: sites.journal,
         }
         .args()
     };
@@ -87,6 +91,15 @@ pub(crate) fn execute_local(
             && !running.iter().any(|(r, _)| stages[*r] < stages[next])
             && !steps.cancel.is_cancelled()
         {
+            // A stage's slices read the ledgers of the stages before it (vendors that run
+            // after others): journals are folded into them once, here, not by each slice.
+            if sites.journal && next > 0 && stages[next] > stages[next - 1] {
+                crate::ledger::find_ledgers(&sites.out.join("ledgers"), None)
+                    .with_context(|| {
+                        format!("cannot read the ledgers of stage {}", stages[next - 1])
+                    })
+                    .map_err(Failure::data)?;
+            }
             let args = args_of(next);
             steps.show(&format!("slice {next}"), &args, None);
             let mut c = steps.command(&args);

@@ -43,6 +43,10 @@ use preview::{preview_fetch, preview_plan};
 use resume::{remaining, remember_split_files};
 use steps::{ReportTo, SlurmEmit, Step, Steps, ended, status_of, worse};
 
+/// The file in the run folder that tells the `publish` running beside the slices that they
+/// have ended (`publish --follow`).
+const SLICES_ENDED: &str = "slices.ended";
+
 /// What `run` was asked to do, resolved from its flags.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -119,7 +123,7 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
         traceparent: Default::default(),
         notify_log: Default::default(),
         beside: Default::default(),
-        beside_code: Default::default(),
+        beside_codes: Default::default(),
     };
     // A dry run changes nothing and tells no one.
     let traces = if a.dry_run {
@@ -242,7 +246,7 @@ fn run_day(
     result
 }
 
-/// Stops the step running beside, if any, when dropped ([`Steps::stop_beside`]).
+/// Stops the steps running beside, if any, when dropped ([`Steps::stop_beside`]).
 struct StopBeside<'a, 's>(&'a Steps<'s>);
 
 impl Drop for StopBeside<'_, '_> {
@@ -376,6 +380,20 @@ fn run_steps(
         .map_or_else(|| dir.join("out"), |l| l.url.clone());
     let ledgers = at("ledgers", out.join("ledgers"));
     let mut status = ExitStatus::Success;
+    // The deliveries' ledger: beside the ledgers at a run location (`ledgers/publish.duckdb`),
+    // else here.
+    let publish_ledger = dir.join("publish.duckdb");
+    let follow = dir.join(SLICES_ENDED);
+    let publish_step = |target, follow| Step::Publish {
+        config: cfg,
+        ledgers: &ledgers,
+        target,
+        date: &w.date,
+        ledger: location.is_none().then_some(publish_ledger.as_path()),
+        follow,
+    };
+    // Whether `publish` ran beside the slices (then not after them).
+    let mut published = false;
 
     // 1. fetch. On the day's first run (nothing fetched or recorded yet, the day's data in the
     // run folder, slices on this machine) it runs beside the plan and the slices: it lists the
@@ -409,11 +427,11 @@ fn run_steps(
         steps.start_beside(
             "fetch",
             fetch.args(),
-            crate::plan::arrivals::ended_marker(&manifest),
+            Some(crate::plan::arrivals::ended_marker(&manifest)),
             // Its span ends when it does.
             span,
         )?;
-        steps.wait_beside_until(|| listing_path.exists());
+        steps.wait_beside_until("fetch", || listing_path.exists());
         let rows = crate::plan::manifest::read(&listing_path)
             .ok()
             .filter(|r| !r.is_empty() && !steps.cancel.is_cancelled());
@@ -426,7 +444,7 @@ fn run_steps(
             }
             // Nothing to stage, or the fetch ended without a listing: as a fetch run first.
             None => {
-                let code = steps.wait_beside().unwrap_or(1);
+                let code = steps.wait_beside("fetch").unwrap_or(1);
                 status = worse(status, status_of(code));
             }
         }
@@ -451,7 +469,7 @@ fn run_steps(
     let fetching = listing.is_some() || (beside && steps.dry_run);
     // The end of a fetch running beside: its exit code joins the run's.
     let fetch_ended = |status: &mut ExitStatus| {
-        if let Some(code) = steps.wait_beside() {
+        if let Some(code) = steps.wait_beside("fetch") {
             *status = worse(*status, status_of(code));
         }
     };
@@ -599,6 +617,29 @@ fn run_steps(
             }
         };
         look(true);
+        // 4, beside the slices: with the slices on this machine and the day in the run folder,
+        // `publish` delivers each output once its slice has recorded it (in its ledger's
+        // journal, `process --journal`), then, once `slices.ended` is written, what is left
+        // from the slices' ledgers, as it does after them.
+        let beside_target = w
+            .config
+            .target
+            .as_ref()
+            .filter(|_| location.is_none() && a.executor == Executor::Local);
+        if let Some(target) = beside_target {
+            let publish = publish_step(target, Some(&follow));
+            let span = watch.step(steps, "publish");
+            if steps.dry_run {
+                steps.show("publish", &publish.args(), None);
+                println!("publish    would run beside the slices");
+            } else {
+                let _ = std::fs::remove_file(&follow);
+                steps.start_beside("publish", publish.args(), None, span)?;
+                println!(
+                    "publish    runs beside the slices: each output is delivered once its unit is recorded"
+                );
+            }
+        }
         let span = watch.step(steps, "execute");
         let scratch = dir.join("scratch");
         let s = match a.executor {
@@ -610,6 +651,7 @@ fn run_steps(
                     out: &out,
                     scratch: location.as_ref().map(|_| scratch.as_path()),
                     fetching: fetching.then_some(manifest.as_path()),
+                    journal: beside_target.is_some(),
                 },
                 workers,
                 cores,
@@ -627,6 +669,28 @@ fn run_steps(
         if !steps.dry_run {
             quarantine_due(steps, location.as_ref(), &ledgers, w, watch)?;
         }
+        published = beside_target.is_some();
+        if published && !steps.dry_run {
+            match steps.ended_beside("publish") {
+                // It ended before the slices did (a target it could not open, say): publish
+                // after them, as without it.
+                Some(code) => {
+                    println!(
+                        "publish    the publish beside the slices ended early, with exit code {code}: publishing after them"
+                    );
+                    published = false;
+                }
+                None => {
+                    // After the quarantine: the publish's last pass reads the ledgers, which one
+                    // process at a time may open.
+                    crate::plan::arrivals::mark_ended_at(&follow)
+                        .with_context(|| format!("cannot write `{}`", follow.display()))
+                        .map_err(Failure::data)?;
+                    let code = steps.wait_beside("publish").unwrap_or(1);
+                    status = worse(status, status_of(code));
+                }
+            }
+        }
     }
 
     fetch_ended(&mut status);
@@ -636,24 +700,16 @@ fn run_steps(
         Some(l) if !steps.dry_run => l.has_ledgers()?,
         _ => ledgers.exists(),
     };
-    if w.config.target.is_some() && !has_ledgers && !steps.dry_run {
+    if w.config.target.is_some() && !has_ledgers && !steps.dry_run && !published {
         println!("publish    nothing to publish: no slice recorded anything");
     }
     if let Some(target) = w
         .config
         .target
         .as_ref()
-        .filter(|_| has_ledgers || steps.dry_run)
+        .filter(|_| (has_ledgers || steps.dry_run) && !published)
     {
-        // Beside the ledgers at a run location (`ledgers/publish.duckdb`), else here.
-        let ledger = dir.join("publish.duckdb");
-        let publish = Step::Publish {
-            config: cfg,
-            ledgers: &ledgers,
-            target,
-            date: &w.date,
-            ledger: location.is_none().then_some(ledger.as_path()),
-        };
+        let publish = publish_step(target, None);
         let span = watch.step(steps, "publish");
         let code = steps.run("publish", publish.args())?;
         ended(span, code);

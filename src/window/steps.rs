@@ -2,8 +2,8 @@
 //! line is printed (so any step can be run again by hand), started with the global options
 //! passed on, a shorter grace period, and SIGTERM when `run` itself dies; a SIGTERM or SIGINT
 //! that `run` receives is passed on to it. Child exit codes are read back as exit statuses and
-//! the worst one is the run's. One step may run beside the others ([`Beside`]: the fetch of a
-//! day's first run), looked after in every wait.
+//! the worst one is the run's. Steps may run beside the others ([`Beside`]: the fetch of a
+//! day's first run, the publish that follows the slices), looked after in every wait.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -30,17 +30,19 @@ pub(crate) struct Steps<'a> {
     /// Where slices record the notifications they send: the run folder's
     /// `notifications.jsonl`.
     pub notify_log: std::cell::RefCell<Option<PathBuf>>,
-    /// The step running beside the others, if any ([`Steps::start_beside`]).
-    pub beside: std::cell::RefCell<Option<Beside>>,
-    /// The exit code of the step that ran beside, once it ended.
-    pub beside_code: std::cell::Cell<Option<i32>>,
+    /// The steps running beside the others ([`Steps::start_beside`]).
+    pub beside: std::cell::RefCell<Vec<Beside>>,
+    /// The exit codes of the steps that ran beside, once they ended, until taken
+    /// ([`Steps::wait_beside`]).
+    pub beside_codes: std::cell::RefCell<Vec<(&'static str, i32)>>,
 }
 
 /// A step running beside the others: `fetch` while the day's first files are planned and
-/// processed. Every wait of `run` tends it ([`Steps::tend`]): passes a signal on, kills it
-/// after the grace period. Once it has ended its marker is written (when it is dropped), so
-/// that the slices waiting for its files learn that it ended even when it was killed; one
-/// still running when `run` gives up on an error is stopped first, as a signal stops it.
+/// processed, `publish` while the slices record their units. Every wait of `run` tends it
+/// ([`Steps::tend`]): passes a signal on, kills it after the grace period. Once it has ended
+/// its marker, if it has one, is written (when it is dropped), so that the slices waiting for
+/// the fetch's files learn that it ended even when it was killed; one still running when `run`
+/// gives up on an error is stopped first, as a signal stops it.
 pub(crate) struct Beside {
     step: &'static str,
     child: std::process::Child,
@@ -48,7 +50,7 @@ pub(crate) struct Beside {
     forwarded: bool,
     grace: Duration,
     /// Written once it has ended, whatever way (the fetch's `MANIFEST.ended`).
-    marker: PathBuf,
+    marker: Option<PathBuf>,
     /// Its span, ended with its exit code when it ends.
     span: Option<crate::telemetry::TraceSpan>,
 }
@@ -72,8 +74,10 @@ impl Beside {
 impl Drop for Beside {
     fn drop(&mut self) {
         self.stop();
-        if let Err(e) = crate::plan::arrivals::mark_ended_at(&self.marker) {
-            tracing::error!("cannot write `{}`: {e}", self.marker.display());
+        if let Some(marker) = &self.marker
+            && let Err(e) = crate::plan::arrivals::mark_ended_at(marker)
+        {
+            tracing::error!("cannot write `{}`: {e}", marker.display());
         }
     }
 }
@@ -188,13 +192,13 @@ impl Steps<'_> {
         self.exec(c)
     }
 
-    /// Starts a step that runs beside the next ones; its end writes `marker` and ends `span`
-    /// (see [`Beside`]).
+    /// Starts a step that runs beside the next ones; its end writes `marker` (if any) and ends
+    /// `span` (see [`Beside`]).
     pub fn start_beside(
         &self,
         step: &'static str,
         args: Vec<OsString>,
-        marker: PathBuf,
+        marker: Option<PathBuf>,
         span: crate::telemetry::TraceSpan,
     ) -> Result<(), Failure> {
         self.show(step, &args, None);
@@ -203,7 +207,7 @@ impl Steps<'_> {
             .spawn()
             .with_context(|| format!("cannot start `{}`", self.exe.display()))
             .map_err(Failure::data)?;
-        *self.beside.borrow_mut() = Some(Beside {
+        self.beside.borrow_mut().push(Beside {
             step,
             child,
             started: Instant::now(),
@@ -215,22 +219,42 @@ impl Steps<'_> {
         Ok(())
     }
 
-    /// Looks after the step running beside, if any: when it has ended, says so, writes its
-    /// marker (dropping it) and keeps its exit code for [`Steps::wait_beside`].
+    /// Looks after the steps running beside: when one has ended, says so, writes its marker
+    /// (dropping it) and keeps its exit code for [`Steps::wait_beside`].
     pub fn tend(&self) {
-        let mut slot = self.beside.borrow_mut();
-        let Some(b) = slot.as_mut() else {
-            return;
-        };
-        let code = match b.child.try_wait() {
-            Ok(Some(st)) => exit_code(st),
+        let mut besides = self.beside.borrow_mut();
+        let mut i = 0;
+        while i < besides.len() {
+            match self.exit_of(&mut besides[i]) {
+                Some(code) => {
+                    let mut b = besides.remove(i);
+                    println!(
+                        "took       {} {:.1} s, exit code {code}",
+                        b.step,
+                        b.started.elapsed().as_secs_f64()
+                    );
+                    if let Some(span) = b.span.take() {
+                        ended(span, code);
+                    }
+                    self.beside_codes.borrow_mut().push((b.step, code));
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// The exit code of a step running beside once it has ended (killed when it outlived the
+    /// grace period after a signal, which it is passed on); `None` while it runs.
+    fn exit_of(&self, b: &mut Beside) -> Option<i32> {
+        match b.child.try_wait() {
+            Ok(Some(st)) => Some(exit_code(st)),
             Ok(None) => {
                 if let (Some(sig), false) = (self.cancel.signal(), b.forwarded) {
                     b.forwarded = true;
                     forward(b.child.id(), sig);
                 }
                 if !self.cancel.overdue(self.grace) {
-                    return;
+                    return None;
                 }
                 let _ = b.child.kill();
                 let _ = b.child.wait();
@@ -238,49 +262,48 @@ impl Steps<'_> {
                     "stopped    {} did not stop within the grace period: killed",
                     b.step
                 );
-                128 + self.cancel.signal().unwrap_or(libc::SIGTERM)
+                Some(128 + self.cancel.signal().unwrap_or(libc::SIGTERM))
             }
             Err(e) => {
                 println!("stopped    cannot wait for {}: {e}", b.step);
                 let _ = b.child.kill();
                 let _ = b.child.wait();
-                1
+                Some(1)
             }
-        };
-        println!(
-            "took       {} {:.1} s, exit code {code}",
-            b.step,
-            b.started.elapsed().as_secs_f64()
-        );
-        if let Some(span) = b.span.take() {
-            ended(span, code);
         }
-        *slot = None;
-        self.beside_code.set(Some(code));
     }
 
-    /// Waits for the step running beside to end (tending it); its exit code, or `None` when
-    /// none was started.
-    pub fn wait_beside(&self) -> Option<i32> {
-        self.wait_beside_until(|| false);
-        self.beside_code.take()
+    /// Waits for the step `step` running beside to end (tending every step beside); its exit
+    /// code, or `None` when none was started or its code was taken already.
+    pub fn wait_beside(&self, step: &str) -> Option<i32> {
+        self.wait_beside_until(step, || false);
+        self.ended_beside(step)
     }
 
-    /// Stops the step running beside, if any (see [`Beside`]), and ends its span: for steps
-    /// that end on an error while it runs.
+    /// The exit code of the step `step` running beside if it has ended (taken), after tending
+    /// every step beside; `None` while it runs.
+    pub fn ended_beside(&self, step: &str) -> Option<i32> {
+        self.tend();
+        let mut codes = self.beside_codes.borrow_mut();
+        let i = codes.iter().position(|(s, _)| *s == step)?;
+        Some(codes.remove(i).1)
+    }
+
+    /// Stops the steps running beside, if any (see [`Beside`]), and ends their spans: for steps
+    /// that end on an error while they run.
     pub fn stop_beside(&self) {
-        let Some(mut b) = self.beside.borrow_mut().take() else {
-            return;
-        };
-        let code = b.stop();
-        if let Some(span) = b.span.take() {
-            ended(span, code);
+        let besides = std::mem::take(&mut *self.beside.borrow_mut());
+        for mut b in besides {
+            let code = b.stop();
+            if let Some(span) = b.span.take() {
+                ended(span, code);
+            }
         }
     }
 
-    /// Waits until `ready` says so or the step running beside has ended.
-    pub fn wait_beside_until(&self, ready: impl Fn() -> bool) {
-        while self.beside.borrow().is_some() && !ready() {
+    /// Waits until `ready` says so or the step `step` running beside has ended.
+    pub fn wait_beside_until(&self, step: &str, ready: impl Fn() -> bool) {
+        while self.beside.borrow().iter().any(|b| b.step == step) && !ready() {
             self.tend();
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -417,6 +440,8 @@ pub enum Step<'a> {
         scratch: Option<&'a Path>,
         /// The manifest a fetch still appends to, when the plan was made from its listing.
         fetching: Option<&'a Path>,
+        /// Rows to the ledger's journal, for a publish that follows them (`--journal`).
+        journal: bool,
     },
     /// `publish`: the outputs the slices' ledgers record, to the window's target.
     Publish {
@@ -426,6 +451,9 @@ pub enum Step<'a> {
         date: &'a str,
         /// The deliveries' ledger; none: beside the ledgers (a run location's `ledgers/`).
         ledger: Option<&'a Path>,
+        /// Deliver each output once a slice's journal records it, until this file exists
+        /// (`--follow`).
+        follow: Option<&'a Path>,
     },
     /// `report`: the run summed up from the slices' ledgers.
     Report {
@@ -538,6 +566,7 @@ impl Step<'_> {
                 deadline,
                 scratch,
                 fetching,
+                journal,
             } => {
                 flag("--config", p(config));
                 flag("--plan", p(plan));
@@ -555,6 +584,9 @@ impl Step<'_> {
                         d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into(),
                     );
                 }
+                if *journal {
+                    v.push("--journal".into());
+                }
                 v.insert(0, "process".into());
             }
             Step::Publish {
@@ -563,6 +595,7 @@ impl Step<'_> {
                 target,
                 date,
                 ledger,
+                follow,
             } => {
                 flag("--config", p(config));
                 flag("--ledgers", p(ledgers));
@@ -570,6 +603,9 @@ impl Step<'_> {
                 flag("--date", OsString::from(*date));
                 if let Some(l) = ledger {
                     flag("--ledger", p(l));
+                }
+                if let Some(f) = follow {
+                    flag("--follow", p(f));
                 }
                 v.insert(0, "publish".into());
             }
@@ -704,6 +740,7 @@ mod tests {
             deadline,
             scratch: Some(Path::new("/r/scratch")),
             fetching: None,
+            journal: false,
         };
         let Command::Process(a) = parse(&process) else {
             panic!("not process")
@@ -716,11 +753,13 @@ mod tests {
             deadline: None,
             scratch: None,
             fetching: Some(manifest),
+            journal: true,
         };
         let Command::Process(f) = parse(&fetching) else {
             panic!("not process")
         };
         assert_eq!(f.fetching.as_deref(), Some(manifest));
+        assert!(f.journal && !a.journal);
         assert_eq!(a.slice, Some(4));
         assert_eq!(a.plan.as_deref(), Some(plan_path));
         assert_eq!(a.out, out);
@@ -728,12 +767,14 @@ mod tests {
         assert_eq!(a.scratch.as_deref(), Some(Path::new("/r/scratch")));
 
         let (ledgers, ledger) = (Path::new("/r/out/ledgers"), Path::new("/r/publish.duckdb"));
+        let ended = Path::new("/r/slices.ended");
         let publish = Step::Publish {
             config,
             ledgers,
             target: "s3://outbound",
             date: "2026-12-03",
             ledger: Some(ledger),
+            follow: Some(ended),
         };
         let Command::Publish(a) = parse(&publish) else {
             panic!("not publish")
@@ -741,6 +782,7 @@ mod tests {
         assert_eq!(a.ledgers, ledgers);
         assert_eq!(a.target.as_deref(), Some("s3://outbound"));
         assert_eq!(a.ledger.as_deref(), Some(ledger));
+        assert_eq!(a.follow.as_deref(), Some(ended));
 
         for format in [ReportTo::Table, ReportTo::Html, ReportTo::Json] {
             let report = Step::Report {

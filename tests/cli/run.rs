@@ -164,6 +164,13 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
             && out.contains("--fetching"),
         "{out}"
     );
+    // The publish runs beside the slices, which record their units in their journals.
+    assert!(
+        out.contains("publish    runs beside the slices")
+            && out.contains("--follow")
+            && out.contains("--journal"),
+        "{out}"
+    );
     // Stages in order: no slice starts before every slice of an earlier stage has ended.
     let plan: serde_json::Value =
         serde_json::from_str(&d.read(&format!("runs/{date}-day/plan.json"))).unwrap();
@@ -391,6 +398,13 @@ fn a_dry_run_shows_the_work_and_touches_nothing() {
         out.contains("fetch      would run beside the plan and the slices")
             && out.contains("--listing")
             && out.contains("--fetching"),
+        "{out}"
+    );
+    // And of the publish beside the slices.
+    assert!(
+        out.contains("publish    would run beside the slices")
+            && out.contains("--follow")
+            && out.contains("--journal"),
         "{out}"
     );
     assert!(!d.path("runs").exists(), "a dry run creates nothing");

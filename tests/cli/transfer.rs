@@ -1612,3 +1612,112 @@ fn azure_blobs_are_written_with_the_configured_encryption_scope() {
         );
     }
 }
+
+/// `publish --follow` delivers each output as soon as a slice's journal records it, while the
+/// slices run (a file split between two slices once both have recorded their parts); once its
+/// file exists (the slices have ended) it delivers the rest from the ledgers, folding the
+/// journals into them, and delivers nothing twice.
+#[test]
+fn publish_follows_the_slices_and_delivers_each_output_once() {
+    let d = Dir::new();
+    generate_day(&d, "8", "20000", "3", "7");
+    process_day(&d, "whole");
+    crate::util::plan_day(
+        &d,
+        &[
+            "--slices",
+            "2",
+            "--split-bytes",
+            "500000",
+            "--out",
+            "plan.json",
+        ],
+    );
+    let ended = d.path("slices.ended");
+    // Killed if the test fails before it ends.
+    struct Publish(Option<std::process::Child>);
+    impl Drop for Publish {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let child = d
+        .process()
+        .args(["publish", "--config", "day/batchwin.toml"])
+        .args(["--ledgers", "run/ledgers", "--target", "server"])
+        .args(["--date", DATE, "--ledger", "publish.duckdb", "--follow"])
+        .arg(&ended)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut publish = Publish(Some(child));
+    let target = d.path(&format!("server/outbound/{DATE}"));
+    // Outputs (`VENDOR/NAME`), not reject files, ledgers or a delivery's hidden temporary.
+    let is_output = |k: &String| {
+        k.contains('/')
+            && !k.contains(".rejects.")
+            && !k.ends_with(".duckdb")
+            && !k.rsplit('/').next().unwrap_or_default().starts_with('.')
+    };
+    let outputs =
+        |t: &std::collections::BTreeMap<String, Vec<u8>>| t.keys().filter(|k| is_output(k)).count();
+    let whole = outputs(&tree(&d.path("whole")));
+
+    crate::util::process_slice(&d, "plan.json", 0, "run", &["--journal", "-q"]);
+    // The slice's rows are in its journal, and its outputs reach the target while the
+    // publish still follows.
+    assert!(d.path("run/ledgers/slice-00000.duckdb.journal").is_file());
+    assert!(!d.path("run/ledgers/slice-00000.duckdb").exists());
+    let until = Instant::now() + Duration::from_secs(30);
+    while outputs(&tree(&target)) == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let early = tree(&target);
+    // The files the first slice did whole; not those split between the two.
+    assert!(
+        outputs(&early) > 0 && outputs(&early) < whole,
+        "{} of {whole} delivered from the first slice's journal",
+        outputs(&early)
+    );
+    assert!(
+        publish.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the publish waits for the slices to end"
+    );
+    let finished = tree(&d.path("whole"));
+    for (k, v) in early.iter().filter(|(k, _)| is_output(k)) {
+        assert!(
+            &finished[k] == v,
+            "{k}: delivered bytes differ from the output"
+        );
+    }
+
+    crate::util::process_slice(&d, "plan.json", 1, "run", &["--journal", "-q"]);
+    std::fs::write(&ended, "").unwrap();
+    let out = publish.0.take().unwrap().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("{DATE}: {whole} delivered")) && text.contains(", 0 already there"),
+        "{text}"
+    );
+    assert_published(&d.path("whole"), &target);
+    // Every output delivered once, none checked again; the journals folded into the ledgers.
+    assert_eq!(
+        deliveries(&d.path("publish.duckdb")),
+        [("delivered".into(), whole as i64)]
+    );
+    for k in 0..2 {
+        assert!(
+            d.path(&format!("run/ledgers/slice-0000{k}.duckdb"))
+                .is_file()
+        );
+        assert!(
+            !d.path(&format!("run/ledgers/slice-0000{k}.duckdb.journal"))
+                .exists()
+        );
+    }
+}
