@@ -215,6 +215,11 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     ] {
         assert!(run.join(f).is_file(), "{f} kept in the run folder");
     }
+    // Each output delivered once by the publish beside the slices, none checked again.
+    assert_eq!(
+        crate::util::deliveries(&run.join("publish.duckdb")),
+        [("delivered".into(), 20)]
+    );
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(
         html.starts_with("<!DOCTYPE html>"),

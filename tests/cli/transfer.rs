@@ -9,8 +9,8 @@ use batchwin::storage::Store;
 
 use crate::storage::{azurite_options, runtime, s3_options};
 use crate::util::{
-    Dir, Sftp, assert_published, generate_day, process_day, process_slices, service, stderr,
-    stdout, tree,
+    Dir, Sftp, assert_published, deliveries, generate_day, process_day, process_slices, service,
+    stderr, stdout, tree,
 };
 
 const DATE: &str = "2026-11-29";
@@ -256,23 +256,6 @@ fn plan_and_process(d: &Dir) {
         .success();
     let slices = process_slices(d, "plan.json", "run", &["--date", DATE]);
     assert_eq!(slices, 2, "one stage of two slices");
-}
-
-fn deliveries(ledger: &Path) -> Vec<(String, i64)> {
-    let conn = duckdb::Connection::open_with_flags(
-        ledger,
-        duckdb::Config::default()
-            .access_mode(duckdb::AccessMode::ReadOnly)
-            .unwrap(),
-    )
-    .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT status, count(*) FROM deliveries GROUP BY status ORDER BY status")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
 }
 
 #[test]

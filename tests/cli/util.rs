@@ -313,6 +313,24 @@ pub fn assert_published(whole: &Path, published: &Path) {
     }
 }
 
+/// The deliveries a publish ledger recorded: how many of each status, by status.
+pub fn deliveries(ledger: &Path) -> Vec<(String, i64)> {
+    let conn = duckdb::Connection::open_with_flags(
+        ledger,
+        duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT status, count(*) FROM deliveries GROUP BY status ORDER BY status")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// What a finished command printed on standard output.
 pub fn stdout(o: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&o.get_output().stdout).into_owned()
