@@ -1,5 +1,6 @@
-//! The journal beside a ledger: where a small `process` run writes its rows instead of
-//! starting DuckDB, and the fold that moves them into the ledger.
+//! The journal beside a ledger: where a small `process` run, or a slice given `--journal`,
+//! writes its rows instead of starting DuckDB; the fold that moves them into the ledger; and
+//! [`Tail`], which reads them as they are written (`publish --follow`).
 //!
 //! Starting DuckDB, creating a ledger's tables and closing it with a checkpoint costs 30-35 ms
 //! of CPU (measured: an empty database alone opens in 13-17 ms), most of a `process --input`

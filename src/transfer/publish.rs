@@ -9,6 +9,10 @@
 //! lines of the parts before it, as their ledgers recorded them: the whole file's reject file,
 //! or none when those numbers are not known. A target that already holds the same bytes is
 //! skipped; one with different bytes is refused unless `overwrite`.
+//!
+//! With `--follow` ([`PublishRequest::follow`]) it delivers while the slices run: each file
+//! once the slices' journals record all its units as succeeded, then, when the slices have
+//! ended, the rest from the ledgers, leaving out what it delivered already.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
