@@ -17,7 +17,7 @@
 //! none, [`Store::replace_bytes`] only while it is the version read): in one request that the
 //! store refuses on object stores, checked then written (whole, by a rename) on SFTP and in
 //! folders ([`Store::conditional`]), and deleted only while unchanged where the store can
-//! ([`Store::delete_if`]: Azure Blob). The lock at a run location is made of them.
+//! ([`Store::delete_if`]: S3 and Azure Blob). The lock at a run location is made of them.
 //!
 //! Names inside a store are relative, `/`-separated, and checked by [`safe_name`]: no `..`, no
 //! absolute paths, no control characters. A name that fails the check is never sent anywhere.
@@ -901,11 +901,12 @@ impl Store {
     }
 
     /// Deletes the small file `name` only while it is the version `expected`
-    /// ([`StorageError::Conflict`] otherwise, and also when it is gone: Azure answers a
-    /// condition on a blob that is not there with 412), where the store can delete
-    /// conditionally: `Ok(true)` once deleted. Only Azure Blob can (`If-Match` on
-    /// Delete Blob); everywhere else, and on Azure with credentials that cannot sign a URL, it
-    /// deletes nothing and gives `Ok(false)`.
+    /// ([`StorageError::Conflict`] otherwise, and also when it is gone on Azure, which answers
+    /// a condition on a blob that is not there with 412; S3 answers 404, taken as deleted),
+    /// where the store can delete conditionally: `Ok(true)` once deleted. S3 and Azure Blob
+    /// can (`If-Match` on DeleteObject and Delete Blob); GCS, SFTP and folders cannot, nor can
+    /// a store whose credentials cannot sign a URL or an S3 API server that refuses the
+    /// condition: there it deletes nothing and gives `Ok(false)`.
     pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
         safe_name(name)?;
         self.retrying("conditional delete", || async move {

@@ -25,6 +25,12 @@ fn unknown_key(k: &str) -> String {
     )
 }
 
+/// A store that can sign URLs, for the requests object_store cannot make itself.
+enum Signing {
+    S3(Arc<object_store::aws::AmazonS3>),
+    Azure(Arc<object_store::azure::MicrosoftAzure>),
+}
+
 pub(super) struct ObjectBackend {
     inner: Arc<dyn ObjectStore>,
     root: Path,
@@ -35,9 +41,9 @@ pub(super) struct ObjectBackend {
     /// The folder of a local store, every link in its path resolved: listed by
     /// [`list_local`], which sees links and special files, unlike object_store.
     local_root: Option<PathBuf>,
-    /// The store itself when it is Azure Blob, which signs the URLs of conditional deletes
-    /// ([`Self::delete_if`]).
-    azure: Option<Arc<object_store::azure::MicrosoftAzure>>,
+    /// The store itself when it is S3 or Azure Blob, which signs the URLs of conditional
+    /// deletes ([`Self::delete_if`]).
+    signer: Option<Signing>,
 }
 
 impl ObjectBackend {
@@ -60,7 +66,7 @@ impl ObjectBackend {
             display: display.to_string(),
             local_fs: Some(fs),
             local_root: Some(real),
-            azure: None,
+            signer: None,
         })
     }
 
@@ -106,7 +112,7 @@ impl ObjectBackend {
         }
         pairs.extend(opts.pairs.iter().cloned());
         let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-        let mut azure = None;
+        let mut signer = None;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -122,7 +128,9 @@ impl ObjectBackend {
                         Err(_) => {}
                     }
                 }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let s3 = Arc::new(b.build().map_err(|e| bad(e.to_string()))?);
+                signer = Some(Signing::S3(s3.clone()));
+                s3
             }
             "az" => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -155,7 +163,7 @@ impl ObjectBackend {
                     );
                 }
                 let az = Arc::new(b.build().map_err(|e| bad(e.to_string()))?);
-                azure = Some(az.clone());
+                signer = Some(Signing::Azure(az.clone()));
                 az
             }
             "gs" => {
@@ -181,7 +189,7 @@ impl ObjectBackend {
             display: display.to_string(),
             local_fs: None,
             local_root: None,
-            azure,
+            signer,
         })
     }
 
@@ -550,18 +558,25 @@ impl ObjectBackend {
         Ok(size)
     }
 
-    /// See [`super::Store::delete_if`]. On Azure Blob: one Delete Blob request with `If-Match`
-    /// on the ETag, sent to a URL the store signs with a shared access signature (object_store
-    /// 0.14 deletes without conditions, and in batches, so it cannot carry the header). `Ok(false)`
-    /// on other stores, for a version without an ETag, and when the store's credentials cannot
-    /// sign a URL (a SAS given as the credential) or the service refuses the signed one.
+    /// See [`super::Store::delete_if`]. On S3 and Azure Blob: one delete request with
+    /// `If-Match` on the ETag, sent to a URL the store signs (a presigned URL on S3, a shared
+    /// access signature on Azure; object_store 0.14 deletes without conditions, and in batches,
+    /// so it cannot carry the header). `Ok(false)` on GCS and folders, for a version without an
+    /// ETag, when the store's credentials cannot sign a URL (a SAS given as the credential) or
+    /// the service refuses the signed one, and when an S3 API server says it cannot take the
+    /// condition (400 or 501). AWS S3 honours `If-Match` on DeleteObject since September 2025;
+    /// a server that ignores the header deletes the object as a plain delete would.
     pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
         use object_store::client::{HttpConnector, ReqwestConnector};
         use object_store::signer::Signer;
-        let (Some(az), Some(e_tag)) = (&self.azure, &expected.e_tag) else {
+        let (Some(signer), Some(e_tag)) = (&self.signer, &expected.e_tag) else {
             return Ok(false);
         };
-        let signed = az
+        let signer: &dyn Signer = match signer {
+            Signing::S3(s3) => s3.as_ref(),
+            Signing::Azure(az) => az.as_ref(),
+        };
+        let signed = signer
             .signed_url(
                 http::Method::DELETE,
                 &self.path(name),
@@ -608,8 +623,18 @@ impl ObjectBackend {
                 name: name.to_string(),
             }),
             // The signature refused (a clock ahead of the service's makes a SAS that is not
-            // valid yet; credentials without the right to sign): as a store that cannot.
+            // valid yet; credentials without the right to sign), or an S3 API server that
+            // does not take the condition: as a store that cannot.
             http::StatusCode::FORBIDDEN | http::StatusCode::UNAUTHORIZED => {
+                tracing::debug!(
+                    "`{}`: the conditional delete of `{name}` was refused ({status})",
+                    self.display
+                );
+                Ok(false)
+            }
+            http::StatusCode::BAD_REQUEST | http::StatusCode::NOT_IMPLEMENTED
+                if matches!(self.signer, Some(Signing::S3(_))) =>
+            {
                 tracing::debug!(
                     "`{}`: the conditional delete of `{name}` was refused ({status})",
                     self.display
@@ -1136,6 +1161,34 @@ mod tests {
             ..Default::default()
         };
         ObjectBackend::remote(&url::Url::parse(url).unwrap(), &opts, url)
+    }
+
+    /// A local copy is the source's bytes with their checksum, an empty file included; a
+    /// source larger than the cap is refused, and nothing of it is written past the cap.
+    #[test]
+    fn a_local_copy_has_the_sources_bytes_and_checksum_and_keeps_to_its_cap() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 5000, 3 << 20] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let from = dir.path().join(format!("in-{len}"));
+            let to = dir.path().join(format!("out-{len}"));
+            std::fs::write(&from, &bytes).unwrap();
+            let t = copy_local_file(&from, &to, Some(len as u64)).unwrap();
+            assert_eq!(t.bytes, len as u64);
+            assert_eq!(t.sha256, hex::encode(sha2::Sha256::digest(&bytes)));
+            assert_eq!(std::fs::read(&to).unwrap(), bytes);
+            if len > 0 {
+                let capped_to = dir.path().join(format!("capped-{len}"));
+                let capped = copy_local_file(&from, &capped_to, Some(len as u64 - 1));
+                assert!(
+                    matches!(capped, Err(StorageError::Oversize { .. })),
+                    "{capped:?}"
+                );
+                let written = std::fs::metadata(&capped_to).map_or(0, |m| m.len());
+                assert!(written < len as u64, "{written} bytes written past the cap");
+            }
+        }
     }
 
     /// A misspelt encryption key would leave objects unencrypted without a word: it is refused,

@@ -28,9 +28,9 @@
 //! that time runs out: the run, with its steps' grace period, has then stopped before any other
 //! run may find the lock stale (the invariant is stated and checked beside [`GIVE_UP`]). The
 //! lock is deleted at the end only while its last renewal is younger than [`GIVE_UP`], so no
-//! takeover can come between the read and the delete; on Azure Blob the delete is conditional
-//! too (`If-Match`, see [`Store::delete_if`]), elsewhere it is not (`object_store` 0.14 has no
-//! conditional delete).
+//! takeover can come between the read and the delete; on S3 and Azure Blob the delete is
+//! conditional too (`If-Match`, see [`Store::delete_if`]), on GCS, SFTP and in folders it is
+//! not (`object_store` 0.14 has no conditional delete, and SFTP none at all).
 
 use std::time::{Duration, Instant};
 
@@ -433,8 +433,8 @@ impl Held {
     /// all within the time left before [`GIVE_UP`]. A lock not renewed for that long is left
     /// alone (another run may be about to take it over, and the next run takes it over once
     /// stale): while the holder is within it, no other run can judge its lock stale, so no
-    /// takeover can come between the read and the delete. The delete is conditional on Azure
-    /// Blob (`If-Match` on the ETag read), and plain elsewhere.
+    /// takeover can come between the read and the delete. The delete is conditional on S3 and
+    /// Azure Blob (`If-Match` on the ETag read), and plain elsewhere.
     fn release(&self) {
         let store = &self.store;
         let left = self.left();

@@ -1571,8 +1571,8 @@ fn a_day_at_an_azure_blob_run_location_runs_on_one_machine_at_a_time() {
 /// A run whose lock another holder took (here: replaced by the test while the run's fetch
 /// waits for files to settle) finds out at its next renewal, says who has it, stops as a
 /// SIGTERM would (exit code 143) before it processed anything, and leaves the other holder's
-/// lock as it is: no ledger, no output at the run location. On the S3 server (conditional
-/// puts with `If-Match`) and on Azure Blob (conditional puts and a conditional delete).
+/// lock as it is: no ledger, no output at the run location. On the S3 server and on Azure
+/// Blob (conditional puts with `If-Match`, and a conditional delete).
 #[test]
 fn a_run_whose_lock_was_taken_over_stops_with_exit_143_and_leaves_the_lock_alone() {
     let Some(loc) = s3() else { return };
