@@ -1011,6 +1011,75 @@ impl SftpBackend {
         }
     }
 
+    /// See [`super::Store::take_over`]: `name` moved by a plain rename (atomic on the server:
+    /// of two renames of one file, one finds it gone) to a hidden name of this attempt's own
+    /// beside it, read there and compared with `expected`; moved back when it is not that
+    /// version, otherwise `bytes` created as `name` ([`Self::create_bytes`], refused when a
+    /// file slipped in meanwhile) and the old file removed.
+    pub async fn take_over(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: &Version,
+    ) -> Result<Version, StorageError> {
+        let conflict = || StorageError::Conflict {
+            store: self.display.clone(),
+            name: name.to_string(),
+        };
+        let conn = self.conn().await?;
+        let (dir, file) = name.rsplit_once('/').unwrap_or(("", name));
+        let aside = format!(
+            "{dir}{}.{file}.batchwin-{}-{:08x}",
+            if dir.is_empty() { "" } else { "/" },
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let (target, moved) = (self.remote(name), self.remote(&aside));
+        // `None`: there was no file to move.
+        let renamed = self
+            .timed(name, async {
+                match conn.sftp.rename(target.clone(), moved.clone()).await {
+                    Ok(()) => Ok(Some(())),
+                    Err(russh_sftp::client::error::Error::Status(s))
+                        if s.status_code == StatusCode::NoSuchFile =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(self.sftp_err(name, e)),
+                }
+            })
+            .await?;
+        if renamed.is_none() {
+            return Err(conflict());
+        }
+        let found = self.get_versioned(&aside).await;
+        if !matches!(&found, Ok(Some(v)) if v.version.sha256 == expected.sha256) {
+            // Not the version read (renewed or taken over meanwhile): back where it was,
+            // unless another file was made there meanwhile (the plain rename never replaces).
+            let back = self
+                .timed(name, async {
+                    conn.sftp
+                        .rename(moved.clone(), target.clone())
+                        .await
+                        .map_err(|e| self.sftp_err(name, e))
+                })
+                .await;
+            if back.is_err() {
+                self.remove_temp(&conn, &moved).await;
+            }
+            return match found {
+                Err(e) => Err(e),
+                _ => Err(conflict()),
+            };
+        }
+        let created = self.create_bytes(name, bytes).await;
+        self.remove_temp(&conn, &moved).await;
+        match created {
+            Err(StorageError::AlreadyExists { .. }) => Err(conflict()),
+            r => r,
+        }
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), StorageError> {
         self.timed(name, self.delete_untimed(name)).await
     }

@@ -15,9 +15,11 @@
 //! and a holder whose lock was taken over finds out at its next renewal. The test servers
 //! (moto, s3s-fs, Azurite) all honour these preconditions. On SFTP and in folders each write is
 //! a temporary file renamed (never a lock written in place), the creation exclusive too, but a
-//! renewal or a takeover is a read, a comparison and a rename
-//! ([`crate::storage::Conditional::CheckThenWrite`]): two takeovers of the same stale lock
-//! within that moment could both seem to win, and the loser finds out at its next renewal.
+//! renewal is a read, a comparison and a rename
+//! ([`crate::storage::Conditional::CheckThenWrite`]). A takeover there moves the stale lock
+//! aside first, which only one taker can do, and creates the new one exclusively
+//! ([`Store::take_over`]): of several runs taking over the same stale lock at once, one wins
+//! on every store.
 //!
 //! Whose lock it is is judged by its token, not its bytes: a write of this run's that the
 //! store took but whose answer was lost (and that a retry then found changed, or there) is
@@ -269,7 +271,7 @@ async fn acquire_as(
         sent = Instant::now();
         holder.renewed_at = now();
         let bytes = holder.bytes();
-        match store.replace_bytes(LOCK_NAME, &bytes, &found.version).await {
+        match store.take_over(LOCK_NAME, &bytes, &found.version).await {
             Ok(v) => {
                 println!(
                     "lock       took over the stale lock `{}` ({}), not renewed for more than {}",

@@ -19,6 +19,8 @@ pub(crate) struct Location {
     pub env: Vec<(String, String)>,
     /// For the test itself to look at and change what is stored.
     opts: StoreOptions,
+    /// The folder of a run location in a folder, removed with the last copy of it.
+    _folder: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Location {
@@ -35,6 +37,7 @@ impl Location {
             base: self.base.clone(),
             env,
             opts: self.opts.clone(),
+            _folder: self._folder.clone(),
         }
     }
 }
@@ -51,6 +54,7 @@ pub(crate) fn s3() -> Option<Location> {
             ("AWS_REGION".into(), "us-east-1".into()),
         ],
         opts: s3_options(endpoint),
+        _folder: None,
     })
 }
 
@@ -75,7 +79,19 @@ fn s3_sigv4() -> Option<Location> {
             ..Default::default()
         },
         env,
+        _folder: None,
     })
+}
+
+/// A folder as the run location, as machines sharing a filesystem would see it.
+fn folder() -> Location {
+    let dir = tempfile::tempdir().expect("run location folder");
+    Location {
+        base: format!("file://{}", dir.path().join("location").display()),
+        env: Vec::new(),
+        opts: StoreOptions::default(),
+        _folder: Some(std::sync::Arc::new(dir)),
+    }
 }
 
 /// The emulator's published development key (not a secret).
@@ -107,6 +123,7 @@ fn azurite() -> Option<Location> {
             ],
             ..Default::default()
         },
+        _folder: None,
     })
 }
 
@@ -526,6 +543,7 @@ fn a_day_runs_from_an_s3_run_location_that_checks_signatures() {
         base: loc.base.clone(),
         env: loc.env.clone(),
         opts: loc.opts.clone(),
+        _folder: None,
     });
     // Signed with the wrong secret, a worker is refused by the server: it fails, and says
     // where.
@@ -1559,6 +1577,12 @@ fn a_day_at_an_s3_run_location_that_checks_signatures_runs_on_one_machine_at_a_t
     if let Some(loc) = s3_sigv4() {
         a_day_at_the_location_runs_on_one_machine_at_a_time(loc);
     }
+}
+
+/// In a folder the takeover of the stale lock moves it aside first (`Store::take_over`).
+#[test]
+fn a_day_at_a_run_location_in_a_folder_runs_on_one_machine_at_a_time() {
+    a_day_at_the_location_runs_on_one_machine_at_a_time(folder());
 }
 
 #[test]
