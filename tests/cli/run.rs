@@ -251,6 +251,78 @@ fn a_window_runs_end_to_end_and_matches_single_file_processing() {
     );
 }
 
+/// The pid of a running process whose command line holds every one of `args`.
+fn pid_running_with(args: &[&str]) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let line = std::fs::read(e.path().join("cmdline")).ok()?;
+        let words: Vec<&[u8]> = line.split(|&b| b == 0).collect();
+        args.iter()
+            .all(|a| words.contains(&a.as_bytes()))
+            .then_some(pid)
+    })
+}
+
+/// A publish beside the slices that dies while they run (here: killed with SIGKILL as soon as
+/// it starts) is said, and the publish runs after the slices as it would without one: the run
+/// ends with 0 and every output is delivered once, byte-identical to processing each file
+/// alone.
+#[test]
+fn a_publish_beside_the_slices_that_dies_is_run_after_them() {
+    let d = Dir::new();
+    let date = day_processed_whole(&d, "20", "30000", "10", "5");
+    let run = d.path(&format!("runs/{date}-day"));
+    let follow = run.join("slices.ended").display().to_string();
+    let mut child = d
+        .process()
+        .args(run_args(&date, &["--workers", "2"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run starts");
+    let started = Instant::now();
+    let publish = loop {
+        if let Some(pid) = pid_running_with(&["publish", "--follow", &follow]) {
+            break pid;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its publish beside the slices was seen"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no publish beside"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &publish.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(
+            "publish    the publish beside the slices ended early, with exit code 137: publishing after them"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("step       publish: batchwin publish"),
+        "{out}"
+    );
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
+    assert_eq!(
+        crate::util::deliveries(&run.join("publish.duckdb")),
+        [("delivered".into(), 20)]
+    );
+}
+
 #[test]
 fn a_window_too_short_defers_medium_and_low_and_the_next_run_finishes_them() {
     let d = Dir::new();
