@@ -25,6 +25,8 @@ pub const ENV_SLICE: &str = "BATCHWIN_SLICE";
 pub const ENV_SLICE_OFFSET: &str = "BATCHWIN_SLICE_OFFSET";
 /// AWS Batch's array index.
 pub const ENV_AWS_BATCH_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
+/// AWS Batch's attempt number of a job, from 1.
+pub const ENV_AWS_BATCH_ATTEMPT: &str = "AWS_BATCH_JOB_ATTEMPT";
 /// Slurm's array index.
 pub const ENV_SLURM_INDEX: &str = "SLURM_ARRAY_TASK_ID";
 /// Kubernetes' indexed Job completion index.

@@ -108,6 +108,8 @@ pub struct ProcessArgs {
     /// their report job's exit status says whether the day failed).
     #[arg(long, requires = "plan", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub failures_exit: u8,
+    #[command(flatten)]
+    pub attempts: crate::exit::Attempts,
     /// Target input bytes per parallel chunk.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
@@ -123,6 +125,11 @@ pub struct ProcessArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
+    let (attempts, failures_exit) = (a.attempts.clone(), a.failures_exit);
+    attempts.status(process(g, a), failures_exit)
+}
+
+fn process(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     if let Some(plan) = &a.plan
         && (is_url(&plan.to_string_lossy())
             || is_url(&a.out.to_string_lossy())
@@ -135,14 +142,12 @@ pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
         }
         return run_remote_slice(g, &a, plan);
     }
-    let config_path = a
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("batchwin.toml"));
+    let config_path = a.config.clone().unwrap_or_else(|| "batchwin.toml".into());
     let config = crate::config::Config::load(&config_path)?;
     if let Some(plan_path) = &a.plan {
         return run_slice(g, &a, &config_path, plan_path, &config);
     }
+    let config = crate::config::Config::load(&config_path)?;
     let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
         .map_err(Failure::usage)?;
     let masking = crate::auth::choose(&config, token.as_ref())?;
@@ -337,10 +342,7 @@ fn slice_options(
         config_sha256: config_sha,
         masking: plan.masking.clone(),
         live,
-        journal: match a.journal {
-            true => Journaling::Always,
-            false => Journaling::Never,
-        },
+        journal: Journaling::when(a.journal),
         ..EngineOptions::default()
     }
 }

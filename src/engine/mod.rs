@@ -72,6 +72,18 @@ pub enum Journaling {
     Always,
 }
 
+#[cfg(feature = "cli")]
+impl Journaling {
+    /// [`Journaling::Always`] when asked for (`--journal`), else [`Journaling::Never`].
+    pub fn when(asked: bool) -> Journaling {
+        if asked {
+            Journaling::Always
+        } else {
+            Journaling::Never
+        }
+    }
+}
+
 /// Input bytes and records done so far by a run, counted as each window of chunks is written,
 /// not only when a file ends: what a progress bar draws while one large file is processed.
 /// A unit not processed (blocked, deferred) or cut short counts its remaining bytes when it

@@ -477,7 +477,7 @@ pub const AWS_MAX_DEPENDS_ON: usize = 20;
 /// TerminateJob is not retried by AWS Batch whatever its exit code, so 143 here is a reclaim.
 fn aws_retry(o: &EmitOptions) -> Value {
     json!({
-        "attempts": o.retries.clamp(1, 10),
+        "attempts": aws_attempts(o),
         "evaluateOnExit": [
             {"onExitCode": "3", "action": "RETRY"},
             {"onExitCode": "143", "action": "RETRY"},
@@ -565,12 +565,25 @@ fn aws_depends_on(vars: &[String]) -> Value {
 /// A slice's command on AWS Batch. A job there runs only when every job it depends on
 /// succeeded, so a slice whose units all ended and were recorded, some of them failed, exits 0
 /// (`--failures-exit 0`): the next stage still runs and holds back only the vendors that come
-/// after one that did not finish (recorded as blocked), as on the other engines. A slice that
-/// could not record its units (exit 3 after its retries, or 2) still fails the stages after it.
+/// after one that did not finish (recorded as blocked), as on the other engines. So does a
+/// slice whose last attempt (`--attempts`, the retry strategy's, against AWS Batch's
+/// `AWS_BATCH_JOB_ATTEMPT`) ends on a retryable error: no retry is left, and the report names
+/// its units. A slice that ends with 2, or is stopped by its timeout, still fails the stages
+/// after it.
 fn aws_process_args(o: &EmitOptions) -> Vec<String> {
     let mut args = o.process_args(AWS_SCRATCH);
-    args.extend(["--failures-exit".to_string(), "0".to_string()]);
+    args.extend([
+        "--failures-exit".to_string(),
+        "0".to_string(),
+        "--attempts".to_string(),
+        aws_attempts(o).to_string(),
+    ]);
     args
+}
+
+/// The attempts AWS Batch makes at a job: `--retries`, within its range of 1 to 10.
+fn aws_attempts(o: &EmitOptions) -> u32 {
+    o.retries.clamp(1, 10)
 }
 
 fn aws_batch(plan: &Plan, dir: &Path, o: &EmitOptions) -> anyhow::Result<Vec<PathBuf>> {

@@ -341,7 +341,9 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
                 "--scratch",
                 "/tmp/batchwin-scratch",
                 "--failures-exit",
-                "0"
+                "0",
+                "--attempts",
+                &r["retryStrategy"]["attempts"].to_string()
             ]
         );
     }

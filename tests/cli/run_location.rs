@@ -858,6 +858,79 @@ fn a_run_location_that_stops_answering_mid_slice_ends_it_with_exit_3_and_a_rerun
     report_and_publish(&d, &loc);
 }
 
+/// On AWS Batch a job that fails stops every job after it, the report's too. A slice that
+/// cannot reach its run location (here: an endpoint nothing answers on) exits 3 while the
+/// engine has attempts left (`AWS_BATCH_JOB_ATTEMPT` below `--attempts`), to be retried; on
+/// its last attempt it exits with `--failures-exit 0` instead and says why. The other slice
+/// runs, and the report names the first slice's units as missing and exits 1.
+#[test]
+fn the_last_attempt_of_a_slice_that_cannot_reach_its_run_location_lets_the_later_jobs_run() {
+    let Some(live) = s3() else {
+        return;
+    };
+    let d = Dir::new();
+    stage_and_plan(&d, &live, "4", "2000", "2");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dead = live.at_endpoint(&format!("http://127.0.0.1:{port}"));
+    let flags = [
+        "--failures-exit",
+        "0",
+        "--attempts",
+        "2",
+        "--retries",
+        "1",
+        "--timeout",
+        "1s",
+    ];
+    let attempt = |n: &str| {
+        let o = slice_command(&d, &dead, 0, n.parse().unwrap())
+            .args(flags)
+            .env("AWS_BATCH_JOB_ATTEMPT", n)
+            .output()
+            .expect("slice runs");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), err)
+    };
+    let (code, err) = attempt("1");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(!err.contains("none is left"), "{err}");
+    let (code, err) = attempt("2");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(
+            "attempt    2 of 2 ended on a retryable error and none is left: exit code 0 instead of 3"
+        ),
+        "{err}"
+    );
+    let o = run_slice(&d, &live, 1, 0);
+    assert_eq!(o.status.code(), Some(0));
+    let plan: serde_json::Value =
+        serde_json::from_slice(&live.get("run/plan.json").expect("plan")).unwrap();
+    let units = plan["slices"][0]["units"].as_array().unwrap().len();
+    let o = live.run(
+        d.root(),
+        &[
+            "report",
+            "--ledgers",
+            &live.url("run/ledgers"),
+            "--plan",
+            &live.url("run/plan.json"),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    assert_eq!(report["slices_never_started"], serde_json::json!([0]));
+    let missing = report["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), units, "{missing:?}");
+    assert!(missing.iter().all(|m| m["slice"] == 0), "{missing:?}");
+}
+
 /// The integers of a log line, after its first backquoted name (a URL holds digits too).
 fn numbers_after_name(line: &str) -> Vec<u64> {
     let rest = line.splitn(3, '`').nth(2).unwrap_or("");
