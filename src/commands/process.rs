@@ -147,7 +147,6 @@ fn process(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
     if let Some(plan_path) = &a.plan {
         return run_slice(g, &a, &config_path, plan_path, &config);
     }
-    let config = crate::config::Config::load(&config_path)?;
     let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
         .map_err(Failure::usage)?;
     let masking = crate::auth::choose(&config, token.as_ref())?;

@@ -246,8 +246,7 @@ pub enum Conditional {
     /// SFTP and folders: a creation is exclusive (a rename that never replaces), a
     /// replacement is a read, a comparison and then a write (a rename over the file), with a
     /// short window between them in which another writer's replacement can be lost. Both are
-    /// whole: a temporary file renamed, never a file written in place. A takeover
-    /// ([`Store::take_over`]) moves the file aside first, so two takers never both succeed.
+    /// whole: a temporary file renamed, never a file written in place.
     CheckThenWrite,
 }
 
@@ -884,33 +883,6 @@ impl Store {
             match &self.backend {
                 Backend::Object(o) => o.replace_bytes(name, bytes, expected).await,
                 Backend::Sftp(s) => s.replace_bytes(name, bytes, expected).await,
-            }
-        })
-        .await
-    }
-
-    /// Takes the small file `name` over from a holder presumed gone (a stale lock): replaces it
-    /// by `bytes` only while it is still the version `expected` ([`StorageError::Conflict`]
-    /// otherwise, or when it is gone), so that of several takers of the same version at most
-    /// one succeeds, on every store. On object stores it is [`Store::replace_bytes`], one
-    /// conditional request. On SFTP and in folders the file is first moved aside to a name of
-    /// this attempt's own (one rename, which only one taker can make: the others find no file
-    /// to move), compared there with `expected` (put back when it is not), and only then is
-    /// `bytes` created under `name`, exclusively, and the moved file removed. For that moment
-    /// `name` is absent: a creation that slips in wins, and the takeover is a `Conflict`.
-    /// An attempt cut off between the two renames leaves the file aside under a hidden
-    /// temporary name (`.NAME.batchwin-…`) and `name` absent, which the next taker creates.
-    pub async fn take_over(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        expected: &Version,
-    ) -> Result<Version, StorageError> {
-        safe_name(name)?;
-        self.retrying("takeover", || async move {
-            match &self.backend {
-                Backend::Object(o) => o.take_over(name, bytes, expected).await,
-                Backend::Sftp(s) => s.take_over(name, bytes, expected).await,
             }
         })
         .await

@@ -504,29 +504,6 @@ impl ObjectBackend {
         Ok(Version::new(put.e_tag, put.version, bytes))
     }
 
-    /// See [`super::Store::take_over`]: [`Self::replace_bytes`] on object stores; in a folder,
-    /// the file moved aside, compared, and `bytes` created in its place ([`take_over_local`]).
-    pub async fn take_over(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        expected: &Version,
-    ) -> Result<Version, StorageError> {
-        let Some(dest) = self.local_file(name) else {
-            return self.replace_bytes(name, bytes, expected).await;
-        };
-        let (store, owned, bytes) = (self.display.clone(), name.to_string(), bytes.to_vec());
-        let expected = expected.sha256.clone();
-        tokio::task::spawn_blocking(move || {
-            take_over_local(&dest, &store, &owned, &bytes, &expected)
-        })
-        .await
-        .map_err(|e| StorageError::Failed {
-            store: self.display.clone(),
-            message: format!("the takeover of `{name}` stopped: {e}"),
-        })?
-    }
-
     pub async fn get_into(&self, name: &str, sink: &mut impl Sink) -> Result<(), StorageError> {
         let got = self
             .inner
@@ -587,7 +564,9 @@ impl ObjectBackend {
     /// so it cannot carry the header). `Ok(false)` on GCS and folders, for a version without an
     /// ETag, when the store's credentials cannot sign a URL (a SAS given as the credential) or
     /// the service refuses the signed one, and when an S3 API server says it cannot take the
-    /// condition (400 or 501). AWS S3 honours `If-Match` on DeleteObject since September 2025;
+    /// condition (400 or 501). The signed request is sent with object_store's default client
+    /// (HTTP allowed for an `http` URL), not with the store's proxy or certificate settings:
+    /// a caller that cannot reach the store that way gets the error, and deletes plainly. AWS S3 honours `If-Match` on DeleteObject since September 2025;
     /// a server that ignores the header deletes the object as a plain delete would.
     pub async fn delete_if(&self, name: &str, expected: &Version) -> Result<bool, StorageError> {
         use object_store::client::{HttpConnector, ReqwestConnector};
@@ -1104,52 +1083,6 @@ fn replace_local(
         return Err(StorageError::local(dest, e));
     }
     Ok(Version::new(None, None, bytes))
-}
-
-/// A takeover in a folder (see [`super::Store::take_over`]): `dest` renamed to a hidden name
-/// of this attempt's own, which of several takers only one can do (the others find no file),
-/// compared there with `expected` and put back (unless a new file was made meanwhile) when it
-/// is not; then `bytes` created as `dest` only if that name is still free, and the old file
-/// removed.
-fn take_over_local(
-    dest: &FsPath,
-    store: &str,
-    name: &str,
-    bytes: &[u8],
-    expected: &str,
-) -> Result<Version, StorageError> {
-    let conflict = || StorageError::Conflict {
-        store: store.to_string(),
-        name: name.to_string(),
-    };
-    let aside = super::temp_sibling(dest);
-    match std::fs::rename(dest, &aside) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(conflict()),
-        Err(e) => return Err(StorageError::local(dest, e)),
-    }
-    let put_back = || {
-        if rename_if_free(&aside, dest).is_err() {
-            let _ = std::fs::remove_file(&aside);
-        }
-    };
-    match std::fs::read(&aside) {
-        Ok(now) if sha256_hex(&now) == expected => {}
-        Ok(_) => {
-            put_back();
-            return Err(conflict());
-        }
-        Err(e) => {
-            put_back();
-            return Err(StorageError::local(&aside, e));
-        }
-    }
-    let created = create_local(dest, store, name, bytes);
-    let _ = std::fs::remove_file(&aside);
-    match created {
-        Err(StorageError::AlreadyExists { .. }) => Err(conflict()),
-        r => r,
-    }
 }
 
 /// `bytes` in a new hidden file of its own beside `dest` (see [`super::temp_sibling`]), synced.

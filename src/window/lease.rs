@@ -15,11 +15,11 @@
 //! and a holder whose lock was taken over finds out at its next renewal. The test servers
 //! (moto, s3s-fs, Azurite) all honour these preconditions. On SFTP and in folders each write is
 //! a temporary file renamed (never a lock written in place), the creation exclusive too, but a
-//! renewal is a read, a comparison and a rename
-//! ([`crate::storage::Conditional::CheckThenWrite`]). A takeover there moves the stale lock
-//! aside first, which only one taker can do, and creates the new one exclusively
-//! ([`Store::take_over`]): of several runs taking over the same stale lock at once, one wins
-//! on every store.
+//! renewal or a takeover is a read, a comparison and a rename
+//! ([`crate::storage::Conditional::CheckThenWrite`]). So a takeover there is made only by the
+//! run that first claims that version of the stale lock, by creating a claim beside it
+//! exclusively ([`take_over`]): of several runs taking the same stale lock over at once, one
+//! wins. A claim left by a run that died holds for [`CLAIM_STALE`].
 //!
 //! Whose lock it is is judged by its token, not its bytes: a write of this run's that the
 //! store took but whose answer was lost (and that a retry then found changed, or there) is
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 
 use crate::exit::Failure;
-use crate::storage::{StorageError, Store, StoreOptions, Version, Versioned};
+use crate::storage::{Conditional, StorageError, Store, StoreOptions, Version, Versioned};
 
 use super::WindowDay;
 
@@ -270,8 +270,7 @@ async fn acquire_as(
         }
         sent = Instant::now();
         holder.renewed_at = now();
-        let bytes = holder.bytes();
-        match store.take_over(LOCK_NAME, &bytes, &found.version).await {
+        match take_over(store, &found, &holder).await {
             Ok(v) => {
                 println!(
                     "lock       took over the stale lock `{}` ({}), not renewed for more than {}",
@@ -293,6 +292,91 @@ async fn acquire_as(
         "the lock `{}` kept changing while this run tried to take it; run again",
         store.url_of(LOCK_NAME)
     )))
+}
+
+/// How long a claim on a stale lock ([`take_over`]) keeps other runs from taking that lock
+/// over: far longer than a takeover takes, so only a claim whose run died is that old.
+pub const CLAIM_STALE: Duration = Duration::from_secs(60);
+
+/// The name of the claim on the lock version `v` ([`take_over`]): `.lock.takeover-` and the
+/// start of the version's checksum, hidden like the lock.
+fn claim_name(v: &Version) -> String {
+    format!(
+        "{LOCK_NAME}.takeover-{}",
+        v.sha256.get(..16).unwrap_or(&v.sha256)
+    )
+}
+
+/// Replaces the stale lock `found` by `bytes`, as one run only. On object stores that is the
+/// conditional replacement itself (`If-Match`). On SFTP and in folders a replacement is a
+/// read, a comparison and a rename, so two runs replacing the same stale lock at once could
+/// both succeed: there a run first claims that version of the lock, creating
+/// [`claim_name`] exclusively (a rename that never replaces), replaces the lock only with the
+/// claim made, and deletes the claim after. Of several runs taking the same stale lock over,
+/// one makes the claim; the others are told the lock changed (`Conflict`) and look again. The
+/// lock itself is never absent meanwhile. A claim left by a run that died is deleted once it
+/// is [`CLAIM_STALE`] old (by the store's clock), and the next look may claim again; a claim
+/// holding `holder`'s own token (a creation retried after its answer was lost) is its own.
+async fn take_over(
+    store: &Store,
+    found: &Versioned,
+    holder: &Holder,
+) -> Result<Version, StorageError> {
+    let bytes = holder.bytes();
+    if store.conditional() == Conditional::Atomic {
+        return store.replace_bytes(LOCK_NAME, &bytes, &found.version).await;
+    }
+    let claim = claim_name(&found.version);
+    match store.create_bytes(&claim, &bytes).await {
+        Ok(_) => {}
+        Err(StorageError::AlreadyExists { store: s, .. }) => {
+            let there = store.get_versioned(&claim).await?;
+            if there.as_ref().is_some_and(|c| holder.owns(c)) {
+                return replace_and_unclaim(store, found, &bytes, &claim).await;
+            }
+            if let Some(c) = there
+                && (chrono::Utc::now() - c.modified)
+                    .to_std()
+                    .unwrap_or_default()
+                    > CLAIM_STALE
+            {
+                tracing::warn!(
+                    "deleting the claim `{}` on the stale lock, left {} ago by a run that \
+                     did not finish taking the lock over",
+                    store.url_of(&claim),
+                    humantime::format_duration(Duration::from_secs(
+                        (chrono::Utc::now() - c.modified).num_seconds().max(0) as u64
+                    ))
+                );
+                store.delete(&claim).await?;
+            }
+            return Err(StorageError::Conflict {
+                store: s,
+                name: LOCK_NAME.to_string(),
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    replace_and_unclaim(store, found, &bytes, &claim).await
+}
+
+/// The replacement of [`take_over`] once the claim is made, and the claim's deletion.
+async fn replace_and_unclaim(
+    store: &Store,
+    found: &Versioned,
+    bytes: &[u8],
+    claim: &str,
+) -> Result<Version, StorageError> {
+    let replaced = store.replace_bytes(LOCK_NAME, bytes, &found.version).await;
+    if let Err(e) = store.delete(claim).await {
+        tracing::warn!(
+            "cannot delete the claim `{}` (deleted by the next takeover of that lock once {} \
+             old): {e}",
+            store.url_of(claim),
+            humantime::format_duration(CLAIM_STALE)
+        );
+    }
+    replaced
 }
 
 /// A store's error while the lock is taken, saying so, with the exit status the error calls
@@ -436,7 +520,7 @@ impl Held {
     /// alone (another run may be about to take it over, and the next run takes it over once
     /// stale): while the holder is within it, no other run can judge its lock stale, so no
     /// takeover can come between the read and the delete. The delete is conditional on S3 and
-    /// Azure Blob (`If-Match` on the ETag read), and plain elsewhere.
+    /// Azure Blob (`If-Match` on the ETag read), and plain elsewhere or where that fails.
     fn release(&self) {
         let store = &self.store;
         let left = self.left();
@@ -456,10 +540,13 @@ impl Held {
                     Some(found) if self.holder.owns(&found) => {
                         match store.delete_if(LOCK_NAME, &found.version).await {
                             Ok(true) => Ok(()),
-                            Ok(false) => store.delete(LOCK_NAME).await,
                             // Changed since it was read: not this run's to delete any more.
                             Err(StorageError::Conflict { .. }) => Ok(()),
-                            Err(e) => Err(e),
+                            // A store that cannot delete conditionally, or a conditional delete
+                            // that failed (its signed request goes without the store's proxy
+                            // and certificate settings): a plain delete, which the time left
+                            // already keeps apart from any takeover.
+                            Ok(false) | Err(_) => store.delete(LOCK_NAME).await,
                         }
                     }
                     _ => Ok(()),
@@ -590,6 +677,59 @@ mod tests {
             version,
             renewed,
         }
+    }
+
+    /// Several runs finding the same stale lock at once in a folder, where a replacement is
+    /// checked then written: exactly one takes it over (the others find it taken), and no
+    /// claim is left beside it. A claim that a run which died left on a stale lock keeps the
+    /// lock from being taken over only until it is `CLAIM_STALE` old.
+    #[test]
+    fn of_several_runs_taking_over_a_stale_lock_one_wins() {
+        let w = crate::window::day::test_day();
+        let gone = Holder {
+            host: "gone-host".into(),
+            renewed_at: "2026-01-01T00:00:00.000Z".into(),
+            ..Holder::new()
+        };
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (rt, store) = open(dir.path());
+            std::fs::write(dir.path().join(LOCK_NAME), gone.bytes()).expect("stale lock");
+            let results = rt.block_on(futures::future::join_all(
+                (0..6).map(|_| acquire(&store, &w)),
+            ));
+            let won: Vec<&Holder> = results.iter().flatten().map(|(h, _, _)| h).collect();
+            assert_eq!(won.len(), 1, "round {round}: {} took it over", won.len());
+            let now: Holder =
+                serde_json::from_slice(&std::fs::read(dir.path().join(LOCK_NAME)).unwrap())
+                    .unwrap();
+            assert_eq!(&now, won[0]);
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, [LOCK_NAME], "round {round}");
+        }
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (rt, store) = open(dir.path());
+        let lock = dir.path().join(LOCK_NAME);
+        std::fs::write(&lock, gone.bytes()).expect("stale lock");
+        let version = crate::storage::Version::new(None, None, &gone.bytes());
+        let claim = dir.path().join(claim_name(&version));
+        let left = std::fs::File::create(&claim).expect("a claim left behind");
+        let now = std::time::SystemTime::now();
+        left.set_modified(now - CLAIM_STALE / 2).unwrap();
+        assert!(
+            rt.block_on(acquire(&store, &w)).is_err(),
+            "a fresh claim holds"
+        );
+        left.set_modified(now - CLAIM_STALE * 2).unwrap();
+        assert!(
+            rt.block_on(acquire(&store, &w)).is_ok(),
+            "an old claim does not"
+        );
+        assert!(!claim.exists());
     }
 
     /// In a folder: a second run is refused; the holder renews its lock, finds out when another

@@ -1652,7 +1652,7 @@ fn a_day_at_an_s3_run_location_that_checks_signatures_runs_on_one_machine_at_a_t
     }
 }
 
-/// In a folder the takeover of the stale lock moves it aside first (`Store::take_over`).
+/// In a folder a run takes the stale lock over once it has claimed it (`lease::take_over`).
 #[test]
 fn a_day_at_a_run_location_in_a_folder_runs_on_one_machine_at_a_time() {
     a_day_at_the_location_runs_on_one_machine_at_a_time(folder());

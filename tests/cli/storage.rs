@@ -6,8 +6,6 @@ use batchwin::storage::{
     Conditional, ExpectedContent, SshOptions, StorageError, Store, StoreOptions, Transferred,
 };
 
-use std::path::Path;
-
 use crate::util::{Dir, Sftp, service};
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -502,79 +500,6 @@ fn s3_and_azure_blob_delete_conditionally_and_the_other_stores_say_they_cannot()
             assert!(!store.delete_if(name, &v).await.expect("asked"), "{url}");
             assert_eq!(store.get_bytes(name).await.unwrap(), b"first", "{url}");
         });
-    }
-}
-
-/// Several runs taking over the same stale lock at once (`Store::take_over` of the version
-/// each read): exactly one succeeds, the others are told `Conflict`, the lock is the winner's,
-/// and in a folder and on SFTP nothing is left beside it. A plain replacement checked then
-/// written (`replace_bytes` on SFTP and in folders) lets several of them succeed.
-fn racing_takeovers_leave_one_winner(url: &str, opts: &StoreOptions, listed: Option<&Path>) {
-    const TAKERS: usize = 6;
-    let rt = runtime();
-    let name = "day/.lock";
-    for round in 0..5 {
-        let stores: Vec<Store> = (0..TAKERS)
-            .map(|_| rt.block_on(Store::open(url, opts)).unwrap())
-            .collect();
-        let stale = format!("stale {round}");
-        let results = rt.block_on(async {
-            let _ = stores[0].delete(name).await;
-            let v = stores[0]
-                .create_bytes(name, stale.as_bytes())
-                .await
-                .unwrap();
-            let takers = stores.iter().enumerate().map(|(i, store)| {
-                let v = v.clone();
-                async move {
-                    store
-                        .take_over(name, format!("taker {i}").as_bytes(), &v)
-                        .await
-                }
-            });
-            futures::future::join_all(takers).await
-        });
-        let won: Vec<usize> = (0..TAKERS).filter(|i| results[*i].is_ok()).collect();
-        assert_eq!(won.len(), 1, "{url} round {round}: {results:?}");
-        for r in &results {
-            assert!(
-                matches!(r, Ok(_) | Err(StorageError::Conflict { .. })),
-                "{url}: {r:?}"
-            );
-        }
-        let now = rt.block_on(stores[0].get_bytes(name)).unwrap();
-        assert_eq!(now, format!("taker {}", won[0]).into_bytes(), "{url}");
-        if let Some(dir) = listed {
-            let mut names: Vec<String> = std::fs::read_dir(dir.join("day"))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            assert_eq!(names, [".lock"], "{url} round {round}");
-        }
-    }
-}
-
-#[test]
-fn racing_takeovers_of_a_stale_lock_leave_one_winner_on_every_store() {
-    let d = Dir::new();
-    let folder = d.path("store");
-    racing_takeovers_leave_one_winner(
-        &folder.display().to_string(),
-        &StoreOptions::default(),
-        Some(&folder),
-    );
-    if let Some(s) = Sftp::get() {
-        let (url, root) = s.folder();
-        racing_takeovers_leave_one_winner(&url, &sftp_options(&s), Some(&root));
-    }
-    if let Some(s3) = service("BATCHWIN_TEST_S3") {
-        let url = format!("s3://batchwin-test/{}", unique());
-        racing_takeovers_leave_one_winner(&url, &s3_options(s3), None);
-    }
-    if service("BATCHWIN_TEST_AZURITE").is_some() {
-        let url = format!("az://batchwin-test/{}", unique());
-        racing_takeovers_leave_one_winner(&url, &azurite_options(), None);
     }
 }
 
