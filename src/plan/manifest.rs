@@ -43,6 +43,27 @@ pub struct ManifestRow {
     /// the file a second time only to hash it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<String>,
+    /// For a CSV file that `fetch` staged at a URL: where some of its records start,
+    /// found while the file was on the fetching machine, so that the planner can cut it
+    /// without reading it (see `plan::split`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuts: Option<StagedCuts>,
+}
+
+/// Where a file staged at a URL may be cut ([`ManifestRow::cuts`]): the start of its first
+/// record, then the first record starting at or after each [`StagedCuts::every`] bytes
+/// further on, as the engine's framing of the whole file finds them (a CSV record's start
+/// depends on every quote before it). A planner cuts the file only at these places.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedCuts {
+    /// The staged object's ETag after its upload (none on SFTP): a planner cuts the object
+    /// only while it still has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    /// The line the first record starts on (after a header, say).
+    pub first_line: u64,
+    /// Byte offsets of record starts, ascending; the first is the first record's.
+    pub starts: Vec<u64>,
 }
 
 /// A file's modification time as a manifest records it (RFC 3339 with nanoseconds, UTC).
@@ -195,6 +216,7 @@ pub fn scan(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ManifestRow>, Sc
                 source_modified: None,
                 replaced_sha256: None,
                 modified,
+                cuts: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -787,6 +787,7 @@ mod tests {
             source_modified: None,
             replaced_sha256: None,
             modified: None,
+            cuts: None,
         }
     }
 

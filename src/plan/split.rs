@@ -5,14 +5,16 @@
 //! A file at a URL is cut at the same places as a local copy of it would be, reading only
 //! small ranges of it (ranged requests): its first bytes (a byte order mark), and at each cut
 //! the lines from the candidate place to the next record. That is possible for the formats
-//! whose records are lines (JSON Lines, fixed-width: [`Decoder::line_records`]); a CSV or XML
-//! file at a URL is planned whole, as where a record starts there depends on every byte before
-//! it (a quoted field may hold newlines, elements nest), which only reading the whole file
-//! tells. The planner does not count the records and lines before a cut either (that too is
-//! the whole file): a part of a file at a URL other than the first numbers its records and
-//! lines from its own start (`first_record` and `first_line` are 0 in the plan), and counts its
-//! lines for its ledger, so that `publish` can give its rejects the whole file's numbers (see
-//! `rejects`).
+//! whose records are lines (JSON Lines, fixed-width: [`Decoder::line_records`]). In a CSV file
+//! where a record starts depends on every byte before it (a quoted field may hold newlines),
+//! which only reading the whole file tells: `fetch` finds such places while it holds the file
+//! it stages at a URL ([`staged_cuts`], the manifest's `cuts`), and the planner cuts there
+//! ([`split_staged`]). An XML file at a URL is planned whole (a part read alone would lack the
+//! closing tags its reader needs). The planner does not count the records and lines before a
+//! cut either (that too is the whole file): a part of a file at a URL other than the first
+//! numbers its records and lines from its own start (`first_record` and `first_line` are 0 in
+//! the plan), and counts its lines for its ledger, so that `publish` can give its rejects the
+//! whole file's numbers (see `rejects`).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -25,7 +27,7 @@ use crate::storage::{RangeRead, Store, StoreOptions};
 use crate::vendor::Vendor;
 
 use super::Part;
-use super::manifest::ManifestRow;
+use super::manifest::{ManifestRow, StagedCuts};
 
 /// Bytes read at a time around a cut: many lines of any usual format, in one request.
 const WINDOW: u64 = 16 * 1024;
@@ -76,18 +78,70 @@ pub fn split_file(
     }
     let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
     if row.location.contains("://") {
-        return match (reads, decoder.line_records()) {
-            (Some(r), Some(blank)) => split_remote(r, row, limit, &mut *decoder, blank),
+        return match (reads, decoder.line_records(), &row.cuts) {
+            (Some(r), Some(blank), _) => split_remote(r, row, limit, &mut *decoder, blank),
+            (Some(r), None, Some(cuts)) => split_staged(r, row, limit, cuts),
             _ => Ok(Vec::new()),
         };
     }
-    let path = Path::new(&row.location);
+    let parts = local_parts(Path::new(&row.location), &mut *decoder, |body| {
+        target_bytes(body, limit)
+    })?;
+    Ok(counted(parts))
+}
+
+/// Spacing of the places [`staged_cuts`] keeps: at least this many bytes apart...
+const STAGED_CUT_EVERY: u64 = 64 * 1024;
+/// ...and at most this many places in a file (about every 8 MB of a 2 GB file).
+const STAGED_CUTS_MAX: u64 = 256;
+
+/// Where a CSV file that `fetch` stages at a URL may be cut, found from its local copy at
+/// `path` before it is uploaded ([`StagedCuts`], the manifest row's `cuts`): the framing of
+/// the whole file, cut about every [`STAGED_CUT_EVERY`] bytes, or a 256th of the file when
+/// that is more. `None` for other formats (the planner cuts those whose records are lines by
+/// ranged reads, and plans XML files whole), a file whose output is a PDF, and one under two
+/// such spacings.
+pub fn staged_cuts(
+    config: &Config,
+    vendor: &str,
+    path: &Path,
+    bytes: u64,
+) -> Result<Option<StagedCuts>, String> {
+    let (idx, v) = config
+        .vendor(vendor)
+        .ok_or_else(|| format!("unknown vendor `{vendor}`"))?;
+    let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
+    // An XML part downloaded alone lacks the closing tags after the file's last record,
+    // which its reader needs: XML files at a URL are planned whole.
+    if v.input.format != crate::config::Format::Csv
+        || v.output.format == crate::config::Format::Pdf
+        || decoder.line_records().is_some()
+        || bytes < 2 * STAGED_CUT_EVERY
+    {
+        return Ok(None);
+    }
+    let every = (bytes / STAGED_CUTS_MAX).max(STAGED_CUT_EVERY);
+    let parts = local_parts(path, &mut *decoder, |_| every)?;
+    Ok(parts.first().map(|first| StagedCuts {
+        e_tag: None,
+        first_line: first.first_line,
+        starts: parts.iter().map(|p| p.start).collect(),
+    }))
+}
+
+/// The parts the vendor's framing cuts the local file `path` into, each about `target(body)`
+/// bytes of a body of `body` bytes (not yet counted: see [`counted`]).
+fn local_parts(
+    path: &Path,
+    decoder: &mut dyn Decoder,
+    target: impl Fn(u64) -> u64,
+) -> Result<Vec<Part>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     // SAFETY: read-only mapping of a staged file that is not modified while planning.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
     let pre = decoder.preamble(&map).map_err(|e| e.to_string())?;
     let body = (pre.body_end - pre.body_start) as u64;
-    let target = target_bytes(body, limit);
+    let target = target(body).max(1);
     let mut parts = Vec::new();
     for c in decoder.frame(&map, &pre, target as usize) {
         let c = c.map_err(|e| e.to_string())?;
@@ -102,7 +156,7 @@ pub fn split_file(
             e_tag: None,
         });
     }
-    Ok(counted(parts))
+    Ok(parts)
 }
 
 /// The framing's chunk size that cuts a body of `body` bytes into parts of at most about
@@ -133,16 +187,7 @@ fn split_remote(
     if let Some(parts) = cut().get(&key) {
         return Ok(parts.clone());
     }
-    let (dir, name) = row
-        .location
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .filter(|(d, n)| !n.is_empty() && !d.ends_with('/') && !d.ends_with(':'))
-        .ok_or_else(|| "it names no file in a bucket or folder".to_string())?;
-    let store = reads
-        .rt
-        .block_on(Store::open(dir, reads.opts))
-        .map_err(|e| e.to_string())?;
+    let (store, name) = open_store_of(reads, &row.location)?;
     let mut read = |at: u64, len: u64| -> Result<RangeRead, String> {
         reads
             .rt
@@ -158,6 +203,95 @@ fn split_remote(
         parts.len(),
         file.read_bytes,
         file.requests
+    );
+    cut().insert(key, parts.clone());
+    Ok(parts)
+}
+
+/// The store holding the file at `location` (a URL), and the file's name in it.
+fn open_store_of<'l>(
+    reads: &RangeReads<'_>,
+    location: &'l str,
+) -> Result<(Store, &'l str), String> {
+    let (dir, name) = location
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .filter(|(d, n)| !n.is_empty() && !d.ends_with('/') && !d.ends_with(':'))
+        .ok_or_else(|| "it names no file in a bucket or folder".to_string())?;
+    let store = reads
+        .rt
+        .block_on(Store::open(dir, reads.opts))
+        .map_err(|e| e.to_string())?;
+    Ok((store, name))
+}
+
+/// Cuts a file staged at a URL at the places `fetch` found ([`StagedCuts`]), reading one byte
+/// of it to check that it is still the object `fetch` staged (its size, and its ETag where
+/// `fetch` recorded one): each cut the first of those places `target` bytes or more after the
+/// one before, so the parts are about as even as the local framing's, within the places'
+/// spacing. A part other than the first numbers its records and lines from its own start, as
+/// a part cut by ranged reads does (see the module's header). A file changed since it was
+/// staged is planned whole.
+fn split_staged(
+    reads: &RangeReads<'_>,
+    row: &ManifestRow,
+    limit: u64,
+    cuts: &StagedCuts,
+) -> Result<Vec<Part>, String> {
+    let key = (row.location.clone(), limit);
+    let cut = || reads.cut.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(parts) = cut().get(&key) {
+        return Ok(parts.clone());
+    }
+    let Some(&body_start) = cuts.starts.first() else {
+        return Ok(Vec::new());
+    };
+    let (store, name) = open_store_of(reads, &row.location)?;
+    let now = reads
+        .rt
+        .block_on(store.read_range(name, 0..1))
+        .map_err(|e| e.to_string())?;
+    if now.size != row.bytes || (cuts.e_tag.is_some() && now.e_tag != cuts.e_tag) {
+        tracing::warn!(
+            "`{}` is not the file fetch staged ({} bytes, ETag {:?}; staged {} bytes, ETag \
+             {:?}): planned whole",
+            row.location,
+            now.size,
+            now.e_tag,
+            row.bytes,
+            cuts.e_tag
+        );
+        return Ok(Vec::new());
+    }
+    let target = target_bytes(row.bytes.saturating_sub(body_start), limit);
+    let mut chosen = vec![body_start];
+    for &s in &cuts.starts[1..] {
+        if s < row.bytes && s >= chosen[chosen.len() - 1] + target {
+            chosen.push(s);
+        }
+    }
+    chosen.push(row.bytes);
+    let parts = counted(
+        chosen
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Part {
+                index: i as u32,
+                count: 0,
+                start: w[0],
+                end: w[1],
+                first_record: u64::from(i == 0),
+                first_line: if i == 0 { cuts.first_line } else { 0 },
+                preamble_bytes: Some(body_start),
+                e_tag: now.e_tag.clone(),
+            })
+            .collect(),
+    );
+    tracing::debug!(
+        "cut `{}` ({} bytes) into {} parts at the places fetch found",
+        row.location,
+        row.bytes,
+        parts.len()
     );
     cut().insert(key, parts.clone());
     Ok(parts)
@@ -374,6 +508,7 @@ mod tests {
             source_modified: None,
             replaced_sha256: None,
             modified: None,
+            cuts: None,
         }
     }
 

@@ -15,6 +15,10 @@
 //! devices are skipped with a warning; a folder the server will not list is a failure. Each
 //! copy is capped at the size the file was listed with: a source that sends more is refused
 //! and nothing of it kept. The day must fit on the staging filesystem before a byte is copied.
+//!
+//! A file staged at a URL passes through the local staging folder first; while it is there,
+//! the places where a CSV file may be cut are found for the planner and written in its row
+//! (`cuts`, see `plan::split::staged_cuts`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -392,6 +396,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
                 source_modified: Some(rfc3339(&c.entry.modified)),
                 replaced_sha256: None,
                 modified: None,
+                cuts: None,
             }
         }));
         manifest::write(listing, &rows).map_err(|e| manifest_failed(listing, e))?;
@@ -480,8 +485,19 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             out.changed.push(url.clone());
         }
         // The staged copy's time, for `process` to see that it is still the copy checked here.
+        let (mut cuts, mut cuts_ok) = (None, true);
         let (location, modified) = match req.staging_store {
             Some(st) => {
+                // Where a CSV file may be cut, found while it is here: a planner
+                // cannot find that without reading the whole object.
+                cuts = match crate::plan::split::staged_cuts(req.config, &v.id, &staged, got.bytes)
+                {
+                    Ok(cuts) => cuts,
+                    Err(e) => {
+                        tracing::warn!("{url}: not cut into parts when planned: {e}");
+                        None
+                    }
+                };
                 // Uploaded checked against what was downloaded, whole or not at all.
                 let name = staged_name(req.date, &v.id, &c.file);
                 let expected = crate::storage::ExpectedContent {
@@ -496,6 +512,16 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
                     tracing::error!("{url}: {e}");
                     out.failed.push((url, e));
                     continue;
+                }
+                // The object's ETag, for the planner to cut only what was uploaded here.
+                if let Some(cuts) = cuts.as_mut() {
+                    match st.read_range(&name, 0..1).await {
+                        Ok(r) => cuts.e_tag = r.e_tag,
+                        Err(e) => {
+                            tracing::warn!("{url}: not cut into parts when planned: {e}");
+                            cuts_ok = false;
+                        }
+                    }
                 }
                 (staged_location(req, &staged, &v.id, &c.file), None)
             }
@@ -519,6 +545,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             source_modified: Some(rfc3339(&c.entry.modified)),
             replaced_sha256: replaced,
             modified,
+            cuts: cuts.filter(|_| cuts_ok),
         };
         // Appended as soon as the copy is verified, so a fetch that is stopped keeps it.
         let line = serde_json::to_string(&row).expect("a manifest row serializes");

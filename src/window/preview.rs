@@ -38,6 +38,7 @@ pub(crate) fn preview_plan(
                 source_modified: None,
                 replaced_sha256: None,
                 modified: None,
+                cuts: None,
             })
         })
         .collect();
