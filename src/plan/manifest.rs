@@ -50,6 +50,14 @@ pub struct ManifestRow {
     pub cuts: Option<StagedCuts>,
 }
 
+/// A short checksum of a vendor's input settings as this batchwin reads them, for
+/// [`StagedCuts::settings`]. A planner of another version may find it different and plan the
+/// file whole: the safe side.
+pub fn input_settings(input: &crate::config::InputConfig) -> String {
+    let sum = Sha256::digest(format!("{input:?}").as_bytes());
+    hex::encode(&sum[..8])
+}
+
 /// Where a file staged at a URL may be cut ([`ManifestRow::cuts`]): the start of its first
 /// record, then the first record starting at or after each [`StagedCuts::every`] bytes
 /// further on, as the engine's framing of the whole file finds them (a CSV record's start
@@ -62,6 +70,9 @@ pub struct StagedCuts {
     pub e_tag: Option<String>,
     /// The line the first record starts on (after a header, say).
     pub first_line: u64,
+    /// The vendor's input settings the places were found with ([`input_settings`]): a
+    /// planner whose settings differ (another quote character, say) does not use them.
+    pub settings: String,
     /// Byte offsets of record starts, ascending; the first is the first record's.
     pub starts: Vec<u64>,
 }

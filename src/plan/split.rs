@@ -80,7 +80,7 @@ pub fn split_file(
     if row.location.contains("://") {
         return match (reads, decoder.line_records(), &row.cuts) {
             (Some(r), Some(blank), _) => split_remote(r, row, limit, &mut *decoder, blank),
-            (Some(r), None, Some(cuts)) => split_staged(r, row, limit, cuts),
+            (Some(r), None, Some(cuts)) => split_staged(config, r, row, limit, cuts),
             _ => Ok(Vec::new()),
         };
     }
@@ -92,7 +92,7 @@ pub fn split_file(
 
 /// Spacing of the places [`staged_cuts`] keeps: at least this many bytes apart...
 const STAGED_CUT_EVERY: u64 = 64 * 1024;
-/// ...and at most this many places in a file (about every 8 MB of a 2 GB file).
+/// ...and about this many places in a file at most (about every 8 MB of a 2 GB file).
 const STAGED_CUTS_MAX: u64 = 256;
 
 /// Where a CSV file that `fetch` stages at a URL may be cut, found from its local copy at
@@ -124,6 +124,7 @@ pub fn staged_cuts(
     let parts = local_parts(path, &mut *decoder, |_| every)?;
     Ok(parts.first().map(|first| StagedCuts {
         e_tag: None,
+        settings: super::manifest::input_settings(&v.input),
         first_line: first.first_line,
         starts: parts.iter().map(|p| p.start).collect(),
     }))
@@ -227,12 +228,13 @@ fn open_store_of<'l>(
 
 /// Cuts a file staged at a URL at the places `fetch` found ([`StagedCuts`]), reading one byte
 /// of it to check that it is still the object `fetch` staged (its size, and its ETag where
-/// `fetch` recorded one): each cut the first of those places `target` bytes or more after the
+/// settings and ETag `fetch` recorded): each cut the first of those places `target` bytes or more after the
 /// one before, so the parts are about as even as the local framing's, within the places'
 /// spacing. A part other than the first numbers its records and lines from its own start, as
 /// a part cut by ranged reads does (see the module's header). A file changed since it was
 /// staged is planned whole.
 fn split_staged(
+    config: &Config,
     reads: &RangeReads<'_>,
     row: &ManifestRow,
     limit: u64,
@@ -243,15 +245,25 @@ fn split_staged(
     if let Some(parts) = cut().get(&key) {
         return Ok(parts.clone());
     }
-    let Some(&body_start) = cuts.starts.first() else {
+    let (Some(&body_start), Some((_, v))) = (cuts.starts.first(), config.vendor(&row.vendor))
+    else {
         return Ok(Vec::new());
     };
+    if cuts.settings != super::manifest::input_settings(&v.input) || body_start >= row.bytes {
+        tracing::warn!(
+            "`{}`: the places fetch found to cut it were found with other input settings of \
+             vendor {}: planned whole",
+            row.location,
+            row.vendor
+        );
+        return Ok(Vec::new());
+    }
     let (store, name) = open_store_of(reads, &row.location)?;
     let now = reads
         .rt
         .block_on(store.read_range(name, 0..1))
         .map_err(|e| e.to_string())?;
-    if now.size != row.bytes || (cuts.e_tag.is_some() && now.e_tag != cuts.e_tag) {
+    if now.size != row.bytes || cuts.e_tag.is_none() || now.e_tag != cuts.e_tag {
         tracing::warn!(
             "`{}` is not the file fetch staged ({} bytes, ETag {:?}; staged {} bytes, ETag \
              {:?}): planned whole",
@@ -510,6 +522,72 @@ mod tests {
             modified: None,
             cuts: None,
         }
+    }
+
+    /// The places `fetch` finds in a CSV file (a header, quoted fields holding newlines) are
+    /// record starts of the whole file's framing, the first on line 2, about every 64 KiB; a
+    /// planner uses them only for the object `fetch` staged, with the same input settings: a
+    /// file without an ETag (a folder, as SFTP) or found with other settings is planned whole.
+    #[test]
+    fn staged_cuts_are_record_starts_used_only_for_the_file_and_settings_they_were_found_for() {
+        let csv = "[[vendor]]\nid = 'A'\n[vendor.input]\nformat = 'csv'\n[[vendor.fields]]\nname = 'a'\n[[vendor.fields]]\nname = 'b'\n[vendor.output]\nformat = 'csv'\n";
+        let config = Config::parse(Path::new("batchwin.toml"), csv.to_string()).expect("config");
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = b"a,b\n".to_vec();
+        for i in 0..20_000 {
+            match i % 3 {
+                0 => data.extend_from_slice(format!("{i},\"two\nlines, {i}\"\n").as_bytes()),
+                _ => data.extend_from_slice(format!("{i},plain\n").as_bytes()),
+            }
+        }
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, &data).unwrap();
+        let size = data.len() as u64;
+        let cuts = staged_cuts(&config, "A", &path, size)
+            .expect("framed")
+            .expect("cut");
+        assert_eq!((cuts.starts[0], cuts.first_line), (4, 2));
+        assert!(cuts.starts.windows(2).all(|w| w[0] < w[1] && w[1] < size));
+        assert!(cuts.starts.len() as u64 >= size / STAGED_CUT_EVERY);
+        // Every place is where a record of the whole file's framing starts.
+        let mut decoder = Vendor::input_decoder(&config, 0).unwrap();
+        let pre = decoder.preamble(&data).unwrap();
+        let starts: std::collections::HashSet<u64> = decoder
+            .frame(&data, &pre, 1)
+            .map(|c| c.unwrap().bytes.start as u64)
+            .collect();
+        assert!(cuts.starts.iter().all(|s| starts.contains(s)));
+        // Not for JSON Lines (cut by ranged reads), nor a small file.
+        let lines = Config::parse(Path::new("batchwin.toml"), VENDOR.to_string()).unwrap();
+        assert_eq!(staged_cuts(&lines, "A", &path, size), Ok(None));
+        assert_eq!(staged_cuts(&config, "A", &path, 1000), Ok(None));
+
+        let rt = crate::transfer::runtime().unwrap();
+        let opts = StoreOptions::default();
+        let reads = RangeReads::new(&rt, &opts);
+        let mut r = row(&format!("file://{}", path.display()), size);
+        r.vendor = "A".into();
+        let with = |e_tag: Option<&str>, settings: &str| StagedCuts {
+            e_tag: e_tag.map(str::to_string),
+            settings: settings.to_string(),
+            ..cuts.clone()
+        };
+        // A folder has no ETag: whole, whatever the row says.
+        for c in [
+            with(None, &cuts.settings),
+            with(Some("\"e\""), &cuts.settings),
+        ] {
+            r.cuts = Some(c);
+            assert_eq!(
+                split_file(&config, &r, 100_000, Some(&reads)),
+                Ok(Vec::new())
+            );
+        }
+        r.cuts = Some(with(None, "0000000000000000"));
+        assert_eq!(
+            split_file(&config, &r, 100_000, Some(&reads)),
+            Ok(Vec::new())
+        );
     }
 
     /// Ranged reads cut a file where the framing of the whole file cuts it, reading a small

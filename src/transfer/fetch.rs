@@ -516,7 +516,12 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
                 // The object's ETag, for the planner to cut only what was uploaded here.
                 if let Some(cuts) = cuts.as_mut() {
                     match st.read_range(&name, 0..1).await {
-                        Ok(r) => cuts.e_tag = r.e_tag,
+                        // Without one (SFTP) a planner could not tell this file from
+                        // another of the same size: it is planned whole.
+                        Ok(r) => {
+                            cuts_ok = r.e_tag.is_some();
+                            cuts.e_tag = r.e_tag;
+                        }
                         Err(e) => {
                             tracing::warn!("{url}: not cut into parts when planned: {e}");
                             cuts_ok = false;

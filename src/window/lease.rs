@@ -295,8 +295,12 @@ async fn acquire_as(
 }
 
 /// How long a claim on a stale lock ([`take_over`]) keeps other runs from taking that lock
-/// over: far longer than a takeover takes, so only a claim whose run died is that old.
-pub const CLAIM_STALE: Duration = Duration::from_secs(60);
+/// over, judged as a lock is (by the `renewed_at` in it, see [`last_renewed`]): three times
+/// [`TAKEOVER_WITHIN`], so only a claim whose run died is that old.
+pub const CLAIM_STALE: Duration = Duration::from_secs(180);
+/// How long a run that made a claim may take to replace the lock: it gives up after that, with
+/// the claim left to go stale.
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(60);
 
 /// The name of the claim on the lock version `v` ([`take_over`]): `.lock.takeover-` and the
 /// start of the version's checksum, hidden like the lock.
@@ -307,16 +311,19 @@ fn claim_name(v: &Version) -> String {
     )
 }
 
-/// Replaces the stale lock `found` by `bytes`, as one run only. On object stores that is the
-/// conditional replacement itself (`If-Match`). On SFTP and in folders a replacement is a
+/// Replaces the stale lock `found` by `holder`'s, as one run only. On object stores that is
+/// the conditional replacement itself (`If-Match`). On SFTP and in folders a replacement is a
 /// read, a comparison and a rename, so two runs replacing the same stale lock at once could
 /// both succeed: there a run first claims that version of the lock, creating
 /// [`claim_name`] exclusively (a rename that never replaces), replaces the lock only with the
-/// claim made, and deletes the claim after. Of several runs taking the same stale lock over,
-/// one makes the claim; the others are told the lock changed (`Conflict`) and look again. The
-/// lock itself is never absent meanwhile. A claim left by a run that died is deleted once it
-/// is [`CLAIM_STALE`] old (by the store's clock), and the next look may claim again; a claim
-/// holding `holder`'s own token (a creation retried after its answer was lost) is its own.
+/// claim made (within [`TAKEOVER_WITHIN`]), and deletes the claim after. Of several runs taking
+/// the same stale lock over, one makes the claim; the others are told the lock changed
+/// (`Conflict`) and look again. The lock itself is never absent meanwhile. A claim holding
+/// `holder`'s own token (a creation retried after its answer was lost) is its own. A claim
+/// left by a run that died is removed once [`CLAIM_STALE`] old, by the one run that creates
+/// the marker `CLAIM.stale-` and the start of that claim's checksum, exclusively: it deletes
+/// the claim only while it is still that one, so a run that came late never deletes a newer
+/// claim. Markers stay (a few bytes, and only where a run died while taking a lock over).
 async fn take_over(
     store: &Store,
     found: &Versioned,
@@ -327,53 +334,71 @@ async fn take_over(
         return store.replace_bytes(LOCK_NAME, &bytes, &found.version).await;
     }
     let claim = claim_name(&found.version);
+    let conflict = |store: String| StorageError::Conflict {
+        store,
+        name: LOCK_NAME.to_string(),
+    };
     match store.create_bytes(&claim, &bytes).await {
         Ok(_) => {}
         Err(StorageError::AlreadyExists { store: s, .. }) => {
-            let there = store.get_versioned(&claim).await?;
-            if there.as_ref().is_some_and(|c| holder.owns(c)) {
+            let Some(there) = store.get_versioned(&claim).await? else {
+                return Err(conflict(s));
+            };
+            if holder.owns(&there) {
                 return replace_and_unclaim(store, found, &bytes, &claim).await;
             }
-            if let Some(c) = there
-                && (chrono::Utc::now() - c.modified)
-                    .to_std()
-                    .unwrap_or_default()
-                    > CLAIM_STALE
-            {
-                tracing::warn!(
-                    "deleting the claim `{}` on the stale lock, left {} ago by a run that \
-                     did not finish taking the lock over",
-                    store.url_of(&claim),
-                    humantime::format_duration(Duration::from_secs(
-                        (chrono::Utc::now() - c.modified).num_seconds().max(0) as u64
-                    ))
-                );
-                store.delete(&claim).await?;
+            let now = chrono::Utc::now();
+            let renewed = last_renewed(Holder::of(&there).as_ref(), there.modified, now);
+            if (now - renewed).to_std().is_ok_and(|age| age >= CLAIM_STALE) {
+                let marker = format!("{claim}.stale-{}", &there.version.sha256[..16]);
+                if store.create_bytes(&marker, b"").await.is_ok()
+                    && store
+                        .get_versioned(&claim)
+                        .await?
+                        .is_some_and(|c| c.version.sha256 == there.version.sha256)
+                {
+                    tracing::warn!(
+                        "deleting the claim `{}` on the stale lock, left by a run that did not \
+                         finish taking the lock over",
+                        store.url_of(&claim)
+                    );
+                    store.delete(&claim).await?;
+                }
             }
-            return Err(StorageError::Conflict {
-                store: s,
-                name: LOCK_NAME.to_string(),
-            });
+            return Err(conflict(s));
         }
         Err(e) => return Err(e),
     }
     replace_and_unclaim(store, found, &bytes, &claim).await
 }
 
-/// The replacement of [`take_over`] once the claim is made, and the claim's deletion.
+/// The replacement of [`take_over`] once the claim is made, within [`TAKEOVER_WITHIN`], and
+/// the claim's deletion.
 async fn replace_and_unclaim(
     store: &Store,
     found: &Versioned,
     bytes: &[u8],
     claim: &str,
 ) -> Result<Version, StorageError> {
-    let replaced = store.replace_bytes(LOCK_NAME, bytes, &found.version).await;
+    let replace = store.replace_bytes(LOCK_NAME, bytes, &found.version);
+    let replaced = match tokio::time::timeout(TAKEOVER_WITHIN, replace).await {
+        Ok(r) => r,
+        Err(_) => {
+            // The claim is left to go stale: the replacement may still land meanwhile.
+            return Err(StorageError::Transient {
+                store: store.url().to_string(),
+                message: format!(
+                    "the takeover of the stale lock did not finish within {}",
+                    humantime::format_duration(TAKEOVER_WITHIN)
+                ),
+            });
+        }
+    };
     if let Err(e) = store.delete(claim).await {
         tracing::warn!(
-            "cannot delete the claim `{}` (deleted by the next takeover of that lock once {} \
-             old): {e}",
-            store.url_of(claim),
-            humantime::format_duration(CLAIM_STALE)
+            "cannot delete the claim `{}`, which no run looks at once the lock is replaced: \
+             it may be deleted by hand: {e}",
+            store.url_of(claim)
         );
     }
     replaced
@@ -542,11 +567,19 @@ impl Held {
                             Ok(true) => Ok(()),
                             // Changed since it was read: not this run's to delete any more.
                             Err(StorageError::Conflict { .. }) => Ok(()),
-                            // A store that cannot delete conditionally, or a conditional delete
-                            // that failed (its signed request goes without the store's proxy
-                            // and certificate settings): a plain delete, which the time left
-                            // already keeps apart from any takeover.
-                            Ok(false) | Err(_) => store.delete(LOCK_NAME).await,
+                            // A store that cannot delete conditionally: a plain delete, which
+                            // the time left keeps apart from any takeover.
+                            Ok(false) => store.delete(LOCK_NAME).await,
+                            // A conditional delete that failed (its signed request goes without
+                            // the store's proxy and certificate settings), or that deleted it
+                            // and lost its answer: plainly, only while the lock is still this
+                            // run's (a new run may have made its own meanwhile).
+                            Err(_) => match store.get_versioned(LOCK_NAME).await? {
+                                Some(now) if self.holder.owns(&now) => {
+                                    store.delete(LOCK_NAME).await
+                                }
+                                _ => Ok(()),
+                            },
                         }
                     }
                     _ => Ok(()),
