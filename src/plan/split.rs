@@ -283,22 +283,7 @@ fn split_staged(
         }
     }
     chosen.push(row.bytes);
-    let parts = counted(
-        chosen
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| Part {
-                index: i as u32,
-                count: 0,
-                start: w[0],
-                end: w[1],
-                first_record: u64::from(i == 0),
-                first_line: if i == 0 { cuts.first_line } else { 0 },
-                preamble_bytes: Some(body_start),
-                e_tag: now.e_tag.clone(),
-            })
-            .collect(),
-    );
+    let parts = url_parts(&chosen, body_start, cuts.first_line, now.e_tag);
     tracing::debug!(
         "cut `{}` ({} bytes) into {} parts at the places fetch found",
         row.location,
@@ -470,6 +455,16 @@ fn line_cuts(
         }
     }
     cuts.push(file.size);
+    let first_line = 1 + first.map_or(0, |(_, n)| n);
+    Ok(url_parts(&cuts, body_start, first_line, file.e_tag.clone()))
+}
+
+/// The parts of a file at a URL between the byte offsets `cuts` (ascending: the first
+/// record's start, the cuts, the file's end), each downloaded with the file's first
+/// `body_start` bytes, while the object has the ETag `e_tag`. The first part starts with
+/// record 1 on line `first_line`; the others number their records and lines from their own
+/// start, as counting those before a cut would read the whole file (see the module's header).
+fn url_parts(cuts: &[u64], body_start: u64, first_line: u64, e_tag: Option<String>) -> Vec<Part> {
     let mut parts: Vec<Part> = cuts
         .windows(2)
         .filter(|w| w[0] < w[1])
@@ -479,19 +474,17 @@ fn line_cuts(
             count: 0,
             start: w[0],
             end: w[1],
-            // Counting the records and lines before a cut would read the whole file: a part
-            // numbers them from its own start (see the module's header).
             first_record: 0,
             first_line: 0,
             preamble_bytes: Some(body_start),
-            e_tag: file.e_tag.clone(),
+            e_tag: e_tag.clone(),
         })
         .collect();
     if let Some(p) = parts.first_mut() {
         p.first_record = 1;
-        p.first_line = 1 + first.map_or(0, |(_, n)| n);
+        p.first_line = first_line;
     }
-    Ok(counted(parts))
+    counted(parts)
 }
 
 /// The byte ranges a worker downloads for a part of a file at a URL: the file's preamble and
