@@ -1184,6 +1184,7 @@ format = "fixed"
                     first_record: if first { c.first_record } else { 0 },
                     first_line: if first { c.first_line } else { 0 },
                     preamble_bytes: Some(pre.body_start as u64),
+                    epilogue_bytes: None,
                     e_tag: None,
                 };
                 let (o, rejects) = run(&format!("{name}-parts"), Some(&part));

@@ -256,7 +256,7 @@ impl RunLocation {
             if let Some(p) = w.part.as_mut()
                 && p.preamble_bytes.is_some()
             {
-                let ranges = crate::plan::split::part_ranges(p);
+                let ranges = crate::plan::split::part_ranges(p, u.file_bytes);
                 let pre = ranges[0].end - ranges[0].start;
                 (p.start, p.end) = (pre, pre + (p.end - p.start));
             }
@@ -793,7 +793,7 @@ impl Hooks<'_> {
         p: &crate::plan::Part,
         w: &Work,
     ) -> Result<(), (ExitStatus, String)> {
-        let ranges = crate::plan::split::part_ranges(p);
+        let ranges = crate::plan::split::part_ranges(p, u.file_bytes);
         let want: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         let (got, size) = self
             .loc
@@ -829,14 +829,18 @@ impl Hooks<'_> {
             ));
         }
         tracing::debug!(
-            "downloaded {} bytes of `{url}` ({} bytes) for part {} of {}: bytes {}..{} and its {}-byte preamble",
+            "downloaded {} bytes of `{url}` ({} bytes) for part {} of {}: bytes {}..{} and its {}-byte preamble{}",
             got.bytes,
             u.file_bytes,
             p.index + 1,
             p.count,
             p.start,
             p.end,
-            ranges[0].end
+            ranges[0].end,
+            ranges
+                .get(2)
+                .map(|e| format!(" and {}-byte end", e.end - e.start))
+                .unwrap_or_default()
         );
         self.fetches.add_bytes(got.bytes);
         Ok(())

@@ -814,6 +814,7 @@ mod tests {
             first_record: 0,
             first_line: 0,
             preamble_bytes: Some(3),
+            epilogue_bytes: None,
             e_tag: None,
         };
         let unit = |name: &str, lines: Option<u64>| {

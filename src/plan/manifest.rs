@@ -43,7 +43,7 @@ pub struct ManifestRow {
     /// the file a second time only to hash it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<String>,
-    /// For a CSV file that `fetch` staged at a URL: where some of its records start,
+    /// For a CSV or XML file that `fetch` staged at a URL: where some of its records start,
     /// found while the file was on the fetching machine, so that the planner can cut it
     /// without reading it (see `plan::split`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +61,7 @@ pub fn input_settings(input: &crate::config::InputConfig) -> String {
 /// Where a file staged at a URL may be cut ([`ManifestRow::cuts`]): the start of its first
 /// record, then the first record starting at or after each [`StagedCuts::every`] bytes
 /// further on, as the engine's framing of the whole file finds them (a CSV record's start
-/// depends on every quote before it). A planner cuts the file only at these places.
+/// depends on every quote before it, an XML record's on the elements around it). A planner cuts the file only at these places.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedCuts {
     /// The staged object's ETag after its upload (none on SFTP): a planner cuts the object
@@ -75,6 +75,10 @@ pub struct StagedCuts {
     pub settings: String,
     /// Byte offsets of record starts, ascending; the first is the first record's.
     pub starts: Vec<u64>,
+    /// Where the last record ends, when bytes follow it to the file's end (XML's closing
+    /// tags), which a worker downloads with each part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_end: Option<u64>,
 }
 
 /// A file's modification time as a manifest records it (RFC 3339 with nanoseconds, UTC).

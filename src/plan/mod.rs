@@ -56,6 +56,11 @@ pub struct Part {
     /// [`split::part_ranges`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preamble_bytes: Option<u64>,
+    /// For a part of a file at a URL whose format ends the file with bytes after its last
+    /// record (XML: the closing tags), how many: a worker downloads them after the part's own
+    /// bytes, so that its reader finds the document closed (see [`split::part_ranges`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epilogue_bytes: Option<u64>,
     /// For a part of a file at a URL on an object store: the object's ETag when it was cut. A
     /// worker reads the part only while the object still has it, so a file changed since it
     /// was planned (even to the same size) is never processed in parts.

@@ -5,12 +5,13 @@
 //! A file at a URL is cut at the same places as a local copy of it would be, reading only
 //! small ranges of it (ranged requests): its first bytes (a byte order mark), and at each cut
 //! the lines from the candidate place to the next record. That is possible for the formats
-//! whose records are lines (JSON Lines, fixed-width: [`Decoder::line_records`]). In a CSV file
-//! where a record starts depends on every byte before it (a quoted field may hold newlines),
-//! which only reading the whole file tells: `fetch` finds such places while it holds the file
-//! it stages at a URL ([`staged_cuts`], the manifest's `cuts`), and the planner cuts there
-//! ([`split_staged`]). An XML file at a URL is planned whole (a part read alone would lack the
-//! closing tags its reader needs). The planner does not count the records and lines before a
+//! whose records are lines (JSON Lines, fixed-width: [`Decoder::line_records`]). In a CSV or
+//! XML file where a record starts depends on every byte before it (a quoted field may hold
+//! newlines, elements nest), which only reading the whole file tells: `fetch` finds such
+//! places while it holds the file it stages at a URL ([`staged_cuts`], the manifest's `cuts`),
+//! and the planner cuts there ([`split_staged`]). A worker downloads an XML part with the
+//! file's closing tags after it (`epilogue_bytes`), so that its reader finds the document
+//! closed. The planner does not count the records and lines before a
 //! cut either (that too is the whole file): a part of a file at a URL other than the first
 //! numbers its records and lines from its own start (`first_record` and `first_line` are 0 in
 //! the plan), and counts its lines for its ledger, so that `publish` can give its rejects the
@@ -95,12 +96,12 @@ const STAGED_CUT_EVERY: u64 = 64 * 1024;
 /// ...and about this many places in a file at most (about every 8 MB of a 2 GB file).
 const STAGED_CUTS_MAX: u64 = 256;
 
-/// Where a CSV file that `fetch` stages at a URL may be cut, found from its local copy at
-/// `path` before it is uploaded ([`StagedCuts`], the manifest row's `cuts`): the framing of
+/// Where a CSV or XML file that `fetch` stages at a URL may be cut, found from its local copy
+/// at `path` before it is uploaded ([`StagedCuts`], the manifest row's `cuts`): the framing of
 /// the whole file, cut about every [`STAGED_CUT_EVERY`] bytes, or a 256th of the file when
-/// that is more. `None` for other formats (the planner cuts those whose records are lines by
-/// ranged reads, and plans XML files whole), a file whose output is a PDF, and one under two
-/// such spacings.
+/// that is more, and where its last record ends when bytes follow it (XML's closing tags).
+/// `None` for the formats whose records are lines (the planner cuts those by ranged reads), a
+/// file whose output is a PDF, and one under two such spacings.
 pub fn staged_cuts(
     config: &Config,
     vendor: &str,
@@ -111,10 +112,7 @@ pub fn staged_cuts(
         .vendor(vendor)
         .ok_or_else(|| format!("unknown vendor `{vendor}`"))?;
     let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
-    // An XML part downloaded alone lacks the closing tags after the file's last record,
-    // which its reader needs: XML files at a URL are planned whole.
-    if v.input.format != crate::config::Format::Csv
-        || v.output.format == crate::config::Format::Pdf
+    if v.output.format == crate::config::Format::Pdf
         || decoder.line_records().is_some()
         || bytes < 2 * STAGED_CUT_EVERY
     {
@@ -122,11 +120,15 @@ pub fn staged_cuts(
     }
     let every = (bytes / STAGED_CUTS_MAX).max(STAGED_CUT_EVERY);
     let parts = local_parts(path, &mut *decoder, |_| every)?;
-    Ok(parts.first().map(|first| StagedCuts {
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return Ok(None);
+    };
+    Ok(Some(StagedCuts {
         e_tag: None,
         settings: super::manifest::input_settings(&v.input),
         first_line: first.first_line,
         starts: parts.iter().map(|p| p.start).collect(),
+        body_end: (last.end < bytes).then_some(last.end),
     }))
 }
 
@@ -154,6 +156,7 @@ fn local_parts(
             first_record: c.first_record,
             first_line: c.first_line,
             preamble_bytes: None,
+            epilogue_bytes: None,
             e_tag: None,
         });
     }
@@ -275,15 +278,21 @@ fn split_staged(
         );
         return Ok(Vec::new());
     }
-    let target = target_bytes(row.bytes.saturating_sub(body_start), limit);
+    // Where the last record ends: the file's end, or (XML) where its closing tags start.
+    let body_end = cuts.body_end.unwrap_or(row.bytes).min(row.bytes);
+    let target = target_bytes(body_end.saturating_sub(body_start), limit);
     let mut chosen = vec![body_start];
     for &s in &cuts.starts[1..] {
-        if s < row.bytes && s >= chosen[chosen.len() - 1] + target {
+        if s < body_end && s >= chosen[chosen.len() - 1] + target {
             chosen.push(s);
         }
     }
-    chosen.push(row.bytes);
-    let parts = url_parts(&chosen, body_start, cuts.first_line, now.e_tag);
+    chosen.push(body_end);
+    let mut parts = url_parts(&chosen, body_start, cuts.first_line, now.e_tag);
+    let epilogue = row.bytes - body_end;
+    for p in &mut parts {
+        p.epilogue_bytes = (epilogue > 0).then_some(epilogue);
+    }
     tracing::debug!(
         "cut `{}` ({} bytes) into {} parts at the places fetch found",
         row.location,
@@ -477,6 +486,7 @@ fn url_parts(cuts: &[u64], body_start: u64, first_line: u64, e_tag: Option<Strin
             first_record: 0,
             first_line: 0,
             preamble_bytes: Some(body_start),
+            epilogue_bytes: None,
             e_tag: e_tag.clone(),
         })
         .collect();
@@ -487,11 +497,16 @@ fn url_parts(cuts: &[u64], body_start: u64, first_line: u64, e_tag: Option<Strin
     counted(parts)
 }
 
-/// The byte ranges a worker downloads for a part of a file at a URL: the file's preamble and
-/// the part's own bytes, in that order, as one local file.
-pub fn part_ranges(p: &Part) -> Vec<Range<u64>> {
+/// The byte ranges a worker downloads for a part of a file of `file_bytes` bytes at a URL:
+/// the file's preamble, the part's own bytes and the file's epilogue (XML's closing tags),
+/// in that order, as one local file.
+pub fn part_ranges(p: &Part, file_bytes: u64) -> Vec<Range<u64>> {
     let pre = p.preamble_bytes.unwrap_or(0).min(p.start);
-    vec![0..pre, p.start..p.end]
+    let mut ranges = vec![0..pre, p.start..p.end];
+    if let Some(e) = p.epilogue_bytes.filter(|&e| e > 0) {
+        ranges.push(file_bytes.saturating_sub(e).max(p.end)..file_bytes);
+    }
+    ranges
 }
 
 #[cfg(test)]
@@ -581,6 +596,16 @@ mod tests {
             split_file(&config, &r, 100_000, Some(&reads)),
             Ok(Vec::new())
         );
+    }
+
+    /// A worker downloads a part of a file at a URL after the file's preamble, and for XML
+    /// with the file's closing tags after it.
+    #[test]
+    fn a_part_is_downloaded_with_the_files_preamble_and_closing_bytes() {
+        let mut p = url_parts(&[40, 500, 900], 40, 2, None).remove(1);
+        assert_eq!(part_ranges(&p, 1000), [0..40, 500..900]);
+        p.epilogue_bytes = Some(100);
+        assert_eq!(part_ranges(&p, 1000), [0..40, 500..900, 900..1000]);
     }
 
     /// Ranged reads cut a file where the framing of the whole file cuts it, reading a small

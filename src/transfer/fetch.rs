@@ -17,7 +17,7 @@
 //! and nothing of it kept. The day must fit on the staging filesystem before a byte is copied.
 //!
 //! A file staged at a URL passes through the local staging folder first; while it is there,
-//! the places where a CSV file may be cut are found for the planner and written in its row
+//! the places where a CSV or XML file may be cut are found for the planner and written in its row
 //! (`cuts`, see `plan::split::staged_cuts`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -488,7 +488,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         let (mut cuts, mut cuts_ok) = (None, true);
         let (location, modified) = match req.staging_store {
             Some(st) => {
-                // Where a CSV file may be cut, found while it is here: a planner
+                // Where a CSV or XML file may be cut, found while it is here: a planner
                 // cannot find that without reading the whole object.
                 cuts = match crate::plan::split::staged_cuts(req.config, &v.id, &staged, got.bytes)
                 {
