@@ -52,8 +52,8 @@ pub struct Part {
     pub first_record: u64,
     pub first_line: u64,
     /// For a part of a file at a URL: the file's first bytes that its format reads before any
-    /// record (a byte order mark), which a worker downloads with the part's own bytes (see
-    /// [`split::part_ranges`]).
+    /// record (a byte order mark, a CSV header, XML's declaration and opening root tag), which
+    /// a worker downloads with the part's own bytes (see [`split::part_ranges`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preamble_bytes: Option<u64>,
     /// For a part of a file at a URL whose format ends the file with bytes after its last

@@ -123,11 +123,40 @@ pub fn staged_cuts(
     let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
         return Ok(None);
     };
+    let mut starts: Vec<u64> = parts.iter().map(|p| p.start).collect();
+    if v.input.format == crate::config::Format::Xml {
+        // A part after the first is read right after the file's preamble, and the XML reader
+        // places a reject in its line by the text from the line's start to the record. That
+        // text is the whole file's only where the part holds the line break before its first
+        // record: each place moves back over the blanks before its record to that break, and
+        // a record whose line does not begin with blanks (records on one line) is no place.
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        // SAFETY: read-only mapping of the staged copy this fetch just wrote and still holds.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+        let first_start = first.start;
+        let mut kept = vec![first_start];
+        for &s in &starts[1..] {
+            let mut at = s as usize;
+            while at > first_start as usize && matches!(map[at - 1], b' ' | b'\t' | b'\r') {
+                at -= 1;
+            }
+            if at > first_start as usize
+                && map[at - 1] == b'\n'
+                && (at - 1) as u64 > kept[kept.len() - 1]
+            {
+                kept.push((at - 1) as u64);
+            }
+        }
+        starts = kept;
+        if starts.len() < 2 {
+            return Ok(None);
+        }
+    }
     Ok(Some(StagedCuts {
         e_tag: None,
         settings: super::manifest::input_settings(&v.input),
         first_line: first.first_line,
-        starts: parts.iter().map(|p| p.start).collect(),
+        starts,
         body_end: (last.end < bytes).then_some(last.end),
     }))
 }
@@ -596,6 +625,44 @@ mod tests {
             split_file(&config, &r, 100_000, Some(&reads)),
             Ok(Vec::new())
         );
+    }
+
+    /// In an XML file each place is the line break before a record (indented or not), so that
+    /// a part read after the file's preamble holds the start of its first record's line; with
+    /// every record on one line there is no such place (planned whole at a URL). Where the
+    /// last record ends is kept too.
+    #[test]
+    fn staged_xml_places_are_the_line_breaks_before_records() {
+        let xml = "[[vendor]]\nid = 'A'\n[vendor.input]\nformat = 'xml'\nrecord = 'r'\n[[vendor.fields]]\nname = 'a'\n[vendor.output]\nformat = 'csv'\n";
+        let config = Config::parse(Path::new("batchwin.toml"), xml.to_string()).expect("config");
+        let dir = tempfile::tempdir().unwrap();
+        for (indent, line_end) in [("", "\n"), ("  ", "\n"), ("", "")] {
+            let mut data = b"<?xml version=\"1.0\"?>\n<rs>".to_vec();
+            for i in 0..20_000 {
+                data.extend_from_slice(format!("{line_end}{indent}<r><a>{i}</a></r>").as_bytes());
+            }
+            data.extend_from_slice(b"\n</rs>\n");
+            let path = dir.path().join("f.xml");
+            std::fs::write(&path, &data).unwrap();
+            let size = data.len() as u64;
+            let cuts = staged_cuts(&config, "A", &path, size).expect("framed");
+            if line_end.is_empty() {
+                // Every record on one line: no place where a part begins a line of its own.
+                assert_eq!(cuts, None);
+                continue;
+            }
+            let cuts = cuts.expect("cut");
+            assert!(cuts.starts.len() > 2, "{}", cuts.starts.len());
+            for &s in &cuts.starts[1..] {
+                let blank: Vec<u8> = data[s as usize..]
+                    .iter()
+                    .copied()
+                    .take_while(u8::is_ascii_whitespace)
+                    .collect();
+                assert!(blank.contains(&b'\n'), "{s}: {blank:?}");
+            }
+            assert_eq!(cuts.body_end, Some(size - b"</rs>\n".len() as u64));
+        }
     }
 
     /// A worker downloads a part of a file at a URL after the file's preamble, and for XML
