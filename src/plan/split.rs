@@ -85,9 +85,8 @@ pub fn split_file(
             _ => Ok(Vec::new()),
         };
     }
-    let parts = local_parts(Path::new(&row.location), &mut *decoder, |body| {
-        target_bytes(body, limit)
-    })?;
+    let map = map_file(Path::new(&row.location))?;
+    let parts = local_parts(&map, &mut *decoder, |body| target_bytes(body, limit))?;
     Ok(counted(parts))
 }
 
@@ -119,7 +118,8 @@ pub fn staged_cuts(
         return Ok(None);
     }
     let every = (bytes / STAGED_CUTS_MAX).max(STAGED_CUT_EVERY);
-    let parts = local_parts(path, &mut *decoder, |_| every)?;
+    let map = map_file(path)?;
+    let parts = local_parts(&map, &mut *decoder, |_| every)?;
     let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
         return Ok(None);
     };
@@ -130,9 +130,6 @@ pub fn staged_cuts(
         // text is the whole file's only where the part holds the line break before its first
         // record: each place moves back over the blanks before its record to that break, and
         // a record whose line does not begin with blanks (records on one line) is no place.
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        // SAFETY: read-only mapping of the staged copy this fetch just wrote and still holds.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
         let first_start = first.start;
         let mut kept = vec![first_start];
         for &s in &starts[1..] {
@@ -161,21 +158,26 @@ pub fn staged_cuts(
     }))
 }
 
-/// The parts the vendor's framing cuts the local file `path` into, each about `target(body)`
-/// bytes of a body of `body` bytes (not yet counted: see [`counted`]).
+/// The local file `path`, mapped read-only.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: read-only mapping of a staged file, which is not modified while it is planned
+    // (or, for `fetch`, while the copy it just wrote is cut).
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())
+}
+
+/// The parts the vendor's framing cuts the file `map` into, each about `target(body)` bytes
+/// of a body of `body` bytes (not yet counted: see [`counted`]).
 fn local_parts(
-    path: &Path,
+    map: &[u8],
     decoder: &mut dyn Decoder,
     target: impl Fn(u64) -> u64,
 ) -> Result<Vec<Part>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    // SAFETY: read-only mapping of a staged file that is not modified while planning.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
-    let pre = decoder.preamble(&map).map_err(|e| e.to_string())?;
+    let pre = decoder.preamble(map).map_err(|e| e.to_string())?;
     let body = (pre.body_end - pre.body_start) as u64;
     let target = target(body).max(1);
     let mut parts = Vec::new();
-    for c in decoder.frame(&map, &pre, target as usize) {
+    for c in decoder.frame(map, &pre, target as usize) {
         let c = c.map_err(|e| e.to_string())?;
         parts.push(Part {
             index: parts.len() as u32,

@@ -489,10 +489,14 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
         let (location, modified) = match req.staging_store {
             Some(st) => {
                 // Where a CSV or XML file may be cut, found while it is here: a planner
-                // cannot find that without reading the whole object.
-                cuts = match crate::plan::split::staged_cuts(req.config, &v.id, &staged, got.bytes)
+                // cannot find that without reading the whole object. Only on object stores,
+                // whose ETag tells the planner it is still this file (SFTP has none).
+                let object_store = st.conditional() == crate::storage::Conditional::Atomic;
+                cuts = match object_store
+                    .then(|| crate::plan::split::staged_cuts(req.config, &v.id, &staged, got.bytes))
+                    .transpose()
                 {
-                    Ok(cuts) => cuts,
+                    Ok(cuts) => cuts.flatten(),
                     Err(e) => {
                         tracing::warn!("{url}: not cut into parts when planned: {e}");
                         None

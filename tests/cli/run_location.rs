@@ -40,6 +40,15 @@ impl Location {
             _folder: self._folder.clone(),
         }
     }
+
+    /// The same location, its workers given an S3 endpoint nothing listens on, and its port.
+    fn unanswered(&self) -> (Location, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        (self.at_endpoint(&format!("http://127.0.0.1:{port}")), port)
+    }
 }
 
 pub(crate) fn s3() -> Option<Location> {
@@ -870,11 +879,7 @@ fn the_last_attempt_of_a_slice_that_cannot_reach_its_run_location_lets_the_later
     };
     let d = Dir::new();
     stage_and_plan(&d, &live, "4", "2000", "2");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let dead = live.at_endpoint(&format!("http://127.0.0.1:{port}"));
+    let (dead, port) = live.unanswered();
     let flags = [
         "--failures-exit",
         "0",
@@ -1823,11 +1828,7 @@ fn a_run_location_that_does_not_answer_when_the_lock_is_taken_ends_the_run_with_
         config + "retries = 1\nretry_wait = \"100ms\"\n",
     );
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let loc = live.at_endpoint(&format!("http://127.0.0.1:{port}"));
+    let (loc, _) = live.unanswered();
     let runs = loc.url("runs");
     let args = crate::run::run_args(&date, &["--run-location", &runs]);
     let o = loc.run(
