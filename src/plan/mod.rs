@@ -29,8 +29,15 @@ use crate::vendor::profile::MaskingChoice;
 use crate::config::{Config, ConfigError, KeyPath, Priority};
 use manifest::ManifestRow;
 
-/// The plan file format version.
-pub const PLAN_VERSION: u32 = 1;
+/// The plan file format version this batchwin writes. Version 2 added a part's
+/// `epilogue_bytes` (an XML part at a URL downloads the file's closing tags): a binary that
+/// read only version 1 would download such a part without them and fail on it as a truncated
+/// file, so it refuses the plan by its version instead.
+pub const PLAN_VERSION: u32 = 2;
+
+/// The oldest plan version this batchwin reads: a version 1 plan has no `epilogue_bytes`,
+/// and means the same to this batchwin as to the one that wrote it.
+pub const OLDEST_PLAN_VERSION: u32 = 1;
 
 /// Throughput assumed for a vendor with no history, in bytes per second per slice.
 pub const DEFAULT_BYTES_PER_SECOND: f64 = 50e6;
@@ -220,8 +227,9 @@ impl Plan {
         let plan: Plan = serde_json::from_str(&text)
             .with_context(|| format!("`{}` is not a batchwin plan", path.display()))?;
         anyhow::ensure!(
-            plan.version == PLAN_VERSION,
-            "plan `{}` has version {}, this batchwin reads version {PLAN_VERSION}",
+            (OLDEST_PLAN_VERSION..=PLAN_VERSION).contains(&plan.version),
+            "plan `{}` has version {}, this batchwin reads versions {OLDEST_PLAN_VERSION} to \
+             {PLAN_VERSION}",
             path.display(),
             plan.version
         );
@@ -823,6 +831,45 @@ mod tests {
             ("C", "low", &["A", "B"]),
         ]);
         assert_eq!(vendor_stages(&c).unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn plans_of_the_versions_this_batchwin_reads_are_read_and_others_refused() {
+        let c = vendors(&[("H", "high", &[])]);
+        let rows = [row("H", 0, 1_000, Priority::High)];
+        let p = plan(
+            &c,
+            &rows,
+            &CostModel::new(),
+            &opts(SliceCount::Fixed(1)),
+            &no_split,
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(p.version, PLAN_VERSION);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        for (version, readable) in [(1, true), (2, true), (0, false), (3, false)] {
+            let mut v = serde_json::to_value(&p).unwrap();
+            v["version"] = version.into();
+            std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+            match Plan::read(&path) {
+                Ok(read) => {
+                    assert!(readable, "version {version} was read");
+                    assert_eq!(read.slices.len(), 1);
+                }
+                Err(e) => {
+                    assert!(!readable, "version {version}: {e:#}");
+                    let e = format!("{e:#}");
+                    assert!(
+                        e.contains(&format!(
+                            "has version {version}, this batchwin reads versions 1 to 2"
+                        )),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -107,55 +107,86 @@ pub fn staged_cuts(
     path: &Path,
     bytes: u64,
 ) -> Result<Option<StagedCuts>, String> {
-    let (idx, v) = config
-        .vendor(vendor)
-        .ok_or_else(|| format!("unknown vendor `{vendor}`"))?;
-    let mut decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
-    if v.output.format == crate::config::Format::Pdf
-        || decoder.line_records().is_some()
-        || bytes < 2 * STAGED_CUT_EVERY
-    {
-        return Ok(None);
+    match StagedCutter::new(config, vendor, bytes)? {
+        Some(cutter) => cutter.find(path),
+        None => Ok(None),
     }
-    let every = (bytes / STAGED_CUTS_MAX).max(STAGED_CUT_EVERY);
-    let map = map_file(path)?;
-    let parts = local_parts(&map, &mut *decoder, |_| every)?;
-    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
-        return Ok(None);
-    };
-    let mut starts: Vec<u64> = parts.iter().map(|p| p.start).collect();
-    if v.input.format == crate::config::Format::Xml {
-        // A part after the first is read right after the file's preamble, and the XML reader
-        // places a reject in its line by the text from the line's start to the record. That
-        // text is the whole file's only where the part holds the line break before its first
-        // record: each place moves back over the blanks before its record to that break, and
-        // a record whose line does not begin with blanks (records on one line) is no place.
-        let first_start = first.start;
-        let mut kept = vec![first_start];
-        for &s in &starts[1..] {
-            let mut at = s as usize;
-            while at > first_start as usize && matches!(map[at - 1], b' ' | b'\t' | b'\r') {
-                at -= 1;
-            }
-            if at > first_start as usize
-                && map[at - 1] == b'\n'
-                && (at - 1) as u64 > kept[kept.len() - 1]
-            {
-                kept.push((at - 1) as u64);
-            }
-        }
-        starts = kept;
-        if starts.len() < 2 {
+}
+
+/// What [`staged_cuts`] needs of the config, taken out of it, so that the framing (about a
+/// second per GB) can run on a thread of its own while `fetch` goes on with other files.
+pub struct StagedCutter {
+    decoder: Box<dyn crate::codecs::Decoder>,
+    xml: bool,
+    settings: String,
+    bytes: u64,
+}
+
+impl StagedCutter {
+    /// `None` when a file of `bytes` bytes of `vendor` is not cut by its staged places.
+    pub fn new(config: &Config, vendor: &str, bytes: u64) -> Result<Option<Self>, String> {
+        let (idx, v) = config
+            .vendor(vendor)
+            .ok_or_else(|| format!("unknown vendor `{vendor}`"))?;
+        let decoder = Vendor::input_decoder(config, idx).map_err(|e| e.to_string())?;
+        if v.output.format == crate::config::Format::Pdf
+            || decoder.line_records().is_some()
+            || bytes < 2 * STAGED_CUT_EVERY
+        {
             return Ok(None);
         }
+        Ok(Some(Self {
+            decoder,
+            xml: v.input.format == crate::config::Format::Xml,
+            settings: super::manifest::input_settings(&v.input),
+            bytes,
+        }))
     }
-    Ok(Some(StagedCuts {
-        e_tag: None,
-        settings: super::manifest::input_settings(&v.input),
-        first_line: first.first_line,
-        starts,
-        body_end: (last.end < bytes).then_some(last.end),
-    }))
+
+    /// The places of the file at `path`, which has the `bytes` this cutter was made for.
+    pub fn find(mut self, path: &Path) -> Result<Option<StagedCuts>, String> {
+        let bytes = self.bytes;
+        let every = (bytes / STAGED_CUTS_MAX).max(STAGED_CUT_EVERY);
+        let map = map_file(path)?;
+        let parts = local_parts(&map, &mut *self.decoder, |_| every)?;
+        let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+            return Ok(None);
+        };
+        let mut starts: Vec<u64> = parts.iter().map(|p| p.start).collect();
+        if self.xml {
+            // A part after the first is read right after the file's preamble, and the XML
+            // reader places a reject in its line by the text from the line's start to the
+            // record. That text is the whole file's only where the part holds the line break
+            // before its first record: each place moves back over the blanks before its
+            // record to that break, and a record whose line does not begin with blanks
+            // (records on one line) is no place.
+            let first_start = first.start;
+            let mut kept = vec![first_start];
+            for &s in &starts[1..] {
+                let mut at = s as usize;
+                while at > first_start as usize && matches!(map[at - 1], b' ' | b'\t' | b'\r') {
+                    at -= 1;
+                }
+                if at > first_start as usize
+                    && map[at - 1] == b'\n'
+                    && (at - 1) as u64 > kept[kept.len() - 1]
+                {
+                    kept.push((at - 1) as u64);
+                }
+            }
+            starts = kept;
+            if starts.len() < 2 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(StagedCuts {
+            e_tag: None,
+            settings: self.settings,
+            first_line: first.first_line,
+            starts,
+            body_end: (last.end < bytes).then_some(last.end),
+        }))
+    }
 }
 
 /// The local file `path`, mapped read-only.

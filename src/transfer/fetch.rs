@@ -18,7 +18,7 @@
 //!
 //! A file staged at a URL passes through the local staging folder first; while it is there,
 //! the places where a CSV or XML file may be cut are found for the planner and written in its row
-//! (`cuts`, see `plan::split::staged_cuts`).
+//! (`cuts`, see `plan::split::staged_cuts`), on a blocking thread while the file is uploaded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -492,25 +492,43 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
                 // cannot find that without reading the whole object. Only on object stores,
                 // whose ETag tells the planner it is still this file (SFTP has none).
                 let object_store = st.conditional() == crate::storage::Conditional::Atomic;
-                cuts = match object_store
-                    .then(|| crate::plan::split::staged_cuts(req.config, &v.id, &staged, got.bytes))
+                let cutter = match object_store
+                    .then(|| crate::plan::split::StagedCutter::new(req.config, &v.id, got.bytes))
                     .transpose()
                 {
-                    Ok(cuts) => cuts.flatten(),
+                    Ok(cutter) => cutter.flatten(),
                     Err(e) => {
                         tracing::warn!("{url}: not cut into parts when planned: {e}");
                         None
                     }
                 };
+                // The framing (about a second per GB) runs on a blocking thread while the
+                // file is uploaded, both reading the same local copy.
+                let finding = cutter.map(|cutter| {
+                    let path = staged.clone();
+                    tokio::task::spawn_blocking(move || cutter.find(&path))
+                });
                 // Uploaded checked against what was downloaded, whole or not at all.
                 let name = staged_name(req.date, &v.id, &c.file);
                 let expected = crate::storage::ExpectedContent {
                     content: got.clone(),
                     written_by: None,
                 };
-                let put = st
-                    .put_file_checked(&name, &staged, true, Some(&expected))
-                    .await;
+                let put = st.put_file_checked(&name, &staged, true, Some(&expected));
+                let found = async {
+                    match finding {
+                        Some(f) => Some(f.await.unwrap_or_else(|e| Err(e.to_string()))),
+                        None => None,
+                    }
+                };
+                let (put, found) = tokio::join!(put, found);
+                cuts = match found.transpose() {
+                    Ok(cuts) => cuts.flatten(),
+                    Err(e) => {
+                        tracing::warn!("{url}: not cut into parts when planned: {e}");
+                        None
+                    }
+                };
                 let _ = std::fs::remove_file(&staged);
                 if let Err(e) = put {
                     tracing::error!("{url}: {e}");

@@ -223,7 +223,20 @@ fn stage_and_plan(d: &Dir, loc: &Location, files: &str, records: &str, slices: &
 /// environment (a worker has no key file), fetched to `BASE/staging` with its manifest in
 /// `DIR/manifest.jsonl`.
 pub(crate) fn stage(d: &Dir, loc: &Location, files: &str, records: &str, vendors: &str) {
+    stage_edited(d, loc, files, records, vendors, &|_| {});
+}
+
+/// [`stage`], with the generated day changed by `edit` before it is fetched.
+fn stage_edited(
+    d: &Dir,
+    loc: &Location,
+    files: &str,
+    records: &str,
+    vendors: &str,
+    edit: &dyn Fn(&Dir),
+) {
     generate_day(d, files, records, vendors, "41");
+    edit(d);
     let config = d.read("day/batchwin.toml");
     let config: String = config
         .lines()
@@ -1049,7 +1062,10 @@ fn large_files_split_by_ranged_reads(
 ) -> (Dir, std::collections::BTreeSet<(String, u64, u64, u64)>) {
     let d = Dir::new();
     // Four vendors: CSV, JSON Lines, XML and fixed-width; the largest files are over 100 kB.
-    stage(&d, loc, "12", "20000", "4");
+    // The XML records are indented, and every record of the XML files after the first is
+    // unreadable on its first line: the first record of every XML part is rejected with a
+    // column that counts the indentation before it, as in the whole file.
+    stage_edited(&d, loc, "12", "20000", "4", &indent_and_break_xml_records);
     let flags = ["--slices", "3", "--split-bytes", "100000"];
     let o = plan_command(&d, loc, &flags).arg("-vv").output().unwrap();
     let log = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -1077,6 +1093,12 @@ fn large_files_split_by_ranged_reads(
             "a `{ext}` file is split: {all_split:?}"
         );
     }
+    // An XML file whose every record is rejected is split too (see
+    // `indent_and_break_xml_records`).
+    assert!(
+        all_split.iter().filter(|f| f.ends_with(".xml")).count() > 1,
+        "{all_split:?}"
+    );
     // Files whose records are lines are cut by ranged reads, where planning the same files
     // from a local folder cuts them. CSV and XML files are cut at the places `fetch` found
     // when it staged them (the manifest's `cuts`), without reading them.
@@ -1188,6 +1210,76 @@ fn large_files_split_by_ranged_reads(
         "no rejects in a part after the first of a file cut by ranged reads"
     );
     (d, parts)
+}
+
+/// Indents every record of the generated day's XML files by two spaces, and makes every
+/// record of the XML files after the first (by name) unreadable on its first line (an
+/// undefined entity after its start tag), with `expected.json` counting them as rejected and
+/// the vendor's skip limit at 100 %.
+fn indent_and_break_xml_records(d: &Dir) {
+    let mut expected: serde_json::Value =
+        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
+    let mut added = 0;
+    let mut xml_files = 0;
+    for f in expected["per_file"].as_array_mut().unwrap() {
+        let path = format!("day/{}", f["path"].as_str().unwrap());
+        if !path.ends_with(".xml") {
+            continue;
+        }
+        xml_files += 1;
+        let broken = xml_files > 1;
+        let text = d.read(&path);
+        let mut out = String::with_capacity(text.len() * 11 / 10);
+        let mut records = 0;
+        for line in text.split_inclusive('\n') {
+            if !line.starts_with("<record ") {
+                out.push_str(line);
+                continue;
+            }
+            records += 1;
+            out.push_str("  ");
+            match line.find('>').filter(|_| broken) {
+                Some(end) => {
+                    out.push_str(&line[..=end]);
+                    out.push_str("&bogus;");
+                    out.push_str(&line[end + 1..]);
+                }
+                None => out.push_str(line),
+            }
+        }
+        assert_eq!(Some(records), f["records"].as_u64(), "{path}");
+        d.write(&path, out);
+        if broken {
+            added += records - f["invalid"].as_u64().unwrap();
+            f["invalid"] = records.into();
+        }
+    }
+    assert!(xml_files > 1, "the day has XML files");
+    // Files whose every record is rejected are not over the XML vendor's skip limit.
+    let vendor = expected["per_file"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["format"] == "xml")
+        .and_then(|f| f["vendor"].as_str())
+        .unwrap()
+        .to_string();
+    let config = d.read("day/batchwin.toml");
+    let (head, tail) = config
+        .split_once(&format!("id = \"{vendor}\"\n"))
+        .expect("the XML vendor");
+    let (block, rest) = tail.split_once("skip_limit = ").expect("its skip limit");
+    let rest = rest.split_once('\n').unwrap().1;
+    d.write(
+        "day/batchwin.toml",
+        format!("{head}id = \"{vendor}\"\n{block}skip_limit = \"100%\"\n{rest}"),
+    );
+    let invalid = expected["invalid"].as_u64().unwrap() + added;
+    expected["invalid"] = invalid.into();
+    d.write(
+        "day/expected.json",
+        serde_json::to_string_pretty(&expected).unwrap(),
+    );
 }
 
 /// `status RUN_URL --format json`, run as anyone who can read the run location would.
