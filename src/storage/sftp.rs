@@ -3,8 +3,9 @@
 //! complete: with the plain SFTP rename where nothing may be replaced (it never replaces), with
 //! OpenSSH's `posix-rename@openssh.com` over the old file where the server offers it (else the
 //! old file is removed first). Small files written conditionally (the run-location lock) are
-//! written the same way, never in place. One SSH connection is shared by concurrent transfers
-//! and opened again after a failure.
+//! written the same way, never in place. A write makes the folders it needs, the location's own
+//! included, as a folder store does. One SSH connection is shared by concurrent transfers and
+//! opened again after a failure.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -564,26 +565,38 @@ impl SftpBackend {
         }
     }
 
+    /// Creates the folders above `name` that are missing, the root's own included, as
+    /// `mkdir -p` and a folder store do: a run location's day folder does not exist before its
+    /// first file. One `stat` when the parent is there, as it is for all but a folder's
+    /// first file.
     async fn make_parents(&self, conn: &Conn, name: &str) -> Result<(), StorageError> {
-        let mut dir = self.root.clone();
-        let parts: Vec<&str> = name.split('/').collect();
-        for part in &parts[..parts.len() - 1] {
-            dir = format!("{dir}/{part}");
-            match conn.sftp.metadata(dir.clone()).await {
-                Ok(m) if is_folder(&m) => continue,
+        let full = self.remote(name);
+        let Some((parent, _)) = full.rsplit_once('/') else {
+            return Ok(());
+        };
+        // The folders from the parent up to the first one that is there.
+        let mut missing = Vec::new();
+        let mut dir = parent;
+        while !dir.is_empty() {
+            match conn.sftp.metadata(dir.to_string()).await {
+                Ok(m) if is_folder(&m) => break,
                 Ok(_) => return Err(self.failed(format!("`{dir}` exists and is not a folder"))),
                 Err(_) => {
-                    if let Err(e) = conn.sftp.create_dir(dir.clone()).await {
-                        // Another transfer may have made it meanwhile.
-                        if !conn
-                            .sftp
-                            .metadata(dir.clone())
-                            .await
-                            .is_ok_and(|m| is_folder(&m))
-                        {
-                            return Err(self.sftp_err(&dir, e));
-                        }
-                    }
+                    missing.push(dir);
+                    dir = dir.rsplit_once('/').map_or("", |(up, _)| up);
+                }
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            if let Err(e) = conn.sftp.create_dir(dir.to_string()).await {
+                // Another transfer may have made it meanwhile.
+                if !conn
+                    .sftp
+                    .metadata(dir.to_string())
+                    .await
+                    .is_ok_and(|m| is_folder(&m))
+                {
+                    return Err(self.sftp_err(dir, e));
                 }
             }
         }
@@ -666,7 +679,9 @@ impl SftpBackend {
     /// old file or the new one), else by removing the old file first. Without, by the plain
     /// SFTP rename (`SSH_FXP_RENAME`), which never replaces a file (OpenSSH's server makes it
     /// a `link(2)` and an `unlink(2)`). A rename refused while `name` exists is
-    /// [`StorageError::AlreadyExists`] (servers say "failure" rather than "file exists").
+    /// [`StorageError::AlreadyExists`] (servers say "failure" rather than "file exists"); one
+    /// refused with "failure" while `name` is not there (it was made and deleted meanwhile) is
+    /// tried again, three times in all.
     async fn move_into_place(
         &self,
         conn: &Conn,
@@ -693,15 +708,24 @@ impl SftpBackend {
             .await?;
         }
         self.timed(name, async {
-            match conn.sftp.rename(tmp.to_string(), target.to_string()).await {
-                Ok(()) => Ok(()),
-                Err(_) if conn.sftp.metadata(target.to_string()).await.is_ok() => {
-                    Err(StorageError::AlreadyExists {
-                        store: self.display.clone(),
-                        name: name.to_string(),
-                    })
+            // A refusal because `name` exists is a plain "failure"; when `name` is gone by the
+            // time it is looked at (another writer made it and deleted it meanwhile, as the
+            // claim of a lock's takeover is), the rename is tried again.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match conn.sftp.rename(tmp.to_string(), target.to_string()).await {
+                    Ok(()) => return Ok(()),
+                    Err(_) if conn.sftp.metadata(target.to_string()).await.is_ok() => {
+                        return Err(StorageError::AlreadyExists {
+                            store: self.display.clone(),
+                            name: name.to_string(),
+                        });
+                    }
+                    Err(russh_sftp::client::error::Error::Status(s))
+                        if s.status_code == StatusCode::Failure && tries < 3 => {}
+                    Err(e) => return Err(self.sftp_err(name, e)),
                 }
-                Err(e) => Err(self.sftp_err(name, e)),
             }
         })
         .await

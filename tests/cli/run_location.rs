@@ -103,6 +103,23 @@ fn folder() -> Location {
     }
 }
 
+/// A fresh folder on the test SFTP server as the run location, with the server held (shared)
+/// while the second value lives.
+fn sftp() -> Option<(Location, crate::util::Sftp)> {
+    let s = crate::util::Sftp::get()?;
+    let (base, _) = s.folder();
+    let loc = Location {
+        base,
+        env: vec![
+            ("BATCHWIN_SSH_KEY".into(), s.key.clone()),
+            ("BATCHWIN_KNOWN_HOSTS".into(), s.known_hosts.clone()),
+        ],
+        opts: crate::storage::sftp_options(&s),
+        _folder: None,
+    };
+    Some((loc, s))
+}
+
 /// The emulator's published development key (not a secret).
 pub(crate) const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -1773,6 +1790,76 @@ fn a_day_at_an_s3_run_location_that_checks_signatures_runs_on_one_machine_at_a_t
 #[test]
 fn a_day_at_a_run_location_in_a_folder_runs_on_one_machine_at_a_time() {
     a_day_at_the_location_runs_on_one_machine_at_a_time(folder());
+}
+
+/// Runs started together on several machines at an SFTP run location whose lock is stale:
+/// one takes it over and runs the day, staging its files in the day's folder (which no run
+/// made before it); each other one is refused before it fetched anything, and no claim is
+/// left beside the lock. (The race of the takeover itself, requests interleaved, is
+/// `window::lease::tests::over_sftp_of_several_runs_taking_over_a_stale_lock_one_wins`.)
+#[test]
+fn of_runs_taking_over_a_stale_lock_at_an_sftp_run_location_at_once_one_runs() {
+    let Some((loc, _sftp)) = sftp() else { return };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "2", "200", "1", "47");
+    // Fetch waits 20 s for the files to settle: the winner holds the lock while the others try.
+    let config = d.read("day/batchwin.toml");
+    assert!(config.contains("settle = \"0s\""), "{config}");
+    d.write(
+        "day/batchwin.toml",
+        config.replace("settle = \"0s\"", "settle = \"20s\""),
+    );
+    let runs = loc.url("runs");
+    let day = format!("runs/{date}-day");
+    let lock = format!("{day}/.lock");
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    loc.put(&lock, &lock_of("gone-host", 4242, hour_ago));
+    let racers: Vec<std::process::Child> = (0..4)
+        .map(|k| {
+            let mut a = crate::run::run_args(&date, &["--run-location", &runs]);
+            let at = a.iter().position(|x| x == "--runs").expect("--runs");
+            a[at + 1] = format!("runs-{k}");
+            let out = std::fs::File::create(d.path(&format!("{k}.out"))).unwrap();
+            let err = std::fs::File::create(d.path(&format!("{k}.err"))).unwrap();
+            loc.cmd(d.root())
+                .args(&a)
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("a run starts")
+        })
+        .collect();
+    let mut won = Vec::new();
+    for (k, mut r) in racers.into_iter().enumerate() {
+        let code = r.wait().unwrap().code();
+        let (said, err) = (d.read(&format!("{k}.out")), d.read(&format!("{k}.err")));
+        if said.contains("lock       took over the stale lock") {
+            assert_eq!(code, Some(0), "{said}{err}");
+            assert!(
+                said.contains("host gone-host pid 4242") && said.contains("step       slice 0"),
+                "{said}"
+            );
+            won.push(k);
+        } else {
+            // Refused: the lock was taken (exit 1), or it kept changing while this run
+            // tried (exit 3, for the scheduler to run it again later).
+            assert!(
+                (code == Some(1) && err.contains("is in progress"))
+                    || (code == Some(3) && err.contains("kept changing")),
+                "run {k}: {code:?}\n{said}{err}"
+            );
+            assert!(!said.contains("step       fetch"), "{said}");
+        }
+    }
+    assert_eq!(won.len(), 1, "runs {won:?} took the lock over");
+    let at_location = loc.objects(&day);
+    let staged = at_location
+        .keys()
+        .filter(|n| n.starts_with("staging/"))
+        .count();
+    assert_eq!(staged, 2, "{:?}", at_location.keys());
+    let left: Vec<&String> = at_location.keys().filter(|n| n.contains(".lock")).collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
