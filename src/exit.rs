@@ -86,14 +86,17 @@ impl Failure {
 /// fails stops every job after it (AWS Batch). On the last attempt a retryable failure is one
 /// no retry will come for: the slice ends with `--failures-exit`'s code instead of 3
 /// ([`Attempts::status`]), so that the later stages and the report still run, as they do
-/// after a slice whose files failed on their data.
+/// after a slice whose files failed on their data. So does a usage or configuration error
+/// (exit code 2) on any attempt: the engine files retry only 3 and a reclaim, and no retry
+/// would mend it.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Attempts {
     /// With `--plan`: how many attempts the engine makes at this slice in all (the AWS Batch
     /// files give their `retryStrategy.attempts`). On the last one (`--attempt`), a retryable
-    /// failure (exit code 3) ends the slice with `--failures-exit`'s code instead: the report
-    /// then says which of its units are failed or missing, and the next stage's slices
-    /// record the vendors after theirs as `blocked`.
+    /// failure (exit code 3) ends the slice with `--failures-exit`'s code instead, and so does
+    /// a usage or configuration error (exit code 2) on any attempt: the report then says
+    /// which of its units are failed or missing, and the next stage's slices record the
+    /// vendors after theirs as `blocked`.
     #[arg(long, value_name = "N", requires = "plan", value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: Option<u32>,
     /// This attempt's number, from 1 (default: AWS Batch's `AWS_BATCH_JOB_ATTEMPT`).
@@ -102,26 +105,39 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    /// A slice's outcome `r` as the process ends it: on the last attempt, a retryable failure
-    /// (its error printed as the program prints errors) becomes `failures_exit`'s status,
-    /// and the reason is said; anything else is kept.
+    /// A slice's outcome `r` as the process ends it, with `--attempts` given: a usage or
+    /// configuration error, and on the last attempt a retryable failure, (its error printed
+    /// as the program prints errors) becomes `failures_exit`'s status, and the reason is said;
+    /// anything else is kept.
     pub fn status(
         &self,
         r: Result<ExitStatus, Failure>,
         failures_exit: u8,
     ) -> Result<ExitStatus, Failure> {
-        let (Some(k), Some(n)) = (self.attempt, self.attempts) else {
+        let Some(n) = self.attempts else {
             return r;
         };
-        if k < n {
-            return r;
+        let status = ExitStatus::DataFailure.failures_as(failures_exit);
+        if let Err(f) = &r
+            && f.status == ExitStatus::Usage
+        {
+            eprintln!("error: {:#}", f.error);
+            eprintln!(
+                "attempt    ended on an error no retry mends: exit code {} instead of 2, so \
+                 that the later stages and the report run (the report names this slice's units \
+                 that were not recorded; the vendors after theirs are blocked)",
+                status.code()
+            );
+            return Ok(status);
         }
+        let Some(k) = self.attempt.filter(|&k| k >= n) else {
+            return r;
+        };
         match &r {
             Ok(ExitStatus::Retryable) => {}
             Err(f) if f.status == ExitStatus::Retryable => eprintln!("error: {:#}", f.error),
             _ => return r,
         }
-        let status = ExitStatus::DataFailure.failures_as(failures_exit);
         eprintln!(
             "attempt    {k} of {n} ended on a retryable error and none is left: exit code {} \
              instead of 3, so that the later stages and the report run (the report names this \

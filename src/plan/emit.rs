@@ -568,8 +568,9 @@ fn aws_depends_on(vars: &[String]) -> Value {
 /// after one that did not finish (recorded as blocked), as on the other engines. So does a
 /// slice whose last attempt (`--attempts`, the retry strategy's, against AWS Batch's
 /// `AWS_BATCH_JOB_ATTEMPT`) ends on a retryable error: no retry is left, and the report names
-/// its units. A slice that ends with 2, or is stopped by its timeout, still fails the stages
-/// after it.
+/// its units; and so does one that ends on an error no retry mends (exit code 2), on any
+/// attempt. A slice stopped by its timeout, or reclaimed on its last attempt, still fails the
+/// stages after it.
 fn aws_process_args(o: &EmitOptions) -> Vec<String> {
     let mut args = o.process_args(AWS_SCRATCH);
     args.extend([

@@ -941,6 +941,31 @@ fn the_last_attempt_of_a_slice_that_cannot_reach_its_run_location_lets_the_later
         ),
         "{err}"
     );
+    // An error no retry mends (exit code 2; here the masking key's secret is not given) ends
+    // the slice the same way on any attempt with `--attempts`, and with 2 without it.
+    let keyless = |extra: &[&str]| {
+        let o = slice_command(&d, &live, 1, 9)
+            .args(extra)
+            .env_remove("BATCHWIN_MASK_KEY")
+            .env("AWS_BATCH_JOB_ATTEMPT", "1")
+            .output()
+            .expect("slice runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = keyless(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("BATCHWIN_MASK_KEY"), "{err}");
+    let (code, err) = keyless(&flags);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("BATCHWIN_MASK_KEY")
+            && err
+                .contains("attempt    ended on an error no retry mends: exit code 0 instead of 2"),
+        "{err}"
+    );
     let o = run_slice(&d, &live, 1, 0);
     assert_eq!(o.status.code(), Some(0));
     let plan: serde_json::Value =
