@@ -10,6 +10,10 @@
 //! work in flight has not wound down when it ends (a huge record, a stalled disk), the
 //! process removes its registered temporary files and exits at once with the same code. The
 //! units in flight are then left as started, not finished, which the next run redoes.
+//!
+//! A slice can also stop itself this way once it has run for a time it is given
+//! ([`Cancel::stop_after`], `process --stop-after`): before an engine's own time limit stops it
+//! from outside, where a job stopped by its timeout fails every job after it (AWS Batch).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,10 +31,15 @@ pub fn default_grace() -> Duration {
     Duration::from_secs(DEFAULT_GRACE_SECONDS)
 }
 
+/// Not a signal the process receives: the number [`Cancel::stop_after`] stores in place of
+/// one when the slice's own time limit is reached (SIGALRM's, which batchwin does not handle).
+pub const TIME_LIMIT: i32 = signal_hook::consts::SIGALRM;
+
 /// Set by the signal handler to the number of the signal received; 0 until then. The time the
-/// signal was first noticed starts the grace period of [`Cancel::overdue`].
+/// signal was first noticed starts the grace period of [`Cancel::overdue`]. The third value is
+/// the exit code of a process stopped by its own time limit when the grace period runs out.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicUsize>, Arc<OnceLock<Instant>>);
+pub struct Cancel(Arc<AtomicUsize>, Arc<OnceLock<Instant>>, Arc<OnceLock<u8>>);
 
 impl Cancel {
     /// Installs the handlers for SIGTERM and SIGINT. A second signal of either kind while the
@@ -47,6 +56,29 @@ impl Cancel {
             signal_hook::flag::register_usize(sig, Arc::clone(&self.0), sig as usize)?;
         }
         Ok(())
+    }
+
+    /// Starts a thread that stops the run as a signal would, with [`TIME_LIMIT`], once `after`
+    /// has passed, unless a signal came first; should the grace period then run out, the
+    /// process exits with `exit_code`.
+    pub fn stop_after(&self, after: Duration, exit_code: u8) {
+        let _ = self.2.set(exit_code);
+        let me = self.clone();
+        let at = Instant::now() + after;
+        std::thread::spawn(move || {
+            loop {
+                if me.is_cancelled() {
+                    return;
+                }
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(100)));
+            }
+            let _ =
+                me.0.compare_exchange(0, TIME_LIMIT as usize, Ordering::SeqCst, Ordering::SeqCst);
+        });
     }
 
     /// The signal received, if any.
@@ -82,12 +114,17 @@ impl Cancel {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let removed = remove_temporaries();
+            let code = match me.2.get() {
+                Some(&code) if sig == TIME_LIMIT => i32::from(code),
+                _ => 128 + sig,
+            };
             eprintln!(
-                "stopped    the grace period of {} after signal {sig} is over: stopping now \
+                "stopped    the grace period of {} after {} is over: stopping now \
                  ({removed} temporary files removed); units in flight are redone by the next run",
-                humantime::format_duration(grace)
+                humantime::format_duration(grace),
+                describe(sig)
             );
-            std::process::exit(128 + sig);
+            std::process::exit(code);
         });
     }
 
@@ -95,6 +132,15 @@ impl Cancel {
     /// stop by themselves a little before their parent gives up on them.
     pub fn child_grace(grace: Duration) -> Duration {
         grace.saturating_sub((grace / 5).min(Duration::from_secs(5)))
+    }
+}
+
+/// What stopped the run: `signal 15`, or `its time limit` ([`TIME_LIMIT`]).
+pub fn describe(sig: i32) -> String {
+    if sig == TIME_LIMIT {
+        "its time limit".to_string()
+    } else {
+        format!("signal {sig}")
     }
 }
 

@@ -86,40 +86,78 @@ impl Failure {
 /// fails stops every job after it (AWS Batch). On the last attempt a retryable failure is one
 /// no retry will come for: the slice ends with `--failures-exit`'s code instead of 3
 /// ([`Attempts::status`]), so that the later stages and the report still run, as they do
-/// after a slice whose files failed on their data. So does a usage or configuration error
-/// (exit code 2) on any attempt: the engine files retry only 3 and a reclaim, and no retry
-/// would mend it.
+/// after a slice whose files failed on their data. With `--failures-exit 0` so does a usage
+/// or configuration error (exit code 2) on any attempt: the engine files retry only 3 and a
+/// reclaim, and no retry would mend it.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Attempts {
     /// With `--plan`: how many attempts the engine makes at this slice in all (the AWS Batch
     /// files give their `retryStrategy.attempts`). On the last one (`--attempt`), a retryable
-    /// failure (exit code 3) ends the slice with `--failures-exit`'s code instead, and so does
-    /// a usage or configuration error (exit code 2) on any attempt: the report then says
-    /// which of its units are failed or missing, and the next stage's slices record the
-    /// vendors after theirs as `blocked`.
+    /// failure (exit code 3) ends the slice with `--failures-exit`'s code instead, and with
+    /// `--failures-exit 0` so does a usage or configuration error (exit code 2) on any attempt:
+    /// the report then says which of its units are failed or missing, and the next stage's
+    /// slices record the vendors after theirs as `blocked`.
     #[arg(long, value_name = "N", requires = "plan", value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: Option<u32>,
     /// This attempt's number, from 1 (default: AWS Batch's `AWS_BATCH_JOB_ATTEMPT`).
     #[arg(long, value_name = "K", env = crate::env::ENV_AWS_BATCH_ATTEMPT, value_parser = clap::value_parser!(u32).range(1..))]
     pub attempt: Option<u32>,
+    /// With `--plan`: once the slice has run this long, it stops as a SIGTERM would (units in
+    /// flight are recorded `cancelled`, the rest left) and ends with `--failures-exit`'s code;
+    /// the report names those units. Give it under the engine's time limit (the AWS Batch
+    /// files do), where a job stopped from outside fails the jobs after it.
+    #[arg(long, value_name = "DURATION", requires = "plan", value_parser = humantime::parse_duration)]
+    pub stop_after: Option<std::time::Duration>,
 }
 
 impl Attempts {
-    /// A slice's outcome `r` as the process ends it, with `--attempts` given: a usage or
-    /// configuration error, and on the last attempt a retryable failure, (its error printed
-    /// as the program prints errors) becomes `failures_exit`'s status, and the reason is said;
-    /// anything else is kept.
+    /// The slice's cancellation, which stops it at `--stop-after` when that is given (and
+    /// then, should its grace period run out, exits with `failures_exit`'s status).
+    pub fn cancel(&self, failures_exit: u8) -> crate::cancel::Cancel {
+        let cancel = crate::cancel::Cancel::default();
+        if let Some(after) = self.stop_after {
+            let code = ExitStatus::DataFailure.failures_as(failures_exit).code();
+            cancel.stop_after(after, code);
+        }
+        cancel
+    }
+
+    /// A slice's outcome `r` as the process ends it: stopped by `--stop-after`, it becomes
+    /// `failures_exit`'s status; with `--attempts` given, so does a usage or configuration
+    /// error when that status is a success, and on the last attempt a retryable failure (its
+    /// error printed as the program prints errors). The reason is said; anything else is kept.
     pub fn status(
         &self,
         r: Result<ExitStatus, Failure>,
         failures_exit: u8,
     ) -> Result<ExitStatus, Failure> {
+        let status = ExitStatus::DataFailure.failures_as(failures_exit);
+        let limit = ExitStatus::Interrupted(crate::cancel::TIME_LIMIT);
+        let stopped = match &r {
+            Ok(s) => *s == limit,
+            Err(f) => f.status == limit,
+        };
+        if let (true, Some(after)) = (stopped, self.stop_after) {
+            if let Err(f) = &r {
+                eprintln!("error: {:#}", f.error);
+            }
+            eprintln!(
+                "stopped    the slice ran for its --stop-after of {}: exit code {}, so that the \
+                 later stages and the report run (the report names this slice's units that were \
+                 cancelled or not started)",
+                humantime::format_duration(after),
+                status.code()
+            );
+            return Ok(status);
+        }
         let Some(n) = self.attempts else {
             return r;
         };
-        let status = ExitStatus::DataFailure.failures_as(failures_exit);
+        // Only where it lets the later jobs run (`--failures-exit 0`): 1 would fail them as 2
+        // does, and lose the code that says what to fix.
         if let Err(f) = &r
             && f.status == ExitStatus::Usage
+            && status == ExitStatus::Success
         {
             eprintln!("error: {:#}", f.error);
             eprintln!(

@@ -342,6 +342,7 @@ fn slice_options(
         masking: plan.masking.clone(),
         live,
         journal: Journaling::when(a.journal),
+        cancel: a.attempts.cancel(a.failures_exit),
         ..EngineOptions::default()
     }
 }

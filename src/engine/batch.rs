@@ -130,7 +130,8 @@ impl BatchSummary {
                 .filter(|o| o.status == FileStatus::Cancelled)
                 .count();
             s.push_str(&format!(
-                "stopped    by signal {sig}: {cancelled} units cancelled and cleaned up, the rest not started; run again to finish\n"
+                "stopped    by {}: {cancelled} units cancelled and cleaned up, the rest not started; run again to finish\n",
+                crate::cancel::describe(sig)
             ));
         }
         let deferred = self

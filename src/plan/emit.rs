@@ -569,8 +569,9 @@ fn aws_depends_on(vars: &[String]) -> Value {
 /// slice whose last attempt (`--attempts`, the retry strategy's, against AWS Batch's
 /// `AWS_BATCH_JOB_ATTEMPT`) ends on a retryable error: no retry is left, and the report names
 /// its units; and so does one that ends on an error no retry mends (exit code 2), on any
-/// attempt. A slice stopped by its timeout, or reclaimed on its last attempt, still fails the
-/// stages after it.
+/// attempt. AWS Batch stops an attempt at its timeout and fails it whatever its exit code, so a
+/// slice stops itself before that (`--stop-after`, [`aws_stop_after`]) and ends the same way.
+/// A slice reclaimed on its last attempt still fails the stages after it.
 fn aws_process_args(o: &EmitOptions) -> Vec<String> {
     let mut args = o.process_args(AWS_SCRATCH);
     args.extend([
@@ -578,8 +579,18 @@ fn aws_process_args(o: &EmitOptions) -> Vec<String> {
         "0".to_string(),
         "--attempts".to_string(),
         aws_attempts(o).to_string(),
+        "--stop-after".to_string(),
+        format!("{}s", aws_stop_after(o)),
     ]);
     args
+}
+
+/// When a slice on AWS Batch stops itself, in seconds: a minute before the attempt's timeout
+/// (`timeout.attemptDurationSeconds`), for the units in flight to wind down within the grace
+/// period (25 s) and the ledger to be uploaded; half of it for a timeout under two minutes.
+pub fn aws_stop_after(o: &EmitOptions) -> u64 {
+    let timeout = o.timeout_seconds.max(60);
+    timeout.saturating_sub(60).max(timeout / 2)
 }
 
 /// The attempts AWS Batch makes at a job: `--retries`, within its range of 1 to 10.

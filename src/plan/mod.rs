@@ -29,14 +29,16 @@ use crate::vendor::profile::MaskingChoice;
 use crate::config::{Config, ConfigError, KeyPath, Priority};
 use manifest::ManifestRow;
 
-/// The plan file format version this batchwin writes. Version 2 added a part's
-/// `epilogue_bytes` (an XML part at a URL downloads the file's closing tags): a binary that
-/// read only version 1 would download such a part without them and fail on it as a truncated
-/// file, so it refuses the plan by its version instead.
+/// The newest plan file format version, which this batchwin writes when a plan needs it.
+/// Version 2 added a part's `epilogue_bytes` (an XML part at a URL downloads the file's
+/// closing tags): a batchwin that reads only version 1 would download such a part without
+/// them and fail on it as a truncated file, so it refuses the plan by its version instead.
+/// A plan without such a part is written as version 1, which such a batchwin still runs.
 pub const PLAN_VERSION: u32 = 2;
 
-/// The oldest plan version this batchwin reads: a version 1 plan has no `epilogue_bytes`,
-/// and means the same to this batchwin as to the one that wrote it.
+/// The oldest plan version this batchwin reads, and the one it writes when nothing newer is
+/// needed: what a version 1 plan says means the same to this batchwin as to the one that
+/// wrote it.
 pub const OLDEST_PLAN_VERSION: u32 = 1;
 
 /// Throughput assumed for a vendor with no history, in bytes per second per slice.
@@ -511,8 +513,18 @@ pub fn plan(
             }
         })
         .collect();
+    // The oldest version that says what this plan says, so that workers of an older batchwin
+    // still run a plan that needs nothing newer.
+    let needs_closing_bytes = slices
+        .iter()
+        .flat_map(|s| &s.units)
+        .any(|u| u.part.as_ref().is_some_and(|p| p.epilogue_bytes.is_some()));
     Ok(Plan {
-        version: PLAN_VERSION,
+        version: if needs_closing_bytes {
+            PLAN_VERSION
+        } else {
+            OLDEST_PLAN_VERSION
+        },
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         date: opts.date.clone(),
         manifest_sha256: hashes.0,
@@ -846,7 +858,8 @@ mod tests {
             Default::default(),
         )
         .unwrap();
-        assert_eq!(p.version, PLAN_VERSION);
+        // Nothing in it needs version 2.
+        assert_eq!(p.version, OLDEST_PLAN_VERSION);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.json");
         for (version, readable) in [(1, true), (2, true), (0, false), (3, false)] {

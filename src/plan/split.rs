@@ -114,7 +114,7 @@ pub fn staged_cuts(
 }
 
 /// What [`staged_cuts`] needs of the config, taken out of it, so that the framing (about a
-/// second per GB) can run on a thread of its own while `fetch` goes on with other files.
+/// second per GB) can run on a blocking thread while `fetch` uploads the file.
 pub struct StagedCutter {
     decoder: Box<dyn crate::codecs::Decoder>,
     xml: bool,

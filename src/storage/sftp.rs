@@ -4,8 +4,8 @@
 //! OpenSSH's `posix-rename@openssh.com` over the old file where the server offers it (else the
 //! old file is removed first). Small files written conditionally (the run-location lock) are
 //! written the same way, never in place. A write makes the folders it needs, the location's own
-//! included, as a folder store does. One SSH connection is shared by concurrent transfers and
-//! opened again after a failure.
+//! included, but not the folders above the location (a mistyped target is refused, not made).
+//! One SSH connection is shared by concurrent transfers and opened again after a failure.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -565,10 +565,11 @@ impl SftpBackend {
         }
     }
 
-    /// Creates the folders above `name` that are missing, the root's own included, as
-    /// `mkdir -p` and a folder store do: a run location's day folder does not exist before its
-    /// first file. One `stat` when the parent is there, as it is for all but a folder's
-    /// first file.
+    /// Creates the folders above `name` that are missing, the location's own folder included
+    /// (a run location's day folder does not exist before its first file), but not the folders
+    /// above it: a location whose parent folder is not on the server (a mistyped delivery
+    /// target, an unmounted share) is refused, not made. One `stat` when the parent is there,
+    /// as it is for all but a folder's first file.
     async fn make_parents(&self, conn: &Conn, name: &str) -> Result<(), StorageError> {
         let full = self.remote(name);
         let Some((parent, _)) = full.rsplit_once('/') else {
@@ -581,10 +582,20 @@ impl SftpBackend {
             match conn.sftp.metadata(dir.to_string()).await {
                 Ok(m) if is_folder(&m) => break,
                 Ok(_) => return Err(self.failed(format!("`{dir}` exists and is not a folder"))),
-                Err(_) => {
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == StatusCode::NoSuchFile =>
+                {
+                    if dir.len() < self.root.len() {
+                        return Err(self.failed(format!(
+                            "`{dir}` is not on the server: batchwin makes the location's own \
+                             folder `{}` and those below it, not the folders above it",
+                            self.root
+                        )));
+                    }
                     missing.push(dir);
                     dir = dir.rsplit_once('/').map_or("", |(up, _)| up);
                 }
+                Err(e) => return Err(self.sftp_err(dir, e)),
             }
         }
         for dir in missing.into_iter().rev() {
@@ -723,7 +734,12 @@ impl SftpBackend {
                         });
                     }
                     Err(russh_sftp::client::error::Error::Status(s))
-                        if s.status_code == StatusCode::Failure && tries < 3 => {}
+                        if s.status_code == StatusCode::Failure && tries < 3 =>
+                    {
+                        // Apart from another writer doing the same, by a few milliseconds.
+                        let wait = 5 + u64::from(rand::random::<u8>() % 20);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    }
                     Err(e) => return Err(self.sftp_err(name, e)),
                 }
             }

@@ -343,7 +343,13 @@ fn run_location_engine_files_mount_nothing_and_pass_the_engines_models() {
                 "--failures-exit",
                 "0",
                 "--attempts",
-                &r["retryStrategy"]["attempts"].to_string()
+                &r["retryStrategy"]["attempts"].to_string(),
+                // A minute before the attempt's timeout, which AWS Batch would fail it at.
+                "--stop-after",
+                &format!(
+                    "{}s",
+                    r["timeout"]["attemptDurationSeconds"].as_u64().unwrap() - 60
+                ),
             ]
         );
     }

@@ -942,7 +942,8 @@ fn the_last_attempt_of_a_slice_that_cannot_reach_its_run_location_lets_the_later
         "{err}"
     );
     // An error no retry mends (exit code 2; here the masking key's secret is not given) ends
-    // the slice the same way on any attempt with `--attempts`, and with 2 without it.
+    // the slice the same way on any attempt with `--attempts` and `--failures-exit 0`, and
+    // with 2 otherwise.
     let keyless = |extra: &[&str]| {
         let o = slice_command(&d, &live, 1, 9)
             .args(extra)
@@ -955,9 +956,15 @@ fn the_last_attempt_of_a_slice_that_cannot_reach_its_run_location_lets_the_later
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     };
-    let (code, err) = keyless(&[]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("BATCHWIN_MASK_KEY"), "{err}");
+    for flags in [&[][..], &["--attempts", "2"]] {
+        // Without `--failures-exit 0` nothing would be gained: 2 says what to fix.
+        let (code, err) = keyless(flags);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("BATCHWIN_MASK_KEY") && !err.contains("no retry mends"),
+            "{err}"
+        );
+    }
     let (code, err) = keyless(&flags);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -966,6 +973,22 @@ fn the_last_attempt_of_a_slice_that_cannot_reach_its_run_location_lets_the_later
                 .contains("attempt    ended on an error no retry mends: exit code 0 instead of 2"),
         "{err}"
     );
+    // A slice that reaches its `--stop-after` stops as a SIGTERM would and ends with
+    // `--failures-exit`'s code, before an engine's time limit would fail it from outside.
+    for (failures_exit, code) in [("1", 1), ("0", 0)] {
+        let o = slice_command(&d, &live, 1, 8)
+            .args(["--stop-after", "0s", "--failures-exit", failures_exit])
+            .output()
+            .expect("slice runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(
+            err.contains(&format!(
+                "stopped    the slice ran for its --stop-after of 0s: exit code {code}"
+            )),
+            "{err}"
+        );
+    }
     let o = run_slice(&d, &live, 1, 0);
     assert_eq!(o.status.code(), Some(0));
     let plan: serde_json::Value =
@@ -1114,6 +1137,8 @@ fn large_files_split_by_ranged_reads(
     assert_eq!(o.status.code(), Some(0), "{log}");
     let plan: serde_json::Value =
         serde_json::from_slice(&loc.objects("run")["plan.json"]).expect("plan");
+    // Its XML parts are downloaded with the file's closing bytes, which version 1 lacks.
+    assert_eq!(plan["version"], 2);
     // (file, start, end, preamble) of every part cut by ranged reads.
     let mut parts = std::collections::BTreeSet::new();
     for u in plan["slices"]
@@ -1176,6 +1201,10 @@ fn large_files_split_by_ranged_reads(
     assert_eq!(o.status.code(), Some(0));
     let name = |l: &str| l.rsplit('/').next().unwrap_or(l).to_string();
     let local: serde_json::Value = serde_json::from_str(&d.read("local-plan.json")).unwrap();
+    assert_eq!(
+        local["version"], 1,
+        "nothing in a local plan needs version 2"
+    );
     let local_cuts: std::collections::BTreeSet<(String, u64, u64)> = local["slices"]
         .as_array()
         .unwrap()
@@ -1255,14 +1284,15 @@ fn large_files_split_by_ranged_reads(
 }
 
 /// Indents every record of the generated day's XML files by two spaces, and makes every
-/// record of the XML files after the first (by name) unreadable on its first line (an
-/// undefined entity after its start tag), with `expected.json` counting them as rejected and
-/// the vendor's skip limit at 100 %.
+/// record of the XML files after the first (in `expected.json`'s order) unreadable on its
+/// first line (an undefined entity after its start tag), with `expected.json` counting them
+/// as rejected for that reason and the vendor's skip limit at 100 %.
 fn indent_and_break_xml_records(d: &Dir) {
     let mut expected: serde_json::Value =
         serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
     let mut added = 0;
     let mut xml_files = 0;
+    let mut reasons = expected["reasons"].take();
     for f in expected["per_file"].as_array_mut().unwrap() {
         let path = format!("day/{}", f["path"].as_str().unwrap());
         if !path.ends_with(".xml") {
@@ -1294,8 +1324,17 @@ fn indent_and_break_xml_records(d: &Dir) {
         if broken {
             added += records - f["invalid"].as_u64().unwrap();
             f["invalid"] = records.into();
+            // Each record's first reason is now the entity.
+            for (reason, n) in f["reasons"].as_object().unwrap() {
+                let total = &mut reasons[reason.as_str()];
+                *total = (total.as_u64().unwrap() - n.as_u64().unwrap()).into();
+            }
+            f["reasons"] = serde_json::json!({ "xml": records });
+            let xml = &mut reasons["xml"];
+            *xml = (xml.as_u64().unwrap_or(0) + records).into();
         }
     }
+    expected["reasons"] = reasons;
     assert!(xml_files > 1, "the day has XML files");
     // Files whose every record is rejected are not over the XML vendor's skip limit.
     let vendor = expected["per_file"]
@@ -1821,7 +1860,9 @@ fn a_day_at_a_run_location_in_a_folder_runs_on_one_machine_at_a_time() {
 /// one takes it over and runs the day, staging its files in the day's folder (which no run
 /// made before it); each other one is refused before it fetched anything, and no claim is
 /// left beside the lock. (The race of the takeover itself, requests interleaved, is
-/// `window::lease::tests::over_sftp_of_several_runs_taking_over_a_stale_lock_one_wins`.)
+/// `window::lease::tests::over_sftp_of_several_runs_taking_over_a_stale_lock_one_wins`. The
+/// test server offers `posix-rename@openssh.com`, so the lock is replaced without ever being
+/// absent: a run cannot find no lock and create one meanwhile.)
 #[test]
 fn of_runs_taking_over_a_stale_lock_at_an_sftp_run_location_at_once_one_runs() {
     let Some((loc, _sftp)) = sftp() else { return };

@@ -514,6 +514,41 @@ fn sftp_passes_the_storage_suite() {
     conformance(&store, &d);
 }
 
+/// On SFTP a write makes the location's own folder and the folders below it (a run location's
+/// new day folder), but not a folder above the location: a location whose parent is not on the
+/// server (a mistyped delivery target) is refused, and nothing is made.
+#[test]
+fn sftp_makes_the_locations_own_folder_but_not_the_folders_above_it() {
+    let Some(s) = Sftp::get() else { return };
+    let d = Dir::new();
+    let (url, local) = s.folder();
+    let file = d.write("f.csv", "a\n");
+    let rt = runtime();
+    let new = rt
+        .block_on(Store::open(&format!("{url}/new"), &sftp_options(&s)))
+        .unwrap();
+    rt.block_on(new.put_file("2026-11-29/V001/f.csv", &file, false))
+        .expect("made below a new location folder");
+    assert_eq!(
+        std::fs::read(local.join("new/2026-11-29/V001/f.csv")).unwrap(),
+        b"a\n"
+    );
+    rt.block_on(new.create_bytes("2026-11-30/.lock", b"{}"))
+        .expect("a small file too");
+    let typo = rt
+        .block_on(Store::open(&format!("{url}/outbx/V001"), &sftp_options(&s)))
+        .unwrap();
+    let e = rt
+        .block_on(typo.put_file("f.csv", &file, false))
+        .expect_err("a location whose parent is missing")
+        .to_string();
+    assert!(
+        e.contains(&format!("`{}/outbx` is not on the server", local.display())),
+        "{e}"
+    );
+    assert!(!local.join("outbx").exists());
+}
+
 /// On SFTP a small file written conditionally (the run-location lock) is never written in
 /// place: a creation is a temporary file moved to its name by the plain SFTP rename (which
 /// never replaces), a replacement a temporary file renamed over it with
