@@ -19,6 +19,8 @@
 //! A file staged at a URL passes through the local staging folder first; while it is there,
 //! the places where a CSV or XML file may be cut are found for the planner and written in its row
 //! (`cuts`, see `plan::split::staged_cuts`), on a blocking thread while the file is uploaded.
+//! Each file is uploaded in its own task, beside the other files' downloads and uploads
+//! (`--concurrency` at once), not after them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -28,8 +30,8 @@ use futures::StreamExt;
 
 use super::{DayLayout, TransferSettings};
 use crate::config::{Config, Symlinks};
-use crate::plan::manifest::{self, ManifestRow};
-use crate::storage::{Entry, LinkTarget, OtherKind, StorageError, Store, safe_name};
+use crate::plan::manifest::{self, ManifestRow, StagedCuts};
+use crate::storage::{Entry, LinkTarget, OtherKind, StorageError, Store, Transferred, safe_name};
 
 /// What to fetch and where to.
 pub struct FetchRequest<'a> {
@@ -422,13 +424,21 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             let still = again
                 && (req.source.head(&c.read).await.ok().flatten())
                     .is_some_and(|e| e.size == c.entry.size && e.modified == c.entry.modified);
+            // A copy of the listed size goes on to a staging URL here, beside the other
+            // files' copies, not after them.
+            let uploaded = match (&result, req.staging_store) {
+                (Ok(got), Some(st)) if got.bytes == c.entry.size => {
+                    Some(upload_staged(req, st, &c, &url, &staged, got).await)
+                }
+                _ => None,
+            };
             bar.inc(c.entry.size);
-            (c, url, staged, result, still)
+            (c, url, staged, result, still, uploaded)
         }
     }))
     .buffer_unordered(req.settings.concurrency);
     futures::pin_mut!(copies);
-    while let Some((c, url, staged, result, still)) = copies.next().await {
+    while let Some((c, url, staged, result, still, uploaded)) = copies.next().await {
         files_done += 1;
         bar.set_message(format!("{files_done}/{files_total} files"));
         let got = match result {
@@ -485,72 +495,16 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             out.changed.push(url.clone());
         }
         // The staged copy's time, for `process` to see that it is still the copy checked here.
-        let (mut cuts, mut cuts_ok) = (None, true);
-        let (location, modified) = match req.staging_store {
-            Some(st) => {
-                // Where a CSV or XML file may be cut, found while it is here: a planner
-                // cannot find that without reading the whole object. Only on object stores,
-                // whose ETag tells the planner it is still this file (SFTP has none).
-                let object_store = st.conditional() == crate::storage::Conditional::Atomic;
-                let cutter = match object_store
-                    .then(|| crate::plan::split::StagedCutter::new(req.config, &v.id, got.bytes))
-                    .transpose()
-                {
-                    Ok(cutter) => cutter.flatten(),
-                    Err(e) => {
-                        tracing::warn!("{url}: not cut into parts when planned: {e}");
-                        None
-                    }
-                };
-                // The framing (about a second per GB) runs on a blocking thread while the
-                // file is uploaded, both reading the same local copy.
-                let finding = cutter.map(|cutter| {
-                    let path = staged.clone();
-                    tokio::task::spawn_blocking(move || cutter.find(&path))
-                });
-                // Uploaded checked against what was downloaded, whole or not at all.
-                let name = staged_name(req.date, &v.id, &c.file);
-                let expected = crate::storage::ExpectedContent {
-                    content: got.clone(),
-                    written_by: None,
-                };
-                let put = st.put_file_checked(&name, &staged, true, Some(&expected));
-                let found = async {
-                    match finding {
-                        Some(f) => Some(f.await.unwrap_or_else(|e| Err(e.to_string()))),
-                        None => None,
-                    }
-                };
-                let (put, found) = tokio::join!(put, found);
-                cuts = match found.transpose() {
-                    Ok(cuts) => cuts.flatten(),
-                    Err(e) => {
-                        tracing::warn!("{url}: not cut into parts when planned: {e}");
-                        None
-                    }
-                };
-                let _ = std::fs::remove_file(&staged);
-                if let Err(e) = put {
-                    tracing::error!("{url}: {e}");
-                    out.failed.push((url, e));
-                    continue;
-                }
-                // The object's ETag, for the planner to cut only what was uploaded here.
-                if let Some(cuts) = cuts.as_mut() {
-                    match st.read_range(&name, 0..1).await {
-                        // Without one (SFTP) a planner could not tell this file from
-                        // another of the same size: it is planned whole.
-                        Ok(r) => {
-                            cuts_ok = r.e_tag.is_some();
-                            cuts.e_tag = r.e_tag;
-                        }
-                        Err(e) => {
-                            tracing::warn!("{url}: not cut into parts when planned: {e}");
-                            cuts_ok = false;
-                        }
-                    }
-                }
+        let mut cuts = None;
+        let (location, modified) = match uploaded {
+            Some(Ok(found)) => {
+                cuts = found;
                 (staged_location(req, &staged, &v.id, &c.file), None)
+            }
+            Some(Err(e)) => {
+                tracing::error!("{url}: {e}");
+                out.failed.push((url, e));
+                continue;
             }
             None => (
                 staged_location(req, &staged, &v.id, &c.file),
@@ -572,7 +526,7 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             source_modified: Some(rfc3339(&c.entry.modified)),
             replaced_sha256: replaced,
             modified,
-            cuts: cuts.filter(|_| cuts_ok),
+            cuts,
         };
         // Appended as soon as the copy is verified, so a fetch that is stopped keeps it.
         let line = serde_json::to_string(&row).expect("a manifest row serializes");
@@ -591,6 +545,76 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
     out.manifest_rows = rows.len();
     manifest::write(req.manifest, &rows).map_err(|e| manifest_failed(req.manifest, e))?;
     Ok(out)
+}
+
+/// Uploads the local copy `staged` of `c` (`got`, of its listed size) to the staging store
+/// `st`, checked against what was downloaded, whole or not at all, and removes the local copy.
+/// Gives where the planner may cut it (a CSV or XML file on an object store), with the
+/// uploaded object's ETag.
+async fn upload_staged(
+    req: &FetchRequest<'_>,
+    st: &Store,
+    c: &Candidate,
+    url: &str,
+    staged: &Path,
+    got: &Transferred,
+) -> Result<Option<StagedCuts>, StorageError> {
+    let v = &req.config.vendors[c.vendor];
+    // Where a CSV or XML file may be cut, found while it is here: a planner cannot find that
+    // without reading the whole object. Only on object stores, whose ETag tells the planner
+    // it is still this file (SFTP has none).
+    let object_store = st.conditional() == crate::storage::Conditional::Atomic;
+    let cutter = match object_store
+        .then(|| crate::plan::split::StagedCutter::new(req.config, &v.id, got.bytes))
+        .transpose()
+    {
+        Ok(cutter) => cutter.flatten(),
+        Err(e) => {
+            tracing::warn!("{url}: not cut into parts when planned: {e}");
+            None
+        }
+    };
+    // The framing (about a second per GB) runs on a blocking thread while the file is
+    // uploaded, both reading the same local copy.
+    let finding = cutter.map(|cutter| {
+        let path = staged.to_path_buf();
+        tokio::task::spawn_blocking(move || cutter.find(&path))
+    });
+    let name = staged_name(req.date, &v.id, &c.file);
+    let expected = crate::storage::ExpectedContent {
+        content: got.clone(),
+        written_by: None,
+    };
+    let put = st.put_file_checked(&name, staged, true, Some(&expected));
+    let found = async {
+        match finding {
+            Some(f) => Some(f.await.unwrap_or_else(|e| Err(e.to_string()))),
+            None => None,
+        }
+    };
+    let (put, found) = tokio::join!(put, found);
+    let _ = std::fs::remove_file(staged);
+    put?;
+    let mut cuts = match found.transpose() {
+        Ok(cuts) => cuts.flatten(),
+        Err(e) => {
+            tracing::warn!("{url}: not cut into parts when planned: {e}");
+            None
+        }
+    };
+    // The object's ETag, for the planner to cut only what was uploaded here. Without one a
+    // planner could not tell this file from another of the same size: it is planned whole.
+    if let Some(found) = cuts.as_mut() {
+        match st.read_range(&name, 0..1).await {
+            Ok(r) if r.e_tag.is_some() => found.e_tag = r.e_tag,
+            Ok(_) => cuts = None,
+            Err(e) => {
+                tracing::warn!("{url}: not cut into parts when planned: {e}");
+                cuts = None;
+            }
+        }
+    }
+    Ok(cuts)
 }
 
 /// A manifest (or listing) that cannot be read or written.
