@@ -93,10 +93,10 @@ impl Failure {
 pub struct Attempts {
     /// With `--plan`: how many attempts the engine makes at this slice in all (the AWS Batch
     /// files give their `retryStrategy.attempts`). On the last one (`--attempt`), a retryable
-    /// failure (exit code 3) ends the slice with `--failures-exit`'s code instead, and with
-    /// `--failures-exit 0` so does a usage or configuration error (exit code 2) on any attempt:
-    /// the report then says which of its units are failed or missing, and the next stage's
-    /// slices record the vendors after theirs as `blocked`.
+    /// failure (exit code 3) ends the slice with `--failures-exit`'s code instead; with
+    /// `--failures-exit 0` so does a SIGTERM then (143), and a usage or configuration error
+    /// (exit code 2) on any attempt: the report then says which of its units are failed or
+    /// missing, and the next stage's slices record the vendors after theirs as `blocked`.
     #[arg(long, value_name = "N", requires = "plan", value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: Option<u32>,
     /// This attempt's number, from 1 (default: AWS Batch's `AWS_BATCH_JOB_ATTEMPT`).
@@ -124,8 +124,9 @@ impl Attempts {
 
     /// A slice's outcome `r` as the process ends it: stopped by `--stop-after`, it becomes
     /// `failures_exit`'s status; with `--attempts` given, so does a usage or configuration
-    /// error when that status is a success, and on the last attempt a retryable failure (its
-    /// error printed as the program prints errors). The reason is said; anything else is kept.
+    /// error when that status is a success, and on the last attempt a retryable failure, and a
+    /// SIGTERM when that status is a success (an error is printed as the program prints
+    /// errors). The reason is said; anything else is kept.
     pub fn status(
         &self,
         r: Result<ExitStatus, Failure>,
@@ -171,15 +172,26 @@ impl Attempts {
         let Some(k) = self.attempt.filter(|&k| k >= n) else {
             return r;
         };
-        match &r {
-            Ok(ExitStatus::Retryable) => {}
-            Err(f) if f.status == ExitStatus::Retryable => eprintln!("error: {:#}", f.error),
+        // A SIGTERM on the last attempt (on AWS Batch, a Spot reclaim's notice: the job
+        // definition retries 143 while attempts are left) likewise, with `--failures-exit 0`.
+        let sigterm = ExitStatus::Interrupted(15);
+        let ended = match &r {
+            Ok(s) => *s,
+            Err(f) => f.status,
+        };
+        let what = match ended {
+            ExitStatus::Retryable => "ended on a retryable error",
+            s if s == sigterm && status == ExitStatus::Success => "was stopped by SIGTERM",
             _ => return r,
+        };
+        if let Err(f) = &r {
+            eprintln!("error: {:#}", f.error);
         }
+        let code = ended.code();
         eprintln!(
-            "attempt    {k} of {n} ended on a retryable error and none is left: exit code {} \
-             instead of 3, so that the later stages and the report run (the report names this \
-             slice's units that failed or were not recorded; the vendors after theirs are blocked)",
+            "attempt    {k} of {n} {what} and none is left: exit code {} instead of {code}, so \
+             that the later stages and the report run (the report names this slice's units that \
+             failed or were not recorded; the vendors after theirs are blocked)",
             status.code()
         );
         Ok(status)

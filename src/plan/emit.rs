@@ -571,7 +571,8 @@ fn aws_depends_on(vars: &[String]) -> Value {
 /// its units; and so does one that ends on an error no retry mends (exit code 2), on any
 /// attempt. AWS Batch stops an attempt at its timeout and fails it whatever its exit code, so a
 /// slice stops itself before that (`--stop-after`, [`aws_stop_after`]) and ends the same way.
-/// A slice reclaimed on its last attempt still fails the stages after it.
+/// A reclaim's SIGTERM on the last attempt ends it the same way; an instance that goes before
+/// the container could stop still fails the stages after it.
 fn aws_process_args(o: &EmitOptions) -> Vec<String> {
     let mut args = o.process_args(AWS_SCRATCH);
     args.extend([

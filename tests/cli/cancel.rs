@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{DATE, Dir, generate_day, process_day, process_day_args, tree_hashes};
+use crate::util::{
+    DATE, Dir, generate_day, plan_day_command, process_day, process_day_args, tree_hashes,
+};
 
 fn stop_with(signal: &str, code: i32) {
     let d = Dir::new();
@@ -134,4 +136,55 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
         "nothing but the ledger and the status document stays: {left:?}"
     );
     process_day(&d, "out");
+}
+
+/// A slice of a plan stopped by SIGTERM on the last attempt its engine makes (`--attempts`;
+/// on AWS Batch, a Spot reclaim's notice, which the job definition retries while attempts are
+/// left) ends with `--failures-exit 0`'s code, so that the later jobs and the report run; on
+/// an earlier attempt it ends with 143, to be retried.
+#[test]
+fn sigterm_on_the_last_attempt_of_a_slice_lets_the_later_jobs_run() {
+    let d = Dir::new();
+    generate_day(&d, "40", "1500000", "4", "9");
+    plan_day_command(&d, &["--out", "plan.json", "--slices", "1", "--date", DATE])
+        .assert()
+        .success();
+    for (attempt, code) in [("1", 143), ("2", 0)] {
+        let child = d
+            .process()
+            .args([
+                "process",
+                "--config",
+                "day/batchwin.toml",
+                "--plan",
+                "plan.json",
+            ])
+            .args(["--slice", "0", "--out", &format!("out-{attempt}"), "-q"])
+            .args([
+                "--failures-exit",
+                "0",
+                "--attempts",
+                "2",
+                "--attempt",
+                attempt,
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start");
+        std::thread::sleep(Duration::from_millis(700));
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(
+            sent.success(),
+            "the slice ended before the signal: make the day larger"
+        );
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "attempt {attempt}: {err}");
+        let said =
+            "attempt    2 of 2 was stopped by SIGTERM and none is left: exit code 0 instead of 143";
+        assert_eq!(err.contains(said), code == 0, "attempt {attempt}: {err}");
+    }
 }
