@@ -2,14 +2,17 @@
 //! and SIGINT (Ctrl-C) stop the run from starting new work. Windows of chunks already in flight
 //! finish (a window is a few megabytes of input, so this takes well under a second), the unit
 //! being written is abandoned with its temporary files removed and recorded as `cancelled`,
-//! and the process exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT). The
-//! next run does the cancelled and the never-started units again.
+//! and the process exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT; a slice
+//! may end with another code, see `crate::exit::Attempts`). The next run does the cancelled and
+//! the never-started units again.
 //!
 //! The engines give a bounded time between SIGTERM and SIGKILL (AWS Batch and Kubernetes 30 s
 //! by default, Slurm its `KillWait`). A grace period, shorter than that, bounds the wait: if
 //! work in flight has not wound down when it ends (a huge record, a stalled disk), the
 //! process removes its registered temporary files and exits at once with the same code. The
-//! units in flight are then left as started, not finished, which the next run redoes.
+//! units in flight are then left as started, not finished, which the next run redoes. Once the
+//! work has ended ([`Cancel::finish`]) the grace period no longer applies: what follows (a
+//! slice's last ledger upload) is bounded by its own timeouts and the engine's.
 //!
 //! A slice can also stop itself this way once it has run for a time it is given
 //! ([`Cancel::stop_after`], `process --stop-after`): before an engine's own time limit stops it
@@ -17,7 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,10 +39,17 @@ pub fn default_grace() -> Duration {
 pub const TIME_LIMIT: i32 = signal_hook::consts::SIGALRM;
 
 /// Set by the signal handler to the number of the signal received; 0 until then. The time the
-/// signal was first noticed starts the grace period of [`Cancel::overdue`]. The third value is
-/// the exit code of a process stopped by its own time limit when the grace period runs out.
+/// signal was first noticed starts the grace period of [`Cancel::overdue`].
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicUsize>, Arc<OnceLock<Instant>>, Arc<OnceLock<u8>>);
+pub struct Cancel {
+    signal: Arc<AtomicUsize>,
+    noticed: Arc<OnceLock<Instant>>,
+    /// Exit codes in place of 128 + signal when the grace period runs out, by signal (see
+    /// [`Cancel::exit_instead`]).
+    instead: Arc<Mutex<Vec<(i32, u8)>>>,
+    /// Set once the run's work has ended ([`Cancel::finish`]).
+    finished: Arc<AtomicBool>,
+}
 
 impl Cancel {
     /// Installs the handlers for SIGTERM and SIGINT. A second signal of either kind while the
@@ -53,21 +63,19 @@ impl Cancel {
     /// Makes SIGTERM and SIGINT set this flag.
     pub fn listen(&self) -> std::io::Result<()> {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register_usize(sig, Arc::clone(&self.0), sig as usize)?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&self.signal), sig as usize)?;
         }
         Ok(())
     }
 
     /// Starts a thread that stops the run as a signal would, with [`TIME_LIMIT`], once `after`
-    /// has passed, unless a signal came first; should the grace period then run out, the
-    /// process exits with `exit_code`.
-    pub fn stop_after(&self, after: Duration, exit_code: u8) {
-        let _ = self.2.set(exit_code);
+    /// has passed, unless a signal came first or the run's work has ended.
+    pub fn stop_after(&self, after: Duration) {
         let me = self.clone();
         let at = Instant::now() + after;
         std::thread::spawn(move || {
             loop {
-                if me.is_cancelled() {
+                if me.is_cancelled() || me.finished.load(Ordering::SeqCst) {
                     return;
                 }
                 let left = at.saturating_duration_since(Instant::now());
@@ -76,14 +84,35 @@ impl Cancel {
                 }
                 std::thread::sleep(left.min(Duration::from_millis(100)));
             }
-            let _ =
-                me.0.compare_exchange(0, TIME_LIMIT as usize, Ordering::SeqCst, Ordering::SeqCst);
+            let _ = me.signal.compare_exchange(
+                0,
+                TIME_LIMIT as usize,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         });
+    }
+
+    /// Should the grace period after `sig` run out, the process exits with `code` instead of
+    /// 128 + `sig` (a slice's `--failures-exit` code, where its own time limit or a SIGTERM on
+    /// its last attempt ends it with that code; see `crate::exit::Attempts`).
+    pub fn exit_instead(&self, sig: i32, code: u8) {
+        self.instead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((sig, code));
+    }
+
+    /// Says that the run's work has ended: no time limit stops it after this, and the grace
+    /// period no longer cuts what follows (a slice's last ledger upload, bounded by its own
+    /// timeouts and the engine's).
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
     }
 
     /// The signal received, if any.
     pub fn signal(&self) -> Option<i32> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.signal.load(Ordering::Relaxed) {
             0 => None,
             s => Some(s as i32),
         }
@@ -96,27 +125,36 @@ impl Cancel {
     /// Whether a signal came `grace` or longer ago (counted from the first call that noticed
     /// it, so call it in the loop that waits).
     pub fn overdue(&self, grace: Duration) -> bool {
-        self.is_cancelled() && self.1.get_or_init(Instant::now).elapsed() >= grace
+        self.is_cancelled() && self.noticed.get_or_init(Instant::now).elapsed() >= grace
     }
 
     /// Starts a watchdog thread: once a signal has come, it gives the process `grace` to end
-    /// by itself, then removes the registered temporary files and exits with 128 + signal.
+    /// its work by itself ([`Cancel::finish`]), then removes the registered temporary files and
+    /// exits with 128 + signal (or the code [`Cancel::exit_instead`] gave for that signal).
     pub fn enforce_grace(&self, grace: Duration) {
         let me = self.clone();
         std::thread::spawn(move || {
+            let finished = || me.finished.load(Ordering::SeqCst);
             let sig = loop {
+                if finished() {
+                    return;
+                }
                 if let Some(sig) = me.signal() {
                     break sig;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             };
             while !me.overdue(grace) {
+                if finished() {
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
             let removed = remove_temporaries();
-            let code = match me.2.get() {
-                Some(&code) if sig == TIME_LIMIT => i32::from(code),
-                _ => 128 + sig,
+            let instead = me.instead.lock().unwrap_or_else(|e| e.into_inner());
+            let code = match instead.iter().find(|(s, _)| *s == sig) {
+                Some(&(_, code)) => i32::from(code),
+                None => 128 + sig,
             };
             eprintln!(
                 "stopped    the grace period of {} after {} is over: stopping now \
@@ -181,7 +219,7 @@ mod tests {
     fn overdue_counts_from_the_first_notice_of_a_signal() {
         let c = Cancel::default();
         assert!(!c.overdue(Duration::ZERO), "no signal yet");
-        c.0.store(15, Ordering::Relaxed);
+        c.signal.store(15, Ordering::Relaxed);
         assert!(!c.overdue(Duration::from_millis(200)));
         std::thread::sleep(Duration::from_millis(250));
         assert!(c.overdue(Duration::from_millis(200)));
@@ -189,6 +227,25 @@ mod tests {
             c.clone().overdue(Duration::from_millis(200)),
             "clones share the clock"
         );
+    }
+
+    #[test]
+    fn a_time_limit_stops_the_run_unless_its_work_ended_or_a_signal_came_first() {
+        let c = Cancel::default();
+        c.stop_after(Duration::from_millis(50));
+        assert_eq!(c.signal(), None);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(c.signal(), Some(TIME_LIMIT));
+        let c = Cancel::default();
+        c.stop_after(Duration::from_millis(200));
+        c.finish();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(c.signal(), None, "the work had ended");
+        let c = Cancel::default();
+        c.stop_after(Duration::from_millis(200));
+        c.signal.store(15, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(c.signal(), Some(15), "the signal came first");
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub enum ExitStatus {
     /// 3: retryable I/O error (connection refused or reset, timeout, 5xx, throttling): run the
     /// same command again. Nothing that a retry cannot fix ends with it.
     Retryable,
-    /// 128 + signal: stopped by SIGTERM (143) or SIGINT (130); the next run resumes.
+    /// 128 + signal: stopped by SIGTERM (143) or SIGINT (130); the next run resumes. A slice
+    /// stopped at its `process --stop-after` has 142 (SIGALRM's number, see
+    /// `crate::cancel::TIME_LIMIT`) in its ledger, and ends with `--failures-exit`'s code.
     Interrupted(i32),
 }
 
@@ -108,18 +110,27 @@ pub struct Attempts {
     /// files do), where a job stopped from outside fails the jobs after it.
     #[arg(long, value_name = "DURATION", requires = "plan", value_parser = humantime::parse_duration)]
     pub stop_after: Option<std::time::Duration>,
+    /// The slice's cancellation ([`Attempts::arm`]).
+    #[arg(skip)]
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl Attempts {
-    /// The slice's cancellation, which stops it at `--stop-after` when that is given (and
-    /// then, should its grace period run out, exits with `failures_exit`'s status).
-    pub fn cancel(&self, failures_exit: u8) -> crate::cancel::Cancel {
-        let cancel = crate::cancel::Cancel::default();
+    /// Arms the slice's cancellation (`cancel`), when the process starts, so that `--stop-after`
+    /// counts from then: it stops the slice at `--stop-after` when that is given, and should
+    /// the grace period then run out, the process exits with `failures_exit`'s status, as
+    /// [`Attempts::status`] ends it otherwise; so it does after a SIGTERM on the last attempt
+    /// with `--failures-exit 0`.
+    pub fn arm(&mut self, failures_exit: u8) {
+        let code = ExitStatus::DataFailure.failures_as(failures_exit).code();
         if let Some(after) = self.stop_after {
-            let code = ExitStatus::DataFailure.failures_as(failures_exit).code();
-            cancel.stop_after(after, code);
+            self.cancel.stop_after(after);
+            self.cancel.exit_instead(crate::cancel::TIME_LIMIT, code);
         }
-        cancel
+        let last = matches!((self.attempts, self.attempt), (Some(n), Some(k)) if k >= n);
+        if last && code == 0 {
+            self.cancel.exit_instead(15, code);
+        }
     }
 
     /// A slice's outcome `r` as the process ends it: stopped by `--stop-after`, it becomes

@@ -124,7 +124,8 @@ pub struct ProcessArgs {
     pub transfer: super::transfer::TransferArgs,
 }
 
-pub fn run(g: &GlobalArgs, a: ProcessArgs) -> Result<ExitStatus, Failure> {
+pub fn run(g: &GlobalArgs, mut a: ProcessArgs) -> Result<ExitStatus, Failure> {
+    a.attempts.arm(a.failures_exit);
     let (attempts, failures_exit) = (a.attempts.clone(), a.failures_exit);
     attempts.status(process(g, a), failures_exit)
 }
@@ -342,7 +343,7 @@ fn slice_options(
         masking: plan.masking.clone(),
         live,
         journal: Journaling::when(a.journal),
-        cancel: a.attempts.cancel(a.failures_exit),
+        cancel: a.attempts.cancel.clone(),
         ..EngineOptions::default()
     }
 }

@@ -937,6 +937,9 @@ pub fn run_with(
             }
         }
     }
+    // The work has ended: no time limit stops the run now, and the grace period no longer
+    // cuts what follows (the ledger's end here, a slice's last upload after this).
+    opts.cancel.finish();
     let summary = BatchSummary {
         outcomes,
         seconds,

@@ -171,7 +171,14 @@ fn sigterm_on_the_last_attempt_of_a_slice_lets_the_later_jobs_run() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start");
-        std::thread::sleep(Duration::from_millis(700));
+        // Signalled once its status document says it runs (its handlers are in place by then).
+        let status = d.path(&format!("out-{attempt}/status"));
+        let started = Instant::now();
+        while std::fs::read_dir(&status).map_or(true, |mut r| r.next().is_none()) {
+            assert!(started.elapsed() < Duration::from_secs(30), "it never ran");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -187,4 +194,54 @@ fn sigterm_on_the_last_attempt_of_a_slice_lets_the_later_jobs_run() {
             "attempt    2 of 2 was stopped by SIGTERM and none is left: exit code 0 instead of 143";
         assert_eq!(err.contains(said), code == 0, "attempt {attempt}: {err}");
     }
+}
+
+/// A slice whose unit in flight outlasts the grace period after its `--stop-after` (one
+/// file of two million records in one chunk: about 1.5 s of work here) is ended by the
+/// watchdog with `--failures-exit`'s code, not 128 + a signal, as the slice would have ended
+/// by itself.
+#[test]
+fn a_slice_stopped_at_its_time_limit_ends_with_its_failures_exit_code_after_the_grace_period() {
+    let d = Dir::new();
+    generate_day(&d, "1", "2000000", "4", "10");
+    plan_day_command(&d, &["--out", "plan.json", "--slices", "1", "--date", DATE])
+        .assert()
+        .success();
+    let out = d
+        .process()
+        .args([
+            "process",
+            "--config",
+            "day/batchwin.toml",
+            "--plan",
+            "plan.json",
+        ])
+        .args([
+            "--slice",
+            "0",
+            "--out",
+            "out",
+            "-q",
+            "--chunk-bytes",
+            "1000000000",
+        ])
+        .args([
+            "--stop-after",
+            "1s",
+            "--grace-period",
+            "200ms",
+            "--failures-exit",
+            "0",
+        ])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // On a much faster machine the unit could end within the grace period: the slice then
+    // ends by itself, saying so.
+    assert!(
+        err.contains("the grace period of 200ms after its time limit is over")
+            || err.contains("stopped    the slice ran for its --stop-after of 300ms"),
+        "{err}"
+    );
 }
