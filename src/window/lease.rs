@@ -712,6 +712,34 @@ mod tests {
         }
     }
 
+    /// Of the `results` of runs racing for the stale lock in `dir`: exactly one took it over
+    /// and holds it; each other one was told the lock is taken, or that it kept changing (no
+    /// error of the server's, such as a rename refused while the claim came and went); and
+    /// nothing but the lock is left.
+    fn one_won(
+        results: &[Result<(Holder, Version, Instant), Failure>],
+        dir: &std::path::Path,
+        round: usize,
+    ) {
+        let won: Vec<&Holder> = results.iter().flatten().map(|(h, _, _)| h).collect();
+        assert_eq!(won.len(), 1, "round {round}: {} took it over", won.len());
+        for f in results.iter().filter_map(|r| r.as_ref().err()) {
+            let e = format!("{:#}", f.error);
+            assert!(
+                e.contains("is in progress") || e.contains("kept changing"),
+                "round {round}: {e}"
+            );
+        }
+        let now: Holder =
+            serde_json::from_slice(&std::fs::read(dir.join(LOCK_NAME)).unwrap()).unwrap();
+        assert_eq!(&now, won[0]);
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [LOCK_NAME], "round {round}");
+    }
+
     /// Several runs finding the same stale lock at once in a folder, where a replacement is
     /// checked then written: exactly one takes it over (the others find it taken), and no
     /// claim is left beside it. A claim that a run which died left on a stale lock keeps the
@@ -731,17 +759,7 @@ mod tests {
             let results = rt.block_on(futures::future::join_all(
                 (0..6).map(|_| acquire(&store, &w)),
             ));
-            let won: Vec<&Holder> = results.iter().flatten().map(|(h, _, _)| h).collect();
-            assert_eq!(won.len(), 1, "round {round}: {} took it over", won.len());
-            let now: Holder =
-                serde_json::from_slice(&std::fs::read(dir.path().join(LOCK_NAME)).unwrap())
-                    .unwrap();
-            assert_eq!(&now, won[0]);
-            let names: Vec<String> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            assert_eq!(names, [LOCK_NAME], "round {round}");
+            one_won(&results, dir.path(), round);
         }
 
         let dir = tempfile::tempdir().expect("temp dir");
@@ -815,28 +833,7 @@ mod tests {
             let results = rt.block_on(futures::future::join_all(
                 stores.iter().map(|s| acquire(s, &w)),
             ));
-            let won: Vec<&Holder> = results.iter().flatten().map(|(h, _, _)| h).collect();
-            assert_eq!(won.len(), 1, "round {round}: {} took it over", won.len());
-            // Each other run is told the lock is taken, or that it kept changing: no error of
-            // the server's (a rename refused with "failure" while the claim came and went).
-            for r in &results {
-                if let Err(f) = r {
-                    let e = format!("{:#}", f.error);
-                    assert!(
-                        e.contains("is in progress") || e.contains("kept changing"),
-                        "round {round}: {e}"
-                    );
-                }
-            }
-            let now: Holder =
-                serde_json::from_slice(&std::fs::read(dir.path().join(LOCK_NAME)).unwrap())
-                    .unwrap();
-            assert_eq!(&now, won[0]);
-            let names: Vec<String> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            assert_eq!(names, [LOCK_NAME], "round {round}");
+            one_won(&results, dir.path(), round);
         }
     }
 

@@ -138,41 +138,55 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
     process_day(&d, "out");
 }
 
+/// A generated day of `files` files of `records` records in all, planned into one slice at
+/// `plan.json`.
+fn planned_day(files: &str, records: &str, seed: &str) -> Dir {
+    let d = Dir::new();
+    generate_day(&d, files, records, "4", seed);
+    plan_day_command(&d, &["--out", "plan.json", "--slices", "1", "--date", DATE])
+        .assert()
+        .success();
+    d
+}
+
+/// `process` of the slice of [`planned_day`] into `out`, quiet, with `flags`.
+fn slice_of(d: &Dir, out: &str, flags: &[&str]) -> std::process::Command {
+    let mut c = d.process();
+    c.args([
+        "process",
+        "--config",
+        "day/batchwin.toml",
+        "--plan",
+        "plan.json",
+    ])
+    .args(["--slice", "0", "--out", out, "-q"])
+    .args(flags);
+    c
+}
+
 /// A slice of a plan stopped by SIGTERM on the last attempt its engine makes (`--attempts`;
 /// on AWS Batch, a Spot reclaim's notice, which the job definition retries while attempts are
 /// left) ends with `--failures-exit 0`'s code, so that the later jobs and the report run; on
 /// an earlier attempt it ends with 143, to be retried.
 #[test]
 fn sigterm_on_the_last_attempt_of_a_slice_lets_the_later_jobs_run() {
-    let d = Dir::new();
-    generate_day(&d, "40", "1500000", "4", "9");
-    plan_day_command(&d, &["--out", "plan.json", "--slices", "1", "--date", DATE])
-        .assert()
-        .success();
+    let d = planned_day("40", "1500000", "9");
     for (attempt, code) in [("1", 143), ("2", 0)] {
-        let child = d
-            .process()
-            .args([
-                "process",
-                "--config",
-                "day/batchwin.toml",
-                "--plan",
-                "plan.json",
-            ])
-            .args(["--slice", "0", "--out", &format!("out-{attempt}"), "-q"])
-            .args([
-                "--failures-exit",
-                "0",
-                "--attempts",
-                "2",
-                "--attempt",
-                attempt,
-            ])
+        let out = format!("out-{attempt}");
+        let flags = [
+            "--failures-exit",
+            "0",
+            "--attempts",
+            "2",
+            "--attempt",
+            attempt,
+        ];
+        let child = slice_of(&d, &out, &flags)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start");
         // Signalled once its status document says it runs (its handlers are in place by then).
-        let status = d.path(&format!("out-{attempt}/status"));
+        let status = d.path(&format!("{out}/status"));
         let started = Instant::now();
         while std::fs::read_dir(&status).map_or(true, |mut r| r.next().is_none()) {
             assert!(started.elapsed() < Duration::from_secs(30), "it never ran");
@@ -202,39 +216,18 @@ fn sigterm_on_the_last_attempt_of_a_slice_lets_the_later_jobs_run() {
 /// by itself.
 #[test]
 fn a_slice_stopped_at_its_time_limit_ends_with_its_failures_exit_code_after_the_grace_period() {
-    let d = Dir::new();
-    generate_day(&d, "1", "2000000", "4", "10");
-    plan_day_command(&d, &["--out", "plan.json", "--slices", "1", "--date", DATE])
-        .assert()
-        .success();
-    let out = d
-        .process()
-        .args([
-            "process",
-            "--config",
-            "day/batchwin.toml",
-            "--plan",
-            "plan.json",
-        ])
-        .args([
-            "--slice",
-            "0",
-            "--out",
-            "out",
-            "-q",
-            "--chunk-bytes",
-            "1000000000",
-        ])
-        .args([
-            "--stop-after",
-            "1s",
-            "--grace-period",
-            "200ms",
-            "--failures-exit",
-            "0",
-        ])
-        .output()
-        .expect("runs");
+    let d = planned_day("1", "2000000", "10");
+    let flags = [
+        "--chunk-bytes",
+        "1000000000",
+        "--stop-after",
+        "300ms",
+        "--grace-period",
+        "200ms",
+        "--failures-exit",
+        "0",
+    ];
+    let out = slice_of(&d, "out", &flags).output().expect("runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     // On a much faster machine the unit could end within the grace period: the slice then
