@@ -10,9 +10,9 @@
 //! by default, Slurm its `KillWait`). A grace period, shorter than that, bounds the wait: if
 //! work in flight has not wound down when it ends (a huge record, a stalled disk), the
 //! process removes its registered temporary files and exits at once with the same code. The
-//! units in flight are then left as started, not finished, which the next run redoes. Once the
-//! work has ended ([`Cancel::finish`]) the grace period no longer applies: what follows (a
-//! slice's last ledger upload) is bounded by its own timeouts and the engine's.
+//! units in flight are then left as started, not finished, which the next run redoes. A run
+//! stopped by its time limit whose work ended within the grace period ([`Cancel::finish`]) is
+//! left to close its ledger and upload it: it has the time kept before the engine's limit.
 //!
 //! A slice can also stop itself this way once it has run for a time it is given
 //! ([`Cancel::stop_after`], `process --stop-after`): before an engine's own time limit stops it
@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,9 @@ pub struct Cancel {
     /// Exit codes in place of 128 + signal when the grace period runs out, by signal (see
     /// [`Cancel::exit_instead`]).
     instead: Arc<Mutex<Vec<(i32, u8)>>>,
-    /// Set once the run's work has ended ([`Cancel::finish`]).
-    finished: Arc<AtomicBool>,
+    /// Set once the run's work has ended ([`Cancel::finish`]); the time limit is set under
+    /// the same lock, so it never comes after this.
+    finished: Arc<Mutex<bool>>,
 }
 
 impl Cancel {
@@ -75,7 +76,7 @@ impl Cancel {
         let at = Instant::now() + after;
         std::thread::spawn(move || {
             loop {
-                if me.is_cancelled() || me.finished.load(Ordering::SeqCst) {
+                if me.is_cancelled() || me.is_finished() {
                     return;
                 }
                 let left = at.saturating_duration_since(Instant::now());
@@ -84,12 +85,15 @@ impl Cancel {
                 }
                 std::thread::sleep(left.min(Duration::from_millis(100)));
             }
-            let _ = me.signal.compare_exchange(
-                0,
-                TIME_LIMIT as usize,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
+            let finished = me.finished.lock().unwrap_or_else(|e| e.into_inner());
+            if !*finished {
+                let _ = me.signal.compare_exchange(
+                    0,
+                    TIME_LIMIT as usize,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
         });
     }
 
@@ -103,11 +107,16 @@ impl Cancel {
             .push((sig, code));
     }
 
-    /// Says that the run's work has ended: no time limit stops it after this, and the grace
-    /// period no longer cuts what follows (a slice's last ledger upload, bounded by its own
-    /// timeouts and the engine's).
+    /// Says that the run's work has ended: no time limit stops it after this, and when it was
+    /// its time limit that stopped it, the grace period does not cut what follows (the
+    /// ledger's close, a slice's last upload): that has the time kept before the engine's own
+    /// limit. After a signal the grace period still bounds everything.
     pub fn finish(&self) {
-        self.finished.store(true, Ordering::SeqCst);
+        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    fn is_finished(&self) -> bool {
+        *self.finished.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The signal received, if any.
@@ -129,26 +138,25 @@ impl Cancel {
     }
 
     /// Starts a watchdog thread: once a signal has come, it gives the process `grace` to end
-    /// its work by itself ([`Cancel::finish`]), then removes the registered temporary files and
-    /// exits with 128 + signal (or the code [`Cancel::exit_instead`] gave for that signal).
+    /// by itself, then removes the registered temporary files and exits with 128 + signal (or
+    /// the code [`Cancel::exit_instead`] gave for that signal). After the time limit, a run
+    /// whose work ended within the grace period ([`Cancel::finish`]) is left to end by itself.
     pub fn enforce_grace(&self, grace: Duration) {
         let me = self.clone();
         std::thread::spawn(move || {
-            let finished = || me.finished.load(Ordering::SeqCst);
-            let sig = loop {
-                if finished() {
-                    return;
-                }
-                if let Some(sig) = me.signal() {
-                    break sig;
+            loop {
+                if me.signal().is_some() {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
-            };
+            }
             while !me.overdue(grace) {
-                if finished() {
-                    return;
-                }
                 std::thread::sleep(Duration::from_millis(10));
+            }
+            // The signal now, should another have come since.
+            let sig = me.signal().unwrap_or(signal_hook::consts::SIGTERM);
+            if sig == TIME_LIMIT && me.is_finished() {
+                return;
             }
             let removed = remove_temporaries();
             let instead = me.instead.lock().unwrap_or_else(|e| e.into_inner());
@@ -170,6 +178,15 @@ impl Cancel {
     /// stop by themselves a little before their parent gives up on them.
     pub fn child_grace(grace: Duration) -> Duration {
         grace.saturating_sub((grace / 5).min(Duration::from_secs(5)))
+    }
+}
+
+/// Calls [`Cancel::finish`] when dropped: at the end of a run's work, on every way out.
+pub struct FinishOnDrop<'a>(pub &'a Cancel);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -239,6 +256,7 @@ mod tests {
         let c = Cancel::default();
         c.stop_after(Duration::from_millis(200));
         c.finish();
+        assert!(c.is_finished());
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(c.signal(), None, "the work had ended");
         let c = Cancel::default();

@@ -153,10 +153,15 @@ impl Attempts {
             if let Err(f) = &r {
                 eprintln!("error: {:#}", f.error);
             }
+            // Only exit code 0 lets an engine's later jobs run.
+            let so = if status == ExitStatus::Success {
+                ", so that the later stages and the report run"
+            } else {
+                ""
+            };
             eprintln!(
-                "stopped    the slice ran for its --stop-after of {}: exit code {}, so that the \
-                 later stages and the report run (the report names this slice's units that were \
-                 cancelled or not started)",
+                "stopped    the slice ran for its --stop-after of {}: exit code {}{so} (the \
+                 report names this slice's units that were cancelled or not started)",
                 humantime::format_duration(after),
                 status.code()
             );
@@ -199,10 +204,15 @@ impl Attempts {
             eprintln!("error: {:#}", f.error);
         }
         let code = ended.code();
+        let so = if status == ExitStatus::Success {
+            ", so that the later stages and the report run"
+        } else {
+            ""
+        };
         eprintln!(
-            "attempt    {k} of {n} {what} and none is left: exit code {} instead of {code}, so \
-             that the later stages and the report run (the report names this slice's units that \
-             failed or were not recorded; the vendors after theirs are blocked)",
+            "attempt    {k} of {n} {what} and none is left: exit code {} instead of {code}{so} \
+             (the report names this slice's units that failed or were not recorded; the vendors \
+             after theirs are blocked)",
             status.code()
         );
         Ok(status)

@@ -613,6 +613,8 @@ pub fn run_with(
         .listen()
         .map_err(|e| Failure::data(anyhow!("cannot install signal handlers: {e}")))?;
     opts.cancel.enforce_grace(opts.grace);
+    // Whichever way this returns, its work has ended then (see `Cancel::finish`).
+    let _finished = crate::cancel::FinishOnDrop(&opts.cancel);
     // Two inputs must never write the same output (for example `a.csv` and `a.txt` with the
     // default `{stem}.out.csv`): one would silently replace the other.
     let mut targets = std::collections::HashMap::new();
@@ -937,8 +939,7 @@ pub fn run_with(
             }
         }
     }
-    // The work has ended: no time limit stops the run now, and the grace period no longer
-    // cuts what follows (the ledger's end here, a slice's last upload after this).
+    // The work has ended: no time limit stops the run now (see `Cancel::finish`).
     opts.cancel.finish();
     let summary = BatchSummary {
         outcomes,
