@@ -5,6 +5,8 @@
 
 use std::process::ExitCode;
 
+use signal_hook::consts::SIGTERM;
+
 /// How a batchwin command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -129,7 +131,7 @@ impl Attempts {
         }
         let last = matches!((self.attempts, self.attempt), (Some(n), Some(k)) if k >= n);
         if last && code == 0 {
-            self.cancel.exit_instead(15, code);
+            self.cancel.exit_instead(SIGTERM, code);
         }
     }
 
@@ -144,21 +146,25 @@ impl Attempts {
         failures_exit: u8,
     ) -> Result<ExitStatus, Failure> {
         let status = ExitStatus::DataFailure.failures_as(failures_exit);
-        let limit = ExitStatus::Interrupted(crate::cancel::TIME_LIMIT);
-        let stopped = match &r {
-            Ok(s) => *s == limit,
-            Err(f) => f.status == limit,
+        let ended = match &r {
+            Ok(s) => *s,
+            Err(f) => f.status,
         };
-        if let (true, Some(after)) = (stopped, self.stop_after) {
+        let say_error = || {
             if let Err(f) = &r {
                 eprintln!("error: {:#}", f.error);
             }
-            // Only exit code 0 lets an engine's later jobs run.
-            let so = if status == ExitStatus::Success {
-                ", so that the later stages and the report run"
-            } else {
-                ""
-            };
+        };
+        // Only exit code 0 lets an engine's later jobs run.
+        let so = if status == ExitStatus::Success {
+            ", so that the later stages and the report run"
+        } else {
+            ""
+        };
+        if let (ExitStatus::Interrupted(crate::cancel::TIME_LIMIT), Some(after)) =
+            (ended, self.stop_after)
+        {
+            say_error();
             eprintln!(
                 "stopped    the slice ran for its --stop-after of {}: exit code {}{so} (the \
                  report names this slice's units that were cancelled or not started)",
@@ -172,15 +178,12 @@ impl Attempts {
         };
         // Only where it lets the later jobs run (`--failures-exit 0`): 1 would fail them as 2
         // does, and lose the code that says what to fix.
-        if let Err(f) = &r
-            && f.status == ExitStatus::Usage
-            && status == ExitStatus::Success
-        {
-            eprintln!("error: {:#}", f.error);
+        if r.is_err() && ended == ExitStatus::Usage && status == ExitStatus::Success {
+            say_error();
             eprintln!(
-                "attempt    ended on an error no retry mends: exit code {} instead of 2, so \
-                 that the later stages and the report run (the report names this slice's units \
-                 that were not recorded; the vendors after theirs are blocked)",
+                "attempt    ended on an error no retry mends: exit code {} instead of 2{so} (the \
+                 report names this slice's units that were not recorded; the vendors after \
+                 theirs are blocked)",
                 status.code()
             );
             return Ok(status);
@@ -190,30 +193,20 @@ impl Attempts {
         };
         // A SIGTERM on the last attempt (on AWS Batch, a Spot reclaim's notice: the job
         // definition retries 143 while attempts are left) likewise, with `--failures-exit 0`.
-        let sigterm = ExitStatus::Interrupted(15);
-        let ended = match &r {
-            Ok(s) => *s,
-            Err(f) => f.status,
-        };
         let what = match ended {
             ExitStatus::Retryable => "ended on a retryable error",
-            s if s == sigterm && status == ExitStatus::Success => "was stopped by SIGTERM",
+            ExitStatus::Interrupted(SIGTERM) if status == ExitStatus::Success => {
+                "was stopped by SIGTERM"
+            }
             _ => return r,
         };
-        if let Err(f) = &r {
-            eprintln!("error: {:#}", f.error);
-        }
-        let code = ended.code();
-        let so = if status == ExitStatus::Success {
-            ", so that the later stages and the report run"
-        } else {
-            ""
-        };
+        say_error();
         eprintln!(
-            "attempt    {k} of {n} {what} and none is left: exit code {} instead of {code}{so} \
-             (the report names this slice's units that failed or were not recorded; the vendors \
+            "attempt    {k} of {n} {what} and none is left: exit code {} instead of {}{so} (the \
+             report names this slice's units that failed or were not recorded; the vendors \
              after theirs are blocked)",
-            status.code()
+            status.code(),
+            ended.code()
         );
         Ok(status)
     }

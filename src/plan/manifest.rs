@@ -61,7 +61,8 @@ pub fn input_settings(input: &crate::config::InputConfig) -> String {
 /// Where a file staged at a URL may be cut ([`ManifestRow::cuts`]): the start of its first
 /// record, then the first record starting at or after each [`StagedCuts::every`] bytes
 /// further on, as the engine's framing of the whole file finds them (a CSV record's start
-/// depends on every quote before it, an XML record's on the elements around it). A planner cuts the file only at these places.
+/// depends on every quote before it, an XML record's on the elements around it). A planner
+/// cuts the file only at these places.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedCuts {
     /// The staged object's ETag after its upload (none on SFTP): a planner cuts the object

@@ -11,8 +11,8 @@
 //! places while it holds the file it stages at a URL ([`staged_cuts`], the manifest's `cuts`),
 //! and the planner cuts there ([`split_staged`]). A worker downloads an XML part with the
 //! file's closing tags after it (`epilogue_bytes`), so that its reader finds the document
-//! closed. The planner does not count the records and lines before a
-//! cut either (that too is the whole file): a part of a file at a URL other than the first
+//! closed. The planner does not count the records and lines before a cut either (that too is
+//! the whole file): a part of a file at a URL other than the first
 //! numbers its records and lines from its own start (`first_record` and `first_line` are 0 in
 //! the plan), and counts its lines for its ledger, so that `publish` can give its rejects the
 //! whole file's numbers (see `rejects`).
@@ -292,12 +292,13 @@ fn open_store_of<'l>(
 }
 
 /// Cuts a file staged at a URL at the places `fetch` found ([`StagedCuts`]), reading one byte
-/// of it to check that it is still the object `fetch` staged (its size, and its ETag where
-/// settings and ETag `fetch` recorded): each cut the first of those places `target` bytes or more after the
-/// one before, so the parts are about as even as the local framing's, within the places'
-/// spacing. A part other than the first numbers its records and lines from its own start, as
-/// a part cut by ranged reads does (see the module's header). A file changed since it was
-/// staged is planned whole.
+/// of it to check that it is still the object `fetch` staged (its size and ETag), with the
+/// vendor's input settings `fetch` recorded: each cut the first of those places `target`
+/// bytes or more after the one before, so the parts are about as even as the local
+/// framing's, within the places' spacing. A part other than the first numbers its records and
+/// lines from its own start, as a part cut by ranged reads does (see the module's header). A
+/// file changed since it was staged, or whose vendor's input settings changed, is planned
+/// whole.
 fn split_staged(
     config: &Config,
     reads: &RangeReads<'_>,
@@ -314,7 +315,10 @@ fn split_staged(
     else {
         return Ok(Vec::new());
     };
-    if cuts.settings != super::manifest::input_settings(&v.input) || body_start >= row.bytes {
+    if body_start >= row.bytes {
+        return Ok(Vec::new());
+    }
+    if cuts.settings != super::manifest::input_settings(&v.input) {
         tracing::warn!(
             "`{}`: the places fetch found to cut it were found with other input settings of \
              vendor {}: planned whole",

@@ -495,25 +495,22 @@ pub async fn fetch(req: &FetchRequest<'_>) -> Result<FetchOutcome, StorageError>
             out.changed.push(url.clone());
         }
         // The staged copy's time, for `process` to see that it is still the copy checked here.
-        let mut cuts = None;
-        let (location, modified) = match uploaded {
-            Some(Ok(found)) => {
-                cuts = found;
-                (staged_location(req, &staged, &v.id, &c.file), None)
-            }
+        let (modified, cuts) = match uploaded {
+            Some(Ok(cuts)) => (None, cuts),
             Some(Err(e)) => {
                 tracing::error!("{url}: {e}");
                 out.failed.push((url, e));
                 continue;
             }
             None => (
-                staged_location(req, &staged, &v.id, &c.file),
                 std::fs::metadata(&staged)
                     .ok()
                     .filter(|m| m.len() == got.bytes)
                     .and_then(|m| crate::plan::manifest::modified_text(&m)),
+                None,
             ),
         };
+        let location = staged_location(req, &staged, &v.id, &c.file);
         let row = ManifestRow {
             vendor: v.id.clone(),
             location,

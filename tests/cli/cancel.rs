@@ -7,6 +7,18 @@ use crate::util::{
     DATE, Dir, generate_day, plan_day_command, process_day, process_day_args, tree_hashes,
 };
 
+/// Sends `signal` (`-TERM`, `-INT`) to `child`, which must still be running.
+fn send(signal: &str, child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(
+        sent.success(),
+        "the process ended before the signal: make the day larger"
+    );
+}
+
 fn stop_with(signal: &str, code: i32) {
     let d = Dir::new();
     generate_day(&d, "40", "1500000", "4", "9");
@@ -17,14 +29,7 @@ fn stop_with(signal: &str, code: i32) {
         .spawn()
         .expect("start");
     std::thread::sleep(Duration::from_millis(700));
-    let sent = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(
-        sent.success(),
-        "the run ended before the signal: make the day larger"
-    );
+    send(signal, &child);
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -104,11 +109,7 @@ fn work_in_flight_past_the_grace_period_is_abandoned_and_redone_next_time() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    send("-TERM", &child);
     let signalled = Instant::now();
     let out = child.wait_with_output().expect("wait");
     let took = signalled.elapsed();
@@ -193,14 +194,7 @@ fn sigterm_on_the_last_attempt_of_a_slice_lets_the_later_jobs_run() {
             std::thread::sleep(Duration::from_millis(10));
         }
         std::thread::sleep(Duration::from_millis(300));
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(
-            sent.success(),
-            "the slice ended before the signal: make the day larger"
-        );
+        send("-TERM", &child);
         let out = child.wait_with_output().expect("wait");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "attempt {attempt}: {err}");
