@@ -925,6 +925,21 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether a worker may need the masking key: some output field is hashed, as configured
+    /// or under a masking profile. Engine files that inject the key ask for it only then.
+    pub fn hashes(&self) -> bool {
+        self.vendors
+            .iter()
+            .flat_map(|v| &v.output.fields)
+            .any(|f| f.mask == Some(MaskKind::Hash))
+            || self
+                .masking
+                .profiles
+                .iter()
+                .flat_map(|p| &p.rules)
+                .any(|r| r.show == Show::Hash)
+    }
+
     /// `[[notify.webhook]]`: names are unique, and `url_env` names a variable: a URL written
     /// there would put the webhook's token in the file.
     fn check_notify(&self) -> Result<(), ConfigError> {

@@ -254,11 +254,13 @@ pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
             image: a.image.clone(),
             retries: a.retries,
             timeout_seconds: a.task_timeout,
-            mask_key_env: config
-                .masking
-                .key_env
-                .clone()
-                .unwrap_or_else(|| crate::env::ENV_MASK_KEY.into()),
+            mask_key_env: config.hashes().then(|| {
+                config
+                    .masking
+                    .key_env
+                    .clone()
+                    .unwrap_or_else(|| crate::env::ENV_MASK_KEY.into())
+            }),
             worker: pricing.worker(),
         };
         // Fargate runs only its own sizes: say so with the key, before any file is written.

@@ -57,8 +57,10 @@ pub struct EmitOptions {
     /// Per-task time limit, seconds.
     pub timeout_seconds: u64,
     /// The variable the masking key is read from (`[masking] key_env`, default
-    /// `BATCHWIN_MASK_KEY`): engines that inject secrets put the key there.
-    pub mask_key_env: String,
+    /// `BATCHWIN_MASK_KEY`): engines that inject secrets put the key there. `None` when no
+    /// worker needs it ([`crate::config::Config::hashes`]): then no secret is asked for, and
+    /// the files run without one.
+    pub mask_key_env: Option<String>,
     /// One worker's size, as engines are asked for it (`[pricing] worker_vcpus` and
     /// `worker_memory_gib`).
     pub worker: WorkerSize,
@@ -668,10 +670,13 @@ fn fargate_job_definition(plan: &Plan, o: &EmitOptions) -> anyhow::Result<Value>
         // Private subnets reach S3 through a gateway endpoint or a NAT; no public address.
         "networkConfiguration": {"assignPublicIp": "DISABLED"},
         "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
-        "secrets": [{"name": o.mask_key_env, "valueFrom": "${BATCHWIN_MASK_KEY_SECRET_ARN}"}],
         "environment": [{"name": crate::env::ENV_LOG_FORMAT, "value": "json"}],
         "logConfiguration": {"logDriver": "awslogs"}
     });
+    if let Some(var) = &o.mask_key_env {
+        container["secrets"] =
+            json!([{"name": var, "valueFrom": "${BATCHWIN_MASK_KEY_SECRET_ARN}"}]);
+    }
     // Fargate gives 20 GiB of task storage at no charge; more (up to 200) is asked for.
     let gib = scratch_gib(plan);
     if gib > 20 {
@@ -838,10 +843,10 @@ fn k8s_pod(plan: &Plan, o: &EmitOptions, args: Vec<String>, env: Value) -> Value
         container["envFrom"] =
             json!([{"secretRef": {"name": K8S_CREDENTIALS_SECRET, "optional": true}}]);
         if let Some(env) = container["env"].as_array_mut() {
-            env.push(
-                json!({"name": o.mask_key_env, "valueFrom": {"secretKeyRef": {
-                "name": K8S_MASK_KEY_SECRET, "key": "key", "optional": true}}}),
-            );
+            if let Some(var) = &o.mask_key_env {
+                env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {
+                    "name": K8S_MASK_KEY_SECRET, "key": "key", "optional": true}}}));
+            }
             env.push(json!({"name": crate::env::ENV_LOG_FORMAT, "value": "json"}));
         }
         container["volumeMounts"] = json!([{"name": "scratch", "mountPath": K8S_SCRATCH}]);

@@ -465,6 +465,60 @@ fn a_worker_size_fargate_does_not_run_is_refused() {
     );
 }
 
+/// The masking key is asked of the engine only when a field is hashed: the files of a day that
+/// hashes nothing run without a secret to create first.
+#[test]
+fn engine_files_ask_for_the_masking_key_only_when_a_field_is_hashed() {
+    let d = Dir::new();
+    generate_day(&d, "4", "400", "4", "11");
+    let emit = |d: &Dir, dir: &str| {
+        crate::util::plan_day_command(d, &["--emit", "aws-batch,k8s", "--emit-dir", dir])
+            .args(["--worker-plan", PLAN_URL, "--worker-out", RUN_URL])
+            .args(["--date", "2026-11-29"])
+            .assert()
+            .success();
+    };
+    // The key's variable on the first container of each Kubernetes Job.
+    let k8s_key = |d: &Dir, dir: &str| -> Vec<bool> {
+        json_files(&d.path(&format!("{dir}/k8s")))
+            .values()
+            .map(|job| {
+                job["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["name"] == "BATCHWIN_MASK_KEY")
+            })
+            .collect()
+    };
+    emit(&d, "hashed");
+    let def = &json_files(&d.path("hashed/aws-batch"))["job-definition.json"];
+    assert_eq!(
+        def["containerProperties"]["secrets"][0]["valueFrom"],
+        "${BATCHWIN_MASK_KEY_SECRET_ARN}"
+    );
+    assert!(k8s_key(&d, "hashed").iter().all(|&k| k));
+
+    // The same day with its hashed fields redacted instead.
+    let config = d.read("day/batchwin.toml");
+    assert!(config.contains("mask = \"hash\""));
+    let redacted: String = config
+        .lines()
+        .filter(|l| !l.starts_with("hash_length"))
+        .map(|l| l.replace("mask = \"hash\"", "mask = \"redact\"") + "\n")
+        .collect();
+    d.write("day/batchwin.toml", redacted);
+    emit(&d, "plain");
+    let def = &json_files(&d.path("plain/aws-batch"))["job-definition.json"];
+    assert!(def["containerProperties"]["secrets"].is_null(), "{def}");
+    assert!(
+        !d.read("plain/aws-batch/job-definition.json")
+            .contains("SECRET_ARN")
+    );
+    let keys = k8s_key(&d, "plain");
+    assert!(!keys.is_empty() && keys.iter().all(|&k| !k), "{keys:?}");
+}
+
 /// What Azure Batch does with the emitted tasks, played with the tasks' own command lines run
 /// for real: a task runs when each task it depends on succeeded or failed with `satisfy`; a
 /// task that exits non-zero is run again up to its `maxTaskRetryCount`, then its exit options
