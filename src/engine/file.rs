@@ -398,8 +398,9 @@ enum Delivery {
     /// The unit succeeded: the output and the reject file.
     Both { out: TempOutput, rej: TempOutput },
     /// The input is unusable (over the skip limit, not the configured format): the reject file
-    /// says why, so it is kept; the output is gone already.
-    RejectsOnly { rej: TempOutput },
+    /// says why, so it is kept; the output is gone already, and so is an output of the same
+    /// name that an earlier run left at `out` (a failed file has no output).
+    RejectsOnly { rej: TempOutput, out: PathBuf },
     /// Nothing (cancelled, or a write failed): the temporary files are gone already.
     Nothing,
 }
@@ -420,7 +421,7 @@ impl Pending {
                     out.abandon();
                     rej.abandon();
                 }
-                Delivery::RejectsOnly { rej } => rej.abandon(),
+                Delivery::RejectsOnly { rej, .. } => rej.abandon(),
                 Delivery::Nothing => {}
             }
             return outcome.fail(UnitError::NotDelivered(e));
@@ -452,7 +453,19 @@ impl Pending {
                     }
                 }
             }
-            Delivery::RejectsOnly { rej } => {
+            Delivery::RejectsOnly { rej, out } => {
+                match std::fs::remove_file(&out) {
+                    Ok(()) => tracing::warn!(
+                        "removed `{}`, the output an earlier run made of this file: it failed now",
+                        out.display()
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        "cannot remove `{}`, the output an earlier run made of this file, which \
+                         failed now: {e}",
+                        out.display()
+                    ),
+                }
                 if let Ok((p, _, _)) = rej.commit() {
                     outcome.reject_path = Some(p);
                 }
@@ -764,9 +777,10 @@ fn run_chunks(
             // Only the reject file is delivered: its last bytes are written now, and the
             // output is gone, so the unit holds no write buffer while it waits. A reject file
             // that cannot be completed is not delivered either.
+            let dest = out.dest.clone();
             out.abandon();
             match rej.close() {
-                Ok(()) => (Err(e), Delivery::RejectsOnly { rej }),
+                Ok(()) => (Err(e), Delivery::RejectsOnly { rej, out: dest }),
                 Err(_) => {
                     rej.abandon();
                     (Err(e), Delivery::Nothing)

@@ -373,6 +373,31 @@ fn skip_limit_exceeded_fails_the_file_and_keeps_no_output() {
         ));
     assert!(!d.path("out/ACME_2026-11-29_acme.csv").exists());
     assert_eq!(d.read("out/acme.rejects.jsonl").lines().count(), 5);
+
+    // The file sent again with its first two records only, which pass: it has an output.
+    let process = |d: &Dir| {
+        d.cmd()
+            .args(["process", "--vendor", "ACME", "--input", "in/acme.csv"])
+            .args(["--out", "out", "--date", "2026-11-29"])
+            .assert()
+    };
+    let good: String = ACME_INPUT
+        .lines()
+        .take(3)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    d.write("in/acme.csv", &good);
+    process(&d).success();
+    assert_eq!(d.read("out/ACME_2026-11-29_acme.csv").lines().count(), 3);
+    // Sent a third time, over the skip limit again: the output of the run before is gone too.
+    d.write("in/acme.csv", ACME_INPUT);
+    let o = process(&d).code(1);
+    assert!(!d.path("out/ACME_2026-11-29_acme.csv").exists());
+    assert!(
+        crate::util::stderr(&o).contains("the output an earlier run made of this file"),
+        "{}",
+        crate::util::stderr(&o)
+    );
 }
 
 #[test]
