@@ -82,6 +82,11 @@ fn blank(line: &[u8]) -> bool {
     line.is_empty()
 }
 
+/// The longest fixed-width line, in characters, that a layout may describe: far past any
+/// record format in use, and short of a line whose padding alone would take gigabytes (a typo
+/// in a width would otherwise stop the run on memory when the first record is written).
+pub const MAX_LINE_CHARS: usize = 1 << 20;
+
 /// Checks the fields shared by reader and writer; returns the line length in characters.
 fn line_chars(fields: &[(String, FixedField)]) -> Result<usize, String> {
     let mut len = 0;
@@ -94,10 +99,15 @@ fn line_chars(fields: &[(String, FixedField)]) -> Result<usize, String> {
                 "fixed-width field `{name}` cannot be padded with a line break"
             ));
         }
-        len = len.max(
-            f.end()
-                .ok_or_else(|| format!("fixed-width field `{name}` ends beyond any line"))?,
-        );
+        let end = f
+            .end()
+            .filter(|&e| e <= MAX_LINE_CHARS)
+            .ok_or_else(|| {
+                format!(
+                    "fixed-width field `{name}` ends past character {MAX_LINE_CHARS}, the longest line batchwin reads or writes"
+                )
+            })?;
+        len = len.max(end);
     }
     if len == 0 {
         return Err("a fixed-width layout needs at least one field".into());
@@ -427,6 +437,23 @@ mod tests {
             decode_all(&mut dec, b"\xEF\xBB\xBF").expect("BOM only"),
             vec![]
         );
+    }
+
+    #[test]
+    fn a_layout_past_the_longest_line_is_refused() {
+        let at = |start, width| vec![field("f", start, width, Align::Left, ' ')];
+        assert!(FixedEncoder::new(at(0, MAX_LINE_CHARS), false).is_ok());
+        for (start, width) in [
+            (0, MAX_LINE_CHARS + 1),
+            (MAX_LINE_CHARS, 1),
+            (0, u32::MAX as usize),
+            (usize::MAX, 2),
+        ] {
+            let e = FixedEncoder::new(at(start, width), false).unwrap_err();
+            assert!(e.contains("the longest line"), "{e}");
+            let e = FixedDecoder::new(at(start, width)).unwrap_err();
+            assert!(e.contains("the longest line"), "{e}");
+        }
     }
 
     #[test]

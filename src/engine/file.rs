@@ -390,10 +390,6 @@ pub struct Pending {
 }
 
 /// Which outputs of a unit are delivered.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per unit, moved once: its size costs nothing"
-)]
 enum Delivery {
     /// The unit succeeded: the output and the reject file.
     Both { out: TempOutput, rej: TempOutput },

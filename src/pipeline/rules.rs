@@ -132,10 +132,21 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// Most `(` and `not` one inside another in a rule. Parsing and evaluating recurse once per
+/// level, so a rule nested thousands deep would overflow the stack instead of being refused.
+pub const MAX_NESTING: usize = 64;
+/// Most comparisons and constants in one rule: a chain of `and`/`or` is evaluated one level
+/// deeper per term, so its length is bounded as nesting is.
+pub const MAX_TERMS: usize = 1000;
+
 struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
     fields: &'a [FieldCheck],
+    /// `(` and `not` open around the current token.
+    depth: usize,
+    /// Comparisons and constants read so far.
+    terms: usize,
 }
 
 impl Parser<'_> {
@@ -158,19 +169,40 @@ impl Parser<'_> {
         }
         Ok(left)
     }
+    /// One level deeper (a `(` or a `not`), refused past [`MAX_NESTING`].
+    fn deeper(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "nested more than {MAX_NESTING} deep (`(` and `not`): write the rule flatter"
+            ));
+        }
+        Ok(())
+    }
     fn unary(&mut self) -> Result<Expr, String> {
         if self.peek_kw("not") {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.deeper()?;
+            let e = Expr::Not(Box::new(self.unary()?));
+            self.depth -= 1;
+            return Ok(e);
         }
         if self.toks.get(self.pos) == Some(&Tok::LParen) {
             self.pos += 1;
+            self.deeper()?;
             let e = self.or()?;
             if self.toks.get(self.pos) != Some(&Tok::RParen) {
                 return Err("missing `)`".into());
             }
             self.pos += 1;
+            self.depth -= 1;
             return Ok(e);
+        }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(format!(
+                "more than {MAX_TERMS} comparisons in one rule: split it into several rules"
+            ));
         }
         let left = self.operand()?;
         let op = match self.toks.get(self.pos) {
@@ -276,6 +308,8 @@ impl Condition {
             toks,
             pos: 0,
             fields,
+            depth: 0,
+            terms: 0,
         };
         let expr = p.or()?;
         if p.pos != p.toks.len() {
@@ -425,5 +459,19 @@ mod tests {
         assert!(err("(status == 'x'").contains("missing `)`"));
         assert!(err("status").contains("comparison"));
         assert!(err("status == 'a' 'b'").contains("after the expression"));
+        // Deep nesting and long chains are refused, not a stack overflow.
+        let deep = |n: usize, open: &str, close: &str| {
+            format!("{}status == 'a'{}", open.repeat(n), close.repeat(n))
+        };
+        assert!(Condition::compile(&deep(MAX_NESTING, "(", ")"), &f).is_ok());
+        assert!(err(&deep(MAX_NESTING + 1, "(", ")")).contains("nested more than 64 deep"));
+        assert!(err(&deep(10_000, "(", ")")).contains("nested more than 64 deep"));
+        assert!(err(&deep(10_000, "not ", "")).contains("nested more than 64 deep"));
+        let chain = |n: usize| vec!["status == 'a'"; n].join(" or ");
+        let long = Condition::compile(&chain(MAX_TERMS), &f).unwrap();
+        let v = values(&f, ["", "", "b", "", ""]);
+        assert_eq!(long.eval(&v), Some(false));
+        assert!(err(&chain(MAX_TERMS + 1)).contains("more than 1000 comparisons"));
+        assert!(err(&chain(50_000)).contains("more than 1000 comparisons"));
     }
 }
