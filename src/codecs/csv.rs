@@ -19,7 +19,10 @@
 //!   the input is not a text CSV file); column names are matched exactly.
 //! - Rejects: `utf8` (the record is not valid UTF-8; the reason names the column), `columns`
 //!   (not as many columns as the header, or without a header as the first record), `quote`
-//!   (a quoted field still open at the end of the input: that record runs to the end).
+//!   (a quoted field still open at the end of the input: that record runs to the end). When
+//!   lines with content follow the first line of such a record, the quote swallowed what are
+//!   probably records: the file fails ([`FileError`], after the record's reject), rather than
+//!   pass with them counted as one.
 //!   NUL bytes inside records are data, like any other valid UTF-8.
 //!
 //! Parsing is hand-written rather than the `csv` crate's: it borrows every value that needs
@@ -662,7 +665,12 @@ impl Decoder for CsvDecoder {
         let body = clamp(&(pre.body_start..pre.body_end), data.len());
         let dialect = self.dialect;
         let (mut pos, end, mut line) = (body.start, body.end, pre.body_first_line);
+        let mut failed: Option<FileError> = None;
         let starts = std::iter::from_fn(move || {
+            if let Some(e) = failed.take() {
+                pos = end;
+                return Some(Err(e));
+            }
             while pos < end {
                 let r = dialect.record_end(data, pos, end);
                 let start = RecordStart {
@@ -672,6 +680,9 @@ impl Decoder for CsvDecoder {
                 };
                 line += r.newlines;
                 pos = r.next;
+                if r.unterminated {
+                    failed = swallowed(&data[start.pos..end], start.line);
+                }
                 if r.content_end > start.pos || r.unterminated {
                     return Some(Ok(start));
                 }
@@ -713,6 +724,27 @@ impl Decoder for CsvDecoder {
             pos = r.next;
         }
     }
+}
+
+/// Why a file fails whose record `rest` (from its first byte to the end of the file, at
+/// `line`) holds a quoted field that is never closed, when lines with content follow the
+/// record's first: the quote swallowed them, and they cannot be read as the records they
+/// probably are. A record left open on the last line alone is only a reject (rule `quote`).
+fn swallowed(rest: &[u8], line: u64) -> Option<FileError> {
+    let after = &rest[memchr(b'\n', rest)? + 1..];
+    let lines = after
+        .split(|&b| b == b'\n')
+        .filter(|l| l.iter().any(|b| !b" \t\r".contains(b)))
+        .count();
+    (lines > 0).then(|| FileError {
+        line,
+        reason: format!(
+            "a quoted field of the record on this line is not closed before the end of the \
+             file, so the {lines} line{} with content after it cannot be read as records: a \
+             quote is missing or one too many (the record is in the reject file)",
+            if lines == 1 { "" } else { "s" }
+        ),
+    })
 }
 
 /// Writes CSV; quotes a value only when it holds the delimiter, the quote, CR or LF.
@@ -1063,7 +1095,7 @@ mod tests {
 
     #[test]
     fn unterminated_quote_runs_to_the_end() {
-        let data = b"a,b\n1,2\n3,\"open\n4,5\n";
+        let data = b"a,b\n1,2\n3,\"open\n \r\n";
         let out = assert_framing_invariant(&mut decoder(&["a", "b"]), data);
         assert_eq!(out.len(), 2);
         assert_eq!(values(&out[..1]), vec![some(&["1", "2"])]);
@@ -1075,6 +1107,37 @@ mod tests {
                 "a quoted field is not closed before the end of the file"
             )
         );
+    }
+
+    /// A quote left open that swallows the lines after it fails the file, after the records
+    /// before it and its own reject, whatever the chunk size.
+    #[test]
+    fn an_unterminated_quote_that_swallows_records_fails_the_file() {
+        let data = b"a,b\n1,2\n3,\"open\n4,5\n\n6,7\n";
+        let mut dec = decoder(&["a", "b"]);
+        let e = decode_all(&mut dec, data).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(
+            e.reason
+                .contains("not closed before the end of the file, so the 2 lines with content"),
+            "{}",
+            e.reason
+        );
+        let pre = dec.preamble(data).unwrap();
+        for target in 1..=data.len() {
+            let mut out = Vec::new();
+            let mut failed = None;
+            for c in dec.frame(data, &pre, target) {
+                match c {
+                    Ok(c) => dec.decode(data, &c, &mut |d| out.push(crate::codecs::check::own(d))),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            assert_eq!(failed.map(|e| e.line), Some(3), "target {target}");
+            assert_eq!(values(&out[..1]), vec![some(&["1", "2"])]);
+            assert_eq!(out.len(), 2, "target {target}");
+            assert_eq!(out[1].bad().0, "quote");
+        }
     }
 
     #[test]

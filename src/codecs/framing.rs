@@ -41,8 +41,10 @@ pub(crate) struct RecordStart {
 /// Every chunk but the first begins exactly at a record start, so a decoder always starts a
 /// chunk outside any record; bytes between records (blank lines, whitespace, XML wrappers and
 /// comments) go with the record before them, and the last chunk runs to the end of the body.
-/// When `starts` fails, the records found before the failure make a last chunk (ending at the
-/// last record's end) if their ranges are known, and the error comes after it.
+/// When `starts` fails, the records found before the failure make a last chunk, and the error
+/// comes after it: the chunk ends at the last record's end if the records' ranges are known,
+/// and at the end of the body if they are not (a scan without ranges, CSV's, fails only at a
+/// record that runs to the end of the body).
 /// A chunk is cut before the first record that starts `target_bytes` or more after the chunk
 /// start, so it holds at least one record. An empty body gives no chunks.
 pub(crate) fn chunks<'d, I>(
@@ -95,11 +97,14 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
             match self.starts.next() {
                 Some(Err(e)) => {
                     self.done = true;
-                    // The records found before it make a last chunk, when their ends are known
-                    // (the error comes next): their rejects are not lost.
-                    let last_end = self.ranges.last().map(|r| r.end);
-                    if let Some(end) = last_end.filter(|_| self.ranges.len() as u64 == self.records)
-                    {
+                    // The records found before it make a last chunk, when where it ends is
+                    // known (the error comes next): their rejects are not lost.
+                    let last_end = match self.ranges.last() {
+                        None if self.records > 0 => Some(self.end),
+                        last => last.map(|r| r.end),
+                    };
+                    let known = self.ranges.is_empty() || self.ranges.len() as u64 == self.records;
+                    if let Some(end) = last_end.filter(|_| known) {
                         self.failed = Some(e);
                         return Some(Ok(Chunk {
                             bytes: self.start..end,

@@ -86,8 +86,15 @@ pub fn split_file(
         };
     }
     let map = map_file(Path::new(&row.location))?;
-    let parts = local_parts(&map, &mut *decoder, |body| target_bytes(body, limit))?;
-    Ok(counted(parts))
+    match local_parts(&map, &mut *decoder, |body| target_bytes(body, limit)) {
+        Ok(parts) => Ok(counted(parts)),
+        // A file its vendor's framing cannot read through is planned whole: its slice then
+        // fails it alone, with the reason, instead of the plan failing the whole day.
+        Err(reason) => {
+            tracing::warn!("`{}` is planned whole: {reason}", row.location);
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Spacing of the places [`staged_cuts`] keeps: at least this many bytes apart...

@@ -144,10 +144,64 @@ fn a_nul_byte_in_a_field_is_data_and_in_a_header_an_error() {
 }
 
 #[test]
-fn an_unterminated_quote_at_the_end_is_one_reject() {
-    let o = process("C", "a.csv", b"id,name\n1,ok\n2,\"unterminated\n3,c\n");
+fn an_unterminated_quote_on_the_last_line_is_one_reject_and_one_that_swallows_records_fails() {
+    let o = process("C", "a.csv", b"id,name\n1,ok\n2,\"unterminated\n\n");
     assert_eq!(o.code, 0);
     assert_eq!(rejected(&o), [(3, "quote".to_string())]);
+    // The rows after it would be one record with it: the file fails, its reject kept.
+    let rows: String = (3..1000).map(|i| format!("{i},c\n")).collect();
+    let o = process(
+        "C",
+        "a.csv",
+        format!("id,name\n1,ok\n2,\"unterminated\n{rows}").as_bytes(),
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("line 3")
+            && o.stdout
+                .contains("the 997 lines with content after it cannot be read"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(rejected(&o), [(3, "quote".to_string())]);
+}
+
+#[test]
+fn an_xml_record_left_open_is_one_reject_and_the_records_after_it_are_read() {
+    let records: String = (1..=1000)
+        .map(|i| match i {
+            2 => "<r><id>2</id></rr>\n".to_string(),
+            i => format!("<r><id>{i}</id></r>\n"),
+        })
+        .collect();
+    let o = process("X", "a.xml", format!("<rs>\n{records}</rs>\n").as_bytes());
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("1,000 in, 999 out, 1 rejected"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(rejected(&o), [(3, "xml".to_string())]);
+}
+
+#[test]
+fn an_xml_file_without_a_record_element_fails() {
+    for (data, says) in [
+        (
+            &b"<rs>\n<R><id>1</id></R>\n</rs>\n"[..],
+            "no `<r>` record element in the root element `<rs>`, which holds `<R>`",
+        ),
+        (
+            b"<r><id>1</id></r>\n",
+            "the root element is the record element `<r>`",
+        ),
+    ] {
+        let o = process("X", "a.xml", data);
+        assert_eq!(o.code, 1, "{}", o.stdout);
+        assert!(o.stdout.contains(says), "{}", o.stdout);
+    }
+    let o = process("X", "a.xml", b"<rs>\n</rs>\n");
+    assert_eq!((o.code, o.rejects.len()), (0, 0), "{}", o.stdout);
 }
 
 #[test]
@@ -250,5 +304,49 @@ fn a_file_in_another_format_fails_or_is_rejected_clearly() {
     assert_eq!(
         rejected(&o),
         [(1, "json".to_string()), (2, "json".to_string())]
+    );
+}
+
+/// A file too large for one unit whose framing fails is planned whole, not cut: the plan goes
+/// on for the rest of the day, and the slice fails that file alone, with the reason.
+#[test]
+fn a_large_file_its_framing_cannot_read_through_is_planned_whole_and_fails_alone() {
+    let d = Dir::new();
+    d.write("c.toml", CONFIG);
+    let rows: String = (3..20_000).map(|i| format!("{i},c\n")).collect();
+    d.write(
+        "in/C/broken.csv",
+        format!("id,name\n1,ok\n2,\"unterminated\n{rows}"),
+    );
+    d.write("in/C/good.csv", format!("id,name\n{rows}"));
+    let o = d
+        .cmd()
+        .args([
+            "plan", "--config", "c.toml", "--scan", "in", "--slices", "1",
+        ])
+        .args(["--split-bytes", "20000", "--date", "2026-11-29"])
+        .assert()
+        .success();
+    let err = crate::util::stderr(&o);
+    assert!(err.contains("broken.csv` is planned whole"), "{err}");
+    let plan = crate::util::plan_json(&d, "plan.json");
+    let units = plan["slices"][0]["units"].as_array().unwrap();
+    let whole: Vec<bool> = units
+        .iter()
+        .filter(|u| u["location"].as_str().unwrap().ends_with("broken.csv"))
+        .map(|u| u["part"].is_null())
+        .collect();
+    assert_eq!(whole, [true], "{plan}");
+    assert!(units.len() > 2, "the good file is cut: {plan}");
+    let o = d
+        .cmd()
+        .args(["process", "--config", "c.toml", "--plan", "plan.json"])
+        .args(["--slice", "0", "--out", "run"])
+        .assert()
+        .code(1);
+    let out = crate::util::stdout(&o);
+    assert!(
+        out.contains("broken.csv") && out.contains("cannot be read as records"),
+        "{out}"
     );
 }

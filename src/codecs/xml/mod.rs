@@ -24,7 +24,10 @@
 //!   attribute names that are not XML names (`<1a/>`), `<` in an attribute value, `]]>` in
 //!   text, undefined entities, forbidden characters (NUL and other C0 controls), a DOCTYPE or
 //!   a record not closed before the root end tag reject it (rule `xml`, with the reason and
-//!   the line and column in the file where the problem is); invalid UTF-8 is rule `utf8`. A record's line is the line of its start tag. A record of
+//!   the line and column in the file where the problem is); invalid UTF-8 is rule `utf8`. A
+//!   record not closed before the root end tag (a misspelt end tag) ends where the first
+//!   record start tag inside it begins, so the records after it are read as records, not
+//!   swallowed into its reject. A record's line is the line of its start tag. A record of
 //!   the usual shape (elements, quoted attributes and text, nothing else) is read by a plain
 //!   scan; any other, and any record the scan finds wrong, by quick-xml, which reads the same
 //!   values from the records the scan accepts (a property test holds the two to that) and
@@ -76,6 +79,8 @@ pub struct XmlDecoder {
     /// The configured paths; node 0 is the record element.
     nodes: Vec<PathNode>,
     fields: usize,
+    /// Local name of the root element of the input, once its preamble is read.
+    root: Vec<u8>,
 }
 
 impl XmlDecoder {
@@ -121,6 +126,7 @@ impl XmlDecoder {
             record,
             nodes,
             fields: fields.len(),
+            root: Vec::new(),
         })
     }
 
@@ -336,12 +342,45 @@ impl XmlDecoder {
                 Event::Eof if done => return Ok(()),
                 Event::Eof => {
                     return Err(xml(
-                        "the record element is not closed before the root end tag".into(),
+                        "the record element is not closed before the next record or the root end tag"
+                            .into(),
                         text.len(),
                     ));
                 }
             }
         }
+    }
+
+    /// Why a body (`data[body]`) in which framing found no record fails its file: its root is
+    /// the record element itself, or it holds elements but none of the record's name (a
+    /// misspelt `[vendor.input] record`, another vendor's file). An empty root (no element
+    /// inside) is an input without records, and `None`.
+    fn no_records(&self, data: &[u8], body: &std::ops::Range<usize>) -> Option<FileError> {
+        let record = String::from_utf8_lossy(&self.record);
+        if self.root == self.record {
+            return Some(FileError {
+                line: line_at(data, body.start),
+                reason: format!(
+                    "the root element is the record element `<{record}>`: records are read from the elements inside the root, so a file of one record needs a root element around it"
+                ),
+            });
+        }
+        let mut p = body.start;
+        while let Some(i) = memchr(b'<', &data[p..body.end]) {
+            let (m, next) = scan::markup(data, p + i, body.end)?;
+            if let scan::Markup::Start { name, .. } = m {
+                return Some(FileError {
+                    line: line_at(data, p + i),
+                    reason: format!(
+                        "no `<{record}>` record element in the root element `<{}>`, which holds `<{}>` (is `[vendor.input] record` right?)",
+                        String::from_utf8_lossy(&self.root),
+                        String::from_utf8_lossy(name)
+                    ),
+                });
+            }
+            p = next;
+        }
+        None
     }
 
     /// The path node of an element named `name` (prefix included) whose parent has node
@@ -684,6 +723,7 @@ impl Decoder for XmlDecoder {
             }
             pos = next;
         };
+        self.root = local(root).to_vec();
         let body_end = if empty {
             open_end
         } else {
@@ -719,8 +759,15 @@ impl Decoder for XmlDecoder {
             record: &self.record,
         };
         let (mut line, mut last) = (pre.body_first_line, body.start);
+        let mut found = false;
+        let whole = body.clone();
         let starts = std::iter::from_fn(move || match scan.next_record() {
+            Ok(None) if !found => {
+                found = true;
+                self.no_records(data, &whole).map(Err)
+            }
             Ok(Some(r)) => {
+                found = true;
                 line += count_lf(&data[last..r.start]);
                 last = r.start;
                 Some(Ok(RecordStart {
@@ -987,10 +1034,77 @@ mod tests {
                 "character U+0000 is not allowed in XML at line 5 column 10",
                 "character reference to U+0001, which XML does not allow at line 6 column 9",
                 "invalid UTF-8 at line 7 column 9",
-                "the record element is not closed before the root end tag at line 10 column 1",
+                "the record element is not closed before the next record or the root end tag at line 10 column 1",
             ]
         );
         assert_eq!(out[7].number_line(), (8, 9));
+    }
+
+    /// A misspelt end tag rejects its record alone: the records after it are read, not
+    /// swallowed into its reject; a record nested in one that is closed stays part of it.
+    #[test]
+    fn a_record_left_open_ends_at_the_next_record() {
+        let data = b"<r>\n<rec a='1'></rec>\n<rec a='2'></recc>\n<rec a='3'></rec>\n<rec a='4'/>\n<rec a='5'>\n<rec a='6'><x><rec a='7'/></x></rec>\n<w><rec a='8'><rec a='9'></rec></rec></w>\n<rec a='10'>\n</r>\n";
+        let out = assert_framing_invariant(&mut decoder("rec", &["@a"]), data);
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| match o {
+                Out::Bad { reason, .. } => format!("bad: {reason}"),
+                Out::Rec { values, .. } => values[0].clone().unwrap_or_default(),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "1",
+                "bad: end tag `</recc>` does not match start tag `<rec>` at line 3 column 12",
+                "3",
+                "4",
+                "bad: the record element is not closed before the next record or the root end tag at line 7 column 1",
+                "6",
+                "8",
+                "bad: the record element is not closed before the next record or the root end tag at line 10 column 1",
+            ]
+        );
+        assert_eq!(out[2].number_line(), (3, 4));
+    }
+
+    /// A file without a single record element fails, unless its root is empty: another
+    /// vendor's file, a misspelt record name or a file that is one record are not days
+    /// without records.
+    #[test]
+    fn a_file_of_elements_but_no_record_fails() {
+        let fail = |data: &[u8]| decode_all(&mut decoder("rec", &["@a"]), data).unwrap_err();
+        let e = fail(b"<r>\n<Rec a='1'/>\n<recs a='2'/>\n</r>\n");
+        assert_eq!(e.line, 2);
+        assert_eq!(
+            e.reason,
+            "no `<rec>` record element in the root element `<r>`, which holds `<Rec>` (is `[vendor.input] record` right?)"
+        );
+        let e = fail(b"<?xml version='1.0'?>\n<p:rec a='1'><b/></p:rec>\n");
+        assert!(
+            e.reason
+                .starts_with("the root element is the record element `<rec>`"),
+            "{}",
+            e.reason
+        );
+        for empty in [
+            &b"<r/>"[..],
+            b"<r>\n  <!-- none today -->\n</r>\n",
+            b"<r></r>",
+        ] {
+            assert_eq!(
+                decode_all(&mut decoder("rec", &["@a"]), empty).unwrap(),
+                vec![]
+            );
+        }
+        // Records nested in other elements, and a root named as the records it holds, read.
+        let out = decode_all(
+            &mut decoder("rec", &["@a"]),
+            b"<rec><g><rec a='1'/></g></rec>",
+        )
+        .unwrap();
+        assert_eq!(out.len(), 1);
     }
 
     /// Issue 23: a processing instruction after the root whose data held `<?` failed the file

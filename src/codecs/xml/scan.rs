@@ -178,10 +178,15 @@ impl Scanner<'_> {
         (len > 0 && local(name) != self.record).then_some(from + len)
     }
 
-    /// Offset after the end tag of the record whose start tag was just read; the end of the
-    /// body when it is not closed (the record parser then says what is wrong).
+    /// Offset after the end tag of the record whose start tag was just read. A record not
+    /// closed before the end of the body (a misspelt end tag, a truncated file) ends where the
+    /// first record start tag inside it begins, or at the end of the body when there is none:
+    /// the record parser then says what is wrong with it, and the records after it are read as
+    /// records instead of being swallowed into its reject. (Records nested in a record that is
+    /// closed stay part of it.)
     pub(super) fn record_end(&mut self) -> usize {
         let mut depth = 1usize;
+        let mut first_inner: Option<usize> = None;
         while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
             // Most tags in a record are its fields' start and end tags: one whose name is not
             // the record's is passed over by its name (a `<` cannot appear in an attribute
@@ -190,12 +195,18 @@ impl Scanner<'_> {
                 self.pos = next;
                 continue;
             }
-            let Some((m, next)) = markup(self.data, self.pos + i, self.end) else {
+            let at = self.pos + i;
+            let Some((m, next)) = markup(self.data, at, self.end) else {
                 break;
             };
             self.pos = next;
             match m {
-                Markup::Start { name, empty: false } if local(name) == self.record => depth += 1,
+                Markup::Start { name, empty } if local(name) == self.record => {
+                    first_inner.get_or_insert(at);
+                    if !empty {
+                        depth += 1;
+                    }
+                }
                 Markup::End { name } if local(name) == self.record => {
                     depth -= 1;
                     if depth == 0 {
@@ -205,8 +216,8 @@ impl Scanner<'_> {
                 _ => {}
             }
         }
-        self.pos = self.end;
-        self.end
+        self.pos = first_inner.unwrap_or(self.end);
+        self.pos
     }
 }
 
