@@ -168,9 +168,45 @@ pub struct ScanReport {
 /// configured vendor, and the files under folders that name none.
 pub type InboundFiles = (Vec<(usize, PathBuf)>, Vec<PathBuf>);
 
+/// Whether the entry `p` of the vendor folder `vdir` is a file to list: a regular file, or with
+/// `[transfer] symlinks = "follow-inside"` a symbolic link that resolves to a regular file in
+/// `vdir` itself. Any other link is left out with a warning, as `fetch` leaves it: a link that
+/// a vendor put in its drop folder must not make batchwin read (and send back, in rejects) a
+/// file of the machine's.
+fn listed_file(config: &Config, vdir: &Path, p: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return false;
+    };
+    if meta.is_file() {
+        return true;
+    }
+    if !meta.file_type().is_symlink() {
+        return false;
+    }
+    let why = match config.transfer.symlinks {
+        crate::config::Symlinks::Skip => {
+            "a symbolic link, not followed ([transfer] symlinks = \"skip\")"
+        }
+        crate::config::Symlinks::FollowInside => {
+            let inside = std::fs::canonicalize(p)
+                .ok()
+                .zip(std::fs::canonicalize(vdir).ok())
+                .filter(|(t, v)| t.parent() == Some(v.as_path()));
+            match inside {
+                Some((t, _)) if t.is_file() => return true,
+                Some(_) => "a symbolic link to something that is not a regular file",
+                None => "a symbolic link that does not lead to a file in its vendor's folder",
+            }
+        }
+    };
+    tracing::warn!("{}: skipped: {why}", p.display());
+    false
+}
+
 /// Lists `DIR/VENDOR/FILE` (a day's inbound folder): (vendor index, path) in vendor, then file
 /// name order, and the files under folders that name no configured vendor. Hidden files and
-/// names ending in `.part` or `.tmp` are still being written and are left out.
+/// names ending in `.part` or `.tmp` are still being written and are left out, and so are
+/// symbolic links, unless `[transfer] symlinks` follows them ([`listed_file`]).
 pub fn list(config: &Config, dir: &Path) -> anyhow::Result<InboundFiles> {
     let mut vendor_dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read inbound folder `{}`", dir.display()))?
@@ -190,7 +226,7 @@ pub fn list(config: &Config, dir: &Path) -> anyhow::Result<InboundFiles> {
             .with_context(|| format!("cannot read `{}`", vdir.display()))?
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.is_file() && !is_partial(p))
+            .filter(|p| !is_partial(p) && listed_file(config, &vdir, p))
             .collect();
         found.sort();
         match config.vendor(&name) {

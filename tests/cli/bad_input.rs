@@ -350,3 +350,73 @@ fn a_large_file_its_framing_cannot_read_through_is_planned_whole_and_fails_alone
         "{out}"
     );
 }
+
+/// A symbolic link in a vendor's folder is not followed by `manifest`, `plan --scan` or
+/// `process --inbound` (a vendor's link must not make batchwin read a file of the machine's),
+/// unless `[transfer] symlinks = "follow-inside"` and it leads to a file in the same folder.
+#[cfg(unix)]
+#[test]
+fn links_in_a_local_inbound_folder_are_skipped_unless_they_stay_inside() {
+    let d = Dir::new();
+    d.write("c.toml", CONFIG);
+    d.write("in/C/a.csv", "id,name\n1,x\n");
+    d.write("secret.csv", "id,name\n7,secret\n");
+    std::os::unix::fs::symlink(d.path("secret.csv"), d.path("in/C/out.csv")).unwrap();
+    std::os::unix::fs::symlink(d.path("in/C/a.csv"), d.path("in/C/same.csv")).unwrap();
+    let listed = |d: &Dir| {
+        let o = d
+            .cmd()
+            .args(["manifest", "--config", "c.toml", "in", "--out", "m.jsonl"])
+            .assert()
+            .success();
+        let names: Vec<String> = d
+            .read("m.jsonl")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["location"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        (names, crate::util::stderr(&o))
+    };
+    let (names, err) = listed(&d);
+    assert_eq!(names, ["a.csv"]);
+    assert!(
+        err.contains("out.csv: skipped: a symbolic link, not followed"),
+        "{err}"
+    );
+    assert!(err.contains("same.csv: skipped"), "{err}");
+    // process --inbound reads the same listing: the secret is in no output.
+    d.cmd()
+        .args([
+            "process",
+            "--config",
+            "c.toml",
+            "--inbound",
+            "in",
+            "--out",
+            "run",
+        ])
+        .args(["--date", "2026-11-29", "-q"])
+        .assert()
+        .success();
+    assert!(!d.path("run/C/out.out.csv").exists() && d.path("run/C/a.out.csv").exists());
+    d.write(
+        "c.toml",
+        format!("[transfer]\nsymlinks = \"follow-inside\"\n{CONFIG}"),
+    );
+    let (names, err) = listed(&d);
+    assert_eq!(names, ["a.csv", "same.csv"]);
+    assert!(
+        err.contains(
+            "out.csv: skipped: a symbolic link that does not lead to a file in its vendor's folder"
+        ),
+        "{err}"
+    );
+}
