@@ -454,9 +454,13 @@ pub fn format_number(n: Decimal, nf: &NumberFormat, mut out: String) -> String {
             out.push(char::from(b));
         }
     }
-    if scale > 0 {
+    // A value too large for its mantissa to hold the scale asked for (29 digits and 2
+    // decimals) keeps the scale it has: the decimals still missing are zeros, written here.
+    let zeros = nf.decimals.map_or(0, |d| d as usize).saturating_sub(scale);
+    if scale + zeros > 0 {
         out.push_str(&nf.decimal_separator);
         digits(&mut out, frac);
+        (0..zeros).for_each(|_| out.push('0'));
     }
     out
 }
@@ -546,9 +550,13 @@ mod tests {
             }
             out.push(ch);
         }
-        if let Some(f) = frac {
+        // Decimals the value could not be rescaled to are zeros.
+        let want = nf.decimals.unwrap_or(0) as usize;
+        let f = frac.unwrap_or("");
+        if !f.is_empty() || want > 0 {
             out.push_str(&nf.decimal_separator);
             out.push_str(f);
+            out.push_str(&"0".repeat(want.saturating_sub(f.len())));
         }
         out
     }
@@ -585,6 +593,23 @@ mod tests {
         assert_eq!(
             format_number(d("12"), &nf(Some(2), ".", ""), String::new()),
             "12.00"
+        );
+        // The largest decimal cannot be rescaled to two decimals: they are written as zeros.
+        assert_eq!(
+            format_number(
+                d("79228162514264337593543950335"),
+                &nf(Some(2), ".", ""),
+                String::new()
+            ),
+            "79228162514264337593543950335.00"
+        );
+        assert_eq!(
+            format_number(
+                d("-7922816251426433759354395033.5"),
+                &nf(Some(3), ",", ""),
+                String::new()
+            ),
+            "-7922816251426433759354395033,500"
         );
         assert_eq!(
             format_number(d("999.995"), &nf(Some(2), ".", ","), String::new()),

@@ -430,7 +430,8 @@ impl FieldCheck {
         Ok(typed)
     }
 
-    /// Parses text into the field's type.
+    /// Parses text into the field's type. A decimal is held exactly, in 28 or 29 significant
+    /// digits; one with more is refused (rule `type`), never rounded.
     #[inline(always)]
     pub fn parse<'a>(&self, text: &'a str) -> Result<Typed<'a>, Violation> {
         let bad = || Violation {
@@ -445,7 +446,20 @@ impl FieldCheck {
                 if text.contains('_') {
                     return Err(bad());
                 }
-                Typed::Dec(Decimal::from_str(text).map_err(|_| bad())?)
+                let d = Decimal::from_str(text).map_err(|_| bad())?;
+                // More digits than the 96-bit mantissa holds are rounded by `from_str`, not
+                // refused: a value is kept exactly or not read at all. Only a text of more than
+                // 28 characters can hold that many.
+                if text.len() > 28 && lost_digits(text, &d) {
+                    return Err(Violation {
+                        rule: "type",
+                        reason: format!(
+                            "{} has more digits than a decimal holds (28 or 29 significant digits)",
+                            quote(text)
+                        ),
+                    });
+                }
+                Typed::Dec(d)
             }
             FieldType::Boolean => match text.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "y" | "1" => Typed::Bool(true),
@@ -550,6 +564,13 @@ pub fn quote(text: &str) -> String {
     }
 }
 
+/// Whether reading `text` as `d` dropped digits: its fraction (trailing zeros aside) has more
+/// digits than `d` kept.
+fn lost_digits(text: &str, d: &Decimal) -> bool {
+    let frac = text.split_once('.').map_or("", |(_, f)| f);
+    frac.trim_end_matches('0').len() > d.scale() as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,6 +598,30 @@ mod tests {
         assert!(d.check(Some("12.50")).is_ok());
         assert_eq!(d.check(Some("12,5")).unwrap_err().rule, "type");
         assert_eq!(d.check(Some("1_0")).unwrap_err().rule, "type");
+        // Held exactly or refused, never rounded: 28 or 29 significant digits.
+        for exact in [
+            "79228162514264337593543950335",
+            "-7.9228162514264337593543950335",
+            "0.1234567890123456789012345678",
+            "1.0000000000000000000000000000000",
+        ] {
+            let t = d.check(Some(exact)).unwrap();
+            assert_eq!(t, Typed::Dec(Decimal::from_str(exact).unwrap()), "{exact}");
+        }
+        for inexact in [
+            "1.00000000000000000000000000001",
+            "0.1234567890123456789012345678901",
+            "79228162514264337593543950336",
+        ] {
+            let e = d.check(Some(inexact)).unwrap_err();
+            assert_eq!(e.rule, "type", "{inexact}");
+        }
+        assert!(
+            d.check(Some("1.00000000000000000000000000001"))
+                .unwrap_err()
+                .reason
+                .contains("more digits than a decimal holds")
+        );
         let dt = field("name = 'a'\ntype = 'date'\nformat = '%d/%m/%Y'");
         assert!(dt.check(Some("31/12/2026")).is_ok());
         let e = dt.check(Some("2026-12-31")).unwrap_err();
