@@ -922,7 +922,49 @@ impl Config {
             }
         }
         config.check_notify()?;
+        config.check_locations()?;
         Ok(config)
+    }
+
+    /// The locations the file names (a vendor's `transfer.outbound`, a window's `source` and
+    /// `target`) are paths or URLs of a kind batchwin reaches, and `[transfer] concurrency` is
+    /// at least 1: checked when the file is read, by every command, rather than by the step
+    /// that first uses them (a delivery target misspelt would otherwise fail the window's
+    /// publish, after its processing).
+    fn check_locations(&self) -> Result<(), ConfigError> {
+        if self.transfer.concurrency == Some(0) {
+            return Err(self.at(
+                &KeyPath::top("transfer").key("concurrency"),
+                "must be at least 1",
+            ));
+        }
+        let mut named: Vec<(KeyPath, &str)> = Vec::new();
+        for (i, v) in self.vendors.iter().enumerate() {
+            if let Some(o) = &v.transfer.outbound {
+                named.push((KeyPath::vendor(i).key("transfer").key("outbound"), o));
+            }
+        }
+        for (name, w) in &self.windows {
+            let at = KeyPath::top("windows").key(name);
+            named.push((at.key("source"), &w.source));
+            if let Some(t) = &w.target {
+                named.push((at.key("target"), t));
+            }
+        }
+        for (at, location) in named {
+            let Some((scheme, _)) = location.split_once("://") else {
+                continue;
+            };
+            if !["file", "s3", "az", "azure", "gs", "sftp"].contains(&scheme) {
+                return Err(self.at(
+                    &at,
+                    format!(
+                        "`{scheme}://` is not a location batchwin can use: give a path, or a file://, s3://, az://, gs:// or sftp:// URL"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether a worker may need the masking key: some output field is hashed, as configured

@@ -120,3 +120,25 @@ fn help_lists_exit_codes() {
     let out = d.cmd().args(["process", "--help"]).output().expect("run");
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
 }
+
+/// A delivery target of a kind batchwin cannot reach, and no transfers at once, are found when
+/// the file is read by any command, not by the `publish` after the window's processing.
+#[test]
+fn a_location_batchwin_cannot_reach_and_zero_concurrency_name_their_key() {
+    let c = format!("{ACME}\n[vendor.transfer]\noutbound = \"ftp://files.example.com/out\"\n");
+    let e = error_for(&c);
+    assert!(
+        e.contains("key `vendor[0].transfer.outbound`")
+            && e.contains("`ftp://` is not a location batchwin can use"),
+        "{e}"
+    );
+    let e = error_for(&format!("[transfer]\nconcurrency = 0\n{ACME}"));
+    assert!(
+        e.contains("line 2") && e.contains("key `transfer.concurrency`: must be at least 1"),
+        "{e}"
+    );
+    let c = format!(
+        "{ACME}\n[windows.morning]\nstart = \"06:00\"\nend = \"10:00\"\nsource = \"sftp://in@h/srv\"\ntarget = \"http://x\"\n"
+    );
+    assert!(error_for(&c).contains("key `windows.morning.target`"));
+}
