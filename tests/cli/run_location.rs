@@ -69,7 +69,7 @@ pub(crate) fn s3() -> Option<Location> {
 
 /// The S3 API server that checks request signatures (s3s-fs), with the keys
 /// `scripts/services/object-stores-up` gave it.
-fn s3_sigv4() -> Option<Location> {
+pub(crate) fn s3_sigv4() -> Option<Location> {
     let endpoint = service("BATCHWIN_TEST_S3_SIGV4")?;
     let env = vec![
         ("AWS_ENDPOINT".to_string(), endpoint.clone()),

@@ -1,6 +1,7 @@
 //! A generated day run as Slurm job arrays on a real single-node Slurm, started by
 //! `scripts/test` (see `scripts/services/slurm-up`): from a shared folder, and from a run
-//! location on the S3 API server with workers that share nothing but the store.
+//! location on the S3 API server that checks signatures, with workers that share nothing but
+//! the store.
 
 use std::time::{Duration, Instant};
 
@@ -10,10 +11,9 @@ use crate::util::{Dir, assert_same_outputs, generate_day, plan_day, process_day}
 
 #[test]
 fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
-    if std::env::var_os("SLURM_CONF").is_none() {
-        eprintln!("SLURM_CONF is not set: no Slurm to submit to. scripts/test starts one.");
+    let Some(_) = crate::util::service("SLURM_CONF") else {
         return;
-    }
+    };
     let d = Dir::new();
     generate_day(&d, "20", "30000", "10", "5");
     process_day(&d, "whole");
@@ -115,8 +115,8 @@ fn wait_for(ids: &[String]) -> String {
 const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
 const PARENT: &str = "10f067aa0ba902b8";
 
-/// A day staged on the S3 API server runs as Slurm arrays of workers that share nothing but
-/// the store: planned to a run location there with the Slurm files for URL workers (node-local
+/// A day staged on the S3 API server that checks request signatures (s3s-fs) runs as Slurm
+/// arrays of workers that share nothing but the store: planned to a run location there with the Slurm files for URL workers (node-local
 /// scratch, no `--config`), a large file cut in parts by ranged reads, submitted as emitted
 /// with the store's credentials in the submitting environment. The report and publish from
 /// the run location give the generator's totals and, byte for byte, local processing's
@@ -124,11 +124,10 @@ const PARENT: &str = "10f067aa0ba902b8";
 /// passes it on.
 #[test]
 fn a_day_staged_on_s3_runs_as_slurm_arrays_of_url_workers_in_the_plans_trace() {
-    if std::env::var_os("SLURM_CONF").is_none() {
-        eprintln!("SLURM_CONF is not set: no Slurm to submit to. scripts/test starts one.");
+    let Some(conf) = crate::util::service("SLURM_CONF") else {
         return;
-    }
-    let Some(loc) = run_location::s3() else {
+    };
+    let Some(loc) = run_location::s3_sigv4() else {
         return;
     };
     let d = Dir::new();
@@ -186,7 +185,7 @@ fn a_day_staged_on_s3_runs_as_slurm_arrays_of_url_workers_in_the_plans_trace() {
     bash.arg(d.path("emit/slurm/submit.sh"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SLURM_CONF", std::env::var_os("SLURM_CONF").unwrap())
+        .env("SLURM_CONF", &conf)
         .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
         .envs(loc.env.iter().map(|(k, v)| (k, v)))
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url(""))
