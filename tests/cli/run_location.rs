@@ -541,7 +541,24 @@ fn assert_parts_rejects(rel: &str, whole: &[u8], pieces: &[&Vec<u8>]) -> usize {
 
 fn a_day_runs_from_the_location(loc: Location) {
     let d = Dir::new();
-    stage_and_plan(&d, &loc, "12", "6000", "3");
+    stage(&d, &loc, "12", "6000", "3");
+    // The planner reads the manifest from the store too: nothing of the day stays local.
+    let manifest = std::fs::read(d.path("manifest.jsonl")).unwrap();
+    loc.put("manifest.jsonl", &manifest);
+    std::fs::remove_file(d.path("manifest.jsonl")).unwrap();
+    let o = loc
+        .cmd(d.root())
+        .args(["plan", "--config", "day/batchwin.toml", "--date", DATE])
+        .args(["--manifest", &loc.url("manifest.jsonl")])
+        .args(["--out", &loc.url("run/plan.json"), "--slices", "3"])
+        .output()
+        .expect("plan runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for k in 0..3 {
         let o = run_slice(&d, &loc, k, 0);
         assert_eq!(o.status.code(), Some(0));
