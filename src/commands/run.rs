@@ -35,7 +35,8 @@ pub struct RunArgs {
     /// A run location URL (`s3://BUCKET/runs`, `az://`, `gs://`, `sftp://`) for the days' data:
     /// each day's staging, plan, outputs, ledgers and status documents go to
     /// `URL/DATE-WINDOW/`, and the slices run over it with local scratch. The lock, `state.json`
-    /// and the report's pages stay in the local run folder (`--runs`). Local executor only.
+    /// and the report's pages stay in the local run folder (`--runs`). With `--executor slurm`
+    /// the tasks read the plan there too, with node-local scratch.
     #[arg(long, value_name = "URL")]
     pub run_location: Option<String>,
     /// Slurm: most slices the plan may use (`plan --max-slices`). A day that needs more is

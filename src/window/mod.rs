@@ -98,9 +98,11 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
                 "--run-location `{url}` is not a URL (s3://, az://, gs://, sftp://, file://); a local folder is --runs"
             )));
         }
-        if a.executor != Executor::Local {
+        // Slurm's tasks read the configuration from the run location, where no key file is.
+        if a.executor == Executor::Slurm && config.hashes() && config.masking.key_file.is_some() {
             return Err(Failure::usage(anyhow!(
-                "--run-location runs the slices with the local executor; on Slurm, plan with `plan --emit slurm --worker-out URL` (see docs/engines.md)"
+                "`[masking] key_file` in `{}`: on Slurm with --run-location the tasks read the configuration from the run location, which holds no key file; give the key in the environment instead (`[masking] key_env`, default BATCHWIN_MASK_KEY: sbatch passes it on to the tasks)",
+                config_path.display()
             )));
         }
     }
@@ -541,11 +543,13 @@ fn run_steps(
             Executor::Local => (workers.to_string(), None),
             Executor::Slurm => (
                 "auto".to_string(),
+                // At a run location, the tasks read the plan (and the configuration beside it)
+                // there, with node-local scratch, as `plan --emit slurm` writes them for URLs.
                 Some(SlurmEmit {
                     emit_dir: dir.join("emit"),
                     worker_out: &out,
                     worker_batchwin: &steps.exe,
-                    worker_plan: &plan_path,
+                    worker_plan: &plan_out,
                     worker_config: cfg,
                 }),
             ),

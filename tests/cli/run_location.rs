@@ -1605,6 +1605,91 @@ fn a_window_runs_at_an_s3_run_location() {
     }
 }
 
+/// `run --executor slurm --run-location URL`: the day's data at the run location that checks
+/// request signatures, the slices as Slurm array tasks that read the plan there with node-local
+/// scratch (no `--config`); outputs byte for byte those of local processing, totals those of
+/// expected.json.
+#[test]
+fn a_window_runs_on_slurm_at_an_s3_run_location() {
+    let Some(conf) = crate::util::service("SLURM_CONF") else {
+        return;
+    };
+    let Some(loc) = s3_sigv4() else {
+        return;
+    };
+    let d = Dir::new();
+    let date = crate::run::day_on_server(&d, "8", "8000", "3", "43");
+    let runs = loc.url("runs");
+    let day = format!("{runs}/{date}-day");
+    let args = crate::run::run_args(&date, &["--executor", "slurm", "--run-location", &runs]);
+    // The tasks read the configuration at the run location: a key file beside it is refused
+    // up front, and the key is given in the environment instead.
+    let o = loc
+        .cmd(d.root())
+        .args(&args)
+        .env("SLURM_CONF", &conf)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`[masking] key_file`"));
+    let config: String = d
+        .read("day/batchwin.toml")
+        .lines()
+        .filter(|l| !l.starts_with("key_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    d.write("day/batchwin.toml", config);
+    crate::util::process_day_on(&d, "whole", &date);
+    let o = loc
+        .cmd(d.root())
+        .args(&args)
+        .env("SLURM_CONF", &conf)
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("submitted") && out.contains("completed"),
+        "{out}"
+    );
+    // The tasks as emitted: the plan at the run location, node-local scratch, no --config.
+    let emitted = d.read(&format!("runs/{date}-day/emit/slurm/stage-0-0.sbatch"));
+    assert!(
+        emitted.contains(&format!(
+            "process --plan {day}/plan.json --out {day} --scratch"
+        )) && !emitted.contains("--config"),
+        "{emitted}"
+    );
+    let stored = loc.objects(&format!("runs/{date}-day"));
+    assert!(stored.keys().any(|k| k.starts_with("ledgers/slice-")));
+    assert!(!d.path(&format!("runs/{date}-day/out")).exists());
+    assert_published(
+        &d.path("whole"),
+        &d.path(&format!("server/outbound/{date}")),
+    );
+    let o = loc.run(
+        d.root(),
+        &[
+            "report",
+            "--ledgers",
+            &format!("{day}/ledgers"),
+            "--format",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    let expected: serde_json::Value =
+        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
+    assert_eq!(report["totals"]["records_in"], expected["records"]);
+    assert_eq!(report["totals"]["records_rejected"], expected["invalid"]);
+    assert_eq!(report["totals"]["failed"], 0);
+}
+
 #[test]
 fn a_window_runs_at_an_azure_blob_run_location() {
     if let Some(loc) = azurite() {
