@@ -617,7 +617,7 @@ fn slices_with(p: &Value, vendor: &str) -> Vec<String> {
 /// Changes the generated day's configuration so that V002's files fail (its records all lack
 /// a required field, and its skip limit is 0) and V003 comes after V002 (its slices run in the
 /// next stage, and are held back by V002's failure).
-fn v002_fails_and_v003_comes_after(d: &Dir) {
+pub(crate) fn v002_fails_and_v003_comes_after(d: &Dir) {
     let config = d.read("day/batchwin.toml");
     let at = config.find("id = \"V002\"").unwrap();
     let end = at + config[at..].find("[[vendor]]").unwrap();

@@ -65,6 +65,89 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
     assert!(report.contains(" succeeded, 0 failed)"), "{report}");
 }
 
+/// A vendor whose files fail, and one `after` it, on Slurm: the next stage starts once the
+/// first has ended (`afterany`), its slices record the vendor after the failed one as `blocked`
+/// with the parent named, and the report job runs and says the day failed; every job ends.
+#[test]
+fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
+    let Some(_) = crate::util::service("SLURM_CONF") else {
+        return;
+    };
+    let d = Dir::new();
+    generate_day(&d, "20", "4000", "10", "11");
+    crate::engines::v002_fails_and_v003_comes_after(&d);
+    let bin = assert_cmd::cargo::cargo_bin("batchwin");
+    let run = d.path("run");
+    plan_day(
+        &d,
+        &[
+            "--slices",
+            "4",
+            "--emit",
+            "slurm",
+            "--emit-dir",
+            "emit",
+            "--worker-batchwin",
+            bin.to_str().unwrap(),
+            "--worker-out",
+            run.to_str().unwrap(),
+        ],
+    );
+    let mut submit = std::process::Command::new("bash");
+    submit
+        .arg(d.path("emit/slurm/submit.sh"))
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY);
+    let ids = submit_jobs(submit);
+    let states = wait_for(&ids);
+    // The slices with V002's failed files and the report exit 1; none is left waiting.
+    assert!(
+        states.lines().any(|l| l.ends_with("FAILED"))
+            && states
+                .lines()
+                .all(|l| l.ends_with("FAILED") || l.ends_with("COMPLETED")),
+        "{states}"
+    );
+    let report = std::fs::read_dir(run.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("report"))
+        .expect("the report job ran and left its log");
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.contains(" failed") && report.contains("blocked"),
+        "{report}"
+    );
+    let o = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--format", "json"])
+        .assert()
+        .code(1);
+    let r: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    let failures = r["failures"].as_array().unwrap();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f["vendor"] == "V002" && f["status"] == "failed"),
+        "{failures:?}"
+    );
+    let v003: Vec<&serde_json::Value> = failures.iter().filter(|f| f["vendor"] == "V003").collect();
+    assert!(
+        !v003.is_empty()
+            && v003
+                .iter()
+                .all(|f| f["status"] == "blocked"
+                    && f["error"].as_str().unwrap_or("").contains("V002")),
+        "{v003:?}"
+    );
+    // The vendors that do not wait for V002 are all done.
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["vendor"] == "V002" || f["vendor"] == "V003"),
+        "{failures:?}"
+    );
+}
+
 /// Runs an emitted `submit.sh`: the ids of the jobs it submitted.
 fn submit_jobs(mut submit: std::process::Command) -> Vec<String> {
     let out = submit.output().expect("submit.sh");
