@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::codecs::check::{Out, decode_with};
+use crate::codecs::check::{Out, decode_until};
 use crate::codecs::csv::{CsvDecoder, CsvReadOptions};
 use crate::codecs::jsonl::JsonlDecoder;
 use crate::codecs::{Decoder, FileError, Locator};
@@ -87,13 +87,17 @@ fn vendors() -> &'static [Vendor] {
 
 /// Reads the whole body in one chunk and in chunks of `size`; both must agree.
 fn same_in_chunks(dec: &mut dyn Decoder, body: &[u8], size: usize) -> Result<Vec<Out>, FileError> {
-    let whole = decode_with(dec, body, usize::MAX);
-    let cut = decode_with(dec, body, size);
+    // What was read before a failure too: the engine keeps those records' rejects.
+    let whole = decode_until(dec, body, usize::MAX);
+    let cut = decode_until(dec, body, size);
     assert_eq!(
         cut, whole,
         "chunks of {size} bytes read differently from one chunk"
     );
-    whole
+    match whole {
+        (out, None) => Ok(out),
+        (_, Some(e)) => Err(e),
+    }
 }
 
 fn read(format: Format, data: &[u8]) {

@@ -58,7 +58,24 @@ pub fn decode_with(
     data: &[u8],
     target_bytes: usize,
 ) -> Result<Vec<Out>, FileError> {
-    let pre = dec.preamble(data)?;
+    match decode_until(dec, data, target_bytes) {
+        (out, None) => Ok(out),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// [`decode_with`] that keeps what was read before the input failed, as the engine does (the
+/// records of the chunks before a framing error are processed, their rejects kept): the records,
+/// and the error, if any. The chunks before an error must tile the body from its start.
+pub fn decode_until(
+    dec: &mut dyn Decoder,
+    data: &[u8],
+    target_bytes: usize,
+) -> (Vec<Out>, Option<FileError>) {
+    let pre = match dec.preamble(data) {
+        Ok(pre) => pre,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
     assert!(
         pre.body_start <= pre.body_end && pre.body_end <= data.len(),
         "{pre:?}"
@@ -66,7 +83,10 @@ pub fn decode_with(
     let mut out = Vec::new();
     let mut next_byte = pre.body_start;
     for chunk in dec.frame(data, &pre, target_bytes) {
-        let chunk = chunk?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return (out, Some(e)),
+        };
         assert_eq!(chunk.bytes.start, next_byte, "chunks must be contiguous");
         assert!(chunk.bytes.end > chunk.bytes.start, "empty chunk {chunk:?}");
         assert_eq!(chunk.first_record, out.len() as u64 + 1, "chunk numbering");
@@ -74,7 +94,7 @@ pub fn decode_with(
         dec.decode(data, &chunk, &mut |d| out.push(own(d)));
     }
     assert_eq!(next_byte, pre.body_end, "chunks must cover the body");
-    Ok(out)
+    (out, None)
 }
 
 /// Decodes `data` as a single chunk.

@@ -3,8 +3,21 @@
 //! hostile values for property tests. Each format's tests call these instead of writing the
 //! harness again.
 
-pub use super::check::{Out, decode_all, decode_with};
+pub use super::check::{Out, decode_all, decode_until, decode_with};
 use super::{Decoder, Encoder};
+
+/// [`assert_framing_invariant`] for any input, one that fails included: every chunk size
+/// reads the same records before the same error (or none) as one chunk.
+pub fn assert_same_until_it_fails(dec: &mut dyn Decoder, data: &[u8]) {
+    let whole = decode_until(dec, data, usize::MAX);
+    for target in 1..=data.len() {
+        assert_eq!(
+            decode_until(dec, data, target),
+            whole,
+            "target_bytes = {target}"
+        );
+    }
+}
 
 /// Checks that every chunk size from 1 byte to the whole input gives the same records,
 /// numbers and lines as one chunk; returns those records.

@@ -136,6 +136,10 @@ pub(super) struct Scanner<'d> {
     pub(super) pos: usize,
     pub(super) end: usize,
     pub(super) record: &'d [u8],
+    /// Where the records inside a record left open end, found by the scan that reached the end
+    /// of the body looking for its end tag (see [`Scanner::record_end`]): the records after it
+    /// are then framed from these, not scanned to the end again, one after the other.
+    pub(super) ends: std::collections::HashMap<usize, usize>,
 }
 
 impl Scanner<'_> {
@@ -149,7 +153,7 @@ impl Scanner<'_> {
             self.pos = next;
             match m {
                 Markup::Start { name, empty } if local(name) == self.record => {
-                    let end = if empty { next } else { self.record_end() };
+                    let end = if empty { next } else { self.record_end(p) };
                     return Ok(Some(p..end));
                 }
                 Markup::Declaration => {
@@ -178,15 +182,23 @@ impl Scanner<'_> {
         (len > 0 && local(name) != self.record).then_some(from + len)
     }
 
-    /// Offset after the end tag of the record whose start tag was just read. A record not
-    /// closed before the end of the body (a misspelt end tag, a truncated file) ends where the
-    /// first record start tag inside it begins, or at the end of the body when there is none:
-    /// the record parser then says what is wrong with it, and the records after it are read as
-    /// records instead of being swallowed into its reject. (Records nested in a record that is
-    /// closed stay part of it.)
-    pub(super) fn record_end(&mut self) -> usize {
-        let mut depth = 1usize;
-        let mut first_inner: Option<usize> = None;
+    /// Offset after the end tag of the record at `start`, whose start tag was just read. A
+    /// record not closed before the end of the body (a misspelt end tag, a truncated file) ends
+    /// where the first record start tag inside it begins, or at the end of the body when there
+    /// is none: the record parser then says what is wrong with it, and the records after it
+    /// are read as records instead of being swallowed into its reject. (Records nested in a
+    /// record that is closed stay part of it.) The scan that finds a record left open finds
+    /// by the same rules where each record inside it ends, and keeps those ends for the calls
+    /// that follow: however many records are left open, the body is scanned once.
+    pub(super) fn record_end(&mut self, start: usize) -> usize {
+        if let Some(end) = self.ends.remove(&start) {
+            self.pos = end;
+            return end;
+        }
+        // The records open around the scan, outermost first: where each starts, and where the
+        // first record start tag inside it is.
+        let mut open: Vec<(usize, Option<usize>)> = vec![(start, None)];
+        let mut closed: Vec<(usize, usize)> = Vec::new();
         while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
             // Most tags in a record are its fields' start and end tags: one whose name is not
             // the record's is passed over by its name (a `<` cannot appear in an attribute
@@ -202,22 +214,35 @@ impl Scanner<'_> {
             self.pos = next;
             match m {
                 Markup::Start { name, empty } if local(name) == self.record => {
-                    first_inner.get_or_insert(at);
+                    if let Some((_, first)) = open.last_mut() {
+                        first.get_or_insert(at);
+                    }
                     if !empty {
-                        depth += 1;
+                        open.push((at, None));
                     }
                 }
                 Markup::End { name } if local(name) == self.record => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return next;
+                    if let Some((s, _)) = open.pop() {
+                        if open.is_empty() {
+                            return next;
+                        }
+                        closed.push((s, next));
                     }
                 }
                 _ => {}
             }
         }
-        self.pos = first_inner.unwrap_or(self.end);
-        self.pos
+        // Left open: each record still open ends at the first record inside it, and those
+        // closed inside where their end tags are.
+        let end = open[0].1.unwrap_or(self.end);
+        self.ends.extend(closed);
+        self.ends.extend(
+            open.iter()
+                .skip(1)
+                .map(|&(s, first)| (s, first.unwrap_or(self.end))),
+        );
+        self.pos = end;
+        end
     }
 }
 
