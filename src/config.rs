@@ -955,7 +955,8 @@ impl Config {
             let Some((scheme, _)) = location.split_once("://") else {
                 continue;
             };
-            if !["file", "s3", "az", "azure", "gs", "sftp"].contains(&scheme) {
+            let known = ["file", "s3", "az", "azure", "gs", "sftp"];
+            if !known.contains(&scheme.to_ascii_lowercase().as_str()) {
                 return Err(self.at(
                     &at,
                     format!(

@@ -430,8 +430,9 @@ impl FieldCheck {
         Ok(typed)
     }
 
-    /// Parses text into the field's type. A decimal is held exactly, in 28 or 29 significant
-    /// digits; one with more is refused (rule `type`), never rounded.
+    /// Parses text into the field's type. A decimal is held exactly (at most 28 digits after
+    /// the point, 28 or 29 in all); one that needs more is refused (rule `type`), never
+    /// rounded.
     #[inline(always)]
     pub fn parse<'a>(&self, text: &'a str) -> Result<Typed<'a>, Violation> {
         let bad = || Violation {
@@ -454,7 +455,7 @@ impl FieldCheck {
                     return Err(Violation {
                         rule: "type",
                         reason: format!(
-                            "{} has more digits than a decimal holds (28 or 29 significant digits)",
+                            "{} has more digits than a decimal holds (28 after the point, 28 or 29 in all)",
                             quote(text)
                         ),
                     });

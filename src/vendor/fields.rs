@@ -67,6 +67,12 @@ pub(super) fn output_field(
                 "number formatting applies to an output taken `from` an integer or decimal field",
             ));
             }
+            if o.decimals.is_some_and(|d| d > 28) {
+                return Err(cfg.at(
+                    &oat.key("decimals"),
+                    "at most 28: a decimal holds no more digits after the point",
+                ));
+            }
             Some(NumberFormat {
                 decimals: o.decimals,
                 decimal_separator: o.decimal_separator.clone().unwrap_or_else(|| ".".into()),
