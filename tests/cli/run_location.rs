@@ -1481,6 +1481,23 @@ fn status_follows_a_slice_at_an_azure_blob_run_location() {
     }
 }
 
+/// The report of the day run at `day` (`URL/DATE-WINDOW`) from its ledgers there: its totals
+/// are those of the generated day's expected.json, which is returned, and nothing failed.
+fn assert_totals_as_generated(d: &Dir, loc: &Location, day: &str) -> serde_json::Value {
+    let ledgers = format!("{day}/ledgers");
+    let o = loc.run(
+        d.root(),
+        &["report", "--ledgers", &ledgers, "--format", "json"],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
+    let expected: serde_json::Value =
+        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
+    assert_eq!(report["totals"]["records_in"], expected["records"]);
+    assert_eq!(report["totals"]["records_rejected"], expected["invalid"]);
+    assert_eq!(report["totals"]["failed"], 0);
+    expected
+}
+
 /// `run --run-location URL`: a generated day through `run` with its data at the run location
 /// and its bookkeeping in the local run folder; outputs byte for byte those of a local `run` of
 /// the same day, totals those of expected.json, and a second `run` does nothing new.
@@ -1518,23 +1535,7 @@ fn a_window_runs_at_the_location(loc: Location) {
         &d.path(&format!("server/outbound/{date}")),
     );
 
-    // Totals as generated.
-    let o = loc.run(
-        d.root(),
-        &[
-            "report",
-            "--ledgers",
-            &format!("{day}/ledgers"),
-            "--format",
-            "json",
-        ],
-    );
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
-    let expected: serde_json::Value =
-        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
-    assert_eq!(report["totals"]["records_in"], expected["records"]);
-    assert_eq!(report["totals"]["records_rejected"], expected["invalid"]);
-    assert_eq!(report["totals"]["failed"], 0);
+    let expected = assert_totals_as_generated(&d, &loc, &day);
 
     // `status` of the run location, and of the local run folder, which leads there.
     for run in [day.clone(), format!("runs/{date}-day")] {
@@ -1672,22 +1673,7 @@ fn a_window_runs_on_slurm_at_an_s3_run_location() {
         &d.path("whole"),
         &d.path(&format!("server/outbound/{date}")),
     );
-    let o = loc.run(
-        d.root(),
-        &[
-            "report",
-            "--ledgers",
-            &format!("{day}/ledgers"),
-            "--format",
-            "json",
-        ],
-    );
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report json");
-    let expected: serde_json::Value =
-        serde_json::from_str(&d.read("day/expected.json")).expect("expected.json");
-    assert_eq!(report["totals"]["records_in"], expected["records"]);
-    assert_eq!(report["totals"]["records_rejected"], expected["invalid"]);
-    assert_eq!(report["totals"]["failed"], 0);
+    assert_totals_as_generated(&d, &loc, &day);
 }
 
 #[test]

@@ -40,11 +40,7 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
             run.to_str().unwrap(),
         ],
     );
-    let mut submit = std::process::Command::new("bash");
-    submit
-        .arg(d.path("emit/slurm/submit.sh"))
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY);
-    let ids = submit_jobs(submit);
+    let ids = submit_jobs(submit_command(&d));
     // Two stages of 3 slices in arrays of at most 2 tasks: 4 arrays, and the report job.
     assert_eq!(ids.len(), 5, "{ids:?}");
     let states = wait_for(&ids);
@@ -54,12 +50,7 @@ fn a_planned_day_runs_on_slurm_and_matches_local_processing() {
     assert_same_outputs(&d.path("whole"), &run);
     let ledgers = std::fs::read_dir(run.join("ledgers")).unwrap().count();
     assert_eq!(ledgers, 6);
-    let report = std::fs::read_dir(run.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().contains("report"))
-        .expect("report log");
-    let report = std::fs::read_to_string(report).unwrap();
+    let report = report_log(&run);
     // The report job merged every slice's ledger: the 20 files, none failed.
     assert!(report.contains("files      20 ("), "{report}");
     assert!(report.contains(" succeeded, 0 failed)"), "{report}");
@@ -93,11 +84,7 @@ fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
             run.to_str().unwrap(),
         ],
     );
-    let mut submit = std::process::Command::new("bash");
-    submit
-        .arg(d.path("emit/slurm/submit.sh"))
-        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY);
-    let ids = submit_jobs(submit);
+    let ids = submit_jobs(submit_command(&d));
     let states = wait_for(&ids);
     // The slices with V002's failed files and the report exit 1; none is left waiting.
     assert!(
@@ -107,12 +94,7 @@ fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
                 .all(|l| l.ends_with("FAILED") || l.ends_with("COMPLETED")),
         "{states}"
     );
-    let report = std::fs::read_dir(run.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().contains("report"))
-        .expect("the report job ran and left its log");
-    let report = std::fs::read_to_string(report).unwrap();
+    let report = report_log(&run);
     assert!(
         report.contains(" failed") && report.contains("blocked"),
         "{report}"
@@ -146,6 +128,25 @@ fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
             .all(|f| f["vendor"] == "V002" || f["vendor"] == "V003"),
         "{failures:?}"
     );
+}
+
+/// `bash DIR/emit/slurm/submit.sh` with the masking key the tasks read.
+fn submit_command(d: &Dir) -> std::process::Command {
+    let mut submit = std::process::Command::new("bash");
+    submit
+        .arg(d.path("emit/slurm/submit.sh"))
+        .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY);
+    submit
+}
+
+/// The log the report job left in the run folder `run` (it ran, or this panics).
+fn report_log(run: &std::path::Path) -> String {
+    let log = std::fs::read_dir(run.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("report"))
+        .expect("the report job's log");
+    std::fs::read_to_string(log).unwrap()
 }
 
 /// Runs an emitted `submit.sh`: the ids of the jobs it submitted.
