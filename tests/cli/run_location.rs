@@ -657,6 +657,33 @@ fn a_staged_input_changed_after_fetch_is_refused_with_exit_3() {
     );
     assert!(run.keys().filter(|k| k.contains(".out.")).count() >= 4);
     assert_scratch_empty(&d);
+    // A publish of what the slice recorded delivers the other files and nothing of this one.
+    let ledgers = loc.url("run/ledgers");
+    let o = loc
+        .cmd(d.root())
+        .args([
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            &ledgers,
+        ])
+        .args(["--target", "published", "--date", DATE])
+        .output()
+        .expect("publish");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let delivered = crate::util::tree(&d.path("published"));
+    assert!(
+        delivered.keys().filter(|k| k.contains(".out.")).count() >= 4
+            && !delivered.keys().any(|k| k.contains(stem.as_ref())),
+        "{:?}",
+        delivered.keys()
+    );
 }
 
 #[test]
