@@ -576,6 +576,15 @@ fn a_day_runs_from_the_location(loc: Location) {
     report_and_publish(&d, &loc);
 }
 
+/// Staged and run over SFTP: the staging, the manifest, the plan, the outputs and the
+/// ledgers on the test OpenSSH server, each slice in its own empty folder.
+#[test]
+fn a_day_runs_from_an_sftp_run_location_without_a_shared_filesystem() {
+    if let Some((loc, _server)) = sftp() {
+        a_day_runs_from_the_location(loc);
+    }
+}
+
 #[test]
 fn a_day_runs_from_an_s3_run_location_without_a_shared_filesystem() {
     if let Some(loc) = s3() {
