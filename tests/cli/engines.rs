@@ -821,6 +821,130 @@ fn play_aws_batch(
     played
 }
 
+/// What Kubernetes does with the emitted Indexed Jobs, played with the pods' own command
+/// lines run for real, in the order `submit.sh` applies them (each Job waited for until it is
+/// Complete or Failed, then the next): every index of a Job runs with `JOB_COMPLETION_INDEX`
+/// and the container's environment; an index whose pod exits non-zero is failed at once by the
+/// `FailIndex` rule unless its exit code is one the rule leaves out, which is retried up to
+/// `backoffLimitPerIndex`; a Job with a failed index is Failed. Returns each Job's name and
+/// its indexes' exit codes.
+fn play_k8s(root: &Path, batchwin: &Path, dir: &Path) -> Vec<(String, Vec<i32>)> {
+    let submit = std::fs::read_to_string(dir.join("submit.sh")).unwrap();
+    let mut played = Vec::new();
+    for file in submit
+        .lines()
+        .filter_map(|l| l.strip_prefix("kubectl apply -f "))
+    {
+        let job: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let spec = &job["spec"];
+        let container = &spec["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let env = string_pairs(&container["env"], "name", "value");
+        let retried: Vec<i64> = spec["podFailurePolicy"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["action"] == "FailIndex" && r["onExitCodes"]["operator"] == "NotIn")
+            .flat_map(|r| r["onExitCodes"]["values"].as_array().unwrap().clone())
+            .filter_map(|v| v.as_i64())
+            .collect();
+        let retries = spec["backoffLimitPerIndex"].as_u64().unwrap_or(0);
+        let mut codes = Vec::new();
+        for i in 0..spec["completions"].as_u64().unwrap_or(1) {
+            let mut attempt = 0;
+            let code = loop {
+                attempt += 1;
+                let code = std::process::Command::new(batchwin)
+                    .args(&args)
+                    .current_dir(root)
+                    .env("BATCHWIN_MASK_KEY", crate::util::MASK_KEY)
+                    .env("JOB_COMPLETION_INDEX", i.to_string())
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .output()
+                    .unwrap()
+                    .status
+                    .code()
+                    .unwrap_or(-1);
+                if code == 0 || !retried.contains(&i64::from(code)) || attempt > retries {
+                    break code;
+                }
+            };
+            codes.push(code);
+        }
+        played.push((job["metadata"]["name"].as_str().unwrap().to_string(), codes));
+    }
+    played
+}
+
+/// A plan with a vendor whose files fail, on Kubernetes: the first stage's Job is Failed (the
+/// index with V002's files fails at once, not retried), `submit.sh` goes on to the next stage,
+/// whose slices record V003, which comes after V002, as `blocked` with V002 named, and the
+/// report names both and says the day failed.
+#[test]
+fn kubernetes_runs_the_next_stage_after_a_failed_slice_and_blocks_the_vendor_after_it() {
+    let d = Dir::new();
+    generate_day(&d, "20", "4000", "10", "11");
+    v002_fails_and_v003_comes_after(&d);
+    let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
+    plan_day(
+        &d,
+        &["--slices", "4", "--emit", "k8s", "--emit-dir", "emit"],
+    );
+    // The pods run batchwin (the image's entry point) with their args, in the planner's
+    // folder: the shared filesystem, mounted at the same path.
+    let dir = d.path("emit/k8s");
+    let submit = std::fs::read_to_string(dir.join("submit.sh")).unwrap();
+    assert!(submit.contains("wait_job") && submit.ends_with("exit \"$failed\"\n"));
+    let played = play_k8s(d.root(), &batchwin, &dir);
+    assert_eq!(played.len(), 2, "{played:?}");
+    let p = plan_json(&d, "plan.json");
+    let failing = slices_with(&p, "V002");
+    assert!(!failing.is_empty());
+    // Stage 0: the slices with V002's files exit 1 (not retried), the others 0.
+    let first = p["stages"][1]["first_slice"].as_u64().unwrap() as usize;
+    for (k, code) in played[0].1.iter().enumerate() {
+        let expected = if failing.contains(&k.to_string()) {
+            1
+        } else {
+            0
+        };
+        assert_eq!(*code, expected, "slice {k}: {played:?}");
+    }
+    // Stage 1 ran all the same: its slices exit 1, V003's units being blocked.
+    assert_eq!(
+        played[1].1.len() + first,
+        p["slices"].as_array().unwrap().len()
+    );
+    let report = d
+        .cmd()
+        .args(["report", "--ledgers", "run/ledgers", "--format", "json"])
+        .assert()
+        .code(1);
+    let r: Value = serde_json::from_str(&stdout(&report)).unwrap();
+    let failures = r["failures"].as_array().unwrap();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f["vendor"] == "V002" && f["status"] == "failed"),
+        "{failures:?}"
+    );
+    let v003: Vec<&Value> = failures.iter().filter(|f| f["vendor"] == "V003").collect();
+    assert!(
+        !v003.is_empty()
+            && v003
+                .iter()
+                .all(|f| f["status"] == "blocked"
+                    && f["error"].as_str().unwrap_or("").contains("V002")),
+        "{v003:?}"
+    );
+}
+
 /// A vendor whose files fail, and one that comes after it, on AWS Batch: the failing slices
 /// record their failures and succeed as jobs, so the next stage runs and records the later
 /// vendor as blocked (as every other engine does), and the report job runs last and fails the
