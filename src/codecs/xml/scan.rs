@@ -191,14 +191,66 @@ impl Scanner<'_> {
     /// by the same rules where each record inside it ends, and keeps those ends for the calls
     /// that follow: however many records are left open, the body is scanned once.
     pub(super) fn record_end(&mut self, start: usize) -> usize {
-        if let Some(end) = self.ends.remove(&start) {
+        if !self.ends.is_empty()
+            && let Some(end) = self.ends.remove(&start)
+        {
             self.pos = end;
             return end;
         }
-        // The records open around the scan, outermost first: where each starts, and where the
-        // first record start tag inside it is.
+        // The usual record: its end tag found by counting the record's own tags.
+        let after_start = self.pos;
+        let mut depth = 1usize;
+        while let Some(tag) = self.next_record_tag() {
+            match tag {
+                RecordTag::Start { empty: false, .. } => depth += 1,
+                RecordTag::Start { .. } => {}
+                RecordTag::End { next } => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return next;
+                    }
+                }
+            }
+        }
+        // Left open: scanned again from its start tag, keeping where each record inside it
+        // ends, by the same rules. The records open around the scan, outermost first: where
+        // each starts, and where the first record start tag inside it is.
+        self.pos = after_start;
         let mut open: Vec<(usize, Option<usize>)> = vec![(start, None)];
         let mut closed: Vec<(usize, usize)> = Vec::new();
+        while let Some(tag) = self.next_record_tag() {
+            match tag {
+                RecordTag::Start { at, empty } => {
+                    if let Some((_, first)) = open.last_mut() {
+                        first.get_or_insert(at);
+                    }
+                    if !empty {
+                        open.push((at, None));
+                    }
+                }
+                RecordTag::End { next } => {
+                    if let Some((s, _)) = open.pop() {
+                        closed.push((s, next));
+                    }
+                }
+            }
+        }
+        // Each record still open ends at the first record inside it; those closed inside, where
+        // their end tags are.
+        let end = open.first().and_then(|o| o.1).unwrap_or(self.end);
+        self.ends.extend(closed);
+        self.ends.extend(
+            open.iter()
+                .skip(1)
+                .map(|&(s, first)| (s, first.unwrap_or(self.end))),
+        );
+        self.pos = end;
+        end
+    }
+
+    /// The next start or end tag of a record element from `self.pos`, which it moves past;
+    /// `None` at the end of the body or at markup that is not closed (then at the end).
+    fn next_record_tag(&mut self) -> Option<RecordTag> {
         while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
             // Most tags in a record are its fields' start and end tags: one whose name is not
             // the record's is passed over by its name (a `<` cannot appear in an attribute
@@ -214,36 +266,25 @@ impl Scanner<'_> {
             self.pos = next;
             match m {
                 Markup::Start { name, empty } if local(name) == self.record => {
-                    if let Some((_, first)) = open.last_mut() {
-                        first.get_or_insert(at);
-                    }
-                    if !empty {
-                        open.push((at, None));
-                    }
+                    return Some(RecordTag::Start { at, empty });
                 }
                 Markup::End { name } if local(name) == self.record => {
-                    if let Some((s, _)) = open.pop() {
-                        if open.is_empty() {
-                            return next;
-                        }
-                        closed.push((s, next));
-                    }
+                    return Some(RecordTag::End { next });
                 }
                 _ => {}
             }
         }
-        // Left open: each record still open ends at the first record inside it, and those
-        // closed inside where their end tags are.
-        let end = open[0].1.unwrap_or(self.end);
-        self.ends.extend(closed);
-        self.ends.extend(
-            open.iter()
-                .skip(1)
-                .map(|&(s, first)| (s, first.unwrap_or(self.end))),
-        );
-        self.pos = end;
-        end
+        self.pos = self.end;
+        None
     }
+}
+
+/// A tag of the record element, as [`Scanner::record_end`] meets it.
+enum RecordTag {
+    /// A start tag at `at`; `empty` for `<record/>`.
+    Start { at: usize, empty: bool },
+    /// An end tag, ending before `next`.
+    End { next: usize },
 }
 
 /// One element of the configured paths (node 0 is the record element itself): the child
