@@ -764,7 +764,12 @@ fn run_chunks(
         Ok(()) => (Ok(()), Delivery::Both { out, rej }),
         Err(e) if e.leaves_nothing() => {
             // Nothing of a cancelled unit stays behind: the next run does it again. After a
-            // failed write (a disk that filled up or went away) what was written is partial.
+            // failed write (a disk that filled up or went away) what was written is partial,
+            // and an output an earlier run left under the same name is not this unit's: a
+            // failed file has no output.
+            if !matches!(e, UnitError::Cancelled) {
+                let _ = std::fs::remove_file(&out.dest);
+            }
             out.abandon();
             rej.abandon();
             (Err(e), Delivery::Nothing)

@@ -74,6 +74,15 @@ fn a_full_disk_fails_the_file_cleanly() {
     let Some(small) = Small::mount(d.path("out/C")) else {
         return;
     };
+    // An output an earlier run made of an older `many.csv`: not this file's, and gone after it
+    // fails (a failed file has no output).
+    std::fs::write(
+        small.0.join("many.out.csv"),
+        "id,name
+1,older
+",
+    )
+    .unwrap();
     let o = d
         .cmd()
         .args([
