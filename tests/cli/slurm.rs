@@ -99,35 +99,7 @@ fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
         report.contains(" failed") && report.contains("blocked"),
         "{report}"
     );
-    let o = d
-        .cmd()
-        .args(["report", "--ledgers", "run/ledgers", "--format", "json"])
-        .assert()
-        .code(1);
-    let r: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
-    let failures = r["failures"].as_array().unwrap();
-    assert!(
-        failures
-            .iter()
-            .any(|f| f["vendor"] == "V002" && f["status"] == "failed"),
-        "{failures:?}"
-    );
-    let v003: Vec<&serde_json::Value> = failures.iter().filter(|f| f["vendor"] == "V003").collect();
-    assert!(
-        !v003.is_empty()
-            && v003
-                .iter()
-                .all(|f| f["status"] == "blocked"
-                    && f["error"].as_str().unwrap_or("").contains("V002")),
-        "{v003:?}"
-    );
-    // The vendors that do not wait for V002 are all done.
-    assert!(
-        failures
-            .iter()
-            .all(|f| f["vendor"] == "V002" || f["vendor"] == "V003"),
-        "{failures:?}"
-    );
+    crate::engines::assert_v002_failed_and_v003_blocked(&d);
 }
 
 /// `bash DIR/emit/slurm/submit.sh` with the masking key the tasks read.
