@@ -1123,16 +1123,8 @@ mod tests {
             "{}",
             e.reason
         );
-        let pre = dec.preamble(data).unwrap();
         for target in 1..=data.len() {
-            let mut out = Vec::new();
-            let mut failed = None;
-            for c in dec.frame(data, &pre, target) {
-                match c {
-                    Ok(c) => dec.decode(data, &c, &mut |d| out.push(crate::codecs::check::own(d))),
-                    Err(e) => failed = Some(e),
-                }
-            }
+            let (out, failed) = crate::codecs::testkit::decode_until(&mut dec, data, target);
             assert_eq!(failed.map(|e| e.line), Some(3), "target {target}");
             assert_eq!(values(&out[..1]), vec![some(&["1", "2"])]);
             assert_eq!(out.len(), 2, "target {target}");

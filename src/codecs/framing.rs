@@ -97,14 +97,15 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
             match self.starts.next() {
                 Some(Err(e)) => {
                     self.done = true;
-                    // The records found before it make a last chunk, when where it ends is
-                    // known (the error comes next): their rejects are not lost.
+                    // The records found before it make a last chunk (the error comes next):
+                    // their rejects are not lost. It ends at the last record's end when every
+                    // record's range is known, at the end of the body when none is.
                     let last_end = match self.ranges.last() {
-                        None if self.records > 0 => Some(self.end),
-                        last => last.map(|r| r.end),
+                        _ if self.records == 0 => None,
+                        None => Some(self.end),
+                        Some(r) => (self.ranges.len() as u64 == self.records).then_some(r.end),
                     };
-                    let known = self.ranges.is_empty() || self.ranges.len() as u64 == self.records;
-                    if let Some(end) = last_end.filter(|_| known) {
+                    if let Some(end) = last_end {
                         self.failed = Some(e);
                         return Some(Ok(Chunk {
                             bytes: self.start..end,

@@ -390,13 +390,16 @@ pub struct Pending {
 }
 
 /// Which outputs of a unit are delivered.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per unit, moved once: its size costs nothing"
+)]
 enum Delivery {
     /// The unit succeeded: the output and the reject file.
     Both { out: TempOutput, rej: TempOutput },
     /// The input is unusable (over the skip limit, not the configured format): the reject file
-    /// says why, so it is kept; the output is gone already, and so is an output of the same
-    /// name that an earlier run left at `out` (a failed file has no output).
-    RejectsOnly { rej: TempOutput, out: PathBuf },
+    /// says why, so it is kept; the output is gone already.
+    RejectsOnly { rej: TempOutput },
     /// Nothing (cancelled, or a write failed): the temporary files are gone already.
     Nothing,
 }
@@ -417,7 +420,7 @@ impl Pending {
                     out.abandon();
                     rej.abandon();
                 }
-                Delivery::RejectsOnly { rej, .. } => rej.abandon(),
+                Delivery::RejectsOnly { rej } => rej.abandon(),
                 Delivery::Nothing => {}
             }
             return outcome.fail(UnitError::NotDelivered(e));
@@ -449,19 +452,7 @@ impl Pending {
                     }
                 }
             }
-            Delivery::RejectsOnly { rej, out } => {
-                match std::fs::remove_file(&out) {
-                    Ok(()) => tracing::warn!(
-                        "removed `{}`, the output an earlier run made of this file: it failed now",
-                        out.display()
-                    ),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!(
-                        "cannot remove `{}`, the output an earlier run made of this file, which \
-                         failed now: {e}",
-                        out.display()
-                    ),
-                }
+            Delivery::RejectsOnly { rej } => {
                 if let Ok((p, _, _)) = rej.commit() {
                     outcome.reject_path = Some(p);
                 }
@@ -760,16 +751,18 @@ fn run_chunks(
         out.close().map_err(|e| write_err(out_path, e))?;
         rej.close().map_err(|e| write_err(reject_path, e))
     });
+    // A file that fails has no output: one an earlier run made under its name (of an earlier
+    // version of the input) goes too. A cancelled unit has not failed: the next run does it.
+    if let Err(e) = &result
+        && !matches!(e, UnitError::Cancelled)
+    {
+        remove_earlier_output(&out.dest);
+    }
     match result {
         Ok(()) => (Ok(()), Delivery::Both { out, rej }),
         Err(e) if e.leaves_nothing() => {
             // Nothing of a cancelled unit stays behind: the next run does it again. After a
-            // failed write (a disk that filled up or went away) what was written is partial,
-            // and an output an earlier run left under the same name is not this unit's: a
-            // failed file has no output.
-            if !matches!(e, UnitError::Cancelled) {
-                let _ = std::fs::remove_file(&out.dest);
-            }
+            // failed write (a disk that filled up or went away) what was written is partial.
             out.abandon();
             rej.abandon();
             (Err(e), Delivery::Nothing)
@@ -778,16 +771,32 @@ fn run_chunks(
             // Only the reject file is delivered: its last bytes are written now, and the
             // output is gone, so the unit holds no write buffer while it waits. A reject file
             // that cannot be completed is not delivered either.
-            let dest = out.dest.clone();
             out.abandon();
             match rej.close() {
-                Ok(()) => (Err(e), Delivery::RejectsOnly { rej, out: dest }),
+                Ok(()) => (Err(e), Delivery::RejectsOnly { rej }),
                 Err(_) => {
                     rej.abandon();
                     (Err(e), Delivery::Nothing)
                 }
             }
         }
+    }
+}
+
+/// Removes `dest`, the output an earlier run made under the name of a file that failed now,
+/// saying so; none there is the usual case.
+fn remove_earlier_output(dest: &Path) {
+    match std::fs::remove_file(dest) {
+        Ok(()) => tracing::warn!(
+            "removed `{}`, the output an earlier run made of this file: it failed now",
+            dest.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            "cannot remove `{}`, the output an earlier run made of this file, which failed \
+             now: {e}",
+            dest.display()
+        ),
     }
 }
 

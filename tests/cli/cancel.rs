@@ -153,15 +153,9 @@ fn planned_day(files: &str, records: &str, seed: &str) -> Dir {
 /// `process` of the slice of [`planned_day`] into `out`, quiet, with `flags`.
 fn slice_of(d: &Dir, out: &str, flags: &[&str]) -> std::process::Command {
     let mut c = d.process();
-    c.args([
-        "process",
-        "--config",
-        "day/batchwin.toml",
-        "--plan",
-        "plan.json",
-    ])
-    .args(["--slice", "0", "--out", out, "-q"])
-    .args(flags);
+    c.args(crate::util::slice_args("plan.json", 0, out))
+        .arg("-q")
+        .args(flags);
     c
 }
 

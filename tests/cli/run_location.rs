@@ -225,9 +225,12 @@ impl Location {
 /// `BASE/run/plan.json`.
 fn stage_and_plan(d: &Dir, loc: &Location, files: &str, records: &str, slices: &str) {
     stage(d, loc, files, records, "3");
-    let o = plan_command(d, loc, &["--slices", slices])
-        .output()
-        .expect("plan runs");
+    planned(plan_command(d, loc, &["--slices", slices]));
+}
+
+/// Runs a `plan` command, which must succeed.
+fn planned(mut plan: std::process::Command) {
+    let o = plan.output().expect("plan runs");
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -292,13 +295,23 @@ fn stage_edited(
 
 /// `plan` of the staged day's manifest to `BASE/run/plan.json`, with `flags`.
 pub(crate) fn plan_command(d: &Dir, loc: &Location, flags: &[&str]) -> std::process::Command {
+    plan_command_from(d, loc, "manifest.jsonl", flags)
+}
+
+/// [`plan_command`] of the manifest at `manifest` (a path in `DIR` or a URL).
+fn plan_command_from(
+    d: &Dir,
+    loc: &Location,
+    manifest: &str,
+    flags: &[&str],
+) -> std::process::Command {
     let mut c = loc.cmd(d.root());
     c.args([
         "plan",
         "--config",
         "day/batchwin.toml",
         "--manifest",
-        "manifest.jsonl",
+        manifest,
         "--out",
         &loc.url("run/plan.json"),
         "--date",
@@ -546,19 +559,8 @@ fn a_day_runs_from_the_location(loc: Location) {
     let manifest = std::fs::read(d.path("manifest.jsonl")).unwrap();
     loc.put("manifest.jsonl", &manifest);
     std::fs::remove_file(d.path("manifest.jsonl")).unwrap();
-    let o = loc
-        .cmd(d.root())
-        .args(["plan", "--config", "day/batchwin.toml", "--date", DATE])
-        .args(["--manifest", &loc.url("manifest.jsonl")])
-        .args(["--out", &loc.url("run/plan.json"), "--slices", "3"])
-        .output()
-        .expect("plan runs");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let manifest = loc.url("manifest.jsonl");
+    planned(plan_command_from(&d, &loc, &manifest, &["--slices", "3"]));
     for k in 0..3 {
         let o = run_slice(&d, &loc, k, 0);
         assert_eq!(o.status.code(), Some(0));

@@ -136,9 +136,9 @@ pub(super) struct Scanner<'d> {
     pub(super) pos: usize,
     pub(super) end: usize,
     pub(super) record: &'d [u8],
-    /// Where the records inside a record left open end, found by the scan that reached the end
-    /// of the body looking for its end tag (see [`Scanner::record_end`]): the records after it
-    /// are then framed from these, not scanned to the end again, one after the other.
+    /// Where the records inside a record left open end, found when it was scanned again (see
+    /// [`Scanner::record_end`]): the records after it are then framed from these, not each
+    /// scanned to the end of the body in turn.
     pub(super) ends: std::collections::HashMap<usize, usize>,
 }
 
@@ -189,7 +189,7 @@ impl Scanner<'_> {
     /// are read as records instead of being swallowed into its reject. (Records nested in a
     /// record that is closed stay part of it.) The scan that finds a record left open finds
     /// by the same rules where each record inside it ends, and keeps those ends for the calls
-    /// that follow: however many records are left open, the body is scanned once.
+    /// that follow: however many records are left open, the body is scanned at most twice.
     pub(super) fn record_end(&mut self, start: usize) -> usize {
         if !self.ends.is_empty()
             && let Some(end) = self.ends.remove(&start)
