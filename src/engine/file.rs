@@ -2,10 +2,10 @@
 //! boundaries, run the pipeline on the chunks in parallel, and write the output and reject
 //! files in input order.
 //!
-//! Memory is bounded by two windows of chunks in flight (about `threads * 4` chunks of
-//! `chunk_bytes` input each and their outputs, and the outputs of the window before it, being
-//! written while the window is processed), and a write buffer of at most 4 MiB for each output
-//! and reject file open, never by the file: pages of the mapping that were read can be dropped
+//! Memory is bounded by the chunks in flight (at most two windows of `threads * 4` chunks of
+//! `chunk_bytes` input each, with their outputs, between being framed and being written), and
+//! write buffers of at most 8 MiB for each output and reject file open (see
+//! `files::DirectFile`), never by the file: pages of the mapping that were read can be dropped
 //! by the kernel, so a file larger than memory works.
 //!
 //! Outputs are written under a temporary name in the target folder and renamed into place only
@@ -20,11 +20,11 @@
 //! This module owns no configuration parsing and no ledger: it returns a [`FileOutcome`] that
 //! the caller records.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder, count_lf};
@@ -187,8 +187,9 @@ pub struct KnownInput {
     pub sha256: String,
 }
 
-/// Hashes the input in order as windows are processed, and releases the pages of the mapping
-/// that are done with, so that resident memory stays bounded by the window, not the file.
+/// Hashes the input in order as chunks are processed, and releases the pages of the mapping
+/// that are done with, so that resident memory stays bounded by the chunks in flight, not the
+/// file.
 struct InputHasher<'m> {
     sum: InputSum,
     /// Bytes hashed so far (everything before this offset).
@@ -483,26 +484,24 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn write(&mut self, results: Vec<ChunkOut>) -> Result<(), UnitError> {
-        for r in results {
-            match &mut self.spool {
-                Some(sp) => sp.writer.write_all(&r.out),
-                None => self.out.write(&r.out),
-            }
-            .map_err(|e| write_err(self.out_path, e))?;
-            self.rej
-                .write(&r.rejects)
-                .map_err(|e| write_err(self.reject_path, e))?;
-            self.opts
-                .buffers
-                .give(r.out, r.rejects, 4 * self.opts.chunk_bytes.max(1 << 16));
-            let o = &mut *self.outcome;
-            o.records_in += r.records_in;
-            o.records_out += r.records_out;
-            o.records_rejected += r.rejected;
-            for (k, n) in r.counts {
-                *o.reject_counts.entry(k).or_default() += n;
-            }
+    fn write(&mut self, r: ChunkOut) -> Result<(), UnitError> {
+        match &mut self.spool {
+            Some(sp) => sp.writer.write_all(&r.out),
+            None => self.out.write(&r.out),
+        }
+        .map_err(|e| write_err(self.out_path, e))?;
+        self.rej
+            .write(&r.rejects)
+            .map_err(|e| write_err(self.reject_path, e))?;
+        self.opts
+            .buffers
+            .give(r.out, r.rejects, 4 * self.opts.chunk_bytes.max(1 << 16));
+        let o = &mut *self.outcome;
+        o.records_in += r.records_in;
+        o.records_out += r.records_out;
+        o.records_rejected += r.rejected;
+        for (k, n) in r.counts {
+            *o.reject_counts.entry(k).or_default() += n;
         }
         Ok(())
     }
@@ -536,7 +535,7 @@ fn run_chunks(
             return (Err(write_err(reject_path, e)), Delivery::Nothing);
         }
     };
-    // Where the bytes counted in `opts.progress` end: the unit's first byte, then each window's
+    // Where the bytes counted in `opts.progress` end: the unit's first byte, then each chunk's
     // end; the rest of the unit (its tail, or all of it when it stopped early) when it ends.
     let (unit_start, unit_end) =
         part.map_or((0, data.len()), |p| (p.start as usize, p.end as usize));
@@ -587,30 +586,6 @@ fn run_chunks(
         }
 
         let mut frames = decoder.frame(data, &pre, opts.chunk_bytes);
-        // The next window of chunks; with why the input cannot be read past them, when it
-        // cannot (they are processed first: their rejects are kept).
-        let mut take_window = || -> (Vec<Chunk>, Option<UnitError>) {
-            let mut window = Vec::with_capacity(opts.window_chunks);
-            for c in frames.by_ref() {
-                let mut c = match c {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let e = UnitError::Unreadable(format!("{input_name}: {e}"));
-                        return (window, Some(e));
-                    }
-                };
-                c.first_record += record_offset;
-                window.push(c);
-                if window.len() >= opts.window_chunks.max(1) {
-                    break;
-                }
-            }
-            (window, None)
-        };
-        // While the pool's threads process a window, this thread (a file worker, outside the
-        // pool) hashes its input, writes out the window before it (hashing the outputs; a
-        // write may wait for the disk) and frames the next one: serial work that otherwise
-        // left a core idle.
         let mut sink = Sink {
             spool: spool.as_mut(),
             out: &mut out,
@@ -620,63 +595,94 @@ fn run_chunks(
             out_path,
             reject_path,
         };
-        let mut next = take_window();
-        let mut processed: Vec<ChunkOut> = Vec::new();
-        let stopped = loop {
-            if opts.cancel.is_cancelled() {
-                return Err(UnitError::Cancelled);
-            }
-            if opts.ready.failed() {
+        // The pool's threads process chunks in any order; this thread (a file worker, outside
+        // the pool) frames them, hashes their input, and writes each chunk's outputs as soon as
+        // it is the next in input order, with up to two windows of chunks in flight. No chunk
+        // waits for a window to end: with a window's last chunks on one thread, the other sat
+        // idle, and one large file kept the cores 85 % busy (see docs/benchmarks.md).
+        let in_flight = 2 * opts.window_chunks.max(1);
+        let stopped = rayon::in_place_scope(|scope| -> Result<Option<UnitError>, UnitError> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            // The chunks spawned and not written yet, in input order: where each ends, and its
+            // results once they are in. `first` is the sequence number of the front one.
+            let mut queue: VecDeque<(usize, Option<std::thread::Result<ChunkOut>>)> =
+                VecDeque::new();
+            let (mut first, mut framed, mut stop) = (0usize, false, None);
+            let mut unreleased = 0;
+            loop {
+                if opts.cancel.is_cancelled() {
+                    return Err(UnitError::Cancelled);
+                }
                 // The run cannot record this unit (see `Ready`): nothing more to read.
-                break None;
+                let reading = !framed && stop.is_none() && !opts.ready.failed();
+                while reading && queue.len() < in_flight {
+                    let mut chunk = match frames.next() {
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => {
+                            // The chunks before it are written first: their rejects are kept.
+                            stop = Some(UnitError::Unreadable(format!("{input_name}: {e}")));
+                            break;
+                        }
+                        None => {
+                            framed = true;
+                            break;
+                        }
+                    };
+                    chunk.first_record += record_offset;
+                    let seq = first + queue.len();
+                    queue.push_back((chunk.bytes.end, None));
+                    let tx = tx.clone();
+                    scope.spawn(move |_| {
+                        let (out, rejects) =
+                            opts.buffers.take(chunk.bytes.len() + chunk.bytes.len() / 4);
+                        let r = ChunkOut {
+                            out,
+                            rejects,
+                            ..ChunkOut::default()
+                        };
+                        // A panic is carried to this file's thread (the receiver would
+                        // otherwise wait for this chunk forever), and raised there.
+                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            process_chunk(profile, decoder, encoder, data, &chunk, input_name, r)
+                        }));
+                        let _ = tx.send((seq, done));
+                    });
+                }
+                // The input of every chunk spawned is hashed while the pool processes them.
+                if let Some(&(end, _)) = queue.back() {
+                    hasher.advance(data, end);
+                }
+                let Some((end, _)) = queue.front() else {
+                    break;
+                };
+                let end = *end;
+                while queue.front().is_some_and(|(_, r)| r.is_none()) {
+                    // Every chunk in the queue holds a sender until it has sent.
+                    let Ok((seq, done)) = rx.recv() else {
+                        unreachable!("a chunk in flight ended without its results")
+                    };
+                    queue[seq - first].1 = Some(done);
+                }
+                let Some((_, Some(done))) = queue.pop_front() else {
+                    unreachable!("the front chunk's results are in")
+                };
+                first += 1;
+                let r = done.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                opts.progress.add(
+                    end.saturating_sub(counted_to) as u64,
+                    r.records_in,
+                    r.rejected,
+                );
+                counted_to = counted_to.max(end);
+                sink.write(r)?;
+                unreleased += 1;
+                if unreleased >= opts.window_chunks.max(1) {
+                    hasher.release(end);
+                    unreleased = 0;
+                }
             }
-            let (window, stop) = std::mem::take(&mut next);
-            if window.is_empty() {
-                break stop;
-            }
-            let end = window.last().map_or(0, |c| c.bytes.end);
-            let last_window = stop.is_some();
-            let mut results: Vec<ChunkOut> = Vec::new();
-            let side: Result<_, UnitError> = rayon::in_place_scope(|scope| {
-                scope.spawn(|_| {
-                    results = window
-                        .par_iter()
-                        .map(|chunk| {
-                            let (out, rejects) =
-                                opts.buffers.take(chunk.bytes.len() + chunk.bytes.len() / 4);
-                            let r = ChunkOut {
-                                out,
-                                rejects,
-                                ..ChunkOut::default()
-                            };
-                            process_chunk(profile, decoder, encoder, data, chunk, input_name, r)
-                        })
-                        .collect();
-                });
-                hasher.advance(data, end);
-                sink.write(std::mem::take(&mut processed))?;
-                Ok(if last_window {
-                    Default::default()
-                } else {
-                    take_window()
-                })
-            });
-            hasher.release(end);
-            let (mut records, mut rejected) = (0, 0);
-            for r in &results {
-                records += r.records_in;
-                rejected += r.rejected;
-            }
-            opts.progress
-                .add(end.saturating_sub(counted_to) as u64, records, rejected);
-            counted_to = counted_to.max(end);
-            next = side?;
-            processed = results;
-            if last_window {
-                break stop;
-            }
-        };
-        sink.write(processed)?;
+            Ok(stop)
+        })?;
         if let Some(e) = stopped {
             return Err(e);
         }

@@ -24,7 +24,7 @@ pub use file::{KnownInput, Pending, process_file, process_file_deferred};
 pub struct EngineOptions {
     /// Target bytes of input per chunk.
     pub chunk_bytes: usize,
-    /// Chunks processed in parallel before their outputs are written.
+    /// Chunks of a file in flight at once (framed and not yet written) are two windows of these.
     pub window_chunks: usize,
     /// The business date of the run, for `{date}` in output names.
     pub date: String,
