@@ -170,6 +170,10 @@ pub struct DirectFile {
     offset: u64,
     /// A full buffer being written by a thread of its own while this one fills the next.
     writing: Option<std::thread::JoinHandle<io::Result<Written>>>,
+    /// Why a write of this file failed, once one has: every later write and [`finish`]
+    /// (`DirectFile::finish`) fails the same way (the bytes handed over are lost, so what
+    /// follows them must not make a whole-looking file).
+    failed: Option<(io::ErrorKind, Option<i32>, String)>,
 }
 
 /// What the thread writing a full buffer gives back: the buffer, for the next bytes, and
@@ -189,6 +193,7 @@ impl DirectFile {
             direct,
             offset: 0,
             writing: None,
+            failed: None,
         };
         #[cfg(target_os = "linux")]
         {
@@ -221,21 +226,29 @@ impl DirectFile {
 
     /// Waits for the full buffer being written, if any, and takes it back.
     fn wait(&mut self) -> io::Result<Option<DirectBuffer>> {
+        if let Some((kind, code, message)) = &self.failed {
+            return Err(match code {
+                Some(code) => io::Error::from_raw_os_error(*code),
+                None => io::Error::new(*kind, message.clone()),
+            });
+        }
         let Some(writing) = self.writing.take() else {
             return Ok(None);
         };
         let written = writing
             .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .inspect_err(|e| self.failed = Some((e.kind(), e.raw_os_error(), e.to_string())))?;
         // The file may have gone through the page cache meanwhile, on either side.
         self.direct &= written.direct;
         Ok(Some(written.buffer))
     }
 
     /// Hands the full buffer to a thread that writes it, and goes on with the buffer the
-    /// write before it is done with (a write of 4 MiB past the page cache waits for the disk:
-    /// 4.3 ms on this project's machine, while the bytes of the next take about as long to
-    /// make; one large file's outputs ran 10 % faster with this).
+    /// write before it is done with. A write of 4 MiB past the page cache waits for the disk
+    /// (4.3 ms on this project's machine, 0.61 s in all for the wide CSV of `scripts/bench`,
+    /// on the thread that also frames the file and writes its outputs): with the writes in a
+    /// thread of their own, that file took 2.30-2.37 s against 2.42-2.63 s (docs/benchmarks.md).
     fn hand_over(&mut self) -> io::Result<()> {
         let next = match self.wait()? {
             Some(b) => b,
@@ -247,14 +260,34 @@ impl DirectFile {
         let (file, at, mut direct) = (Arc::clone(&self.file), self.offset, self.direct);
         self.offset += self.used as u64;
         let len = std::mem::take(&mut self.used);
-        self.writing = Some(std::thread::spawn(move || {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DirectBuffer>(1);
+        let write = move || {
+            let Ok(mut full) = rx.recv() else {
+                return Err(io::Error::other("the buffer to write never came"));
+            };
             write_at(&file, &full.area()[..len], at, &mut direct)?;
             Ok(Written {
                 buffer: full,
                 direct,
             })
-        }));
-        Ok(())
+        };
+        match std::thread::Builder::new().spawn(write) {
+            Ok(thread) => {
+                let _ = tx.send(full);
+                self.writing = Some(thread);
+                Ok(())
+            }
+            // No thread to be had (a process limit): the buffer is written here.
+            Err(_) => {
+                let (file, direct) = (&*self.file, &mut self.direct);
+                write_at(file, &full.area()[..len], at, direct).inspect_err(|e| {
+                    self.failed = Some((e.kind(), e.raw_os_error(), e.to_string()))
+                })?;
+                self.buffer = Some(full);
+                // The buffer taken for the next bytes goes back to the pool.
+                Ok(())
+            }
+        }
     }
 }
 
@@ -301,9 +334,10 @@ fn through_cache(file: &File, direct: &mut bool) -> io::Result<()> {
 
 impl io::Write for DirectFile {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        // A full buffer is handed over before more is taken. A write that fails fails the
-        // next call (or `finish`): the file is then incomplete and is thrown away.
-        if self.used == DIRECT_BUF {
+        // A full buffer is handed over before more is taken. A write that fails in its thread
+        // fails the next hand-over (or `finish`) and every call after it: the file is then
+        // incomplete and is thrown away.
+        if self.used == DIRECT_BUF || self.failed.is_some() {
             self.hand_over()?;
         }
         let buffer = self
@@ -459,20 +493,28 @@ mod tests {
     }
 
     /// A full buffer is written by a thread of its own: a write that fails there fails the
-    /// file (at the next write or `finish`), though every write after it succeeds.
+    /// next write and `finish`, though the handle would take them (the lost bytes must not
+    /// leave a hole in a file that looks whole).
     #[test]
     fn a_write_that_fails_in_its_thread_fails_the_file() {
         use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out");
-        let mut f = DirectFile::create(&path).unwrap();
-        // The full buffer is handed over with a handle it cannot be written through (EBADF).
-        let writable = std::mem::replace(&mut f.file, Arc::new(File::open(&path).unwrap()));
-        f.write_all(&vec![b'x'; DIRECT_BUF + 1]).unwrap();
-        assert!(f.writing.is_some(), "the full buffer is being written");
-        f.file = writable;
-        let e = f.finish().expect_err("the failed write is reported");
-        assert_eq!(e.raw_os_error(), Some(9), "{e}"); // EBADF
+        let ebadf = |e: io::Error| assert_eq!(e.raw_os_error(), Some(9), "{e}");
+        for later_write in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out");
+            let mut f = DirectFile::create(&path).unwrap();
+            // The full buffer is handed over with a handle it cannot be written through.
+            let writable = std::mem::replace(&mut f.file, Arc::new(File::open(&path).unwrap()));
+            f.write_all(&vec![b'x'; DIRECT_BUF + 1]).unwrap();
+            assert!(f.writing.is_some(), "the full buffer is being written");
+            f.file = writable;
+            if later_write {
+                // The next hand-over finds the failure, and so does every call after it.
+                ebadf(f.write_all(&vec![b'y'; DIRECT_BUF]).expect_err("reported"));
+                ebadf(f.write_all(b"z").expect_err("reported again"));
+            }
+            ebadf(f.finish().expect_err("the failed write is reported"));
+        }
     }
 
     #[test]

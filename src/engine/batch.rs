@@ -727,7 +727,7 @@ pub fn run_with(
     let started = Instant::now();
     // Files start in list order (priority first) on twice as many file workers as there are
     // threads; each file's chunks are spread over all threads. A file worker also has work of
-    // its own that leaves the threads idle (framing the next window, writing its outputs): with
+    // its own that leaves the threads idle (framing its next chunks, writing its outputs): with
     // two per thread, another file's chunks fill that time (measured: a tenth of a day's slice
     // 7% sooner, same CPU time; see docs/benchmarks.md).
     //

@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use super::sum::Sha256;
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder, count_lf};
 use crate::config::{Format, RejectRaw};
@@ -85,6 +85,17 @@ impl TempOutput {
             return Err(std::io::Error::other("written after it was closed"));
         };
         self.hasher.update(b);
+        self.bytes += b.len() as u64;
+        writer.write_all(b)
+    }
+
+    /// [`write`](Self::write), hashing `b` beside `also` into `sum` (two checksums are taken
+    /// in about the time of one: see `engine::sum`).
+    fn write_beside(&mut self, b: &[u8], sum: &mut Sha256, also: &[u8]) -> std::io::Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(std::io::Error::other("written after it was closed"));
+        };
+        Sha256::update_pair(&mut self.hasher, b, sum, also);
         self.bytes += b.len() as u64;
         writer.write_all(b)
     }
@@ -209,14 +220,27 @@ enum InputSum {
 impl InputHasher<'_> {
     /// Hashes `data[self.done..end]`.
     fn advance(&mut self, data: &[u8], end: usize) {
-        if end > self.done {
-            if let InputSum::Hashing(sha) = &mut self.sum {
-                sha.update(&data[self.done..end]);
-            }
-            if let Some(n) = &mut self.lines {
-                *n += count_lf(&data[self.done..end]);
-            }
-            self.done = end;
+        let (sum, bytes) = self.next_bytes(data, end);
+        if let Some(sum) = sum {
+            sum.update(bytes);
+        }
+    }
+
+    /// `data[self.done..end]`, its lines counted, for the caller to hash into the checksum
+    /// returned with it (none when the checksum is known): beside an output's bytes (see
+    /// [`TempOutput::write_beside`]).
+    fn next_bytes<'d>(&mut self, data: &'d [u8], end: usize) -> (Option<&mut Sha256>, &'d [u8]) {
+        if end <= self.done {
+            return (None, &[]);
+        }
+        let bytes = &data[self.done..end];
+        if let Some(n) = &mut self.lines {
+            *n += count_lf(bytes);
+        }
+        self.done = end;
+        match &mut self.sum {
+            InputSum::Hashing(sum) => (Some(sum), bytes),
+            InputSum::Known(_) => (None, bytes),
         }
     }
 
@@ -227,8 +251,8 @@ impl InputHasher<'_> {
             let page = 4096;
             let len = end.min(self.done) / page * page;
             if len > 0 {
-                // SAFETY: the mapping is private and read-only; dropping its pages only means
-                // a later read faults them in again from the file, which is unchanged.
+                // SAFETY: the mapping is read-only and never written through; dropping its pages
+                // only means a later read faults them in again from the file, which is unchanged.
                 let _ =
                     unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
             }
@@ -239,7 +263,7 @@ impl InputHasher<'_> {
     fn finish(mut self, data: &[u8], end: usize) -> (String, Option<u64>) {
         self.advance(data, end);
         let sum = match self.sum {
-            InputSum::Hashing(sha) => hex::encode(sha.finalize()),
+            InputSum::Hashing(sum) => hex::encode(sum.finalize()),
             InputSum::Known(sha) => sha,
         };
         (sum, self.lines)
@@ -484,10 +508,20 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn write(&mut self, r: ChunkOut) -> Result<(), UnitError> {
-        match &mut self.spool {
-            Some(sp) => sp.writer.write_all(&r.out),
-            None => self.out.write(&r.out),
+    /// Writes `r`, and hashes `input` (the input bytes of `r`'s chunk, into its checksum when
+    /// it is taken) beside the output.
+    fn write(&mut self, r: ChunkOut, input: (Option<&mut Sha256>, &[u8])) -> Result<(), UnitError> {
+        match (&mut self.spool, input) {
+            (None, (Some(sum), bytes)) => self.out.write_beside(&r.out, sum, bytes),
+            (spool, (sum, bytes)) => {
+                if let Some(sum) = sum {
+                    sum.update(bytes);
+                }
+                match spool {
+                    Some(sp) => sp.writer.write_all(&r.out),
+                    None => self.out.write(&r.out),
+                }
+            }
         }
         .map_err(|e| write_err(self.out_path, e))?;
         self.rej
@@ -596,10 +630,12 @@ fn run_chunks(
             reject_path,
         };
         // The pool's threads process chunks in any order; this thread (a file worker, outside
-        // the pool) frames them, hashes their input, and writes each chunk's outputs as soon as
-        // it is the next in input order, with up to two windows of chunks in flight. No chunk
-        // waits for a window to end: with a window's last chunks on one thread, the other sat
-        // idle, and one large file kept the cores 85 % busy (see docs/benchmarks.md).
+        // the pool) frames them, and writes each chunk's outputs as soon as it is the next in
+        // input order, hashing them beside the chunk's input, with up to two windows of chunks
+        // in flight. No chunk waits for a window to end: this thread, which did as much work as
+        // each of the pool's two on one large file, waited at each window's end for its slowest
+        // chunk (with the outputs written in a thread of their own, the wide CSV took 2.11-2.26 s
+        // this way, 2.30-2.37 s a window at a time; see docs/benchmarks.md).
         let in_flight = 2 * opts.window_chunks.max(1);
         let stopped = rayon::in_place_scope(|scope| -> Result<Option<UnitError>, UnitError> {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -633,33 +669,33 @@ fn run_chunks(
                     queue.push_back((chunk.bytes.end, None));
                     let tx = tx.clone();
                     scope.spawn(move |_| {
-                        let (out, rejects) =
-                            opts.buffers.take(chunk.bytes.len() + chunk.bytes.len() / 4);
-                        let r = ChunkOut {
-                            out,
-                            rejects,
-                            ..ChunkOut::default()
-                        };
-                        // A panic is carried to this file's thread (the receiver would
-                        // otherwise wait for this chunk forever), and raised there.
+                        // Every job sends once: a panic is carried to this file's thread (which
+                        // would otherwise wait for this chunk for ever) and raised there.
                         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            // A unit being cancelled does not wait for its chunks in flight.
+                            if opts.cancel.is_cancelled() {
+                                return ChunkOut::default();
+                            }
+                            let (out, rejects) =
+                                opts.buffers.take(chunk.bytes.len() + chunk.bytes.len() / 4);
+                            let r = ChunkOut {
+                                out,
+                                rejects,
+                                ..ChunkOut::default()
+                            };
                             process_chunk(profile, decoder, encoder, data, &chunk, input_name, r)
                         }));
                         let _ = tx.send((seq, done));
                     });
-                }
-                // The input of every chunk spawned is hashed while the pool processes them.
-                if let Some(&(end, _)) = queue.back() {
-                    hasher.advance(data, end);
                 }
                 let Some((end, _)) = queue.front() else {
                     break;
                 };
                 let end = *end;
                 while queue.front().is_some_and(|(_, r)| r.is_none()) {
-                    // Every chunk in the queue holds a sender until it has sent.
+                    // `tx` lives until the loop ends, and every chunk in the queue sends once.
                     let Ok((seq, done)) = rx.recv() else {
-                        unreachable!("a chunk in flight ended without its results")
+                        unreachable!("the sender is held here")
                     };
                     queue[seq - first].1 = Some(done);
                 }
@@ -674,7 +710,7 @@ fn run_chunks(
                     r.rejected,
                 );
                 counted_to = counted_to.max(end);
-                sink.write(r)?;
+                sink.write(r, hasher.next_bytes(data, end))?;
                 unreleased += 1;
                 if unreleased >= opts.window_chunks.max(1) {
                     hasher.release(end);

@@ -4,7 +4,8 @@
 //! scratch and checked, outputs and the ledger uploaded). What both share lives here: the tuning of a run ([`EngineOptions`]), the signal
 //! that the run can record what it delivers ([`Ready`]), the pool of chunk buffers
 //! ([`Buffers`]) and the counts of work done so far ([`Progress`]), which the live status
-//! document ([`live`]) publishes while a run goes on.
+//! document ([`live`]) publishes while a run goes on. A unit's input and output checksums are
+//! taken side by side ([`sum`]).
 
 #[cfg(feature = "cli")]
 pub mod batch;
@@ -13,6 +14,7 @@ pub mod file;
 pub mod live;
 #[cfg(feature = "cli")]
 pub mod remote;
+pub mod sum;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -28,7 +30,7 @@ pub struct EngineOptions {
     pub window_chunks: usize,
     /// The business date of the run, for `{date}` in output names.
     pub date: String,
-    /// Set when the run is asked to stop; checked between windows.
+    /// Set when the run is asked to stop; checked before each chunk is processed and written.
     pub cancel: crate::cancel::Cancel,
     /// After a signal, how long work in flight may take before the process stops anyway
     /// (see `crate::cancel`).
@@ -45,7 +47,7 @@ pub struct EngineOptions {
     pub ready: Ready,
     /// Chunk output buffers, reused from chunk to chunk and file to file (see [`Buffers`]).
     pub buffers: Buffers,
-    /// Work done so far, counted as each window of chunks is written (see [`Progress`]).
+    /// Work done so far, counted as each chunk is written (see [`Progress`]).
     pub progress: Progress,
     /// The run's live status document, kept up to date as units start and end, and written
     /// once a second by a thread of its own (see [`live`]); none: no document.
@@ -84,11 +86,11 @@ impl Journaling {
     }
 }
 
-/// Input bytes and records done so far by a run, counted as each window of chunks is written,
-/// not only when a file ends: what a progress bar draws while one large file is processed.
-/// A unit not processed (blocked, deferred) or cut short counts its remaining bytes when it
-/// ends, so the bytes reach the run's total. Shared by every file worker; a few atomic adds per
-/// window of chunks (megabytes), nothing per record.
+/// Input bytes and records done so far by a run, counted as each chunk is written, not only
+/// when a file ends: what a progress bar draws while one large file is processed. A unit not
+/// processed (blocked, deferred) or cut short counts its remaining bytes when it ends, so the
+/// bytes reach the run's total. Shared by every file worker; three atomic adds per chunk (a
+/// megabyte), nothing per record.
 #[derive(Debug, Clone, Default)]
 pub struct Progress(Arc<ProgressCounts>);
 
@@ -100,7 +102,7 @@ struct ProgressCounts {
 }
 
 impl Progress {
-    /// Adds a window's (or a skipped unit's) input bytes, records read and rejected.
+    /// Adds a chunk's (or a skipped unit's) input bytes, records read and rejected.
     pub fn add(&self, bytes: u64, records: u64, rejected: u64) {
         self.0.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.0.records.fetch_add(records, Ordering::Relaxed);
@@ -121,9 +123,9 @@ impl Progress {
 /// file. Fresh memory costs a page fault and the kernel's zeroing of each page on its first
 /// touch (measured: 7% of the CPU time of the CSV vendors of a tenth of a day went to zeroing
 /// the pages of each chunk's new output buffer); a buffer used before has its pages already.
-/// The pool holds at most the buffers that were in flight at once (two windows of every file
-/// worker: one processed, one written), and drops a buffer that grew far beyond a chunk (a
-/// chunk of one enormous record).
+/// The pool holds at most the buffers that were in flight at once (up to two windows of chunks
+/// of every file worker, between being processed and being written), and drops a buffer that
+/// grew far beyond a chunk (a chunk of one enormous record).
 #[derive(Debug, Clone, Default)]
 pub struct Buffers(Arc<std::sync::Mutex<Vec<OutputBuffers>>>);
 
