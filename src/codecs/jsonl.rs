@@ -719,7 +719,7 @@ pub fn json_number(text: &str) -> Option<Cow<'_, str>> {
     let frac = frac.filter(|f| !f.is_empty());
     let canonical = b.first() != Some(&b'+') && int_trimmed.len() == int.len() && {
         // The fraction is kept only when it has digits: `5.` is not a JSON number.
-        frac.is_some() == mantissa.contains('.')
+        frac.is_some() == mantissa.bytes().any(|b| b == b'.')
     };
     if canonical {
         return Some(Cow::Borrowed(text));

@@ -395,7 +395,7 @@ pub(super) fn unescape(s: &str) -> Result<Cow<'_, str>, String> {
 /// [`unescape`], with the byte offset in `s` of the reference that is wrong.
 pub(super) fn unescape_at(s: &str) -> Result<Cow<'_, str>, (String, usize)> {
     use quick_xml::escape::EscapeError as E;
-    if !s.contains('&') {
+    if crate::codecs::find_byte(b'&', s.as_bytes()).is_none() {
         return Ok(Cow::Borrowed(s));
     }
     // quick-xml's messages give ranges within `s`; the reject names the record's line and
