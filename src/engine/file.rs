@@ -93,6 +93,8 @@ impl TempOutput {
     /// in about the time of one: see `engine::sum`).
     fn write_beside(&mut self, b: &[u8], sum: &mut Sha256, also: &[u8]) -> std::io::Result<()> {
         let Some(writer) = self.writer.as_mut() else {
+            // `also` is still hashed: its bytes are counted as taken.
+            sum.update(also);
             return Err(std::io::Error::other("written after it was closed"));
         };
         Sha256::update_pair(&mut self.hasher, b, sum, also);
@@ -198,9 +200,9 @@ pub struct KnownInput {
     pub sha256: String,
 }
 
-/// Hashes the input in order as chunks are processed, and releases the pages of the mapping
-/// that are done with, so that resident memory stays bounded by the chunks in flight, not the
-/// file.
+/// Hashes the input in order as each chunk's outputs are written (beside them), and releases
+/// the pages of the mapping that are done with, so that resident memory stays bounded by the
+/// chunks in flight, not the file.
 struct InputHasher<'m> {
     sum: InputSum,
     /// Bytes hashed so far (everything before this offset).
@@ -280,8 +282,8 @@ impl InputHasher<'_> {
 /// by the first part and the footer only by the last, and the outputs are named
 /// `NAME.part-IIIII-of-NNNNN` so that the parts, put together in order, are the whole output.
 ///
-/// The outcome's `input_sha256` is the checksum of the bytes processed, hashed as they are
-/// read, or `known`'s when the whole file still has the size and modification time it had
+/// The outcome's `input_sha256` is the checksum of the bytes processed, hashed as each chunk's
+/// outputs are written, or `known`'s when the whole file still has the size and modification time it had
 /// when that was taken (then it has not been written since, and is read only to be processed).
 pub fn process_file(
     profile: &Vendor,

@@ -30,7 +30,8 @@ pub struct EngineOptions {
     pub window_chunks: usize,
     /// The business date of the run, for `{date}` in output names.
     pub date: String,
-    /// Set when the run is asked to stop; checked before each chunk is processed and written.
+    /// Set when the run is asked to stop; checked before each chunk is written, and by each chunk
+    /// before it is processed.
     pub cancel: crate::cancel::Cancel,
     /// After a signal, how long work in flight may take before the process stops anyway
     /// (see `crate::cancel`).
