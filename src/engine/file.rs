@@ -150,8 +150,8 @@ impl Write for TempOutput {
 }
 
 /// The rows of a PDF output, in input order, until the document is drawn at the end of the
-/// file (see `codecs::pdf`): a scratch file beside the output, so that memory holds a window
-/// of chunks, not the file's records. Removed when dropped.
+/// file (see `codecs::pdf`): a scratch file beside the output, so that memory holds the chunks
+/// in flight, not the file's records. Removed when dropped.
 struct RowSpool {
     path: PathBuf,
     writer: BufWriter<File>,
