@@ -173,7 +173,23 @@ pub struct DirectFile {
     /// Why a write of this file failed, once one has: every later write and [`finish`]
     /// (`DirectFile::finish`) fails the same way (the bytes handed over are lost, so what
     /// follows them must not make a whole-looking file).
-    failed: Option<(io::ErrorKind, Option<i32>, String)>,
+    failed: Option<Failed>,
+}
+
+/// A failed write, kept to be reported again (an `io::Error` cannot be cloned).
+struct Failed(io::ErrorKind, Option<i32>, String);
+
+impl Failed {
+    fn of(e: &io::Error) -> Failed {
+        Failed(e.kind(), e.raw_os_error(), e.to_string())
+    }
+
+    fn error(&self) -> io::Error {
+        match self.1 {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.0, self.2.clone()),
+        }
+    }
 }
 
 /// What the thread writing a full buffer gives back: the buffer, for the next bytes, and
@@ -226,11 +242,8 @@ impl DirectFile {
 
     /// Waits for the full buffer being written, if any, and takes it back.
     fn wait(&mut self) -> io::Result<Option<DirectBuffer>> {
-        if let Some((kind, code, message)) = &self.failed {
-            return Err(match code {
-                Some(code) => io::Error::from_raw_os_error(*code),
-                None => io::Error::new(*kind, message.clone()),
-            });
+        if let Some(failed) = &self.failed {
+            return Err(failed.error());
         }
         let Some(writing) = self.writing.take() else {
             return Ok(None);
@@ -238,7 +251,7 @@ impl DirectFile {
         let written = writing
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            .inspect_err(|e| self.failed = Some((e.kind(), e.raw_os_error(), e.to_string())))?;
+            .inspect_err(|e| self.failed = Some(Failed::of(e)))?;
         // The file may have gone through the page cache meanwhile, on either side.
         self.direct &= written.direct;
         Ok(Some(written.buffer))
@@ -280,9 +293,8 @@ impl DirectFile {
             // No thread to be had (a process limit): the buffer is written here.
             Err(_) => {
                 let (file, direct) = (&*self.file, &mut self.direct);
-                write_at(file, &full.area()[..len], at, direct).inspect_err(|e| {
-                    self.failed = Some((e.kind(), e.raw_os_error(), e.to_string()))
-                })?;
+                write_at(file, &full.area()[..len], at, direct)
+                    .inspect_err(|e| self.failed = Some(Failed::of(e)))?;
                 self.buffer = Some(full);
                 // The buffer taken for the next bytes goes back to the pool.
                 Ok(())

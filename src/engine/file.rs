@@ -81,23 +81,24 @@ impl TempOutput {
     }
 
     fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
-        let Some(writer) = self.writer.as_mut() else {
-            return Err(std::io::Error::other("written after it was closed"));
-        };
-        self.hasher.update(b);
-        self.bytes += b.len() as u64;
-        writer.write_all(b)
+        self.write_beside(b, None)
     }
 
-    /// [`write`](Self::write), hashing `b` beside `also` into `sum` (two checksums are taken
-    /// in about the time of one: see `engine::sum`).
-    fn write_beside(&mut self, b: &[u8], sum: &mut Sha256, also: &[u8]) -> std::io::Result<()> {
+    /// [`write`](Self::write), hashing `b` beside `also`'s bytes into its checksum, when given
+    /// (two checksums are taken in about the time of one: see `engine::sum`). `also` is hashed
+    /// even when `b` cannot be written: its bytes are counted as taken.
+    fn write_beside(
+        &mut self,
+        b: &[u8],
+        also: Option<(&mut Sha256, &[u8])>,
+    ) -> std::io::Result<()> {
+        match also {
+            Some((sum, bytes)) => Sha256::update_pair(&mut self.hasher, b, sum, bytes),
+            None => self.hasher.update(b),
+        }
         let Some(writer) = self.writer.as_mut() else {
-            // `also` is still hashed: its bytes are counted as taken.
-            sum.update(also);
             return Err(std::io::Error::other("written after it was closed"));
         };
-        Sha256::update_pair(&mut self.hasher, b, sum, also);
         self.bytes += b.len() as u64;
         writer.write_all(b)
     }
@@ -222,27 +223,23 @@ enum InputSum {
 impl InputHasher<'_> {
     /// Hashes `data[self.done..end]`.
     fn advance(&mut self, data: &[u8], end: usize) {
-        let (sum, bytes) = self.next_bytes(data, end);
-        if let Some(sum) = sum {
+        if let Some((sum, bytes)) = self.next_bytes(data, end) {
             sum.update(bytes);
         }
     }
 
-    /// `data[self.done..end]`, its lines counted, for the caller to hash into the checksum
-    /// returned with it (none when the checksum is known): beside an output's bytes (see
-    /// [`TempOutput::write_beside`]).
-    fn next_bytes<'d>(&mut self, data: &'d [u8], end: usize) -> (Option<&mut Sha256>, &'d [u8]) {
-        if end <= self.done {
-            return (None, &[]);
-        }
-        let bytes = &data[self.done..end];
+    /// `data[self.done..end]`, its lines counted, with the checksum the caller hashes it into
+    /// (beside an output's bytes: see [`TempOutput::write_beside`]); none when the checksum is
+    /// known.
+    fn next_bytes<'d>(&mut self, data: &'d [u8], end: usize) -> Option<(&mut Sha256, &'d [u8])> {
+        let bytes = data.get(self.done..end).unwrap_or_default();
         if let Some(n) = &mut self.lines {
             *n += count_lf(bytes);
         }
-        self.done = end;
+        self.done = self.done.max(end);
         match &mut self.sum {
-            InputSum::Hashing(sum) => (Some(sum), bytes),
-            InputSum::Known(_) => (None, bytes),
+            InputSum::Hashing(sum) => Some((sum, bytes)),
+            InputSum::Known(_) => None,
         }
     }
 
@@ -512,17 +509,14 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// Writes `r`, and hashes `input` (the input bytes of `r`'s chunk, into its checksum when
     /// it is taken) beside the output.
-    fn write(&mut self, r: ChunkOut, input: (Option<&mut Sha256>, &[u8])) -> Result<(), UnitError> {
-        match (&mut self.spool, input) {
-            (None, (Some(sum), bytes)) => self.out.write_beside(&r.out, sum, bytes),
-            (spool, (sum, bytes)) => {
-                if let Some(sum) = sum {
+    fn write(&mut self, r: ChunkOut, input: Option<(&mut Sha256, &[u8])>) -> Result<(), UnitError> {
+        match &mut self.spool {
+            None => self.out.write_beside(&r.out, input),
+            Some(sp) => {
+                if let Some((sum, bytes)) = input {
                     sum.update(bytes);
                 }
-                match spool {
-                    Some(sp) => sp.writer.write_all(&r.out),
-                    None => self.out.write(&r.out),
-                }
+                sp.writer.write_all(&r.out)
             }
         }
         .map_err(|e| write_err(self.out_path, e))?;

@@ -1,7 +1,7 @@
 //! Inputs that must never crash: each gives a clean reject with its line and reason, or a clear
 //! error that fails the file, and the run carries on.
 
-use crate::util::Dir;
+use crate::util::{Dir, plan_json, stderr, stdout};
 
 /// One vendor per format, every record kept unless it cannot be read.
 const CONFIG: &str = r#"
@@ -327,9 +327,9 @@ fn a_large_file_its_framing_cannot_read_through_is_planned_whole_and_fails_alone
         .args(["--split-bytes", "20000", "--date", "2026-11-29"])
         .assert()
         .success();
-    let err = crate::util::stderr(&o);
+    let err = stderr(&o);
     assert!(err.contains("broken.csv` is planned whole"), "{err}");
-    let plan = crate::util::plan_json(&d, "plan.json");
+    let plan = plan_json(&d, "plan.json");
     let units = plan["slices"][0]["units"].as_array().unwrap();
     let whole: Vec<bool> = units
         .iter()
@@ -344,7 +344,7 @@ fn a_large_file_its_framing_cannot_read_through_is_planned_whole_and_fails_alone
         .args(["--slice", "0", "--out", "run"])
         .assert()
         .code(1);
-    let out = crate::util::stdout(&o);
+    let out = stdout(&o);
     assert!(
         out.contains("broken.csv") && out.contains("cannot be read as records"),
         "{out}"
@@ -383,7 +383,7 @@ fn links_in_a_local_inbound_folder_are_skipped_unless_they_stay_inside() {
                     .to_string()
             })
             .collect();
-        (names, crate::util::stderr(&o))
+        (names, stderr(&o))
     };
     let (names, err) = listed(&d);
     assert_eq!(names, ["a.csv"]);

@@ -76,13 +76,7 @@ fn a_full_disk_fails_the_file_cleanly() {
     };
     // An output an earlier run made of an older `many.csv`: not this file's, and gone after it
     // fails (a failed file has no output).
-    std::fs::write(
-        small.0.join("many.out.csv"),
-        "id,name
-1,older
-",
-    )
-    .unwrap();
+    std::fs::write(small.0.join("many.out.csv"), "id,name\n1,older\n").unwrap();
     let o = d
         .cmd()
         .args([

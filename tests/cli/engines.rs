@@ -614,6 +614,15 @@ fn slices_with(p: &Value, vendor: &str) -> Vec<String> {
         .collect()
 }
 
+/// A generated day of 20 files over 10 vendors, in which V002's files fail and V003 comes
+/// after V002 ([`v002_fails_and_v003_comes_after`]).
+pub(crate) fn day_where_v002_fails() -> Dir {
+    let d = Dir::new();
+    generate_day(&d, "20", "4000", "10", "11");
+    v002_fails_and_v003_comes_after(&d);
+    d
+}
+
 /// Changes the generated day's configuration so that V002's files fail (its records all lack
 /// a required field, and its skip limit is 0) and V003 comes after V002 (its slices run in the
 /// next stage, and are held back by V002's failure).
@@ -635,9 +644,7 @@ pub(crate) fn v002_fails_and_v003_comes_after(d: &Dir) {
 /// report names the failure, and every task completes, so the job ends.
 #[test]
 fn azure_batch_lets_the_report_run_after_a_failed_slice_and_the_job_ends() {
-    let d = Dir::new();
-    generate_day(&d, "20", "4000", "10", "11");
-    v002_fails_and_v003_comes_after(&d);
+    let d = day_where_v002_fails();
     let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run").display().to_string();
     plan_day(
@@ -888,14 +895,12 @@ fn play_k8s(root: &Path, batchwin: &Path, dir: &Path) -> Vec<(String, Vec<i32>)>
 }
 
 /// A plan with a vendor whose files fail, on Kubernetes: the first stage's Job is Failed (the
-/// index with V002's files fails at once, not retried), `submit.sh` goes on to the next stage,
+/// index with V002's files fails), `submit.sh` goes on to the next stage,
 /// whose slices record V003, which comes after V002, as `blocked` with V002 named, and the
 /// report names both and says the day failed.
 #[test]
 fn kubernetes_runs_the_next_stage_after_a_failed_slice_and_blocks_the_vendor_after_it() {
-    let d = Dir::new();
-    generate_day(&d, "20", "4000", "10", "11");
-    v002_fails_and_v003_comes_after(&d);
+    let d = day_where_v002_fails();
     let batchwin = assert_cmd::cargo::cargo_bin("batchwin");
     plan_day(
         &d,
@@ -911,8 +916,9 @@ fn kubernetes_runs_the_next_stage_after_a_failed_slice_and_blocks_the_vendor_aft
     let p = plan_json(&d, "plan.json");
     let failing = slices_with(&p, "V002");
     assert!(!failing.is_empty());
-    // Stage 0: the slices with V002's files exit 1 (not retried), the others 0.
+    // Stage 0: the slices with V002's files exit 1, the others 0.
     let first = p["stages"][1]["first_slice"].as_u64().unwrap() as usize;
+    assert_eq!(played[0].1.len(), first, "{played:?}");
     for (k, code) in played[0].1.iter().enumerate() {
         let expected = if failing.contains(&k.to_string()) {
             1
@@ -921,11 +927,18 @@ fn kubernetes_runs_the_next_stage_after_a_failed_slice_and_blocks_the_vendor_aft
         };
         assert_eq!(*code, expected, "slice {k}: {played:?}");
     }
-    // Stage 1 ran all the same: its slices exit 1, V003's units being blocked.
+    // Stage 1 ran all the same: the slices with V003's files exit 1, its units being blocked;
+    // the others 0.
     assert_eq!(
         played[1].1.len() + first,
         p["slices"].as_array().unwrap().len()
     );
+    let blocked = slices_with(&p, "V003");
+    assert!(!blocked.is_empty());
+    for (k, code) in played[1].1.iter().enumerate() {
+        let expected = i32::from(blocked.contains(&(first + k).to_string()));
+        assert_eq!(*code, expected, "slice {}: {played:?}", first + k);
+    }
     assert_v002_failed_and_v003_blocked(&d);
 }
 

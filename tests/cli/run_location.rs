@@ -246,6 +246,19 @@ pub(crate) fn stage(d: &Dir, loc: &Location, files: &str, records: &str, vendors
     stage_edited(d, loc, files, records, vendors, &|_| {});
 }
 
+/// Takes `[masking] key_file` out of the day's configuration: the key comes from the
+/// environment (`BATCHWIN_MASK_KEY`), as on workers that read the configuration from a run
+/// location, where no key file is.
+fn key_from_env(d: &Dir) {
+    let config: String = d
+        .read("day/batchwin.toml")
+        .lines()
+        .filter(|l| !l.starts_with("key_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    d.write("day/batchwin.toml", config);
+}
+
 /// [`stage`], with the generated day changed by `edit` before it is fetched.
 fn stage_edited(
     d: &Dir,
@@ -257,13 +270,7 @@ fn stage_edited(
 ) {
     generate_day(d, files, records, vendors, "41");
     edit(d);
-    let config = d.read("day/batchwin.toml");
-    let config: String = config
-        .lines()
-        .filter(|l| !l.starts_with("key_file"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    d.write("day/batchwin.toml", config);
+    key_from_env(d);
     let staging = loc.url("staging");
     let o = loc.run(
         d.root(),
@@ -670,24 +677,21 @@ fn a_staged_input_changed_after_fetch_is_refused_with_exit_3() {
     assert_scratch_empty(&d);
     // A publish of what the slice recorded delivers the other files and nothing of this one.
     let ledgers = loc.url("run/ledgers");
-    let o = loc
-        .cmd(d.root())
-        .args([
+    let o = loc.run(
+        d.root(),
+        &[
             "publish",
             "--config",
             "day/batchwin.toml",
             "--ledgers",
             &ledgers,
-        ])
-        .args(["--target", "published", "--date", DATE])
-        .output()
-        .expect("publish");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+            "--target",
+            "published",
+            "--date",
+            DATE,
+        ],
     );
+    assert_eq!(o.status.code(), Some(0));
     let delivered = crate::util::tree(&d.path("published"));
     assert!(
         delivered.keys().filter(|k| k.contains(".out.")).count() >= 4
@@ -1663,28 +1667,20 @@ fn a_window_runs_on_slurm_at_an_s3_run_location() {
     let args = crate::run::run_args(&date, &["--executor", "slurm", "--run-location", &runs]);
     // The tasks read the configuration at the run location: a key file beside it is refused
     // up front, and the key is given in the environment instead.
-    let o = loc
-        .cmd(d.root())
-        .args(&args)
-        .env("SLURM_CONF", &conf)
-        .output()
-        .expect("run");
+    // `Location::cmd` clears the environment: Slurm's configuration is given each time.
+    let run = || {
+        loc.cmd(d.root())
+            .args(&args)
+            .env("SLURM_CONF", &conf)
+            .output()
+            .expect("run")
+    };
+    let o = run();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("`[masking] key_file`"));
-    let config: String = d
-        .read("day/batchwin.toml")
-        .lines()
-        .filter(|l| !l.starts_with("key_file"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    d.write("day/batchwin.toml", config);
+    key_from_env(&d);
     crate::util::process_day_on(&d, "whole", &date);
-    let o = loc
-        .cmd(d.root())
-        .args(&args)
-        .env("SLURM_CONF", &conf)
-        .output()
-        .expect("run");
+    let o = run();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(
         o.status.code(),

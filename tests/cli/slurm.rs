@@ -64,9 +64,7 @@ fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
     let Some(_) = crate::util::service("SLURM_CONF") else {
         return;
     };
-    let d = Dir::new();
-    generate_day(&d, "20", "4000", "10", "11");
-    crate::engines::v002_fails_and_v003_comes_after(&d);
+    let d = crate::engines::day_where_v002_fails();
     let bin = assert_cmd::cargo::cargo_bin("batchwin");
     let run = d.path("run");
     plan_day(
@@ -95,8 +93,9 @@ fn a_failed_vendor_blocks_the_one_after_it_and_the_report_runs_on_slurm() {
         "{states}"
     );
     let report = report_log(&run);
+    // `N succeeded, M failed` is printed whatever M; `blocked` only when some are.
     assert!(
-        report.contains(" failed") && report.contains("blocked"),
+        !report.contains("succeeded, 0 failed") && report.contains("blocked"),
         "{report}"
     );
     crate::engines::assert_v002_failed_and_v003_blocked(&d);
