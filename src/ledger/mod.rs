@@ -158,12 +158,12 @@ pub enum LedgerError {
 /// `*.duckdb`, and each ledger that only has a journal yet (`*.duckdb.journal`, see
 /// [`journal`]), whose rows are folded into it here. A journal that cannot be folded
 /// is left as it is and said in a warning; a journal a run still holds, with no ledger beside
-/// it yet, is not listed.
+/// it yet, is not listed, nor is a ledger left unmade ([`left_unmade`], said in a warning).
 pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<PathBuf>> {
     if dir.is_file() || (is_ledger(dir) && journal::path_of(dir).is_file()) {
         fold_warning(dir);
         // Not listed while a run still holds a journal the ledger does not exist beside yet.
-        return Ok(if dir.exists() {
+        return Ok(if dir.exists() && !unmade_warning(dir) {
             vec![dir.to_path_buf()]
         } else {
             Vec::new()
@@ -180,7 +180,10 @@ pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<Path
             _ => continue,
         };
         fold_warning(&ledger);
-        if ledger.exists() && std::fs::canonicalize(&ledger).ok() != skip {
+        if ledger.exists()
+            && !unmade_warning(&ledger)
+            && std::fs::canonicalize(&ledger).ok() != skip
+        {
             out.push(ledger);
         }
     }
@@ -206,8 +209,66 @@ fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// DuckDB makes a database file in this order: it creates the file, takes its lock (a POSIX
+/// record lock over the whole file, held while the database is open), writes the main header
+/// and two database headers of 4 KiB each, then syncs; nothing else is written before those.
+const DUCKDB_HEADERS: u64 = 3 * 4096;
+
+/// Whether `path` is a ledger whose maker was stopped (killed) between creating the file and
+/// writing DuckDB's headers: a file shorter than [`DUCKDB_HEADERS`], with no `.wal` beside it,
+/// that no process holds DuckDB's lock on. It holds no row, and DuckDB refuses to open it ("not
+/// a valid DuckDB database file"), which would otherwise fail every later command on the
+/// ledger: a slice run again after `kill -9`, the publish after a publish that died.
+fn left_unmade(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push(".wal");
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() < DUCKDB_HEADERS => {
+            !Path::new(&wal).exists() && !locked(path)
+        }
+        _ => false,
+    }
+}
+
+/// Whether another process holds a POSIX record lock on `path` (or it cannot be told): DuckDB's
+/// lock while it has the database open. Only asked of a file shorter than DuckDB's headers, which
+/// this process does not have open: closing the descriptor opened here would drop this
+/// process's own record locks on the file.
+#[cfg(unix)]
+fn locked(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return true;
+    };
+    // SAFETY: an all-zero `flock` is a valid value of the plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: F_GETLK reads and writes only the `flock` passed, on a descriptor `f` keeps open.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    rc != 0 || i32::from(fl.l_type) != libc::F_UNLCK
+}
+
+#[cfg(not(unix))]
+fn locked(_: &Path) -> bool {
+    true
+}
+
 fn is_ledger(p: &Path) -> bool {
     p.extension().is_some_and(|x| x == "duckdb")
+}
+
+/// Whether `ledger` was left unmade ([`left_unmade`]), said in a warning: it holds nothing and
+/// is not listed.
+fn unmade_warning(ledger: &Path) -> bool {
+    let unmade = left_unmade(ledger);
+    if unmade {
+        tracing::warn!(
+            "ledger `{}` was left unmade by a run stopped as it created it (it holds nothing): skipped",
+            ledger.display()
+        );
+    }
+    unmade
 }
 
 /// Folds the journal of `ledger`, if any ([`journal::fold`]); a fold that fails is said
@@ -306,13 +367,23 @@ impl Ledger {
         }
     }
 
-    /// Opens (creating when needed) the DuckDB file at `path`, as it is.
+    /// Opens (creating when needed) the DuckDB file at `path`, as it is; a file whose making
+    /// was stopped before it held anything ([`left_unmade`]) is made again.
     fn open_db(path: &Path) -> Result<Ledger, LedgerError> {
         let p = path.display().to_string();
         let err = |source| LedgerError::Db {
             path: p.clone(),
             source,
         };
+        if left_unmade(path) {
+            tracing::warn!(
+                "ledger `{p}` was left unmade by a run stopped as it created it (it holds nothing): made again"
+            );
+            std::fs::remove_file(path).map_err(|source| LedgerError::File {
+                path: p.clone(),
+                source,
+            })?;
+        }
         let conn = Connection::open(path).map_err(err)?;
         // One transaction (one commit, one sync) creates a new ledger's tables and version.
         conn.execute_batch(&format!(

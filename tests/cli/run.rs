@@ -264,7 +264,7 @@ fn pid_running_with(args: &[&str]) -> Option<u32> {
 }
 
 /// A publish beside the slices that dies while they run (here: killed with SIGKILL as soon as
-/// it starts) is said, and the publish runs after the slices as it would without one: the run
+/// it is seen, which may be as it makes its ledger) is said, and the publish runs after the slices as it would without one: the run
 /// ends with 0 and every output is delivered once, byte-identical to processing each file
 /// alone.
 #[test]
@@ -317,10 +317,15 @@ fn a_publish_beside_the_slices_that_dies_is_run_after_them() {
         &d.path("whole"),
         &d.path(&format!("server/outbound/{date}")),
     );
-    assert_eq!(
-        crate::util::deliveries(&run.join("publish.duckdb")),
-        [("delivered".into(), 20)]
+    // Each output delivered once; what the publish beside delivered before it died (when the
+    // kill comes late on a busy machine) is found there, the same, by the publish after.
+    let rows = crate::util::deliveries(&run.join("publish.duckdb"));
+    assert!(
+        rows.iter()
+            .all(|(s, n)| (s == "delivered" && *n == 20) || s == "skipped"),
+        "{rows:?}"
     );
+    assert!(rows.iter().any(|(s, _)| s == "delivered"), "{rows:?}");
 }
 
 #[test]
