@@ -211,23 +211,33 @@ fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// DuckDB makes a database file in this order: it creates the file, takes its lock (a POSIX
 /// record lock over the whole file, held while the database is open), writes the main header
-/// and two database headers of 4 KiB each, then syncs; nothing else is written before those.
+/// (its magic `DUCK` at byte 8) and two database headers, 4 KiB each, then syncs; nothing else
+/// is written before those.
 const DUCKDB_HEADERS: u64 = 3 * 4096;
 
 /// Whether `path` is a ledger whose maker was stopped (killed) between creating the file and
-/// writing DuckDB's headers: a file shorter than [`DUCKDB_HEADERS`], with no `.wal` beside it,
-/// that no process holds DuckDB's lock on. It holds no row, and DuckDB refuses to open it ("not
-/// a valid DuckDB database file"), which would otherwise fail every later command on the
-/// ledger: a slice run again after `kill -9`, the publish after a publish that died.
+/// writing DuckDB's headers: a file shorter than [`DUCKDB_HEADERS`], empty or starting with
+/// DuckDB's main header, with no `.wal` beside it, that no process holds DuckDB's lock on. It
+/// holds no row, and DuckDB refuses to open it ("not a valid DuckDB database file"), which would
+/// otherwise fail every later command on the ledger: a slice run again after `kill -9`, the
+/// publish after a publish that died. Any other file is left to DuckDB to name.
 fn left_unmade(path: &Path) -> bool {
+    use std::io::Read;
     let mut wal = path.as_os_str().to_owned();
     wal.push(".wal");
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.len() < DUCKDB_HEADERS => {
-            !Path::new(&wal).exists() && !locked(path)
-        }
-        _ => false,
+    let short =
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() < DUCKDB_HEADERS);
+    if !short || Path::new(&wal).exists() {
+        return false;
     }
+    let mut head = Vec::with_capacity(12);
+    let read = std::fs::File::open(path).and_then(|f| f.take(12).read_to_end(&mut head));
+    let duckdb_or_empty = match read {
+        Ok(0) => true,
+        Ok(_) => head.get(8..12) == Some(b"DUCK".as_slice()),
+        Err(_) => false,
+    };
+    duckdb_or_empty && !locked(path)
 }
 
 /// Whether another process holds a POSIX record lock on `path` (or it cannot be told): DuckDB's
