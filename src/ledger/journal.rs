@@ -406,27 +406,18 @@ fn lock_within(file: &std::fs::File, wait: std::time::Duration) -> std::io::Resu
 /// lock, `fcntl(F_SETLK)`, over the whole file while it has the database open); asked with
 /// `F_GETLK`, which takes no lock. A ledger that does not exist yet is not locked.
 fn ledger_locked(ledger: &Path) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
     let file = match std::fs::File::open(ledger) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    // SAFETY: `flock` is plain data, zeroed is a valid value; `F_GETLK` only writes into it.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // SAFETY: a valid open descriptor and a valid `flock` for the call's lifetime.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
     // Closing `file` would drop this process's own record locks on the ledger: this is only
     // called by a run that has none (it never opened DuckDB).
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    super::lock(&file, super::LockOp::Test)
 }
 
 /// Whether `file` is still the file at `path` (not removed or replaced since it was opened).
-fn same_file(file: &std::fs::File, path: &Path) -> bool {
+pub(super) fn same_file(file: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
@@ -442,6 +433,8 @@ fn check_is_duckdb(ledger: &Path) -> Result<(), LedgerError> {
     match read {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Ok(()) if &head[8..12] == b"DUCK" => Ok(()),
+        // Made again by the fold that opens it ([`super::Ledger::open_db`]).
+        Err(_) if super::left_unmade(ledger) => Ok(()),
         Ok(()) => Err(LedgerError::NotDuckdb {
             path: ledger.display().to_string(),
         }),

@@ -181,8 +181,8 @@ pub fn find_ledgers(dir: &Path, skip: Option<&Path>) -> std::io::Result<Vec<Path
         };
         fold_warning(&ledger);
         if ledger.exists()
-            && !unmade_warning(&ledger)
             && std::fs::canonicalize(&ledger).ok() != skip
+            && !unmade_warning(&ledger)
         {
             out.push(ledger);
         }
@@ -216,52 +216,109 @@ fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 const DUCKDB_HEADERS: u64 = 3 * 4096;
 
 /// Whether `path` is a ledger whose maker was stopped (killed) between creating the file and
-/// writing DuckDB's headers: a file shorter than [`DUCKDB_HEADERS`], empty or starting with
-/// DuckDB's main header, with no `.wal` beside it, that no process holds DuckDB's lock on. It
-/// holds no row, and DuckDB refuses to open it ("not a valid DuckDB database file"), which would
+/// writing DuckDB's headers ([`unmade_shape`]) that no process holds DuckDB's lock on. It holds
+/// no row, and DuckDB refuses to open it ("not a valid DuckDB database file"), which would
 /// otherwise fail every later command on the ledger: a slice run again after `kill -9`, the
 /// publish after a publish that died. Any other file is left to DuckDB to name.
+///
+/// Record locks belong to a process, which neither sees its own in `F_GETLK` nor keeps them
+/// once it closes any descriptor of the file: this is asked only of files this process does not
+/// have open, which a file shorter than DuckDB's headers never is outside DuckDB's creation of it.
 fn left_unmade(path: &Path) -> bool {
-    use std::io::Read;
+    std::fs::File::open(path)
+        .is_ok_and(|f| unmade_shape(&f, path) && lock(&f, LockOp::Test).is_ok_and(|held| !held))
+}
+
+/// Whether the file `f` (at `path`) has the shape DuckDB leaves when stopped before its headers
+/// were written: shorter than [`DUCKDB_HEADERS`], empty or starting with DuckDB's main header,
+/// with no `.wal` beside it (DuckDB removes one before it makes a database).
+fn unmade_shape(f: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let short = f
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() < DUCKDB_HEADERS);
     let mut wal = path.as_os_str().to_owned();
     wal.push(".wal");
-    let short =
-        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() < DUCKDB_HEADERS);
     if !short || Path::new(&wal).exists() {
         return false;
     }
-    let mut head = Vec::with_capacity(12);
-    let read = std::fs::File::open(path).and_then(|f| f.take(12).read_to_end(&mut head));
-    let duckdb_or_empty = match read {
+    // At offset 0 whatever was read from `f` before.
+    let mut head = [0u8; 12];
+    match f.read_at(&mut head, 0) {
         Ok(0) => true,
-        Ok(_) => head.get(8..12) == Some(b"DUCK".as_slice()),
-        Err(_) => false,
-    };
-    duckdb_or_empty && !locked(path)
+        Ok(12) => &head[8..12] == b"DUCK",
+        _ => false,
+    }
 }
 
-/// Whether another process holds a POSIX record lock on `path` (or it cannot be told): DuckDB's
-/// lock while it has the database open. Only asked of a file shorter than DuckDB's headers, which
-/// this process does not have open: closing the descriptor opened here would drop this
-/// process's own record locks on the file.
-#[cfg(unix)]
-fn locked(path: &Path) -> bool {
+/// Removes the ledger at `path` when it was left unmade, holding a write lock on it (DuckDB's
+/// kind) from before its shape is looked at until the file given back is dropped, after DuckDB
+/// has made the new one: a second writer that opened the old file meanwhile meets that lock and
+/// is refused, as DuckDB's lock would refuse it, rather than writing into a file no longer there.
+fn remove_unmade(path: &Path) -> Result<Option<std::fs::File>, LedgerError> {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return Ok(None);
+    };
+    if !unmade_shape(&f, path)
+        || !lock(&f, LockOp::Take).unwrap_or(false)
+        || !journal::same_file(&f, path)
+    {
+        return Ok(None);
+    }
+    // Looked at again under the lock: what the check saw may have been a maker's first instant.
+    if !unmade_shape(&f, path) {
+        return Ok(None);
+    }
+    tracing::warn!(
+        "ledger `{}` was left unmade by a run stopped as it created it (it holds nothing): made again",
+        path.display()
+    );
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LedgerError::File {
+            path: path.display().to_string(),
+            source: e,
+        }),
+        _ => Ok(Some(f)),
+    }
+}
+
+/// What [`lock`] does with a write lock over the whole file (DuckDB's kind of lock).
+#[derive(Clone, Copy)]
+enum LockOp {
+    /// Whether another process holds a lock that would conflict with it (`F_GETLK`).
+    Test,
+    /// Takes it, without waiting (`F_SETLK`).
+    Take,
+}
+
+/// [`LockOp::Test`]: whether another process holds a record lock on `f`; [`LockOp::Take`]:
+/// whether the write lock was taken (`false` when another process holds a lock on it).
+fn lock(f: &std::fs::File, op: LockOp) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
-    let Ok(f) = std::fs::File::open(path) else {
-        return true;
-    };
-    // SAFETY: an all-zero `flock` is a valid value of the plain C struct.
+    // SAFETY: `flock` is plain data, zeroed is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    // SAFETY: F_GETLK reads and writes only the `flock` passed, on a descriptor `f` keeps open.
-    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
-    rc != 0 || i32::from(fl.l_type) != libc::F_UNLCK
-}
-
-#[cfg(not(unix))]
-fn locked(_: &Path) -> bool {
-    true
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    let cmd = match op {
+        LockOp::Test => libc::F_GETLK,
+        LockOp::Take => libc::F_SETLK,
+    };
+    // SAFETY: a valid open descriptor and a valid `flock` for the call's lifetime.
+    if unsafe { libc::fcntl(f.as_raw_fd(), cmd, &mut fl) } == -1 {
+        let e = std::io::Error::last_os_error();
+        return match (op, e.raw_os_error()) {
+            (LockOp::Take, Some(libc::EACCES | libc::EAGAIN)) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(match op {
+        LockOp::Test => fl.l_type != libc::F_UNLCK as libc::c_short,
+        LockOp::Take => true,
+    })
 }
 
 fn is_ledger(p: &Path) -> bool {
@@ -385,15 +442,8 @@ impl Ledger {
             path: p.clone(),
             source,
         };
-        if left_unmade(path) {
-            tracing::warn!(
-                "ledger `{p}` was left unmade by a run stopped as it created it (it holds nothing): made again"
-            );
-            std::fs::remove_file(path).map_err(|source| LedgerError::File {
-                path: p.clone(),
-                source,
-            })?;
-        }
+        // Held until DuckDB has made the new file and holds its own lock.
+        let _unmade = remove_unmade(path)?;
         let conn = Connection::open(path).map_err(err)?;
         // One transaction (one commit, one sync) creates a new ledger's tables and version.
         conn.execute_batch(&format!(
