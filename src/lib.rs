@@ -9,7 +9,7 @@
 //! its slices' status documents). Around them: `manifest`s and slices in
 //! `plan`, `storage` and `transfer` (fetch and publish), `window` (a whole batch window),
 //! `auth` (the job token that chooses a masking profile), `telemetry` (OpenTelemetry traces of
-//! runs, slices and files), `notify` (webhooks told of failures, SLAs and finished windows), `cancel`, `env` (every environment variable), `files` (local files created without world
+//! runs, slices and files), `notify` (webhooks told of failures, SLAs and finished windows), `cancel`, `checksum` (SHA-256 taken two streams at a time), `env` (every environment variable), `files` (local files created without world
 //! access) and `printer` (global options, logs, progress).
 //! `commands` holds one file of glue per subcommand and `cli` dispatches to them; `manual`
 //! writes the command line's completions and man pages; `generate`
@@ -17,6 +17,7 @@
 #[cfg(feature = "cli")]
 pub mod auth;
 pub mod cancel;
+pub mod checksum;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod codecs;

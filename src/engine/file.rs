@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::sum::Sha256;
+use crate::checksum::Sha256;
 
 use crate::codecs::{BadRecord, Chunk, Decoded, Encoder, count_lf};
 use crate::config::{Format, RejectRaw};
@@ -85,7 +85,7 @@ impl TempOutput {
     }
 
     /// [`write`](Self::write), hashing `b` beside `also`'s bytes into its checksum, when given
-    /// (two checksums are taken in about the time of one: see `engine::sum`). `also` is hashed
+    /// (two checksums are taken in about the time of one: see `checksum`). `also` is hashed
     /// even when `b` cannot be written: its bytes are counted as taken.
     fn write_beside(
         &mut self,

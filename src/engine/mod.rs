@@ -5,7 +5,7 @@
 //! that the run can record what it delivers ([`Ready`]), the pool of chunk buffers
 //! ([`Buffers`]) and the counts of work done so far ([`Progress`]), which the live status
 //! document ([`live`]) publishes while a run goes on. A unit's input and output checksums are
-//! taken side by side ([`sum`]).
+//! taken side by side ([`crate::checksum`]).
 
 #[cfg(feature = "cli")]
 pub mod batch;
@@ -14,7 +14,6 @@ pub mod file;
 pub mod live;
 #[cfg(feature = "cli")]
 pub mod remote;
-pub mod sum;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -879,6 +879,10 @@ fn one_line(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The local files being copied ([`copy_local`], one blocking thread each, as many as the
+/// transfer's concurrency): their checksums are taken two pieces at a time.
+static LOCAL_COPIES: crate::checksum::Pairing = crate::checksum::Pairing::new();
+
 /// A download from a local folder: `from` copied to `to` ([`copy_local`]), at most `max` bytes.
 pub(super) fn copy_local_file(
     from: &FsPath,
@@ -888,7 +892,8 @@ pub(super) fn copy_local_file(
     copy_local(from, Some(to), max)
 }
 
-/// Reads a local file, hashing it, and with `to` copies it there; syncs what it wrote (or, for
+/// Reads a local file, hashing it (two pieces at a time with the other copies running, see
+/// [`LOCAL_COPIES`]), and with `to` copies it there; syncs what it wrote (or, for
 /// a file only read, the file itself: usually already on disk, then cheap). Only a regular file
 /// is read: `from` itself may not be a symbolic link (a name listed as a file and replaced by a
 /// link since is refused, not followed out of the folder), and a fifo or device is refused
@@ -899,7 +904,6 @@ pub(super) fn copy_local(
     to: Option<&FsPath>,
     max: Option<u64>,
 ) -> Result<Transferred, StorageError> {
-    use sha2::Digest;
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let src = std::fs::OpenOptions::new()
@@ -931,7 +935,8 @@ pub(super) fn copy_local(
         )),
         None => None,
     };
-    let mut sha = sha2::Sha256::new();
+    let mut sha = crate::checksum::Sha256::new();
+    let pairing = LOCAL_COPIES.join();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; super::STREAM_BUF];
     loop {
@@ -946,12 +951,15 @@ pub(super) fn copy_local(
         {
             return Err(super::oversize(m));
         }
-        sha.update(&buf[..n]);
+        buf.truncate(n);
+        buf = pairing.update(&mut sha, buf);
         if let Some((file, to)) = out.as_mut() {
-            file.write_all(&buf[..n])
+            file.write_all(&buf)
                 .map_err(|e| StorageError::local(to, e))?;
         }
         bytes += n as u64;
+        // Full again for the next read (a no-op but after a short one).
+        buf.resize(super::STREAM_BUF, 0);
     }
     match out {
         Some((file, to)) => file.sync_all().map_err(|e| StorageError::local(to, e))?,

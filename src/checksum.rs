@@ -1,5 +1,7 @@
-//! The SHA-256 checksums of a unit's input and output, taken side by side: [`Sha256`] is one
-//! checksum as it is taken, and [`Sha256::update_pair`] feeds two of them at once.
+//! SHA-256 checksums taken two streams at a time: [`Sha256`] is one checksum as it is taken,
+//! and [`Sha256::update_pair`] feeds two of them at once (a unit's input and output, which
+//! `engine::file` writes side by side); [`Pairing`] pairs the pieces of checksums that separate
+//! threads take at the same time (the fetch's copies of local files, one thread each).
 //!
 //! Why not `sha2::Sha256` alone: the SHA instructions of x86-64 CPUs compute a block in a chain
 //! of dependent rounds, so one stream leaves the unit idle between rounds. Stepping a second
@@ -287,6 +289,132 @@ mod x86 {
     }
 }
 
+/// Pairs the pieces of checksums that threads take at the same time: a thread that hashes a
+/// piece while another waits with one hashes both at once ([`Sha256::update_pair`]), and one
+/// that finds no piece waiting leaves its own for [`PAIR_WAIT`] at most while another thread is
+/// taking a checksum too, then hashes it alone. A waiting thread uses no CPU; the piece it left
+/// is hashed in about the time of the other's.
+pub struct Pairing {
+    state: std::sync::Mutex<PairState>,
+    changed: std::sync::Condvar,
+}
+
+/// How long a piece waits for another to be hashed with: a local file's copy reads and writes
+/// a 1 MiB piece in about a millisecond, so a partner is usually there within one piece.
+pub const PAIR_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+struct PairState {
+    /// Threads taking a checksum through this pairing ([`Pairing::join`]).
+    members: usize,
+    /// The piece a thread left to be hashed with another: its ticket, checksum and bytes.
+    left: Option<(u64, Sha256, Vec<u8>)>,
+    /// Pieces another thread hashed, for the threads that left them to take back.
+    done: Vec<(u64, Sha256, Vec<u8>)>,
+    tickets: u64,
+    /// Pieces hashed with another's, counted for the tests.
+    paired: u64,
+}
+
+impl Default for Pairing {
+    fn default() -> Self {
+        Pairing::new()
+    }
+}
+
+impl Pairing {
+    pub const fn new() -> Pairing {
+        Pairing {
+            state: std::sync::Mutex::new(PairState {
+                members: 0,
+                left: None,
+                done: Vec::new(),
+                tickets: 0,
+                paired: 0,
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PairState> {
+        // The state is consistent at every unlock: a panic elsewhere leaves it usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A thread's place in the pairing while it takes a checksum; left when dropped.
+    pub fn join(&self) -> Member<'_> {
+        self.lock().members += 1;
+        Member { pairing: self }
+    }
+}
+
+/// A thread taking a checksum through a [`Pairing`].
+pub struct Member<'p> {
+    pairing: &'p Pairing,
+}
+
+impl Member<'_> {
+    /// Takes `bytes` into `sum`, paired with another thread's piece when one is there or comes
+    /// within [`PAIR_WAIT`]; gives `bytes` back.
+    pub fn update(&self, sum: &mut Sha256, bytes: Vec<u8>) -> Vec<u8> {
+        let p = self.pairing;
+        let mut st = p.lock();
+        if let Some((ticket, mut other, other_bytes)) = st.left.take() {
+            drop(st);
+            Sha256::update_pair(sum, &bytes, &mut other, &other_bytes);
+            let mut st = p.lock();
+            st.done.push((ticket, other, other_bytes));
+            st.paired += 2;
+            drop(st);
+            p.changed.notify_all();
+            return bytes;
+        }
+        if st.members < 2 {
+            drop(st);
+            sum.update(&bytes);
+            return bytes;
+        }
+        let ticket = st.tickets;
+        st.tickets += 1;
+        st.left = Some((ticket, std::mem::take(sum), bytes));
+        let until = std::time::Instant::now() + PAIR_WAIT;
+        loop {
+            if let Some(i) = st.done.iter().position(|(t, _, _)| *t == ticket) {
+                let (_, s, b) = st.done.swap_remove(i);
+                *sum = s;
+                return b;
+            }
+            let now = std::time::Instant::now();
+            if now >= until || st.members < 2 {
+                match st.left.take() {
+                    // Still there: hashed alone.
+                    Some((t, s, b)) if t == ticket => {
+                        drop(st);
+                        *sum = s;
+                        sum.update(&b);
+                        return b;
+                    }
+                    other => st.left = other,
+                }
+            }
+            // Taken by a thread hashing it now: wait for it to come back, however long.
+            let wait = until.saturating_duration_since(now).max(PAIR_WAIT);
+            st = p
+                .changed
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        self.pairing.lock().members -= 1;
+        // A thread waiting for a partner need not wait for one that is not coming.
+        self.pairing.changed.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +423,65 @@ mod tests {
 
     fn reference(bytes: &[u8]) -> [u8; 32] {
         sha2::Sha256::digest(bytes).into()
+    }
+
+    /// `data` through `member` in pieces whose sizes follow `seed`: its checksum.
+    fn through(member: &Member<'_>, data: &[u8], seed: usize) -> [u8; 32] {
+        let mut sum = Sha256::new();
+        let mut at = 0;
+        while at < data.len() {
+            let n = ((at / 7 + seed * 7_919) % 90_000 + 1).min(data.len() - at);
+            let back = member.update(&mut sum, data[at..at + n].to_vec());
+            assert_eq!(back, &data[at..at + n]);
+            at += n;
+        }
+        sum.finalize()
+    }
+
+    /// Six threads, each taking twenty checksums of different lengths in pieces of different
+    /// sizes through one pairing, joining and leaving it as they go: every checksum is
+    /// `sha2`'s, whichever pieces were paired.
+    #[test]
+    fn checksums_taken_through_a_pairing_are_sha2s() {
+        let pairing = Pairing::new();
+        std::thread::scope(|s| {
+            for t in 0..6usize {
+                let pairing = &pairing;
+                s.spawn(move || {
+                    for file in 0..20usize {
+                        let len = (t * 7_919 + file * 104_729) % 400_000;
+                        let data: Vec<u8> =
+                            (0..len).map(|i| (i * 31 + t * 7 + file) as u8).collect();
+                        let member = pairing.join();
+                        assert_eq!(through(&member, &data, t + file), reference(&data));
+                    }
+                });
+            }
+        });
+        let st = pairing.lock();
+        assert_eq!((st.members, st.left.is_none(), st.done.len()), (0, true, 0));
+        assert!(st.paired > 0, "no piece was paired");
+    }
+
+    /// A thread whose partner has joined but hashes nothing (reading a slow source, say)
+    /// hashes its pieces alone once it has waited, and one alone never leaves a piece.
+    #[test]
+    fn a_piece_with_no_partner_is_hashed_alone() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let pairing = Pairing::new();
+        {
+            let alone = pairing.join();
+            assert_eq!(through(&alone, &data, 1), reference(&data));
+        }
+        let idle = pairing.join();
+        let busy = pairing.join();
+        assert_eq!(through(&busy, &data, 2), reference(&data));
+        drop((idle, busy));
+        let st = pairing.lock();
+        assert_eq!(
+            (st.members, st.left.is_none(), st.done.len(), st.paired),
+            (0, true, 0, 0)
+        );
     }
 
     #[test]
