@@ -290,29 +290,41 @@ mod x86 {
 }
 
 /// Pairs the pieces of checksums that threads take at the same time: a thread that hashes a
-/// piece while another waits with one hashes both at once ([`Sha256::update_pair`]), and one
-/// that finds no piece waiting leaves its own for [`PAIR_WAIT`] at most while another thread is
-/// taking a checksum too, then hashes it alone. A waiting thread uses no CPU; the piece it left
-/// is hashed in about the time of the other's.
+/// piece while another waits with one hashes both at once ([`Sha256::update_pair`]). A thread
+/// that finds no piece waiting leaves its own, for [`PAIR_WAIT`] at most, only when another
+/// thread handed in a piece within that time (so a copy held up by a slow source or target, or
+/// a thread alone, never makes the others wait); otherwise, or when no partner comes, it hashes
+/// its piece alone. A waiting thread uses no CPU; the piece it left is hashed in about the time
+/// of the other's.
 pub struct Pairing {
     state: std::sync::Mutex<PairState>,
     changed: std::sync::Condvar,
+    wait: std::time::Duration,
 }
 
-/// How long a piece waits for another to be hashed with: a local file's copy reads and writes
-/// a 1 MiB piece in about a millisecond, so a partner is usually there within one piece.
+/// How long a piece waits for another to be hashed with: a copy of a local file in the page
+/// cache reads and writes a 1 MiB piece in about a millisecond, so among copies going at that
+/// pace a partner is usually there within one piece.
 pub const PAIR_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// A piece handed in: its owner's ticket, checksum, bytes and how many of them to hash.
+type Piece = (u64, Sha256, Vec<u8>, usize);
 
 struct PairState {
     /// Threads taking a checksum through this pairing ([`Pairing::join`]).
     members: usize,
-    /// The piece a thread left to be hashed with another: its ticket, checksum and bytes.
-    left: Option<(u64, Sha256, Vec<u8>)>,
+    /// The piece a thread left to be hashed with another.
+    left: Option<Piece>,
     /// Pieces another thread hashed, for the threads that left them to take back.
-    done: Vec<(u64, Sha256, Vec<u8>)>,
+    done: Vec<Piece>,
+    /// Tickets of pieces whose hashing thread stopped (panicked) with them.
+    lost: Vec<u64>,
     tickets: u64,
-    /// Pieces hashed with another's, counted for the tests.
+    /// The member that handed in a piece last, and when.
+    last: Option<(u64, std::time::Instant)>,
+    /// Pieces hashed with another's, and pieces left to wait: counted for the tests.
     paired: u64,
+    waited: u64,
 }
 
 impl Default for Pairing {
@@ -323,15 +335,24 @@ impl Default for Pairing {
 
 impl Pairing {
     pub const fn new() -> Pairing {
+        Pairing::with_wait(PAIR_WAIT)
+    }
+
+    /// A pairing whose pieces wait `wait` at most for a partner.
+    pub const fn with_wait(wait: std::time::Duration) -> Pairing {
         Pairing {
             state: std::sync::Mutex::new(PairState {
                 members: 0,
                 left: None,
                 done: Vec::new(),
+                lost: Vec::new(),
                 tickets: 0,
+                last: None,
                 paired: 0,
+                waited: 0,
             }),
             changed: std::sync::Condvar::new(),
+            wait,
         }
     }
 
@@ -342,62 +363,93 @@ impl Pairing {
 
     /// A thread's place in the pairing while it takes a checksum; left when dropped.
     pub fn join(&self) -> Member<'_> {
-        self.lock().members += 1;
-        Member { pairing: self }
+        let mut st = self.lock();
+        st.members += 1;
+        st.tickets += 1;
+        Member {
+            pairing: self,
+            id: st.tickets,
+        }
     }
 }
 
 /// A thread taking a checksum through a [`Pairing`].
 pub struct Member<'p> {
     pairing: &'p Pairing,
+    id: u64,
+}
+
+/// Said of a piece when the thread hashing it with its own stops before handing it back.
+struct Hashing<'p> {
+    pairing: &'p Pairing,
+    ticket: u64,
+}
+
+impl Drop for Hashing<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.pairing.lock().lost.push(self.ticket);
+            self.pairing.changed.notify_all();
+        }
+    }
 }
 
 impl Member<'_> {
-    /// Takes `bytes` into `sum`, paired with another thread's piece when one is there or comes
-    /// within [`PAIR_WAIT`]; gives `bytes` back.
-    pub fn update(&self, sum: &mut Sha256, bytes: Vec<u8>) -> Vec<u8> {
+    /// Takes `bytes[..len]` into `sum`, paired with another thread's piece when one is there
+    /// or comes within the pairing's wait; gives `bytes` back.
+    pub fn update(&self, sum: &mut Sha256, bytes: Vec<u8>, len: usize) -> Vec<u8> {
         let p = self.pairing;
         let mut st = p.lock();
-        if let Some((ticket, mut other, other_bytes)) = st.left.take() {
-            drop(st);
-            Sha256::update_pair(sum, &bytes, &mut other, &other_bytes);
-            let mut st = p.lock();
-            st.done.push((ticket, other, other_bytes));
+        let now = std::time::Instant::now();
+        let others_busy = st
+            .last
+            .is_some_and(|(id, at)| id != self.id && now.duration_since(at) < p.wait);
+        st.last = Some((self.id, now));
+        if let Some((ticket, mut other, other_bytes, other_len)) = st.left.take() {
             st.paired += 2;
             drop(st);
+            let guard = Hashing { pairing: p, ticket };
+            Sha256::update_pair(sum, &bytes[..len], &mut other, &other_bytes[..other_len]);
+            std::mem::forget(guard);
+            p.lock().done.push((ticket, other, other_bytes, other_len));
             p.changed.notify_all();
             return bytes;
         }
-        if st.members < 2 {
+        if st.members < 2 || !others_busy {
             drop(st);
-            sum.update(&bytes);
+            sum.update(&bytes[..len]);
             return bytes;
         }
-        let ticket = st.tickets;
         st.tickets += 1;
-        st.left = Some((ticket, std::mem::take(sum), bytes));
-        let until = std::time::Instant::now() + PAIR_WAIT;
+        st.waited += 1;
+        let ticket = st.tickets;
+        st.left = Some((ticket, std::mem::take(sum), bytes, len));
+        let until = now + p.wait;
         loop {
-            if let Some(i) = st.done.iter().position(|(t, _, _)| *t == ticket) {
-                let (_, s, b) = st.done.swap_remove(i);
+            if let Some(i) = st.done.iter().position(|d| d.0 == ticket) {
+                let (_, s, b, _) = st.done.swap_remove(i);
                 *sum = s;
                 return b;
+            }
+            if st.lost.contains(&ticket) {
+                panic!("the thread hashing a piece with this one stopped");
             }
             let now = std::time::Instant::now();
             if now >= until || st.members < 2 {
                 match st.left.take() {
                     // Still there: hashed alone.
-                    Some((t, s, b)) if t == ticket => {
+                    Some((t, s, b, n)) if t == ticket => {
                         drop(st);
                         *sum = s;
-                        sum.update(&b);
+                        sum.update(&b[..n]);
                         return b;
                     }
                     other => st.left = other,
                 }
             }
-            // Taken by a thread hashing it now: wait for it to come back, however long.
-            let wait = until.saturating_duration_since(now).max(PAIR_WAIT);
+            // Until the wait is over; then, its piece being hashed by another thread, until
+            // that thread hands it back.
+            let wait = if now < until { until - now } else { p.wait };
             st = p
                 .changed
                 .wait_timeout(st, wait)
@@ -409,7 +461,13 @@ impl Member<'_> {
 
 impl Drop for Member<'_> {
     fn drop(&mut self) {
-        self.pairing.lock().members -= 1;
+        let mut st = self.pairing.lock();
+        st.members -= 1;
+        // A member gone hands in nothing more.
+        if st.last.is_some_and(|(id, _)| id == self.id) {
+            st.last = None;
+        }
+        drop(st);
         // A thread waiting for a partner need not wait for one that is not coming.
         self.pairing.changed.notify_all();
     }
@@ -429,46 +487,52 @@ mod tests {
     fn through(member: &Member<'_>, data: &[u8], seed: usize) -> [u8; 32] {
         let mut sum = Sha256::new();
         let mut at = 0;
+        // A buffer longer than the piece, as a copy's read leaves it.
+        let mut buf = vec![0u8; 100_000];
         while at < data.len() {
             let n = ((at / 7 + seed * 7_919) % 90_000 + 1).min(data.len() - at);
-            let back = member.update(&mut sum, data[at..at + n].to_vec());
-            assert_eq!(back, &data[at..at + n]);
+            buf[..n].copy_from_slice(&data[at..at + n]);
+            buf = member.update(&mut sum, buf, n);
+            assert_eq!(&buf[..n], &data[at..at + n]);
             at += n;
         }
         sum.finalize()
     }
 
-    /// Six threads, each taking twenty checksums of different lengths in pieces of different
-    /// sizes through one pairing, joining and leaving it as they go: every checksum is
-    /// `sha2`'s, whichever pieces were paired.
+    /// Threads each taking twenty checksums of different lengths in pieces of different sizes
+    /// through one pairing, joining and leaving it as they go: every checksum is `sha2`'s,
+    /// whichever pieces were paired. With a long wait, pieces are paired; several wait at once
+    /// and come back to their own threads.
     #[test]
     fn checksums_taken_through_a_pairing_are_sha2s() {
-        let pairing = Pairing::new();
-        std::thread::scope(|s| {
-            for t in 0..6usize {
-                let pairing = &pairing;
-                s.spawn(move || {
-                    for file in 0..20usize {
-                        let len = (t * 7_919 + file * 104_729) % 400_000;
-                        let data: Vec<u8> =
-                            (0..len).map(|i| (i * 31 + t * 7 + file) as u8).collect();
-                        let member = pairing.join();
-                        assert_eq!(through(&member, &data, t + file), reference(&data));
-                    }
-                });
-            }
-        });
-        let st = pairing.lock();
-        assert_eq!((st.members, st.left.is_none(), st.done.len()), (0, true, 0));
-        assert!(st.paired > 0, "no piece was paired");
+        for (threads, wait) in [(6usize, PAIR_WAIT), (3, std::time::Duration::from_secs(1))] {
+            let pairing = Pairing::with_wait(wait);
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let pairing = &pairing;
+                    s.spawn(move || {
+                        for file in 0..20usize {
+                            let len = (t * 7_919 + file * 104_729) % 400_000;
+                            let data: Vec<u8> =
+                                (0..len).map(|i| (i * 31 + t * 7 + file) as u8).collect();
+                            let member = pairing.join();
+                            assert_eq!(through(&member, &data, t + file), reference(&data));
+                        }
+                    });
+                }
+            });
+            let st = pairing.lock();
+            assert_eq!((st.members, st.left.is_none(), st.done.len()), (0, true, 0));
+            assert!(st.paired > 0, "no piece was paired");
+        }
     }
 
-    /// A thread whose partner has joined but hashes nothing (reading a slow source, say)
-    /// hashes its pieces alone once it has waited, and one alone never leaves a piece.
+    /// A thread alone hashes every piece at once, and so does one whose partner has joined but
+    /// hands in nothing (held up reading a slow source, say): neither leaves a piece to wait.
     #[test]
     fn a_piece_with_no_partner_is_hashed_alone() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let pairing = Pairing::new();
+        let pairing = Pairing::with_wait(std::time::Duration::from_secs(10));
         {
             let alone = pairing.join();
             assert_eq!(through(&alone, &data, 1), reference(&data));
@@ -479,8 +543,14 @@ mod tests {
         drop((idle, busy));
         let st = pairing.lock();
         assert_eq!(
-            (st.members, st.left.is_none(), st.done.len(), st.paired),
-            (0, true, 0, 0)
+            (
+                st.members,
+                st.left.is_none(),
+                st.done.len(),
+                st.paired,
+                st.waited
+            ),
+            (0, true, 0, 0, 0)
         );
     }
 

@@ -879,8 +879,9 @@ fn one_line(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The local files being copied ([`copy_local`], one blocking thread each, as many as the
-/// transfer's concurrency): their checksums are taken two pieces at a time.
+/// The local files being copied or read ([`copy_local`]: the fetch's copies of a local source,
+/// uploads to a local folder; one blocking thread each, as many as the transfer's
+/// concurrency): their checksums are taken two pieces at a time.
 static LOCAL_COPIES: crate::checksum::Pairing = crate::checksum::Pairing::new();
 
 /// A download from a local folder: `from` copied to `to` ([`copy_local`]), at most `max` bytes.
@@ -951,16 +952,15 @@ pub(super) fn copy_local(
         {
             return Err(super::oversize(m));
         }
-        buf.truncate(n);
-        buf = pairing.update(&mut sha, buf);
+        buf = pairing.update(&mut sha, buf, n);
         if let Some((file, to)) = out.as_mut() {
-            file.write_all(&buf)
+            file.write_all(&buf[..n])
                 .map_err(|e| StorageError::local(to, e))?;
         }
         bytes += n as u64;
-        // Full again for the next read (a no-op but after a short one).
-        buf.resize(super::STREAM_BUF, 0);
     }
+    // Not a partner to wait for while it syncs.
+    drop(pairing);
     match out {
         Some((file, to)) => file.sync_all().map_err(|e| StorageError::local(to, e))?,
         None => src.sync_all().map_err(|e| StorageError::local(from, e))?,
