@@ -222,11 +222,18 @@ const DUCKDB_HEADERS: u64 = 3 * 4096;
 /// publish after a publish that died. Any other file is left to DuckDB to name.
 ///
 /// Record locks belong to a process, which neither sees its own in `F_GETLK` nor keeps them
-/// once it closes any descriptor of the file: this is asked only of files this process does not
-/// have open, which a file shorter than DuckDB's headers never is outside DuckDB's creation of it.
+/// once it closes any descriptor of the file: a descriptor is opened only on a file shorter
+/// than DuckDB's headers ([`short`]), which this process never has open outside DuckDB's
+/// creation of it (a ledger it has open, in `run` or `publish` say, is never touched).
 fn left_unmade(path: &Path) -> bool {
-    std::fs::File::open(path)
-        .is_ok_and(|f| unmade_shape(&f, path) && lock(&f, LockOp::Test).is_ok_and(|held| !held))
+    short(path)
+        && std::fs::File::open(path)
+            .is_ok_and(|f| unmade_shape(&f, path) && lock(&f, LockOp::Test).is_ok_and(|held| !held))
+}
+
+/// Whether `path` is a regular file shorter than [`DUCKDB_HEADERS`], asked of the path alone.
+fn short(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() < DUCKDB_HEADERS)
 }
 
 /// Whether the file `f` (at `path`) has the shape DuckDB leaves when stopped before its headers
@@ -234,6 +241,7 @@ fn left_unmade(path: &Path) -> bool {
 /// with no `.wal` beside it (DuckDB removes one before it makes a database).
 fn unmade_shape(f: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::FileExt;
+    // The open file's length: the path's was looked at before it was opened.
     let short = f
         .metadata()
         .is_ok_and(|m| m.is_file() && m.len() < DUCKDB_HEADERS);
@@ -256,6 +264,9 @@ fn unmade_shape(f: &std::fs::File, path: &Path) -> bool {
 /// has made the new one: a second writer that opened the old file meanwhile meets that lock and
 /// is refused, as DuckDB's lock would refuse it, rather than writing into a file no longer there.
 fn remove_unmade(path: &Path) -> Result<Option<std::fs::File>, LedgerError> {
+    if !short(path) {
+        return Ok(None);
+    }
     let Ok(f) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -263,14 +274,11 @@ fn remove_unmade(path: &Path) -> Result<Option<std::fs::File>, LedgerError> {
     else {
         return Ok(None);
     };
-    if !unmade_shape(&f, path)
-        || !lock(&f, LockOp::Take).unwrap_or(false)
+    // Looked at under the lock: a maker that holds DuckDB's lock is never seen half-way.
+    if !lock(&f, LockOp::Take).unwrap_or(false)
         || !journal::same_file(&f, path)
+        || !unmade_shape(&f, path)
     {
-        return Ok(None);
-    }
-    // Looked at again under the lock: what the check saw may have been a maker's first instant.
-    if !unmade_shape(&f, path) {
         return Ok(None);
     }
     tracing::warn!(
