@@ -14,6 +14,9 @@
 //! stopped by its time limit whose work ended within the grace period ([`Cancel::finish`]) is
 //! left to close its ledger and upload it: it has the time kept before the engine's limit.
 //!
+//! `fetch` has nothing to wind down: a signal stops it at once, with its registered temporary
+//! files and folders removed ([`Cancel::exit_on_signal`]).
+//!
 //! A slice can also stop itself this way once it has run for a time it is given
 //! ([`Cancel::stop_after`], `process --stop-after`): before an engine's own time limit stops it
 //! from outside, where a job stopped by its timeout fails every job after it (AWS Batch).
@@ -174,6 +177,31 @@ impl Cancel {
         });
     }
 
+    /// For a command with nothing to wind down (`fetch`): on SIGTERM or SIGINT it removes the
+    /// registered temporary files and folders (files half downloaded, the folder of copies on
+    /// their way to a staging store) and exits at once with 128 + the signal, where the
+    /// signal's default action would have left them behind. Files in flight are fetched again
+    /// by the next run.
+    pub fn exit_on_signal() -> std::io::Result<()> {
+        let me = Cancel::install()?;
+        std::thread::spawn(move || {
+            let sig = loop {
+                if let Some(sig) = me.signal() {
+                    break sig;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let removed = remove_temporaries();
+            eprintln!(
+                "stopped    by {}: stopping now ({removed} temporary files removed); \
+                 files in flight are fetched again by the next run",
+                describe(sig)
+            );
+            std::process::exit(128 + sig);
+        });
+        Ok(())
+    }
+
     /// A grace period for child processes started after a signal could come, so that they
     /// stop by themselves a little before their parent gives up on them.
     pub fn child_grace(grace: Duration) -> Duration {
@@ -199,10 +227,11 @@ pub fn describe(sig: i32) -> String {
     }
 }
 
-/// Temporary files being written, removed if the grace period runs out.
+/// Temporary files (and folders) being written, removed if the grace period runs out.
 static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-/// Registers a temporary file that must not outlive the process.
+/// Registers a temporary file, or a folder with what it holds, that must not outlive the
+/// process.
 pub fn register_temporary(path: &Path) {
     if let Ok(mut t) = TEMPORARIES.lock() {
         t.insert(path.to_path_buf());
@@ -223,7 +252,14 @@ fn remove_temporaries() -> usize {
     };
     let n = t.len();
     for p in std::mem::take(&mut *t) {
-        let _ = std::fs::remove_file(p);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir_all(p);
+            }
+            _ => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
     n
 }

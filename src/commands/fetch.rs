@@ -66,6 +66,9 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
         }
         None => None,
     };
+    // SIGTERM or SIGINT (an engine stopping the job, `run` stopping its step) stops a fetch
+    // at once, with its temporary files and folder removed.
+    crate::cancel::Cancel::exit_on_signal().map_err(Failure::data)?;
     let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, a.settle)?;
     let date = a.date.clone().unwrap_or_else(printer::today);

@@ -633,6 +633,7 @@ impl Store {
         }
         let tmp = temp_sibling(local);
         let tmp_ref = tmp.as_path();
+        crate::cancel::register_temporary(&tmp);
         let result = self
             .retrying("download", || async move {
                 if let Backend::Object(o) = &self.backend
@@ -669,18 +670,18 @@ impl Store {
                 sink.finish().await
             })
             .await;
-        match result {
-            Ok(t) => {
-                tokio::fs::rename(&tmp, local)
-                    .await
-                    .map_err(|e| StorageError::local(local, e))?;
-                Ok(t)
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
-            }
+        let done = match result {
+            Ok(t) => tokio::fs::rename(&tmp, local)
+                .await
+                .map(|()| t)
+                .map_err(|e| StorageError::local(local, e)),
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
         }
+        crate::cancel::forget_temporary(&tmp);
+        done
     }
 
     /// Puts this store and `name` into the errors a sink or a local copy raises without them.
@@ -801,18 +802,18 @@ impl Store {
                 Ok((sink.finish().await?, size))
             })
             .await;
-        match result {
-            Ok(t) => {
-                tokio::fs::rename(&tmp, local)
-                    .await
-                    .map_err(|e| StorageError::local(local, e))?;
-                Ok(t)
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
-            }
+        let done = match result {
+            Ok(t) => tokio::fs::rename(&tmp, local)
+                .await
+                .map(|()| t)
+                .map_err(|e| StorageError::local(local, e)),
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
         }
+        crate::cancel::forget_temporary(&tmp);
+        done
     }
 
     /// Reads a whole (small) file.

@@ -25,6 +25,8 @@ impl LocalCopies {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::local(&dir, e))?;
+        // Removed too by a command that a signal stops (`crate::cancel`).
+        crate::cancel::register_temporary(&dir);
         Ok(LocalCopies(dir))
     }
     pub fn path(&self) -> &Path {
@@ -35,6 +37,7 @@ impl LocalCopies {
 impl Drop for LocalCopies {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        crate::cancel::forget_temporary(&self.0);
     }
 }
 

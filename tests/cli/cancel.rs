@@ -226,3 +226,83 @@ fn a_slice_stopped_at_its_time_limit_ends_with_its_failures_exit_code_after_the_
         "{err}"
     );
 }
+
+/// A fetch to a staging store, stopped by SIGTERM (an engine stopping the job, `run` stopping
+/// its step) while it waits for the files to settle: it exits with 143 at once and leaves
+/// nothing behind in the temporary folder (the folder of copies on their way to the store) or
+/// in staging; the next fetch stages the day.
+#[test]
+fn a_fetch_stopped_by_sigterm_leaves_no_temporary_folder() {
+    let d = Dir::new();
+    generate_day(&d, "3", "300", "1", "12");
+    let tmp = d.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let staging = format!("file://{}", d.path("staging").display());
+    let fetch = |settle: &str| {
+        let mut c = d.process();
+        c.env("TMPDIR", &tmp).args([
+            "-q",
+            "fetch",
+            "--config",
+            "day/batchwin.toml",
+            "--source",
+            "day",
+            "--date",
+            DATE,
+            "--staging",
+            &staging,
+            "--manifest",
+            "manifest.jsonl",
+            "--settle",
+            settle,
+        ]);
+        c
+    };
+    let left = || -> Vec<String> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let child = fetch("60s")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let started = Instant::now();
+    while left().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no folder of copies"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(left()[0].starts_with("batchwin-fetch-"), "{:?}", left());
+    send("-TERM", &child);
+    let signalled = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+    assert!(
+        err.contains("stopped    by signal 15: stopping now (1 temporary files removed)"),
+        "{err}"
+    );
+    assert_eq!(left(), Vec::<String>::new());
+    if d.path("staging").exists() {
+        let staged = tree_hashes(&d.path("staging"), &|_| false);
+        assert!(staged.is_empty(), "{staged:?}");
+    }
+
+    let out = fetch("0s").output().expect("fetch");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(left(), Vec::<String>::new());
+    let staged = tree_hashes(&d.path("staging"), &|_| false);
+    assert_eq!(staged.len(), 3, "{staged:?}");
+    assert_eq!(d.read("manifest.jsonl").lines().count(), 3);
+}
