@@ -69,6 +69,31 @@ pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
     )
 }
 
+/// The number of characters of UTF-8 `text` (its bytes other than continuation bytes), or
+/// `None` when it holds a line feed or carriage return: what a fixed-width field is checked
+/// for, in one pass.
+pub(crate) fn chars_without_line_breaks(text: &[u8]) -> Option<usize> {
+    let n = text.len();
+    let mut continuation = 0usize;
+    let mut i = 0;
+    while i + 8 <= n {
+        let w = word_at(text, i);
+        if bytes_equal(w, b'\n') | bytes_equal(w, b'\r') != 0 {
+            return None;
+        }
+        // A continuation byte is 0b10xxxxxx: its top bit set and the next one clear.
+        continuation += (w & !(w << 1) & HI).count_ones() as usize;
+        i += 8;
+    }
+    for &b in &text[i..] {
+        if b == b'\n' || b == b'\r' {
+            return None;
+        }
+        continuation += usize::from(b & 0xC0 == 0x80);
+    }
+    Some(n - continuation)
+}
+
 /// Whether two short byte strings (keys, names) are equal, compared in line rather than
 /// through a call to `memcmp`.
 #[inline]
@@ -221,6 +246,14 @@ mod word_search_tests {
                 super::find_json_escape(&hay),
                 hay.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\')
             );
+        }
+
+        /// The characters of a text are counted as `chars` counts them, and a text with a line
+        /// break has none.
+        #[test]
+        fn chars_are_counted_as_chars_does(text in "[a\r\né€😀 ]{0,40}") {
+            let want = (!text.contains(['\n', '\r'])).then(|| text.chars().count());
+            prop_assert_eq!(super::chars_without_line_breaks(text.as_bytes()), want);
         }
     }
 }
