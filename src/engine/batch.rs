@@ -298,6 +298,9 @@ fn blocked_vendors(
     let dir = ledger.parent().unwrap_or(Path::new("."));
     // Each parent's verdict, asked once however many of the slice's vendors come after it.
     let mut unfinished: HashMap<&str, Option<String>> = HashMap::new();
+    // What each set of ledgers records, read once however many parents' units they hold (the
+    // parents of a stage's vendors are usually all in the same slices).
+    let mut read = LedgersRead::new();
     let mut blocked = HashMap::new();
     let here: HashSet<&str> = plan.slices[k]
         .units
@@ -311,7 +314,7 @@ fn blocked_vendors(
         for parent in &vendor.after {
             let why = unfinished
                 .entry(parent.as_str())
-                .or_insert_with(|| not_finished(plan, parent, site, dir));
+                .or_insert_with(|| not_finished(plan, parent, site, dir, &mut read));
             if let Some(why) = why {
                 blocked.insert(
                     v.to_string(),
@@ -324,10 +327,20 @@ fn blocked_vendors(
     blocked
 }
 
+/// The latest attempt of each unit, as sets of ledgers record them (an error says why the set
+/// cannot be read), each set read once.
+type LedgersRead = HashMap<Vec<PathBuf>, Result<query::LatestUnits, String>>;
+
 /// Why vendor `parent` has not finished the plan's day, or `None` when every unit the plan
-/// gives it succeeded, as its slices' ledgers in `dir` record. A file the plan left for the
-/// next run (the day did not fit) is not finished either.
-fn not_finished(plan: &Plan, parent: &str, site: &dyn UnitSite, dir: &Path) -> Option<String> {
+/// gives it succeeded, as its slices' ledgers in `dir` record (read through `read`). A file the
+/// plan left for the next run (the day did not fit) is not finished either.
+fn not_finished(
+    plan: &Plan,
+    parent: &str,
+    site: &dyn UnitSite,
+    dir: &Path,
+    read: &mut LedgersRead,
+) -> Option<String> {
     if let Some(f) = plan
         .deferred
         .iter()
@@ -347,13 +360,15 @@ fn not_finished(plan: &Plan, parent: &str, site: &dyn UnitSite, dir: &Path) -> O
         // Or only its journal (`process --journal`), folded as it is read.
         .filter(|p| p.exists() || journal::path_of(p).exists())
         .collect();
-    let latest = if ledgers.is_empty() {
-        query::LatestUnits::default()
-    } else {
-        match crate::ledger::merge::with_latest(&ledgers, |c| Ok(query::LatestUnits::read(c)?)) {
-            Ok(l) => l,
-            Err(e) => return Some(format!("its ledgers cannot be read ({e})")),
+    let latest = match read.entry(ledgers).or_insert_with_key(|ledgers| {
+        if ledgers.is_empty() {
+            return Ok(query::LatestUnits::default());
         }
+        crate::ledger::merge::with_latest(ledgers, |c| Ok(query::LatestUnits::read(c)?))
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(l) => l,
+        Err(e) => return Some(format!("its ledgers cannot be read ({e})")),
     };
     slices
         .iter()
