@@ -51,6 +51,12 @@ pub struct ReportArgs {
     /// Also write the totals and per-priority SLA figures for node_exporter's textfile collector.
     #[arg(long)]
     pub prometheus: Option<PathBuf>,
+    /// Also write the report as an HTML page to this file (whatever `--format` prints).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Also write the report as JSON to this file (whatever `--format` prints).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
     /// What makes the exit status 1 (comma-separated): failed, deferred, cancelled, blocked,
     /// quarantined, missing, unreadable, sla-high, sla-medium, sla-low. Default: all of them.
     #[arg(
@@ -149,12 +155,6 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
         ctx.window_start = Some(t.with_timezone(&chrono::Utc));
     }
     let report = crate::report::build(&merged, &ledgers, &ctx).map_err(Failure::data)?;
-    if let Some(path) = &a.prometheus {
-        let tmp = path.with_extension("prom.tmp");
-        crate::files::write(&tmp, render::prometheus(&report))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| Failure::data(anyhow!("cannot write `{}`: {e}", path.display())))?;
-    }
     if !g.quiet {
         let text = match a.format {
             ReportFormat::Pdf => {
@@ -172,6 +172,27 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
                 .map_err(|e| Failure::data(anyhow!("cannot render the HTML report: {e}")))?,
         };
         print!("{text}");
+    }
+    // The files asked for besides what is printed, each written whole under a temporary name
+    // and renamed into place (a reader never sees part of one).
+    let also = |path: &std::path::Path, text: String| {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        crate::files::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Failure::data(anyhow!("cannot write `{}`: {e}", path.display())))
+    };
+    if let Some(path) = &a.prometheus {
+        also(path, render::prometheus(&report))?;
+    }
+    if let Some(path) = &a.html {
+        let page = render::html(&report)
+            .map_err(|e| Failure::data(anyhow!("cannot render the HTML report: {e}")))?;
+        also(path, page)?;
+    }
+    if let Some(path) = &a.json {
+        also(path, render::json(&report))?;
     }
     let bad = a.fail_on.iter().any(|f| match f {
         FailOn::Failed => report.totals.failed > 0,

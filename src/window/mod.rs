@@ -41,7 +41,7 @@ use location::DayLocation;
 use lock::lock;
 use preview::{preview_fetch, preview_plan};
 use resume::{remaining, remember_split_files};
-use steps::{ReportTo, SlurmEmit, Step, Steps, ended, status_of, worse};
+use steps::{SlurmEmit, Step, Steps, ended, status_of, worse};
 
 /// The file in the run folder that tells the `publish` running beside the slices that they
 /// have ended (`publish --follow`).
@@ -720,44 +720,40 @@ fn run_steps(
         status = worse(status, status_of(code));
     }
 
-    // 5. report: the table here, the HTML page beside it; its exit status is the run's.
+    // 5. report: the table here, the HTML page beside it (and for the notifications, JSON),
+    // all from one merge of the ledgers; its exit status is the run's.
     let start = w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let merged = dir.join("report.duckdb");
-    let report = |format: ReportTo| Step::Report {
-        ledgers: &ledgers,
-        config: cfg,
-        plan: (plan_path.exists() || steps.dry_run).then_some(plan_out.as_path()),
-        window_start: start.clone(),
-        format,
-        // A run location's merged ledger is made here, not in the working folder.
-        out: location.as_ref().map(|_| merged.as_path()),
-    };
     if has_ledgers || steps.dry_run {
-        let span = watch.step(steps, "report");
-        let _ = steps.run_to_file(
-            "report",
-            report(ReportTo::Html).args(),
-            &dir.join("report.html"),
-        )?;
         // The figures the notifications give: only when a webhook wants them.
         let n = &watch.notifier;
-        if !steps.dry_run
-            && (n.wants(NotifyEventKind::SlaMissed) || n.wants(NotifyEventKind::WindowFinished))
-        {
-            let json = dir.join("report.json");
-            let _ = steps.run_to_file("report", report(ReportTo::Json).args(), &json)?;
+        let json = (n.wants(NotifyEventKind::SlaMissed)
+            || n.wants(NotifyEventKind::WindowFinished))
+        .then(|| dir.join("report.json"));
+        let report = Step::Report {
+            ledgers: &ledgers,
+            config: cfg,
+            plan: (plan_path.exists() || steps.dry_run).then_some(plan_out.as_path()),
+            window_start: start,
+            html: Some(&dir.join("report.html")),
+            json: json.as_deref(),
+            // A run location's merged ledger is made here, not in the working folder.
+            out: location.as_ref().map(|_| merged.as_path()),
+        };
+        let span = watch.step(steps, "report");
+        let code = steps.run("report", report.args())?;
+        ended(span, code);
+        status = worse(status, status_of(code));
+        if let Some(json) = json.filter(|_| !steps.dry_run && n.wants(NotifyEventKind::SlaMissed)) {
             let parsed: Option<serde_json::Value> = std::fs::read(&json)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Some(r) = parsed.filter(|_| n.wants(NotifyEventKind::SlaMissed)) {
+            if let Some(r) = parsed {
                 for e in sla::missed(&r, w) {
                     n.send(&e);
                 }
             }
         }
-        let code = steps.run("report", report(ReportTo::Table).args())?;
-        ended(span, code);
-        status = worse(status, status_of(code));
     }
     finish(&dir, w, status, steps.dry_run)
 }

@@ -177,21 +177,6 @@ impl Steps<'_> {
         Ok(code)
     }
 
-    /// Runs one step with its standard output going to a file.
-    pub fn run_to_file(&self, step: &str, args: Vec<OsString>, out: &Path) -> Result<i32, Failure> {
-        self.show(step, &args, Some(out));
-        if self.dry_run {
-            return Ok(0);
-        }
-        let file = crate::files::create(out)
-            .with_context(|| format!("cannot write `{}`", out.display()))
-            .map_err(Failure::data)?;
-        // Never quiet: what it prints is the file.
-        let mut c = self.command_with(&args, false);
-        c.stdout(file);
-        self.exec(c)
-    }
-
     /// Starts a step that runs beside the next ones; its end writes `marker` (if any) and ends
     /// `span` (see [`Beside`]).
     pub fn start_beside(
@@ -461,19 +446,13 @@ pub enum Step<'a> {
         config: &'a Path,
         plan: Option<&'a Path>,
         window_start: String,
-        format: ReportTo,
+        /// Where the report also writes its HTML page (`--html`) and, for the notifications,
+        /// its JSON (`--json`), beside the table it prints.
+        html: Option<&'a Path>,
+        json: Option<&'a Path>,
         /// The merged ledger (`--out`); none: beside the ledgers folder.
         out: Option<&'a Path>,
     },
-}
-
-/// The layout `run` asks the report for: the table it prints, the HTML page and, for the
-/// notifications, JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportTo {
-    Table,
-    Html,
-    Json,
 }
 
 /// What `plan --emit slurm` writes its job files with.
@@ -614,7 +593,8 @@ impl Step<'_> {
                 config,
                 plan,
                 window_start,
-                format,
+                html,
+                json,
                 out,
             } => {
                 flag("--ledgers", p(ledgers));
@@ -626,10 +606,11 @@ impl Step<'_> {
                     flag("--plan", p(plan));
                 }
                 flag("--window-start", OsString::from(window_start));
-                match format {
-                    ReportTo::Table => {}
-                    ReportTo::Html => flag("--format", "html".into()),
-                    ReportTo::Json => flag("--format", "json".into()),
+                if let Some(h) = html {
+                    flag("--html", p(h));
+                }
+                if let Some(j) = json {
+                    flag("--json", p(j));
                 }
                 v.insert(0, "report".into());
             }
@@ -784,13 +765,21 @@ mod tests {
         assert_eq!(a.ledger.as_deref(), Some(ledger));
         assert_eq!(a.follow.as_deref(), Some(ended));
 
-        for format in [ReportTo::Table, ReportTo::Html, ReportTo::Json] {
+        for (html, json) in [
+            (None, None),
+            (Some(Path::new("/r/report.html")), None),
+            (
+                Some(Path::new("/r/report.html")),
+                Some(Path::new("/r/report.json")),
+            ),
+        ] {
             let report = Step::Report {
                 ledgers,
                 config,
                 plan: Some(plan_path),
                 window_start: "2026-12-03T06:00:00Z".into(),
-                format,
+                html,
+                json,
                 out: Some(Path::new("/r/report.duckdb")),
             };
             let Command::Report(a) = parse(&report) else {
@@ -801,10 +790,9 @@ mod tests {
             assert_eq!(a.plan.as_deref(), Some(plan_path));
             assert_eq!(a.out.as_deref(), Some(Path::new("/r/report.duckdb")));
             assert_eq!(a.window_start.as_deref(), Some("2026-12-03T06:00:00Z"));
-            assert_eq!(
-                format!("{:?}", a.format).to_lowercase(),
-                format!("{format:?}").to_lowercase()
-            );
+            assert_eq!(a.html.as_deref(), html);
+            assert_eq!(a.json.as_deref(), json);
+            assert_eq!(a.format, crate::commands::report::ReportFormat::Table);
         }
     }
 

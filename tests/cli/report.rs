@@ -363,3 +363,35 @@ print(con.sql('SELECT count(*), min(seconds_per_byte) > 0 FROM history').fetchal
         "(True, 12000)\n(10, True)\n"
     );
 }
+
+/// `--html FILE` and `--json FILE` write what `--format html` and `--format json` print, from
+/// the same merge as the table printed beside them (what `run` asks for in one report), and
+/// take the same exit status.
+#[test]
+fn the_page_and_the_json_are_written_beside_the_table_from_one_merge() {
+    let d = Dir::new();
+    run_plan(&d);
+    let report = |extra: &[&str]| {
+        let out = d
+            .cmd()
+            .args([
+                "report",
+                "--ledgers",
+                "run/ledgers",
+                "--config",
+                "day/batchwin.toml",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), out.stdout)
+    };
+    let (code, table) = report(&["--html", "page.html", "--json", "report.json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!((code, table), report(&[]));
+    let (_, page) = report(&["--format", "html"]);
+    assert_eq!(std::fs::read(d.path("page.html")).unwrap(), page);
+    let (_, json) = report(&["--format", "json"]);
+    assert_eq!(std::fs::read(d.path("report.json")).unwrap(), json);
+    assert!(!d.path("page.html.tmp").exists() && !d.path("report.json.tmp").exists());
+}
