@@ -320,7 +320,9 @@ impl Steps<'_> {
                 println!("stopped    the step did not stop within the grace period: killed");
                 return Ok(128 + self.cancel.signal().unwrap_or(libc::SIGTERM));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // A step's end is noticed within this: the steps of a small day take a few
+            // hundred milliseconds each.
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
