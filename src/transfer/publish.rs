@@ -665,9 +665,17 @@ async fn follow(
         if ended {
             return Ok(());
         }
-        tokio::time::sleep(FOLLOW_EVERY).await;
+        // The slices' end is looked for more often than the rows: the pass over the ledgers
+        // that follows it is what the end of a run waits for.
+        let next_round = tokio::time::Instant::now() + FOLLOW_EVERY;
+        while tokio::time::Instant::now() < next_round && !until.exists() {
+            tokio::time::sleep(ENDED_EVERY).await;
+        }
     }
 }
+
+/// How often `--follow` looks for the file that says the slices have ended.
+const ENDED_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Item {
     /// Which delivery it is: one per file and kind.
