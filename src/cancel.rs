@@ -182,8 +182,10 @@ impl Cancel {
     /// their way to a staging store) and exits at once with 128 + the signal, where the
     /// signal's default action would have left them behind. Files in flight are fetched again
     /// by the next run.
-    pub fn exit_on_signal() -> std::io::Result<()> {
+    /// The returned flag says whether a signal came, for what the command does meanwhile.
+    pub fn exit_on_signal() -> std::io::Result<Cancel> {
         let me = Cancel::install()?;
+        let flag = me.clone();
         std::thread::spawn(move || {
             let sig = loop {
                 if let Some(sig) = me.signal() {
@@ -199,7 +201,7 @@ impl Cancel {
             );
             std::process::exit(128 + sig);
         });
-        Ok(())
+        Ok(flag)
     }
 
     /// A grace period for child processes started after a signal could come, so that they
@@ -227,7 +229,8 @@ pub fn describe(sig: i32) -> String {
     }
 }
 
-/// Temporary files (and folders) being written, removed if the grace period runs out.
+/// Temporary files (and folders) being written, removed if the grace period runs out (or,
+/// for `fetch`, at a signal: [`Cancel::exit_on_signal`]).
 static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// Registers a temporary file, or a folder with what it holds, that must not outlive the

@@ -47,6 +47,9 @@ pub struct FetchArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
+    // SIGTERM or SIGINT (an engine stopping the job, `run` stopping its step) stops a fetch
+    // at once, with its temporary files and folder removed.
+    let cancel = crate::cancel::Cancel::exit_on_signal().map_err(Failure::data)?;
     // With a listing, whoever waits for the files is told when the fetch has ended (unless a
     // signal ends it): an earlier fetch's marker and listing go first.
     let _ended = match &a.listing {
@@ -62,13 +65,10 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
                     _ => {}
                 }
             }
-            Some(MarkEnded(&a.manifest))
+            Some(MarkEnded(&a.manifest, &cancel))
         }
         None => None,
     };
-    // SIGTERM or SIGINT (an engine stopping the job, `run` stopping its step) stops a fetch
-    // at once, with its temporary files and folder removed.
-    crate::cancel::Cancel::exit_on_signal().map_err(Failure::data)?;
     let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, a.settle)?;
     let date = a.date.clone().unwrap_or_else(printer::today);
@@ -99,6 +99,10 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
         };
         fetch(&req).await
     });
+    // A signal that came while the fetch went on ends it as the signal would have.
+    if let Some(sig) = cancel.signal() {
+        return Ok(ExitStatus::Interrupted(sig));
+    }
     let o = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -144,11 +148,14 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
 }
 
 /// Writes the manifest's [`crate::plan::arrivals::ended_marker`] when dropped: as the fetch
-/// returns, also with an error.
-struct MarkEnded<'a>(&'a std::path::Path);
+/// returns, also with an error, unless a signal stopped it.
+struct MarkEnded<'a>(&'a std::path::Path, &'a crate::cancel::Cancel);
 
 impl Drop for MarkEnded<'_> {
     fn drop(&mut self) {
+        if self.1.is_cancelled() {
+            return;
+        }
         if let Err(e) = crate::plan::arrivals::mark_ended(self.0) {
             tracing::error!(
                 "cannot write `{}` (units waiting for the fetch wait until `run` writes it): {e}",

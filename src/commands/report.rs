@@ -183,16 +183,27 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| Failure::data(anyhow!("cannot write `{}`: {e}", path.display())))
     };
+    // Each is tried whatever became of the others; the first failure is the error.
+    let mut written = Vec::new();
     if let Some(path) = &a.prometheus {
-        also(path, render::prometheus(&report))?;
+        written.push(also(path, render::prometheus(&report)));
     }
     if let Some(path) = &a.html {
-        let page = render::html(&report)
-            .map_err(|e| Failure::data(anyhow!("cannot render the HTML report: {e}")))?;
-        also(path, page)?;
+        written.push(
+            render::html(&report)
+                .map_err(|e| Failure::data(anyhow!("cannot render the HTML report: {e}")))
+                .and_then(|page| also(path, page)),
+        );
     }
     if let Some(path) = &a.json {
-        also(path, render::json(&report))?;
+        written.push(also(path, render::json(&report)));
+    }
+    let mut failures = written.into_iter().filter_map(Result::err);
+    if let Some(first) = failures.next() {
+        for other in failures {
+            eprintln!("error: {:#}", other.error);
+        }
+        return Err(first);
     }
     let bad = a.fail_on.iter().any(|f| match f {
         FailOn::Failed => report.totals.failed > 0,

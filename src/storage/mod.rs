@@ -670,18 +670,7 @@ impl Store {
                 sink.finish().await
             })
             .await;
-        let done = match result {
-            Ok(t) => tokio::fs::rename(&tmp, local)
-                .await
-                .map(|()| t)
-                .map_err(|e| StorageError::local(local, e)),
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        crate::cancel::forget_temporary(&tmp);
-        done
+        place(result, &tmp, local).await
     }
 
     /// Puts this store and `name` into the errors a sink or a local copy raises without them.
@@ -784,6 +773,7 @@ impl Store {
         }
         let tmp = temp_sibling(local);
         let tmp_ref = tmp.as_path();
+        crate::cancel::register_temporary(&tmp);
         let result = self
             .retrying("ranged download", || async move {
                 let max = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
@@ -802,18 +792,7 @@ impl Store {
                 Ok((sink.finish().await?, size))
             })
             .await;
-        let done = match result {
-            Ok(t) => tokio::fs::rename(&tmp, local)
-                .await
-                .map(|()| t)
-                .map_err(|e| StorageError::local(local, e)),
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        crate::cancel::forget_temporary(&tmp);
-        done
+        place(result, &tmp, local).await
     }
 
     /// Reads a whole (small) file.
@@ -931,6 +910,28 @@ impl Store {
         })
         .await
     }
+}
+
+/// A download written to `tmp` (registered as a temporary, see `crate::cancel`), renamed to
+/// `local` when `result` says it is whole; removed otherwise. Either way it is no longer a
+/// temporary.
+async fn place<T>(
+    result: Result<T, StorageError>,
+    tmp: &FsPath,
+    local: &FsPath,
+) -> Result<T, StorageError> {
+    let done = match result {
+        Ok(t) => tokio::fs::rename(tmp, local)
+            .await
+            .map(|()| t)
+            .map_err(|e| StorageError::local(local, e)),
+        Err(e) => Err(e),
+    };
+    if done.is_err() {
+        let _ = tokio::fs::remove_file(tmp).await;
+    }
+    crate::cancel::forget_temporary(tmp);
+    done
 }
 
 /// `DIR/.NAME.batchwin-PID-RANDOM`: a hidden name in the same folder, so the final rename is
