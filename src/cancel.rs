@@ -204,6 +204,16 @@ impl Cancel {
         Ok(flag)
     }
 
+    /// After [`Cancel::exit_on_signal`], the signal that came, if any, once the thread that
+    /// watches for one has had the time to remove the temporaries and exit (it looks every
+    /// 20 ms): the caller, which then ends with the same code, never calls `exit` beside it
+    /// (calling it twice is undefined in C).
+    pub fn exiting(&self) -> Option<i32> {
+        let sig = self.signal()?;
+        std::thread::sleep(Duration::from_secs(5));
+        Some(sig)
+    }
+
     /// A grace period for child processes started after a signal could come, so that they
     /// stop by themselves a little before their parent gives up on them.
     pub fn child_grace(grace: Duration) -> Duration {

@@ -99,11 +99,8 @@ pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
         };
         fetch(&req).await
     });
-    // A signal that came while the fetch went on ends it as the signal would have: the
-    // thread that watches for one removes the temporaries and exits (within 20 ms), and this
-    // one leaves that to it rather than exit beside it.
-    if let Some(sig) = cancel.signal() {
-        std::thread::sleep(std::time::Duration::from_secs(5));
+    // A signal that came while the fetch went on ends it as the signal would have.
+    if let Some(sig) = cancel.exiting() {
         return Ok(ExitStatus::Interrupted(sig));
     }
     let o = match outcome {
