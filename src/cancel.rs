@@ -182,6 +182,7 @@ impl Cancel {
     /// their way to a staging store) and exits at once with 128 + the signal, where the
     /// signal's default action would have left them behind. Files in flight are fetched again
     /// by the next run.
+    ///
     /// The returned flag says whether a signal came, for what the command does meanwhile.
     pub fn exit_on_signal() -> std::io::Result<Cancel> {
         let me = Cancel::install()?;

@@ -13,9 +13,10 @@
 //! 1 MiB pieces, 1,699-1,715 MB/s with `sha2`, 2,861-2,934 MB/s paired (1.67 to 1.71 times).
 //! SHA-256 was 14 to 22 % of `process`'s samples, most of it the input's and the output's
 //! checksums, which `engine::file` takes chunk by chunk at the same time anyway. No maintained
-//! crate hashes two independent streams at once (`sha2`, `ring` and `aws-lc-rs` take one; see docs/benchmarks.md), so the
-//! two-stream rounds are written here, on `sha2`'s single-stream compression for everything
-//! else (partial blocks, the longer stream's rest, CPUs without the SHA instructions).
+//! crate hashes two independent streams at once (`sha2`, `ring` and `aws-lc-rs` take one; see
+//! docs/benchmarks.md), so the two-stream rounds are written here, on `sha2`'s single-stream
+//! compression for everything else (partial blocks, the longer stream's rest, CPUs without the
+//! SHA instructions).
 //! The property test below compares every result with `sha2`'s.
 
 use sha2::digest::generic_array::GenericArray;

@@ -95,15 +95,11 @@ fn shell_word(s: &str) -> String {
 
 impl Steps<'_> {
     pub fn command(&self, args: &[OsString]) -> Command {
-        self.command_with(args, self.g.quiet)
-    }
-
-    fn command_with(&self, args: &[OsString], quiet: bool) -> Command {
         let mut c = Command::new(&self.exe);
         if self.g.log_format == LogFormat::Json {
             c.args(["--log-format", "json"]);
         }
-        if quiet {
+        if self.g.quiet {
             c.arg("-q");
         }
         for _ in 0..self.g.verbose {
