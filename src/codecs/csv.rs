@@ -26,17 +26,21 @@
 //!   NUL bytes inside records are data, like any other valid UTF-8.
 //!
 //! Parsing is hand-written rather than the `csv` crate's: it borrows every value that needs
-//! no unescaping straight from the input, reports raw bytes and physical lines per record,
-//! and shares one scanner between framing and parsing, so chunks agree with records.
+//! no unescaping straight from the input, and reports raw bytes and physical lines per record.
+//! Framing finds the record starts 64 bytes at a time (`starts`), and reads a row with the
+//! parser's own scanner ([`Dialect::record_end`]) wherever a quote might be read otherwise; a
+//! property test holds the two to the same starts, so chunks agree with records.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use memchr::{memchr, memchr2};
 
+mod starts;
+
 use super::{
     BadRecord, Chunk, Decoded, Decoder, EncodeError, Encoder, FileError, Locator, Preamble,
-    RecordRef, RecordStart, bom_len, check_arity, chunks, clamp, count_lf, write_bom,
+    RecordRef, bom_len, check_arity, chunks, clamp, count_lf, write_bom,
 };
 
 /// How a vendor's CSV input is written.
@@ -663,31 +667,20 @@ impl Decoder for CsvDecoder {
         target_bytes: usize,
     ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd> {
         let body = clamp(&(pre.body_start..pre.body_end), data.len());
-        let dialect = self.dialect;
-        let (mut pos, end, mut line) = (body.start, body.end, pre.body_first_line);
+        let end = body.end;
+        let mut records =
+            starts::Starts::new(data, self.dialect, body.start, end, pre.body_first_line);
         let mut failed: Option<FileError> = None;
         let starts = std::iter::from_fn(move || {
             if let Some(e) = failed.take() {
-                pos = end;
                 return Some(Err(e));
             }
-            while pos < end {
-                let r = dialect.record_end(data, pos, end);
-                let start = RecordStart {
-                    pos,
-                    line,
-                    end: None,
-                };
-                line += r.newlines;
-                pos = r.next;
-                if let Some(quote) = r.unterminated {
-                    failed = swallowed(&data[quote..end], start.line);
-                }
-                if r.content_end > start.pos || r.unterminated.is_some() {
-                    return Some(Ok(start));
-                }
+            let (start, unterminated) = records.next()?;
+            // That record runs to the end of the body: nothing follows it.
+            if let Some(quote) = unterminated {
+                failed = swallowed(&data[quote..end], start.line);
             }
-            None
+            Some(Ok(start))
         });
         chunks(body, pre.body_first_line, target_bytes, starts)
     }
