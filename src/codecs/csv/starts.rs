@@ -13,11 +13,9 @@
 
 use std::collections::VecDeque;
 
+use super::blocks::{BLOCK, masks, prefix_xor};
 use super::{Dialect, strip_cr};
 use crate::codecs::framing::RecordStart;
-
-/// Bytes looked at together.
-const BLOCK: usize = 64;
 
 /// Rows read by `record_end` after a block with a literal quote, before blocks are tried
 /// again: a file with such quotes in many rows is then read at `record_end`'s pace, not
@@ -185,63 +183,6 @@ impl Iterator for Starts<'_> {
             self.block();
         }
     }
-}
-
-/// A block's quotes, line feeds and delimiters: bit k for byte k.
-struct Masks {
-    quote: u64,
-    line_feed: u64,
-    delimiter: u64,
-}
-
-/// Bit k of the result: the parity of the bits up to and including k.
-fn prefix_xor(mut x: u64) -> u64 {
-    for shift in [1, 2, 4, 8, 16, 32] {
-        x ^= x << shift;
-    }
-    x
-}
-
-#[cfg(target_arch = "x86_64")]
-fn masks(block: &[u8; BLOCK], quote: u8, delimiter: u8) -> Masks {
-    use std::arch::x86_64::*;
-    let mut m = Masks {
-        quote: 0,
-        line_feed: 0,
-        delimiter: 0,
-    };
-    // SAFETY: SSE2 is part of x86-64, so every CPU this runs on has these instructions; each
-    // unaligned load reads 16 bytes of `part`, which holds 16.
-    unsafe {
-        let (q, lf, d) = (
-            _mm_set1_epi8(quote as i8),
-            _mm_set1_epi8(b'\n' as i8),
-            _mm_set1_epi8(delimiter as i8),
-        );
-        for (i, part) in block.chunks_exact(16).enumerate() {
-            let v = _mm_loadu_si128(part.as_ptr().cast());
-            let at = 16 * i;
-            m.quote |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, q)) as u16) << at;
-            m.line_feed |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) as u16) << at;
-            m.delimiter |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, d)) as u16) << at;
-        }
-    }
-    m
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn masks(block: &[u8; BLOCK], quote: u8, delimiter: u8) -> Masks {
-    let mut m = Masks {
-        quote: 0,
-        line_feed: 0,
-        delimiter: 0,
-    };
-    for (k, &b) in block.iter().enumerate() {
-        m.quote |= u64::from(b == quote) << k;
-        m.line_feed |= u64::from(b == b'\n') << k;
-        m.delimiter |= u64::from(b == delimiter) << k;
-    }
-    m
 }
 
 #[cfg(test)]
