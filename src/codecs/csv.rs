@@ -270,8 +270,10 @@ impl Dialect {
                 let mut q = p + 1;
                 let mut escaped = false;
                 let close = loop {
-                    let Some(c) = index.quote(q, end) else {
-                        newlines += index.line_feeds(q, end);
+                    // Line feeds only stand inside quoted fields: counted on the way.
+                    let (c, lines) = index.quote_after_lines(q, end);
+                    newlines += lines;
+                    let Some(c) = c else {
                         return RecordEnd {
                             content_end: end,
                             next: end,
@@ -279,7 +281,6 @@ impl Dialect {
                             unterminated: Some(p),
                         };
                     };
-                    newlines += index.line_feeds(q, c);
                     if c + 1 < end && data[c + 1] == quote {
                         escaped = true;
                         q = c + 2;

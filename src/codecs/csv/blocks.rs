@@ -1,8 +1,9 @@
 //! The bytes CSV's syntax turns on (quote, line feed, delimiter) found 64 at a time, as bit
 //! masks ([`masks`]): framing reads them block after block (`starts`), and the parser asks an
-//! [`Index`] for the next quote, or the next delimiter or line feed, where it searched the bytes
-//! anew for each (a `memchr` set up for every quoted field, and for every stretch of one
-//! between two quotes). A block's masks are found once, and each answer is a bit search.
+//! [`Index`] for the next quote (with the line feeds before it), or the next delimiter or line
+//! feed, where it searched the bytes anew for each (a `memchr` and a line count set up for every
+//! quoted field, and for every stretch of one between two quotes). A block's masks are found
+//! once, and each answer is a bit search.
 
 /// Bytes looked at together.
 pub(super) const BLOCK: usize = 64;
@@ -122,34 +123,40 @@ impl<'d> Index<'d> {
         None
     }
 
-    /// The first quote in `from..end`.
+    /// The first quote in `from..end` (`None`: there is none), with the line feeds from
+    /// `from` up to it (or to `end`): the end of a quoted stretch and the lines it spans, in
+    /// one walk through its blocks.
     #[inline]
-    pub(super) fn quote(&mut self, from: usize, end: usize) -> Option<usize> {
-        self.find(from, end, |m| m.quote)
+    pub(super) fn quote_after_lines(&mut self, from: usize, end: usize) -> (Option<usize>, u64) {
+        let mut lines = 0;
+        let mut p = from;
+        while p < end {
+            let at = p - p % BLOCK;
+            let m = self.block(at);
+            let skip = p - at;
+            // The bytes of this block up to `end`, from `p`.
+            let width = (end - at).min(BLOCK) - skip;
+            let within = match width {
+                BLOCK => u64::MAX,
+                w => (1u64 << w) - 1,
+            };
+            let quotes = (m.quote >> skip) & within;
+            let feeds = (m.line_feed >> skip) & within;
+            if quotes != 0 {
+                let k = quotes.trailing_zeros();
+                let before = feeds & ((1u64 << k) - 1);
+                return (Some(p + k as usize), lines + u64::from(before.count_ones()));
+            }
+            lines += u64::from(feeds.count_ones());
+            p = at + BLOCK;
+        }
+        (None, lines)
     }
 
     /// The first delimiter or line feed in `from..end`.
     #[inline]
     pub(super) fn delimiter_or_line_feed(&mut self, from: usize, end: usize) -> Option<usize> {
         self.find(from, end, |m| m.delimiter | m.line_feed)
-    }
-
-    /// The line feeds in `from..to`.
-    pub(super) fn line_feeds(&mut self, from: usize, to: usize) -> u64 {
-        let mut n = 0;
-        let mut p = from;
-        while p < to {
-            let at = p - p % BLOCK;
-            let upto = (to - at).min(BLOCK);
-            let mut bits = self.block(at).line_feed >> (p - at);
-            let width = upto - (p - at);
-            if width < BLOCK {
-                bits &= (1u64 << width) - 1;
-            }
-            n += u64::from(bits.count_ones());
-            p = at + upto;
-        }
-        n
     }
 }
 
@@ -173,14 +180,15 @@ mod tests {
                 let end = end.min(data.len());
                 let hay = data.get(from..end).unwrap_or_default();
                 let first = |f: &dyn Fn(u8) -> bool| hay.iter().position(|&b| f(b)).map(|i| from + i);
-                prop_assert_eq!(index.quote(from, end), first(&|b| b == b'"'));
                 prop_assert_eq!(
                     index.delimiter_or_line_feed(from, end),
                     first(&|b| b == b',' || b == b'\n')
                 );
+                let quote = first(&|b| b == b'"');
+                let before = &hay[..quote.map_or(hay.len(), |q| q - from)];
                 prop_assert_eq!(
-                    index.line_feeds(from, end),
-                    hay.iter().filter(|&&b| b == b'\n').count() as u64
+                    index.quote_after_lines(from, end),
+                    (quote, before.iter().filter(|&&b| b == b'\n').count() as u64)
                 );
             }
         }
