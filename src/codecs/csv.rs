@@ -27,9 +27,10 @@
 //!
 //! Parsing is hand-written rather than the `csv` crate's: it borrows every value that needs
 //! no unescaping straight from the input, and reports raw bytes and physical lines per record.
-//! Framing finds the record starts 64 bytes at a time (`starts`), and reads a row with the
-//! parser's own scanner ([`Dialect::record_end`]) wherever a quote might be read otherwise; a
-//! property test holds the two to the same starts, so chunks agree with records.
+//! Framing finds the record starts 64 bytes at a time (`starts`), and reads a row with
+//! [`Dialect::record_end`] wherever a quote might be read otherwise; the parser splits records
+//! with [`Dialect::split_record`]. Property tests hold `starts` and `split_record` each to
+//! `record_end`'s answers, so chunks agree with records.
 
 use std::borrow::Cow;
 use std::ops::Range;

@@ -7,9 +7,10 @@
 //! reads the same way are taken so: inside a quoted field every quote closes it or is half of a
 //! doubled quote, and outside one a quote must open a field (at a row's start, after a
 //! delimiter, or right after the quote that closed the field: a doubled quote). At any other
-//! quote (a quote inside an unquoted field, which is literal) the rows from the one it is in are
-//! read by `record_end`, one at a time, as they are for the body's last bytes. The property test
-//! below holds the two to the same record starts, lines and unclosed quotes.
+//! quote (one inside an unquoted field, or in the text after a field's closing quote: both
+//! literal) the rows from the one it is in are read by `record_end`, one at a time, as they are
+//! for the body's last bytes. The property tests below hold the two to the same record starts,
+//! lines and unclosed quotes, and check that rows without such quotes are read by blocks.
 
 use std::collections::VecDeque;
 
@@ -17,16 +18,19 @@ use super::blocks::{BLOCK, masks, prefix_xor};
 use super::{Dialect, strip_cr};
 use crate::codecs::framing::RecordStart;
 
-/// Rows read by `record_end` after a block with a literal quote, before blocks are tried
-/// again: a file with such quotes in many rows is then read at `record_end`'s pace, not
-/// block by block and row by row both.
+/// Records read by `record_end` (with any blank rows before each) after a block with a literal
+/// quote, before blocks are tried again: a file with such quotes in many rows is then read at
+/// `record_end`'s pace, not block by block and row by row both. At least 1: the row with the
+/// literal quote must be read past.
 const SLOW_ROWS: u32 = 64;
 
 /// What the byte before a block was, as far as a quote after it is concerned.
 #[derive(Debug, Clone, Copy, Default)]
 struct Before {
     delimiter: bool,
-    /// A line feed, or nothing: the block starts a row.
+    /// A line feed, or nothing (the block starts the body or a row read by `record_end`).
+    /// A line feed inside a quoted field counts too: a quote after it closes the field, and
+    /// only a quote that opens one is checked against what precedes it.
     row_start: bool,
     quote: bool,
 }
@@ -47,8 +51,11 @@ pub(super) struct Starts<'d> {
     scan_line: u64,
     quoted: bool,
     before: Before,
-    /// Rows still to read with `record_end` (see [`SLOW_ROWS`]).
+    /// Records still to read with `record_end` (see [`SLOW_ROWS`]).
     slow_rows: u32,
+    /// Records found by `record_end`: counted for the tests.
+    #[cfg(test)]
+    slow_records: usize,
     found: VecDeque<RecordStart>,
 }
 
@@ -75,6 +82,8 @@ impl<'d> Starts<'d> {
                 ..Before::default()
             },
             slow_rows: 0,
+            #[cfg(test)]
+            slow_records: 0,
             found: VecDeque::with_capacity(BLOCK),
         }
     }
@@ -94,6 +103,10 @@ impl<'d> Starts<'d> {
             self.row = r.next;
             if r.content_end > start.pos || r.unterminated.is_some() {
                 found = Some((start, r.unterminated));
+                #[cfg(test)]
+                {
+                    self.slow_records += 1;
+                }
                 break;
             }
         }
@@ -190,16 +203,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// What framing found before: `record_end` row after row.
+    /// What framing found before: `record_end` row after row, up to `end`.
     fn row_by_row(
         data: &[u8],
         d: Dialect,
-        start: usize,
+        (start, end): (usize, usize),
         line: u64,
     ) -> Vec<(usize, u64, Option<usize>)> {
+        let end = end.min(data.len());
         let (mut pos, mut line, mut out) = (start, line, Vec::new());
-        while pos < data.len() {
-            let r = d.record_end(data, pos, data.len());
+        while pos < end {
+            let r = d.record_end(data, pos, end);
             if r.content_end > pos || r.unterminated.is_some() {
                 out.push((pos, line, r.unterminated));
             }
@@ -209,15 +223,19 @@ mod tests {
         out
     }
 
+    /// [`Starts`]'s answers, and how many of its records `record_end` found.
     fn by_blocks(
         data: &[u8],
         d: Dialect,
-        start: usize,
+        (start, end): (usize, usize),
         line: u64,
-    ) -> Vec<(usize, u64, Option<usize>)> {
-        Starts::new(data, d, start, data.len(), line)
+    ) -> (Vec<(usize, u64, Option<usize>)>, usize) {
+        let mut starts = Starts::new(data, d, start, end, line);
+        let found = starts
+            .by_ref()
             .map(|(s, open)| (s.pos, s.line, open))
-            .collect()
+            .collect();
+        (found, starts.slow_records)
     }
 
     #[test]
@@ -230,44 +248,72 @@ mod tests {
             );
         }
         text.extend_from_slice(b"last,\"open\nnever closed\n");
-        assert_eq!(by_blocks(&text, d, 0, 1), row_by_row(&text, d, 0, 1));
-        assert_eq!(by_blocks(&text, d, 5, 3), row_by_row(&text, d, 5, 3));
+        for (from, line) in [(0, 1), (5, 3)] {
+            let whole = (from, text.len());
+            assert_eq!(
+                by_blocks(&text, d, whole, line).0,
+                row_by_row(&text, d, whole, line)
+            );
+        }
+    }
+
+    /// Rows whose quotes all open or close fields, or are doubled inside them, are read by
+    /// blocks: only the records in the body's last block are left to `record_end`.
+    #[test]
+    fn regular_rows_are_read_by_blocks() {
+        for (delimiter, quote) in [(b',', b'"'), (b'\t', b'\''), (b';', b'"')] {
+            let d = Dialect::new(delimiter, quote).unwrap();
+            let (dl, q) = (delimiter as char, quote as char);
+            let mut text = String::new();
+            for i in 0..200 {
+                text.push_str(&format!(
+                    "{i}{dl}{q}text, {q}{q}doubled{q}{q}\nand a line{q}{dl}{q}{q}{dl}plain\r\n\n"
+                ));
+            }
+            let data = text.as_bytes();
+            let (found, slow) = by_blocks(data, d, (0, data.len()), 1);
+            assert_eq!(found, row_by_row(data, d, (0, data.len()), 1));
+            assert_eq!(found.len(), 200);
+            assert!(slow <= 2, "{slow} records read by record_end");
+        }
     }
 
     proptest! {
-        /// Any bytes of CSV's alphabet, from any start: the same record starts, lines and
-        /// unclosed quotes as `record_end` row after row.
+        /// Any bytes of CSV's alphabet, from any start to any end: the same record starts,
+        /// lines and unclosed quotes as `record_end` row after row.
         #[test]
         fn blocks_find_what_rows_find(
             text in proptest::collection::vec(
                 prop_oneof![
                     Just(b'a'), Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b';'),
-                    Just(b' '), Just(0xC3),
+                    Just(b' '), Just(0xC3), Just(b'\t'), Just(b'\''),
                 ],
                 0..700,
             ),
             quoted_text in proptest::collection::vec(
-                prop_oneof![Just(b'a'), Just(b','), Just(b'\n'), Just(b'"')], 0..300,
+                prop_oneof![Just(b'a'), Just(b','), Just(b'\n'), Just(b'"'), Just(b'\'')],
+                0..300,
             ),
-            start in 0usize..80,
-            semicolon in any::<bool>(),
+            start in 0.0f64..1.0,
+            end in 0.0f64..1.2,
+            dialect in prop::sample::select(vec![(b',', b'"'), (b';', b'"'), (b'\t', b'\'')]),
         ) {
-            let d = match semicolon {
-                true => Dialect::new(b';', b'"').unwrap(),
-                false => Dialect::new(b',', b'"').unwrap(),
-            };
-            // Mostly regular rows with a long quoted field, then anything.
-            let mut data = b"id,\"".to_vec();
-            for b in &quoted_text {
-                data.push(*b);
-                if *b == b'"' {
-                    data.push(b'"');
+            let (delimiter, quote) = dialect;
+            let d = Dialect::new(delimiter, quote).unwrap();
+            // A regular row with a long quoted field, then any bytes.
+            let mut data = vec![b'i', b'd', delimiter, quote];
+            for &b in &quoted_text {
+                let b = if b == b'"' || b == b'\'' { quote } else if b == b',' { delimiter } else { b };
+                data.push(b);
+                if b == quote {
+                    data.push(quote);
                 }
             }
-            data.extend_from_slice(b"\",end\n");
+            data.extend_from_slice(&[quote, delimiter, b'e', b'\n']);
             data.extend_from_slice(&text);
-            let start = start.min(data.len());
-            prop_assert_eq!(by_blocks(&data, d, start, 7), row_by_row(&data, d, start, 7));
+            let n = data.len() as f64;
+            let range = ((start * n) as usize, (end * n) as usize);
+            prop_assert_eq!(by_blocks(&data, d, range, 7).0, row_by_row(&data, d, range, 7));
         }
     }
 }
