@@ -65,6 +65,7 @@ where
         first_line: body_first_line,
         records: 0,
         ranges: Vec::new(),
+        lines: Vec::new(),
         failed: None,
         done: false,
     })
@@ -81,6 +82,8 @@ struct Chunker<I> {
     /// Records found so far in the chunk being built, and their ranges when known.
     records: u64,
     ranges: Vec<Range<usize>>,
+    /// The line of each record whose range is known.
+    lines: Vec<u64>,
     /// Why the body cannot be read on, given after the chunk of the records before it.
     failed: Option<FileError>,
     done: bool,
@@ -112,6 +115,7 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                             first_record: self.first_record,
                             first_line: self.first_line,
                             records: std::mem::take(&mut self.ranges),
+                            lines: std::mem::take(&mut self.lines),
                         }));
                     }
                     return Some(Err(e));
@@ -124,12 +128,14 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                             first_record: self.first_record,
                             first_line: self.first_line,
                             records: std::mem::take(&mut self.ranges),
+                            lines: std::mem::take(&mut self.lines),
                         };
                         self.start = rs.pos;
                         self.first_record += self.records;
                         self.first_line = rs.line;
                         self.records = 1;
                         self.ranges.extend(range);
+                        self.lines.extend(rs.end.map(|_| rs.line));
                         return Some(Ok(chunk));
                     }
                     if self.records == 0 {
@@ -137,6 +143,7 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                     }
                     self.records += 1;
                     self.ranges.extend(range);
+                    self.lines.extend(rs.end.map(|_| rs.line));
                 }
                 None => {
                     self.done = true;
@@ -148,6 +155,7 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                         first_record: self.first_record,
                         first_line: self.first_line,
                         records: std::mem::take(&mut self.ranges),
+                        lines: std::mem::take(&mut self.lines),
                     }));
                 }
             }

@@ -50,6 +50,9 @@ pub struct Chunk {
     /// The byte range of each record, when framing had to find where records end (XML), so
     /// that parsing need not find them again; empty when the decoder finds them itself.
     pub records: Vec<Range<usize>>,
+    /// The line each of `records` starts on, counted by framing, so that parsing need not
+    /// count the lines again.
+    pub lines: Vec<u64>,
 }
 
 /// What the decoder found at the start of a file (header row, XML prolog, BOM).

@@ -831,22 +831,27 @@ impl Decoder for XmlDecoder {
         let (mut number, mut line, mut last) = (chunk.first_record, chunk.first_line, None);
         // The records framing found, or (for a chunk made elsewhere) a scan for them. Framing
         // has already reported markup that cannot be skipped: the scan stops there too.
+        // Their lines too, when framing counted them (for every record it found).
+        let lines_known = chunk.lines.len() == chunk.records.len();
         let mut known = chunk
             .records
             .iter()
-            .map(|r| clamp(r, range.end))
-            .filter(|r| r.start >= range.start);
+            .zip(chunk.lines.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(r, l)| (clamp(r, range.end), l.copied().filter(|_| lines_known)))
+            .filter(|(r, _)| r.start >= range.start);
         let use_known = !chunk.records.is_empty();
         let mut next = move || {
             if use_known {
                 known.next()
             } else {
-                scan.next_record().ok().flatten()
+                scan.next_record().ok().flatten().map(|r| (r, None))
             }
         };
-        while let Some(r) = next() {
-            if let Some(l) = last {
-                line += count_lf(&data[l..r.start]);
+        while let Some((r, counted)) = next() {
+            match (counted, last) {
+                (Some(l), _) => line = l,
+                (None, Some(l)) => line += count_lf(&data[l..r.start]),
+                (None, None) => {}
             }
             last = Some(r.start);
             let start = r.start;
