@@ -65,7 +65,6 @@ where
         first_line: body_first_line,
         records: 0,
         ranges: Vec::new(),
-        lines: Vec::new(),
         failed: None,
         done: false,
     })
@@ -79,11 +78,10 @@ struct Chunker<I> {
     start: usize,
     first_record: u64,
     first_line: u64,
-    /// Records found so far in the chunk being built, and their ranges when known.
+    /// Records found so far in the chunk being built, and their ranges (with their lines)
+    /// when known.
     records: u64,
-    ranges: Vec<Range<usize>>,
-    /// The line of each record whose range is known.
-    lines: Vec<u64>,
+    ranges: Vec<(Range<usize>, u64)>,
     /// Why the body cannot be read on, given after the chunk of the records before it.
     failed: Option<FileError>,
     done: bool,
@@ -106,7 +104,7 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                     let last_end = match self.ranges.last() {
                         _ if self.records == 0 => None,
                         None => Some(self.end),
-                        Some(r) => (self.ranges.len() as u64 == self.records).then_some(r.end),
+                        Some((r, _)) => (self.ranges.len() as u64 == self.records).then_some(r.end),
                     };
                     if let Some(end) = last_end {
                         self.failed = Some(e);
@@ -115,27 +113,24 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                             first_record: self.first_record,
                             first_line: self.first_line,
                             records: std::mem::take(&mut self.ranges),
-                            lines: std::mem::take(&mut self.lines),
                         }));
                     }
                     return Some(Err(e));
                 }
                 Some(Ok(rs)) => {
-                    let range = rs.end.map(|e| rs.pos..e);
+                    let range = rs.end.map(|e| (rs.pos..e, rs.line));
                     if self.records > 0 && rs.pos.saturating_sub(self.start) >= self.target_bytes {
                         let chunk = Chunk {
                             bytes: self.start..rs.pos,
                             first_record: self.first_record,
                             first_line: self.first_line,
                             records: std::mem::take(&mut self.ranges),
-                            lines: std::mem::take(&mut self.lines),
                         };
                         self.start = rs.pos;
                         self.first_record += self.records;
                         self.first_line = rs.line;
                         self.records = 1;
                         self.ranges.extend(range);
-                        self.lines.extend(rs.end.map(|_| rs.line));
                         return Some(Ok(chunk));
                     }
                     if self.records == 0 {
@@ -143,7 +138,6 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                     }
                     self.records += 1;
                     self.ranges.extend(range);
-                    self.lines.extend(rs.end.map(|_| rs.line));
                 }
                 None => {
                     self.done = true;
@@ -155,7 +149,6 @@ impl<I: Iterator<Item = Result<RecordStart, FileError>>> Iterator for Chunker<I>
                         first_record: self.first_record,
                         first_line: self.first_line,
                         records: std::mem::take(&mut self.ranges),
-                        lines: std::mem::take(&mut self.lines),
                     }));
                 }
             }

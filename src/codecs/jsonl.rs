@@ -862,7 +862,6 @@ mod tests {
             first_record: 1,
             first_line: 1,
             records: Vec::new(),
-            lines: Vec::new(),
         };
         let mut seen = Vec::new();
         dec.decode(data, &chunk, &mut |d| {

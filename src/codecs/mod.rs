@@ -47,12 +47,10 @@ pub struct Chunk {
     pub first_record: u64,
     /// 1-based physical line number on which the first record starts.
     pub first_line: u64,
-    /// The byte range of each record, when framing had to find where records end (XML), so
-    /// that parsing need not find them again; empty when the decoder finds them itself.
-    pub records: Vec<Range<usize>>,
-    /// The line each of `records` starts on, counted by framing, so that parsing need not
-    /// count the lines again.
-    pub lines: Vec<u64>,
+    /// The byte range of each record and the line it starts on, when framing had to find
+    /// where records end (XML), so that parsing need not find them, or count their lines,
+    /// again; empty when the decoder finds them itself.
+    pub records: Vec<(Range<usize>, u64)>,
 }
 
 /// What the decoder found at the start of a file (header row, XML prolog, BOM).

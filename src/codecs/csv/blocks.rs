@@ -91,17 +91,10 @@ impl<'d> Index<'d> {
     fn block(&mut self, at: usize) -> Masks {
         if at != self.at {
             self.at = at;
-            self.m = match self.data.get(at..at + BLOCK) {
-                Some(b) => masks(
-                    b.try_into().unwrap_or(&[0; BLOCK]),
-                    self.quote,
-                    self.delimiter,
-                ),
-                None => masks_of(
-                    self.data.get(at..).unwrap_or_default(),
-                    self.quote,
-                    self.delimiter,
-                ),
+            let rest = self.data.get(at..).unwrap_or_default();
+            self.m = match rest.first_chunk::<BLOCK>() {
+                Some(b) => masks(b, self.quote, self.delimiter),
+                None => masks_of(rest, self.quote, self.delimiter),
             };
         }
         self.m

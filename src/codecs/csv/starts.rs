@@ -123,10 +123,7 @@ impl<'d> Starts<'d> {
     /// `record_end` would read as a literal, the rows from the one it is in are left to it.
     fn block(&mut self) {
         let data = self.data;
-        let Some(block) = data
-            .get(self.scan..self.scan + BLOCK)
-            .and_then(|b| <&[u8; BLOCK]>::try_from(b).ok())
-        else {
+        let Some(block) = data.get(self.scan..).and_then(|b| b.first_chunk::<BLOCK>()) else {
             return;
         };
         let m = masks(block, self.dialect.quote, self.dialect.delimiter);

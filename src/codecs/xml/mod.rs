@@ -831,13 +831,11 @@ impl Decoder for XmlDecoder {
         let (mut number, mut line, mut last) = (chunk.first_record, chunk.first_line, None);
         // The records framing found, or (for a chunk made elsewhere) a scan for them. Framing
         // has already reported markup that cannot be skipped: the scan stops there too.
-        // Their lines too, when framing counted them (for every record it found).
-        let lines_known = chunk.lines.len() == chunk.records.len();
+        // Framing counted the records' lines too; a scan counts them here.
         let mut known = chunk
             .records
             .iter()
-            .zip(chunk.lines.iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|(r, l)| (clamp(r, range.end), l.copied().filter(|_| lines_known)))
+            .map(|(r, line)| (clamp(r, range.end), Some(*line)))
             .filter(|(r, _)| r.start >= range.start);
         let use_known = !chunk.records.is_empty();
         let mut next = move || {
