@@ -893,8 +893,9 @@ pub(super) fn copy_local_file(
     copy_local(from, Some(to), max)
 }
 
-/// Reads a local file, hashing it (two pieces at a time with the other copies running, see
-/// [`LOCAL_COPIES`]), and with `to` copies it there; syncs what it wrote (or, for
+/// Reads a local file past the page cache ([`crate::files::DirectReader`]), hashing it (two
+/// pieces at a time with the other copies running, see [`LOCAL_COPIES`]), and with `to`
+/// copies it there; syncs what it wrote (or, for
 /// a file only read, the file itself: usually already on disk, then cheap). Only a regular file
 /// is read: `from` itself may not be a symbolic link (a name listed as a file and replaced by a
 /// link since is refused, not followed out of the folder), and a fifo or device is refused
@@ -905,21 +906,24 @@ pub(super) fn copy_local(
     to: Option<&FsPath>,
     max: Option<u64>,
 ) -> Result<Transferred, StorageError> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let src = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(from)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => StorageError::NotAFile {
-                store: String::new(),
-                name: String::new(),
-                what: "a symbolic link".into(),
-            },
-            _ => StorageError::local(from, e),
-        })?;
-    let meta = src.metadata().map_err(|e| StorageError::local(from, e))?;
+    use std::io::Write;
+    let mut src = crate::files::DirectReader::open(
+        &mut std::fs::OpenOptions::new(),
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        from,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => StorageError::NotAFile {
+            store: String::new(),
+            name: String::new(),
+            what: "a symbolic link".into(),
+        },
+        _ => StorageError::local(from, e),
+    })?;
+    let meta = src
+        .file()
+        .metadata()
+        .map_err(|e| StorageError::local(from, e))?;
     if !meta.is_file() {
         use std::os::unix::fs::MetadataExt;
         return Err(StorageError::NotAFile {
@@ -928,7 +932,6 @@ pub(super) fn copy_local(
             what: super::special_kind(meta.mode()).into(),
         });
     }
-    let mut src = src;
     let mut out = match to {
         Some(to) => Some((
             crate::files::create(to).map_err(|e| StorageError::local(to, e))?,
@@ -939,11 +942,9 @@ pub(super) fn copy_local(
     let mut sha = crate::checksum::Sha256::new();
     let pairing = LOCAL_COPIES.join();
     let mut bytes = 0u64;
-    let mut buf = vec![0u8; super::STREAM_BUF];
     loop {
-        let n = src
-            .read(&mut buf)
-            .map_err(|e| StorageError::local(from, e))?;
+        let piece = src.read().map_err(|e| StorageError::local(from, e))?;
+        let n = piece.len();
         if n == 0 {
             break;
         }
@@ -952,9 +953,10 @@ pub(super) fn copy_local(
         {
             return Err(super::oversize(m));
         }
-        buf = pairing.update(&mut sha, buf, n);
+        let buf = src.buffer();
+        *buf = pairing.update(&mut sha, std::mem::take(buf), piece.clone());
         if let Some((file, to)) = out.as_mut() {
-            file.write_all(&buf[..n])
+            file.write_all(&buf[piece])
                 .map_err(|e| StorageError::local(to, e))?;
         }
         bytes += n as u64;
@@ -963,7 +965,10 @@ pub(super) fn copy_local(
     drop(pairing);
     match out {
         Some((file, to)) => file.sync_all().map_err(|e| StorageError::local(to, e))?,
-        None => src.sync_all().map_err(|e| StorageError::local(from, e))?,
+        None => src
+            .file()
+            .sync_all()
+            .map_err(|e| StorageError::local(from, e))?,
     }
     Ok(Transferred {
         bytes,
