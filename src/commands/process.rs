@@ -344,6 +344,7 @@ fn slice_options(
         live,
         journal: Journaling::when(a.journal),
         cancel: a.attempts.cancel.clone(),
+        inputs_past_cache: true,
         ..EngineOptions::default()
     }
 }

@@ -1,12 +1,14 @@
-//! One file (or one part of a split file): memory-map it, frame it into chunks at record
-//! boundaries, run the pipeline on the chunks in parallel, and write the output and reject
-//! files in input order.
+//! One file (or one part of a split file): memory-map it (a slice reads a whole input of up
+//! to `files::WHOLE_MAX` bytes past the page cache instead, see `files::read_whole`), frame it
+//! into chunks at record boundaries, run the pipeline on the chunks in parallel, and write the
+//! output and reject files in input order.
 //!
 //! Memory is bounded by the chunks in flight (at most two windows of `threads * 4` chunks of
 //! `chunk_bytes` input each, with their outputs, between being framed and being written), and
 //! write buffers of at most 8 MiB for each output and reject file open (see
-//! `files::DirectFile`), never by the file: pages of the mapping that were read can be dropped
-//! by the kernel, so a file larger than memory works.
+//! `files::DirectFile`), and a slice's input read whole (at most `files::WHOLE_MAX`), never by
+//! a larger file: pages of the mapping that were read can be dropped by the kernel, so a file
+//! larger than memory works.
 //!
 //! Outputs are written under a temporary name in the target folder and renamed into place only
 //! when complete, so a reader never sees half a file. A file that fails (its skip limit is
@@ -319,14 +321,22 @@ pub fn process_file_deferred(
             part.is_none() && crate::plan::manifest::unchanged(&meta, k.bytes, Some(&k.modified))
         })
         .map(|k| k.sha256.clone());
+    // A slice's whole input, when small enough, is read past the page cache (see
+    // `files::read_whole`); other inputs are mapped.
+    let whole = match part {
+        None if opts.inputs_past_cache && len > 0 && len <= crate::files::WHOLE_MAX => {
+            crate::files::read_whole(&file, len)?
+        }
+        _ => None,
+    };
     // SAFETY: the mapping is read-only; batchwin never writes inbound files, and the staging
     // area's contract is that files are complete and unchanging once they are listed.
-    let map = if len == 0 {
+    let map = if len == 0 || whole.is_some() {
         None
     } else {
         Some(unsafe { memmap2::MmapOptions::new().map(&file)? })
     };
-    let data: &[u8] = map.as_deref().unwrap_or(&[]);
+    let data: &[u8] = whole.as_deref().or(map.as_deref()).unwrap_or(&[]);
     #[cfg(unix)]
     if let Some(m) = &map {
         let _ = m.advise(memmap2::Advice::Sequential);

@@ -49,6 +49,11 @@ pub struct EngineOptions {
     pub buffers: Buffers,
     /// Work done so far, counted as each chunk is written (see [`Progress`]).
     pub progress: Progress,
+    /// Whether whole inputs of at most `files::WHOLE_MAX` bytes are read into memory past the
+    /// page cache instead of mapped (`files::read_whole`): set for a plan's slices, whose
+    /// inputs are staging copies that the fetch wrote past the page cache and nothing reads
+    /// again.
+    pub inputs_past_cache: bool,
     /// The run's live status document, kept up to date as units start and end, and written
     /// once a second by a thread of its own (see [`live`]); none: no document.
     #[cfg(feature = "cli")]
@@ -208,6 +213,7 @@ impl Default for EngineOptions {
             ready: Ready::default(),
             buffers: Buffers::default(),
             progress: Progress::default(),
+            inputs_past_cache: false,
             #[cfg(feature = "cli")]
             live: None,
             #[cfg(feature = "cli")]

@@ -934,7 +934,7 @@ pub(super) fn copy_local(
     }
     let mut out = match to {
         Some(to) => Some((
-            crate::files::create(to).map_err(|e| StorageError::local(to, e))?,
+            crate::files::DirectFile::create(to).map_err(|e| StorageError::local(to, e))?,
             to,
         )),
         None => None,
@@ -964,7 +964,10 @@ pub(super) fn copy_local(
     // Not a partner to wait for while it syncs.
     drop(pairing);
     match out {
-        Some((file, to)) => file.sync_all().map_err(|e| StorageError::local(to, e))?,
+        Some((file, to)) => file
+            .finish()
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::local(to, e))?,
         None => src
             .file()
             .sync_all()
