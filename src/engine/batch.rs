@@ -740,11 +740,14 @@ pub fn run_with(
         live.publish_every(&opts.progress)
     });
     let started = Instant::now();
-    // Files start in list order (priority first) on twice as many file workers as there are
-    // threads; each file's chunks are spread over all threads. A file worker also has work of
-    // its own that leaves the threads idle (framing its next chunks, writing its outputs): with
-    // two per thread, another file's chunks fill that time (measured: a tenth of a day's slice
-    // 7% sooner, same CPU time; see docs/benchmarks.md).
+    // Files start in list order (priority first) on three times as many file workers as there
+    // are threads; each file's chunks are spread over all threads. A file worker also has work
+    // of its own that leaves the threads idle (framing its next chunks, writing its outputs,
+    // and in a slice reading its input past the page cache, which waits on the disk while the
+    // fetch copies beside it): with two per thread, another file's chunks fill that time
+    // (measured: a tenth of a day's slice 7% sooner, same CPU time); with three, the whole day
+    // took 32.36 s against 34.16 s (means of six runs each, alternating; see
+    // docs/benchmarks.md).
     //
     // A processed unit's delivery (waiting for the ledger, syncing its outputs, renaming them
     // into place, recording it) is handed to a delivery thread, and its file worker starts the
@@ -1021,7 +1024,7 @@ impl Drop for SetOnDrop<'_> {
 }
 
 /// File workers per processing thread (see [`run`]).
-pub(super) const FILE_WORKERS_PER_THREAD: usize = 2;
+pub(super) const FILE_WORKERS_PER_THREAD: usize = 3;
 
 /// How long finished units wait to be recorded in the ledger together. Recording is done by
 /// the delivery threads, off the file workers' path, so it can be often: what is left for the
