@@ -7,8 +7,9 @@
 //! Files that a library creates itself (DuckDB's write-ahead log) cannot be given a mode: for
 //! them [`restrict_umask`], called once when the program starts, takes world access out of the
 //! umask. Outputs, written once and not read back by the process that writes them, bypass
-//! the page cache ([`DirectFile`]), and so do the fetch's reads of files in a local folder,
-//! read once ([`DirectReader`]). This module owns no policy beyond that; it opens no remote
+//! the page cache ([`DirectFile`]), and so do reads of files in a local folder that are read
+//! once (the fetch's copies, a local run location's downloads, the checks of uploads to a
+//! local folder: [`DirectReader`]). This module owns no policy beyond that; it opens no remote
 //! stores.
 
 use std::fs::File;
@@ -141,6 +142,11 @@ impl DirectBuffer {
 
 impl Drop for DirectBuffer {
     fn drop(&mut self) {
+        // Empty while lent out (a `DirectReader`'s buffer hashed by a `Pairing`): a panic then
+        // drops nothing worth keeping.
+        if self.0.len() <= DIRECT_ALIGN {
+            return;
+        }
         if let Ok(mut p) = Self::pool(self.size()).lock() {
             p.push(std::mem::take(&mut self.0));
         }
@@ -376,8 +382,8 @@ impl io::Write for DirectFile {
 }
 
 /// A file read once from start to end, in large aligned pieces that bypass the page cache
-/// (`O_DIRECT`, on Linux): the fetch's copies of files in a local folder, which batchwin reads
-/// once and hashes as it copies them to staging. On this project's machine, a virtual machine
+/// (`O_DIRECT`, on Linux): files in a local folder that batchwin reads once and hashes, as
+/// the fetch copies them to staging (and downloads from, and uploads to, a local folder). On this project's machine, a virtual machine
 /// whose free memory is handed back to its host, each page that the page cache takes for a
 /// file not yet in it costs kernel time: `dd` of a 2 GB file not in the cache took 4.5 s of
 /// kernel time through it, 0.15 s past it (874 MB/s). Fetching the synthetic day (2,500 files,
@@ -484,8 +490,8 @@ impl Drop for Whole {
 }
 
 /// Reads the first `len` bytes of `file` (at most [`WHOLE_MAX`]) into memory past the page
-/// cache: the inputs of a plan's slices, staging copies that the fetch wrote past the page
-/// cache too and that nothing reads again. The synthetic day through `run --executor local`,
+/// cache: the inputs of a plan's slices in a local folder, staging copies that the fetch of a
+/// local folder wrote past the page cache too and that nothing reads again. The synthetic day through `run --executor local`,
 /// its source not in the page cache (six runs each, alternating): 35.1-38.4 s, 16.7-21.6 s of
 /// it kernel time, with the staged copies written and read through the page cache; 32.1-33.2 s
 /// and 8.9-9.7 s past it. A file whose filesystem refuses `O_DIRECT` gives

@@ -234,7 +234,8 @@ fn run_slice(
         Some(k),
         todo.resumed,
     );
-    let opts = slice_options(a, &plan, config_sha, Some(live));
+    let mut opts = slice_options(a, &plan, config_sha, Some(live));
+    opts.inputs_past_cache = true;
     let watch = slice_watch(a, config, k, &plan.date);
     let hooks = batch::Arriving::hooks(a.fetching.as_deref(), &opts.cancel);
     let result = batch::run_with(
@@ -344,7 +345,6 @@ fn slice_options(
         live,
         journal: Journaling::when(a.journal),
         cancel: a.attempts.cancel.clone(),
-        inputs_past_cache: true,
         ..EngineOptions::default()
     }
 }

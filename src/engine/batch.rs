@@ -740,14 +740,14 @@ pub fn run_with(
         live.publish_every(&opts.progress)
     });
     let started = Instant::now();
-    // Files start in list order (priority first) on three times as many file workers as there
-    // are threads; each file's chunks are spread over all threads. A file worker also has work
-    // of its own that leaves the threads idle (framing its next chunks, writing its outputs,
-    // and in a slice reading its input past the page cache, which waits on the disk while the
-    // fetch copies beside it): with two per thread, another file's chunks fill that time
-    // (measured: a tenth of a day's slice 7% sooner, same CPU time); with three, the whole day
-    // took 32.36 s against 34.16 s (means of six runs each, alternating; see
-    // docs/benchmarks.md).
+    // Files start in list order (priority first) on twice as many file workers as there are
+    // threads; each file's chunks are spread over all threads. A file worker also has work of
+    // its own that leaves the threads idle (framing its next chunks, writing its outputs): with
+    // two per thread, another file's chunks fill that time (measured: a tenth of a day's slice
+    // 7% sooner, same CPU time). A slice that reads its inputs past the page cache
+    // (`EngineOptions::inputs_past_cache`) waits on the disk for each while the fetch copies
+    // beside it: with three per thread, the whole day took 32.36 s against 34.16 s (means of
+    // six runs each, alternating; see docs/benchmarks.md).
     //
     // A processed unit's delivery (waiting for the ledger, syncing its outputs, renaming them
     // into place, recording it) is handed to a delivery thread, and its file worker starts the
@@ -861,7 +861,12 @@ pub fn run_with(
         drop(l);
         Ok(outcome)
     };
-    let workers = FILE_WORKERS_PER_THREAD * rayon::current_num_threads().max(1);
+    let per_thread = if opts.inputs_past_cache {
+        FILE_WORKERS_PER_THREAD + 1
+    } else {
+        FILE_WORKERS_PER_THREAD
+    };
+    let workers = per_thread * rayon::current_num_threads().max(1);
     let (to_deliver, deliveries) =
         std::sync::mpsc::channel::<(usize, FileOutcome, Option<Pending>)>();
     let deliveries = Mutex::new(deliveries);
@@ -1023,8 +1028,9 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// File workers per processing thread (see [`run`]).
-pub(super) const FILE_WORKERS_PER_THREAD: usize = 3;
+/// File workers per processing thread (see [`run`]); one more in a slice that reads its inputs
+/// past the page cache.
+pub(super) const FILE_WORKERS_PER_THREAD: usize = 2;
 
 /// How long finished units wait to be recorded in the ledger together. Recording is done by
 /// the delivery threads, off the file workers' path, so it can be often: what is left for the

@@ -50,9 +50,10 @@ pub struct EngineOptions {
     /// Work done so far, counted as each chunk is written (see [`Progress`]).
     pub progress: Progress,
     /// Whether whole inputs of at most `files::WHOLE_MAX` bytes are read into memory past the
-    /// page cache instead of mapped (`files::read_whole`): set for a plan's slices, whose
-    /// inputs are staging copies that the fetch wrote past the page cache and nothing reads
-    /// again.
+    /// page cache instead of mapped (`files::read_whole`), on three file workers per thread
+    /// instead of two (see `batch::run`): set for a plan's slices in a local folder, whose
+    /// inputs are staging copies that the fetch of a local folder wrote past the page cache
+    /// and nothing reads again.
     pub inputs_past_cache: bool,
     /// The run's live status document, kept up to date as units start and end, and written
     /// once a second by a thread of its own (see [`live`]); none: no document.

@@ -23,7 +23,7 @@
 //! checked for the file's size, its ETag when it was cut and the part's length (not a
 //! checksum: see `Hooks::download_part`).
 //!
-//! Scratch stays bounded: at most [`AHEAD`] more inputs than there are file workers (three per
+//! Scratch stays bounded: at most [`AHEAD`] more inputs than there are file workers (two per
 //! thread) are held at once, whatever the slice's number of files, and a unit's input and outputs are removed as soon as it is uploaded.
 //! A slice run again first downloads its ledger from the run location and skips the units it
 //! records as done whose outputs are still there with the recorded size (asked of the store).
