@@ -383,9 +383,9 @@ impl io::Write for DirectFile {
 
 /// A file read once from start to end, in large aligned pieces that bypass the page cache
 /// (`O_DIRECT`, on Linux): files in a local folder that batchwin reads once and hashes, as
-/// the fetch copies them to staging (and downloads from, and uploads to, a local folder). On this project's machine, a virtual machine
-/// whose free memory is handed back to its host, each page that the page cache takes for a
-/// file not yet in it costs kernel time: `dd` of a 2 GB file not in the cache took 4.5 s of
+/// the fetch copies them to staging (and downloads from, and uploads to, a local folder). On
+/// this project's machine, a virtual machine whose free memory is handed back to its host,
+/// each page that the page cache takes for a file not yet in it costs kernel time: `dd` of a 2 GB file not in the cache took 4.5 s of
 /// kernel time through it, 0.15 s past it (874 MB/s). Fetching the synthetic day (2,500 files,
 /// 5.7 GB) from a local folder not in the page cache took 21.5-24.4 s of kernel time reading
 /// and writing through it, 11.0-11.8 s reading past it, 2.1-3.4 s also writing the staged
@@ -405,9 +405,10 @@ pub struct DirectReader {
 }
 
 impl DirectReader {
-    /// Opens `path` for reading with `o` (whose custom flags are replaced by `flags`),
-    /// bypassing the page cache where the filesystem allows.
-    pub fn open(o: &mut std::fs::OpenOptions, flags: i32, path: &Path) -> io::Result<DirectReader> {
+    /// Opens `path` for reading with the open `flags` given, bypassing the page cache where
+    /// the filesystem allows.
+    pub fn open(path: &Path, flags: i32) -> io::Result<DirectReader> {
+        let o = &mut std::fs::OpenOptions::new();
         o.read(true);
         let reader = |file, direct| DirectReader {
             file,
@@ -491,12 +492,12 @@ impl Drop for Whole {
 
 /// Reads the first `len` bytes of `file` (at most [`WHOLE_MAX`]) into memory past the page
 /// cache: the inputs of a plan's slices in a local folder, staging copies that the fetch of a
-/// local folder wrote past the page cache too and that nothing reads again. The synthetic day through `run --executor local`,
-/// its source not in the page cache (six runs each, alternating): 35.1-38.4 s, 16.7-21.6 s of
-/// it kernel time, with the staged copies written and read through the page cache; 32.1-33.2 s
-/// and 8.9-9.7 s past it. A file whose filesystem refuses `O_DIRECT` gives
-/// none (to be mapped instead); a read refused midway goes on through the page cache. A file
-/// shorter than `len` gives its bytes.
+/// local folder wrote past the page cache too and that nothing reads again. The synthetic day
+/// through `run --executor local`, its source not in the page cache (six runs each,
+/// alternating): 35.1-38.4 s, 16.7-21.6 s of it kernel time, with the staged copies written
+/// and read through the page cache; 32.1-33.2 s and 8.9-9.7 s past it. A file whose
+/// filesystem refuses `O_DIRECT` gives none (to be mapped instead); a read refused midway goes
+/// on through the page cache. A file shorter than `len` gives its bytes.
 pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
     #[cfg(target_os = "linux")]
     {
@@ -697,8 +698,7 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 13 + i / 4096) as u8).collect();
             std::fs::write(&path, &data).unwrap();
             for switch_at in [None, Some(0), Some(1)] {
-                let mut o = std::fs::OpenOptions::new();
-                let mut r = DirectReader::open(&mut o, 0, &path).unwrap();
+                let mut r = DirectReader::open(&path, 0).unwrap();
                 let mut back = Vec::new();
                 for piece in 0.. {
                     if switch_at == Some(piece) && r.direct {
@@ -720,8 +720,7 @@ mod tests {
         // The caller's flags hold: a symbolic link is not followed.
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        let mut o = std::fs::OpenOptions::new();
-        let refused = DirectReader::open(&mut o, rustix::fs::OFlags::NOFOLLOW.bits() as i32, &link);
+        let refused = DirectReader::open(&link, rustix::fs::OFlags::NOFOLLOW.bits() as i32);
         assert_eq!(
             refused.err().and_then(|e| e.raw_os_error()),
             Some(rustix::io::Errno::LOOP.raw_os_error())

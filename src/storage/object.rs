@@ -907,19 +907,15 @@ pub(super) fn copy_local(
     max: Option<u64>,
 ) -> Result<Transferred, StorageError> {
     use std::io::Write;
-    let mut src = crate::files::DirectReader::open(
-        &mut std::fs::OpenOptions::new(),
-        libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        from,
-    )
-    .map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP) => StorageError::NotAFile {
-            store: String::new(),
-            name: String::new(),
-            what: "a symbolic link".into(),
-        },
-        _ => StorageError::local(from, e),
-    })?;
+    let mut src = crate::files::DirectReader::open(from, libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => StorageError::NotAFile {
+                store: String::new(),
+                name: String::new(),
+                what: "a symbolic link".into(),
+            },
+            _ => StorageError::local(from, e),
+        })?;
     let meta = src
         .file()
         .metadata()
