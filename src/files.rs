@@ -106,21 +106,28 @@ const DIRECT_ALIGN: usize = 4096;
 /// kernel time (3 rounds of 100 runs each, alternating).
 const DIRECT_FIRST: usize = 64 << 10;
 
-/// Buffers of [`DirectFile`]s that were closed, for the next ones, by size ([`DIRECT_FIRST`],
-/// [`DIRECT_BUF`]): a day opens thousands of outputs and reject files, and a new buffer for
-/// each would be zeroed each time.
-static DIRECT_BUFFERS: [std::sync::Mutex<Vec<Vec<u8>>>; 2] = [
+/// Buffers that bypassed the page cache and were given back, for the next ones, by size
+/// ([`DIRECT_FIRST`], [`DIRECT_BUF`], [`WHOLE_MAX`]): a day opens thousands of outputs, reject
+/// files and inputs, and a new buffer for each would be zeroed each time (memory new to the
+/// process costs kernel time to fill, see [`DirectReader`]).
+static DIRECT_BUFFERS: [std::sync::Mutex<Vec<Vec<u8>>>; 3] = [
+    std::sync::Mutex::new(Vec::new()),
     std::sync::Mutex::new(Vec::new()),
     std::sync::Mutex::new(Vec::new()),
 ];
 
-/// A buffer of [`DIRECT_FIRST`] or [`DIRECT_BUF`] aligned bytes from [`DIRECT_BUFFERS`], given
-/// back when dropped.
+/// A buffer of [`DIRECT_FIRST`], [`DIRECT_BUF`] or [`WHOLE_MAX`] aligned bytes from
+/// [`DIRECT_BUFFERS`], given back when dropped.
 struct DirectBuffer(Vec<u8>);
 
 impl DirectBuffer {
     fn pool(size: usize) -> &'static std::sync::Mutex<Vec<Vec<u8>>> {
-        &DIRECT_BUFFERS[usize::from(size == DIRECT_BUF)]
+        let i = match size {
+            DIRECT_FIRST => 0,
+            DIRECT_BUF => 1,
+            _ => 2,
+        };
+        &DIRECT_BUFFERS[i]
     }
 
     fn take(size: usize) -> DirectBuffer {
@@ -132,10 +139,14 @@ impl DirectBuffer {
         self.0.len() - DIRECT_ALIGN
     }
 
+    /// Where the aligned bytes start inside the allocation.
+    fn skip(&self) -> usize {
+        self.0.as_ptr().align_offset(DIRECT_ALIGN)
+    }
+
     /// The aligned bytes inside the allocation.
     fn area(&mut self) -> &mut [u8] {
-        let size = self.size();
-        let skip = self.0.as_ptr().align_offset(DIRECT_ALIGN);
+        let (size, skip) = (self.size(), self.skip());
         &mut self.0[skip..skip + size]
     }
 }
@@ -243,8 +254,11 @@ impl DirectFile {
                 write_at(file, rest, at + whole as u64, &mut self.direct)?;
             }
         }
-        // The thread that wrote last has ended, and with it its handle on the file.
-        Arc::try_unwrap(self.file).or_else(|file| file.try_clone())
+        // The thread that wrote last has ended, and with it its handle on the file: once this
+        // one is dropped, `file` is the only handle left.
+        let file = Arc::clone(&self.file);
+        drop(self);
+        Arc::try_unwrap(file).or_else(|file| file.try_clone())
     }
 
     /// Waits for the full buffer being written, if any, and takes it back.
@@ -310,6 +324,17 @@ impl DirectFile {
     }
 }
 
+impl Drop for DirectFile {
+    /// A file dropped without [`DirectFile::finish`] (an error on the way, a panic) waits for
+    /// the write in flight, which would otherwise go on into a file that its owner may be
+    /// removing or creating again.
+    fn drop(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.join();
+        }
+    }
+}
+
 /// Writes all of `bytes` at `at`; the rest goes through the page cache when the filesystem
 /// refuses a write that bypasses it (or a short write left the rest unaligned).
 fn write_at(file: &File, bytes: &[u8], at: u64, direct: &mut bool) -> io::Result<()> {
@@ -325,6 +350,21 @@ fn write_at(file: &File, bytes: &[u8], at: u64, direct: &mut bool) -> io::Result
         }
     }
     Ok(())
+}
+
+/// Reads into `buf` from `at` once (again when interrupted); the rest of the file goes through
+/// the page cache when the filesystem refuses a read that bypasses it (an offset that is not
+/// aligned, after a short read other than the last). `Ok(0)` at the end of the file.
+fn read_at(file: &File, buf: &mut [u8], at: u64, direct: &mut bool) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, at) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if *direct && refused(&e) => through_cache(file, direct)?,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Whether `e` is the filesystem refusing a write that bypasses the page cache (`EINVAL`).
@@ -402,6 +442,8 @@ pub struct DirectReader {
     file: File,
     direct: bool,
     buffer: DirectBuffer,
+    /// Where the next piece starts in the file.
+    offset: u64,
 }
 
 impl DirectReader {
@@ -414,6 +456,7 @@ impl DirectReader {
             file,
             direct,
             buffer: DirectBuffer::take(DIRECT_BUF),
+            offset: 0,
         };
         #[cfg(target_os = "linux")]
         {
@@ -438,18 +481,11 @@ impl DirectReader {
     /// Reads the next piece of the file into the buffer: where it is in
     /// [`DirectReader::buffer`], empty at the end of the file.
     pub fn read(&mut self) -> io::Result<std::ops::Range<usize>> {
-        use std::io::Read;
-        let skip = self.buffer.0.as_ptr().align_offset(DIRECT_ALIGN);
-        loop {
-            match (&self.file).read(self.buffer.area()) {
-                Ok(n) => return Ok(skip..skip + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if self.direct && refused(&e) => {
-                    through_cache(&self.file, &mut self.direct)?
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let skip = self.buffer.skip();
+        let (file, at) = (&self.file, self.offset);
+        let n = read_at(file, self.buffer.area(), at, &mut self.direct)?;
+        self.offset += n as u64;
+        Ok(skip..skip + n)
     }
 
     /// The whole buffer that [`DirectReader::read`] reads into, to be handed on (to a
@@ -464,29 +500,17 @@ impl DirectReader {
 /// worker of a slice holds one such buffer at most.
 pub const WHOLE_MAX: u64 = 32 << 20;
 
-/// Buffers of [`WHOLE_MAX`] aligned bytes that [`Whole`]s were read into, for the next ones:
-/// memory reused costs nothing to fill again, new memory does (see [`DirectReader`]).
-static WHOLE_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-
-/// A whole file read into memory past the page cache ([`read_whole`]); its buffer goes back to
-/// [`WHOLE_BUFFERS`] when dropped.
+/// A whole file read into memory past the page cache ([`read_whole`]), in a buffer of
+/// [`WHOLE_MAX`] bytes that goes back to [`DIRECT_BUFFERS`] when dropped.
 pub struct Whole {
-    buffer: Vec<u8>,
+    buffer: DirectBuffer,
     at: std::ops::Range<usize>,
 }
 
 impl std::ops::Deref for Whole {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buffer[self.at.clone()]
-    }
-}
-
-impl Drop for Whole {
-    fn drop(&mut self) {
-        if let Ok(mut pool) = WHOLE_BUFFERS.lock() {
-            pool.push(std::mem::take(&mut self.buffer));
-        }
+        &self.buffer.0[self.at.clone()]
     }
 }
 
@@ -501,7 +525,6 @@ impl Drop for Whole {
 pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::unix::fs::FileExt;
         let len = len.min(WHOLE_MAX) as usize;
         let flags = rustix::fs::fcntl_getfl(file)?;
         match rustix::fs::fcntl_setfl(file, flags | rustix::fs::OFlags::DIRECT) {
@@ -510,29 +533,19 @@ pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
             Err(e) => return Err(e.into()),
         }
         let mut direct = true;
-        let buffer = WHOLE_BUFFERS.lock().ok().and_then(|mut p| p.pop());
-        let mut whole = Whole {
-            buffer: buffer.unwrap_or_else(|| vec![0; WHOLE_MAX as usize + DIRECT_ALIGN]),
-            at: 0..0,
-        };
-        let skip = whole.buffer.as_ptr().align_offset(DIRECT_ALIGN);
+        let mut buffer = DirectBuffer::take(WHOLE_MAX as usize);
+        let skip = buffer.skip();
         // Whole blocks are asked for: the last one ends past the file's end.
         let asked = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-        let area = &mut whole.buffer[skip..skip + asked];
+        let area = &mut buffer.area()[..asked];
         let mut done = 0;
         let result = loop {
             if done >= len {
                 break Ok(());
             }
-            match file.read_at(&mut area[done..], done as u64) {
+            match read_at(file, &mut area[done..], done as u64, &mut direct) {
                 Ok(0) => break Ok(()),
                 Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if direct && refused(&e) => {
-                    if let Err(e) = through_cache(file, &mut direct) {
-                        break Err(e);
-                    }
-                }
                 Err(e) => break Err(e),
             }
         };
@@ -541,8 +554,10 @@ pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
             let _ = rustix::fs::fcntl_setfl(file, flags);
         }
         result?;
-        whole.at = skip..skip + done.min(len);
-        Ok(Some(whole))
+        Ok(Some(Whole {
+            buffer,
+            at: skip..skip + done.min(len),
+        }))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -789,6 +804,21 @@ mod tests {
             }
             ebadf(f.finish().expect_err("the failed write is reported"));
         }
+    }
+
+    /// A file dropped unfinished has written what it handed over by the time the drop returns:
+    /// no write goes on into a file its owner removes or creates again.
+    #[test]
+    fn a_direct_file_dropped_unfinished_waits_for_its_write() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut f = DirectFile::create(&path).unwrap();
+        f.write_all(&vec![b'x'; 2 * DIRECT_BUF + 1]).unwrap();
+        assert!(f.writing.is_some(), "a full buffer is being written");
+        drop(f);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, 2 * DIRECT_BUF as u64, "both full buffers written");
     }
 
     #[test]
