@@ -11,6 +11,9 @@
 //! EPYC, Zen 4) on 64 MB per stream: the rounds alone 1,621-1,710 MB/s for two streams one after
 //! the other with `sha2`, 3,273-3,328 MB/s for both at once (1.9 to 2 times); [`Sha256`] fed in
 //! 1 MiB pieces, 1,699-1,715 MB/s with `sha2`, 2,861-2,934 MB/s paired (1.67 to 1.71 times).
+//! On an Intel Xeon (with AVX-512), [`Sha256`] fed in 1 MiB pieces took 1,429-1,433 MB/s one
+//! stream at a time and 1,778-1,790 MB/s paired, 1.24 to 1.25 times; OpenSSL's own assembly (`openssl
+//! speed -evp sha256`, 1 MiB pieces) 1,448 MB/s there, so `sha2` alone is not the slower one.
 //! SHA-256 was 14 to 22 % of `process`'s samples, most of it the input's and the output's
 //! checksums, which `engine::file` takes chunk by chunk at the same time anyway. No maintained
 //! crate hashes two independent streams at once (`sha2`, `ring` and `aws-lc-rs` take one; see
