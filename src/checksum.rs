@@ -12,8 +12,8 @@
 //! the other with `sha2`, 3,273-3,328 MB/s for both at once (1.9 to 2 times); [`Sha256`] fed in
 //! 1 MiB pieces, 1,699-1,715 MB/s with `sha2`, 2,861-2,934 MB/s paired (1.67 to 1.71 times).
 //! On an Intel Xeon (with AVX-512), [`Sha256`] fed in 1 MiB pieces took 1,429-1,433 MB/s one
-//! stream at a time and 1,778-1,790 MB/s paired, 1.24 to 1.25 times; OpenSSL's own assembly (`openssl
-//! speed -evp sha256`, 1 MiB pieces) 1,448 MB/s there, so `sha2` alone is not the slower one.
+//! stream at a time and 1,778-1,790 MB/s paired, 1.24 to 1.25 times; OpenSSL's own assembly
+//! (`openssl speed -evp sha256`, 1 MiB pieces) 1,448 MB/s there, within 1.5 % of `sha2`.
 //! SHA-256 was 14 to 22 % of `process`'s samples, most of it the input's and the output's
 //! checksums, which `engine::file` takes chunk by chunk at the same time anyway. No maintained
 //! crate hashes two independent streams at once (`sha2`, `ring` and `aws-lc-rs` take one; see
@@ -310,9 +310,10 @@ pub struct Pairing {
 
 /// How long a piece waits for another to be hashed with. A copy of a local file reads 4 MiB
 /// pieces past the page cache (`files::DirectReader`: 4.8 ms each at the 874 MB/s that `dd`
-/// read past it from this project's disk) and writes each before it reads the next. Fetching the synthetic day (2,500 files,
-/// 5.7 GB) from a local folder not in the page cache, eight copies at a time, took 2.86-2.89 s
-/// of user CPU with 6 ms, 2.89-3.55 s with 2 ms (three runs each, alternating).
+/// read past it from this project's disk) and writes each before it reads the next. Fetching
+/// the synthetic day (2,500 files, 5.7 GB) from a local folder not in the page cache, eight
+/// copies at a time, took 2.86-2.89 s of user CPU with 6 ms, 2.89-3.55 s with 2 ms (three runs
+/// each, alternating).
 pub const PAIR_WAIT: std::time::Duration = std::time::Duration::from_millis(6);
 
 /// A piece handed in: its owner's ticket, checksum, bytes and which of them to hash.

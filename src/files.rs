@@ -9,8 +9,9 @@
 //! umask. Outputs, written once and not read back by the process that writes them, bypass
 //! the page cache ([`DirectFile`]), and so do reads of files in a local folder that are read
 //! once (the fetch's copies, a local run location's downloads, the checks of uploads to a
-//! local folder: [`DirectReader`]). This module owns no policy beyond that; it opens no remote
-//! stores.
+//! local folder: [`DirectReader`]; a slice's whole inputs in a local run folder:
+//! [`read_whole`]). Their aligned buffers are kept in one pool for the life of the process
+//! ([`DIRECT_BUFFERS`]). This module owns no policy beyond that; it opens no remote stores.
 
 use std::fs::File;
 use std::io;
@@ -106,10 +107,11 @@ const DIRECT_ALIGN: usize = 4096;
 /// kernel time (3 rounds of 100 runs each, alternating).
 const DIRECT_FIRST: usize = 64 << 10;
 
-/// Buffers that bypassed the page cache and were given back, for the next ones, by size
-/// ([`DIRECT_FIRST`], [`DIRECT_BUF`], [`WHOLE_MAX`]): a day opens thousands of outputs, reject
-/// files and inputs, and a new buffer for each would be zeroed each time (memory new to the
-/// process costs kernel time to fill, see [`DirectReader`]).
+/// Buffers of reads and writes that bypass the page cache, given back for the next ones, by
+/// size ([`DIRECT_FIRST`], [`DIRECT_BUF`], [`WHOLE_MAX`]); never freed before the process
+/// ends. A day opens thousands of outputs, reject files and inputs, and a new buffer for each
+/// would be zeroed each time: on this project's machine, memory new to the process costs kernel
+/// time to fill, as pages new to the page cache do (see [`DirectReader`]).
 static DIRECT_BUFFERS: [std::sync::Mutex<Vec<Vec<u8>>>; 3] = [
     std::sync::Mutex::new(Vec::new()),
     std::sync::Mutex::new(Vec::new()),
@@ -125,7 +127,10 @@ impl DirectBuffer {
         let i = match size {
             DIRECT_FIRST => 0,
             DIRECT_BUF => 1,
-            _ => 2,
+            size => {
+                debug_assert_eq!(size as u64, WHOLE_MAX, "a buffer size with no pool");
+                2
+            }
         };
         &DIRECT_BUFFERS[i]
     }
@@ -178,7 +183,8 @@ impl Drop for DirectBuffer {
 /// start. Either way the bytes on disk are the same. [`DirectFile::finish`] must be called
 /// before the file is synced: bytes are held until the buffer is full, and a full buffer is
 /// written by a thread of its own while the next one fills, so a file holds at most two
-/// buffers of [`DIRECT_BUF`].
+/// buffers of [`DIRECT_BUF`]. A file dropped without `finish` waits for that write; the bytes
+/// it still holds are not written.
 pub struct DirectFile {
     file: Arc<File>,
     buffer: Option<DirectBuffer>,
@@ -367,7 +373,8 @@ fn read_at(file: &File, buf: &mut [u8], at: u64, direct: &mut bool) -> io::Resul
     }
 }
 
-/// Whether `e` is the filesystem refusing a write that bypasses the page cache (`EINVAL`).
+/// Whether `e` is the filesystem refusing a read or write that bypasses the page cache
+/// (`EINVAL`).
 fn refused(e: &io::Error) -> bool {
     #[cfg(target_os = "linux")]
     return e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
@@ -425,8 +432,9 @@ impl io::Write for DirectFile {
 /// (`O_DIRECT`, on Linux): files in a local folder that batchwin reads once and hashes, as
 /// the fetch copies them to staging (and downloads from, and uploads to, a local folder). On
 /// this project's machine, a virtual machine whose free memory is handed back to its host,
-/// each page that the page cache takes for a file not yet in it costs kernel time: `dd` of a 2 GB file not in the cache took 4.5 s of
-/// kernel time through it, 0.15 s past it (874 MB/s). Fetching the synthetic day (2,500 files,
+/// each page that the page cache takes for a file not yet in it costs kernel time: `dd` of a
+/// 2 GB file not in the cache took 4.5 s of kernel time through it, 0.15 s past it (874 MB/s).
+/// Fetching the synthetic day (2,500 files,
 /// 5.7 GB) from a local folder not in the page cache took 21.5-24.4 s of kernel time reading
 /// and writing through it, 11.0-11.8 s reading past it, 2.1-3.4 s also writing the staged
 /// copies past it ([`DirectFile`]; their slices read them with [`read_whole`]); two or three
@@ -437,7 +445,9 @@ impl io::Write for DirectFile {
 /// [`DIRECT_BUF`] bytes, reused from file to file). Where the filesystem refuses `O_DIRECT`
 /// (older tmpfs, some network filesystems) the file is opened through the page cache, and a
 /// read that the filesystem refuses past it (an offset that is not aligned, after a short read
-/// other than the last) goes on through the page cache: the bytes read are the same.
+/// other than the last) goes on through the page cache: the bytes read are the same. The
+/// reader reads at its own offset (`pread`): the position of [`DirectReader::file`] stays at
+/// the start.
 pub struct DirectReader {
     file: File,
     direct: bool,
