@@ -108,51 +108,68 @@ const DIRECT_ALIGN: usize = 4096;
 const DIRECT_FIRST: usize = 64 << 10;
 
 /// Buffers of reads and writes that bypass the page cache, given back for the next ones, by
-/// size ([`DIRECT_FIRST`], [`DIRECT_BUF`], [`WHOLE_MAX`]); never freed before the process
-/// ends. A day opens thousands of outputs, reject files and inputs, and a new buffer for each
-/// would be zeroed each time: on this project's machine, memory new to the process costs kernel
-/// time to fill, as pages new to the page cache do (see [`DirectReader`]).
+/// size ([`BufferSize`]); never freed before the process ends. A day opens thousands of
+/// outputs, reject files and inputs, and a new buffer for each would be zeroed each time: on
+/// this project's machine, memory new to the process costs kernel time to fill, as pages new
+/// to the page cache do (see [`DirectReader`]).
 static DIRECT_BUFFERS: [std::sync::Mutex<Vec<Vec<u8>>>; 3] = [
     std::sync::Mutex::new(Vec::new()),
     std::sync::Mutex::new(Vec::new()),
     std::sync::Mutex::new(Vec::new()),
 ];
 
-/// A buffer of [`DIRECT_FIRST`], [`DIRECT_BUF`] or [`WHOLE_MAX`] aligned bytes from
-/// [`DIRECT_BUFFERS`], given back when dropped.
-struct DirectBuffer(Vec<u8>);
+/// The sizes of [`DirectBuffer`]s, one pool each in [`DIRECT_BUFFERS`].
+#[derive(Clone, Copy)]
+enum BufferSize {
+    /// [`DIRECT_FIRST`]: a new output's first bytes.
+    First,
+    /// [`DIRECT_BUF`]: the pieces of larger outputs, and of files read once.
+    Piece,
+    /// [`WHOLE_MAX`]: an input read whole.
+    Whole,
+}
+
+impl BufferSize {
+    fn bytes(self) -> usize {
+        match self {
+            BufferSize::First => DIRECT_FIRST,
+            BufferSize::Piece => DIRECT_BUF,
+            BufferSize::Whole => WHOLE_MAX as usize,
+        }
+    }
+}
+
+/// A buffer of aligned bytes from [`DIRECT_BUFFERS`], given back when dropped.
+struct DirectBuffer {
+    bytes: Vec<u8>,
+    size: BufferSize,
+}
 
 impl DirectBuffer {
-    fn pool(size: usize) -> &'static std::sync::Mutex<Vec<Vec<u8>>> {
-        let i = match size {
-            DIRECT_FIRST => 0,
-            DIRECT_BUF => 1,
-            size => {
-                debug_assert_eq!(size as u64, WHOLE_MAX, "a buffer size with no pool");
-                2
-            }
-        };
-        &DIRECT_BUFFERS[i]
-    }
-
-    fn take(size: usize) -> DirectBuffer {
-        let reused = Self::pool(size).lock().ok().and_then(|mut p| p.pop());
-        DirectBuffer(reused.unwrap_or_else(|| vec![0; size + DIRECT_ALIGN]))
+    fn take(size: BufferSize) -> DirectBuffer {
+        let reused = DIRECT_BUFFERS[size as usize]
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop());
+        DirectBuffer {
+            bytes: reused.unwrap_or_else(|| vec![0; size.bytes() + DIRECT_ALIGN]),
+            size,
+        }
     }
 
     fn size(&self) -> usize {
-        self.0.len() - DIRECT_ALIGN
+        self.size.bytes()
     }
 
     /// Where the aligned bytes start inside the allocation.
     fn skip(&self) -> usize {
-        self.0.as_ptr().align_offset(DIRECT_ALIGN)
+        self.bytes.as_ptr().align_offset(DIRECT_ALIGN)
     }
 
     /// The aligned bytes inside the allocation.
     fn area(&mut self) -> &mut [u8] {
         let (size, skip) = (self.size(), self.skip());
-        &mut self.0[skip..skip + size]
+        &mut self.bytes[skip..skip + size]
     }
 }
 
@@ -160,11 +177,11 @@ impl Drop for DirectBuffer {
     fn drop(&mut self) {
         // Empty while lent out (a `DirectReader`'s buffer hashed by a `Pairing`): a panic then
         // drops nothing worth keeping.
-        if self.0.len() <= DIRECT_ALIGN {
+        if self.bytes.is_empty() {
             return;
         }
-        if let Ok(mut p) = Self::pool(self.size()).lock() {
-            p.push(std::mem::take(&mut self.0));
+        if let Ok(mut p) = DIRECT_BUFFERS[self.size as usize].lock() {
+            p.push(std::mem::take(&mut self.bytes));
         }
     }
 }
@@ -292,7 +309,7 @@ impl DirectFile {
     fn hand_over(&mut self) -> io::Result<()> {
         let next = match self.wait()? {
             Some(b) => b,
-            None => DirectBuffer::take(DIRECT_BUF),
+            None => DirectBuffer::take(BufferSize::Piece),
         };
         let Some(mut full) = self.buffer.replace(next) else {
             return Ok(());
@@ -408,10 +425,10 @@ impl io::Write for DirectFile {
         }
         let buffer = self
             .buffer
-            .get_or_insert_with(|| DirectBuffer::take(DIRECT_FIRST));
+            .get_or_insert_with(|| DirectBuffer::take(BufferSize::First));
         if self.used == buffer.size() && self.used < DIRECT_BUF {
             // The first buffer is full: the file goes on in large writes.
-            let mut larger = DirectBuffer::take(DIRECT_BUF);
+            let mut larger = DirectBuffer::take(BufferSize::Piece);
             larger.area()[..self.used].copy_from_slice(&buffer.area()[..self.used]);
             *buffer = larger;
         }
@@ -434,9 +451,8 @@ impl io::Write for DirectFile {
 /// this project's machine, a virtual machine whose free memory is handed back to its host,
 /// each page that the page cache takes for a file not yet in it costs kernel time: `dd` of a
 /// 2 GB file not in the cache took 4.5 s of kernel time through it, 0.15 s past it (874 MB/s).
-/// Fetching the synthetic day (2,500 files,
-/// 5.7 GB) from a local folder not in the page cache took 21.5-24.4 s of kernel time reading
-/// and writing through it, 11.0-11.8 s reading past it, 2.1-3.4 s also writing the staged
+/// Fetching the synthetic day (2,500 files, 5.7 GB) from a local folder not in the page cache
+/// took 21.5-24.4 s of kernel time reading and writing through it, 11.0-11.8 s reading past it, 2.1-3.4 s also writing the staged
 /// copies past it ([`DirectFile`]; their slices read them with [`read_whole`]); two or three
 /// runs each, alternating. A file that is in the page cache is read from the disk all the
 /// same, which costs time on the disk rather than the CPU.
@@ -465,7 +481,7 @@ impl DirectReader {
         let reader = |file, direct| DirectReader {
             file,
             direct,
-            buffer: DirectBuffer::take(DIRECT_BUF),
+            buffer: DirectBuffer::take(BufferSize::Piece),
             offset: 0,
         };
         #[cfg(target_os = "linux")]
@@ -501,7 +517,7 @@ impl DirectReader {
     /// The whole buffer that [`DirectReader::read`] reads into, to be handed on (to a
     /// [`crate::checksum::Pairing`]) and given back with its bytes where they were.
     pub fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.buffer.0
+        &mut self.buffer.bytes
     }
 }
 
@@ -520,7 +536,7 @@ pub struct Whole {
 impl std::ops::Deref for Whole {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buffer.0[self.at.clone()]
+        &self.buffer.bytes[self.at.clone()]
     }
 }
 
@@ -543,7 +559,7 @@ pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
             Err(e) => return Err(e.into()),
         }
         let mut direct = true;
-        let mut buffer = DirectBuffer::take(WHOLE_MAX as usize);
+        let mut buffer = DirectBuffer::take(BufferSize::Whole);
         let skip = buffer.skip();
         // Whole blocks are asked for: the last one ends past the file's end.
         let asked = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;

@@ -744,10 +744,9 @@ pub fn run_with(
     // slice that reads its inputs past the page cache, below); each file's chunks are spread
     // over all threads. A file worker also has work of its own that leaves the threads idle
     // (framing its next chunks, writing its outputs): with two per thread, another file's
-    // chunks fill that time (measured: a tenth of a day's slice
-    // 7% sooner, same CPU time). A slice that reads its inputs past the page cache
-    // (`EngineOptions::inputs_past_cache`) waits on the disk for each while the fetch copies
-    // beside it: with three per thread, the whole day took 32.36 s against 34.16 s (means of
+    // chunks fill that time (measured: a tenth of a day's slice 7% sooner, same CPU time). A
+    // slice that reads its inputs past the page cache (`EngineOptions::inputs_past_cache`)
+    // waits on the disk for each while the fetch copies beside it: with three per thread, the whole day took 32.36 s against 34.16 s (means of
     // six runs each, alternating; see docs/benchmarks.md).
     //
     // A processed unit's delivery (waiting for the ledger, syncing its outputs, renaming them
@@ -862,11 +861,7 @@ pub fn run_with(
         drop(l);
         Ok(outcome)
     };
-    let per_thread = if opts.inputs_past_cache {
-        FILE_WORKERS_PER_THREAD + 1
-    } else {
-        FILE_WORKERS_PER_THREAD
-    };
+    let per_thread = FILE_WORKERS_PER_THREAD + usize::from(opts.inputs_past_cache);
     let workers = per_thread * rayon::current_num_threads().max(1);
     let (to_deliver, deliveries) =
         std::sync::mpsc::channel::<(usize, FileOutcome, Option<Pending>)>();
