@@ -167,6 +167,44 @@ pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
     hay[i..].iter().position(|&c| c == b).map(|k| i + k)
 }
 
+/// XML text up to the next markup: the offset of the first `<` in `hay`, and whether a `&` or
+/// `>` comes before it (a reference to unescape, a `]]>` to refuse). One pass over the few
+/// bytes of a usual value, where a `memchr` for the `<` and another search of the text for
+/// the others set up two; past `SHORT` bytes without any of them, `memchr` goes on.
+#[inline]
+pub(crate) fn xml_text_end(hay: &[u8]) -> Option<(usize, bool)> {
+    const SHORT: usize = 32;
+    let rest_after = |k: usize| memchr::memchr(b'<', &hay[k + 1..]).map(|j| (k + 1 + j, true));
+    let mut i = 0;
+    while i + 8 <= hay.len() && i < SHORT {
+        let w = word_at(hay, i);
+        // The first set bit of the three masks is exact.
+        let m = bytes_equal(w, b'<') | bytes_equal(w, b'&') | bytes_equal(w, b'>');
+        if m != 0 {
+            let k = i + (m.trailing_zeros() / 8) as usize;
+            return if hay[k] == b'<' {
+                Some((k, false))
+            } else {
+                rest_after(k)
+            };
+        }
+        i += 8;
+    }
+    if i < SHORT {
+        // Fewer than eight bytes left.
+        return match hay[i..]
+            .iter()
+            .position(|&c| matches!(c, b'<' | b'&' | b'>'))
+        {
+            Some(j) if hay[i + j] == b'<' => Some((i + j, false)),
+            Some(j) => rest_after(i + j),
+            None => None,
+        };
+    }
+    let lt = i + memchr::memchr(b'<', &hay[i..])?;
+    Some((lt, find_byte2(b'&', b'>', &hay[i..lt]).is_some()))
+}
+
 /// Offset of the first `a` or `b` in `hay`.
 #[inline]
 pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
@@ -219,10 +257,26 @@ pub(crate) fn line_at(data: &[u8], pos: usize) -> u64 {
 mod word_search_tests {
     use proptest::prelude::*;
 
+    /// Text longer than the word loop takes is searched on by `memchr`, with the same answers.
+    #[test]
+    fn long_xml_text_ends_where_its_markup_starts() {
+        let long = "x".repeat(100);
+        for (text, want) in [
+            (format!("{long}<b>"), Some((100, false))),
+            (format!("{long}&amp;<b>"), Some((105, true))),
+            (format!("{long}>{long}<"), Some((201, true))),
+            (format!("{}&<", "y".repeat(35)), Some((36, true))),
+            (long.clone(), None),
+            (format!("{long}&"), None),
+        ] {
+            assert_eq!(super::xml_text_end(text.as_bytes()), want, "{text}");
+        }
+    }
+
     proptest! {
         #[test]
         fn word_searches_agree_with_byte_loops(
-            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'\\".to_vec()), 0..40),
+            hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'\\".to_vec()), 0..80),
             b in prop::sample::select(b",\"\r\n\x00\xFF;".to_vec()),
         ) {
             prop_assert_eq!(super::find_byte(b, &hay), hay.iter().position(|&c| c == b));
@@ -245,6 +299,11 @@ mod word_search_tests {
             prop_assert_eq!(
                 super::find_json_escape(&hay),
                 hay.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\')
+            );
+            let lt = hay.iter().position(|&c| c == b'<');
+            prop_assert_eq!(
+                super::xml_text_end(&hay),
+                lt.map(|lt| (lt, hay[..lt].iter().any(|&c| c == b'&' || c == b'>')))
             );
         }
 

@@ -245,14 +245,17 @@ impl XmlDecoder {
                 }
                 p = i;
             }
-            // Text up to the next tag.
-            let Some(k) = memchr(b'<', &b[p..]) else {
+            // Text up to the next tag; none between most tags.
+            if b.get(p) == Some(&b'<') {
+                continue;
+            }
+            let Some((k, special)) = crate::codecs::xml_text_end(&b[p..]) else {
                 return false;
             };
             if k > 0 {
                 let t = &text[p..p + k];
                 // Most text holds neither: no `]]>` to refuse, no reference to check.
-                if crate::codecs::find_byte2(b'&', b'>', t.as_bytes()).is_none() {
+                if !special {
                     s.push(Piece::Plain(t));
                 } else {
                     if check_text(t).is_err() {

@@ -175,11 +175,19 @@ impl Scanner<'_> {
             _ => p + 1,
         };
         let rest = &self.data[from..self.end];
-        let len = rest
-            .iter()
-            .position(|&b| is_space(b) || b == b'/' || b == b'>')?;
+        // One pass to the name's end that also notes a prefix: a name without one is the
+        // record's only when it has the record's length, and most are not even that.
+        let mut colon = false;
+        let len = rest.iter().position(|&b| {
+            colon |= b == b':';
+            is_space(b) || b == b'/' || b == b'>'
+        })?;
         let name = &rest[..len];
-        (len > 0 && local(name) != self.record).then_some(from + len)
+        let record = match colon {
+            false => len == self.record.len() && name == self.record,
+            true => local(name) == self.record,
+        };
+        (len > 0 && !record).then_some(from + len)
     }
 
     /// Offset after the end tag of the record at `start`, whose start tag was just read. A
@@ -555,6 +563,15 @@ pub(super) fn is_xml_char(c: char) -> bool {
 /// record holds a CR (`cr`). Trimming looks at the text as written, so white space written as
 /// a character reference (`&#32;`, `&#13;`) is kept.
 pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, String> {
+    // Most fields are one piece of text: trimmed once, not once to find it kept and again to
+    // take it (what the general way below comes to for one piece).
+    if let [piece] = pieces {
+        return match *piece {
+            Piece::Plain(t) => Ok(cdata_value(trim_spaces(t), cr)),
+            Piece::Text(t) => text_value(trim_spaces(t), cr),
+            Piece::CData(c) => Ok(cdata_value(c, cr)),
+        };
+    }
     let keeps = |p: &Piece| match p {
         Piece::Text(t) | Piece::Plain(t) => !trim_spaces(t).is_empty(),
         // An empty CDATA section holds nothing to keep: `<n> 42 <![CDATA[]]></n>` is `42`.
