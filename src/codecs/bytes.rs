@@ -167,6 +167,25 @@ pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
     hay[i..].iter().position(|&c| c == b).map(|k| i + k)
 }
 
+/// Offset of the first `b` in `hay`, which is usually a few bytes in: a word at a time for the
+/// first `SHORT` bytes, then `memchr` (a tag's end and the text after it, up to the next tag).
+#[inline]
+pub(crate) fn find_byte_near(b: u8, hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    let mut i = 0;
+    while i + 8 <= hay.len() && i < SHORT {
+        let m = bytes_equal(word_at(hay, i), b);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    if i < SHORT {
+        return hay[i..].iter().position(|&c| c == b).map(|k| i + k);
+    }
+    memchr::memchr(b, &hay[i..]).map(|k| i + k)
+}
+
 /// XML text up to the next markup: the offset of the first `<` in `hay`, and whether a `&` or
 /// `>` comes before it (a reference to unescape, a `]]>` to refuse). One pass over the few
 /// bytes of a usual value, where a `memchr` for the `<` and another search of the text for
@@ -270,6 +289,8 @@ mod word_search_tests {
             (format!("{long}&"), None),
         ] {
             assert_eq!(super::xml_text_end(text.as_bytes()), want, "{text}");
+            let lt = text.find('<');
+            assert_eq!(super::find_byte_near(b'<', text.as_bytes()), lt, "{text}");
         }
     }
 
@@ -301,6 +322,7 @@ mod word_search_tests {
                 hay.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\')
             );
             let lt = hay.iter().position(|&c| c == b'<');
+            prop_assert_eq!(super::find_byte_near(b'<', &hay), lt);
             prop_assert_eq!(
                 super::xml_text_end(&hay),
                 lt.map(|lt| (lt, hay[..lt].iter().any(|&c| c == b'&' || c == b'>')))

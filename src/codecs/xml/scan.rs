@@ -259,7 +259,8 @@ impl Scanner<'_> {
     /// The next start or end tag of a record element from `self.pos`, which it moves past;
     /// `None` at the end of the body or at markup that is not closed (then at the end).
     fn next_record_tag(&mut self) -> Option<RecordTag> {
-        while let Some(i) = memchr(b'<', &self.data[self.pos..self.end]) {
+        // The next `<` is a few bytes on (the rest of a tag, a value), seldom far.
+        while let Some(i) = crate::codecs::find_byte_near(b'<', &self.data[self.pos..self.end]) {
             // Most tags in a record are its fields' start and end tags: one whose name is not
             // the record's is passed over by its name (a `<` cannot appear in an attribute
             // value, so the next `<` starts the next markup either way).
