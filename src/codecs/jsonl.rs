@@ -685,6 +685,52 @@ impl JsonlEncoder {
 /// is `0.5`); never through a float, so `12.50` stays `12.50`. `None` when the text is not a
 /// plain decimal number (a thousands separator, a comma for the decimal point ...).
 pub fn json_number(text: &str) -> Option<Cow<'_, str>> {
+    // Most numbers are written as JSON writes them already: one pass tells, where the general
+    // way below splits the text five times over (410 instructions a number in callgrind).
+    if is_json_number(text.as_bytes()) {
+        return Some(Cow::Borrowed(text));
+    }
+    json_number_rewritten(text)
+}
+
+/// Whether `b` is a number as JSON writes it: `-`? (`0` | a digit 1-9 and digits) (`.`
+/// digits)? ([eE] [+-]? digits)?, which [`json_number`] gives back as it is.
+fn is_json_number(b: &[u8]) -> bool {
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > from
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// [`json_number`] of a text that is not written as JSON writes a number.
+fn json_number_rewritten(text: &str) -> Option<Cow<'_, str>> {
     let b = text.as_bytes();
     let (sign, rest) = match b.first()? {
         b'-' => ("-", &text[1..]),
@@ -1428,6 +1474,18 @@ mod tests {
             if line.trim_start().starts_with('{') && walked(&dec, &line).is_some() {
                 prop_assert!(plainly(&dec, &line).is_some(), "{:?}", line);
             }
+        }
+
+        /// A number that the one-pass check takes as written is one the general way gives back
+        /// unchanged, and the other way round.
+        #[test]
+        fn numbers_written_as_json_are_taken_as_they_are(text in "[-+]?[0-9]{0,3}[.]?[0-9]{0,3}([eE][-+]?[0-9]{0,2})?") {
+            let general = json_number_rewritten(&text);
+            prop_assert_eq!(
+                is_json_number(text.as_bytes()),
+                general.as_deref() == Some(text.as_str()),
+                "{:?} {:?}", text, general
+            );
         }
 
         /// On JSON soup, the plain reader never reads a line the walk rejects, nor reads it
