@@ -153,6 +153,28 @@ pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
     }
 }
 
+/// Whether a chunk of records is UTF-8 as a whole: checked once for the chunk (a vector scan
+/// over a megabyte), not record by record (a few hundred bytes each, where setting the scan up
+/// and finishing it weigh), see [`utf8_within`].
+pub(crate) fn chunk_is_utf8(chunk: &[u8]) -> bool {
+    simdutf8::basic::from_utf8(chunk).is_ok()
+}
+
+/// `record` as text: without a check when it lies in a chunk that [`chunk_is_utf8`] found
+/// valid (`chunk_valid`) and starts and ends next to ASCII bytes (a line between line feeds, an
+/// XML element from its `<` to a `<` or past its `>`), as every record a decoder cuts is: it is
+/// then whole characters of valid UTF-8. Otherwise checked as [`utf8`] checks it.
+#[inline]
+pub(crate) fn utf8_within(record: &[u8], chunk_valid: bool) -> Result<&str, std::str::Utf8Error> {
+    if chunk_valid {
+        debug_assert!(std::str::from_utf8(record).is_ok());
+        // SAFETY: a part of valid UTF-8 cut next to ASCII bytes (see above) is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(record) })
+    } else {
+        utf8(record)
+    }
+}
+
 /// Offset of the first `b` in `hay`.
 #[inline]
 pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {

@@ -298,6 +298,7 @@ impl Decoder for JsonlDecoder {
 
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
         let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.width);
+        let valid = super::chunk_is_utf8(&data[super::clamp(&chunk.bytes, data.len())]);
         for_each_line(data, chunk, blank, |number, line, raw| {
             let bad = |rule, reason| {
                 Decoded::Bad(BadRecord {
@@ -309,7 +310,7 @@ impl Decoder for JsonlDecoder {
                     reason,
                 })
             };
-            let text = match super::utf8(raw) {
+            let text = match super::utf8_within(raw, valid) {
                 Ok(text) => text,
                 Err(e) => {
                     return each(bad("utf8", invalid_utf8(&e, "line")));

@@ -131,8 +131,9 @@ impl XmlDecoder {
     }
 
     /// Parses one record element; why it cannot be read when it cannot.
-    fn parse<'d>(&self, raw: &'d [u8], s: &mut Scratch<'d>) -> Result<(), Refusal> {
-        let text = super::utf8(raw).map_err(|e| Refusal {
+    /// `valid`: the chunk `raw` lies in is UTF-8 as a whole (see `codecs::utf8_within`).
+    fn parse<'d>(&self, raw: &'d [u8], valid: bool, s: &mut Scratch<'d>) -> Result<(), Refusal> {
+        let text = super::utf8_within(raw, valid).map_err(|e| Refusal {
             rule: "utf8",
             message: "invalid UTF-8".into(),
             at: e.valid_up_to(),
@@ -831,6 +832,7 @@ impl Decoder for XmlDecoder {
             ends: Default::default(),
         };
         let mut scratch = Scratch::default();
+        let valid = super::chunk_is_utf8(&data[range.clone()]);
         let (mut number, mut line, mut last) = (chunk.first_record, chunk.first_line, None);
         // The records framing found, or (for a chunk made elsewhere) a scan for them. Framing
         // has already reported markup that cannot be skipped: the scan stops there too.
@@ -857,7 +859,7 @@ impl Decoder for XmlDecoder {
             last = Some(r.start);
             let start = r.start;
             let raw = &data[r];
-            match self.parse(raw, &mut scratch) {
+            match self.parse(raw, valid, &mut scratch) {
                 Ok(()) => each(Decoded::Record(RecordRef {
                     number,
                     line,
