@@ -153,26 +153,33 @@ pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
     }
 }
 
-/// Whether a chunk of records is UTF-8 as a whole: checked once for the chunk (a vector scan
-/// over a megabyte), not record by record (a few hundred bytes each, where setting the scan up
-/// and finishing it weigh), see [`utf8_within`].
-pub(crate) fn chunk_is_utf8(chunk: &[u8]) -> bool {
-    simdutf8::basic::from_utf8(chunk).is_ok()
+/// A chunk of records as text, when it is UTF-8 as a whole: checked once for the chunk (a vector
+/// scan over a megabyte), not record by record (a few hundred bytes each, where setting the
+/// scan up and finishing it weigh). See [`utf8_within`].
+pub(crate) fn chunk_text(chunk: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(chunk).ok()
 }
 
-/// `record` as text: without a check when it lies in a chunk that [`chunk_is_utf8`] found
-/// valid (`chunk_valid`) and starts and ends next to ASCII bytes (a line between line feeds, an
-/// XML element from its `<` to a `<` or past its `>`), as every record a decoder cuts is: it is
-/// then whole characters of valid UTF-8. Otherwise checked as [`utf8`] checks it.
+/// `record` as text. When it lies in `chunk` (from [`chunk_text`]) and starts and ends on
+/// character boundaries of it, as every record a decoder cuts does (next to ASCII bytes: a
+/// line feed, an XML element's `<` or `>`), it is taken from the chunk with a look at its two
+/// ends only; any other record is checked as [`utf8`] checks it.
 #[inline]
-pub(crate) fn utf8_within(record: &[u8], chunk_valid: bool) -> Result<&str, std::str::Utf8Error> {
-    if chunk_valid {
-        debug_assert!(std::str::from_utf8(record).is_ok());
-        // SAFETY: a part of valid UTF-8 cut next to ASCII bytes (see above) is valid UTF-8.
-        Ok(unsafe { std::str::from_utf8_unchecked(record) })
-    } else {
-        utf8(record)
+pub(crate) fn utf8_within<'d>(
+    record: &'d [u8],
+    chunk: Option<&'d str>,
+) -> Result<&'d str, std::str::Utf8Error> {
+    if let Some(text) = chunk {
+        let at = (record.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        // The same bytes: `record` starts `at` bytes into the chunk's text.
+        if let Some(t) = at
+            .checked_add(record.len())
+            .and_then(|end| text.get(at..end))
+        {
+            return Ok(t);
+        }
     }
+    utf8(record)
 }
 
 /// Offset of the first `b` in `hay`.
@@ -316,7 +323,41 @@ mod word_search_tests {
         }
     }
 
+    /// A record is taken from its chunk's text only where it lies in it, on its character
+    /// boundaries; anything else is checked on its own, with the same answer.
+    #[test]
+    fn records_are_taken_from_their_chunk_on_character_boundaries() {
+        let data = "<r>é</r><r>x</r>".as_bytes();
+        let text = super::chunk_text(data);
+        assert!(text.is_some());
+        for (range, ok) in [(0..9, true), (9..17, true), (0..4, false), (4..9, false)] {
+            let got = super::utf8_within(&data[range.clone()], text);
+            assert_eq!(got.is_ok(), ok, "{range:?}");
+            assert_eq!(got.ok(), std::str::from_utf8(&data[range]).ok());
+        }
+        let elsewhere = b"<r>\xff</r>".to_vec();
+        assert!(super::utf8_within(&elsewhere, text).is_err());
+        assert_eq!(super::utf8_within(b"<x/>", text), Ok("<x/>"));
+        assert!(super::chunk_text(b"<r>\xff</r>").is_none());
+    }
+
     proptest! {
+        /// Past the word loop's 32 bytes, the search goes on with `memchr` and agrees.
+        #[test]
+        fn xml_text_ends_past_the_word_loop(
+            plain in "[a-z é]{0,48}",
+            tail in proptest::collection::vec(prop::sample::select(b"ab<&>".to_vec()), 0..12),
+        ) {
+            let mut hay = plain.into_bytes();
+            hay.extend(tail);
+            let lt = hay.iter().position(|&c| c == b'<');
+            prop_assert_eq!(
+                super::xml_text_end(&hay),
+                lt.map(|lt| (lt, hay[..lt].iter().any(|&c| c == b'&' || c == b'>')))
+            );
+            prop_assert_eq!(super::find_byte_near(b'<', &hay), lt);
+        }
+
         #[test]
         fn word_searches_agree_with_byte_loops(
             hay in proptest::collection::vec(prop::sample::select(b"a,\"\r\n\t\x00\x1F\xFF\x80\xEF\xBF\xC3\xA9;&<>'\\".to_vec()), 0..80),

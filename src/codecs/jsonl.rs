@@ -298,7 +298,7 @@ impl Decoder for JsonlDecoder {
 
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
         let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.width);
-        let valid = super::chunk_is_utf8(&data[super::clamp(&chunk.bytes, data.len())]);
+        let chunk_text = super::chunk_text(&data[super::clamp(&chunk.bytes, data.len())]);
         for_each_line(data, chunk, blank, |number, line, raw| {
             let bad = |rule, reason| {
                 Decoded::Bad(BadRecord {
@@ -310,7 +310,7 @@ impl Decoder for JsonlDecoder {
                     reason,
                 })
             };
-            let text = match super::utf8_within(raw, valid) {
+            let text = match super::utf8_within(raw, chunk_text) {
                 Ok(text) => text,
                 Err(e) => {
                     return each(bad("utf8", invalid_utf8(&e, "line")));

@@ -131,9 +131,15 @@ impl XmlDecoder {
     }
 
     /// Parses one record element; why it cannot be read when it cannot.
-    /// `valid`: the chunk `raw` lies in is UTF-8 as a whole (see `codecs::utf8_within`).
-    fn parse<'d>(&self, raw: &'d [u8], valid: bool, s: &mut Scratch<'d>) -> Result<(), Refusal> {
-        let text = super::utf8_within(raw, valid).map_err(|e| Refusal {
+    /// `chunk`: the text of the chunk `raw` lies in, when it is UTF-8 as a whole (see
+    /// `codecs::utf8_within`).
+    fn parse<'d>(
+        &self,
+        raw: &'d [u8],
+        chunk: Option<&'d str>,
+        s: &mut Scratch<'d>,
+    ) -> Result<(), Refusal> {
+        let text = super::utf8_within(raw, chunk).map_err(|e| Refusal {
             rule: "utf8",
             message: "invalid UTF-8".into(),
             at: e.valid_up_to(),
@@ -832,7 +838,7 @@ impl Decoder for XmlDecoder {
             ends: Default::default(),
         };
         let mut scratch = Scratch::default();
-        let valid = super::chunk_is_utf8(&data[range.clone()]);
+        let chunk_text = super::chunk_text(&data[range.clone()]);
         let (mut number, mut line, mut last) = (chunk.first_record, chunk.first_line, None);
         // The records framing found, or (for a chunk made elsewhere) a scan for them. Framing
         // has already reported markup that cannot be skipped: the scan stops there too.
@@ -859,7 +865,7 @@ impl Decoder for XmlDecoder {
             last = Some(r.start);
             let start = r.start;
             let raw = &data[r];
-            match self.parse(raw, valid, &mut scratch) {
+            match self.parse(raw, chunk_text, &mut scratch) {
                 Ok(()) => each(Decoded::Record(RecordRef {
                     number,
                     line,
