@@ -131,15 +131,13 @@ impl XmlDecoder {
     }
 
     /// Parses one record element; why it cannot be read when it cannot.
-    /// `chunk`: the text of the chunk `raw` lies in, when it is UTF-8 as a whole (see
-    /// `codecs::utf8_within`).
     fn parse<'d>(
         &self,
         raw: &'d [u8],
-        chunk: Option<&'d str>,
+        chunk: &ChunkFacts<'d>,
         s: &mut Scratch<'d>,
     ) -> Result<(), Refusal> {
-        let text = super::utf8_within(raw, chunk).map_err(|e| Refusal {
+        let text = super::utf8_within(raw, chunk.text).map_err(|e| Refusal {
             rule: "utf8",
             message: "invalid UTF-8".into(),
             at: e.valid_up_to(),
@@ -151,11 +149,12 @@ impl XmlDecoder {
                 at: text.find(c).unwrap_or(0),
             });
         }
-        s.reset(self.fields, text);
+        let cr = chunk.cr && memchr(b'\r', raw).is_some();
+        s.reset_with(self.fields, cr);
         if self.parse_plain(text, s) {
             return Ok(());
         }
-        s.reset(self.fields, text);
+        s.reset_with(self.fields, cr);
         self.parse_full(text, s)
     }
 
@@ -518,6 +517,15 @@ impl XmlDecoder {
     }
 }
 
+/// What one look at a whole chunk tells of every record in it: a search over a megabyte, where
+/// searching each record's few hundred bytes sets the search up and finishes it every time.
+struct ChunkFacts<'d> {
+    /// The chunk's text, when it is UTF-8 as a whole (see `codecs::utf8_within`).
+    text: Option<&'d str>,
+    /// Whether a CR is in it: a record of a chunk without one need not be searched for one.
+    cr: bool,
+}
+
 /// Why a record cannot be read, and where: `at` is the byte offset in the record.
 #[derive(Debug, PartialEq, Eq)]
 struct Refusal {
@@ -838,7 +846,10 @@ impl Decoder for XmlDecoder {
             ends: Default::default(),
         };
         let mut scratch = Scratch::default();
-        let chunk_text = super::chunk_text(&data[range.clone()]);
+        let facts = ChunkFacts {
+            text: super::chunk_text(&data[range.clone()]),
+            cr: memchr(b'\r', &data[range.clone()]).is_some(),
+        };
         let (mut number, mut line, mut last) = (chunk.first_record, chunk.first_line, None);
         // The records framing found, or (for a chunk made elsewhere) a scan for them. Framing
         // has already reported markup that cannot be skipped: the scan stops there too.
@@ -865,7 +876,7 @@ impl Decoder for XmlDecoder {
             last = Some(r.start);
             let start = r.start;
             let raw = &data[r];
-            match self.parse(raw, chunk_text, &mut scratch) {
+            match self.parse(raw, &facts, &mut scratch) {
                 Ok(()) => each(Decoded::Record(RecordRef {
                     number,
                     line,

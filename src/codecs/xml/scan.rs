@@ -344,8 +344,14 @@ pub(super) struct Scratch<'d> {
 
 impl<'d> Scratch<'d> {
     /// Makes ready for reading `record`, a record of `fields` fields.
+    #[cfg(test)]
     pub(super) fn reset(&mut self, fields: usize, record: &str) {
-        self.cr = memchr(b'\r', record.as_bytes()).is_some();
+        self.reset_with(fields, memchr(b'\r', record.as_bytes()).is_some());
+    }
+
+    /// Makes ready for reading a record of `fields` fields, which holds a CR when `cr` is true.
+    pub(super) fn reset_with(&mut self, fields: usize, cr: bool) {
+        self.cr = cr;
         self.values.clear();
         self.values.resize(fields, None);
         self.capture.clear();
