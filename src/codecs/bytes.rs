@@ -196,23 +196,13 @@ pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
     hay[i..].iter().position(|&c| c == b).map(|k| i + k)
 }
 
-/// Offset of the first `b` in `hay`, which is usually a few bytes in: a word at a time for the
-/// first `SHORT` bytes, then `memchr` (a tag's end and the text after it, up to the next tag).
+/// Offset of the first `b` in `hay`, which is usually a few bytes in: [`find_byte`]'s word at
+/// a time over the first 32 bytes, then `memchr` (a tag's end and the text after it, up to the
+/// next tag).
 #[inline]
 pub(crate) fn find_byte_near(b: u8, hay: &[u8]) -> Option<usize> {
-    const SHORT: usize = 32;
-    let mut i = 0;
-    while i + 8 <= hay.len() && i < SHORT {
-        let m = bytes_equal(word_at(hay, i), b);
-        if m != 0 {
-            return Some(i + (m.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    if i < SHORT {
-        return hay[i..].iter().position(|&c| c == b).map(|k| i + k);
-    }
-    memchr::memchr(b, &hay[i..]).map(|k| i + k)
+    let head = hay.len().min(32);
+    find_byte(b, &hay[..head]).or_else(|| memchr::memchr(b, &hay[head..]).map(|k| head + k))
 }
 
 /// XML text up to the next markup: the offset of the first `<` in `hay`, and whether a `&` or

@@ -746,8 +746,9 @@ pub fn run_with(
     // (framing its next chunks, writing its outputs): with two per thread, another file's
     // chunks fill that time (measured: a tenth of a day's slice 7% sooner, same CPU time). A
     // slice that reads its inputs past the page cache (`EngineOptions::inputs_past_cache`)
-    // waits on the disk for each while the fetch copies beside it: with three per thread, the whole day took 32.36 s against 34.16 s (means of
-    // six runs each, alternating; see docs/benchmarks.md).
+    // waits on the disk for each while the fetch copies beside it: with three per thread, the
+    // whole day took 32.36 s against 34.16 s (means of six runs each, alternating; see
+    // docs/benchmarks.md).
     //
     // A processed unit's delivery (waiting for the ledger, syncing its outputs, renaming them
     // into place, recording it) is handed to a delivery thread, and its file worker starts the
