@@ -196,15 +196,6 @@ pub(crate) fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
     hay[i..].iter().position(|&c| c == b).map(|k| i + k)
 }
 
-/// Offset of the first `b` in `hay`, which is usually a few bytes in: [`find_byte`]'s word at
-/// a time over the first 32 bytes, then `memchr` (a tag's end and the text after it, up to the
-/// next tag).
-#[inline]
-pub(crate) fn find_byte_near(b: u8, hay: &[u8]) -> Option<usize> {
-    let head = hay.len().min(32);
-    find_byte(b, &hay[..head]).or_else(|| memchr::memchr(b, &hay[head..]).map(|k| head + k))
-}
-
 /// XML text up to the next markup: the offset of the first `<` in `hay`, and whether a `&` or
 /// `>` comes before it (a reference to unescape, a `]]>` to refuse). One pass over the few
 /// bytes of a usual value, where a `memchr` for the `<` and another search of the text for
@@ -308,8 +299,6 @@ mod word_search_tests {
             (format!("{long}&"), None),
         ] {
             assert_eq!(super::xml_text_end(text.as_bytes()), want, "{text}");
-            let lt = text.find('<');
-            assert_eq!(super::find_byte_near(b'<', text.as_bytes()), lt, "{text}");
         }
     }
 
@@ -345,7 +334,6 @@ mod word_search_tests {
                 super::xml_text_end(&hay),
                 lt.map(|lt| (lt, hay[..lt].iter().any(|&c| c == b'&' || c == b'>')))
             );
-            prop_assert_eq!(super::find_byte_near(b'<', &hay), lt);
         }
 
         #[test]
@@ -375,7 +363,6 @@ mod word_search_tests {
                 hay.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\')
             );
             let lt = hay.iter().position(|&c| c == b'<');
-            prop_assert_eq!(super::find_byte_near(b'<', &hay), lt);
             prop_assert_eq!(
                 super::xml_text_end(&hay),
                 lt.map(|lt| (lt, hay[..lt].iter().any(|&c| c == b'&' || c == b'>')))

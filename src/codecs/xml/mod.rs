@@ -16,10 +16,12 @@
 //!   expanded: only the five predefined ones and character references are, and any other
 //!   `&name;` rejects the record (rule `xml`). No billion laughs, no external entities.
 //! - **Records** are the elements whose local name (prefix ignored) is the record element,
-//!   at any depth below the root and not inside another record. Framing is a quick scan from
-//!   `<` to `<` that skips comments, CDATA sections (which may hold `</record>`) and
-//!   processing instructions, and finds the `>` of a tag past quoted attribute values (which
-//!   may hold `>`). Elements around records (groups, wrappers) are otherwise ignored.
+//!   at any depth below the root and not inside another record. Framing is a quick scan: from
+//!   `<` to `<` between records; inside one, from each place the record element's name is
+//!   written and each `<!` or `<?` to the next. It skips comments, CDATA sections (which may
+//!   hold `</record>`) and processing instructions, and finds the `>` of a record's tag past
+//!   quoted attribute values (which may hold `>`). Elements around records (groups,
+//!   wrappers) are otherwise ignored.
 //! - Each record is then parsed in full: mismatched tags, malformed attributes, element and
 //!   attribute names that are not XML names (`<1a/>`), `<` in an attribute value, `]]>` in
 //!   text, undefined entities, forbidden characters (NUL and other C0 controls), a DOCTYPE or
@@ -416,7 +418,7 @@ impl XmlDecoder {
                         depth += 1;
                     }
                 }
-                scan::Markup::End { .. } => depth = depth.saturating_sub(1),
+                scan::Markup::End => depth = depth.saturating_sub(1),
                 _ => {}
             }
             p = next;
@@ -743,7 +745,7 @@ impl Decoder for XmlDecoder {
                 Markup::Start { .. } => {
                     return Err(err(pos, "not XML: `<` without an element name".into()));
                 }
-                Markup::End { .. } => {
+                Markup::End => {
                     return Err(err(pos, "not XML: an end tag before any element".into()));
                 }
                 Markup::Declaration if !data[pos..].starts_with(b"<!DOCTYPE") => {
@@ -802,13 +804,7 @@ impl Decoder for XmlDecoder {
         target_bytes: usize,
     ) -> Box<dyn Iterator<Item = Result<Chunk, FileError>> + Send + 'd> {
         let body = clamp(&(pre.body_start..pre.body_end), data.len());
-        let mut scan = Scanner {
-            data,
-            pos: body.start,
-            end: body.end,
-            record: &self.record,
-            ends: Default::default(),
-        };
+        let mut scan = Scanner::new(data, body.clone(), &self.record);
         let (mut line, mut last) = (pre.body_first_line, body.start);
         let mut found = false;
         let whole = body.clone();
@@ -838,13 +834,7 @@ impl Decoder for XmlDecoder {
 
     fn decode(&self, data: &[u8], chunk: &Chunk, each: &mut dyn FnMut(Decoded<'_>)) {
         let range = clamp(&chunk.bytes, data.len());
-        let mut scan = Scanner {
-            data,
-            pos: range.start,
-            end: range.end,
-            record: &self.record,
-            ends: Default::default(),
-        };
+        let mut scan = Scanner::new(data, range.clone(), &self.record);
         let mut scratch = Scratch::default();
         let facts = ChunkFacts {
             text: super::chunk_text(&data[range.clone()]),
@@ -1061,6 +1051,42 @@ mod tests {
             vec![opt(&[Some("</rec><rec>"), None]), opt(&[None, Some(">")])]
         );
         assert_eq!(out[1].number_line(), (2, 3));
+    }
+
+    #[test]
+    fn framing_finds_the_record_tags_among_their_name_written_elsewhere() {
+        // The record element's name in other names, in text, in values, after prefixes, in
+        // comments, CDATA and processing instructions, and `!` and `?` in text.
+        let data = b"<r>\n<rec><recx>rec</recx><xrec/><a>rec: rec?! <rec</a></rec>\n\
+            <p:rec id='rec'><a>two</a><!-- <rec> --><?pi </rec>?><b><![CDATA[</rec>]]></b></p:rec>\n\
+            <rec k=\"</rec>\"><a>three<x:rec/></a></rec >\n\
+            <rec><a:b:rec/><a>four</a></rec>\n</r>";
+        let out = assert_framing_invariant(&mut decoder("rec", &["a"]), data);
+        let raw: Vec<&[u8]> = out
+            .iter()
+            .map(|o| match o {
+                Out::Rec { raw, .. } | Out::Bad { raw, .. } => &raw[..],
+            })
+            .collect();
+        assert_eq!(
+            raw,
+            [
+                &b"<rec><recx>rec</recx><xrec/><a>rec: rec?! <rec</a></rec>"[..],
+                b"<p:rec id='rec'><a>two</a><!-- <rec> --><?pi </rec>?><b><![CDATA[</rec>]]></b></p:rec>",
+                b"<rec k=\"</rec>\"><a>three<x:rec/></a></rec >",
+                b"<rec><a:b:rec/><a>four</a></rec>",
+            ]
+        );
+        assert!(
+            matches!(out[0], Out::Bad { rule: "xml", .. }),
+            "`<rec` in text"
+        );
+        assert_eq!(out[1].values(), &opt(&[Some("two")])[..]);
+        assert!(
+            matches!(out[2], Out::Bad { rule: "xml", .. }),
+            "`<` in a value"
+        );
+        assert_eq!(out[3].values(), &opt(&[Some("four")])[..]);
     }
 
     #[test]

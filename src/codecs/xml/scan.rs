@@ -1,5 +1,6 @@
 //! The plain scan of XML: finding markup (`<` to `>` past quoted attribute values, comments,
-//! CDATA, processing instructions) and reading the records of the usual shape (elements, quoted
+//! CDATA, processing instructions) and the record element's tags (by its name, see
+//! [`Scanner`]), and reading the records of the usual shape (elements, quoted
 //! attributes, text) without quick-xml, and the text helpers both readers share (line ends,
 //! attribute value normalisation, unescaping, joining text pieces, the characters and names
 //! XML 1.0 allows).
@@ -7,7 +8,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use memchr::{memchr, memchr3, memmem};
+use memchr::{memchr, memchr2, memchr3, memmem};
 
 pub(super) fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -46,9 +47,7 @@ pub(super) enum Markup<'d> {
         name: &'d [u8],
         empty: bool,
     },
-    End {
-        name: &'d [u8],
-    },
+    End,
     /// A comment, CDATA section or processing instruction.
     Other,
     /// `<!DOCTYPE` or another markup declaration.
@@ -112,8 +111,7 @@ pub(super) fn markup(data: &[u8], p: usize, end: usize) -> Option<(Markup<'_>, u
     }
     if rest.starts_with(b"</") {
         let gt = p + 2 + memchr(b'>', &data[p + 2..end])?;
-        let name = data[p + 2..gt].trim_ascii();
-        return Some((Markup::End { name }, gt + 1));
+        return Some((Markup::End, gt + 1));
     }
     let gt = tag_end(data, p + 1, end)?;
     let name_end = data[p + 1..gt]
@@ -140,9 +138,29 @@ pub(super) struct Scanner<'d> {
     /// [`Scanner::record_end`]): the records after it are then framed from these, not each
     /// scanned to the end of the body in turn.
     pub(super) ends: std::collections::HashMap<usize, usize>,
+    /// Inside a record, the scan looks only at the record element's name and at `<!` and `<?`
+    /// (see [`Scanner::next_record_tag`]): the searches for those, and the first hit of each
+    /// search from the offset beside it (`None`: none up to `end`; `usize::MAX`: no search).
+    name: memmem::Finder<'d>,
+    name_hit: (usize, Option<usize>),
+    bang_hit: (usize, Option<usize>),
 }
 
-impl Scanner<'_> {
+impl<'d> Scanner<'d> {
+    /// A scan of `data[range]` for the elements whose local name is `record` (not empty).
+    pub(super) fn new(data: &'d [u8], range: Range<usize>, record: &'d [u8]) -> Scanner<'d> {
+        Scanner {
+            data,
+            pos: range.start,
+            end: range.end,
+            record,
+            ends: Default::default(),
+            name: memmem::Finder::new(record),
+            name_hit: (usize::MAX, None),
+            bang_hit: (usize::MAX, None),
+        }
+    }
+
     /// The byte range of the next record element, `None` at the end; fails with the offset
     /// and reason of markup that cannot be skipped outside records.
     pub(super) fn next_record(&mut self) -> Result<Option<Range<usize>>, (usize, &'static str)> {
@@ -164,30 +182,6 @@ impl Scanner<'_> {
         }
         self.pos = self.end;
         Ok(None)
-    }
-
-    /// For a start or end tag at `p` whose element name is not the record's: the offset just
-    /// after its name. `None` for the record's own tags, other markup, and anything unusual.
-    pub(super) fn other_element(&self, p: usize) -> Option<usize> {
-        let from = match self.data.get(p + 1)? {
-            b'/' => p + 2,
-            b'!' | b'?' => return None,
-            _ => p + 1,
-        };
-        let rest = &self.data[from..self.end];
-        // One pass to the name's end that also notes a prefix: a name without one is the
-        // record's only when it has the record's length, and most are not even that.
-        let mut colon = false;
-        let len = rest.iter().position(|&b| {
-            colon |= b == b':';
-            is_space(b) || b == b'/' || b == b'>'
-        })?;
-        let name = &rest[..len];
-        let record = match colon {
-            false => len == self.record.len() && name == self.record,
-            true => local(name) == self.record,
-        };
-        (len > 0 && !record).then_some(from + len)
     }
 
     /// Offset after the end tag of the record at `start`, whose start tag was just read. A
@@ -258,33 +252,124 @@ impl Scanner<'_> {
 
     /// The next start or end tag of a record element from `self.pos`, which it moves past;
     /// `None` at the end of the body or at markup that is not closed (then at the end).
+    ///
+    /// Most tags in a record are its fields' start and end tags, and none of them matters
+    /// here: the scan goes from one place where the record element's name is written to the
+    /// next, and from one `<!` or `<?` (a comment, CDATA section or processing instruction,
+    /// which may hold the name, skipped whole) to the next, taking whichever markup starts
+    /// first. A name preceded by `<`, `</` or a prefix after either, and followed by white
+    /// space, `/` or `>`, is the record element's tag (a start tag read to its `>` past quoted
+    /// attribute values, an end tag holding only white space after the name); any other is
+    /// text or part of another name. A `<` cannot appear in an attribute value, so markup
+    /// begins at each `<` either way.
     fn next_record_tag(&mut self) -> Option<RecordTag> {
-        // The next `<` is a few bytes on (the rest of a tag, a value), seldom far.
-        while let Some(i) = crate::codecs::find_byte_near(b'<', &self.data[self.pos..self.end]) {
-            // Most tags in a record are its fields' start and end tags: one whose name is not
-            // the record's is passed over by its name (a `<` cannot appear in an attribute
-            // value, so the next `<` starts the next markup either way).
-            if let Some(next) = self.other_element(self.pos + i) {
+        let mut from = self.pos;
+        loop {
+            let Some(hit) = self.name_from(from) else {
+                self.pos = self.end;
+                return None;
+            };
+            let tag = self.tag_before(hit);
+            let bang = self.bang_from(self.pos);
+            let first = tag.map_or(hit, |(lt, _)| lt);
+            if let Some(lt) = bang.filter(|&lt| lt < first) {
+                // Comments, CDATA and processing instructions are skipped whole; a markup
+                // declaration inside a record, to its `>` (the record parser refuses it).
+                let Some((_, next)) = markup(self.data, lt, self.end) else {
+                    self.pos = self.end;
+                    return None;
+                };
                 self.pos = next;
+                from = next;
                 continue;
             }
-            let at = self.pos + i;
-            let Some((m, next)) = markup(self.data, at, self.end) else {
-                break;
+            let Some((lt, is_end)) = tag else {
+                from = hit + 1;
+                continue;
             };
-            self.pos = next;
-            match m {
-                Markup::Start { name, empty } if local(name) == self.record => {
-                    return Some(RecordTag::Start { at, empty });
+            let after = hit + self.record.len();
+            if is_end {
+                let Some(gt) = memchr(b'>', &self.data[after..self.end]).map(|i| after + i) else {
+                    self.pos = self.end;
+                    return None;
+                };
+                if self.data[after..gt].iter().all(|&b| is_space(b)) {
+                    self.pos = gt + 1;
+                    return Some(RecordTag::End { next: gt + 1 });
                 }
-                Markup::End { name } if local(name) == self.record => {
-                    return Some(RecordTag::End { next });
-                }
-                _ => {}
+                from = hit + 1;
+                continue;
+            }
+            let Some(gt) = tag_end(self.data, lt + 1, self.end) else {
+                self.pos = self.end;
+                return None;
+            };
+            self.pos = gt + 1;
+            let empty = self.data[gt - 1] == b'/';
+            return Some(RecordTag::Start { at: lt, empty });
+        }
+    }
+
+    /// The first offset from `from` where the record element's name is written.
+    fn name_from(&mut self, from: usize) -> Option<usize> {
+        let (at, hit) = self.name_hit;
+        if at <= from && hit.is_none_or(|h| h >= from) {
+            return hit;
+        }
+        let hit = self.name.find(&self.data[from..self.end]).map(|i| from + i);
+        self.name_hit = (from, hit);
+        hit
+    }
+
+    /// The first `<` from `from` that starts `<!` or `<?`.
+    fn bang_from(&mut self, from: usize) -> Option<usize> {
+        let (at, hit) = self.bang_hit;
+        if at <= from && hit.is_none_or(|h| h >= from) {
+            return hit;
+        }
+        let mut i = from;
+        let hit = loop {
+            let Some(k) = self
+                .data
+                .get(i + 1..self.end)
+                .and_then(|h| memchr2(b'!', b'?', h))
+            else {
+                break None;
+            };
+            let q = i + 1 + k;
+            if self.data[q - 1] == b'<' {
+                break Some(q - 1);
+            }
+            i = q;
+        };
+        self.bang_hit = (from, hit);
+        hit
+    }
+
+    /// For the record element's name written at `hit`: the `<` of the tag whose name it ends
+    /// (after `self.pos`), and whether that is an end tag; `None` when it is not a tag name.
+    fn tag_before(&self, hit: usize) -> Option<(usize, bool)> {
+        let d = self.data;
+        let after = hit + self.record.len();
+        if after >= self.end || !(is_space(d[after]) || matches!(d[after], b'/' | b'>')) {
+            return None;
+        }
+        // The name's first byte: right at `hit`, or that of its prefix.
+        let mut first = hit;
+        if hit > self.pos && d[hit - 1] == b':' {
+            first = hit - 1;
+            while first > self.pos
+                && !matches!(d[first - 1], b'<' | b'/' | b'>' | b':')
+                && !is_space(d[first - 1])
+            {
+                first -= 1;
             }
         }
-        self.pos = self.end;
-        None
+        match first.checked_sub(self.pos) {
+            Some(1..) if d[first - 1] == b'<' => Some((first - 1, false)),
+            Some(2..) if d[first - 1] == b'/' && d[first - 2] == b'<' => Some((first - 2, true)),
+            _ => None,
+        }
     }
 }
 
