@@ -57,9 +57,33 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
+/// An error and its causes on one line, as `{:#}` writes them (`what: why: why`), except that a
+/// cause the text before it already ends with is not written again: several errors name their
+/// cause in their own message and keep it as their source too (for the retry checks that look
+/// for an I/O error among the causes), and `{:#}` alone wrote such a cause twice
+/// (`cannot read config `x`: No such file or directory (os error 2): No such file …`).
+pub fn error_text(e: &anyhow::Error) -> String {
+    chain_text(e.as_ref())
+}
+
+/// [`error_text`] of any error.
+pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.ends_with(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// An error that carries the exit status it should end the process with.
 #[derive(Debug, thiserror::Error)]
-#[error("{error:#}")]
+#[error("{}", error_text(error))]
 pub struct Failure {
     pub status: ExitStatus,
     pub error: anyhow::Error,
@@ -152,7 +176,7 @@ impl Attempts {
         };
         let say_error = || {
             if let Err(f) = &r {
-                eprintln!("error: {:#}", f.error);
+                eprintln!("error: {}", error_text(&f.error));
             }
         };
         // Only exit code 0 lets an engine's later jobs run.
@@ -227,3 +251,23 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
   2         usage or configuration error, a refused SSH host key
   3         retryable I/O error (unreachable, timeout, 5xx): run the same command again
   130, 143  stopped by SIGINT or SIGTERM: the unit in flight was abandoned cleanly; run again";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read `x`: {source}")]
+    struct Named {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_written_again() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(Named { source: io() }).context("step");
+        assert_eq!(error_text(&e), "step: cannot read `x`: gone");
+        let e = anyhow::Error::new(io()).context("cannot read `y`");
+        assert_eq!(error_text(&e), "cannot read `y`: gone");
+    }
+}

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(failure) => {
             if !batchwin::printer::is_broken_pipe(&failure.error) {
-                eprintln!("error: {:#}", failure.error);
+                eprintln!("error: {}", batchwin::exit::error_text(&failure.error));
             } else {
                 return ExitCode::SUCCESS;
             }

@@ -201,7 +201,7 @@ pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
     let mut failures = written.into_iter().filter_map(Result::err);
     if let Some(first) = failures.next() {
         for other in failures {
-            eprintln!("error: {:#}", other.error);
+            eprintln!("error: {}", crate::exit::error_text(&other.error));
         }
         return Err(first);
     }

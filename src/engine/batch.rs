@@ -954,7 +954,7 @@ pub fn run_with(
         match r {
             Ok(o) => outcomes.push(o),
             Err(e) => {
-                tracing::error!("{:#}", e.error);
+                tracing::error!("{}", crate::exit::error_text(&e.error));
                 first_error.get_or_insert(e);
             }
         }

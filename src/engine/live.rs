@@ -352,9 +352,10 @@ impl Live {
             && !self.0.warned.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
-                "cannot write the status document `{}` to `{}` (the run goes on without it): {e:#}",
+                "cannot write the status document `{}` to `{}` (the run goes on without it): {}",
                 self.0.name,
-                self.0.store.describe()
+                self.0.store.describe(),
+                crate::exit::error_text(&e)
             );
         }
     }

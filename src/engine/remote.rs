@@ -377,8 +377,9 @@ impl RunLocation {
             last = Some(started);
             if let Err(e) = c.write(local) {
                 tracing::warn!(
-                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {e:#}",
-                    self.run.url_of(name)
+                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {}",
+                    self.run.url_of(name),
+                    crate::exit::chain_text(&e)
                 );
                 continue;
             }
@@ -401,8 +402,9 @@ impl RunLocation {
                     started.elapsed().as_secs_f64()
                 ),
                 Err(e) => tracing::warn!(
-                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {e:#}",
-                    self.run.url_of(name)
+                    "cannot put a copy of the ledger to `{}` (the slice's end puts it): {}",
+                    self.run.url_of(name),
+                    crate::exit::error_text(&e)
                 ),
             }
         }
@@ -721,7 +723,8 @@ impl Hooks<'_> {
     ) -> Result<(), (ExitStatus, String)> {
         let (url, u) = &self.units[i];
         let fail = |e: StorageError| self.store_error(e);
-        let (dir, name) = split_location(url).map_err(|f| (f.status, format!("{:#}", f.error)))?;
+        let (dir, name) =
+            split_location(url).map_err(|f| (f.status, crate::exit::error_text(&f.error)))?;
         let store = match stores.get(&dir) {
             Some(s) => s.clone(),
             None => {
@@ -937,7 +940,7 @@ impl UnitHooks for Hooks<'_> {
             };
             result = up(&mut o.output_path).and_then(|()| up(&mut o.reject_path));
             if let Err(f) = &result {
-                self.store_failed(f.status, &format!("{:#}", f.error));
+                self.store_failed(f.status, &crate::exit::error_text(&f.error));
             }
             if result.is_err() {
                 for p in outputs.iter().flatten() {

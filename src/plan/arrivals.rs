@@ -106,7 +106,7 @@ impl Arrivals {
         match self.wait(location, &|| false) {
             Ok(Some(Arrival::Fetched(_))) => Ok(true),
             Ok(_) => Ok(false),
-            Err(e) => Err(format!("{e:#}")),
+            Err(e) => Err(crate::exit::error_text(&e)),
         }
     }
 

@@ -350,7 +350,7 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                 .join(STATUS_DIR)
                 .join(crate::engine::live::Live::slice_name(slice.index));
             read_document(&path).unwrap_or_else(|e| {
-                unreadable.push(format!("{e:#}"));
+                unreadable.push(crate::exit::error_text(&e));
                 None
             })
         })
@@ -414,7 +414,10 @@ pub fn read(s: &StatusSettings) -> anyhow::Result<RunStatus> {
                 quarantined = q;
                 ledgers_read = true;
             }
-            Err(e) => unreadable.push(format!("the ended slices' ledgers: {e:#}")),
+            Err(e) => unreadable.push(format!(
+                "the ended slices' ledgers: {}",
+                crate::exit::error_text(&e)
+            )),
         }
     }
     // The plan's slices counted by their ledger; the others by their document.

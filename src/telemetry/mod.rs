@@ -306,7 +306,7 @@ pub fn record_batch(span: &TraceSpan, result: &Result<BatchSummary, Failure>) {
                 span.error(&format!("stopped by signal {sig}"));
             }
         }
-        Err(f) => span.error(&format!("{:#}", f.error)),
+        Err(f) => span.error(&crate::exit::error_text(&f.error)),
     }
 }
 

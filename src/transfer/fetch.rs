@@ -618,7 +618,7 @@ async fn upload_staged(
 fn manifest_failed(path: &Path, e: anyhow::Error) -> StorageError {
     StorageError::Failed {
         store: path.display().to_string(),
-        message: format!("{e:#}"),
+        message: crate::exit::error_text(&e),
     }
 }
 

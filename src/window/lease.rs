@@ -724,7 +724,7 @@ mod tests {
         let won: Vec<&Holder> = results.iter().flatten().map(|(h, _, _)| h).collect();
         assert_eq!(won.len(), 1, "round {round}: {} took it over", won.len());
         for f in results.iter().filter_map(|r| r.as_ref().err()) {
-            let e = format!("{:#}", f.error);
+            let e = crate::exit::error_text(&f.error);
             assert!(
                 e.contains("is in progress") || e.contains("kept changing"),
                 "round {round}: {e}"
@@ -846,7 +846,7 @@ mod tests {
         let mut held = held(dir.path());
         let refused = match held.rt.block_on(acquire(&held.store, &w)) {
             Ok(_) => panic!("a second lock was granted"),
-            Err(f) => format!("{:#}", f.error),
+            Err(f) => crate::exit::error_text(&f.error),
         };
         assert!(
             refused.contains(&format!(

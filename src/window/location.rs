@@ -132,8 +132,9 @@ impl DayLocation {
         })
         .map_err(|e| {
             Failure::data(anyhow!(
-                "what is left of the day at `{}`: {e:#}",
-                self.url.display()
+                "what is left of the day at `{}`: {}",
+                self.url.display(),
+                crate::exit::error_text(&e)
             ))
         })
     }

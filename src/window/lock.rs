@@ -75,7 +75,7 @@ mod tests {
         );
         let refused = match lock(dir.path(), &day()) {
             Ok(_) => panic!("a second lock was granted"),
-            Err(f) => format!("{:#}", f.error),
+            Err(f) => crate::exit::error_text(&f.error),
         };
         assert!(
             refused.contains("another run of window `morning` for 2026-12-03 is in progress")

@@ -166,7 +166,7 @@ pub fn run(g: &GlobalArgs, a: &RunSettings) -> Result<ExitStatus, Failure> {
         let deadline = if a.catch_up { None } else { Some(today.end) };
         let s = run_day(&steps, a, &config, &runs, day, deadline, &run_span);
         if let Err(f) = &s {
-            run_span.error(&format!("{:#}", f.error));
+            run_span.error(&crate::exit::error_text(&f.error));
         }
         status = worse(status, s?);
         if steps.cancel.is_cancelled() {
@@ -231,7 +231,7 @@ fn run_day(
     let code = match &result {
         Ok(s) => i32::from(s.code()),
         Err(f) => {
-            span.error(&format!("{:#}", f.error));
+            span.error(&crate::exit::error_text(&f.error));
             i32::from(f.status.code())
         }
     };
@@ -363,9 +363,9 @@ fn run_steps(
             && let Err(f) = l.put(crate::status::WINDOW_FILE, &local)
         {
             tracing::warn!(
-                "cannot store `{}` at the run location (status counts SLAs from the first slice's start): {:#}",
+                "cannot store `{}` at the run location (status counts SLAs from the first slice's start): {}",
                 crate::status::WINDOW_FILE,
-                f.error
+                crate::exit::error_text(&f.error)
             );
         }
     }
@@ -501,8 +501,8 @@ fn run_steps(
             for (name, local) in [("manifest.jsonl", &manifest), ("todo.jsonl", &todo)] {
                 if let Err(f) = l.put(name, local) {
                     tracing::warn!(
-                        "cannot store `{name}` at the run location (`log --why` reads it there): {:#}",
-                        f.error
+                        "cannot store `{name}` at the run location (`log --why` reads it there): {}",
+                        crate::exit::error_text(&f.error)
                     );
                 }
             }

@@ -112,6 +112,8 @@ fn missing_config_file() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read config `batchwin.toml`"), "{err}");
+    // The cause is said once, though the error names it and keeps it as its source too.
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
 }
 
 #[test]
