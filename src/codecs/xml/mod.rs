@@ -1758,6 +1758,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn usual_references_are_checked_where_they_are_written() {
+        for t in [
+            "a &amp; b",
+            "&lt;&gt;&apos;&quot;",
+            "caf&#233; &#xE9;&#x1F980;",
+            "no refs",
+        ] {
+            assert!(references_are_plain(t.as_bytes()), "{t}");
+            assert!(check_text(t).is_ok(), "{t}");
+        }
+        for t in [
+            "&#0;", "&#1;", "&nbsp;", "&#X41;", "&#+65;", "&#x;", "&amp", "&#xFFFE;",
+        ] {
+            assert!(!references_are_plain(t.as_bytes()), "{t}");
+        }
+    }
+
+    proptest! {
+        /// A text whose references are taken as written is one that unescaping takes too.
+        #[test]
+        fn plain_references_unescape(t in "[&#x;0-9a-fA-FXltgmpquos+ ]{0,24}") {
+            if references_are_plain(t.as_bytes()) {
+                prop_assert!(unescape_at(&t).is_ok(), "{}", t);
+            }
+        }
+    }
+
     proptest! {
         /// Write then read gives the values back exactly, whole or in chunks.
         #[test]

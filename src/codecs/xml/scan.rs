@@ -589,7 +589,48 @@ pub(super) fn check_text(t: &str) -> Result<(), (String, usize)> {
         }
         from = gt + 1;
     }
+    // Most references are of the usual kinds, checked where they are written; the text is
+    // unescaped (which also words what is wrong) only when one is not.
+    if references_are_plain(b) {
+        return Ok(());
+    }
     unescape_at(t).map(|_| ())
+}
+
+/// Whether every reference in `b` is one that [`unescape_at`] takes: a predefined entity, or
+/// a character reference written `&#` digits `;` or `&#x` hex digits `;` to a character XML
+/// allows. `false` also when unsure (anything else): the caller then unescapes to tell.
+pub(super) fn references_are_plain(b: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = crate::codecs::find_byte(b'&', &b[from..]) {
+        let amp = from + i;
+        let Some(len) = b[amp + 1..].iter().take(12).position(|&c| c == b';') else {
+            return false;
+        };
+        let name = &b[amp + 1..amp + 1 + len];
+        let ok = match name {
+            b"lt" | b"gt" | b"amp" | b"apos" | b"quot" => true,
+            [b'#', b'x', hex @ ..] => char_reference(hex, 16),
+            [b'#', dec @ ..] => char_reference(dec, 10),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        from = amp + 2 + len;
+    }
+    true
+}
+
+/// Whether `digits` (at least one, nothing else) in `radix` name a character XML allows.
+fn char_reference(digits: &[u8], radix: u32) -> bool {
+    !digits.is_empty()
+        && digits.iter().all(|&c| (c as char).is_digit(radix))
+        && std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| u32::from_str_radix(d, radix).ok())
+            .and_then(char::from_u32)
+            .is_some_and(is_xml_char)
 }
 
 /// An attribute value as written between its quotes, read as XML 1.0 reads a CDATA attribute
