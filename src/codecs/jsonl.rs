@@ -581,7 +581,8 @@ pub struct JsonWriteOptions {
 #[derive(Debug, Clone)]
 pub struct JsonlEncoder {
     width: usize,
-    /// Members of the top-level object, keys already written as JSON strings.
+    /// Members of the top-level object, each key already written as a member after another
+    /// is (`,"key":`: without its first byte for the first member), copied whole.
     members: Vec<(String, Member)>,
     types: Vec<JsonType>,
     omit_empty: bool,
@@ -622,11 +623,8 @@ impl JsonlEncoder {
         let mut first = true;
         for (key, member) in members {
             let mark = out.len();
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(key.as_bytes());
-            out.push(b':');
+            let key = key.as_bytes();
+            out.extend_from_slice(if first { &key[1..] } else { key });
             let written = match member {
                 Member::Object(inner) => {
                     let open = out.len();
@@ -801,8 +799,9 @@ fn place(members: &mut Vec<(String, Member)>, parts: &[&str], field: usize) -> R
     let Some((key, rest)) = parts.split_first() else {
         return Err(());
     };
-    // Keys are kept as JSON text, ready to copy; serializing a `&str` cannot fail.
-    let json_key = serde_json::to_string(key).map_err(|_| ())?;
+    // Keys are kept as JSON text with the comma before and the colon after, ready to copy;
+    // serializing a `&str` cannot fail.
+    let json_key = format!(",{}:", serde_json::to_string(key).map_err(|_| ())?);
     let existing = members.iter_mut().find(|(k, _)| *k == json_key);
     match (existing, rest.is_empty()) {
         (None, true) => members.push((json_key, Member::Field(field))),

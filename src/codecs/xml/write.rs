@@ -22,6 +22,9 @@ pub struct XmlEncoder {
     opts: XmlWriteOptions,
     /// Field names, and whether each is written as an attribute of the record element.
     fields: Vec<(String, bool)>,
+    /// What each field's value is written between: ` name="` and `"` for an attribute,
+    /// `<name>` and `</name>` for an element (made once, copied whole for each value).
+    marks: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl XmlEncoder {
@@ -50,7 +53,21 @@ impl XmlEncoder {
                 return Err("`xmlns` declares a namespace and cannot be a field".into());
             }
         }
-        Ok(XmlEncoder { opts, fields })
+        let marks = fields
+            .iter()
+            .map(|(name, attribute)| match attribute {
+                true => (format!(" {name}=\"").into_bytes(), b"\"".to_vec()),
+                false => (
+                    format!("<{name}>").into_bytes(),
+                    format!("</{name}>").into_bytes(),
+                ),
+            })
+            .collect();
+        Ok(XmlEncoder {
+            opts,
+            fields,
+            marks,
+        })
     }
 
     fn write(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -61,25 +78,20 @@ impl XmlEncoder {
         };
         out.push(b'<');
         out.extend_from_slice(record);
-        for ((name, _), v) in self.fields.iter().zip(values).filter(|((_, a), _)| *a) {
+        let fields = || self.fields.iter().zip(&self.marks).zip(values);
+        for (((name, _), (open, close)), v) in fields().filter(|(((_, a), _), _)| *a) {
             if let Some(v) = v {
-                out.push(b' ');
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b"=\"");
+                out.extend_from_slice(open);
                 escape(out, v, true).map_err(|r| fail(name, r))?;
-                out.push(b'"');
+                out.extend_from_slice(close);
             }
         }
         out.push(b'>');
-        for ((name, _), v) in self.fields.iter().zip(values).filter(|((_, a), _)| !*a) {
+        for (((name, _), (open, close)), v) in fields().filter(|(((_, a), _), _)| !*a) {
             if let Some(v) = v {
-                out.push(b'<');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'>');
+                out.extend_from_slice(open);
                 escape(out, v, false).map_err(|r| fail(name, r))?;
-                out.extend_from_slice(b"</");
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'>');
+                out.extend_from_slice(close);
             }
         }
         out.extend_from_slice(b"</");
