@@ -1060,7 +1060,9 @@ mod tests {
         let data = b"<r>\n<rec><recx>rec</recx><xrec/><a>rec: rec?! <rec</a></rec>\n\
             <p:rec id='rec'><a>two</a><!-- <rec> --><?pi </rec>?><b><![CDATA[</rec>]]></b></p:rec>\n\
             <rec k=\"</rec>\"><a>three<x:rec/></a></rec >\n\
-            <rec><a:b:rec/><a>four</a></rec>\n</r>";
+            <rec><a:b:rec/><a>four</a></rec>\n\
+            <rec><a>5</a><!--x:rec isn't --><![CDATA[ns:rec>]]><?x:rec ?></rec>\n\
+            <rec><a>6</a></rec>\n</r>";
         let out = assert_framing_invariant(&mut decoder("rec", &["a"]), data);
         let raw: Vec<&[u8]> = out
             .iter()
@@ -1075,6 +1077,8 @@ mod tests {
                 b"<p:rec id='rec'><a>two</a><!-- <rec> --><?pi </rec>?><b><![CDATA[</rec>]]></b></p:rec>",
                 b"<rec k=\"</rec>\"><a>three<x:rec/></a></rec >",
                 b"<rec><a:b:rec/><a>four</a></rec>",
+                b"<rec><a>5</a><!--x:rec isn't --><![CDATA[ns:rec>]]><?x:rec ?></rec>",
+                b"<rec><a>6</a></rec>",
             ]
         );
         assert!(
@@ -1087,6 +1091,8 @@ mod tests {
             "`<` in a value"
         );
         assert_eq!(out[3].values(), &opt(&[Some("four")])[..]);
+        assert_eq!(out[4].values(), &opt(&[Some("5")])[..]);
+        assert_eq!(out[5].values(), &opt(&[Some("6")])[..]);
     }
 
     #[test]
@@ -1814,6 +1820,7 @@ mod tests {
         fn any_markup(parts in prop::collection::vec(prop::sample::select(vec![
             "<r>", "</r>", "<rec>", "</rec>", "<rec/>", "<a>", "</a>", "<!--", "-->", "<![CDATA[", "]]>",
             "<?", "?>", "'", "\"", ">", "<", "&amp;", "&x;", "\n", "x", "\u{FF}", "<!DOCTYPE r>",
+            "rec", "p:", "/", " ", "</",
         ]), 0..30)) {
             let data = format!("<r>{}</r>", parts.concat()).into_bytes();
             let mut dec = decoder("rec", &["a"]);

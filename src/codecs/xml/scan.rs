@@ -272,7 +272,8 @@ impl<'d> Scanner<'d> {
             let tag = self.tag_before(hit);
             let bang = self.bang_from(self.pos);
             let first = tag.map_or(hit, |(lt, _)| lt);
-            if let Some(lt) = bang.filter(|&lt| lt < first) {
+            // At the same `<` as a name's tag (`<!--x:record`), the markup is the comment.
+            if let Some(lt) = bang.filter(|&lt| lt <= first) {
                 // Comments, CDATA and processing instructions are skipped whole; a markup
                 // declaration inside a record, to its `>` (the record parser refuses it).
                 let Some((_, next)) = markup(self.data, lt, self.end) else {
@@ -293,11 +294,12 @@ impl<'d> Scanner<'d> {
                     self.pos = self.end;
                     return None;
                 };
+                self.pos = gt + 1;
                 if self.data[after..gt].iter().all(|&b| is_space(b)) {
-                    self.pos = gt + 1;
                     return Some(RecordTag::End { next: gt + 1 });
                 }
-                from = hit + 1;
+                // Another end tag (`</record x>`), passed over whole.
+                from = gt + 1;
                 continue;
             }
             let Some(gt) = tag_end(self.data, lt + 1, self.end) else {
