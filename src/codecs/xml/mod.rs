@@ -1530,6 +1530,42 @@ mod tests {
         assert!(XmlEncoder::new(opts, vec![("é-x.1_".into(), true)]).is_ok());
     }
 
+    /// A well-formed piece of content where the name `rec` turns up in every place it may.
+    fn xml_node() -> impl Strategy<Value = String> {
+        let text = prop::sample::select(vec![
+            "rec", "p:rec", "x:rec>", "?! rec", "&amp;rec", " ", "\n", "</a",
+        ])
+        .prop_map(|t| t.replace("</a", "&lt;/a"));
+        let markup = prop::sample::select(vec![
+            "<!--x:rec isn't -->",
+            "<!-- <rec> </rec> -->",
+            "<![CDATA[ns:rec>]]>",
+            "<![CDATA[</rec><rec>]]>",
+            "<?x:rec ?>",
+            "<?pi </rec> p:rec?>",
+        ]);
+        let leaf = prop_oneof![text.prop_map(String::from), markup.prop_map(String::from)];
+        let name = prop::sample::select(vec!["rec", "p:rec", "a", "p:a", "recx", "xrec"]);
+        let attrs = prop::sample::select(vec![
+            "",
+            " k=\"rec\"",
+            " k='>'",
+            " k=\"p:rec x\" j='a\"b'",
+            " p:rec=\"1\"",
+        ]);
+        leaf.prop_recursive(4, 24, 4, move |inner| {
+            (
+                name.clone(),
+                attrs.clone(),
+                prop::collection::vec(inner, 0..4),
+            )
+                .prop_map(|(n, a, kids)| match kids.is_empty() {
+                    true => format!("<{n}{a}/>"),
+                    false => format!("<{n}{a}>{}</{n}>", kids.concat()),
+                })
+        })
+    }
+
     fn xml_value() -> impl Strategy<Value = String> {
         value_strategy().prop_map(|v| v.chars().filter(|&c| is_xml_char(c)).collect())
     }
@@ -1813,6 +1849,57 @@ mod tests {
             let out = assert_framing_invariant(&mut decoder("record", &["@id", "name", "address/city", "address/@kind"]), &data);
             let expected: Vec<Vec<Option<String>>> = records.iter().map(|(v, _)| v.clone()).collect();
             prop_assert_eq!(values(&out), expected);
+        }
+
+        /// In well-formed documents where the record element's name is written everywhere it
+        /// may be (other names, text, attribute values, comments, CDATA sections, processing
+        /// instructions, with and without a prefix), framing finds the records quick-xml finds:
+        /// the outermost elements whose local name is the record's.
+        #[test]
+        fn framing_finds_what_quick_xml_finds(nodes in prop::collection::vec(xml_node(), 0..6)) {
+            let data = format!("<root>{}</root>", nodes.concat()).into_bytes();
+            well_formed(&data);
+            let mut want = Vec::new();
+            let mut reader = Reader::from_reader(&data[..]);
+            let (mut depth, mut open) = (0usize, None);
+            loop {
+                let before = reader.buffer_position() as usize;
+                let event = reader.read_event().expect("well formed");
+                let after = reader.buffer_position() as usize;
+                match event {
+                    Event::Start(e) => {
+                        depth += 1;
+                        if open.is_none() && e.local_name().as_ref() == b"rec" {
+                            open = Some((before, depth));
+                        }
+                    }
+                    Event::Empty(e) if open.is_none() && e.local_name().as_ref() == b"rec" => {
+                        want.push(data[before..after].to_vec());
+                    }
+                    Event::End(_) => {
+                        if let Some((start, d)) = open.filter(|&(_, d)| d == depth) {
+                            let _ = d;
+                            want.push(data[start..after].to_vec());
+                            open = None;
+                        }
+                        depth -= 1;
+                    }
+                    Event::Eof => break,
+                    _ => {}
+                }
+            }
+            // A document without a record is refused whole (a wrong record element).
+            let Ok(out) = decode_all(&mut decoder("rec", &["a"]), &data) else {
+                prop_assert!(want.is_empty());
+                return Ok(());
+            };
+            let got: Vec<Vec<u8>> = out
+                .iter()
+                .map(|o| match o {
+                    Out::Rec { raw, .. } | Out::Bad { raw, .. } => raw.clone(),
+                })
+                .collect();
+            prop_assert_eq!(got, want);
         }
 
         /// Markup soup: never a panic, and chunking never changes what is read.
