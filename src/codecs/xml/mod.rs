@@ -1062,7 +1062,8 @@ mod tests {
             <rec k=\"</rec>\"><a>three<x:rec/></a></rec >\n\
             <rec><a:b:rec/><a>four</a></rec>\n\
             <rec><a>5</a><!--x:rec isn't --><![CDATA[ns:rec>]]><?x:rec ?></rec>\n\
-            <rec><a>6</a></rec>\n</r>";
+            <rec><a>6</a></rec>\n\
+            <g><!--x:rec --><rec>rec<a>7</a></rec></g>\n</r>";
         let out = assert_framing_invariant(&mut decoder("rec", &["a"]), data);
         let raw: Vec<&[u8]> = out
             .iter()
@@ -1079,6 +1080,7 @@ mod tests {
                 b"<rec><a:b:rec/><a>four</a></rec>",
                 b"<rec><a>5</a><!--x:rec isn't --><![CDATA[ns:rec>]]><?x:rec ?></rec>",
                 b"<rec><a>6</a></rec>",
+                b"<rec>rec<a>7</a></rec>",
             ]
         );
         assert!(
@@ -1093,6 +1095,7 @@ mod tests {
         assert_eq!(out[3].values(), &opt(&[Some("four")])[..]);
         assert_eq!(out[4].values(), &opt(&[Some("5")])[..]);
         assert_eq!(out[5].values(), &opt(&[Some("6")])[..]);
+        assert_eq!(out[6].values(), &opt(&[Some("7")])[..]);
     }
 
     #[test]
