@@ -58,7 +58,7 @@ impl From<ExitStatus> for ExitCode {
 }
 
 /// An error and its causes on one line, as `{:#}` writes them (`what: why: why`), except that a
-/// cause the text before it already ends with is not written again: several errors name their
+/// cause the text before it already holds is not written again: several errors name their
 /// cause in their own message and keep it as their source too (for the retry checks that look
 /// for an I/O error among the causes), and `{:#}` alone wrote such a cause twice
 /// (`cannot read config `x`: No such file or directory (os error 2): No such file …`).
@@ -72,7 +72,7 @@ pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e.source();
     while let Some(c) = cause {
         let c_text = c.to_string();
-        if !text.ends_with(&c_text) {
+        if !text.contains(&c_text) {
             text.push_str(": ");
             text.push_str(&c_text);
         }

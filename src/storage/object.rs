@@ -218,12 +218,12 @@ impl ObjectBackend {
             {
                 StorageError::Transient {
                     store,
-                    message: format!("`{name}`: {}", one_line(&e)),
+                    message: format!("`{name}`: {}", crate::exit::chain_text(&e)),
                 }
             }
             e => StorageError::Failed {
                 store,
-                message: format!("`{name}`: {}", one_line(&e)),
+                message: format!("`{name}`: {}", crate::exit::chain_text(&e)),
             },
         }
     }
@@ -389,7 +389,7 @@ impl ObjectBackend {
                     "`{name}`: this store is set not to write conditionally ({}); batchwin \
                          needs conditional writes here (for S3, leave `aws_conditional_put` at \
                          its default, `etag`)",
-                    one_line(&e)
+                    crate::exit::chain_text(&e)
                 ),
             },
             e => self.err(name, e),
@@ -591,7 +591,7 @@ impl ObjectBackend {
                 tracing::debug!(
                     "`{}`: no conditional delete of `{name}`: {}",
                     self.display,
-                    one_line(&e)
+                    crate::exit::chain_text(&e)
                 );
                 return Ok(false);
             }
@@ -853,7 +853,7 @@ fn retry_may_help(e: &object_store::Error) -> bool {
         }
         src = c.source();
     }
-    let text = one_line(e);
+    let text = crate::exit::chain_text(e);
     match text
         .split("status code: ")
         .nth(1)
@@ -863,20 +863,6 @@ fn retry_may_help(e: &object_store::Error) -> bool {
         Some(code) => code == 408 || code == 429 || code >= 500,
         None => true,
     }
-}
-
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
-    s
 }
 
 /// The local files being copied or read ([`copy_local`]: the fetch's copies of a local source,
