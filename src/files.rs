@@ -525,8 +525,8 @@ impl DirectReader {
         let area = self.buffer.area();
         let rest = usize::try_from(self.len.saturating_sub(at)).unwrap_or(usize::MAX);
         let asked = rest
-            .div_ceil(DIRECT_ALIGN)
-            .saturating_mul(DIRECT_ALIGN)
+            .checked_next_multiple_of(DIRECT_ALIGN)
+            .unwrap_or(usize::MAX)
             .clamp(DIRECT_ALIGN, area.len());
         let n = read_at(file, &mut area[..asked], at, &mut self.direct)?;
         self.offset += n as u64;
@@ -584,7 +584,7 @@ pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
         let mut buffer = DirectBuffer::take(BufferSize::Whole);
         let skip = buffer.skip();
         // Whole blocks are asked for: the last one ends past the file's end.
-        let asked = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let asked = len.next_multiple_of(DIRECT_ALIGN);
         let area = &mut buffer.area()[..asked];
         let mut done = 0;
         let result = loop {

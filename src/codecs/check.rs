@@ -44,6 +44,13 @@ impl Out {
         }
     }
 
+    /// The record as written in the input, read or rejected.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            Out::Rec { raw, .. } | Out::Bad { raw, .. } => raw,
+        }
+    }
+
     pub fn number_line(&self) -> (u64, u64) {
         match self {
             Out::Rec { number, line, .. } | Out::Bad { number, line, .. } => (*number, *line),
