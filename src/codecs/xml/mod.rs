@@ -52,9 +52,10 @@
 //! read back exactly (including leading and trailing whitespace and CR). Names must be XML
 //! names without a colon; characters that XML 1.0 cannot hold are an `EncodeError`.
 //!
-//! The pieces: this module holds the decoder (preamble, framing, and parsing a record with
-//! quick-xml); `scan` the plain scan of markup and of records of the usual shape, with the text
-//! helpers both readers share; `write` the encoder.
+//! The pieces: this module holds the decoder (preamble, framing, the plain reader of records
+//! of the usual shape, and parsing any other record with quick-xml); `scan` the plain scan of
+//! markup, the per-record working memory both readers fill (`Scratch`) and the text helpers
+//! they share; `write` the encoder.
 
 use std::borrow::Cow;
 

@@ -1,9 +1,9 @@
 //! The plain scan of XML: finding markup (`<` to `>` past quoted attribute values, comments,
 //! CDATA, processing instructions) and the record element's tags (by its name, see
-//! [`Scanner`]), and reading the records of the usual shape (elements, quoted
-//! attributes, text) without quick-xml, and the text helpers both readers share (line ends,
-//! attribute value normalisation, unescaping, joining text pieces, the characters and names
-//! XML 1.0 allows).
+//! [`Scanner`]); the working memory in which both record readers (the plain one and
+//! quick-xml's, in the parent module) gather a record's values ([`Scratch`]); and the text
+//! helpers they share (line ends, attribute value normalisation, unescaping, joining text
+//! pieces, the characters and names XML 1.0 allows).
 
 use std::borrow::Cow;
 use std::ops::Range;
