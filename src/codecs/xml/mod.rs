@@ -180,16 +180,14 @@ impl XmlDecoder {
                 let Some(&(_, open)) = s.stack.last() else {
                     return false;
                 };
-                let name_end = p + 2 + open.len();
-                if b.get(p + 2..name_end) != Some(open.as_bytes()) || b.get(name_end) != Some(&b'>')
-                {
+                let Some(after) = past_end_tag(b, p, open) else {
                     return false;
-                }
+                };
                 if s.close(s.stack.len()).is_err() {
                     return false;
                 }
                 s.stack.pop();
-                p = name_end + 1;
+                p = after;
                 if s.stack.is_empty() {
                     return p == n;
                 }
@@ -303,14 +301,11 @@ impl XmlDecoder {
         }
         let b = text.as_bytes();
         let (k, special) = crate::codecs::xml_text_end(&b[start..])?;
-        let close = start + k;
-        let name_end = close + 2 + name.len();
-        let closed = b.get(close + 1) == Some(&b'/')
-            && b.get(close + 2..name_end) == Some(name.as_bytes())
-            && b.get(name_end) == Some(&b'>');
-        if special || !closed {
+        if special {
             return None;
         }
+        let close = start + k;
+        let after = past_end_tag(b, close, name)?;
         let fields = node.and_then(|n| self.nodes.get(n)).map(|n| &n.text[..]);
         for &f in fields.unwrap_or_default() {
             // A second element on the path: its text is in the record but in no field.
@@ -320,7 +315,7 @@ impl XmlDecoder {
                 s.values[f] = Some(cdata_value(trim_spaces(&text[start..close]), s.cr));
             }
         }
-        Some(name_end + 1)
+        Some(after)
     }
 
     /// Reads a record with quick-xml: any well-formed element, and the reason when it is not.
@@ -604,6 +599,16 @@ impl Refusal {
 
 /// Why a name is refused, after the name.
 const NOT_A_NAME: &str = "is not an XML name (it must start with a letter, `_` or `:`, and hold only letters, digits, `_`, `-`, `.` and `:`)";
+
+/// The offset past the end tag `</name>` that the `<` at `lt` in `b` starts, when it is
+/// written exactly so (the plain reader leaves other spellings, `</name >`, to quick-xml).
+fn past_end_tag(b: &[u8], lt: usize, name: &str) -> Option<usize> {
+    let name_end = lt + 2 + name.len();
+    let exact = b.get(lt + 1) == Some(&b'/')
+        && b.get(lt + 2..name_end) == Some(name.as_bytes())
+        && b.get(name_end) == Some(&b'>');
+    exact.then_some(name_end + 1)
+}
 
 /// Sets the fields that take attribute `key` (prefix included) of an element whose path
 /// node has `attributes`, unless an earlier element already gave them a value. A namespace
