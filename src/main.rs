@@ -24,7 +24,7 @@ fn main() {
     end(code)
 }
 
-/// Ends the process with `code` once the command has returned: its files are closed and synced,
+/// Ends the process with `code` once the command has returned: its files written and closed,
 /// its ledger closed, its traces flushed, all inside `Cli::run`. What a normal exit would do
 /// after that is the work of no one here: the C++ destructors of DuckDB's static tables and
 /// mimalloc giving its freed pages back to the kernel, one `madvise` at a time, just before the

@@ -455,8 +455,8 @@ impl Ledger {
         let mut conn = Connection::open(path).map_err(err)?;
         // One transaction (one commit, one sync) creates a new ledger's tables and version. The
         // version is looked up, then written when missing, rather than written by one `INSERT
-        // ... WHERE NOT EXISTS (SELECT ...)`, whose planning DuckDB spent 12.5M instructions on:
-        // a tenth of the ledger's opening (130.4M to 117.9M in callgrind of `process`).
+        // ... WHERE NOT EXISTS (SELECT ...)`: this opening took 117.9M instructions against
+        // 130.4M that way (callgrind of `process`).
         let mut found = (|| -> duckdb::Result<String> {
             let tx = conn.transaction()?;
             tx.execute_batch(SCHEMA)?;
