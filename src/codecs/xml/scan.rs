@@ -570,6 +570,13 @@ fn normalize_line_ends(t: &str) -> String {
     t.replace("\r\n", "\n").replace('\r', "\n")
 }
 
+/// A field's value when its element's text is one piece of plain text (no reference to
+/// unescape): trimmed, line ends normalised (`cr`: the record holds a CR).
+#[inline]
+pub(super) fn plain_value(t: &str, cr: bool) -> Cow<'_, str> {
+    cdata_value(trim_spaces(t), cr)
+}
+
 /// The content of a CDATA section, line ends normalised (`cr`: the record holds a CR).
 pub(super) fn cdata_value(c: &str, cr: bool) -> Cow<'_, str> {
     if has_cr(c, cr) {
@@ -718,7 +725,7 @@ pub(super) fn join<'d>(pieces: &[Piece<'d>], cr: bool) -> Result<Cow<'d, str>, S
     // take it (what the general way below comes to for one piece).
     if let [piece] = pieces {
         return match *piece {
-            Piece::Plain(t) => Ok(cdata_value(trim_spaces(t), cr)),
+            Piece::Plain(t) => Ok(plain_value(t, cr)),
             Piece::Text(t) => text_value(trim_spaces(t), cr),
             Piece::CData(c) => Ok(cdata_value(c, cr)),
         };
