@@ -282,11 +282,12 @@ impl XmlDecoder {
     /// An element inside the record that holds only plain text (no `&`, no `>`, no markup)
     /// and is closed right after it, `<name>text</name>`, read whole when no field is being
     /// read from an element around it: its fields take the text as [`join`] gives it for
-    /// one piece ([`plain_value`]), without the element going on the stack and its text through the pieces of
-    /// the fields being read. Most of a record's elements are such: in callgrind of an XML
-    /// file of the bench (72,552 records), reading them here took 1,566 instructions a record
-    /// fewer than through the stack. `start` is where the element's text begins (past its start
-    /// tag); the offset past its end tag, or `None` (nothing done) for any other element.
+    /// one piece ([`plain_value`]), without the element going on the stack and its text
+    /// through the pieces of the fields being read. Most of a record's elements are such: in
+    /// callgrind of an XML file of the bench (72,552 records), reading them here took 1,566
+    /// instructions a record fewer than through the stack. `start` is where the element's text
+    /// begins (past its start tag); the offset past its end tag, or `None` (nothing done) for
+    /// any other element.
     fn text_element<'d>(
         &self,
         text: &'d str,
