@@ -14,8 +14,9 @@
 //! stopped by its time limit whose work ended within the grace period ([`Cancel::finish`]) is
 //! left to close its ledger and upload it: it has the time kept before the engine's limit.
 //!
-//! `fetch` has nothing to wind down: a signal stops it at once, with its registered temporary
-//! files and folders removed ([`Cancel::exit_on_signal`]).
+//! `fetch`, `publish`, `report` and the commands that read a run location (`plan`, `status`,
+//! `log`, `release`) have nothing to wind down: a signal stops them at once, with their
+//! registered temporary files and folders removed ([`Cancel::exit_on_signal`]).
 //!
 //! A slice can also stop itself this way once it has run for a time it is given
 //! ([`Cancel::stop_after`], `process --stop-after`): before an engine's own time limit stops it
@@ -177,14 +178,19 @@ impl Cancel {
         });
     }
 
-    /// For a command with nothing to wind down (`fetch`): on SIGTERM or SIGINT it removes the
-    /// registered temporary files and folders (files half downloaded, the folder of copies on
-    /// their way to a staging store) and exits at once with 128 + the signal, where the
-    /// signal's default action would have left them behind. Files in flight are fetched again
-    /// by the next run.
+    /// For a command with nothing to wind down (`fetch`, `publish`, `report`, `plan`, `status`,
+    /// `log`, `release`): on SIGTERM or SIGINT it removes the registered temporary files and
+    /// folders (files half downloaded or half put together, the folder of local copies) and
+    /// exits at once with 128 + the signal, where the signal's default action would have left
+    /// them behind. `then` says what becomes of the work in flight ("files in flight are
+    /// fetched again by the next run").
+    ///
+    /// The process ends with `_exit`: the command's own thread may still be inside DuckDB or a
+    /// transfer, whose static destructors `exit` would run beneath it. Lines already printed are
+    /// out (stdout is line-buffered); a signal's default action would have lost the rest too.
     ///
     /// The returned flag says whether a signal came, for what the command does meanwhile.
-    pub fn exit_on_signal() -> std::io::Result<Cancel> {
+    pub fn exit_on_signal(then: &'static str) -> std::io::Result<Cancel> {
         let me = Cancel::install()?;
         let flag = me.clone();
         std::thread::spawn(move || {
@@ -196,19 +202,17 @@ impl Cancel {
             };
             let removed = remove_temporaries();
             eprintln!(
-                "stopped    by {}: stopping now ({removed} temporary files removed); \
-                 files in flight are fetched again by the next run",
+                "stopped    by {}: stopping now ({removed} temporary files removed); {then}",
                 describe(sig)
             );
-            std::process::exit(128 + sig);
+            exit_now(128 + sig)
         });
         Ok(flag)
     }
 
     /// After [`Cancel::exit_on_signal`], the signal that came, if any, once the thread that
     /// watches for one has had the time to remove the temporaries and exit (it looks every
-    /// 20 ms): the caller, which then ends with the same code, never calls `exit` beside it
-    /// (calling it twice is undefined in C).
+    /// 20 ms), so that the caller does not end with what its work made of the interruption.
     pub fn exiting(&self) -> Option<i32> {
         let sig = self.signal()?;
         std::thread::sleep(Duration::from_secs(5));
@@ -231,6 +235,20 @@ impl Drop for FinishOnDrop<'_> {
     }
 }
 
+/// Ends the process with `code` at once, without the destructors that `exit` runs (DuckDB's,
+/// which the command's own thread may still be using; see [`Cancel::exit_on_signal`]).
+#[cfg(feature = "cli")]
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+/// Without the command-line tool there is no DuckDB, and `exit` is the same.
+#[cfg(not(feature = "cli"))]
+fn exit_now(code: i32) -> ! {
+    std::process::exit(code)
+}
+
 /// What stopped the run: `signal 15`, or `its time limit` ([`TIME_LIMIT`]).
 pub fn describe(sig: i32) -> String {
     if sig == TIME_LIMIT {
@@ -241,7 +259,7 @@ pub fn describe(sig: i32) -> String {
 }
 
 /// Temporary files (and folders) being written, removed if the grace period runs out (or,
-/// for `fetch`, at a signal: [`Cancel::exit_on_signal`]).
+/// for the commands with nothing to wind down, at a signal: [`Cancel::exit_on_signal`]).
 static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// Registers a temporary file, or a folder with what it holds, that must not outlive the

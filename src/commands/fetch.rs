@@ -49,7 +49,9 @@ pub struct FetchArgs {
 pub fn run(g: &GlobalArgs, a: FetchArgs) -> Result<ExitStatus, Failure> {
     // SIGTERM or SIGINT (an engine stopping the job, `run` stopping its step) stops a fetch
     // at once, with its temporary files and folder removed.
-    let cancel = crate::cancel::Cancel::exit_on_signal().map_err(Failure::data)?;
+    let cancel =
+        crate::cancel::Cancel::exit_on_signal("files in flight are fetched again by the next run")
+            .map_err(Failure::data)?;
     // With a listing, whoever waits for the files is told when the fetch has ended (unless a
     // signal ends it): an earlier fetch's marker and listing go first.
     let _ended = match &a.listing {

@@ -38,6 +38,9 @@ pub struct LogArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: LogArgs) -> Result<ExitStatus, Failure> {
+    // A signal stops it at once, with its local copies of a run location removed.
+    let _signals =
+        crate::cancel::Cancel::exit_on_signal("nothing was changed").map_err(Failure::data)?;
     let text = match &a.why {
         Some(file) => {
             let w = why(&a, file)?;

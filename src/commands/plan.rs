@@ -101,6 +101,9 @@ pub struct PlanArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: PlanArgs) -> Result<ExitStatus, Failure> {
+    // A signal stops it at once, with its local copies of a run location removed.
+    let _signals = crate::cancel::Cancel::exit_on_signal("no plan was written; run it again")
+        .map_err(Failure::data)?;
     let config = crate::config::Config::load(&a.config)?;
     let token = crate::auth::Token::resolve(a.token.as_deref(), crate::env::token())
         .map_err(Failure::usage)?;

@@ -48,6 +48,12 @@ pub struct PublishArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: PublishArgs) -> Result<ExitStatus, Failure> {
+    // SIGTERM or SIGINT (an engine stopping the job, `run` stopping its step) stops it at once,
+    // with its local copies and the files it was putting together removed.
+    let _signals = crate::cancel::Cancel::exit_on_signal(
+        "what was not delivered and recorded is delivered by the next publish",
+    )
+    .map_err(Failure::data)?;
     let config = crate::config::Config::load(&a.config)?;
     let ts = a.transfer.resolve(&config, None)?;
     let date = a.date.clone().unwrap_or_else(printer::today);

@@ -40,6 +40,11 @@ pub struct ReleaseArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: ReleaseArgs) -> Result<ExitStatus, Failure> {
+    // A signal stops it at once, with its local copies of a run location removed.
+    let _signals = crate::cancel::Cancel::exit_on_signal(
+        "a release that was not recorded is not made; run it again",
+    )
+    .map_err(Failure::data)?;
     let selection = if a.all {
         Selection::All
     } else if !a.vendor.is_empty() {

@@ -86,6 +86,9 @@ pub enum FailOn {
 }
 
 pub fn run(g: &GlobalArgs, a: ReportArgs) -> Result<ExitStatus, Failure> {
+    // A signal stops it at once, with its local copies of a run location removed.
+    let _signals = crate::cancel::Cancel::exit_on_signal("no report was written; run it again")
+        .map_err(Failure::data)?;
     let config = a
         .config
         .as_deref()

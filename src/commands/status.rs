@@ -61,6 +61,10 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(g: &GlobalArgs, a: StatusArgs) -> Result<ExitStatus, Failure> {
+    // A signal (Ctrl-C ending `--watch`) stops it at once, with its local copies of a run
+    // location removed.
+    let _signals =
+        crate::cancel::Cancel::exit_on_signal("nothing was changed").map_err(Failure::data)?;
     let window_start = match &a.window_start {
         Some(w) => Some(
             chrono::DateTime::parse_from_rfc3339(w)

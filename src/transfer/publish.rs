@@ -360,7 +360,10 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
     let path = if single {
         item.pieces[0].path.clone()
     } else {
-        crate::storage::temp_sibling(&item.pieces[0].path.with_file_name(&item.file))
+        let tmp = crate::storage::temp_sibling(&item.pieces[0].path.with_file_name(&item.file));
+        // Removed by a signal too (`crate::cancel`), until the delivery removes it.
+        crate::cancel::register_temporary(&tmp);
+        tmp
     };
     let run = || -> Result<(u64, String), String> {
         let write_err = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
@@ -456,6 +459,7 @@ fn assemble(item: &Item) -> Result<Assembled, String> {
         Err(e) => {
             if !single {
                 let _ = std::fs::remove_file(&path);
+                crate::cancel::forget_temporary(&path);
             }
             Err(e)
         }
@@ -541,6 +545,7 @@ async fn deliver(req: &PublishRequest<'_>, store: &Store, item: &Item, name: &st
     .await;
     if local.temporary {
         let _ = std::fs::remove_file(&local.path);
+        crate::cancel::forget_temporary(&local.path);
     }
     match result {
         Ok(d) => d,

@@ -306,3 +306,67 @@ fn a_fetch_stopped_by_sigterm_leaves_no_temporary_folder() {
     assert_eq!(staged.len(), 3, "{staged:?}");
     assert_eq!(d.read("manifest.jsonl").lines().count(), 3);
 }
+
+/// A publish following the slices (as `run` starts it beside them), stopped by SIGTERM (`run`
+/// passing its own on, or dying): it exits with 143 at once and leaves neither of its local
+/// folders (the ledgers' copies, the outputs' copies) behind in the temporary folder.
+#[test]
+fn a_publish_stopped_by_sigterm_leaves_no_temporary_folder() {
+    let d = Dir::new();
+    generate_day(&d, "2", "100", "1", "13");
+    let tmp = d.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(d.path("out")).unwrap();
+    let left = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let child = d
+        .process()
+        .env("TMPDIR", &tmp)
+        .args([
+            "-q",
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "out",
+            "--follow",
+            "out/slices.ended",
+            "--target",
+            "outbound",
+            "--date",
+            DATE,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let started = Instant::now();
+    while left().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no folders of copies: {:?}",
+            left()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let names = left();
+    assert!(names[0].starts_with("batchwin-ledgers-"), "{names:?}");
+    assert!(names[1].starts_with("batchwin-publish-"), "{names:?}");
+    send("-TERM", &child);
+    let signalled = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+    assert!(
+        err.contains("stopped    by signal 15: stopping now (2 temporary files removed)"),
+        "{err}"
+    );
+    assert_eq!(left(), Vec::<String>::new());
+}
