@@ -452,7 +452,14 @@ impl Ledger {
         };
         // Held until DuckDB has made the new file and holds its own lock.
         let _unmade = remove_unmade(path)?;
-        let mut conn = Connection::open(path).map_err(err)?;
+        // One thread: a ledger's statements write and read a few rows, which DuckDB's worker
+        // threads only hand back and forth (in `perf record` of `process`, the end of a run
+        // showed its task queue on both threads). `process --input` of a 4.5 MB CSV took 69.6
+        // to 70.7 ms a run against 73.4 to 74.7 ms with a thread per core (`perf stat -r 30`, 6
+        // rounds alternating), and `scripts/compare` of the JSON Lines vendors, 10 rounds, 0.975
+        // of the CPU time and 0.646 s against 0.663 s.
+        let config = duckdb::Config::default().threads(1).map_err(err)?;
+        let mut conn = Connection::open_with_flags(path, config).map_err(err)?;
         // One transaction (one commit, one sync) creates a new ledger's tables and version. The
         // version is looked up, then written when missing, rather than written by one `INSERT
         // ... WHERE NOT EXISTS (SELECT ...)`: this opening took 117.9M instructions against
