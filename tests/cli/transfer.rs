@@ -797,6 +797,65 @@ fn an_output_changed_since_processing_is_not_delivered() {
     );
 }
 
+/// Publishing to a local folder again: what is there with the same bytes is left as it is
+/// (read and compared, not written), and a file someone changed there, even to bytes of the
+/// same size, is refused and kept, unless `--overwrite`.
+#[test]
+fn a_local_folder_published_again_is_compared_not_rewritten() {
+    let d = Dir::new();
+    generate_day(&d, "4", "2000", "2", "14");
+    process_day(&d, "out");
+    let publish = |extra: &[&str]| {
+        let mut a = vec![
+            "publish",
+            "--config",
+            "day/batchwin.toml",
+            "--ledgers",
+            "out",
+            "--target",
+            "server",
+            "--date",
+            DATE,
+        ];
+        a.extend_from_slice(extra);
+        d.cmd().args(&a).assert()
+    };
+    publish(&[]).code(0);
+    let delivered = tree(&d.path("server"));
+    let n = delivered.len();
+    assert!(n >= 4, "{delivered:?}");
+    let again = publish(&[]).code(0);
+    assert!(
+        stdout(&again).contains(&format!("0 delivered (0.0 MB), {n} already there")),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(tree(&d.path("server")), delivered);
+
+    // One delivered file's last byte changes; its size does not.
+    let (name, original) = delivered
+        .iter()
+        .find(|(k, v)| !k.contains(".rejects.") && v.len() > 2)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let victim = d.path(&format!("server/{name}"));
+    let mut changed = original.clone();
+    let last = changed.len() - 2;
+    changed[last] ^= 1;
+    // A new file under the name, not the delivered one (which the output shares) changed.
+    std::fs::remove_file(&victim).unwrap();
+    std::fs::write(&victim, &changed).unwrap();
+    let refused = publish(&[]).code(1);
+    assert!(
+        stderr(&refused).contains("already exists with different content"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), changed);
+    publish(&["--overwrite"]).code(0);
+    assert_eq!(std::fs::read(&victim).unwrap(), original);
+}
+
 /// A vendor folder as vendors leave them, below `root` (the source's folder): links to a
 /// folder, to `.`, in a loop, to files inside and outside the vendor's folder and outside the
 /// source, one whose target's size equals the link's own length, and a fifo. `elsewhere` is a
