@@ -642,26 +642,11 @@ impl Store {
                     // A local folder: copied on a blocking thread, so that the checksums of
                     // several files are computed on several cores at once.
                     let to = tmp_ref.to_path_buf();
-                    return tokio::task::spawn_blocking(move || {
-                        object::copy_local_file(&from, &to, max)
-                    })
-                    .await
-                    .map_err(|e| StorageError::Failed {
-                        store: self.display.clone(),
-                        message: format!("the download of `{name}` stopped: {e}"),
-                    })?
-                    .map_err(|e| match e {
-                        // As object_store says it: the name is not there (any more).
-                        StorageError::Local { ref source, .. }
-                            if source.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            StorageError::NotFound {
-                                store: self.display.clone(),
-                                name: name.to_string(),
-                            }
-                        }
-                        e => self.named(name, e),
-                    });
+                    return self
+                        .read_local(name, "download", from, move |from| {
+                            object::copy_local_file(from, &to, max)
+                        })
+                        .await;
                 }
                 let mut sink = FileSink::create(tmp_ref, max).await?;
                 self.get_into(name, &mut sink)
@@ -690,6 +675,35 @@ impl Store {
         }
     }
 
+    /// `read(file)` on a blocking thread: the `what` (a download, a checksum) of the file
+    /// `file` that is `name` in a local folder, its errors said as of `name` in this store (a
+    /// file not there is [`StorageError::NotFound`], as object_store says it).
+    async fn read_local(
+        &self,
+        name: &str,
+        what: &str,
+        file: PathBuf,
+        read: impl FnOnce(&FsPath) -> Result<Transferred, StorageError> + Send + 'static,
+    ) -> Result<Transferred, StorageError> {
+        tokio::task::spawn_blocking(move || read(&file))
+            .await
+            .map_err(|e| StorageError::Failed {
+                store: self.display.clone(),
+                message: format!("the {what} of `{name}` stopped: {e}"),
+            })?
+            .map_err(|e| match e {
+                StorageError::Local { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    StorageError::NotFound {
+                        store: self.display.clone(),
+                        name: name.to_string(),
+                    }
+                }
+                e => self.named(name, e),
+            })
+    }
+
     /// Size and sha256 of a remote file, read as a stream and not kept. With `max`, reading
     /// stops with [`StorageError::Oversize`] as soon as the server sends more than `max` bytes
     /// (the size it listed), so a server that never stops sending cannot hold the caller.
@@ -708,23 +722,11 @@ impl Store {
                 // piece on a blocking thread of its own and copied out of the page cache). A
                 // `run` of the synthetic day whose outbound folder already held every output
                 // took 38.6 s that way, 13 % of its CPU time in those copies (`perf record -a`).
-                return tokio::task::spawn_blocking(move || object::copy_local(&file, None, max))
-                    .await
-                    .map_err(|e| StorageError::Failed {
-                        store: self.display.clone(),
-                        message: format!("the checksum of `{name}` stopped: {e}"),
-                    })?
-                    .map_err(|e| match e {
-                        StorageError::Local { ref source, .. }
-                            if source.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            StorageError::NotFound {
-                                store: self.display.clone(),
-                                name: name.to_string(),
-                            }
-                        }
-                        e => self.named(name, e),
-                    });
+                return self
+                    .read_local(name, "checksum", file, move |file| {
+                        object::copy_local(file, None, max)
+                    })
+                    .await;
             }
             let mut sink = HashSink {
                 max,

@@ -258,37 +258,11 @@ fn a_fetch_stopped_by_sigterm_leaves_no_temporary_folder() {
         ]);
         c
     };
-    let left = || -> Vec<String> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    };
     let child = fetch("60s")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start");
-    let started = Instant::now();
-    while left().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no folder of copies"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(left()[0].starts_with("batchwin-fetch-"), "{:?}", left());
-    send("-TERM", &child);
-    let signalled = Instant::now();
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{err}");
-    assert!(signalled.elapsed() < Duration::from_secs(2));
-    assert!(
-        err.contains("stopped    by signal 15: stopping now (1 temporary files removed)"),
-        "{err}"
-    );
-    assert_eq!(left(), Vec::<String>::new());
+    stop_once_copying(child, &tmp, &["batchwin-fetch-"]);
     if d.path("staging").exists() {
         let staged = tree_hashes(&d.path("staging"), &|_| false);
         assert!(staged.is_empty(), "{staged:?}");
@@ -301,7 +275,7 @@ fn a_fetch_stopped_by_sigterm_leaves_no_temporary_folder() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(left(), Vec::<String>::new());
+    assert_eq!(names_in(&tmp), Vec::<String>::new());
     let staged = tree_hashes(&d.path("staging"), &|_| false);
     assert_eq!(staged.len(), 3, "{staged:?}");
     assert_eq!(d.read("manifest.jsonl").lines().count(), 3);
@@ -317,15 +291,6 @@ fn a_publish_stopped_by_sigterm_leaves_no_temporary_folder() {
     let tmp = d.path("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::create_dir_all(d.path("out")).unwrap();
-    let left = || -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&tmp)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
     let child = d
         .process()
         .env("TMPDIR", &tmp)
@@ -346,27 +311,47 @@ fn a_publish_stopped_by_sigterm_leaves_no_temporary_folder() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start");
+    stop_once_copying(child, &tmp, &["batchwin-ledgers-", "batchwin-publish-"]);
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until `child` (its stderr piped) has made its temporary folders in `tmp`, one named
+/// after each of `prefixes` (in their order), then stops it with SIGTERM: it must exit with 143
+/// at once, say that it removed them, and leave `tmp` empty.
+fn stop_once_copying(child: std::process::Child, tmp: &std::path::Path, prefixes: &[&str]) {
     let started = Instant::now();
-    while left().len() < 2 {
+    while names_in(tmp).len() < prefixes.len() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no folders of copies: {:?}",
-            left()
+            names_in(tmp)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let names = left();
-    assert!(names[0].starts_with("batchwin-ledgers-"), "{names:?}");
-    assert!(names[1].starts_with("batchwin-publish-"), "{names:?}");
+    let names = names_in(tmp);
+    for (name, prefix) in names.iter().zip(prefixes) {
+        assert!(name.starts_with(prefix), "{names:?}");
+    }
     send("-TERM", &child);
     let signalled = Instant::now();
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(signalled.elapsed() < Duration::from_secs(2));
-    assert!(
-        err.contains("stopped    by signal 15: stopping now (2 temporary files removed)"),
-        "{err}"
+    let removed = format!(
+        "stopped    by signal 15: stopping now ({} temporary files removed)",
+        prefixes.len()
     );
-    assert_eq!(left(), Vec::<String>::new());
+    assert!(err.contains(&removed), "{err}");
+    assert_eq!(names_in(tmp), Vec::<String>::new());
 }

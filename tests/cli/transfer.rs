@@ -736,6 +736,23 @@ fn azure_blob_fetch_publish_republish_and_conflict() {
     object_store_round_trip(&base, &[], extra, azurite_options());
 }
 
+/// `publish` of the ledgers in `out` to the local folder `server`, with `extra` arguments.
+fn publish_out_to_server(d: &Dir, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let mut a = vec![
+        "publish",
+        "--config",
+        "day/batchwin.toml",
+        "--ledgers",
+        "out",
+        "--target",
+        "server",
+        "--date",
+        DATE,
+    ];
+    a.extend_from_slice(extra);
+    d.cmd().args(&a).assert()
+}
+
 #[test]
 fn an_output_changed_since_processing_is_not_delivered() {
     let d = Dir::new();
@@ -755,21 +772,7 @@ fn an_output_changed_since_processing_is_not_delivered() {
     bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
     std::fs::write(&changed, &bytes).unwrap();
 
-    let o = d
-        .cmd()
-        .args([
-            "publish",
-            "--config",
-            "day/batchwin.toml",
-            "--ledgers",
-            "out",
-            "--target",
-            "server",
-            "--date",
-            DATE,
-        ])
-        .assert()
-        .code(1);
+    let o = publish_out_to_server(&d, &[]).code(1);
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(
         out.contains("3 delivered") && out.contains("1 failed"),
@@ -805,21 +808,7 @@ fn a_local_folder_published_again_is_compared_not_rewritten() {
     let d = Dir::new();
     generate_day(&d, "4", "2000", "2", "14");
     process_day(&d, "out");
-    let publish = |extra: &[&str]| {
-        let mut a = vec![
-            "publish",
-            "--config",
-            "day/batchwin.toml",
-            "--ledgers",
-            "out",
-            "--target",
-            "server",
-            "--date",
-            DATE,
-        ];
-        a.extend_from_slice(extra);
-        d.cmd().args(&a).assert()
-    };
+    let publish = |extra: &[&str]| publish_out_to_server(&d, extra);
     publish(&[]).code(0);
     let delivered = tree(&d.path("server"));
     let n = delivered.len();
