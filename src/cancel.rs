@@ -23,6 +23,7 @@
 //! from outside, where a job stopped by its timeout fails every job after it (AWS Batch).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -168,7 +169,8 @@ impl Cancel {
                 Some(&(_, code)) => i32::from(code),
                 None => 128 + sig,
             };
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "stopped    the grace period of {} after {} is over: stopping now \
                  ({removed} temporary files removed); units in flight are redone by the next run",
                 humantime::format_duration(grace),
@@ -201,7 +203,10 @@ impl Cancel {
                 std::thread::sleep(Duration::from_millis(20));
             };
             let removed = remove_temporaries();
-            eprintln!(
+            // Not `eprintln!`: it panics when stderr is a closed pipe (a `tee` stopped by the
+            // same Ctrl-C), and this thread would then end without ending the process.
+            let _ = writeln!(
+                std::io::stderr(),
                 "stopped    by {}: stopping now ({removed} temporary files removed); {then}",
                 describe(sig)
             );

@@ -892,6 +892,23 @@ pub(super) fn copy_local(
     to: Option<&FsPath>,
     max: Option<u64>,
 ) -> Result<Transferred, StorageError> {
+    read_local(from, to, max, true)
+}
+
+/// The size and SHA-256 of the local file `from`, read as [`copy_local`] reads it, and not
+/// synced: a comparison with what a delivery would write (`Store::checksum`) does not make the
+/// file's own bytes durable, nor report an earlier write's failure as its own.
+pub(super) fn hash_local(from: &FsPath, max: Option<u64>) -> Result<Transferred, StorageError> {
+    read_local(from, None, max, false)
+}
+
+/// [`copy_local`]; a file only read is synced when `sync_read`.
+fn read_local(
+    from: &FsPath,
+    to: Option<&FsPath>,
+    max: Option<u64>,
+    sync_read: bool,
+) -> Result<Transferred, StorageError> {
     use std::io::Write;
     let mut src = crate::files::DirectReader::open(from, libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .map_err(|e| match e.raw_os_error() {
@@ -950,10 +967,11 @@ pub(super) fn copy_local(
             .finish()
             .and_then(|f| f.sync_all())
             .map_err(|e| StorageError::local(to, e))?,
-        None => src
+        None if sync_read => src
             .file()
             .sync_all()
             .map_err(|e| StorageError::local(from, e))?,
+        None => {}
     }
     Ok(Transferred {
         bytes,

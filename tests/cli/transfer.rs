@@ -821,6 +821,19 @@ fn a_local_folder_published_again_is_compared_not_rewritten() {
     );
     assert_eq!(tree(&d.path("server")), delivered);
 
+    // A delivered file replaced by a link to the same bytes elsewhere is compared through it.
+    let (linked, bytes) = delivered.iter().next().unwrap();
+    let elsewhere = d.write("elsewhere.bin", bytes);
+    let link = d.path(&format!("server/{linked}"));
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let linked_again = publish(&[]).code(0);
+    assert!(
+        stdout(&linked_again).contains(&format!("0 delivered (0.0 MB), {n} already there")),
+        "{}",
+        stdout(&linked_again)
+    );
+
     // One delivered file's last byte changes; its size does not.
     let (name, original) = delivered
         .iter()
