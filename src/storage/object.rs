@@ -892,18 +892,18 @@ pub(super) fn copy_local(
     to: Option<&FsPath>,
     max: Option<u64>,
 ) -> Result<Transferred, StorageError> {
-    read_local(from, to, max, true)
+    read_copying(from, to, max, true)
 }
 
 /// The size and SHA-256 of the local file `from`, read as [`copy_local`] reads it, and not
 /// synced: a comparison with what a delivery would write (`Store::checksum`) does not make the
 /// file's own bytes durable, nor report an earlier write's failure as its own.
 pub(super) fn hash_local(from: &FsPath, max: Option<u64>) -> Result<Transferred, StorageError> {
-    read_local(from, None, max, false)
+    read_copying(from, None, max, false)
 }
 
 /// [`copy_local`]; a file only read is synced when `sync_read`.
-fn read_local(
+fn read_copying(
     from: &FsPath,
     to: Option<&FsPath>,
     max: Option<u64>,
