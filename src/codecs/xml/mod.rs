@@ -71,7 +71,7 @@ pub use write::{XmlEncoder, XmlWriteOptions};
 
 use super::{
     BadRecord, Chunk, Decoded, Decoder, FileError, Locator, Preamble, RecordRef, RecordStart,
-    bom_len, chunks, clamp, count_lf, line_at,
+    bom_len, chunks, clamp, count_lf, line_at, same,
 };
 
 /// Reads XML records.
@@ -480,7 +480,7 @@ impl XmlDecoder {
                 self.nodes[p]
                     .children
                     .iter()
-                    .find(|(n, _)| n == name)
+                    .find(|(n, _)| same(n, name))
                     .map(|&(_, c)| c)
             }
         }
@@ -606,7 +606,7 @@ const NOT_A_NAME: &str = "is not an XML name (it must start with a letter, `_` o
 fn past_end_tag(b: &[u8], lt: usize, name: &str) -> Option<usize> {
     let name_end = lt + 2 + name.len();
     let exact = b.get(lt + 1) == Some(&b'/')
-        && b.get(lt + 2..name_end) == Some(name.as_bytes())
+        && b.get(lt + 2..name_end).is_some_and(|n| same(n, name.as_bytes()))
         && b.get(name_end) == Some(&b'>');
     exact.then_some(name_end + 1)
 }
@@ -625,7 +625,7 @@ fn take_attribute<'d>(
     }
     let key = local(key);
     for (name, f) in attributes.into_iter().flatten() {
-        if name != key {
+        if !same(name, key) {
             continue;
         }
         if s.values[*f].is_none() {
