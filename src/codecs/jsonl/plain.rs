@@ -100,13 +100,16 @@ impl<'d> Reader<'d> {
                         .checked_shl(index as u32)
                         .filter(|_| index < 64)
                         .unwrap_or(0);
+                    // A key seen before in this object: what it gave is replaced. The first time,
+                    // its fields are still `None` (the caller's, or cleared with the key of the
+                    // object around this one when that key was repeated): nothing to clear.
                     if bit == 0 || seen & bit != 0 {
                         self.repeated = true;
+                        for &f in &node.all {
+                            values[f] = None;
+                        }
                     }
                     seen |= bit;
-                    for &f in &node.all {
-                        values[f] = None;
-                    }
                     let start = self.i;
                     let mut plain_string = false;
                     match self.peek() {
