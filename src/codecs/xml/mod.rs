@@ -307,21 +307,13 @@ impl XmlDecoder {
         }
         let close = start + k;
         let after = past_end_tag(b, close, name)?;
-        let fields = node
-            .and_then(|n| self.nodes.get(n))
-            .map_or(&[][..], |n| &n.text[..]);
-        if fields.is_empty() {
-            return Some(after);
-        }
-        // Made before any field is looked at: then nothing runs between finding a field empty
-        // and filling it, and the value goes straight into it (made between the two, it went
-        // through the stack in pieces read back whole, which stalled the read).
-        let value = plain_value(&text[start..close], s.cr);
-        for &f in fields {
-            match &mut s.values[f] {
-                // A second element on the path: its text is in the record but in no field.
-                Some(_) => s.repeated = true,
-                slot @ None => *slot = Some(value.clone()),
+        let fields = node.and_then(|n| self.nodes.get(n)).map(|n| &n.text[..]);
+        for &f in fields.unwrap_or_default() {
+            // A second element on the path: its text is in the record but in no field.
+            if s.values[f].is_some() {
+                s.repeated = true;
+            } else {
+                s.values[f] = Some(plain_value(&text[start..close], s.cr));
             }
         }
         Some(after)
