@@ -55,13 +55,23 @@ impl FixedField {
             let pad = self.pad as u8;
             let b = s.as_bytes();
             let (mut from, mut to) = (0, b.len());
+            // Eight pad bytes at a time while they fill a whole word, then byte by byte: a
+            // field is often padded by more than half its width.
+            let pads = u64::from_ne_bytes([pad; 8]);
+            let word = |i: usize| b.get(i..i + 8).and_then(|w| w.try_into().ok());
             match self.align {
                 Align::Left => {
+                    while to >= 8 && word(to - 8).map(u64::from_ne_bytes) == Some(pads) {
+                        to -= 8;
+                    }
                     while to > 0 && b[to - 1] == pad {
                         to -= 1;
                     }
                 }
                 Align::Right => {
+                    while from + 8 <= to && word(from).map(u64::from_ne_bytes) == Some(pads) {
+                        from += 8;
+                    }
                     while from < to && b[from] == pad {
                         from += 1;
                     }
@@ -574,6 +584,24 @@ mod tests {
     }
 
     proptest! {
+        /// An ASCII pad stripped a word at a time where it can be is the same as the pad
+        /// trimmed character by character: pads shorter and longer than a word, text that
+        /// holds the pad character too.
+        #[test]
+        fn ascii_pads_strip_as_trimming_does(
+            text in "[a0 é]{0,20}",
+            pads in 0usize..30,
+            pad in prop::sample::select(vec![' ', '0']),
+        ) {
+            let padding = pad.to_string().repeat(pads);
+            let left = field("f", 0, 60, Align::Left, pad).1;
+            let padded = format!("{text}{padding}");
+            prop_assert_eq!(left.strip(&padded), padded.trim_end_matches(pad));
+            let right = field("f", 0, 60, Align::Right, pad).1;
+            let padded = format!("{padding}{text}");
+            prop_assert_eq!(right.strip(&padded), padded.trim_start_matches(pad));
+        }
+
         /// Write then read gives the values back (`None` reads as empty), whole or in chunks.
         #[test]
         fn roundtrip(rows in prop::collection::vec(prop::collection::vec(prop::option::of(value_strategy()), 3), 0..6), crlf in any::<bool>()) {
