@@ -247,8 +247,9 @@ impl<'d> Reader<'d> {
     /// Always in line: a line of the bench's JSON Lines vendors holds about 23 strings, keys
     /// and values, and as a call each paid for saving and restoring registers. In line,
     /// callgrind of one of their files (3,810 records) counted 1,024 instructions a record
-    /// fewer (the reader's 23.6M -> 19.7M), and `scripts/compare` of the vendors gave CPU 0.946
-    /// (12 rounds); `#[inline]` alone left it a call.
+    /// fewer (the reader's 23.6M -> 19.7M); `scripts/compare` of the vendors gave CPU 0.946 (12
+    /// rounds), the median of 16 alternating runs 0.959 of before. `#[inline]` alone left it a
+    /// call.
     #[inline(always)]
     fn string(&mut self) -> Option<(std::ops::Range<usize>, bool)> {
         let start = self.i;
