@@ -101,6 +101,32 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// How many bytes `text` starts with that are `byte`: eight at a time while they fill a
+/// whole word, then one at a time (a fixed-width field is often padded by more than half its
+/// width).
+pub(crate) fn leading(text: &[u8], byte: u8) -> usize {
+    let run = LO * byte as u64;
+    let mut n = 0;
+    while n + 8 <= text.len() && word_at(text, n) == run {
+        n += 8;
+    }
+    n + text[n..].iter().take_while(|&&b| b == byte).count()
+}
+
+/// How many bytes `text` ends with that are `byte`, counted as [`leading`] counts them.
+pub(crate) fn trailing(text: &[u8], byte: u8) -> usize {
+    let run = LO * byte as u64;
+    let mut n = 0;
+    while n + 8 <= text.len() && word_at(text, text.len() - n - 8) == run {
+        n += 8;
+    }
+    n + text[..text.len() - n]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == byte)
+        .count()
+}
+
 /// Whether `text` needs XML escaping: a byte below 0x20, 0xEF, or one of `& < > " '`.
 pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
     any_byte(

@@ -47,36 +47,18 @@ impl FixedField {
     }
 
     fn strip<'a>(&self, s: &'a str) -> &'a str {
-        // An ASCII pad (the usual space or zero) is trimmed byte by byte: such a byte is never
-        // part of another character, and the text need not be decoded character by character
-        // from its end (measured: that decoding was a third of reading a line of a name with
-        // accents padded to 40 characters).
+        // An ASCII pad (the usual space or zero) is trimmed as bytes, a word at a time where
+        // it can be (`codecs::trailing`): such a byte is never part of another character, and
+        // the text need not be decoded character by character from its end (measured: that
+        // decoding was a third of reading a line of a name with accents padded to 40
+        // characters).
         if self.pad.is_ascii() {
             let pad = self.pad as u8;
             let b = s.as_bytes();
-            let (mut from, mut to) = (0, b.len());
-            // Eight pad bytes at a time while they fill a whole word, then byte by byte: a
-            // field is often padded by more than half its width.
-            let pads = u64::from_ne_bytes([pad; 8]);
-            let word = |i: usize| b.get(i..i + 8).and_then(|w| w.try_into().ok());
-            match self.align {
-                Align::Left => {
-                    while to >= 8 && word(to - 8).map(u64::from_ne_bytes) == Some(pads) {
-                        to -= 8;
-                    }
-                    while to > 0 && b[to - 1] == pad {
-                        to -= 1;
-                    }
-                }
-                Align::Right => {
-                    while from + 8 <= to && word(from).map(u64::from_ne_bytes) == Some(pads) {
-                        from += 8;
-                    }
-                    while from < to && b[from] == pad {
-                        from += 1;
-                    }
-                }
-            }
+            let (from, to) = match self.align {
+                Align::Left => (0, b.len() - crate::codecs::trailing(b, pad)),
+                Align::Right => (crate::codecs::leading(b, pad), b.len()),
+            };
             // Both ends sit next to an ASCII byte or at an end of `s`: character boundaries.
             return s.get(from..to).unwrap_or(s);
         }
