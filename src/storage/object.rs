@@ -909,7 +909,6 @@ fn read_copying(
     max: Option<u64>,
     sync_read: bool,
 ) -> Result<Transferred, StorageError> {
-    use std::io::Write;
     let mut src = crate::files::DirectReader::open(from, libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => StorageError::NotAFile {
@@ -955,7 +954,8 @@ fn read_copying(
         let buf = src.buffer();
         *buf = pairing.update(&mut sha, std::mem::take(buf), piece.clone());
         if let Some((file, to)) = out.as_mut() {
-            file.write_all(&buf[piece])
+            // The piece is written from the buffer it was read into.
+            file.write_read(&mut src, piece)
                 .map_err(|e| StorageError::local(to, e))?;
         }
         bytes += n as u64;
