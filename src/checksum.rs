@@ -2,8 +2,7 @@
 //! and [`Sha256::update_pair`] feeds two of them at once (a unit's input and output, which
 //! `engine::file` writes side by side); [`Pairing`] pairs the pieces of checksums that separate
 //! threads take at the same time (copies of local files, one thread each: the fetch's from a
-//! local source, uploads to a local folder; and the outputs of a slice's file workers, whose
-//! inputs' checksums are known: `engine::file`). With it, the fetch of the bench's tenth of a day
+//! local source, uploads to a local folder). With it, the fetch of the bench's tenth of a day
 //! from a local folder took 0.22-0.30 s of user CPU, against 0.40-0.47 s (docs/benchmarks.md).
 //!
 //! Why not `sha2::Sha256` alone: the SHA instructions of x86-64 CPUs compute a block in a chain

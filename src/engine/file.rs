@@ -51,28 +51,6 @@ struct ChunkOut {
     counts: RejectCounts,
 }
 
-/// The outputs being written at once whose inputs are not hashed as they are read (their
-/// checksums known: a slice's files, hashed by the fetch that staged them): with nothing to
-/// step an output's checksum with in its own thread, the chunks of two outputs written by
-/// different file workers are hashed together ([`crate::checksum::Pairing`]). In `perf
-/// record` of the whole synthetic day, the outputs' checksums, one stream each, took 9 % of a
-/// slice's CPU time. A file worker hands in a chunk's output less often than a fetch's copy a
-/// piece (it frames and writes in between): with the fetch's wait of 6 ms, 48 % of a slice's
-/// pieces found no partner, with 20 ms 15 % (counted in a first form of this change). The
-/// whole day (`run`, its inputs in the page cache; a run with this change between two
-/// without): SHA-256 8.00 s of CPU against 8.90-8.97 s, user CPU 42.70 s against 47.11-47.29
-/// s, the day 26.54 s against 29.20-29.38 s (docs/benchmarks.md).
-static OUTPUTS: crate::checksum::Pairing =
-    crate::checksum::Pairing::with_wait(std::time::Duration::from_millis(20));
-
-thread_local! {
-    /// The thread's place among [`OUTPUTS`], for as long as it lives. A file worker's units
-    /// are mostly small, written in one chunk, and places taken for each unit alone were
-    /// rarely held by two at once: in a slice of the whole synthetic day, 123 samples of the
-    /// paired rounds against 2,882 of the one-stream ones (the masks' keyed hashes included).
-    static OUTPUT_PAIRING: crate::checksum::Member<'static> = OUTPUTS.join();
-}
-
 /// A file being written under a temporary name, hashed as it goes.
 struct TempOutput {
     tmp: PathBuf,
@@ -120,20 +98,6 @@ impl TempOutput {
             Some((sum, bytes)) => Sha256::update_pair(&mut self.hasher, b, sum, bytes),
             None => self.hasher.update(b),
         }
-        self.put(b)
-    }
-
-    /// [`write`](Self::write) of a chunk's output, hashed beside another output's chunk
-    /// through [`OUTPUTS`] when one comes; gives `b` back.
-    fn write_paired(&mut self, b: Vec<u8>) -> std::io::Result<Vec<u8>> {
-        let n = b.len();
-        let b = OUTPUT_PAIRING.with(|m| m.update(&mut self.hasher, b, 0..n));
-        self.put(&b)?;
-        Ok(b)
-    }
-
-    /// Writes `b`, hashed already.
-    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(std::io::Error::other("written after it was closed"));
         };
@@ -554,18 +518,9 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     /// Writes `r`, and hashes `input` (the input bytes of `r`'s chunk, into its checksum when
-    /// it is taken) beside the output; without one, the output is hashed beside another
-    /// output's chunk ([`OUTPUTS`]).
-    fn write(
-        &mut self,
-        mut r: ChunkOut,
-        input: Option<(&mut Sha256, &[u8])>,
-    ) -> Result<(), UnitError> {
+    /// it is taken) beside the output.
+    fn write(&mut self, r: ChunkOut, input: Option<(&mut Sha256, &[u8])>) -> Result<(), UnitError> {
         match &mut self.spool {
-            None if input.is_none() => self
-                .out
-                .write_paired(std::mem::take(&mut r.out))
-                .map(|out| r.out = out),
             None => self.out.write_beside(&r.out, input),
             Some(sp) => {
                 if let Some((sum, bytes)) = input {
