@@ -777,6 +777,25 @@ mod tests {
         direct_round_trip(10_000, &[3000], Some(0));
     }
 
+    /// Reads `r` to its end, through the page cache from piece `switch_at` on (as after a read
+    /// the filesystem refused), handing each piece to `each`.
+    fn read_pieces(
+        r: &mut DirectReader,
+        switch_at: Option<usize>,
+        mut each: impl FnMut(&mut DirectReader, std::ops::Range<usize>),
+    ) {
+        for piece in 0.. {
+            if switch_at == Some(piece) && r.direct {
+                through_cache(&r.file, &mut r.direct).unwrap();
+            }
+            let at = r.read().unwrap();
+            if at.is_empty() {
+                break;
+            }
+            each(r, at);
+        }
+    }
+
     /// A [`DirectReader`] hands out every byte of the file once, in order, past the page cache
     /// or, from `switch_at` on (as after a read the filesystem refused), through it.
     #[test]
@@ -796,17 +815,10 @@ mod tests {
             for switch_at in [None, Some(0), Some(1)] {
                 let mut r = DirectReader::open(&path, 0).unwrap();
                 let mut back = Vec::new();
-                for piece in 0.. {
-                    if switch_at == Some(piece) && r.direct {
-                        through_cache(&r.file, &mut r.direct).unwrap();
-                    }
-                    let at = r.read().unwrap();
-                    if at.is_empty() {
-                        break;
-                    }
+                read_pieces(&mut r, switch_at, |r, at| {
                     assert_eq!((r.buffer().as_ptr() as usize + at.start) % DIRECT_ALIGN, 0);
                     back.extend_from_slice(&r.buffer()[at]);
-                }
+                });
                 assert!(
                     back == data,
                     "{len} bytes, through the cache from {switch_at:?}"
@@ -865,18 +877,11 @@ mod tests {
             }
             let mut w = DirectFile::create(&to).unwrap();
             std::io::Write::write_all(&mut w, head).unwrap();
-            for piece in 0.. {
-                if switch_at == Some(piece) && r.direct {
-                    through_cache(&r.file, &mut r.direct).unwrap();
-                }
-                let at = r.read().unwrap();
-                if at.is_empty() {
-                    break;
-                }
+            read_pieces(&mut r, switch_at, |r, at| {
                 let before = r.buffer().as_ptr();
-                w.write_read(&mut r, at).unwrap();
+                w.write_read(r, at).unwrap();
                 handed |= r.buffer().as_ptr() != before;
-            }
+            });
             w.finish().unwrap().sync_all().unwrap();
             (std::fs::read(&to).unwrap(), handed)
         };
