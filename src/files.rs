@@ -288,11 +288,12 @@ impl DirectFile {
     /// without copying it when this file holds no bytes not yet handed to be written (at its
     /// start, and after each full buffer, which a copy that reads whole buffers always
     /// reaches): the reader's buffer becomes this file's, and the reader reads on into
-    /// another. Otherwise its bytes are copied, as `write_all` does. Copying each piece from the buffer it was read into to the one it was
-    /// written from was 13 % of the fetch's CPU time in `perf record` of the whole synthetic
-    /// day. Fetching that day (2,500 files, 6.06 GB) from a local folder in the page cache took
-    /// 2.80-2.96 s of user CPU and 8.8 s this way, 3.56-3.77 s and 10.3-10.6 s copying (two
-    /// runs each, alternating; docs/benchmarks.md).
+    /// another. Otherwise its bytes are copied, as `write_all` does. Copying each piece from
+    /// the buffer it was read into to the one it was written from was 13 % of the fetch's CPU
+    /// time in `perf record` of the whole synthetic day. Fetching that day (2,500 files, 6.06
+    /// GB) from a local folder in the page cache took 2.80-2.96 s of user CPU and 8.8 s this
+    /// way (copying 0.39 % of its samples), 3.56-3.77 s and 10.3-10.6 s copying (two runs each,
+    /// alternating; docs/benchmarks.md).
     pub fn write_read(
         &mut self,
         reader: &mut DirectReader,
@@ -301,8 +302,9 @@ impl DirectFile {
         if self.used == DIRECT_BUF || self.failed.is_some() {
             self.hand_over()?;
         }
-        let whole = piece.start == reader.buffer.skip() && reader.buffer.size() == DIRECT_BUF;
-        if self.used > 0 || !whole || piece.is_empty() {
+        // A reader's buffer is always of `DIRECT_BUF` bytes, its pieces read from where its
+        // aligned part starts; a piece given from anywhere else is copied.
+        if self.used > 0 || piece.start != reader.buffer.skip() || piece.is_empty() {
             return io::Write::write_all(self, &reader.buffer.bytes[piece]);
         }
         // The buffer this file would have filled goes to the reader when it is of the reader's
@@ -484,10 +486,10 @@ impl io::Write for DirectFile {
 /// each page that the page cache takes for a file not yet in it costs kernel time: `dd` of a
 /// 2 GB file not in the cache took 4.5 s of kernel time through it, 0.15 s past it (874 MB/s).
 /// Fetching the synthetic day (2,500 files, 5.7 GB) from a local folder not in the page cache
-/// took 21.5-24.4 s of kernel time reading and writing through it, 11.0-11.8 s reading past it, 2.1-3.4 s also writing the staged
-/// copies past it ([`DirectFile`]; their slices read them with [`read_whole`]); two or three
-/// runs each, alternating. A file that is in the page cache is read from the disk all the
-/// same, which costs time on the disk rather than the CPU.
+/// took 21.5-24.4 s of kernel time reading and writing through it, 11.0-11.8 s reading past
+/// it, 2.1-3.4 s also writing the staged copies past it ([`DirectFile`]; their slices read
+/// them with [`read_whole`]); two or three runs each, alternating. A file that is in the page
+/// cache is read from the disk all the same, which costs time on the disk rather than the CPU.
 ///
 /// The pieces go into the aligned part of the reader's buffer ([`DirectReader::buffer`],
 /// [`DIRECT_BUF`] bytes, reused from file to file, or traded for another with the file a
