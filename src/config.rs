@@ -1129,7 +1129,7 @@ fn locate(text: &str, path: &KeyPath) -> usize {
         Table(&'a toml_edit::Table),
         Value(&'a Value),
     }
-    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+    let Ok(doc) = toml_edit::Document::parse(text) else {
         return 0;
     };
     let mut best: Option<usize> = None;
