@@ -48,6 +48,20 @@ fn output_from_unknown_field() {
     insta::assert_snapshot!(error_for(&c));
 }
 
+/// A file that uses TOML 1.1 (an inline table over two lines, ending with a comma) is read,
+/// and an error found when its vendor is built names the line of its key, not line 0.
+#[test]
+fn a_key_after_toml_1_1_syntax_is_located() {
+    let c = "[[vendor]]\nid = \"ACME\"\ninput = { format = \"csv\",\n  delimiter = \",\", }\n\
+             [[vendor.fields]]\nname = \"id\"\n[vendor.output]\nformat = \"csv\"\n\
+             [[vendor.output.fields]]\nname = \"out\"\nfrom = \"nope\"\n";
+    let err = error_for(c);
+    assert!(
+        err.contains("line 11, key `vendor[0].output.fields[0].from`: unknown input field `nope`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn rule_with_unknown_field() {
     let c = ACME.replace(
