@@ -542,7 +542,11 @@ mod tests {
             });
             let st = pairing.lock();
             assert_eq!((st.members, st.left.is_none(), st.done.len()), (0, true, 0));
-            assert!(st.paired > 0, "no piece was paired");
+            // With the short wait, whether two pieces meet depends on the machine's load (none
+            // met once while a build ran beside the tests); with the long one, they must.
+            if wait > PAIR_WAIT {
+                assert!(st.paired > 0, "no piece was paired");
+            }
         }
     }
 
