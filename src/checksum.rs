@@ -301,9 +301,10 @@ mod x86 {
 /// thread handed in a piece within that time (so a copy held up by a slow source or target, or
 /// a thread alone, never makes the others wait); otherwise, or when no partner comes, it hashes
 /// its piece alone. A waiting thread uses no CPU; the piece it left is hashed in about the time
-/// of the other's.
-pub struct Pairing {
-    state: std::sync::Mutex<PairState>,
+/// of the other's. `B` holds a piece's bytes (a `files::DirectReader`'s buffer), handed to the
+/// thread that hashes them and back.
+pub struct Pairing<B> {
+    state: std::sync::Mutex<PairState<B>>,
     changed: std::sync::Condvar,
     wait: std::time::Duration,
 }
@@ -317,15 +318,15 @@ pub struct Pairing {
 pub const PAIR_WAIT: std::time::Duration = std::time::Duration::from_millis(6);
 
 /// A piece handed in: its owner's ticket, checksum, bytes and which of them to hash.
-type Piece = (u64, Sha256, Vec<u8>, std::ops::Range<usize>);
+type Piece<B> = (u64, Sha256, B, std::ops::Range<usize>);
 
-struct PairState {
+struct PairState<B> {
     /// Threads taking a checksum through this pairing ([`Pairing::join`]).
     members: usize,
     /// The piece a thread left to be hashed with another.
-    left: Option<Piece>,
+    left: Option<Piece<B>>,
     /// Pieces another thread hashed, for the threads that left them to take back.
-    done: Vec<Piece>,
+    done: Vec<Piece<B>>,
     /// Tickets of pieces whose hashing thread stopped (panicked) with them.
     lost: Vec<u64>,
     tickets: u64,
@@ -336,19 +337,19 @@ struct PairState {
     waited: u64,
 }
 
-impl Default for Pairing {
+impl<B> Default for Pairing<B> {
     fn default() -> Self {
         Pairing::new()
     }
 }
 
-impl Pairing {
-    pub const fn new() -> Pairing {
+impl<B> Pairing<B> {
+    pub const fn new() -> Pairing<B> {
         Pairing::with_wait(PAIR_WAIT)
     }
 
     /// A pairing whose pieces wait `wait` at most for a partner.
-    pub const fn with_wait(wait: std::time::Duration) -> Pairing {
+    pub const fn with_wait(wait: std::time::Duration) -> Pairing<B> {
         Pairing {
             state: std::sync::Mutex::new(PairState {
                 members: 0,
@@ -365,13 +366,13 @@ impl Pairing {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PairState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PairState<B>> {
         // The state is consistent at every unlock: a panic elsewhere leaves it usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A thread's place in the pairing while it takes a checksum; left when dropped.
-    pub fn join(&self) -> Member<'_> {
+    pub fn join(&self) -> Member<'_, B> {
         let mut st = self.lock();
         st.members += 1;
         st.tickets += 1;
@@ -383,18 +384,18 @@ impl Pairing {
 }
 
 /// A thread taking a checksum through a [`Pairing`].
-pub struct Member<'p> {
-    pairing: &'p Pairing,
+pub struct Member<'p, B> {
+    pairing: &'p Pairing<B>,
     id: u64,
 }
 
 /// Said of a piece when the thread hashing it with its own stops before handing it back.
-struct Hashing<'p> {
-    pairing: &'p Pairing,
+struct Hashing<'p, B> {
+    pairing: &'p Pairing<B>,
     ticket: u64,
 }
 
-impl Drop for Hashing<'_> {
+impl<B> Drop for Hashing<'_, B> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.pairing.lock().lost.push(self.ticket);
@@ -403,15 +404,10 @@ impl Drop for Hashing<'_> {
     }
 }
 
-impl Member<'_> {
+impl<B: AsRef<[u8]>> Member<'_, B> {
     /// Takes `bytes[piece]` into `sum`, paired with another thread's piece when one is there
     /// or comes within the pairing's wait; gives `bytes` back.
-    pub fn update(
-        &self,
-        sum: &mut Sha256,
-        bytes: Vec<u8>,
-        piece: std::ops::Range<usize>,
-    ) -> Vec<u8> {
+    pub fn update(&self, sum: &mut Sha256, bytes: B, piece: std::ops::Range<usize>) -> B {
         let p = self.pairing;
         let mut st = p.lock();
         let now = std::time::Instant::now();
@@ -423,8 +419,8 @@ impl Member<'_> {
             st.paired += 2;
             drop(st);
             let guard = Hashing { pairing: p, ticket };
-            let theirs = &other_bytes[other_piece.clone()];
-            Sha256::update_pair(sum, &bytes[piece], &mut other, theirs);
+            let theirs = &other_bytes.as_ref()[other_piece.clone()];
+            Sha256::update_pair(sum, &bytes.as_ref()[piece], &mut other, theirs);
             std::mem::forget(guard);
             p.lock()
                 .done
@@ -434,7 +430,7 @@ impl Member<'_> {
         }
         if st.members < 2 || !others_busy {
             drop(st);
-            sum.update(&bytes[piece]);
+            sum.update(&bytes.as_ref()[piece]);
             return bytes;
         }
         st.tickets += 1;
@@ -458,7 +454,7 @@ impl Member<'_> {
                     Some((t, s, b, piece)) if t == ticket => {
                         drop(st);
                         *sum = s;
-                        sum.update(&b[piece]);
+                        sum.update(&b.as_ref()[piece]);
                         return b;
                     }
                     other => st.left = other,
@@ -476,7 +472,7 @@ impl Member<'_> {
     }
 }
 
-impl Drop for Member<'_> {
+impl<B> Drop for Member<'_, B> {
     fn drop(&mut self) {
         let mut st = self.pairing.lock();
         st.members -= 1;
@@ -501,7 +497,7 @@ mod tests {
     }
 
     /// `data` through `member` in pieces whose sizes follow `seed`: its checksum.
-    fn through(member: &Member<'_>, data: &[u8], seed: usize) -> [u8; 32] {
+    fn through(member: &Member<'_, Vec<u8>>, data: &[u8], seed: usize) -> [u8; 32] {
         let mut sum = Sha256::new();
         let mut at = 0;
         // A buffer longer than the piece, which starts where the buffer's aligned part does
@@ -525,7 +521,7 @@ mod tests {
     #[test]
     fn checksums_taken_through_a_pairing_are_sha2s() {
         for (threads, wait) in [(6usize, PAIR_WAIT), (3, std::time::Duration::from_secs(1))] {
-            let pairing = Pairing::with_wait(wait);
+            let pairing = Pairing::<Vec<u8>>::with_wait(wait);
             std::thread::scope(|s| {
                 for t in 0..threads {
                     let pairing = &pairing;
@@ -555,7 +551,7 @@ mod tests {
     #[test]
     fn a_piece_with_no_partner_is_hashed_alone() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let pairing = Pairing::with_wait(std::time::Duration::from_secs(10));
+        let pairing = Pairing::<Vec<u8>>::with_wait(std::time::Duration::from_secs(10));
         {
             let alone = pairing.join();
             assert_eq!(through(&alone, &data, 1), reference(&data));

@@ -868,7 +868,8 @@ fn retry_may_help(e: &object_store::Error) -> bool {
 /// The local files being copied or read ([`copy_local`]: the fetch's copies of a local source,
 /// uploads to a local folder; one blocking thread each, as many as the transfer's
 /// concurrency): their checksums are taken two pieces at a time.
-static LOCAL_COPIES: crate::checksum::Pairing = crate::checksum::Pairing::new();
+static LOCAL_COPIES: crate::checksum::Pairing<crate::files::Memory> =
+    crate::checksum::Pairing::new();
 
 /// A download from a local folder: `from` copied to `to` ([`copy_local`]), at most `max` bytes.
 pub(super) fn copy_local_file(
@@ -951,8 +952,7 @@ fn read_copying(
         {
             return Err(super::oversize(m));
         }
-        let buf = src.buffer();
-        *buf = pairing.update(&mut sha, std::mem::take(buf), piece.clone());
+        src.lend(|buf| pairing.update(&mut sha, buf, piece.clone()));
         if let Some((file, to)) = out.as_mut() {
             // The piece is written from the buffer it was read into.
             file.write_read(&mut src, piece)
