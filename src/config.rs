@@ -833,39 +833,61 @@ pub enum ConfigError {
 }
 
 /// A dotted path to a key inside the configuration, e.g. `vendor[2].output.fields[0].from`.
+/// Building a vendor makes one for each key it checks, to name it should the check fail: they
+/// are held inline and copied, not allocated. With a `Vec` of owned keys, making them was 15 %
+/// of the time to build 120 generated vendors, dropping them 5 % more (`perf record`).
 #[derive(Debug, Clone, Default)]
-pub struct KeyPath(Vec<Seg>);
+pub struct KeyPath {
+    segs: [Seg; KeyPath::DEPTH],
+    len: u8,
+}
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 enum Seg {
-    Key(String),
+    #[default]
+    Root,
+    /// A key of the configuration's own (borrowed), or a name the configuration gives (a
+    /// window's, owned).
+    Key(std::borrow::Cow<'static, str>),
     Index(usize),
 }
 
 impl KeyPath {
+    /// The deepest key of the configuration is 6 deep (`vendor[2].output.fields[0].from`).
+    const DEPTH: usize = 8;
+
     pub fn vendor(index: usize) -> Self {
-        KeyPath(vec![Seg::Key("vendor".into()), Seg::Index(index)])
+        KeyPath::top("vendor").index(index)
     }
     /// A top-level key, e.g. `transfer`.
-    pub fn top(k: &str) -> Self {
-        KeyPath(vec![Seg::Key(k.to_string())])
+    pub fn top(k: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        KeyPath::default().push(Seg::Key(k.into()))
     }
-    pub fn key(&self, k: &str) -> Self {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(k.to_string()));
-        p
+    pub fn key(&self, k: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.push(Seg::Key(k.into()))
     }
     pub fn index(&self, i: usize) -> Self {
+        self.push(Seg::Index(i))
+    }
+    fn push(&self, seg: Seg) -> Self {
         let mut p = self.clone();
-        p.0.push(Seg::Index(i));
+        debug_assert!(
+            usize::from(p.len) < KeyPath::DEPTH,
+            "a key path deeper than DEPTH"
+        );
+        if let Some(s) = p.segs.get_mut(usize::from(p.len)) {
+            *s = seg;
+            p.len += 1;
+        }
         p
     }
 }
 
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seg) in self.0.iter().enumerate() {
+        for (i, seg) in self.segs[..usize::from(self.len)].iter().enumerate() {
             match seg {
+                Seg::Root => {}
                 Seg::Key(k) if i == 0 => f.write_str(k)?,
                 Seg::Key(k) => write!(f, ".{k}")?,
                 Seg::Index(n) => write!(f, "[{n}]")?,
@@ -945,7 +967,7 @@ impl Config {
             }
         }
         for (name, w) in &self.windows {
-            let at = KeyPath::top("windows").key(name);
+            let at = KeyPath::top("windows").key(name.clone());
             named.push((at.key("source"), &w.source));
             if let Some(t) = &w.target {
                 named.push((at.key("target"), t));
@@ -1134,7 +1156,7 @@ fn locate(text: &str, path: &KeyPath) -> usize {
     };
     let mut best: Option<usize> = None;
     let mut node = Node::Table(doc.as_table());
-    for seg in &path.0 {
+    for seg in &path.segs[..usize::from(path.len)] {
         let next = match (node, seg) {
             (Node::Table(t), Seg::Key(k)) | (Node::Item(Item::Table(t)), Seg::Key(k)) => {
                 t.get_key_value(k).map(|(key, v)| {

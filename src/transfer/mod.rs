@@ -220,8 +220,8 @@ impl TransferSettings {
         flags: &TransferOverrides,
     ) -> Result<TransferSettings, ConfigError> {
         let t = &config.transfer;
-        let at = |k: &str| KeyPath::top("transfer").key(k);
-        let layout = |k: &str, v: &Option<String>, d: &str| {
+        let at = |k: &'static str| KeyPath::top("transfer").key(k);
+        let layout = |k: &'static str, v: &Option<String>, d: &str| {
             Layout::parse(v.as_deref().unwrap_or(d)).map_err(|m| config.at(&at(k), m))
         };
         let inbound = layout("inbound", &t.inbound, DEFAULT_INBOUND)?;

@@ -121,7 +121,7 @@ fn check_rule(cfg: &Config, rule: &MaskingRuleConfig, rat: &KeyPath) -> Result<(
             }
         }
     }
-    let option = |key: &str, set: bool, fits: bool| -> Result<(), ConfigError> {
+    let option = |key: &'static str, set: bool, fits: bool| -> Result<(), ConfigError> {
         if set && !fits {
             return Err(cfg.at(
                 &rat.key(key),

@@ -161,7 +161,8 @@ pub(super) fn input_spec(cfg: &Config, index: usize) -> Result<InputSpec, Config
     let v = &cfg.vendors[index];
     let at = KeyPath::vendor(index).key("input");
     let inp = &v.input;
-    let only = |present: bool, key: &str, formats: &str| only_for(cfg, &at, present, key, formats);
+    let only =
+        |present: bool, key: &'static str, formats: &str| only_for(cfg, &at, present, key, formats);
     if inp.format == Format::Pdf {
         return Err(cfg.at(
             &at.key("format"),
@@ -290,7 +291,7 @@ fn only_for(
     cfg: &Config,
     at: &KeyPath,
     present: bool,
-    key: &str,
+    key: &'static str,
     formats: &str,
 ) -> Result<(), ConfigError> {
     if present {
@@ -310,7 +311,8 @@ fn field_locator(
     f: &FieldConfig,
     fat: &KeyPath,
 ) -> Result<Locator, ConfigError> {
-    let only = |present: bool, key: &str, formats: &str| only_for(cfg, fat, present, key, formats);
+    let only =
+        |present: bool, key: &'static str, formats: &str| only_for(cfg, fat, present, key, formats);
     if format != Format::Csv {
         only(f.column.is_some(), "column", "csv")?;
     }
