@@ -500,8 +500,8 @@ mod tests {
     fn through(member: &Member<'_, Vec<u8>>, data: &[u8], seed: usize) -> [u8; 32] {
         let mut sum = Sha256::new();
         let mut at = 0;
-        // A buffer longer than the piece, which starts where the buffer's aligned part does
-        // (`seed` bytes in), as a copy's read leaves it.
+        // A buffer longer than the piece, which starts `seed` bytes in: a pairing hashes the
+        // range of the buffer it is given, wherever it is.
         let mut buf = vec![0u8; 100_000];
         let skip = seed % 4_096;
         while at < data.len() {

@@ -853,7 +853,8 @@ enum Seg {
 }
 
 impl KeyPath {
-    /// The deepest key of the configuration is 6 deep (`vendor[2].output.fields[0].from`).
+    /// The deepest key named is 7 deep (`masking.profile[0].rule[1].fields[2]`; see the test
+    /// `the_deepest_key_paths_are_named_whole`).
     const DEPTH: usize = 8;
 
     pub fn vendor(index: usize) -> Self {
@@ -1188,4 +1189,31 @@ fn locate(text: &str, path: &KeyPath) -> usize {
         }
     }
     best.map_or(0, |offset| line_of(text, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyPath;
+
+    /// The deepest paths named in errors (a masking profile's rule's field, a vendor's output
+    /// field's key) and one with a name the configuration gives are written whole.
+    #[test]
+    fn the_deepest_key_paths_are_named_whole() {
+        let rule = KeyPath::top("masking")
+            .key("profile")
+            .index(0)
+            .key("rule")
+            .index(1);
+        assert_eq!(
+            rule.key("fields").index(2).to_string(),
+            "masking.profile[0].rule[1].fields[2]"
+        );
+        let output = KeyPath::vendor(3).key("output").key("fields").index(4);
+        assert_eq!(
+            output.key("from").to_string(),
+            "vendor[3].output.fields[4].from"
+        );
+        let window = KeyPath::top("windows").key("night".to_string());
+        assert_eq!(window.key("start").to_string(), "windows.night.start");
+    }
 }

@@ -590,11 +590,15 @@ impl DirectReader {
 
     /// Hands the buffer that [`DirectReader::read`] reads into to `f` (which hashes a piece of
     /// it through a [`crate::checksum::Pairing`]), to be given back with its bytes where they
-    /// were. Should `f` panic, the buffer is gone and this reader reads nothing more.
+    /// were. Should `f` panic, the buffer is gone: the panic goes on, and the reader is not to
+    /// be used again.
     pub fn lend(&mut self, f: impl FnOnce(Memory) -> Memory) {
-        if let Some(bytes) = self.buffer.bytes.take() {
-            self.buffer.bytes = Some(f(bytes));
-        }
+        let bytes = self
+            .buffer
+            .bytes
+            .take()
+            .expect("a reader used after a lend that panicked");
+        self.buffer.bytes = Some(f(bytes));
     }
 }
 
@@ -629,6 +633,7 @@ pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
     #[cfg(target_os = "linux")]
     {
         let len = len.min(WHOLE_MAX) as usize;
+        let mut buffer = DirectBuffer::take(BufferSize::Whole)?;
         let flags = rustix::fs::fcntl_getfl(file)?;
         match rustix::fs::fcntl_setfl(file, flags | rustix::fs::OFlags::DIRECT) {
             Ok(()) => {}
@@ -636,7 +641,6 @@ pub fn read_whole(file: &File, len: u64) -> io::Result<Option<Whole>> {
             Err(e) => return Err(e.into()),
         }
         let mut direct = true;
-        let mut buffer = DirectBuffer::take(BufferSize::Whole)?;
         // Whole blocks are asked for: the last one ends past the file's end.
         let asked = len.next_multiple_of(DIRECT_ALIGN);
         let area = &mut buffer.area()[..asked];

@@ -110,7 +110,7 @@ pub struct ProcessArgs {
     pub failures_exit: u8,
     #[command(flatten)]
     pub attempts: crate::exit::Attempts,
-    /// Target input bytes per parallel chunk.
+    /// Largest input bytes per parallel chunk (a smaller file is cut into one chunk per thread).
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub chunk_bytes: u64,
     /// The W3C trace context this slice's spans join (`run` and the emitted job files set it).
