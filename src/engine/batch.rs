@@ -742,8 +742,7 @@ pub fn run_with(
     let started = Instant::now();
     // Files start in list order (priority first) on two file workers per thread (three in a
     // slice that reads its inputs past the page cache, below; never more than there are
-    // files); each file's chunks are spread
-    // over all threads. A file worker also has work of its own that leaves the threads idle
+    // files); each file's chunks are spread over all threads. A file worker also has work of its own that leaves the threads idle
     // (framing its next chunks, writing its outputs): with two per thread, another file's
     // chunks fill that time (measured: a tenth of a day's slice 7% sooner, same CPU time). A
     // slice that reads its inputs past the page cache (`EngineOptions::inputs_past_cache`)

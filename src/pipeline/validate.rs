@@ -74,7 +74,7 @@ pub struct FieldCheck {
     pub kind: FieldType,
     pub required: bool,
     pub time_format: TimeFormat,
-    pattern: Option<Pattern>,
+    pattern: Option<std::sync::Arc<Pattern>>,
     values: Option<Allowed>,
     max_length: Option<usize>,
     min: Option<Typed<'static>>,
@@ -107,31 +107,30 @@ impl Pattern {
     /// The most memory a pattern's DFA may take.
     const DFA_BYTES: usize = 1 << 20;
 
-    fn new(text: &str) -> Result<Pattern, String> {
-        /// What [`Pattern::parse`] gave for each pattern met so far: the vendors of a
-        /// configuration share patterns (an email address, an account number), and parsing
-        /// them again for each was 30 % of the time to build 120 generated vendors, which have
-        /// two patterns between them (`perf record`).
-        type Parsed = Result<Option<Vec<u128>>, String>;
-        static PARSED: std::sync::Mutex<BTreeMap<String, Parsed>> =
+    /// The pattern `text`, one for the whole process: the vendors of a configuration share
+    /// patterns (an email address, an account number), and parsing them again for each was
+    /// 30 % of the time to build 120 generated vendors, which have two patterns between them
+    /// (`perf record`); shared, each pattern's DFA or regex is also built once, not once a
+    /// vendor.
+    fn new(text: &str) -> Result<std::sync::Arc<Pattern>, String> {
+        type Made = Result<std::sync::Arc<Pattern>, String>;
+        static MADE: std::sync::Mutex<BTreeMap<String, Made>> =
             std::sync::Mutex::new(BTreeMap::new());
-        let known = PARSED.lock().ok().and_then(|m| m.get(text).cloned());
-        let fixed = match known {
-            Some(parsed) => parsed?,
-            None => {
-                let parsed = Self::parse(text);
-                if let Ok(mut m) = PARSED.lock() {
-                    m.insert(text.to_string(), parsed.clone());
-                }
-                parsed?
-            }
-        };
-        Ok(Pattern {
-            text: text.to_string(),
-            fixed,
-            dfa: OnceLock::new(),
-            regex: OnceLock::new(),
-        })
+        if let Some(made) = MADE.lock().ok().and_then(|m| m.get(text).cloned()) {
+            return made;
+        }
+        let made = Self::parse(text).map(|fixed| {
+            std::sync::Arc::new(Pattern {
+                text: text.to_string(),
+                fixed,
+                dfa: OnceLock::new(),
+                regex: OnceLock::new(),
+            })
+        });
+        if let Ok(mut m) = MADE.lock() {
+            m.insert(text.to_string(), made.clone());
+        }
+        made
     }
 
     /// The regex engine for this pattern, built at its first use. The pattern parsed when the
