@@ -13,7 +13,11 @@
 //! 1 MiB pieces, 1,699-1,715 MB/s with `sha2`, 2,861-2,934 MB/s paired (1.67 to 1.71 times).
 //! On an Intel Xeon (with AVX-512), [`Sha256`] fed in 1 MiB pieces took 1,429-1,433 MB/s one
 //! stream at a time and 1,778-1,790 MB/s paired, 1.24 to 1.25 times; OpenSSL's own assembly
-//! (`openssl speed -evp sha256`, 1 MiB pieces) 1,448 MB/s there, within 1.5 % of `sha2`.
+//! (`openssl speed -evp sha256`, 1 MiB pieces) 1,448 MB/s there, within 1.5 % of `sha2`. On
+//! another Intel Xeon (2.80 GHz, AVX-512, 2026-12-07) pairing gave nothing: two 256 MB streams
+//! fed in 1 MiB pieces, 1,260-1,284 MB/s paired against 1,215-1,288 MB/s one at a time (three
+//! rounds; 64 KiB pieces the same): there one stream seems to keep the SHA instructions busy
+//! already, and pairing neither gained nor lost in that loop.
 //! SHA-256 was 14 to 22 % of `process`'s samples, most of it the input's and the output's
 //! checksums, which `engine::file` takes chunk by chunk at the same time anyway. No maintained
 //! crate hashes two independent streams at once (`sha2`, `ring` and `aws-lc-rs` take one; see
