@@ -360,7 +360,14 @@ pub fn build_all(
         Err(e) if hashes => return Err(Failure::usage(e)),
         Err(_) => None,
     };
-    (0..config.vendors.len())
+    // Built on the pool's threads (the batch's; they start here instead of at its first
+    // chunk), the first error in the configuration's order reported. `process --input` of one
+    // small file, rounds of 100 runs alternating with the vendors built one after the other:
+    // with a configuration of 120 vendors, faster in 12 of 14 rounds (27.9 against 31.5 ms a
+    // run, the means of the last 8); with the bench's 12, in 10 of 14 (17.9 against 19.4 ms).
+    use rayon::prelude::*;
+    let built: Vec<Result<Vendor, Failure>> = (0..config.vendors.len())
+        .into_par_iter()
         .map(|i| {
             let p = Vendor::build(config, i, key.as_ref())?;
             let at = KeyPath::vendor(i);
@@ -370,5 +377,6 @@ pub fn build_all(
                 .map_err(|m| Failure::usage(config.at(&at.key("output"), m)))?;
             Ok(p)
         })
-        .collect()
+        .collect();
+    built.into_iter().collect()
 }

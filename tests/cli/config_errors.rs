@@ -158,3 +158,27 @@ fn a_location_batchwin_cannot_reach_and_zero_concurrency_name_their_key() {
     );
     assert!(error_for(&c).contains("key `windows.morning.target`"));
 }
+
+/// Vendors are built side by side, yet with errors in several the one reported is always the
+/// first in the file's order.
+#[test]
+fn of_several_broken_vendors_the_first_is_reported() {
+    let vendor = |id: &str, from: &str| {
+        format!(
+            "[[vendor]]\nid = \"{id}\"\n[vendor.input]\nformat = \"csv\"\n[[vendor.fields]]\n\
+             name = \"id\"\n[vendor.output]\nformat = \"csv\"\n[[vendor.output.fields]]\n\
+             name = \"out\"\nfrom = \"{from}\"\n"
+        )
+    };
+    let mut c = vendor("ACME", "nope_first");
+    for i in 0..40 {
+        c.push_str(&vendor(&format!("V{i:02}"), "nope_later"));
+    }
+    for _ in 0..5 {
+        let err = error_for(&c);
+        assert!(
+            err.contains("key `vendor[0].output.fields[0].from`: unknown input field `nope_first`"),
+            "{err}"
+        );
+    }
+}
