@@ -128,7 +128,9 @@ impl Pattern {
             })
         });
         if let Ok(mut m) = MADE.lock() {
-            m.insert(text.to_string(), made.clone());
+            // Vendors are built side by side: of two threads that made the same pattern at
+            // once, the first to hand it in gives it to both.
+            return m.entry(text.to_string()).or_insert(made).clone();
         }
         made
     }
@@ -600,6 +602,31 @@ mod tests {
     fn field(toml_text: &str) -> FieldCheck {
         let f: FieldConfig = toml::from_str(toml_text).unwrap();
         FieldCheck::build(&f).unwrap()
+    }
+
+    /// Threads that make the same pattern at once (vendors built side by side) all get the
+    /// one `Pattern`, whose DFA or regex is then built once.
+    #[test]
+    fn a_pattern_made_by_threads_at_once_is_one_pattern() {
+        for round in 0..20 {
+            let text = format!("[A-Z]{{2}}-{round}[0-9]+ shared by threads");
+            let barrier = std::sync::Barrier::new(4);
+            let made: Vec<std::sync::Arc<Pattern>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            Pattern::new(&text).expect("a valid pattern")
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("thread"))
+                    .collect()
+            });
+            assert!(made.iter().all(|p| std::sync::Arc::ptr_eq(p, &made[0])));
+        }
     }
 
     #[test]
