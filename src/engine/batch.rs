@@ -742,9 +742,9 @@ pub fn run_with(
     let started = Instant::now();
     // Files start in list order (priority first) on two file workers per thread (three in a
     // slice that reads its inputs past the page cache, below; never more than there are
-    // files); each file's chunks are spread over all threads. A file worker also has work of its own that leaves the threads idle
-    // (framing its next chunks, writing its outputs): with two per thread, another file's
-    // chunks fill that time (measured: a tenth of a day's slice 7% sooner, same CPU time). A
+    // files); each file's chunks are spread over all threads. A file worker also has work of
+    // its own that leaves the threads idle (framing its next chunks, writing its outputs):
+    // with two per thread, another file's chunks fill that time (measured: a tenth of a day's slice 7% sooner, same CPU time). A
     // slice that reads its inputs past the page cache (`EngineOptions::inputs_past_cache`)
     // waits on the disk for each while the fetch copies beside it: with three per thread, the
     // whole day took 32.36 s against 34.16 s (means of six runs each, alternating; see

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rayon::prelude::*;
+
 use crate::codecs::{self, Decoder, Encoder};
 use crate::config::{
     Config, ConfigError, Format, JsonEmpty, JsonValues, KeyPath, MaskKind, OutputFieldConfig,
@@ -365,7 +367,6 @@ pub fn build_all(
     // small file, rounds of 100 runs alternating with the vendors built one after the other:
     // with a configuration of 120 vendors, faster in 12 of 14 rounds (27.9 against 31.5 ms a
     // run, the means of the last 8); with the bench's 12, in 10 of 14 (17.9 against 19.4 ms).
-    use rayon::prelude::*;
     let built: Vec<Result<Vendor, Failure>> = (0..config.vendors.len())
         .into_par_iter()
         .map(|i| {
