@@ -32,7 +32,7 @@ impl MaskingChoice {
     }
 }
 
-fn at_profile(i: usize) -> KeyPath {
+fn at_profile(i: usize) -> KeyPath<'static> {
     KeyPath::top("masking").key("profile").index(i)
 }
 

@@ -21,7 +21,7 @@ pub struct WindowDay {
 fn hhmm(config: &Config, name: &str, key: &'static str, v: &str) -> Result<NaiveTime, ConfigError> {
     NaiveTime::parse_from_str(v, "%H:%M").map_err(|_| {
         config.at(
-            &KeyPath::top("windows").key(name.to_string()).key(key),
+            &KeyPath::top("windows").key(name).key(key),
             format!("{v:?} is not a time like \"06:00\""),
         )
     })
@@ -31,9 +31,7 @@ fn zone(config: &Config, name: &str, w: &WindowConfig) -> Result<chrono_tz::Tz, 
     let tz = w.time_zone.as_deref().unwrap_or("UTC");
     tz.parse::<chrono_tz::Tz>().map_err(|_| {
         config.at(
-            &KeyPath::top("windows")
-                .key(name.to_string())
-                .key("time_zone"),
+            &KeyPath::top("windows").key(name).key("time_zone"),
             format!("{tz:?} is not an IANA time zone like \"Europe/Berlin\""),
         )
     })
@@ -66,7 +64,7 @@ pub fn check_all(config: &Config) -> Result<(), ConfigError> {
         ] {
             if zero {
                 return Err(config.at(
-                    &KeyPath::top("windows").key(name.clone()).key(key),
+                    &KeyPath::top("windows").key(name).key(key),
                     "must be at least 1",
                 ));
             }
