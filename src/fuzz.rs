@@ -161,6 +161,12 @@ fn plain_json_lines(body: &[u8]) {
 
 fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data).into_owned();
+    // A file read in halves (large files, see `config::parse_in_halves`) reads as it does whole.
+    if let Some(halves) = crate::config::parse_in_halves(&text) {
+        let whole = toml::from_str::<Config>(&text);
+        assert!(whole.is_ok(), "read in halves, refused whole: {whole:?}");
+        assert_eq!(format!("{halves:?}"), format!("{:?}", whole.expect("read")));
+    }
     let cfg = match Config::parse(Path::new("batchwin.toml"), text) {
         Ok(cfg) => cfg,
         Err(e) => {
