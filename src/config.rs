@@ -1136,13 +1136,20 @@ struct VendorTables {
 /// read in halves, that run took 27.6 against 31.5 ms (8 alternating rounds of 50 runs, each
 /// round faster), for the same CPU time (29.0 against 28.7 ms).
 ///
-/// The halves read the same as the whole file: the second half begins at a `[[vendor]]`
-/// header and holds only the headers of vendors and their tables (see [`vendor_split`]), so
-/// each of its tables belongs to a vendor it defines; and the first half holds at least one
-/// `[[vendor]]`, so anything it says of `vendor` that the whole file would refuse (a
-/// `vendor = []` above, say) is refused there too. A split inside a multi-line string or array
-/// leaves the first half unterminated, which it does not read. The unit tests and the `config`
-/// fuzz target hold the two readings to the same configuration.
+/// Why the halves read as the whole file does, when both are read (see [`vendor_split`]):
+/// - A split line inside a multi-line string, array or inline table of the whole file leaves
+///   the first half unterminated, and it is not read. So the split line is a header, read
+///   from the top level in both, and the second half is read as the whole file reads it.
+/// - The second half holds only the headers of vendors and of their tables, so each table it
+///   defines is a vendor it begins or one of that vendor's tables.
+/// - The first half cannot make `vendor` something `[[vendor]]` may not add to: a static
+///   array needs a key at the top level, before the first header, where the split asks that
+///   nothing could name `vendor` (no `vendor`, no escape, no multi-line string, no `[`); a
+///   table (`[vendor]`, `[vendor.input]` before any `[[vendor]]`) is not a list of vendors,
+///   and the first half is not read.
+///
+/// The unit tests and the `config` fuzz target hold the two readings to the same
+/// configuration.
 pub(crate) fn parse_in_halves(text: &str) -> Option<Config> {
     let at = vendor_split(text)?;
     let (first, second) = text.split_at(at);
@@ -1156,18 +1163,37 @@ pub(crate) fn parse_in_halves(text: &str) -> Option<Config> {
     Some(config)
 }
 
-/// The byte offset of the `[[vendor]]` header line nearest the middle of `text` that has
-/// another `[[vendor]]` before it and, from it on, only the headers of vendors and of their
-/// tables (`[[vendor]]`, `[vendor.KEY]`, `[[vendor.KEY]]`). A line after the first that
-/// begins with `[` is taken for a header (one inside a multi-line string or array too: such a
-/// line may only move the split later, or leave none).
+/// The byte offset of the line that looks like `[[vendor]]` nearest the middle of `text`
+/// that has another such line before it and, from it on, only the headers of vendors and of
+/// their tables (`[[vendor]]`, `[vendor.KEY]`, `[[vendor.KEY]]`) among the lines that begin
+/// with `[` (an indented header is not seen: one of anything else in the second half is an
+/// unknown key there, which that half refuses). `None` also when the text before the first
+/// line that begins with `[` holds `vendor`, a `\`, `'''`, `"""` or a `[` outside its comment
+/// lines: there a key could make `vendor` a static array, or that line could be inside a
+/// multi-line value.
 fn vendor_split(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut lines = memchr::memmem::find_iter(b, b"\n[")
+        .map(|i| i + 1)
+        .peekable();
+    let top = if b.first() == Some(&b'[') {
+        0
+    } else {
+        *lines.peek()?
+    };
+    // The text above the first header, its comment lines aside (`# The vendors:`): on those no
+    // key begins and no value goes on.
+    let mut code = text[..top]
+        .lines()
+        .filter(|l| !l.trim_start_matches([' ', '\t']).starts_with('#'));
+    let banned = ["vendor", "\\", "'''", "\"\"\"", "["];
+    if code.any(|l| banned.iter().any(|n| l.contains(n))) {
+        return None;
+    }
     let mut vendors_before = 0usize;
     // The `[[vendor]]` lines after the last header of anything else.
     let mut candidates: Vec<usize> = Vec::new();
-    // Lines that begin with `[` (an indented header is not seen: one of anything else in the
-    // second half is an unknown key there, which that half refuses).
-    for start in memchr::memmem::find_iter(text.as_bytes(), "\n[").map(|i| i + 1) {
+    for start in lines {
         match header_kind(&text[start..]) {
             Header::Vendor => {
                 if vendors_before > 0 {
@@ -1340,11 +1366,23 @@ mod tests {
     #[test]
     fn the_halves_refuse_what_the_whole_file_refuses() {
         let vendors = crate::generate::config_text(&crate::generate::vendor_specs(8));
-        // A static array of vendors above cannot be added to.
-        let static_array = format!("vendor = []\n{vendors}");
-        assert!(vendor_split(&static_array).is_some());
-        assert!(parse_in_halves(&static_array).is_none());
-        assert!(whole(&static_array).is_err());
+        let refused = |text: &str| {
+            assert!(parse_in_halves(text).is_none(), "read in halves:\n{text}");
+            assert!(whole(text).is_err(), "read whole:\n{text}");
+        };
+        // A static array of vendors above cannot be added to: written plainly, with a line
+        // that looks like `[[vendor]]` in a string before the vendors (so that one seems to
+        // be in the first half), with one vendor written inline, and named with an escape.
+        let fake = "runs = '''\n[[vendor]]\n'''\n";
+        refused(&format!("vendor = []\n{vendors}"));
+        refused(&format!("vendor = []\n{fake}{vendors}"));
+        let inline = r#"{id = "b", fields = [], input.format = "csv", output.format = "csv"}"#;
+        refused(&format!("vendor = [{inline}]\n{fake}{vendors}"));
+        refused(&format!("\"vend\\u006Fr\" = []\n{fake}{vendors}"));
+        // The first header hidden in a multi-line string, the static array after it.
+        refused(&format!(
+            "runs = '''\n[masking]\n'''\nvendor = []\n{vendors}"
+        ));
         // The same key twice in one vendor of the second half.
         let last = vendors.rfind("\npriority = ").expect("a priority");
         let twice = format!(
@@ -1353,8 +1391,13 @@ mod tests {
             &vendors[last..]
         );
         assert!(vendor_split(&twice).is_some_and(|at| at < last));
-        assert!(parse_in_halves(&twice).is_none());
-        assert!(whole(&twice).is_err());
+        refused(&twice);
+        // A table of `vendor` above the vendors.
+        refused(&vendors.replacen(
+            "[masking]",
+            "[vendor.input]\nformat = \"csv\"\n\n[masking]",
+            1,
+        ));
         // A line of a multi-line string that looks like `[[vendor]]`, at the middle.
         let long = "x".repeat(vendors.len());
         let name = format!("name = \"\"\"\n{long}\n[[vendor]]\n{long}\"\"\"\n");
