@@ -1144,9 +1144,9 @@ struct VendorTables {
 ///   defines is a vendor it begins or one of that vendor's tables.
 /// - The first half cannot make `vendor` something `[[vendor]]` may not add to: a static
 ///   array needs a key at the top level, before the first header, where the split asks that
-///   nothing could name `vendor` (no `vendor`, no escape, no multi-line string, no `[`); a
-///   table (`[vendor]`, `[vendor.input]` before any `[[vendor]]`) is not a list of vendors,
-///   and the first half is not read.
+///   no key names `vendor`; a table (`[vendor]`, `[vendor.input]` before any `[[vendor]]`) is
+///   not a list of vendors, and the first half is not read. (toml reads a line break after
+///   `=` inside an inline table, so a line there may begin with `[`: hence no `{` above.)
 ///
 /// The unit tests and the `config` fuzz target hold the two readings to the same
 /// configuration.
@@ -1168,9 +1168,10 @@ pub(crate) fn parse_in_halves(text: &str) -> Option<Config> {
 /// their tables (`[[vendor]]`, `[vendor.KEY]`, `[[vendor.KEY]]`) among the lines that begin
 /// with `[` (an indented header is not seen: one of anything else in the second half is an
 /// unknown key there, which that half refuses). `None` also when the text before the first
-/// line that begins with `[` holds `vendor`, a `\`, `'''`, `"""` or a `[` outside its comment
-/// lines: there a key could make `vendor` a static array, or that line could be inside a
-/// multi-line value.
+/// line that begins with `[` holds `vendor`, a `\`, `'''`, `"""`, a `[` or a `{` outside its
+/// comment lines. Without those, no value there goes on past its line (no multi-line string,
+/// array or inline table), so that line is the first header; and no key there names `vendor`
+/// (no escape could spell it), so none makes it a static array.
 fn vendor_split(text: &str) -> Option<usize> {
     let b = text.as_bytes();
     let mut lines = memchr::memmem::find_iter(b, b"\n[")
@@ -1186,7 +1187,7 @@ fn vendor_split(text: &str) -> Option<usize> {
     let mut code = text[..top]
         .lines()
         .filter(|l| !l.trim_start_matches([' ', '\t']).starts_with('#'));
-    let banned = ["vendor", "\\", "'''", "\"\"\"", "["];
+    let banned = ["vendor", "\\", "'''", "\"\"\"", "[", "{"];
     if code.any(|l| banned.iter().any(|n| l.contains(n))) {
         return None;
     }
@@ -1383,6 +1384,17 @@ mod tests {
         refused(&format!(
             "runs = '''\n[masking]\n'''\nvendor = []\n{vendors}"
         ));
+        // The files two reviews found (fuzz/regressions/config/halves-*): a static array of
+        // vendors above a string with a line `[[vendor]]`, one vendor after; and the same
+        // below an inline table that holds the first line that begins with `[` (toml reads a
+        // line break after `=` there).
+        for name in ["halves-static-array", "halves-inline-table"] {
+            let path = format!(
+                "{}/fuzz/regressions/config/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            refused(&std::fs::read_to_string(path).expect("a regression file"));
+        }
         // The same key twice in one vendor of the second half.
         let last = vendors.rfind("\npriority = ").expect("a priority");
         let twice = format!(
