@@ -1153,14 +1153,19 @@ struct VendorTables {
 pub(crate) fn parse_in_halves(text: &str) -> Option<Config> {
     let at = vendor_split(text)?;
     let (first, second) = text.split_at(at);
-    let (first, second) = std::thread::scope(|s| {
-        let second = s.spawn(|| toml::from_str::<VendorTables>(second));
-        let first = toml::from_str::<Config>(first);
-        (first, second.join())
-    });
-    let mut config = first.ok()?;
-    config.vendors.extend(second.ok()?.ok()?.vendor);
-    Some(config)
+    std::thread::scope(|s| {
+        // A thread that cannot be made leaves the file to be read whole. Its stack is as deep
+        // as the usual main thread's (8 MiB on Linux), so that a value nested deep enough to
+        // be refused whole is refused here too, not past the end of a smaller stack.
+        let second = std::thread::Builder::new()
+            .name("config".into())
+            .stack_size(8 << 20)
+            .spawn_scoped(s, || toml::from_str::<VendorTables>(second))
+            .ok()?;
+        let mut config = toml::from_str::<Config>(first).ok()?;
+        config.vendors.extend(second.join().ok()?.ok()?.vendor);
+        Some(config)
+    })
 }
 
 /// The byte offset of the line that looks like `[[vendor]]` nearest the middle of `text`
