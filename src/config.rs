@@ -1215,6 +1215,7 @@ fn vendor_split(text: &str) -> Option<usize> {
     candidates.into_iter().min_by_key(|&c| c.abs_diff(middle))
 }
 
+#[derive(Debug, PartialEq)]
 enum Header {
     /// `[[vendor]]`
     Vendor,
@@ -1224,30 +1225,42 @@ enum Header {
     Other,
 }
 
-/// What the header at the start of `text` is.
+/// What the header at the start of `text` (a `[`) is. Read byte by byte: with `str`'s
+/// searches (`split_once`), `parse_in_halves` of the 120 generated vendors (3,601 headers)
+/// took 4.3M instructions beside the first half's reading, on the thread that then reads it;
+/// byte by byte, 2.3M (callgrind).
 fn header_kind(text: &str) -> Header {
-    let line = text.split_once('\n').map_or(text, |(l, _)| l);
-    let (double, inner) = match line.strip_prefix("[[") {
-        Some(rest) => (true, rest.split_once("]]")),
-        None => (false, line[1..].split_once(']')),
-    };
-    let Some((name, after)) = inner else {
+    let b = text.as_bytes();
+    let double = b.get(1) == Some(&b'[');
+    let open = if double { 2 } else { 1 };
+    // The name runs to the first `]` on the line.
+    let Some(len) = b[open..].iter().position(|&c| c == b']' || c == b'\n') else {
         return Header::Other;
     };
-    // Only white space or a comment after the header.
-    let after = after.trim_start_matches([' ', '\t']);
-    if !(after.is_empty() || after.starts_with(['#', '\r', '\n'])) {
+    let end = open + len;
+    let close: &[u8] = if double { b"]]" } else { b"]" };
+    if !b[end..].starts_with(close) {
         return Header::Other;
     }
-    let name = name.trim_matches([' ', '\t']);
-    let plain = |k: &str| {
+    // Only white space or a comment after the header.
+    let after = b[end + close.len()..]
+        .iter()
+        .find(|&&c| c != b' ' && c != b'\t');
+    if after.is_some_and(|c| !matches!(c, b'#' | b'\r' | b'\n')) {
+        return Header::Other;
+    }
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    let name = &b[open..end];
+    let from = name.iter().position(|c| !blank(c)).unwrap_or(name.len());
+    let to = name.iter().rposition(|c| !blank(c)).map_or(from, |k| k + 1);
+    let plain = |k: &[u8]| {
         !k.is_empty()
-            && k.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && k.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
     };
-    match name.strip_prefix("vendor") {
-        Some("") if double => Header::Vendor,
-        Some(rest) if rest.starts_with('.') && rest[1..].split('.').all(plain) => Header::OfVendor,
+    match name[from..to].strip_prefix(b"vendor") {
+        Some([]) if double => Header::Vendor,
+        Some([b'.', rest @ ..]) if rest.split(|&c| c == b'.').all(plain) => Header::OfVendor,
         _ => Header::Other,
     }
 }
@@ -1365,6 +1378,44 @@ mod tests {
         );
         assert_eq!(vendor_split(&after), None);
         assert!(whole(&after).is_ok());
+    }
+
+    /// The headers the split looks for, and what it takes for anything else.
+    #[test]
+    fn headers_of_vendors_are_told_from_others() {
+        use super::{Header, header_kind};
+        for vendor in [
+            "[[vendor]]\n",
+            "[[ vendor ]] # acme\n",
+            "[[vendor]]\r\n",
+            "[[vendor]]",
+        ] {
+            assert_eq!(header_kind(vendor), Header::Vendor, "{vendor:?}");
+        }
+        for of in [
+            "[vendor.output]\n",
+            "[[vendor.output.fields]]\n",
+            "[ vendor.lookups.x-y ]\n",
+        ] {
+            assert_eq!(header_kind(of), Header::OfVendor, "{of:?}");
+        }
+        for other in [
+            "[vendor]\n",
+            "[vendors]\n",
+            "[vendor . x]\n",
+            "[vendor.]\n",
+            "[\"vendor\"]\n",
+            "[[vendor]] x\n",
+            "[[vendor]\n",
+            "[[vendor.x]\n",
+            "[vendor.x]]\n",
+            "[masking]\n",
+            "[1, 2]\n",
+            "[\n",
+            "[",
+        ] {
+            assert_eq!(header_kind(other), Header::Other, "{other:?}");
+        }
     }
 
     /// What the whole file refuses, the halves refuse too (so the whole file is read again,
