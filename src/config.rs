@@ -8,6 +8,9 @@
 //! checked when a vendor is built into its runtime form (`vendor::Vendor::build`),
 //! which reports them through [`ConfigError::at`] so they carry the line too.
 //!
+//! A file of 64 KB or more is read in two halves, on two threads, when it can be split at a
+//! `[[vendor]]` line with the same result (`parse_in_halves`).
+//!
 //! The reference for every key is `docs/config.md`.
 
 use std::collections::BTreeMap;
@@ -1363,7 +1366,10 @@ mod tests {
     #[test]
     fn a_large_file_read_in_halves_is_the_file_read_whole() {
         let vendors = crate::generate::config_text(&crate::generate::vendor_specs(120));
-        let above = "[transfer]\nconcurrency = 3\n\n[windows.night]\nstart = \"22:00\"\nend = \"02:00\"\nsource = \"inbound\"\n\n";
+        let above = concat!(
+            "[transfer]\nconcurrency = 3\n\n",
+            "[windows.night]\nstart = \"22:00\"\nend = \"02:00\"\nsource = \"inbound\"\n\n",
+        );
         let text = vendors.replacen("\n[[vendor]]", &format!("\n{above}[[vendor]]"), 1);
         let at = vendor_split(&text).expect("a split");
         assert!(text[at..].starts_with("[[vendor]]\n"));
