@@ -627,8 +627,9 @@ pub fn run_with(
     // command's thread (callgrind).
     let mut encoders: Vec<Option<Box<dyn Encoder>>> = profiles.iter().map(|_| None).collect();
     for w in &items {
-        if let (Some(slot @ None), Some(p)) = (encoders.get_mut(w.vendor), profiles.get(w.vendor)) {
-            *slot = Some(p.encoder().map_err(|m| Failure::usage(anyhow!(m)))?);
+        if encoders[w.vendor].is_none() {
+            let made = profiles[w.vendor].encoder();
+            encoders[w.vendor] = Some(made.map_err(|m| Failure::usage(anyhow!(m)))?);
         }
     }
     opts.cancel
@@ -751,11 +752,11 @@ pub fn run_with(
     // slice that reads its inputs past the page cache, below; never more than there are
     // files); each file's chunks are spread over all threads. A file worker also has work of
     // its own that leaves the threads idle (framing its next chunks, writing its outputs):
-    // with two per thread, another file's chunks fill that time (measured: a tenth of a day's slice 7% sooner, same CPU time). A
-    // slice that reads its inputs past the page cache (`EngineOptions::inputs_past_cache`)
-    // waits on the disk for each while the fetch copies beside it: with three per thread, the
-    // whole day took 32.36 s against 34.16 s (means of six runs each, alternating; see
-    // docs/benchmarks.md).
+    // with two per thread, another file's chunks fill that time (measured: a tenth of a day's
+    // slice 7% sooner, same CPU time). A slice that reads its inputs past the page cache
+    // (`EngineOptions::inputs_past_cache`) waits on the disk for each while the fetch copies
+    // beside it: with three per thread, the whole day took 32.36 s against 34.16 s (means of
+    // six runs each, alternating; see docs/benchmarks.md).
     //
     // A processed unit's delivery (waiting for the ledger, syncing its outputs, renaming them
     // into place, recording it) is handed to a delivery thread, and its file worker starts the
