@@ -783,10 +783,10 @@ impl CsvEncoder {
                 }
                 out.push(quote);
             } else {
-                out.extend_from_slice(b);
+                super::put(out, b);
             }
         }
-        out.extend_from_slice(if self.opts.crlf { b"\r\n" } else { b"\n" });
+        super::put(out, if self.opts.crlf { b"\r\n" } else { b"\n" });
     }
 }
 

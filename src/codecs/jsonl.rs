@@ -624,7 +624,7 @@ impl JsonlEncoder {
         for (key, member) in members {
             let mark = out.len();
             let key = key.as_bytes();
-            out.extend_from_slice(if first { &key[1..] } else { key });
+            super::put(out, if first { &key[1..] } else { key });
             let written = match member {
                 Member::Object(inner) => {
                     let open = out.len();
@@ -661,16 +661,16 @@ impl JsonlEncoder {
             if self.omit_empty {
                 return Ok(false);
             }
-            out.extend_from_slice(b"null");
+            super::put(out, b"null");
             return Ok(true);
         };
         match ty {
             JsonType::Number => match json_number(v) {
-                Some(n) => out.extend_from_slice(n.as_bytes()),
+                Some(n) => super::put(out, n.as_bytes()),
                 None => write_string(v, out)?,
             },
             JsonType::Boolean => match json_boolean(v) {
-                Some(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+                Some(b) => super::put(out, if b { b"true" } else { b"false" }),
                 None => write_string(v, out)?,
             },
             JsonType::String => write_string(v, out)?,
@@ -823,7 +823,7 @@ fn write_string(v: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     }
     out.reserve(v.len() + 2);
     out.push(b'"');
-    out.extend_from_slice(v.as_bytes());
+    super::put(out, v.as_bytes());
     out.push(b'"');
     Ok(())
 }

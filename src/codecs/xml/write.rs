@@ -1,7 +1,7 @@
 //! Writing XML: the prolog, the root element, one record element per line, values escaped so
 //! that they read back exactly; names checked to be XML names without a colon.
 
-use crate::codecs::{EncodeError, Encoder, check_arity};
+use crate::codecs::{EncodeError, Encoder, check_arity, put};
 
 use super::scan::{
     forbidden_char, is_name_char, is_name_start_char, trim_spaces, trim_start_spaces,
@@ -76,27 +76,27 @@ impl XmlEncoder {
             field: name.to_string(),
             reason,
         };
-        out.push(b'<');
-        out.extend_from_slice(record);
+        put(out, b"<");
+        put(out, record);
         let fields = || self.fields.iter().zip(&self.marks).zip(values);
         for (((name, _), (open, close)), v) in fields().filter(|(((_, a), _), _)| *a) {
             if let Some(v) = v {
-                out.extend_from_slice(open);
+                put(out, open);
                 escape(out, v, true).map_err(|r| fail(name, r))?;
-                out.extend_from_slice(close);
+                put(out, close);
             }
         }
-        out.push(b'>');
+        put(out, b">");
         for (((name, _), (open, close)), v) in fields().filter(|(((_, a), _), _)| !*a) {
             if let Some(v) = v {
-                out.extend_from_slice(open);
+                put(out, open);
                 escape(out, v, false).map_err(|r| fail(name, r))?;
-                out.extend_from_slice(close);
+                put(out, close);
             }
         }
-        out.extend_from_slice(b"</");
-        out.extend_from_slice(record);
-        out.extend_from_slice(b">\n");
+        put(out, b"</");
+        put(out, record);
+        put(out, b">\n");
         Ok(())
     }
 }
@@ -129,7 +129,7 @@ pub(super) fn escape(out: &mut Vec<u8>, v: &str, attribute: bool) -> Result<(), 
     // that may start U+FFFE/U+FFFF, and no spaces at the ends of element text.
     let plain = !crate::codecs::needs_xml_escape(v.as_bytes());
     if plain && (attribute || !v.starts_with(' ') && !v.ends_with(' ')) {
-        out.extend_from_slice(v.as_bytes());
+        put(out, v.as_bytes());
         return Ok(());
     }
     if let Some(c) = forbidden_char(v) {
