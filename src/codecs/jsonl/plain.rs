@@ -74,6 +74,8 @@ impl<'d> Reader<'d> {
         }
         // The configured keys of this object seen so far, as the walk counts them.
         let mut seen = 0u64;
+        // Where the search for the next key among `keys` starts.
+        let mut next = 0;
         loop {
             if self.peek() != Some(b'"') {
                 return None;
@@ -89,10 +91,17 @@ impl<'d> Reader<'d> {
             }
             self.i += 1;
             self.ws();
-            match keys
-                .iter()
-                .position(|n| crate::codecs::same(n.key.as_bytes(), key))
-            {
+            // Keys mostly come in the order the fields name them: the key after the last one
+            // found is tried first, then all of them.
+            let is = |n: &KeyNode| crate::codecs::same(n.key.as_bytes(), key);
+            let found = match keys.get(next) {
+                Some(n) if is(n) => Some(next),
+                _ => keys.iter().position(is),
+            };
+            if let Some(index) = found {
+                next = index + 1;
+            }
+            match found {
                 None => self.skip(depth)?,
                 Some(index) => {
                     let node = &keys[index];
