@@ -1,8 +1,7 @@
 //! Searching, checking and copying short runs of bytes (a field, a value to write, a record):
-//! a word at a time for a few dozen bytes, 16 bytes at a time with SSE2 for a whole XML
-//! record's characters, the vectorized searches of `memchr` and `simdutf8` beyond; and
-//! [`put`], the writers' copy of a short piece without a call to `memcpy`. Shared by every
-//! format's reader and writer.
+//! a word at a time for a few dozen bytes, the vectorized searches of `memchr` and `simdutf8`
+//! beyond; and [`put`], the writers' copy of a short piece without a call to `memcpy`. Shared
+//! by every format's reader and writer.
 
 // Searches within one short value (a field of a record, a value to write): eight bytes at a
 // time in a machine word. For the few dozen bytes of a field this beats setting up a vector
@@ -54,13 +53,6 @@ fn any_byte(hay: &[u8], word_hits: impl Fn(u64) -> u64, byte_hits: impl Fn(u8) -
 /// Whether `text` has a byte below 0x20 other than tab, LF and CR, or 0xEF (which starts
 /// U+FFFE and U+FFFF): the only bytes that can start a character XML 1.0 does not allow.
 pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
-    // A whole XML record is asked this (a few hundred bytes): 16 bytes at a time there, where
-    // the word loop below took 800 instructions a record of the bench's XML vendor V007 and
-    // more on the words holding a tab or a line break (callgrind).
-    #[cfg(target_arch = "x86_64")]
-    if text.len() >= 16 {
-        return sse2::may_hold_non_xml_char(text);
-    }
     let control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
     any_byte(
         text,
@@ -76,46 +68,6 @@ pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
         },
         |b| control(b) || b == 0xEF,
     )
-}
-
-#[cfg(target_arch = "x86_64")]
-mod sse2 {
-    //! The searches of whole records, 16 bytes at a time with SSE2 (part of every x86-64 CPU).
-
-    use std::arch::x86_64::*;
-
-    /// [`super::may_hold_non_xml_char`] of `text`, at least 16 bytes long.
-    pub(super) fn may_hold_non_xml_char(text: &[u8]) -> bool {
-        let (blocks, rest) = text.as_chunks::<16>();
-        // SAFETY: SSE2 is part of x86-64, so every CPU this runs on has it.
-        let flagged = |b: &[u8; 16]| unsafe { non_xml_bytes(b) };
-        // The last block overlaps the one before: every byte is looked at.
-        blocks.iter().any(flagged)
-            || !rest.is_empty() && text.last_chunk::<16>().is_some_and(flagged)
-    }
-
-    /// Whether `block` holds a C0 control other than tab, LF and CR, or 0xEF.
-    #[inline]
-    #[target_feature(enable = "sse2")]
-    fn non_xml_bytes(block: &[u8; 16]) -> bool {
-        // SAFETY: `block` holds the 16 bytes an unaligned load reads.
-        let v = unsafe { _mm_loadu_si128(block.as_ptr().cast()) };
-        let splat = |b: u8| _mm_set1_epi8(b as i8);
-        // A byte of at most 0x1F is its own minimum with 0x1F.
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, splat(0x1F)), v);
-        let usual = _mm_or_si128(
-            _mm_or_si128(
-                _mm_cmpeq_epi8(v, splat(b'\t')),
-                _mm_cmpeq_epi8(v, splat(b'\n')),
-            ),
-            _mm_cmpeq_epi8(v, splat(b'\r')),
-        );
-        let hits = _mm_or_si128(
-            _mm_andnot_si128(usual, control),
-            _mm_cmpeq_epi8(v, splat(0xEF)),
-        );
-        _mm_movemask_epi8(hits) != 0
-    }
 }
 
 /// The number of characters of UTF-8 `text` (its bytes other than continuation bytes), or
