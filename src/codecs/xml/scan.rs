@@ -403,6 +403,8 @@ enum RecordTag {
 pub(super) struct PathNode {
     /// `(local name, node)` of the children on some field's path.
     pub(super) children: Vec<(Vec<u8>, usize)>,
+    /// Whether a child's local name holds a colon (a path element written `a:b:c`).
+    pub(super) colon: bool,
     /// Fields that take this element's text.
     pub(super) text: Vec<usize>,
     /// `(attribute local name, field)` of the fields that take one of its attributes.
