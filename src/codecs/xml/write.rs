@@ -76,7 +76,7 @@ impl XmlEncoder {
             field: name.to_string(),
             reason,
         };
-        put(out, b"<");
+        out.push(b'<');
         put(out, record);
         let fields = || self.fields.iter().zip(&self.marks).zip(values);
         for (((name, _), (open, close)), v) in fields().filter(|(((_, a), _), _)| *a) {
@@ -86,7 +86,7 @@ impl XmlEncoder {
                 put(out, close);
             }
         }
-        put(out, b">");
+        out.push(b'>');
         for (((name, _), (open, close)), v) in fields().filter(|(((_, a), _), _)| !*a) {
             if let Some(v) = v {
                 put(out, open);
