@@ -145,9 +145,16 @@ pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
     )
 }
 
-/// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`.
+/// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`. A word at a time to
+/// the end (the last word overlapping the one before), where [`find_json_escape`] looks at the
+/// last bytes one by one.
+#[inline]
 pub(crate) fn needs_json_escape(text: &[u8]) -> bool {
-    find_json_escape(text).is_some()
+    any_byte(
+        text,
+        |w| bytes_below(w, 0x20) | bytes_equal(w, b'"') | bytes_equal(w, b'\\'),
+        |b| b < 0x20 || b == b'"' || b == b'\\',
+    )
 }
 
 /// Offset of the first byte of `text` that a JSON string must escape (a byte below 0x20, `"`

@@ -136,8 +136,10 @@ impl<'d> Reader<'d> {
                             true => Some(Cow::Borrowed(raw.get(1..raw.len() - 1)?)),
                             false => scalar(raw).ok()?,
                         };
-                        for &f in &node.ends {
-                            values[f] = value.clone();
+                        // Most keys give one field: its value is moved, not copied.
+                        match node.ends[..] {
+                            [f] => values[f] = value,
+                            _ => node.ends.iter().for_each(|&f| values[f] = value.clone()),
                         }
                     }
                 }
