@@ -146,6 +146,12 @@ impl Cancel {
     /// by itself, then removes the registered temporary files and exits with 128 + signal (or
     /// the code [`Cancel::exit_instead`] gave for that signal). After the time limit, a run
     /// whose work ended within the grace period ([`Cancel::finish`]) is left to end by itself.
+    ///
+    /// It ends the process with `_exit`, as [`Cancel::exit_on_signal`] does: the units in flight
+    /// are still running on other threads, beneath the static destructors that `exit` runs. With
+    /// `exit`, a slice stopped this way once died of a signal instead of exiting with its code
+    /// (the CLI test `a_slice_stopped_at_its_time_limit_ends_with_its_failures_exit_code_after_
+    /// the_grace_period`, in a fresh-clone CI run on 2026-12-07).
     pub fn enforce_grace(&self, grace: Duration) {
         let me = self.clone();
         std::thread::spawn(move || {
@@ -176,7 +182,7 @@ impl Cancel {
                 humantime::format_duration(grace),
                 describe(sig)
             );
-            std::process::exit(code);
+            exit_now(code)
         });
     }
 
