@@ -1,10 +1,13 @@
 """The wide, text-heavy CSV shape of `scripts/bench --wide`: data the project's generator does
 not write, and the same work done by DuckDB in SQL.
 
-  wide_csv.py generate DIR RECORDS   writes DIR/inbound/2026-11-29/W001/W001_wide.csv (16
-      columns; quoted memo fields with commas, doubled quotes, line breaks and non-ASCII text;
-      2 % of amounts not numbers), DIR/batchwin.toml (validate 4 fields, mask 3, upper-case
-      one, reformat a date) and DIR/mask.key; prints `records N` and `bytes B`
+  wide_csv.py generate DIR RECORDS [BAD]   writes DIR/inbound/2026-11-29/W001/W001_wide.csv
+      (16 columns; quoted memo fields with commas, doubled quotes, line breaks and non-ASCII
+      text; the share BAD of amounts not numbers, 0.02 by default), DIR/batchwin.toml
+      (validate 4 fields, mask 3, upper-case one, reformat a date; rejects written with their
+      text masked) and DIR/mask.key; prints `records N` and `bytes B`. With BAD above the
+      vendor's usual skip limit of 5 %, the limit is raised past it, so that the whole file is
+      processed: the shape of a vendor whose amounts broke (`scripts/bench --rejects`).
   wide_csv.py duckdb DIR OUT THREADS the same checks, masks and reformatting in DuckDB SQL,
       valid records and rejects written with COPY; prints `records N` and `seconds S`
 """
@@ -36,7 +39,7 @@ def quote(s):
     return '"' + s.replace('"', '""') + '"'
 
 
-def generate(root, records):
+def generate(root, records, bad=0.02):
     rng = random.Random(7)
     folder = os.path.join(root, "inbound", "2026-11-29", "W001")
     os.makedirs(folder, exist_ok=True)
@@ -46,7 +49,7 @@ def generate(root, records):
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(header) + "\n")
         for i in range(1, records + 1):
-            amount = f"{rng.uniform(-5000, 50000):.2f}" if rng.random() >= 0.02 else rng.choice(["n/a", "1.2.5", "—"])
+            amount = f"{rng.uniform(-5000, 50000):.2f}" if rng.random() >= bad else rng.choice(["n/a", "1.2.5", "—"])
             row = [
                 str(i),
                 f"AC{rng.randrange(10**8):08d}",
@@ -68,6 +71,9 @@ def generate(root, records):
             f.write(",".join(row) + "\n")
     with open(os.path.join(root, "mask.key"), "w") as f:
         f.write("6b6579206f66207468652077696465206265"+"6e6368\n")
+    # A share of bad records past the usual limit would stop the file at the limit: the limit is
+    # raised past it, so that every record is read and every reject written.
+    skip_limit = 5 if bad <= 0.05 else min(100, int(bad * 100) + 10)
     cfg = """# The wide, text-heavy CSV of scripts/bench --wide (bench/wide_csv.py).
 [masking]
 key_file = "mask.key"
@@ -76,7 +82,7 @@ key_file = "mask.key"
 id = "W001"
 name = "Wide text-heavy CSV"
 priority = "high"
-skip_limit = "5%"
+skip_limit = "SKIP_LIMIT%"
 
 [vendor.input]
 format = "csv"
@@ -171,7 +177,7 @@ name = "comment"
 name = "reference"
 """
     with open(os.path.join(root, "batchwin.toml"), "w") as f:
-        f.write(cfg)
+        f.write(cfg.replace("SKIP_LIMIT", str(skip_limit)))
     print(f"records {records}")
     print(f"bytes {os.path.getsize(path)}")
 
@@ -208,8 +214,8 @@ def duckdb_peer(root, out, threads):
 
 if __name__ == "__main__":
     if sys.argv[1] == "generate":
-        generate(sys.argv[2], int(sys.argv[3]))
+        generate(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 0.02)
     elif sys.argv[1] == "duckdb":
         duckdb_peer(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
-        sys.exit("usage: wide_csv.py generate DIR RECORDS | duckdb DIR OUT THREADS")
+        sys.exit("usage: wide_csv.py generate DIR RECORDS [BAD] | duckdb DIR OUT THREADS")

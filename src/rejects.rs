@@ -34,11 +34,50 @@ pub struct RejectLine<'a> {
 }
 
 impl RejectLine<'_> {
-    /// Appends the line, with its newline, to `out`.
+    /// Appends the line, with its newline, to `out`: the bytes `serde_json` writes for it
+    /// (its members in order, no spaces; the property test below holds the two to that),
+    /// written here with the JSON Lines writer's strings. On a CSV file with half its records
+    /// rejected (`scripts/bench --rejects`), `serde_json`'s `format_escaped_str` was 6.3 % of
+    /// the samples, about as much as the CSV writer of the records kept.
     pub fn write(&self, out: &mut Vec<u8>) {
-        // Serializing plain strings and numbers to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, self);
-        out.push(b'\n');
+        let string = crate::codecs::jsonl::write_string;
+        let number = |out: &mut Vec<u8>, n: u64| {
+            let mut buf = itoa::Buffer::new();
+            out.extend_from_slice(buf.format(n).as_bytes());
+        };
+        out.extend_from_slice(b"{\"file\":");
+        string(self.file, out);
+        out.extend_from_slice(b",\"record\":");
+        number(out, self.record);
+        out.extend_from_slice(b",\"line\":");
+        number(out, self.line);
+        out.extend_from_slice(b",\"errors\":[");
+        for (i, p) in self.errors.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            if let Some(field) = &p.field {
+                out.extend_from_slice(b"\"field\":");
+                string(field, out);
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"rule\":");
+            string(&p.rule, out);
+            out.extend_from_slice(b",\"reason\":");
+            string(&p.reason, out);
+            out.push(b'}');
+        }
+        out.push(b']');
+        if let Some(raw) = &self.raw {
+            out.extend_from_slice(b",\"raw\":");
+            string(raw, out);
+        }
+        if let Some(why) = self.raw_omitted {
+            out.extend_from_slice(b",\"raw_omitted\":");
+            string(why.as_str(), out);
+        }
+        out.extend_from_slice(b"}\n");
     }
 }
 
@@ -234,6 +273,47 @@ mod tests {
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&want)
             );
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A reject line is written as `serde_json` writes it.
+        #[test]
+        fn lines_are_written_as_serde_json_writes_them(
+            file in "(?s).{0,12}",
+            record in any::<u64>(),
+            line in any::<u64>(),
+            errors in prop::collection::vec(
+                (prop::option::of("[a-z_]{1,8}"), "[a-z._]{1,10}", "(?s).{0,40}"),
+                0..3,
+            ),
+            raw in prop::option::of("(?s).{0,60}"),
+            omitted in prop::option::of(prop::sample::select(vec![
+                RawOmitted::Configured,
+                RawOmitted::Unparsed,
+                RawOmitted::Unlocated,
+                RawOmitted::Repeated,
+            ])),
+        ) {
+            let errors: Vec<Problem> = errors
+                .into_iter()
+                .map(|(field, rule, reason)| Problem { field, rule, reason })
+                .collect();
+            let reject = RejectLine {
+                file: &file,
+                record,
+                line,
+                errors: &errors,
+                raw: raw.map(Cow::Owned),
+                raw_omitted: omitted,
+            };
+            let mut ours = Vec::new();
+            reject.write(&mut ours);
+            let mut want = serde_json::to_vec(&reject).unwrap();
+            want.push(b'\n');
+            prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(want).unwrap());
         }
     }
 

@@ -875,8 +875,9 @@ fn place(members: &mut Vec<(String, Member)>, parts: &[&str], field: usize) -> R
 /// others are escaped here as serde_json escapes them (`\"`, `\\`, `\b` `\f` `\n` `\r` `\t`, other
 /// control characters as `\u00xx`): serde_json's `format_escaped_str` alone took about 760
 /// instructions a string in callgrind of one of the bench's JSON Lines files. A property test
-/// holds the two to the same bytes.
-fn write_string(v: &str, out: &mut Vec<u8>) {
+/// holds the two to the same bytes. Also what the reject lines' strings are written with
+/// (`rejects::RejectLine::write`).
+pub(crate) fn write_string(v: &str, out: &mut Vec<u8>) {
     let b = v.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');

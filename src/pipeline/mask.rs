@@ -142,6 +142,18 @@ pub enum RawOmitted {
     Repeated,
 }
 
+impl RawOmitted {
+    /// The name a reject line gives it (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawOmitted::Configured => "configured",
+            RawOmitted::Unparsed => "unparsed",
+            RawOmitted::Unlocated => "unlocated",
+            RawOmitted::Repeated => "repeated",
+        }
+    }
+}
+
 /// The output masks as they apply to the input fields they cover: an input field taken by an
 /// output field with a mask (by `from` or the default name, or in its `template`) is masked
 /// with that mask, applied to the value as read.
