@@ -485,16 +485,23 @@ pub enum FieldType {
     Boolean,
 }
 
-impl fmt::Display for FieldType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl FieldType {
+    /// The type's name as configured.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             FieldType::String => "string",
             FieldType::Integer => "integer",
             FieldType::Decimal => "decimal",
             FieldType::Date => "date",
             FieldType::Timestamp => "timestamp",
             FieldType::Boolean => "boolean",
-        })
+        }
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

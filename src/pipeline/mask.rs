@@ -238,7 +238,7 @@ impl RawMasks {
             let value = &raw[r.clone()];
             // A mask may leave the value readable (`keep_last` of a short value): that is the
             // mask's choice, as in the output.
-            if !masked.contains(value) && out.contains(value) {
+            if !super::text::contains(masked, value) && super::text::contains(&out, value) {
                 return Err(RawOmitted::Repeated);
             }
         }
@@ -258,7 +258,7 @@ impl RawMasks {
             }
             let quoted = super::validate::quote(v);
             for p in problems.iter_mut() {
-                if p.reason.contains(&quoted) {
+                if super::text::contains(&p.reason, &quoted) {
                     let masked = mask
                         .apply(Some(Cow::Borrowed(v.as_ref())), &mut texts)
                         .unwrap_or_default();

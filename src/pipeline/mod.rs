@@ -204,7 +204,7 @@ impl Pipeline {
                     problems.push(Problem {
                         field: Some(check.name.clone()),
                         rule: v.rule.to_string(),
-                        reason: format!("field `{}`: {}", check.name, v.reason),
+                        reason: ["field `", check.name.as_str(), "`: ", &v.reason].concat(),
                     });
                     typed.push(Typed::Null);
                 }
@@ -251,7 +251,7 @@ impl Pipeline {
                 Err(e) => problems.push(Problem {
                     field: Some(f.name.clone()),
                     rule: e.rule.to_string(),
-                    reason: format!("output field `{}`: {}", f.name, e.reason),
+                    reason: ["output field `", f.name.as_str(), "`: ", &e.reason].concat(),
                 }),
             }
         }

@@ -53,6 +53,22 @@ pub fn rfind(text: &str, byte: u8) -> Option<usize> {
     b.iter().rposition(|&c| c == byte)
 }
 
+/// Whether `needle` occurs in `hay`. A short needle is sought by its first byte (`memchr`)
+/// and compared where that byte stands, without the set-up of the standard library's search
+/// (about 230 instructions a search in callgrind, for the six a rejected record with three
+/// masked fields makes; `memchr::memmem` set up more still).
+#[inline]
+pub fn contains(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let Some((&first, _)) = n.split_first() else {
+        return true;
+    };
+    if n.len() > SHORT {
+        return hay.contains(needle);
+    }
+    memchr::memchr_iter(first, h).any(|i| h[i..].starts_with(n))
+}
+
 /// Strings for output values that are new text (a token, a reformatted date or number, a
 /// changed case), kept from record to record: taken here instead of allocated, and given back
 /// once the record is written ([`Texts::reclaim`]). Each keeps its capacity, so a chunk's
@@ -106,6 +122,9 @@ mod tests {
             prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
             prop_assert_eq!(cmp(&a, &a), std::cmp::Ordering::Equal);
             prop_assert_eq!(rfind(&a, byte), a.rfind(byte as char));
+            prop_assert_eq!(contains(&a, &b), a.contains(b.as_str()));
+            let inner = a.get(a.len() / 3..a.len() / 2).unwrap_or("");
+            prop_assert_eq!(contains(&a, inner), true);
         }
     }
 }

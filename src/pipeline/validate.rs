@@ -412,7 +412,7 @@ impl FieldCheck {
         {
             return Err(Violation {
                 rule: "pattern",
-                reason: format!("{} does not match pattern {}", quote(text), p.text),
+                reason: [quote(text).as_str(), " does not match pattern ", &p.text].concat(),
             });
         }
         if let Some(values) = &self.values
@@ -420,7 +420,7 @@ impl FieldCheck {
         {
             return Err(Violation {
                 rule: "values",
-                reason: format!("{} is not one of the allowed values", quote(text)),
+                reason: quote(text) + " is not one of the allowed values",
             });
         }
         // A text of at most `max` bytes has at most `max` characters: count only longer ones.
@@ -438,7 +438,7 @@ impl FieldCheck {
         {
             return Err(Violation {
                 rule: "min",
-                reason: format!("{} is below the minimum {}", quote(text), show(min)),
+                reason: [quote(text).as_str(), " is below the minimum ", &show(min)].concat(),
             });
         }
         if let Some(max) = &self.max
@@ -446,7 +446,7 @@ impl FieldCheck {
         {
             return Err(Violation {
                 rule: "max",
-                reason: format!("{} is above the maximum {}", quote(text), show(max)),
+                reason: [quote(text).as_str(), " is above the maximum ", &show(max)].concat(),
             });
         }
         Ok(typed)
@@ -459,7 +459,7 @@ impl FieldCheck {
     pub fn parse<'a>(&self, text: &'a str) -> Result<Typed<'a>, Violation> {
         let bad = || Violation {
             rule: "type",
-            reason: format!("{} is not {}", quote(text), self.kind_text()),
+            reason: [quote(text).as_str(), " is not ", &self.kind_text()].concat(),
         };
         Ok(match self.kind {
             FieldType::String => Typed::Str(text),
@@ -516,7 +516,7 @@ impl FieldCheck {
             }
             (FieldType::Timestamp, TimeFormat::Rfc3339) => "an RFC 3339 timestamp".into(),
             (FieldType::Integer, _) => "an integer".into(),
-            (kind, _) => format!("a {kind}"),
+            (kind, _) => ["a ", kind.as_str()].concat(),
         }
     }
 }
