@@ -581,12 +581,13 @@ fn show(t: &Typed<'_>) -> String {
 pub fn quote(text: &str) -> String {
     const MAX: usize = 60;
     // Printable ASCII but `"` and `\` is written by `Debug` as it is: that text is quoted
-    // without the formatting machinery and the Unicode tables it consults for each character
-    // (on a CSV file with half its records rejected, `scripts/bench --rejects`, about 3 % of
-    // the samples). The property test below holds the two to the same text. (Other text
-    // whose every character `char::escape_debug` leaves as it is, tried the same way, saved
-    // nothing: the table lookup of `is_printable`, about 1,600 instructions for a `—`, is
-    // the cost, and both take it.)
+    // without `format!`'s formatter and without counting its characters. On a CSV file with
+    // half its records rejected (`scripts/bench --rejects`), quoting through `Debug` was about
+    // 3 % of the samples in all, part of it `is_printable` on a value outside ASCII (`—`),
+    // which still goes through `Debug`: other text whose every character `char::escape_debug`
+    // leaves as it is, tried the same way, saved nothing, since that table lookup (about
+    // 1,600 instructions for a `—`) is the cost either way. The property test below holds
+    // the two to the same text.
     if text.len() <= MAX
         && text
             .bytes()
