@@ -20,16 +20,17 @@ use crate::pipeline::Problem;
 use crate::pipeline::mask::RawOmitted;
 
 /// One line of the reject file: `raw` or, when the vendor's `reject_raw` keeps no text of
-/// the record, `raw_omitted` saying why.
-#[derive(Serialize)]
+/// the record, `raw_omitted` saying why. Written by [`RejectLine::write`]; its `serde` form,
+/// what `write` must equal byte for byte, is derived for the tests only.
+#[cfg_attr(test, derive(Serialize))]
 pub struct RejectLine<'a> {
     pub file: &'a str,
     pub record: u64,
     pub line: u64,
     pub errors: &'a [Problem],
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub raw: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub raw_omitted: Option<RawOmitted>,
 }
 

@@ -82,12 +82,11 @@ pub(crate) fn chars_without_line_breaks(text: &[u8]) -> Option<usize> {
         if bytes_equal(w, b'\n') | bytes_equal(w, b'\r') != 0 {
             return None;
         }
-        // A continuation byte is 0b10xxxxxx: its top bit set and the next one clear. The
-        // marks, one a byte, are summed into the top byte by one multiply: `count_ones` is a
-        // dozen instructions on x86-64 CPUs without `popcnt`, which the build does not assume
-        // (the fixed-width writer took 37.2M instructions instead of 40.0M with it, on the
-        // 18,634 lines of V008's file 0044 of the bench's day: about 150 a record).
-        continuation += ((((w & !(w << 1) & HI) >> 7).wrapping_mul(LO)) >> 56) as usize;
+        // The marks, one a byte, are summed into the top byte by one multiply: `count_ones` is
+        // a dozen instructions on x86-64 CPUs without `popcnt`, which the build does not
+        // assume (the fixed-width writer took 37.2M instructions instead of 40.0M with it, on
+        // the 18,634 lines of V008's file 0044 of the bench's day: about 150 a record).
+        continuation += (((continuation_marks(w) >> 7).wrapping_mul(LO)) >> 56) as usize;
         i += 8;
     }
     for &b in &text[i..] {
@@ -97,6 +96,13 @@ pub(crate) fn chars_without_line_breaks(text: &[u8]) -> Option<usize> {
         continuation += usize::from(b & 0xC0 == 0x80);
     }
     Some(n - continuation)
+}
+
+/// The high bit of each byte of `word` that is a continuation byte of UTF-8 (`0b10xxxxxx`:
+/// its top bit set and the next one clear).
+#[inline(always)]
+fn continuation_marks(word: u64) -> u64 {
+    word & !(word << 1) & HI
 }
 
 /// The offsets of the continuation bytes (`0b10xxxxxx`) of `text`, in order, into `at`:
@@ -111,9 +117,7 @@ pub(crate) fn continuation_bytes(text: &[u8], at: &mut Vec<usize>) {
     last[..rest.len()].copy_from_slice(rest);
     let tail = (!rest.is_empty()).then_some(&last);
     for (i, w) in whole.iter().chain(tail).enumerate() {
-        let w = u64::from_le_bytes(*w);
-        // A continuation byte has its top bit set and the next one clear.
-        let mut marks = w & !(w << 1) & HI;
+        let mut marks = continuation_marks(u64::from_le_bytes(*w));
         while marks != 0 {
             at.push(i * 8 + marks.trailing_zeros() as usize / 8);
             marks &= marks - 1;
