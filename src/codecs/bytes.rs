@@ -1,7 +1,8 @@
 //! Searching, checking and copying short runs of bytes (a field, a value to write, a record):
 //! a word at a time for a few dozen bytes, the vectorized searches of `memchr` and `simdutf8`
-//! beyond; and [`put`], the writers' copy of a short piece without a call to `memcpy`. Shared
-//! by every format's reader and writer.
+//! beyond, and the XML checks of 16 bytes or more 16 at a time (SSE2, part of x86-64); and
+//! [`put`], the writers' copy of a short piece without a call to `memcpy`. Shared by every
+//! format's reader and writer.
 
 // Searches within one short value (a field of a record, a value to write): eight bytes at a
 // time in a machine word. For the few dozen bytes of a field this beats setting up a vector
@@ -50,9 +51,68 @@ fn any_byte(hay: &[u8], word_hits: impl Fn(u64) -> u64, byte_hits: impl Fn(u8) -
     i < n && word_hits(word_at(hay, n - 8)) != 0
 }
 
+/// Whether any byte of `hay` (16 bytes or more) is one that `hits` flags (sets all bits of) in
+/// a piece of 16, the last piece overlapping the one before. The vector form of [`any_byte`]
+/// for whole records: an XML record's line breaks and indentation put a control byte in most
+/// words, each of which the word form must then look at byte by byte.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn any_byte16(
+    hay: &[u8],
+    hits: impl Fn(std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i,
+) -> bool {
+    use std::arch::x86_64::*;
+    let n = hay.len();
+    debug_assert!(n >= 16);
+    // SAFETY: SSE2 is part of x86-64, so every CPU this runs on has these instructions; each
+    // unaligned load reads the 16 bytes at `i` or `n - 16`, within `hay` since `n >= 16`.
+    unsafe {
+        let at = |i: usize| _mm_loadu_si128(hay.as_ptr().add(i).cast());
+        let mut i = 0;
+        while i + 16 <= n {
+            if _mm_movemask_epi8(hits(at(i))) != 0 {
+                return true;
+            }
+            i += 16;
+        }
+        i < n && _mm_movemask_epi8(hits(at(n - 16))) != 0
+    }
+}
+
+/// The bytes of `v` equal to `b`, all bits set.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn eq16(v: std::arch::x86_64::__m128i, b: u8) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86-64.
+    unsafe { _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)) }
+}
+
+/// The bytes of `v` below `n` (`n` at least 1), all bits set.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn below16(v: std::arch::x86_64::__m128i, n: u8) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86-64. A byte is below `n` when the unsigned minimum of it and
+    // `n - 1` is itself.
+    unsafe { _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8((n - 1) as i8)), v) }
+}
+
 /// Whether `text` has a byte below 0x20 other than tab, LF and CR, or 0xEF (which starts
 /// U+FFFE and U+FFFF): the only bytes that can start a character XML 1.0 does not allow.
 pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if text.len() >= 16 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86-64 (see `any_byte16`).
+        return any_byte16(text, |v| unsafe {
+            let control = _mm_andnot_si128(
+                _mm_or_si128(_mm_or_si128(eq16(v, b'\t'), eq16(v, b'\n')), eq16(v, b'\r')),
+                below16(v, 0x20),
+            );
+            _mm_or_si128(control, eq16(v, 0xEF))
+        });
+    }
     let control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
     any_byte(
         text,
@@ -160,6 +220,18 @@ pub(crate) fn trailing(text: &[u8], byte: u8) -> usize {
 
 /// Whether `text` needs XML escaping: a byte below 0x20, 0xEF, or one of `& < > " '`.
 pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if text.len() >= 16 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86-64 (see `any_byte16`).
+        return any_byte16(text, |v| unsafe {
+            let marks = _mm_or_si128(
+                _mm_or_si128(eq16(v, b'&'), eq16(v, b'<')),
+                _mm_or_si128(_mm_or_si128(eq16(v, b'>'), eq16(v, b'"')), eq16(v, b'\'')),
+            );
+            _mm_or_si128(_mm_or_si128(below16(v, 0x20), eq16(v, 0xEF)), marks)
+        });
+    }
     any_byte(
         text,
         |w| {
