@@ -1,12 +1,13 @@
 //! Searching, checking and copying short runs of bytes (a field, a value to write, a record):
 //! a word at a time for a few dozen bytes, the vectorized searches of `memchr` and `simdutf8`
-//! beyond, and the XML checks of 16 bytes or more 16 at a time (SSE2, part of x86-64); and
-//! [`put`], the writers' copy of a short piece without a call to `memcpy`. Shared by every
-//! format's reader and writer.
+//! beyond; whether a text holds any of a few bytes, 16 bytes at a time ([`Bytes16`]: SSE2,
+//! part of x86-64); and [`put`], the writers' copy of a short piece without a call to
+//! `memcpy`. Shared by every format's reader and writer.
 
 // Searches within one short value (a field of a record, a value to write): eight bytes at a
 // time in a machine word. For the few dozen bytes of a field this beats setting up a vector
-// search (memchr), which wins on long inputs such as whole records and chunks.
+// search (memchr), which wins on long inputs such as whole records and chunks. A yes-or-no
+// check takes 16 bytes in one vector, with no set-up to weigh (`any_of16`).
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -32,101 +33,154 @@ fn bytes_below(word: u64, n: u8) -> u64 {
     word.wrapping_sub(LO * n as u64) & !word & HI
 }
 
-/// Whether any byte of `hay` is one that `word_hits` flags in a word (a non-zero result) or,
-/// for inputs shorter than a word, `byte_hits` flags. The two must agree.
+/// Sixteen bytes looked at together: each test marks the bytes it holds for (all bits set).
+/// SSE2 on x86-64 (part of it, so every CPU this runs on has it), a byte array elsewhere.
+#[derive(Clone, Copy)]
+struct Bytes16(
+    #[cfg(target_arch = "x86_64")] std::arch::x86_64::__m128i,
+    #[cfg(not(target_arch = "x86_64"))] [u8; 16],
+);
+
+#[cfg(target_arch = "x86_64")]
+impl Bytes16 {
+    /// The 16 bytes at `hay[i..]`.
+    #[inline(always)]
+    fn at(hay: &[u8], i: usize) -> Bytes16 {
+        let piece: &[u8; 16] = hay[i..i + 16].try_into().expect("16 bytes");
+        // SAFETY: SSE2; the unaligned load reads the 16 bytes of `piece`.
+        Bytes16(unsafe { std::arch::x86_64::_mm_loadu_si128(piece.as_ptr().cast()) })
+    }
+
+    /// Two words' bytes, `low`'s first.
+    #[inline(always)]
+    fn words(low: u64, high: u64) -> Bytes16 {
+        // SAFETY: SSE2.
+        Bytes16(unsafe { std::arch::x86_64::_mm_set_epi64x(high as i64, low as i64) })
+    }
+
+    #[inline(always)]
+    fn equal(self, b: u8) -> Bytes16 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2.
+        Bytes16(unsafe { _mm_cmpeq_epi8(self.0, _mm_set1_epi8(b as i8)) })
+    }
+
+    /// The bytes below `n` (at least 1): those whose unsigned minimum with `n - 1` is
+    /// themselves.
+    #[inline(always)]
+    fn below(self, n: u8) -> Bytes16 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2.
+        Bytes16(unsafe {
+            _mm_cmpeq_epi8(_mm_min_epu8(self.0, _mm_set1_epi8((n - 1) as i8)), self.0)
+        })
+    }
+
+    #[inline(always)]
+    fn or(self, other: Bytes16) -> Bytes16 {
+        // SAFETY: SSE2.
+        Bytes16(unsafe { std::arch::x86_64::_mm_or_si128(self.0, other.0) })
+    }
+
+    /// The bytes marked in `self` and not in `other`.
+    #[inline(always)]
+    fn and_not(self, other: Bytes16) -> Bytes16 {
+        // SAFETY: SSE2.
+        Bytes16(unsafe { std::arch::x86_64::_mm_andnot_si128(other.0, self.0) })
+    }
+
+    #[inline(always)]
+    fn any(self) -> bool {
+        // SAFETY: SSE2.
+        unsafe { std::arch::x86_64::_mm_movemask_epi8(self.0) != 0 }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Bytes16 {
+    #[inline(always)]
+    fn at(hay: &[u8], i: usize) -> Bytes16 {
+        Bytes16(hay[i..i + 16].try_into().expect("16 bytes"))
+    }
+
+    #[inline(always)]
+    fn words(low: u64, high: u64) -> Bytes16 {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&low.to_le_bytes());
+        b[8..].copy_from_slice(&high.to_le_bytes());
+        Bytes16(b)
+    }
+
+    #[inline(always)]
+    fn each(self, f: impl Fn(u8) -> bool) -> Bytes16 {
+        Bytes16(self.0.map(|c| if f(c) { 0xFF } else { 0 }))
+    }
+
+    #[inline(always)]
+    fn equal(self, b: u8) -> Bytes16 {
+        self.each(|c| c == b)
+    }
+
+    #[inline(always)]
+    fn below(self, n: u8) -> Bytes16 {
+        self.each(|c| c < n)
+    }
+
+    #[inline(always)]
+    fn or(self, other: Bytes16) -> Bytes16 {
+        let mut b = self.0;
+        b.iter_mut().zip(other.0).for_each(|(x, y)| *x |= y);
+        Bytes16(b)
+    }
+
+    #[inline(always)]
+    fn and_not(self, other: Bytes16) -> Bytes16 {
+        let mut b = self.0;
+        b.iter_mut().zip(other.0).for_each(|(x, y)| *x &= !y);
+        Bytes16(b)
+    }
+
+    #[inline(always)]
+    fn any(self) -> bool {
+        self.0.iter().any(|&b| b != 0)
+    }
+}
+
+/// Whether any byte of `hay` is one that `hits` marks in 16 bytes or, for inputs shorter than
+/// a word, `byte_hits` flags (the two must agree). Sixteen bytes at a time, the last 16
+/// overlapping the ones before; from 8 to 15 bytes, the first and last word together. For
+/// whole XML records as well as short values: where a word at a time had to look byte by byte
+/// at each word holding a line break or tab (an XML record's indentation puts one in most),
+/// and took up to seven tests of three operations each a word.
 #[inline(always)]
-fn any_byte(hay: &[u8], word_hits: impl Fn(u64) -> u64, byte_hits: impl Fn(u8) -> bool) -> bool {
+fn any_of16(hay: &[u8], hits: impl Fn(Bytes16) -> Bytes16, byte_hits: impl Fn(u8) -> bool) -> bool {
     let n = hay.len();
     if n < 8 {
         return hay.iter().any(|&c| byte_hits(c));
     }
+    if n < 16 {
+        return hits(Bytes16::words(word_at(hay, 0), word_at(hay, n - 8))).any();
+    }
     let mut i = 0;
-    while i + 8 <= n {
-        if word_hits(word_at(hay, i)) != 0 {
+    while i + 16 <= n {
+        if hits(Bytes16::at(hay, i)).any() {
             return true;
         }
-        i += 8;
+        i += 16;
     }
-    // The last word overlaps the one before: every byte is looked at.
-    i < n && word_hits(word_at(hay, n - 8)) != 0
-}
-
-/// Whether any byte of `hay` (16 bytes or more) is one that `hits` flags (sets all bits of) in
-/// a piece of 16, the last piece overlapping the one before. The vector form of [`any_byte`]
-/// for whole records: an XML record's line breaks and indentation put a control byte in most
-/// words, each of which the word form must then look at byte by byte.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn any_byte16(
-    hay: &[u8],
-    hits: impl Fn(std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i,
-) -> bool {
-    use std::arch::x86_64::*;
-    let n = hay.len();
-    debug_assert!(n >= 16);
-    // SAFETY: SSE2 is part of x86-64, so every CPU this runs on has these instructions; each
-    // unaligned load reads the 16 bytes at `i` or `n - 16`, within `hay` since `n >= 16`.
-    unsafe {
-        let at = |i: usize| _mm_loadu_si128(hay.as_ptr().add(i).cast());
-        let mut i = 0;
-        while i + 16 <= n {
-            if _mm_movemask_epi8(hits(at(i))) != 0 {
-                return true;
-            }
-            i += 16;
-        }
-        i < n && _mm_movemask_epi8(hits(at(n - 16))) != 0
-    }
-}
-
-/// The bytes of `v` equal to `b`, all bits set.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn eq16(v: std::arch::x86_64::__m128i, b: u8) -> std::arch::x86_64::__m128i {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is part of x86-64.
-    unsafe { _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)) }
-}
-
-/// The bytes of `v` below `n` (`n` at least 1), all bits set.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn below16(v: std::arch::x86_64::__m128i, n: u8) -> std::arch::x86_64::__m128i {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is part of x86-64. A byte is below `n` when the unsigned minimum of it and
-    // `n - 1` is itself.
-    unsafe { _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8((n - 1) as i8)), v) }
+    i < n && hits(Bytes16::at(hay, n - 16)).any()
 }
 
 /// Whether `text` has a byte below 0x20 other than tab, LF and CR, or 0xEF (which starts
 /// U+FFFE and U+FFFF): the only bytes that can start a character XML 1.0 does not allow.
 pub(crate) fn may_hold_non_xml_char(text: &[u8]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if text.len() >= 16 {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86-64 (see `any_byte16`).
-        return any_byte16(text, |v| unsafe {
-            let control = _mm_andnot_si128(
-                _mm_or_si128(_mm_or_si128(eq16(v, b'\t'), eq16(v, b'\n')), eq16(v, b'\r')),
-                below16(v, 0x20),
-            );
-            _mm_or_si128(control, eq16(v, 0xEF))
-        });
-    }
-    let control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
-    any_byte(
+    any_of16(
         text,
-        |w| {
-            let below = bytes_below(w, 0x20);
-            // Tabs and line breaks are the usual control bytes: look closer only then.
-            let exact = if below != 0 && w.to_le_bytes().iter().any(|&b| control(b)) {
-                HI
-            } else {
-                0
-            };
-            exact | bytes_equal(w, 0xEF)
+        |v| {
+            let usual = v.equal(b'\t').or(v.equal(b'\n')).or(v.equal(b'\r'));
+            v.below(0x20).and_not(usual).or(v.equal(0xEF))
         },
-        |b| control(b) || b == 0xEF,
+        |b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r') || b == 0xEF,
     )
 }
 
@@ -220,41 +274,25 @@ pub(crate) fn trailing(text: &[u8], byte: u8) -> usize {
 
 /// Whether `text` needs XML escaping: a byte below 0x20, 0xEF, or one of `& < > " '`.
 pub(crate) fn needs_xml_escape(text: &[u8]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if text.len() >= 16 {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86-64 (see `any_byte16`).
-        return any_byte16(text, |v| unsafe {
-            let marks = _mm_or_si128(
-                _mm_or_si128(eq16(v, b'&'), eq16(v, b'<')),
-                _mm_or_si128(_mm_or_si128(eq16(v, b'>'), eq16(v, b'"')), eq16(v, b'\'')),
-            );
-            _mm_or_si128(_mm_or_si128(below16(v, 0x20), eq16(v, 0xEF)), marks)
-        });
-    }
-    any_byte(
+    any_of16(
         text,
-        |w| {
-            bytes_below(w, 0x20)
-                | bytes_equal(w, 0xEF)
-                | bytes_equal(w, b'&')
-                | bytes_equal(w, b'<')
-                | bytes_equal(w, b'>')
-                | bytes_equal(w, b'"')
-                | bytes_equal(w, b'\'')
+        |v| {
+            let marks = v.equal(b'&').or(v.equal(b'<')).or(v.equal(b'>'));
+            let quotes = v.equal(b'"').or(v.equal(b'\''));
+            v.below(0x20).or(v.equal(0xEF)).or(marks).or(quotes)
         },
         |b| b < 0x20 || matches!(b, 0xEF | b'&' | b'<' | b'>' | b'"' | b'\''),
     )
 }
 
-/// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`. A word at a time to
-/// the end (the last word overlapping the one before), where [`find_json_escape`] looks at the
-/// last bytes one by one.
+/// Whether a JSON string needs escapes: a byte below 0x20, `"` or `\`. Sixteen bytes at a
+/// time to the end (the last 16 overlapping the ones before), where [`find_json_escape`] looks
+/// at the last bytes one by one.
 #[inline]
 pub(crate) fn needs_json_escape(text: &[u8]) -> bool {
-    any_byte(
+    any_of16(
         text,
-        |w| bytes_below(w, 0x20) | bytes_equal(w, b'"') | bytes_equal(w, b'\\'),
+        |v| v.below(0x20).or(v.equal(b'"')).or(v.equal(b'\\')),
         |b| b < 0x20 || b == b'"' || b == b'\\',
     )
 }
@@ -433,13 +471,12 @@ pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
 /// Whether `hay` holds any of the four bytes `set`.
 #[inline]
 pub(crate) fn contains_any(hay: &[u8], set: [u8; 4]) -> bool {
-    any_byte(
+    any_of16(
         hay,
-        |w| {
-            bytes_equal(w, set[0])
-                | bytes_equal(w, set[1])
-                | bytes_equal(w, set[2])
-                | bytes_equal(w, set[3])
+        |v| {
+            v.equal(set[0])
+                .or(v.equal(set[1]))
+                .or(v.equal(set[2]).or(v.equal(set[3])))
         },
         |c| set.contains(&c),
     )
