@@ -443,6 +443,9 @@ pub(super) struct Scratch<'d> {
     /// Whether an element or attribute on a field's path came again after the field took its
     /// value (see `RecordRef::repeated`).
     pub(super) repeated: bool,
+    /// The place among its parent's children of the element last found on a path, kept from
+    /// record to record (see `XmlDecoder::child_named`).
+    pub(super) last_child: usize,
 }
 
 impl<'d> Scratch<'d> {
