@@ -242,8 +242,9 @@ pub(crate) fn continuation_bytes(text: &[u8], at: &mut Vec<usize>) {
 /// Whether two short byte strings (keys, names) are equal, compared in line rather than
 /// through a call to `memcmp`: a word at a time from 8 bytes on (the last word overlapping
 /// the one before), two overlapping halves of a word from 4, byte by byte below. Byte by byte
-/// throughout, the names XML's reader compares (`xml::XmlDecoder::child_named`) took about a
-/// quarter of its instructions a record there.
+/// throughout, XML's reader's `child_named` (which compares element names) took 742
+/// instructions a record of V007's file 0115 of the bench's day, a word at a time 519
+/// (callgrind).
 #[inline]
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -495,9 +496,11 @@ pub(crate) fn contains_any(hay: &[u8], set: [u8; 4]) -> bool {
     any_of16(
         hay,
         |v| {
-            v.equal(set[0])
-                .or(v.equal(set[1]))
-                .or(v.equal(set[2]).or(v.equal(set[3])))
+            let (a, b) = (
+                v.equal(set[0]).or(v.equal(set[1])),
+                v.equal(set[2]).or(v.equal(set[3])),
+            );
+            a.or(b)
         },
         |c| set.contains(&c),
     )
