@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::pipeline::mask::Mask;
+use crate::pipeline::text::Short;
 pub use crate::pipeline::text::Texts;
 use crate::pipeline::validate::Typed;
 
@@ -186,23 +187,41 @@ impl Lookup {
 }
 
 /// A lookup table of the configuration, its entries in key order. A small table (the usual
-/// currencies, countries, status codes) is searched entry by entry, comparing short texts in
-/// line, which costs less than ordered comparisons; a larger one by bisection.
+/// currencies, countries, status codes) is searched entry by entry, comparing its keys' words
+/// (`text::Short`, made once) with the key's, which costs less than ordered comparisons; a
+/// larger one by bisection.
 #[derive(Debug, Clone)]
-pub struct LookupTable(Vec<(String, String)>);
+pub struct LookupTable {
+    entries: Vec<(String, String)>,
+    /// Each key's word, for a small table.
+    words: Vec<Short>,
+}
 
 impl LookupTable {
     /// Tables up to this size are searched entry by entry.
     const FEW: usize = 16;
 
     pub fn new(table: &BTreeMap<String, String>) -> LookupTable {
-        LookupTable(table.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        let entries: Vec<(String, String)> =
+            table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let words = match entries.len() <= Self::FEW {
+            true => entries.iter().map(|(k, _)| Short::entry(k)).collect(),
+            false => Vec::new(),
+        };
+        LookupTable { entries, words }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        let entries = &self.0;
+        let entries = &self.entries;
         let found = if entries.len() <= Self::FEW {
-            entries.iter().find(|(k, _)| super::text::eq(k, key))
+            match Short::of(key) {
+                Some(word) => self
+                    .words
+                    .iter()
+                    .position(|w| *w == word)
+                    .map(|i| &entries[i]),
+                None => entries.iter().find(|(k, _)| super::text::eq(k, key)),
+            }
         } else {
             entries
                 .binary_search_by(|(k, _)| k.as_str().cmp(key))
@@ -735,12 +754,17 @@ mod tests {
     /// Small and large tables find what the map they were made from finds.
     #[test]
     fn lookup_tables_find_as_maps() {
-        for n in [0, 1, 5, 16, 17, 100] {
-            let map: BTreeMap<String, String> =
-                (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        // Keys shorter and longer than a word (`text::Short`), and at its length.
+        for (n, stem) in [0, 1, 5, 16, 17, 100]
+            .into_iter()
+            .flat_map(|n| ["k", "key-k", "a-long-key-k"].map(|stem| (n, stem)))
+        {
+            let map: BTreeMap<String, String> = (0..n)
+                .map(|i| (format!("{stem}{i}"), format!("v{i}")))
+                .collect();
             let table = LookupTable::new(&map);
             for i in 0..n + 3 {
-                for key in [format!("k{i}"), format!("k{i}x"), String::new()] {
+                for key in [format!("{stem}{i}"), format!("{stem}{i}x"), String::new()] {
                     assert_eq!(
                         table.get(&key),
                         map.get(&key).map(String::as_str),

@@ -16,6 +16,7 @@ use regex_automata::{Anchored, Input, MatchKind};
 use rust_decimal::Decimal;
 
 use crate::config::{Bound, FieldConfig, FieldType};
+use crate::pipeline::text::Short;
 
 /// A typed field value, as rules and reformatting need it.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
@@ -292,10 +293,11 @@ fn fixed_positions(hir: &regex_syntax::hir::Hir, out: &mut Vec<u128>) -> Option<
 }
 
 /// A field's allowed values. Lists are usually short (currencies, statuses): comparing with
-/// each is faster than hashing the value, so only long lists are hashed.
+/// each is faster than hashing the value, so only long lists are hashed. A short list's values
+/// are kept with their words (`text::Short`), each compared with a value's in one step.
 #[derive(Debug, Clone)]
 enum Allowed {
-    Few(Vec<String>),
+    Few(Vec<(String, Short)>),
     Many(HashSet<String>),
 }
 
@@ -304,7 +306,12 @@ impl Allowed {
 
     fn new(values: &[String]) -> Allowed {
         if values.len() <= Self::FEW {
-            Allowed::Few(values.to_vec())
+            Allowed::Few(
+                values
+                    .iter()
+                    .map(|v| (v.clone(), Short::entry(v)))
+                    .collect(),
+            )
         } else {
             Allowed::Many(values.iter().cloned().collect())
         }
@@ -312,7 +319,10 @@ impl Allowed {
 
     fn contains(&self, v: &str) -> bool {
         match self {
-            Allowed::Few(list) => list.iter().any(|a| super::text::eq(a, v)),
+            Allowed::Few(list) => match Short::of(v) {
+                Some(word) => list.iter().any(|(_, w)| *w == word),
+                None => list.iter().any(|(a, _)| super::text::eq(a, v)),
+            },
             Allowed::Many(set) => set.contains(v),
         }
     }
@@ -737,13 +747,26 @@ mod tests {
 
     #[test]
     fn allowed_values_short_and_long_lists() {
-        for n in [1, Allowed::FEW, Allowed::FEW + 1, 200] {
-            let values: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
-            let allowed = Allowed::new(&values);
-            assert_eq!(matches!(allowed, Allowed::Few(_)), n <= Allowed::FEW);
-            assert!(values.iter().all(|v| allowed.contains(v)), "{n}");
-            for other in ["", "v", &format!("v{n}"), "V0", "v0 "] {
-                assert!(!allowed.contains(other), "{n}: {other:?}");
+        // Values shorter and longer than a word (`text::Short`), and at its length.
+        for stem in ["v", "value-v", "value-number-v"] {
+            for n in [1, Allowed::FEW, Allowed::FEW + 1, 200] {
+                let values: Vec<String> = (0..n).map(|i| format!("{stem}{i}")).collect();
+                let allowed = Allowed::new(&values);
+                assert_eq!(matches!(allowed, Allowed::Few(_)), n <= Allowed::FEW);
+                assert!(values.iter().all(|v| allowed.contains(v)), "{n}");
+                let next = format!("{stem}{n}");
+                let others = [
+                    "",
+                    "v",
+                    "V0",
+                    "v0 ",
+                    "value-v00",
+                    "value-v1 ",
+                    next.as_str(),
+                ];
+                for other in others {
+                    assert!(!allowed.contains(other), "{n}: {other:?}");
+                }
             }
         }
     }
