@@ -1,8 +1,8 @@
 //! Searching, checking and copying short runs of bytes (a field, a value to write, a record):
 //! a word at a time for a few dozen bytes, the vectorized searches of `memchr` and `simdutf8`
 //! beyond; whether a text holds any of a few bytes, and where a JSON string's plain run ends,
-//! 16 bytes at a time ([`Bytes16`]: SSE2, part of x86-64); and [`put`], the writers' copy of a short piece without a call to
-//! `memcpy`. Shared by every format's reader and writer.
+//! 16 bytes at a time ([`Bytes16`]: SSE2, part of x86-64); and [`put`], the writers' copy of a
+//! short piece without a call to `memcpy`. Shared by every format's reader and writer.
 
 // Searches within one short value (a field of a record, a value to write): eight bytes at a
 // time in a machine word. For the few dozen bytes of a field this beats setting up a vector

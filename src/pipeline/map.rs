@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::pipeline::mask::Mask;
-use crate::pipeline::text::Short;
+use crate::pipeline::text::ShortList;
 pub use crate::pipeline::text::Texts;
 use crate::pipeline::validate::Typed;
 
@@ -187,14 +187,13 @@ impl Lookup {
 }
 
 /// A lookup table of the configuration, its entries in key order. A small table (the usual
-/// currencies, countries, status codes) is searched entry by entry, comparing its keys' words
-/// (`text::Short`, made once) with the key's, which costs less than ordered comparisons; a
-/// larger one by bisection.
+/// currencies, countries, status codes) is searched entry by entry, by its keys' words
+/// (`text::ShortList`), which costs less than ordered comparisons; a larger one by bisection.
 #[derive(Debug, Clone)]
 pub struct LookupTable {
     entries: Vec<(String, String)>,
-    /// Each key's word, for a small table.
-    words: Vec<Short>,
+    /// The keys' words, for a small table (empty for a larger one).
+    words: ShortList,
 }
 
 impl LookupTable {
@@ -205,8 +204,8 @@ impl LookupTable {
         let entries: Vec<(String, String)> =
             table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let words = match entries.len() <= Self::FEW {
-            true => entries.iter().map(|(k, _)| Short::entry(k)).collect(),
-            false => Vec::new(),
+            true => ShortList::new(entries.iter().map(|(k, _)| k.as_str())),
+            false => ShortList::default(),
         };
         LookupTable { entries, words }
     }
@@ -214,14 +213,9 @@ impl LookupTable {
     pub fn get(&self, key: &str) -> Option<&str> {
         let entries = &self.entries;
         let found = if entries.len() <= Self::FEW {
-            match Short::of(key) {
-                Some(word) => self
-                    .words
-                    .iter()
-                    .position(|w| *w == word)
-                    .map(|i| &entries[i]),
-                None => entries.iter().find(|(k, _)| super::text::eq(k, key)),
-            }
+            self.words
+                .position(key, |i| entries[i].0.as_str())
+                .map(|i| &entries[i])
         } else {
             entries
                 .binary_search_by(|(k, _)| k.as_str().cmp(key))

@@ -3,7 +3,8 @@
 //! few bytes, the call and set-up of `memcmp` or a vectorized search cost more than the work
 //! (measured: `memcmp` was 3.4 % of the CPU time of the CSV vendors of a tenth of a day, the
 //! search for an e-mail's `@` 1.2 %). Longer texts go to the standard library as before. A text
-//! of at most 8 bytes as one word ([`Short`]), for the short lists a value is sought in. And
+//! of at most 8 bytes as one word ([`Short`]), for the short lists a value is sought in
+//! ([`ShortList`]). And
 //! the strings new output text is written into, kept from record to record ([`Texts`]).
 
 use std::borrow::Cow;
@@ -115,8 +116,29 @@ impl Short {
     }
 
     /// [`Short::of`], or [`Short::NONE`] past 8 bytes: for a list's entries.
-    pub fn entry(text: &str) -> Short {
+    fn entry(text: &str) -> Short {
         Short::of(text).unwrap_or(Short::NONE)
+    }
+}
+
+/// The words ([`Short`]) of a short list of texts (allowed values, a lookup table's keys),
+/// made once: where a value stands in the list, found by its word, or by comparing texts
+/// ([`eq`]) for a value longer than a word.
+#[derive(Debug, Clone, Default)]
+pub struct ShortList(Vec<Short>);
+
+impl ShortList {
+    pub fn new<'t>(texts: impl IntoIterator<Item = &'t str>) -> ShortList {
+        ShortList(texts.into_iter().map(Short::entry).collect())
+    }
+
+    /// The place of `value` in the list, whose text at place `i` is `text(i)`.
+    #[inline]
+    pub fn position<'t>(&self, value: &str, text: impl Fn(usize) -> &'t str) -> Option<usize> {
+        match Short::of(value) {
+            Some(word) => self.0.iter().position(|w| *w == word),
+            None => (0..self.0.len()).find(|&i| eq(text(i), value)),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use regex_automata::{Anchored, Input, MatchKind};
 use rust_decimal::Decimal;
 
 use crate::config::{Bound, FieldConfig, FieldType};
-use crate::pipeline::text::Short;
+use crate::pipeline::text::ShortList;
 
 /// A typed field value, as rules and reformatting need it.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
@@ -293,11 +293,11 @@ fn fixed_positions(hir: &regex_syntax::hir::Hir, out: &mut Vec<u128>) -> Option<
 }
 
 /// A field's allowed values. Lists are usually short (currencies, statuses): comparing with
-/// each is faster than hashing the value, so only long lists are hashed. A short list's values
-/// are kept with their words (`text::Short`), each compared with a value's in one step.
+/// each is faster than hashing the value, so only long lists are hashed. A short list is
+/// searched by its values' words (`text::ShortList`).
 #[derive(Debug, Clone)]
 enum Allowed {
-    Few(Vec<(String, Short)>),
+    Few(Vec<String>, ShortList),
     Many(HashSet<String>),
 }
 
@@ -307,10 +307,8 @@ impl Allowed {
     fn new(values: &[String]) -> Allowed {
         if values.len() <= Self::FEW {
             Allowed::Few(
-                values
-                    .iter()
-                    .map(|v| (v.clone(), Short::entry(v)))
-                    .collect(),
+                values.to_vec(),
+                ShortList::new(values.iter().map(String::as_str)),
             )
         } else {
             Allowed::Many(values.iter().cloned().collect())
@@ -319,10 +317,7 @@ impl Allowed {
 
     fn contains(&self, v: &str) -> bool {
         match self {
-            Allowed::Few(list) => match Short::of(v) {
-                Some(word) => list.iter().any(|(_, w)| *w == word),
-                None => list.iter().any(|(a, _)| super::text::eq(a, v)),
-            },
+            Allowed::Few(list, words) => words.position(v, |i| &list[i]).is_some(),
             Allowed::Many(set) => set.contains(v),
         }
     }
@@ -752,7 +747,7 @@ mod tests {
             for n in [1, Allowed::FEW, Allowed::FEW + 1, 200] {
                 let values: Vec<String> = (0..n).map(|i| format!("{stem}{i}")).collect();
                 let allowed = Allowed::new(&values);
-                assert_eq!(matches!(allowed, Allowed::Few(_)), n <= Allowed::FEW);
+                assert_eq!(matches!(allowed, Allowed::Few(..)), n <= Allowed::FEW);
                 assert!(values.iter().all(|v| allowed.contains(v)), "{n}");
                 let next = format!("{stem}{n}");
                 let others = [
